@@ -1,0 +1,27 @@
+"""branchwork: dynamic ML and data pipelines in plain Python.
+
+The public surface is this module's `__all__`; everything else is reached through the
+documented subpackages (`branchwork.config`, `branchwork.orchestrators`, ...). `Client`
+is imported on first use so that `import branchwork` does not load SQLAlchemy.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from branchwork.pipelines.pipeline import pipeline
+from branchwork.steps.context import get_step_context
+from branchwork.steps.step import step, unmapped
+
+if TYPE_CHECKING:
+    from branchwork.client import Client
+
+__version__ = "0.1.0"
+
+__all__ = ["Client", "__version__", "get_step_context", "pipeline", "step", "unmapped"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Client":
+        from branchwork.client import Client
+
+        return Client
+    raise AttributeError(f"module 'branchwork' has no attribute {name!r}")

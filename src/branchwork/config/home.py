@@ -1,0 +1,36 @@
+"""Where branchwork keeps its store: `BRANCHWORK_HOME`, a `.branchwork/` project folder, or ~."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_DIR_NAME = ".branchwork"
+
+
+def home_dir() -> Path:
+    """The branchwork home: $BRANCHWORK_HOME, else the nearest `.branchwork/` upward, else ~."""
+    explicit = os.environ.get("BRANCHWORK_HOME")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / PROJECT_DIR_NAME
+        if candidate.is_dir():
+            return candidate
+    return Path.home() / PROJECT_DIR_NAME
+
+
+def store_url() -> str:
+    """The metadata store URL: $BRANCHWORK_STORE_URL, else SQLite in the home."""
+    explicit = os.environ.get("BRANCHWORK_STORE_URL")
+    if explicit:
+        return explicit
+    home = home_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'branchwork.db'}"
+
+
+def artifacts_dir() -> Path:
+    """Where the default local artifact store keeps its files."""
+    return home_dir() / "artifacts"

@@ -1,0 +1,66 @@
+"""Every error branchwork raises, in one tree so callers can catch at the right depth.
+
+    BranchworkError
+    ├── ConfigurationError          bad settings, parameters or store configuration
+    ├── StepInvocationError         a step called with missing/unknown/unusable arguments
+    ├── PipelineDefinitionError     a pipeline body that cannot be compiled or returns non-steps
+    │   └── DynamicValueUsedError   a `dynamic=False` pipeline used a step output as a value
+    ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
+    ├── ArtifactError               an output could not be stored, or an artifact not loaded
+    ├── StepFailedError             one invocation failed (raised by its future)
+    │   └── StepNotRunError         an invocation never ran because another one failed
+    └── PipelineRunFailedError      a whole run failed; `__cause__` is the original exception
+
+Messages name the pipeline, the invocation id or the parameter, and say what to do.
+"""
+
+from __future__ import annotations
+
+
+class BranchworkError(Exception):
+    """Base of every branchwork error."""
+
+
+class ConfigurationError(BranchworkError, ValueError):
+    """Invalid settings, parameters or store configuration."""
+
+
+class StepInvocationError(BranchworkError, TypeError):
+    """A step was called with arguments it cannot run with."""
+
+
+class PipelineDefinitionError(BranchworkError):
+    """A pipeline function cannot be compiled or returned something that is not a step output."""
+
+
+class DynamicValueUsedError(PipelineDefinitionError):
+    """A pipeline forced to be static used a step output as a value."""
+
+
+class OrchestratorError(BranchworkError):
+    """An orchestrator refused or failed to run a pipeline."""
+
+
+class ArtifactError(BranchworkError):
+    """An artifact could not be saved or loaded."""
+
+
+class StepFailedError(BranchworkError):
+    """An invocation failed; raised wherever its output is needed."""
+
+    def __init__(self, message: str, invocation_id: str) -> None:
+        super().__init__(message)
+        self.invocation_id = invocation_id
+
+
+class StepNotRunError(StepFailedError):
+    """An invocation was never run because another invocation failed first."""
+
+
+class PipelineRunFailedError(BranchworkError):
+    """A pipeline run ended FAILED. `run_id` names the run; `__cause__` is the step's exception."""
+
+    def __init__(self, message: str, run_id: str, invocation_id: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.invocation_id = invocation_id

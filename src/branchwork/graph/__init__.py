@@ -1,0 +1,1 @@
+"""The run graph: invocations, tracing and cache keys."""

@@ -1,0 +1,229 @@
+"""Invocations: one call of a step inside a run, with deterministic ids and bound inputs.
+
+Arguments are bound against the step's signature when the call is made, so a missing or
+unknown argument fails at the line that made the call. Futures found anywhere in the
+arguments (also inside lists, tuples and dicts) become `OutputRef`s: edges by reference.
+Everything else must be JSON-serializable, because it is recorded and hashed for the cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from branchwork.exceptions import StepInvocationError
+from branchwork.runtime.futures import StepOutput
+
+if TYPE_CHECKING:
+    from branchwork.steps.step import Step
+
+
+class OutputRef(NamedTuple):
+    """A reference to output `output` of invocation `invocation_id` (item `index` if mapped)."""
+
+    invocation_id: str
+    output: str
+    index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        ref: dict[str, Any] = {"$ref": self.invocation_id, "output": self.output}
+        if self.index is not None:
+            ref["index"] = self.index
+        return ref
+
+
+@dataclass(slots=True)
+class Invocation:
+    """One step call: its id, the step, bound inputs (with OutputRef leaves) and edges."""
+
+    id: str
+    step: Step[Any, Any]
+    inputs: dict[str, Any]
+    upstream: tuple[str, ...]
+    after: tuple[str, ...]
+    enable_cache: bool
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """Every invocation that must succeed first: data parents, then `after=` ones."""
+        if not self.after:
+            return self.upstream
+        return self.upstream + tuple(i for i in self.after if i not in self.upstream)
+
+
+class InvocationIds:
+    """Hands out `name`, `name_2`, `name_3`, ... in call order; honours explicit ids."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+        self._counters: dict[str, int] = {}
+
+    def __contains__(self, invocation_id: str) -> bool:
+        return invocation_id in self._taken
+
+    def claim(self, step_name: str, explicit: str | None, pipeline_name: str) -> str:
+        if explicit is not None:
+            if not isinstance(explicit, str) or not explicit:
+                raise StepInvocationError(
+                    f"Pipeline '{pipeline_name}': id= for step '{step_name}' must be a "
+                    f"non-empty string, got {explicit!r}"
+                )
+            if explicit in self._taken:
+                raise StepInvocationError(
+                    f"Pipeline '{pipeline_name}': invocation id '{explicit}' is used twice; "
+                    "every step call in a run needs its own id."
+                )
+            self._taken.add(explicit)
+            return explicit
+        count = self._counters.get(step_name, 0)
+        while True:
+            count += 1
+            candidate = step_name if count == 1 else f"{step_name}_{count}"
+            if candidate not in self._taken:
+                break
+        self._counters[step_name] = count
+        self._taken.add(candidate)
+        return candidate
+
+
+def _to_ref(value: Any, where: str) -> Any:
+    """`value` with every future replaced by an OutputRef; rejects unrecordable literals."""
+    if isinstance(value, StepOutput):
+        if value.output_name is None:
+            raise StepInvocationError(
+                f"{where} receives the result of '{value.invocation_id}', a step with no "
+                "outputs; pass it as after= to order the steps instead."
+            )
+        return OutputRef(value.invocation_id, value.output_name, value.index)
+    if isinstance(value, (list, tuple)):
+        converted = [_to_ref(item, where) for item in value]
+        return converted if isinstance(value, list) else tuple(converted)
+    if isinstance(value, dict):
+        return {key: _to_ref(item, where) for key, item in value.items()}
+    return value
+
+
+def collect_refs(value: Any, into: list[OutputRef]) -> None:
+    """Append every OutputRef inside `value` (depth first, in order) to `into`."""
+    if isinstance(value, OutputRef):
+        into.append(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            collect_refs(item, into)
+    elif isinstance(value, dict):
+        for item in value.values():
+            collect_refs(item, into)
+
+
+def inputs_to_json(value: Any) -> Any:
+    """A JSON-able form of bound inputs (refs become {"$ref": ...} objects)."""
+    if isinstance(value, OutputRef):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [inputs_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): inputs_to_json(item) for key, item in value.items()}
+    return value
+
+
+def bind_inputs(
+    step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], invocation_id: str,
+    pipeline_name: str,
+) -> dict[str, Any]:
+    """Bind a call's arguments to the step signature; errors name the step and argument."""
+    where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
+    try:
+        bound = step.signature.bind(*args, **kwargs)
+    except TypeError as error:
+        required = [
+            name for name, p in step.signature.parameters.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        raise StepInvocationError(
+            f"{where} cannot be called this way: {error}. Its signature is "
+            f"{step.name}{step.signature}; required arguments: {', '.join(required) or 'none'}."
+        ) from None
+    bound.apply_defaults()
+    inputs: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        converted = _to_ref(value, f"{where}, argument '{name}'")
+        try:
+            json.dumps(inputs_to_json(converted))
+        except (TypeError, ValueError):
+            raise StepInvocationError(
+                f"{where}, argument '{name}': a {type(value).__name__} cannot be passed as a "
+                "literal parameter (parameters must be JSON-serializable). Produce the value "
+                "in a step and pass that step's output instead."
+            ) from None
+        inputs[name] = converted
+    return inputs
+
+
+def upstream_of(inputs: dict[str, Any]) -> tuple[str, ...]:
+    """The invocations the inputs read from, each once, in argument order."""
+    refs: list[OutputRef] = []
+    collect_refs(inputs, refs)
+    return tuple(dict.fromkeys(ref.invocation_id for ref in refs))
+
+
+def after_ids(after: Any, where: str) -> tuple[str, ...]:
+    """Invocation ids named by an `after=` argument (futures, ids or a list of either)."""
+    if after is None:
+        return ()
+    items = after if isinstance(after, (list, tuple)) else [after]
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, StepOutput):
+            ids.append(item.invocation_id)
+        elif isinstance(item, str):
+            ids.append(item)
+        else:
+            raise StepInvocationError(
+                f"{where}: after= takes step outputs or invocation ids, got {type(item).__name__}"
+            )
+    return tuple(dict.fromkeys(ids))
+
+
+def invocation_config(invocation: Invocation) -> dict[str, Any]:
+    """The recorded configuration of an invocation (JSON-able)."""
+    step = invocation.step
+    return {
+        "step": step.name,
+        "source": step.source,
+        "inputs": inputs_to_json(invocation.inputs),
+        "after": list(invocation.after),
+        "enable_cache": invocation.enable_cache,
+        "resources": step.resources.to_dict(),
+        "retry": step.retry.to_dict() if step.retry else None,
+        "outputs": [spec.name for spec in step.outputs],
+    }
+
+
+def make_invocation(
+    ids: InvocationIds,
+    step: Step[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    invocation_id: str | None,
+    after: Any,
+    pipeline_name: str,
+    pipeline_cache: bool,
+) -> Invocation:
+    """Validate one step call and turn it into an Invocation with a fresh id."""
+    invocation_id = ids.claim(step.name, invocation_id, pipeline_name)
+    where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
+    inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
+    invocation = Invocation(
+        id=invocation_id, step=step, inputs=inputs, upstream=upstream_of(inputs),
+        after=after_ids(after, where),
+        enable_cache=pipeline_cache and step.enable_cache is not False,
+    )
+    for dependency in invocation.dependencies:
+        if dependency not in ids or dependency == invocation_id:
+            raise StepInvocationError(
+                f"{where} depends on '{dependency}', which is not an earlier step of this run."
+            )
+    return invocation

@@ -1,0 +1,96 @@
+"""Compiling a pipeline: run its body once with placeholder futures.
+
+If the body only wires steps together, the trace is the whole DAG and the pipeline is
+static. The first time it uses a step output as a value (`if size < 10:`, `range(n)`), there
+is no value to give, so tracing stops and the pipeline is dynamic. A body that raises for any
+other reason while traced is treated as dynamic too: the real run will meet the same error
+with a run recorded around it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from branchwork.graph.invocation import Invocation, InvocationIds, make_invocation
+from branchwork.runtime.context import run_context
+from branchwork.runtime.futures import StepOutput, outputs_of
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _ValueUsed(BaseException):
+    """Raised inside the traced body; a BaseException so `except Exception` cannot swallow it."""
+
+
+@dataclass
+class Compiled:
+    """What tracing learnt: static (with every invocation) or dynamic (with the reason)."""
+
+    is_dynamic: bool
+    invocations: list[Invocation] = field(default_factory=list)
+    returned: Any = None
+    reason: str | None = None
+    error: Exception | None = None
+
+
+def user_location() -> str:
+    """File and line of the innermost frame outside branchwork (the user's code)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class TracingContext:
+    """A run context that records invocations and refuses to produce values."""
+
+    def __init__(self, pipeline_name: str, enable_cache: bool) -> None:
+        self.pipeline_name = pipeline_name
+        self.enable_cache = enable_cache
+        self.ids = InvocationIds()
+        self.invocations: list[Invocation] = []
+        self.value_use: str | None = None
+
+    def invoke(
+        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+        invocation_id: str | None, after: Any,
+    ) -> Any:
+        invocation = make_invocation(
+            self.ids, step, args, kwargs, invocation_id, after, self.pipeline_name,
+            self.enable_cache,
+        )
+        self.invocations.append(invocation)
+        return outputs_of(self, invocation)
+
+    def value_of(self, output: StepOutput) -> Any:
+        self.value_use = (
+            f"it uses the output of step '{output.invocation_id}' as a value at "
+            f"{user_location()}"
+        )
+        raise _ValueUsed(self.value_use)
+
+    def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
+        return bool(self.value_of(output))
+
+
+def trace(func: Any, params: dict[str, Any], pipeline_name: str, enable_cache: bool) -> Compiled:
+    """Run `func(**params)` with placeholders; see the module docstring."""
+    context = TracingContext(pipeline_name, enable_cache)
+    try:
+        with run_context(context):
+            returned = func(**params)
+    except _ValueUsed:
+        return Compiled(True, reason=context.value_use)
+    except Exception as error:
+        if context.value_use:
+            return Compiled(True, reason=context.value_use)
+        reason = f"its body raised {type(error).__name__} while traced: {error}"
+        return Compiled(True, reason=reason, error=error)
+    if context.value_use:  # the body swallowed our signal with a bare except
+        return Compiled(True, reason=context.value_use)
+    return Compiled(False, context.invocations, returned)

@@ -1,0 +1,1 @@
+"""The metadata store: schema, migrations, recorder and queries."""

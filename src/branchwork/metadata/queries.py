@@ -1,0 +1,206 @@
+"""Reading the store into response records, and the cache lookup."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, or_, select
+
+from branchwork.exceptions import BranchworkError
+from branchwork.metadata import schema as s
+from branchwork.models.responses import (
+    ArtifactVersionResponse,
+    ExecutionStatus,
+    PipelineRunResponse,
+    PipelineSnapshotResponse,
+    StepConfigurationResponse,
+    StepRunResponse,
+    loads,
+)
+
+_CHUNK = 500
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _version(row: Row[Any], name: str) -> ArtifactVersionResponse:
+    return ArtifactVersionResponse(
+        id=row.id, name=name, uri=row.uri, data_type=row.data_type,
+        materializer=row.materializer, content_hash=row.content_hash,
+        producer_step_run_id=row.producer_step_run_id, created=row.created,
+    )
+
+
+_VERSION_COLUMNS = (
+    s.artifact_version.c.id, s.artifact_version.c.uri, s.artifact_version.c.data_type,
+    s.artifact_version.c.materializer, s.artifact_version.c.content_hash,
+    s.artifact_version.c.producer_step_run_id, s.artifact_version.c.created,
+    s.artifact.c.name.label("artifact_name"),
+)
+
+
+def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[str, Row[Any]]]]:
+    """For each cache key with a completed step run: (that step run id, its output rows)."""
+    found: dict[str, tuple[str, dict[str, Row[Any]]]] = {}
+    if not keys:
+        return found
+    with engine.connect() as conn:
+        for chunk in _chunks(sorted(set(keys))):
+            rows = conn.execute(
+                select(
+                    s.step_run.c.id.label("step_run_id"), s.step_run.c.cache_key,
+                    s.step_run.c.end_time.label("finished"),
+                    s.step_run_output_artifact.c.name.label("output_name"),
+                    *_VERSION_COLUMNS,
+                )
+                .select_from(s.step_run)
+                .outerjoin(
+                    s.step_run_output_artifact,
+                    s.step_run_output_artifact.c.step_run_id == s.step_run.c.id,
+                )
+                .outerjoin(
+                    s.artifact_version,
+                    s.artifact_version.c.id == s.step_run_output_artifact.c.artifact_version_id,
+                )
+                .outerjoin(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
+                .where(s.step_run.c.cache_key.in_(chunk), s.step_run.c.status == "completed")
+                .order_by(s.step_run.c.end_time.desc())
+            ).all()
+            for row in rows:
+                step_run_id, outputs = found.setdefault(row.cache_key, (row.step_run_id, {}))
+                if row.step_run_id == step_run_id and row.output_name is not None:
+                    outputs[row.output_name] = row
+    return found
+
+
+def _snapshot(conn: Connection, snapshot_id: str) -> PipelineSnapshotResponse:
+    row = conn.execute(
+        select(s.pipeline_snapshot, s.pipeline.c.name.label("pipeline_name"))
+        .join(s.pipeline, s.pipeline.c.id == s.pipeline_snapshot.c.pipeline_id)
+        .where(s.pipeline_snapshot.c.id == snapshot_id)
+    ).one()
+    configs = conn.execute(
+        select(s.step_configuration).where(s.step_configuration.c.snapshot_id == snapshot_id)
+    ).all()
+    return PipelineSnapshotResponse(
+        id=row.id, pipeline_name=row.pipeline_name, is_dynamic=row.is_dynamic,
+        source=row.source, source_file=row.source_file, parameters=loads(row.parameters, {}),
+        spec=loads(row.spec, {}), created=row.created,
+        step_configurations={c.name: _configuration(c) for c in configs},
+    )
+
+
+def _configuration(row: Row[Any]) -> StepConfigurationResponse:
+    return StepConfigurationResponse(
+        id=row.id, name=row.name, step_name=row.step_name, config=loads(row.config, {}),
+        snapshot_id=row.snapshot_id, step_run_id=row.step_run_id,
+    )
+
+
+def _links(conn: Connection, table: Any, step_run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    links: dict[str, dict[str, Any]] = defaultdict(dict)
+    for chunk in _chunks(step_run_ids):
+        rows = conn.execute(
+            select(table.c.step_run_id, table.c.name.label("link_name"), *_VERSION_COLUMNS)
+            .join(s.artifact_version, s.artifact_version.c.id == table.c.artifact_version_id)
+            .join(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
+            .where(table.c.step_run_id.in_(chunk))
+        ).all()
+        for row in rows:
+            links[row.step_run_id][row.link_name] = _version(row, row.artifact_name)
+    return links
+
+
+def _step_runs(conn: Connection, run_id: str, snapshot: PipelineSnapshotResponse,
+               ) -> list[StepRunResponse]:
+    rows = conn.execute(
+        select(s.step_run).where(s.step_run.c.run_id == run_id)
+        .order_by(s.step_run.c.start_time, s.step_run.c.attempt)
+    ).all()
+    ids = [row.id for row in rows]
+    outputs = _links(conn, s.step_run_output_artifact, ids)
+    inputs = _links(conn, s.step_run_input_artifact, ids)
+    parents: dict[str, list[str]] = defaultdict(list)
+    configs: dict[str, StepConfigurationResponse] = {}
+    for chunk in _chunks(ids):
+        for edge in conn.execute(
+            select(s.step_run_parent).where(s.step_run_parent.c.child_id.in_(chunk))
+        ):
+            parents[edge.child_id].append(edge.parent_id)
+        for config in conn.execute(
+            select(s.step_configuration).where(s.step_configuration.c.step_run_id.in_(chunk))
+        ):
+            configs[config.step_run_id] = _configuration(config)
+    return [
+        StepRunResponse(
+            id=row.id, name=row.name, step_name=row.step_name,
+            status=ExecutionStatus(row.status), attempt=row.attempt,
+            start_time=row.start_time, end_time=row.end_time, cache_key=row.cache_key,
+            code_hash=row.code_hash, original_step_run_id=row.original_step_run_id,
+            exception_type=row.exception_type, exception_message=row.exception_message,
+            traceback=row.traceback, run_metadata=loads(row.run_metadata, {}),
+            inputs=inputs.get(row.id, {}), outputs=outputs.get(row.id, {}),
+            parent_step_run_ids=tuple(parents.get(row.id, ())),
+            configuration=configs.get(row.id) or snapshot.step_configurations.get(row.name),
+        )
+        for row in rows
+    ]
+
+
+def get_run(engine: Engine, id_or_name: str) -> PipelineRunResponse:
+    """A run by id or name, with its snapshot, step runs and outputs."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(s.pipeline_run, s.pipeline.c.name.label("pipeline_name"))
+            .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
+            .where(or_(s.pipeline_run.c.id == id_or_name, s.pipeline_run.c.name == id_or_name))
+        ).one_or_none()
+        if row is None:
+            raise BranchworkError(f"No pipeline run with id or name {id_or_name!r}.")
+        snapshot = _snapshot(conn, row.snapshot_id)
+        attempts = _step_runs(conn, row.id, snapshot)
+        outputs = conn.execute(
+            select(*_VERSION_COLUMNS)
+            .select_from(s.pipeline_run_output)
+            .join(s.artifact_version,
+                  s.artifact_version.c.id == s.pipeline_run_output.c.artifact_version_id)
+            .join(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
+            .where(s.pipeline_run_output.c.run_id == row.id)
+            .order_by(s.pipeline_run_output.c.position)
+        ).all()
+    latest: dict[str, StepRunResponse] = {}
+    for attempt in attempts:
+        current = latest.get(attempt.name)
+        if current is None or attempt.attempt >= current.attempt:
+            latest[attempt.name] = attempt
+    return PipelineRunResponse(
+        id=row.id, name=row.name, pipeline_name=row.pipeline_name,
+        status=ExecutionStatus(row.status), orchestrator=row.orchestrator,
+        orchestrator_run_id=row.orchestrator_run_id, parameters=loads(row.parameters, {}),
+        created=row.created, start_time=row.start_time, end_time=row.end_time,
+        failed_step=row.failed_step, exception_type=row.exception_type,
+        exception_message=row.exception_message, traceback=row.traceback,
+        snapshot=snapshot, steps=latest, attempts=tuple(attempts),
+        outputs=tuple(_version(o, o.artifact_name) for o in outputs),
+        output_structure=loads(row.output_structure),
+    )
+
+
+def list_run_ids(engine: Engine, pipeline_name: str | None = None,
+                 limit: int | None = None) -> list[str]:
+    """Run ids, newest first, optionally of one pipeline."""
+    query = (
+        select(s.pipeline_run.c.id)
+        .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
+        .order_by(s.pipeline_run.c.created.desc())
+        .limit(limit)
+    )
+    if pipeline_name is not None:
+        query = query.where(s.pipeline.c.name == pipeline_name)
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())

@@ -1,0 +1,198 @@
+"""The recorder: the only writer of a run's metadata, batched into one transaction per flush.
+
+The orchestration loop calls it as things happen and flushes once per batch of events,
+before it resolves any future: whatever the pipeline body has seen is already durable, and
+many steps share one commit. A step that starts and finishes between two flushes is
+inserted once, finished, instead of inserted and then updated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, bindparam
+
+from branchwork.metadata import schema
+from branchwork.metadata.upsert import insert_ignore
+
+_FINISH_FIELDS = ("status", "end_time", "exception_type", "exception_message", "traceback",
+                  "run_metadata")
+# Bound names must differ from column names in an executemany UPDATE.
+_STEP_UPDATE = (
+    schema.step_run.update()
+    .where(schema.step_run.c.id == bindparam("u_id"))
+    .values({name: bindparam(f"u_{name}") for name in _FINISH_FIELDS})
+)
+
+
+def utc(timestamp: float) -> datetime:
+    """A naive UTC datetime, the form every timestamp takes in the store."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def artifact_id(name: str) -> str:
+    """Artifacts are identified by name; a name-derived id lets writers converge."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"branchwork:artifact:{name}").hex
+
+
+class Recorder:
+    """Collects a run's rows and writes them in one transaction per `flush()`."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self._known_artifacts: set[str] = set()
+        self._artifacts: list[dict[str, Any]] = []
+        self._step_runs: dict[str, dict[str, Any]] = {}
+        self._configs: list[dict[str, Any]] = []
+        self._versions: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        self._inputs: list[dict[str, Any]] = []
+        self._parents: list[dict[str, Any]] = []
+        self._updates: list[dict[str, Any]] = []
+        self._run_update: dict[str, Any] = {}
+        self._run_outputs: list[dict[str, Any]] = []
+
+    def step_run(
+        self,
+        step_run_id: str,
+        invocation_id: str,
+        step_name: str,
+        attempt: int,
+        status: str,
+        start: float,
+        code_hash: str,
+        cache_key: str | None,
+        config: str | None,
+        inputs: list[tuple[str, str]],
+        parents: list[str],
+        original_step_run_id: str | None = None,
+    ) -> None:
+        """A step run begins (or, for a cache hit, happens). `config` set for dynamic runs."""
+        self._step_runs[step_run_id] = {
+            "id": step_run_id,
+            "run_id": self.run_id,
+            "name": invocation_id,
+            "step_name": step_name,
+            "attempt": attempt,
+            "status": status,
+            "start_time": utc(start),
+            "end_time": utc(start) if original_step_run_id else None,
+            "cache_key": cache_key,
+            "code_hash": code_hash,
+            "original_step_run_id": original_step_run_id,
+            "exception_type": None,
+            "exception_message": None,
+            "traceback": None,
+            "run_metadata": None,
+        }
+        if config is not None:
+            self._configs.append(
+                {"id": new_id(), "name": invocation_id, "step_name": step_name, "config": config,
+                 "snapshot_id": None, "step_run_id": step_run_id}
+            )
+        self._inputs.extend(
+            {"step_run_id": step_run_id, "name": name, "artifact_version_id": version_id}
+            for name, version_id in inputs
+        )
+        self._parents.extend({"child_id": step_run_id, "parent_id": p} for p in parents)
+
+    def step_finished(
+        self,
+        step_run_id: str,
+        status: str,
+        end: float,
+        error: BaseException | None = None,
+        traceback: str | None = None,
+        metadata: str | None = None,
+    ) -> None:
+        values = {
+            "status": status,
+            "end_time": utc(end),
+            "exception_type": type(error).__name__ if error else None,
+            "exception_message": str(error) if error else None,
+            "traceback": traceback,
+            "run_metadata": metadata,
+        }
+        pending = self._step_runs.get(step_run_id)
+        if pending is not None:
+            pending.update(values)
+        else:
+            self._updates.append({"u_id": step_run_id, **{f"u_{k}": v for k, v in values.items()}})
+
+    def output(self, step_run_id: str, name: str, version_id: str) -> None:
+        """Link an existing artifact version as an output (cache hits)."""
+        self._outputs.append(
+            {"step_run_id": step_run_id, "name": name, "artifact_version_id": version_id}
+        )
+
+    def new_version(
+        self,
+        step_run_id: str,
+        name: str,
+        artifact_name: str,
+        uri: str,
+        data_type: str,
+        materializer: str,
+        content_hash: str,
+        created: float,
+    ) -> str:
+        """Record a freshly stored output; returns its artifact version id."""
+        if artifact_name not in self._known_artifacts:
+            self._known_artifacts.add(artifact_name)
+            self._artifacts.append(
+                {"id": artifact_id(artifact_name), "name": artifact_name, "created": utc(created)}
+            )
+        version_id = new_id()
+        self._versions.append(
+            {"id": version_id, "artifact_id": artifact_id(artifact_name), "uri": uri,
+             "data_type": data_type, "materializer": materializer,
+             "content_hash": content_hash, "producer_step_run_id": step_run_id,
+             "created": utc(created)}
+        )
+        self.output(step_run_id, name, version_id)
+        return version_id
+
+    def run_update(self, **values: Any) -> None:
+        self._run_update.update(values)
+
+    def run_output(self, position: int, version_id: str) -> None:
+        self._run_outputs.append(
+            {"run_id": self.run_id, "position": position, "artifact_version_id": version_id}
+        )
+
+    def flush(self) -> None:
+        """Write everything collected so far in one transaction."""
+        batches = (
+            (insert_ignore(self.engine, schema.artifact), self._artifacts),
+            (schema.step_run.insert(), list(self._step_runs.values())),
+            (schema.step_configuration.insert(), self._configs),
+            (schema.artifact_version.insert(), self._versions),
+            (schema.step_run_output_artifact.insert(), self._outputs),
+            (schema.step_run_input_artifact.insert(), self._inputs),
+            (schema.step_run_parent.insert(), self._parents),
+            (_STEP_UPDATE, self._updates),
+            (schema.pipeline_run_output.insert(), self._run_outputs),
+        )
+        if not self._run_update and not any(rows for _, rows in batches):
+            return
+        with self.engine.begin() as conn:
+            for statement, rows in batches:
+                if rows:
+                    conn.execute(statement, rows)
+            if self._run_update:
+                conn.execute(
+                    schema.pipeline_run.update()
+                    .where(schema.pipeline_run.c.id == self.run_id)
+                    .values(**self._run_update)
+                )
+        for _, rows in batches:
+            rows.clear()
+        self._step_runs.clear()
+        self._run_update.clear()

@@ -1,0 +1,68 @@
+"""Writing what exists before a run starts: pipeline, snapshot (with static step
+configurations) and the placeholder run, in one transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from branchwork.metadata import schema
+from branchwork.metadata.recorder import new_id, utc
+from branchwork.metadata.upsert import insert_ignore
+
+
+def pipeline_id(name: str) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"branchwork:pipeline:{name}").hex
+
+
+def run_name(pipeline_name: str, now: float) -> str:
+    stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(now))
+    return f"{pipeline_name}-{stamp}_{int(now * 1e6) % 1_000_000:06d}-{uuid.uuid4().hex[:4]}"
+
+
+def create_placeholder_run(
+    engine: Engine,
+    *,
+    pipeline_name: str,
+    is_dynamic: bool,
+    source: str,
+    source_file: str | None,
+    parameters: dict[str, Any],
+    spec: dict[str, Any],
+    step_configurations: list[dict[str, Any]],
+    orchestrator: str,
+) -> tuple[str, str]:
+    """Create snapshot + INITIALIZING run; returns (snapshot_id, run_id)."""
+    now = time.time()
+    created = utc(now)
+    snapshot_id, run_id = new_id(), new_id()
+    params_json = json.dumps(parameters)
+    with engine.begin() as conn:
+        conn.execute(
+            insert_ignore(engine, schema.pipeline),
+            {"id": pipeline_id(pipeline_name), "name": pipeline_name, "created": created},
+        )
+        conn.execute(
+            schema.pipeline_snapshot.insert(),
+            {"id": snapshot_id, "pipeline_id": pipeline_id(pipeline_name),
+             "is_dynamic": is_dynamic, "source": source, "source_file": source_file,
+             "parameters": params_json, "spec": json.dumps(spec), "created": created},
+        )
+        if step_configurations:
+            conn.execute(
+                schema.step_configuration.insert(),
+                [{"id": new_id(), "snapshot_id": snapshot_id, "step_run_id": None, **config}
+                 for config in step_configurations],
+            )
+        conn.execute(
+            schema.pipeline_run.insert(),
+            {"id": run_id, "name": run_name(pipeline_name, now),
+             "pipeline_id": pipeline_id(pipeline_name), "snapshot_id": snapshot_id,
+             "status": "initializing", "orchestrator": orchestrator,
+             "parameters": params_json, "created": created},
+        )
+    return snapshot_id, run_id

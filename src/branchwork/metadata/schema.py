@@ -1,0 +1,201 @@
+"""The metadata store's tables, as SQLAlchemy Core (no ORM: the recorder writes in bulk).
+
+Ids are uuid4 hex strings made by the writer, so a batch of related rows (a step run, its
+configuration, its artifacts and links) can be inserted in one transaction without
+round-trips. Rows whose identity is a name (`pipeline`, `artifact`) get a uuid5 of that name,
+so concurrent writers converge on one row with INSERT ... ON CONFLICT DO NOTHING.
+
+A pipeline snapshot carries `is_dynamic`. Step configurations link either to the snapshot
+(static: every step known before the run) or to the step run (dynamic: discovered while
+running); a CHECK keeps exactly one of the two set.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(32)
+STATUS = String(16)
+
+
+def _id() -> Column:
+    return Column("id", ID, primary_key=True)
+
+
+pipeline = Table(
+    "pipeline",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created", DateTime, nullable=False),
+)
+
+pipeline_snapshot = Table(
+    "pipeline_snapshot",
+    metadata,
+    _id(),
+    Column("pipeline_id", ID, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False),
+    Column("is_dynamic", Boolean, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("source_file", Text, nullable=True),
+    Column("parameters", Text, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("created", DateTime, nullable=False),
+    Index(None, "pipeline_id"),
+)
+
+pipeline_run = Table(
+    "pipeline_run",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("pipeline_id", ID, ForeignKey("pipeline.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "snapshot_id", ID, ForeignKey("pipeline_snapshot.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("status", STATUS, nullable=False),
+    Column("orchestrator", String(64), nullable=False),
+    Column("orchestrator_run_id", String(255), nullable=True),
+    Column("parameters", Text, nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("start_time", DateTime, nullable=True),
+    Column("end_time", DateTime, nullable=True),
+    Column("heartbeat", Float, nullable=True),
+    Column("failed_step", String(255), nullable=True),
+    Column("exception_type", String(255), nullable=True),
+    Column("exception_message", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("output_structure", Text, nullable=True),
+    Index(None, "pipeline_id", "created"),
+)
+
+step_run = Table(
+    "step_run",
+    metadata,
+    _id(),
+    Column("run_id", ID, ForeignKey("pipeline_run.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("step_name", String(255), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", STATUS, nullable=False),
+    Column("start_time", DateTime, nullable=True),
+    Column("end_time", DateTime, nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("original_step_run_id", ID, nullable=True),
+    Column("exception_type", String(255), nullable=True),
+    Column("exception_message", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("run_metadata", Text, nullable=True),
+    UniqueConstraint("run_id", "name", "attempt"),
+    Index(None, "cache_key", "status"),
+)
+
+step_configuration = Table(
+    "step_configuration",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False),
+    Column("step_name", String(255), nullable=False),
+    Column("config", Text, nullable=False),
+    Column(
+        "snapshot_id", ID, ForeignKey("pipeline_snapshot.id", ondelete="CASCADE"), nullable=True
+    ),
+    Column("step_run_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), nullable=True),
+    CheckConstraint("(snapshot_id IS NULL) <> (step_run_id IS NULL)", name="snapshot_xor_step_run"),
+    Index(None, "snapshot_id"),
+    Index(None, "step_run_id"),
+)
+
+artifact = Table(
+    "artifact",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created", DateTime, nullable=False),
+)
+
+artifact_version = Table(
+    "artifact_version",
+    metadata,
+    _id(),
+    Column("artifact_id", ID, ForeignKey("artifact.id", ondelete="CASCADE"), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("data_type", String(255), nullable=False),
+    Column("materializer", String(255), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("producer_step_run_id", ID, nullable=True),
+    Column("created", DateTime, nullable=False),
+    Index(None, "artifact_id"),
+)
+
+step_run_input_artifact = Table(
+    "step_run_input_artifact",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column(
+        "artifact_version_id",
+        ID,
+        ForeignKey("artifact_version.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)
+
+step_run_output_artifact = Table(
+    "step_run_output_artifact",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column(
+        "artifact_version_id",
+        ID,
+        ForeignKey("artifact_version.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Index(None, "artifact_version_id"),
+)
+
+step_run_parent = Table(
+    "step_run_parent",
+    metadata,
+    Column("child_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("parent_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+)
+
+pipeline_run_output = Table(
+    "pipeline_run_output",
+    metadata,
+    Column("run_id", ID, ForeignKey("pipeline_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column(
+        "artifact_version_id",
+        ID,
+        ForeignKey("artifact_version.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+)

@@ -1,0 +1,122 @@
+"""Opening the metadata store: one SQLAlchemy engine per URL, migrated to the newest schema.
+
+SQLite (the default) runs in WAL mode with `synchronous=NORMAL`: a committed transaction
+survives the writing process being killed, readers never block the writer, and a busy
+timeout lets several processes share one file. Migrations are Alembic's; to keep every run
+from importing Alembic, the schema revision is read directly and compared with `HEAD_REVISION`
+(a test keeps that constant equal to the newest migration).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from branchwork.config.home import store_url
+from branchwork.exceptions import ConfigurationError
+
+HEAD_REVISION = "0001"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 opens transactions lazily and not for DDL; take control so that
+    # SQLAlchemy's BEGIN is the real one (needed for transactional migrations too).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_sqlite(conn: Any) -> None:
+    # IMMEDIATE takes the write lock at BEGIN, so concurrent writers wait (busy_timeout)
+    # instead of failing later with "database is locked" on lock upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for `url` (default: the configured store), created and migrated once."""
+    url = url or store_url()
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create_engine(url)
+            upgrade_if_needed(engine)
+            _engines[url] = engine
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _configure_sqlite)
+            event.listen(engine, "begin", _begin_sqlite)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except Exception as error:  # bad URL, missing driver
+        raise ConfigurationError(
+            f"Cannot open the metadata store at {url!r}: {error}. Check BRANCHWORK_STORE_URL."
+        ) from error
+    return engine
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the store is at, or None for an empty store."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_if_needed(engine: Engine) -> None:
+    """Bring the store to HEAD_REVISION, importing Alembic only when there is work to do."""
+    try:
+        if current_revision(engine) == HEAD_REVISION:
+            return
+        upgrade(engine)
+    except (OperationalError, DatabaseError) as error:
+        raise ConfigurationError(
+            f"The metadata store at {engine.url!r} cannot be opened or migrated: "
+            f"{error.orig}. If it is corrupt, move it away; if it is locked, stop the "
+            "process holding it."
+        ) from error
+
+
+def alembic_config(engine: Engine, connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic migrations up to `revision` in one transaction."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(engine, conn), revision)
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests switching stores, forked children)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

@@ -1,0 +1,19 @@
+"""What users get back about pipelines, runs, steps and artifacts: plain read-only records."""
+
+from branchwork.models.responses import (
+    ArtifactVersionResponse,
+    ExecutionStatus,
+    PipelineRunResponse,
+    PipelineSnapshotResponse,
+    StepConfigurationResponse,
+    StepRunResponse,
+)
+
+__all__ = [
+    "ArtifactVersionResponse",
+    "ExecutionStatus",
+    "PipelineRunResponse",
+    "PipelineSnapshotResponse",
+    "StepConfigurationResponse",
+    "StepRunResponse",
+]

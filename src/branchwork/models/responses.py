@@ -1,0 +1,159 @@
+"""Response records: snapshots of what the metadata store holds, detached from any session."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from branchwork.exceptions import BranchworkError
+
+
+class ExecutionStatus(str, Enum):
+    """Statuses of runs and step runs (plain strings in the store)."""
+
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CACHED = "cached"
+    FAILED = "failed"
+    RETRIED = "retried"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_finished(self) -> bool:
+        return self not in (ExecutionStatus.INITIALIZING, ExecutionStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class ArtifactVersionResponse:
+    """One stored value: where it is, what wrote it, and its content hash."""
+
+    id: str
+    name: str
+    uri: str
+    data_type: str
+    materializer: str
+    content_hash: str
+    producer_step_run_id: str | None
+    created: datetime
+
+    def load(self) -> Any:
+        """Read the value back with the materializer that wrote it."""
+        from branchwork.materializers.io import load_artifact
+        from branchwork.runtime.step_execution import resolve_type
+
+        return load_artifact(self.uri, self.materializer, resolve_type(self.data_type))
+
+
+@dataclass(frozen=True)
+class StepConfigurationResponse:
+    """How an invocation was configured; linked to a snapshot (static) or a step run (dynamic)."""
+
+    id: str
+    name: str
+    step_name: str
+    config: dict[str, Any]
+    snapshot_id: str | None
+    step_run_id: str | None
+
+
+@dataclass(frozen=True)
+class StepRunResponse:
+    """One attempt (or cache hit) of one invocation. `name` is the invocation id."""
+
+    id: str
+    name: str
+    step_name: str
+    status: ExecutionStatus
+    attempt: int
+    start_time: datetime | None
+    end_time: datetime | None
+    cache_key: str | None
+    code_hash: str
+    original_step_run_id: str | None
+    exception_type: str | None
+    exception_message: str | None
+    traceback: str | None
+    run_metadata: dict[str, Any]
+    inputs: dict[str, ArtifactVersionResponse]
+    outputs: dict[str, ArtifactVersionResponse]
+    parent_step_run_ids: tuple[str, ...]
+    configuration: StepConfigurationResponse | None
+
+    @property
+    def output(self) -> ArtifactVersionResponse:
+        """The single output of a one-output step."""
+        if len(self.outputs) != 1:
+            raise BranchworkError(
+                f"Step run '{self.name}' has {len(self.outputs)} outputs "
+                f"({', '.join(self.outputs) or 'none'}); use .outputs[name]."
+            )
+        return next(iter(self.outputs.values()))
+
+
+@dataclass(frozen=True)
+class PipelineSnapshotResponse:
+    """The compiled, immutable description of a run request."""
+
+    id: str
+    pipeline_name: str
+    is_dynamic: bool
+    source: str
+    source_file: str | None
+    parameters: dict[str, Any]
+    spec: dict[str, Any]
+    created: datetime
+    step_configurations: dict[str, StepConfigurationResponse] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineRunResponse:
+    """One run of a snapshot, with its step runs keyed by invocation id (latest attempt)."""
+
+    id: str
+    name: str
+    pipeline_name: str
+    status: ExecutionStatus
+    orchestrator: str
+    orchestrator_run_id: str | None
+    parameters: dict[str, Any]
+    created: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    failed_step: str | None
+    exception_type: str | None
+    exception_message: str | None
+    traceback: str | None
+    snapshot: PipelineSnapshotResponse
+    steps: dict[str, StepRunResponse]
+    attempts: tuple[StepRunResponse, ...]
+    outputs: tuple[ArtifactVersionResponse, ...]
+    output_structure: Any
+
+    def load_output(self) -> Any:
+        """The pipeline function's return value, loaded, with its structure."""
+        return _rebuild(self.output_structure, self.outputs)
+
+
+def _rebuild(node: Any, outputs: tuple[ArtifactVersionResponse, ...]) -> Any:
+    if isinstance(node, dict):
+        if "$out" in node:
+            value = outputs[node["$out"]].load()
+            return value if node.get("index") is None else value[node["index"]]
+        if "$tuple" in node:
+            return tuple(_rebuild(item, outputs) for item in node["$tuple"])
+        if "$dict" in node:
+            return {key: _rebuild(item, outputs) for key, item in node["$dict"].items()}
+    if isinstance(node, list):
+        return [_rebuild(item, outputs) for item in node]
+    return node
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)

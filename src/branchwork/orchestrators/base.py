@@ -1,0 +1,75 @@
+"""The orchestrator plugin API.
+
+An orchestrator decides where the orchestration loop runs and how steps are launched.
+`submit_pipeline` takes a static pipeline; `submit_dynamic_pipeline` a dynamic one, and an
+orchestrator supports dynamic pipelines exactly when it overrides that method.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
+    from branchwork.stack import Stack
+
+
+@dataclass
+class SubmissionResult:
+    """What a submission hands back: how to wait for the run, and anything worth knowing."""
+
+    wait_for_completion: Callable[[], Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class BaseOrchestrator(ABC):
+    """Base of every orchestrator; subclasses set `flavor` and implement the submissions."""
+
+    flavor: ClassVar[str] = "base"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or self.flavor
+
+    @property
+    def supports_dynamic_pipelines(self) -> bool:
+        """Whether this orchestrator supports dynamic pipelines.
+
+        Returns True if submit_dynamic_pipeline() is implemented.
+        """
+        return (
+            getattr(self.submit_dynamic_pipeline, "__func__", None)
+            is not BaseOrchestrator.submit_dynamic_pipeline
+        )
+
+    @abstractmethod
+    def submit_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        """Run a static pipeline whose every step is in `snapshot`."""
+
+    def submit_dynamic_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        """Run a dynamic pipeline: start an orchestration loop that runs the pipeline function.
+
+        `environment` is everything that loop needs to find the run and the store.
+        """
+        raise NotImplementedError(
+            f"Orchestrator '{self.name}' ({type(self).__name__}) does not support dynamic "
+            "pipelines."
+        )
+
+    @abstractmethod
+    def get_orchestrator_run_id(self) -> str:
+        """A unique id of the orchestrator's run of the pipeline currently being executed."""

@@ -1,0 +1,101 @@
+"""The local orchestrator: the orchestration loop in the caller's process, steps in threads.
+
+Admission honours each step's `ResourceSettings` against the machine's detected capacity
+(override with `cpu_count=`, `memory=`, `gpu_count=`). Steps that ask for nothing only need
+a free worker thread (`max_workers`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+from branchwork.config.resources import parse_memory
+from branchwork.exceptions import OrchestratorError
+from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
+from branchwork.orchestrators.capacity import detect_capacity
+from branchwork.runtime.engine import FailureMode, Request
+from branchwork.runtime.launchers import InlineLauncher
+from branchwork.runtime.runner import execute_run
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
+    from branchwork.stack import Stack
+
+ORCHESTRATOR_RUN_ID_ENV = "BRANCHWORK_ORCHESTRATOR_RUN_ID"
+_current_run_id: ContextVar[str | None] = ContextVar("branchwork_local_run_id", default=None)
+
+
+class LocalOrchestrator(BaseOrchestrator):
+    """Runs pipelines in this process; see the module docstring."""
+
+    flavor = "local"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        max_workers: int | None = None,
+        cpu_count: float | None = None,
+        memory: str | int | None = None,
+        gpu_count: float | None = None,
+        failure_mode: FailureMode | str = FailureMode.STOP_ON_FAILURE,
+    ) -> None:
+        super().__init__(name)
+        detected = detect_capacity()
+        self.capacity = Request(
+            float(cpu_count) if cpu_count is not None else detected.cpu,
+            parse_memory(memory) if memory is not None else detected.memory,
+            float(gpu_count) if gpu_count is not None else detected.gpu,
+        )
+        self.max_workers = max_workers or max(16, 4 * int(detected.cpu))
+        if self.max_workers < 1:
+            raise OrchestratorError(f"max_workers must be at least 1, got {max_workers}")
+        self.failure_mode = FailureMode(failure_mode)
+
+    def submit_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        return self._run(snapshot, stack, placeholder_run)
+
+    def submit_dynamic_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        return self._run(snapshot, stack, placeholder_run)
+
+    def get_orchestrator_run_id(self) -> str:
+        run_id = _current_run_id.get()
+        if run_id is None:
+            raise OrchestratorError(
+                f"Orchestrator '{self.name}' is not running a pipeline in this context."
+            )
+        return run_id
+
+    def _run(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        placeholder_run: PipelineRunResponse | None,
+    ) -> None:
+        if placeholder_run is None:
+            raise OrchestratorError("The local orchestrator needs the placeholder run.")
+        token = _current_run_id.set(f"local-{uuid.uuid4().hex}")
+        try:
+            execute_run(
+                snapshot, placeholder_run, stack,
+                launcher=InlineLauncher(self.max_workers), capacity=self.capacity,
+                max_workers=self.max_workers, orchestrator_run_id=self.get_orchestrator_run_id(),
+                failure_mode=self.failure_mode,
+            )
+        finally:
+            _current_run_id.reset(token)
+        return None

@@ -1,0 +1,174 @@
+"""Running a pipeline from its call: compile, snapshot, submit, wait, return its value.
+
+Everything that can be checked before anything runs is checked here — parameters, a
+forced-static pipeline that uses values, an orchestrator that cannot run dynamic
+pipelines — so those errors leave nothing behind in the store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from branchwork.config.home import home_dir, store_url
+from branchwork.exceptions import (
+    ConfigurationError,
+    DynamicValueUsedError,
+    OrchestratorError,
+    PipelineDefinitionError,
+    PipelineRunFailedError,
+    StepFailedError,
+)
+from branchwork.graph.invocation import invocation_config
+from branchwork.graph.tracing import Compiled, trace
+from branchwork.metadata.queries import get_run
+from branchwork.metadata.runs import create_placeholder_run
+from branchwork.metadata.store import get_engine
+from branchwork.runtime.context import current_run_context
+from branchwork.runtime.runner import (
+    LiveSubmission,
+    reset_live_submission,
+    set_live_submission,
+)
+from branchwork.stack import get_active_stack
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse
+    from branchwork.pipelines.pipeline import Pipeline
+
+RUN_ID_ENV = "BRANCHWORK_RUN_ID"
+
+
+def bind_parameters(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by name; they are recorded, so they must be JSON-serializable."""
+    try:
+        bound = pipeline.signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' cannot be called this way: {error}. Its signature is "
+            f"{pipeline.name}{pipeline.signature}."
+        ) from None
+    bound.apply_defaults()
+    params = dict(bound.arguments)
+    for name, value in params.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"Pipeline '{pipeline.name}': parameter '{name}' is a {type(value).__name__}, "
+                "which cannot be recorded; pipeline parameters must be JSON-serializable "
+                "(load bigger values in a step)."
+            ) from None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in pipeline.signature.parameters.values()):
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' takes *args/**kwargs; declare its parameters by name."
+        )
+    return params
+
+
+def compile_pipeline(pipeline: Pipeline[Any, Any], params: dict[str, Any]) -> Compiled:
+    """Static or dynamic, by tracing unless forced; see `graph.tracing`."""
+    enable_cache = pipeline.enable_cache is not False
+    if pipeline.dynamic is True:
+        return Compiled(True, reason="it is declared dynamic=True")
+    compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
+    if pipeline.dynamic is False and compiled.is_dynamic:
+        if compiled.error is not None:
+            raise compiled.error
+        raise DynamicValueUsedError(
+            f"Pipeline '{pipeline.name}' is declared dynamic=False, but {compiled.reason}. "
+            "Remove dynamic=False, or pass the output to a step instead of using its value."
+        )
+    return compiled
+
+
+def _source_file(pipeline: Pipeline[Any, Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(pipeline.func)
+    except TypeError:
+        return None
+
+
+def run_pipeline(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
+    if current_run_context() is not None:
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline.name}' was called inside another pipeline; call its steps "
+            "directly instead."
+        )
+    params = bind_parameters(pipeline, args, kwargs)
+    compiled = compile_pipeline(pipeline, params)
+    stack = get_active_stack()
+    orchestrator = stack.orchestrator
+    if compiled.is_dynamic and not orchestrator.supports_dynamic_pipelines:
+        raise OrchestratorError(
+            f"Pipeline '{pipeline.name}' is dynamic ({compiled.reason}), but orchestrator "
+            f"'{orchestrator.name}' ({type(orchestrator).__name__}) does not support dynamic "
+            "pipelines. Use an orchestrator whose supports_dynamic_pipelines is True."
+        )
+    engine = get_engine()
+    _, run_id = create_placeholder_run(
+        engine,
+        pipeline_name=pipeline.name,
+        is_dynamic=compiled.is_dynamic,
+        source=pipeline.source,
+        source_file=_source_file(pipeline),
+        parameters=params,
+        spec={"enable_cache": pipeline.enable_cache, "dynamic": pipeline.dynamic,
+              "failure_mode": pipeline.failure_mode, "dynamic_reason": compiled.reason},
+        step_configurations=[
+            {"name": inv.id, "step_name": inv.step.name,
+             "config": json.dumps(invocation_config(inv))}
+            for inv in compiled.invocations
+        ],
+        orchestrator=orchestrator.flavor,
+    )
+    placeholder = get_run(engine, run_id)
+    live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled)
+    token = set_live_submission(live)
+    try:
+        submit = (
+            orchestrator.submit_dynamic_pipeline if compiled.is_dynamic
+            else orchestrator.submit_pipeline
+        )
+        result = submit(placeholder.snapshot, stack, environment_for(run_id), placeholder)
+        if result is not None and result.wait_for_completion is not None:
+            result.wait_for_completion()
+    finally:
+        reset_live_submission(token)
+    run = get_run(engine, run_id)
+    if run.status != "completed":
+        raise _run_error(run, live.error)
+    return run.load_output()
+
+
+def environment_for(run_id: str) -> dict[str, str]:
+    """What an orchestration process needs to find this run and its store."""
+    environment = {RUN_ID_ENV: run_id, "BRANCHWORK_STORE_URL": store_url(),
+                   "BRANCHWORK_HOME": str(home_dir())}
+    for name in ("PYTHONPATH",):
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    return environment
+
+
+def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:
+    where = (
+        f"step '{run.failed_step}' raised" if run.failed_step
+        else "the pipeline function raised"
+    )
+    error = PipelineRunFailedError(
+        f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where} "
+        f"{run.exception_type}: {run.exception_message}",
+        run.id, run.failed_step,
+    )
+    if cause is None:
+        cause = StepFailedError(
+            f"{run.exception_type}: {run.exception_message}\n{run.traceback or ''}",
+            run.failed_step or "",
+        )
+    error.__cause__ = cause
+    return error

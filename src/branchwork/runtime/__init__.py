@@ -1,0 +1,1 @@
+"""The orchestration runtime: run context, futures, engine, loop and launchers."""

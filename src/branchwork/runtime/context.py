@@ -1,0 +1,50 @@
+"""The run context a pipeline body executes in, held in a ContextVar.
+
+A step called with no context is a plain function call. Inside a pipeline the context turns
+the call into an invocation and hands back futures; it is also what a future asks when the
+pipeline body needs its value (tracing answers "that makes the pipeline dynamic", a running
+loop answers by waiting for the step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from branchwork.runtime.futures import StepOutput
+    from branchwork.steps.step import Step
+
+
+class RunContext(Protocol):
+    pipeline_name: str
+
+    def invoke(
+        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        invocation_id: str | None, after: Any,
+    ) -> Any:
+        """Record one call of `step` and return its future(s)."""
+
+    def value_of(self, output: StepOutput) -> Any:
+        """The loaded value behind `output`, waiting for it if need be."""
+
+    def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
+        """Block until the step behind `output` has finished; False on timeout."""
+
+
+_current: ContextVar[RunContext | None] = ContextVar("branchwork_run_context", default=None)
+
+
+def current_run_context() -> RunContext | None:
+    return _current.get()
+
+
+@contextmanager
+def run_context(context: RunContext) -> Iterator[RunContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

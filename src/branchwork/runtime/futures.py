@@ -1,0 +1,143 @@
+"""`StepOutput`: the future a step call returns inside a pipeline.
+
+Passed to another step it is an edge (data moves by reference). Used as a value — truth,
+comparison, arithmetic, `int()`, `len()`, iteration, indexing, `in`, formatting, attribute
+access — it waits for the step and behaves as the loaded value, which is what lets ordinary
+Python control flow drive a dynamic pipeline. `repr()` never waits, so debuggers stay usable.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from branchwork.graph.invocation import Invocation
+    from branchwork.runtime.context import RunContext
+
+
+class StepOutput:
+    """A future for output `output_name` of invocation `invocation_id`."""
+
+    __slots__ = ("_context", "invocation_id", "output_name", "index")
+
+    def __init__(
+        self,
+        context: RunContext,
+        invocation_id: str,
+        output_name: str | None,
+        index: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "invocation_id", invocation_id)
+        object.__setattr__(self, "output_name", output_name)
+        object.__setattr__(self, "index", index)
+
+    def load(self) -> Any:
+        """Wait for the step and return this output's value."""
+        return self._context.value_of(self)
+
+    result = load
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the step has finished (successfully or not); False on timeout."""
+        return self._context.wait_for(self, timeout)
+
+    def __repr__(self) -> str:
+        name = f"{self.invocation_id}.{self.output_name}"
+        if self.index is not None:
+            name += f"[{self.index}]"
+        return f"<StepOutput {name}>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self!r} is read-only")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        return bool(self.load())
+
+    def __len__(self) -> int:
+        return len(self.load())
+
+    def __iter__(self) -> Any:
+        return iter(self.load())
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self.load()
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.load()[key]
+
+    def __str__(self) -> str:
+        return str(self.load())
+
+    def __format__(self, spec: str) -> str:
+        return format(self.load(), spec)
+
+    def __int__(self) -> int:
+        return int(self.load())
+
+    def __float__(self) -> float:
+        return float(self.load())
+
+    def __index__(self) -> int:
+        return operator.index(self.load())
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(self.load(), ndigits)
+
+    def __neg__(self) -> Any:
+        return -self.load()
+
+    def __pos__(self) -> Any:
+        return +self.load()
+
+    def __abs__(self) -> Any:
+        return abs(self.load())
+
+    def __invert__(self) -> Any:
+        return ~self.load()
+
+
+def _value(operand: Any) -> Any:
+    return operand.load() if isinstance(operand, StepOutput) else operand
+
+
+def _forward(op: Any, reflected: bool = False) -> Any:
+    if reflected:
+        return lambda self, other: op(_value(other), self.load())
+    return lambda self, other: op(self.load(), _value(other))
+
+
+for _name, _op in {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
+    "gt": operator.gt, "ge": operator.ge,
+}.items():
+    setattr(StepOutput, f"__{_name}__", _forward(_op))
+
+for _name, _op in {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
+    "truediv": operator.truediv, "floordiv": operator.floordiv, "mod": operator.mod,
+    "pow": operator.pow, "matmul": operator.matmul, "and": operator.and_,
+    "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
+    "rshift": operator.rshift, "divmod": divmod,
+}.items():
+    setattr(StepOutput, f"__{_name}__", _forward(_op))
+    setattr(StepOutput, f"__r{_name}__", _forward(_op, reflected=True))
+
+
+
+def outputs_of(context: RunContext, invocation: Invocation) -> Any:
+    """The future(s) a step call returns: one, a tuple for several, an empty one for none."""
+    specs = invocation.step.outputs
+    if not specs:
+        return StepOutput(context, invocation.id, None)
+    futures = tuple(StepOutput(context, invocation.id, spec.name) for spec in specs)
+    return futures[0] if len(futures) == 1 else futures

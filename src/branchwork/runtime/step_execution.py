@@ -1,0 +1,177 @@
+"""Running one step: load its inputs by reference, call it, store its outputs.
+
+`StepRequest` is everything a launcher needs (the orchestration loop builds it), and
+`StepResult` everything the loop records afterwards; step code never touches the metadata
+store. The same function serves inline threads and isolated processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from branchwork.exceptions import ArtifactError, StepFailedError
+from branchwork.materializers.io import load_artifact, save_artifact
+from branchwork.materializers.registry import materializer_for, materializer_path
+from branchwork.steps.context import StepContext, reset_step_context, set_step_context
+
+if TYPE_CHECKING:
+    from branchwork.artifact_stores.base import BaseArtifactStore
+    from branchwork.steps.step import Step
+
+
+class StoredArtifact(NamedTuple):
+    """Where and how one output was stored."""
+
+    uri: str
+    materializer: str
+    data_type: str
+    content_hash: str
+
+
+class ArtifactInput(NamedTuple):
+    """An input leaf: the stored artifact to load (item `index` of it, if mapped)."""
+
+    artifact: StoredArtifact
+    index: int | None = None
+
+
+@dataclass(slots=True)
+class StepRequest:
+    run_id: str
+    run_name: str
+    pipeline_name: str
+    invocation_id: str
+    step_run_id: str
+    attempt: int
+    step: Step[Any, Any]
+    inputs: dict[str, Any]
+    artifact_store: BaseArtifactStore
+
+
+@dataclass(slots=True)
+class StepResult:
+    invocation_id: str
+    step_run_id: str
+    attempt: int
+    start_time: float
+    end_time: float
+    outputs: dict[str, StoredArtifact] = field(default_factory=dict)
+    error: BaseException | None = None
+    traceback: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@functools.lru_cache(maxsize=512)
+def resolve_type(path: str) -> Any:
+    """The class named "module.QualName" (Any when it cannot be imported)."""
+    module_name, _, qualname = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except Exception:
+        return Any
+
+
+def type_path(value: Any) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def load_input(leaf: ArtifactInput) -> Any:
+    artifact = leaf.artifact
+    value = load_artifact(artifact.uri, artifact.materializer, resolve_type(artifact.data_type))
+    return value if leaf.index is None else value[leaf.index]
+
+
+def _materialize(value: Any) -> Any:
+    if isinstance(value, ArtifactInput):
+        return load_input(value)
+    if isinstance(value, list):
+        return [_materialize(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_materialize(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _materialize(item) for key, item in value.items()}
+    return value
+
+
+def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict[str, Any]:
+    specs = step.outputs
+    if len(specs) == 0:
+        return {}
+    if len(specs) == 1:
+        return {specs[0].name: value}
+    if not isinstance(value, (tuple, list)) or len(value) != len(specs):
+        got = f"{len(value)} values" if isinstance(value, (tuple, list)) else type(value).__name__
+        raise StepFailedError(
+            f"Step '{step.name}' (invocation '{invocation_id}') declares {len(specs)} outputs "
+            f"({', '.join(s.name for s in specs)}) but returned {got}.",
+            invocation_id,
+        )
+    return {spec.name: item for spec, item in zip(specs, value)}
+
+
+def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, StoredArtifact]:
+    stored: dict[str, StoredArtifact] = {}
+    specs = {spec.name: spec for spec in request.step.outputs}
+    store = request.artifact_store
+    for name, value in values.items():
+        spec = specs[name]
+        materializer = spec.materializer or materializer_for(spec.annotation, value)
+        uri = store.new_artifact_uri(f"{request.step.name}/{name}")
+        try:
+            content_hash = save_artifact(value, uri, store, materializer)
+        except ArtifactError as error:
+            raise ArtifactError(
+                f"Step '{request.step.name}' (invocation '{request.invocation_id}'), output "
+                f"'{name}': {error}"
+            ) from error.__cause__
+        stored[name] = StoredArtifact(
+            uri, materializer_path(materializer), type_path(value), content_hash
+        )
+    return stored
+
+
+def execute_step(request: StepRequest) -> StepResult:
+    """Run one attempt of one step; every failure is returned, never raised."""
+    start = time.time()
+    context = StepContext(
+        run_id=request.run_id,
+        run_name=request.run_name,
+        pipeline_name=request.pipeline_name,
+        invocation_id=request.invocation_id,
+        step_name=request.step.name,
+        step_run_id=request.step_run_id,
+        attempt=request.attempt,
+    )
+    result = StepResult(request.invocation_id, request.step_run_id, request.attempt, start, start)
+    token = set_step_context(context)
+    try:
+        arguments = {name: _materialize(value) for name, value in request.inputs.items()}
+        bound = inspect.BoundArguments(request.step.signature, arguments)  # type: ignore[arg-type]
+        returned = request.step.func(*bound.args, **bound.kwargs)
+        result.outputs = _store_outputs(
+            request, _split_outputs(request.step, request.invocation_id, returned)
+        )
+    except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
+        result.error = error
+        result.traceback = traceback.format_exc()
+        if not isinstance(error, Exception):
+            raise
+    finally:
+        reset_step_context(token)
+        result.metadata = context.metadata
+        result.end_time = time.time()
+    return result
