@@ -26,6 +26,8 @@ R = TypeVar("R")
 class Pipeline(Generic[P, R]):
     """A pipeline definition: its function plus run options."""
 
+    __test__ = False  # a pipeline/step named test_* is not a pytest test
+
     def __init__(
         self,
         func: Callable[P, R],

@@ -60,6 +60,8 @@ def _resources_from(settings: dict[str, Any] | None, step_name: str) -> Resource
 class Step(Generic[P, R]):
     """A step: its function plus the settings every invocation of it runs with."""
 
+    __test__ = False  # a pipeline/step named test_* is not a pytest test
+
     def __init__(
         self,
         func: Callable[P, R],
