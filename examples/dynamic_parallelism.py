@@ -44,10 +44,7 @@ def dynamic_parallel_pipeline():
     num_partitions = count_partitions()
 
     # Create partition steps dynamically
-    results = [
-        process_partition(i, num_partitions)
-        for i in range(num_partitions)
-    ]
+    results = [process_partition(i, num_partitions) for i in range(num_partitions)]
 
     final_result = merge_results(results)
     return final_result
@@ -56,7 +53,8 @@ def dynamic_parallel_pipeline():
 if __name__ == "__main__":
     print(dynamic_parallel_pipeline())
     run = dynamic_parallel_pipeline.last_run
-    print(f"run {run.name}: {run.status}, {len(run.steps)} steps, "
-          f"dynamic={run.snapshot.is_dynamic}")
+    print(
+        f"run {run.name}: {run.status}, {len(run.steps)} steps, dynamic={run.snapshot.is_dynamic}"
+    )
     for step_run in run.steps.values():
         print(f"  {step_run.name:<22} {step_run.status}")

@@ -1,6 +1,6 @@
 """Static pipeline (seed page: "Static Pipelines"): the whole DAG is known before running.
 
-    python examples/static_pipeline.py
+python examples/static_pipeline.py
 """
 
 from branchwork import pipeline, step

@@ -1,6 +1,6 @@
 """Testing dynamic pipelines (seed page: "Testing Dynamic Pipelines"), as a pytest file.
 
-    pytest examples/test_dynamic_pipelines.py
+pytest examples/test_dynamic_pipelines.py
 """
 
 import pytest  # noqa: F401 - as on the seed page

@@ -21,5 +21,6 @@ class Client:
         self, pipeline: str | None = None, limit: int | None = None
     ) -> list[PipelineRunResponse]:
         """Runs, newest first, optionally of one pipeline (by name)."""
-        return [get_run(self._engine, run_id)
-                for run_id in list_run_ids(self._engine, pipeline, limit)]
+        return [
+            get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
+        ]

@@ -81,8 +81,9 @@ def test_plain_steps_run_beside_blocked_resourced_steps():
 def test_oversized_step_runs_alone_when_nothing_else_holds_resources():
     engine = Engine(Request(2, 8_000, 0), max_workers=8)
     small, huge = Request(1, 0, 0), Request(8, 16_000, 0)
-    commands = engine.handle(add("small", request=small), add("huge", request=huge),
-                             add("after", request=small))
+    commands = engine.handle(
+        add("small", request=small), add("huge", request=huge), add("after", request=small)
+    )
     assert launched(commands) == ["small"]
     commands = engine.handle(Finished("small", True))
     assert [c for c in commands if isinstance(c, Launch)] == [Launch("huge", 1, True)]

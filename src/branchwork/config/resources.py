@@ -59,7 +59,9 @@ class ResourceSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigurationError(f"ResourceSettings.{name} must be a number, got {value!r}")
             if value < 0:
-                raise ConfigurationError(f"ResourceSettings.{name} must not be negative, got {value}")
+                raise ConfigurationError(
+                    f"ResourceSettings.{name} must not be negative, got {value}"
+                )
         if self.gpu_count is not None and int(self.gpu_count) != self.gpu_count:
             raise ConfigurationError(
                 f"ResourceSettings.gpu_count must be a whole number, got {self.gpu_count}"

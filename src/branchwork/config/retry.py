@@ -25,9 +25,13 @@ class StepRetryConfig:
                 f"StepRetryConfig.max_retries must not be negative, got {self.max_retries}"
             )
         if self.delay < 0:
-            raise ConfigurationError(f"StepRetryConfig.delay must not be negative, got {self.delay}")
+            raise ConfigurationError(
+                f"StepRetryConfig.delay must not be negative, got {self.delay}"
+            )
         if self.backoff < 1:
-            raise ConfigurationError(f"StepRetryConfig.backoff must be at least 1, got {self.backoff}")
+            raise ConfigurationError(
+                f"StepRetryConfig.backoff must be at least 1, got {self.backoff}"
+            )
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before `attempt` (2 is the first retry)."""

@@ -31,8 +31,11 @@ def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) 
         "code": step.code_hash,
         "inputs": _hashed(invocation.inputs, content_hash),
         "outputs": [
-            [spec.name, repr(spec.annotation),
-             materializer_path(spec.materializer) if spec.materializer else None]
+            [
+                spec.name,
+                repr(spec.annotation),
+                materializer_path(spec.materializer) if spec.materializer else None,
+            ]
             for spec in step.outputs
         ],
     }

@@ -129,7 +129,10 @@ def inputs_to_json(value: Any) -> Any:
 
 
 def bind_inputs(
-    step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], invocation_id: str,
+    step: Step[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    invocation_id: str,
     pipeline_name: str,
 ) -> dict[str, Any]:
     """Bind a call's arguments to the step signature; errors name the step and argument."""
@@ -138,7 +141,8 @@ def bind_inputs(
         bound = step.signature.bind(*args, **kwargs)
     except TypeError as error:
         required = [
-            name for name, p in step.signature.parameters.items()
+            name
+            for name, p in step.signature.parameters.items()
             if p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
@@ -217,7 +221,10 @@ def make_invocation(
     where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
     inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
     invocation = Invocation(
-        id=invocation_id, step=step, inputs=inputs, upstream=upstream_of(inputs),
+        id=invocation_id,
+        step=step,
+        inputs=inputs,
+        upstream=upstream_of(inputs),
         after=after_ids(after, where),
         enable_cache=pipeline_cache and step.enable_cache is not False,
     )

@@ -18,7 +18,7 @@ from branchwork.graph.invocation import Invocation, InvocationIds, make_invocati
 from branchwork.runtime.context import run_context
 from branchwork.runtime.futures import StepOutput, outputs_of
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class _ValueUsed(BaseException):
@@ -57,11 +57,21 @@ class TracingContext:
         self.value_use: str | None = None
 
     def invoke(
-        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-        invocation_id: str | None, after: Any,
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: Any,
     ) -> Any:
         invocation = make_invocation(
-            self.ids, step, args, kwargs, invocation_id, after, self.pipeline_name,
+            self.ids,
+            step,
+            args,
+            kwargs,
+            invocation_id,
+            after,
+            self.pipeline_name,
             self.enable_cache,
         )
         self.invocations.append(invocation)
@@ -69,8 +79,7 @@ class TracingContext:
 
     def value_of(self, output: StepOutput) -> Any:
         self.value_use = (
-            f"it uses the output of step '{output.invocation_id}' as a value at "
-            f"{user_location()}"
+            f"it uses the output of step '{output.invocation_id}' as a value at {user_location()}"
         )
         raise _ValueUsed(self.value_use)
 

@@ -30,16 +30,25 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
 
 def _version(row: Row[Any], name: str) -> ArtifactVersionResponse:
     return ArtifactVersionResponse(
-        id=row.id, name=name, uri=row.uri, data_type=row.data_type,
-        materializer=row.materializer, content_hash=row.content_hash,
-        producer_step_run_id=row.producer_step_run_id, created=row.created,
+        id=row.id,
+        name=name,
+        uri=row.uri,
+        data_type=row.data_type,
+        materializer=row.materializer,
+        content_hash=row.content_hash,
+        producer_step_run_id=row.producer_step_run_id,
+        created=row.created,
     )
 
 
 _VERSION_COLUMNS = (
-    s.artifact_version.c.id, s.artifact_version.c.uri, s.artifact_version.c.data_type,
-    s.artifact_version.c.materializer, s.artifact_version.c.content_hash,
-    s.artifact_version.c.producer_step_run_id, s.artifact_version.c.created,
+    s.artifact_version.c.id,
+    s.artifact_version.c.uri,
+    s.artifact_version.c.data_type,
+    s.artifact_version.c.materializer,
+    s.artifact_version.c.content_hash,
+    s.artifact_version.c.producer_step_run_id,
+    s.artifact_version.c.created,
     s.artifact.c.name.label("artifact_name"),
 )
 
@@ -53,7 +62,8 @@ def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[st
         for chunk in _chunks(sorted(set(keys))):
             rows = conn.execute(
                 select(
-                    s.step_run.c.id.label("step_run_id"), s.step_run.c.cache_key,
+                    s.step_run.c.id.label("step_run_id"),
+                    s.step_run.c.cache_key,
                     s.step_run.c.end_time.label("finished"),
                     s.step_run_output_artifact.c.name.label("output_name"),
                     *_VERSION_COLUMNS,
@@ -88,17 +98,26 @@ def _snapshot(conn: Connection, snapshot_id: str) -> PipelineSnapshotResponse:
         select(s.step_configuration).where(s.step_configuration.c.snapshot_id == snapshot_id)
     ).all()
     return PipelineSnapshotResponse(
-        id=row.id, pipeline_name=row.pipeline_name, is_dynamic=row.is_dynamic,
-        source=row.source, source_file=row.source_file, parameters=loads(row.parameters, {}),
-        spec=loads(row.spec, {}), created=row.created,
+        id=row.id,
+        pipeline_name=row.pipeline_name,
+        is_dynamic=row.is_dynamic,
+        source=row.source,
+        source_file=row.source_file,
+        parameters=loads(row.parameters, {}),
+        spec=loads(row.spec, {}),
+        created=row.created,
         step_configurations={c.name: _configuration(c) for c in configs},
     )
 
 
 def _configuration(row: Row[Any]) -> StepConfigurationResponse:
     return StepConfigurationResponse(
-        id=row.id, name=row.name, step_name=row.step_name, config=loads(row.config, {}),
-        snapshot_id=row.snapshot_id, step_run_id=row.step_run_id,
+        id=row.id,
+        name=row.name,
+        step_name=row.step_name,
+        config=loads(row.config, {}),
+        snapshot_id=row.snapshot_id,
+        step_run_id=row.step_run_id,
     )
 
 
@@ -116,10 +135,14 @@ def _links(conn: Connection, table: Any, step_run_ids: list[str]) -> dict[str, d
     return links
 
 
-def _step_runs(conn: Connection, run_id: str, snapshot: PipelineSnapshotResponse,
-               ) -> list[StepRunResponse]:
+def _step_runs(
+    conn: Connection,
+    run_id: str,
+    snapshot: PipelineSnapshotResponse,
+) -> list[StepRunResponse]:
     rows = conn.execute(
-        select(s.step_run).where(s.step_run.c.run_id == run_id)
+        select(s.step_run)
+        .where(s.step_run.c.run_id == run_id)
         .order_by(s.step_run.c.start_time, s.step_run.c.attempt)
     ).all()
     ids = [row.id for row in rows]
@@ -138,13 +161,22 @@ def _step_runs(conn: Connection, run_id: str, snapshot: PipelineSnapshotResponse
             configs[config.step_run_id] = _configuration(config)
     return [
         StepRunResponse(
-            id=row.id, name=row.name, step_name=row.step_name,
-            status=ExecutionStatus(row.status), attempt=row.attempt,
-            start_time=row.start_time, end_time=row.end_time, cache_key=row.cache_key,
-            code_hash=row.code_hash, original_step_run_id=row.original_step_run_id,
-            exception_type=row.exception_type, exception_message=row.exception_message,
-            traceback=row.traceback, run_metadata=loads(row.run_metadata, {}),
-            inputs=inputs.get(row.id, {}), outputs=outputs.get(row.id, {}),
+            id=row.id,
+            name=row.name,
+            step_name=row.step_name,
+            status=ExecutionStatus(row.status),
+            attempt=row.attempt,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            cache_key=row.cache_key,
+            code_hash=row.code_hash,
+            original_step_run_id=row.original_step_run_id,
+            exception_type=row.exception_type,
+            exception_message=row.exception_message,
+            traceback=row.traceback,
+            run_metadata=loads(row.run_metadata, {}),
+            inputs=inputs.get(row.id, {}),
+            outputs=outputs.get(row.id, {}),
             parent_step_run_ids=tuple(parents.get(row.id, ())),
             configuration=configs.get(row.id) or snapshot.step_configurations.get(row.name),
         )
@@ -152,8 +184,8 @@ def _step_runs(conn: Connection, run_id: str, snapshot: PipelineSnapshotResponse
     ]
 
 
-def get_run(engine: Engine, id_or_name: str) -> PipelineRunResponse:
-    """A run by id or name, with its snapshot, step runs and outputs."""
+def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> PipelineRunResponse:
+    """A run by id or name, with its snapshot, outputs and (unless not asked) step runs."""
     with engine.connect() as conn:
         row = conn.execute(
             select(s.pipeline_run, s.pipeline.c.name.label("pipeline_name"))
@@ -163,12 +195,14 @@ def get_run(engine: Engine, id_or_name: str) -> PipelineRunResponse:
         if row is None:
             raise BranchworkError(f"No pipeline run with id or name {id_or_name!r}.")
         snapshot = _snapshot(conn, row.snapshot_id)
-        attempts = _step_runs(conn, row.id, snapshot)
+        attempts = _step_runs(conn, row.id, snapshot) if include_steps else []
         outputs = conn.execute(
             select(*_VERSION_COLUMNS)
             .select_from(s.pipeline_run_output)
-            .join(s.artifact_version,
-                  s.artifact_version.c.id == s.pipeline_run_output.c.artifact_version_id)
+            .join(
+                s.artifact_version,
+                s.artifact_version.c.id == s.pipeline_run_output.c.artifact_version_id,
+            )
             .join(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
             .where(s.pipeline_run_output.c.run_id == row.id)
             .order_by(s.pipeline_run_output.c.position)
@@ -179,20 +213,31 @@ def get_run(engine: Engine, id_or_name: str) -> PipelineRunResponse:
         if current is None or attempt.attempt >= current.attempt:
             latest[attempt.name] = attempt
     return PipelineRunResponse(
-        id=row.id, name=row.name, pipeline_name=row.pipeline_name,
-        status=ExecutionStatus(row.status), orchestrator=row.orchestrator,
-        orchestrator_run_id=row.orchestrator_run_id, parameters=loads(row.parameters, {}),
-        created=row.created, start_time=row.start_time, end_time=row.end_time,
-        failed_step=row.failed_step, exception_type=row.exception_type,
-        exception_message=row.exception_message, traceback=row.traceback,
-        snapshot=snapshot, steps=latest, attempts=tuple(attempts),
+        id=row.id,
+        name=row.name,
+        pipeline_name=row.pipeline_name,
+        status=ExecutionStatus(row.status),
+        orchestrator=row.orchestrator,
+        orchestrator_run_id=row.orchestrator_run_id,
+        parameters=loads(row.parameters, {}),
+        created=row.created,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        failed_step=row.failed_step,
+        exception_type=row.exception_type,
+        exception_message=row.exception_message,
+        traceback=row.traceback,
+        snapshot=snapshot,
+        steps=latest,
+        attempts=tuple(attempts),
         outputs=tuple(_version(o, o.artifact_name) for o in outputs),
         output_structure=loads(row.output_structure),
     )
 
 
-def list_run_ids(engine: Engine, pipeline_name: str | None = None,
-                 limit: int | None = None) -> list[str]:
+def list_run_ids(
+    engine: Engine, pipeline_name: str | None = None, limit: int | None = None
+) -> list[str]:
     """Run ids, newest first, optionally of one pipeline."""
     query = (
         select(s.pipeline_run.c.id)

@@ -8,6 +8,10 @@ inserted once, finished, instead of inserted and then updated.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
+import secrets
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -15,10 +19,17 @@ from typing import Any
 from sqlalchemy import Engine, bindparam
 
 from branchwork.metadata import schema
+from branchwork.metadata.bulk import BulkStatement
 from branchwork.metadata.upsert import insert_ignore
 
-_FINISH_FIELDS = ("status", "end_time", "exception_type", "exception_message", "traceback",
-                  "run_metadata")
+_FINISH_FIELDS = (
+    "status",
+    "end_time",
+    "exception_type",
+    "exception_message",
+    "traceback",
+    "run_metadata",
+)
 # Bound names must differ from column names in an executemany UPDATE.
 _STEP_UPDATE = (
     schema.step_run.update()
@@ -32,13 +43,47 @@ def utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+class _Ids:
+    """Row ids: a random per-process prefix plus a counter — unique, and far cheaper than
+    uuid4 (one urandom call each) on a path that makes several ids per step."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = secrets.token_hex(10)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):012x}"
+
+
+new_id = _Ids()
 
 
 def artifact_id(name: str) -> str:
     """Artifacts are identified by name; a name-derived id lets writers converge."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"branchwork:artifact:{name}").hex
+
+
+@functools.lru_cache(maxsize=8)
+def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
+    """The recorder's statements, in foreign-key order, compiled once per engine."""
+    return tuple(
+        BulkStatement(engine, statement)
+        for statement in (
+            insert_ignore(engine, schema.artifact),
+            schema.step_run.insert(),
+            schema.step_configuration.insert(),
+            schema.artifact_version.insert(),
+            schema.step_run_output_artifact.insert(),
+            schema.step_run_input_artifact.insert(),
+            schema.step_run_parent.insert(),
+            _STEP_UPDATE,
+            schema.pipeline_run_output.insert(),
+        )
+    )
 
 
 class Recorder:
@@ -94,8 +139,14 @@ class Recorder:
         }
         if config is not None:
             self._configs.append(
-                {"id": new_id(), "name": invocation_id, "step_name": step_name, "config": config,
-                 "snapshot_id": None, "step_run_id": step_run_id}
+                {
+                    "id": new_id(),
+                    "name": invocation_id,
+                    "step_name": step_name,
+                    "config": config,
+                    "snapshot_id": None,
+                    "step_run_id": step_run_id,
+                }
             )
         self._inputs.extend(
             {"step_run_id": step_run_id, "name": name, "artifact_version_id": version_id}
@@ -151,10 +202,16 @@ class Recorder:
             )
         version_id = new_id()
         self._versions.append(
-            {"id": version_id, "artifact_id": artifact_id(artifact_name), "uri": uri,
-             "data_type": data_type, "materializer": materializer,
-             "content_hash": content_hash, "producer_step_run_id": step_run_id,
-             "created": utc(created)}
+            {
+                "id": version_id,
+                "artifact_id": artifact_id(artifact_name),
+                "uri": uri,
+                "data_type": data_type,
+                "materializer": materializer,
+                "content_hash": content_hash,
+                "producer_step_run_id": step_run_id,
+                "created": utc(created),
+            }
         )
         self.output(step_run_id, name, version_id)
         return version_id
@@ -169,23 +226,28 @@ class Recorder:
 
     def flush(self) -> None:
         """Write everything collected so far in one transaction."""
-        batches = (
-            (insert_ignore(self.engine, schema.artifact), self._artifacts),
-            (schema.step_run.insert(), list(self._step_runs.values())),
-            (schema.step_configuration.insert(), self._configs),
-            (schema.artifact_version.insert(), self._versions),
-            (schema.step_run_output_artifact.insert(), self._outputs),
-            (schema.step_run_input_artifact.insert(), self._inputs),
-            (schema.step_run_parent.insert(), self._parents),
-            (_STEP_UPDATE, self._updates),
-            (schema.pipeline_run_output.insert(), self._run_outputs),
+        batches = tuple(
+            zip(
+                _statements(self.engine),
+                (
+                    self._artifacts,
+                    list(self._step_runs.values()),
+                    self._configs,
+                    self._versions,
+                    self._outputs,
+                    self._inputs,
+                    self._parents,
+                    self._updates,
+                    self._run_outputs,
+                ),
+            )
         )
         if not self._run_update and not any(rows for _, rows in batches):
             return
         with self.engine.begin() as conn:
             for statement, rows in batches:
                 if rows:
-                    conn.execute(statement, rows)
+                    statement.execute(conn, rows)
             if self._run_update:
                 conn.execute(
                     schema.pipeline_run.update()

@@ -48,21 +48,36 @@ def create_placeholder_run(
         )
         conn.execute(
             schema.pipeline_snapshot.insert(),
-            {"id": snapshot_id, "pipeline_id": pipeline_id(pipeline_name),
-             "is_dynamic": is_dynamic, "source": source, "source_file": source_file,
-             "parameters": params_json, "spec": json.dumps(spec), "created": created},
+            {
+                "id": snapshot_id,
+                "pipeline_id": pipeline_id(pipeline_name),
+                "is_dynamic": is_dynamic,
+                "source": source,
+                "source_file": source_file,
+                "parameters": params_json,
+                "spec": json.dumps(spec),
+                "created": created,
+            },
         )
         if step_configurations:
             conn.execute(
                 schema.step_configuration.insert(),
-                [{"id": new_id(), "snapshot_id": snapshot_id, "step_run_id": None, **config}
-                 for config in step_configurations],
+                [
+                    {"id": new_id(), "snapshot_id": snapshot_id, "step_run_id": None, **config}
+                    for config in step_configurations
+                ],
             )
         conn.execute(
             schema.pipeline_run.insert(),
-            {"id": run_id, "name": run_name(pipeline_name, now),
-             "pipeline_id": pipeline_id(pipeline_name), "snapshot_id": snapshot_id,
-             "status": "initializing", "orchestrator": orchestrator,
-             "parameters": params_json, "created": created},
+            {
+                "id": run_id,
+                "name": run_name(pipeline_name, now),
+                "pipeline_id": pipeline_id(pipeline_name),
+                "snapshot_id": snapshot_id,
+                "status": "initializing",
+                "orchestrator": orchestrator,
+                "parameters": params_json,
+                "created": created,
+            },
         )
     return snapshot_id, run_id

@@ -91,9 +91,13 @@ class LocalOrchestrator(BaseOrchestrator):
         token = _current_run_id.set(f"local-{uuid.uuid4().hex}")
         try:
             execute_run(
-                snapshot, placeholder_run, stack,
-                launcher=InlineLauncher(self.max_workers), capacity=self.capacity,
-                max_workers=self.max_workers, orchestrator_run_id=self.get_orchestrator_run_id(),
+                snapshot,
+                placeholder_run,
+                stack,
+                launcher=InlineLauncher(self.max_workers),
+                capacity=self.capacity,
+                max_workers=self.max_workers,
+                orchestrator_run_id=self.get_orchestrator_run_id(),
                 failure_mode=self.failure_mode,
             )
         finally:

@@ -26,8 +26,9 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
         if module_name == "__main__":
             if not snapshot.source_file:
                 raise ImportError("the script's path was not recorded")
-            spec = importlib.util.spec_from_file_location("__branchwork_main__",
-                                                          snapshot.source_file)
+            spec = importlib.util.spec_from_file_location(
+                "__branchwork_main__", snapshot.source_file
+            )
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load {snapshot.source_file}")
             module = importlib.util.module_from_spec(spec)

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 RUN_ID_ENV = "BRANCHWORK_RUN_ID"
 
 
-def bind_parameters(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> dict[str, Any]:
+def bind_parameters(
+    pipeline: Pipeline[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The call's arguments by name; they are recorded, so they must be JSON-serializable."""
     try:
         bound = pipeline.signature.bind(*args, **kwargs)
@@ -62,7 +63,9 @@ def bind_parameters(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
                 "which cannot be recorded; pipeline parameters must be JSON-serializable "
                 "(load bigger values in a step)."
             ) from None
-    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in pipeline.signature.parameters.values()):
+    if any(
+        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in pipeline.signature.parameters.values()
+    ):
         raise ConfigurationError(
             f"Pipeline '{pipeline.name}' takes *args/**kwargs; declare its parameters by name."
         )
@@ -92,8 +95,9 @@ def _source_file(pipeline: Pipeline[Any, Any]) -> str | None:
         return None
 
 
-def run_pipeline(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> Any:
+def run_pipeline(
+    pipeline: Pipeline[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     if current_run_context() is not None:
         raise PipelineDefinitionError(
             f"Pipeline '{pipeline.name}' was called inside another pipeline; call its steps "
@@ -117,21 +121,29 @@ def run_pipeline(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
         source=pipeline.source,
         source_file=_source_file(pipeline),
         parameters=params,
-        spec={"enable_cache": pipeline.enable_cache, "dynamic": pipeline.dynamic,
-              "failure_mode": pipeline.failure_mode, "dynamic_reason": compiled.reason},
+        spec={
+            "enable_cache": pipeline.enable_cache,
+            "dynamic": pipeline.dynamic,
+            "failure_mode": pipeline.failure_mode,
+            "dynamic_reason": compiled.reason,
+        },
         step_configurations=[
-            {"name": inv.id, "step_name": inv.step.name,
-             "config": json.dumps(invocation_config(inv))}
+            {
+                "name": inv.id,
+                "step_name": inv.step.name,
+                "config": json.dumps(invocation_config(inv)),
+            }
             for inv in compiled.invocations
         ],
         orchestrator=orchestrator.flavor,
     )
-    placeholder = get_run(engine, run_id)
+    placeholder = get_run(engine, run_id, include_steps=False)
     live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled)
     token = set_live_submission(live)
     try:
         submit = (
-            orchestrator.submit_dynamic_pipeline if compiled.is_dynamic
+            orchestrator.submit_dynamic_pipeline
+            if compiled.is_dynamic
             else orchestrator.submit_pipeline
         )
         result = submit(placeholder.snapshot, stack, environment_for(run_id), placeholder)
@@ -139,7 +151,7 @@ def run_pipeline(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
             result.wait_for_completion()
     finally:
         reset_live_submission(token)
-    run = get_run(engine, run_id)
+    run = get_run(engine, run_id, include_steps=False)
     if run.status != "completed":
         raise _run_error(run, live.error)
     return run.load_output()
@@ -147,8 +159,11 @@ def run_pipeline(pipeline: Pipeline[Any, Any], args: tuple[Any, ...],
 
 def environment_for(run_id: str) -> dict[str, str]:
     """What an orchestration process needs to find this run and its store."""
-    environment = {RUN_ID_ENV: run_id, "BRANCHWORK_STORE_URL": store_url(),
-                   "BRANCHWORK_HOME": str(home_dir())}
+    environment = {
+        RUN_ID_ENV: run_id,
+        "BRANCHWORK_STORE_URL": store_url(),
+        "BRANCHWORK_HOME": str(home_dir()),
+    }
     for name in ("PYTHONPATH",):
         if name in os.environ:
             environment[name] = os.environ[name]
@@ -157,13 +172,13 @@ def environment_for(run_id: str) -> dict[str, str]:
 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:
     where = (
-        f"step '{run.failed_step}' raised" if run.failed_step
-        else "the pipeline function raised"
+        f"step '{run.failed_step}' raised" if run.failed_step else "the pipeline function raised"
     )
     error = PipelineRunFailedError(
         f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where} "
         f"{run.exception_type}: {run.exception_message}",
-        run.id, run.failed_step,
+        run.id,
+        run.failed_step,
     )
     if cause is None:
         cause = StepFailedError(

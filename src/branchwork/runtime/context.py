@@ -22,8 +22,12 @@ class RunContext(Protocol):
     pipeline_name: str
 
     def invoke(
-        self, step: Step[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        invocation_id: str | None, after: Any,
+        self,
+        step: Step[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: Any,
     ) -> Any:
         """Record one call of `step` and return its future(s)."""
 

@@ -117,21 +117,33 @@ def _forward(op: Any, reflected: bool = False) -> Any:
 
 
 for _name, _op in {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
-    "gt": operator.gt, "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
 }.items():
     setattr(StepOutput, f"__{_name}__", _forward(_op))
 
 for _name, _op in {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
-    "truediv": operator.truediv, "floordiv": operator.floordiv, "mod": operator.mod,
-    "pow": operator.pow, "matmul": operator.matmul, "and": operator.and_,
-    "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
-    "rshift": operator.rshift, "divmod": divmod,
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "matmul": operator.matmul,
+    "and": operator.and_,
+    "or": operator.or_,
+    "xor": operator.xor,
+    "lshift": operator.lshift,
+    "rshift": operator.rshift,
+    "divmod": divmod,
 }.items():
     setattr(StepOutput, f"__{_name}__", _forward(_op))
     setattr(StepOutput, f"__r{_name}__", _forward(_op, reflected=True))
-
 
 
 def outputs_of(context: RunContext, invocation: Invocation) -> Any:

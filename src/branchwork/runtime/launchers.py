@@ -42,6 +42,11 @@ def _result_of(future: Future[StepResult], request: StepRequest) -> StepResult:
     # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
     now = time.time()
     return StepResult(
-        request.invocation_id, request.step_run_id, request.attempt, now, now,
-        error=error, traceback="".join(traceback.format_exception(error)),
+        request.invocation_id,
+        request.step_run_id,
+        request.attempt,
+        now,
+        now,
+        error=error,
+        traceback="".join(traceback.format_exception(error)),
     )

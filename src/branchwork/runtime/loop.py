@@ -51,8 +51,17 @@ _CLOSE = object()
 class _Slot:
     """What the loop knows about one invocation."""
 
-    __slots__ = ("invocation", "done", "error", "outputs", "versions", "step_run_id",
-                 "cache_key", "values", "last_attempt")
+    __slots__ = (
+        "invocation",
+        "done",
+        "error",
+        "outputs",
+        "versions",
+        "step_run_id",
+        "cache_key",
+        "values",
+        "last_attempt",
+    )
 
     def __init__(self, invocation: Invocation) -> None:
         self.invocation = invocation
@@ -111,12 +120,22 @@ class RunLoop:
         self._thread.start()
 
     def invoke(
-        self, step: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-        invocation_id: str | None, after: Any,
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: Any,
     ) -> Any:
         self._raise_if_failed()
         invocation = make_invocation(
-            self.ids, step, args, kwargs, invocation_id, after, self.pipeline_name,
+            self.ids,
+            step,
+            args,
+            kwargs,
+            invocation_id,
+            after,
+            self.pipeline_name,
             self.enable_cache,
         )
         self.add([invocation])
@@ -130,13 +149,19 @@ class RunLoop:
             step = invocation.step
             resources = step.resources
             request = E.Request(
-                float(resources.cpu_count or 0), resources.memory_bytes,
+                float(resources.cpu_count or 0),
+                resources.memory_bytes,
                 float(resources.gpu_count or 0),
             )
-            events.append(E.Added(
-                invocation.id, invocation.dependencies, request, invocation.enable_cache,
-                1 + (step.retry.max_retries if step.retry else 0),
-            ))
+            events.append(
+                E.Added(
+                    invocation.id,
+                    invocation.dependencies,
+                    request,
+                    invocation.enable_cache,
+                    1 + (step.retry.max_retries if step.retry else 0),
+                )
+            )
         self._events.put(events)
 
     def value_of(self, output: StepOutput) -> Any:
@@ -278,7 +303,9 @@ class RunLoop:
     def _check_cache(self, slots: list[_Slot], resolved: list[_Slot]) -> list[E.Event]:
         for slot in slots:
             slot.cache_key = cache_key(slot.invocation, self._content_hash)
-        hits = find_cached(self.recorder.engine, [slot.cache_key for slot in slots if slot.cache_key])
+        hits = find_cached(
+            self.recorder.engine, [slot.cache_key for slot in slots if slot.cache_key]
+        )
         events: list[E.Event] = []
         now = time.time()
         for slot in slots:
@@ -301,15 +328,26 @@ class RunLoop:
         return events
 
     def _record_step_run(
-        self, slot: _Slot, step_run_id: str, attempt: int, status: str, start: float,
+        self,
+        slot: _Slot,
+        step_run_id: str,
+        attempt: int,
+        status: str,
+        start: float,
         original_id: str | None = None,
     ) -> None:
         invocation = slot.invocation
         inputs: list[tuple[str, str]] = []
         _input_links(invocation.inputs, "", self._slots, inputs)
         self.recorder.step_run(
-            step_run_id, invocation.id, invocation.step.name, attempt, status, start,
-            invocation.step.code_hash, slot.cache_key,
+            step_run_id,
+            invocation.id,
+            invocation.step.name,
+            attempt,
+            status,
+            start,
+            invocation.step.code_hash,
+            slot.cache_key,
             json.dumps(invocation_config(invocation)) if self.is_dynamic else None,
             inputs,
             [p for p in (self._slots[d].step_run_id for d in invocation.dependencies) if p],
@@ -324,9 +362,14 @@ class RunLoop:
         step_run_id = new_id()
         self._record_step_run(slot, step_run_id, command.attempt, "running", time.time())
         request = StepRequest(
-            run_id=self.run_id, run_name=self.run_name, pipeline_name=self.pipeline_name,
-            invocation_id=invocation.id, step_run_id=step_run_id, attempt=command.attempt,
-            step=invocation.step, inputs=_resolve_inputs(invocation.inputs, self._slots),
+            run_id=self.run_id,
+            run_name=self.run_name,
+            pipeline_name=self.pipeline_name,
+            invocation_id=invocation.id,
+            step_run_id=step_run_id,
+            attempt=command.attempt,
+            step=invocation.step,
+            inputs=_resolve_inputs(invocation.inputs, self._slots),
             artifact_store=self.artifact_store,
         )
         self.launcher.launch(request, self._events.put)
@@ -337,15 +380,24 @@ class RunLoop:
         if not result.ok:
             slot.last_attempt = result
             self.recorder.step_finished(
-                result.step_run_id, "failed", result.end_time, result.error, result.traceback,
+                result.step_run_id,
+                "failed",
+                result.end_time,
+                result.error,
+                result.traceback,
                 metadata,
             )
             return E.Finished(result.invocation_id, False)
         step = slot.invocation.step
         for name, stored in result.outputs.items():
             slot.versions[name] = self.recorder.new_version(
-                result.step_run_id, name, f"{self.pipeline_name}::{step.name}::{name}",
-                stored.uri, stored.data_type, stored.materializer, stored.content_hash,
+                result.step_run_id,
+                name,
+                f"{self.pipeline_name}::{step.name}::{name}",
+                stored.uri,
+                stored.data_type,
+                stored.materializer,
+                stored.content_hash,
                 result.end_time,
             )
         slot.outputs = result.outputs
@@ -362,7 +414,10 @@ class RunLoop:
         delay = retry.delay_before(command.attempt) if retry else 0.0
         logger.warning(
             "Step '%s' failed (%s); retrying in %.1fs (attempt %d)",
-            command.invocation_id, slot.last_error, delay, command.attempt,
+            command.invocation_id,
+            slot.last_error,
+            delay,
+            command.attempt,
         )
         failed = slot.last_attempt
         if failed is not None:
@@ -409,7 +464,10 @@ class RunLoop:
         logger.warning(
             "Step '%s' asks for %s, more than this machine offers (cpu=%g, memory=%.1fGB, "
             "gpu=%g); running it alone.",
-            invocation.step.name, resources.to_dict(), capacity.cpu, capacity.memory / 1e9,
+            invocation.step.name,
+            resources.to_dict(),
+            capacity.cpu,
+            capacity.memory / 1e9,
             capacity.gpu,
         )
 
@@ -462,4 +520,3 @@ def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> 
         "pipeline may only return step outputs (or None, or lists/tuples/dicts of step "
         "outputs). Compute the value in a step and return that step's output."
     )
-

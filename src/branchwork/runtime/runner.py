@@ -83,9 +83,14 @@ def execute_run(
         compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
     recorder = Recorder(get_engine(), run.id)
     loop = RunLoop(
-        run_id=run.id, run_name=run.name, pipeline_name=pipeline.name,
-        is_dynamic=snapshot.is_dynamic, enable_cache=enable_cache, recorder=recorder,
-        artifact_store=stack.artifact_store, launcher=launcher,
+        run_id=run.id,
+        run_name=run.name,
+        pipeline_name=pipeline.name,
+        is_dynamic=snapshot.is_dynamic,
+        enable_cache=enable_cache,
+        recorder=recorder,
+        artifact_store=stack.artifact_store,
+        launcher=launcher,
         engine=Engine(capacity, max_workers, pipeline.failure_mode or failure_mode),
     )
     recorder.run_update(

@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from branchwork.exceptions import PipelineDefinitionError
 
@@ -48,9 +49,7 @@ def parse_outputs(func: Callable[..., Any], step_name: str) -> tuple[OutputSpec,
         members = typing.get_args(base)
         named = [_strip_annotated(member) for member in members]
         if members and Ellipsis not in members and any(n for _, n in named):
-            specs = tuple(
-                OutputSpec(n or f"output_{i}", t) for i, (t, n) in enumerate(named)
-            )
+            specs = tuple(OutputSpec(n or f"output_{i}", t) for i, (t, n) in enumerate(named))
             if len({spec.name for spec in specs}) != len(specs):
                 raise PipelineDefinitionError(
                     f"Step '{step_name}' declares the same output name twice in its return "

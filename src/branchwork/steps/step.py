@@ -48,7 +48,9 @@ def _resources_from(settings: dict[str, Any] | None, step_name: str) -> Resource
         try:
             resources = ResourceSettings(**resources)
         except TypeError as error:
-            raise ConfigurationError(f"Step '{step_name}': settings['resources']: {error}") from None
+            raise ConfigurationError(
+                f"Step '{step_name}': settings['resources']: {error}"
+            ) from None
     if not isinstance(resources, ResourceSettings):
         raise ConfigurationError(
             f"Step '{step_name}': settings['resources'] must be a ResourceSettings, "
@@ -188,14 +190,15 @@ class Step(Generic[P, R]):
         for combo in combos:
             values = dict(zip((key for key, _ in mapped), combo))
             call_args = [
-                values.get(i, v.value if isinstance(v, unmapped) else v)
-                for i, v in enumerate(args)
+                values.get(i, v.value if isinstance(v, unmapped) else v) for i, v in enumerate(args)
             ]
             call_kwargs = {
                 k: values.get(k, v.value if isinstance(v, unmapped) else v)
                 for k, v in kwargs.items()
             }
-            calls.append(self(*call_args, **call_kwargs, after=after))  # type: ignore[call-arg]
+            if "after" not in self.signature.parameters:
+                call_kwargs["after"] = after
+            calls.append(self(*call_args, **call_kwargs))
         return calls
 
 
@@ -221,9 +224,7 @@ def _with_materializers(
         raise ConfigurationError(
             f"Step '{step_name}': output_materializers names unknown outputs {sorted(unknown)}"
         )
-    return tuple(
-        OutputSpec(spec.name, spec.annotation, chosen.get(spec.name)) for spec in outputs
-    )
+    return tuple(OutputSpec(spec.name, spec.annotation, chosen.get(spec.name)) for spec in outputs)
 
 
 @overload

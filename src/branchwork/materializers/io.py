@@ -1,0 +1,50 @@
+"""Saving and loading one artifact, with every failure reported as an ArtifactError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from branchwork.artifact_stores import BaseArtifactStore, artifact_store_for_uri
+from branchwork.exceptions import ArtifactError
+from branchwork.materializers import registry
+from branchwork.materializers.base import BaseMaterializer, type_name
+
+
+def save_artifact(
+    value: Any, uri: str, store: BaseArtifactStore, materializer_cls: type[BaseMaterializer]
+) -> str:
+    """Save `value` under `uri` with `materializer_cls`; returns its content hash."""
+    try:
+        materializer = materializer_cls(uri, store)
+        materializer.save(value)
+        return materializer.content_hash()
+    except Exception as exc:
+        raise ArtifactError(
+            f"Could not save a {type_name(type(value))} value with materializer "
+            f"{registry.materializer_path(materializer_cls)} to {uri}: {exc!r}"
+        ) from exc
+
+
+def load_artifact(
+    uri: str,
+    materializer_path: str,
+    data_type: Any = Any,
+    store: BaseArtifactStore | None = None,
+) -> Any:
+    """Load the artifact at `uri` written by the materializer recorded as `materializer_path`.
+
+    Without `store`, one is derived from the URI (artifacts are read back with no stack).
+    """
+    materializer_cls = registry.load_materializer_class(materializer_path)
+    try:
+        store = store or artifact_store_for_uri(uri)
+        return materializer_cls(uri, store).load(data_type)
+    except FileNotFoundError as exc:
+        raise ArtifactError(
+            f"The artifact at {uri} is missing from the artifact store (deleted, or the store "
+            f"moved?): {exc}"
+        ) from exc
+    except Exception as exc:
+        raise ArtifactError(
+            f"Could not load the artifact at {uri} with materializer {materializer_path}: {exc!r}"
+        ) from exc

@@ -1,0 +1,44 @@
+"""Bulk writes for the recorder's hot path: compiled once, executed through the driver.
+
+A SQLAlchemy Core `execute(insert, rows)` spends far more time building parameters than the
+database spends writing a small row. The recorder writes several small rows per step, so each
+statement is compiled once per engine, rows are bound with the column types' own bind
+processors (so values read back exactly as through SQLAlchemy), and the driver's
+executemany runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.sql import ClauseElement
+
+
+class BulkStatement:
+    """One compiled statement with the bind processors of its parameters."""
+
+    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        names = (
+            list(compiled.positiontup or []) if engine.dialect.positional else list(compiled.binds)
+        )
+        self.positional = engine.dialect.positional
+        self.names = names
+        self.processors = [
+            compiled.binds[name].type._cached_bind_processor(engine.dialect) for name in names
+        ]
+        self.keys = [compiled.binds[name].key for name in names]
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        bound = []
+        pairs = list(zip(self.keys, self.processors))
+        for row in rows:
+            values = [
+                row[key] if proc is None or row[key] is None else proc(row[key])
+                for key, proc in pairs
+            ]
+            bound.append(tuple(values) if self.positional else dict(zip(self.names, values)))
+        conn.exec_driver_sql(self.sql, bound)  # type: ignore[arg-type]
