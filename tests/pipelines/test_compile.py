@@ -168,11 +168,6 @@ def test_declared_static_pipeline_that_uses_a_value_is_refused_before_running():
     assert Client().list_pipeline_runs() == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: graph/tracing.py user_location() skips every file whose path merely starts "
-    "with the package folder, e.g. site-packages/branchwork_plugins/flows.py",
-    strict=True,
-)
 def test_value_use_location_in_a_package_named_like_branchwork():
     package_dir = os.path.dirname(os.path.abspath(branchwork.__file__))
     filename = os.path.join(package_dir + "_userflows", "flows.py")

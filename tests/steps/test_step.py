@@ -277,11 +277,6 @@ def test_function_parameter_named_after_is_an_ordinary_argument():
     assert scheduled() == ("a@5", "b@0")
 
 
-@pytest.mark.xfail(
-    reason="BUG: Step._fan_out always calls self(..., after=after); for a function that takes "
-    "`after` this overrides its default with None",
-    strict=True,
-)
 def test_map_keeps_the_default_of_a_parameter_named_after():
     @pipeline
     def mapped_default():
@@ -290,11 +285,6 @@ def test_map_keeps_the_default_of_a_parameter_named_after():
     assert mapped_default() == ["a@0", "b@0"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: Step._fan_out passes after= twice (as the mapped kwarg and as the reserved "
-    "keyword) for a function that takes `after`: TypeError 'multiple values'",
-    strict=True,
-)
 def test_map_passes_a_parameter_named_after_to_the_function():
     @pipeline
     def mapped_after():

@@ -166,9 +166,9 @@ class RunLoop:
 
     def value_of(self, output: StepOutput) -> Any:
         slot = self._wait(output)
-        self._raise_if_failed()
         if slot.error is not None:
             raise slot.error
+        self._raise_if_failed()
         name = output.output_name
         if name is None:
             return None
@@ -359,6 +359,8 @@ class RunLoop:
         invocation = slot.invocation
         if command.oversized:
             self._warn_oversized(invocation)
+        if slot.cache_key is None:  # recorded even when caching is off, for later runs
+            slot.cache_key = cache_key(invocation, self._content_hash)
         step_run_id = new_id()
         self._record_step_run(slot, step_run_id, command.attempt, "running", time.time())
         request = StepRequest(

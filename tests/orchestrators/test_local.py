@@ -1,0 +1,138 @@
+"""The local orchestrator: parallel steps, resource admission, the orchestrator API."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from branchwork import pipeline, step
+from branchwork.config import ResourceSettings
+from branchwork.exceptions import OrchestratorError
+from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+SPANS: dict[str, tuple[float, float]] = {}
+
+
+@step
+def nap(i: int) -> int:
+    start = time.monotonic()
+    time.sleep(1)
+    SPANS[f"nap{i}"] = (start, time.monotonic())
+    return i
+
+
+@step(settings={"resources": ResourceSettings(cpu_count=1, memory="1GB")})
+def one_cpu(i: int) -> int:
+    start = time.monotonic()
+    time.sleep(0.2)
+    SPANS[f"cpu{i}"] = (start, time.monotonic())
+    return i
+
+
+@step(settings={"resources": ResourceSettings(cpu_count=8, memory="16GB")})
+def eight_cpus(i: int) -> int:
+    start = time.monotonic()
+    time.sleep(0.1)
+    SPANS[f"big{i}"] = (start, time.monotonic())
+    return i
+
+
+def max_overlap(prefix: str) -> int:
+    spans = [span for name, span in SPANS.items() if name.startswith(prefix)]
+    return max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+
+
+def on(orchestrator: BaseOrchestrator):
+    return active_stack(Stack("test", orchestrator, get_active_stack().artifact_store))
+
+
+def test_eight_independent_one_second_steps_finish_in_under_two_seconds():
+    @pipeline(enable_cache=False)
+    def naps():
+        return [nap(i) for i in range(8)]
+
+    start = time.monotonic()
+    assert naps() == list(range(8))
+    assert time.monotonic() - start < 2.0
+    assert max_overlap("nap") == 8
+
+
+def test_steps_with_resources_are_admitted_against_the_capacity():
+    SPANS.clear()
+
+    @pipeline(enable_cache=False)
+    def fan():
+        return [one_cpu(i) for i in range(6)]
+
+    with on(LocalOrchestrator(cpu_count=2, memory="64GB")):
+        assert fan() == list(range(6))
+    assert max_overlap("cpu") == 2
+    SPANS.clear()
+    with on(LocalOrchestrator(cpu_count=8, memory="2GB")):  # memory is the limit now
+        fan()
+    assert max_overlap("cpu") == 2
+
+
+def test_a_step_larger_than_the_machine_runs_alone_with_a_warning(caplog):
+    SPANS.clear()
+
+    @pipeline(enable_cache=False)
+    def big():
+        return [eight_cpus(i) for i in range(3)] + [one_cpu(9)]
+
+    with (
+        caplog.at_level(logging.WARNING, "branchwork"),
+        on(LocalOrchestrator(cpu_count=2, memory="8GB")),
+    ):
+        assert big() == [0, 1, 2, 9]
+    assert max_overlap("big") == 1
+    warnings = [r.getMessage() for r in caplog.records if "running it alone" in r.getMessage()]
+    assert len(warnings) == 1 and "eight_cpus" in warnings[0]
+    big_spans = [span for name, span in SPANS.items() if name.startswith("big")]
+    small_start, small_end = SPANS["cpu9"]
+    assert all(small_end <= s or e <= small_start for s, e in big_spans)
+
+
+def test_local_orchestrator_api():
+    orchestrator = LocalOrchestrator()
+    assert orchestrator.supports_dynamic_pipelines is True
+    assert orchestrator.flavor == "local"
+    with pytest.raises(OrchestratorError, match="not running a pipeline"):
+        orchestrator.get_orchestrator_run_id()
+    with pytest.raises(OrchestratorError, match="max_workers"):
+        LocalOrchestrator(max_workers=-1)
+
+
+def test_supports_dynamic_pipelines_follows_the_override():
+    class Dynamic(BaseOrchestrator):
+        def submit_pipeline(self, snapshot, stack, environment, placeholder_run=None):
+            return None
+
+        def submit_dynamic_pipeline(self, snapshot, stack, environment, placeholder_run=None):
+            return None
+
+        def get_orchestrator_run_id(self) -> str:
+            return "id"
+
+    class Static(Dynamic):
+        submit_dynamic_pipeline = BaseOrchestrator.submit_dynamic_pipeline
+
+    assert Dynamic().supports_dynamic_pipelines is True
+    assert Static().supports_dynamic_pipelines is False
+
+
+def test_each_run_gets_its_own_orchestrator_run_id():
+    ids = set()
+
+    @pipeline
+    def quick():
+        one = one_cpu.with_options(enable_cache=False)
+        return one(1)
+
+    for _ in range(2):
+        quick()
+        ids.add(quick.last_run.orchestrator_run_id)
+    assert len(ids) == 2

@@ -1,0 +1,210 @@
+"""Bad input and failing steps: clear errors, and a FAILED run with every finished step kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated
+
+import pytest
+
+from branchwork import Client, pipeline, step
+from branchwork.config import ResourceSettings, StepRetryConfig
+from branchwork.exceptions import (
+    ArtifactError,
+    OrchestratorError,
+    PipelineRunFailedError,
+    StepNotRunError,
+)
+from branchwork.orchestrators import BaseOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+
+class Boom(ValueError):
+    pass
+
+
+@step
+def ok(x: int) -> int:
+    return x
+
+
+@step
+def explode(x: int) -> int:
+    raise Boom(f"bad value {x}")
+
+
+@step
+def slow(x: int) -> int:
+    time.sleep(0.3)
+    return x
+
+
+@step
+def lock() -> object:
+    return threading.Lock()
+
+
+def failed_run(pipeline_obj, **params):
+    with pytest.raises(PipelineRunFailedError) as info:
+        pipeline_obj(**params)
+    return info.value, Client().get_pipeline_run(info.value.run_id)
+
+
+def test_a_failing_step_fails_the_run_naming_the_invocation_with_the_original_cause():
+    @pipeline
+    def failing():
+        a = ok(1)
+        explode(a)
+
+    error, run = failed_run(failing)
+    assert isinstance(error.__cause__, Boom)
+    assert "explode" in str(error) and "Boom" in str(error) and "bad value 1" in str(error)
+    assert error.invocation_id == "explode"
+    assert run.status == "failed" and run.failed_step == "explode"
+    assert run.exception_type == "Boom" and "bad value 1" in run.exception_message
+    assert "raise Boom" in run.traceback
+    assert run.steps["ok"].status == "completed"
+    assert run.steps["explode"].status == "failed"
+    assert "raise Boom" in run.steps["explode"].traceback
+
+
+def test_stop_on_failure_lets_running_steps_finish_and_starts_nothing_new():
+    @pipeline(dynamic=True)
+    def mixed():
+        s = slow(1)
+        e = explode(2)
+        e.wait()
+        ok(s)  # never starts: the run is stopping
+        return s
+
+    error, run = failed_run(mixed)
+    assert isinstance(error.__cause__, Boom)
+    assert run.steps["slow"].status == "completed"
+    assert "ok" not in run.steps
+
+
+def test_using_a_future_that_will_never_run_raises_step_not_run():
+    seen = {}
+
+    @pipeline(dynamic=True)
+    def downstream():
+        e = explode(1)
+        child = ok(e)
+        try:
+            child.load()
+        except StepNotRunError as err:
+            seen["error"] = err
+            raise
+
+    error, run = failed_run(downstream)
+    assert "did not run because 'explode' failed" in str(seen["error"])
+    assert run.failed_step == "explode"
+    assert isinstance(error.__cause__, Boom)
+
+
+def test_the_pipeline_body_raising_after_steps_ran_fails_the_run_and_keeps_them():
+    @pipeline
+    def discovery_fails():
+        n = ok(3)
+        if n > 2:
+            raise RuntimeError("cannot decide what to run")
+
+    error, run = failed_run(discovery_fails)
+    assert isinstance(error.__cause__, RuntimeError)
+    assert "the pipeline function raised RuntimeError" in str(error)
+    assert run.failed_step is None and run.exception_type == "RuntimeError"
+    assert "cannot decide what to run" in run.traceback
+    assert run.steps["ok"].status == "completed"
+
+
+def test_an_unserializable_output_fails_the_step_with_an_artifact_error():
+    @pipeline
+    def unstorable():
+        lock()
+
+    error, run = failed_run(unstorable)
+    assert isinstance(error.__cause__, ArtifactError)
+    assert "lock" in str(error.__cause__) and "output" in str(error.__cause__)
+    assert run.steps["lock"].status == "failed"
+
+
+def test_wrong_number_of_outputs_is_a_clear_step_failure():
+
+    @step
+    def pair() -> tuple[Annotated[int, "a"], Annotated[int, "b"]]:
+        return 1  # type: ignore[return-value]
+
+    @pipeline
+    def bad_pair():
+        pair()
+
+    error, run = failed_run(bad_pair)
+    assert "declares 2 outputs (a, b) but returned int" in str(error.__cause__)
+    assert run.steps["pair"].status == "failed"
+
+
+def test_retries_rerun_the_step_and_record_each_attempt():
+    attempts = []
+
+    @step(retry=StepRetryConfig(max_retries=2, delay=0.05, backoff=2))
+    def flaky() -> int:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise Boom("not yet")
+        return len(attempts)
+
+    @pipeline
+    def retrying():
+        return flaky()
+
+    assert retrying() == 3
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1
+    run = retrying.last_run
+    assert [(a.attempt, str(a.status)) for a in run.attempts] == [
+        (1, "retried"),
+        (2, "retried"),
+        (3, "completed"),
+    ]
+    assert run.steps["flaky"].attempt == 3
+
+
+def test_an_orchestrator_without_dynamic_support_is_refused_before_anything_runs():
+    class StaticOnly(BaseOrchestrator):
+        flavor = "static_only"
+
+        def submit_pipeline(self, snapshot, stack, environment, placeholder_run=None):
+            raise AssertionError("not called")
+
+        def get_orchestrator_run_id(self) -> str:
+            return "x"
+
+    @pipeline
+    def dynamic_one():
+        if ok(1) > 0:
+            ok(2)
+
+    orchestrator = StaticOnly()
+    assert orchestrator.supports_dynamic_pipelines is False
+    stack = Stack("static", orchestrator, get_active_stack().artifact_store)
+    with active_stack(stack), pytest.raises(OrchestratorError) as info:
+        dynamic_one()
+    assert "dynamic_one" in str(info.value) and "static_only" in str(info.value)
+    assert "uses the output of step 'ok'" in str(info.value)
+    assert Client().list_pipeline_runs() == []
+
+
+def test_invalid_resource_and_retry_settings_are_refused_with_the_field_named():
+    from branchwork.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="cpu_count must not be negative"):
+        ResourceSettings(cpu_count=-1)
+    with pytest.raises(ConfigurationError, match="memory must be a size like '4GB'"):
+        ResourceSettings(memory="lots")
+    with pytest.raises(ConfigurationError, match="gpu_count must be a whole number"):
+        ResourceSettings(gpu_count=0.5)
+    with pytest.raises(ConfigurationError, match="max_retries must not be negative"):
+        StepRetryConfig(max_retries=-1)
+    assert ResourceSettings(memory="512MB").memory_bytes == 512_000_000
+    assert ResourceSettings(memory="2GiB").memory_bytes == 2 * 1024**3
