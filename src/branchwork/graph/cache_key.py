@@ -17,7 +17,7 @@ from branchwork.materializers.registry import materializer_path
 
 def _hashed(value: Any, content_hash: Callable[[OutputRef], str]) -> Any:
     if isinstance(value, OutputRef):
-        return {"$hash": content_hash(value), "index": value.index}
+        return {"$hash": content_hash(value), "index": value.item}
     if isinstance(value, (list, tuple)):
         return [_hashed(item, content_hash) for item in value]
     if isinstance(value, dict):

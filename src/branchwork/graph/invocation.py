@@ -21,16 +21,16 @@ if TYPE_CHECKING:
 
 
 class OutputRef(NamedTuple):
-    """A reference to output `output` of invocation `invocation_id` (item `index` if mapped)."""
+    """A reference to output `output` of invocation `invocation_id` (item `item` if mapped)."""
 
     invocation_id: str
     output: str
-    index: int | None = None
+    item: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref: dict[str, Any] = {"$ref": self.invocation_id, "output": self.output}
-        if self.index is not None:
-            ref["index"] = self.index
+        if self.item is not None:
+            ref["index"] = self.item
         return ref
 
 

@@ -20,7 +20,7 @@ class BulkStatement:
     """One compiled statement with the bind processors of its parameters."""
 
     def __init__(self, engine: Engine, statement: ClauseElement) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
+        compiled: Any = statement.compile(dialect=engine.dialect)
         self.sql = compiled.string
         names = (
             list(compiled.positiontup or []) if engine.dialect.positional else list(compiled.binds)
@@ -41,4 +41,4 @@ class BulkStatement:
                 for key, proc in pairs
             ]
             bound.append(tuple(values) if self.positional else dict(zip(self.names, values)))
-        conn.exec_driver_sql(self.sql, bound)  # type: ignore[arg-type]
+        conn.exec_driver_sql(self.sql, bound)

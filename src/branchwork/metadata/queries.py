@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, or_, select
+from sqlalchemy import Connection, Engine, or_, select
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
@@ -28,7 +28,7 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[i : i + _CHUNK]
 
 
-def _version(row: Row[Any], name: str) -> ArtifactVersionResponse:
+def _version(row: Any, name: str) -> ArtifactVersionResponse:
     return ArtifactVersionResponse(
         id=row.id,
         name=name,
@@ -53,9 +53,9 @@ _VERSION_COLUMNS = (
 )
 
 
-def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[str, Row[Any]]]]:
+def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """For each cache key with a completed step run: (that step run id, its output rows)."""
-    found: dict[str, tuple[str, dict[str, Row[Any]]]] = {}
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
     if not keys:
         return found
     with engine.connect() as conn:
@@ -110,7 +110,7 @@ def _snapshot(conn: Connection, snapshot_id: str) -> PipelineSnapshotResponse:
     )
 
 
-def _configuration(row: Row[Any]) -> StepConfigurationResponse:
+def _configuration(row: Any) -> StepConfigurationResponse:
     return StepConfigurationResponse(
         id=row.id,
         name=row.name,

@@ -61,7 +61,8 @@ class LocalOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        return self._run(snapshot, stack, placeholder_run)
+        self._run(snapshot, stack, placeholder_run)
+        return None
 
     def submit_dynamic_pipeline(
         self,
@@ -70,7 +71,8 @@ class LocalOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        return self._run(snapshot, stack, placeholder_run)
+        self._run(snapshot, stack, placeholder_run)
+        return None
 
     def get_orchestrator_run_id(self) -> str:
         run_id = _current_run_id.get()
@@ -102,4 +104,3 @@ class LocalOrchestrator(BaseOrchestrator):
             )
         finally:
             _current_run_id.reset(token)
-        return None

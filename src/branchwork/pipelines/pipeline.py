@@ -53,7 +53,7 @@ class Pipeline(Generic[P, R]):
             raise ConfigurationError(
                 f"Pipeline '{self.name}': failure_mode must be one of {modes}, got {failure_mode!r}"
             ) from None
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     @property
     def source(self) -> str:
@@ -63,7 +63,7 @@ class Pipeline(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from branchwork.pipelines.submit import run_pipeline
 
-        return run_pipeline(self, args, kwargs)  # type: ignore[no-any-return]
+        return run_pipeline(self, args, kwargs)
 
     def with_options(
         self,

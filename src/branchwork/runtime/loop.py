@@ -476,7 +476,7 @@ class RunLoop:
 
 def _resolve_inputs(value: Any, slots: dict[str, _Slot]) -> Any:
     if isinstance(value, OutputRef):
-        return ArtifactInput(slots[value.invocation_id].outputs[value.output], value.index)
+        return ArtifactInput(slots[value.invocation_id].outputs[value.output], value.item)
     if isinstance(value, list):
         return [_resolve_inputs(item, slots) for item in value]
     if isinstance(value, tuple):

@@ -35,10 +35,10 @@ class StoredArtifact(NamedTuple):
 
 
 class ArtifactInput(NamedTuple):
-    """An input leaf: the stored artifact to load (item `index` of it, if mapped)."""
+    """An input leaf: the stored artifact to load (item `item` of it, if mapped)."""
 
     artifact: StoredArtifact
-    index: int | None = None
+    item: int | None = None
 
 
 @dataclass(slots=True)
@@ -92,7 +92,7 @@ def type_path(value: Any) -> str:
 def load_input(leaf: ArtifactInput) -> Any:
     artifact = leaf.artifact
     value = load_artifact(artifact.uri, artifact.materializer, resolve_type(artifact.data_type))
-    return value if leaf.index is None else value[leaf.index]
+    return value if leaf.item is None else value[leaf.item]
 
 
 def _materialize(value: Any) -> Any:
@@ -160,7 +160,7 @@ def execute_step(request: StepRequest) -> StepResult:
     token = set_step_context(context)
     try:
         arguments = {name: _materialize(value) for name, value in request.inputs.items()}
-        bound = inspect.BoundArguments(request.step.signature, arguments)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
         result.outputs = _store_outputs(
             request, _split_outputs(request.step, request.invocation_id, returned)

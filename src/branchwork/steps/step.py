@@ -98,7 +98,7 @@ class Step(Generic[P, R]):
             parse_outputs(func, self.name), output_materializers, self.name
         )
         self._code_hash: str | None = None
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     @property
     def source(self) -> str:
@@ -112,7 +112,7 @@ class Step(Generic[P, R]):
             try:
                 code = inspect.getsource(self.func).encode()
             except (OSError, TypeError):
-                func_code = self.func.__code__  # type: ignore[attr-defined]
+                func_code = self.func.__code__
                 code = func_code.co_code + repr(func_code.co_consts).encode()
             self._code_hash = hashlib.sha256(code).hexdigest()
         return self._code_hash
@@ -122,7 +122,7 @@ class Step(Generic[P, R]):
         if context is None:
             return self.func(*args, **kwargs)
         invocation_id, after = self._pop_reserved(kwargs)
-        return context.invoke(self, args, kwargs, invocation_id, after)  # type: ignore[no-any-return]
+        return context.invoke(self, args, kwargs, invocation_id, after)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Same as calling the step: returns future(s) at once inside a pipeline."""

@@ -1,0 +1,55 @@
+"""The public surface is small, explicit and importable from its documented paths."""
+
+import subprocess
+import sys
+
+import branchwork
+
+
+def test_top_level_all_is_exactly_the_public_surface():
+    assert sorted(branchwork.__all__) == [
+        "Client",
+        "__version__",
+        "get_step_context",
+        "pipeline",
+        "step",
+        "unmapped",
+    ]
+    for name in branchwork.__all__:
+        assert getattr(branchwork, name) is not None
+
+
+def test_documented_import_paths():
+    from branchwork.config import ResourceSettings, StepRetryConfig
+    from branchwork.materializers import BaseMaterializer
+    from branchwork.models import (
+        PipelineRunResponse,
+        PipelineSnapshotResponse,
+        StepRunResponse,
+    )
+    from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator, SubmissionResult
+    from branchwork.stack import Stack
+
+    assert all(
+        [
+            ResourceSettings,
+            StepRetryConfig,
+            BaseMaterializer,
+            PipelineRunResponse,
+            PipelineSnapshotResponse,
+            StepRunResponse,
+            BaseOrchestrator,
+            LocalOrchestrator,
+            SubmissionResult,
+            Stack,
+        ]
+    )
+
+
+def test_import_branchwork_loads_no_heavy_library():
+    code = (
+        "import sys, branchwork; heavy = {'sqlalchemy', 'alembic', 'numpy', 'pandas', 'ray', "
+        "'cloudpickle', 'fsspec'} & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
