@@ -30,8 +30,10 @@ class BaseOrchestrator(ABC):
 
     flavor: ClassVar[str] = "base"
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, **config: Any) -> None:
         self.name = name or self.flavor
+        # JSON-able settings: with `flavor` they rebuild this orchestrator in another process.
+        self.config = config
 
     @property
     def supports_dynamic_pipelines(self) -> bool:

@@ -16,7 +16,7 @@ from branchwork.exceptions import OrchestratorError
 from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.capacity import detect_capacity
 from branchwork.runtime.engine import FailureMode, Request
-from branchwork.runtime.launchers import InlineLauncher
+from branchwork.runtime.launchers import InlineLauncher, Launcher
 from branchwork.runtime.runner import execute_run
 
 if TYPE_CHECKING:
@@ -42,7 +42,14 @@ class LocalOrchestrator(BaseOrchestrator):
         gpu_count: float | None = None,
         failure_mode: FailureMode | str = FailureMode.STOP_ON_FAILURE,
     ) -> None:
-        super().__init__(name)
+        super().__init__(
+            name,
+            max_workers=max_workers,
+            cpu_count=cpu_count,
+            memory=memory,
+            gpu_count=gpu_count,
+            failure_mode=FailureMode(failure_mode).value,
+        )
         detected = detect_capacity()
         self.capacity = Request(
             float(cpu_count) if cpu_count is not None else detected.cpu,
@@ -92,15 +99,29 @@ class LocalOrchestrator(BaseOrchestrator):
             raise OrchestratorError("The local orchestrator needs the placeholder run.")
         token = _current_run_id.set(f"local-{uuid.uuid4().hex}")
         try:
-            execute_run(
-                snapshot,
-                placeholder_run,
-                stack,
-                launcher=InlineLauncher(self.max_workers),
-                capacity=self.capacity,
-                max_workers=self.max_workers,
-                orchestrator_run_id=self.get_orchestrator_run_id(),
-                failure_mode=self.failure_mode,
-            )
+            self.run_loop(snapshot, placeholder_run, stack, self.get_orchestrator_run_id())
         finally:
             _current_run_id.reset(token)
+
+    def step_launcher(self) -> Launcher:
+        """How the loop launches steps: in its own threads."""
+        return InlineLauncher(self.max_workers)
+
+    def run_loop(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        orchestrator_run_id: str,
+    ) -> None:
+        """Host the orchestration loop of `run` in this process."""
+        execute_run(
+            snapshot,
+            run,
+            stack,
+            launcher=self.step_launcher(),
+            capacity=self.capacity,
+            max_workers=self.max_workers,
+            orchestrator_run_id=orchestrator_run_id,
+            failure_mode=self.failure_mode,
+        )

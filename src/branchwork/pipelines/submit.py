@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from branchwork.config.home import home_dir, store_url
@@ -32,7 +33,8 @@ from branchwork.runtime.runner import (
     reset_live_submission,
     set_live_submission,
 )
-from branchwork.stack import get_active_stack
+from branchwork.stack import Stack, get_active_stack
+from branchwork.stack.stack import STACK_ENV
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
@@ -146,7 +148,7 @@ def run_pipeline(
             if compiled.is_dynamic
             else orchestrator.submit_pipeline
         )
-        result = submit(placeholder.snapshot, stack, environment_for(run_id), placeholder)
+        result = submit(placeholder.snapshot, stack, environment_for(run_id, stack), placeholder)
         if result is not None and result.wait_for_completion is not None:
             result.wait_for_completion()
     finally:
@@ -157,17 +159,17 @@ def run_pipeline(
     return run.load_output()
 
 
-def environment_for(run_id: str) -> dict[str, str]:
-    """What an orchestration process needs to find this run and its store."""
-    environment = {
+def environment_for(run_id: str, stack: Stack) -> dict[str, str]:
+    """Everything an orchestration process needs: the run, the store, the stack, and this
+    process's import path (so the pipeline's module imports there as it does here)."""
+    import_path = [entry or os.getcwd() for entry in sys.path if os.path.isdir(entry or ".")]
+    return {
         RUN_ID_ENV: run_id,
         "BRANCHWORK_STORE_URL": store_url(),
         "BRANCHWORK_HOME": str(home_dir()),
+        STACK_ENV: stack.to_json(),
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(import_path)),
     }
-    for name in ("PYTHONPATH",):
-        if name in os.environ:
-            environment[name] = os.environ[name]
-    return environment
 
 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:

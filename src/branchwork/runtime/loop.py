@@ -195,13 +195,16 @@ class RunLoop:
         self._raise_if_failed()
         return structure, refs
 
-    def close(self, cancel: bool = False) -> None:
-        """Stop accepting work and wait until every started step has finished."""
+    def close(self, cancel: bool = False, kill: bool = False) -> None:
+        """Stop accepting work and wait until every started step has finished (or, with
+        `kill`, has been ended by the launcher)."""
         if self._closed:
             return
         self._closed = True
         if cancel:
             self._events.put([E.Cancel(None)])
+        if kill:
+            self.launcher.cancel()
         self._events.put(_CLOSE)
         self._thread.join()
         self.launcher.shutdown()

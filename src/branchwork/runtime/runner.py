@@ -123,10 +123,11 @@ def _record_failure(
     loop: RunLoop, recorder: Recorder, error: BaseException, snapshot_id: str
 ) -> None:
     try:
-        loop.close(cancel=True)
+        loop.close(cancel=True, kill=isinstance(error, KeyboardInterrupt))
     except Exception as crash:  # the loop itself failed: that is the run's error
         error = crash
-    failure = loop.failure
+    stopped = isinstance(error, KeyboardInterrupt)
+    failure = None if stopped else loop.failure
     if failure is None and isinstance(error, StepFailedError):
         failure = error
     if failure is not None:
@@ -139,7 +140,7 @@ def _record_failure(
     if live is not None and live.snapshot_id == snapshot_id:
         live.error = cause
     recorder.run_update(
-        status="stopped" if isinstance(error, KeyboardInterrupt) else "failed",
+        status="stopped" if stopped else "failed",
         end_time=utc(time.time()),
         failed_step=failed_step,
         exception_type=type(cause).__name__,

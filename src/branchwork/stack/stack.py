@@ -1,19 +1,24 @@
 """A stack is where a pipeline runs (orchestrator) and where its artifacts go.
 
 The active stack is ambient state, so it lives in a ContextVar: `with active_stack(s):`
-scopes it to a block (and to one thread's context), with the local default otherwise.
+scopes it to a block (and to one thread's context), with the local default otherwise. A
+stack describes itself as JSON so an orchestration process can rebuild it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from branchwork.artifact_stores import BaseArtifactStore, LocalArtifactStore
 from branchwork.config.home import artifacts_dir
 from branchwork.orchestrators.base import BaseOrchestrator
+
+STACK_ENV = "BRANCHWORK_STACK"
 
 
 @dataclass
@@ -21,6 +26,34 @@ class Stack:
     name: str
     orchestrator: BaseOrchestrator
     artifact_store: BaseArtifactStore
+
+    def to_json(self) -> str:
+        cls = type(self.orchestrator)
+        return json.dumps(
+            {
+                "name": self.name,
+                "orchestrator": {
+                    "flavor": self.orchestrator.flavor,
+                    "class": f"{cls.__module__}:{cls.__qualname__}",
+                    "name": self.orchestrator.name,
+                    "config": self.orchestrator.config,
+                },
+                "artifact_store": self.artifact_store.root,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Stack:
+        from branchwork.orchestrators.flavors import orchestrator_from_config
+        from branchwork.runtime.envelopes import artifact_store_for_root
+
+        data: dict[str, Any] = json.loads(text)
+        spec = data["orchestrator"]
+        return cls(
+            data["name"],
+            orchestrator_from_config(spec, spec["name"], spec["config"]),
+            artifact_store_for_root(data["artifact_store"]),
+        )
 
 
 _active: ContextVar[Stack | None] = ContextVar("branchwork_active_stack", default=None)

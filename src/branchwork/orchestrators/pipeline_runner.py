@@ -1,0 +1,59 @@
+"""Entrypoint of an orchestration process: `python -m branchwork.orchestrators.pipeline_runner`.
+
+Everything comes from the environment an orchestrator's `submit_*` was handed
+(`BRANCHWORK_RUN_ID`, `BRANCHWORK_STORE_URL`, `BRANCHWORK_STACK`, `PYTHONPATH`), so
+launching this bare command with that environment runs the pipeline; `--run-id` overrides
+the run. It loads the pipeline from its recorded source, runs the orchestration loop,
+records everything and exits 0 when the run completed, 1 when it failed, 130 when stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from types import FrameType
+
+from branchwork.exceptions import BranchworkError
+from branchwork.metadata.queries import get_run
+from branchwork.metadata.store import get_engine
+from branchwork.orchestrators.local import LocalOrchestrator
+from branchwork.stack.stack import STACK_ENV, Stack, default_stack
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="branchwork.orchestrators.pipeline_runner")
+    parser.add_argument("--run-id", default=os.environ.get("BRANCHWORK_RUN_ID"))
+    args = parser.parse_args(argv)
+    if not args.run_id:
+        parser.error("no run: set BRANCHWORK_RUN_ID or pass --run-id")
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        engine = get_engine()
+        run = get_run(engine, args.run_id, include_steps=False)
+        if run.status != "initializing":
+            raise BranchworkError(f"Run '{run.name}' has already started (status {run.status}).")
+        stack = (
+            Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else (default_stack())
+        )
+        orchestrator = stack.orchestrator
+        # An orchestrator that hosts loops itself (local, local_process) does; any other
+        # (a containerized one, whose job this is) gets the local loop, steps in threads.
+        host = orchestrator if isinstance(orchestrator, LocalOrchestrator) else LocalOrchestrator()
+        host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
+    except KeyboardInterrupt:
+        return 130
+    except BranchworkError as error:
+        print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
+        return 2
+    status = get_run(engine, args.run_id, include_steps=False).status
+    return {"completed": 0, "stopped": 130}.get(status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The flat, versioned, JSON envelopes that carry a step to another process and back.
+
+A step process needs no metadata-store credentials: the request says where the inputs are
+(artifact URIs), which step to run (a cloudpickle of the `Step`, which pickles importable
+functions by reference and `__main__`/local ones by value) and where to put outputs. The
+result says where the outputs went, or what went wrong. The loop records both.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from branchwork.exceptions import StepFailedError
+from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
+
+VERSION = 1
+
+
+def _pickle(obj: Any) -> str:
+    import cloudpickle
+
+    return base64.b64encode(cloudpickle.dumps(obj)).decode()
+
+
+def _unpickle(text: str) -> Any:
+    import pickle
+
+    return pickle.loads(base64.b64decode(text))
+
+
+def _inputs_to_json(value: Any) -> Any:
+    if isinstance(value, ArtifactInput):
+        return {"$artifact": list(value.artifact), "item": value.item}
+    if isinstance(value, tuple):
+        return {"$tuple": [_inputs_to_json(item) for item in value]}
+    if isinstance(value, list):
+        return [_inputs_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {"$dict": {key: _inputs_to_json(item) for key, item in value.items()}}
+    return value
+
+
+def _inputs_from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            return ArtifactInput(StoredArtifact(*value["$artifact"]), value["item"])
+        if "$tuple" in value:
+            return tuple(_inputs_from_json(item) for item in value["$tuple"])
+        return {key: _inputs_from_json(item) for key, item in value["$dict"].items()}
+    if isinstance(value, list):
+        return [_inputs_from_json(item) for item in value]
+    return value
+
+
+def request_to_json(request: StepRequest) -> str:
+    return json.dumps(
+        {
+            "version": VERSION,
+            "run_id": request.run_id,
+            "run_name": request.run_name,
+            "pipeline_name": request.pipeline_name,
+            "invocation_id": request.invocation_id,
+            "step_run_id": request.step_run_id,
+            "attempt": request.attempt,
+            "step": _pickle(request.step),
+            "inputs": _inputs_to_json(request.inputs),
+            "artifact_store": request.artifact_store.root,
+        }
+    )
+
+
+def request_from_json(text: str) -> StepRequest:
+    data = json.loads(text)
+    if data.get("version") != VERSION:
+        raise ValueError(f"step request envelope version {data.get('version')!r} is not {VERSION}")
+    return StepRequest(
+        run_id=data["run_id"],
+        run_name=data["run_name"],
+        pipeline_name=data["pipeline_name"],
+        invocation_id=data["invocation_id"],
+        step_run_id=data["step_run_id"],
+        attempt=data["attempt"],
+        step=_unpickle(data["step"]),
+        inputs=_inputs_from_json(data["inputs"]),
+        artifact_store=artifact_store_for_root(data["artifact_store"]),
+    )
+
+
+def artifact_store_for_root(root: str) -> Any:
+    """The artifact store rooted at `root` (a local path or an fsspec URL)."""
+    from branchwork.artifact_stores import FsspecArtifactStore, LocalArtifactStore
+
+    if "://" in root and not root.startswith("file://"):
+        return FsspecArtifactStore(root)
+    return LocalArtifactStore(root)
+
+
+def result_to_json(result: StepResult) -> str:
+    error = None
+    if result.error is not None:
+        try:
+            pickled: str | None = _pickle(result.error)
+        except Exception:  # an exception that cannot be pickled still reports its text
+            pickled = None
+        error = {
+            "type": type(result.error).__name__,
+            "message": str(result.error),
+            "pickle": pickled,
+        }
+    return json.dumps(
+        {
+            "version": VERSION,
+            "invocation_id": result.invocation_id,
+            "step_run_id": result.step_run_id,
+            "attempt": result.attempt,
+            "start_time": result.start_time,
+            "end_time": result.end_time,
+            "outputs": {name: list(stored) for name, stored in result.outputs.items()},
+            "error": error,
+            "traceback": result.traceback,
+            "metadata": result.metadata,
+        },
+        default=repr,
+    )
+
+
+def result_from_json(text: str) -> StepResult:
+    data = json.loads(text)
+    error = data["error"]
+    exception: BaseException | None = None
+    if error is not None:
+        try:
+            exception = _unpickle(error["pickle"]) if error["pickle"] else None
+        except Exception:
+            exception = None
+        if exception is None:
+            exception = StepFailedError(
+                f"{error['type']}: {error['message']}", data["invocation_id"]
+            )
+    return StepResult(
+        invocation_id=data["invocation_id"],
+        step_run_id=data["step_run_id"],
+        attempt=data["attempt"],
+        start_time=data["start_time"],
+        end_time=data["end_time"],
+        outputs={name: StoredArtifact(*stored) for name, stored in data["outputs"].items()},
+        error=exception,
+        traceback=data["traceback"],
+        metadata=data["metadata"],
+    )
