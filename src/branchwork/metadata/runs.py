@@ -81,3 +81,21 @@ def create_placeholder_run(
             },
         )
     return snapshot_id, run_id
+
+
+def fail_run_before_start(engine: Engine, run_id: str, error: BaseException) -> None:
+    """Record a run that could not even start (its pipeline would not load, say) as FAILED."""
+    import traceback
+
+    with engine.begin() as conn:
+        conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.id == run_id)
+            .values(
+                status="failed",
+                end_time=utc(time.time()),
+                exception_type=type(error).__name__,
+                exception_message=str(error),
+                traceback="".join(traceback.format_exception(error)),
+            )
+        )

@@ -84,6 +84,4 @@ class LocalProcessOrchestrator(LocalOrchestrator):
 
     def step_launcher(self) -> Launcher:
         """Isolated steps in processes of their own, the others in the loop's threads."""
-        return RoutingLauncher(
-            InlineLauncher(self.max_workers), ProcessLauncher(self.max_workers), runs_isolated
-        )
+        return RoutingLauncher(InlineLauncher(self.max_workers), ProcessLauncher(), runs_isolated)

@@ -17,8 +17,10 @@ from types import FrameType
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run
+from branchwork.metadata.runs import fail_run_before_start
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
+from branchwork.pipelines.loading import load_pipeline
 from branchwork.stack.stack import STACK_ENV, Stack, default_stack
 
 
@@ -33,24 +35,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run_id:
         parser.error("no run: set BRANCHWORK_RUN_ID or pass --run-id")
     signal.signal(signal.SIGTERM, _stop)
+    engine = get_engine()
     try:
-        engine = get_engine()
         run = get_run(engine, args.run_id, include_steps=False)
         if run.status != "initializing":
             raise BranchworkError(f"Run '{run.name}' has already started (status {run.status}).")
-        stack = (
-            Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else (default_stack())
-        )
-        orchestrator = stack.orchestrator
-        # An orchestrator that hosts loops itself (local, local_process) does; any other
-        # (a containerized one, whose job this is) gets the local loop, steps in threads.
-        host = orchestrator if isinstance(orchestrator, LocalOrchestrator) else LocalOrchestrator()
-        host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
-    except KeyboardInterrupt:
-        return 130
     except BranchworkError as error:
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 2
+    try:
+        stack = (
+            Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else (default_stack())
+        )
+        load_pipeline(run.snapshot)  # fail here, recorded, rather than half-way
+    except BranchworkError as error:
+        fail_run_before_start(engine, run.id, error)
+        print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
+        return 1
+    orchestrator = stack.orchestrator
+    # An orchestrator that hosts loops itself (local, local_process) does; any other (a
+    # containerized one, whose job this is) gets the local loop, with steps in its threads.
+    host = orchestrator if isinstance(orchestrator, LocalOrchestrator) else LocalOrchestrator()
+    try:
+        host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
+    except KeyboardInterrupt:
+        return 130
     status = get_run(engine, args.run_id, include_steps=False).status
     return {"completed": 0, "stopped": 130}.get(status, 1)
 

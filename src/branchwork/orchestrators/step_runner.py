@@ -1,8 +1,9 @@
 """Entrypoint of an isolated step: `python -m branchwork.orchestrators.step_runner`.
 
 Reads one step request envelope (JSON) from stdin, runs the step, and writes the result
-envelope to stdout. It needs the artifact store, never the metadata store. The step's own
-prints go to stderr so that stdout carries only the envelope.
+envelope to stdout; the step's own prints go to stderr. It needs the artifact store, never
+the metadata store. With `--serve` it becomes a zygote that forks a child per request
+(see `branchwork.runtime.zygote`): the fast path of the process launcher.
 """
 
 from __future__ import annotations
@@ -11,15 +12,30 @@ import os
 import sys
 
 
-def main() -> int:
-    envelope_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # user prints must not corrupt stdout
+def run_envelope(request: str) -> str:
+    """Run the step a request envelope describes; returns the result envelope."""
     from branchwork.runtime.envelopes import request_from_json, result_to_json
     from branchwork.runtime.step_execution import execute_step
 
-    request = request_from_json(sys.stdin.read())
-    result = execute_step(request)
-    envelope_out.write(result_to_json(result))
+    return result_to_json(execute_step(request_from_json(request)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--serve"]:
+        from branchwork.runtime.zygote import serve
+
+        serve()
+        return 0
+    if args:
+        print(
+            "usage: python -m branchwork.orchestrators.step_runner [--serve] < request.json",
+            file=sys.stderr,
+        )
+        return 2
+    envelope_out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # user prints must not corrupt stdout
+    envelope_out.write(run_envelope(sys.stdin.read()))
     envelope_out.flush()
     return 0
 

@@ -7,6 +7,9 @@ launcher runs each step in a process of its own.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
 import signal
 import subprocess
@@ -65,80 +68,106 @@ def _result_of(future: Future[StepResult], request: StepRequest) -> StepResult:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGKILL this step process when the loop that launched it dies."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class ProcessLauncher:
-    """Runs each step in its own Python process (`branchwork.orchestrators.step_runner`).
+    """Runs each step in a process of its own, forked from a warm zygote.
 
-    The request envelope goes in on stdin, the result comes back on stdout; the step's own
-    output is passed through to this process's stderr. A step process that dies (killed,
-    out of memory, crashed interpreter) fails its step with the signal or exit code named.
+    The zygote (`step_runner --serve`, see `branchwork.runtime.zygote`) is started on the
+    first launch and ended by `shutdown()`. A step process that dies (killed, out of memory,
+    crashed interpreter) fails its step with the signal or exit code named; `cancel()`
+    kills every running step process.
     """
 
-    def __init__(self, max_workers: int, environment: dict[str, str] | None = None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="branchwork-proc")
+    def __init__(self, environment: dict[str, str] | None = None) -> None:
         self._environment = {**os.environ, **(environment or {})}
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._pending: dict[int, tuple[StepRequest, Callable[[StepResult], None], float]] = {}
+        self._pids: dict[int, int] = {}
+        self._ids = itertools.count()
         self._lock = threading.Lock()
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
-        future = self._pool.submit(self._run, request)
-        future.add_done_callback(lambda f: on_done(_result_of(f, request)))
+        from branchwork.runtime.envelopes import request_to_json
 
-    def _run(self, request: StepRequest) -> StepResult:
-        from branchwork.runtime.envelopes import request_to_json, result_from_json
+        envelope = request_to_json(request)
+        with self._lock:
+            zygote = self._zygote or self._start_zygote()
+            request_id = next(self._ids)
+            self._pending[request_id] = (request, on_done, time.time())
+            assert zygote.stdin is not None
+            zygote.stdin.write(json.dumps({"id": request_id, "request": envelope}).encode() + b"\n")
+            zygote.stdin.flush()
 
-        payload = request_to_json(request).encode()
-        start = time.time()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
+    def _start_zygote(self) -> subprocess.Popen[bytes]:
+        from branchwork.runtime.zygote import die_with_parent
+
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "branchwork.orchestrators.step_runner", "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             env=self._environment,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - the zygote must not outlive the loop
         )
-        with self._lock:
-            self._running.add(process)
-        try:
-            out, err = process.communicate(payload)
-        finally:
+        self._reader = threading.Thread(
+            target=self._read, args=(self._zygote,), name="branchwork-zygote", daemon=True
+        )
+        self._reader.start()
+        return self._zygote
+
+    def _read(self, zygote: subprocess.Popen[bytes]) -> None:
+        assert zygote.stdout is not None
+        for line in zygote.stdout:
+            message = json.loads(line)
+            if "exit" not in message:
+                with self._lock:
+                    self._pids[message["id"]] = message["pid"]
+                continue
             with self._lock:
-                self._running.discard(process)
-        if err:
-            sys.stderr.write(err.decode(errors="replace"))
-        if process.returncode == 0 and out:
-            return result_from_json(out.decode())
-        return StepResult(
-            request.invocation_id,
-            request.step_run_id,
-            request.attempt,
-            start,
-            time.time(),
-            error=StepFailedError(
-                f"The process of step '{request.invocation_id}' "
-                f"{_describe_exit(process.returncode)}{_tail(err)}",
-                request.invocation_id,
-            ),
-            traceback=err.decode(errors="replace") or None,
-        )
+                request, on_done, start = self._pending.pop(message["id"])
+                self._pids.pop(message["id"], None)
+            on_done(_process_result(request, start, message["exit"], message["result"]))
+        with self._lock:  # the zygote is gone: nothing pending will ever finish
+            lost, self._pending = self._pending, {}
+        for request, on_done, start in lost.values():
+            on_done(_process_result(request, start, zygote.wait(), None))
 
     def cancel(self) -> None:
         """Kill every running step process (the run is being stopped)."""
         with self._lock:
-            for process in self._running:
-                process.kill()
+            for pid in self._pids.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            return
+        assert zygote.stdin is not None
+        zygote.stdin.close()  # the zygote exits once its children are done
+        zygote.wait()
+        if self._reader is not None:
+            self._reader.join()
+
+
+def _process_result(
+    request: StepRequest, start: float, exit_code: int, envelope: str | None
+) -> StepResult:
+    from branchwork.runtime.envelopes import result_from_json
+
+    if exit_code == 0 and envelope:
+        return result_from_json(envelope)
+    return StepResult(
+        request.invocation_id,
+        request.step_run_id,
+        request.attempt,
+        start,
+        time.time(),
+        error=StepFailedError(
+            f"The process of step '{request.invocation_id}' {_describe_exit(exit_code)}.",
+            request.invocation_id,
+        ),
+    )
 
 
 def _describe_exit(code: int) -> str:
@@ -148,11 +177,6 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code} without a result"
-
-
-def _tail(err: bytes, lines: int = 5) -> str:
-    text = err.decode(errors="replace").strip().splitlines()[-lines:]
-    return (": " + " | ".join(text)) if text else "."
 
 
 class RoutingLauncher:
