@@ -24,16 +24,7 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
     module_name, _, qualname = snapshot.source.partition(":")
     try:
         if module_name == "__main__":
-            if not snapshot.source_file:
-                raise ImportError("the script's path was not recorded")
-            spec = importlib.util.spec_from_file_location(
-                "__branchwork_main__", snapshot.source_file
-            )
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {snapshot.source_file}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            module = _load_script(snapshot.source_file)
         else:
             module = importlib.import_module(module_name)
         obj: Any = module
@@ -50,3 +41,23 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
             f"{snapshot.source!r} is a {type(obj).__name__}, not a @pipeline."
         )
     return obj
+
+
+_SCRIPT_MODULE = "__branchwork_main__"
+
+
+def _load_script(path: str | None) -> Any:
+    """A script that ran as `__main__` there, loaded once here under another name (so its
+    `if __name__ == "__main__":` block does not run again)."""
+    if not path:
+        raise ImportError("the script's path was not recorded")
+    loaded = sys.modules.get(_SCRIPT_MODULE)
+    if loaded is not None and getattr(loaded, "__file__", None) == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(_SCRIPT_MODULE, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_SCRIPT_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
