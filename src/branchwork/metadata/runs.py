@@ -83,14 +83,16 @@ def create_placeholder_run(
     return snapshot_id, run_id
 
 
-def fail_run_before_start(engine: Engine, run_id: str, error: BaseException) -> None:
-    """Record a run that could not even start (its pipeline would not load, say) as FAILED."""
+def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
+    """Record as FAILED a run whose loop never finished it: its pipeline would not load, or
+    its orchestration process died. A run that did finish is left as it is."""
     import traceback
 
     with engine.begin() as conn:
         conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
+            .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
             .values(
                 status="failed",
                 end_time=utc(time.time()),

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.stack import Stack
 
-ORCHESTRATOR_RUN_ID_ENV = "BRANCHWORK_ORCHESTRATOR_RUN_ID"
 _current_run_id: ContextVar[str | None] = ContextVar("branchwork_local_run_id", default=None)
 
 

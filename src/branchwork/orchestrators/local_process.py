@@ -18,7 +18,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from branchwork.orchestrators.base import SubmissionResult
-from branchwork.orchestrators.local import ORCHESTRATOR_RUN_ID_ENV, LocalOrchestrator
+from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
+from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.runtime.launchers import (
     InlineLauncher,
     Launcher,

@@ -17,7 +17,7 @@ from types import FrameType
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import fail_run_before_start
+from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.pipelines.loading import load_pipeline
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         load_pipeline(run.snapshot)  # fail here, recorded, rather than half-way
     except BranchworkError as error:
-        fail_run_before_start(engine, run.id, error)
+        mark_run_failed(engine, run.id, error)
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
     orchestrator = stack.orchestrator

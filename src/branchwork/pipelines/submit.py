@@ -25,7 +25,7 @@ from branchwork.exceptions import (
 from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import create_placeholder_run
+from branchwork.metadata.runs import create_placeholder_run, mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import current_run_context
 from branchwork.runtime.runner import (
@@ -141,6 +141,7 @@ def run_pipeline(
     )
     placeholder = get_run(engine, run_id, include_steps=False)
     live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled)
+    outcome: Any = None
     token = set_live_submission(live)
     try:
         submit = (
@@ -150,10 +151,20 @@ def run_pipeline(
         )
         result = submit(placeholder.snapshot, stack, environment_for(run_id, stack), placeholder)
         if result is not None and result.wait_for_completion is not None:
-            result.wait_for_completion()
+            outcome = result.wait_for_completion()
     finally:
         reset_live_submission(token)
     run = get_run(engine, run_id, include_steps=False)
+    if not run.status.is_finished:
+        mark_run_failed(
+            engine,
+            run_id,
+            OrchestratorError(
+                f"The orchestration of run '{run.name}' ended (result: {outcome!r}) before the run "
+                "finished: its process or job died."
+            ),
+        )
+        run = get_run(engine, run_id, include_steps=False)
     if run.status != "completed":
         raise _run_error(run, live.error)
     return run.load_output()

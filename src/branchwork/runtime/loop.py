@@ -197,15 +197,15 @@ class RunLoop:
 
     def close(self, cancel: bool = False, kill: bool = False) -> None:
         """Stop accepting work and wait until every started step has finished (or, with
-        `kill`, has been ended by the launcher)."""
-        if self._closed:
-            return
-        self._closed = True
+        `kill`, has been ended by the launcher). Safe to call again, e.g. to kill after an
+        interrupted wait."""
         if cancel:
             self._events.put([E.Cancel(None)])
         if kill:
             self.launcher.cancel()
-        self._events.put(_CLOSE)
+        if not self._closed:
+            self._closed = True
+            self._events.put(_CLOSE)
         self._thread.join()
         self.launcher.shutdown()
         if self._crash is not None:

@@ -2,11 +2,17 @@
 inherits (see `branchwork.testing.conformance`), and the pipelines it runs
 (`branchwork.testing.pipelines`).
 
-`OrchestratorConformance` is imported on first use: an isolated orchestrator imports
-`branchwork.testing.pipelines` in every step process, which must not need pytest.
+An isolated orchestrator imports `branchwork.testing.pipelines` in every step process, so this
+package needs pytest only when pytest is already running: then it asks pytest to rewrite the
+suite's asserts (before the suite is imported), so a failing check shows the values compared.
+`OrchestratorConformance` itself is imported on first use.
 """
 
+import sys
 from typing import TYPE_CHECKING, Any
+
+if "pytest" in sys.modules:
+    sys.modules["pytest"].register_assert_rewrite("branchwork.testing.conformance")
 
 if TYPE_CHECKING:
     from branchwork.testing.conformance import OrchestratorConformance

@@ -1,0 +1,292 @@
+"""Turning response records into tables, key/value listings and JSON for the CLI.
+
+Tables and listings go through Rich; JSON is printed plainly (no colour, no wrapping) so
+scripts can parse it. When stdout is not a terminal, Rich gets a wide console so piped output
+is not folded at 80 columns. Every value that comes from the store is wrapped in `Text`, so
+brackets in names or parameters are never read as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from branchwork.models import ArtifactVersionResponse, PipelineRunResponse, StepRunResponse
+
+if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
+    from branchwork.metadata.admin import ArtifactSummary, StepRunOrigin
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+STATUS_STYLES = {
+    "completed": "green",
+    "cached": "cyan",
+    "failed": "red",
+    "retried": "yellow",
+    "running": "yellow",
+    "initializing": "dim",
+    "stopped": "magenta",
+}
+
+
+def console() -> Console:
+    """A console on the current stdout (looked up per call, so test runners can swap it)."""
+    probe = Console(highlight=False)
+    return probe if probe.is_terminal else Console(highlight=False, width=1000)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# ---- values --------------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with its offset, for JSON."""
+    return None if moment is None else moment.replace(tzinfo=timezone.utc).isoformat()
+
+
+def local_time(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    total = seconds(start, end)
+    if total is None:
+        return "-"
+    if total < 10:
+        return f"{total:.2f}s"
+    if total < 60:
+        return f"{total:.1f}s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def status_text(status: Any) -> Text:
+    value = str(status)
+    return Text(value, style=STATUS_STYLES.get(value, ""))
+
+
+def kind(run: PipelineRunResponse) -> str:
+    return "dynamic" if run.snapshot.is_dynamic else "static"
+
+
+def cached_from(step: StepRunResponse, origins: Mapping[str, StepRunOrigin]) -> str:
+    if step.original_step_run_id is None:
+        return ""
+    origin = origins.get(step.original_step_run_id)
+    if origin is None:
+        return f"{step.original_step_run_id} (deleted)"
+    return f"{origin.run_name}/{origin.invocation_id}"
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
+
+
+def _fields(rows: Iterable[tuple[str, Any]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in rows:
+        grid.add_row(label, value if isinstance(value, Text) else Text(str(value)))
+    return grid
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+
+def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "pipeline": run.pipeline_name,
+        "status": str(run.status),
+        "is_dynamic": run.snapshot.is_dynamic,
+        "orchestrator": run.orchestrator,
+        "orchestrator_run_id": run.orchestrator_run_id,
+        "parameters": run.parameters,
+        "created": iso(run.created),
+        "start_time": iso(run.start_time),
+        "end_time": iso(run.end_time),
+        "duration_seconds": seconds(run.start_time, run.end_time),
+        "failed_step": run.failed_step,
+        "exception_type": run.exception_type,
+        "exception_message": run.exception_message,
+        "outputs": [version_dict(version) for version in run.outputs],
+    }
+
+
+def step_dict(
+    step: StepRunResponse, names: Mapping[str, str], origins: Mapping[str, StepRunOrigin]
+) -> dict[str, Any]:
+    origin = origins.get(step.original_step_run_id or "")
+    return {
+        "step_run_id": step.id,
+        "invocation_id": step.name,
+        "step": step.step_name,
+        "status": str(step.status),
+        "attempt": step.attempt,
+        "start_time": iso(step.start_time),
+        "end_time": iso(step.end_time),
+        "duration_seconds": seconds(step.start_time, step.end_time),
+        "cache_key": step.cache_key,
+        "cached_from": step.original_step_run_id,
+        "cached_from_run": origin.run_name if origin else None,
+        "parents": [names.get(parent, parent) for parent in step.parent_step_run_ids],
+        "outputs": {name: version.id for name, version in step.outputs.items()},
+        "exception_type": step.exception_type,
+        "exception_message": step.exception_message,
+    }
+
+
+def invocation_names(run: PipelineRunResponse) -> dict[str, str]:
+    """Step run id (of any attempt) -> invocation id."""
+    return {attempt.id: attempt.name for attempt in run.attempts}
+
+
+def show_runs_table(runs: list[PipelineRunResponse], counts: Mapping[str, int]) -> None:
+    table = _table("RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION")
+    for run in runs:
+        table.add_row(
+            Text(run.name),
+            Text(run.pipeline_name),
+            status_text(run.status),
+            kind(run),
+            str(counts.get(run.id, 0)),
+            local_time(run.created),
+            duration(run.start_time, run.end_time),
+        )
+    console().print(table)
+
+
+def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> None:
+    fields: list[tuple[str, Any]] = [
+        ("Run", run.name),
+        ("ID", run.id),
+        ("Pipeline", run.pipeline_name),
+        ("Status", status_text(run.status)),
+        ("Dynamic", "yes" if run.snapshot.is_dynamic else "no"),
+        ("Orchestrator", run.orchestrator),
+        ("Created", local_time(run.created)),
+        ("Duration", duration(run.start_time, run.end_time)),
+        ("Parameters", json.dumps(run.parameters, default=str)),
+    ]
+    if run.failed_step or run.exception_type:
+        message = (run.exception_message or "").strip().splitlines()
+        fields.append(("Failed step", run.failed_step or "-"))
+        fields.append(("Error", f"{run.exception_type}: {message[0] if message else ''}"))
+    for position, version in enumerate(run.outputs):
+        fields.append((f"Output {position}", f"{version.id}  ({version.data_type})"))
+    out = console()
+    out.print(_fields(fields))
+    out.print()
+    table = _table("INVOCATION", "STEP", "STATUS", "ATTEMPT", "DURATION", "CACHED FROM")
+    for step in run.attempts:
+        table.add_row(
+            Text(step.name),
+            Text(step.step_name),
+            status_text(step.status),
+            str(step.attempt),
+            duration(step.start_time, step.end_time),
+            Text(cached_from(step, origins)),
+        )
+    out.print(table)
+
+
+# ---- artifacts -----------------------------------------------------------------------------
+
+
+def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "artifact": version.name,
+        "uri": version.uri,
+        "data_type": version.data_type,
+        "materializer": version.materializer,
+        "content_hash": version.content_hash,
+        "producer_step_run_id": version.producer_step_run_id,
+        "created": iso(version.created),
+    }
+
+
+def artifact_dict(summary: ArtifactSummary) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "name": summary.name,
+        "versions": summary.version_count,
+        "latest": iso(summary.latest),
+    }
+
+
+def show_artifacts_table(artifacts: list[ArtifactSummary]) -> None:
+    table = _table("ARTIFACT", "VERSIONS", "LATEST")
+    for summary in artifacts:
+        table.add_row(Text(summary.name), str(summary.version_count), local_time(summary.latest))
+    console().print(table)
+
+
+def show_versions_table(
+    versions: list[ArtifactVersionResponse], origins: Mapping[str, StepRunOrigin]
+) -> None:
+    table = _table("VERSION", "CREATED", "TYPE", "PRODUCED BY")
+    for version in versions:
+        table.add_row(
+            version.id,
+            local_time(version.created),
+            Text(version.data_type),
+            Text(produced_by(version, origins)),
+        )
+    console().print(table)
+
+
+def produced_by(version: ArtifactVersionResponse, origins: Mapping[str, StepRunOrigin]) -> str:
+    if version.producer_step_run_id is None:
+        return "-"
+    origin = origins.get(version.producer_step_run_id)
+    return "(deleted run)" if origin is None else f"{origin.run_name}/{origin.invocation_id}"
+
+
+def show_version(
+    version: ArtifactVersionResponse, origins: Mapping[str, StepRunOrigin], used_by: list[str]
+) -> None:
+    console().print(
+        _fields(
+            [
+                ("Version", version.id),
+                ("Artifact", version.name),
+                ("URI", version.uri),
+                ("Type", version.data_type),
+                ("Materializer", version.materializer),
+                ("Content hash", version.content_hash),
+                ("Created", local_time(version.created)),
+                ("Produced by", produced_by(version, origins)),
+                ("Used by runs", ", ".join(used_by) or "-"),
+            ]
+        )
+    )

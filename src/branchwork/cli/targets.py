@@ -1,0 +1,102 @@
+"""Finding the pipeline a `branchwork run TARGET` names: `path/to/file.py:name` or
+`package.module:name`.
+
+A file is imported under a module name of its own, derived from its absolute path
+(`branchwork_target_<stem>_<hash>`): unique, so two `pipelines.py` files never clash and the
+file never shadows an installed module, and stable, so a file's pipeline records the same
+source on every run. The file's folder goes on `sys.path` first, as `python file.py` would
+put it, so it can import its neighbours; for a module target the working directory does, as
+`python -m` would. Every way of getting the target wrong is one `BranchworkError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from branchwork.exceptions import BranchworkError
+from branchwork.pipelines.pipeline import Pipeline
+
+_FORMAT = "use path/to/file.py:pipeline_name or package.module:pipeline_name"
+
+
+def _is_file(location: str) -> bool:
+    return location.endswith(".py") or "/" in location or os.sep in location
+
+
+def _on_path(folder: str) -> None:
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _import_file(location: str) -> ModuleType:
+    path = Path(location).expanduser().resolve()
+    if not path.is_file():
+        raise BranchworkError(f"No such file: {location}")
+    stem = re.sub(r"\W", "_", path.stem)
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    name = f"branchwork_target_{stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise BranchworkError(f"Cannot import {location}: not a Python source file.")
+    _on_path(str(path.parent))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before executing: dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
+    try:  # isolated step processes cannot import this module by name: pickle its functions
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    except (ImportError, ValueError):
+        pass
+    return module
+
+
+def _import_module(location: str) -> ModuleType:
+    _on_path(os.getcwd())
+    try:
+        return importlib.import_module(location)
+    except ModuleNotFoundError as error:
+        if error.name and location.startswith(error.name):
+            raise BranchworkError(
+                f"No module named {error.name!r} (from target module {location!r}); {_FORMAT}."
+            ) from error
+        raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
+    except Exception as error:
+        raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
+
+
+def _describe(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def load_target(target: str) -> Pipeline[Any, Any]:
+    """The pipeline named by `target`; see the module docstring."""
+    location, _, attribute = target.rpartition(":")
+    if not location or not attribute:
+        raise BranchworkError(f"Target {target!r} names no pipeline; {_FORMAT}.")
+    module = _import_file(location) if _is_file(location) else _import_module(location)
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            found = sorted(k for k, v in vars(module).items() if isinstance(v, Pipeline))
+            where = f"; pipelines there: {', '.join(found)}" if found else "; it defines none"
+            raise BranchworkError(f"{location} has no pipeline {attribute!r}{where}.")
+        obj = getattr(obj, part)
+    if not isinstance(obj, Pipeline):
+        raise BranchworkError(
+            f"{target} is a {type(obj).__name__}, not a @pipeline; decorate it with @pipeline."
+        )
+    return obj

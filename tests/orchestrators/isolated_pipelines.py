@@ -1,0 +1,60 @@
+"""Pipelines for the isolation tests. They live in a module of their own because an
+orchestration process imports them again by their recorded source."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from branchwork import get_step_context, pipeline, step
+
+
+@step(runtime="isolated")
+def where_isolated() -> int:
+    return os.getpid()
+
+
+@step(runtime="inline")
+def where_inline() -> int:
+    return os.getpid()
+
+
+@step(runtime="isolated")
+def wait_to_be_killed(marker_dir: str, name: str) -> int:
+    Path(marker_dir, f"{name}.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return 0
+
+
+@step
+def quick(x: int) -> int:
+    return x + 1
+
+
+@step(runtime="isolated")
+def context_of_step() -> dict:
+    context = get_step_context()
+    return {"invocation": context.invocation_id, "attempt": context.attempt}
+
+
+@pipeline(enable_cache=False)
+def pids():
+    return [where_isolated(), where_isolated(), where_inline()]
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def one_killed(marker_dir: str):
+    done = quick(1)
+    victim = wait_to_be_killed(marker_dir, "victim")
+    return [done, victim]
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def sleepers(marker_dir: str):
+    return [wait_to_be_killed(marker_dir, f"s{i}") for i in range(2)]
+
+
+@pipeline(enable_cache=False)
+def static_context():
+    return context_of_step()

@@ -1,0 +1,200 @@
+"""The local_process orchestrator: a separate orchestration process, isolated steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import isolated_pipelines as ip
+import pytest
+
+from branchwork import Client, pipeline, step
+from branchwork.exceptions import PipelineRunFailedError
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+
+def local_process(**config):
+    return active_stack(
+        Stack("lp", LocalProcessOrchestrator(**config), get_active_stack().artifact_store)
+    )
+
+
+def wait_for(path: Path, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def run_in_background(pipeline_obj, **params):
+    outcome: dict = {}
+
+    def target():
+        with local_process():
+            try:
+                outcome["value"] = pipeline_obj(**params)
+            except BaseException as error:  # noqa: BLE001 - inspected by the test
+                outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def test_isolated_steps_run_in_their_own_processes_and_inline_ones_in_the_loop():
+    with local_process():
+        first, second, inline = ip.pids()
+    assert len({first, second, inline, os.getpid()}) == 4
+    run = ip.pids.last_run
+    assert run.status == "completed" and run.orchestrator == "local_process"
+
+
+def test_static_runs_share_one_orchestrator_run_id_from_the_environment():
+    with local_process():
+        assert ip.static_context() == {"invocation": "context_of_step", "attempt": 1}
+    run = ip.static_context.last_run
+    assert run.orchestrator_run_id == f"local_process-{run.id}"
+
+
+def test_dynamic_runs_use_the_orchestration_process_identity():
+    with local_process():
+        result = ip.pids.with_options(dynamic=True)()
+    run = ip.pids.last_run
+    assert run.snapshot.is_dynamic and len(result) == 3
+    host, pid = run.orchestrator_run_id.rsplit("-", 1)
+    assert host and int(pid) != os.getpid()
+
+
+def test_killing_a_step_process_fails_that_step_and_keeps_the_others(tmp_path):
+    thread, outcome = run_in_background(ip.one_killed, marker_dir=str(tmp_path))
+    os.kill(wait_for(tmp_path / "victim.pid"), signal.SIGKILL)
+    thread.join(60)
+    error = outcome["error"]
+    assert isinstance(error, PipelineRunFailedError)
+    assert "wait_to_be_killed" in str(error) and "SIGKILL" in str(error)
+    run = Client().get_pipeline_run(error.run_id)
+    assert run.status == "failed" and run.failed_step == "wait_to_be_killed"
+    assert run.steps["quick"].status == "completed"
+    assert run.steps["wait_to_be_killed"].status == "failed"
+    assert "killed by SIGKILL" in run.steps["wait_to_be_killed"].exception_message
+
+
+def test_killing_the_orchestration_process_leaves_no_orphan_step_processes(tmp_path):
+    thread, outcome = run_in_background(ip.sleepers, marker_dir=str(tmp_path))
+    steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
+    zygote = parent_of(steps[0])
+    runner = parent_of(zygote)
+    assert runner != os.getpid()
+    os.kill(runner, signal.SIGKILL)
+    thread.join(60)
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in [*steps, zygote]):
+        assert time.monotonic() < deadline, "step processes outlived the orchestration process"
+        time.sleep(0.05)
+    error = outcome["error"]
+    run = Client().get_pipeline_run(error.run_id)
+    assert run.status == "failed"
+    assert "before the run finished" in run.exception_message
+
+
+def test_sigterm_stops_the_run_and_ends_its_step_processes(tmp_path):
+    thread, outcome = run_in_background(ip.sleepers, marker_dir=str(tmp_path))
+    steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
+    runner = parent_of(parent_of(steps[0]))
+    os.kill(runner, signal.SIGTERM)
+    thread.join(60)
+    assert all(gone(pid) for pid in steps)
+    run = Client().get_pipeline_run(outcome["error"].run_id)
+    assert run.status == "stopped"
+    assert run.exception_type == "KeyboardInterrupt"
+
+
+def test_a_pipeline_that_cannot_be_loaded_there_fails_clearly():
+    @step
+    def local_step() -> int:
+        return 1
+
+    @pipeline
+    def defined_in_a_function():
+        return local_step()
+
+    with local_process(), pytest.raises(PipelineRunFailedError) as info:
+        defined_in_a_function()
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.status == "failed"
+    assert "Cannot load pipeline 'defined_in_a_function'" in run.exception_message
+    assert "module level" in run.exception_message
+
+
+def test_a_pipeline_in_a_script_run_as_main_loads_in_the_orchestration_process(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os\n"
+        "from branchwork import pipeline, step\n"
+        "from branchwork.orchestrators import LocalProcessOrchestrator\n"
+        "from branchwork.stack import Stack, active_stack, get_active_stack\n"
+        "@step\ndef pid() -> int:\n    return os.getpid()\n"
+        "@pipeline\ndef script_pipeline():\n    return pid()\n"
+        "if __name__ == '__main__':\n"
+        "    stack = Stack('lp', LocalProcessOrchestrator(), get_active_stack().artifact_store)\n"
+        "    with active_stack(stack):\n"
+        "        print(script_pipeline() != os.getpid())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
+def test_step_runner_runs_one_request_envelope(tmp_path):
+    from branchwork.artifact_stores import LocalArtifactStore
+    from branchwork.runtime.envelopes import request_to_json, result_from_json
+    from branchwork.runtime.step_execution import StepRequest
+
+    request = StepRequest(
+        run_id="r",
+        run_name="run",
+        pipeline_name="p",
+        invocation_id="quick_2",
+        step_run_id="s",
+        attempt=1,
+        step=ip.quick,
+        inputs={"x": 41},
+        artifact_store=LocalArtifactStore(tmp_path / "artifacts"),
+    )
+    envelope = request_to_json(request)
+    assert json.loads(envelope)["version"] == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
+        input=envelope,
+        capture_output=True,
+        text=True,
+        cwd=Path(ip.__file__).parent,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 0, done.stderr
+    result = result_from_json(done.stdout)
+    assert result.ok and result.invocation_id == "quick_2"
+    from branchwork.materializers.io import load_artifact
+
+    output = result.outputs["output"]
+    assert load_artifact(output.uri, output.materializer) == 42
