@@ -73,6 +73,8 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     total = seconds(start, end)
     if total is None:
         return "-"
+    if total < 1:
+        return f"{total * 1000:.0f}ms"
     if total < 10:
         return f"{total:.2f}s"
     if total < 60:

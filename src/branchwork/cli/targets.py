@@ -68,7 +68,7 @@ def _import_module(location: str) -> ModuleType:
     try:
         return importlib.import_module(location)
     except ModuleNotFoundError as error:
-        if error.name and location.startswith(error.name):
+        if error.name and (location == error.name or location.startswith(f"{error.name}.")):
             raise BranchworkError(
                 f"No module named {error.name!r} (from target module {location!r}); {_FORMAT}."
             ) from error
@@ -97,6 +97,6 @@ def load_target(target: str) -> Pipeline[Any, Any]:
         obj = getattr(obj, part)
     if not isinstance(obj, Pipeline):
         raise BranchworkError(
-            f"{target} is a {type(obj).__name__}, not a @pipeline; decorate it with @pipeline."
+            f"{target} is not a @pipeline (it is a {type(obj).__name__} object)."
         )
     return obj

@@ -78,7 +78,10 @@ def execute_run(
     failed run (the run's status says it), only re-raises KeyboardInterrupt/SystemExit."""
     pipeline, compiled = _pipeline_for(snapshot)
     params = snapshot.parameters
-    enable_cache = pipeline.enable_cache is not False
+    # Run options come from the snapshot: in another process, the re-imported pipeline does
+    # not carry what `with_options(...)` changed in the caller's.
+    enable_cache = snapshot.spec.get("enable_cache", pipeline.enable_cache) is not False
+    failure_mode = FailureMode(snapshot.spec.get("failure_mode") or failure_mode)
     if not snapshot.is_dynamic and compiled is None:
         compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
     recorder = Recorder(get_engine(), run.id)
@@ -91,7 +94,7 @@ def execute_run(
         recorder=recorder,
         artifact_store=stack.artifact_store,
         launcher=launcher,
-        engine=Engine(capacity, max_workers, pipeline.failure_mode or failure_mode),
+        engine=Engine(capacity, max_workers, failure_mode),
     )
     recorder.run_update(
         status="running", start_time=utc(time.time()), orchestrator_run_id=orchestrator_run_id

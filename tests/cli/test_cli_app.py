@@ -1,0 +1,86 @@
+"""The root command: version, help, completion, the console script, and error handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from branchwork import __version__
+from branchwork.cli.app import error_line
+from branchwork.exceptions import BranchworkError, PipelineRunFailedError
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"branchwork {__version__}"
+
+
+def test_help_lists_the_commands_and_completion(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for name in ("init", "run", "runs", "artifacts", "db", "--install-completion", "--debug"):
+        assert name in result.stdout
+
+
+def test_no_command_shows_help_and_unknown_command_is_a_usage_error(cli):
+    assert "Usage" in cli().output
+    result = cli("frobnicate")
+    assert result.exit_code == 2
+    assert "No such command" in result.output
+
+
+def test_installed_console_script_prints_the_version():
+    script = Path(sys.executable).parent / "branchwork"
+    done = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"branchwork {__version__}"
+
+
+def test_console_script_errors_are_one_line_with_exit_code_1(tmp_path):
+    script = Path(sys.executable).parent / "branchwork"
+    done = subprocess.run(
+        [str(script), "runs", "show", "no-such-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "Error: No pipeline run with id or name 'no-such-run'.\n"
+    assert done.stdout == ""
+
+
+def test_importing_branchwork_does_not_import_the_cli():
+    code = "import sys, branchwork; assert not any(m.startswith('branchwork.cli') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_an_error_is_one_line_on_stderr_with_exit_code_1(cli, assert_error):
+    result = cli("runs", "show", "no-such-run")
+    assert assert_error(result) == "Error: No pipeline run with id or name 'no-such-run'."
+    assert result.stdout == ""
+
+
+def test_debug_shows_the_exception_instead(cli):
+    result = cli("--debug", "runs", "show", "no-such-run")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, BranchworkError)
+    assert "Error:" not in result.stderr
+
+
+def test_error_line_keeps_the_first_line_and_names_foreign_exception_types():
+    failed = PipelineRunFailedError("Pipeline 'p' failed: step 's' raised\ntraceback...", "r", "s")
+    assert error_line(failed) == "Pipeline 'p' failed: step 's' raised"
+    assert error_line(KeyError("x")) == "KeyError: 'x'"
+    assert error_line(RuntimeError()) == "RuntimeError"
+
+
+@pytest.mark.parametrize("args", [["runs", "list", "--limit", "0"], ["runs", "list", "-o", "xml"]])
+def test_bad_option_values_are_usage_errors(cli, args):
+    assert cli(*args).exit_code == 2

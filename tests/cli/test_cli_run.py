@@ -1,0 +1,146 @@
+"""`branchwork run TARGET`: loading targets, parameters, --no-cache, and failures."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from branchwork import Client
+from branchwork.cli.run import parse_params
+
+PIPELINES = '''
+from branchwork import pipeline, step
+
+from helper_for_cli_run import double  # a neighbour of this file
+
+
+@step
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@step
+def total(values: list, label: str) -> dict:
+    return {"label": label, "total": double(sum(values))}
+
+
+@step
+def explode(values: list) -> int:
+    raise ValueError(f"cannot handle {len(values)} values\\nsecond line of the message")
+
+
+@pipeline
+def summing(n: int = 3, label: str = "sum"):
+    return total(numbers(n), label)
+
+
+@pipeline
+def failing(n: int = 2):
+    return explode(numbers(n))
+
+
+not_a_pipeline = 42
+'''
+
+
+@pytest.fixture
+def target_file(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "helper_for_cli_run.py").write_text("def double(x):\n    return 2 * x\n")
+    path = folder / "my_pipelines.py"
+    path.write_text(textwrap.dedent(PIPELINES))
+    yield path
+    sys.modules.pop("helper_for_cli_run", None)
+
+
+def test_run_prints_the_run_status_and_result(cli, target_file):
+    result = cli("run", f"{target_file}:summing", "--param", "n=4", "--param", "label=abc")
+    assert result.exit_code == 0, result.output
+    run = Client().list_pipeline_runs(pipeline="summing")[0]
+    lines = result.stdout.splitlines()
+    assert lines == [
+        f"Run:    {run.name}",
+        "Status: completed",
+        "Result: {'label': 'abc', 'total': 12}",
+    ]
+    assert run.parameters == {"n": 4, "label": "abc"}  # 4 parsed as JSON, abc kept as text
+
+
+def test_parameters_are_json_when_they_parse():
+    assert parse_params(["n=3", "name=abc", "flag=true", "xs=[1, 2]", "s=\"3\"", "e="]) == {
+        "n": 3,
+        "name": "abc",
+        "flag": True,
+        "xs": [1, 2],
+        "s": "3",
+        "e": "",
+    }
+
+
+def test_a_malformed_param_is_a_usage_error(cli, target_file):
+    result = cli("run", f"{target_file}:summing", "--param", "n")
+    assert result.exit_code == 2
+    assert "KEY=VALUE" in result.output
+
+
+def test_second_run_is_cached_unless_no_cache(cli, target_file):
+    assert cli("run", f"{target_file}:summing").exit_code == 0
+    assert cli("run", f"{target_file}:summing").exit_code == 0
+    cached = Client().list_pipeline_runs(pipeline="summing", limit=1)[0]
+    assert {str(s.status) for s in cached.steps.values()} == {"cached"}
+
+    result = cli("run", f"{target_file}:summing", "--no-cache")
+    assert result.exit_code == 0, result.output
+    fresh = Client().list_pipeline_runs(pipeline="summing", limit=1)[0]
+    assert {str(s.status) for s in fresh.steps.values()} == {"completed"}
+    assert "Result: {'label': 'sum', 'total': 6}" in result.stdout
+
+
+def test_a_failing_run_exits_1_with_one_line_naming_the_step(cli, target_file, assert_error):
+    result = cli("run", f"{target_file}:failing")
+    line = assert_error(result, "step 'explode'", "ValueError: cannot handle 2 values")
+    run = Client().list_pipeline_runs(pipeline="failing")[0]
+    assert run.name in line
+    assert str(run.status) == "failed"
+    assert "second line" not in result.output
+
+
+def test_a_module_target_is_imported_from_the_working_directory(
+    cli, target_file, monkeypatch
+):
+    monkeypatch.chdir(target_file.parent)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    result = cli("run", "my_pipelines:summing", "-p", "n=2")
+    assert result.exit_code == 0, result.output
+    assert "Result: {'label': 'sum', 'total': 2}" in result.stdout
+    sys.modules.pop("my_pipelines", None)
+
+
+@pytest.mark.parametrize(
+    ("target", "fragments"),
+    [
+        ("{file}:nope", ["has no pipeline 'nope'", "pipelines there: failing, summing"]),
+        ("{file}:not_a_pipeline", ["is not a @pipeline", "int"]),
+        ("{folder}/missing.py:summing", ["No such file", "missing.py"]),
+        ("{file}", ["names no pipeline", "path/to/file.py:pipeline_name"]),
+        ("no_such_module_for_cli:summing", ["No module named 'no_such_module_for_cli'"]),
+    ],
+)
+def test_bad_targets_are_one_line_errors(cli, target_file, assert_error, target, fragments):
+    text = target.format(file=target_file, folder=target_file.parent)
+    assert_error(cli("run", text), *fragments)
+
+
+def test_a_file_that_fails_to_import_is_a_one_line_error(cli, tmp_path, assert_error):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import does_not_exist_anywhere\n")
+    assert_error(
+        cli("run", f"{broken}:p"), "Importing", "broken.py", "ModuleNotFoundError"
+    )
+
+
+def test_wrong_parameters_are_one_line_errors(cli, target_file, assert_error):
+    assert_error(cli("run", f"{target_file}:summing", "-p", "bogus=1"), "bogus", "summing")
