@@ -71,7 +71,7 @@ def test_store_is_created_with_every_table_at_head(branchwork_home):
 def test_head_revision_constant_matches_the_newest_migration():
     from alembic.script import ScriptDirectory
 
-    config = store.alembic_config(create_engine("sqlite://"))
+    config = store.alembic_config()
     assert ScriptDirectory.from_config(config).get_current_head() == store.HEAD_REVISION
 
 
@@ -83,7 +83,7 @@ def test_migrations_upgrade_and_downgrade_cleanly(tmp_path):
     from alembic import command
 
     with engine.begin() as conn:
-        command.downgrade(store.alembic_config(engine, conn), "base")
+        command.downgrade(store.alembic_config(conn), "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
 
 

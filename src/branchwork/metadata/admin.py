@@ -215,7 +215,7 @@ def _linked_versions(conn: Connection, version_ids: set[str]) -> set[str]:
     for chunk in _chunks(version_ids):
         for table in (step_run_output_artifact, step_run_input_artifact, pipeline_run_output):
             column = table.c.artifact_version_id
-            linked |= _scalars(conn, select(distinct(column)).where(column.in_(chunk)))
+            linked |= _scalars(conn, select(column).distinct().where(column.in_(chunk)))
     return linked
 
 

@@ -96,12 +96,12 @@ def upgrade_if_needed(engine: Engine) -> None:
         ) from error
 
 
-def alembic_config(engine: Engine, connection: Any = None) -> Any:
+def alembic_config(connection: Any = None) -> Any:
+    """Alembic's configuration; migrations run on `connection` (see migrations/env.py)."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     config.attributes["connection"] = connection
     return config
 
@@ -111,7 +111,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as conn:
-        command.upgrade(alembic_config(engine, conn), revision)
+        command.upgrade(alembic_config(conn), revision)
 
 
 def dispose_engines() -> None:
