@@ -1,8 +1,17 @@
-"""Client: read pipeline runs, step runs and artifacts from the metadata store."""
+"""Client: read pipeline runs, step runs and artifacts from the metadata store, and resume
+failed runs.
+
+Reading first marks FAILED any running run whose loop stopped heartbeating (its process
+died), so what the client shows is never a run that will not finish.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from branchwork.config.heartbeat import stale_after
 from branchwork.metadata.queries import get_run, list_run_ids
+from branchwork.metadata.runs import reap_stale_runs
 from branchwork.metadata.store import get_engine
 from branchwork.models import PipelineRunResponse
 
@@ -15,12 +24,26 @@ class Client:
 
     def get_pipeline_run(self, id_or_name: str) -> PipelineRunResponse:
         """A run by id or name, with its snapshot, steps and outputs."""
+        reap_stale_runs(self._engine, stale_after())
         return get_run(self._engine, id_or_name)
 
     def list_pipeline_runs(
         self, pipeline: str | None = None, limit: int | None = None
     ) -> list[PipelineRunResponse]:
         """Runs, newest first, optionally of one pipeline (by name)."""
+        reap_stale_runs(self._engine, stale_after())
         return [
             get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
         ]
+
+    def resume_run(self, id_or_name: str, accept_new_graph: bool = False) -> Any:
+        """Finish a FAILED or STOPPED run on the active stack, as the same run: invocations
+        that completed are reused by id (caching or not), failed and never-started ones run.
+        If an invocation id now names another step, other inputs or changed code, the run
+        stops there with a ReplayDivergenceError, unless `accept_new_graph`. Returns the
+        pipeline's value, as calling the pipeline does."""
+        from branchwork.pipelines.loading import load_pipeline
+        from branchwork.pipelines.submit import resume_pipeline
+
+        run = self.get_pipeline_run(id_or_name)
+        return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)

@@ -8,7 +8,8 @@
     ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
     ├── ArtifactError               an output could not be stored, or an artifact not loaded
     ├── StepFailedError             one invocation failed (raised by its future)
-    │   └── StepNotRunError         an invocation never ran because another one failed
+    │   ├── StepNotRunError         an invocation never ran because another one failed
+    │   └── ReplayDivergenceError   a resumed run's invocation no longer matches its record
     └── PipelineRunFailedError      a whole run failed; `__cause__` is the original exception
 
 Messages name the pipeline, the invocation id or the parameter, and say what to do.
@@ -55,6 +56,10 @@ class StepFailedError(BranchworkError):
 
 class StepNotRunError(StepFailedError):
     """An invocation was never run because another invocation failed first."""
+
+
+class ReplayDivergenceError(StepFailedError):
+    """On resume, an invocation id now names a different step, inputs or code."""
 
 
 class PipelineRunFailedError(BranchworkError):

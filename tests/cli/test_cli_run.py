@@ -10,7 +10,7 @@ import pytest
 from branchwork import Client
 from branchwork.cli.run import parse_params
 
-PIPELINES = '''
+PIPELINES = """
 from branchwork import pipeline, step
 
 from helper_for_cli_run import double  # a neighbour of this file
@@ -42,11 +42,12 @@ def failing(n: int = 2):
 
 
 not_a_pipeline = 42
-'''
+"""
 
 
 @pytest.fixture
-def target_file(tmp_path):
+def target_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # `run` puts the file's folder on it
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "helper_for_cli_run.py").write_text("def double(x):\n    return 2 * x\n")
@@ -70,7 +71,7 @@ def test_run_prints_the_run_status_and_result(cli, target_file):
 
 
 def test_parameters_are_json_when_they_parse():
-    assert parse_params(["n=3", "name=abc", "flag=true", "xs=[1, 2]", "s=\"3\"", "e="]) == {
+    assert parse_params(["n=3", "name=abc", "flag=true", "xs=[1, 2]", 's="3"', "e="]) == {
         "n": 3,
         "name": "abc",
         "flag": True,
@@ -108,11 +109,8 @@ def test_a_failing_run_exits_1_with_one_line_naming_the_step(cli, target_file, a
     assert "second line" not in result.output
 
 
-def test_a_module_target_is_imported_from_the_working_directory(
-    cli, target_file, monkeypatch
-):
+def test_a_module_target_is_imported_from_the_working_directory(cli, target_file, monkeypatch):
     monkeypatch.chdir(target_file.parent)
-    monkeypatch.setattr(sys, "path", list(sys.path))
     result = cli("run", "my_pipelines:summing", "-p", "n=2")
     assert result.exit_code == 0, result.output
     assert "Result: {'label': 'sum', 'total': 2}" in result.stdout
@@ -137,9 +135,7 @@ def test_bad_targets_are_one_line_errors(cli, target_file, assert_error, target,
 def test_a_file_that_fails_to_import_is_a_one_line_error(cli, tmp_path, assert_error):
     broken = tmp_path / "broken.py"
     broken.write_text("import does_not_exist_anywhere\n")
-    assert_error(
-        cli("run", f"{broken}:p"), "Importing", "broken.py", "ModuleNotFoundError"
-    )
+    assert_error(cli("run", f"{broken}:p"), "Importing", "broken.py", "ModuleNotFoundError")
 
 
 def test_wrong_parameters_are_one_line_errors(cli, target_file, assert_error):

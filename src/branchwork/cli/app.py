@@ -5,11 +5,12 @@ an exception from a command prints `Error: <first line of its message>` to stder
 1, unless `--debug` (or BRANCHWORK_DEBUG=1) asks for the traceback. Typer's own exceptions
 (usage errors, exit 2; `Exit`; `Abort`) pass through to Typer untouched. Errors that are not
 branchwork's own are prefixed with their type, since their message alone rarely says enough,
-and point at `--debug`.
+and point at `--debug`. A password in a store URL is masked, whoever wrote the message.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -20,12 +21,13 @@ from branchwork.cli import artifacts, db, project, run, runs
 from branchwork.exceptions import BranchworkError
 
 _DEBUG = "branchwork.debug"
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s/]*@")
 
 
 def error_line(error: BaseException) -> str:
-    """One line that says what went wrong."""
+    """One line that says what went wrong, with any password in a URL replaced by ***."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    message = lines[0].strip() if lines else ""
+    message = _URL_PASSWORD.sub(r"\1***@", lines[0].strip()) if lines else ""
     if isinstance(error, BranchworkError):
         return message or type(error).__name__
     name = type(error).__name__

@@ -96,11 +96,14 @@ def kind(run: PipelineRunResponse) -> str:
 
 
 def cached_from(step: StepRunResponse, origins: Mapping[str, StepRunOrigin]) -> str:
+    """The run (and invocation, when it differs) a cache hit reused."""
     if step.original_step_run_id is None:
         return ""
     origin = origins.get(step.original_step_run_id)
     if origin is None:
         return f"{step.original_step_run_id} (deleted)"
+    if origin.invocation_id == step.name:
+        return origin.run_name
     return f"{origin.run_name}/{origin.invocation_id}"
 
 
@@ -204,7 +207,8 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
         fields.append(("Failed step", run.failed_step or "-"))
         fields.append(("Error", f"{run.exception_type}: {message[0] if message else ''}"))
     for position, version in enumerate(run.outputs):
-        fields.append((f"Output {position}", f"{version.id}  ({version.data_type})"))
+        label = "Returned" if len(run.outputs) == 1 else f"Returned {position}"
+        fields.append((label, f"{version.id}  ({version.data_type})"))
     out = console()
     out.print(_fields(fields))
     out.print()

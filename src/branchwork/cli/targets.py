@@ -96,7 +96,5 @@ def load_target(target: str) -> Pipeline[Any, Any]:
             raise BranchworkError(f"{location} has no pipeline {attribute!r}{where}.")
         obj = getattr(obj, part)
     if not isinstance(obj, Pipeline):
-        raise BranchworkError(
-            f"{target} is not a @pipeline (it is a {type(obj).__name__} object)."
-        )
+        raise BranchworkError(f"{target} is not a @pipeline (it is a {type(obj).__name__} object).")
     return obj

@@ -101,3 +101,45 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
                 traceback="".join(traceback.format_exception(error)),
             )
         )
+
+
+def reap_stale_runs(engine: Engine, stale_after: float) -> int:
+    """Mark FAILED the running runs whose loop stopped heartbeating `stale_after` seconds
+    ago (its process was killed); returns how many. `resume` picks them up from there."""
+    now = time.time()
+    with engine.begin() as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.status == "running")
+            .where(schema.pipeline_run.c.heartbeat < now - stale_after)
+            .values(
+                status="failed",
+                end_time=utc(now),
+                exception_type="OrchestrationLost",
+                exception_message=(
+                    f"The orchestration loop stopped heartbeating for over {stale_after:g}s: "
+                    "its process died. Resume the run to finish it."
+                ),
+            )
+        )
+    return int(result.rowcount or 0)
+
+
+def reopen_run(engine: Engine, run_id: str) -> bool:
+    """Put a FAILED or STOPPED run back to INITIALIZING for a resume; False if it is not."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.id == run_id)
+            .where(schema.pipeline_run.c.status.in_(("failed", "stopped")))
+            .values(
+                status="initializing",
+                end_time=None,
+                failed_step=None,
+                exception_type=None,
+                exception_message=None,
+                traceback=None,
+                output_structure=None,
+            )
+        )
+    return bool(result.rowcount)

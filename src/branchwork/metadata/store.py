@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from branchwork.config.home import store_url
@@ -69,9 +69,18 @@ def _create_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
     except Exception as error:  # bad URL, missing driver
         raise ConfigurationError(
-            f"Cannot open the metadata store at {url!r}: {error}. Check BRANCHWORK_STORE_URL."
-        ) from error
+            f"Cannot open the metadata store at {_masked(url)!r}: {error}. "
+            "Check BRANCHWORK_STORE_URL."
+        ) from None
     return engine
+
+
+def _masked(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -24,9 +24,14 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
     module_name, _, qualname = snapshot.source.partition(":")
     try:
         if module_name == "__main__":
-            module = _load_script(snapshot.source_file)
+            module = _load_file(snapshot.source_file, _SCRIPT_MODULE)
         else:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:  # loaded from a file there (the CLI does): load it here too
+                if not snapshot.source_file:
+                    raise
+                module = _load_file(snapshot.source_file, module_name)
         obj: Any = module
         for part in qualname.split("."):
             obj = getattr(obj, part)
@@ -46,18 +51,19 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
 _SCRIPT_MODULE = "__branchwork_main__"
 
 
-def _load_script(path: str | None) -> Any:
-    """A script that ran as `__main__` there, loaded once here under another name (so its
-    `if __name__ == "__main__":` block does not run again)."""
+def _load_file(path: str | None, module_name: str) -> Any:
+    """The module in `path`, loaded once under `module_name`. A script that ran as
+    `__main__` there gets another name here, so its `if __name__ == "__main__":` block does
+    not run again."""
     if not path:
         raise ImportError("the script's path was not recorded")
-    loaded = sys.modules.get(_SCRIPT_MODULE)
+    loaded = sys.modules.get(module_name)
     if loaded is not None and getattr(loaded, "__file__", None) == path:
         return loaded
-    spec = importlib.util.spec_from_file_location(_SCRIPT_MODULE, path)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_SCRIPT_MODULE] = module
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import ConfigurationError
 from branchwork.runtime.engine import FailureMode
 
@@ -36,6 +37,9 @@ class Pipeline(Generic[P, R]):
         dynamic: bool | None = None,
         enable_cache: bool | None = None,
         failure_mode: FailureMode | str | None = None,
+        on_failure: Callable[..., Any] | None = None,
+        on_success: Callable[..., Any] | None = None,
+        retry: StepRetryConfig | None = None,
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@pipeline needs a function, got {func!r}")
@@ -46,6 +50,11 @@ class Pipeline(Generic[P, R]):
         self.signature = inspect.signature(func)
         self.dynamic = dynamic
         self.enable_cache = enable_cache
+        self.on_failure = on_failure
+        self.on_success = on_success
+        if retry is not None and not isinstance(retry, StepRetryConfig):
+            raise ConfigurationError(f"Pipeline '{self.name}': retry must be a StepRetryConfig")
+        self.retry = retry  # for every step that has no retry of its own
         try:
             self.failure_mode = FailureMode(failure_mode) if failure_mode else None
         except ValueError:
@@ -104,6 +113,9 @@ def pipeline(
     dynamic: bool | None = None,
     enable_cache: bool | None = None,
     failure_mode: FailureMode | str | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    on_success: Callable[..., Any] | None = None,
+    retry: StepRetryConfig | None = None,
 ) -> Callable[[Callable[P, R]], Pipeline[P, R]]: ...
 
 

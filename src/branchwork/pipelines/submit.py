@@ -25,10 +25,11 @@ from branchwork.exceptions import (
 from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import create_placeholder_run, mark_run_failed
+from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, reopen_run
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import current_run_context
 from branchwork.runtime.runner import (
+    ACCEPT_NEW_GRAPH_ENV,
     LiveSubmission,
     reset_live_submission,
     set_live_submission,
@@ -127,6 +128,7 @@ def run_pipeline(
             "enable_cache": pipeline.enable_cache,
             "dynamic": pipeline.dynamic,
             "failure_mode": pipeline.failure_mode,
+            "retry": pipeline.retry.to_dict() if pipeline.retry else None,
             "dynamic_reason": compiled.reason,
         },
         step_configurations=[
@@ -139,8 +141,37 @@ def run_pipeline(
         ],
         orchestrator=orchestrator.flavor,
     )
+    return _submit_and_wait(pipeline, compiled, run_id, stack)
+
+
+def resume_pipeline(
+    pipeline: Pipeline[Any, Any], run: PipelineRunResponse, accept_new_graph: bool
+) -> Any:
+    """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
+    parameters: invocations that completed are reused by id, the others run."""
+    engine = get_engine()
+    if not reopen_run(engine, run.id):
+        raise OrchestratorError(
+            f"Run '{run.name}' is {run.status}: only failed or stopped runs can be resumed."
+        )
+    compiled = compile_pipeline(pipeline, run.snapshot.parameters)
+    return _submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
+
+
+def _submit_and_wait(
+    pipeline: Pipeline[Any, Any],
+    compiled: Compiled,
+    run_id: str,
+    stack: Stack,
+    accept_new_graph: bool = False,
+) -> Any:
+    engine = get_engine()
+    orchestrator = stack.orchestrator
     placeholder = get_run(engine, run_id, include_steps=False)
-    live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled)
+    live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled, accept_new_graph)
+    environment = environment_for(run_id, stack)
+    if accept_new_graph:
+        environment[ACCEPT_NEW_GRAPH_ENV] = "1"
     outcome: Any = None
     token = set_live_submission(live)
     try:
@@ -149,7 +180,7 @@ def run_pipeline(
             if compiled.is_dynamic
             else orchestrator.submit_pipeline
         )
-        result = submit(placeholder.snapshot, stack, environment_for(run_id, stack), placeholder)
+        result = submit(placeholder.snapshot, stack, environment, placeholder)
         if result is not None and result.wait_for_completion is not None:
             outcome = result.wait_for_completion()
     finally:

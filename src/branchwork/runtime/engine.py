@@ -60,6 +60,7 @@ class CacheMissed(NamedTuple):
 class Finished(NamedTuple):
     invocation_id: str
     ok: bool
+    retryable: bool = True
 
 
 class RetryDue(NamedTuple):
@@ -239,7 +240,7 @@ class Engine:
                 if child.missing == 0:
                     self._inputs_ready(child_id, commands)
             return
-        if node.attempt < node.max_attempts and not self._stopping:
+        if event.retryable and node.attempt < node.max_attempts and not self._stopping:
             node.state = State.RETRY_WAIT
             commands.append(RetryLater(event.invocation_id, node.attempt + 1))
             return

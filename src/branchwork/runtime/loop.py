@@ -14,11 +14,14 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from branchwork.config.heartbeat import heartbeat_interval
+from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import (
     BranchworkError,
     PipelineDefinitionError,
+    ReplayDivergenceError,
     StepFailedError,
     StepNotRunError,
 )
@@ -43,9 +46,13 @@ from branchwork.runtime.step_execution import (
     load_input,
 )
 
+if TYPE_CHECKING:
+    from branchwork.models import StepRunResponse
+
 logger = logging.getLogger("branchwork")
 
 _CLOSE = object()
+_NO_RETRY = StepRetryConfig()
 
 
 class _Slot:
@@ -61,6 +68,7 @@ class _Slot:
         "cache_key",
         "values",
         "last_attempt",
+        "attempts_before",
     )
 
     def __init__(self, invocation: Invocation) -> None:
@@ -73,6 +81,7 @@ class _Slot:
         self.cache_key: str | None = None
         self.values: dict[str, Any] = {}
         self.last_attempt: StepResult | None = None
+        self.attempts_before = 0  # attempts recorded by an earlier session of a resumed run
 
     @property
     def last_error(self) -> BaseException | None:
@@ -94,6 +103,9 @@ class RunLoop:
         artifact_store: Any,
         launcher: Launcher,
         engine: E.Engine,
+        replay: dict[str, StepRunResponse] | None = None,
+        accept_new_graph: bool = False,
+        default_retry: StepRetryConfig | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -104,6 +116,9 @@ class RunLoop:
         self.artifact_store = artifact_store
         self.launcher = launcher
         self.engine = engine
+        self.replay = replay or {}  # a resumed run's recorded invocations, by id
+        self.accept_new_graph = accept_new_graph
+        self.default_retry = default_retry  # the pipeline's, for steps without their own
         self.ids = InvocationIds()
         self.failure: StepFailedError | None = None
         self._slots: dict[str, _Slot] = {}
@@ -113,6 +128,8 @@ class RunLoop:
         self._closing = False
         self._closed = False
         self._warned_oversized: set[str] = set()
+        self._heartbeat_every = heartbeat_interval()
+        self._last_heartbeat = time.time()
 
     # ---- the pipeline body's side -------------------------------------------------------
 
@@ -158,8 +175,8 @@ class RunLoop:
                     invocation.id,
                     invocation.dependencies,
                     request,
-                    invocation.enable_cache,
-                    1 + (step.retry.max_retries if step.retry else 0),
+                    invocation.enable_cache or invocation.id in self.replay,
+                    1 + self._retry_of(step).max_retries,
                 )
             )
         self._events.put(events)
@@ -248,7 +265,10 @@ class RunLoop:
     def _run(self) -> None:
         try:
             while True:
-                batch = [self._events.get()]
+                try:
+                    batch = [self._events.get(timeout=self._heartbeat_every)]
+                except queue.Empty:
+                    batch = []
                 while True:
                     try:
                         batch.append(self._events.get_nowait())
@@ -256,6 +276,10 @@ class RunLoop:
                         break
                 resolved: list[_Slot] = []
                 self._process(batch, resolved)
+                now = time.time()
+                if now - self._last_heartbeat >= self._heartbeat_every:
+                    self._last_heartbeat = now
+                    self.recorder.run_update(heartbeat=now)
                 self.recorder.flush()
                 for slot in resolved:
                     slot.done.set()
@@ -300,18 +324,26 @@ class RunLoop:
             events.extend(self._check_cache(to_check, resolved))
         return self.engine.handle(*events) if events else []
 
+    def _retry_of(self, step: Any) -> StepRetryConfig:
+        return step.retry or self.default_retry or _NO_RETRY
+
     def _content_hash(self, ref: OutputRef) -> str:
         return self._slots[ref.invocation_id].outputs[ref.output].content_hash
 
     def _check_cache(self, slots: list[_Slot], resolved: list[_Slot]) -> list[E.Event]:
+        events: list[E.Event] = []
         for slot in slots:
             slot.cache_key = cache_key(slot.invocation, self._content_hash)
-        hits = find_cached(
-            self.recorder.engine, [slot.cache_key for slot in slots if slot.cache_key]
+        slots = [s for s in slots if not self._replayed(s, resolved, events)]
+        cacheable = [s for s in slots if s.invocation.enable_cache]
+        events.extend(
+            E.CacheMissed(s.invocation.id) for s in slots if not s.invocation.enable_cache
         )
-        events: list[E.Event] = []
+        hits = find_cached(
+            self.recorder.engine, [slot.cache_key for slot in cacheable if slot.cache_key]
+        )
         now = time.time()
-        for slot in slots:
+        for slot in cacheable:
             hit = hits.get(slot.cache_key or "")
             if hit is None or self.engine.state(slot.invocation.id) is not E.State.CACHE_CHECK:
                 events.append(E.CacheMissed(slot.invocation.id))
@@ -329,6 +361,46 @@ class RunLoop:
             resolved.append(slot)
             events.append(E.Finished(slot.invocation.id, True))
         return events
+
+    def _replayed(self, slot: _Slot, resolved: list[_Slot], events: list[E.Event]) -> bool:
+        """Reuse what an earlier session of this (resumed) run recorded for the invocation.
+
+        A completed invocation is reused by id, once it is checked to be the same step with
+        the same code and inputs; otherwise the run stops there (unless told to accept the
+        new graph). An invocation that did not complete runs again as its next attempt.
+        """
+        invocation = slot.invocation
+        record = self.replay.get(invocation.id)
+        if record is None:
+            return False
+        slot.attempts_before = record.attempt
+        if record.status not in ("completed", "cached"):
+            return False
+        difference = _difference(
+            record, invocation.step.name, invocation.step.code_hash, slot.cache_key
+        )
+        if difference and self.accept_new_graph:
+            return False
+        if difference:
+            error = ReplayDivergenceError(
+                f"Resumed run '{self.run_name}': invocation '{invocation.id}' {difference}. "
+                "Reruns must produce the same graph for the same inputs; resume with "
+                "accept_new_graph=True to run the new graph instead.",
+                invocation.id,
+            )
+            now = time.time()
+            slot.last_attempt = StepResult(invocation.id, "", 0, now, now, error=error)
+            events.append(E.Finished(invocation.id, False, retryable=False))
+            return True
+        for name, version in record.outputs.items():
+            slot.outputs[name] = StoredArtifact(
+                version.uri, version.materializer, version.data_type, version.content_hash
+            )
+            slot.versions[name] = version.id
+        slot.step_run_id = record.id
+        resolved.append(slot)
+        events.append(E.Finished(invocation.id, True))
+        return True
 
     def _record_step_run(
         self,
@@ -359,20 +431,21 @@ class RunLoop:
 
     def _launch(self, command: E.Launch) -> None:
         slot = self._slots[command.invocation_id]
+        attempt = command.attempt + slot.attempts_before
         invocation = slot.invocation
         if command.oversized:
             self._warn_oversized(invocation)
         if slot.cache_key is None:  # recorded even when caching is off, for later runs
             slot.cache_key = cache_key(invocation, self._content_hash)
         step_run_id = new_id()
-        self._record_step_run(slot, step_run_id, command.attempt, "running", time.time())
+        self._record_step_run(slot, step_run_id, attempt, "running", time.time())
         request = StepRequest(
             run_id=self.run_id,
             run_name=self.run_name,
             pipeline_name=self.pipeline_name,
             invocation_id=invocation.id,
             step_run_id=step_run_id,
-            attempt=command.attempt,
+            attempt=attempt,
             step=invocation.step,
             inputs=_resolve_inputs(invocation.inputs, self._slots),
             artifact_store=self.artifact_store,
@@ -415,8 +488,7 @@ class RunLoop:
 
     def _schedule_retry(self, command: E.RetryLater) -> None:
         slot = self._slots[command.invocation_id]
-        retry = slot.invocation.step.retry
-        delay = retry.delay_before(command.attempt) if retry else 0.0
+        delay = self._retry_of(slot.invocation.step).delay_before(command.attempt)
         logger.warning(
             "Step '%s' failed (%s); retrying in %.1fs (attempt %d)",
             command.invocation_id,
@@ -445,6 +517,8 @@ class RunLoop:
         if self.failure is None:
             self.failure = error
             self.recorder.run_update(failed_step=invocation.id)
+            if self.engine.failure_mode is E.FailureMode.FAIL_FAST:
+                self.launcher.cancel()
         resolved.append(slot)
 
     def _not_run(self, slot: _Slot, because_of: str | None, resolved: list[_Slot]) -> None:
@@ -475,6 +549,19 @@ class RunLoop:
             capacity.memory / 1e9,
             capacity.gpu,
         )
+
+
+def _difference(
+    record: StepRunResponse, step_name: str, code_hash: str, key: str | None
+) -> str | None:
+    """How a recorded invocation differs from the one the pipeline now makes, if it does."""
+    if record.step_name != step_name:
+        return f"now names step '{step_name}', but ran step '{record.step_name}'"
+    if record.code_hash != code_hash:
+        return f"runs step '{step_name}' whose code changed since it ran"
+    if record.cache_key != key:
+        return f"calls step '{step_name}' with different inputs than it did"
+    return None
 
 
 def _resolve_inputs(value: Any, slots: dict[str, _Slot]) -> Any:

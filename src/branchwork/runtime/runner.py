@@ -8,18 +8,22 @@ A local orchestrator calls it in the caller's process; an isolated one in its ow
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import StepFailedError
 from branchwork.graph.tracing import Compiled, trace
+from branchwork.metadata.queries import get_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import run_context
 from branchwork.runtime.engine import Engine, FailureMode, Request
+from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
 
@@ -35,9 +39,12 @@ class LiveSubmission:
 
     pipeline: Pipeline[Any, Any]
     snapshot_id: str
-    compiled: Compiled
+    compiled: Compiled | None  # None when rebuilt in another process: traced again there
+    accept_new_graph: bool = False
     error: BaseException | None = None
 
+
+ACCEPT_NEW_GRAPH_ENV = "BRANCHWORK_ACCEPT_NEW_GRAPH"
 
 _live: ContextVar[LiveSubmission | None] = ContextVar("branchwork_live_submission", default=None)
 
@@ -54,13 +61,17 @@ def reset_live_submission(token: Any) -> None:
     _live.reset(token)
 
 
-def _pipeline_for(snapshot: PipelineSnapshotResponse) -> tuple[Pipeline[Any, Any], Compiled | None]:
+def _pipeline_for(snapshot: PipelineSnapshotResponse) -> LiveSubmission:
+    """The submission of this snapshot: live in this process, or rebuilt from the recorded
+    source and the environment in an orchestration process."""
     live = _live.get()
     if live is not None and live.snapshot_id == snapshot.id:
-        return live.pipeline, live.compiled
+        return live
     from branchwork.pipelines.loading import load_pipeline
 
-    return load_pipeline(snapshot), None
+    pipeline = load_pipeline(snapshot)
+    accept = os.environ.get(ACCEPT_NEW_GRAPH_ENV) == "1"
+    return LiveSubmission(pipeline, snapshot.id, None, accept)
 
 
 def execute_run(
@@ -76,7 +87,9 @@ def execute_run(
 ) -> None:
     """Run the pipeline of `snapshot` as `run` and record everything; never raises for a
     failed run (the run's status says it), only re-raises KeyboardInterrupt/SystemExit."""
-    pipeline, compiled = _pipeline_for(snapshot)
+    submission = _pipeline_for(snapshot)
+    pipeline = submission.pipeline
+    compiled = submission.compiled
     params = snapshot.parameters
     # Run options come from the snapshot: in another process, the re-imported pipeline does
     # not carry what `with_options(...)` changed in the caller's.
@@ -84,7 +97,10 @@ def execute_run(
     failure_mode = FailureMode(snapshot.spec.get("failure_mode") or failure_mode)
     if not snapshot.is_dynamic and compiled is None:
         compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
-    recorder = Recorder(get_engine(), run.id)
+    store = get_engine()
+    # A resumed run: what its earlier sessions recorded is replayed by invocation id.
+    replay = get_run(store, run.id).steps
+    recorder = Recorder(store, run.id)
     loop = RunLoop(
         run_id=run.id,
         run_name=run.name,
@@ -95,6 +111,11 @@ def execute_run(
         artifact_store=stack.artifact_store,
         launcher=launcher,
         engine=Engine(capacity, max_workers, failure_mode),
+        replay=replay,
+        default_retry=StepRetryConfig(**snapshot.spec["retry"])
+        if snapshot.spec.get("retry")
+        else None,
+        accept_new_graph=submission.accept_new_graph,
     )
     recorder.run_update(
         status="running", start_time=utc(time.time()), orchestrator_run_id=orchestrator_run_id
@@ -115,16 +136,20 @@ def execute_run(
             status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
         )
     except BaseException as error:
-        _record_failure(loop, recorder, error, snapshot.id)
+        cause = _record_failure(loop, recorder, error, snapshot.id)
+        recorder.flush()
+        call_hook(pipeline.on_failure, cause, f"on_failure of pipeline '{pipeline.name}'")
         if not isinstance(error, Exception):
             raise
-    finally:
+    else:
         recorder.flush()
+        call_hook(pipeline.on_success, None, f"on_success of pipeline '{pipeline.name}'")
 
 
 def _record_failure(
     loop: RunLoop, recorder: Recorder, error: BaseException, snapshot_id: str
-) -> None:
+) -> BaseException:
+    """Record the run's failure; returns the exception that caused it."""
     try:
         loop.close(cancel=True, kill=isinstance(error, KeyboardInterrupt))
     except Exception as crash:  # the loop itself failed: that is the run's error
@@ -150,3 +175,4 @@ def _record_failure(
         exception_message=str(cause),
         traceback=text or "".join(traceback.format_exception(cause)),
     )
+    return cause

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from branchwork.exceptions import ArtifactError, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
+from branchwork.runtime.hooks import call_hook
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
 
 if TYPE_CHECKING:
@@ -123,6 +124,23 @@ def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict
     return {spec.name: item for spec, item in zip(specs, value)}
 
 
+def _check_types(step: Step[Any, Any], invocation_id: str, values: dict[str, Any]) -> None:
+    """An output must be an instance of its annotation when that is a plain class."""
+    for spec in step.outputs:
+        expected = spec.annotation
+        if not isinstance(expected, type) or expected is object:
+            continue  # Any, unions, generics like list[int]: not checked here
+        value = values[spec.name]
+        if isinstance(value, expected) or (expected is float and type(value) is int):
+            continue
+        raise StepFailedError(
+            f"Step '{step.name}' (invocation '{invocation_id}'): output '{spec.name}' is "
+            f"annotated {expected.__name__} but the step returned a {type(value).__name__} "
+            f"({value!r:.60}).",
+            invocation_id,
+        )
+
+
 def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, StoredArtifact]:
     stored: dict[str, StoredArtifact] = {}
     specs = {spec.name: spec for spec in request.step.outputs}
@@ -162,14 +180,17 @@ def execute_step(request: StepRequest) -> StepResult:
         arguments = {name: _materialize(value) for name, value in request.inputs.items()}
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
-        result.outputs = _store_outputs(
-            request, _split_outputs(request.step, request.invocation_id, returned)
-        )
+        values = _split_outputs(request.step, request.invocation_id, returned)
+        _check_types(request.step, request.invocation_id, values)
+        result.outputs = _store_outputs(request, values)
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
         result.error = error
         result.traceback = traceback.format_exc()
         if not isinstance(error, Exception):
             raise
+        call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")
+    else:
+        call_hook(request.step.on_success, None, f"on_success of step '{request.step.name}'")
     finally:
         reset_step_context(token)
         result.metadata = context.metadata

@@ -1,0 +1,84 @@
+"""`branchwork artifacts list|show|load`."""
+
+from __future__ import annotations
+
+from branchwork import Client, pipeline, step
+
+
+@step
+def make_words(n: int) -> list:
+    return [f"w{i}" for i in range(n)]
+
+
+@step
+def join_words(words: list) -> str:
+    return " ".join(words)
+
+
+@pipeline
+def cli_words(n: int = 3):
+    return join_words(make_words(n))
+
+
+def run_words(n: int):
+    cli_words(n=n)
+    return Client().list_pipeline_runs(pipeline="cli_words", limit=1)[0]
+
+
+WORDS = "cli_words::make_words::output"
+JOINED = "cli_words::join_words::output"
+
+
+def test_artifacts_list_names_with_version_counts(cli, cli_json):
+    run_words(2)
+    run_words(3)
+    run_words(3)  # cached: no new versions
+    data = cli_json("artifacts", "list")
+    assert {item["name"]: item["versions"] for item in data} == {WORDS: 2, JOINED: 2}
+    assert {"id", "name", "versions", "latest"} <= set(data[0])
+    table = cli("artifacts", "list").stdout.splitlines()
+    assert table[0].split() == ["ARTIFACT", "VERSIONS", "LATEST"]
+    assert sorted(line.split()[:2] for line in table[1:]) == [[JOINED, "2"], [WORDS, "2"]]
+
+
+def test_artifacts_list_of_one_name_lists_its_versions(cli, cli_json):
+    first = run_words(2)
+    second = run_words(4)
+    versions = cli_json("artifacts", "list", JOINED)
+    assert [v["id"] for v in versions] == [
+        second.steps["join_words"].output.id,
+        first.steps["join_words"].output.id,
+    ]
+    out = cli("artifacts", "list", JOINED).stdout
+    assert f"{second.name}/join_words" in out and "builtins.str" in out
+
+
+def test_artifacts_show_and_load(cli, cli_json):
+    run = run_words(3)
+    version = run.steps["join_words"].output
+    data = cli_json("artifacts", "show", version.id)
+    assert data["id"] == version.id
+    assert data["artifact"] == JOINED
+    assert data["uri"] == version.uri
+    assert data["producer_run"] == run.name
+    assert data["producer_invocation"] == "join_words"
+    assert data["used_by_runs"] == [run.name]
+    out = cli("artifacts", "show", version.id).stdout
+    for fragment in (version.id, JOINED, version.uri, "builtins.str", f"{run.name}/join_words"):
+        assert fragment in out
+
+    loaded = cli("artifacts", "load", version.id)
+    assert loaded.exit_code == 0, loaded.output
+    assert loaded.stdout == "'w0 w1 w2'\n"
+    words = run.steps["make_words"].output.id
+    assert cli("artifacts", "load", words).stdout == "['w0', 'w1', 'w2']\n"
+
+
+def test_artifacts_list_when_empty(cli):
+    assert cli("artifacts", "list").stdout.strip() == "No artifacts yet."
+
+
+def test_unknown_artifacts_are_one_line_errors(cli, assert_error):
+    assert_error(cli("artifacts", "show", "nope"), "No artifact version with id 'nope'")
+    assert_error(cli("artifacts", "load", "nope"), "No artifact version with id 'nope'")
+    assert_error(cli("artifacts", "list", "no::such::name"), "No artifact named")

@@ -1,0 +1,343 @@
+"""`branchwork runs list|show|graph|delete` against runs of real pipelines."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from branchwork import Client, pipeline, step
+from branchwork.exceptions import BranchworkError, PipelineRunFailedError
+from branchwork.metadata import schema
+from branchwork.metadata.store import get_engine
+
+PARTITIONS = 40
+
+
+@step
+def count_partitions(n: int) -> int:
+    return n
+
+
+@step
+def process_partition(partition_id: int, total: int) -> int:
+    return partition_id * total
+
+
+@step
+def merge_results(results: list) -> int:
+    return sum(results)
+
+
+@pipeline
+def cli_fan_out(n: int = PARTITIONS):
+    total = count_partitions(n)
+    return merge_results([process_partition(i, total) for i in range(total)])
+
+
+@step
+def seed_value() -> int:
+    return 1
+
+
+@step
+def refine(x: int) -> int:
+    return x * 2
+
+
+@pipeline
+def cli_loop(rounds: int = 5):
+    x = seed_value()
+    for _ in range(rounds):
+        x = refine(x)
+    return x
+
+
+@step
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@step
+def total(values: list) -> int:
+    return sum(values)
+
+
+@step
+def broken(values: list) -> int:
+    raise RuntimeError("no luck")
+
+
+@pipeline
+def cli_sum(n: int = 4):
+    return total(numbers(n))
+
+
+@pipeline
+def cli_broken(n: int = 3):
+    return broken(numbers(n))
+
+
+def latest(pipeline_name: str):
+    return Client().list_pipeline_runs(pipeline=pipeline_name, limit=1)[0]
+
+
+def test_runs_list_table_and_json(cli, cli_json):
+    cli_sum()
+    cli_sum(n=5)
+    cli_fan_out(n=3)
+    result = cli("runs", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION"]
+    assert len(lines) == 4
+    fan_out = latest("cli_fan_out")
+    assert lines[1].split()[:5] == [fan_out.name, "cli_fan_out", "completed", "dynamic", "5"]
+
+    runs = cli_json("runs", "list")
+    assert [r["pipeline"] for r in runs] == ["cli_fan_out", "cli_sum", "cli_sum"]
+    assert {"id", "name", "status", "is_dynamic", "parameters", "step_count", "created"} <= set(
+        runs[0]
+    )
+    assert runs[1]["parameters"] == {"n": 5}
+    assert runs[0]["step_count"] == 5 and runs[0]["is_dynamic"] is True
+
+    assert [r["parameters"] for r in cli_json("runs", "list", "--pipeline", "cli_sum")] == [
+        {"n": 5},
+        {"n": 4},
+    ]
+    assert len(cli_json("runs", "list", "--limit", "1")) == 1
+
+
+def test_runs_list_without_runs(cli):
+    result = cli("runs", "list")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "No runs yet."
+
+
+def test_runs_show_table_has_fields_parameters_and_one_row_per_step_run(cli):
+    cli_sum(n=4)
+    first = latest("cli_sum")
+    cli_sum(n=4)
+    second = latest("cli_sum")
+    result = cli("runs", "show", second.name)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for fragment in (second.name, second.id, "cli_sum", "completed", '{"n": 4}', "Dynamic"):
+        assert fragment in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["INVOCATION"] == [
+        "INVOCATION",
+        "STEP",
+        "STATUS",
+        "ATTEMPT",
+        "DURATION",
+        "CACHED",
+        "FROM",
+    ]
+    assert rows["numbers"][1:4] == ["numbers", "cached", "1"]
+    assert rows["numbers"][-1] == first.name  # same invocation id: the run says it all
+    assert rows["total"][-1] == first.name
+    assert f"{second.steps['total'].output.id}  (builtins.int)" in out  # what it returned
+
+
+def test_runs_show_json(cli_json):
+    cli_fan_out(n=3)
+    run = latest("cli_fan_out")
+    data = cli_json("runs", "show", run.id)  # by id as well as by name
+    assert data["name"] == run.name
+    assert data["status"] == "completed"
+    assert data["is_dynamic"] is True
+    assert data["parameters"] == {"n": 3}
+    assert len(data["outputs"]) == 1
+    steps = {s["invocation_id"]: s for s in data["steps"]}
+    assert set(steps) == {
+        "count_partitions",
+        "process_partition",
+        "process_partition_2",
+        "process_partition_3",
+        "merge_results",
+    }
+    merge = steps["merge_results"]
+    assert {"step", "status", "attempt", "duration_seconds", "cached_from", "outputs"} <= set(merge)
+    assert merge["step"] == "merge_results" and merge["attempt"] == 1
+    assert sorted(merge["parents"]) == [
+        "process_partition",
+        "process_partition_2",
+        "process_partition_3",
+    ]
+    assert steps["process_partition_2"]["parents"] == ["count_partitions"]
+    assert merge["cached_from"] is None
+
+
+def test_runs_show_failed_run(cli, cli_json):
+    with pytest.raises(PipelineRunFailedError):
+        cli_broken()
+    run = latest("cli_broken")
+    data = cli_json("runs", "show", run.name)
+    assert data["status"] == "failed"
+    assert data["failed_step"] == "broken"
+    assert {s["invocation_id"]: s["status"] for s in data["steps"]}["broken"] == "failed"
+    out = cli("runs", "show", run.name).stdout
+    assert "RuntimeError: no luck" in out
+
+
+def test_runs_graph_groups_a_fan_out_into_one_line(cli):
+    cli_fan_out()
+    run = latest("cli_fan_out")
+    result = cli("runs", "graph", run.name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{run.name} (dynamic, completed)"
+    assert [line.strip("│ ") for line in lines[1:]] == [
+        "└── count_partitions  completed",
+        f"└── process_partition ×{PARTITIONS}  completed",
+        "└── merge_results  completed",
+    ]
+    # each level sits under the previous one
+    indents = [line.index("└") for line in lines[1:]]
+    assert indents == sorted(indents) and len(set(indents)) == 3
+
+
+def test_runs_graph_folds_a_sequential_loop(cli):
+    cli_loop(rounds=5)
+    result = cli("runs", "graph", latest("cli_loop").name)
+    assert result.exit_code == 0, result.output
+    body = [line.strip("│ ") for line in result.stdout.splitlines()[1:]]
+    assert body == ["└── seed_value  completed", "└── refine ×5 in sequence  completed"]
+
+
+def test_runs_graph_of_a_cached_rerun_shows_cached(cli):
+    cli_sum()
+    cli_sum()
+    out = cli("runs", "graph", latest("cli_sum").name).stdout
+    assert "numbers  cached" in out and "total  cached" in out
+
+
+def count_rows(table, column, value) -> int:
+    with get_engine().connect() as conn:
+        query = select(func.count()).select_from(table).where(column == value)
+        return conn.execute(query).scalar_one()
+
+
+def test_runs_delete_removes_rows_but_keeps_versions_another_run_uses(cli, cli_json):
+    cli_sum(n=4)
+    first = latest("cli_sum")
+    cli_sum(n=4)  # served from the first run's cache: links the same artifact versions
+    second = latest("cli_sum")
+    shared = second.steps["total"].output.id
+    assert shared == first.steps["total"].output.id
+
+    result = cli("runs", "delete", first.name, "--yes")
+    assert result.exit_code == 0, result.output
+    assert f"Deleted run '{first.name}': 2 step runs, 0 artifact versions." in result.stdout
+    assert "Kept 2 artifact versions" in result.stdout
+    with pytest.raises(BranchworkError, match="No pipeline run"):
+        Client().get_pipeline_run(first.name)
+    assert count_rows(schema.step_run, schema.step_run.c.run_id, first.id) == 0
+    assert (
+        count_rows(schema.pipeline_snapshot, schema.pipeline_snapshot.c.id, first.snapshot.id) == 0
+    )
+    # the cached run still loads its value, and its "cached from" shows the origin is gone
+    assert Client().get_pipeline_run(second.name).load_output() == 6
+    assert cli("artifacts", "load", shared).stdout.strip() == "6"
+    assert "(deleted)" in cli("runs", "show", second.name).stdout
+
+    result = cli("runs", "delete", second.name, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "2 artifact versions" in result.stdout
+    assert count_rows(schema.artifact_version, schema.artifact_version.c.id, shared) == 0
+    assert cli_json("artifacts", "list") == []
+
+
+def test_runs_delete_leaves_files_unless_purged(cli):
+    cli_sum(n=3)
+    kept = latest("cli_sum")
+    kept_folder = kept.steps["total"].output.uri
+    assert cli("runs", "delete", kept.name, "-y").exit_code == 0
+    from pathlib import Path
+
+    assert Path(kept_folder).is_dir()
+
+    cli_sum(n=7)
+    purged = latest("cli_sum")
+    folders = [Path(s.output.uri) for s in purged.steps.values()]
+    result = cli("runs", "delete", purged.name, "-y", "--purge-artifacts")
+    assert result.exit_code == 0, result.output
+    assert "Removed 2 artifact folders." in result.stdout
+    assert not any(folder.exists() for folder in folders)
+
+
+def test_runs_delete_asks_first(cli):
+    cli_sum()
+    run = latest("cli_sum")
+    declined = cli("runs", "delete", run.name, input="n\n")
+    assert declined.exit_code == 1
+    assert Client().get_pipeline_run(run.name).id == run.id
+    accepted = cli("runs", "delete", run.name, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    with pytest.raises(BranchworkError):
+        Client().get_pipeline_run(run.name)
+
+
+@pytest.mark.parametrize("command", ["show", "graph", "delete"])
+def test_a_missing_run_is_a_one_line_error(cli, assert_error, command):
+    result = cli("runs", command, "no-such-run")
+    assert assert_error(result) == "Error: No pipeline run with id or name 'no-such-run'."
+
+
+def test_an_unfinished_run_is_deleted_only_with_force(cli, assert_error):
+    from branchwork.metadata.runs import create_placeholder_run
+
+    _, run_id = create_placeholder_run(
+        get_engine(),
+        pipeline_name="cli_sum",
+        is_dynamic=False,
+        source="tests:cli_sum",
+        source_file=None,
+        parameters={},
+        spec={},
+        step_configurations=[{"name": "numbers", "step_name": "numbers", "config": "{}"}],
+        orchestrator="local",
+    )
+    assert_error(cli("runs", "delete", run_id, "--yes"), "is initializing", "force")
+    result = cli("runs", "delete", run_id, "--yes", "--force")
+    assert result.exit_code == 0, result.output
+    with pytest.raises(BranchworkError):
+        Client().get_pipeline_run(run_id)
+    assert count_rows(schema.step_configuration, schema.step_configuration.c.name, "numbers") == 0
+
+
+@step
+def left(values: list) -> int:
+    return len(values)
+
+
+@step
+def right(values: list) -> int:
+    return sum(values)
+
+
+@step
+def combine(a: int, b: int) -> int:
+    return a + b
+
+
+@pipeline
+def cli_diamond(n: int = 3):
+    values = numbers(n)
+    return combine(left(values), right(values))
+
+
+def test_runs_graph_names_every_parent_of_a_join(cli):
+    cli_diamond()
+    run = latest("cli_diamond")
+    out = cli("runs", "graph", run.name).stdout
+    assert out.splitlines()[0] == f"{run.name} (static, completed)"
+    assert "combine  completed  (also after: left)" in out
+    body = [line.strip("│ ") for line in out.splitlines()[1:]]
+    assert body == [
+        "└── numbers  completed",
+        "├── left  completed",
+        "└── right  completed",
+        "└── combine  completed  (also after: left)",
+    ]
