@@ -117,8 +117,12 @@ def execute_run(
         else None,
         accept_new_graph=submission.accept_new_graph,
     )
+    now = time.time()
     recorder.run_update(
-        status="running", start_time=utc(time.time()), orchestrator_run_id=orchestrator_run_id
+        status="running",
+        start_time=utc(now),
+        heartbeat=now,
+        orchestrator_run_id=orchestrator_run_id,
     )
     recorder.flush()
     loop.start()

@@ -1,0 +1,68 @@
+"""Pipelines for the reliability tests, in a module of their own: a resumed run and an
+orchestration process load them again by their recorded source. Side effects go to files
+named by parameters, so counts survive processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from branchwork import pipeline, step
+
+
+def _log(folder: str, line: str) -> None:
+    with open(Path(folder, "executions.log"), "a") as handle:
+        handle.write(line + "\n")
+
+
+@step
+def item_count(n: int) -> int:
+    return n
+
+
+@step
+def process_item(folder: str, i: int, block_on: int) -> int:
+    """Blocks item `block_on` until `<folder>/go` exists; the side effect is written last."""
+    if i == block_on:
+        Path(folder, "blocked").write_text(str(os.getpid()))
+        while not Path(folder, "go").exists():
+            time.sleep(0.02)
+    if Path(folder, f"fail-{i}").exists():
+        raise RuntimeError(f"item {i} is told to fail")
+    _log(folder, f"item {i}")
+    return i * i
+
+
+@step
+def sum_items(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def fan_out(folder: str, n: int, block_on: int = -1):
+    count = item_count(n)
+    return sum_items([process_item(folder, i, block_on) for i in range(count)])
+
+
+@step
+def variant_a(x: int) -> int:
+    return x + 1
+
+
+@step
+def variant_b(x: int) -> int:
+    return x + 2
+
+
+@pipeline
+def switching(folder: str):
+    """Which step `second` names depends on a file: a pipeline that is not deterministic."""
+    first = item_count(3)
+    if Path(folder, "use-b").exists():
+        second = variant_b(first, id="second")
+    else:
+        second = variant_a(first, id="second")
+    if Path(folder, "fail-last").exists() and second > 0:  # fails once 'second' has run
+        raise RuntimeError("the body fails after 'second'")
+    return second

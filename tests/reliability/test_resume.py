@@ -1,0 +1,124 @@
+"""Resume: finish a failed, stopped or killed run as the same run, each invocation once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import resumable_pipelines as rp
+
+from branchwork import Client
+from branchwork.exceptions import OrchestratorError, PipelineRunFailedError, ReplayDivergenceError
+
+HERE = Path(__file__).parent
+
+
+def executions(folder: Path) -> Counter:
+    log = folder / "executions.log"
+    return Counter(log.read_text().splitlines()) if log.exists() else Counter()
+
+
+def test_resume_reruns_only_what_did_not_complete(tmp_path):
+    (tmp_path / "fail-3").touch()
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.fan_out(folder=str(tmp_path), n=6)
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.status == "failed" and run.failed_step == "process_item_4"
+    (tmp_path / "fail-3").unlink()
+    assert Client().resume_run(run.id) == sum(i * i for i in range(6))
+    resumed = Client().get_pipeline_run(run.id)
+    assert resumed.status == "completed" and resumed.failed_step is None
+    assert executions(tmp_path) == Counter(f"item {i}" for i in range(6))
+    attempts = [
+        (a.name, a.attempt, str(a.status)) for a in resumed.attempts if a.name == "process_item_4"
+    ]
+    assert attempts == [("process_item_4", 1, "failed"), ("process_item_4", 2, "completed")]
+    assert resumed.steps["process_item"].attempt == 1  # reused, not run again
+
+
+def test_resume_reuses_completed_invocations_even_with_caching_off(tmp_path):
+    (tmp_path / "fail-1").touch()
+    uncached = rp.fan_out.with_options(enable_cache=False)
+    with pytest.raises(PipelineRunFailedError) as info:
+        uncached(folder=str(tmp_path), n=3)
+    (tmp_path / "fail-1").unlink()
+    assert Client().resume_run(info.value.run_id) == 0 + 1 + 4
+    assert executions(tmp_path) == Counter(f"item {i}" for i in range(3))
+
+
+def test_only_failed_or_stopped_runs_can_be_resumed(tmp_path):
+    rp.fan_out(folder=str(tmp_path), n=1)
+    with pytest.raises(OrchestratorError, match="only failed or stopped runs"):
+        Client().resume_run(rp.fan_out.last_run.id)
+
+
+def test_resume_stops_where_the_graph_diverges(tmp_path):
+    (tmp_path / "fail-last").touch()
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.switching(folder=str(tmp_path))
+    run_id = info.value.run_id
+    (tmp_path / "fail-last").unlink()
+    (tmp_path / "use-b").touch()
+    with pytest.raises(PipelineRunFailedError) as diverged:
+        Client().resume_run(run_id)
+    cause = diverged.value.__cause__
+    assert isinstance(cause, ReplayDivergenceError)
+    assert "'second' now names step 'variant_b', but ran step 'variant_a'" in str(cause)
+    run = Client().get_pipeline_run(run_id)
+    assert run.status == "failed" and run.failed_step == "second"
+    assert Client().resume_run(run_id, accept_new_graph=True) == 5
+    run = Client().get_pipeline_run(run_id)
+    assert run.status == "completed" and run.steps["second"].step_name == "variant_b"
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import resumable_pipelines as rp
+from branchwork.orchestrators import LocalOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+stack = Stack("two", LocalOrchestrator(max_workers=2), get_active_stack().artifact_store)
+with active_stack(stack):
+    rp.fan_out(folder={folder!r}, n=10, block_on=5)
+"""
+
+
+def test_a_killed_fan_out_resumes_with_every_item_run_exactly_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")
+    script = tmp_path / "run_fan_out.py"
+    script.write_text(SCRIPT.format(here=str(HERE), folder=str(tmp_path)))
+    process = subprocess.Popen([sys.executable, str(script)], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until every item but the blocked one is recorded, then kill the process.
+        while True:
+            runs = Client().list_pipeline_runs(pipeline="fan_out")
+            done = [s for s in runs[0].steps.values() if s.status == "completed"] if runs else []
+            if len(done) == 10:  # item_count + 9 items
+                break
+            assert time.monotonic() < deadline, "the fan-out never got that far"
+            time.sleep(0.05)
+        assert (tmp_path / "blocked").exists()
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        process.kill()
+    # The dead loop stops heartbeating; reading the run marks it FAILED within bounded time.
+    deadline = time.monotonic() + 10
+    while (run := Client().get_pipeline_run(runs[0].id)).status == "running":
+        assert time.monotonic() < deadline, "the killed run was never marked failed"
+        time.sleep(0.2)
+    assert run.status == "failed" and run.exception_type == "OrchestrationLost"
+    assert executions(tmp_path) == Counter(f"item {i}" for i in range(10) if i != 5)
+    (tmp_path / "go").touch()
+    assert Client().resume_run(run.id) == sum(i * i for i in range(10))
+    assert executions(tmp_path) == Counter(f"item {i}" for i in range(10))
+    final = Client().get_pipeline_run(run.id)
+    assert final.status == "completed"
+    assert {name: s.attempt for name, s in final.steps.items()}["process_item_6"] == 2
