@@ -9,7 +9,10 @@ from importing Alembic, the schema revision is read directly and compared with `
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,31 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(1000 * busy_timeout())}")
     cursor.close()
+
+
+def busy_timeout() -> float:
+    """Seconds a writer waits for another process's lock ($BRANCHWORK_SQLITE_BUSY_TIMEOUT)."""
+    return float(os.environ.get("BRANCHWORK_SQLITE_BUSY_TIMEOUT", "30"))
+
+
+@contextmanager
+def clear_store_errors(engine: Engine) -> Iterator[None]:
+    """Turn a locked or broken store into one clear error naming it."""
+    try:
+        yield
+    except OperationalError as error:
+        locked = "locked" in str(error.orig).lower()
+        what = (
+            f"is locked by another process (waited {busy_timeout():g}s); stop that process or "
+            "raise BRANCHWORK_SQLITE_BUSY_TIMEOUT"
+            if locked
+            else f"cannot be written: {error.orig}"
+        )
+        raise ConfigurationError(
+            f"The metadata store at {_masked(str(engine.url))!r} {what}."
+        ) from None
 
 
 def _begin_sqlite(conn: Any) -> None:

@@ -26,7 +26,7 @@ from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, reopen_run
-from branchwork.metadata.store import get_engine
+from branchwork.metadata.store import clear_store_errors, get_engine
 from branchwork.runtime.context import current_run_context
 from branchwork.runtime.runner import (
     ACCEPT_NEW_GRAPH_ENV,
@@ -117,30 +117,31 @@ def run_pipeline(
             "pipelines. Use an orchestrator whose supports_dynamic_pipelines is True."
         )
     engine = get_engine()
-    _, run_id = create_placeholder_run(
-        engine,
-        pipeline_name=pipeline.name,
-        is_dynamic=compiled.is_dynamic,
-        source=pipeline.source,
-        source_file=_source_file(pipeline),
-        parameters=params,
-        spec={
-            "enable_cache": pipeline.enable_cache,
-            "dynamic": pipeline.dynamic,
-            "failure_mode": pipeline.failure_mode,
-            "retry": pipeline.retry.to_dict() if pipeline.retry else None,
-            "dynamic_reason": compiled.reason,
-        },
-        step_configurations=[
-            {
-                "name": inv.id,
-                "step_name": inv.step.name,
-                "config": json.dumps(invocation_config(inv)),
-            }
-            for inv in compiled.invocations
-        ],
-        orchestrator=orchestrator.flavor,
-    )
+    with clear_store_errors(engine):
+        _, run_id = create_placeholder_run(
+            engine,
+            pipeline_name=pipeline.name,
+            is_dynamic=compiled.is_dynamic,
+            source=pipeline.source,
+            source_file=_source_file(pipeline),
+            parameters=params,
+            spec={
+                "enable_cache": pipeline.enable_cache,
+                "dynamic": pipeline.dynamic,
+                "failure_mode": pipeline.failure_mode,
+                "retry": pipeline.retry.to_dict() if pipeline.retry else None,
+                "dynamic_reason": compiled.reason,
+            },
+            step_configurations=[
+                {
+                    "name": inv.id,
+                    "step_name": inv.step.name,
+                    "config": json.dumps(invocation_config(inv)),
+                }
+                for inv in compiled.invocations
+            ],
+            orchestrator=orchestrator.flavor,
+        )
     return _submit_and_wait(pipeline, compiled, run_id, stack)
 
 

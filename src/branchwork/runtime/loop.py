@@ -209,7 +209,8 @@ class RunLoop:
                     f"'{ref.invocation_id}', which is not a step of this run."
                 )
         self.close()
-        self._raise_if_failed()
+        if self.failure is not None:  # in every mode, a step that failed fails the run
+            raise self.failure
         return structure, refs
 
     def close(self, cancel: bool = False, kill: bool = False) -> None:

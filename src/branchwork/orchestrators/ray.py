@@ -1,0 +1,337 @@
+"""The Ray orchestrator: static and dynamic pipelines on a Ray cluster, each step a Ray task.
+
+Settings (JSON-able: with the flavor they rebuild the orchestrator in the loop's process):
+`address` (None: attach to the cluster running on this machine, or start one; "auto",
+"host:port" or "ray://host:10001": an existing cluster), `num_cpus` (start a fresh local
+cluster of that size), `loop` ("driver": the orchestration loop runs in the calling process,
+like the local orchestrator; "cluster": it runs as a Ray task, the code path of `python -m
+branchwork.orchestrators.pipeline_runner`), `max_workers` (steps in flight), `failure_mode`,
+`step_cpus` (what a step without resource settings holds), `check_resources` and
+`init_args` (more `ray.init` keyword arguments, e.g. `runtime_env`).
+
+Why it is built this way (docs/ray.md says more):
+
+* Steps without resource settings hold `step_cpus=0.25`: four per CPU, so 8 sleeping or
+  I/O-bound steps run side by side on 2 CPUs, while a step with `cpu_count=1` holds a whole
+  CPU and CPU-bound steps get real cores. A smaller share would start more worker processes
+  per core than Ray's pool can keep warm.
+* The loop task gets its environment applied in the task, not as `runtime_env` env_vars: a
+  runtime_env is a separate pool of worker processes, and child tasks inherit it, so every
+  run (whose environment names its run id) would start fresh workers for all its steps.
+* Admission: the engine's capacity is the cluster's total; Ray does the real placement.
+  A step no node can ever run is refused: for a static snapshot before anything runs (the
+  run fails naming the step), for a dynamic one when it is launched (the step fails).
+* It subclasses `LocalOrchestrator` only because `pipeline_runner` lets exactly those host
+  their own loop; it overrides everything that uses the machine's capacity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from branchwork.artifact_stores import LocalArtifactStore
+from branchwork.config.resources import ResourceSettings
+from branchwork.exceptions import ConfigurationError, OrchestratorError
+from branchwork.metadata.recorder import Recorder, utc
+from branchwork.metadata.store import get_engine
+from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
+from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
+from branchwork.orchestrators.local import LocalOrchestrator
+from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
+from branchwork.orchestrators.ray_launcher import (
+    RayLauncher,
+    applied_environment,
+    extend_import_path,
+)
+from branchwork.runtime.engine import FailureMode
+from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
+from branchwork.runtime.runner import execute_run, live_submission
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
+    from branchwork.stack import Stack
+
+logger = logging.getLogger("branchwork")
+
+LOOPS = ("driver", "cluster")
+
+_current_run_id: ContextVar[str | None] = ContextVar("branchwork_ray_run_id", default=None)
+
+
+def run_orchestration(environment: dict[str, str]) -> int:
+    """The body of the loop's Ray task: `pipeline_runner` with `environment` applied."""
+    from branchwork.metadata.store import dispose_engines
+    from branchwork.orchestrators import pipeline_runner
+
+    extend_import_path(environment.get("PYTHONPATH", "").split(os.pathsep))
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with applied_environment(environment):
+            return pipeline_runner.main([])
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # the worker is reused: leave it as it was
+        dispose_engines()
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_task() -> Any:
+    import ray
+
+    # num_cpus=0: the loop mostly waits, and must not take a CPU from its own steps.
+    return ray.remote(num_cpus=0, max_retries=0)(run_orchestration)
+
+
+class RayOrchestrator(LocalOrchestrator):
+    """Runs pipelines on a Ray cluster; see the module docstring."""
+
+    flavor = "ray"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        loop: str = "driver",
+        max_workers: int | None = None,
+        failure_mode: FailureMode | str = FailureMode.STOP_ON_FAILURE,
+        step_cpus: float = 0.25,
+        check_resources: bool = True,
+        init_args: dict[str, Any] | None = None,
+    ) -> None:
+        BaseOrchestrator.__init__(
+            self,
+            name,
+            address=address,
+            num_cpus=num_cpus,
+            loop=loop,
+            max_workers=max_workers,
+            failure_mode=FailureMode(failure_mode).value,
+            step_cpus=step_cpus,
+            check_resources=check_resources,
+            init_args=dict(init_args or {}),
+        )
+        if loop not in LOOPS:
+            raise ConfigurationError(f"RayOrchestrator loop must be one of {LOOPS}, got {loop!r}")
+        if max_workers is not None and max_workers < 1:
+            raise ConfigurationError(f"max_workers must be at least 1, got {max_workers}")
+        if step_cpus < 0:
+            raise ConfigurationError(f"step_cpus must not be negative, got {step_cpus}")
+        if address is not None and num_cpus is not None:
+            raise ConfigurationError(
+                "RayOrchestrator: num_cpus sizes a local cluster it starts; it cannot be "
+                f"combined with address={address!r} (the cluster's nodes decide its size)."
+            )
+        self.loop = loop
+        self.step_cpus = float(step_cpus)
+        self.check_resources = check_resources
+        self.failure_mode = FailureMode(failure_mode)
+
+    # ---- submission ---------------------------------------------------------------------
+
+    def submit_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        # Static: every task of the run agrees on the id, so it travels in the environment.
+        run_id = f"ray-{environment.get('BRANCHWORK_RUN_ID', uuid.uuid4().hex)}"
+        if self.loop == "cluster":
+            return self._submit_loop({**environment, ORCHESTRATOR_RUN_ID_ENV: run_id})
+        self._host(snapshot, stack, placeholder_run, run_id)
+        return None
+
+    def submit_dynamic_pipeline(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        environment: dict[str, str],
+        placeholder_run: PipelineRunResponse | None = None,
+    ) -> SubmissionResult | None:
+        if self.loop == "cluster":
+            return self._submit_loop(environment)
+        self._connect()
+        import ray
+
+        job = ray.get_runtime_context().get_job_id()
+        self._host(snapshot, stack, placeholder_run, f"ray-{job}-{uuid.uuid4().hex[:12]}")
+        return None
+
+    def get_orchestrator_run_id(self) -> str:
+        """Driver loop: the id of the run it hosts. Static runs: the id every task sees in
+        its environment. Dynamic runs with the loop on the cluster: the loop task's id."""
+        run_id = _current_run_id.get() or os.environ.get(ORCHESTRATOR_RUN_ID_ENV)
+        if run_id:
+            return run_id
+        task_id = _ray_task_id()
+        if task_id:
+            return f"ray-{task_id}"
+        raise OrchestratorError(
+            f"Orchestrator '{self.name}' is not running a pipeline in this context."
+        )
+
+    def _host(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        stack: Stack,
+        placeholder_run: PipelineRunResponse | None,
+        run_id: str,
+    ) -> None:
+        if placeholder_run is None:
+            raise OrchestratorError("The Ray orchestrator needs the placeholder run.")
+        token = _current_run_id.set(run_id)
+        try:
+            self.run_loop(snapshot, placeholder_run, stack, run_id)
+        finally:
+            _current_run_id.reset(token)
+
+    def _submit_loop(self, environment: dict[str, str]) -> SubmissionResult:
+        self._connect()
+        name = f"branchwork-loop:{environment.get('BRANCHWORK_RUN_ID', '')}"
+        ref = _loop_task().options(name=name).remote(environment)
+        return SubmissionResult(
+            functools.partial(_wait_for_loop, ref), {"ray_task_id": ref.task_id().hex()}
+        )
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def run_loop(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        orchestrator_run_id: str,
+    ) -> None:
+        """Host the orchestration loop of `run` in this process, its steps on the cluster."""
+        self._connect()
+        cluster = ClusterResources.current()
+        if self.check_resources and not snapshot.is_dynamic:
+            refused = self._static_refusal(snapshot, cluster)
+            if refused is not None:
+                _record_refusal(snapshot, run, orchestrator_run_id, *refused)
+                return
+        _warn_if_store_is_local(stack, cluster)
+        execute_run(
+            snapshot,
+            run,
+            stack,
+            launcher=self._launcher(cluster, orchestrator_run_id),
+            capacity=cluster.total,
+            max_workers=self._max_workers(cluster),
+            orchestrator_run_id=orchestrator_run_id,
+            failure_mode=self.failure_mode,
+        )
+
+    def step_launcher(self) -> Launcher:
+        """How the loop launches steps: Ray tasks (`runtime="inline"` ones in its threads)."""
+        self._connect()
+        return self._launcher(ClusterResources.current(), None)
+
+    def _launcher(self, cluster: ClusterResources, orchestrator_run_id: str | None) -> Launcher:
+        environment = {ORCHESTRATOR_RUN_ID_ENV: orchestrator_run_id} if orchestrator_run_id else {}
+        ray_launcher = RayLauncher(
+            cluster,
+            step_cpus=self.step_cpus,
+            environment=environment,
+            import_path=[entry for entry in sys.path if entry and os.path.isdir(entry)],
+            check_resources=self.check_resources,
+        )
+        inline = InlineLauncher(self._max_workers(cluster))
+        return RoutingLauncher(inline, ray_launcher, lambda step: step.runtime != "inline")
+
+    def _max_workers(self, cluster: ClusterResources) -> int:
+        """As configured, or twice what the cluster runs at once: Ray's queue stays fed."""
+        configured = self.config["max_workers"]
+        if configured:
+            return int(configured)
+        cpus = cluster.total.cpu
+        at_once = cpus / self.step_cpus if self.step_cpus > 0 else 4 * cpus
+        return max(16, int(2 * at_once))
+
+    def _static_refusal(
+        self, snapshot: PipelineSnapshotResponse, cluster: ClusterResources
+    ) -> tuple[str, OrchestratorError] | None:
+        for invocation_id, configuration in snapshot.step_configurations.items():
+            resources = ResourceSettings(**(configuration.config.get("resources") or {}))
+            demand = demand_for(resources, self.step_cpus)
+            if not cluster.can_run(demand):
+                return invocation_id, cluster.refusal(
+                    configuration.step_name, invocation_id, demand
+                )
+        return None
+
+    def _connect(self) -> None:
+        connect(self.config["address"], self.config["num_cpus"], self.config["init_args"])
+
+
+def _wait_for_loop(ref: Any) -> Any:
+    """Wait for the loop task; Ctrl-C stops the run there (KeyboardInterrupt in the task)."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except KeyboardInterrupt:
+        ray.cancel(ref)
+        with contextlib.suppress(Exception):
+            ray.get(ref, timeout=60)
+        raise
+    except ray.exceptions.RayError as error:  # the loop's worker or node died
+        return f"{type(error).__name__}: {error}"
+
+
+def _ray_task_id() -> str | None:
+    ray: Any = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    task_id = ray.get_runtime_context().get_task_id()
+    return str(task_id) if task_id else None
+
+
+def _record_refusal(
+    snapshot: PipelineSnapshotResponse,
+    run: PipelineRunResponse,
+    orchestrator_run_id: str,
+    invocation_id: str,
+    error: OrchestratorError,
+) -> None:
+    """Fail a static run before any step runs: one of its steps can never be placed."""
+    now = utc(time.time())
+    recorder = Recorder(get_engine(), run.id)
+    recorder.run_update(
+        status="failed",
+        start_time=now,
+        end_time=now,
+        orchestrator_run_id=orchestrator_run_id,
+        failed_step=invocation_id,
+        exception_type=type(error).__name__,
+        exception_message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+    )
+    recorder.flush()
+    live = live_submission()
+    if live is not None and live.snapshot_id == snapshot.id:
+        live.error = error
+
+
+def _warn_if_store_is_local(stack: Stack, cluster: ClusterResources) -> None:
+    if len(cluster.nodes) > 1 and isinstance(stack.artifact_store, LocalArtifactStore):
+        logger.warning(
+            "The artifact store of stack '%s' is the local path %s, but the Ray cluster has "
+            "%d nodes: every node must see that path (a shared filesystem), or use an fsspec "
+            "URL (s3://, gs://, ...) as the artifact store.",
+            stack.name,
+            stack.artifact_store.root,
+            len(cluster.nodes),
+        )

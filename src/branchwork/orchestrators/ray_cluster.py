@@ -1,0 +1,130 @@
+"""The Ray cluster as the orchestrator sees it: connecting, what each node offers, and
+refusing steps that no node can ever run.
+
+Ray keeps a task whose resources no node has in its queue for ever (an autoscaler might
+add such a node; a fixed cluster never will), so a step asking for `gpu_count=1` on a
+CPU-only cluster would hang its run without a word. Each step's request is compared with
+every alive node — per node, not with the cluster's sum, because two nodes of one GPU each
+cannot run a step that needs two — and refused with an error that names the step, what it
+asked for and the most any node offers. Ray is imported only inside these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from branchwork.config.resources import ResourceSettings
+from branchwork.exceptions import OrchestratorError
+from branchwork.runtime.engine import Request
+
+
+class UnsatisfiableResourcesError(OrchestratorError):
+    """A step asks for more than any node of the Ray cluster has; it would wait for ever."""
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one step's Ray task asks for: CPUs, GPUs and memory in bytes."""
+
+    cpu: float
+    gpu: float = 0.0
+    memory: int = 0
+
+    def fits(self, node: Demand) -> bool:
+        return self.cpu <= node.cpu and self.gpu <= node.gpu and self.memory <= node.memory
+
+    def describe(self) -> str:
+        parts = [f"cpu_count={self.cpu:g}", f"gpu_count={self.gpu:g}"]
+        parts.append(f"memory={self.memory / 1e9:.1f}GB")
+        return ", ".join(parts)
+
+
+def demand_for(resources: ResourceSettings, step_cpus: float) -> Demand:
+    """The Ray request of a step; `step_cpus` when its settings name no CPU count."""
+    cpu = step_cpus if resources.cpu_count is None else float(resources.cpu_count)
+    return Demand(cpu, float(resources.gpu_count or 0), resources.memory_bytes)
+
+
+def task_options(demand: Demand) -> dict[str, Any]:
+    """`ray.remote` options for a demand (only the resources actually asked for)."""
+    options: dict[str, Any] = {"num_cpus": demand.cpu}
+    if demand.gpu:
+        options["num_gpus"] = demand.gpu
+    if demand.memory:
+        options["memory"] = demand.memory
+    return options
+
+
+@dataclass(frozen=True)
+class ClusterResources:
+    """The alive nodes of the cluster, each as the largest demand it could ever run."""
+
+    nodes: tuple[Demand, ...]
+
+    @classmethod
+    def current(cls) -> ClusterResources:
+        import ray
+
+        nodes = tuple(
+            Demand(
+                float(node["Resources"].get("CPU", 0.0)),
+                float(node["Resources"].get("GPU", 0.0)),
+                int(node["Resources"].get("memory", 0)),
+            )
+            for node in ray.nodes()
+            if node.get("Alive")
+        )
+        return cls(nodes)
+
+    @property
+    def total(self) -> Request:
+        """The whole cluster, as the engine's admission capacity (Ray places the tasks)."""
+        return Request(
+            sum(node.cpu for node in self.nodes),
+            sum(node.memory for node in self.nodes),
+            sum(node.gpu for node in self.nodes),
+        )
+
+    def can_run(self, demand: Demand) -> bool:
+        return any(demand.fits(node) for node in self.nodes)
+
+    def most_offered(self) -> Demand:
+        """The most any single node offers of each resource."""
+        if not self.nodes:
+            return Demand(0.0)
+        return Demand(
+            max(node.cpu for node in self.nodes),
+            max(node.gpu for node in self.nodes),
+            max(node.memory for node in self.nodes),
+        )
+
+    def refusal(self, step_name: str, invocation_id: str, demand: Demand) -> OrchestratorError:
+        most = self.most_offered()
+        return UnsatisfiableResourcesError(
+            f"Step '{step_name}' (invocation '{invocation_id}') asks for {demand.describe()}, "
+            f"but no node of the Ray cluster ({len(self.nodes)} alive) can ever run it: the "
+            f"most any node offers is CPU={most.cpu:g}, GPU={most.gpu:g}, "
+            f"memory={most.memory / 1e9:.1f}GB. Lower the step's ResourceSettings or add a "
+            "node that has them (or set check_resources=False on an autoscaling cluster)."
+        )
+
+
+def connect(address: str | None, num_cpus: int | None, init_args: dict[str, Any]) -> None:
+    """Connect this process to Ray once; a process that is already connected (a Ray worker,
+    or a driver that called `ray.init` itself) keeps its connection.
+
+    `address=None` attaches to a cluster already running on this machine or starts one;
+    with `num_cpus` it always starts a fresh local one of that size (Ray refuses `num_cpus`
+    when attaching).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(init_args)
+    if address is not None:
+        kwargs["address"] = address
+    elif num_cpus is not None:
+        kwargs.update(address="local", num_cpus=num_cpus)
+    ray.init(**kwargs)

@@ -1,0 +1,190 @@
+"""The Ray launcher: each step is a Ray task; its result comes back by callback.
+
+A task receives the step's request envelope (`runtime.envelopes`: versioned JSON with the
+step cloudpickled inside) and returns the result envelope. Text both ways, rather than
+Ray's own pickling of `StepRequest`/`StepResult`, because the worker must first put the
+loop's import path on `sys.path` before the step can be unpickled, and because a step's
+exception that cannot be pickled still comes back as its type and message.
+
+Completion is an event: `ObjectRef.future()` registers a callback in Ray's core worker, so
+no thread polls. Ray's own task retries are off (`max_retries=0`): retries are the loop's,
+exactly as on the local orchestrator, and a step never runs twice behind its back.
+
+Before a task is submitted its resources are compared with the cluster's nodes; a step that
+no node can ever run fails at once (see `ray_cluster`) instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from branchwork.exceptions import StepFailedError
+from branchwork.orchestrators.ray_cluster import (
+    ClusterResources,
+    Demand,
+    demand_for,
+    task_options,
+)
+from branchwork.runtime.step_execution import StepRequest, StepResult
+
+
+@contextlib.contextmanager
+def applied_environment(environment: dict[str, str]) -> Iterator[None]:
+    """`environment` in os.environ for the duration of a task; a Ray worker runs one task
+    at a time and is reused afterwards, so the previous values are put back."""
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def extend_import_path(entries: list[str]) -> None:
+    """Append the loop's import path entries this worker lacks (and that exist here), so
+    steps defined in the user's modules import as they do in the loop."""
+    for entry in entries:
+        if entry and entry not in sys.path and os.path.isdir(entry):
+            sys.path.append(entry)
+
+
+def run_step(envelope: str, environment: dict[str, str], import_path: list[str]) -> str:
+    """The body of a step's Ray task: a request envelope in, a result envelope out."""
+    extend_import_path(import_path)
+    from branchwork.orchestrators.step_runner import run_envelope
+
+    with applied_environment(environment):
+        return run_envelope(envelope)
+
+
+@functools.lru_cache(maxsize=1)
+def _step_task() -> Any:
+    import ray
+
+    return ray.remote(max_retries=0, retry_exceptions=False)(run_step)
+
+
+class RayLauncher:
+    """Runs each step as a Ray task; see the module docstring.
+
+    `environment` is applied around every step (the orchestrator run id travels this way);
+    `import_path` is appended to each worker's `sys.path`.
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterResources,
+        *,
+        step_cpus: float,
+        environment: dict[str, str] | None = None,
+        import_path: list[str] | None = None,
+        check_resources: bool = True,
+    ) -> None:
+        self._cluster = cluster
+        self._step_cpus = step_cpus
+        self._environment = dict(environment or {})
+        self._import_path = list(import_path or [])
+        self._check_resources = check_resources
+        self._running: set[Any] = set()  # ObjectRefs in flight, kept alive until done
+        self._lock = threading.Lock()
+
+    def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
+        from branchwork.runtime.envelopes import request_to_json
+
+        demand = demand_for(request.step.resources, self._step_cpus)
+        start = time.time()
+        if self._check_resources and not self._feasible(demand):
+            error = self._cluster.refusal(request.step.name, request.invocation_id, demand)
+            on_done(_failed(request, start, error, None))
+            return
+        task = _step_task().options(
+            name=f"branchwork:{request.pipeline_name}/{request.invocation_id}",
+            **task_options(demand),
+        )
+        ref = task.remote(request_to_json(request), self._environment, self._import_path)
+        with self._lock:
+            self._running.add(ref)
+        ref.future().add_done_callback(
+            functools.partial(self._finished, ref, request, start, on_done)
+        )
+
+    def _feasible(self, demand: Demand) -> bool:
+        if self._cluster.can_run(demand):
+            return True
+        # Nodes may have joined since the run started: look again before refusing.
+        self._cluster = ClusterResources.current()
+        return self._cluster.can_run(demand)
+
+    def _finished(
+        self,
+        ref: Any,
+        request: StepRequest,
+        start: float,
+        on_done: Callable[[StepResult], None],
+        future: Future[str],
+    ) -> None:
+        from branchwork.runtime.envelopes import result_from_json
+
+        with self._lock:
+            self._running.discard(ref)
+        try:
+            result = result_from_json(future.result())
+        except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
+            result = _failed(request, start, _describe_ray_error(request, error), str(error))
+        on_done(result)
+
+    def cancel(self) -> None:
+        """Kill every running or queued step task (the run is being stopped)."""
+        import ray
+
+        with self._lock:
+            refs = list(self._running)
+        for ref in refs:
+            with contextlib.suppress(Exception):  # already finished
+                ray.cancel(ref, force=True)
+
+    def shutdown(self) -> None:
+        """Nothing to release: the loop has waited for every step, and the cluster is the
+        user's (it outlives the run)."""
+
+
+def _describe_ray_error(request: StepRequest, error: BaseException) -> StepFailedError:
+    import ray.exceptions as rex
+
+    what = f"The Ray task of step '{request.invocation_id}'"
+    if isinstance(error, rex.TaskCancelledError):
+        text = f"{what} was cancelled."
+    elif isinstance(error, rex.OutOfMemoryError):
+        text = f"{what} was killed by Ray for lack of memory: give the step more (memory=)."
+    elif isinstance(error, (rex.WorkerCrashedError, rex.NodeDiedError)):
+        text = f"{what} died with its worker process or node ({type(error).__name__})."
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        text = f"{what} failed: {type(error).__name__}: {first_line}"
+    return StepFailedError(text, request.invocation_id)
+
+
+def _failed(
+    request: StepRequest, start: float, error: BaseException, traceback: str | None
+) -> StepResult:
+    return StepResult(
+        request.invocation_id,
+        request.step_run_id,
+        request.attempt,
+        start,
+        time.time(),
+        error=error,
+        traceback=traceback,
+    )
