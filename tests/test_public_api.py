@@ -11,6 +11,7 @@ def test_top_level_all_is_exactly_the_public_surface():
         "Client",
         "__version__",
         "get_step_context",
+        "log_metadata",
         "pipeline",
         "step",
         "unmapped",

@@ -8,7 +8,7 @@ is imported on first use so that `import branchwork` does not load SQLAlchemy.
 from typing import TYPE_CHECKING, Any
 
 from branchwork.pipelines.pipeline import pipeline
-from branchwork.steps.context import get_step_context
+from branchwork.steps.context import get_step_context, log_metadata
 from branchwork.steps.step import step, unmapped
 
 if TYPE_CHECKING:
@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "__version__", "get_step_context", "pipeline", "step", "unmapped"]
+__all__ = [
+    "Client",
+    "__version__",
+    "get_step_context",
+    "log_metadata",
+    "pipeline",
+    "step",
+    "unmapped",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from branchwork.config.heartbeat import stale_after
-from branchwork.metadata.queries import get_run, list_run_ids
+from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
 from branchwork.metadata.runs import reap_stale_runs
 from branchwork.metadata.store import get_engine
 from branchwork.models import PipelineRunResponse
@@ -35,6 +35,16 @@ class Client:
         return [
             get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
         ]
+
+    def get_step_logs(
+        self, run_id_or_name: str, invocation_id: str | None = None
+    ) -> dict[str, str]:
+        """Captured stdout, stderr and logging of a run's steps (latest attempt of each, or
+        of one invocation), by invocation id."""
+        run = self.get_pipeline_run(run_id_or_name)
+        steps = run.steps if invocation_id is None else {invocation_id: run.steps[invocation_id]}
+        texts = get_step_logs(self._engine, [step.id for step in steps.values()])
+        return {name: texts.get(step.id, "") for name, step in steps.items()}
 
     def resume_run(self, id_or_name: str, accept_new_graph: bool = False) -> Any:
         """Finish a FAILED or STOPPED run on the active stack, as the same run: invocations

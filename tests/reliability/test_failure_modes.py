@@ -58,7 +58,9 @@ def test_continue_on_failure_runs_everything_that_does_not_depend_on_the_failure
     assert isinstance(error.__cause__, Broken)
     assert run.failed_step == "broken"
     assert {n: str(s.status) for n, s in run.steps.items()} == {
-        "broken": "failed", "slowly": "completed", "slowly_2": "completed",
+        "broken": "failed",
+        "slowly": "completed",
+        "slowly_2": "completed",
         "slowly_3": "completed",
     }
 
@@ -88,8 +90,9 @@ def test_fail_fast_kills_running_isolated_steps(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     import resumable_pipelines as rp  # noqa: F401 - importable for the orchestration process
 
-    stack = Stack("lp", LocalProcessOrchestrator(failure_mode="fail_fast"),
-                  get_active_stack().artifact_store)
+    stack = Stack(
+        "lp", LocalProcessOrchestrator(failure_mode="fail_fast"), get_active_stack().artifact_store
+    )
     start = time.monotonic()
     with active_stack(stack), pytest.raises(PipelineRunFailedError) as info:
         failing_fast(folder=str(tmp_path))
@@ -120,15 +123,20 @@ def failing_fast(folder: str):
 def test_step_and_pipeline_hooks_receive_the_outcome():
     events = []
 
-    @step(on_failure=lambda error: events.append(("step failed", str(error))),
-          on_success=lambda: events.append(("step ok", None)))
+    @step(
+        on_failure=lambda error: events.append(("step failed", str(error))),
+        on_success=lambda: events.append(("step ok", None)),
+    )
     def watched(fail: bool) -> int:
         if fail:
             raise Broken("watched failed")
         return 1
 
-    @pipeline(on_failure=lambda error: events.append(("pipeline failed", type(error).__name__)),
-              on_success=lambda: events.append(("pipeline ok", None)), enable_cache=False)
+    @pipeline(
+        on_failure=lambda error: events.append(("pipeline failed", type(error).__name__)),
+        on_success=lambda: events.append(("pipeline ok", None)),
+        enable_cache=False,
+    )
     def hooked(fail: bool):
         return watched(fail)
 
@@ -249,8 +257,12 @@ def test_two_processes_running_pipelines_on_one_store_both_complete(tmp_path):
         "print(busy(tag=sys.argv[1]))\n"
     )
     processes = [
-        subprocess.Popen([sys.executable, str(script), tag], stdout=subprocess.PIPE, text=True,
-                         env=os.environ.copy())
+        subprocess.Popen(
+            [sys.executable, str(script), tag],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
         for tag in ("a", "b")
     ]
     outputs = [p.communicate(timeout=120)[0].strip() for p in processes]

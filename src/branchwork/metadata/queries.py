@@ -249,3 +249,13 @@ def list_run_ids(
         query = query.where(s.pipeline.c.name == pipeline_name)
     with engine.connect() as conn:
         return list(conn.execute(query).scalars())
+
+
+def get_step_logs(engine: Engine, step_run_ids: list[str]) -> dict[str, str]:
+    """What each of these step runs printed and logged (absent when nothing)."""
+    logs: dict[str, str] = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(step_run_ids):
+            for row in conn.execute(select(s.step_log).where(s.step_log.c.step_run_id.in_(chunk))):
+                logs[row.step_run_id] = row.text
+    return logs

@@ -82,6 +82,7 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
             schema.step_run_parent.insert(),
             _STEP_UPDATE,
             schema.pipeline_run_output.insert(),
+            schema.step_log.insert(),
         )
     )
 
@@ -103,6 +104,7 @@ class Recorder:
         self._updates: list[dict[str, Any]] = []
         self._run_update: dict[str, Any] = {}
         self._run_outputs: list[dict[str, Any]] = []
+        self._logs: list[dict[str, Any]] = []
 
     def step_run(
         self,
@@ -177,6 +179,10 @@ class Recorder:
         else:
             self._updates.append({"u_id": step_run_id, **{f"u_{k}": v for k, v in values.items()}})
 
+    def step_log(self, step_run_id: str, text: str) -> None:
+        """What one step run printed and logged."""
+        self._logs.append({"step_run_id": step_run_id, "text": text})
+
     def output(self, step_run_id: str, name: str, version_id: str) -> None:
         """Link an existing artifact version as an output (cache hits)."""
         self._outputs.append(
@@ -239,6 +245,7 @@ class Recorder:
                     self._parents,
                     self._updates,
                     self._run_outputs,
+                    self._logs,
                 ),
             )
         )

@@ -199,3 +199,49 @@ pipeline_run_output = Table(
         nullable=False,
     ),
 )
+
+step_log = Table(
+    "step_log",
+    metadata,
+    Column("step_run_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("text", Text, nullable=False),
+)
+
+stack_component = Table(
+    "stack_component",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created", DateTime, nullable=False),
+    UniqueConstraint("kind", "name"),
+)
+
+stack = Table(
+    "stack",
+    metadata,
+    _id(),
+    Column("name", String(255), nullable=False, unique=True),
+    Column(
+        "orchestrator_id",
+        ID,
+        ForeignKey("stack_component.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column(
+        "artifact_store_id",
+        ID,
+        ForeignKey("stack_component.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("created", DateTime, nullable=False),
+)
+
+setting = Table(
+    "setting",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engines: dict[str, Engine] = {}

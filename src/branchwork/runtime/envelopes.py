@@ -121,6 +121,7 @@ def result_to_json(result: StepResult) -> str:
             "error": error,
             "traceback": result.traceback,
             "metadata": result.metadata,
+            "logs": result.logs,
         },
         default=repr,
     )
@@ -149,4 +150,5 @@ def result_from_json(text: str) -> StepResult:
         error=exception,
         traceback=data["traceback"],
         metadata=data["metadata"],
+        logs=data.get("logs", ""),
     )

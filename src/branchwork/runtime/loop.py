@@ -456,6 +456,8 @@ class RunLoop:
     def _on_result(self, result: StepResult, resolved: list[_Slot]) -> E.Event:
         slot = self._slots[result.invocation_id]
         metadata = json.dumps(result.metadata, default=repr) if result.metadata else None
+        if result.logs:
+            self.recorder.step_log(result.step_run_id, result.logs)
         if not result.ok:
             slot.last_attempt = result
             self.recorder.step_finished(

@@ -19,6 +19,7 @@ from branchwork.exceptions import ArtifactError, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
 from branchwork.runtime.hooks import call_hook
+from branchwork.runtime.step_logs import capture_step_logs
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class StepResult:
     error: BaseException | None = None
     traceback: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    logs: str = ""
 
     @property
     def ok(self) -> bool:
@@ -176,6 +178,16 @@ def execute_step(request: StepRequest) -> StepResult:
     )
     result = StepResult(request.invocation_id, request.step_run_id, request.attempt, start, start)
     token = set_step_context(context)
+    with capture_step_logs() as logs:
+        _run_attempt(request, result)
+    reset_step_context(token)
+    result.logs = "".join(logs)
+    result.metadata = context.metadata
+    result.end_time = time.time()
+    return result
+
+
+def _run_attempt(request: StepRequest, result: StepResult) -> None:
     try:
         arguments = {name: _materialize(value) for name, value in request.inputs.items()}
         bound = inspect.BoundArguments(request.step.signature, arguments)
@@ -191,8 +203,3 @@ def execute_step(request: StepRequest) -> StepResult:
         call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")
     else:
         call_hook(request.step.on_success, None, f"on_success of step '{request.step.name}'")
-    finally:
-        reset_step_context(token)
-        result.metadata = context.metadata
-        result.end_time = time.time()
-    return result

@@ -46,3 +46,19 @@ def set_step_context(context: StepContext | None) -> Any:
 
 def reset_step_context(token: Any) -> None:
     _current.reset(token)
+
+
+def log_metadata(metadata: dict[str, Any]) -> None:
+    """Attach JSON-serializable metadata to the running step's record (shown by `runs show`)."""
+    import json
+
+    context = get_step_context()
+    for key, value in metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise BranchworkError(
+                f"log_metadata in step '{context.invocation_id}': the value of {key!r} is a "
+                f"{type(value).__name__}, which is not JSON-serializable."
+            ) from None
+    context.metadata.update(metadata)

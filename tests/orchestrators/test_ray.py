@@ -1,0 +1,373 @@
+"""The Ray orchestrator on a real local Ray cluster of 2 CPUs: where steps run, how many at
+once, refusing what no node can run, a 200-step fan-out, the loop as a Ray task, retries,
+dying workers and cancellation. The pipelines live at module level: with `loop="cluster"`
+the orchestration task imports them again by their recorded source."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from branchwork import Client, get_step_context, pipeline, step
+from branchwork.artifact_stores import LocalArtifactStore
+from branchwork.config import ResourceSettings, StepRetryConfig
+from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'branchwork[ray]')")
+
+from branchwork.orchestrators.ray import RayOrchestrator  # noqa: E402
+from branchwork.orchestrators.ray_cluster import ClusterResources  # noqa: E402
+from branchwork.orchestrators.ray_launcher import RayLauncher  # noqa: E402
+from branchwork.runtime.step_execution import StepRequest, StepResult  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster(request: pytest.FixtureRequest) -> None:
+    """A real local cluster of 2 CPUs, started once per test process (it takes ~10 s here)
+    and shared by the Ray test modules; stopped when the session ends."""
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        request.config.add_cleanup(ray.shutdown)
+
+
+def on_ray(**config: Any) -> Any:
+    return active_stack(Stack("ray", RayOrchestrator(**config), get_active_stack().artifact_store))
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    return path.read_text()
+
+
+# ---- steps and pipelines --------------------------------------------------------------------
+
+
+@step
+def where() -> int:
+    return os.getpid()
+
+
+@step(runtime="inline")
+def where_inline() -> int:
+    return os.getpid()
+
+
+@step
+def echo(value: int) -> int:
+    return value
+
+
+@step
+def emit(n: int) -> int:
+    return n
+
+
+@step
+def square(i: int) -> int:
+    return i * i
+
+
+@step
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@step
+def rendezvous(marker_dir: str, index: int, parties: int) -> int:
+    """Returns only once `parties` steps have started: proves they run at the same time."""
+    Path(marker_dir, f"{index}.started").touch()
+    deadline = time.monotonic() + 60
+    while len(list(Path(marker_dir).glob("*.started"))) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only some of {parties} steps ever ran at the same time")
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@step(settings={"resources": ResourceSettings(cpu_count=1)})
+def hold_a_cpu(index: int) -> list[float]:
+    start = time.time()
+    time.sleep(1.0)
+    return [start, time.time()]
+
+
+@step(settings={"resources": ResourceSettings(gpu_count=1)})
+def train_on_gpu(x: int) -> int:
+    return x
+
+
+@step
+def orchestrator_run_id_seen_by_step() -> str:
+    return os.environ.get("BRANCHWORK_ORCHESTRATOR_RUN_ID", "")
+
+
+@step(retry=StepRetryConfig(max_retries=2))
+def flaky(log_path: str) -> int:
+    with open(log_path, "a") as log:
+        log.write(f"{get_step_context().attempt}\n")
+    attempts = len(Path(log_path).read_text().splitlines())
+    if attempts < 3:
+        raise RuntimeError(f"attempt {attempts} fails on purpose")
+    return attempts
+
+
+@step
+def die(log_path: str) -> int:
+    with open(log_path, "a") as log:
+        log.write("ran\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@step
+def sleep_until_killed(marker_dir: str) -> int:
+    Path(marker_dir, "sleeper.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return 0
+
+
+@pipeline(enable_cache=False)
+def pids():
+    return [where(), where(), where_inline()]
+
+
+@pipeline(enable_cache=False)
+def eight_at_once(marker_dir: str):
+    return [rendezvous(marker_dir, i, 8) for i in range(8)]
+
+
+@pipeline(enable_cache=False)
+def four_cpu_bound():
+    return [hold_a_cpu(i) for i in range(4)]
+
+
+@pipeline(enable_cache=False)
+def static_gpu():
+    return train_on_gpu(echo(1))
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def dynamic_gpu(n: int):
+    count = emit(n)
+    return [train_on_gpu(i) for i in range(count)]
+
+
+@pipeline(enable_cache=False)
+def fan_out(n: int):
+    count = emit(n)
+    return total([square(i) for i in range(int(count))])
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def loop_identity(n: int):
+    # The body runs in the orchestration process; its pid travels as a plain parameter.
+    loop_pid = echo(os.getpid())
+    return [loop_pid, *[square(i) for i in range(emit(n))]]
+
+
+@pipeline(enable_cache=False)
+def static_run_id():
+    return orchestrator_run_id_seen_by_step()
+
+
+@pipeline(enable_cache=False)
+def retried(log_path: str):
+    return flaky(log_path)
+
+
+@pipeline(enable_cache=False)
+def dying(log_path: str):
+    return die(log_path)
+
+
+# ---- where and how many --------------------------------------------------------------------
+
+
+def test_importing_the_orchestrator_does_not_import_ray():
+    code = "import sys, branchwork.orchestrators.ray; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_steps_run_in_ray_worker_processes_and_inline_ones_in_the_loop():
+    with on_ray():
+        first, second, inline = pids()
+    assert os.getpid() not in (first, second)
+    assert inline == os.getpid()
+    run = pids.last_run
+    assert run.status == "completed" and run.orchestrator == "ray"
+
+
+def test_eight_plain_steps_run_at_the_same_time_on_two_cpus(tmp_path):
+    with on_ray():
+        step_pids = eight_at_once(str(tmp_path))
+    assert len(set(step_pids)) == 8
+
+
+def test_cpu_bound_steps_hold_a_whole_cpu_each():
+    with on_ray():
+        intervals = four_cpu_bound()
+    most_at_once = max(
+        sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals
+    )
+    assert most_at_once == 2
+
+
+# ---- refusing what no node can run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["driver", "cluster"])
+def test_a_static_run_with_a_gpu_step_on_a_cpu_cluster_fails_before_anything_runs(loop):
+    started = time.monotonic()
+    with on_ray(loop=loop), pytest.raises(PipelineRunFailedError) as info:
+        static_gpu()
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert "train_on_gpu" in message and "gpu_count=1" in message
+    assert "no node of the Ray cluster" in message and "GPU=0" in message
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.status == "failed" and run.failed_step == "train_on_gpu"
+    assert run.exception_type == "UnsatisfiableResourcesError"
+    assert run.steps == {}, "a step ran although the run could never finish"
+
+
+def test_a_gpu_step_discovered_at_runtime_fails_at_once():
+    started = time.monotonic()
+    with on_ray(), pytest.raises(PipelineRunFailedError) as info:
+        dynamic_gpu(1)
+    assert time.monotonic() - started < 30
+    assert info.value.invocation_id == "train_on_gpu"
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.steps["emit"].status == "completed"
+    failed = run.steps["train_on_gpu"]
+    assert failed.status == "failed"
+    assert failed.exception_type == "UnsatisfiableResourcesError"
+    assert "gpu_count=1" in failed.exception_message and "GPU=0" in failed.exception_message
+
+
+# ---- scale and the loop on the cluster ------------------------------------------------------
+
+
+def test_a_fan_out_of_200_steps():
+    started = time.monotonic()
+    with on_ray():
+        value = fan_out(200)
+    elapsed = time.monotonic() - started
+    assert value == sum(i * i for i in range(200))
+    run = fan_out.last_run
+    assert len(run.steps) == 202
+    assert {str(step_run.status) for step_run in run.steps.values()} == {"completed"}
+    print(f"200-step fan-out on Ray: {elapsed:.2f}s")
+
+
+def test_the_cluster_loop_runs_a_dynamic_pipeline_in_a_ray_task():
+    with on_ray(loop="cluster"):
+        loop_pid, *squares = loop_identity(3)
+    assert squares == [0, 1, 4]
+    assert loop_pid != os.getpid(), "the pipeline body ran in the driver"
+    run = loop_identity.last_run
+    assert run.snapshot.is_dynamic and run.status == "completed"
+    # the loop task's id: unique to this orchestration process
+    assert run.orchestrator_run_id.startswith("ray-") and len(run.orchestrator_run_id) > 40
+
+
+@pytest.mark.parametrize("loop", ["driver", "cluster"])
+def test_every_task_of_a_static_run_sees_its_orchestrator_run_id(loop):
+    with on_ray(loop=loop):
+        seen = static_run_id()
+    run = static_run_id.last_run
+    assert seen == run.orchestrator_run_id == f"ray-{run.id}"
+
+
+# ---- retries, dying workers, cancellation ---------------------------------------------------
+
+
+def test_retries_are_the_loops_and_each_attempt_is_recorded(tmp_path):
+    log = tmp_path / "attempts.log"
+    with on_ray():
+        assert retried(str(log)) == 3
+    assert log.read_text().splitlines() == ["1", "2", "3"]
+    run = retried.last_run
+    assert [(a.attempt, str(a.status)) for a in run.attempts] == [
+        (1, "retried"),
+        (2, "retried"),
+        (3, "completed"),
+    ]
+
+
+def test_a_step_whose_worker_dies_fails_once_without_ray_retrying_it(tmp_path):
+    log = tmp_path / "runs.log"
+    with on_ray(), pytest.raises(PipelineRunFailedError) as info:
+        dying(str(log))
+    assert log.read_text().splitlines() == ["ran"], "Ray ran the step again on its own"
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.steps["die"].status == "failed"
+    assert "died with its worker process" in run.steps["die"].exception_message
+
+
+def test_cancel_kills_the_running_step_tasks(tmp_path):
+    request = StepRequest(
+        run_id="r",
+        run_name="r",
+        pipeline_name="p",
+        invocation_id="sleep_until_killed",
+        step_run_id="s",
+        attempt=1,
+        step=sleep_until_killed,
+        inputs={"marker_dir": str(tmp_path)},
+        artifact_store=LocalArtifactStore(str(tmp_path / "artifacts")),
+    )
+    results: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
+    launcher = RayLauncher(ClusterResources.current(), step_cpus=0.25)
+    launcher.launch(request, results.put)
+    pid = int(wait_for_file(tmp_path / "sleeper.pid"))
+    launcher.cancel()
+    result = results.get(timeout=30)
+    launcher.shutdown()
+    assert not result.ok and "was cancelled" in str(result.error)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        assert time.monotonic() < deadline, "the step's worker process outlived cancel()"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
+
+
+# ---- settings -------------------------------------------------------------------------------
+
+
+def test_settings_are_checked_and_rebuild_the_orchestrator_from_the_stack(tmp_path):
+    with pytest.raises(ConfigurationError, match="loop"):
+        RayOrchestrator(loop="nowhere")
+    with pytest.raises(ConfigurationError, match="num_cpus"):
+        RayOrchestrator(address="auto", num_cpus=2)
+    with pytest.raises(ConfigurationError, match="max_workers"):
+        RayOrchestrator(max_workers=0)
+    orchestrator = RayOrchestrator(
+        "remote", address="ray://head:10001", loop="cluster", step_cpus=0.5,
+        init_args={"runtime_env": {"pip": ["numpy"]}},
+    )
+    stack = Stack("s", orchestrator, LocalArtifactStore(str(tmp_path)))
+    rebuilt = Stack.from_json(stack.to_json()).orchestrator
+    assert isinstance(rebuilt, RayOrchestrator)
+    assert rebuilt.name == "remote" and rebuilt.config == orchestrator.config
+    assert rebuilt.supports_dynamic_pipelines
