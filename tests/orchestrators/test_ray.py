@@ -5,6 +5,7 @@ the orchestration task imports them again by their recorded source."""
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -140,6 +141,19 @@ def sleep_until_killed(marker_dir: str) -> int:
     return 0
 
 
+@step
+def chatty(i: int) -> int:
+    print(f"out {i}")
+    print(f"err {i}", file=sys.stderr)
+    logging.getLogger("chatty").warning("log %d", i)
+    return i
+
+
+@pipeline(enable_cache=False)
+def two_chatty():
+    return [chatty(0), chatty(1)]
+
+
 @pipeline(enable_cache=False)
 def pids():
     return [where(), where(), where_inline()]
@@ -225,6 +239,14 @@ def test_cpu_bound_steps_hold_a_whole_cpu_each():
         sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals
     )
     assert most_at_once == 2
+
+
+def test_step_logs_are_captured_in_the_worker_and_recorded_by_the_loop():
+    with on_ray():
+        assert two_chatty() == [0, 1]
+    logs = Client().get_step_logs(two_chatty.last_run.id)
+    for i, name in enumerate(["chatty", "chatty_2"]):
+        assert set(logs[name].splitlines()) == {f"out {i}", f"err {i}", f"WARNING chatty: log {i}"}
 
 
 # ---- refusing what no node can run ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """Capturing each step's stdout, stderr and `logging` records, also when steps run side by
 side in threads.
 
-`sys.stdout` / `sys.stderr` are replaced once by streams that copy every write into the
+`sys.stdout` / `sys.stderr` are wrapped by streams that copy every write into the
 buffer of the step running in the writing thread's context (a ContextVar) and still pass it
 on, so the console shows what it always did. A logging handler does the same for records;
 what a logging handler writes to a stream is not copied twice.
@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 _buffer: ContextVar[list[str] | None] = ContextVar("branchwork_step_log", default=None)
-_installed = False
+_handler: logging.Handler | None = None
 _install_lock = threading.Lock()
 
 
@@ -50,14 +50,17 @@ class _StepLogHandler(logging.Handler):
 
 
 def _install() -> None:
-    global _installed
+    """Put the tee streams in place — again if someone (a test runner, a notebook) swapped
+    `sys.stdout` / `sys.stderr` since — and the logging handler once."""
+    global _handler
     with _install_lock:
-        if _installed:
-            return
-        sys.stdout = _TeeStream(sys.stdout)
-        sys.stderr = _TeeStream(sys.stderr)
-        logging.getLogger().addHandler(_StepLogHandler())
-        _installed = True
+        if not isinstance(sys.stdout, _TeeStream):
+            sys.stdout = _TeeStream(sys.stdout)
+        if not isinstance(sys.stderr, _TeeStream):
+            sys.stderr = _TeeStream(sys.stderr)
+        if _handler is None:
+            _handler = _StepLogHandler()
+            logging.getLogger().addHandler(_handler)
 
 
 @contextmanager
