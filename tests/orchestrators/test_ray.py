@@ -385,7 +385,10 @@ def test_settings_are_checked_and_rebuild_the_orchestrator_from_the_stack(tmp_pa
     with pytest.raises(ConfigurationError, match="max_workers"):
         RayOrchestrator(max_workers=0)
     orchestrator = RayOrchestrator(
-        "remote", address="ray://head:10001", loop="cluster", step_cpus=0.5,
+        "remote",
+        address="ray://head:10001",
+        loop="cluster",
+        step_cpus=0.5,
         init_args={"runtime_env": {"pip": ["numpy"]}},
     )
     stack = Stack("s", orchestrator, LocalArtifactStore(str(tmp_path)))

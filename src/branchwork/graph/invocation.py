@@ -17,6 +17,7 @@ from branchwork.exceptions import StepInvocationError
 from branchwork.runtime.futures import StepOutput
 
 if TYPE_CHECKING:
+    from branchwork.config.run_config import StepOptions
     from branchwork.steps.step import Step
 
 
@@ -215,8 +216,12 @@ def make_invocation(
     after: Any,
     pipeline_name: str,
     pipeline_cache: bool,
+    step_options: dict[str, StepOptions] | None = None,
 ) -> Invocation:
-    """Validate one step call and turn it into an Invocation with a fresh id."""
+    """Validate one step call and turn it into an Invocation with a fresh id; options a run
+    configuration sets for the step apply to it."""
+    if step_options and step.name in step_options:
+        step = step_options[step.name].apply(step)
     invocation_id = ids.claim(step.name, invocation_id, pipeline_name)
     where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
     inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchwork.graph.invocation import Invocation, InvocationIds, make_invocation
 from branchwork.runtime.context import run_context
 from branchwork.runtime.futures import StepOutput, outputs_of
+
+if TYPE_CHECKING:
+    from branchwork.config.run_config import StepOptions
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -49,9 +52,15 @@ def user_location() -> str:
 class TracingContext:
     """A run context that records invocations and refuses to produce values."""
 
-    def __init__(self, pipeline_name: str, enable_cache: bool) -> None:
+    def __init__(
+        self,
+        pipeline_name: str,
+        enable_cache: bool,
+        step_options: dict[str, StepOptions] | None = None,
+    ) -> None:
         self.pipeline_name = pipeline_name
         self.enable_cache = enable_cache
+        self.step_options = step_options
         self.ids = InvocationIds()
         self.invocations: list[Invocation] = []
         self.value_use: str | None = None
@@ -73,6 +82,7 @@ class TracingContext:
             after,
             self.pipeline_name,
             self.enable_cache,
+            self.step_options,
         )
         self.invocations.append(invocation)
         return outputs_of(self, invocation)
@@ -87,9 +97,15 @@ class TracingContext:
         return bool(self.value_of(output))
 
 
-def trace(func: Any, params: dict[str, Any], pipeline_name: str, enable_cache: bool) -> Compiled:
+def trace(
+    func: Any,
+    params: dict[str, Any],
+    pipeline_name: str,
+    enable_cache: bool,
+    step_options: dict[str, StepOptions] | None = None,
+) -> Compiled:
     """Run `func(**params)` with placeholders; see the module docstring."""
-    context = TracingContext(pipeline_name, enable_cache)
+    context = TracingContext(pipeline_name, enable_cache, step_options)
     try:
         with run_context(context):
             returned = func(**params)

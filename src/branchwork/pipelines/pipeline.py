@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from branchwork.config.retry import StepRetryConfig
+from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
 from branchwork.runtime.engine import FailureMode
 
@@ -55,6 +56,8 @@ class Pipeline(Generic[P, R]):
         if retry is not None and not isinstance(retry, StepRetryConfig):
             raise ConfigurationError(f"Pipeline '{self.name}': retry must be a StepRetryConfig")
         self.retry = retry  # for every step that has no retry of its own
+        self.config_parameters: dict[str, Any] = {}  # from a run configuration file
+        self.step_options: dict[str, StepOptions] = {}
         try:
             self.failure_mode = FailureMode(failure_mode) if failure_mode else None
         except ValueError:
@@ -80,9 +83,20 @@ class Pipeline(Generic[P, R]):
         enable_cache: bool | None = None,
         dynamic: bool | None = None,
         failure_mode: FailureMode | str | None = None,
+        config_path: str | None = None,
     ) -> Pipeline[P, R]:
-        """A copy of this pipeline with some options replaced."""
+        """A copy of this pipeline with some options replaced; `config_path` reads them (and
+        parameters and per-step settings) from a YAML run configuration, arguments winning."""
         clone = copy.copy(self)
+        if config_path is not None:
+            config = load_run_config(config_path)
+            self._check_step_names(config.steps, config_path)
+            clone.config_parameters = {**self.config_parameters, **config.parameters}
+            clone.step_options = {**self.step_options, **config.steps}
+            clone.enable_cache = _first(config.enable_cache, clone.enable_cache)
+            clone.retry = config.retry or clone.retry
+            if config.failure_mode is not None:
+                clone.failure_mode = FailureMode(config.failure_mode)
         if enable_cache is not None:
             clone.enable_cache = enable_cache
         if dynamic is not None:
@@ -90,6 +104,18 @@ class Pipeline(Generic[P, R]):
         if failure_mode is not None:
             clone.failure_mode = FailureMode(failure_mode)
         return clone
+
+    def _check_step_names(self, steps: dict[str, Any], config_path: str) -> None:
+        """Configured steps must be steps this pipeline's module defines."""
+        from branchwork.steps.step import Step
+
+        known = {v.name for v in self.func.__globals__.values() if isinstance(v, Step)}
+        for name in steps:
+            if name not in known:
+                raise ConfigurationError(
+                    f"{config_path}: steps.{name}: pipeline '{self.name}' uses no step named "
+                    f"'{name}' (its module defines: {', '.join(sorted(known)) or 'none'})"
+                )
 
     @property
     def last_run(self) -> PipelineRunResponse:
@@ -124,3 +150,7 @@ def pipeline(func: Any = None, /, **options: Any) -> Any:
     if func is not None:
         return Pipeline(func, **options)
     return lambda f: Pipeline(f, **options)
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)

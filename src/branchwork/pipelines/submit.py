@@ -49,12 +49,34 @@ def bind_parameters(
 ) -> dict[str, Any]:
     """The call's arguments by name; they are recorded, so they must be JSON-serializable."""
     try:
-        bound = pipeline.signature.bind(*args, **kwargs)
+        bound = pipeline.signature.bind_partial(*args, **kwargs)
     except TypeError as error:
         raise ConfigurationError(
             f"Pipeline '{pipeline.name}' cannot be called this way: {error}. Its signature is "
             f"{pipeline.name}{pipeline.signature}."
         ) from None
+    given = set(bound.arguments)
+    for name, value in pipeline.config_parameters.items():
+        if name not in pipeline.signature.parameters:
+            raise ConfigurationError(
+                f"Pipeline '{pipeline.name}': the run configuration sets parameter '{name}', "
+                f"which {pipeline.name}{pipeline.signature} does not take."
+            )
+        if name not in given:
+            bound.arguments[name] = value
+    missing = [
+        name
+        for name, p in pipeline.signature.parameters.items()
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and name not in bound.arguments
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' cannot be called this way: missing required "
+            f"argument(s) {', '.join(repr(m) for m in missing)}. Its signature is "
+            f"{pipeline.name}{pipeline.signature}."
+        )
     bound.apply_defaults()
     params = dict(bound.arguments)
     for name, value in params.items():
@@ -80,7 +102,7 @@ def compile_pipeline(pipeline: Pipeline[Any, Any], params: dict[str, Any]) -> Co
     enable_cache = pipeline.enable_cache is not False
     if pipeline.dynamic is True:
         return Compiled(True, reason="it is declared dynamic=True")
-    compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
+    compiled = trace(pipeline.func, params, pipeline.name, enable_cache, pipeline.step_options)
     if pipeline.dynamic is False and compiled.is_dynamic:
         if compiled.error is not None:
             raise compiled.error
@@ -130,6 +152,7 @@ def run_pipeline(
                 "dynamic": pipeline.dynamic,
                 "failure_mode": pipeline.failure_mode,
                 "retry": pipeline.retry.to_dict() if pipeline.retry else None,
+                "step_options": {n: o.to_dict() for n, o in pipeline.step_options.items()},
                 "dynamic_reason": compiled.reason,
             },
             step_configurations=[

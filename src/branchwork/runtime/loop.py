@@ -47,6 +47,7 @@ from branchwork.runtime.step_execution import (
 )
 
 if TYPE_CHECKING:
+    from branchwork.config.run_config import StepOptions
     from branchwork.models import StepRunResponse
 
 logger = logging.getLogger("branchwork")
@@ -106,6 +107,7 @@ class RunLoop:
         replay: dict[str, StepRunResponse] | None = None,
         accept_new_graph: bool = False,
         default_retry: StepRetryConfig | None = None,
+        step_options: dict[str, StepOptions] | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -119,6 +121,7 @@ class RunLoop:
         self.replay = replay or {}  # a resumed run's recorded invocations, by id
         self.accept_new_graph = accept_new_graph
         self.default_retry = default_retry  # the pipeline's, for steps without their own
+        self.step_options = step_options  # a run configuration's, by step name
         self.ids = InvocationIds()
         self.failure: StepFailedError | None = None
         self._slots: dict[str, _Slot] = {}
@@ -154,6 +157,7 @@ class RunLoop:
             after,
             self.pipeline_name,
             self.enable_cache,
+            self.step_options,
         )
         self.add([invocation])
         return outputs_of(self, invocation)

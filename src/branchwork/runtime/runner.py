@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from branchwork.config.retry import StepRetryConfig
+from branchwork.config.run_config import StepOptions
 from branchwork.exceptions import StepFailedError
 from branchwork.graph.tracing import Compiled, trace
 from branchwork.metadata.queries import get_run
@@ -95,8 +96,10 @@ def execute_run(
     # not carry what `with_options(...)` changed in the caller's.
     enable_cache = snapshot.spec.get("enable_cache", pipeline.enable_cache) is not False
     failure_mode = FailureMode(snapshot.spec.get("failure_mode") or failure_mode)
+    spec = snapshot.spec
+    step_options = {n: StepOptions(**o) for n, o in (spec.get("step_options") or {}).items()}
     if not snapshot.is_dynamic and compiled is None:
-        compiled = trace(pipeline.func, params, pipeline.name, enable_cache)
+        compiled = trace(pipeline.func, params, pipeline.name, enable_cache, step_options)
     store = get_engine()
     # A resumed run: what its earlier sessions recorded is replayed by invocation id.
     replay = get_run(store, run.id).steps
@@ -112,9 +115,8 @@ def execute_run(
         launcher=launcher,
         engine=Engine(capacity, max_workers, failure_mode),
         replay=replay,
-        default_retry=StepRetryConfig(**snapshot.spec["retry"])
-        if snapshot.spec.get("retry")
-        else None,
+        default_retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
+        step_options=step_options,
         accept_new_graph=submission.accept_new_graph,
     )
     now = time.time()
