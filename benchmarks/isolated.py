@@ -66,8 +66,10 @@ def main() -> None:
         print(f"isolation overhead: {1000 * (isolated - inline) / n:.1f} ms per step")
         serial = timed(LocalProcessOrchestrator(cpu_count=1), burn_fan, n=8)
         parallel = timed(LocalProcessOrchestrator(cpu_count=2), burn_fan, n=8)
-        print(f"8 CPU-bound isolated steps: 1 CPU {serial:.2f}s, 2 CPUs {parallel:.2f}s, "
-              f"speedup {serial / parallel:.2f}x")
+        print(
+            f"8 CPU-bound isolated steps: 1 CPU {serial:.2f}s, 2 CPUs {parallel:.2f}s, "
+            f"speedup {serial / parallel:.2f}x"
+        )
 
 
 if __name__ == "__main__":
