@@ -17,10 +17,10 @@ import tempfile
 import time
 
 from branchwork import pipeline, step
+from branchwork.artifact_stores import LocalArtifactStore
 from branchwork.config import ResourceSettings
 from branchwork.orchestrators.local_process import LocalProcessOrchestrator
 from branchwork.stack import Stack, active_stack
-from branchwork.artifact_stores import LocalArtifactStore
 
 
 @step
