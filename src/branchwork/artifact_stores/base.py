@@ -6,14 +6,17 @@ in memory alike.
 
 from __future__ import annotations
 
+import functools
 import re
-import uuid
 from abc import ABC, abstractmethod
 from typing import IO, Any
+
+from branchwork.ids import new_id
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+@functools.lru_cache(maxsize=1024)
 def safe_folder_name(hint: str) -> str:
     """`hint` reduced to characters that are safe in a folder name on every store."""
     return _UNSAFE.sub("_", hint).strip("._")[:64] or "artifact"
@@ -76,4 +79,4 @@ class BaseArtifactStore(ABC):
 
     def new_artifact_uri(self, name_hint: str) -> str:
         """A fresh folder URI `root/<hint>/<uuid>` that no other artifact uses (not created)."""
-        return self.join(self.root, safe_folder_name(name_hint), uuid.uuid4().hex)
+        return self.join(self.root, safe_folder_name(name_hint), new_id())

@@ -129,6 +129,9 @@ def inputs_to_json(value: Any) -> Any:
     return value
 
 
+_PLAIN = (int, float, str, bool, type(None), OutputRef)  # recordable as they are
+
+
 def bind_inputs(
     step: Step[Any, Any],
     args: tuple[Any, ...],
@@ -155,6 +158,9 @@ def bind_inputs(
     inputs: dict[str, Any] = {}
     for name, value in bound.arguments.items():
         converted = _to_ref(value, f"{where}, argument '{name}'")
+        if type(converted) in _PLAIN:
+            inputs[name] = converted
+            continue
         try:
             json.dumps(inputs_to_json(converted))
         except (TypeError, ValueError):

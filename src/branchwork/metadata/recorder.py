@@ -9,15 +9,13 @@ inserted once, finished, instead of inserted and then updated.
 from __future__ import annotations
 
 import functools
-import itertools
-import os
-import secrets
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, bindparam
 
+from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.bulk import BulkStatement
 from branchwork.metadata.upsert import insert_ignore
@@ -43,25 +41,7 @@ def utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
 
 
-class _Ids:
-    """Row ids: a random per-process prefix plus a counter — unique, and far cheaper than
-    uuid4 (one urandom call each) on a path that makes several ids per step."""
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        self._prefix = secrets.token_hex(10)
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter):012x}"
-
-
-new_id = _Ids()
-
-
+@functools.lru_cache(maxsize=4096)
 def artifact_id(name: str) -> str:
     """Artifacts are identified by name; a name-derived id lets writers converge."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"branchwork:artifact:{name}").hex

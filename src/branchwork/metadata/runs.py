@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from branchwork.ids import new_id
 from branchwork.metadata import schema
-from branchwork.metadata.recorder import new_id, utc
+from branchwork.metadata.recorder import utc
 from branchwork.metadata.upsert import insert_ignore
 
 

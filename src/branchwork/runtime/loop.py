@@ -33,8 +33,9 @@ from branchwork.graph.invocation import (
     invocation_config,
     make_invocation,
 )
+from branchwork.ids import new_id
 from branchwork.metadata.queries import find_cached
-from branchwork.metadata.recorder import Recorder, new_id
+from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import engine as E
 from branchwork.runtime.futures import StepOutput, outputs_of
 from branchwork.runtime.launchers import Launcher
