@@ -122,3 +122,32 @@ def test_a_killed_fan_out_resumes_with_every_item_run_exactly_once(tmp_path, mon
     final = Client().get_pipeline_run(run.id)
     assert final.status == "completed"
     assert {name: s.attempt for name, s in final.steps.items()}["process_item_6"] == 2
+
+
+def test_a_rerun_served_from_the_cache_stops_where_its_graph_diverges(tmp_path):
+    assert rp.switching(folder=str(tmp_path)) == 4  # variant_a
+    (tmp_path / "use-b").touch()  # same parameters, but the body now decides otherwise
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.switching(folder=str(tmp_path))
+    cause = info.value.__cause__
+    assert isinstance(cause, ReplayDivergenceError)
+    assert "'second' now names step 'variant_b', but named step 'variant_a'" in str(cause)
+    assert "same pipeline with the same parameters" in str(cause)
+    run = Client().get_pipeline_run(info.value.run_id)
+    assert run.failed_step == "second" and run.steps["item_count"].status == "cached"
+    assert rp.switching.with_options(accept_new_graph=True)(folder=str(tmp_path)) == 5
+
+
+def test_a_rerun_whose_body_feeds_a_step_other_inputs_stops_there(tmp_path):
+    from branchwork import pipeline
+
+    counter = iter(range(100))
+
+    @pipeline
+    def drifting():
+        return rp.variant_a(rp.variant_a(next(counter)))  # a value from outside the inputs
+
+    drifting()
+    with pytest.raises(PipelineRunFailedError) as info:
+        drifting()
+    assert "'variant_a' calls step 'variant_a' with different inputs" in str(info.value.__cause__)

@@ -259,3 +259,22 @@ def get_step_logs(engine: Engine, step_run_ids: list[str]) -> dict[str, str]:
             for row in conn.execute(select(s.step_log).where(s.step_log.c.step_run_id.in_(chunk))):
                 logs[row.step_run_id] = row.text
     return logs
+
+
+def latest_completed_run(
+    engine: Engine, pipeline_name: str, parameters: str, except_run_id: str
+) -> str | None:
+    """Id of the newest completed run of a pipeline with exactly these (JSON) parameters."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(s.pipeline_run.c.id)
+            .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
+            .where(
+                s.pipeline.c.name == pipeline_name,
+                s.pipeline_run.c.parameters == parameters,
+                s.pipeline_run.c.status == "completed",
+                s.pipeline_run.c.id != except_run_id,
+            )
+            .order_by(s.pipeline_run.c.created.desc())
+            .limit(1)
+        ).scalar()

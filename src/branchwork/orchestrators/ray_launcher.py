@@ -17,14 +17,16 @@ no node can ever run fails at once (see `ray_cluster`) instead of waiting for ev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 from branchwork.exceptions import StepFailedError
 from branchwork.orchestrators.ray_cluster import (
@@ -98,27 +100,61 @@ class RayLauncher:
         self._import_path = list(import_path or [])
         self._check_resources = check_resources
         self._running: set[Any] = set()  # ObjectRefs in flight, kept alive until done
+        self._tasks: dict[tuple[str, str, Demand], Any] = {}
+        self._pickled_steps: dict[int, tuple[Any, str]] = {}  # id(step) -> (step, pickle)
         self._lock = threading.Lock()
+        self._cancelled = False
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
-        from branchwork.runtime.envelopes import request_to_json
-
         demand = demand_for(request.step.resources, self._step_cpus)
         start = time.time()
+        if self._cancelled:  # launched by the loop before it saw the run being stopped
+            stopped = StepFailedError(
+                f"Step '{request.invocation_id}' was not started: the run is being stopped.",
+                request.invocation_id,
+            )
+            on_done(_failed(request, start, stopped, None))
+            return
         if self._check_resources and not self._feasible(demand):
             error = self._cluster.refusal(request.step.name, request.invocation_id, demand)
             on_done(_failed(request, start, error, None))
             return
-        task = _step_task().options(
-            name=f"branchwork:{request.pipeline_name}/{request.invocation_id}",
-            **task_options(demand),
-        )
-        ref = task.remote(request_to_json(request), self._environment, self._import_path)
+        task = self._task(request, demand)
+        ref = task.remote(self._envelope(request), self._environment, self._import_path)
         with self._lock:
             self._running.add(ref)
+            stopping = self._cancelled
         ref.future().add_done_callback(
             functools.partial(self._finished, ref, request, start, on_done)
         )
+        if stopping:  # cancel() ran while this task was being submitted
+            _cancel(ref)
+
+    def _task(self, request: StepRequest, demand: Demand) -> Any:
+        """The step task with this step's options, made once per step and demand (making
+        one costs as much as submitting it). Named by step, so Ray's dashboard groups a
+        fan-out's tasks."""
+        key = (request.pipeline_name, request.step.name, demand)
+        task = self._tasks.get(key)
+        if task is None:
+            name = f"branchwork:{request.pipeline_name}/{request.step.name}"
+            task = self._tasks[key] = _step_task().options(name=name, **task_options(demand))
+        return task
+
+    def _envelope(self, request: StepRequest) -> str:
+        """The request envelope, with the step's pickle made once per `Step` object: a
+        fan-out launches one step many times, and pickling it costs over a millisecond."""
+        from branchwork.runtime.envelopes import request_to_json
+
+        step = request.step
+        cached = self._pickled_steps.get(id(step))
+        if cached is None or cached[0] is not step:
+            envelope = request_to_json(request)
+            self._pickled_steps[id(step)] = (step, json.loads(envelope)["step"])
+            return envelope
+        data = json.loads(request_to_json(dataclasses.replace(request, step=cast(Any, None))))
+        data["step"] = cached[1]
+        return json.dumps(data)
 
     def _feasible(self, demand: Demand) -> bool:
         if self._cluster.can_run(demand):
@@ -146,18 +182,24 @@ class RayLauncher:
         on_done(result)
 
     def cancel(self) -> None:
-        """Kill every running or queued step task (the run is being stopped)."""
-        import ray
-
+        """Kill every running or queued step task (the run is being stopped); steps the
+        loop launches afterwards fail at once."""
         with self._lock:
+            self._cancelled = True
             refs = list(self._running)
         for ref in refs:
-            with contextlib.suppress(Exception):  # already finished
-                ray.cancel(ref, force=True)
+            _cancel(ref)
 
     def shutdown(self) -> None:
         """Nothing to release: the loop has waited for every step, and the cluster is the
         user's (it outlives the run)."""
+
+
+def _cancel(ref: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):  # already finished
+        ray.cancel(ref, force=True)
 
 
 def _describe_ray_error(request: StepRequest, error: BaseException) -> StepFailedError:

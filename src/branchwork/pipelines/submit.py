@@ -152,6 +152,7 @@ def run_pipeline(
                 "dynamic": pipeline.dynamic,
                 "failure_mode": pipeline.failure_mode,
                 "retry": pipeline.retry.to_dict() if pipeline.retry else None,
+                "accept_new_graph": pipeline.accept_new_graph,
                 "step_options": {n: o.to_dict() for n, o in pipeline.step_options.items()},
                 "dynamic_reason": compiled.reason,
             },

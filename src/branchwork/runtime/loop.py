@@ -109,6 +109,7 @@ class RunLoop:
         accept_new_graph: bool = False,
         default_retry: StepRetryConfig | None = None,
         step_options: dict[str, StepOptions] | None = None,
+        reference: tuple[str, dict[str, StepRunResponse]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -121,6 +122,10 @@ class RunLoop:
         self.engine = engine
         self.replay = replay or {}  # a resumed run's recorded invocations, by id
         self.accept_new_graph = accept_new_graph
+        # The latest completed run with the same pipeline and parameters, to check a rerun
+        # against; `_agreed` holds the invocations found identical to it so far.
+        self.reference_run, self.reference = reference or ("", {})
+        self._agreed: set[str] = set()
         self.default_retry = default_retry  # the pipeline's, for steps without their own
         self.step_options = step_options  # a run configuration's, by step name
         self.ids = InvocationIds()
@@ -340,7 +345,11 @@ class RunLoop:
         events: list[E.Event] = []
         for slot in slots:
             slot.cache_key = cache_key(slot.invocation, self._content_hash)
-        slots = [s for s in slots if not self._replayed(s, resolved, events)]
+        slots = [
+            s
+            for s in slots
+            if not self._replayed(s, resolved, events) and not self._rerun_diverged(s, events)
+        ]
         cacheable = [s for s in slots if s.invocation.enable_cache]
         events.extend(
             E.CacheMissed(s.invocation.id) for s in slots if not s.invocation.enable_cache
@@ -388,15 +397,13 @@ class RunLoop:
         if difference and self.accept_new_graph:
             return False
         if difference:
-            error = ReplayDivergenceError(
-                f"Resumed run '{self.run_name}': invocation '{invocation.id}' {difference}. "
-                "Reruns must produce the same graph for the same inputs; resume with "
-                "accept_new_graph=True to run the new graph instead.",
-                invocation.id,
+            self._diverged(
+                slot,
+                f"Resumed run '{self.run_name}': invocation '{invocation.id}' "
+                f"{difference}. Resume with accept_new_graph=True to run the new "
+                "graph instead.",
+                events,
             )
-            now = time.time()
-            slot.last_attempt = StepResult(invocation.id, "", 0, now, now, error=error)
-            events.append(E.Finished(invocation.id, False, retryable=False))
             return True
         for name, version in record.outputs.items():
             slot.outputs[name] = StoredArtifact(
@@ -407,6 +414,44 @@ class RunLoop:
         resolved.append(slot)
         events.append(E.Finished(invocation.id, True))
         return True
+
+    def _rerun_diverged(self, slot: _Slot, events: list[E.Event]) -> bool:
+        """A rerun of the same pipeline with the same parameters is served from the cache up
+        to this invocation, yet the invocation differs from the reference run's: the pipeline
+        body is not deterministic. Stop here rather than record a different graph."""
+        invocation = slot.invocation
+        record = self.reference.get(invocation.id)
+        if record is None or self.accept_new_graph:
+            return False
+        if not all(d in self._agreed for d in invocation.dependencies):
+            return False  # upstream already differs (e.g. edited code): nothing to compare
+        step = invocation.step
+        difference = None
+        if record.step_name != step.name:
+            difference = f"now names step '{step.name}', but named step '{record.step_name}'"
+        elif record.code_hash == step.code_hash and record.cache_key != slot.cache_key:
+            difference = f"calls step '{step.name}' with different inputs than it did"
+        if difference is None:
+            if record.cache_key == slot.cache_key:
+                self._agreed.add(invocation.id)
+            return False
+        self._diverged(
+            slot,
+            f"Run '{self.run_name}': invocation '{invocation.id}' {difference} "
+            f"in run '{self.reference_run}' of the same pipeline with the same "
+            "parameters. Reruns must produce the same graph for the same inputs "
+            "(keep randomness and outside state out of the pipeline body), or run "
+            "with_options(accept_new_graph=True).",
+            events,
+        )
+        return True
+
+    def _diverged(self, slot: _Slot, message: str, events: list[E.Event]) -> None:
+        invocation_id = slot.invocation.id
+        now = time.time()
+        error = ReplayDivergenceError(message, invocation_id)
+        slot.last_attempt = StepResult(invocation_id, "", 0, now, now, error=error)
+        events.append(E.Finished(invocation_id, False, retryable=False))
 
     def _record_step_run(
         self,

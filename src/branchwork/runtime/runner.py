@@ -19,7 +19,7 @@ from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
 from branchwork.exceptions import StepFailedError
 from branchwork.graph.tracing import Compiled, trace
-from branchwork.metadata.queries import get_run
+from branchwork.metadata.queries import get_run, latest_completed_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import run_context
@@ -103,6 +103,15 @@ def execute_run(
     store = get_engine()
     # A resumed run: what its earlier sessions recorded is replayed by invocation id.
     replay = get_run(store, run.id).steps
+    accept_new_graph = submission.accept_new_graph or bool(spec.get("accept_new_graph"))
+    reference = None
+    if not replay and enable_cache and not accept_new_graph:
+        reference_id = latest_completed_run(
+            store, pipeline.name, json.dumps(params), except_run_id=run.id
+        )
+        if reference_id is not None:
+            reference_run = get_run(store, reference_id)
+            reference = (reference_run.name, reference_run.steps)
     recorder = Recorder(store, run.id)
     loop = RunLoop(
         run_id=run.id,
@@ -117,7 +126,8 @@ def execute_run(
         replay=replay,
         default_retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
         step_options=step_options,
-        accept_new_graph=submission.accept_new_graph,
+        accept_new_graph=accept_new_graph,
+        reference=reference,
     )
     now = time.time()
     recorder.run_update(
