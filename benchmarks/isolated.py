@@ -31,7 +31,7 @@ def trivial(i: int) -> int:
 @step(settings={"resources": ResourceSettings(cpu_count=1)})
 def burn(i: int) -> int:
     total = 0
-    for k in range(6_000_000):
+    for k in range(15_000_000):
         total += k % 7
     return total + i
 

@@ -11,13 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
+from branchwork.runtime.envelopes import run_envelope
 
-def run_envelope(request: str) -> str:
-    """Run the step a request envelope describes; returns the result envelope."""
-    from branchwork.runtime.envelopes import request_from_json, result_to_json
-    from branchwork.runtime.step_execution import execute_step
-
-    return result_to_json(execute_step(request_from_json(request)))
+__all__ = ["main", "run_envelope"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,3 +152,13 @@ def result_from_json(text: str) -> StepResult:
         metadata=data["metadata"],
         logs=data.get("logs", ""),
     )
+
+
+def run_envelope(request: str | StepRequest) -> str:
+    """Run the step a request envelope (or the request it decodes to) describes; returns the
+    result envelope."""
+    from branchwork.runtime.step_execution import execute_step
+
+    if isinstance(request, str):
+        request = request_from_json(request)
+    return result_to_json(execute_step(request))

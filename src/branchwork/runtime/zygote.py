@@ -10,6 +10,9 @@ with `selectors`, and every child dies with it (PR_SET_PDEATHSIG), as it dies wi
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import json
 import os
 import selectors
@@ -18,16 +21,21 @@ import sys
 from typing import Any
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent (thread) dies."""
-    if sys.platform != "linux":
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    libc = _libc() if sys.platform == "linux" else None
+    if libc is not None:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -40,8 +48,8 @@ def _send(message: dict[str, Any]) -> None:
     _write_all(1, (json.dumps(message) + "\n").encode())
 
 
-def _child(request_id: int, request: str, result_fd: int) -> None:  # pragma: no cover
-    from branchwork.orchestrators.step_runner import run_envelope
+def _child(request: Any, result_fd: int) -> None:  # pragma: no cover - runs in the fork
+    from branchwork.runtime.envelopes import run_envelope
 
     code = 0
     try:
@@ -58,8 +66,9 @@ def _child(request_id: int, request: str, result_fd: int) -> None:  # pragma: no
 
 def serve() -> None:
     """Run the zygote until stdin closes and every child has been reported."""
-    from branchwork.runtime import envelopes, step_execution  # noqa: F401 - warm the imports
+    from branchwork.runtime.envelopes import request_from_json, run_envelope  # noqa: F401
 
+    _libc()  # loaded once here rather than in every child
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ, None)
     children: dict[int, tuple[int, int, list[bytes]]] = {}  # result fd -> (id, pid, chunks)
@@ -77,11 +86,17 @@ def serve() -> None:
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     message = json.loads(line)
+                    request: Any = message["request"]
+                    # Decoded here, the step's modules stay imported for later children; if
+                    # it fails, the child decodes again and reports the error.
+                    with contextlib.suppress(Exception):
+                        request = request_from_json(request)
+                    gc.freeze()  # the child's collector then leaves inherited pages unshared
                     read_fd, write_fd = os.pipe()
                     pid = os.fork()
                     if pid == 0:
                         os.close(read_fd)
-                        _child(message["id"], message["request"], write_fd)
+                        _child(request, write_fd)
                     os.close(write_fd)
                     children[read_fd] = (message["id"], pid, [])
                     selector.register(read_fd, selectors.EVENT_READ, read_fd)
