@@ -38,6 +38,7 @@ from branchwork.metadata.queries import find_cached
 from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import engine as E
 from branchwork.runtime.futures import StepOutput, outputs_of
+from branchwork.runtime.graph_check import GraphCheck
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import (
     ArtifactInput,
@@ -105,11 +106,9 @@ class RunLoop:
         artifact_store: Any,
         launcher: Launcher,
         engine: E.Engine,
-        replay: dict[str, StepRunResponse] | None = None,
-        accept_new_graph: bool = False,
+        graph_check: GraphCheck | None = None,
         default_retry: StepRetryConfig | None = None,
         step_options: dict[str, StepOptions] | None = None,
-        reference: tuple[str, dict[str, StepRunResponse]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -120,12 +119,7 @@ class RunLoop:
         self.artifact_store = artifact_store
         self.launcher = launcher
         self.engine = engine
-        self.replay = replay or {}  # a resumed run's recorded invocations, by id
-        self.accept_new_graph = accept_new_graph
-        # The latest completed run with the same pipeline and parameters, to check a rerun
-        # against; `_agreed` holds the invocations found identical to it so far.
-        self.reference_run, self.reference = reference or ("", {})
-        self._agreed: set[str] = set()
+        self.graph_check = graph_check or GraphCheck(run_name)
         self.default_retry = default_retry  # the pipeline's, for steps without their own
         self.step_options = step_options  # a run configuration's, by step name
         self.ids = InvocationIds()
@@ -185,7 +179,7 @@ class RunLoop:
                     invocation.id,
                     invocation.dependencies,
                     request,
-                    invocation.enable_cache or invocation.id in self.replay,
+                    invocation.enable_cache or self.graph_check.is_replayed(invocation.id),
                     1 + self._retry_of(step).max_retries,
                 )
             )
@@ -343,13 +337,18 @@ class RunLoop:
 
     def _check_cache(self, slots: list[_Slot], resolved: list[_Slot]) -> list[E.Event]:
         events: list[E.Event] = []
+        unsettled = []
         for slot in slots:
-            slot.cache_key = cache_key(slot.invocation, self._content_hash)
-        slots = [
-            s
-            for s in slots
-            if not self._replayed(s, resolved, events) and not self._rerun_diverged(s, events)
-        ]
+            key = slot.cache_key = cache_key(slot.invocation, self._content_hash)
+            verdict = self.graph_check.check(slot.invocation, key)
+            slot.attempts_before = verdict.attempts_before
+            if verdict.divergence is not None:
+                self._diverged(slot, verdict.divergence, events)
+            elif verdict.reuse is not None:
+                self._reuse(slot, verdict.reuse, resolved, events)
+            else:
+                unsettled.append(slot)
+        slots = unsettled
         cacheable = [s for s in slots if s.invocation.enable_cache]
         events.extend(
             E.CacheMissed(s.invocation.id) for s in slots if not s.invocation.enable_cache
@@ -377,34 +376,10 @@ class RunLoop:
             events.append(E.Finished(slot.invocation.id, True))
         return events
 
-    def _replayed(self, slot: _Slot, resolved: list[_Slot], events: list[E.Event]) -> bool:
-        """Reuse what an earlier session of this (resumed) run recorded for the invocation.
-
-        A completed invocation is reused by id, once it is checked to be the same step with
-        the same code and inputs; otherwise the run stops there (unless told to accept the
-        new graph). An invocation that did not complete runs again as its next attempt.
-        """
-        invocation = slot.invocation
-        record = self.replay.get(invocation.id)
-        if record is None:
-            return False
-        slot.attempts_before = record.attempt
-        if record.status not in ("completed", "cached"):
-            return False
-        difference = _difference(
-            record, invocation.step.name, invocation.step.code_hash, slot.cache_key
-        )
-        if difference and self.accept_new_graph:
-            return False
-        if difference:
-            self._diverged(
-                slot,
-                f"Resumed run '{self.run_name}': invocation '{invocation.id}' "
-                f"{difference}. Resume with accept_new_graph=True to run the new "
-                "graph instead.",
-                events,
-            )
-            return True
+    def _reuse(
+        self, slot: _Slot, record: StepRunResponse, resolved: list[_Slot], events: list[E.Event]
+    ) -> None:
+        """Take over what an earlier session of this resumed run recorded."""
         for name, version in record.outputs.items():
             slot.outputs[name] = StoredArtifact(
                 version.uri, version.materializer, version.data_type, version.content_hash
@@ -412,39 +387,7 @@ class RunLoop:
             slot.versions[name] = version.id
         slot.step_run_id = record.id
         resolved.append(slot)
-        events.append(E.Finished(invocation.id, True))
-        return True
-
-    def _rerun_diverged(self, slot: _Slot, events: list[E.Event]) -> bool:
-        """A rerun of the same pipeline with the same parameters is served from the cache up
-        to this invocation, yet the invocation differs from the reference run's: the pipeline
-        body is not deterministic. Stop here rather than record a different graph."""
-        invocation = slot.invocation
-        record = self.reference.get(invocation.id)
-        if record is None or self.accept_new_graph:
-            return False
-        if not all(d in self._agreed for d in invocation.dependencies):
-            return False  # upstream already differs (e.g. edited code): nothing to compare
-        step = invocation.step
-        difference = None
-        if record.step_name != step.name:
-            difference = f"now names step '{step.name}', but named step '{record.step_name}'"
-        elif record.code_hash == step.code_hash and record.cache_key != slot.cache_key:
-            difference = f"calls step '{step.name}' with different inputs than it did"
-        if difference is None:
-            if record.cache_key == slot.cache_key:
-                self._agreed.add(invocation.id)
-            return False
-        self._diverged(
-            slot,
-            f"Run '{self.run_name}': invocation '{invocation.id}' {difference} "
-            f"in run '{self.reference_run}' of the same pipeline with the same "
-            "parameters. Reruns must produce the same graph for the same inputs "
-            "(keep randomness and outside state out of the pipeline body), or run "
-            "with_options(accept_new_graph=True).",
-            events,
-        )
-        return True
+        events.append(E.Finished(slot.invocation.id, True))
 
     def _diverged(self, slot: _Slot, message: str, events: list[E.Event]) -> None:
         invocation_id = slot.invocation.id
@@ -602,19 +545,6 @@ class RunLoop:
             capacity.memory / 1e9,
             capacity.gpu,
         )
-
-
-def _difference(
-    record: StepRunResponse, step_name: str, code_hash: str, key: str | None
-) -> str | None:
-    """How a recorded invocation differs from the one the pipeline now makes, if it does."""
-    if record.step_name != step_name:
-        return f"now names step '{step_name}', but ran step '{record.step_name}'"
-    if record.code_hash != code_hash:
-        return f"runs step '{step_name}' whose code changed since it ran"
-    if record.cache_key != key:
-        return f"calls step '{step_name}' with different inputs than it did"
-    return None
 
 
 def _resolve_inputs(value: Any, slots: dict[str, _Slot]) -> Any:

@@ -24,6 +24,7 @@ from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import run_context
 from branchwork.runtime.engine import Engine, FailureMode, Request
+from branchwork.runtime.graph_check import GraphCheck
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
@@ -123,11 +124,9 @@ def execute_run(
         artifact_store=stack.artifact_store,
         launcher=launcher,
         engine=Engine(capacity, max_workers, failure_mode),
-        replay=replay,
+        graph_check=GraphCheck(run.name, replay, reference, accept_new_graph),
         default_retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
         step_options=step_options,
-        accept_new_graph=accept_new_graph,
-        reference=reference,
     )
     now = time.time()
     recorder.run_update(

@@ -1,0 +1,103 @@
+"""Checking each invocation against what was recorded before.
+
+Two references: the earlier sessions of a resumed run (`replay`: completed invocations are
+reused by id), and, for a fresh run, the last completed run of the same pipeline with the same
+parameters (a rerun served from the cache must make the same graph). Either way, an invocation
+id that now names another step, changed code (on resume) or other inputs stops the run with
+`ReplayDivergenceError` — unless the caller accepts the new graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from branchwork.graph.invocation import Invocation
+    from branchwork.models import StepRunResponse
+
+_REUSABLE = ("completed", "cached")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one invocation: reuse a record, stop, or run (as attempt n+1)."""
+
+    reuse: StepRunResponse | None = None
+    divergence: str | None = None
+    attempts_before: int = 0
+
+
+class GraphCheck:
+    def __init__(
+        self,
+        run_name: str,
+        replay: dict[str, StepRunResponse] | None = None,
+        reference: tuple[str, dict[str, StepRunResponse]] | None = None,
+        accept_new_graph: bool = False,
+    ) -> None:
+        self.run_name = run_name
+        self.replay = replay or {}
+        self.reference_run, self.reference = reference or ("", {})
+        self.accept_new_graph = accept_new_graph
+        self._agreed: set[str] = set()  # invocations found identical to the reference so far
+
+    def is_replayed(self, invocation_id: str) -> bool:
+        return invocation_id in self.replay
+
+    def check(self, invocation: Invocation, key: str) -> Verdict:
+        record = self.replay.get(invocation.id)
+        if record is not None:
+            return self._resumed(invocation, key, record)
+        return self._rerun(invocation, key)
+
+    def _resumed(self, invocation: Invocation, key: str, record: StepRunResponse) -> Verdict:
+        if record.status not in _REUSABLE:
+            return Verdict(attempts_before=record.attempt)
+        step = invocation.step
+        difference = _difference(record, step.name, step.code_hash, key)
+        if difference is None:
+            return Verdict(reuse=record, attempts_before=record.attempt)
+        if self.accept_new_graph:
+            return Verdict(attempts_before=record.attempt)
+        return Verdict(
+            divergence=f"Resumed run '{self.run_name}': invocation '{invocation.id}' "
+            f"{difference}. Resume with accept_new_graph=True to run the new graph instead.",
+            attempts_before=record.attempt,
+        )
+
+    def _rerun(self, invocation: Invocation, key: str) -> Verdict:
+        """Only where everything upstream was identical to the reference run: an edited step
+        upstream legitimately changes what follows."""
+        record = self.reference.get(invocation.id)
+        if record is None or self.accept_new_graph:
+            return Verdict()
+        if not all(d in self._agreed for d in invocation.dependencies):
+            return Verdict()
+        step = invocation.step
+        difference = None
+        if record.step_name != step.name:
+            difference = f"now names step '{step.name}', but named step '{record.step_name}'"
+        elif record.code_hash == step.code_hash and record.cache_key != key:
+            difference = f"calls step '{step.name}' with different inputs than it did"
+        if difference is None:
+            if record.cache_key == key:
+                self._agreed.add(invocation.id)
+            return Verdict()
+        return Verdict(
+            divergence=f"Run '{self.run_name}': invocation '{invocation.id}' {difference} in "
+            f"run '{self.reference_run}' of the same pipeline with the same parameters. Reruns "
+            "must produce the same graph for the same inputs (keep randomness and outside "
+            "state out of the pipeline body), or run with_options(accept_new_graph=True)."
+        )
+
+
+def _difference(record: StepRunResponse, step_name: str, code_hash: str, key: str) -> str | None:
+    """How a recorded invocation differs from the one the pipeline now makes, if it does."""
+    if record.step_name != step_name:
+        return f"now names step '{step_name}', but ran step '{record.step_name}'"
+    if record.code_hash != code_hash:
+        return f"runs step '{step_name}' whose code changed since it ran"
+    if record.cache_key != key:
+        return f"calls step '{step_name}' with different inputs than it did"
+    return None
