@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from branchwork.config.heartbeat import stale_after
+from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
 from branchwork.metadata.runs import reap_stale_runs
 from branchwork.metadata.store import get_engine
@@ -42,6 +43,11 @@ class Client:
         """Captured stdout, stderr and logging of a run's steps (latest attempt of each, or
         of one invocation), by invocation id."""
         run = self.get_pipeline_run(run_id_or_name)
+        if invocation_id is not None and invocation_id not in run.steps:
+            raise BranchworkError(
+                f"Run '{run.name}' has no step run with invocation id {invocation_id!r}; it has "
+                f"{', '.join(sorted(run.steps)) or 'none'}."
+            )
         steps = run.steps if invocation_id is None else {invocation_id: run.steps[invocation_id]}
         texts = get_step_logs(self._engine, [step.id for step in steps.values()])
         return {name: texts.get(step.id, "") for name, step in steps.items()}

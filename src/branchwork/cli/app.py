@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from branchwork import __version__
-from branchwork.cli import artifacts, db, project, run, runs
+from branchwork.cli import artifacts, db, pipeline_graph, project, run, runs, stacks
 from branchwork.exceptions import BranchworkError
 
 _DEBUG = "branchwork.debug"
@@ -92,6 +92,12 @@ def _root(
 
 app.command("init")(project.init)
 app.command("run")(run.run)
+app.command("graph")(pipeline_graph.graph)
 app.add_typer(runs.app, name="runs", help="List, inspect, draw and delete pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List, inspect and load artifact versions.")
 app.add_typer(db.app, name="db", help="The metadata store's location and schema.")
+app.add_typer(stacks.stack_app, name="stack", help="Register, list, describe and activate stacks.")
+app.add_typer(stacks.orchestrator_app, name="orchestrator", help="Register and list orchestrators.")
+app.add_typer(
+    stacks.artifact_store_app, name="artifact-store", help="Register and list artifact stores."
+)

@@ -22,13 +22,23 @@ from rich.text import Text
 from rich.tree import Tree
 
 from branchwork.cli.render import STATUS_STYLES, kind
-from branchwork.models import PipelineRunResponse, StepRunResponse
+from branchwork.models import PipelineRunResponse
+
+
+@dataclass(frozen=True)
+class Node:
+    """One invocation to draw: its id, step, status (None before a run) and parent ids."""
+
+    name: str
+    step_name: str
+    status: str | None
+    parents: tuple[str, ...]
 
 
 @dataclass
 class Group:
     step_name: str
-    members: list[StepRunResponse]
+    members: list[Node]
     parents: list[int]
     children: list[int] = field(default_factory=list)
     sequential: bool = False
@@ -40,54 +50,71 @@ class Group:
         suffix = " in sequence" if self.sequential else ""
         return f"{self.step_name} ×{len(self.members)}{suffix}"
 
+    def status_counts(self) -> list[tuple[str, int]]:
+        """(status, count), most common first; empty before a run."""
+        counts = Counter(m.status for m in self.members if m.status is not None)
+        return counts.most_common()
 
-def _topological(
-    steps: list[StepRunResponse], parents: dict[str, list[str]]
-) -> list[StepRunResponse]:
+
+def _topological(nodes: list[Node]) -> list[Node]:
     """Kahn's algorithm, ties broken by recorded order (start time)."""
-    position = {step.name: index for index, step in enumerate(steps)}
-    waiting = {step.name: len(parents[step.name]) for step in steps}
-    children: dict[str, list[str]] = {step.name: [] for step in steps}
-    for step in steps:
-        for parent in parents[step.name]:
-            children[parent].append(step.name)
+    position = {node.name: index for index, node in enumerate(nodes)}
+    waiting = {node.name: len(node.parents) for node in nodes}
+    children: dict[str, list[str]] = {node.name: [] for node in nodes}
+    for node in nodes:
+        for parent in node.parents:
+            children[parent].append(node.name)
     ready = [position[name] for name, count in waiting.items() if count == 0]
     heapq.heapify(ready)
-    ordered: list[StepRunResponse] = []
+    ordered: list[Node] = []
     while ready:
-        step = steps[heapq.heappop(ready)]
-        ordered.append(step)
-        for child in children[step.name]:
+        node = nodes[heapq.heappop(ready)]
+        ordered.append(node)
+        for child in children[node.name]:
             waiting[child] -= 1
             if waiting[child] == 0:
                 heapq.heappush(ready, position[child])
-    done = {step.name for step in ordered}
-    return ordered + [step for step in steps if step.name not in done]  # only if corrupt
+    done = {node.name for node in ordered}
+    return ordered + [node for node in nodes if node.name not in done]  # only if corrupt
+
+
+def run_nodes(run: PipelineRunResponse) -> list[Node]:
+    """A run's invocations (latest attempts) with their recorded parents."""
+    invocation_of = {attempt.id: attempt.name for attempt in run.attempts}
+    nodes = []
+    for step in run.steps.values():
+        names = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
+        parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
+        nodes.append(Node(step.name, step.step_name, str(step.status), parents))
+    return nodes
 
 
 def group_steps(run: PipelineRunResponse) -> list[Group]:
     """The run's invocations (latest attempts) folded into groups, in topological order."""
-    steps = list(run.steps.values())
-    invocation_of = {attempt.id: attempt.name for attempt in run.attempts}
-    parents: dict[str, list[str]] = {}
-    for step in steps:
-        names = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
-        parents[step.name] = list(dict.fromkeys(n for n in names if n in run.steps))
+    return group_nodes(run_nodes(run))
 
+
+def group_nodes(nodes: list[Node]) -> list[Group]:
+    """Invocations folded into groups, in topological order; see the module docstring."""
+    known = {node.name for node in nodes}
+    nodes = [
+        Node(n.name, n.step_name, n.status, tuple(p for p in n.parents if p in known))
+        for n in nodes
+    ]
     groups: list[Group] = []
     group_of: dict[str, int] = {}
     by_key: dict[tuple[str, frozenset[int]], int] = {}
-    for step in _topological(steps, parents):
-        parent_groups = frozenset(group_of[name] for name in parents[step.name])
-        key = (step.step_name, parent_groups)
+    for node in _topological(nodes):
+        parent_groups = frozenset(group_of[name] for name in node.parents)
+        key = (node.step_name, parent_groups)
         index = by_key.get(key)
         if index is None:
             index = by_key[key] = len(groups)
-            groups.append(Group(step.step_name, [], sorted(parent_groups)))
+            groups.append(Group(node.step_name, [], sorted(parent_groups)))
             for parent in parent_groups:
                 groups[parent].children.append(index)
-        groups[index].members.append(step)
-        group_of[step.name] = index
+        groups[index].members.append(node)
+        group_of[node.name] = index
     return _fold_sequences(groups)
 
 
@@ -129,9 +156,9 @@ def _fold_sequences(groups: list[Group]) -> list[Group]:
 
 
 def _summary(group: Group) -> Text:
-    counts = Counter(str(member.status) for member in group.members)
+    counts = group.status_counts()
     text = Text()
-    for position, (status, count) in enumerate(counts.most_common()):
+    for position, (status, count) in enumerate(counts):
         if position:
             text.append(", ")
         label = status if len(counts) == 1 else f"{status} {count}"
@@ -141,18 +168,28 @@ def _summary(group: Group) -> Text:
 
 def graph_tree(run: PipelineRunResponse) -> Tree:
     """The run as a Rich tree; see the module docstring."""
-    groups = group_steps(run)
-    root = Tree(Text(f"{run.name} ({kind(run)}, {run.status})"))
+    title = Text(f"{run.name} ({kind(run)}, {run.status})")
+    return groups_tree(title, group_steps(run))
+
+
+def groups_tree(title: Text, groups: list[Group], continues_after: int | None = None) -> Tree:
+    """Groups as a Rich tree under `title`; `continues_after` marks the group whose value a
+    dynamic pipeline needs before its graph can go on."""
+    root = Tree(title)
     nodes: list[Tree] = []
-    for group in groups:
+    for index, group in enumerate(groups):
         label = Text(group.label, style="bold")
-        label.append("  ")
-        label.append_text(_summary(group))
+        summary = _summary(group)
+        if summary:
+            label.append("  ")
+            label.append_text(summary)
         if len(group.parents) > 1:
             others = ", ".join(groups[p].label for p in group.parents[:-1])
             label.append(f"  (also after: {others})", style="dim")
         parent = nodes[group.parents[-1]] if group.parents else root
         nodes.append(parent.add(label))
+        if index == continues_after:
+            nodes[-1].add(Text("… continues at run time", style="dim italic"))
     if not groups:
         root.add(Text("(no steps recorded)", style="dim"))
     return root

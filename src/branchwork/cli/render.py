@@ -23,6 +23,7 @@ from branchwork.models import ArtifactVersionResponse, PipelineRunResponse, Step
 
 if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
     from branchwork.metadata.admin import ArtifactSummary, StepRunOrigin
+    from branchwork.stack.registry import ComponentRecord, StackRecord
 
 
 class OutputFormat(str, Enum):
@@ -167,6 +168,7 @@ def step_dict(
         "outputs": {name: version.id for name, version in step.outputs.items()},
         "exception_type": step.exception_type,
         "exception_message": step.exception_message,
+        "run_metadata": step.run_metadata,
     }
 
 
@@ -223,6 +225,101 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
             Text(cached_from(step, origins)),
         )
     out.print(table)
+    with_metadata = [step for step in run.attempts if step.run_metadata]
+    if with_metadata:
+        out.print()
+        out.print(Text("Metadata", style="bold"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for step in with_metadata:
+            label = step.name if step.attempt == 1 else f"{step.name} (attempt {step.attempt})"
+            pairs = (
+                f"{key}={json.dumps(value, default=str)}"
+                for key, value in step.run_metadata.items()
+            )
+            grid.add_row(Text(label), Text("  ".join(pairs)))
+        out.print(grid)
+
+
+def show_diff(run_a: str, run_b: str, rows: list[tuple[str, str, str]]) -> None:
+    out = console()
+    out.print(Text(f"{run_a} and {run_b} differ in {len(rows)} places:"))
+    table = _table("DIFFERENCE", "INVOCATION", "DETAIL")
+    for what, invocation, detail in rows:
+        table.add_row(Text(what), Text(invocation), Text(detail))
+    out.print(table)
+
+
+# ---- stacks --------------------------------------------------------------------------------
+
+
+def component_dict(component: ComponentRecord) -> dict[str, Any]:
+    return {
+        "name": component.name,
+        "kind": component.kind,
+        "flavor": component.flavor,
+        "config": component.config,
+        "location": component.location,
+        "builtin": component.builtin,
+        "created": iso(component.created),
+    }
+
+
+def stack_dict(stack: StackRecord) -> dict[str, Any]:
+    return {
+        "name": stack.name,
+        "active": stack.active,
+        "builtin": stack.builtin,
+        "orchestrator": component_dict(stack.orchestrator),
+        "artifact_store": component_dict(stack.artifact_store),
+        "created": iso(stack.created),
+    }
+
+
+def _component_summary(component: ComponentRecord) -> str:
+    return f"{component.name} ({component.flavor})"
+
+
+def show_stacks_table(stacks: list[StackRecord]) -> None:
+    table = _table("ACTIVE", "STACK", "ORCHESTRATOR", "ARTIFACT STORE")
+    for stack in stacks:
+        table.add_row(
+            Text("*" if stack.active else "", style="green"),
+            Text(stack.name, style="bold" if stack.active else ""),
+            Text(_component_summary(stack.orchestrator)),
+            Text(_component_summary(stack.artifact_store)),
+        )
+    console().print(table)
+
+
+def _config_text(component: ComponentRecord) -> str:
+    if component.location is not None:
+        return component.location
+    return json.dumps(component.config) if component.config else "-"
+
+
+def show_components_table(components: list[ComponentRecord]) -> None:
+    table = _table("NAME", "FLAVOR", "SETTINGS")
+    for component in components:
+        table.add_row(Text(component.name), Text(component.flavor), Text(_config_text(component)))
+    console().print(table)
+
+
+def show_stack(stack: StackRecord) -> None:
+    console().print(
+        _fields(
+            [
+                ("Stack", stack.name + (" (built in)" if stack.builtin else "")),
+                ("Active", "yes" if stack.active else "no"),
+                ("Orchestrator", _component_summary(stack.orchestrator)),
+                ("  settings", _config_text(stack.orchestrator)),
+                ("Artifact store", _component_summary(stack.artifact_store)),
+                ("  location", _config_text(stack.artifact_store)),
+                ("Created", local_time(stack.created) if stack.created else "-"),
+            ]
+        )
+    )
 
 
 # ---- artifacts -----------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-"""`branchwork runs list|show|graph|delete`."""
+"""`branchwork runs list|show|logs|graph|diff|resume|delete`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from branchwork.cli import render
+from branchwork.cli.graph_formats import GraphFormat, GraphView
 from branchwork.cli.render import OutputFormat
-from branchwork.exceptions import ArtifactError
+from branchwork.cli.run import ProgressOption, StackOption
+from branchwork.exceptions import ArtifactError, BranchworkError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -62,13 +66,163 @@ def show(run: RunArgument, output: OutputOption = OutputFormat.table) -> None:
         render.show_run(record, origins)
 
 
+FormatOption = Annotated[
+    GraphFormat,
+    typer.Option("--format", "-f", help="text for the terminal; mermaid, dot or svg for files."),
+]
+FileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        help="Write the graph to this file instead of printing it.",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+
+def emit_graph(view: GraphView, fmt: GraphFormat, output: Path | None) -> None:
+    """Print a graph view (the text format as a tree), or write it to `output`."""
+    from branchwork.cli.graph_formats import render as render_graph
+    from branchwork.cli.graph_formats import tree
+
+    if output is not None:
+        try:
+            output.write_text(render_graph(view, fmt), encoding="utf-8")
+        except OSError as error:
+            raise BranchworkError(f"Cannot write {output}: {error.strerror}.") from None
+        typer.echo(f"Wrote the {fmt.value} graph of {view.title} to {output}.")
+        if view.note:
+            typer.echo(view.note)
+    elif fmt is GraphFormat.text:
+        out = render.console()
+        out.print(tree(view))
+        if view.note:
+            out.print(Text(view.note, style="dim"))
+    else:
+        typer.echo(render_graph(view, fmt), nl=False)
+        if view.note:
+            typer.echo(view.note, err=True)
+
+
 @app.command("graph")
-def graph(run: RunArgument) -> None:
-    """The run's DAG as it ran; fan-outs of one step show as one line, `step ×N`."""
-    from branchwork.cli.graph import graph_tree
+def graph(
+    run: RunArgument, fmt: FormatOption = GraphFormat.text, output: FileOption = None
+) -> None:
+    """The run's DAG as it ran; fan-outs of one step show as one node, `step ×N`."""
+    from branchwork.cli.graph import group_steps
     from branchwork.client import Client
 
-    render.console().print(graph_tree(Client().get_pipeline_run(run)))
+    record = Client().get_pipeline_run(run)
+    title = f"{record.name} ({render.kind(record)}, {record.status})"
+    emit_graph(GraphView(title, group_steps(record)), fmt, output)
+
+
+@app.command("logs")
+def logs(
+    run: RunArgument,
+    step: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only this invocation (e.g. train, process_2).",
+            metavar="STEP",
+            show_default=False,
+        ),
+    ] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """What the run's steps printed and logged: every invocation under a header line, or
+    just the text of one."""
+    from branchwork.client import Client
+
+    client = Client()
+    record = client.get_pipeline_run(run)
+    if step is not None and step not in record.steps:
+        similar = [name for name in record.steps if name.startswith(step)][:10]
+        hint = f"; invocations like it: {', '.join(similar)}" if similar else ""
+        raise BranchworkError(
+            f"Run '{record.name}' has no invocation '{step}'{hint} (`branchwork runs show "
+            f"{record.name}` lists them)."
+        )
+    texts = client.get_step_logs(record.id, step)
+    if output is OutputFormat.json:
+        render.print_json(texts)
+    elif step is not None:
+        typer.echo(texts[step], nl=False)
+    else:
+        silent = 0
+        for name, text in texts.items():
+            if not text:
+                silent += 1
+                continue
+            typer.echo(f"==> {name} ({record.steps[name].status}) <==")
+            typer.echo(text if text.endswith("\n") else text + "\n", nl=False)
+        if silent == len(texts):
+            typer.echo(f"No step of run '{record.name}' printed or logged anything.")
+        elif silent:
+            typer.echo(f"({silent} other invocations printed nothing.)")
+
+
+@app.command("diff")
+def diff(
+    run_a: Annotated[str, typer.Argument(help="A run's name or id.", metavar="RUN_A")],
+    run_b: Annotated[str, typer.Argument(help="Another run's name or id.", metavar="RUN_B")],
+    output: OutputOption = OutputFormat.table,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit with 1 when the graphs differ.")
+    ] = False,
+) -> None:
+    """Where two runs' graphs differ: invocations only in one, another step under the same
+    id, another cache key (code or inputs), other parents."""
+    from branchwork.cli.diff import describe, diff_runs
+    from branchwork.client import Client
+
+    client = Client()
+    found = diff_runs(client.get_pipeline_run(run_a), client.get_pipeline_run(run_b))
+    if output is OutputFormat.json:
+        render.print_json(found.to_dict())
+    elif found.same:
+        typer.echo(f"same graph: {found.run_a} and {found.run_b}")
+    else:
+        render.show_diff(found.run_a, found.run_b, describe(found))
+    if exit_code and not found.same:
+        raise typer.Exit(1)
+
+
+@app.command("resume")
+def resume(
+    run: RunArgument,
+    accept_new_graph: Annotated[
+        bool,
+        typer.Option(
+            "--accept-new-graph",
+            help="Run the new graph where an invocation no longer matches its record.",
+        ),
+    ] = False,
+    stack: StackOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Finish a failed or stopped run as the same run: completed invocations are reused,
+    failed and never-started ones run."""
+    from branchwork.cli.run import run_and_report
+    from branchwork.client import Client
+    from branchwork.exceptions import PipelineRunFailedError, ReplayDivergenceError
+
+    client = Client()
+    record = client.get_pipeline_run(run)
+    try:
+        run_and_report(
+            lambda: client.resume_run(record.id, accept_new_graph),
+            record.pipeline_name,
+            stack=stack,
+            progress=progress,
+            run_id=record.id,
+        )
+    except PipelineRunFailedError as error:
+        cause = error.__cause__
+        if isinstance(cause, ReplayDivergenceError):
+            raise BranchworkError(_cli_divergence(str(cause))) from error
+        raise
 
 
 @app.command("delete")
@@ -115,3 +269,14 @@ def delete(
             )
     elif deleted.deleted_versions:
         typer.echo("Artifact files were left in place (--purge-artifacts removes them).")
+
+
+def _cli_divergence(message: str) -> str:
+    """The divergence message with its Python advice (accept_new_graph=True) replaced by the
+    command's flag."""
+    import re
+
+    first_line = message.strip().splitlines()[0] if message.strip() else message
+    sentences = re.split(r"(?<=\.)\s+", first_line)
+    kept = [s for s in sentences if "accept_new_graph" not in s and "Reruns must" not in s]
+    return " ".join(kept + ["Resume with --accept-new-graph to run the new graph instead."])

@@ -37,6 +37,10 @@ class Compiled:
     returned: Any = None
     reason: str | None = None
     error: Exception | None = None
+    # Dynamic: the invocations made before the body needed a value (a preview of the graph),
+    # and the invocation whose value it needed.
+    discovered: list[Invocation] = field(default_factory=list)
+    waited_on: str | None = None
 
 
 def user_location() -> str:
@@ -64,6 +68,7 @@ class TracingContext:
         self.ids = InvocationIds()
         self.invocations: list[Invocation] = []
         self.value_use: str | None = None
+        self.waited_on: str | None = None
 
     def invoke(
         self,
@@ -88,6 +93,7 @@ class TracingContext:
         return outputs_of(self, invocation)
 
     def value_of(self, output: StepOutput) -> Any:
+        self.waited_on = output.invocation_id
         self.value_use = (
             f"it uses the output of step '{output.invocation_id}' as a value at {user_location()}"
         )
@@ -110,12 +116,27 @@ def trace(
         with run_context(context):
             returned = func(**params)
     except _ValueUsed:
-        return Compiled(True, reason=context.value_use)
+        return Compiled(
+            True,
+            reason=context.value_use,
+            discovered=context.invocations,
+            waited_on=context.waited_on,
+        )
     except Exception as error:
         if context.value_use:
-            return Compiled(True, reason=context.value_use)
+            return Compiled(
+                True,
+                reason=context.value_use,
+                discovered=context.invocations,
+                waited_on=context.waited_on,
+            )
         reason = f"its body raised {type(error).__name__} while traced: {error}"
-        return Compiled(True, reason=reason, error=error)
+        return Compiled(True, reason=reason, error=error, discovered=context.invocations)
     if context.value_use:  # the body swallowed our signal with a bare except
-        return Compiled(True, reason=context.value_use)
+        return Compiled(
+            True,
+            reason=context.value_use,
+            discovered=context.invocations,
+            waited_on=context.waited_on,
+        )
     return Compiled(False, context.invocations, returned)

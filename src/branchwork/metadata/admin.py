@@ -42,7 +42,12 @@ from branchwork.metadata.schema import (
     step_run_output_artifact,
     step_run_parent,
 )
-from branchwork.metadata.store import MIGRATIONS_DIR, current_revision, get_engine
+from branchwork.metadata.store import (
+    MIGRATIONS_DIR,
+    current_revision,
+    get_engine,
+    write_transaction,
+)
 from branchwork.models.responses import ArtifactVersionResponse, PipelineRunResponse
 
 _CHUNK = 500
@@ -222,7 +227,7 @@ def _linked_versions(conn: Connection, version_ids: set[str]) -> set[str]:
 def delete_run(engine: Engine, id_or_name: str, force: bool = False) -> DeletedRun:
     """Delete a run and its rows, and the artifact versions nothing else uses; see the
     module docstring. An unfinished run is refused unless `force` (its process is gone)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         run = conn.execute(
             select(
                 pipeline_run.c.id,

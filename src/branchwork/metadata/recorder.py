@@ -18,6 +18,7 @@ from sqlalchemy import Engine, bindparam
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.bulk import BulkStatement
+from branchwork.metadata.store import write_transaction
 from branchwork.metadata.upsert import insert_ignore
 
 _FINISH_FIELDS = (
@@ -231,7 +232,7 @@ class Recorder:
         )
         if not self._run_update and not any(rows for _, rows in batches):
             return
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for statement, rows in batches:
                 if rows:
                     statement.execute(conn, rows)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
+from branchwork.metadata.store import write_transaction
 from branchwork.metadata.upsert import insert_ignore
 
 
@@ -42,7 +43,7 @@ def create_placeholder_run(
     created = utc(now)
     snapshot_id, run_id = new_id(), new_id()
     params_json = json.dumps(parameters)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             insert_ignore(engine, schema.pipeline),
             {"id": pipeline_id(pipeline_name), "name": pipeline_name, "created": created},
@@ -89,7 +90,7 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     its orchestration process died. A run that did finish is left as it is."""
     import traceback
 
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
@@ -108,7 +109,7 @@ def reap_stale_runs(engine: Engine, stale_after: float) -> int:
     """Mark FAILED the running runs whose loop stopped heartbeating `stale_after` seconds
     ago (its process was killed); returns how many. `resume` picks them up from there."""
     now = time.time()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         result = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.status == "running")
@@ -128,7 +129,7 @@ def reap_stale_runs(engine: Engine, stale_after: float) -> int:
 
 def reopen_run(engine: Engine, run_id: str) -> bool:
     """Put a FAILED or STOPPED run back to INITIALIZING for a resume; False if it is not."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         result = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)

@@ -13,10 +13,11 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from branchwork.config.home import store_url
@@ -64,10 +65,24 @@ def clear_store_errors(engine: Engine) -> Iterator[None]:
         ) from None
 
 
+_writing: ContextVar[bool] = ContextVar("branchwork_store_writing", default=False)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so
+    concurrent writers wait for each other (busy timeout) instead of failing on lock upgrade;
+    reads keep a plain BEGIN and never take it."""
+    token = _writing.set(True)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        _writing.reset(token)
+
+
 def _begin_sqlite(conn: Any) -> None:
-    # IMMEDIATE takes the write lock at BEGIN, so concurrent writers wait (busy_timeout)
-    # instead of failing later with "database is locked" on lock upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -145,7 +160,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run Alembic migrations up to `revision` in one transaction."""
     from alembic import command
 
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         command.upgrade(alembic_config(conn), revision)
 
 

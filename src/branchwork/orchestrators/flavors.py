@@ -8,7 +8,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from branchwork.exceptions import ConfigurationError
+from branchwork.exceptions import BranchworkError, ConfigurationError
 
 _BUILT_IN = {
     "local": "branchwork.orchestrators.local:LocalOrchestrator",
@@ -41,7 +41,9 @@ def orchestrator_from_config(spec: dict[str, Any], name: str | None, config: dic
     try:
         cls = orchestrator_class(flavor, spec.get("class"))
         return cls(name, **config)
-    except (TypeError, ImportError, AttributeError) as error:
+    except ConfigurationError:
+        raise
+    except (TypeError, ValueError, ImportError, AttributeError, BranchworkError) as error:
         raise ConfigurationError(
-            f"Orchestrator flavor {flavor!r} cannot be rebuilt: {error}"
+            f"Orchestrator flavor {flavor!r} cannot be built with {config}: {error}"
         ) from None

@@ -55,7 +55,7 @@ class LocalOrchestrator(BaseOrchestrator):
             parse_memory(memory) if memory is not None else detected.memory,
             float(gpu_count) if gpu_count is not None else detected.gpu,
         )
-        self.max_workers = max_workers or max(16, 4 * int(detected.cpu))
+        self.max_workers = max(16, 4 * int(detected.cpu)) if max_workers is None else max_workers
         if self.max_workers < 1:
             raise OrchestratorError(f"max_workers must be at least 1, got {max_workers}")
         self.failure_mode = FailureMode(failure_mode)

@@ -60,13 +60,21 @@ _active: ContextVar[Stack | None] = ContextVar("branchwork_active_stack", defaul
 
 
 def default_stack() -> Stack:
+    """The built-in stack: the local orchestrator, artifacts under the branchwork home."""
     from branchwork.orchestrators.local import LocalOrchestrator
 
     return Stack("default", LocalOrchestrator(), LocalArtifactStore(artifacts_dir()))
 
 
 def get_active_stack() -> Stack:
-    return _active.get() or default_stack()
+    """The stack of a `with active_stack(...)` block; else the one set active in the store's
+    stack registry (`branchwork stack set NAME`); else the built-in default."""
+    scoped = _active.get()
+    if scoped is not None:
+        return scoped
+    from branchwork.stack.registry import registered_active_stack  # loads SQLAlchemy
+
+    return registered_active_stack() or default_stack()
 
 
 @contextmanager

@@ -1,0 +1,173 @@
+"""A grouped DAG (see `cli.graph`) as text, Mermaid, Graphviz DOT or SVG.
+
+Every format draws the same thing: one node per group (`process_partition ×1000` is one
+box), one edge per parent group, the status summary under the label when the graph comes
+from a run, and, for a dynamic pipeline drawn before it runs, a dashed "continues at run
+time" node after the step whose value the pipeline needs first. Mermaid and DOT are text for
+other tools to draw; SVG is drawn here (`cli.svg`), so no Graphviz is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from enum import Enum
+
+from rich.console import Console
+from rich.text import Text
+
+from branchwork.cli.graph import Group, groups_tree
+
+
+class GraphFormat(str, Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+
+
+CONTINUES = "… continues at run time"
+
+# Fill and stroke per status; a group of mixed statuses takes the first of SEVERITY it has.
+COLORS = {
+    "failed": ("#fee2e2", "#dc2626"),
+    "stopped": ("#f3e8ff", "#9333ea"),
+    "running": ("#fef9c3", "#ca8a04"),
+    "initializing": ("#f3f4f6", "#6b7280"),
+    "retried": ("#ffedd5", "#ea580c"),
+    "completed": ("#dcfce7", "#16a34a"),
+    "cached": ("#cffafe", "#0891b2"),
+}
+PLANNED = ("#eef2ff", "#4f46e5")  # before a run: no status yet
+SEVERITY = tuple(COLORS)
+
+
+@dataclass
+class GraphView:
+    """What to draw: a title, the groups, and for a partly known graph where it goes on."""
+
+    title: str
+    groups: list[Group]
+    note: str | None = None
+    continues_after: int | None = None
+    empty: str = "(no steps recorded)"
+
+
+def summary(group: Group) -> str:
+    """`completed`, or `completed 998, failed 2` for mixed statuses; "" before a run."""
+    counts = group.status_counts()
+    if len(counts) == 1:
+        return counts[0][0]
+    return ", ".join(f"{status} {count}" for status, count in counts)
+
+
+def status_of(group: Group) -> str | None:
+    """The status that colours a group: the most severe one among its members."""
+    present = {status for status, _ in group.status_counts()}
+    return next((status for status in SEVERITY if status in present), None)
+
+
+def colors(group: Group) -> tuple[str, str]:
+    status = status_of(group)
+    return COLORS.get(status, PLANNED) if status else PLANNED
+
+
+def render(view: GraphView, fmt: GraphFormat) -> str:
+    if fmt is GraphFormat.mermaid:
+        return to_mermaid(view)
+    if fmt is GraphFormat.dot:
+        return to_dot(view)
+    if fmt is GraphFormat.svg:
+        from branchwork.cli.svg import to_svg
+
+        return to_svg(view)
+    return to_text(view)
+
+
+def tree(view: GraphView) -> object:
+    """The Rich tree of the text format (the dynamic note is printed after it)."""
+    built = groups_tree(Text(view.title), view.groups, view.continues_after)
+    if not view.groups:
+        built.children.clear()
+        built.add(Text(view.empty, style="dim"))
+    return built
+
+
+def to_text(view: GraphView) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=1000, color_system=None, highlight=False).print(tree(view))
+    if view.note:
+        buffer.write(view.note + "\n")
+    return buffer.getvalue()
+
+
+# ---- Mermaid -------------------------------------------------------------------------------
+
+
+def _mermaid_text(text: str) -> str:
+    for char, entity in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        text = text.replace(char, entity)
+    return text
+
+
+def to_mermaid(view: GraphView) -> str:
+    lines = ["---", f"title: {_mermaid_text(view.title)}", "---"]
+    if view.note:
+        lines.append(f"%% {view.note}")
+    lines.append("flowchart TD")
+    used: dict[str, list[str]] = {}
+    for index, group in enumerate(view.groups):
+        label = _mermaid_text(group.label)
+        if summary(group):
+            label += f"<br/><small>{_mermaid_text(summary(group))}</small>"
+        lines.append(f'    g{index}["{label}"]')
+        used.setdefault(status_of(group) or "planned", []).append(f"g{index}")
+    if not view.groups:
+        lines.append(f'    empty["{_mermaid_text(view.empty)}"]')
+    for index, group in enumerate(view.groups):
+        lines.extend(f"    g{parent} --> g{index}" for parent in group.parents)
+    if view.continues_after is not None:
+        lines.append(f'    continues(["{CONTINUES}"])')
+        lines.append(f"    g{view.continues_after} -.-> continues")
+        lines.append("    style continues stroke-dasharray: 5 5")
+    for status, nodes in used.items():
+        fill, stroke = COLORS.get(status, PLANNED)
+        lines.append(f"    classDef {status} fill:{fill},stroke:{stroke},color:#111827")
+        lines.append(f"    class {','.join(nodes)} {status}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- DOT -----------------------------------------------------------------------------------
+
+
+def _dot_label(*lines: str) -> str:
+    """A quoted DOT string of `lines`, joined by DOT's own line break."""
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines if line)
+    return '"' + "\\n".join(escaped) + '"'
+
+
+def to_dot(view: GraphView) -> str:
+    lines = ["digraph branchwork {"]
+    if view.note:
+        lines.append(f"    // {view.note}")
+    lines += [
+        f"    label={_dot_label(view.title, view.note or '')};",
+        "    labelloc=t;",
+        "    rankdir=TB;",
+        '    node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '    edge [color="#6b7280", arrowsize=0.7];',
+    ]
+    for index, group in enumerate(view.groups):
+        fill, stroke = colors(group)
+        label = _dot_label(group.label, summary(group))
+        extra = ", peripheries=2" if len(group.members) > 1 else ""
+        lines.append(f'    g{index} [label={label}, fillcolor="{fill}", color="{stroke}"{extra}];')
+    if not view.groups:
+        lines.append(f"    empty [label={_dot_label(view.empty)}, style=dashed];")
+    for index, group in enumerate(view.groups):
+        lines.extend(f"    g{parent} -> g{index};" for parent in group.parents)
+    if view.continues_after is not None:
+        lines.append(f'    continues [label="{CONTINUES}", style="rounded,dashed"];')
+        lines.append(f"    g{view.continues_after} -> continues [style=dashed];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

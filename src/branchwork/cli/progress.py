@@ -1,0 +1,332 @@
+"""Progress of a run while `branchwork run` / `runs resume` wait for it, read from the store.
+
+The pipeline runs in the command's main thread, exactly as a script calling it would, so
+Ctrl-C reaches it there (the local loop records the run STOPPED; a local_process
+submission forwards SIGTERM to its orchestration process). A watcher thread reads the run's
+step runs from the metadata store four times a second and hands the counts to a sink:
+
+- on a terminal (stdout and stderr are TTYs, $CI unset): a Rich live view on stdout with a
+  spinner, the counts — discovered / running / cached / completed / failed — and a bar, its
+  totals growing as a dynamic pipeline discovers steps;
+- otherwise: plain lines on stderr, one when the counts change but at most one a second,
+  plus the final counts; stdout keeps only the run, status and result lines for scripts.
+
+Reading the store (and not the loop's memory) is what makes this work the same for every
+orchestrator, the in-process one and those whose loop runs in another process. The store
+knows an invocation once it is launched or cached (static runs: once the run is created, from
+the snapshot), so "discovered" counts those; steps a dynamic loop holds back, waiting for
+inputs, appear when they launch. The run is the one of this pipeline created after the
+command started (or, for resume, the run itself).
+
+The queries here are small read-only SQLAlchemy Core reads of `metadata.schema`; they would
+sit with the other store reads in `metadata/admin.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from branchwork.cli.render import STATUS_STYLES
+
+INTERVAL = 0.25  # seconds between reads of the store
+PLAIN_INTERVAL = 1.0  # at most one plain line per this many seconds
+
+
+@dataclass(frozen=True)
+class Counts:
+    discovered: int = 0
+    running: int = 0
+    cached: int = 0
+    completed: int = 0
+    failed: int = 0
+    stopped: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.cached + self.completed + self.failed + self.stopped
+
+    def fields(self) -> list[tuple[str, int]]:
+        shown = [
+            ("discovered", self.discovered),
+            ("running", self.running),
+            ("cached", self.cached),
+            ("completed", self.completed),
+            ("failed", self.failed),
+        ]
+        return shown + ([("stopped", self.stopped)] if self.stopped else [])
+
+    def line(self) -> str:
+        return ", ".join(f"{count} {label}" for label, count in self.fields())
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run_id: str
+    run_name: str
+    status: str
+    counts: Counts
+
+    @property
+    def done(self) -> bool:
+        return self.status not in ("initializing", "running")
+
+
+# ---- reading the store ---------------------------------------------------------------------
+
+
+def read_progress(engine: Any, run_id: str) -> RunProgress | None:
+    """The run's status and step counts (latest attempt of each invocation)."""
+    from sqlalchemy import select
+
+    from branchwork.metadata import schema as s
+
+    with engine.connect() as conn:
+        run = conn.execute(
+            select(
+                s.pipeline_run.c.name, s.pipeline_run.c.status, s.pipeline_run.c.snapshot_id
+            ).where(s.pipeline_run.c.id == run_id)
+        ).one_or_none()
+        if run is None:
+            return None
+        planned = set(
+            conn.execute(
+                select(s.step_configuration.c.name).where(
+                    s.step_configuration.c.snapshot_id == run.snapshot_id
+                )
+            ).scalars()
+        )
+        rows = conn.execute(
+            select(s.step_run.c.name, s.step_run.c.attempt, s.step_run.c.status).where(
+                s.step_run.c.run_id == run_id
+            )
+        ).all()
+    latest: dict[str, tuple[int, str]] = {}
+    for name, attempt, status in rows:
+        if name not in latest or attempt >= latest[name][0]:
+            latest[name] = (attempt, status)
+    statuses = [status for _, status in latest.values()]
+
+    def count(*names: str) -> int:
+        return sum(1 for status in statuses if status in names)
+
+    counts = Counts(
+        discovered=len(planned | set(latest)),
+        running=count("running", "retried", "initializing"),
+        cached=count("cached"),
+        completed=count("completed"),
+        failed=count("failed"),
+        stopped=count("stopped"),
+    )
+    return RunProgress(run_id, run.name, run.status, counts)
+
+
+class RunLocator:
+    """Finds the run to watch: a known one, or the first run of `pipeline_name` created after
+    this object was (runs newer than the ones it saw then)."""
+
+    def __init__(self, engine: Any, pipeline_name: str | None, run_id: str | None = None) -> None:
+        from branchwork.metadata.queries import list_run_ids
+
+        self._engine = engine
+        self._pipeline = pipeline_name
+        self.run_id = run_id
+        self._seen: set[str] = set()
+        if run_id is None:
+            self._seen = set(list_run_ids(engine, pipeline_name, 20))
+
+    def __call__(self) -> str | None:
+        if self.run_id is None:
+            from branchwork.metadata.queries import list_run_ids
+
+            fresh = [
+                i for i in list_run_ids(self._engine, self._pipeline, 20) if i not in self._seen
+            ]
+            if fresh:
+                self.run_id = fresh[-1]  # the oldest of the new ones: started first, ours
+        return self.run_id
+
+
+# ---- sinks ---------------------------------------------------------------------------------
+
+
+class PlainSink:
+    """A line on `stream` when the counts change, at most one per `interval` seconds."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        interval: float = PLAIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._clock = clock
+        self._start = clock()
+        self._printed: tuple[str, Counts] | None = None
+        self._printed_at: float | None = None
+
+    def _write(self, progress: RunProgress) -> None:
+        elapsed = self._clock() - self._start
+        self._stream.write(f"[{elapsed:6.1f}s] {progress.run_name}: {progress.counts.line()}\n")
+        self._stream.flush()
+        self._printed = (progress.status, progress.counts)
+        self._printed_at = self._clock()
+
+    def update(self, progress: RunProgress | None) -> None:
+        if progress is None or not progress.counts.discovered:
+            return  # nothing to count yet
+        if self._printed == (progress.status, progress.counts):
+            return
+        if self._printed_at is None or self._clock() - self._printed_at >= self._interval:
+            self._write(progress)
+
+    def finish(self, progress: RunProgress | None) -> None:
+        if progress is not None and (self._printed or ("", None))[1] != progress.counts:
+            self._write(progress)
+
+
+def live_view(progress: RunProgress | None, pipeline_name: str, elapsed: float) -> Any:
+    """What the live view shows for one reading of the store."""
+    clock = f"{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}"
+    if progress is None:
+        return Spinner("dots", Text(f"Starting pipeline {pipeline_name} … {clock}"))
+    head = Text.assemble(
+        ("Run ", "bold"),
+        progress.run_name,
+        "  ",
+        (progress.status, STATUS_STYLES.get(progress.status, "")),
+        f"  {clock}",
+    )
+    counts = Table.grid(padding=(0, 3))
+    fields = progress.counts.fields()
+    for _ in fields:
+        counts.add_column(justify="right")
+    styles = {"running": "yellow", "discovered": "bold"}
+    counts.add_row(
+        *(
+            Text.assemble(
+                (str(count), STATUS_STYLES.get(label, styles.get(label, ""))), f" {label}"
+            )
+            for label, count in fields
+        )
+    )
+    total = max(progress.counts.discovered, 1)
+    bar = Table.grid(padding=(0, 1))
+    bar.add_column(width=40)
+    bar.add_column()
+    bar.add_row(
+        ProgressBar(total=total, completed=progress.counts.finished, width=40),
+        Text(f"{progress.counts.finished}/{progress.counts.discovered} finished", style="dim"),
+    )
+    if progress.done:
+        mark = Text("✓ " if progress.status == "completed" else "✗ ", style="bold")
+        return Group(mark + head, counts, bar)
+    return Group(Spinner("dots", head), counts, bar)
+
+
+class LiveSink:
+    """A Rich live view, refreshed by the watcher (no refresh thread of Rich's own)."""
+
+    def __init__(self, console: Console, pipeline_name: str) -> None:
+        self._pipeline = pipeline_name
+        self._start = time.monotonic()
+        self._live = Live(
+            live_view(None, pipeline_name, 0),
+            console=console,
+            auto_refresh=False,
+            transient=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._live.start()
+
+    def _show(self, progress: RunProgress | None) -> None:
+        view = live_view(progress, self._pipeline, time.monotonic() - self._start)
+        self._live.update(view, refresh=True)
+
+    def update(self, progress: RunProgress | None) -> None:
+        self._show(progress)
+
+    def finish(self, progress: RunProgress | None) -> None:
+        if progress is None:  # it never started (a bad parameter, say): leave no spinner
+            self._live.update(Text(""), refresh=True)
+        else:
+            self._show(progress)
+        self._live.stop()
+
+
+# ---- the watcher ---------------------------------------------------------------------------
+
+
+def on_terminal() -> bool:
+    """Whether both stdout and stderr are terminals (as Rich sees stdout, too)."""
+    return Console().is_terminal and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def progress_mode(enabled: bool, terminal: bool | None = None) -> str:
+    """The progress to show: off, live (on a terminal) or plain (a pipe, a file, $CI set)."""
+    if not enabled:
+        return "off"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return "plain"
+    return "live" if (on_terminal() if terminal is None else terminal) else "plain"
+
+
+class Watcher:
+    """Reads the store every INTERVAL seconds in a thread and feeds a sink, while the block
+    runs; a last reading when it ends (also when the run failed)."""
+
+    def __init__(self, locate: Callable[[], str | None], sink: Any, engine: Any) -> None:
+        self._locate = locate
+        self._sink = sink
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="branchwork-progress", daemon=True)
+
+    def _read(self) -> RunProgress | None:
+        try:
+            run_id = self._locate()
+            return None if run_id is None else read_progress(self._engine, run_id)
+        except Exception:  # progress is best effort: a busy store must not break the run
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(INTERVAL):
+            progress = self._read()
+            if progress is not None or isinstance(self._sink, LiveSink):
+                self._sink.update(progress)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sink.finish(self._read())
+
+
+def watch(mode: str, locate: Callable[[], str | None], pipeline_name: str, engine: Any) -> Any:
+    """A context manager showing progress in `mode` ("off": nothing)."""
+    from contextlib import nullcontext
+
+    if mode == "off":
+        return nullcontext()
+    if mode == "live":
+        sink: Any = LiveSink(Console(highlight=False), pipeline_name)
+    else:
+        sink = PlainSink(sys.stderr)
+    return Watcher(locate, sink, engine)

@@ -1,0 +1,100 @@
+"""`branchwork runs diff RUN_A RUN_B`: where two runs' graphs differ."""
+
+from __future__ import annotations
+
+from branchwork import Client, pipeline, step
+
+
+@step
+def load(size: int) -> list:
+    return list(range(size))
+
+
+@step
+def small_model(data: list) -> str:
+    return "small"
+
+
+@step
+def big_model(data: list) -> str:
+    return "big"
+
+
+@step
+def check(data: list) -> bool:
+    return bool(data)
+
+
+@step
+def report(model: str, checks: list) -> str:
+    return f"{model}: {sum(checks)} checks"
+
+
+@pipeline
+def cli_branching(size: int = 10):
+    data = load(size)
+    small = len(data) < 20  # the graph depends on a step's output, so on the parameter
+    model = small_model(data, id="model") if small else big_model(data, id="model")
+    checks = [check(data) for _ in range(1 if small else 2)]
+    return report(model, checks)
+
+
+def run(size: int):
+    cli_branching(size=size)
+    return Client().list_pipeline_runs(pipeline="cli_branching", limit=1)[0]
+
+
+def test_diff_of_runs_whose_branch_depends_on_a_parameter(cli, cli_json):
+    small, big = run(10), run(30)
+    data = cli_json("runs", "diff", small.name, big.name)
+    assert data["run_a"] == small.name and data["run_b"] == big.name
+    assert data["same"] is False
+    assert data["only_in_a"] == []
+    assert data["only_in_b"] == ["check_2"]
+    assert data["different_step"] == [{"invocation": "model", "a": "small_model", "b": "big_model"}]
+    keys = {item["invocation"]: item for item in data["different_cache_key"]}
+    assert set(keys) == {"load", "check", "report"}
+    assert keys["load"]["reasons"] == ["inputs"]
+    assert keys["load"]["inputs"] == {"size": ["10", "30"]}
+    assert keys["check"]["reasons"] == ["input contents"]  # same wiring, other data
+    assert keys["report"]["reasons"] == ["inputs"]
+    assert keys["report"]["inputs"]["checks"] == [
+        "[check.output]",
+        "[check.output, check_2.output]",
+    ]
+    assert data["different_parents"] == [
+        {"invocation": "report", "a": ["check", "model"], "b": ["check", "check_2", "model"]}
+    ]
+
+    result = cli("runs", "diff", small.name, big.name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{small.name} and {big.name} differ in 6 places:"
+    assert lines[1].split() == ["DIFFERENCE", "INVOCATION", "DETAIL"]
+    rows = [" ".join(line.split()) for line in lines[2:]]
+    assert rows == [
+        f"only in {big.name} check_2",
+        "different step model small_model → big_model",
+        "different cache key load inputs (size: 10 → 30)",
+        "different cache key check input contents",
+        "different cache key report inputs (checks: [check.output] → "
+        "[check.output, check_2.output])",
+        "different parents report check, model → check, check_2, model",
+    ]
+    assert cli("runs", "diff", small.name, big.name, "--exit-code").exit_code == 1
+
+
+def test_diff_of_identical_graphs_says_same_graph(cli, cli_json):
+    first = run(10)
+    second = run(10)  # served from the cache: same ids, same keys, same parents
+    result = cli("runs", "diff", first.name, second.id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"same graph: {first.name} and {second.name}"
+    assert cli("runs", "diff", first.name, second.name, "--exit-code").exit_code == 0
+    data = cli_json("runs", "diff", first.name, second.name)
+    assert data["same"] is True and data["different_cache_key"] == []
+
+
+def test_diff_of_a_missing_run_is_a_one_line_error(cli, assert_error):
+    first = run(10)
+    assert_error(cli("runs", "diff", first.name, "nope"), "No pipeline run with id or name 'nope'")

@@ -1,0 +1,108 @@
+"""`branchwork runs logs RUN [STEP]` and the run metadata in `runs show`."""
+
+from __future__ import annotations
+
+import logging
+
+from branchwork import Client, log_metadata, pipeline, step
+
+
+@step
+def talk(n: int) -> list:
+    print(f"making {n} numbers")
+    logging.getLogger("cli.talk").warning("this one is logged")
+    return list(range(n))
+
+
+@step
+def quiet(values: list) -> int:
+    return len(values)
+
+
+@step
+def shout(values: list, count: int) -> int:
+    print(f"summing {count} values")
+    print("done summing")
+    log_metadata({"total": sum(values), "tags": ["a", "b"]})
+    return sum(values)
+
+
+@pipeline
+def cli_talking(n: int = 3):
+    values = talk(n)
+    return shout(values, quiet(values))
+
+
+def latest():
+    return Client().list_pipeline_runs(pipeline="cli_talking", limit=1)[0]
+
+
+def test_runs_logs_prints_every_invocation_under_a_header(cli):
+    cli_talking()
+    run = latest()
+    result = cli("runs", "logs", run.name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "==> talk (completed) <==",
+        "making 3 numbers",
+        "WARNING cli.talk: this one is logged",
+        "==> shout (completed) <==",
+        "summing 3 values",
+        "done summing",
+        "(1 other invocations printed nothing.)",
+    ]
+
+
+def test_runs_logs_of_one_step_is_just_its_text(cli, cli_json):
+    cli_talking()
+    run = latest()
+    result = cli("runs", "logs", run.id, "shout")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "summing 3 values\ndone summing\n"
+    assert cli("runs", "logs", run.name, "quiet").stdout == ""
+    assert cli_json("runs", "logs", run.name) == {
+        "talk": "making 3 numbers\nWARNING cli.talk: this one is logged\n",
+        "quiet": "",
+        "shout": "summing 3 values\ndone summing\n",
+    }
+
+
+def test_runs_logs_of_an_unknown_invocation_is_a_one_line_error(cli, assert_error):
+    cli_talking()
+    run = latest()
+    assert_error(
+        cli("runs", "logs", run.name, "shou"), "has no invocation 'shou'", "like it: shout"
+    )
+    assert_error(cli("runs", "logs", run.name, "nope"), f"Run '{run.name}'", "'nope'")
+    assert_error(cli("runs", "logs", "no-such-run"), "No pipeline run")
+
+
+def test_runs_logs_when_nothing_was_printed(cli):
+    cli_talking()
+    cli_talking()  # all cached: nothing ran, nothing printed
+    result = cli("runs", "logs", latest().name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"No step of run '{latest().name}' printed or logged anything."
+
+
+def test_runs_show_includes_run_metadata(cli, cli_json):
+    cli_talking(n=4)
+    run = latest()
+    out = cli("runs", "show", run.name).stdout
+    lines = out.splitlines()
+    assert "Metadata" in lines
+    metadata = lines[lines.index("Metadata") + 1 :]
+    assert metadata[0].split() == ["shout", "total=6", 'tags=["a",', '"b"]']
+    steps = {s["invocation_id"]: s for s in cli_json("runs", "show", run.name)["steps"]}
+    assert steps["shout"]["run_metadata"] == {"total": 6, "tags": ["a", "b"]}
+    assert steps["talk"]["run_metadata"] == {}
+
+
+def test_runs_show_without_metadata_has_no_metadata_section(cli):
+    @pipeline(name="cli_plain")
+    def cli_plain(n: int = 2):
+        return quiet(talk(n))
+
+    cli_plain()
+    run = Client().list_pipeline_runs(pipeline="cli_plain", limit=1)[0]
+    assert "Metadata" not in cli("runs", "show", run.name).stdout

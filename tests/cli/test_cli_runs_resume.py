@@ -1,0 +1,116 @@
+"""`branchwork runs resume RUN [--accept-new-graph]`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from branchwork import Client
+
+PIPELINES = """
+from pathlib import Path
+
+from branchwork import pipeline, step
+
+
+@step
+def first(folder: str) -> int:
+    with open(Path(folder, "first.log"), "a") as log:
+        log.write("ran\\n")
+    return 1
+
+
+@step
+def flaky(folder: str, x: int) -> int:
+    if Path(folder, "fail").exists():
+        raise RuntimeError("told to fail by the flag file")
+    return x + 1
+
+
+@step
+def variant_a(x: int) -> int:
+    return x + 10
+
+
+@step
+def variant_b(x: int) -> int:
+    return x + 20
+
+
+@pipeline
+def resumable(folder: str):
+    return flaky(folder, first(folder))
+
+
+@pipeline
+def switching(folder: str):
+    x = first(folder)
+    use_b = Path(folder, "use-b").exists()  # not deterministic: a resume can diverge
+    second = variant_b(x, id="second") if use_b else variant_a(x, id="second")
+    return flaky(folder, second)
+"""
+
+
+def test_resume_a_failed_run_after_removing_the_flag(cli, pipeline_file, tmp_path, assert_error):
+    target = pipeline_file("resumable", PIPELINES)
+    (tmp_path / "fail").touch()
+    failed = cli("run", f"{target}:resumable", "-p", f"folder={tmp_path}")
+    assert_error(failed, "step 'flaky'", "told to fail")
+    run = Client().list_pipeline_runs(pipeline="resumable", limit=1)[0]
+    assert run.status == "failed"
+
+    (tmp_path / "fail").unlink()
+    result = cli("runs", "resume", run.name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"Run:    {run.name}", "Status: completed", "Result: 2"]
+    resumed = Client().get_pipeline_run(run.id)
+    assert resumed.status == "completed"
+    assert resumed.steps["first"].attempt == 1  # reused, not run again
+    assert resumed.steps["flaky"].attempt == 2
+    assert (tmp_path / "first.log").read_text() == "ran\n"
+
+    assert_error(cli("runs", "resume", run.name), "is completed", "only failed or stopped runs")
+    assert_error(cli("runs", "resume", "no-such-run"), "No pipeline run")
+
+
+def test_resume_that_diverges_names_the_invocation(cli, pipeline_file, tmp_path, assert_error):
+    target = pipeline_file("switching", PIPELINES)
+    (tmp_path / "fail").touch()
+    assert cli("run", f"{target}:switching", "-p", f"folder={tmp_path}").exit_code == 1
+    run = Client().list_pipeline_runs(pipeline="switching", limit=1)[0]
+    (tmp_path / "fail").unlink()
+    (tmp_path / "use-b").touch()
+
+    line = assert_error(
+        cli("runs", "resume", run.name),
+        f"Resumed run '{run.name}'",
+        "invocation 'second' now names step 'variant_b', but ran step 'variant_a'",
+        "--accept-new-graph",
+    )
+    assert "accept_new_graph=True" not in line, line
+    assert Client().get_pipeline_run(run.id).status == "failed"
+
+    result = cli("runs", "resume", run.name, "--accept-new-graph")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2:] == ["Status: completed", "Result: 22"]
+    assert Client().get_pipeline_run(run.id).steps["second"].step_name == "variant_b"
+
+
+def test_resume_in_a_fresh_process_loads_the_pipeline_from_its_file(cli, pipeline_file, tmp_path):
+    target = pipeline_file("resumable", PIPELINES)
+    (tmp_path / "fail").touch()
+    assert cli("run", f"{target}:resumable", "-p", f"folder={tmp_path}").exit_code == 1
+    run = Client().list_pipeline_runs(pipeline="resumable", limit=1)[0]
+    (tmp_path / "fail").unlink()
+    script = Path(sys.executable).parent / "branchwork"
+    done = subprocess.run(
+        [str(script), "runs", "resume", run.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"Run:    {run.name}", "Status: completed", "Result: 2"]
+    assert "completed, 0 failed" in done.stderr  # plain progress: not a terminal
