@@ -132,7 +132,10 @@ def main() -> None:
         os.environ["BRANCHWORK_HOME"] = home
         started = time.perf_counter()
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        print(f"local Ray cluster of 2 CPUs started in {time.perf_counter() - started:.1f}s")
+        print(
+            f"local Ray cluster of 2 CPUs started in {time.perf_counter() - started:.1f}s "
+            f"(load average {os.getloadavg()[0]:.1f}: other work on the machine skews the figures)"
+        )
         driver, cluster = RayOrchestrator(), RayOrchestrator(loop="cluster")
         for warm in (lambda: plain_fan_out(n), on(driver, fan_out, n=n), on(cluster, fan_out, n=n)):
             warm()

@@ -87,22 +87,28 @@ def total(values: list[int]) -> int:
     return sum(values)
 
 
-@step
-def rendezvous(marker_dir: str, index: int, parties: int) -> int:
+def meet(marker_dir: str, index: int, parties: int) -> None:
     """Returns only once `parties` steps have started: proves they run at the same time."""
     Path(marker_dir, f"{index}.started").touch()
     deadline = time.monotonic() + 60
     while len(list(Path(marker_dir).glob("*.started"))) < parties:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only some of {parties} steps ever ran at the same time")
+            raise TimeoutError(f"fewer than {parties} steps ever ran at the same time")
         time.sleep(0.02)
+
+
+@step
+def rendezvous(marker_dir: str, index: int, parties: int) -> int:
+    meet(marker_dir, index, parties)
     return os.getpid()
 
 
 @step(settings={"resources": ResourceSettings(cpu_count=1)})
-def hold_a_cpu(index: int) -> list[float]:
+def hold_a_cpu(marker_dir: str, index: int) -> list[float]:
+    """Waits for a second one to start (two CPUs: two at once), then holds its CPU."""
+    meet(marker_dir, index, 2)
     start = time.time()
-    time.sleep(1.0)
+    time.sleep(0.5)
     return [start, time.time()]
 
 
@@ -165,8 +171,8 @@ def eight_at_once(marker_dir: str):
 
 
 @pipeline(enable_cache=False)
-def four_cpu_bound():
-    return [hold_a_cpu(i) for i in range(4)]
+def four_cpu_bound(marker_dir: str):
+    return [hold_a_cpu(marker_dir, i) for i in range(4)]
 
 
 @pipeline(enable_cache=False)
@@ -232,9 +238,9 @@ def test_eight_plain_steps_run_at_the_same_time_on_two_cpus(tmp_path):
     assert len(set(step_pids)) == 8
 
 
-def test_cpu_bound_steps_hold_a_whole_cpu_each():
+def test_cpu_bound_steps_hold_a_whole_cpu_each(tmp_path):
     with on_ray():
-        intervals = four_cpu_bound()
+        intervals = four_cpu_bound(str(tmp_path))
     most_at_once = max(
         sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals
     )
@@ -372,6 +378,59 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "X"
+
+
+STOPPABLE = """
+import os, sys, time
+from pathlib import Path
+from branchwork import pipeline, step
+from branchwork.artifact_stores import LocalArtifactStore
+from branchwork.orchestrators.ray import RayOrchestrator
+from branchwork.stack import Stack, active_stack
+
+@step
+def sleeper(marker_dir: str) -> int:
+    Path(marker_dir, "step.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return 0
+
+@pipeline(dynamic=True, enable_cache=False)
+def stoppable(marker_dir: str):
+    return sleeper(marker_dir)
+
+if __name__ == "__main__":
+    address, loop, marker_dir = sys.argv[1:]
+    store = LocalArtifactStore(os.path.join(marker_dir, "artifacts"))
+    with active_stack(Stack("ray", RayOrchestrator(address=address, loop=loop), store)):
+        stoppable(marker_dir)
+"""
+
+
+@pytest.mark.parametrize("loop", ["driver", "cluster"])
+def test_ctrl_c_in_the_driver_stops_the_run_and_kills_its_step_tasks(tmp_path, loop):
+    """A separate driver attached to the test cluster, so that it can take a real SIGINT."""
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE)
+    address = ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen(
+        [sys.executable, str(script), address, loop, str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = int(wait_for_file(tmp_path / "step.pid"))
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(60) != 0
+    finally:
+        driver.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+        assert time.monotonic() < deadline, "the step's worker process outlived the run"
+        time.sleep(0.05)
+    (run,) = Client().list_pipeline_runs()
+    run = Client().get_pipeline_run(run.id)
+    assert run.status == "stopped"
+    assert run.steps["sleeper"].status == "failed"
 
 
 # ---- settings -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from branchwork.exceptions import BranchworkError, ConfigurationError
 _BUILT_IN = {
     "local": "branchwork.orchestrators.local:LocalOrchestrator",
     "local_process": "branchwork.orchestrators.local_process:LocalProcessOrchestrator",
+    "ray": "branchwork.orchestrators.ray:RayOrchestrator",
 }
 
 

@@ -15,9 +15,8 @@ Why it is built this way (docs/ray.md says more):
   I/O-bound steps run side by side on 2 CPUs, while a step with `cpu_count=1` holds a whole
   CPU and CPU-bound steps get real cores. A smaller share would start more worker processes
   per core than Ray's pool can keep warm.
-* The loop task gets its environment applied in the task, not as `runtime_env` env_vars: a
-  runtime_env is a separate pool of worker processes, and child tasks inherit it, so every
-  run (whose environment names its run id) would start fresh workers for all its steps.
+* The loop task applies its environment itself rather than as a `runtime_env` (see
+  `ray_loop`): runs then share warm worker processes.
 * Admission: the engine's capacity is the cluster's total; Ray does the real placement.
   A step no node can ever run is refused: for a static snapshot before anything runs (the
   run fails naming the step), for a dynamic one when it is launched (the step fails).
@@ -27,11 +26,9 @@ Why it is built this way (docs/ray.md says more):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import signal
 import sys
 import time
 import traceback
@@ -48,11 +45,8 @@ from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
-from branchwork.orchestrators.ray_launcher import (
-    RayLauncher,
-    applied_environment,
-    extend_import_path,
-)
+from branchwork.orchestrators.ray_launcher import RayLauncher
+from branchwork.orchestrators.ray_loop import loop_task, wait_for_loop
 from branchwork.runtime.engine import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
 from branchwork.runtime.runner import execute_run, live_submission
@@ -66,29 +60,6 @@ logger = logging.getLogger("branchwork")
 LOOPS = ("driver", "cluster")
 
 _current_run_id: ContextVar[str | None] = ContextVar("branchwork_ray_run_id", default=None)
-
-
-def run_orchestration(environment: dict[str, str]) -> int:
-    """The body of the loop's Ray task: `pipeline_runner` with `environment` applied."""
-    from branchwork.metadata.store import dispose_engines
-    from branchwork.orchestrators import pipeline_runner
-
-    extend_import_path(environment.get("PYTHONPATH", "").split(os.pathsep))
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        with applied_environment(environment):
-            return pipeline_runner.main([])
-    finally:
-        signal.signal(signal.SIGTERM, handler)  # the worker is reused: leave it as it was
-        dispose_engines()
-
-
-@functools.lru_cache(maxsize=1)
-def _loop_task() -> Any:
-    import ray
-
-    # num_cpus=0: the loop mostly waits, and must not take a CPU from its own steps.
-    return ray.remote(num_cpus=0, max_retries=0)(run_orchestration)
 
 
 class RayOrchestrator(LocalOrchestrator):
@@ -200,9 +171,9 @@ class RayOrchestrator(LocalOrchestrator):
     def _submit_loop(self, environment: dict[str, str]) -> SubmissionResult:
         self._connect()
         name = f"branchwork-loop:{environment.get('BRANCHWORK_RUN_ID', '')}"
-        ref = _loop_task().options(name=name).remote(environment)
+        ref = loop_task().options(name=name).remote(environment)
         return SubmissionResult(
-            functools.partial(_wait_for_loop, ref), {"ray_task_id": ref.task_id().hex()}
+            functools.partial(wait_for_loop, ref), {"ray_task_id": ref.task_id().hex()}
         )
 
     # ---- the loop -----------------------------------------------------------------------
@@ -275,21 +246,6 @@ class RayOrchestrator(LocalOrchestrator):
 
     def _connect(self) -> None:
         connect(self.config["address"], self.config["num_cpus"], self.config["init_args"])
-
-
-def _wait_for_loop(ref: Any) -> Any:
-    """Wait for the loop task; Ctrl-C stops the run there (KeyboardInterrupt in the task)."""
-    import ray
-
-    try:
-        return ray.get(ref)
-    except KeyboardInterrupt:
-        ray.cancel(ref)
-        with contextlib.suppress(Exception):
-            ray.get(ref, timeout=60)
-        raise
-    except ray.exceptions.RayError as error:  # the loop's worker or node died
-        return f"{type(error).__name__}: {error}"
 
 
 def _ray_task_id() -> str | None:

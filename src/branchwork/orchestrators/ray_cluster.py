@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from branchwork.config.resources import ResourceSettings
-from branchwork.exceptions import OrchestratorError
+from branchwork.exceptions import ConfigurationError, OrchestratorError
 from branchwork.runtime.engine import Request
 
 
@@ -35,8 +35,11 @@ class Demand:
         return self.cpu <= node.cpu and self.gpu <= node.gpu and self.memory <= node.memory
 
     def describe(self) -> str:
-        parts = [f"cpu_count={self.cpu:g}", f"gpu_count={self.gpu:g}"]
-        parts.append(f"memory={self.memory / 1e9:.1f}GB")
+        parts = [f"cpu_count={self.cpu:g}"]
+        if self.gpu:
+            parts.append(f"gpu_count={self.gpu:g}")
+        if self.memory:
+            parts.append(f"memory={self.memory / 1e9:.1f}GB")
         return ", ".join(parts)
 
 
@@ -118,8 +121,12 @@ def connect(address: str | None, num_cpus: int | None, init_args: dict[str, Any]
     with `num_cpus` it always starts a fresh local one of that size (Ray refuses `num_cpus`
     when attaching).
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError as error:
+        raise ConfigurationError(
+            f"The Ray orchestrator needs Ray ({error}): pip install 'branchwork[ray]'."
+        ) from None
     if ray.is_initialized():
         return
     kwargs = dict(init_args)

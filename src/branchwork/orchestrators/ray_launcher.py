@@ -32,6 +32,7 @@ from branchwork.exceptions import StepFailedError
 from branchwork.orchestrators.ray_cluster import (
     ClusterResources,
     Demand,
+    UnsatisfiableResourcesError,
     demand_for,
     task_options,
 )
@@ -229,4 +230,5 @@ def _failed(
         time.time(),
         error=error,
         traceback=traceback,
+        retryable=not isinstance(error, UnsatisfiableResourcesError),
     )

@@ -461,7 +461,7 @@ class RunLoop:
                 result.traceback,
                 metadata,
             )
-            return E.Finished(result.invocation_id, False)
+            return E.Finished(result.invocation_id, False, result.retryable)
         step = slot.invocation.step
         for name, stored in result.outputs.items():
             slot.versions[name] = self.recorder.new_version(

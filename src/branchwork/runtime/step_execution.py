@@ -68,6 +68,7 @@ class StepResult:
     traceback: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     logs: str = ""
+    retryable: bool = True  # False when another attempt cannot fare better (a refusal)
 
     @property
     def ok(self) -> bool:
