@@ -198,3 +198,31 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
 
     output = result.outputs["output"]
     assert load_artifact(output.uri, output.materializer) == 42
+
+
+CALLER = """
+import sys
+sys.path.insert(0, {here!r})
+import isolated_pipelines as ip
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+with active_stack(stack):
+    ip.sleepers(marker_dir={folder!r})
+"""
+
+
+def test_ctrl_c_in_the_caller_stops_the_run_and_its_step_processes(tmp_path):
+    script = tmp_path / "caller.py"
+    script.write_text(CALLER.format(here=str(Path(ip.__file__).parent), folder=str(tmp_path)))
+    caller = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
+    caller.send_signal(signal.SIGINT)
+    _, err = caller.communicate(timeout=60)
+    assert caller.returncode != 0 and "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in steps):
+        assert time.monotonic() < deadline, "step processes outlived Ctrl-C"
+        time.sleep(0.05)
+    run = Client().list_pipeline_runs(pipeline="sleepers")[0]
+    assert run.status == "stopped"
