@@ -9,6 +9,7 @@ result says where the outputs went, or what went wrong. The loop records both.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from typing import Any
 
@@ -22,6 +23,12 @@ def _pickle(obj: Any) -> str:
     import cloudpickle
 
     return base64.b64encode(cloudpickle.dumps(obj)).decode()
+
+
+@functools.lru_cache(maxsize=256)
+def _pickled_step(step: Any) -> str:
+    """A step pickles the same every time: once per step, not once per launch."""
+    return _pickle(step)
 
 
 def _unpickle(text: str) -> Any:
@@ -64,7 +71,7 @@ def request_to_json(request: StepRequest) -> str:
             "invocation_id": request.invocation_id,
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
-            "step": _pickle(request.step),
+            "step": _pickled_step(request.step),
             "inputs": _inputs_to_json(request.inputs),
             "artifact_store": request.artifact_store.root,
         }
