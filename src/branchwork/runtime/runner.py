@@ -95,9 +95,9 @@ def execute_run(
     params = snapshot.parameters
     # Run options come from the snapshot: in another process, the re-imported pipeline does
     # not carry what `with_options(...)` changed in the caller's.
-    enable_cache = snapshot.spec.get("enable_cache", pipeline.enable_cache) is not False
-    failure_mode = FailureMode(snapshot.spec.get("failure_mode") or failure_mode)
     spec = snapshot.spec
+    enable_cache = spec.get("enable_cache", pipeline.enable_cache) is not False
+    failure_mode = FailureMode(spec.get("failure_mode") or failure_mode)
     step_options = {n: StepOptions(**o) for n, o in (spec.get("step_options") or {}).items()}
     if not snapshot.is_dynamic and compiled is None:
         compiled = trace(pipeline.func, params, pipeline.name, enable_cache, step_options)
