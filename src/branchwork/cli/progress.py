@@ -17,9 +17,6 @@ knows an invocation once it is launched or cached (static runs: once the run is 
 the snapshot), so "discovered" counts those; steps a dynamic loop holds back, waiting for
 inputs, appear when they launch. The run is the one of this pipeline created after the
 command started (or, for resume, the run itself).
-
-The queries here are small read-only SQLAlchemy Core reads of `metadata.schema`; they would
-sit with the other store reads in `metadata/admin.py`.
 """
 
 from __future__ import annotations
@@ -89,35 +86,13 @@ class RunProgress:
 
 def read_progress(engine: Any, run_id: str) -> RunProgress | None:
     """The run's status and step counts (latest attempt of each invocation)."""
-    from sqlalchemy import select
+    from branchwork.metadata.queries import run_progress
 
-    from branchwork.metadata import schema as s
-
-    with engine.connect() as conn:
-        run = conn.execute(
-            select(
-                s.pipeline_run.c.name, s.pipeline_run.c.status, s.pipeline_run.c.snapshot_id
-            ).where(s.pipeline_run.c.id == run_id)
-        ).one_or_none()
-        if run is None:
-            return None
-        planned = set(
-            conn.execute(
-                select(s.step_configuration.c.name).where(
-                    s.step_configuration.c.snapshot_id == run.snapshot_id
-                )
-            ).scalars()
-        )
-        rows = conn.execute(
-            select(s.step_run.c.name, s.step_run.c.attempt, s.step_run.c.status).where(
-                s.step_run.c.run_id == run_id
-            )
-        ).all()
-    latest: dict[str, tuple[int, str]] = {}
-    for name, attempt, status in rows:
-        if name not in latest or attempt >= latest[name][0]:
-            latest[name] = (attempt, status)
-    statuses = [status for _, status in latest.values()]
+    found = run_progress(engine, run_id)
+    if found is None:
+        return None
+    name, status, planned, latest = found
+    statuses = list(latest.values())
 
     def count(*names: str) -> int:
         return sum(1 for status in statuses if status in names)
@@ -130,7 +105,7 @@ def read_progress(engine: Any, run_id: str) -> RunProgress | None:
         failed=count("failed"),
         stopped=count("stopped"),
     )
-    return RunProgress(run_id, run.name, run.status, counts)
+    return RunProgress(run_id, name, status, counts)
 
 
 class RunLocator:

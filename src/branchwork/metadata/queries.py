@@ -278,3 +278,33 @@ def latest_completed_run(
             .order_by(s.pipeline_run.c.created.desc())
             .limit(1)
         ).scalar()
+
+
+def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[str, str]] | None:
+    """A run's name, status, the invocations its snapshot planned, and the status of the
+    latest attempt of each invocation recorded so far (cheap enough to poll for a display)."""
+    with engine.connect() as conn:
+        run = conn.execute(
+            select(
+                s.pipeline_run.c.name, s.pipeline_run.c.status, s.pipeline_run.c.snapshot_id
+            ).where(s.pipeline_run.c.id == run_id)
+        ).one_or_none()
+        if run is None:
+            return None
+        planned = set(
+            conn.execute(
+                select(s.step_configuration.c.name).where(
+                    s.step_configuration.c.snapshot_id == run.snapshot_id
+                )
+            ).scalars()
+        )
+        rows = conn.execute(
+            select(s.step_run.c.name, s.step_run.c.attempt, s.step_run.c.status).where(
+                s.step_run.c.run_id == run_id
+            )
+        ).all()
+    latest: dict[str, tuple[int, str]] = {}
+    for name, attempt, status in rows:
+        if name not in latest or attempt >= latest[name][0]:
+            latest[name] = (attempt, status)
+    return run.name, run.status, planned, {name: st for name, (_, st) in latest.items()}

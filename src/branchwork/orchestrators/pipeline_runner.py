@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     orchestrator = stack.orchestrator
     # An orchestrator that hosts loops itself (local, local_process) does; any other (a
     # containerized one, whose job this is) gets the local loop, with steps in its threads.
-    host = orchestrator if isinstance(orchestrator, LocalOrchestrator) else LocalOrchestrator()
+    host = orchestrator if hasattr(orchestrator, "run_loop") else LocalOrchestrator()
     try:
         host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
     except KeyboardInterrupt:
