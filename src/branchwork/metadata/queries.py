@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, or_, select
 
@@ -308,3 +308,29 @@ def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[
         if name not in latest or attempt >= latest[name][0]:
             latest[name] = (attempt, status)
     return run.name, run.status, planned, {name: st for name, (_, st) in latest.items()}
+
+
+class InvocationRecord(NamedTuple):
+    """What a run recorded about one invocation (its latest attempt), for graph checks."""
+
+    step_name: str
+    code_hash: str
+    cache_key: str | None
+
+
+def invocation_records(engine: Engine, run_id: str) -> dict[str, InvocationRecord]:
+    """Invocation id -> record of a run, without loading artifacts and links (fast for
+    comparing a rerun's graph with a large earlier run)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                s.step_run.c.name,
+                s.step_run.c.attempt,
+                s.step_run.c.step_name,
+                s.step_run.c.code_hash,
+                s.step_run.c.cache_key,
+            )
+            .where(s.step_run.c.run_id == run_id)
+            .order_by(s.step_run.c.attempt)
+        ).all()
+    return {row.name: InvocationRecord(row.step_name, row.code_hash, row.cache_key) for row in rows}

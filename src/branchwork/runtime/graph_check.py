@@ -9,14 +9,28 @@ id that now names another step, changed code (on resume) or other inputs stops t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from branchwork.graph.invocation import Invocation
     from branchwork.models import StepRunResponse
 
 _REUSABLE = ("completed", "cached")
+
+
+class Recorded(Protocol):
+    """What graph checks compare: a step run or a lighter record of one."""
+
+    @property
+    def step_name(self) -> str: ...
+
+    @property
+    def code_hash(self) -> str: ...
+
+    @property
+    def cache_key(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -33,12 +47,13 @@ class GraphCheck:
         self,
         run_name: str,
         replay: dict[str, StepRunResponse] | None = None,
-        reference: tuple[str, dict[str, StepRunResponse]] | None = None,
+        reference: tuple[str, Mapping[str, Recorded]] | None = None,
         accept_new_graph: bool = False,
     ) -> None:
         self.run_name = run_name
         self.replay = replay or {}
-        self.reference_run, self.reference = reference or ("", {})
+        self.reference_run: str = reference[0] if reference else ""
+        self.reference: Mapping[str, Recorded] = reference[1] if reference else {}
         self.accept_new_graph = accept_new_graph
         self._agreed: set[str] = set()  # invocations found identical to the reference so far
 
@@ -92,7 +107,7 @@ class GraphCheck:
         )
 
 
-def _difference(record: StepRunResponse, step_name: str, code_hash: str, key: str) -> str | None:
+def _difference(record: Recorded, step_name: str, code_hash: str, key: str) -> str | None:
     """How a recorded invocation differs from the one the pipeline now makes, if it does."""
     if record.step_name != step_name:
         return f"now names step '{step_name}', but ran step '{record.step_name}'"

@@ -19,7 +19,7 @@ from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
 from branchwork.exceptions import StepFailedError
 from branchwork.graph.tracing import Compiled, trace
-from branchwork.metadata.queries import get_run, latest_completed_run
+from branchwork.metadata.queries import get_run, invocation_records, latest_completed_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.context import run_context
@@ -111,8 +111,8 @@ def execute_run(
             store, pipeline.name, json.dumps(params), except_run_id=run.id
         )
         if reference_id is not None:
-            reference_run = get_run(store, reference_id)
-            reference = (reference_run.name, reference_run.steps)
+            reference_name = get_run(store, reference_id, include_steps=False).name
+            reference = (reference_name, invocation_records(store, reference_id))
     recorder = Recorder(store, run.id)
     loop = RunLoop(
         run_id=run.id,
