@@ -20,8 +20,6 @@ Why it is built this way (docs/ray.md says more):
 * Admission: the engine's capacity is the cluster's total; Ray does the real placement.
   A step no node can ever run is refused: for a static snapshot before anything runs (the
   run fails naming the step), for a dynamic one when it is launched (the step fails).
-* It subclasses `LocalOrchestrator` only because `pipeline_runner` lets exactly those host
-  their own loop; it overrides everything that uses the machine's capacity.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
-from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
 from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import loop_task, wait_for_loop
@@ -62,7 +59,7 @@ LOOPS = ("driver", "cluster")
 _current_run_id: ContextVar[str | None] = ContextVar("branchwork_ray_run_id", default=None)
 
 
-class RayOrchestrator(LocalOrchestrator):
+class RayOrchestrator(BaseOrchestrator):
     """Runs pipelines on a Ray cluster; see the module docstring."""
 
     flavor = "ray"
@@ -80,8 +77,7 @@ class RayOrchestrator(LocalOrchestrator):
         check_resources: bool = True,
         init_args: dict[str, Any] | None = None,
     ) -> None:
-        BaseOrchestrator.__init__(
-            self,
+        super().__init__(
             name,
             address=address,
             num_cpus=num_cpus,
@@ -204,11 +200,6 @@ class RayOrchestrator(LocalOrchestrator):
             orchestrator_run_id=orchestrator_run_id,
             failure_mode=self.failure_mode,
         )
-
-    def step_launcher(self) -> Launcher:
-        """How the loop launches steps: Ray tasks (`runtime="inline"` ones in its threads)."""
-        self._connect()
-        return self._launcher(ClusterResources.current(), None)
 
     def _launcher(self, cluster: ClusterResources, orchestrator_run_id: str | None) -> Launcher:
         environment = {ORCHESTRATOR_RUN_ID_ENV: orchestrator_run_id} if orchestrator_run_id else {}
