@@ -45,6 +45,9 @@ class Invocation:
     upstream: tuple[str, ...]
     after: tuple[str, ...]
     enable_cache: bool
+    # Dynamic runs: invocations whose values the pipeline body had read when it made this
+    # call (other than its data dependencies): edges through control flow, drawn dashed.
+    value_inputs: tuple[str, ...] = ()
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -210,6 +213,7 @@ def invocation_config(invocation: Invocation) -> dict[str, Any]:
         "resources": step.resources.to_dict(),
         "retry": step.retry.to_dict() if step.retry else None,
         "outputs": [spec.name for spec in step.outputs],
+        **({"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}),
     }
 
 

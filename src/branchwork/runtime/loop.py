@@ -131,6 +131,7 @@ class RunLoop:
         self._closing = False
         self._closed = False
         self._warned_oversized: set[str] = set()
+        self._values_read: dict[str, None] = {}  # the body's side only: see _read_value_of
         self._heartbeat_every = heartbeat_interval()
         self._last_heartbeat = time.time()
 
@@ -159,6 +160,8 @@ class RunLoop:
             self.enable_cache,
             self.step_options,
         )
+        if self._values_read:
+            invocation.value_inputs = self._value_inputs(invocation)
         self.add([invocation])
         return outputs_of(self, invocation)
 
@@ -185,8 +188,23 @@ class RunLoop:
             )
         self._events.put(events)
 
+    def _value_inputs(self, invocation: Invocation) -> tuple[str, ...]:
+        """Values read so far, less those a dependency already waited for."""
+        covered = set(invocation.dependencies)
+        for dependency in invocation.dependencies:
+            covered.update(self._slots[dependency].invocation.value_inputs)
+        return tuple(read for read in self._values_read if read not in covered)
+
+    def _read_value_of(self, invocation_id: str) -> None:
+        """The body looked at this invocation's outcome: later calls depend on it through a
+        value. Its own dependencies leave the set, which keeps the recorded edges few."""
+        for dependency in self._slots[invocation_id].invocation.dependencies:
+            self._values_read.pop(dependency, None)
+        self._values_read[invocation_id] = None
+
     def value_of(self, output: StepOutput) -> Any:
         slot = self._wait(output)
+        self._read_value_of(output.invocation_id)
         if slot.error is not None:
             raise slot.error
         self._raise_if_failed()
@@ -200,7 +218,10 @@ class RunLoop:
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         slot = self._slot_of(output)
-        return slot.done.wait(timeout)
+        done = slot.done.wait(timeout)
+        if done:
+            self._read_value_of(output.invocation_id)
+        return done
 
     def finish(self, returned: Any) -> tuple[Any, list[OutputRef]]:
         """The body returned: wait for every step, then check the run's outcome."""
