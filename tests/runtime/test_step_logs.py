@@ -4,7 +4,9 @@ when steps run side by side in threads or in their own processes."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -64,6 +66,118 @@ def test_logs_of_isolated_steps_are_captured_in_their_process():
 @pipeline(enable_cache=False)
 def isolated_chat_module_level():
     return chatty_isolated(5)
+
+
+def run_script(tmp_path, body: str) -> subprocess.CompletedProcess[str]:
+    """Run `body` after a tiny pipeline has run, as a user's script (its own process)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import logging\n"
+        "from branchwork import pipeline, step\n"
+        "from branchwork.config import ResourceSettings\n"
+        "@step\ndef one() -> int:\n    return 1\n"
+        "@pipeline(enable_cache=False)\ndef tiny():\n    return one()\n"
+        "if __name__ == '__main__':\n"
+        "    tiny()\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_warning_logged_after_a_run_still_reaches_stderr(tmp_path):
+    done = run_script(tmp_path, 'logging.getLogger("x").warning("after the run")')
+    assert "after the run" in done.stderr
+
+
+def test_basic_config_after_a_run_still_configures_logging(tmp_path):
+    done = run_script(
+        tmp_path,
+        """
+        logging.basicConfig(level=logging.INFO, format="BASIC %(message)s")
+        logging.getLogger("x").info("configured after the run")
+        """,
+    )
+    assert "BASIC configured after the run\n" in done.stderr
+
+
+def test_the_warning_about_an_oversized_step_is_shown(tmp_path):
+    done = run_script(
+        tmp_path,
+        """
+        @step(settings={"resources": ResourceSettings(cpu_count=10_000)})
+        def huge(x: int) -> int:
+            return x
+
+        @pipeline(enable_cache=False)
+        def with_huge_step():
+            return huge(one())
+
+        print(with_huge_step())
+        """,
+    )
+    assert done.stdout.strip() == "1"
+    assert "Step 'huge' asks for" in done.stderr
+    assert "more than this machine offers" in done.stderr
+
+
+own_handler_log = logging.getLogger("own_handler")
+
+
+@step
+def logs_to_own_handler(name: str) -> str:
+    for k in range(3):
+        own_handler_log.warning("%s says %d", name, k)
+        time.sleep(0.01)
+    return name
+
+
+@pipeline(enable_cache=False)
+def side_by_side():
+    return [logs_to_own_handler(name) for name in ("left", "right")]
+
+
+def test_records_of_a_logger_that_does_not_propagate_go_to_their_own_step(capsys, monkeypatch):
+    monkeypatch.setattr(own_handler_log, "propagate", False)
+    own_handler = logging.StreamHandler(sys.stderr)
+    own_handler_log.addHandler(own_handler)
+    try:
+        assert side_by_side() == ["left", "right"]
+    finally:
+        own_handler_log.removeHandler(own_handler)
+    logs = Client().get_step_logs(side_by_side.last_run.id)
+    for invocation, name in (("logs_to_own_handler", "left"), ("logs_to_own_handler_2", "right")):
+        assert logs[invocation] == "".join(
+            f"WARNING own_handler: {name} says {k}\n" for k in range(3)
+        )
+    assert "right says 2\n" in capsys.readouterr().err  # its own handler still prints it
+
+
+def test_a_record_that_cannot_be_formatted_is_noted_and_does_not_fail_the_step(tmp_path):
+    done = run_script(
+        tmp_path,
+        """
+        from branchwork import Client
+
+        @step
+        def logs_badly() -> int:
+            logging.getLogger("bad.format").warning("rows=%d", "many")
+            return 1
+
+        @pipeline(enable_cache=False)
+        def badly_logged():
+            return logs_badly()
+
+        print(badly_logged())
+        print(Client().get_step_logs(badly_logged.last_run.id)["logs_badly"], end="")
+        """,
+    )
+    result, step_log = done.stdout.split("\n", 1)
+    assert result == "1"
+    assert step_log.startswith("WARNING bad.format: rows=%d (could not format it: "), step_log
+    assert "--- Logging error ---" in done.stderr  # Python still reports it as it always did
 
 
 @step

@@ -3,22 +3,30 @@ side in threads.
 
 `sys.stdout` / `sys.stderr` are wrapped by streams that copy every write into the
 buffer of the step running in the writing thread's context (a ContextVar) and still pass it
-on, so the console shows what it always did. A logging handler does the same for records;
-what a logging handler writes to a stream is not copied twice.
+on, so the console shows what it always did.
+
+Logging records are caught where they are made — a wrapped log record factory — not by a
+handler: a handler on the root logger would change what the whole process logs (Python's
+last-resort handler and `logging.basicConfig()` only act while the root has no handler), so
+warnings logged outside any step would vanish. A record is made only when its logger
+enables its level, so a step's log holds what the step's loggers let through. What a logging
+handler then writes to a stream is not copied a second time.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
 _buffer: ContextVar[list[str] | None] = ContextVar("branchwork_step_log", default=None)
-_handler: logging.Handler | None = None
+_step_log_format = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+_factory_installed = False
 _install_lock = threading.Lock()
 
 
@@ -38,29 +46,41 @@ class _TeeStream:
         return getattr(self._original, name)
 
 
-class _StepLogHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+def _step_log_line(record: logging.LogRecord) -> str:
+    """The record as the step's log shows it; formatting a copy leaves the record as the
+    handlers expect it, and a message that cannot be formatted must not fail the call."""
+    try:
+        return _step_log_format.format(copy.copy(record)) + "\n"
+    except Exception as error:
+        message = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        return f"{record.levelname} {record.name}: {message} (could not format it: {error})\n"
 
-    def emit(self, record: logging.LogRecord) -> None:
+
+def _capturing(
+    make_record: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    def make_and_capture(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
         buffer = _buffer.get()
         if buffer is not None:
-            buffer.append(self.format(record) + "\n")
+            buffer.append(_step_log_line(record))
+        return record
+
+    return make_and_capture
 
 
 def _install() -> None:
     """Put the tee streams in place — again if someone (a test runner, a notebook) swapped
-    `sys.stdout` / `sys.stderr` since — and the logging handler once."""
-    global _handler
+    `sys.stdout` / `sys.stderr` since — and the capturing record factory once."""
+    global _factory_installed
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
             sys.stdout = _TeeStream(sys.stdout)
         if not isinstance(sys.stderr, _TeeStream):
             sys.stderr = _TeeStream(sys.stderr)
-        if _handler is None:
-            _handler = _StepLogHandler()
-            logging.getLogger().addHandler(_handler)
+        if not _factory_installed:
+            logging.setLogRecordFactory(_capturing(logging.getLogRecordFactory()))
+            _factory_installed = True
 
 
 @contextmanager
