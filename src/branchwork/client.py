@@ -1,18 +1,18 @@
 """Client: read pipeline runs, step runs and artifacts from the metadata store, and resume
 failed runs.
 
-Reading first marks FAILED any running run whose loop stopped heartbeating (its process
-died), so what the client shows is never a run that will not finish.
+Reads never write: a run whose loop stopped heartbeating (its process died) reads as FAILED
+by the rule of `metadata.lost`, the same in every reader; the next run, a resume or
+`branchwork runs reap` records it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from branchwork.config.heartbeat import stale_after
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
-from branchwork.metadata.runs import reap_stale_runs
+from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.store import get_engine
 from branchwork.models import PipelineRunResponse
 
@@ -24,15 +24,14 @@ class Client:
         self._engine = get_engine(store_url)
 
     def get_pipeline_run(self, id_or_name: str) -> PipelineRunResponse:
-        """A run by id or name, with its snapshot, steps and outputs."""
-        reap_stale_runs(self._engine, stale_after())
-        return get_run(self._engine, id_or_name)
+        """A run by id or name (or `latest`, `latest:PIPELINE`, a unique prefix of a name or
+        id), with its snapshot, steps and outputs."""
+        return get_run(self._engine, resolve_run(self._engine, id_or_name))
 
     def list_pipeline_runs(
         self, pipeline: str | None = None, limit: int | None = None
     ) -> list[PipelineRunResponse]:
         """Runs, newest first, optionally of one pipeline (by name)."""
-        reap_stale_runs(self._engine, stale_after())
         return [
             get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
         ]

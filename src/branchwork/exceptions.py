@@ -2,11 +2,13 @@
 
     BranchworkError
     ├── ConfigurationError          bad settings, parameters or store configuration
+    ├── StoreUnavailableError       the metadata store stayed unreachable or locked too long
     ├── StepInvocationError         a step called with missing/unknown/unusable arguments
     ├── PipelineDefinitionError     a pipeline body that cannot be compiled or returns non-steps
     │   └── DynamicValueUsedError   a `dynamic=False` pipeline used a step output as a value
     ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
     ├── ArtifactError               an output could not be stored, or an artifact not loaded
+    ├── RunStopped                  a run was stopped on request before it finished
     ├── StepFailedError             one invocation failed (raised by its future)
     │   ├── StepNotRunError         an invocation never ran because another one failed
     │   └── ReplayDivergenceError   a resumed run's invocation no longer matches its record
@@ -24,6 +26,10 @@ class BranchworkError(Exception):
 
 class ConfigurationError(BranchworkError, ValueError):
     """Invalid settings, parameters or store configuration."""
+
+
+class StoreUnavailableError(BranchworkError):
+    """The metadata store stayed unreachable (or locked) for longer than the retry window."""
 
 
 class StepInvocationError(BranchworkError, TypeError):
@@ -44,6 +50,11 @@ class OrchestratorError(BranchworkError):
 
 class ArtifactError(BranchworkError):
     """An artifact could not be saved or loaded."""
+
+
+class RunStopped(BranchworkError):
+    """A run was stopped on request (Ctrl-C in the process that submitted it elsewhere,
+    `branchwork runs stop`) before it finished."""
 
 
 class StepFailedError(BranchworkError):

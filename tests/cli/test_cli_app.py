@@ -52,7 +52,10 @@ def test_console_script_errors_are_one_line_with_exit_code_1(tmp_path):
         check=False,
     )
     assert done.returncode == 1
-    assert done.stderr == "Error: No pipeline run with id or name 'no-such-run'.\n"
+    assert done.stderr == (
+        "Error: No pipeline run with id or name 'no-such-run', nor one starting with it; "
+        "`branchwork runs list` shows the runs.\n"
+    )
     assert done.stdout == ""
 
 
@@ -63,7 +66,7 @@ def test_importing_branchwork_does_not_import_the_cli():
 
 def test_an_error_is_one_line_on_stderr_with_exit_code_1(cli, assert_error):
     result = cli("runs", "show", "no-such-run")
-    assert assert_error(result) == "Error: No pipeline run with id or name 'no-such-run'."
+    assert assert_error(result).startswith("Error: No pipeline run with id or name 'no-such-run'")
     assert result.stdout == ""
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import pytest
+
 from branchwork import Client, pipeline, step
+from branchwork.exceptions import PipelineRunFailedError
 
 
 @step
@@ -82,3 +87,85 @@ def test_unknown_artifacts_are_one_line_errors(cli, assert_error):
     assert_error(cli("artifacts", "show", "nope"), "No artifact version with id 'nope'")
     assert_error(cli("artifacts", "load", "nope"), "No artifact version with id 'nope'")
     assert_error(cli("artifacts", "list", "no::such::name"), "No artifact named")
+
+
+# ---- RUN/INVOCATION[/OUTPUT] ---------------------------------------------------------------
+
+
+@step
+def split_words(words: list) -> tuple[Annotated[list, "evens"], Annotated[list, "odds"]]:
+    return words[::2], words[1::2]
+
+
+@pipeline
+def cli_split(n: int = 5):
+    return split_words(make_words(n))
+
+
+def test_an_artifact_is_addressed_by_run_and_invocation(cli, cli_json):
+    first = run_words(2)
+    second = run_words(3)
+    assert cli("artifacts", "load", "latest/join_words").stdout == "'w0 w1 w2'\n"
+    assert cli("artifacts", "load", f"{first.name}/join_words").stdout == "'w0 w1'\n"
+    assert cli("artifacts", "load", "latest:cli_words/make_words/output").stdout == (
+        "['w0', 'w1', 'w2']\n"
+    )
+    shown = cli_json("artifacts", "show", f"{second.name[:-2]}/join_words")  # a prefix
+    assert shown["id"] == second.steps["join_words"].output.id
+    assert shown["producer_run"] == second.name
+    table = cli("artifacts", "show", "latest/make_words").stdout
+    assert second.steps["make_words"].output.id in table
+
+
+def test_a_step_with_several_outputs_needs_the_output_name(cli, assert_error):
+    cli_split()
+    run = Client().get_pipeline_run("latest")
+    assert cli("artifacts", "load", "latest/split_words/odds").stdout == "['w1', 'w3']\n"
+    assert cli("artifacts", "load", f"{run.name}/split_words/evens").stdout == (
+        "['w0', 'w2', 'w4']\n"
+    )
+    assert assert_error(cli("artifacts", "show", "latest/split_words")) == (
+        f"Error: Invocation 'split_words' of run '{run.name}' has 2 outputs (evens, odds); "
+        f"name one, as in {run.name}/split_words/evens."
+    )
+    assert assert_error(cli("artifacts", "load", "latest/split_words/all")) == (
+        f"Error: Invocation 'split_words' of run '{run.name}' has no output 'all'; "
+        "its outputs: evens, odds."
+    )
+
+
+def test_bad_artifact_addresses_are_one_line_errors(cli, assert_error):
+    run = run_words(2)
+    assert assert_error(cli("artifacts", "load", "latest/join")) == (
+        f"Error: Run '{run.name}' has no invocation 'join'; invocations like it: join_words "
+        f"(`branchwork runs show {run.name}` lists them)."
+    )
+    assert_error(
+        cli("artifacts", "show", "nope/join_words"), "No pipeline run with id or name 'nope'"
+    )
+    assert_error(
+        cli("artifacts", "load", "latest/join_words/output/x"),
+        "'latest/join_words/output/x' is not an artifact address; use a version id or "
+        "RUN/INVOCATION[/OUTPUT].",
+    )
+    assert_error(cli("artifacts", "load", "latest/"), "is not an artifact address")
+
+
+@step
+def refuse(words: list) -> str:
+    raise ValueError("not today")
+
+
+@pipeline
+def cli_refusing(n: int = 2):
+    return refuse(make_words(n))
+
+
+def test_a_failed_invocation_has_no_outputs_to_address(cli, assert_error):
+    with pytest.raises(PipelineRunFailedError):
+        cli_refusing()
+    run = Client().get_pipeline_run("latest")
+    assert assert_error(cli("artifacts", "load", "latest/refuse")) == (
+        f"Error: Invocation 'refuse' of run '{run.name}' has no outputs (its latest attempt is "
+        "failed)."
+    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -10,7 +11,7 @@ import pytest
 
 from branchwork import Client, pipeline, step
 from branchwork.cli.graph import Node, group_nodes
-from branchwork.cli.graph_formats import GraphView
+from branchwork.cli.graph_formats import GraphView, to_dot, to_mermaid, to_text
 from branchwork.cli.svg import to_svg
 
 PARTITIONS = 12
@@ -219,3 +220,201 @@ def test_graph_errors_are_one_line(cli, pipeline_file, assert_error):
     target = pipeline_file("graphs", PIPELINES)
     assert_error(cli("graph", f"{target}:nope"), "has no pipeline 'nope'")
     assert_error(cli("graph", f"{target}:static_fan", "-p", "m=1"), "static_fan", "'m'")
+
+
+# ---- the format from the file's extension --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file_name", "fmt", "start"),
+    [
+        ("run.svg", "svg", "<svg"),
+        ("run.SVG", "svg", "<svg"),
+        ("run.dot", "dot", "digraph branchwork {"),
+        ("run.gv", "dot", "digraph branchwork {"),
+        ("run.mmd", "mermaid", "---\ntitle: "),
+        ("run.mermaid", "mermaid", "---\ntitle: "),
+    ],
+)
+def test_the_output_files_extension_picks_the_format(
+    cli, fan_out_run, tmp_path, file_name, fmt, start
+):
+    target = tmp_path / file_name
+    result = cli("runs", "graph", fan_out_run.name, "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Wrote the {fmt} graph of {fan_out_run.name} ")
+    assert target.read_text().startswith(start)
+
+
+def test_an_explicit_format_wins_over_the_extension(cli, fan_out_run, tmp_path):
+    target = tmp_path / "run.svg"
+    result = cli("runs", "graph", fan_out_run.name, "-f", "mermaid", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_text().startswith("---\ntitle: ")
+    assert (
+        cli("runs", "graph", "latest", "-f", "dot", "--output", str(tmp_path / "g.png")).exit_code
+        == 0
+    )
+
+
+def test_an_unknown_extension_without_format_is_an_error(cli, fan_out_run, tmp_path, assert_error):
+    target = tmp_path / "run.png"
+    error = assert_error(cli("runs", "graph", fan_out_run.name, "--output", str(target)))
+    assert error == (
+        "Error: Cannot tell the graph format of run.png from its extension (known: .txt, .mmd, "
+        ".mermaid, .dot, .gv, .svg); rename the file or pass --format text|mermaid|dot|svg."
+    )
+    assert not target.exists()
+
+
+def test_graph_before_running_infers_the_format_too(cli, pipeline_file, tmp_path):
+    target = pipeline_file("graphs", PIPELINES)
+    written = tmp_path / "static.gv"
+    result = cli("graph", f"{target}:static_fan", "--output", str(written))
+    assert result.exit_code == 0, result.output
+    text = written.read_text()
+    assert text.startswith("digraph branchwork {") and "g0 -> g1;" in text
+
+
+# ---- dependencies through a value ----------------------------------------------------------
+
+
+def value_fan_out_nodes() -> list[Node]:
+    """`n = count(); merge([process(i) for i in range(n)])`, as a dynamic run records it:
+    every later call was made after the body read count's value."""
+    processes = [f"process_{i}" if i > 1 else "process" for i in range(1, 4)]
+    return [
+        Node("count", "count", "completed", ()),
+        *(Node(name, "process", "completed", (), ("count",)) for name in processes),
+        Node("merge", "merge", "completed", tuple(processes), ("count",)),
+    ]
+
+
+def test_a_value_edge_into_a_fan_out_is_one_dashed_edge_in_every_format():
+    view = GraphView("values", group_nodes(value_fan_out_nodes()))
+    assert [group.label for group in view.groups] == ["count", "process ×3", "merge"]
+
+    assert to_text(view).splitlines() == [
+        "values",
+        "└── count  completed",
+        "    └── process ×3  completed  (value)",
+        "        └── merge  completed",
+    ]
+    mermaid = to_mermaid(view)
+    assert re.findall(r"g\d+ -\.?-> g\d+", mermaid) == ["g0 -.-> g1", "g1 --> g2"]
+    dot = to_dot(view)
+    assert re.findall(r"g\d+ -> g\d+[^;]*;", dot) == ["g0 -> g1 [style=dashed];", "g1 -> g2;"]
+    edges = [p for p in ET.fromstring(to_svg(view)).iter(f"{SVG}path") if p.get("marker-end")]
+    assert [edge.get("stroke-dasharray") for edge in edges] == ["5,4", None]
+
+
+def test_a_value_parent_that_is_not_the_tree_parent_is_marked_in_also_after():
+    nodes = [
+        Node("root", "root", "completed", ()),
+        Node("left", "left", "completed", ("root",)),
+        Node("right", "right", "completed", ("root",)),
+        Node("combine", "combine", "failed", ("right",), ("left",)),
+    ]
+    view = GraphView("join", group_nodes(nodes))
+    assert "combine  failed  (also after: left (value))" in to_text(view)
+    assert "g1 -.-> g3" in to_mermaid(view) and "g2 --> g3" in to_mermaid(view)
+
+
+def test_value_edges_that_other_edges_imply_are_not_drawn():
+    # for i in 1..3: if check(i): process(i) -- the recording lists every value read so far
+    nodes, read = [], []
+    for i in (1, 2, 3):
+        suffix = "" if i == 1 else f"_{i}"
+        nodes.append(Node(f"check{suffix}", "check", "completed", (), tuple(read)))
+        read.append(f"check{suffix}")
+        nodes.append(Node(f"process{suffix}", "process", "completed", (), tuple(read)))
+    view = GraphView("loop", group_nodes(nodes))
+    members = [[member.name for member in group.members] for group in view.groups]
+    edges = {
+        (members[parent][0], members[child][0])
+        for child, group in enumerate(view.groups)
+        for parent in group.value_parents
+    }
+    assert edges == {
+        ("check", "process"),
+        ("check", "check_2"),
+        ("check_2", "process_2"),
+        ("check_2", "check_3"),
+        ("check_3", "process_3"),
+    }
+    assert all(group.value_parents == group.parents for group in view.groups)
+
+
+VALUE_PIPELINE = """
+from branchwork import pipeline, step
+
+
+@step
+def count(n: int) -> int:
+    return n
+
+
+@step
+def square(i: int) -> int:
+    return i * i
+
+
+@step
+def add_up(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def value_fan_out(n: int = 4):
+    total = count(n)
+    return add_up([square(i) for i in range(total)])
+"""
+
+
+def run_value_fan_out(cli, pipeline_file):
+    target = pipeline_file("values", VALUE_PIPELINE)
+    result = cli("run", f"{target}:value_fan_out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return Client().get_pipeline_run("latest:value_fan_out")
+
+
+def record_value_inputs(run, value_inputs: dict[str, list[str]]) -> None:
+    """Write `value_inputs` into the step-run configurations of `run`'s invocations, as the
+    orchestration loop records them."""
+    from sqlalchemy import update
+
+    from branchwork.metadata import schema
+    from branchwork.metadata.store import get_engine
+
+    with get_engine().begin() as conn:
+        for invocation, ids in value_inputs.items():
+            configuration = run.steps[invocation].configuration
+            config = {**configuration.config, "value_inputs": ids}
+            conn.execute(
+                update(schema.step_configuration)
+                .where(schema.step_configuration.c.id == configuration.id)
+                .values(config=json.dumps(config))
+            )
+
+
+def test_runs_graph_draws_stored_value_inputs_without_implied_ones(cli, pipeline_file):
+    run = run_value_fan_out(cli, pipeline_file)
+    squares = ["square", "square_2", "square_3", "square_4"]
+    # add_up also after count: already implied by the squares, so not drawn
+    record_value_inputs(run, {**{s: ["count"] for s in squares}, "add_up": ["count"]})
+
+    lines = cli("runs", "graph", run.name).stdout.splitlines()
+    assert lines[1:] == [
+        "└── count  completed",
+        "    └── square ×4  completed  (value)",
+        "        └── add_up  completed",
+    ]
+    mermaid = cli("runs", "graph", run.name, "-f", "mermaid").stdout
+    assert re.findall(r"g\d+ -\.?-> g\d+", mermaid) == ["g0 -.-> g1", "g1 --> g2"]
+
+
+def test_a_dynamic_run_records_dependencies_through_values(cli, pipeline_file):
+    run = run_value_fan_out(cli, pipeline_file)
+    mermaid = cli("runs", "graph", run.name, "-f", "mermaid").stdout
+    assert re.findall(r"g\d+ -\.?-> g\d+", mermaid) == ["g0 -.-> g1", "g1 --> g2"]
+    assert 'g1["square ×4<br/><small>completed</small>"]' in mermaid

@@ -12,9 +12,19 @@ import sys
 
 import pytest
 from rich.console import Console
+from rich.spinner import Spinner
 
-from branchwork import Client
-from branchwork.cli.progress import Counts, PlainSink, RunProgress, live_view, progress_mode
+from branchwork import Client, pipeline, step
+from branchwork.cli.progress import (
+    Counts,
+    LiveSink,
+    PlainSink,
+    RunProgress,
+    live_view,
+    progress_mode,
+    read_progress,
+)
+from branchwork.metadata.store import get_engine
 
 SLOW = """
 import time
@@ -100,9 +110,9 @@ class FakeClock:
         return self.now
 
 
-def progress(*, discovered=1, running=0, completed=0, failed=0, status="running"):
+def progress(*, discovered=1, running=0, completed=0, failed=0, status="running", static=True):
     counts = Counts(discovered, running, 0, completed, failed)
-    return RunProgress("id", "run-1", status, counts)
+    return RunProgress("id", "run-1", status, counts, total_known=static)
 
 
 def test_plain_sink_prints_changes_at_most_once_a_second():
@@ -141,14 +151,122 @@ def test_progress_mode(monkeypatch):
 
 def test_live_view_shows_the_counts_and_a_bar():
     console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(live_view(progress(discovered=7, running=2, completed=4, failed=1), "p", 65))
+    view = live_view(
+        progress(discovered=7, running=2, completed=4, failed=1), "p", 65, Spinner("dots")
+    )
+    console.print(view)
     text = console.file.getvalue()
     assert "Run run-1  running  01:05" in text
     assert re.search(r"7 discovered\s+2 running\s+0 cached\s+4 completed\s+1 failed", text)
     assert "5/7 finished" in text
     console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(live_view(None, "my_pipeline", 2))
+    console.print(live_view(None, "my_pipeline", 2, Spinner("dots")))
     assert "Starting pipeline my_pipeline" in console.file.getvalue()
+
+
+SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"  # Rich's "dots"
+
+
+def recording_console(clock: FakeClock, color: bool = False) -> Console:
+    return Console(
+        file=io.StringIO(),
+        record=True,
+        width=100,
+        get_time=clock,
+        force_terminal=color,
+        color_system="truecolor" if color else None,
+    )
+
+
+def frame(console: Console, view: object, styles: bool = False) -> list[str]:
+    """What one refresh of the live view draws."""
+    console.print(view)
+    return console.export_text(clear=True, styles=styles).splitlines()
+
+
+def test_the_spinner_moves_from_one_reading_to_the_next():
+    clock = FakeClock()
+    console = recording_console(clock)
+    spinner = Spinner("dots")
+    reading = progress(discovered=4, running=2, completed=2)
+    first = frame(console, live_view(reading, "p", 5, spinner))
+    clock.now += 0.25  # the watcher's interval
+    second = frame(console, live_view(reading, "p", 5, spinner))
+    assert first[0] == "⠋ Run run-1  running  00:05"
+    assert second[0] == "⠸ Run run-1  running  00:05"  # 3 frames of 80 ms later
+    assert first[1:] == second[1:]
+
+
+def test_a_running_dynamic_run_says_its_total_is_still_growing():
+    clock = FakeClock()
+    console = recording_console(clock, color=True)
+    reading = progress(discovered=38, running=1, completed=37, static=False)
+    first = frame(console, live_view(reading, "p", 5.0, Spinner("dots")), styles=True)
+    later = frame(console, live_view(reading, "p", 5.5, Spinner("dots")), styles=True)
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in first]
+    assert plain[-1].endswith("37 finished of 38 found so far")
+    assert "37/38" not in "\n".join(plain)
+    assert first[-1] != later[-1]  # a pulsing bar, not one stuck at 97 %
+
+    done = progress(discovered=38, completed=38, status="completed", static=False)
+    finished = frame(console, live_view(done, "p", 6, Spinner("dots")))
+    assert finished[-1].endswith("38/38 finished")
+
+
+def test_a_static_runs_bar_fills_up():
+    clock = FakeClock()
+    console = recording_console(clock, color=True)
+    reading = progress(discovered=38, running=1, completed=37)
+    first = frame(console, live_view(reading, "p", 5.0, Spinner("dots")), styles=True)
+    later = frame(console, live_view(reading, "p", 5.5, Spinner("dots")), styles=True)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", first[-1]).endswith("37/38 finished")
+    assert first[-1] == later[-1]
+
+
+def test_the_live_sink_keeps_one_spinner_turning():
+    clock = FakeClock()
+    out = io.StringIO()
+    console = Console(file=out, width=100, force_terminal=True, color_system=None, get_time=clock)
+    sink = LiveSink(console, "p", clock=clock)
+    for _ in range(3):
+        clock.now += 0.25
+        sink.update(progress(discovered=3, running=3, static=False))
+    sink.finish(progress(discovered=3, completed=3, status="completed", static=False))
+    drawn = re.findall(f"([{SPINNER_FRAMES}]) Run run-1  running  00:00", out.getvalue())
+    assert drawn == ["⠋", "⠸", "⠦"]  # 3 frames (of 80 ms) further at every reading
+    assert "✓ Run run-1  completed  00:00" in out.getvalue()
+    assert "3/3 finished" in out.getvalue()
+
+
+@step
+def progress_numbers(n: int) -> list:
+    return list(range(n))
+
+
+@step
+def progress_sum(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def progress_static(n: int = 3):
+    return progress_sum(progress_numbers(n))
+
+
+@pipeline
+def progress_dynamic(n: int = 3):
+    values = progress_numbers(n)
+    return progress_sum(values) if len(values) > 1 else 0
+
+
+def test_the_store_tells_whether_the_total_is_known():
+    progress_static()
+    progress_dynamic()
+    engine = get_engine()
+    static = read_progress(engine, Client().get_pipeline_run("latest:progress_static").id)
+    dynamic = read_progress(engine, Client().get_pipeline_run("latest:progress_dynamic").id)
+    assert static is not None and static.total_known
+    assert dynamic is not None and not dynamic.total_known
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")

@@ -140,3 +140,51 @@ def test_a_file_that_fails_to_import_is_a_one_line_error(cli, tmp_path, assert_e
 
 def test_wrong_parameters_are_one_line_errors(cli, target_file, assert_error):
     assert_error(cli("run", f"{target_file}:summing", "-p", "bogus=1"), "bogus", "summing")
+
+
+TYPED = """
+from branchwork import pipeline, step
+
+
+@step
+def describe(n: int, name: str, cfg: dict) -> dict:
+    return {"n": n, "name": name, "name_type": type(name).__name__, "cfg": cfg}
+
+
+@pipeline
+def typed(n: int = 1, name: str = "x", cfg: dict = {}):
+    return describe(n, name, cfg)
+"""
+
+
+def test_a_param_its_annotation_refuses_is_one_line_naming_pipeline_and_parameter(
+    cli, pipeline_file, assert_error
+):
+    path = pipeline_file("typed_params", TYPED)
+    assert_error(
+        cli("run", f"{path}:typed", "--param", "n=abc"),
+        "Error: Pipeline 'typed': parameter 'n' expects int, got 'abc' (str): Input should be "
+        "a valid integer",
+    )
+    assert Client().list_pipeline_runs() == []
+
+
+def test_a_dict_param_that_is_not_valid_json_says_so(cli, pipeline_file, assert_error):
+    path = pipeline_file("typed_params", TYPED)
+    assert_error(
+        cli("run", f"{path}:typed", "--param", "cfg={bad json"),
+        "Error: Pipeline 'typed': parameter 'cfg' expects dict, got '{bad json' (str)",
+        "the value is not valid JSON (Expecting property name enclosed in double quotes",
+    )
+    assert Client().list_pipeline_runs() == []
+
+
+def test_a_str_param_gets_the_text_as_typed_and_the_others_their_json(cli, pipeline_file):
+    path = pipeline_file("typed_params", TYPED)
+    result = cli("run", f"{path}:typed", "-p", "name=3", "-p", "n=4", "-p", 'cfg={"k": [1, 2]}')
+    assert result.exit_code == 0, result.output
+    assert "Result: {'n': 4, 'name': '3', 'name_type': 'str', 'cfg': {'k': [1, 2]}}" in (
+        result.stdout.splitlines()
+    )
+    run = Client().list_pipeline_runs(pipeline="typed")[0]
+    assert run.parameters == {"n": 4, "name": "3", "cfg": {"k": [1, 2]}}

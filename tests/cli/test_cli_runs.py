@@ -181,6 +181,48 @@ def test_runs_show_failed_run(cli, cli_json):
     assert "RuntimeError: no luck" in out
 
 
+def test_runs_show_prints_the_failed_steps_traceback_after_the_step_table(cli, cli_json):
+    with pytest.raises(PipelineRunFailedError):
+        cli_broken()
+    run = latest("cli_broken")
+    lines = cli("runs", "show", run.name).stdout.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.startswith("INVOCATION"))
+    header = lines.index("Traceback of invocation broken:")
+    assert header > table + 2  # after the rows of numbers and broken
+    traceback = lines[header + 1 :]
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert '    raise RuntimeError("no luck")' in traceback
+    assert traceback[-1] == "RuntimeError: no luck"
+
+    data = cli_json("runs", "show", run.name)
+    steps = {s["invocation_id"]: s for s in data["steps"]}
+    assert 'raise RuntimeError("no luck")' in steps["broken"]["traceback"]
+    assert steps["numbers"]["traceback"] is None
+    assert data["traceback"].rstrip().endswith("RuntimeError: no luck")
+
+
+@pipeline
+def cli_body_fails(n: int = 3):
+    values = numbers(n)
+    if len(values) < 10:
+        raise ValueError(f"the body wants 10 values, got {len(values)}")
+    return total(values)
+
+
+def test_runs_show_prints_the_pipeline_bodys_traceback_when_it_raised(cli, cli_json):
+    with pytest.raises(PipelineRunFailedError):
+        cli_body_fails()
+    run = latest("cli_body_fails")
+    out = cli("runs", "show", run.name).stdout
+    assert "Traceback of invocation" not in out
+    body = out[out.index("Traceback of the pipeline body (cli_body_fails):") :]
+    assert "raise ValueError(" in body
+    assert body.rstrip().endswith("ValueError: the body wants 10 values, got 3")
+    data = cli_json("runs", "show", run.name)
+    assert data["failed_step"] is None
+    assert "ValueError: the body wants 10 values, got 3" in data["traceback"]
+
+
 def test_runs_graph_groups_a_fan_out_into_one_line(cli):
     cli_fan_out()
     run = latest("cli_fan_out")
@@ -279,10 +321,13 @@ def test_runs_delete_asks_first(cli):
         Client().get_pipeline_run(run.name)
 
 
-@pytest.mark.parametrize("command", ["show", "graph", "delete"])
+@pytest.mark.parametrize("command", ["show", "graph", "logs", "resume", "delete"])
 def test_a_missing_run_is_a_one_line_error(cli, assert_error, command):
     result = cli("runs", command, "no-such-run")
-    assert assert_error(result) == "Error: No pipeline run with id or name 'no-such-run'."
+    assert assert_error(result) == (
+        "Error: No pipeline run with id or name 'no-such-run', nor one starting with it; "
+        "`branchwork runs list` shows the runs."
+    )
 
 
 def test_an_unfinished_run_is_deleted_only_with_force(cli, assert_error):
@@ -294,6 +339,8 @@ def test_an_unfinished_run_is_deleted_only_with_force(cli, assert_error):
         is_dynamic=False,
         source="tests:cli_sum",
         source_file=None,
+        import_path=[],
+        working_dir=".",
         parameters={},
         spec={},
         step_configurations=[{"name": "numbers", "step_name": "numbers", "config": "{}"}],
@@ -341,3 +388,123 @@ def test_runs_graph_names_every_parent_of_a_join(cli):
         "└── right  completed",
         "└── combine  completed  (also after: left)",
     ]
+
+
+# ---- run references ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["show", "graph", "logs"])
+def test_latest_and_latest_of_a_pipeline_name_runs(cli, command):
+    cli_sum()
+    summed = latest("cli_sum")
+    cli_fan_out(n=2)
+    fanned = latest("cli_fan_out")
+    newest = cli("runs", command, "latest")
+    assert newest.exit_code == 0, newest.output
+    of_sum = cli("runs", command, "latest:cli_sum")
+    assert of_sum.exit_code == 0, of_sum.output
+    by_name = {name: cli("runs", command, name).stdout for name in (fanned.name, summed.name)}
+    assert newest.stdout == by_name[fanned.name]
+    assert of_sum.stdout == by_name[summed.name]
+
+
+def shortest_prefix(of: str, other: str) -> str:
+    """The shortest prefix of `of` that `other` does not start with."""
+    return of[: 1 + next(i for i, (x, y) in enumerate(zip(of, other)) if x != y)]
+
+
+def test_a_unique_prefix_of_a_name_or_id_names_a_run(cli_json):
+    cli_sum(n=1)
+    first = latest("cli_sum")
+    cli_sum(n=2)
+    second = latest("cli_sum")
+    by_name = shortest_prefix(second.name, first.name)
+    by_id = shortest_prefix(second.id, first.id)
+    assert cli_json("runs", "show", by_name)["id"] == second.id
+    assert cli_json("runs", "show", by_id)["id"] == second.id
+    diff = cli_json("runs", "diff", shortest_prefix(first.name, second.name), by_id)
+    assert (diff["run_a"], diff["run_b"]) == (first.name, second.name)
+
+
+def test_an_ambiguous_prefix_lists_the_runs_it_matches(cli, assert_error):
+    cli_sum(n=1)
+    cli_broken_quietly()
+    older, newer = Client().list_pipeline_runs(limit=2)[::-1]
+    error = assert_error(cli("runs", "show", "cli_"))
+    assert error == (
+        "Error: Run reference 'cli_' is ambiguous: 2 runs start with it, newest first: "
+        f"{newer.name} (cli_broken, failed), {older.name} (cli_sum, completed). "
+        "Give more of the name or id."
+    )
+
+
+def cli_broken_quietly() -> None:
+    with pytest.raises(PipelineRunFailedError):
+        cli_broken()
+
+
+def test_an_ambiguous_prefix_lists_at_most_five_runs(cli, assert_error):
+    for n in range(6):
+        cli_sum(n=n)
+    names = [run.name for run in Client().list_pipeline_runs(limit=5)]
+    error = assert_error(cli("runs", "graph", "cli_sum"))
+    assert "more than 5 runs start with it, newest first: " in error
+    assert ", ".join(f"{name} (cli_sum, completed)" for name in names) in error
+
+
+@pipeline
+def clixsum(n: int = 2):
+    return total(numbers(n))
+
+
+def test_a_prefix_is_literal_text_not_a_like_pattern(cli, cli_json, assert_error):
+    clixsum()
+    cli_sum()
+    summed = latest("cli_sum")
+    assert cli_json("runs", "show", "cli_sum")["id"] == summed.id  # "_" is not a wildcard
+    for pattern in ("%", "cli%", "CLI_SUM"):  # nor "%"; and case counts, on SQLite too
+        assert_error(cli("runs", "show", pattern), f"No pipeline run with id or name {pattern!r}")
+
+
+def test_latest_of_a_pipeline_without_runs(cli, assert_error):
+    assert_error(cli("runs", "show", "latest"), "There are no pipeline runs yet.")
+    cli_sum()
+    assert (
+        assert_error(cli("runs", "show", "latest:nope"))
+        == "Error: No runs of pipeline 'nope'; `branchwork runs list` shows the runs."
+    )
+
+
+# ---- runs list --status --------------------------------------------------------------------
+
+
+def test_runs_list_filters_by_status(cli, cli_json):
+    cli_sum(n=1)
+    cli_broken_quietly()
+    cli_fan_out(n=1)
+
+    def listed(*args: str) -> list[tuple[str, str]]:
+        return [(r["pipeline"], r["status"]) for r in cli_json("runs", "list", *args)]
+
+    assert listed("--status", "failed") == [("cli_broken", "failed")]
+    both = [("cli_fan_out", "completed"), ("cli_broken", "failed"), ("cli_sum", "completed")]
+    assert listed("--status", "failed,completed") == both
+    assert listed("--status", "completed", "--status", "failed") == both
+    assert listed("--status", "completed", "--pipeline", "cli_sum") == [("cli_sum", "completed")]
+    assert listed("--status", "completed", "--limit", "1") == [("cli_fan_out", "completed")]
+
+    result = cli("runs", "list", "--status", "failed", "--pipeline", "cli_sum")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "No runs of pipeline 'cli_sum' with status failed."
+    table = cli("runs", "list", "--status", "FAILED").stdout.splitlines()
+    assert len(table) == 2 and table[1].split()[1:3] == ["cli_broken", "failed"]
+
+
+def test_an_unknown_status_is_a_usage_error_naming_the_statuses(cli):
+    result = cli("runs", "list", "--status", "completed,done")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert (
+        "Invalid value for --status: 'done' is not a run status; use one of initializing, "
+        "running, completed, cached, failed, retried, stopped." in message
+    )

@@ -6,81 +6,18 @@ installs them.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from racing_processes import failures, open_at_once, revision_and_completed_runs
+from sqlalchemy import inspect, text
 
 from branchwork import pipeline, step
+from branchwork.exceptions import ConfigurationError
 from branchwork.metadata import store
-
-BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root: run its tools as the `postgres` user there.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
-    if not BINARIES:
-        pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
-    bin_dir = BINARIES[-1]
-    folder = Path(tempfile.mkdtemp(prefix="branchwork-pg-"))
-    data = folder / "data"
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    port = _free_port()
-    subprocess.run(
-        _as_postgres([f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-k {folder} -p {port} -c listen_addresses=''"
-    subprocess.run(
-        _as_postgres(
-            [
-                f"{bin_dir}/pg_ctl",
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-w",
-                "start",
-                "-l",
-                str(folder / "log"),
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    admin = create_engine(
-        f"postgresql+psycopg://postgres@/postgres?host={folder}&port={port}",
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(text("CREATE DATABASE branchwork"))
-    admin.dispose()
-    yield f"postgresql+psycopg://postgres@/branchwork?host={folder}&port={port}"
-    store.dispose_engines()
-    subprocess.run(
-        _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-        capture_output=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+def postgres_url(postgres_server):
+    return postgres_server.create_database("branchwork")
 
 
 @step
@@ -142,3 +79,34 @@ def test_the_configuration_check_holds_on_postgres(postgres_url):
                 "VALUES ('x', 'a', 'a', '{}')"
             )
         )
+
+
+@pytest.mark.parametrize("processes", [4, 8])
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_processes_opening_a_new_postgres_store_at_once_all_succeed(
+    postgres_server, tmp_path, processes, attempt
+):
+    url = postgres_server.create_database(f"race_{processes}_{attempt}")
+    failed = failures(open_at_once(url, processes, tmp_path))
+    assert not failed, "\n".join(failed)
+    assert revision_and_completed_runs(url) == (store.HEAD_REVISION, processes)
+
+
+def test_a_stopped_postgres_server_gives_an_error_naming_the_server(postgres_server):
+    url = postgres_server.url("branchwork").replace("postgres@", "postgres:s3cret@")
+    postgres_server.stop()
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            store.get_engine(url)
+    finally:
+        postgres_server.start()
+    message = str(info.value)
+    assert message.startswith(
+        "The PostgreSQL metadata store at 'postgresql+psycopg://postgres:***@/branchwork?host="
+    )
+    assert f"&port={postgres_server.port}' could not be reached or migrated: " in message
+    assert message.endswith(
+        "Check that the PostgreSQL server is running and BRANCHWORK_STORE_URL is right."
+    )
+    assert "s3cret" not in message
+    assert "corrupt" not in message and "move it away" not in message

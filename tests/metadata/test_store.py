@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from racing_processes import failures, open_at_once, revision_and_completed_runs
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -165,8 +166,21 @@ def test_a_corrupt_store_file_gives_a_clear_error(tmp_path, monkeypatch):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not a database" * 100)
     monkeypatch.setenv("BRANCHWORK_STORE_URL", f"sqlite:///{bad}")
-    with pytest.raises(ConfigurationError, match="cannot be opened or migrated"):
+    with pytest.raises(ConfigurationError) as info:
         store.get_engine()
+    assert str(info.value) == (
+        f"The SQLite metadata store {str(bad)!r} cannot be opened or migrated: file is not a "
+        "database. If it is corrupt, move it away; if it is locked, stop the process holding it."
+    )
+
+
+@pytest.mark.parametrize("processes", [4, 8])
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path, processes, attempt):
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    failed = failures(open_at_once(url, processes, tmp_path))
+    assert not failed, "\n".join(failed)
+    assert revision_and_completed_runs(url) == (store.HEAD_REVISION, processes)
 
 
 def test_an_unknown_store_url_gives_a_clear_error(monkeypatch):

@@ -76,3 +76,25 @@ def test_the_example_script_runs(branchwork_home):
     assert done.returncode == 0, done.stderr
     assert "supports dynamic pipelines: True" in done.stdout
     assert "result: 30" in done.stdout
+
+
+class MissingPythonOrchestrator(MyOrchestrator):
+    """Its "image" names an interpreter that is not there: the job cannot start."""
+
+    def get_image(self, snapshot):
+        return "/nonexistent/bin/python"
+
+
+def test_a_submit_that_raises_fails_the_run_naming_the_orchestrator():
+    stack = Stack("broken", MissingPythonOrchestrator("broken"), get_active_stack().artifact_store)
+    with active_stack(stack), pytest.raises(OrchestratorError) as info:
+        dynamic_chain()
+    message = str(info.value)
+    assert message.startswith("Orchestrator 'broken' (MissingPythonOrchestrator) failed to run '")
+    assert "FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/bin/python'" in (
+        message
+    )
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    (run,) = Client().list_pipeline_runs()
+    assert run.status == "failed"  # not `initializing` for ever
+    assert (run.exception_type, run.exception_message) == ("OrchestratorError", message)

@@ -9,9 +9,10 @@ import pytest
 
 from branchwork import pipeline, step
 from branchwork.config import ResourceSettings
-from branchwork.exceptions import OrchestratorError
+from branchwork.exceptions import ConfigurationError, OrchestratorError
 from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator
 from branchwork.stack import Stack, active_stack, get_active_stack
+from processes import Spawned, python, python_env
 
 SPANS: dict[str, tuple[float, float]] = {}
 
@@ -136,3 +137,64 @@ def test_each_run_gets_its_own_orchestrator_run_id():
         quick()
         ids.add(quick.last_run.orchestrator_run_id)
     assert len(ids) == 2
+
+
+LAST_RUN = """
+import sys
+from branchwork import pipeline, step
+
+@step(enable_cache=False)
+def tagged(tag: str) -> str:
+    return tag
+
+@pipeline(enable_cache=False)
+def same(tag: str):
+    return tagged(tag)
+
+same(sys.argv[1])
+print(same.last_run.parameters["tag"])
+"""
+
+
+def test_last_run_is_the_run_this_call_started_in_every_process(tmp_path):
+    """Four processes run the same pipeline on one store at once: each `last_run` is its own
+    run, never the newest one of another process."""
+    script = tmp_path / "last_run.py"
+    script.write_text(LAST_RUN)
+    env = python_env(tmp_path / "home")
+    callers = [Spawned(python(str(script), f"p{i}"), env=env) for i in range(4)]
+    try:
+        outputs = [caller.wait(120) for caller in callers]
+    finally:
+        for caller in callers:
+            caller.__exit__(None, None, None)
+    assert [(code, out.strip()) for code, out, _ in outputs] == [(0, f"p{i}") for i in range(4)], [
+        err for _, _, err in outputs
+    ]
+
+
+def test_last_run_is_per_thread():
+    import threading
+
+    @step(enable_cache=False)
+    def tagged(tag: str) -> str:
+        return tag
+
+    @pipeline(enable_cache=False)
+    def same(tag: str):
+        return tagged(tag)
+
+    seen: dict[str, str] = {}
+
+    def call(tag: str) -> None:
+        same(tag)
+        seen[tag] = same.last_run.parameters["tag"]
+
+    threads = [threading.Thread(target=call, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert seen == {f"t{i}": f"t{i}" for i in range(4)}
+    with pytest.raises(ConfigurationError, match="has not been run in this thread yet"):
+        _ = same.last_run

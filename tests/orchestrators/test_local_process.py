@@ -126,7 +126,8 @@ def test_sigterm_stops_the_run_and_ends_its_step_processes(tmp_path):
     assert all(gone(pid) for pid in steps)
     run = Client().get_pipeline_run(outcome["error"].run_id)
     assert run.status == "stopped"
-    assert run.exception_type == "KeyboardInterrupt"
+    assert (run.exception_type, run.exception_message) == ("Terminated", "stopped by SIGTERM")
+    assert [s.status for s in run.steps.values()] == ["stopped", "stopped"]
 
 
 def test_a_pipeline_that_cannot_be_loaded_there_fails_clearly():
@@ -212,17 +213,25 @@ with active_stack(stack):
 """
 
 
-def test_ctrl_c_in_the_caller_stops_the_run_and_its_step_processes(tmp_path):
+def test_two_ctrl_c_in_the_caller_stop_the_run_and_its_step_processes(tmp_path):
     script = tmp_path / "caller.py"
     script.write_text(CALLER.format(here=str(Path(ip.__file__).parent), folder=str(tmp_path)))
     caller = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
-    steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
-    caller.send_signal(signal.SIGINT)
-    _, err = caller.communicate(timeout=60)
+    try:
+        steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
+        caller.send_signal(signal.SIGINT)  # the first asks for a graceful stop
+        time.sleep(0.5)
+        assert not any(gone(pid) for pid in steps)
+        caller.send_signal(signal.SIGINT)  # the second abandons the running steps
+        _, err = caller.communicate(timeout=60)
+    finally:
+        caller.kill()
     assert caller.returncode != 0 and "KeyboardInterrupt" in err
+    assert "stopping: 2 steps still running — Ctrl-C again to abandon them" in err
     deadline = time.monotonic() + 10
     while not all(gone(pid) for pid in steps):
         assert time.monotonic() < deadline, "step processes outlived Ctrl-C"
         time.sleep(0.05)
     run = Client().list_pipeline_runs(pipeline="sleepers")[0]
     assert run.status == "stopped"
+    assert [step.status for step in run.steps.values()] == ["stopped", "stopped"]

@@ -15,9 +15,9 @@ from branchwork import Client, pipeline, step
 from branchwork.config import StepRetryConfig
 from branchwork.exceptions import (
     ArtifactError,
-    ConfigurationError,
     PipelineRunFailedError,
     StepFailedError,
+    StoreUnavailableError,
 )
 
 
@@ -232,13 +232,16 @@ def test_a_locked_store_gives_a_clear_error_and_no_half_written_run(branchwork_h
 
     simple()  # creates the store
     monkeypatch.setenv("BRANCHWORK_SQLITE_BUSY_TIMEOUT", "0.3")
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", "1")
     from branchwork.metadata.store import dispose_engines
 
     dispose_engines()
     holder = sqlite3.connect(branchwork_home / "branchwork.db")
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(ConfigurationError, match="locked"):
+        with pytest.raises(
+            StoreUnavailableError, match="while creating the run: database is locked"
+        ):
             simple()
     finally:
         holder.rollback()

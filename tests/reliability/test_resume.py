@@ -122,6 +122,15 @@ def test_a_killed_fan_out_resumes_with_every_item_run_exactly_once(tmp_path, mon
     final = Client().get_pipeline_run(run.id)
     assert final.status == "completed"
     assert {name: s.attempt for name, s in final.steps.items()}["process_item_6"] == 2
+    # The attempt in flight at the kill was closed by the resume, not left running.
+    assert not [a for a in final.attempts if a.status == "running"]
+    (lost,) = [a for a in final.attempts if a.status == "failed"]
+    assert (lost.name, lost.attempt, lost.exception_type) == (
+        "process_item_6",
+        1,
+        "OrchestrationLost",
+    )
+    assert len(final.attempts) == len(final.steps) + 1
 
 
 def test_a_rerun_served_from_the_cache_stops_where_its_graph_diverges(tmp_path):

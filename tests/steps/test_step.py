@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -13,6 +13,7 @@ from branchwork.exceptions import (
     BranchworkError,
     ConfigurationError,
     PipelineRunFailedError,
+    StepFailedError,
     StepInvocationError,
 )
 from branchwork.runtime.futures import StepOutput
@@ -465,3 +466,94 @@ def test_get_step_context_outside_a_step_is_an_error():
     # calling the step as a plain function is not "running a step" either
     with pytest.raises(BranchworkError, match="outside a running step"):
         whoami()
+
+
+# ---- output types --------------------------------------------------------------------------
+
+
+@step
+def array_scalars() -> tuple[
+    Annotated[int, "count"],
+    Annotated[int, "small"],
+    Annotated[float, "ratio"],
+    Annotated[float, "mean"],
+    Annotated[bool, "flag"],
+    Annotated[float, "whole"],
+]:
+    import numpy as np
+
+    return np.int64(3), np.uint8(7), np.float32(0.5), np.float64(0.25), np.bool_(True), 2
+
+
+def test_numbers_that_are_the_annotated_type_in_practice_are_stored_as_it():
+    @pipeline
+    def from_numpy():
+        return array_scalars()
+
+    returned = from_numpy()
+    stored = from_numpy.last_run.steps["array_scalars"].outputs
+    loaded = {name: artifact.load() for name, artifact in stored.items()}
+    expected = {"count": 3, "small": 7, "ratio": 0.5, "mean": 0.25, "flag": True, "whole": 2.0}
+    assert loaded == expected
+    assert {name: type(value) for name, value in loaded.items()} == {
+        "count": int,
+        "small": int,
+        "ratio": float,
+        "mean": float,
+        "flag": bool,
+        "whole": float,
+    }
+    assert [type(value) for value in returned] == [int, int, float, float, bool, float]
+
+
+_UNANNOTATED: Any = object()
+
+
+def _returning(annotation: Any, value: Any) -> Step[Any, Any]:
+    """A step 'returns' that returns `value`, with `annotation` as its return annotation."""
+
+    def returns():
+        return value
+
+    if annotation is not _UNANNOTATED:
+        returns.__annotations__ = {"return": annotation}
+    return step(name="returns")(returns)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "message"),
+    [
+        (int, 3.5, "annotated int but the step returned a float (3.5)."),
+        (int, "3", "annotated int but the step returned a str ('3')."),
+        (float, "0.5", "annotated float but the step returned a str ('0.5')."),
+        (float, True, "annotated float but the step returned a bool (True)."),
+        (bool, 1, "annotated bool but the step returned a int (1)."),
+    ],
+    ids=["fraction-for-int", "str-for-int", "str-for-float", "bool-for-float", "int-for-bool"],
+)
+def test_an_output_that_is_not_its_annotated_number_still_fails_the_step(
+    annotation, value, message
+):
+    returns = _returning(annotation, value)
+
+    @pipeline
+    def mistyped():
+        return returns()
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        mistyped()
+    cause = _cause(info)
+    assert isinstance(cause, StepFailedError)
+    assert str(cause) == f"Step 'returns' (invocation 'returns'): output 'output' is {message}"
+    assert mistyped.last_run.steps["returns"].status == "failed"
+
+
+@pytest.mark.parametrize("annotation", [Any, _UNANNOTATED], ids=["any", "unannotated"])
+def test_an_output_annotated_any_or_not_at_all_is_stored_as_returned(annotation):
+    returns = _returning(annotation, {"kept": (1, "as is")})
+
+    @pipeline
+    def untyped():
+        return returns()
+
+    assert untyped() == {"kept": (1, "as is")}

@@ -11,8 +11,15 @@ from branchwork.cli.render import OutputFormat
 
 app = typer.Typer(no_args_is_help=True)
 
-VersionArgument = Annotated[
-    str, typer.Argument(help="An artifact version id.", show_default=False, metavar="VERSION_ID")
+ArtifactArgument = Annotated[
+    str,
+    typer.Argument(
+        help="An artifact version id, or the address RUN/INVOCATION[/OUTPUT] of a step's output "
+        "(RUN: a name or id, a unique prefix of either, latest, or latest:PIPELINE; OUTPUT only "
+        "when the step has several).",
+        show_default=False,
+        metavar="ARTIFACT",
+    ),
 ]
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
@@ -50,13 +57,14 @@ def list_artifacts(
 
 
 @app.command("show")
-def show(version_id: VersionArgument, output: OutputOption = OutputFormat.table) -> None:
+def show(artifact: ArtifactArgument, output: OutputOption = OutputFormat.table) -> None:
     """An artifact version: where it is stored, its type, which run made it and which use it."""
     from branchwork.metadata.admin import get_artifact_version, runs_using_version, step_run_origins
+    from branchwork.metadata.run_refs import resolve_artifact
     from branchwork.metadata.store import get_engine
 
     engine = get_engine()
-    version = get_artifact_version(engine, version_id)
+    version = get_artifact_version(engine, resolve_artifact(engine, artifact))
     used_by = runs_using_version(engine, version.id)
     origins = step_run_origins(engine, [version.producer_step_run_id or ""])
     if output is OutputFormat.json:
@@ -74,9 +82,11 @@ def show(version_id: VersionArgument, output: OutputOption = OutputFormat.table)
 
 
 @app.command("load")
-def load(version_id: VersionArgument) -> None:
+def load(artifact: ArtifactArgument) -> None:
     """Load an artifact version with its materializer and print its repr."""
     from branchwork.metadata.admin import get_artifact_version
+    from branchwork.metadata.run_refs import resolve_artifact
     from branchwork.metadata.store import get_engine
 
-    typer.echo(repr(get_artifact_version(get_engine(), version_id).load()))
+    engine = get_engine()
+    typer.echo(repr(get_artifact_version(engine, resolve_artifact(engine, artifact)).load()))

@@ -10,12 +10,21 @@ invocation depends on the previous one (and on nothing its predecessor did not),
 
 Each group is drawn under its last parent in topological order; its other parents are named
 in an "also after" note, which keeps every edge visible without drawing a node twice.
+
+A dynamic run also records, per invocation, the invocations whose values the pipeline body
+had read when it made the call (`value_inputs` in its configuration): in
+`n = count(); [process(i) for i in range(n)]` every `process` call depends on `count`
+through a value, not through data. Those are edges too, marked "(value)" here and drawn
+dashed in every format. The recording may name values that another path already leads to
+(in `for i in ...: if check(i): process(i)`, each `process` lists every `check` read so
+far); such a value edge is dropped, so only the nearest reads are drawn.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -24,24 +33,29 @@ from rich.tree import Tree
 from branchwork.cli.render import STATUS_STYLES, kind
 from branchwork.models import PipelineRunResponse
 
+VALUE_MARK = "(value)"  # an edge by value in the text tree
+
 
 @dataclass(frozen=True)
 class Node:
-    """One invocation to draw: its id, step, status (None before a run) and parent ids."""
+    """One invocation to draw: its id, step, status (None before a run), the invocations
+    whose outputs it takes, and those it depends on only through a value."""
 
     name: str
     step_name: str
     status: str | None
     parents: tuple[str, ...]
+    value_parents: tuple[str, ...] = ()
 
 
 @dataclass
 class Group:
     step_name: str
     members: list[Node]
-    parents: list[int]
+    parents: list[int]  # every parent group, in topological order
     children: list[int] = field(default_factory=list)
     sequential: bool = False
+    value_parents: list[int] = field(default_factory=list)  # the parents reached by value only
 
     @property
     def label(self) -> str:
@@ -59,10 +73,10 @@ class Group:
 def _topological(nodes: list[Node]) -> list[Node]:
     """Kahn's algorithm, ties broken by recorded order (start time)."""
     position = {node.name: index for index, node in enumerate(nodes)}
-    waiting = {node.name: len(node.parents) for node in nodes}
+    waiting = {node.name: len(node.parents) + len(node.value_parents) for node in nodes}
     children: dict[str, list[str]] = {node.name: [] for node in nodes}
     for node in nodes:
-        for parent in node.parents:
+        for parent in node.parents + node.value_parents:
             children[parent].append(node.name)
     ready = [position[name] for name, count in waiting.items() if count == 0]
     heapq.heapify(ready)
@@ -79,13 +93,16 @@ def _topological(nodes: list[Node]) -> list[Node]:
 
 
 def run_nodes(run: PipelineRunResponse) -> list[Node]:
-    """A run's invocations (latest attempts) with their recorded parents."""
+    """A run's invocations (latest attempts) with their recorded parents, by data and by
+    value."""
     invocation_of = {attempt.id: attempt.name for attempt in run.attempts}
     nodes = []
     for step in run.steps.values():
         names = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
         parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
-        nodes.append(Node(step.name, step.step_name, str(step.status), parents))
+        config = step.configuration.config if step.configuration else {}
+        values = tuple(dict.fromkeys(config.get("value_inputs", ())))
+        nodes.append(Node(step.name, step.step_name, str(step.status), parents, values))
     return nodes
 
 
@@ -98,19 +115,29 @@ def group_nodes(nodes: list[Node]) -> list[Group]:
     """Invocations folded into groups, in topological order; see the module docstring."""
     known = {node.name for node in nodes}
     nodes = [
-        Node(n.name, n.step_name, n.status, tuple(p for p in n.parents if p in known))
+        Node(
+            n.name,
+            n.step_name,
+            n.status,
+            tuple(p for p in n.parents if p in known),
+            tuple(v for v in n.value_parents if v in known and v not in n.parents),
+        )
         for n in nodes
     ]
     groups: list[Group] = []
     group_of: dict[str, int] = {}
-    by_key: dict[tuple[str, frozenset[int]], int] = {}
-    for node in _topological(nodes):
-        parent_groups = frozenset(group_of[name] for name in node.parents)
-        key = (node.step_name, parent_groups)
+    by_key: dict[tuple[str, frozenset[int], frozenset[int]], int] = {}
+    for node in _without_implied_values(_topological(nodes)):
+        data_groups = frozenset(group_of[name] for name in node.parents)
+        value_groups = frozenset(group_of[name] for name in node.value_parents) - data_groups
+        key = (node.step_name, data_groups, value_groups)
         index = by_key.get(key)
         if index is None:
             index = by_key[key] = len(groups)
-            groups.append(Group(node.step_name, [], sorted(parent_groups)))
+            parent_groups = data_groups | value_groups
+            groups.append(
+                Group(node.step_name, [], sorted(parent_groups), value_parents=sorted(value_groups))
+            )
             for parent in parent_groups:
                 groups[parent].children.append(index)
         groups[index].members.append(node)
@@ -118,11 +145,53 @@ def group_nodes(nodes: list[Node]) -> list[Group]:
     return _fold_sequences(groups)
 
 
+def _without_implied_values(ordered: list[Node]) -> list[Node]:
+    """Nodes (in topological order) without the value parents another of their parents
+    already descends from. What a node descends from is kept as one bit per invocation whose
+    value was read, so memory grows with those, not with the square of the run's size."""
+    sources = dict.fromkeys(v for node in ordered for v in node.value_parents)
+    bit = {v: 1 << i for i, v in enumerate(sources)}
+    reach: dict[str, int] = {}  # node -> bits of the value parents it descends from
+
+    def through(parent: str) -> int:
+        return reach.get(parent, 0) | bit.get(parent, 0)
+
+    reduced = []
+    for node in ordered:
+        by_data = 0
+        for parent in node.parents:
+            by_data |= through(parent)
+        by_value = {v: through(v) for v in node.value_parents}
+        kept = tuple(
+            v
+            for v in node.value_parents
+            if not bit[v] & (by_data | _union(m for u, m in by_value.items() if u != v))
+        )
+        reach[node.name] = by_data | _union(by_value.values())
+        reduced.append(Node(node.name, node.step_name, node.status, node.parents, kept))
+    return reduced
+
+
+def _union(masks: Iterable[int]) -> int:
+    total = 0
+    for mask in masks:
+        total |= mask
+    return total
+
+
+def _renumber(group: Group, new_index: Callable[[int], int]) -> None:
+    """Point a group's parents at `new_index(parent)`; an edge that is by data as well as by
+    value after the merge counts as by data."""
+    by_data = {new_index(p) for p in group.parents if p not in group.value_parents}
+    group.value_parents = sorted({new_index(p) for p in group.value_parents} - by_data)
+    group.parents = sorted(by_data | set(group.value_parents))
+
+
 def _fold_sequences(groups: list[Group]) -> list[Group]:
     """Merge a lone invocation into its predecessor's group when it continues a loop."""
     head = list(range(len(groups)))  # group index -> the group it was merged into
     for index, group in enumerate(groups):
-        group.parents = sorted({head[p] for p in group.parents})
+        _renumber(group, head.__getitem__)
         previous = [
             p
             for p in group.parents
@@ -149,7 +218,7 @@ def _fold_sequences(groups: list[Group]) -> list[Group]:
     result = []
     for old in kept:
         group = groups[old]
-        group.parents = sorted({renumber[head[p]] for p in group.parents})
+        _renumber(group, lambda p: renumber[head[p]])
         group.children = sorted({renumber[head[c]] for c in group.children})
         result.append(group)
     return result
@@ -183,8 +252,13 @@ def groups_tree(title: Text, groups: list[Group], continues_after: int | None = 
         if summary:
             label.append("  ")
             label.append_text(summary)
+        if group.parents and group.parents[-1] in group.value_parents:
+            label.append(f"  {VALUE_MARK}", style="dim")
         if len(group.parents) > 1:
-            others = ", ".join(groups[p].label for p in group.parents[:-1])
+            others = ", ".join(
+                groups[p].label + (f" {VALUE_MARK}" if p in group.value_parents else "")
+                for p in group.parents[:-1]
+            )
             label.append(f"  (also after: {others})", style="dim")
         parent = nodes[group.parents[-1]] if group.parents else root
         nodes.append(parent.add(label))

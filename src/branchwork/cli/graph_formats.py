@@ -1,10 +1,11 @@
 """A grouped DAG (see `cli.graph`) as text, Mermaid, Graphviz DOT or SVG.
 
 Every format draws the same thing: one node per group (`process_partition ×1000` is one
-box), one edge per parent group, the status summary under the label when the graph comes
-from a run, and, for a dynamic pipeline drawn before it runs, a dashed "continues at run
-time" node after the step whose value the pipeline needs first. Mermaid and DOT are text for
-other tools to draw; SVG is drawn here (`cli.svg`), so no Graphviz is needed.
+box), one edge per parent group — dashed when the dependency is through a value the pipeline
+body read, not through data (see `cli.graph`) — the status summary under the label when the
+graph comes from a run, and, for a dynamic pipeline drawn before it runs, a dashed "continues
+at run time" node after the step whose value the pipeline needs first. Mermaid and DOT are
+text for other tools to draw; SVG is drawn here (`cli.svg`), so no Graphviz is needed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
 from branchwork.cli.graph import Group, groups_tree
+from branchwork.exceptions import BranchworkError
 
 
 class GraphFormat(str, Enum):
@@ -25,6 +28,15 @@ class GraphFormat(str, Enum):
     dot = "dot"
     svg = "svg"
 
+
+EXTENSIONS = {
+    ".txt": GraphFormat.text,
+    ".mmd": GraphFormat.mermaid,
+    ".mermaid": GraphFormat.mermaid,
+    ".dot": GraphFormat.dot,
+    ".gv": GraphFormat.dot,
+    ".svg": GraphFormat.svg,
+}
 
 CONTINUES = "… continues at run time"
 
@@ -70,6 +82,26 @@ def status_of(group: Group) -> str | None:
 def colors(group: Group) -> tuple[str, str]:
     status = status_of(group)
     return COLORS.get(status, PLANNED) if status else PLANNED
+
+
+def format_for(path: Path) -> GraphFormat:
+    """The format a graph file's extension names."""
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise BranchworkError(
+            f"Cannot tell the graph format of {path.name} from its extension (known: "
+            f"{', '.join(EXTENSIONS)}); rename the file or pass --format text|mermaid|dot|svg."
+        )
+    return fmt
+
+
+def edges(view: GraphView) -> list[tuple[int, int, bool]]:
+    """(parent, child, through a value) for every edge between groups."""
+    return [
+        (parent, index, parent in group.value_parents)
+        for index, group in enumerate(view.groups)
+        for parent in group.parents
+    ]
 
 
 def render(view: GraphView, fmt: GraphFormat) -> str:
@@ -124,8 +156,10 @@ def to_mermaid(view: GraphView) -> str:
         used.setdefault(status_of(group) or "planned", []).append(f"g{index}")
     if not view.groups:
         lines.append(f'    empty["{_mermaid_text(view.empty)}"]')
-    for index, group in enumerate(view.groups):
-        lines.extend(f"    g{parent} --> g{index}" for parent in group.parents)
+    lines.extend(
+        f"    g{parent} {'-.->' if by_value else '-->'} g{child}"
+        for parent, child, by_value in edges(view)
+    )
     if view.continues_after is not None:
         lines.append(f'    continues(["{CONTINUES}"])')
         lines.append(f"    g{view.continues_after} -.-> continues")
@@ -164,8 +198,10 @@ def to_dot(view: GraphView) -> str:
         lines.append(f'    g{index} [label={label}, fillcolor="{fill}", color="{stroke}"{extra}];')
     if not view.groups:
         lines.append(f"    empty [label={_dot_label(view.empty)}, style=dashed];")
-    for index, group in enumerate(view.groups):
-        lines.extend(f"    g{parent} -> g{index};" for parent in group.parents)
+    lines.extend(
+        f"    g{parent} -> g{child}{' [style=dashed]' if by_value else ''};"
+        for parent, child, by_value in edges(view)
+    )
     if view.continues_after is not None:
         lines.append(f'    continues [label="{CONTINUES}", style="rounded,dashed"];')
         lines.append(f"    g{view.continues_after} -> continues [style=dashed];")

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from branchwork.cli.graph_formats import GraphFormat
-from branchwork.cli.run import ParamOption, parse_params
+from branchwork.cli.run import ParamOption, pipeline_params
 from branchwork.cli.runs import FileOption, FormatOption, emit_graph
 
 
@@ -21,7 +20,7 @@ def graph(
         ),
     ],
     param: ParamOption = None,
-    fmt: FormatOption = GraphFormat.text,
+    fmt: FormatOption = None,
     output: FileOption = None,
 ) -> None:
     """Draw a pipeline's graph without running it; for a dynamic pipeline, the part known
@@ -29,5 +28,5 @@ def graph(
     from branchwork.cli.preview import pipeline_view
     from branchwork.cli.targets import load_target
 
-    params = parse_params(param or [])
+    params = pipeline_params(param or [])
     emit_graph(pipeline_view(load_target(target), params), fmt, output)

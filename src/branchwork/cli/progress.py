@@ -6,8 +6,10 @@ submission forwards SIGTERM to its orchestration process). A watcher thread read
 step runs from the metadata store four times a second and hands the counts to a sink:
 
 - on a terminal (stdout and stderr are TTYs, $CI unset): a Rich live view on stdout with a
-  spinner, the counts — discovered / running / cached / completed / failed — and a bar, its
-  totals growing as a dynamic pipeline discovers steps;
+  spinner, the counts — discovered / running / cached / completed / failed — and a bar. A
+  static run's total is known from its snapshot, so its bar fills; a running dynamic run's
+  total is only what it discovered so far (it would sit near 100 % all along), so its bar
+  pulses and says "37 finished of 38 found so far" until the run ends;
 - otherwise: plain lines on stderr, one when the counts change but at most one a second,
   plus the final counts; stdout keeps only the run, status and result lines for scripts.
 
@@ -75,6 +77,7 @@ class RunProgress:
     run_name: str
     status: str
     counts: Counts
+    total_known: bool  # the snapshot lists every step (static): `discovered` is the total
 
     @property
     def done(self) -> bool:
@@ -105,7 +108,7 @@ def read_progress(engine: Any, run_id: str) -> RunProgress | None:
         failed=count("failed"),
         stopped=count("stopped"),
     )
-    return RunProgress(run_id, name, status, counts)
+    return RunProgress(run_id, name, status, counts, total_known=bool(planned))
 
 
 class RunLocator:
@@ -173,11 +176,16 @@ class PlainSink:
             self._write(progress)
 
 
-def live_view(progress: RunProgress | None, pipeline_name: str, elapsed: float) -> Any:
-    """What the live view shows for one reading of the store."""
+def live_view(
+    progress: RunProgress | None, pipeline_name: str, elapsed: float, spinner: Spinner
+) -> Any:
+    """What the live view shows for one reading of the store. `spinner` is the view's one
+    spinner, given its new text here: its frame follows the time since it was first drawn,
+    so a spinner made anew for every reading would never move."""
     clock = f"{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}"
     if progress is None:
-        return Spinner("dots", Text(f"Starting pipeline {pipeline_name} … {clock}"))
+        spinner.update(text=Text(f"Starting pipeline {pipeline_name} … {clock}"))
+        return spinner
     head = Text.assemble(
         ("Run ", "bold"),
         progress.run_name,
@@ -198,28 +206,43 @@ def live_view(progress: RunProgress | None, pipeline_name: str, elapsed: float) 
             for label, count in fields
         )
     )
-    total = max(progress.counts.discovered, 1)
-    bar = Table.grid(padding=(0, 1))
-    bar.add_column(width=40)
-    bar.add_column()
-    bar.add_row(
-        ProgressBar(total=total, completed=progress.counts.finished, width=40),
-        Text(f"{progress.counts.finished}/{progress.counts.discovered} finished", style="dim"),
-    )
+    bar = _bar(progress, elapsed)
     if progress.done:
         mark = Text("✓ " if progress.status == "completed" else "✗ ", style="bold")
         return Group(mark + head, counts, bar)
-    return Group(Spinner("dots", head), counts, bar)
+    spinner.update(text=head)
+    return Group(spinner, counts, bar)
+
+
+def _bar(progress: RunProgress, elapsed: float) -> Table:
+    """A filling bar when the total is known (a static run, or any finished one), else a
+    pulsing one that says the total is still growing."""
+    finished, found = progress.counts.finished, progress.counts.discovered
+    if progress.total_known or progress.done:
+        bar = ProgressBar(total=max(found, 1), completed=finished, width=40)
+        label = f"{finished}/{found} finished"
+    else:
+        bar = ProgressBar(total=None, width=40, animation_time=elapsed)
+        label = f"{finished} finished of {found} found so far"
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=40)
+    grid.add_column()
+    grid.add_row(bar, Text(label, style="dim"))
+    return grid
 
 
 class LiveSink:
     """A Rich live view, refreshed by the watcher (no refresh thread of Rich's own)."""
 
-    def __init__(self, console: Console, pipeline_name: str) -> None:
+    def __init__(
+        self, console: Console, pipeline_name: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._pipeline = pipeline_name
-        self._start = time.monotonic()
+        self._clock = clock
+        self._start = clock()
+        self._spinner = Spinner("dots")
         self._live = Live(
-            live_view(None, pipeline_name, 0),
+            live_view(None, pipeline_name, 0, self._spinner),
             console=console,
             auto_refresh=False,
             transient=False,
@@ -229,7 +252,7 @@ class LiveSink:
         self._live.start()
 
     def _show(self, progress: RunProgress | None) -> None:
-        view = live_view(progress, self._pipeline, time.monotonic() - self._start)
+        view = live_view(progress, self._pipeline, self._clock() - self._start, self._spinner)
         self._live.update(view, refresh=True)
 
     def update(self, progress: RunProgress | None) -> None:

@@ -168,6 +168,7 @@ def step_dict(
         "outputs": {name: version.id for name, version in step.outputs.items()},
         "exception_type": step.exception_type,
         "exception_message": step.exception_message,
+        "traceback": step.traceback,
         "run_metadata": step.run_metadata,
     }
 
@@ -225,6 +226,10 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
             Text(cached_from(step, origins)),
         )
     out.print(table)
+    for header, text in failure_tracebacks(run):
+        out.print()
+        out.print(Text(header, style="bold red"))
+        out.print(Text(text.rstrip("\n")))
     with_metadata = [step for step in run.attempts if step.run_metadata]
     if with_metadata:
         out.print()
@@ -240,6 +245,21 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
             )
             grid.add_row(Text(label), Text("  ".join(pairs)))
         out.print(grid)
+
+
+def failure_tracebacks(run: PipelineRunResponse) -> list[tuple[str, str]]:
+    """(header, traceback) of what failed the run: its failed step's latest attempt, or the
+    pipeline body when that raised (then no step is to blame)."""
+    if run.failed_step is not None:
+        step = run.steps.get(run.failed_step)
+        text = (step.traceback if step else None) or run.traceback
+        if not text:
+            return []
+        attempt = f" (attempt {step.attempt})" if step and step.attempt > 1 else ""
+        return [(f"Traceback of invocation {run.failed_step}{attempt}:", text)]
+    if run.traceback:
+        return [(f"Traceback of the pipeline body ({run.pipeline_name}):", run.traceback)]
+    return []
 
 
 def show_diff(run_a: str, run_b: str, rows: list[tuple[str, str, str]]) -> None:

@@ -4,7 +4,6 @@ command line, on the active stack or `--stack NAME`, showing its progress while 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,23 +12,32 @@ import typer
 from rich.text import Text
 
 from branchwork.cli.render import console, status_text
+from branchwork.pipelines.parameters import CommandLineValue, json_or_text
 
 
-def parse_params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
-    """`key=value` pairs; a value is JSON when it parses as JSON (3, true, [1, 2]), else text."""
-    params: dict[str, Any] = {}
+def split_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    """`key=value` pairs as they were typed, by key."""
+    texts: dict[str, str] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise typer.BadParameter(f"{pair!r} is not KEY=VALUE.", param_hint=option)
-        if key in params:
+        if key in texts:
             raise typer.BadParameter(f"{key!r} is given twice.", param_hint=option)
-        try:
-            params[key] = json.loads(text)
-        except ValueError:
-            params[key] = text
-    return params
+        texts[key] = text
+    return texts
+
+
+def parse_params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
+    """`key=value` pairs; a value is JSON when it parses as JSON (3, true, [1, 2]), else text."""
+    return {key: json_or_text(text) for key, text in split_pairs(pairs, option).items()}
+
+
+def pipeline_params(pairs: list[str]) -> dict[str, CommandLineValue]:
+    """`--param key=value` pairs for a pipeline: JSON when it parses, else text, unless the
+    parameter's annotation says otherwise (see `pipelines.parameters`)."""
+    return {key: CommandLineValue(text) for key, text in split_pairs(pairs, "--param").items()}
 
 
 ParamOption = Annotated[
@@ -38,7 +46,10 @@ ParamOption = Annotated[
         "--param",
         "-p",
         metavar="KEY=VALUE",
-        help="A pipeline parameter; repeatable. VALUE is parsed as JSON when it can be.",
+        help=(
+            "A pipeline parameter; repeatable. VALUE is parsed as JSON when it can be, then "
+            "checked and converted by the parameter's type annotation."
+        ),
     ),
 ]
 StackOption = Annotated[
@@ -60,29 +71,41 @@ def run_and_report(
     *,
     stack: str | None,
     progress: bool,
-    run_id: str | None = None,
 ) -> None:
-    """Call `call()` (which runs a pipeline, or resumes run `run_id`) on `stack`, with
-    progress, then print the run's name, status and the returned value."""
+    """Call `call()` (which runs a pipeline, or resumes a run) on `stack`, with progress,
+    then print the run's name, status and the returned value. Ctrl-C stops the run (see
+    `runtime.interrupts`); the command then exits with 130."""
     from contextlib import nullcontext
 
-    from branchwork.cli.progress import RunLocator, progress_mode, watch
+    from branchwork.cli.progress import progress_mode, watch
     from branchwork.metadata.queries import get_run
     from branchwork.metadata.store import get_engine
+    from branchwork.pipelines.pipeline import watching_runs
     from branchwork.stack import active_stack
     from branchwork.stack.registry import get_stack
 
     scope: Any = active_stack(get_stack(stack)) if stack else nullcontext()
     engine = get_engine()
-    locate = RunLocator(engine, pipeline_name, run_id)
-    with scope, watch(progress_mode(progress), locate, pipeline_name, engine):
-        result = call()  # a failed run raises PipelineRunFailedError, naming the step
-    found = locate()
+    started: list[str] = []  # the run this command started, once it exists
+
+    def locate() -> str | None:
+        return started[0] if started else None
+
+    result: Any = None
+    interrupted = False
+    watcher = watch(progress_mode(progress), locate, pipeline_name, engine)
+    with scope, watching_runs(started.append), watcher:
+        try:
+            result = call()  # a failed run raises PipelineRunFailedError, naming the step
+        except KeyboardInterrupt:
+            interrupted = True
     out = console()
-    if found is not None:
-        record = get_run(engine, found, include_steps=False)
+    if started:
+        record = get_run(engine, started[0], include_steps=False)
         out.print(Text.assemble(("Run:    ", "bold"), record.name))
         out.print(Text.assemble(("Status: ", "bold"), status_text(record.status)))
+    if interrupted:
+        raise typer.Exit(130)
     out.print(Text.assemble(("Result: ", "bold"), repr(result)))
 
 
@@ -114,7 +137,7 @@ def run(
     """Run a pipeline and print its run name, status and return value."""
     from branchwork.cli.targets import load_target
 
-    params = parse_params(param or [])
+    params = pipeline_params(param or [])
     pipeline = load_target(target)
     if config is not None:
         pipeline = pipeline.with_options(config_path=str(config))

@@ -13,21 +13,54 @@ from branchwork.cli.graph_formats import GraphFormat, GraphView
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import ProgressOption, StackOption
 from branchwork.exceptions import ArtifactError, BranchworkError
+from branchwork.models.responses import ExecutionStatus
 
 app = typer.Typer(no_args_is_help=True)
 
-RunArgument = Annotated[
-    str, typer.Argument(help="The run's name or id.", show_default=False, metavar="RUN")
-]
+RUN_HELP = "A run: its name or id, a unique prefix of either, latest, or latest:PIPELINE."
+RunArgument = Annotated[str, typer.Argument(help=RUN_HELP, show_default=False, metavar="RUN")]
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
+
+
+STATUSES = [status.value for status in ExecutionStatus]
+
+
+def parse_statuses(values: list[str]) -> list[str]:
+    """The statuses `--status` names (each value may list several, comma-separated)."""
+    statuses = [part.strip().lower() for value in values for part in value.split(",")]
+    unknown = [status for status in statuses if status not in STATUSES]
+    if unknown:
+        raise typer.BadParameter(
+            f"{unknown[0]!r} is not a run status; use one of {', '.join(STATUSES)}.",
+            param_hint="--status",
+        )
+    return list(dict.fromkeys(statuses))
+
+
+def no_runs_message(pipeline: str | None, statuses: list[str]) -> str:
+    if pipeline is None and not statuses:
+        return "No runs yet."
+    of = f" of pipeline {pipeline!r}" if pipeline is not None else ""
+    status = f" with status {' or '.join(statuses)}" if statuses else ""
+    return f"No runs{of}{status}."
 
 
 @app.command("list")
 def list_runs(
     pipeline: Annotated[
         str | None, typer.Option("--pipeline", help="Only runs of this pipeline.")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help=f"Only runs in this status ({', '.join(STATUSES)}); repeatable, or "
+            "comma-separated.",
+            show_default=False,
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
     output: OutputOption = OutputFormat.table,
@@ -36,15 +69,16 @@ def list_runs(
     from branchwork.metadata.admin import list_runs, step_counts
     from branchwork.metadata.store import get_engine
 
+    statuses = parse_statuses(status or [])
     engine = get_engine()
-    runs = list_runs(engine, pipeline, limit)
+    runs = list_runs(engine, pipeline, limit, statuses)
     counts = step_counts(engine, [run.id for run in runs])
     if output is OutputFormat.json:
         render.print_json([{**render.run_dict(r), "step_count": counts.get(r.id, 0)} for r in runs])
     elif runs:
         render.show_runs_table(runs, counts)
     else:
-        typer.echo("No runs yet." if pipeline is None else f"No runs of pipeline {pipeline!r}.")
+        typer.echo(no_runs_message(pipeline, statuses))
 
 
 @app.command("show")
@@ -61,14 +95,22 @@ def show(run: RunArgument, output: OutputOption = OutputFormat.table) -> None:
     if output is OutputFormat.json:
         names = render.invocation_names(record)
         steps = [render.step_dict(step, names, origins) for step in record.attempts]
-        render.print_json({**render.run_dict(record), "steps": steps})
+        render.print_json(
+            {**render.run_dict(record), "traceback": record.traceback, "steps": steps}
+        )
     else:
         render.show_run(record, origins)
 
 
 FormatOption = Annotated[
-    GraphFormat,
-    typer.Option("--format", "-f", help="text for the terminal; mermaid, dot or svg for files."),
+    GraphFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="text for the terminal; mermaid, dot or svg for files. Default: from the --output "
+        "file's extension (.txt, .mmd/.mermaid, .dot/.gv, .svg), else text.",
+        show_default=False,
+    ),
 ]
 FileOption = Annotated[
     Path | None,
@@ -81,11 +123,14 @@ FileOption = Annotated[
 ]
 
 
-def emit_graph(view: GraphView, fmt: GraphFormat, output: Path | None) -> None:
-    """Print a graph view (the text format as a tree), or write it to `output`."""
+def emit_graph(view: GraphView, fmt: GraphFormat | None, output: Path | None) -> None:
+    """Print a graph view (the text format as a tree), or write it to `output`; without
+    `fmt`, the format is the one `output`'s extension names (text when printing)."""
+    from branchwork.cli.graph_formats import format_for, tree
     from branchwork.cli.graph_formats import render as render_graph
-    from branchwork.cli.graph_formats import tree
 
+    if fmt is None:
+        fmt = GraphFormat.text if output is None else format_for(output)
     if output is not None:
         try:
             output.write_text(render_graph(view, fmt), encoding="utf-8")
@@ -106,9 +151,7 @@ def emit_graph(view: GraphView, fmt: GraphFormat, output: Path | None) -> None:
 
 
 @app.command("graph")
-def graph(
-    run: RunArgument, fmt: FormatOption = GraphFormat.text, output: FileOption = None
-) -> None:
+def graph(run: RunArgument, fmt: FormatOption = None, output: FileOption = None) -> None:
     """The run's DAG as it ran; fan-outs of one step show as one node, `step ×N`."""
     from branchwork.cli.graph import group_steps
     from branchwork.client import Client
@@ -165,8 +208,8 @@ def logs(
 
 @app.command("diff")
 def diff(
-    run_a: Annotated[str, typer.Argument(help="A run's name or id.", metavar="RUN_A")],
-    run_b: Annotated[str, typer.Argument(help="Another run's name or id.", metavar="RUN_B")],
+    run_a: Annotated[str, typer.Argument(help=RUN_HELP, metavar="RUN_A")],
+    run_b: Annotated[str, typer.Argument(help=RUN_HELP, metavar="RUN_B")],
     output: OutputOption = OutputFormat.table,
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit with 1 when the graphs differ.")
@@ -216,13 +259,25 @@ def resume(
             record.pipeline_name,
             stack=stack,
             progress=progress,
-            run_id=record.id,
         )
     except PipelineRunFailedError as error:
         cause = error.__cause__
         if isinstance(cause, ReplayDivergenceError):
             raise BranchworkError(_cli_divergence(str(cause))) from error
         raise
+
+
+@app.command("reap")
+def reap() -> None:
+    """Record FAILED the runs whose orchestration was lost (running, but their loop stopped
+    heartbeating), and their attempts in flight. Readers already show them so; the next run
+    and a resume record them too."""
+    from branchwork.metadata.lost import reap_lost_runs
+    from branchwork.metadata.store import get_engine, write_transaction
+
+    with write_transaction(get_engine()) as conn:
+        count = reap_lost_runs(conn)
+    typer.echo(f"Recorded {count} lost run{'' if count == 1 else 's'} as failed.")
 
 
 @app.command("delete")

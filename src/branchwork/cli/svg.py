@@ -8,7 +8,8 @@
 4. Position: each box wants to sit at the mean x of its neighbours in the layer swept from;
    a left-to-right pass keeps the gaps, then the layer shifts back by its mean displacement.
 5. Draw: rounded boxes coloured by status (a fan-out group as a stack of cards), edges as
-   vertical cubic curves through their dummy points with an arrowhead.
+   vertical cubic curves through their dummy points with an arrowhead, dashed when they are
+   through a value (and into the "continues at run time" node).
 
 Text widths are estimated from character counts with a monospace font, which is what makes
 the boxes fit their labels without measuring fonts.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
-from branchwork.cli.graph_formats import CONTINUES, PLANNED, GraphView, colors, summary
+from branchwork.cli.graph_formats import CONTINUES, PLANNED, GraphView, colors, edges, summary
 
 FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 LABEL_SIZE = 13
@@ -57,8 +58,9 @@ def _box_width(label: str, status: str) -> float:
     return max(_text_width(label, LABEL_SIZE), _text_width(status, STATUS_SIZE), 40) + 28
 
 
-def _vertices(view: GraphView) -> tuple[list[_Vertex], list[list[int]]]:
-    """Vertices (groups, continuation, dummies) and every original edge as a vertex chain."""
+def _vertices(view: GraphView) -> tuple[list[_Vertex], list[tuple[list[int], bool]]]:
+    """Vertices (groups, continuation, dummies) and every original edge as a vertex chain,
+    with whether it is drawn dashed."""
     vertices: list[_Vertex] = []
     for index, group in enumerate(view.groups):
         layer = 1 + max((vertices[p].layer for p in group.parents), default=-1)
@@ -74,17 +76,17 @@ def _vertices(view: GraphView) -> tuple[list[_Vertex], list[list[int]]]:
                 fill=colors(group),
             )
         )
-    edges = [(parent, index) for index, g in enumerate(view.groups) for parent in g.parents]
+    drawn = edges(view)
     if view.continues_after is not None:
         source = vertices[view.continues_after]
         vertices.append(
             _Vertex(-1, source.layer + 1, _box_width(CONTINUES, ""), CONTINUES, dashed=True)
         )
-        edges.append((view.continues_after, len(vertices) - 1))
+        drawn.append((view.continues_after, len(vertices) - 1, True))
     if not view.groups:
         vertices.append(_Vertex(-1, 0, _box_width(view.empty, ""), view.empty, dashed=True))
-    chains: list[list[int]] = []
-    for parent, child in edges:
+    chains: list[tuple[list[int], bool]] = []
+    for parent, child, dashed in drawn:
         chain = [parent]
         for layer in range(vertices[parent].layer + 1, vertices[child].layer):
             vertices.append(_Vertex(-2, layer, DUMMY_WIDTH, dummy=True))
@@ -93,7 +95,7 @@ def _vertices(view: GraphView) -> tuple[list[_Vertex], list[list[int]]]:
         for upper, lower in zip(chain, chain[1:]):
             vertices[upper].children.append(lower)
             vertices[lower].parents.append(upper)
-        chains.append(chain)
+        chains.append((chain, dashed))
     return vertices, chains
 
 
@@ -211,7 +213,7 @@ def to_svg(view: GraphView) -> str:
         out.append(f'<text x="{MARGIN}" y="{baseline}" {style}>{escape(line)}</text>')
 
     out.append('<g fill="none" stroke="#6b7280" stroke-width="1.4">')
-    for chain in chains:
+    for chain, dashed in chains:
         points: list[tuple[float, float]] = []
         for position, index in enumerate(chain):
             vertex = vertices[index]
@@ -222,8 +224,8 @@ def to_svg(view: GraphView) -> str:
                 points.append((x, top_of(vertex)))
             else:
                 points += [(x, top_of(vertex)), (x, top_of(vertex) + BOX_HEIGHT)]
-        dashed = ' stroke-dasharray="5,4"' if vertices[chain[-1]].dashed else ""
-        out.append(f'<path d="{_curve(points)}" marker-end="url(#arrow)"{dashed}/>')
+        dash = ' stroke-dasharray="5,4"' if dashed else ""
+        out.append(f'<path d="{_curve(points)}" marker-end="url(#arrow)"{dash}/>')
     out.append("</g>")
 
     for vertex in vertices:

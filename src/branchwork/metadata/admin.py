@@ -15,7 +15,7 @@ no versions. Artifact files are left alone unless `purge_files` is called with w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,8 @@ from branchwork.config.home import PROJECT_DIR_NAME, store_url
 from branchwork.exceptions import BranchworkError, ConfigurationError
 
 # Same-package helpers: one definition of how a version row becomes a response.
-from branchwork.metadata.queries import _VERSION_COLUMNS, _version, get_run, list_run_ids
+from branchwork.metadata.lost import lost_cutoff, lost_status
+from branchwork.metadata.queries import _VERSION_COLUMNS, _version, get_run
 from branchwork.metadata.schema import (
     artifact,
     artifact_version,
@@ -42,6 +43,7 @@ from branchwork.metadata.schema import (
     step_run_output_artifact,
     step_run_parent,
 )
+from branchwork.metadata.schema import pipeline as pipeline_table
 from branchwork.metadata.store import (
     MIGRATIONS_DIR,
     current_revision,
@@ -64,13 +66,26 @@ def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
 
 
 def list_runs(
-    engine: Engine, pipeline: str | None = None, limit: int | None = None
+    engine: Engine,
+    pipeline: str | None = None,
+    limit: int | None = None,
+    statuses: Collection[str] = (),
 ) -> list[PipelineRunResponse]:
-    """Runs newest first, without their step runs (cheap even for runs of 10,000 steps)."""
-    return [
-        get_run(engine, run_id, include_steps=False)
-        for run_id in list_run_ids(engine, pipeline, limit)
-    ]
+    """Runs newest first, optionally only of one pipeline and in one of `statuses`, without
+    their step runs (cheap even for runs of 10,000 steps)."""
+    query = (
+        select(pipeline_run.c.id)
+        .join(pipeline_table, pipeline_table.c.id == pipeline_run.c.pipeline_id)
+        .order_by(pipeline_run.c.created.desc())
+        .limit(limit)
+    )
+    if pipeline is not None:
+        query = query.where(pipeline_table.c.name == pipeline)
+    if statuses:
+        query = query.where(lost_status(lost_cutoff()).in_(sorted(statuses)))
+    with engine.connect() as conn:
+        run_ids = list(conn.execute(query).scalars())
+    return [get_run(engine, run_id, include_steps=False) for run_id in run_ids]
 
 
 def step_counts(engine: Engine, run_ids: list[str]) -> dict[str, int]:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
+from branchwork.metadata.lost import (
+    ATTEMPT_LOST_MESSAGE,
+    LOST_TYPE,
+    is_lost,
+    lost_cutoff,
+    lost_status,
+    run_lost_message,
+)
+from branchwork.metadata.recorder import utc
+from branchwork.metadata.retries import retrying
 from branchwork.models.responses import (
     ArtifactVersionResponse,
     ExecutionStatus,
@@ -53,6 +64,7 @@ _VERSION_COLUMNS = (
 )
 
 
+@retrying("looking up the cache")
 def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """For each cache key with a completed step run: (that step run id, its output rows)."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -107,6 +119,8 @@ def _snapshot(conn: Connection, snapshot_id: str) -> PipelineSnapshotResponse:
         spec=loads(row.spec, {}),
         created=row.created,
         step_configurations={c.name: _configuration(c) for c in configs},
+        import_path=tuple(loads(row.import_path, ())),
+        working_dir=row.working_dir,
     )
 
 
@@ -139,7 +153,10 @@ def _step_runs(
     conn: Connection,
     run_id: str,
     snapshot: PipelineSnapshotResponse,
+    lost_at: float | None = None,
 ) -> list[StepRunResponse]:
+    """The run's attempts; with `lost_at` (the run is lost, see `metadata.lost`), those
+    still recorded running read as failed then."""
     rows = conn.execute(
         select(s.step_run)
         .where(s.step_run.c.run_id == run_id)
@@ -159,7 +176,7 @@ def _step_runs(
             select(s.step_configuration).where(s.step_configuration.c.step_run_id.in_(chunk))
         ):
             configs[config.step_run_id] = _configuration(config)
-    return [
+    attempts = [
         StepRunResponse(
             id=row.id,
             name=row.name,
@@ -182,10 +199,25 @@ def _step_runs(
         )
         for row in rows
     ]
+    if lost_at is None:
+        return attempts
+    return [_lost_attempt(a, utc(lost_at)) if a.status == "running" else a for a in attempts]
 
 
+def _lost_attempt(attempt: StepRunResponse, end: Any) -> StepRunResponse:
+    return dataclasses.replace(
+        attempt,
+        status=ExecutionStatus.FAILED,
+        end_time=end,
+        exception_type=LOST_TYPE,
+        exception_message=ATTEMPT_LOST_MESSAGE,
+    )
+
+
+@retrying("reading a run")
 def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> PipelineRunResponse:
-    """A run by id or name, with its snapshot, outputs and (unless not asked) step runs."""
+    """A run by id or name, with its snapshot, outputs and (unless not asked) step runs; a
+    lost run reads as `metadata.lost` says."""
     with engine.connect() as conn:
         row = conn.execute(
             select(s.pipeline_run, s.pipeline.c.name.label("pipeline_name"))
@@ -195,7 +227,9 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         if row is None:
             raise BranchworkError(f"No pipeline run with id or name {id_or_name!r}.")
         snapshot = _snapshot(conn, row.snapshot_id)
-        attempts = _step_runs(conn, row.id, snapshot) if include_steps else []
+        lost = is_lost(row.status, row.heartbeat, lost_cutoff())
+        lost_at = row.heartbeat if lost else None
+        attempts = _step_runs(conn, row.id, snapshot, lost_at) if include_steps else []
         outputs = conn.execute(
             select(*_VERSION_COLUMNS)
             .select_from(s.pipeline_run_output)
@@ -216,22 +250,23 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         id=row.id,
         name=row.name,
         pipeline_name=row.pipeline_name,
-        status=ExecutionStatus(row.status),
+        status=ExecutionStatus("failed" if lost else row.status),
         orchestrator=row.orchestrator,
         orchestrator_run_id=row.orchestrator_run_id,
         parameters=loads(row.parameters, {}),
         created=row.created,
         start_time=row.start_time,
-        end_time=row.end_time,
+        end_time=utc(row.heartbeat) if lost else row.end_time,
         failed_step=row.failed_step,
-        exception_type=row.exception_type,
-        exception_message=row.exception_message,
+        exception_type=LOST_TYPE if lost else row.exception_type,
+        exception_message=run_lost_message() if lost else row.exception_message,
         traceback=row.traceback,
         snapshot=snapshot,
         steps=latest,
         attempts=tuple(attempts),
         outputs=tuple(_version(o, o.artifact_name) for o in outputs),
         output_structure=loads(row.output_structure),
+        exception_data=None if lost else row.exception_data,
     )
 
 
@@ -261,6 +296,7 @@ def get_step_logs(engine: Engine, step_run_ids: list[str]) -> dict[str, str]:
     return logs
 
 
+@retrying("finding the last run")
 def latest_completed_run(
     engine: Engine, pipeline_name: str, parameters: str, except_run_id: str
 ) -> str | None:
@@ -286,7 +322,9 @@ def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[
     with engine.connect() as conn:
         run = conn.execute(
             select(
-                s.pipeline_run.c.name, s.pipeline_run.c.status, s.pipeline_run.c.snapshot_id
+                s.pipeline_run.c.name,
+                lost_status(lost_cutoff()).label("status"),
+                s.pipeline_run.c.snapshot_id,
             ).where(s.pipeline_run.c.id == run_id)
         ).one_or_none()
         if run is None:
@@ -307,7 +345,24 @@ def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[
     for name, attempt, status in rows:
         if name not in latest or attempt >= latest[name][0]:
             latest[name] = (attempt, status)
-    return run.name, run.status, planned, {name: st for name, (_, st) in latest.items()}
+    finished = run.status not in ("initializing", "running")  # a lost run's attempts too
+    statuses = {
+        name: "failed" if finished and status == "running" else status
+        for name, (_, status) in latest.items()
+    }
+    return run.name, run.status, planned, statuses
+
+
+@retrying("counting running steps")
+def running_step_count(engine: Engine, run_id: str) -> int:
+    """How many attempts of a run are recorded as running."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            select(func.count())
+            .select_from(s.step_run)
+            .where(s.step_run.c.run_id == run_id, s.step_run.c.status == "running")
+        ).scalar()
+    return int(count or 0)
 
 
 class InvocationRecord(NamedTuple):
@@ -318,6 +373,7 @@ class InvocationRecord(NamedTuple):
     cache_key: str | None
 
 
+@retrying("reading the last run's steps")
 def invocation_records(engine: Engine, run_id: str) -> dict[str, InvocationRecord]:
     """Invocation id -> record of a run, without loading artifacts and links (fast for
     comparing a rerun's graph with a large earlier run)."""

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, bindparam
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.bulk import BulkStatement
+from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
 from branchwork.metadata.upsert import insert_ignore
 
@@ -50,20 +51,22 @@ def artifact_id(name: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
-    """The recorder's statements, in foreign-key order, compiled once per engine."""
+    """The recorder's statements, in foreign-key order, compiled once per engine. Inserts
+    ignore rows already there, so a flush whose commit went through unacknowledged (the
+    connection dropped) can be repeated."""
     return tuple(
         BulkStatement(engine, statement)
         for statement in (
             insert_ignore(engine, schema.artifact),
-            schema.step_run.insert(),
-            schema.step_configuration.insert(),
-            schema.artifact_version.insert(),
-            schema.step_run_output_artifact.insert(),
-            schema.step_run_input_artifact.insert(),
-            schema.step_run_parent.insert(),
+            insert_ignore(engine, schema.step_run),
+            insert_ignore(engine, schema.step_configuration),
+            insert_ignore(engine, schema.artifact_version),
+            insert_ignore(engine, schema.step_run_output_artifact),
+            insert_ignore(engine, schema.step_run_input_artifact),
+            insert_ignore(engine, schema.step_run_parent),
             _STEP_UPDATE,
-            schema.pipeline_run_output.insert(),
-            schema.step_log.insert(),
+            insert_ignore(engine, schema.pipeline_run_output),
+            insert_ignore(engine, schema.step_log),
         )
     )
 
@@ -211,6 +214,7 @@ class Recorder:
             {"run_id": self.run_id, "position": position, "artifact_version_id": version_id}
         )
 
+    @retrying("recording the run")
     def flush(self) -> None:
         """Write everything collected so far in one transaction."""
         batches = tuple(

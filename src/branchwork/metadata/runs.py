@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from branchwork.ids import new_id
-from branchwork.metadata import schema
+from branchwork.metadata import error_records, schema
+from branchwork.metadata.lost import close_lost_attempts, reap_lost_runs
 from branchwork.metadata.recorder import utc
+from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
 from branchwork.metadata.upsert import insert_ignore
 
@@ -26,6 +28,7 @@ def run_name(pipeline_name: str, now: float) -> str:
     return f"{pipeline_name}-{stamp}_{int(now * 1e6) % 1_000_000:06d}-{uuid.uuid4().hex[:4]}"
 
 
+@retrying("creating the run")
 def create_placeholder_run(
     engine: Engine,
     *,
@@ -33,6 +36,8 @@ def create_placeholder_run(
     is_dynamic: bool,
     source: str,
     source_file: str | None,
+    import_path: list[str],
+    working_dir: str,
     parameters: dict[str, Any],
     spec: dict[str, Any],
     step_configurations: list[dict[str, Any]],
@@ -44,6 +49,7 @@ def create_placeholder_run(
     snapshot_id, run_id = new_id(), new_id()
     params_json = json.dumps(parameters)
     with write_transaction(engine) as conn:
+        reap_lost_runs(conn)  # the next run records what readers already show
         conn.execute(
             insert_ignore(engine, schema.pipeline),
             {"id": pipeline_id(pipeline_name), "name": pipeline_name, "created": created},
@@ -56,6 +62,8 @@ def create_placeholder_run(
                 "is_dynamic": is_dynamic,
                 "source": source,
                 "source_file": source_file,
+                "import_path": json.dumps(import_path),
+                "working_dir": working_dir,
                 "parameters": params_json,
                 "spec": json.dumps(spec),
                 "created": created,
@@ -85,6 +93,7 @@ def create_placeholder_run(
     return snapshot_id, run_id
 
 
+@retrying("recording a failed run")
 def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     """Record as FAILED a run whose loop never finished it: its pipeline would not load, or
     its orchestration process died. A run that did finish is left as it is."""
@@ -100,36 +109,18 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
                 end_time=utc(time.time()),
                 exception_type=type(error).__name__,
                 exception_message=str(error),
+                exception_data=error_records.encode(error),
                 traceback="".join(traceback.format_exception(error)),
             )
         )
 
 
-def reap_stale_runs(engine: Engine, stale_after: float) -> int:
-    """Mark FAILED the running runs whose loop stopped heartbeating `stale_after` seconds
-    ago (its process was killed); returns how many. `resume` picks them up from there."""
-    now = time.time()
-    with write_transaction(engine) as conn:
-        result = conn.execute(
-            schema.pipeline_run.update()
-            .where(schema.pipeline_run.c.status == "running")
-            .where(schema.pipeline_run.c.heartbeat < now - stale_after)
-            .values(
-                status="failed",
-                end_time=utc(now),
-                exception_type="OrchestrationLost",
-                exception_message=(
-                    f"The orchestration loop stopped heartbeating for over {stale_after:g}s: "
-                    "its process died. Resume the run to finish it."
-                ),
-            )
-        )
-    return int(result.rowcount or 0)
-
-
+@retrying("reopening the run for a resume")
 def reopen_run(engine: Engine, run_id: str) -> bool:
-    """Put a FAILED or STOPPED run back to INITIALIZING for a resume; False if it is not."""
+    """Put a FAILED, STOPPED or lost run back to INITIALIZING for a resume, closing its
+    attempts that a lost loop left running; False if it is none of those."""
     with write_transaction(engine) as conn:
+        reap_lost_runs(conn, run_id)
         result = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
@@ -141,7 +132,70 @@ def reopen_run(engine: Engine, run_id: str) -> bool:
                 exception_type=None,
                 exception_message=None,
                 traceback=None,
+                exception_data=None,
                 output_structure=None,
+                stop_requested=None,
             )
         )
-    return bool(result.rowcount)
+        if not result.rowcount:
+            return False
+        close_lost_attempts(conn, run_id, time.time())  # a process killed under them
+    return True
+
+
+@retrying("asking the run to stop")
+def request_stop(engine: Engine, run_id: str, level: str) -> None:
+    """Ask the loop of an unfinished run to stop ("graceful": launch nothing new; "abandon":
+    give up running steps too). The loop reads it from the store, wherever it runs."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.id == run_id)
+            .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
+            .values(stop_requested=level)
+        )
+
+
+@retrying("looking for a stop request")
+def stop_request(engine: Engine, run_id: str) -> str | None:
+    """The stop asked for an unfinished run; "abandon" for a run someone else finished."""
+    from sqlalchemy import select
+
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(schema.pipeline_run.c.status, schema.pipeline_run.c.stop_requested).where(
+                schema.pipeline_run.c.id == run_id
+            )
+        ).one_or_none()
+    if row is None or row.status not in ("initializing", "running"):
+        return "abandon"
+    return row.stop_requested
+
+
+@retrying("recording a stopped run")
+def mark_run_stopped(engine: Engine, run_id: str, reason: str) -> bool:
+    """Record STOPPED a run whose loop did not finish it in time, with its attempts still
+    marked running; False if the run had finished meanwhile."""
+    now = utc(time.time())
+    unfinished = schema.pipeline_run.c.status.in_(("initializing", "running"))
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.id == run_id)
+            .where(unfinished)
+            .values(
+                status="stopped",
+                end_time=now,
+                exception_type="KeyboardInterrupt",
+                exception_message=reason,
+            )
+        )
+        if not result.rowcount:
+            return False
+        conn.execute(
+            schema.step_run.update()
+            .where(schema.step_run.c.run_id == run_id)
+            .where(schema.step_run.c.status == "running")
+            .values(status="stopped", end_time=now, exception_message=reason)
+        )
+    return True

@@ -65,6 +65,8 @@ pipeline_snapshot = Table(
     Column("parameters", Text, nullable=False),
     Column("spec", Text, nullable=False),
     Column("created", DateTime, nullable=False),
+    Column("import_path", Text, nullable=True),  # JSON: folders to put on sys.path
+    Column("working_dir", Text, nullable=True),
     Index(None, "pipeline_id"),
 )
 
@@ -90,6 +92,8 @@ pipeline_run = Table(
     Column("exception_message", Text, nullable=True),
     Column("traceback", Text, nullable=True),
     Column("output_structure", Text, nullable=True),
+    Column("stop_requested", STATUS, nullable=True),  # "graceful" | "abandon"
+    Column("exception_data", Text, nullable=True),  # JSON: how to rebuild the exception
     Index(None, "pipeline_id", "created"),
 )
 

@@ -5,26 +5,37 @@ survives the writing process being killed, readers never block the writer, and a
 timeout lets several processes share one file. Migrations are Alembic's; to keep every run
 from importing Alembic, the schema revision is read directly and compared with `HEAD_REVISION`
 (a test keeps that constant equal to the newest migration).
+
+Processes that find the store behind (a team's jobs starting at once on a new store) migrate it
+one at a time: the migration transaction holds SQLite's write lock (BEGIN IMMEDIATE) or, on
+PostgreSQL, an advisory lock, and reads the revision again under it, so the processes that
+waited find the work done and carry on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any fixed 64-bit number will do, as long as every branchwork process uses the same one.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"branchwork-migrations").digest()[:8], "big", signed=True
+)
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -35,34 +46,33 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # SQLAlchemy's BEGIN is the real one (needed for transactional migrations too).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(1000 * busy_timeout())}")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={int(1000 * busy_timeout())}")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the file in WAL mode. Processes opening a new file at once all read it, then each
+    wants it alone for the switch: SQLite answers "locked" at once to all but one rather than
+    wait (the busy timeout does not apply, waiting could deadlock), so they try again."""
+    import sqlite3
+
+    deadline = time.monotonic() + busy_timeout()
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def busy_timeout() -> float:
     """Seconds a writer waits for another process's lock ($BRANCHWORK_SQLITE_BUSY_TIMEOUT)."""
     return float(os.environ.get("BRANCHWORK_SQLITE_BUSY_TIMEOUT", "30"))
-
-
-@contextmanager
-def clear_store_errors(engine: Engine) -> Iterator[None]:
-    """Turn a locked or broken store into one clear error naming it."""
-    try:
-        yield
-    except OperationalError as error:
-        locked = "locked" in str(error.orig).lower()
-        what = (
-            f"is locked by another process (waited {busy_timeout():g}s); stop that process or "
-            "raise BRANCHWORK_SQLITE_BUSY_TIMEOUT"
-            if locked
-            else f"cannot be written: {error.orig}"
-        )
-        raise ConfigurationError(
-            f"The metadata store at {_masked(str(engine.url))!r} {what}."
-        ) from None
 
 
 _writing: ContextVar[bool] = ContextVar("branchwork_store_writing", default=False)
@@ -116,7 +126,7 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
-def _masked(url: str) -> str:
+def _masked(url: str | URL) -> str:
     """The URL with any password hidden, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -127,23 +137,38 @@ def _masked(url: str) -> str:
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the store is at, or None for an empty store."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return _revision_on(conn)
+
+
+def _revision_on(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade_if_needed(engine: Engine) -> None:
     """Bring the store to HEAD_REVISION, importing Alembic only when there is work to do."""
     try:
-        if current_revision(engine) == HEAD_REVISION:
-            return
-        upgrade(engine)
+        if current_revision(engine) != HEAD_REVISION:
+            upgrade(engine)
     except (OperationalError, DatabaseError) as error:
-        raise ConfigurationError(
-            f"The metadata store at {engine.url!r} cannot be opened or migrated: "
+        raise ConfigurationError(_unusable_store_message(engine.url, error)) from error
+
+
+def _unusable_store_message(url: URL, error: DBAPIError) -> str:
+    """Why the store cannot be used and what to do, in the terms of the database in use."""
+    if url.get_backend_name() == "sqlite":
+        return (
+            f"The SQLite metadata store {url.database!r} cannot be opened or migrated: "
             f"{error.orig}. If it is corrupt, move it away; if it is locked, stop the "
             "process holding it."
-        ) from error
+        )
+    server = "PostgreSQL" if url.get_backend_name() == "postgresql" else url.get_backend_name()
+    return (
+        f"The {server} metadata store at {_masked(url)!r} could not be reached or migrated: "
+        f"{error.orig}. Check that the {server} server is running and BRANCHWORK_STORE_URL "
+        "is right."
+    )
 
 
 def alembic_config(connection: Any = None) -> Any:
@@ -157,11 +182,22 @@ def alembic_config(connection: Any = None) -> Any:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run Alembic migrations up to `revision` in one transaction."""
-    from alembic import command
-
+    """Run Alembic migrations up to `revision` in one transaction, one process at a time."""
     with write_transaction(engine) as conn:
+        _wait_for_other_migrations(conn)
+        if revision == "head" and _revision_on(conn) == HEAD_REVISION:
+            return  # migrated by another process while this one waited
+        from alembic import command
+
         command.upgrade(alembic_config(conn), revision)
+
+
+def _wait_for_other_migrations(conn: Connection) -> None:
+    """Hold other processes' migrations back until this transaction ends. On SQLite its
+    BEGIN IMMEDIATE already did; PostgreSQL needs an advisory lock, since two transactions
+    creating the same table collide ("duplicate key ... pg_type_typname_nsp_index")."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def dispose_engines() -> None:

@@ -110,6 +110,9 @@ class PipelineSnapshotResponse:
     spec: dict[str, Any]
     created: datetime
     step_configurations: dict[str, StepConfigurationResponse] = field(default_factory=dict)
+    # What it takes to import the pipeline again elsewhere: see `branchwork.user_code`.
+    import_path: tuple[str, ...] = ()
+    working_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class PipelineRunResponse:
     attempts: tuple[StepRunResponse, ...]
     outputs: tuple[ArtifactVersionResponse, ...]
     output_structure: Any
+    exception_data: str | None = None  # how to rebuild the exception: metadata.error_records
 
     def load_output(self) -> Any:
         """The pipeline function's return value, loaded, with its structure."""

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class SubmissionResult:
-    """What a submission hands back: how to wait for the run, and anything worth knowing."""
+    """What a submission hands back: how to wait for the run, and anything worth knowing.
+
+    `stop`, if given, ends the orchestration job at once. It is called only when a second
+    Ctrl-C found the run still unfinished a second after asking its loop to abandon it (the
+    loop normally stops by itself: it reads stop requests from the metadata store)."""
 
     wait_for_completion: Callable[[], Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    stop: Callable[[], None] | None = None
 
 
 class BaseOrchestrator(ABC):

@@ -10,6 +10,7 @@ recorded STOPPED.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,7 +55,7 @@ class LocalProcessOrchestrator(LocalOrchestrator):
     ) -> SubmissionResult | None:
         # Static runs: every step must agree on the run id, so it travels in the environment.
         run_id = f"local_process-{environment.get('BRANCHWORK_RUN_ID', os.getpid())}"
-        return self._launch({**environment, ORCHESTRATOR_RUN_ID_ENV: run_id})
+        return self._launch(snapshot, {**environment, ORCHESTRATOR_RUN_ID_ENV: run_id})
 
     def submit_dynamic_pipeline(
         self,
@@ -63,25 +64,32 @@ class LocalProcessOrchestrator(LocalOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        return self._launch(environment)
+        return self._launch(snapshot, environment)
 
     def get_orchestrator_run_id(self) -> str:
         # Static: shared by every step through the environment. Dynamic: the orchestration
         # process creates the run, so unique within it is enough.
         return os.environ.get(ORCHESTRATOR_RUN_ID_ENV) or f"{socket.gethostname()}-{os.getpid()}"
 
-    def _launch(self, environment: dict[str, str]) -> SubmissionResult:
-        process = subprocess.Popen(RUNNER_COMMAND, env={**os.environ, **environment})
+    def _launch(
+        self, snapshot: PipelineSnapshotResponse, environment: dict[str, str]
+    ) -> SubmissionResult:
+        """The runner in a session of its own: a terminal's Ctrl-C reaches the caller only,
+        which asks the run to stop through the store (and ends the runner if it must)."""
+        working_dir = snapshot.working_dir
+        process = subprocess.Popen(
+            RUNNER_COMMAND,
+            env={**os.environ, **environment},
+            cwd=working_dir if working_dir and os.path.isdir(working_dir) else None,
+            start_new_session=True,
+        )
 
-        def wait_for_completion() -> int:
-            try:
-                return process.wait()
-            except KeyboardInterrupt:
-                process.send_signal(signal.SIGTERM)
-                process.wait()
-                raise
+        def stop() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
-        return SubmissionResult(wait_for_completion, {"pid": process.pid})
+        return SubmissionResult(process.wait, {"pid": process.pid}, stop)
 
     def step_launcher(self) -> Launcher:
         """Isolated steps in processes of their own, the others in the loop's threads."""

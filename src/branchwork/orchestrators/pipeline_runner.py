@@ -21,11 +21,12 @@ from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.pipelines.loading import load_pipeline
+from branchwork.runtime.interrupts import Terminated
 from branchwork.stack.stack import STACK_ENV, Stack, default_stack
 
 
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.run_id:
         parser.error("no run: set BRANCHWORK_RUN_ID or pass --run-id")
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _terminate)  # SIGINT: KeyboardInterrupt, a graceful stop
     engine = get_engine()
     try:
         run = get_run(engine, args.run_id, include_steps=False)
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
     except KeyboardInterrupt:
         return 130
+    except BranchworkError as error:  # the store went away: nothing more can be recorded
+        print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
+        return 1
     status = get_run(engine, args.run_id, include_steps=False).status
     return {"completed": 0, "stopped": 130}.get(status, 1)
 

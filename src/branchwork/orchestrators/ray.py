@@ -43,10 +43,11 @@ from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
 from branchwork.orchestrators.ray_launcher import RayLauncher
-from branchwork.orchestrators.ray_loop import loop_task, wait_for_loop
+from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
 from branchwork.runtime.engine import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
 from branchwork.runtime.runner import execute_run, live_submission
+from branchwork.user_code import user_import_path
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
@@ -169,7 +170,9 @@ class RayOrchestrator(BaseOrchestrator):
         name = f"branchwork-loop:{environment.get('BRANCHWORK_RUN_ID', '')}"
         ref = loop_task().options(name=name).remote(environment)
         return SubmissionResult(
-            functools.partial(wait_for_loop, ref), {"ray_task_id": ref.task_id().hex()}
+            functools.partial(wait_for_loop, ref),
+            {"ray_task_id": ref.task_id().hex()},
+            functools.partial(end_loop, ref),
         )
 
     # ---- the loop -----------------------------------------------------------------------
@@ -207,7 +210,7 @@ class RayOrchestrator(BaseOrchestrator):
             cluster,
             step_cpus=self.step_cpus,
             environment=environment,
-            import_path=[entry for entry in sys.path if entry and os.path.isdir(entry)],
+            import_path=user_import_path(),
             check_resources=self.check_resources,
         )
         inline = InlineLauncher(self._max_workers(cluster))

@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from branchwork.orchestrators.ray_cluster import (
     task_options,
 )
 from branchwork.runtime.step_execution import StepRequest, StepResult
+from branchwork.user_code import extend_import_path
 
 
 @contextlib.contextmanager
@@ -53,14 +53,6 @@ def applied_environment(environment: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def extend_import_path(entries: list[str]) -> None:
-    """Append the loop's import path entries this worker lacks (and that exist here), so
-    steps defined in the user's modules import as they do in the loop."""
-    for entry in entries:
-        if entry and entry not in sys.path and os.path.isdir(entry):
-            sys.path.append(entry)
 
 
 def run_step(envelope: str, environment: dict[str, str], import_path: list[str]) -> str:
@@ -191,7 +183,7 @@ class RayLauncher:
         for ref in refs:
             _cancel(ref)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         """Nothing to release: the loop has waited for every step, and the cluster is the
         user's (it outlives the run)."""
 

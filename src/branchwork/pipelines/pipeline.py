@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from branchwork.config.retry import StepRetryConfig
@@ -125,13 +128,45 @@ class Pipeline(Generic[P, R]):
 
     @property
     def last_run(self) -> PipelineRunResponse:
-        """The newest run of this pipeline in the store."""
+        """The run that the last call of this pipeline (or resume of one of its runs) in
+        this thread started: never another process's or thread's newer run."""
         from branchwork.client import Client
 
-        runs = Client().list_pipeline_runs(pipeline=self.name, limit=1)
-        if not runs:
-            raise ConfigurationError(f"Pipeline '{self.name}' has not been run yet.")
-        return runs[0]
+        run_id = getattr(_last_runs, "by_pipeline", {}).get(self.name)
+        if run_id is None:
+            raise ConfigurationError(
+                f"Pipeline '{self.name}' has not been run in this thread yet; "
+                f"Client().list_pipeline_runs(pipeline={self.name!r}) lists all its runs."
+            )
+        return Client().get_pipeline_run(run_id)
+
+
+_last_runs = threading.local()
+_run_started: ContextVar[Callable[[str], None] | None] = ContextVar(
+    "branchwork_run_started", default=None
+)
+
+
+@contextmanager
+def watching_runs(on_started: Callable[[str], None]) -> Iterator[None]:
+    """Call `on_started(run_id)` for every run that calls in this block start (or resume),
+    as soon as the run exists: how `branchwork run` follows its own run."""
+    token = _run_started.set(on_started)
+    try:
+        yield
+    finally:
+        _run_started.reset(token)
+
+
+def remember_last_run(pipeline_name: str, run_id: str) -> None:
+    """Record the run a call started, for `Pipeline.last_run` in this thread and for the
+    `watching_runs` callback of this context."""
+    if not hasattr(_last_runs, "by_pipeline"):
+        _last_runs.by_pipeline = {}
+    _last_runs.by_pipeline[pipeline_name] = run_id
+    on_started = _run_started.get()
+    if on_started is not None:
+        on_started(run_id)
 
 
 @overload

@@ -73,6 +73,13 @@ class Cancel(NamedTuple):
     reason_invocation_id: str | None
 
 
+class Stop(NamedTuple):
+    """The run is being stopped: nothing new starts; with `abandon`, the running steps are
+    given up too (their results, should they come, are ignored)."""
+
+    abandon: bool
+
+
 # commands
 class CheckCache(NamedTuple):
     invocation_id: str
@@ -98,8 +105,14 @@ class NotRun(NamedTuple):
     because_of: str | None
 
 
-Event = Added | CacheMissed | Finished | RetryDue | Cancel
-Command = CheckCache | Launch | RetryLater | GaveUp | NotRun
+class Abandoned(NamedTuple):
+    """A running step given up by a stop: record it stopped."""
+
+    invocation_id: str
+
+
+Event = Added | CacheMissed | Finished | RetryDue | Cancel | Stop
+Command = CheckCache | Launch | RetryLater | GaveUp | NotRun | Abandoned
 
 
 class State(str, Enum):
@@ -111,9 +124,10 @@ class State(str, Enum):
     DONE = "done"
     FAILED = "failed"
     NOT_RUN = "not_run"
+    ABANDONED = "abandoned"
 
 
-_TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN)
+_TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN, State.ABANDONED)
 
 
 @dataclass(slots=True)
@@ -147,6 +161,8 @@ class Engine:
         self.unfinished = 0
         self.first_failure: str | None = None
         self.cancelled = False
+        self.stopped = False  # a stop was asked for: the run ends STOPPED
+        self.abandoned = False
         self._ready_plain: deque[str] = deque()
         self._ready_resourced: deque[str] = deque()
         self._exclusive = False
@@ -174,6 +190,8 @@ class Engine:
                 self._make_ready(event.invocation_id)
             elif isinstance(event, Cancel):
                 self._cancel(event.reason_invocation_id, commands)
+            elif isinstance(event, Stop):
+                self._stop(event.abandon, commands)
         self._admit(commands)
         return commands
 
@@ -195,7 +213,7 @@ class Engine:
             parent.dependents.append(event.invocation_id)
             node.missing += 1
         if blocked_by is not None or self._stopping:
-            cause = blocked_by if blocked_by is not None else self.first_failure
+            cause = blocked_by if blocked_by is not None or self.stopped else self.first_failure
             self._not_run(event.invocation_id, cause, commands)
         elif node.missing == 0:
             self._inputs_ready(event.invocation_id, commands)
@@ -257,9 +275,25 @@ class Engine:
     def _cancel(self, because_of: str | None, commands: list[Command]) -> None:
         """Nothing that has not started will start; running steps finish."""
         self.cancelled = self.cancelled or because_of is None
+        self._not_run_pending(because_of or self.first_failure, commands)
+
+    def _not_run_pending(self, because_of: str | None, commands: list[Command]) -> None:
         for invocation_id, node in self.nodes.items():
             if node.state in (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT):
-                self._not_run(invocation_id, because_of or self.first_failure, commands)
+                self._not_run(invocation_id, because_of, commands)
+
+    def _stop(self, abandon: bool, commands: list[Command]) -> None:
+        self.stopped = self.cancelled = True
+        self._not_run_pending(None, commands)  # "because the run was stopped"
+        if not abandon or self.abandoned:
+            return
+        self.abandoned = True
+        for invocation_id, node in self.nodes.items():
+            if node.state is State.RUNNING:
+                self._release(node)
+                node.state = State.ABANDONED
+                self.unfinished -= 1
+                commands.append(Abandoned(invocation_id))
 
     def _not_run_dependents(self, failed_id: str, commands: list[Command]) -> None:
         stack = list(self.nodes[failed_id].dependents)

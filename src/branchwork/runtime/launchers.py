@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -18,7 +19,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from branchwork.exceptions import StepFailedError
@@ -29,33 +29,71 @@ class Launcher(Protocol):
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None: ...
 
     def cancel(self) -> None:
-        """Stop running steps where that is possible (the run is being stopped)."""
+        """Stop running steps where that is possible (the run is being abandoned)."""
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None:
+        """Release workers; with `wait`, once every launched step has reported."""
 
 
 class InlineLauncher:
-    """Runs steps in a pool of threads of this process."""
+    """Runs steps in a pool of daemon threads of this process: threads cannot be stopped
+    from outside, and a run abandoned by a second Ctrl-C must not keep its process alive
+    until they end (a ThreadPoolExecutor's threads would: they are joined at exit)."""
 
     def __init__(self, max_workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="branchwork-step")
+        self._max_workers = max_workers
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
-        future = self._pool.submit(execute_step, request)
-        future.add_done_callback(lambda f: on_done(_result_of(f, request)))
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._max_workers:
+                thread = threading.Thread(
+                    target=self._work_loop,
+                    name=f"branchwork-step_{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._work.put((request, on_done))
+
+    def _work_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            request, on_done = item
+            on_done(_run_inline(request))
+            with self._lock:
+                self._idle += 1
 
     def cancel(self) -> None:
-        """Threads cannot be stopped from outside; running inline steps finish."""
+        """Threads cannot be stopped from outside; abandoned steps run on, unrecorded."""
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+            self._idle = 0
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
-def _result_of(future: Future[StepResult], request: StepRequest) -> StepResult:
-    error = future.exception()
-    if error is None:
-        return future.result()
-    # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
+def _run_inline(request: StepRequest) -> StepResult:
+    try:
+        return execute_step(request)
+    except BaseException as error:  # noqa: BLE001 - reported as the step's failure
+        # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
+        return _escaped(request, error)
+
+
+def _escaped(request: StepRequest, error: BaseException) -> StepResult:
     now = time.time()
     return StepResult(
         request.invocation_id,
@@ -100,12 +138,15 @@ class ProcessLauncher:
 
     def _start_zygote(self) -> subprocess.Popen[bytes]:
         from branchwork.runtime.zygote import die_with_parent
+        from branchwork.user_code import user_import_path
 
+        # This process's import path as it is now, with what loading the pipeline added.
+        import_path = os.pathsep.join(user_import_path())
         self._zygote = subprocess.Popen(
             [sys.executable, "-m", "branchwork.orchestrators.step_runner", "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=self._environment,
+            env={**self._environment, "PYTHONPATH": import_path},
             preexec_fn=die_with_parent,  # noqa: PLW1509 - the zygote must not outlive the loop
         )
         self._reader = threading.Thread(
@@ -138,16 +179,17 @@ class ProcessLauncher:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             zygote, self._zygote = self._zygote, None
         if zygote is None:
             return
         assert zygote.stdin is not None
         zygote.stdin.close()  # the zygote exits once its children are done
-        zygote.wait()
-        if self._reader is not None:
-            self._reader.join()
+        if wait:
+            zygote.wait()
+            if self._reader is not None:
+                self._reader.join()
 
 
 def _process_result(
@@ -195,6 +237,6 @@ class RoutingLauncher:
         self._inline.cancel()
         self._isolated.cancel()
 
-    def shutdown(self) -> None:
-        self._inline.shutdown()
-        self._isolated.shutdown()
+    def shutdown(self, wait: bool = True) -> None:
+        self._inline.shutdown(wait)
+        self._isolated.shutdown(wait)

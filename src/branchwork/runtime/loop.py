@@ -22,8 +22,10 @@ from branchwork.exceptions import (
     BranchworkError,
     PipelineDefinitionError,
     ReplayDivergenceError,
+    RunStopped,
     StepFailedError,
     StepNotRunError,
+    StoreUnavailableError,
 )
 from branchwork.graph.cache_key import cache_key
 from branchwork.graph.invocation import (
@@ -36,6 +38,7 @@ from branchwork.graph.invocation import (
 from branchwork.ids import new_id
 from branchwork.metadata.queries import find_cached
 from branchwork.metadata.recorder import Recorder
+from branchwork.metadata.runs import stop_request
 from branchwork.runtime import engine as E
 from branchwork.runtime.futures import StepOutput, outputs_of
 from branchwork.runtime.graph_check import GraphCheck
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("branchwork")
 
 _CLOSE = object()
+STOP_POLL_SECONDS = 0.2  # how often the loop looks for a stop asked through the store
 _NO_RETRY = StepRetryConfig()
 
 
@@ -72,6 +76,7 @@ class _Slot:
         "values",
         "last_attempt",
         "attempts_before",
+        "running_attempt",
     )
 
     def __init__(self, invocation: Invocation) -> None:
@@ -85,6 +90,7 @@ class _Slot:
         self.values: dict[str, Any] = {}
         self.last_attempt: StepResult | None = None
         self.attempts_before = 0  # attempts recorded by an earlier session of a resumed run
+        self.running_attempt: str | None = None  # step run id of the attempt in flight
 
     @property
     def last_error(self) -> BaseException | None:
@@ -127,13 +133,17 @@ class RunLoop:
         self._slots: dict[str, _Slot] = {}
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="branchwork-loop", daemon=True)
+        # Waited on instead of Thread.join(): a join that Ctrl-C interrupted can return at
+        # once the next time, with the thread still running (CPython gh-90882).
+        self._ended = threading.Event()
         self._crash: BaseException | None = None
         self._closing = False
         self._closed = False
         self._warned_oversized: set[str] = set()
         self._values_read: dict[str, None] = {}  # the body's side only: see _read_value_of
         self._heartbeat_every = heartbeat_interval()
-        self._last_heartbeat = time.time()
+        self._tick = min(self._heartbeat_every, STOP_POLL_SECONDS)
+        self._last_heartbeat = self._last_poll = time.time()
 
     # ---- the pipeline body's side -------------------------------------------------------
 
@@ -236,21 +246,34 @@ class RunLoop:
         self.close()
         if self.failure is not None:  # in every mode, a step that failed fails the run
             raise self.failure
+        if self.engine.stopped:
+            raise RunStopped(f"Run '{self.run_name}' was stopped on request.")
         return structure, refs
 
-    def close(self, cancel: bool = False, kill: bool = False) -> None:
-        """Stop accepting work and wait until every started step has finished (or, with
-        `kill`, has been ended by the launcher). Safe to call again, e.g. to kill after an
-        interrupted wait."""
+    def request_stop(self, abandon: bool) -> None:
+        """Stop the run: nothing new starts and, with `abandon`, running steps are given up
+        (step processes killed, attempts recorded STOPPED). Any thread may ask."""
+        self._events.put([E.Stop(abandon)])
+
+    @property
+    def stopped(self) -> bool:
+        return self.engine.stopped
+
+    def running_steps(self) -> int:
+        return self.engine.running
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop accepting work and wait until every started step has finished (or was
+        abandoned). Safe to call again, e.g. after an interrupted wait."""
         if cancel:
             self._events.put([E.Cancel(None)])
-        if kill:
-            self.launcher.cancel()
         if not self._closed:
             self._closed = True
             self._events.put(_CLOSE)
-        self._thread.join()
-        self.launcher.shutdown()
+        self._ended.wait()
+        self.launcher.shutdown(wait=not self.engine.abandoned)
+        if isinstance(self._crash, StoreUnavailableError):
+            raise self._crash  # says what happened and what to do
         if self._crash is not None:
             raise BranchworkError(
                 f"The orchestration loop of run '{self.run_name}' crashed: {self._crash}"
@@ -292,7 +315,7 @@ class RunLoop:
         try:
             while True:
                 try:
-                    batch = [self._events.get(timeout=self._heartbeat_every)]
+                    batch = [self._events.get(timeout=self._tick)]
                 except queue.Empty:
                     batch = []
                 while True:
@@ -300,9 +323,12 @@ class RunLoop:
                         batch.append(self._events.get_nowait())
                     except queue.Empty:
                         break
+                now = time.time()
+                if now - self._last_poll >= STOP_POLL_SECONDS:
+                    self._last_poll = now
+                    batch.extend(self._stop_requested_in_store())
                 resolved: list[_Slot] = []
                 self._process(batch, resolved)
-                now = time.time()
                 if now - self._last_heartbeat >= self._heartbeat_every:
                     self._last_heartbeat = now
                     self.recorder.run_update(heartbeat=now)
@@ -316,6 +342,20 @@ class RunLoop:
             logger.exception("The orchestration loop of run '%s' crashed", self.run_name)
             for slot in self._slots.values():
                 slot.done.set()
+        finally:
+            self._ended.set()
+
+    def _stop_requested_in_store(self) -> list[E.Stop]:
+        """A stop asked through the store (Ctrl-C in a process that submitted the run
+        elsewhere); a run someone else finished is abandoned."""
+        if self.engine.abandoned:
+            return []
+        requested = stop_request(self.recorder.engine, self.run_id)
+        if requested == "abandon":
+            return [E.Stop(True)]
+        if requested == "graceful" and not self.engine.stopped:
+            return [E.Stop(False)]
+        return []
 
     def _process(self, batch: list[Any], resolved: list[_Slot]) -> None:
         events: list[E.Event] = []
@@ -323,12 +363,16 @@ class RunLoop:
             if item is _CLOSE:
                 self._closing = True
             elif isinstance(item, StepResult):
-                events.append(self._on_result(item, resolved))
+                if self.engine.state(item.invocation_id) is not E.State.ABANDONED:
+                    events.append(self._on_result(item, resolved))
             elif isinstance(item, list):
                 events.extend(item)
             else:
                 events.append(item)
+        abandoned = self.engine.abandoned
         commands = self.engine.handle(*events)
+        if self.engine.abandoned and not abandoned:
+            self.launcher.cancel()  # kill what can be killed; inline threads are left behind
         while commands:
             commands = self._execute(commands, resolved)
 
@@ -346,6 +390,8 @@ class RunLoop:
                 self._gave_up(self._slots[command.invocation_id], resolved)
             elif isinstance(command, E.NotRun):
                 self._not_run(self._slots[command.invocation_id], command.because_of, resolved)
+            elif isinstance(command, E.Abandoned):
+                self._abandoned(self._slots[command.invocation_id], resolved)
         if to_check:
             events.extend(self._check_cache(to_check, resolved))
         return self.engine.handle(*events) if events else []
@@ -452,7 +498,7 @@ class RunLoop:
             self._warn_oversized(invocation)
         if slot.cache_key is None:  # recorded even when caching is off, for later runs
             slot.cache_key = cache_key(invocation, self._content_hash)
-        step_run_id = new_id()
+        step_run_id = slot.running_attempt = new_id()
         self._record_step_run(slot, step_run_id, attempt, "running", time.time())
         request = StepRequest(
             run_id=self.run_id,
@@ -536,6 +582,17 @@ class RunLoop:
             self.recorder.run_update(failed_step=invocation.id)
             if self.engine.failure_mode is E.FailureMode.FAIL_FAST:
                 self.launcher.cancel()
+        resolved.append(slot)
+
+    def _abandoned(self, slot: _Slot, resolved: list[_Slot]) -> None:
+        invocation = slot.invocation
+        slot.error = StepNotRunError(
+            f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
+            f"'{self.pipeline_name}' was abandoned while running: the run was stopped.",
+            invocation.id,
+        )
+        if slot.running_attempt is not None:
+            self.recorder.step_finished(slot.running_attempt, "stopped", time.time(), slot.error)
         resolved.append(slot)
 
     def _not_run(self, slot: _Slot, because_of: str | None, resolved: list[_Slot]) -> None:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
-from branchwork.exceptions import StepFailedError
+from branchwork.exceptions import RunStopped, StepFailedError, StoreUnavailableError
 from branchwork.graph.tracing import Compiled, trace
+from branchwork.metadata import error_records
 from branchwork.metadata.queries import get_run, invocation_records, latest_completed_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
@@ -26,6 +27,7 @@ from branchwork.runtime.context import run_context
 from branchwork.runtime.engine import Engine, FailureMode, Request
 from branchwork.runtime.graph_check import GraphCheck
 from branchwork.runtime.hooks import call_hook
+from branchwork.runtime.interrupts import stop_on_interrupt
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
 
@@ -151,7 +153,10 @@ def execute_run(
             status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
         )
     except BaseException as error:
-        cause = _record_failure(loop, recorder, error, snapshot.id)
+        interrupted = isinstance(error, KeyboardInterrupt)
+        if isinstance(error, KeyboardInterrupt):
+            stop_on_interrupt(loop, error)
+        cause = _record_failure(loop, recorder, error, snapshot.id, interrupted)
         recorder.flush()
         call_hook(pipeline.on_failure, cause, f"on_failure of pipeline '{pipeline.name}'")
         if not isinstance(error, Exception):
@@ -162,23 +167,40 @@ def execute_run(
 
 
 def _record_failure(
-    loop: RunLoop, recorder: Recorder, error: BaseException, snapshot_id: str
+    loop: RunLoop,
+    recorder: Recorder,
+    error: BaseException,
+    snapshot_id: str,
+    interrupted: bool,
 ) -> BaseException:
-    """Record the run's failure; returns the exception that caused it."""
+    """Record the run's failure (or stop); returns the exception that caused it."""
     try:
-        loop.close(cancel=True, kill=isinstance(error, KeyboardInterrupt))
+        loop.close(cancel=True)  # running steps finish and are recorded
+    except KeyboardInterrupt as interrupt:
+        interrupted = True
+        stop_on_interrupt(loop, interrupt)
+    except StoreUnavailableError:
+        raise  # nothing can be recorded: the run reads lost, and resumes, once it is back
     except Exception as crash:  # the loop itself failed: that is the run's error
         error = crash
-    stopped = isinstance(error, KeyboardInterrupt)
+    stopped = interrupted or loop.stopped
     failure = None if stopped else loop.failure
-    if failure is None and isinstance(error, StepFailedError):
+    if failure is None and isinstance(error, StepFailedError) and not stopped:
         failure = error
     if failure is not None:
         cause = failure.__cause__ or failure
         failed_step: str | None = failure.invocation_id
         text = loop.traceback_of(failure.invocation_id)
+    elif stopped and not isinstance(error, KeyboardInterrupt):
+        failed_step, text = None, None
+        cause = (
+            error
+            if isinstance(error, RunStopped)
+            else RunStopped(f"Run '{loop.run_name}' was stopped on request.")
+        )
     else:
         cause, failed_step, text = error, None, None
+    message = str(cause) or ("stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) else "")
     live = _live.get()
     if live is not None and live.snapshot_id == snapshot_id:
         live.error = cause
@@ -187,7 +209,8 @@ def _record_failure(
         end_time=utc(time.time()),
         failed_step=failed_step,
         exception_type=type(cause).__name__,
-        exception_message=str(cause),
+        exception_message=message,
+        exception_data=error_records.encode(cause),
         traceback=text or "".join(traceback.format_exception(cause)),
     )
     return cause

@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import numbers
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import GenericAlias
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import ArtifactError, StepFailedError
@@ -127,21 +130,59 @@ def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict
     return {spec.name: item for spec, item in zip(specs, value)}
 
 
-def _check_types(step: Step[Any, Any], invocation_id: str, values: dict[str, Any]) -> None:
-    """An output must be an instance of its annotation when that is a plain class."""
+def _typed_outputs(
+    step: Step[Any, Any], invocation_id: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """Each output as its annotation when that is a plain class (see `_as_annotated`);
+    anything else (Any, unions, generics like list[int]) is not checked."""
+    typed = dict(values)
     for spec in step.outputs:
         expected = spec.annotation
-        if not isinstance(expected, type) or expected is object:
-            continue  # Any, unions, generics like list[int]: not checked here
-        value = values[spec.name]
-        if isinstance(value, expected) or (expected is float and type(value) is int):
+        # list[int] is a type on Python 3.10, Any one on 3.11+
+        plain_class = isinstance(expected, type) and not isinstance(expected, GenericAlias)
+        if not plain_class or expected in (object, Any):
             continue
-        raise StepFailedError(
-            f"Step '{step.name}' (invocation '{invocation_id}'): output '{spec.name}' is "
-            f"annotated {expected.__name__} but the step returned a {type(value).__name__} "
-            f"({value!r:.60}).",
-            invocation_id,
-        )
+        value = values[spec.name]
+        typed[spec.name] = _as_annotated(expected, value)
+        if typed[spec.name] is _MISMATCH:
+            raise StepFailedError(
+                f"Step '{step.name}' (invocation '{invocation_id}'): output '{spec.name}' is "
+                f"annotated {expected.__name__} but the step returned a {type(value).__name__} "
+                f"({value!r:.60}).",
+                invocation_id,
+            )
+    return typed
+
+
+_MISMATCH: Any = object()
+
+
+def _is_boolean(value: Any) -> bool:
+    """bool or numpy.bool_ (no bool subclass; its dtype says it, without importing numpy)."""
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
+# What counts as an int, a float, a bool in every practical sense: numpy scalars, Fraction.
+# A bool (or numpy.bool_) is refused for float: float(True) would hide the bug.
+_NUMBER_RULES: dict[type, Callable[[Any], bool]] = {
+    int: lambda value: isinstance(value, numbers.Integral),
+    float: lambda value: isinstance(value, numbers.Real) and not _is_boolean(value),
+    bool: _is_boolean,
+}
+
+
+def _as_annotated(expected: type, value: Any) -> Any:
+    """`value` as an output annotated `expected`, or _MISMATCH.
+
+    An instance is kept as it is (a bool for int, an IntEnum), except numpy scalars (they
+    have a dtype); a number that counts as `expected` is converted to it, so what is stored
+    and loaded back is a plain int, float or bool."""
+    rule = _NUMBER_RULES.get(expected)
+    if isinstance(value, expected) and (rule is None or not hasattr(value, "dtype")):
+        return value
+    if rule is not None and rule(value):
+        return expected(value)
+    return _MISMATCH
 
 
 def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, StoredArtifact]:
@@ -194,7 +235,7 @@ def _run_attempt(request: StepRequest, result: StepResult) -> None:
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
         values = _split_outputs(request.step, request.invocation_id, returned)
-        _check_types(request.step, request.invocation_id, values)
+        values = _typed_outputs(request.step, request.invocation_id, values)
         result.outputs = _store_outputs(request, values)
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
         result.error = error

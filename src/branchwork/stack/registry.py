@@ -39,7 +39,8 @@ from branchwork.exceptions import BranchworkError, ConfigurationError
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
-from branchwork.metadata.store import clear_store_errors, get_engine, write_transaction
+from branchwork.metadata.retries import retrying
+from branchwork.metadata.store import get_engine, write_transaction
 from branchwork.metadata.upsert import insert_ignore
 
 if TYPE_CHECKING:
@@ -583,11 +584,13 @@ def get_stack(name: str | None = None, engine: Engine | None = None) -> Stack:
     return build_stack(describe_stack(name, engine))
 
 
-def registered_active_stack(engine: Engine | None = None) -> Stack | None:
+def registered_active_stack() -> Stack | None:
     """The stack set active in the store, or None when that is the built-in default."""
-    engine = _engine(engine)
-    with clear_store_errors(engine):  # a locked store is one clear error, as for a run
-        if get_active_stack_name(engine) == DEFAULT:
-            return None
-        record = describe_stack(None, engine)
-    return build_stack(record)
+    return _registered_active_stack(get_engine())
+
+
+@retrying("reading the active stack")
+def _registered_active_stack(engine: Engine) -> Stack | None:
+    if get_active_stack_name(engine) == DEFAULT:
+        return None
+    return build_stack(describe_stack(None, engine))

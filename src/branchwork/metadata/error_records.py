@@ -1,0 +1,83 @@
+"""An exception that crosses processes through the metadata store.
+
+A run whose loop ran in another process (local_process, a job, a Ray task) hands its caller
+only what the store holds. So the loop records, beside the error's type name and message,
+its class path and arguments (`encode`), and the caller rebuilds the original exception
+from them (`rebuild`) — `except ValueError:` keeps working on every orchestrator. No pickle:
+rebuilding imports the class and calls it with JSON arguments, nothing else. When that is
+not possible, `RemoteStepError` carries the type name, message and remote traceback and
+says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+from branchwork.exceptions import BranchworkError
+from branchwork.user_code import SCRIPT_MODULE, ImportStopped, importing_user_code
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in another process, as text."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0]).rstrip()
+
+
+class RemoteStepError(BranchworkError):
+    """An exception from another process that could not be rebuilt here."""
+
+    def __init__(self, type_name: str, message: str, traceback: str | None, why: str) -> None:
+        super().__init__(
+            f"{type_name}: {message} (raised in another process; not rebuilt here: {why})"
+        )
+        self.type_name = type_name
+        self.remote_message = message
+        self.remote_traceback = traceback
+
+
+def encode(error: BaseException) -> str:
+    """What it takes to rebuild `error` elsewhere, as JSON."""
+    cls = type(error)
+    module = "__main__" if cls.__module__ == SCRIPT_MODULE else cls.__module__
+    try:
+        args: list[Any] | None = json.loads(json.dumps(list(error.args)))
+    except (TypeError, ValueError):
+        args = None
+    return json.dumps({"class": f"{module}:{cls.__qualname__}", "args": args})
+
+
+def rebuild(data: str | None, type_name: str, message: str, traceback: str | None) -> BaseException:
+    """The exception `encode` described, its remote traceback as `__cause__`; or a
+    RemoteStepError saying why it could not be rebuilt."""
+    try:
+        with importing_user_code():
+            rebuilt = _rebuilt(json.loads(data) if data else None, message)
+    except (Exception, ImportStopped) as why:
+        error: BaseException = RemoteStepError(type_name, message, traceback, str(why))
+    else:
+        error = rebuilt
+    if traceback:
+        error.__cause__ = RemoteTraceback(traceback)
+    return error
+
+
+def _rebuilt(data: dict[str, Any] | None, message: str) -> BaseException:
+    if data is None:
+        raise ValueError("its class was not recorded")
+    module_name, _, qualname = data["class"].partition(":")
+    if "<locals>" in qualname:
+        raise ValueError(f"{data['class']} is defined inside a function")
+    if data["args"] is None:
+        raise ValueError("its arguments are not JSON-serializable")
+    cls: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        raise ValueError(f"{data['class']} is not an exception class")
+    error = cls(*data["args"])
+    if str(error) != message:
+        raise ValueError(f"{data['class']}{tuple(data['args'])!r} reads differently here")
+    return error

@@ -1,0 +1,177 @@
+"""Pipeline parameters checked and converted by the pipeline function's annotations.
+
+An annotation is the parameter's contract, kept before anything runs: `pipe(n="3")` runs with
+n=3, `pipe(n="abc")` is refused with one line naming the pipeline, the parameter, the type
+and the value. Conversion is pydantic's lax mode ("3" -> 3, 3.0 -> 3, "yes" -> True, list
+items converted; 3.5 for an int is refused). pydantic is imported only when a parameter is
+annotated, so `import branchwork` stays fast. Unannotated and `Any` parameters, annotations
+that cannot be resolved (a name imported only under TYPE_CHECKING) and types pydantic cannot
+check are passed as they are.
+
+A `--param KEY=VALUE` of the command line arrives as a `CommandLineValue`, so the annotation
+can decide what the text means: a `str` parameter gets exactly what was typed (`name=3` is
+"3"); any other gets the JSON the text parses as if its type accepts that, else the text
+itself (which lax mode may still convert: `flag=yes` for a bool is True; `n=abc` for an int
+fails).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from branchwork.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
+
+_JSON_OPENERS = ("{", "[", '"')  # text that starts so was meant as JSON: say why it is not
+
+
+@dataclass(frozen=True)
+class CommandLineValue:
+    """A `--param` value as typed; the parameter's annotation decides what it becomes."""
+
+    text: str
+
+
+def json_or_text(text: str) -> Any:
+    """The JSON `text` parses as (3, true, [1, 2]), else `text` itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def validate_parameters(
+    pipeline_name: str, func: Callable[..., Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """`values` by parameter name, converted to the types `func` annotates them with.
+
+    Raises ConfigurationError for the first value its annotation refuses."""
+    types = _parameter_types(func)
+    return {
+        name: _validated(pipeline_name, name, types.get(name, Any), value)
+        for name, value in values.items()
+    }
+
+
+def _parameter_types(func: Callable[..., Any]) -> dict[str, Any]:
+    """`func`'s annotations resolved to types; one that cannot be resolved is left out."""
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:  # some name is unresolvable: resolve the others one by one
+        found: dict[str, Any] = {}
+        for name, annotation in getattr(func, "__annotations__", {}).items():
+            found.update(_resolved(func, name, annotation))
+        return found
+
+
+def _resolved(func: Callable[..., Any], name: str, annotation: Any) -> dict[str, Any]:
+    """{name: type} for one annotation of `func`, or {} when it cannot be resolved."""
+    alone = SimpleNamespace(
+        __annotations__={name: annotation}, __globals__=getattr(func, "__globals__", {})
+    )
+    try:
+        return typing.get_type_hints(alone, include_extras=True)
+    except Exception:
+        return {}
+
+
+def _validated(pipeline_name: str, name: str, annotation: Any, value: Any) -> Any:
+    if isinstance(value, CommandLineValue):
+        return _from_command_line(pipeline_name, name, annotation, value.text)
+    adapter = _adapter(annotation)
+    if adapter is None:
+        return value
+    from pydantic import ValidationError
+
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as error:
+        raise _refusal(pipeline_name, name, annotation, value, error) from None
+
+
+def _from_command_line(pipeline_name: str, name: str, annotation: Any, text: str) -> Any:
+    """`text` itself for a `str`, else the first of (its JSON, the text) the type accepts."""
+    if annotation is str:
+        return text
+    parsed = json_or_text(text)
+    adapter = _adapter(annotation)
+    if adapter is None:
+        return parsed
+    from pydantic import ValidationError
+
+    errors: list[ValidationError] = []
+    for candidate in [parsed] if parsed is text else [parsed, text]:
+        try:
+            return adapter.validate_python(candidate)
+        except ValidationError as error:
+            errors.append(error)
+    hint = _json_hint(text) if parsed is text else ""
+    raise _refusal(pipeline_name, name, annotation, parsed, errors[0], hint) from None
+
+
+def _json_hint(text: str) -> str:
+    """Why `text`, which looks like JSON, did not parse as JSON."""
+    if not text.lstrip().startswith(_JSON_OPENERS):
+        return ""
+    try:
+        json.loads(text)
+    except ValueError as error:
+        return f"; the value is not valid JSON ({error})"
+    return ""
+
+
+def _refusal(
+    pipeline_name: str,
+    name: str,
+    annotation: Any,
+    value: Any,
+    error: ValidationError,
+    hint: str = "",
+) -> ConfigurationError:
+    first = error.errors()[0]
+    path = "".join(f"[{part!r}]" for part in first["loc"])
+    where = f" (at {name}{path})" if path else ""
+    return ConfigurationError(
+        f"Pipeline '{pipeline_name}': parameter '{name}' expects {_type_name(annotation)}, "
+        f"got {value!r:.60} ({type(value).__name__}): {first['msg']}{where}{hint}."
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    """The cached TypeAdapter checking `annotation`; None when nothing is to be checked."""
+    if annotation is Any:
+        return None
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # an unhashable annotation, e.g. Annotated with a list in it
+        return _new_adapter(annotation)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    return _new_adapter(annotation)
+
+
+def _new_adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    from pydantic import PydanticUserError, TypeAdapter
+
+    try:
+        return TypeAdapter(annotation)
+    except PydanticUserError:  # a class pydantic knows no schema for: not checked
+        return None

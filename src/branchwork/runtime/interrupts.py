@@ -1,0 +1,61 @@
+"""Ctrl-C while a run's loop is in this process: stop cleanly, or at once if asked twice.
+
+The first interrupt stops the run gracefully: nothing new is launched and the steps that are
+running finish and are recorded. A second one abandons them: step processes are killed,
+their attempts and the run are recorded STOPPED, and the wait ends within a second (threads
+cannot be killed; an abandoned inline step runs on in the background, its result ignored).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in an orchestration process: stop at once, abandoning running steps (a job
+    being terminated will not get the time to let them finish)."""
+
+
+class Stoppable(Protocol):
+    def request_stop(self, abandon: bool) -> None: ...
+
+    def running_steps(self) -> int: ...
+
+    def close(self, cancel: bool = False) -> None: ...
+
+
+def stopping_message(running: int) -> str:
+    if not running:
+        return "stopping: no step is running"
+    steps = "1 step" if running == 1 else f"{running} steps"
+    return f"stopping: {steps} still running — Ctrl-C again to abandon them"
+
+
+def abandoning_message(running: int) -> str:
+    steps = "1 running step" if running == 1 else f"{running} running steps"
+    return f"abandoning {steps}: the run is recorded stopped"
+
+
+def announce(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def stop_on_interrupt(loop: Stoppable, interrupt: KeyboardInterrupt) -> None:
+    """Carry out the first Ctrl-C (graceful), and a second one while waiting (abandon)."""
+    if not isinstance(interrupt, Terminated):
+        loop.request_stop(abandon=False)
+        announce(stopping_message(loop.running_steps()))
+        try:
+            loop.close()
+            return
+        except KeyboardInterrupt:
+            pass
+    announce(abandoning_message(loop.running_steps()))
+    loop.request_stop(abandon=True)
+    while True:
+        try:
+            loop.close()  # recording the abandoned attempts takes a moment: let it finish
+            return
+        except KeyboardInterrupt:
+            continue

@@ -1,0 +1,143 @@
+"""A run whose orchestration process was killed: every reader tells the same story (failed,
+OrchestrationLost) without writing, and the writers record it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from branchwork import Client
+from processes import Spawned, python, python_env, wait_until
+
+BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
+HEARTBEAT = "0.2"  # lost after six silent heartbeats: 1.2 s
+
+SCRIPT = """
+import time
+from branchwork import pipeline, step
+
+@step(enable_cache=False)
+def long(seconds: float) -> int:
+    time.sleep(seconds)
+    return 1
+
+@step(enable_cache=False)
+def quick() -> int:
+    return 2
+
+@pipeline(enable_cache=False)
+def killed(seconds: float = 600.0):
+    return [quick(), long(seconds)]
+
+if __name__ == "__main__":
+    killed()
+"""
+
+
+def sql(home: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(home / "branchwork.db") as conn:
+        return conn.execute(query).fetchall()
+
+
+def long_step_running(home: Path) -> bool:
+    try:
+        return sql(home, "SELECT status FROM step_run WHERE name = 'long'") == [("running",)]
+    except sqlite3.OperationalError:  # the store is not created yet
+        return False
+
+
+@pytest.fixture
+def lost_run(tmp_path, monkeypatch):
+    """A run whose `python script.py` process was SIGKILLed mid-step, silent long enough to
+    be lost; returns the home of its store."""
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
+    home = tmp_path / "home"
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    script = tmp_path / "killed.py"
+    script.write_text(SCRIPT)
+    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
+    with Spawned(python(str(script)), env=env) as run:
+        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+        run.signal(signal.SIGKILL)
+        run.wait(30)
+    time.sleep(1.5)
+    return home
+
+
+def cli(home: Path, *args: str) -> str:
+    env = python_env(
+        home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT, BRANCHWORK_SQLITE_BUSY_TIMEOUT="1"
+    )
+    with Spawned([BRANCHWORK, *args], env=env) as command:
+        code, out, err = command.wait(60)
+    assert code == 0, err
+    return out
+
+
+def test_every_reader_says_failed_and_none_writes(lost_run):
+    home = lost_run
+    run = Client().list_pipeline_runs()[0]
+    assert (run.status, run.exception_type) == ("failed", "OrchestrationLost")
+    assert "stopped heartbeating" in run.exception_message
+    again = Client().get_pipeline_run(run.id)
+    assert (again.status, again.steps["long"].status) == ("failed", "failed")
+    assert again.steps["long"].exception_type == "OrchestrationLost"
+    assert again.steps["quick"].status == "completed"
+    # A reader never takes the write lock: hold it, and read with a one-second busy timeout.
+    writer = sqlite3.connect(home / "branchwork.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        listed = json.loads(cli(home, "runs", "list", "--output", "json"))
+        shown = json.loads(cli(home, "runs", "show", "latest", "--output", "json"))
+        table = cli(home, "runs", "list")
+        failed_only = json.loads(cli(home, "runs", "list", "--status", "failed", "-o", "json"))
+    finally:
+        writer.rollback()
+        writer.close()
+    assert [r["status"] for r in listed] == ["failed"]
+    assert shown["status"] == "failed" and shown["exception_type"] == "OrchestrationLost"
+    assert {s["invocation_id"]: s["status"] for s in shown["steps"]} == {
+        "quick": "completed",
+        "long": "failed",
+    }
+    assert "failed" in table and "running" not in table
+    assert [r["name"] for r in failed_only] == [run.name]
+    # ... and none of them wrote it: the row says what the dead loop left.
+    assert sql(home, "SELECT status FROM pipeline_run") == [("running",)]
+
+
+def test_runs_reap_records_it(lost_run):
+    home = lost_run
+    assert cli(home, "runs", "reap").strip() == "Recorded 1 lost run as failed."
+    assert sql(home, "SELECT status, exception_type FROM pipeline_run") == [
+        ("failed", "OrchestrationLost")
+    ]
+    assert sql(home, "SELECT name, status FROM step_run ORDER BY name") == [
+        ("long", "failed"),
+        ("quick", "completed"),
+    ]
+    assert cli(home, "runs", "reap").strip() == "Recorded 0 lost runs as failed."
+
+
+def test_the_next_run_records_it(lost_run):
+    from branchwork import pipeline, step
+
+    @step
+    def one() -> int:
+        return 1
+
+    @pipeline
+    def next_run():
+        return one()
+
+    assert next_run() == 1
+    assert sql(lost_run, "SELECT status FROM pipeline_run ORDER BY created") == [
+        ("failed",),
+        ("completed",),
+    ]

@@ -1,0 +1,63 @@
+"""The caller of a failed run gets the step's own exception as `__cause__`, on every
+orchestrator: rebuilt from the store when the loop ran in another process, with the remote
+traceback attached; or, when it cannot be rebuilt, an error that says why."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import failing_pipelines as fp
+import pytest
+
+from branchwork.exceptions import PipelineRunFailedError
+from branchwork.metadata.error_records import RemoteStepError, RemoteTraceback
+from branchwork.orchestrators import LocalOrchestrator, LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_orchestrator"
+sys.path.insert(0, str(EXAMPLE))
+
+from my_orchestrator import MyOrchestrator  # noqa: E402
+
+ORCHESTRATORS = {
+    "local": LocalOrchestrator,
+    "local_process": LocalProcessOrchestrator,
+    "custom": MyOrchestrator,
+}
+
+
+def failure(flavor: str, pipeline, kind: str) -> PipelineRunFailedError:
+    stack = Stack("s", ORCHESTRATORS[flavor](), get_active_stack().artifact_store)
+    with active_stack(stack), pytest.raises(PipelineRunFailedError) as info:
+        pipeline(kind=kind)
+    return info.value
+
+
+@pytest.mark.parametrize("flavor", ORCHESTRATORS)
+@pytest.mark.parametrize("pipeline", [fp.failing, fp.failing_isolated], ids=["inline", "isolated"])
+def test_the_step_exception_is_the_cause_on_every_orchestrator(flavor, pipeline):
+    error = failure(flavor, pipeline, "value")
+    cause = error.__cause__
+    assert type(cause) is ValueError and str(cause) == "bad value 3"
+    assert error.invocation_id == "raises"
+    if flavor != "local":  # rebuilt here: the other process's traceback comes with it
+        assert isinstance(cause.__cause__, RemoteTraceback)
+        remote = str(cause.__cause__)
+        assert ", in raises\n" in remote and remote.endswith("\nValueError: bad value 3")
+
+
+@pytest.mark.parametrize("flavor", ["local_process", "custom"])
+def test_an_exception_that_cannot_be_rebuilt_says_why(flavor):
+    cause = failure(flavor, fp.failing, "keywords").__cause__
+    assert isinstance(cause, RemoteStepError)
+    assert cause.type_name == "NeedsKeywords"
+    assert cause.remote_message == "failed with code 7"
+    assert "raise NeedsKeywords(code=7)" in cause.remote_traceback
+    assert str(cause) == (
+        "NeedsKeywords: failed with code 7 (raised in another process; not rebuilt here: "
+        "NeedsKeywords.__init__() takes 1 positional argument but 2 were given)"
+    )
+    unjsonable = failure(flavor, fp.failing, "set").__cause__
+    assert isinstance(unjsonable, RemoteStepError) and unjsonable.type_name == "KeyError"
+    assert str(unjsonable).endswith("not rebuilt here: its arguments are not JSON-serializable)")

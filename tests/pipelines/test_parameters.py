@@ -1,0 +1,160 @@
+"""Pipeline parameters are checked and converted by the pipeline function's annotations before
+anything runs; the converted values are what the pipeline receives and what is recorded.
+
+This module uses `from __future__ import annotations`, so every annotation here is a string
+that must be resolved first."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Optional
+
+import pytest
+
+from branchwork import Client, pipeline, step
+from branchwork.exceptions import ConfigurationError
+
+
+@step
+def echo(value: Any) -> Any:
+    return value
+
+
+def _capturing(seen: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline body's locals as the pipeline received them, with their types."""
+    return {name: (value, type(value).__name__) for name, value in seen.items()}
+
+
+def test_values_are_converted_to_the_annotated_types_received_and_recorded():
+    received: dict[str, Any] = {}
+
+    @pipeline
+    def typed(
+        n: int,
+        ratio: float,
+        flag: bool,
+        sizes: list[int],
+        limits: dict[str, int],
+        label: str | None = None,
+    ):
+        arguments = dict(n=n, ratio=ratio, flag=flag, sizes=sizes, limits=limits, label=label)
+        received.update(_capturing(arguments))
+        return echo(n)
+
+    assert typed(n="3", ratio=1, flag="yes", sizes=["1", 2], limits={"a": "5"}) == 3
+    assert received == {
+        "n": (3, "int"),
+        "ratio": (1.0, "float"),
+        "flag": (True, "bool"),
+        "sizes": ([1, 2], "list"),
+        "limits": ({"a": 5}, "dict"),
+        "label": (None, "NoneType"),
+    }
+    run = typed.last_run
+    expected = {
+        "n": 3,
+        "ratio": 1.0,
+        "flag": True,
+        "sizes": [1, 2],
+        "limits": {"a": 5},
+        "label": None,
+    }
+    assert run.parameters == expected
+    assert type(run.parameters["ratio"]) is float
+
+
+@pipeline
+def pipe(
+    n: int,
+    sizes: list[int] | None = None,
+    limit: Optional[int] = None,  # noqa: UP045 - typing.Optional must work too
+    name: str = "",
+):
+    return echo(n)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"n": "abc"},
+            "Pipeline 'pipe': parameter 'n' expects int, got 'abc' (str): Input should be a "
+            "valid integer, unable to parse string as an integer.",
+        ),
+        (
+            {"n": 3.5},
+            "Pipeline 'pipe': parameter 'n' expects int, got 3.5 (float): Input should be a "
+            "valid integer, got a number with a fractional part.",
+        ),
+        (
+            {"n": 1, "sizes": [1, "x"]},
+            "Pipeline 'pipe': parameter 'sizes' expects list[int] | None, got [1, 'x'] (list): "
+            "Input should be a valid integer, unable to parse string as an integer (at sizes[1]).",
+        ),
+        (
+            {"n": 1, "limit": "many"},
+            "Pipeline 'pipe': parameter 'limit' expects Optional[int], got 'many' (str): Input "
+            "should be a valid integer, unable to parse string as an integer.",
+        ),
+        (
+            {"n": 1, "name": 3},
+            "Pipeline 'pipe': parameter 'name' expects str, got 3 (int): Input should be a "
+            "valid string.",
+        ),
+    ],
+    ids=["not-an-int", "fraction-for-int", "list-item", "optional", "int-for-str"],
+)
+def test_a_value_its_annotation_refuses_is_refused_before_anything_runs(arguments, message):
+    with pytest.raises(ConfigurationError) as info:
+        pipe(**arguments)
+    assert str(info.value) == message
+    assert Client().list_pipeline_runs() == []
+
+
+def test_unannotated_and_any_parameters_and_defaults_are_passed_as_they_are():
+    received: dict[str, Any] = {}
+
+    @pipeline
+    def loose(n: int, raw, anything: Any, fallback: int = None):  # type: ignore[assignment]
+        received.update(_capturing(dict(n=n, raw=raw, anything=anything, fallback=fallback)))
+        return echo(n)
+
+    loose(n="2", raw="3", anything="4")
+    assert received == {
+        "n": (2, "int"),
+        "raw": ("3", "str"),
+        "anything": ("4", "str"),
+        "fallback": (None, "NoneType"),
+    }
+
+
+def test_an_annotation_that_cannot_be_resolved_leaves_only_that_parameter_unchecked():
+    received: dict[str, Any] = {}
+
+    class Local:  # a string annotation naming it cannot be resolved from the module
+        pass
+
+    @pipeline
+    def partly(n: int, item: Local):
+        received.update(_capturing(dict(n=n, item=item)))
+        return echo(n)
+
+    partly(n="5", item={"any": "thing"})
+    assert received == {"n": (5, "int"), "item": ({"any": "thing"}, "dict")}
+
+
+def test_run_configuration_parameters_are_converted_too(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        textwrap.dedent("""
+        parameters:
+          n: "4"
+          sizes: ["1", "2"]
+    """)
+    )
+    assert pipe.with_options(config_path=str(config))() == 4
+    assert pipe.last_run.parameters == {"n": 4, "sizes": [1, 2], "limit": None, "name": ""}
+
+    config.write_text("parameters: {n: four}\n")
+    with pytest.raises(ConfigurationError, match="parameter 'n' expects int, got 'four'"):
+        pipe.with_options(config_path=str(config))()

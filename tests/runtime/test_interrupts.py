@@ -1,0 +1,191 @@
+"""Ctrl-C, as a user sends it: SIGINT to a real `branchwork run` or `python script.py`.
+
+The first Ctrl-C says what it is doing, launches nothing new and lets running steps finish;
+the run ends STOPPED. A second one ends the process within about a second, recording the
+running attempts and the run STOPPED. On every orchestrator, and never a run left `running`.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from processes import Spawned, python, python_env, wait_until
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "custom_orchestrator"
+BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
+
+PIPELINES = """
+import sys, time
+from branchwork import pipeline, step
+
+@step(enable_cache=False)
+def nap(i: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return i
+
+@step(enable_cache=False)
+def after(values: list) -> int:
+    return len(values)
+
+@pipeline(enable_cache=False)
+def sleepy(n: int = 16, seconds: float = 20.0):
+    return [nap(i, seconds) for i in range(n)]
+
+@pipeline(enable_cache=False)
+def chained(seconds: float = 2.0):
+    first = nap(0, seconds)
+    return after([first])
+
+@pipeline(enable_cache=False)
+def mixed(seconds: float = 0.2, width: int = 4):
+    first = [nap(i, seconds * (i % 3)) for i in range(width)]
+    total = after(first)
+    return [nap(i, seconds) for i in range(int(total))]
+"""
+
+CALLER = """
+import sys
+sys.path.insert(0, {examples!r})
+from pipelines import {name}
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+def orchestrator(flavor):
+    if flavor == "local_process":
+        from branchwork.orchestrators import LocalProcessOrchestrator
+        return LocalProcessOrchestrator()
+    if flavor == "custom":
+        from my_orchestrator import MyOrchestrator
+        return MyOrchestrator()
+    from branchwork.orchestrators import LocalOrchestrator
+    return LocalOrchestrator()
+
+store = get_active_stack().artifact_store
+with active_stack(Stack("s", orchestrator(sys.argv[1]), store)):
+    print("returned", {name}({params}))
+"""
+
+ORCHESTRATORS = ["local", "local_process", "custom"]
+
+
+class Store:
+    """Reads the store a test's processes write, with plain SQL."""
+
+    def __init__(self, home: Path) -> None:
+        self.engine = create_engine(f"sqlite:///{home / 'branchwork.db'}")
+
+    def rows(self, sql: str) -> list[tuple]:
+        try:
+            with self.engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        except Exception:  # not created yet
+            return []
+
+    def runs(self) -> list[tuple]:
+        return self.rows("SELECT name, status FROM pipeline_run")
+
+    def steps(self, status: str | None = None) -> list[tuple]:
+        where = f"WHERE status = '{status}'" if status else ""
+        return self.rows(f"SELECT name, status FROM step_run {where} ORDER BY name")
+
+    def running(self) -> int:
+        return len(self.steps("running"))
+
+
+def project(tmp_path: Path) -> tuple[Path, Store]:
+    (tmp_path / "pipelines.py").write_text(PIPELINES)
+    home = tmp_path / "home"
+    return home, Store(home)
+
+
+def caller(tmp_path: Path, name: str, params: str = "") -> Path:
+    script = tmp_path / f"call_{name}.py"
+    script.write_text(CALLER.format(examples=str(EXAMPLES), name=name, params=params))
+    return script
+
+
+def test_branchwork_run_stops_after_two_ctrl_c_within_a_second(tmp_path):
+    home, store = project(tmp_path)
+    command = [BRANCHWORK, "run", "pipelines.py:sleepy", "--no-progress"]
+    with Spawned(command, env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: store.running() == 16, 60, "16 running steps")
+        run.signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert run.process.poll() is None and store.running() == 16  # they run on
+        run.signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        code, out, err = run.wait(10)
+        took = time.monotonic() - interrupted
+    assert "stopping: 16 steps still running — Ctrl-C again to abandon them" in err
+    assert "abandoning 16 running steps: the run is recorded stopped" in err
+    assert took < 1.0, f"the second Ctrl-C took {took:.2f}s"
+    assert code == 130
+    assert "Status: stopped" in out
+    assert [status for _, status in store.runs()] == ["stopped"]
+    assert {status for _, status in store.steps()} == {"stopped"} and len(store.steps()) == 16
+
+
+@pytest.mark.parametrize("flavor", ORCHESTRATORS)
+def test_one_ctrl_c_lets_running_steps_finish_and_starts_nothing_new(tmp_path, flavor):
+    home, store = project(tmp_path)
+    script = caller(tmp_path, "chained", "seconds=3.0")
+    with Spawned(python(str(script), flavor), env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: store.running() == 1, 60, "the first step running")
+        run.signal(signal.SIGINT)
+        code, out, err = run.wait(60)
+    assert "stopping: 1 step still running — Ctrl-C again to abandon them" in err
+    assert "KeyboardInterrupt" in err and "returned" not in out
+    assert code != 0
+    assert [status for _, status in store.runs()] == ["stopped"]
+    assert store.steps() == [("nap", "completed")]  # finished; `after` never launched
+
+
+@pytest.mark.parametrize("flavor", ORCHESTRATORS)
+def test_two_ctrl_c_abandon_running_steps_on_every_orchestrator(tmp_path, flavor):
+    home, store = project(tmp_path)
+    script = caller(tmp_path, "sleepy", "n=3, seconds=60.0")
+    with Spawned(python(str(script), flavor), env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: store.running() == 3, 60, "3 running steps")
+        run.signal(signal.SIGINT)
+        time.sleep(0.3)
+        run.signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        code, _, err = run.wait(20)
+        took = time.monotonic() - interrupted
+        wait_until(lambda: not run.alive(), 10, "every process it started to end")
+    assert took < 1.5, f"the second Ctrl-C took {took:.2f}s"
+    assert "abandoning 3 running steps" in err
+    assert [status for _, status in store.runs()] == ["stopped"]
+    assert store.steps() == [("nap", "stopped"), ("nap_2", "stopped"), ("nap_3", "stopped")]
+
+
+def test_ctrl_c_at_random_moments_never_leaves_a_run_running(tmp_path):
+    """Twenty-four interruptions, one or two Ctrl-C each, at random moments of a run whose
+    steps start and finish all the time, on the local and local_process orchestrators."""
+    home, store = project(tmp_path)
+    script = caller(tmp_path, "mixed", "seconds=0.15, width=6")
+    rng = random.Random(20261129)
+    for attempt in range(24):
+        flavor = ("local", "local_process")[attempt % 2]
+        with Spawned(python(str(script), flavor), env=python_env(home), cwd=tmp_path) as run:
+            time.sleep(rng.uniform(0.3, 2.5))
+            run.signal(signal.SIGINT)
+            if rng.random() < 0.5:
+                time.sleep(rng.uniform(0.0, 0.6))
+                if run.process.poll() is None:
+                    run.signal(signal.SIGINT)
+            code, out, err = run.wait(60)
+            wait_until(lambda r=run: not r.alive(), 10, "every process it started to end")
+        statuses = [status for _, status in store.runs()]
+        assert not {"running", "initializing"} & set(statuses), (attempt, statuses, err)
+        assert store.running() == 0, (attempt, store.steps("running"), err)
+        assert "IntegrityError" not in err and "OperationalError" not in err, (attempt, err)
+        last = (err.strip().splitlines() or [""])[-1]
+        assert last in ("", "KeyboardInterrupt") or last.startswith("stopping"), (attempt, err)
+    assert len(store.runs()) <= 24
