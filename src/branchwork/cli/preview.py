@@ -13,8 +13,8 @@ from branchwork.cli.graph import Node, group_nodes
 from branchwork.cli.graph_formats import GraphView
 from branchwork.graph.invocation import Invocation
 from branchwork.graph.tracing import trace
+from branchwork.pipelines.calls import bind_parameters
 from branchwork.pipelines.pipeline import Pipeline
-from branchwork.pipelines.submit import bind_parameters
 
 
 def _nodes(invocations: list[Invocation]) -> list[Node]:

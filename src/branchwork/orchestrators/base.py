@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
+    from branchwork.runtime.runner import RunSession
     from branchwork.stack import Stack
 
 
@@ -31,9 +32,16 @@ class SubmissionResult:
 
 
 class BaseOrchestrator(ABC):
-    """Base of every orchestrator; subclasses set `flavor` and implement the submissions."""
+    """Base of every orchestrator; subclasses set `flavor` and implement the submissions.
+
+    An orchestrator that hosts orchestration loops in the process it is asked to (the
+    local ones, Ray) says so with `hosts_loops` and implements `loop_session`; the job of
+    one that does not (a container backend) runs the local loop. `runs_loop_in_caller`
+    says that submitting a run hosts its loop in the calling process.
+    """
 
     flavor: ClassVar[str] = "base"
+    hosts_loops: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None, **config: Any) -> None:
         self.name = name or self.flavor
@@ -80,3 +88,31 @@ class BaseOrchestrator(ABC):
     @abstractmethod
     def get_orchestrator_run_id(self) -> str:
         """A unique id of the orchestrator's run of the pipeline currently being executed."""
+
+    @property
+    def runs_loop_in_caller(self) -> bool:
+        """Whether a run submitted here has its loop in the calling process; then calling a
+        pipeline runs its body once, tracing and running in one pass."""
+        return False
+
+    def loop_session(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        orchestrator_run_id: str,
+    ) -> RunSession:
+        """A session hosting `run`'s orchestration loop in this process, its steps launched
+        the way this orchestrator launches them (only where `hosts_loops`)."""
+        raise NotImplementedError(f"Orchestrator '{self.name}' does not host loops.")
+
+    def run_loop(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        orchestrator_run_id: str,
+    ) -> None:
+        """Run `run` start to end with its loop in this process (only where `hosts_loops`):
+        what an orchestration process does."""
+        self.loop_session(snapshot, run, stack, orchestrator_run_id).run()

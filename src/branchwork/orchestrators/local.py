@@ -17,7 +17,7 @@ from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.capacity import detect_capacity
 from branchwork.runtime.engine import FailureMode, Request
 from branchwork.runtime.launchers import InlineLauncher, Launcher
-from branchwork.runtime.runner import execute_run
+from branchwork.runtime.runner import RunSession
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
@@ -60,6 +60,8 @@ class LocalOrchestrator(BaseOrchestrator):
             raise OrchestratorError(f"max_workers must be at least 1, got {max_workers}")
         self.failure_mode = FailureMode(failure_mode)
 
+    hosts_loops = True
+
     def submit_pipeline(
         self,
         snapshot: PipelineSnapshotResponse,
@@ -67,18 +69,24 @@ class LocalOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        self._run(snapshot, stack, placeholder_run)
+        """Run the loop here, static or dynamic alike; it is done when this returns."""
+        if placeholder_run is None:
+            raise OrchestratorError("The local orchestrator needs the placeholder run.")
+        token = _current_run_id.set(self.new_run_id())
+        try:
+            self.run_loop(snapshot, placeholder_run, stack, _current_run_id.get() or "")
+        finally:
+            _current_run_id.reset(token)
         return None
 
-    def submit_dynamic_pipeline(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        environment: dict[str, str],
-        placeholder_run: PipelineRunResponse | None = None,
-    ) -> SubmissionResult | None:
-        self._run(snapshot, stack, placeholder_run)
-        return None
+    submit_dynamic_pipeline = submit_pipeline  # one loop for both kinds of pipeline
+
+    @property
+    def runs_loop_in_caller(self) -> bool:
+        return True
+
+    def new_run_id(self) -> str:
+        return f"local-{uuid.uuid4().hex}"
 
     def get_orchestrator_run_id(self) -> str:
         run_id = _current_run_id.get()
@@ -88,33 +96,18 @@ class LocalOrchestrator(BaseOrchestrator):
             )
         return run_id
 
-    def _run(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        placeholder_run: PipelineRunResponse | None,
-    ) -> None:
-        if placeholder_run is None:
-            raise OrchestratorError("The local orchestrator needs the placeholder run.")
-        token = _current_run_id.set(f"local-{uuid.uuid4().hex}")
-        try:
-            self.run_loop(snapshot, placeholder_run, stack, self.get_orchestrator_run_id())
-        finally:
-            _current_run_id.reset(token)
-
     def step_launcher(self) -> Launcher:
         """How the loop launches steps: in its own threads."""
         return InlineLauncher(self.max_workers)
 
-    def run_loop(
+    def loop_session(
         self,
         snapshot: PipelineSnapshotResponse,
         run: PipelineRunResponse,
         stack: Stack,
         orchestrator_run_id: str,
-    ) -> None:
-        """Host the orchestration loop of `run` in this process."""
-        execute_run(
+    ) -> RunSession:
+        return RunSession(
             snapshot,
             run,
             stack,

@@ -66,6 +66,10 @@ class LocalProcessOrchestrator(LocalOrchestrator):
     ) -> SubmissionResult | None:
         return self._launch(snapshot, environment)
 
+    @property
+    def runs_loop_in_caller(self) -> bool:
+        return False  # its loop runs in the process it launches
+
     def get_orchestrator_run_id(self) -> str:
         # Static: shared by every step through the environment. Dynamic: the orchestration
         # process creates the run, so unique within it is enough.

@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
     orchestrator = stack.orchestrator
-    # An orchestrator that hosts loops itself (local, local_process) does; any other (a
-    # containerized one, whose job this is) gets the local loop, with steps in its threads.
-    host = orchestrator if hasattr(orchestrator, "run_loop") else LocalOrchestrator()
+    # An orchestrator that hosts loops (local_process, ray) does; any other (a container
+    # backend, whose job this is) gets the local loop, with steps in its threads.
+    host = orchestrator if orchestrator.hosts_loops else LocalOrchestrator()
     try:
         host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
     except KeyboardInterrupt:

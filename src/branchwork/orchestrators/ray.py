@@ -46,7 +46,7 @@ from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
 from branchwork.runtime.engine import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
-from branchwork.runtime.runner import execute_run, live_submission
+from branchwork.runtime.runner import RunSession, live_submission
 from branchwork.user_code import user_import_path
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class RayOrchestrator(BaseOrchestrator):
     """Runs pipelines on a Ray cluster; see the module docstring."""
 
     flavor = "ray"
+    hosts_loops = True
 
     def __init__(
         self,
@@ -177,6 +178,10 @@ class RayOrchestrator(BaseOrchestrator):
 
     # ---- the loop -----------------------------------------------------------------------
 
+    @property
+    def runs_loop_in_caller(self) -> bool:
+        return self.loop == "driver"
+
     def run_loop(
         self,
         snapshot: PipelineSnapshotResponse,
@@ -184,16 +189,28 @@ class RayOrchestrator(BaseOrchestrator):
         stack: Stack,
         orchestrator_run_id: str,
     ) -> None:
-        """Host the orchestration loop of `run` in this process, its steps on the cluster."""
-        self._connect()
-        cluster = ClusterResources.current()
+        """Run `run` with its loop in this process; a static run with a step no node can
+        run is refused before anything runs."""
         if self.check_resources and not snapshot.is_dynamic:
-            refused = self._static_refusal(snapshot, cluster)
+            self._connect()
+            refused = self._static_refusal(snapshot, ClusterResources.current())
             if refused is not None:
                 _record_refusal(snapshot, run, orchestrator_run_id, *refused)
                 return
+        self.loop_session(snapshot, run, stack, orchestrator_run_id).run()
+
+    def loop_session(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        orchestrator_run_id: str,
+    ) -> RunSession:
+        """The orchestration loop of `run` in this process, its steps on the cluster."""
+        self._connect()
+        cluster = ClusterResources.current()
         _warn_if_store_is_local(stack, cluster)
-        execute_run(
+        return RunSession(
             snapshot,
             run,
             stack,

@@ -78,99 +78,142 @@ def _pipeline_for(snapshot: PipelineSnapshotResponse) -> LiveSubmission:
     return LiveSubmission(pipeline, snapshot.id, None, accept)
 
 
+class RunSession:
+    """One run's orchestration loop in this process: `begin()` it, feed it (the pipeline
+    body, or a static DAG), then `complete(returned)` or `fail(error)`. `run()` does all of
+    it; the caller of a local pipeline drives the steps itself, so that the body it is
+    already running carries on into the run (see `pipelines.one_pass`)."""
+
+    def __init__(
+        self,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        *,
+        launcher: Launcher,
+        capacity: Request,
+        max_workers: int,
+        orchestrator_run_id: str,
+        failure_mode: FailureMode = FailureMode.STOP_ON_FAILURE,
+    ) -> None:
+        self.snapshot = snapshot
+        self.run_id = run.id
+        self.orchestrator_run_id = orchestrator_run_id
+        self.submission = submission = _pipeline_for(snapshot)
+        self.pipeline = pipeline = submission.pipeline
+        self.compiled = submission.compiled
+        # Run options come from the snapshot: in another process, the re-imported pipeline
+        # does not carry what `with_options(...)` changed in the caller's.
+        spec = snapshot.spec
+        self.enable_cache = spec.get("enable_cache", pipeline.enable_cache) is not False
+        failure_mode = FailureMode(spec.get("failure_mode") or failure_mode)
+        self.step_options = {
+            n: StepOptions(**o) for n, o in (spec.get("step_options") or {}).items()
+        }
+        store = get_engine()
+        # A resumed run: what its earlier sessions recorded is replayed by invocation id.
+        replay = get_run(store, run.id).steps
+        accept_new_graph = submission.accept_new_graph or bool(spec.get("accept_new_graph"))
+        reference = None
+        if not replay and self.enable_cache and not accept_new_graph:
+            reference_id = latest_completed_run(
+                store, pipeline.name, json.dumps(snapshot.parameters), except_run_id=run.id
+            )
+            if reference_id is not None:
+                reference_name = get_run(store, reference_id, include_steps=False).name
+                reference = (reference_name, invocation_records(store, reference_id))
+        self.recorder = Recorder(store, run.id)
+        self.loop = RunLoop(
+            run_id=run.id,
+            run_name=run.name,
+            pipeline_name=pipeline.name,
+            is_dynamic=snapshot.is_dynamic,
+            enable_cache=self.enable_cache,
+            recorder=self.recorder,
+            artifact_store=stack.artifact_store,
+            launcher=launcher,
+            engine=Engine(capacity, max_workers, failure_mode),
+            graph_check=GraphCheck(run.name, replay, reference, accept_new_graph),
+            default_retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
+            step_options=self.step_options,
+        )
+
+    def begin(self) -> RunLoop:
+        """Record the run running and start its loop."""
+        now = time.time()
+        self.recorder.run_update(
+            status="running",
+            start_time=utc(now),
+            heartbeat=now,
+            orchestrator_run_id=self.orchestrator_run_id,
+        )
+        self.recorder.flush()
+        self.loop.start()
+        return self.loop
+
+    def run(self) -> None:
+        """Run the pipeline of the snapshot as the run and record everything; never raises
+        for a failed run (the run's status says it), only re-raises KeyboardInterrupt."""
+        loop = self.begin()
+        pipeline, params = self.pipeline, self.snapshot.parameters
+        try:
+            if self.snapshot.is_dynamic:
+                with run_context(loop):
+                    returned = pipeline.func(**params)
+            else:
+                compiled = self.compiled or trace(
+                    pipeline.func, params, pipeline.name, self.enable_cache, self.step_options
+                )
+                loop.add(compiled.invocations)
+                returned = compiled.returned
+        except BaseException as error:
+            self.fail(error)
+        else:
+            self.complete(returned)
+
+    def complete(self, returned: Any) -> None:
+        """The body returned `returned`: wait for every step and record the outcome."""
+        try:
+            structure, refs = self.loop.finish(returned)
+            self.loop.record_outputs(refs)
+        except BaseException as error:
+            self.fail(error)
+            return
+        self.recorder.run_update(
+            status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
+        )
+        self.recorder.flush()
+        call_hook(self.pipeline.on_success, None, f"on_success of pipeline '{self.pipeline.name}'")
+
+    def fail(self, error: BaseException) -> None:
+        """The body (or the loop) raised `error`: stop, record, and re-raise it if it is an
+        interrupt."""
+        interrupted = isinstance(error, KeyboardInterrupt)
+        if isinstance(error, KeyboardInterrupt):
+            stop_on_interrupt(self.loop, error)
+        cause = _record_failure(self.loop, self.recorder, error, interrupted)
+        self.submission.error = cause  # the caller's PipelineRunFailedError carries it
+        self.recorder.flush()
+        name = self.pipeline.name
+        call_hook(self.pipeline.on_failure, cause, f"on_failure of pipeline '{name}'")
+        if not isinstance(error, Exception):
+            raise error
+
+
 def execute_run(
     snapshot: PipelineSnapshotResponse,
     run: PipelineRunResponse,
     stack: Stack,
-    *,
-    launcher: Launcher,
-    capacity: Request,
-    max_workers: int,
-    orchestrator_run_id: str,
-    failure_mode: FailureMode = FailureMode.STOP_ON_FAILURE,
+    **settings: Any,
 ) -> None:
-    """Run the pipeline of `snapshot` as `run` and record everything; never raises for a
-    failed run (the run's status says it), only re-raises KeyboardInterrupt/SystemExit."""
-    submission = _pipeline_for(snapshot)
-    pipeline = submission.pipeline
-    compiled = submission.compiled
-    params = snapshot.parameters
-    # Run options come from the snapshot: in another process, the re-imported pipeline does
-    # not carry what `with_options(...)` changed in the caller's.
-    spec = snapshot.spec
-    enable_cache = spec.get("enable_cache", pipeline.enable_cache) is not False
-    failure_mode = FailureMode(spec.get("failure_mode") or failure_mode)
-    step_options = {n: StepOptions(**o) for n, o in (spec.get("step_options") or {}).items()}
-    if not snapshot.is_dynamic and compiled is None:
-        compiled = trace(pipeline.func, params, pipeline.name, enable_cache, step_options)
-    store = get_engine()
-    # A resumed run: what its earlier sessions recorded is replayed by invocation id.
-    replay = get_run(store, run.id).steps
-    accept_new_graph = submission.accept_new_graph or bool(spec.get("accept_new_graph"))
-    reference = None
-    if not replay and enable_cache and not accept_new_graph:
-        reference_id = latest_completed_run(
-            store, pipeline.name, json.dumps(params), except_run_id=run.id
-        )
-        if reference_id is not None:
-            reference_name = get_run(store, reference_id, include_steps=False).name
-            reference = (reference_name, invocation_records(store, reference_id))
-    recorder = Recorder(store, run.id)
-    loop = RunLoop(
-        run_id=run.id,
-        run_name=run.name,
-        pipeline_name=pipeline.name,
-        is_dynamic=snapshot.is_dynamic,
-        enable_cache=enable_cache,
-        recorder=recorder,
-        artifact_store=stack.artifact_store,
-        launcher=launcher,
-        engine=Engine(capacity, max_workers, failure_mode),
-        graph_check=GraphCheck(run.name, replay, reference, accept_new_graph),
-        default_retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
-        step_options=step_options,
-    )
-    now = time.time()
-    recorder.run_update(
-        status="running",
-        start_time=utc(now),
-        heartbeat=now,
-        orchestrator_run_id=orchestrator_run_id,
-    )
-    recorder.flush()
-    loop.start()
-    try:
-        if snapshot.is_dynamic:
-            with run_context(loop):
-                returned = pipeline.func(**params)
-        else:
-            assert compiled is not None
-            loop.add(compiled.invocations)
-            returned = compiled.returned
-        structure, refs = loop.finish(returned)
-        loop.record_outputs(refs)
-        recorder.run_update(
-            status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
-        )
-    except BaseException as error:
-        interrupted = isinstance(error, KeyboardInterrupt)
-        if isinstance(error, KeyboardInterrupt):
-            stop_on_interrupt(loop, error)
-        cause = _record_failure(loop, recorder, error, snapshot.id, interrupted)
-        recorder.flush()
-        call_hook(pipeline.on_failure, cause, f"on_failure of pipeline '{pipeline.name}'")
-        if not isinstance(error, Exception):
-            raise
-    else:
-        recorder.flush()
-        call_hook(pipeline.on_success, None, f"on_success of pipeline '{pipeline.name}'")
+    """Run `run` here, start to end: see `RunSession.run`."""
+    RunSession(snapshot, run, stack, **settings).run()
 
 
 def _record_failure(
     loop: RunLoop,
     recorder: Recorder,
     error: BaseException,
-    snapshot_id: str,
     interrupted: bool,
 ) -> BaseException:
     """Record the run's failure (or stop); returns the exception that caused it."""
@@ -201,9 +244,6 @@ def _record_failure(
     else:
         cause, failed_step, text = error, None, None
     message = str(cause) or ("stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) else "")
-    live = _live.get()
-    if live is not None and live.snapshot_id == snapshot_id:
-        live.error = cause
     recorder.run_update(
         status="stopped" if stopped else "failed",
         end_time=utc(time.time()),

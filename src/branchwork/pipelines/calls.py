@@ -1,0 +1,233 @@
+"""What a call of a pipeline records and returns, whichever way it runs.
+
+Everything that can be checked before anything runs is checked here — parameters, a
+forced-static pipeline that uses values, an orchestrator that cannot run dynamic pipelines —
+so those errors leave nothing behind in the store. `create_run` records the snapshot and the
+placeholder run; `run_outcome` turns the finished run into the call's value or error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from branchwork.exceptions import (
+    ConfigurationError,
+    DynamicValueUsedError,
+    OrchestratorError,
+    PipelineDefinitionError,
+    PipelineRunFailedError,
+)
+from branchwork.graph.invocation import invocation_config
+from branchwork.graph.tracing import Compiled, trace, user_location
+from branchwork.metadata import error_records
+from branchwork.metadata.queries import get_run
+from branchwork.metadata.runs import create_placeholder_run, mark_run_failed
+from branchwork.metadata.store import get_engine
+from branchwork.pipelines.pipeline import remember_last_run
+from branchwork.runtime.context import current_run_context
+from branchwork.user_code import (
+    MAX_DEPTH_ENV,
+    ImportStopped,
+    is_importing_user_code,
+    max_depth,
+    process_depth,
+    user_import_path,
+)
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse
+    from branchwork.orchestrators.base import BaseOrchestrator
+    from branchwork.pipelines.pipeline import Pipeline
+
+
+def refuse_to_start(pipeline: Pipeline[Any, Any]) -> None:
+    """Calls that must not become runs: inside a running pipeline, while branchwork
+    imports user code (see `branchwork.user_code`), or too deep in orchestration processes."""
+    if current_run_context() is not None:
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline.name}' was called inside another pipeline; call its steps "
+            "directly instead."
+        )
+    if is_importing_user_code():
+        raise ImportStopped(pipeline.name, user_location())
+    if process_depth() >= max_depth():
+        raise OrchestratorError(
+            f"Pipeline '{pipeline.name}' was called in an orchestration process "
+            f"{process_depth()} levels deep (the limit, ${MAX_DEPTH_ENV}, is {max_depth()}): "
+            "runs starting runs without end. Does a step or a module's top level call the "
+            'pipeline that runs it? Guard top-level calls with `if __name__ == "__main__":`.'
+        )
+
+
+def bind_parameters(
+    pipeline: Pipeline[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The call's arguments by name, converted to the types the pipeline function annotates
+    (see `pipelines.parameters`); they are recorded, so they must be JSON-serializable."""
+    from branchwork.pipelines.parameters import validate_parameters
+
+    if any(
+        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in pipeline.signature.parameters.values()
+    ):
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' takes *args/**kwargs; declare its parameters by name."
+        )
+    try:
+        bound = pipeline.signature.bind_partial(*args, **kwargs)
+    except TypeError as error:
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' cannot be called this way: {error}. Its signature is "
+            f"{pipeline.name}{pipeline.signature}."
+        ) from None
+    given = set(bound.arguments)
+    for name, value in pipeline.config_parameters.items():
+        if name not in pipeline.signature.parameters:
+            raise ConfigurationError(
+                f"Pipeline '{pipeline.name}': the run configuration sets parameter '{name}', "
+                f"which {pipeline.name}{pipeline.signature} does not take."
+            )
+        if name not in given:
+            bound.arguments[name] = value
+    missing = [
+        name
+        for name, p in pipeline.signature.parameters.items()
+        if p.default is p.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and name not in bound.arguments
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"Pipeline '{pipeline.name}' cannot be called this way: missing required "
+            f"argument(s) {', '.join(repr(m) for m in missing)}. Its signature is "
+            f"{pipeline.name}{pipeline.signature}."
+        )
+    bound.arguments.update(validate_parameters(pipeline.name, pipeline.func, bound.arguments))
+    bound.apply_defaults()  # defaults are the author's values: not validated
+    params = dict(bound.arguments)
+    for name, value in params.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"Pipeline '{pipeline.name}': parameter '{name}' is a {type(value).__name__}, "
+                "which cannot be recorded; pipeline parameters must be JSON-serializable "
+                "(load bigger values in a step)."
+            ) from None
+    return params
+
+
+def compile_pipeline(pipeline: Pipeline[Any, Any], params: dict[str, Any]) -> Compiled:
+    """Static or dynamic, by tracing unless forced; see `graph.tracing`."""
+    enable_cache = pipeline.enable_cache is not False
+    if pipeline.dynamic is True:
+        return Compiled(True, reason="it is declared dynamic=True")
+    compiled = trace(pipeline.func, params, pipeline.name, enable_cache, pipeline.step_options)
+    if pipeline.dynamic is False and compiled.is_dynamic:
+        if compiled.error is not None:
+            raise compiled.error
+        raise DynamicValueUsedError(
+            f"Pipeline '{pipeline.name}' is declared dynamic=False, but {compiled.reason}. "
+            "Remove dynamic=False, or pass the output to a step instead of using its value."
+        )
+    return compiled
+
+
+def check_orchestrator(
+    pipeline: Pipeline[Any, Any], compiled: Compiled, orchestrator: BaseOrchestrator
+) -> None:
+    if compiled.is_dynamic and not orchestrator.supports_dynamic_pipelines:
+        raise OrchestratorError(
+            f"Pipeline '{pipeline.name}' is dynamic ({compiled.reason}), but orchestrator "
+            f"'{orchestrator.name}' ({type(orchestrator).__name__}) does not support dynamic "
+            "pipelines. Use an orchestrator whose supports_dynamic_pipelines is True."
+        )
+
+
+def _source_file(pipeline: Pipeline[Any, Any]) -> str | None:
+    try:
+        path = inspect.getsourcefile(pipeline.func)
+    except TypeError:
+        return None
+    return os.path.abspath(path) if path else None
+
+
+def create_run(
+    pipeline: Pipeline[Any, Any],
+    params: dict[str, Any],
+    compiled: Compiled,
+    orchestrator: BaseOrchestrator,
+) -> str:
+    """Record the snapshot (with the static DAG, if it is one) and the placeholder run;
+    the run becomes this thread's `last_run`. Returns its id."""
+    _, run_id = create_placeholder_run(
+        get_engine(),
+        pipeline_name=pipeline.name,
+        is_dynamic=compiled.is_dynamic,
+        source=pipeline.source,
+        source_file=_source_file(pipeline),
+        import_path=user_import_path(),
+        working_dir=os.getcwd(),
+        parameters=params,
+        spec={
+            "enable_cache": pipeline.enable_cache,
+            "dynamic": pipeline.dynamic,
+            "failure_mode": pipeline.failure_mode,
+            "retry": pipeline.retry.to_dict() if pipeline.retry else None,
+            "accept_new_graph": pipeline.accept_new_graph,
+            "step_options": {n: o.to_dict() for n, o in pipeline.step_options.items()},
+            "dynamic_reason": compiled.reason,
+        },
+        step_configurations=[
+            {
+                "name": inv.id,
+                "step_name": inv.step.name,
+                "config": json.dumps(invocation_config(inv)),
+            }
+            for inv in compiled.invocations
+        ],
+        orchestrator=orchestrator.flavor,
+    )
+    remember_last_run(pipeline.name, run_id)
+    return run_id
+
+
+def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> Any:
+    """The pipeline's value once the run has finished, or PipelineRunFailedError with the
+    step's exception (`cause`, or rebuilt from the store) as `__cause__`. A run that is not
+    finished here was orphaned by its orchestration (`ended` says how that ended)."""
+    engine = get_engine()
+    run = get_run(engine, run_id, include_steps=False)
+    if not run.status.is_finished:
+        mark_run_failed(
+            engine,
+            run_id,
+            OrchestratorError(
+                f"The orchestration of run '{run.name}' ended (result: {ended!r}) before the run "
+                "finished: its process or job died."
+            ),
+        )
+        run = get_run(engine, run_id, include_steps=False)
+    if run.status != "completed":
+        raise _run_error(run, cause)
+    return run.load_output()
+
+
+def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:
+    where = (
+        f"step '{run.failed_step}' raised" if run.failed_step else "the pipeline function raised"
+    )
+    error = PipelineRunFailedError(
+        f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where} "
+        f"{run.exception_type}: {run.exception_message}",
+        run.id,
+        run.failed_step,
+    )
+    if cause is None:  # the loop ran in another process: rebuilt from the store
+        cause = error_records.rebuild(
+            run.exception_data, run.exception_type or "", run.exception_message or "", run.traceback
+        )
+    error.__cause__ = cause
+    return error

@@ -1,0 +1,138 @@
+"""Running a pipeline in one pass of its body, where its loop runs in the calling process.
+
+Finding out whether a pipeline is static or dynamic by tracing it, and then running it,
+would run its body twice: its prints, experiment-tracker calls and timestamps would happen
+twice. Where the loop runs here (the local orchestrator, Ray with `loop="driver"`), the
+trace becomes the run. The body runs with a context that records step calls until it first
+needs a step's value; then the run is created (dynamic), its loop starts with the calls seen
+so far, and the same body carries on, for real, with the value it asked for. A body that
+never needs a value is static: its trace is the DAG, run as such. A body that raises before
+needing a value becomes a dynamic run that failed with that error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from branchwork.graph.tracing import Compiled, TracingContext, user_location
+from branchwork.metadata.queries import get_run
+from branchwork.metadata.store import get_engine
+from branchwork.pipelines.calls import check_orchestrator, create_run, run_outcome
+from branchwork.runtime.context import run_context
+from branchwork.runtime.futures import StepOutput
+from branchwork.runtime.runner import (
+    LiveSubmission,
+    RunSession,
+    reset_live_submission,
+    set_live_submission,
+)
+
+if TYPE_CHECKING:
+    from branchwork.pipelines.pipeline import Pipeline
+    from branchwork.runtime.loop import RunLoop
+    from branchwork.stack import Stack
+
+
+class OnePassContext(TracingContext):
+    """Traces until the body first needs a value, then is the live run's context."""
+
+    def __init__(self, pipeline: Pipeline[Any, Any], go_live: Callable[[str], RunLoop]) -> None:
+        super().__init__(pipeline.name, pipeline.enable_cache is not False, pipeline.step_options)
+        self._go_live = go_live
+        self.loop: RunLoop | None = None
+
+    def invoke(
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: Any,
+    ) -> Any:
+        if self.loop is not None:
+            return self.loop.invoke(step, args, kwargs, invocation_id, after)
+        return super().invoke(step, args, kwargs, invocation_id, after)
+
+    def value_of(self, output: StepOutput) -> Any:
+        loop = self._live(output)
+        return loop.value_of(self._on(loop, output))
+
+    def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
+        loop = self._live(output)
+        return loop.wait_for(self._on(loop, output), timeout)
+
+    def _live(self, output: StepOutput) -> RunLoop:
+        if self.loop is None:
+            self.waited_on = output.invocation_id
+            self.value_use = (
+                f"it uses the output of step '{output.invocation_id}' as a value at "
+                f"{user_location()}"
+            )
+            self.loop = self._go_live(self.value_use)
+        return self.loop
+
+    @staticmethod
+    def _on(loop: RunLoop, output: StepOutput) -> StepOutput:
+        """A future made while tracing, as one of the live loop's."""
+        if output._context is loop:
+            return output
+        return StepOutput(loop, output.invocation_id, output.output_name, output.index)
+
+
+class _OnePassRun:
+    """The run a one-pass call creates when its body first needs a value (or raises)."""
+
+    def __init__(self, pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack):
+        self.pipeline = pipeline
+        self.params = params
+        self.stack = stack
+        self.context = OnePassContext(pipeline, self.start)
+        self.session: RunSession | None = None
+        self.run_id = ""
+        self.started = False
+
+    def start(self, reason: str) -> RunLoop:
+        """Create the dynamic run and start its loop with the calls traced so far."""
+        self.started = True
+        orchestrator = self.stack.orchestrator
+        compiled = Compiled(True, reason=reason, discovered=list(self.context.invocations))
+        check_orchestrator(self.pipeline, compiled, orchestrator)
+        self.run_id = create_run(self.pipeline, self.params, compiled, orchestrator)
+        run = get_run(get_engine(), self.run_id, include_steps=False)
+        submission = LiveSubmission(self.pipeline, run.snapshot.id, None)
+        token = set_live_submission(submission)
+        try:
+            self.session = orchestrator.loop_session(
+                run.snapshot, run, self.stack, f"{orchestrator.flavor}-{run.id}"
+            )
+        finally:
+            reset_live_submission(token)
+        loop = self.session.begin()
+        loop.ids = self.context.ids  # the traced calls keep their ids; later ones follow
+        loop.add(self.context.invocations)
+        return loop
+
+
+def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack) -> Any:
+    """Call the pipeline, its body running once (see the module docstring)."""
+    from branchwork.pipelines.submit import submit_and_wait
+
+    live = _OnePassRun(pipeline, params, stack)
+    try:
+        with run_context(live.context):
+            returned = pipeline.func(**params)
+    except BaseException as error:
+        if live.session is None:
+            if live.started or not isinstance(error, Exception):
+                raise  # Ctrl-C before the run existed, or it could not be started
+            live.start(f"its body raised {type(error).__name__} before using a value: {error}")
+        assert live.session is not None
+        live.session.fail(error)
+        return run_outcome(live.run_id, live.session.submission.error)
+    if live.session is None:  # it never needed a value: static, the trace is its DAG
+        compiled = Compiled(False, live.context.invocations, returned)
+        run_id = create_run(pipeline, params, compiled, stack.orchestrator)
+        return submit_and_wait(pipeline, compiled, run_id, stack)
+    live.session.complete(returned)
+    return run_outcome(live.run_id, live.session.submission.error)
