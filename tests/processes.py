@@ -67,11 +67,16 @@ class Spawned:
             return []
 
     def _watch(self) -> None:
+        before: set[int] = set()
         while not self._stop.wait(0.05):
             found = self._descendants()
             for child in found:
                 self.seen.setdefault(child.pid, child)
-            runners = sum(1 for child in found if _is_runner(child))
+            # A runner seen twice in a row: a runner's fork about to exec something else
+            # (its step zygote) shows the runner's command line for a moment.
+            now = {child.pid for child in found if _is_runner(child)}
+            runners = len(now & before)
+            before = now
             self.most_runners = max(self.most_runners, runners)
             if self._max_runners is not None and runners > self._max_runners:
                 self.runaway = True

@@ -9,15 +9,8 @@ that path show up here in a few seconds rather than only in subprocess tests.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator, SubmissionResult
-from branchwork.runtime.runner import reset_live_submission, set_live_submission
+from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator
 from branchwork.testing import OrchestratorConformance
-
-if TYPE_CHECKING:
-    from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
-    from branchwork.stack import Stack
 
 
 class TestLocalConformance(OrchestratorConformance):
@@ -26,33 +19,13 @@ class TestLocalConformance(OrchestratorConformance):
 
 
 class ReimportingLocalOrchestrator(LocalOrchestrator):
-    """Local, but the loop finds the pipeline by its source, not the live object."""
+    """Local, but handed its runs through the seed's `submit_*` API, as an orchestrator
+    whose loop runs elsewhere is: the loop finds the pipeline by its source, not the live
+    object, and the caller rebuilds a failed step's exception from the store."""
 
-    def submit_pipeline(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        environment: dict[str, str],
-        placeholder_run: PipelineRunResponse | None = None,
-    ) -> SubmissionResult | None:
-        token = set_live_submission(None)
-        try:
-            return super().submit_pipeline(snapshot, stack, environment, placeholder_run)
-        finally:
-            reset_live_submission(token)
-
-    def submit_dynamic_pipeline(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        environment: dict[str, str],
-        placeholder_run: PipelineRunResponse | None = None,
-    ) -> SubmissionResult | None:
-        token = set_live_submission(None)
-        try:
-            return super().submit_dynamic_pipeline(snapshot, stack, environment, placeholder_run)
-        finally:
-            reset_live_submission(token)
+    @property
+    def runs_loop_in_caller(self) -> bool:
+        return False
 
 
 class TestLocalReimportConformance(OrchestratorConformance):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
+    from branchwork.runtime.requests import RunOutcome, RunRequest
     from branchwork.runtime.runner import RunSession
     from branchwork.stack import Stack
 
@@ -95,24 +96,12 @@ class BaseOrchestrator(ABC):
         pipeline runs its body once, tracing and running in one pass."""
         return False
 
-    def loop_session(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        run: PipelineRunResponse,
-        stack: Stack,
-        orchestrator_run_id: str,
-    ) -> RunSession:
-        """A session hosting `run`'s orchestration loop in this process, its steps launched
-        the way this orchestrator launches them (only where `hosts_loops`)."""
+    def loop_session(self, request: RunRequest, orchestrator_run_id: str) -> RunSession:
+        """A session hosting the request's orchestration loop in this process, its steps
+        launched the way this orchestrator launches them (only where `hosts_loops`)."""
         raise NotImplementedError(f"Orchestrator '{self.name}' does not host loops.")
 
-    def run_loop(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        run: PipelineRunResponse,
-        stack: Stack,
-        orchestrator_run_id: str,
-    ) -> None:
-        """Run `run` start to end with its loop in this process (only where `hosts_loops`):
-        what an orchestration process does."""
-        self.loop_session(snapshot, run, stack, orchestrator_run_id).run()
+    def run_loop(self, request: RunRequest, orchestrator_run_id: str) -> RunOutcome:
+        """Run the request's run start to end with its loop in this process (only where
+        `hosts_loops`): what an orchestration process does, and a local submission."""
+        return self.loop_session(request, orchestrator_run_id).run()

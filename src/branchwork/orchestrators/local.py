@@ -7,8 +7,6 @@ a free worker thread (`max_workers`).
 
 from __future__ import annotations
 
-import uuid
-from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from branchwork.config.resources import parse_memory
@@ -17,13 +15,12 @@ from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.capacity import detect_capacity
 from branchwork.runtime.engine import FailureMode, Request
 from branchwork.runtime.launchers import InlineLauncher, Launcher
-from branchwork.runtime.runner import RunSession
+from branchwork.runtime.requests import RunRequest
+from branchwork.runtime.runner import RunSession, current_orchestrator_run_id
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.stack import Stack
-
-_current_run_id: ContextVar[str | None] = ContextVar("branchwork_local_run_id", default=None)
 
 
 class LocalOrchestrator(BaseOrchestrator):
@@ -69,14 +66,12 @@ class LocalOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        """Run the loop here, static or dynamic alike; it is done when this returns."""
+        """Run the loop here, static or dynamic alike; it is done when this returns. (A
+        pipeline called in this process hands its run to `run_loop` directly, live.)"""
         if placeholder_run is None:
             raise OrchestratorError("The local orchestrator needs the placeholder run.")
-        token = _current_run_id.set(self.new_run_id())
-        try:
-            self.run_loop(snapshot, placeholder_run, stack, _current_run_id.get() or "")
-        finally:
-            _current_run_id.reset(token)
+        request = RunRequest.recorded(snapshot, placeholder_run, stack)
+        self.run_loop(request, f"{self.flavor}-{placeholder_run.id}")
         return None
 
     submit_dynamic_pipeline = submit_pipeline  # one loop for both kinds of pipeline
@@ -85,11 +80,8 @@ class LocalOrchestrator(BaseOrchestrator):
     def runs_loop_in_caller(self) -> bool:
         return True
 
-    def new_run_id(self) -> str:
-        return f"local-{uuid.uuid4().hex}"
-
     def get_orchestrator_run_id(self) -> str:
-        run_id = _current_run_id.get()
+        run_id = current_orchestrator_run_id()
         if run_id is None:
             raise OrchestratorError(
                 f"Orchestrator '{self.name}' is not running a pipeline in this context."
@@ -100,17 +92,9 @@ class LocalOrchestrator(BaseOrchestrator):
         """How the loop launches steps: in its own threads."""
         return InlineLauncher(self.max_workers)
 
-    def loop_session(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        run: PipelineRunResponse,
-        stack: Stack,
-        orchestrator_run_id: str,
-    ) -> RunSession:
+    def loop_session(self, request: RunRequest, orchestrator_run_id: str) -> RunSession:
         return RunSession(
-            snapshot,
-            run,
-            stack,
+            request,
             launcher=self.step_launcher(),
             capacity=self.capacity,
             max_workers=self.max_workers,

@@ -22,6 +22,7 @@ from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.pipelines.loading import load_pipeline
 from branchwork.runtime.interrupts import Terminated
+from branchwork.runtime.requests import RunRequest
 from branchwork.stack.stack import STACK_ENV, Stack, default_stack
 
 
@@ -46,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         stack = (
-            Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else (default_stack())
+            Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else default_stack()
         )
-        load_pipeline(run.snapshot)  # fail here, recorded, rather than half-way
+        request = RunRequest.recorded(run.snapshot, run, stack)
+        request.pipeline = load_pipeline(run.snapshot)  # fail here, recorded, not half-way
     except BranchworkError as error:
         mark_run_failed(engine, run.id, error)
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
@@ -58,14 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     # backend, whose job this is) gets the local loop, with steps in its threads.
     host = orchestrator if orchestrator.hosts_loops else LocalOrchestrator()
     try:
-        host.run_loop(run.snapshot, run, stack, orchestrator.get_orchestrator_run_id())
+        outcome = host.run_loop(request, orchestrator.get_orchestrator_run_id())
     except KeyboardInterrupt:
         return 130
     except BranchworkError as error:  # the store went away: nothing more can be recorded
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
-    status = get_run(engine, args.run_id, include_steps=False).status
-    return {"completed": 0, "stopped": 130}.get(status, 1)
+    return {"completed": 0, "stopped": 130}.get(outcome.status, 1)
 
 
 if __name__ == "__main__":

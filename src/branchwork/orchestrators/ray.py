@@ -31,7 +31,6 @@ import sys
 import time
 import traceback
 import uuid
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import LocalArtifactStore
@@ -46,7 +45,8 @@ from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
 from branchwork.runtime.engine import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
-from branchwork.runtime.runner import RunSession, live_submission
+from branchwork.runtime.requests import RunOutcome, RunRequest
+from branchwork.runtime.runner import RunSession, current_orchestrator_run_id
 from branchwork.user_code import user_import_path
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("branchwork")
 
 LOOPS = ("driver", "cluster")
-
-_current_run_id: ContextVar[str | None] = ContextVar("branchwork_ray_run_id", default=None)
 
 
 class RayOrchestrator(BaseOrchestrator):
@@ -115,33 +113,24 @@ class RayOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        # Static: every task of the run agrees on the id, so it travels in the environment.
+        """With `loop="cluster"`, the loop runs as a Ray task; with "driver", here (a
+        pipeline called in this process hands its run to `run_loop` directly, live)."""
         run_id = f"ray-{environment.get('BRANCHWORK_RUN_ID', uuid.uuid4().hex)}"
         if self.loop == "cluster":
-            return self._submit_loop({**environment, ORCHESTRATOR_RUN_ID_ENV: run_id})
-        self._host(snapshot, stack, placeholder_run, run_id)
+            if not snapshot.is_dynamic:  # every task agrees on the id: it travels this way
+                environment = {**environment, ORCHESTRATOR_RUN_ID_ENV: run_id}
+            return self._submit_loop(environment)  # dynamic: the loop task's own id
+        if placeholder_run is None:
+            raise OrchestratorError("The Ray orchestrator needs the placeholder run.")
+        self.run_loop(RunRequest.recorded(snapshot, placeholder_run, stack), run_id)
         return None
 
-    def submit_dynamic_pipeline(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        environment: dict[str, str],
-        placeholder_run: PipelineRunResponse | None = None,
-    ) -> SubmissionResult | None:
-        if self.loop == "cluster":
-            return self._submit_loop(environment)
-        self._connect()
-        import ray
-
-        job = ray.get_runtime_context().get_job_id()
-        self._host(snapshot, stack, placeholder_run, f"ray-{job}-{uuid.uuid4().hex[:12]}")
-        return None
+    submit_dynamic_pipeline = submit_pipeline  # one loop for both kinds of pipeline
 
     def get_orchestrator_run_id(self) -> str:
-        """Driver loop: the id of the run it hosts. Static runs: the id every task sees in
+        """A loop hosted here: the id of its run. Static runs: the id every task sees in
         its environment. Dynamic runs with the loop on the cluster: the loop task's id."""
-        run_id = _current_run_id.get() or os.environ.get(ORCHESTRATOR_RUN_ID_ENV)
+        run_id = current_orchestrator_run_id() or os.environ.get(ORCHESTRATOR_RUN_ID_ENV)
         if run_id:
             return run_id
         task_id = _ray_task_id()
@@ -150,21 +139,6 @@ class RayOrchestrator(BaseOrchestrator):
         raise OrchestratorError(
             f"Orchestrator '{self.name}' is not running a pipeline in this context."
         )
-
-    def _host(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        stack: Stack,
-        placeholder_run: PipelineRunResponse | None,
-        run_id: str,
-    ) -> None:
-        if placeholder_run is None:
-            raise OrchestratorError("The Ray orchestrator needs the placeholder run.")
-        token = _current_run_id.set(run_id)
-        try:
-            self.run_loop(snapshot, placeholder_run, stack, run_id)
-        finally:
-            _current_run_id.reset(token)
 
     def _submit_loop(self, environment: dict[str, str]) -> SubmissionResult:
         self._connect()
@@ -182,38 +156,23 @@ class RayOrchestrator(BaseOrchestrator):
     def runs_loop_in_caller(self) -> bool:
         return self.loop == "driver"
 
-    def run_loop(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        run: PipelineRunResponse,
-        stack: Stack,
-        orchestrator_run_id: str,
-    ) -> None:
-        """Run `run` with its loop in this process; a static run with a step no node can
-        run is refused before anything runs."""
-        if self.check_resources and not snapshot.is_dynamic:
+    def run_loop(self, request: RunRequest, orchestrator_run_id: str) -> RunOutcome:
+        """Run the request's run with its loop in this process; a static run with a step
+        no node can run is refused before anything runs."""
+        if self.check_resources and not request.snapshot.is_dynamic:
             self._connect()
-            refused = self._static_refusal(snapshot, ClusterResources.current())
+            refused = self._static_refusal(request.snapshot, ClusterResources.current())
             if refused is not None:
-                _record_refusal(snapshot, run, orchestrator_run_id, *refused)
-                return
-        self.loop_session(snapshot, run, stack, orchestrator_run_id).run()
+                return _record_refusal(request.run, orchestrator_run_id, *refused)
+        return self.loop_session(request, orchestrator_run_id).run()
 
-    def loop_session(
-        self,
-        snapshot: PipelineSnapshotResponse,
-        run: PipelineRunResponse,
-        stack: Stack,
-        orchestrator_run_id: str,
-    ) -> RunSession:
-        """The orchestration loop of `run` in this process, its steps on the cluster."""
+    def loop_session(self, request: RunRequest, orchestrator_run_id: str) -> RunSession:
+        """The request's orchestration loop in this process, its steps on the cluster."""
         self._connect()
         cluster = ClusterResources.current()
-        _warn_if_store_is_local(stack, cluster)
+        _warn_if_store_is_local(request.stack, cluster)
         return RunSession(
-            snapshot,
-            run,
-            stack,
+            request,
             launcher=self._launcher(cluster, orchestrator_run_id),
             capacity=cluster.total,
             max_workers=self._max_workers(cluster),
@@ -268,12 +227,11 @@ def _ray_task_id() -> str | None:
 
 
 def _record_refusal(
-    snapshot: PipelineSnapshotResponse,
     run: PipelineRunResponse,
     orchestrator_run_id: str,
     invocation_id: str,
     error: OrchestratorError,
-) -> None:
+) -> RunOutcome:
     """Fail a static run before any step runs: one of its steps can never be placed."""
     now = utc(time.time())
     recorder = Recorder(get_engine(), run.id)
@@ -288,9 +246,7 @@ def _record_refusal(
         traceback="".join(traceback.format_exception(error)),
     )
     recorder.flush()
-    live = live_submission()
-    if live is not None and live.snapshot_id == snapshot.id:
-        live.error = error
+    return RunOutcome("failed", error)
 
 
 def _warn_if_store_is_local(stack: Stack, cluster: ClusterResources) -> None:

@@ -28,6 +28,7 @@ from branchwork.metadata.runs import create_placeholder_run, mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.pipeline import remember_last_run
 from branchwork.runtime.context import current_run_context
+from branchwork.runtime.requests import RunOptions
 from branchwork.user_code import (
     MAX_DEPTH_ENV,
     ImportStopped,
@@ -171,15 +172,7 @@ def create_run(
         import_path=user_import_path(),
         working_dir=os.getcwd(),
         parameters=params,
-        spec={
-            "enable_cache": pipeline.enable_cache,
-            "dynamic": pipeline.dynamic,
-            "failure_mode": pipeline.failure_mode,
-            "retry": pipeline.retry.to_dict() if pipeline.retry else None,
-            "accept_new_graph": pipeline.accept_new_graph,
-            "step_options": {n: o.to_dict() for n, o in pipeline.step_options.items()},
-            "dynamic_reason": compiled.reason,
-        },
+        spec=RunOptions.of(pipeline, compiled.reason).to_spec(),
         step_configurations=[
             {
                 "name": inv.id,

@@ -21,12 +21,8 @@ from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import check_orchestrator, create_run, run_outcome
 from branchwork.runtime.context import run_context
 from branchwork.runtime.futures import StepOutput
-from branchwork.runtime.runner import (
-    LiveSubmission,
-    RunSession,
-    reset_live_submission,
-    set_live_submission,
-)
+from branchwork.runtime.requests import RunOptions, RunRequest
+from branchwork.runtime.runner import RunSession
 
 if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
@@ -100,14 +96,9 @@ class _OnePassRun:
         check_orchestrator(self.pipeline, compiled, orchestrator)
         self.run_id = create_run(self.pipeline, self.params, compiled, orchestrator)
         run = get_run(get_engine(), self.run_id, include_steps=False)
-        submission = LiveSubmission(self.pipeline, run.snapshot.id, None)
-        token = set_live_submission(submission)
-        try:
-            self.session = orchestrator.loop_session(
-                run.snapshot, run, self.stack, f"{orchestrator.flavor}-{run.id}"
-            )
-        finally:
-            reset_live_submission(token)
+        options = RunOptions.of(self.pipeline, reason)
+        request = RunRequest(run.snapshot, run, self.stack, options, self.pipeline)
+        self.session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
         loop = self.session.begin()
         loop.ids = self.context.ids  # the traced calls keep their ids; later ones follow
         loop.add(self.context.invocations)
@@ -128,11 +119,9 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
                 raise  # Ctrl-C before the run existed, or it could not be started
             live.start(f"its body raised {type(error).__name__} before using a value: {error}")
         assert live.session is not None
-        live.session.fail(error)
-        return run_outcome(live.run_id, live.session.submission.error)
+        return run_outcome(live.run_id, live.session.fail(error).error)
     if live.session is None:  # it never needed a value: static, the trace is its DAG
         compiled = Compiled(False, live.context.invocations, returned)
         run_id = create_run(pipeline, params, compiled, stack.orchestrator)
         return submit_and_wait(pipeline, compiled, run_id, stack)
-    live.session.complete(returned)
-    return run_outcome(live.run_id, live.session.submission.error)
+    return run_outcome(live.run_id, live.session.complete(returned).error)

@@ -7,6 +7,9 @@ being traced first (`pipelines.one_pass`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.config.home import home_dir, store_url
@@ -29,19 +32,13 @@ from branchwork.pipelines.calls import (
 )
 from branchwork.pipelines.pipeline import remember_last_run
 from branchwork.pipelines.waiting import wait_for_run
-from branchwork.runtime.runner import (
-    ACCEPT_NEW_GRAPH_ENV,
-    LiveSubmission,
-    reset_live_submission,
-    set_live_submission,
-)
+from branchwork.runtime.requests import ACCEPT_NEW_GRAPH_ENV, RunRequest
 from branchwork.stack import Stack, get_active_stack
 from branchwork.stack.stack import STACK_ENV
 from branchwork.user_code import DEPTH_ENV, process_depth, user_import_path
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
-    from branchwork.orchestrators.base import SubmissionResult
     from branchwork.pipelines.pipeline import Pipeline
 
 RUN_ID_ENV = "BRANCHWORK_RUN_ID"
@@ -85,35 +82,44 @@ def submit_and_wait(
     stack: Stack,
     accept_new_graph: bool = False,
 ) -> Any:
+    """Hand the run to the orchestrator and return the pipeline's value: to its loop host
+    here, as a typed request with the live pipeline, when its loop runs in this process;
+    else to its `submit_*` (the seed's plugin API), waiting for the job it starts."""
     engine = get_engine()
-    placeholder = get_run(engine, run_id, include_steps=False)
-    live = LiveSubmission(pipeline, placeholder.snapshot.id, compiled, accept_new_graph)
-    environment = environment_for(run_id, stack)
-    if accept_new_graph:
-        environment[ACCEPT_NEW_GRAPH_ENV] = "1"
-    outcome: Any = None
-    token = set_live_submission(live)
+    run = get_run(engine, run_id, include_steps=False)
+    orchestrator = stack.orchestrator
     try:
-        result = _submit(stack, placeholder, compiled.is_dynamic, environment)
+        if orchestrator.runs_loop_in_caller:
+            request = RunRequest.recorded(run.snapshot, run, stack)
+            request.pipeline, request.compiled = pipeline, compiled
+            if accept_new_graph:
+                request.options = replace(request.options, accept_new_graph=True)
+            with _failures_recorded(stack, run):
+                outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
+            return run_outcome(run_id, outcome.error)
+        environment = environment_for(run_id, stack)
+        if accept_new_graph:
+            environment[ACCEPT_NEW_GRAPH_ENV] = "1"
+        dynamic = compiled.is_dynamic
+        submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
+        with _failures_recorded(stack, run):
+            result = submit(run.snapshot, stack, environment, run)
+        ended = None
         if result is not None and result.wait_for_completion is not None:
-            outcome = wait_for_run(result, engine, run_id)
+            ended = wait_for_run(result, engine, run_id)
     except KeyboardInterrupt:
         mark_run_stopped(engine, run_id, "Stopped by Ctrl-C before its orchestration started.")
         raise
-    finally:
-        reset_live_submission(token)
-    return run_outcome(run_id, live.error, outcome)
+    return run_outcome(run_id, None, ended)
 
 
-def _submit(
-    stack: Stack, placeholder: PipelineRunResponse, is_dynamic: bool, environment: dict[str, str]
-) -> SubmissionResult | None:
-    """Hand the run to the orchestrator. If that raises, the run is recorded FAILED with an
+@contextmanager
+def _failures_recorded(stack: Stack, run: PipelineRunResponse) -> Iterator[None]:
+    """An orchestrator that raises while handed a run: the run is recorded FAILED with an
     error naming the orchestrator."""
     orchestrator = stack.orchestrator
-    submit = orchestrator.submit_dynamic_pipeline if is_dynamic else orchestrator.submit_pipeline
     try:
-        return submit(placeholder.snapshot, stack, environment, placeholder)
+        yield
     except StoreUnavailableError:
         raise  # nothing can be recorded now; the message says how to resume
     except Exception as error:
@@ -121,9 +127,9 @@ def _submit(
         if not isinstance(error, BranchworkError):
             failure = OrchestratorError(
                 f"Orchestrator '{orchestrator.name}' ({type(orchestrator).__name__}) failed to "
-                f"run '{placeholder.name}': {type(error).__name__}: {error}"
+                f"run '{run.name}': {type(error).__name__}: {error}"
             )
-        mark_run_failed(get_engine(), placeholder.id, failure)
+        mark_run_failed(get_engine(), run.id, failure)
         if failure is error:
             raise
         raise failure from error
