@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from branchwork import pipeline, step
 
@@ -122,3 +129,128 @@ def test_changed_code_misses_the_cache(tmp_path: Path, monkeypatch):
     assert (first_value, second_value) == (14, 21)
     assert second.steps["scale"].status == "completed"
     assert first.steps["scale"].code_hash != second.steps["scale"].code_hash
+
+
+# ---- what counts as the same parameter ----------------------------------------------------
+
+
+@step
+def kind(x: Any) -> str:
+    CALLS.append("kind")
+    return type(x).__name__
+
+
+@pipeline
+def kind_of_pair(as_tuple: bool):
+    return kind((1, 2) if as_tuple else [1, 2])
+
+
+def test_a_tuple_and_a_list_argument_are_two_cache_entries():
+    CALLS.clear()
+    assert kind_of_pair(as_tuple=True) == "tuple"
+    assert kind_of_pair(as_tuple=False) == "list"
+    assert statuses(kind_of_pair.last_run) == {"kind": "completed"}
+    assert (kind_of_pair(as_tuple=True), kind_of_pair(as_tuple=False)) == ("tuple", "list")
+    assert statuses(kind_of_pair.last_run) == {"kind": "cached"}
+    assert CALLS == ["kind", "kind"]
+
+
+def test_dicts_with_the_same_entries_in_another_order_share_one_cache_entry():
+    @pipeline
+    def ab():
+        return kind({"a": 1, "b": 2})
+
+    @pipeline
+    def ba():
+        return kind({"b": 2, "a": 1})
+
+    CALLS.clear()
+    ab()
+    assert ba() == "dict"
+    assert statuses(ba.last_run) == {"kind": "cached"}
+    assert CALLS == ["kind"]
+
+
+def test_one_one_point_zero_and_true_are_three_cache_entries_as_the_step_tells_them_apart():
+    """Python says 1 == 1.0 == True, but a step sees their types: a shared entry would answer
+    a call with another call's result."""
+
+    @pipeline
+    def kinds():
+        return [kind(1, id="of_int"), kind(1.0, id="of_float"), kind(True, id="of_bool")]
+
+    CALLS.clear()
+    assert kinds() == ["int", "float", "bool"]
+    assert kinds() == ["int", "float", "bool"]
+    assert set(statuses(kinds.last_run).values()) == {"cached"}
+    assert CALLS == ["kind"] * 3
+
+
+def test_a_rerun_of_a_run_keyed_in_the_older_format_is_a_miss_not_a_new_graph():
+    """Stores hold cache keys of the format before this one (plain sha256 hex): a rerun with
+    the same parameters runs the steps again instead of stopping as a changed graph."""
+    from branchwork.metadata import schema
+    from branchwork.metadata.store import get_engine
+
+    CALLS.clear()
+    summing(n=4)
+    older_key = hashlib.sha256(b"an older key").hexdigest()
+    with get_engine().begin() as connection:
+        connection.execute(sa.update(schema.step_run).values(cache_key=older_key))
+    assert summing(n=4) == 6
+    assert statuses(summing.last_run) == {"numbers": "completed", "total": "completed"}
+    assert summing(n=4) == 6
+    assert statuses(summing.last_run) == {"numbers": "cached", "total": "cached"}
+
+
+def test_the_same_call_hits_the_cache_in_a_second_python_process(tmp_path: Path):
+    script = tmp_path / "nested_parameters.py"
+    script.write_text(
+        "from branchwork import pipeline, step\n"
+        "@step\n"
+        "def describe(table: dict, pair: tuple, ratio: float) -> str:\n"
+        "    return repr((table, pair, ratio))\n"
+        "@pipeline\n"
+        "def nested():\n"
+        "    return describe({'b': [1, (2, 3)], 'a': {4: None}}, (True, 'x'), 0.5)\n"
+        "if __name__ == '__main__':\n"
+        "    print(nested(), nested.last_run.steps['describe'].status)\n"
+    )
+    outputs = []
+    for seed in ("1", "2"):  # str hashes differ between the two processes
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    described = "({'b': [1, (2, 3)], 'a': {4: None}}, (True, 'x'), 0.5)"
+    assert outputs == [f"{described} completed", f"{described} cached"]
+
+
+# ---- values with int keys across processes -------------------------------------------------
+
+
+@step(runtime="isolated")
+def key_types(table: dict) -> list:
+    return [[type(key).__name__, value] for key, value in table.items()]
+
+
+@pipeline(enable_cache=False)
+def int_keyed():
+    return {10: key_types({1: "one", 2.5: "two and a half"}), 20: key_types({3: "three"})}
+
+
+def test_int_keys_survive_as_an_isolated_step_argument_and_a_pipeline_return_value():
+    from branchwork.orchestrators import LocalProcessOrchestrator
+    from branchwork.stack import Stack, active_stack, get_active_stack
+
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        returned = int_keyed()
+    assert returned == {10: [["int", "one"], ["float", "two and a half"]], 20: [["int", "three"]]}
+    assert list(returned) == [10, 20]
+    assert int_keyed.last_run.load_output() == returned

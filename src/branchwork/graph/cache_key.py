@@ -1,35 +1,31 @@
 """Cache keys: the same code, parameters, input contents and materializers give the same key.
 
 Input artifacts enter by content hash, not by id, so a rerun whose upstream steps produced
-equal values hits the cache even though those values are new artifact versions.
+equal values hits the cache even though those values are new artifact versions. Parameters
+enter by their `branchwork.values` encoding, which keeps types: a step called with `(1, 2)`
+and with `[1, 2]` has two keys.
+
+A key starts with its format, `KEY_FORMAT`; keys of the format before it are plain hex. A key
+of another format is a cache miss, and not evidence that a rerun or a resumed run changed its
+graph (see `same_key_format`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
-from typing import Any
 
 from branchwork.graph.invocation import Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
+from branchwork.values import Leaf, canonical_hash
 
-
-def _hashed(value: Any, content_hash: Callable[[OutputRef], str]) -> Any:
-    if isinstance(value, OutputRef):
-        return {"$hash": content_hash(value), "index": value.item}
-    if isinstance(value, (list, tuple)):
-        return [_hashed(item, content_hash) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _hashed(item, content_hash) for key, item in value.items()}
-    return value
+KEY_FORMAT = "v2"
 
 
 def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) -> str:
     step = invocation.step
     payload = {
         "code": step.code_hash,
-        "inputs": _hashed(invocation.inputs, content_hash),
+        "inputs": invocation.inputs,
         "outputs": [
             [
                 spec.name,
@@ -39,5 +35,13 @@ def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) 
             for spec in step.outputs
         ],
     }
-    encoded = json.dumps(payload, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    by_content = Leaf(
+        "$hash", OutputRef, lambda ref: {"$hash": content_hash(ref), "index": ref.item}
+    )
+    # 64 characters in all: the width of the store's cache_key column
+    return KEY_FORMAT + canonical_hash(payload, by_content)[len(KEY_FORMAT) :]
+
+
+def same_key_format(a: str | None, b: str | None) -> bool:
+    """Whether two keys are of one format, so that a difference means different inputs."""
+    return (a or "").startswith(KEY_FORMAT) == (b or "").startswith(KEY_FORMAT)

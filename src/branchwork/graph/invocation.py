@@ -3,18 +3,20 @@
 Arguments are bound against the step's signature when the call is made, so a missing or
 unknown argument fails at the line that made the call. Futures found anywhere in the
 arguments (also inside lists, tuples and dicts) become `OutputRef`s: edges by reference.
-Everything else must be JSON-serializable, because it is recorded and hashed for the cache.
+Everything else must have a JSON form (`branchwork.values`): it is recorded and hashed for
+the cache.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import StepInvocationError
 from branchwork.runtime.futures import StepOutput
+from branchwork.values import Leaf, encode, leaves_of, tree_map
 
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions
@@ -92,47 +94,17 @@ class InvocationIds:
         return candidate
 
 
-def _to_ref(value: Any, where: str) -> Any:
-    """`value` with every future replaced by an OutputRef; rejects unrecordable literals."""
-    if isinstance(value, StepOutput):
-        if value.output_name is None:
-            raise StepInvocationError(
-                f"{where} receives the result of '{value.invocation_id}', a step with no "
-                "outputs; pass it as after= to order the steps instead."
-            )
-        return OutputRef(value.invocation_id, value.output_name, value.index)
-    if isinstance(value, (list, tuple)):
-        converted = [_to_ref(item, where) for item in value]
-        return converted if isinstance(value, list) else tuple(converted)
-    if isinstance(value, dict):
-        return {key: _to_ref(item, where) for key, item in value.items()}
-    return value
+# How recorded configurations write references: {"$ref": "load", "output": "output"}.
+_RECORDED_REFS = Leaf("$ref", OutputRef, OutputRef.to_json)
 
 
-def collect_refs(value: Any, into: list[OutputRef]) -> None:
-    """Append every OutputRef inside `value` (depth first, in order) to `into`."""
-    if isinstance(value, OutputRef):
-        into.append(value)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            collect_refs(item, into)
-    elif isinstance(value, dict):
-        for item in value.values():
-            collect_refs(item, into)
-
-
-def inputs_to_json(value: Any) -> Any:
-    """A JSON-able form of bound inputs (refs become {"$ref": ...} objects)."""
-    if isinstance(value, OutputRef):
-        return value.to_json()
-    if isinstance(value, (list, tuple)):
-        return [inputs_to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): inputs_to_json(item) for key, item in value.items()}
-    return value
-
-
-_PLAIN = (int, float, str, bool, type(None), OutputRef)  # recordable as they are
+def _to_ref(output: StepOutput, where: str) -> OutputRef:
+    if output.output_name is None:
+        raise StepInvocationError(
+            f"{where} receives the result of '{output.invocation_id}', a step with no "
+            "outputs; pass it as after= to order the steps instead."
+        )
+    return OutputRef(output.invocation_id, output.output_name, output.index)
 
 
 def bind_inputs(
@@ -160,17 +132,14 @@ def bind_inputs(
     bound.apply_defaults()
     inputs: dict[str, Any] = {}
     for name, value in bound.arguments.items():
-        converted = _to_ref(value, f"{where}, argument '{name}'")
-        if type(converted) in _PLAIN:
-            inputs[name] = converted
-            continue
+        argument = f"{where}, argument '{name}'"
+        converted = tree_map(functools.partial(_to_ref, where=argument), value, StepOutput)
         try:
-            json.dumps(inputs_to_json(converted))
-        except (TypeError, ValueError):
+            encode(converted, _RECORDED_REFS)
+        except TypeError as error:
             raise StepInvocationError(
-                f"{where}, argument '{name}': a {type(value).__name__} cannot be passed as a "
-                "literal parameter (parameters must be JSON-serializable). Produce the value "
-                "in a step and pass that step's output instead."
+                f"{argument} cannot be passed as a literal parameter: {error}. Produce the "
+                "value in a step and pass that step's output instead."
             ) from None
         inputs[name] = converted
     return inputs
@@ -178,9 +147,8 @@ def bind_inputs(
 
 def upstream_of(inputs: dict[str, Any]) -> tuple[str, ...]:
     """The invocations the inputs read from, each once, in argument order."""
-    refs: list[OutputRef] = []
-    collect_refs(inputs, refs)
-    return tuple(dict.fromkeys(ref.invocation_id for ref in refs))
+    refs = leaves_of(inputs, OutputRef)
+    return tuple(dict.fromkeys(ref.invocation_id for _, ref in refs))
 
 
 def after_ids(after: Any, where: str) -> tuple[str, ...]:
@@ -207,7 +175,7 @@ def invocation_config(invocation: Invocation) -> dict[str, Any]:
     return {
         "step": step.name,
         "source": step.source,
-        "inputs": inputs_to_json(invocation.inputs),
+        "inputs": encode(invocation.inputs, _RECORDED_REFS),
         "after": list(invocation.after),
         "enable_cache": invocation.enable_cache,
         "resources": step.resources.to_dict(),

@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from branchwork.exceptions import BranchworkError
+from branchwork.values import Leaf, decode
 
 
 class ExecutionStatus(str, Enum):
@@ -141,22 +142,14 @@ class PipelineRunResponse:
     exception_data: str | None = None  # how to rebuild the exception: metadata.error_records
 
     def load_output(self) -> Any:
-        """The pipeline function's return value, loaded, with its structure."""
-        return _rebuild(self.output_structure, self.outputs)
+        """The pipeline function's return value, loaded, with its structure (as the
+        orchestration loop wrote it: `{"$out": n}` is output n, item "index" of it)."""
 
-
-def _rebuild(node: Any, outputs: tuple[ArtifactVersionResponse, ...]) -> Any:
-    if isinstance(node, dict):
-        if "$out" in node:
-            value = outputs[node["$out"]].load()
+        def output(node: dict[str, Any]) -> Any:
+            value = self.outputs[node["$out"]].load()
             return value if node.get("index") is None else value[node["index"]]
-        if "$tuple" in node:
-            return tuple(_rebuild(item, outputs) for item in node["$tuple"])
-        if "$dict" in node:
-            return {key: _rebuild(item, outputs) for key, item in node["$dict"].items()}
-    if isinstance(node, list):
-        return [_rebuild(item, outputs) for item in node]
-    return node
+
+        return decode(self.output_structure, Leaf("$out", from_json=output))
 
 
 def loads(text: str | None, default: Any = None) -> Any:

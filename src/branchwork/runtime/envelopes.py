@@ -15,8 +15,9 @@ from typing import Any
 
 from branchwork.exceptions import StepFailedError
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
+from branchwork.values import Leaf, decode, encode
 
-VERSION = 1
+VERSION = 2  # 2: inputs in the `branchwork.values` encoding
 
 
 def _pickle(obj: Any) -> str:
@@ -37,28 +38,12 @@ def _unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
-def _inputs_to_json(value: Any) -> Any:
-    if isinstance(value, ArtifactInput):
-        return {"$artifact": list(value.artifact), "item": value.item}
-    if isinstance(value, tuple):
-        return {"$tuple": [_inputs_to_json(item) for item in value]}
-    if isinstance(value, list):
-        return [_inputs_to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {"$dict": {key: _inputs_to_json(item) for key, item in value.items()}}
-    return value
-
-
-def _inputs_from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if "$artifact" in value:
-            return ArtifactInput(StoredArtifact(*value["$artifact"]), value["item"])
-        if "$tuple" in value:
-            return tuple(_inputs_from_json(item) for item in value["$tuple"])
-        return {key: _inputs_from_json(item) for key, item in value["$dict"].items()}
-    if isinstance(value, list):
-        return [_inputs_from_json(item) for item in value]
-    return value
+_ARTIFACTS = Leaf(
+    "$artifact",
+    ArtifactInput,
+    lambda leaf: {"$artifact": list(leaf.artifact), "item": leaf.item},
+    lambda data: ArtifactInput(StoredArtifact(*data["$artifact"]), data["item"]),
+)
 
 
 def request_to_json(request: StepRequest) -> str:
@@ -72,7 +57,7 @@ def request_to_json(request: StepRequest) -> str:
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
             "step": _pickled_step(request.step),
-            "inputs": _inputs_to_json(request.inputs),
+            "inputs": encode(request.inputs, _ARTIFACTS),
             "artifact_store": request.artifact_store.root,
         }
     )
@@ -90,7 +75,7 @@ def request_from_json(text: str) -> StepRequest:
         step_run_id=data["step_run_id"],
         attempt=data["attempt"],
         step=_unpickle(data["step"]),
-        inputs=_inputs_from_json(data["inputs"]),
+        inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_for_root(data["artifact_store"]),
     )
 

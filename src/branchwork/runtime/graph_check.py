@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from branchwork.graph.cache_key import same_key_format
+
 if TYPE_CHECKING:
     from branchwork.graph.invocation import Invocation
     from branchwork.models import StepRunResponse
@@ -67,7 +69,8 @@ class GraphCheck:
         return self._rerun(invocation, key)
 
     def _resumed(self, invocation: Invocation, key: str, record: StepRunResponse) -> Verdict:
-        if record.status not in _REUSABLE:
+        # a record keyed in an older format cannot be checked: it runs again
+        if record.status not in _REUSABLE or not same_key_format(record.cache_key, key):
             return Verdict(attempts_before=record.attempt)
         step = invocation.step
         difference = _difference(record, step.name, step.code_hash, key)
@@ -93,7 +96,11 @@ class GraphCheck:
         difference = None
         if record.step_name != step.name:
             difference = f"now names step '{step.name}', but named step '{record.step_name}'"
-        elif record.code_hash == step.code_hash and record.cache_key != key:
+        elif (
+            record.code_hash == step.code_hash
+            and record.cache_key != key
+            and same_key_format(record.cache_key, key)  # else a miss, not a divergence
+        ):
             difference = f"calls step '{step.name}' with different inputs than it did"
         if difference is None:
             if record.cache_key == key:

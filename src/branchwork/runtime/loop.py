@@ -50,6 +50,7 @@ from branchwork.runtime.step_execution import (
     StoredArtifact,
     load_input,
 )
+from branchwork.values import Leaf, encode, leaves_of, tree_map
 
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions
@@ -626,50 +627,46 @@ class RunLoop:
 
 
 def _resolve_inputs(value: Any, slots: dict[str, _Slot]) -> Any:
-    if isinstance(value, OutputRef):
-        return ArtifactInput(slots[value.invocation_id].outputs[value.output], value.item)
-    if isinstance(value, list):
-        return [_resolve_inputs(item, slots) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_resolve_inputs(item, slots) for item in value)
-    if isinstance(value, dict):
-        return {key: _resolve_inputs(item, slots) for key, item in value.items()}
-    return value
+    """The inputs with each reference replaced by the stored artifact it names."""
+    return tree_map(
+        lambda ref: ArtifactInput(slots[ref.invocation_id].outputs[ref.output], ref.item),
+        value,
+        OutputRef,
+    )
 
 
 def _input_links(
     value: Any, path: str, slots: dict[str, _Slot], into: list[tuple[str, str]]
 ) -> None:
-    if isinstance(value, OutputRef):
-        into.append((path, slots[value.invocation_id].versions[value.output]))
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _input_links(item, f"{path}[{i}]", slots, into)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _input_links(item, f"{path}.{key}" if path else str(key), slots, into)
+    """Append (path of the input, artifact version it reads) for each reference."""
+    for where, ref in leaves_of(value, OutputRef, path):
+        into.append((where, slots[ref.invocation_id].versions[ref.output]))
 
 
 def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> Any:
-    """The JSON form of a pipeline's return value; only step outputs may be returned."""
-    if value is None:
-        return None
-    if isinstance(value, StepOutput):
-        if value.output_name is None:
+    """The JSON form of a pipeline's return value, its step outputs numbered in `refs`
+    (`models.responses` reads it back); only step outputs may be returned."""
+
+    def numbered(output: StepOutput) -> Any:
+        if output.output_name is None:
             return None
-        refs.append(OutputRef(value.invocation_id, value.output_name, value.index))
+        refs.append(OutputRef(output.invocation_id, output.output_name, output.index))
         node: dict[str, Any] = {"$out": len(refs) - 1}
-        if value.index is not None:
-            node["index"] = value.index
+        if output.index is not None:
+            node["index"] = output.index
         return node
-    if isinstance(value, list):
-        return [_return_structure(item, refs, pipeline_name) for item in value]
-    if isinstance(value, tuple):
-        return {"$tuple": [_return_structure(item, refs, pipeline_name) for item in value]}
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {"$dict": {k: _return_structure(v, refs, pipeline_name) for k, v in value.items()}}
-    raise PipelineDefinitionError(
-        f"Pipeline '{pipeline_name}' returned a {type(value).__name__} ({value!r:.60}); a "
-        "pipeline may only return step outputs (or None, or lists/tuples/dicts of step "
-        "outputs). Compute the value in a step and return that step's output."
-    )
+
+    for _, leaf in leaves_of(value):
+        if leaf is not None and not isinstance(leaf, StepOutput):
+            raise PipelineDefinitionError(
+                f"Pipeline '{pipeline_name}' returned a {type(leaf).__name__} ({leaf!r:.60}); "
+                "a pipeline may only return step outputs (or None, or lists/tuples/dicts of "
+                "step outputs). Compute the value in a step and return that step's output."
+            )
+    try:
+        return encode(value, Leaf("$out", StepOutput, numbered))
+    except TypeError as error:  # a dict key
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline_name}' returned a dict with a key that cannot be recorded: "
+            f"{error}. Use str, int, float, bool or tuple keys."
+        ) from None

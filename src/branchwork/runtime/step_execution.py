@@ -24,6 +24,7 @@ from branchwork.materializers.registry import materializer_for, materializer_pat
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.step_logs import capture_step_logs
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
+from branchwork.values import tree_map
 
 if TYPE_CHECKING:
     from branchwork.artifact_stores.base import BaseArtifactStore
@@ -100,18 +101,6 @@ def load_input(leaf: ArtifactInput) -> Any:
     artifact = leaf.artifact
     value = load_artifact(artifact.uri, artifact.materializer, resolve_type(artifact.data_type))
     return value if leaf.item is None else value[leaf.item]
-
-
-def _materialize(value: Any) -> Any:
-    if isinstance(value, ArtifactInput):
-        return load_input(value)
-    if isinstance(value, list):
-        return [_materialize(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_materialize(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _materialize(item) for key, item in value.items()}
-    return value
 
 
 def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict[str, Any]:
@@ -231,7 +220,7 @@ def execute_step(request: StepRequest) -> StepResult:
 
 def _run_attempt(request: StepRequest, result: StepResult) -> None:
     try:
-        arguments = {name: _materialize(value) for name, value in request.inputs.items()}
+        arguments = tree_map(load_input, request.inputs, ArtifactInput)
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
         values = _split_outputs(request.step, request.invocation_id, returned)
