@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import (
@@ -24,7 +26,7 @@ from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace, user_location
 from branchwork.metadata import error_records
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import create_placeholder_run, mark_run_failed
+from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, mark_run_stopped
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.pipeline import remember_last_run
 from branchwork.runtime.context import current_run_context
@@ -185,6 +187,20 @@ def create_run(
     )
     remember_last_run(pipeline.name, run_id)
     return run_id
+
+
+@contextmanager
+def stopped_if_interrupted() -> Iterator[list[str]]:
+    """Ctrl-C before a run's loop took it over: the runs the block added to the list it
+    gives are recorded STOPPED (a loop that took its run over records that itself). Add a
+    run inside `interrupts_deferred()` as it is created, so no Ctrl-C falls in between."""
+    runs: list[str] = []
+    try:
+        yield runs
+    except KeyboardInterrupt:
+        for run_id in runs:
+            mark_run_stopped(get_engine(), run_id, "Stopped by Ctrl-C before its loop ran.")
+        raise
 
 
 def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> Any:

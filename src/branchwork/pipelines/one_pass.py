@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING, Any
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.store import get_engine
-from branchwork.pipelines.calls import check_orchestrator, create_run, run_outcome
+from branchwork.pipelines.calls import (
+    check_orchestrator,
+    create_run,
+    run_outcome,
+    stopped_if_interrupted,
+)
 from branchwork.runtime.context import run_context
 from branchwork.runtime.futures import StepOutput
+from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession
 
@@ -79,10 +85,13 @@ class OnePassContext(TracingContext):
 class _OnePassRun:
     """The run a one-pass call creates when its body first needs a value (or raises)."""
 
-    def __init__(self, pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack):
+    def __init__(
+        self, pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack, runs: list[str]
+    ) -> None:
         self.pipeline = pipeline
         self.params = params
         self.stack = stack
+        self.runs = runs  # where the run is recorded as it is created: see stopped_if_interrupted
         self.context = OnePassContext(pipeline, self.start)
         self.session: RunSession | None = None
         self.run_id = ""
@@ -94,12 +103,16 @@ class _OnePassRun:
         orchestrator = self.stack.orchestrator
         compiled = Compiled(True, reason=reason, discovered=list(self.context.invocations))
         check_orchestrator(self.pipeline, compiled, orchestrator)
-        self.run_id = create_run(self.pipeline, self.params, compiled, orchestrator)
+        with interrupts_deferred():
+            self.run_id = create_run(self.pipeline, self.params, compiled, orchestrator)
+            self.runs.append(self.run_id)
         run = get_run(get_engine(), self.run_id, include_steps=False)
         options = RunOptions.of(self.pipeline, reason)
         request = RunRequest(run.snapshot, run, self.stack, options, self.pipeline)
-        self.session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
-        loop = self.session.begin()
+        session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
+        with interrupts_deferred():
+            self.session = session
+            loop = session.begin()
         loop.ids = self.context.ids  # the traced calls keep their ids; later ones follow
         loop.add(self.context.invocations)
         return loop
@@ -109,19 +122,21 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
     """Call the pipeline, its body running once (see the module docstring)."""
     from branchwork.pipelines.submit import submit_and_wait
 
-    live = _OnePassRun(pipeline, params, stack)
-    try:
-        with run_context(live.context):
-            returned = pipeline.func(**params)
-    except BaseException as error:
-        if live.session is None:
-            if live.started or not isinstance(error, Exception):
-                raise  # Ctrl-C before the run existed, or it could not be started
-            live.start(f"its body raised {type(error).__name__} before using a value: {error}")
-        assert live.session is not None
-        return run_outcome(live.run_id, live.session.fail(error).error)
-    if live.session is None:  # it never needed a value: static, the trace is its DAG
-        compiled = Compiled(False, live.context.invocations, returned)
-        run_id = create_run(pipeline, params, compiled, stack.orchestrator)
-        return submit_and_wait(pipeline, compiled, run_id, stack)
-    return run_outcome(live.run_id, live.session.complete(returned).error)
+    with stopped_if_interrupted() as runs:
+        live = _OnePassRun(pipeline, params, stack, runs)
+        try:
+            with run_context(live.context):
+                returned = pipeline.func(**params)
+        except BaseException as error:
+            if live.session is None:
+                if live.started or not isinstance(error, Exception):
+                    raise  # Ctrl-C before the run existed, or it could not be started
+                live.start(f"its body raised {type(error).__name__} before using a value: {error}")
+            assert live.session is not None
+            return run_outcome(live.run_id, live.session.fail(error).error)
+        if live.session is None:  # it never needed a value: static, the trace is its DAG
+            compiled = Compiled(False, live.context.invocations, returned)
+            with interrupts_deferred():
+                runs.append(create_run(pipeline, params, compiled, stack.orchestrator))
+            return submit_and_wait(pipeline, compiled, runs[0], stack)
+        return run_outcome(live.run_id, live.session.complete(returned).error)

@@ -20,7 +20,7 @@ from branchwork.exceptions import (
 )
 from branchwork.graph.tracing import Compiled
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import mark_run_failed, mark_run_stopped, reopen_run
+from branchwork.metadata.runs import mark_run_failed, reopen_run
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import (
     bind_parameters,
@@ -29,9 +29,11 @@ from branchwork.pipelines.calls import (
     create_run,
     refuse_to_start,
     run_outcome,
+    stopped_if_interrupted,
 )
 from branchwork.pipelines.pipeline import remember_last_run
 from branchwork.pipelines.waiting import wait_for_run
+from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.requests import ACCEPT_NEW_GRAPH_ENV, RunRequest
 from branchwork.stack import Stack, get_active_stack
 from branchwork.stack.stack import STACK_ENV
@@ -56,8 +58,10 @@ def run_pipeline(
         return run_in_one_pass(pipeline, params, stack)
     compiled = compile_pipeline(pipeline, params)
     check_orchestrator(pipeline, compiled, stack.orchestrator)
-    run_id = create_run(pipeline, params, compiled, stack.orchestrator)
-    return submit_and_wait(pipeline, compiled, run_id, stack)
+    with stopped_if_interrupted() as runs:
+        with interrupts_deferred():
+            runs.append(create_run(pipeline, params, compiled, stack.orchestrator))
+        return submit_and_wait(pipeline, compiled, runs[0], stack)
 
 
 def resume_pipeline(
@@ -65,14 +69,16 @@ def resume_pipeline(
 ) -> Any:
     """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
     parameters: invocations that completed are reused by id, the others run."""
-    engine = get_engine()
-    if not reopen_run(engine, run.id):
-        raise OrchestratorError(
-            f"Run '{run.name}' is {run.status}: only failed or stopped runs can be resumed."
-        )
-    remember_last_run(pipeline.name, run.id)
-    compiled = compile_pipeline(pipeline, run.snapshot.parameters)
-    return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
+    with stopped_if_interrupted() as runs:
+        with interrupts_deferred():
+            if not reopen_run(get_engine(), run.id):
+                raise OrchestratorError(
+                    f"Run '{run.name}' is {run.status}: only failed or stopped runs can be resumed."
+                )
+            runs.append(run.id)
+        remember_last_run(pipeline.name, run.id)
+        compiled = compile_pipeline(pipeline, run.snapshot.parameters)
+        return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
 
 
 def submit_and_wait(
@@ -88,28 +94,24 @@ def submit_and_wait(
     engine = get_engine()
     run = get_run(engine, run_id, include_steps=False)
     orchestrator = stack.orchestrator
-    try:
-        if orchestrator.runs_loop_in_caller:
-            request = RunRequest.recorded(run.snapshot, run, stack)
-            request.pipeline, request.compiled = pipeline, compiled
-            if accept_new_graph:
-                request.options = replace(request.options, accept_new_graph=True)
-            with _failures_recorded(stack, run):
-                outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
-            return run_outcome(run_id, outcome.error)
-        environment = environment_for(run_id, stack)
+    if orchestrator.runs_loop_in_caller:
+        request = RunRequest.recorded(run.snapshot, run, stack)
+        request.pipeline, request.compiled = pipeline, compiled
         if accept_new_graph:
-            environment[ACCEPT_NEW_GRAPH_ENV] = "1"
-        dynamic = compiled.is_dynamic
-        submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
+            request.options = replace(request.options, accept_new_graph=True)
         with _failures_recorded(stack, run):
-            result = submit(run.snapshot, stack, environment, run)
-        ended = None
-        if result is not None and result.wait_for_completion is not None:
-            ended = wait_for_run(result, engine, run_id)
-    except KeyboardInterrupt:
-        mark_run_stopped(engine, run_id, "Stopped by Ctrl-C before its orchestration started.")
-        raise
+            outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
+        return run_outcome(run_id, outcome.error)
+    environment = environment_for(run_id, stack)
+    if accept_new_graph:
+        environment[ACCEPT_NEW_GRAPH_ENV] = "1"
+    dynamic = compiled.is_dynamic
+    submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
+    with _failures_recorded(stack, run):
+        result = submit(run.snapshot, stack, environment, run)
+    ended = None
+    if result is not None and result.wait_for_completion is not None:
+        ended = wait_for_run(result, engine, run_id)
     return run_outcome(run_id, None, ended)
 
 

@@ -8,7 +8,11 @@ cannot be killed; an abandoned inline step runs on in the background, its result
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 
@@ -59,3 +63,29 @@ def stop_on_interrupt(loop: Stoppable, interrupt: KeyboardInterrupt) -> None:
             return
         except KeyboardInterrupt:
             continue
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (and SIGTERM) until the block ends, so that what it does — record a run
+    and the state that lets a later Ctrl-C finish it — happens whole or not at all. Python
+    runs signal handlers in the main thread only, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = {
+        signum: signal.signal(signum, lambda s, _f: received.append(s))
+        for signum in _DEFERRED
+        if callable(signal.getsignal(signum))  # a Python handler would raise here: hold it
+    }
+    try:
+        yield
+    finally:
+        for held_signal, handler in held.items():
+            signal.signal(held_signal, handler)
+        for arrived in dict.fromkeys(received):
+            signal.raise_signal(arrived)  # now, to the handler it was meant for

@@ -24,7 +24,7 @@ from branchwork.runtime.context import run_context
 from branchwork.runtime.engine import Engine, FailureMode, Request
 from branchwork.runtime.graph_check import GraphCheck
 from branchwork.runtime.hooks import call_hook
-from branchwork.runtime.interrupts import stop_on_interrupt
+from branchwork.runtime.interrupts import interrupts_deferred, stop_on_interrupt
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
 from branchwork.runtime.requests import RunOutcome, RunRequest
@@ -89,7 +89,7 @@ class RunSession:
         self.outcome = RunOutcome("running")
 
     def begin(self) -> RunLoop:
-        """Record the run running and start its loop."""
+        """Record the run running and start its loop (both, or neither: a Ctrl-C waits)."""
         now = time.time()
         self.recorder.run_update(
             status="running",
@@ -97,9 +97,10 @@ class RunSession:
             heartbeat=now,
             orchestrator_run_id=self.orchestrator_run_id,
         )
-        self.recorder.flush()
-        self.loop.start()
-        self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
+        with interrupts_deferred():
+            self.recorder.flush()
+            self.loop.start()
+            self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
         return self.loop
 
     def _end(self, outcome: RunOutcome) -> RunOutcome:
