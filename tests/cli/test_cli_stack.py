@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from branchwork import Client
-from branchwork.stack import registry
+from branchwork.stack.stacks import list_stacks
 
 PIPELINE = """
 import os
@@ -59,6 +59,24 @@ def test_orchestrator_register_and_list(cli, cli_json, assert_error):
     )
     assert_error(cli("orchestrator", "register", "lp", "--flavor", "local"), "already registered")
     assert cli("orchestrator", "register", "x", "--flavor", "local", "-c", "oops").exit_code == 2
+
+
+def test_a_setting_of_the_wrong_type_is_refused_naming_the_type_and_the_value(
+    cli, cli_json, assert_error
+):
+    line = assert_error(
+        cli("orchestrator", "register", "x", "--flavor", "local", "--config", "max_workers=abc")
+    )
+    assert line == (
+        "Error: Orchestrator 'x' (flavor 'local'): setting 'max_workers' = 'abc' is invalid: "
+        "expected int | None."
+    )
+    # settings are JSON values, checked as they are: true is not a CPU count (nor 1.0)
+    assert_error(
+        cli("orchestrator", "register", "x", "--flavor", "local", "-c", "cpu_count=true"),
+        "setting 'cpu_count' = True is invalid: expected float | None.",
+    )
+    assert [o["name"] for o in cli_json("orchestrator", "list")] == ["default"]
 
 
 def test_artifact_store_register_and_list(cli, cli_json, tmp_path, assert_error):
@@ -117,7 +135,7 @@ def test_stack_register_list_set_describe_delete(cli, cli_json, tmp_path, assert
     cli("stack", "set", "default")
     assert cli("stack", "delete", "proc").stdout.strip() == "Deleted stack 'proc'."
     assert cli("artifact-store", "delete", "disk").exit_code == 0
-    assert [s.name for s in registry.list_stacks()] == ["default", "light"]
+    assert [s.name for s in list_stacks()] == ["default", "light"]
 
 
 def test_run_with_stack_runs_on_that_stack(cli, pipeline_file, assert_error):

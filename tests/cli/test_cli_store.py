@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from branchwork.config.home import home_dir
-from branchwork.metadata.admin import display_url, head_revision
 from branchwork.metadata.store import HEAD_REVISION, dispose_engines
+from branchwork.metadata.store_admin import display_url, head_revision
 
 
 def test_init_creates_a_project_home_that_is_found_from_below(cli, tmp_path, monkeypatch):

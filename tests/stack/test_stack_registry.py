@@ -13,50 +13,57 @@ import stack_pipelines as sp
 from branchwork.artifact_stores import FsspecArtifactStore, LocalArtifactStore
 from branchwork.exceptions import BranchworkError, ConfigurationError
 from branchwork.orchestrators import LocalOrchestrator, LocalProcessOrchestrator
-from branchwork.stack import Stack, active_stack, default_stack, get_active_stack, registry
+from branchwork.stack import (
+    Stack,
+    active_stack,
+    components,
+    default_stack,
+    get_active_stack,
+    stacks,
+)
 
 
 def test_only_the_builtin_default_exists_at_first(branchwork_home):
-    stacks = registry.list_stacks()
-    assert [(s.name, s.active, s.builtin) for s in stacks] == [("default", True, True)]
-    default = stacks[0]
+    listed = stacks.list_stacks()
+    assert [(s.name, s.active, s.builtin) for s in listed] == [("default", True, True)]
+    default = listed[0]
     assert (default.orchestrator.name, default.orchestrator.flavor) == ("default", "local")
     assert default.artifact_store.location == str(branchwork_home / "artifacts")
-    assert [c.name for c in registry.list_components()] == ["default", "default"]
+    assert [c.name for c in components.list_components()] == ["default", "default"]
     stack = get_active_stack()
     assert stack.name == "default" and isinstance(stack.orchestrator, LocalOrchestrator)
 
 
 def test_register_components_and_a_stack_round_trip(tmp_path):
-    orchestrator = registry.register_orchestrator(
+    orchestrator = components.register_orchestrator(
         "lp", "local_process", {"max_workers": 3, "failure_mode": "fail_fast"}
     )
     assert orchestrator.config == {"max_workers": 3, "failure_mode": "fail_fast"}
-    store = registry.register_artifact_store("disk", path=tmp_path / "artifacts")
+    store = components.register_artifact_store("disk", path=tmp_path / "artifacts")
     assert store.flavor == "local" and store.config == {"path": str(tmp_path / "artifacts")}
-    remote = registry.register_artifact_store("mem", url="memory://bw-tests/")
+    remote = components.register_artifact_store("mem", url="memory://bw-tests/")
     assert remote.flavor == "fsspec" and remote.config == {"url": "memory://bw-tests"}
 
-    registry.register_stack("proc", "lp", "disk")
-    registry.register_stack("remote", "default", "mem")
-    described = registry.describe_stack("proc")
+    stacks.register_stack("proc", "lp", "disk")
+    stacks.register_stack("remote", "default", "mem")
+    described = stacks.describe_stack("proc")
     assert described.orchestrator == orchestrator
     assert described.artifact_store.location == str(tmp_path / "artifacts")
-    assert [s.name for s in registry.list_stacks()] == ["default", "proc", "remote"]
-    assert [c.name for c in registry.list_components("orchestrator")] == ["default", "lp"]
-    assert [c.name for c in registry.list_components("artifact_store")] == [
+    assert [s.name for s in stacks.list_stacks()] == ["default", "proc", "remote"]
+    assert [c.name for c in components.list_components("orchestrator")] == ["default", "lp"]
+    assert [c.name for c in components.list_components("artifact_store")] == [
         "default",
         "disk",
         "mem",
     ]
 
-    built = registry.get_stack("proc")
+    built = stacks.get_stack("proc")
     assert isinstance(built.orchestrator, LocalProcessOrchestrator)
     assert built.orchestrator.max_workers == 3
     assert built.orchestrator.failure_mode.value == "fail_fast"
     assert isinstance(built.artifact_store, LocalArtifactStore)
     assert built.artifact_store.root == str(tmp_path / "artifacts")
-    remote_stack = registry.get_stack("remote")
+    remote_stack = stacks.get_stack("remote")
     assert isinstance(remote_stack.orchestrator, LocalOrchestrator)
     assert isinstance(remote_stack.artifact_store, FsspecArtifactStore)
     # what an orchestration process rebuilds from the environment is the same stack
@@ -66,7 +73,7 @@ def test_register_components_and_a_stack_round_trip(tmp_path):
 
 def test_a_relative_path_is_made_absolute_at_registration(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    store = registry.register_artifact_store("here", path="rel/artifacts")
+    store = components.register_artifact_store("here", path="rel/artifacts")
     assert store.config["path"] == str(tmp_path / "rel" / "artifacts")
 
 
@@ -83,34 +90,34 @@ def test_a_relative_path_is_made_absolute_at_registration(tmp_path, monkeypatch)
 )
 def test_bad_orchestrator_settings_fail_at_registration_naming_the_key(flavor, config, fragments):
     with pytest.raises(ConfigurationError) as info:
-        registry.register_orchestrator("bad", flavor, config)
+        components.register_orchestrator("bad", flavor, config)
     for fragment in fragments:
         assert fragment in str(info.value)
-    assert [c.name for c in registry.list_components("orchestrator")] == ["default"]
+    assert [c.name for c in components.list_components("orchestrator")] == ["default"]
 
 
 def test_bad_artifact_stores_are_refused():
     with pytest.raises(ConfigurationError, match="exactly one"):
-        registry.register_artifact_store("x")
+        components.register_artifact_store("x")
     with pytest.raises(ConfigurationError, match="not a URL"):
-        registry.register_artifact_store("x", url="just/a/path")
+        components.register_artifact_store("x", url="just/a/path")
     with pytest.raises(ConfigurationError, match="is a URL"):
-        registry.register_artifact_store("x", path="s3://bucket/x")
+        components.register_artifact_store("x", path="s3://bucket/x")
     with pytest.raises(ConfigurationError, match="cannot open 'nosuchproto://x'"):
-        registry.register_artifact_store("x", url="nosuchproto://x")
+        components.register_artifact_store("x", url="nosuchproto://x")
 
 
 def test_names_are_unique_and_default_is_reserved():
-    registry.register_orchestrator("lp", "local_process")
+    components.register_orchestrator("lp", "local_process")
     with pytest.raises(BranchworkError, match="already registered"):
-        registry.register_orchestrator("lp", "local")
-    registry.register_stack("s", "lp")
+        components.register_orchestrator("lp", "local")
+    stacks.register_stack("s", "lp")
     with pytest.raises(BranchworkError, match="stack named 's' is already registered"):
-        registry.register_stack("s", "lp")
+        stacks.register_stack("s", "lp")
     for register in (
-        lambda: registry.register_orchestrator("default", "local"),
-        lambda: registry.register_artifact_store("default", path="/tmp/x"),
-        lambda: registry.register_stack("default", "lp"),
+        lambda: components.register_orchestrator("default", "local"),
+        lambda: components.register_artifact_store("default", path="/tmp/x"),
+        lambda: stacks.register_stack("default", "lp"),
     ):
         with pytest.raises(ConfigurationError, match="reserved"):
             register()
@@ -118,57 +125,57 @@ def test_names_are_unique_and_default_is_reserved():
 
 def test_a_stack_needs_registered_components():
     with pytest.raises(BranchworkError, match="No orchestrator named 'ghost'; registered: default"):
-        registry.register_stack("s", "ghost")
-    registry.register_orchestrator("lp", "local_process")
+        stacks.register_stack("s", "ghost")
+    components.register_orchestrator("lp", "local_process")
     with pytest.raises(BranchworkError, match="No artifact store named 'ghost'"):
-        registry.register_stack("s", "lp", "ghost")
-    assert [s.name for s in registry.list_stacks()] == ["default"]
+        stacks.register_stack("s", "lp", "ghost")
+    assert [s.name for s in stacks.list_stacks()] == ["default"]
 
 
 def test_delete_refuses_components_in_use_naming_the_stacks(tmp_path):
-    registry.register_orchestrator("lp", "local_process")
-    registry.register_artifact_store("disk", path=tmp_path)
-    registry.register_stack("b", "lp", "disk")
-    registry.register_stack("a", "lp")
+    components.register_orchestrator("lp", "local_process")
+    components.register_artifact_store("disk", path=tmp_path)
+    stacks.register_stack("b", "lp", "disk")
+    stacks.register_stack("a", "lp")
     with pytest.raises(BranchworkError, match="orchestrator 'lp' is used by stacks 'a', 'b'"):
-        registry.delete_component("orchestrator", "lp")
+        components.delete_component("orchestrator", "lp")
     with pytest.raises(BranchworkError, match="artifact store 'disk' is used by stack 'b'"):
-        registry.delete_component("artifact_store", "disk")
+        components.delete_component("artifact_store", "disk")
     with pytest.raises(BranchworkError, match="cannot be deleted"):
-        registry.delete_component("artifact_store", "default")
+        components.delete_component("artifact_store", "default")
     with pytest.raises(BranchworkError, match="default stack cannot be deleted"):
-        registry.delete_stack("default")
+        stacks.delete_stack("default")
 
-    registry.delete_stack("a")
-    registry.delete_stack("b")
+    stacks.delete_stack("a")
+    stacks.delete_stack("b")
     with pytest.raises(BranchworkError, match="No stack named 'b'"):
-        registry.delete_stack("b")
-    registry.delete_component("orchestrator", "lp")
-    registry.delete_component("artifact_store", "disk")
-    assert [c.name for c in registry.list_components()] == ["default", "default"]
+        stacks.delete_stack("b")
+    components.delete_component("orchestrator", "lp")
+    components.delete_component("artifact_store", "disk")
+    assert [c.name for c in components.list_components()] == ["default", "default"]
 
 
 def test_the_active_stack_is_stored_and_cannot_be_deleted():
-    registry.register_orchestrator("lp", "local_process", {"max_workers": 2})
-    registry.register_stack("proc", "lp")
-    assert registry.set_active_stack("proc").active
-    assert registry.get_active_stack_name() == "proc"
-    assert [s.name for s in registry.list_stacks() if s.active] == ["proc"]
-    assert registry.describe_stack().name == "proc"  # no name: the active one
+    components.register_orchestrator("lp", "local_process", {"max_workers": 2})
+    stacks.register_stack("proc", "lp")
+    assert stacks.set_active_stack("proc").active
+    assert stacks.get_active_stack_name() == "proc"
+    assert [s.name for s in stacks.list_stacks() if s.active] == ["proc"]
+    assert stacks.describe_stack().name == "proc"  # no name: the active one
     with pytest.raises(BranchworkError, match="is the active stack"):
-        registry.delete_stack("proc")
+        stacks.delete_stack("proc")
     with pytest.raises(BranchworkError, match="No stack named 'ghost'"):
-        registry.set_active_stack("ghost")
-    registry.set_active_stack("default")
-    assert registry.get_active_stack_name() == "default"
-    registry.delete_stack("proc")
+        stacks.set_active_stack("ghost")
+    stacks.set_active_stack("default")
+    assert stacks.get_active_stack_name() == "default"
+    stacks.delete_stack("proc")
 
 
 def test_get_active_stack_prefers_the_block_then_the_registry_then_the_default():
     assert get_active_stack().name == "default"
-    registry.register_orchestrator("lp", "local_process")
-    registry.register_stack("proc", "lp")
-    registry.set_active_stack("proc")
+    components.register_orchestrator("lp", "local_process")
+    stacks.register_stack("proc", "lp")
+    stacks.set_active_stack("proc")
     stack = get_active_stack()
     assert stack.name == "proc" and isinstance(stack.orchestrator, LocalProcessOrchestrator)
     scoped = default_stack()
@@ -178,15 +185,15 @@ def test_get_active_stack_prefers_the_block_then_the_registry_then_the_default()
 
 
 def test_a_pipeline_runs_on_the_registered_active_stack():
-    registry.register_orchestrator("lp", "local_process", {"max_workers": 2})
-    registry.register_stack("proc", "lp")
-    registry.set_active_stack("proc")
+    components.register_orchestrator("lp", "local_process", {"max_workers": 2})
+    stacks.register_stack("proc", "lp")
+    stacks.set_active_stack("proc")
     pid = sp.report_pid()
     run = sp.report_pid.last_run
     assert run.status == "completed" and run.orchestrator == "local_process"
     assert pid != os.getpid()  # the orchestration process ran the (inline) step
 
-    registry.set_active_stack("default")
+    stacks.set_active_stack("default")
     assert sp.report_pid.with_options(enable_cache=False)() == os.getpid()
     assert sp.report_pid.last_run.orchestrator == "local"
 
@@ -195,9 +202,9 @@ def test_the_registry_is_loaded_on_first_use_only():
     code = (
         "import sys, branchwork.stack; "
         "from branchwork.stack import Stack; "
-        "assert 'branchwork.stack.registry' not in sys.modules; "
+        "assert 'branchwork.stack.stacks' not in sys.modules; "
         "from branchwork.stack import list_stacks; "
         "print(list_stacks.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "branchwork.stack.registry"
+    assert out.stdout.strip() == "branchwork.stack.stacks"

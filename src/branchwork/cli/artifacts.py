@@ -35,7 +35,8 @@ def list_artifacts(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Artifact names with their version counts, or the versions of artifact NAME."""
-    from branchwork.metadata.admin import list_artifact_versions, list_artifacts, step_run_origins
+    from branchwork.metadata.artifact_listing import list_artifact_versions, list_artifacts
+    from branchwork.metadata.run_listing import step_run_origins
     from branchwork.metadata.store import get_engine
 
     engine = get_engine()
@@ -59,7 +60,8 @@ def list_artifacts(
 @app.command("show")
 def show(artifact: ArtifactArgument, output: OutputOption = OutputFormat.table) -> None:
     """An artifact version: where it is stored, its type, which run made it and which use it."""
-    from branchwork.metadata.admin import get_artifact_version, runs_using_version, step_run_origins
+    from branchwork.metadata.artifact_listing import get_artifact_version, runs_using_version
+    from branchwork.metadata.run_listing import step_run_origins
     from branchwork.metadata.run_refs import resolve_artifact
     from branchwork.metadata.store import get_engine
 
@@ -84,7 +86,7 @@ def show(artifact: ArtifactArgument, output: OutputOption = OutputFormat.table) 
 @app.command("load")
 def load(artifact: ArtifactArgument) -> None:
     """Load an artifact version with its materializer and print its repr."""
-    from branchwork.metadata.admin import get_artifact_version
+    from branchwork.metadata.artifact_listing import get_artifact_version
     from branchwork.metadata.run_refs import resolve_artifact
     from branchwork.metadata.store import get_engine
 

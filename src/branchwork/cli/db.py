@@ -10,7 +10,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("status")
 def status() -> None:
     """The store's URL (password hidden) and its schema revision against the newest one."""
-    from branchwork.metadata.admin import store_status
+    from branchwork.metadata.store_admin import store_status
 
     found = store_status()
     typer.echo(f"Store:    {found.url}")
@@ -26,7 +26,7 @@ def status() -> None:
 def upgrade() -> None:
     """Migrate the store to the newest schema (creating it if needed)."""
     from branchwork.config.home import store_url
-    from branchwork.metadata.admin import display_url, upgrade_store
+    from branchwork.metadata.store_admin import display_url, upgrade_store
 
     before, after = upgrade_store()
     where = display_url(store_url())

@@ -15,7 +15,7 @@ def init(
     ] = Path("."),
 ) -> None:
     """Create DIR/.branchwork/ with a metadata store; commands run in DIR or below use it."""
-    from branchwork.metadata.admin import init_project_store
+    from branchwork.metadata.store_admin import init_project_store
 
     home, existed = init_project_store(directory)
     verb = "Already initialized" if existed else "Initialized"

@@ -22,8 +22,9 @@ from rich.text import Text
 from branchwork.models import ArtifactVersionResponse, PipelineRunResponse, StepRunResponse
 
 if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
-    from branchwork.metadata.admin import ArtifactSummary, StepRunOrigin
-    from branchwork.stack.registry import ComponentRecord, StackRecord
+    from branchwork.metadata.artifact_listing import ArtifactSummary
+    from branchwork.metadata.run_listing import StepRunOrigin
+    from branchwork.stack.records import ComponentRecord, StackRecord
 
 
 class OutputFormat(str, Enum):

@@ -82,7 +82,7 @@ def run_and_report(
     from branchwork.metadata.store import get_engine
     from branchwork.pipelines.pipeline import watching_runs
     from branchwork.stack import active_stack
-    from branchwork.stack.registry import get_stack
+    from branchwork.stack.stacks import get_stack
 
     scope: Any = active_stack(get_stack(stack)) if stack else nullcontext()
     engine = get_engine()

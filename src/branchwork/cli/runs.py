@@ -66,7 +66,7 @@ def list_runs(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Runs, newest first."""
-    from branchwork.metadata.admin import list_runs, step_counts
+    from branchwork.metadata.run_listing import list_runs, step_counts
     from branchwork.metadata.store import get_engine
 
     statuses = parse_statuses(status or [])
@@ -85,7 +85,7 @@ def list_runs(
 def show(run: RunArgument, output: OutputOption = OutputFormat.table) -> None:
     """A run's fields, parameters and every step run (one row per attempt)."""
     from branchwork.client import Client
-    from branchwork.metadata.admin import step_run_origins
+    from branchwork.metadata.run_listing import step_run_origins
     from branchwork.metadata.store import get_engine
 
     record = Client().get_pipeline_run(run)
@@ -298,7 +298,7 @@ def delete(
     """Delete a run's records. Artifact versions other runs use (e.g. through the cache) stay;
     artifact files stay unless --purge-artifacts."""
     from branchwork.client import Client
-    from branchwork.metadata.admin import delete_run, purge_files
+    from branchwork.metadata.run_deletion import delete_run, purge_files
     from branchwork.metadata.store import get_engine
 
     record = Client().get_pipeline_run(run)

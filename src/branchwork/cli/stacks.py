@@ -1,5 +1,5 @@
 """`branchwork stack ...`, `branchwork orchestrator ...`, `branchwork artifact-store ...`:
-the stack registry in the metadata store (`branchwork.stack.registry`)."""
+the stack registry in the metadata store (`branchwork.stack.stacks`, `.components`)."""
 
 from __future__ import annotations
 
@@ -42,37 +42,37 @@ def register_stack(
     ] = False,
 ) -> None:
     """Register a stack: an orchestrator and an artifact store."""
-    from branchwork.stack import registry
+    from branchwork.stack import stacks
 
-    record = registry.register_stack(name, orchestrator, artifact_store)
+    record = stacks.register_stack(name, orchestrator, artifact_store)
     typer.echo(
         f"Registered stack '{record.name}': orchestrator '{record.orchestrator.name}' "
         f"({record.orchestrator.flavor}), artifact store '{record.artifact_store.name}' "
         f"({record.artifact_store.location})."
     )
     if set_active:
-        registry.set_active_stack(name)
+        stacks.set_active_stack(name)
         typer.echo(f"Active stack: {name}")
 
 
 @stack_app.command("list")
 def list_stacks(output: OutputOption = OutputFormat.table) -> None:
     """Every stack; the active one is starred."""
-    from branchwork.stack import registry
+    from branchwork.stack import stacks
 
-    stacks = registry.list_stacks()
+    records = stacks.list_stacks()
     if output is OutputFormat.json:
-        render.print_json([render.stack_dict(stack) for stack in stacks])
+        render.print_json([render.stack_dict(stack) for stack in records])
     else:
-        render.show_stacks_table(stacks)
+        render.show_stacks_table(records)
 
 
 @stack_app.command("set")
 def set_stack(name: NameArgument) -> None:
     """Make a stack the active one: runs use it unless told otherwise (`run --stack`)."""
-    from branchwork.stack import registry
+    from branchwork.stack import stacks
 
-    registry.set_active_stack(name)
+    stacks.set_active_stack(name)
     typer.echo(f"Active stack: {name}")
 
 
@@ -85,9 +85,9 @@ def describe_stack(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """A stack's orchestrator and artifact store with their settings."""
-    from branchwork.stack import registry
+    from branchwork.stack import stacks
 
-    record = registry.describe_stack(name)
+    record = stacks.describe_stack(name)
     if output is OutputFormat.json:
         render.print_json(render.stack_dict(record))
     else:
@@ -97,9 +97,9 @@ def describe_stack(
 @stack_app.command("delete")
 def delete_stack(name: NameArgument) -> None:
     """Delete a stack (its components stay registered)."""
-    from branchwork.stack import registry
+    from branchwork.stack import stacks
 
-    registry.delete_stack(name)
+    stacks.delete_stack(name)
     typer.echo(f"Deleted stack '{name}'.")
 
 
@@ -107,13 +107,13 @@ def delete_stack(name: NameArgument) -> None:
 
 
 def _list_components(kind: str, output: OutputFormat) -> None:
-    from branchwork.stack import registry
+    from branchwork.stack import components
 
-    components = registry.list_components(kind)
+    records = components.list_components(kind)
     if output is OutputFormat.json:
-        render.print_json([render.component_dict(component) for component in components])
+        render.print_json([render.component_dict(component) for component in records])
     else:
-        render.show_components_table(components)
+        render.show_components_table(records)
 
 
 @orchestrator_app.command("register")
@@ -136,10 +136,10 @@ def register_orchestrator(
     ] = None,
 ) -> None:
     """Register an orchestrator; its settings are checked by building it."""
-    from branchwork.stack import registry
+    from branchwork.stack import components
 
     settings = parse_params(config or [], "--config")
-    record = registry.register_orchestrator(name, flavor, settings)
+    record = components.register_orchestrator(name, flavor, settings)
     shown = ", ".join(f"{key}={value!r}" for key, value in record.config.items())
     typer.echo(
         f"Registered orchestrator '{record.name}' (flavor {record.flavor})"
@@ -165,9 +165,9 @@ def flavors() -> None:
 @orchestrator_app.command("delete")
 def delete_orchestrator(name: NameArgument) -> None:
     """Delete an orchestrator that no stack uses."""
-    from branchwork.stack import registry
+    from branchwork.stack import components
 
-    registry.delete_component("orchestrator", name)
+    components.delete_component("orchestrator", name)
     typer.echo(f"Deleted orchestrator '{name}'.")
 
 
@@ -186,11 +186,11 @@ def register_artifact_store(
     ] = None,
 ) -> None:
     """Register an artifact store: a local folder (--path) or an fsspec URL (--url)."""
-    from branchwork.stack import registry
+    from branchwork.stack import components
 
     if (path is None) == (url is None):
         raise typer.BadParameter("give exactly one of --path or --url.")
-    record = registry.register_artifact_store(name, path=path, url=url)
+    record = components.register_artifact_store(name, path=path, url=url)
     typer.echo(f"Registered artifact store '{record.name}' ({record.flavor}) at {record.location}.")
 
 
@@ -203,7 +203,7 @@ def list_artifact_stores(output: OutputOption = OutputFormat.table) -> None:
 @artifact_store_app.command("delete")
 def delete_artifact_store(name: NameArgument) -> None:
     """Delete an artifact store that no stack uses (its files stay)."""
-    from branchwork.stack import registry
+    from branchwork.stack import components
 
-    registry.delete_component("artifact_store", name)
+    components.delete_component("artifact_store", name)
     typer.echo(f"Deleted artifact store '{name}'.")

@@ -8,6 +8,10 @@ so concurrent writers converge on one row with INSERT ... ON CONFLICT DO NOTHING
 A pipeline snapshot carries `is_dynamic`. Step configurations link either to the snapshot
 (static: every step known before the run) or to the step run (dynamic: discovered while
 running); a CHECK keeps exactly one of the two set.
+
+Deleting a run relies on the ON DELETE CASCADE foreign keys, so every column that refers to a
+step run or an artifact version is indexed: a cascade (or the check that nothing refers to a
+deleted row) then looks rows up instead of scanning the table once per deleted row.
 """
 
 from __future__ import annotations
@@ -168,6 +172,7 @@ step_run_input_artifact = Table(
         ForeignKey("artifact_version.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    Index(None, "artifact_version_id"),
 )
 
 step_run_output_artifact = Table(
@@ -189,6 +194,7 @@ step_run_parent = Table(
     metadata,
     Column("child_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
     Column("parent_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
+    Index(None, "parent_id"),
 )
 
 pipeline_run_output = Table(
@@ -202,6 +208,7 @@ pipeline_run_output = Table(
         ForeignKey("artifact_version.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    Index(None, "artifact_version_id"),
 )
 
 step_log = Table(

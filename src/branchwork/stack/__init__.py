@@ -1,30 +1,30 @@
 """Stacks: an orchestrator and an artifact store, which stack is active, and the registry of
-stacks and components in the metadata store (`branchwork.stack.registry`, loaded on first use
-so that importing this package does not load SQLAlchemy)."""
+stacks and components in the metadata store (`components`, `stacks`; loaded on first use so
+that importing this package does not load SQLAlchemy)."""
 
 from typing import Any
 
 from branchwork.stack.stack import Stack, active_stack, default_stack, get_active_stack
 
-_REGISTRY = (
-    "delete_component",
-    "delete_stack",
-    "describe_stack",
-    "get_stack",
-    "list_components",
-    "list_stacks",
-    "register_artifact_store",
-    "register_orchestrator",
-    "register_stack",
-    "set_active_stack",
-)
+_REGISTRY = {
+    "delete_component": "components",
+    "list_components": "components",
+    "register_artifact_store": "components",
+    "register_orchestrator": "components",
+    "delete_stack": "stacks",
+    "describe_stack": "stacks",
+    "get_stack": "stacks",
+    "list_stacks": "stacks",
+    "register_stack": "stacks",
+    "set_active_stack": "stacks",
+}
 
 __all__ = ["Stack", "active_stack", "default_stack", "get_active_stack", *_REGISTRY]
 
 
 def __getattr__(name: str) -> Any:
     if name in _REGISTRY:
-        from branchwork.stack import registry
+        from importlib import import_module
 
-        return getattr(registry, name)
+        return getattr(import_module(f"branchwork.stack.{_REGISTRY[name]}"), name)
     raise AttributeError(f"module 'branchwork.stack' has no attribute {name!r}")

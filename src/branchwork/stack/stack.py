@@ -68,13 +68,13 @@ def default_stack() -> Stack:
 
 def get_active_stack() -> Stack:
     """The stack of a `with active_stack(...)` block; else the one set active in the store's
-    stack registry (`branchwork stack set NAME`); else the built-in default."""
+    stack registry (`branchwork stack set NAME`; the built-in default until then)."""
     scoped = _active.get()
     if scoped is not None:
         return scoped
-    from branchwork.stack.registry import registered_active_stack  # loads SQLAlchemy
+    from branchwork.stack.stacks import stored_active_stack  # loads SQLAlchemy
 
-    return registered_active_stack() or default_stack()
+    return stored_active_stack()
 
 
 @contextmanager

@@ -1,0 +1,44 @@
+"""Turning registry records into the objects a run uses: artifact stores and stacks.
+
+The built-in default stack is built like any other, from its rows: the local orchestrator
+with no settings and a local artifact store without a path (the home's artifacts folder).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from branchwork.exceptions import ConfigurationError
+from branchwork.stack.orchestrator_settings import build_orchestrator, first_line
+from branchwork.stack.records import ComponentRecord, StackRecord
+
+if TYPE_CHECKING:
+    from branchwork.artifact_stores import BaseArtifactStore
+    from branchwork.stack.stack import Stack
+
+
+def build_artifact_store(record: ComponentRecord) -> BaseArtifactStore:
+    """The artifact store a component describes."""
+    from branchwork.artifact_stores import FsspecArtifactStore, LocalArtifactStore
+
+    if record.flavor == "local":
+        return LocalArtifactStore(record.location or "")
+    try:
+        return FsspecArtifactStore(str(record.config["url"]))
+    except Exception as error:
+        raise ConfigurationError(
+            f"Artifact store '{record.name}': cannot open {record.config.get('url')!r}: "
+            f"{first_line(error)}"
+        ) from None
+
+
+def build_stack(record: StackRecord) -> Stack:
+    """The runnable `Stack` a record describes."""
+    from branchwork.stack.stack import Stack
+
+    orchestrator = record.orchestrator
+    return Stack(
+        record.name,
+        build_orchestrator(orchestrator.name, orchestrator.flavor, orchestrator.config),
+        build_artifact_store(record.artifact_store),
+    )

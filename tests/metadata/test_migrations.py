@@ -1,0 +1,106 @@
+"""What the migrations leave in a store: the schema of `schema.py`, and the built-in default
+stack as rows, on a new store and on one created at an older revision."""
+
+from __future__ import annotations
+
+import json
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, text
+
+from branchwork.metadata import schema, store
+from branchwork.stack import stacks
+
+
+def default_stack_rows(engine: Engine) -> dict[str, object]:
+    """The default components and stack, and the active-stack setting, read with plain SQL."""
+    with engine.connect() as conn:
+        components = conn.execute(
+            text(
+                "SELECT kind, flavor, config FROM stack_component WHERE name = 'default' "
+                "ORDER BY kind"
+            )
+        ).all()
+        stack = conn.execute(
+            text(
+                "SELECT o.name, o.kind, a.name, a.kind FROM stack s "
+                "JOIN stack_component o ON o.id = s.orchestrator_id "
+                "JOIN stack_component a ON a.id = s.artifact_store_id WHERE s.name = 'default'"
+            )
+        ).all()
+        active = conn.execute(text("SELECT value FROM setting WHERE key = 'active_stack'")).all()
+    return {
+        "components": [(kind, flavor, json.loads(config)) for kind, flavor, config in components],
+        "stack": [tuple(row) for row in stack],
+        "active": [value for (value,) in active],
+    }
+
+
+DEFAULT_ROWS = {
+    "components": [("artifact_store", "local", {"path": None}), ("orchestrator", "local", {})],
+    "stack": [("default", "orchestrator", "default", "artifact_store")],
+    "active": ["default"],
+}
+
+
+def schema_differences(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), schema.metadata))
+
+
+def test_a_new_store_holds_the_default_stack_as_rows(store_url):
+    engine = store.get_engine(store_url)
+    assert default_stack_rows(engine) == DEFAULT_ROWS
+    assert schema_differences(engine) == []
+
+
+def test_a_store_created_at_0003_gets_the_default_stack_on_upgrade(store_url):
+    engine = create_engine(store_url)
+    try:
+        store.upgrade(engine, "0003")
+        assert store.current_revision(engine) == "0003"
+        store.upgrade(engine)
+        assert store.current_revision(engine) == store.HEAD_REVISION
+        assert default_stack_rows(engine) == DEFAULT_ROWS
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_keeps_the_default_rows_and_the_active_stack_0003_made(
+    store_url, branchwork_home
+):
+    """At 0003 a default component got a row when a stack first used it (config "{}"): the
+    upgrade keeps that row (stacks refer to it), and the stack set active stays active."""
+    engine = create_engine(store_url)
+    try:
+        store.upgrade(engine, "0003")
+        with engine.begin() as conn:
+            for statement in (
+                "INSERT INTO stack_component VALUES "
+                "('o1', 'default', 'orchestrator', 'local', '{}', '2026-11-01 00:00:00'), "
+                "('p1', 'lp', 'orchestrator', 'local_process', '{\"max_workers\": 2}', "
+                "'2026-11-01 00:00:00'), "
+                "('a1', 'default', 'artifact_store', 'local', '{}', '2026-11-01 00:00:00')",
+                "INSERT INTO stack VALUES ('s1', 'proc', 'p1', 'a1', '2026-11-01 00:00:00')",
+                "INSERT INTO setting VALUES ('active_stack', 'proc')",
+            ):
+                conn.execute(text(statement))
+        store.upgrade(engine)
+        rows = default_stack_rows(engine)
+        assert rows["components"] == DEFAULT_ROWS["components"]
+        assert rows["stack"] == DEFAULT_ROWS["stack"]
+        assert rows["active"] == ["proc"]
+        with engine.connect() as conn:
+            default_ids = conn.execute(
+                text("SELECT orchestrator_id, artifact_store_id FROM stack WHERE name = 'default'")
+            ).one()
+        assert tuple(default_ids) == ("o1", "a1")
+    finally:
+        engine.dispose()
+
+    described = stacks.describe_stack()  # the active one, through the registry
+    assert (described.name, described.orchestrator.name) == ("proc", "lp")
+    assert described.artifact_store.location == str(branchwork_home / "artifacts")
+    assert [s.name for s in stacks.list_stacks()] == ["default", "proc"]
