@@ -1,138 +1,306 @@
-"""The scheduling core, tested without threads: events in, commands out."""
+"""The scheduling core, tested without threads, clocks or a store: events in, commands out.
 
-from branchwork.runtime.engine import (
+`Script` plays the loop: it answers each `ComputeKey` with the key (and cache hit) a scenario
+gives, and collects every command, so whole runs — retries in time, resumes, divergence, cache
+hits — are a few lines each.
+"""
+
+from dataclasses import dataclass
+
+from branchwork.config.retry import StepRetryConfig
+from branchwork.runtime.engine import Engine, State
+from branchwork.runtime.events import (
+    Abandoned,
     Added,
-    CacheMissed,
     Cancel,
-    CheckCache,
-    Engine,
+    ComputeKey,
+    Diverged,
     FailureMode,
     Finished,
     GaveUp,
+    KeyComputed,
     Launch,
     NotRun,
     Request,
-    RetryDue,
-    RetryLater,
-    State,
+    RetryScheduled,
+    Reuse,
+    Stop,
+    UseCached,
 )
+from branchwork.runtime.graph_check import GraphCheck
 
 NOTHING = Request()
 
 
-def add(inv_id, deps=(), request=NOTHING, cacheable=False, attempts=1):
-    return Added(inv_id, tuple(deps), request, cacheable, attempts)
+def add(inv_id, deps=(), request=NOTHING, cacheable=False, retries=0, delay=0.0, step=None):
+    return Added(
+        inv_id,
+        step or inv_id.rstrip("0123456789_"),
+        "code",
+        tuple(deps),
+        request,
+        cacheable,
+        StepRetryConfig(max_retries=retries, delay=delay),
+    )
 
 
 def launched(commands):
     return [c.invocation_id for c in commands if isinstance(c, Launch)]
 
 
+class Script:
+    """The loop's part: keys are the invocation id unless `keys` says otherwise; `hits`
+    are what the cache holds, by key."""
+
+    def __init__(self, engine, keys=None, hits=None):
+        self.engine = engine
+        self.keys = keys or {}
+        self.hits = hits or {}
+        self.commands = []
+
+    def handle(self, *events, now=0.0):
+        """Feed events; answer key requests as the loop would; return every command."""
+        out = []
+        commands = self.engine.handle(*events, now=now)
+        while commands:
+            out.extend(commands)
+            answers = [
+                KeyComputed(
+                    c.invocation_id,
+                    key := self.keys.get(c.invocation_id, c.invocation_id),
+                    self.hits.get(key) if c.look_up else None,
+                )
+                for c in commands
+                if isinstance(c, ComputeKey)
+            ]
+            commands = self.engine.handle(*answers, now=now) if answers else []
+        self.commands.extend(out)
+        return [c for c in out if not isinstance(c, ComputeKey)]
+
+
+def engine(
+    cpus=2, workers=8, mode=FailureMode.STOP_ON_FAILURE, check=None, memory=0, keys=None, hits=None
+):
+    core = Engine(Request(cpus, memory, 0), workers, failure_mode=mode, graph_check=check)
+    return Script(core, keys, hits)
+
+
+# ---- admission -----------------------------------------------------------------------------
+
+
 def test_independent_steps_launch_up_to_max_workers():
-    engine = Engine(Request(2, 0, 0), max_workers=3)
-    commands = engine.handle(*(add(f"s{i}") for i in range(5)))
-    assert launched(commands) == ["s0", "s1", "s2"]
-    assert launched(engine.handle(Finished("s1", True))) == ["s3"]
+    run = engine(workers=3)
+    assert launched(run.handle(*(add(f"s{i}") for i in range(5)))) == ["s0", "s1", "s2"]
+    assert launched(run.handle(Finished("s1", True))) == ["s3"]
 
 
-def test_child_waits_for_all_parents_then_checks_cache():
-    engine = Engine(Request(2, 0, 0), max_workers=8)
-    assert launched(engine.handle(add("a"), add("b"), add("c", ["a", "b"], cacheable=True))) == [
+def test_child_waits_for_all_parents_then_its_key_is_computed():
+    run = engine()
+    assert launched(run.handle(add("a"), add("b"), add("c", ["a", "b"], cacheable=True))) == [
         "a",
         "b",
     ]
-    assert engine.handle(Finished("a", True)) == []
-    assert engine.handle(Finished("b", True)) == [CheckCache("c")]
-    assert engine.state("c") is State.CACHE_CHECK
-    assert launched(engine.handle(CacheMissed("c"))) == ["c"]
-    engine.handle(Finished("c", True))
-    assert engine.idle
-
-
-def test_cache_hit_reported_as_finished_releases_children_without_launch():
-    engine = Engine(Request(2, 0, 0), max_workers=8)
-    assert engine.handle(add("a", cacheable=True)) == [CheckCache("a")]
-    commands = engine.handle(add("b", ["a"]), Finished("a", True))
-    assert launched(commands) == ["b"]
+    assert run.engine.handle(Finished("a", True)) == []
+    assert run.engine.handle(Finished("b", True)) == [ComputeKey("c", True)]
+    assert run.engine.state("c") is State.CACHE_CHECK
+    assert launched(run.engine.handle(KeyComputed("c", "key-c"))) == ["c"]
+    run.handle(Finished("c", True))
+    assert run.engine.idle
 
 
 def test_resources_admitted_against_capacity_in_order():
-    engine = Engine(Request(2, 4_000, 0), max_workers=8)
+    run = engine(cpus=2, memory=4_000)
     one_cpu = Request(1, 1_000, 0)
-    commands = engine.handle(*(add(f"r{i}", request=one_cpu) for i in range(4)))
-    assert launched(commands) == ["r0", "r1"]
-    assert launched(engine.handle(Finished("r0", True))) == ["r2"]
+    assert launched(run.handle(*(add(f"r{i}", request=one_cpu) for i in range(4)))) == [
+        "r0",
+        "r1",
+    ]
+    assert launched(run.handle(Finished("r0", True))) == ["r2"]
 
 
 def test_memory_is_a_limit_too():
-    engine = Engine(Request(8, 4_000, 0), max_workers=8)
+    run = engine(cpus=8, memory=4_000)
     big = Request(1, 3_000, 0)
-    assert launched(engine.handle(add("m0", request=big), add("m1", request=big))) == ["m0"]
+    assert launched(run.handle(add("m0", request=big), add("m1", request=big))) == ["m0"]
 
 
 def test_plain_steps_run_beside_blocked_resourced_steps():
-    engine = Engine(Request(1, 0, 0), max_workers=8)
-    commands = engine.handle(
+    run = engine(cpus=1)
+    commands = run.handle(
         add("r0", request=Request(1, 0, 0)), add("r1", request=Request(1, 0, 0)), add("p")
     )
     assert launched(commands) == ["r0", "p"]
 
 
 def test_oversized_step_runs_alone_when_nothing_else_holds_resources():
-    engine = Engine(Request(2, 8_000, 0), max_workers=8)
+    run = engine(cpus=2, memory=8_000)
     small, huge = Request(1, 0, 0), Request(8, 16_000, 0)
-    commands = engine.handle(
+    commands = run.handle(
         add("small", request=small), add("huge", request=huge), add("after", request=small)
     )
     assert launched(commands) == ["small"]
-    commands = engine.handle(Finished("small", True))
+    commands = run.handle(Finished("small", True))
     assert [c for c in commands if isinstance(c, Launch)] == [Launch("huge", 1, True)]
-    assert launched(engine.handle(Finished("huge", True))) == ["after"]
+    assert launched(run.handle(Finished("huge", True))) == ["after"]
+
+
+# ---- failure modes -------------------------------------------------------------------------
 
 
 def test_stop_on_failure_stops_pending_but_lets_running_finish():
-    engine = Engine(Request(2, 0, 0), max_workers=2)
-    engine.handle(add("a"), add("b"), add("c"), add("d", ["a"]))
-    commands = engine.handle(Finished("a", False))
+    run = engine(cpus=2, workers=2)
+    run.handle(add("a"), add("b"), add("c"), add("d", ["a"]))
+    commands = run.handle(Finished("a", False))
     assert GaveUp("a") in commands
     assert {c.invocation_id for c in commands if isinstance(c, NotRun)} == {"c", "d"}
-    assert engine.state("b") is State.RUNNING
-    assert engine.handle(add("e")) == [NotRun("e", "a")]
-    engine.handle(Finished("b", True))
-    assert engine.idle
+    assert run.engine.state("b") is State.RUNNING
+    assert run.handle(add("e")) == [NotRun("e", "a")]
+    run.handle(Finished("b", True))
+    assert run.engine.idle and run.engine.first_failure == "a"
 
 
 def test_continue_on_failure_skips_only_dependents():
-    engine = Engine(Request(2, 0, 0), max_workers=8, failure_mode=FailureMode.CONTINUE_ON_FAILURE)
-    engine.handle(add("a"), add("b"), add("c", ["a"]), add("d", ["c"]), add("e", ["b"]))
-    commands = engine.handle(Finished("a", False))
+    run = engine(mode=FailureMode.CONTINUE_ON_FAILURE)
+    run.handle(add("a"), add("b"), add("c", ["a"]), add("d", ["c"]), add("e", ["b"]))
+    commands = run.handle(Finished("a", False))
     assert {c.invocation_id for c in commands if isinstance(c, NotRun)} == {"c", "d"}
-    assert launched(engine.handle(Finished("b", True))) == ["e"]
-
-
-def test_retries_until_attempts_are_used_up():
-    engine = Engine(Request(2, 0, 0), max_workers=8)
-    assert engine.handle(add("a", attempts=3)) == [Launch("a", 1, False)]
-    assert engine.handle(Finished("a", False)) == [RetryLater("a", 2)]
-    assert engine.handle(RetryDue("a")) == [Launch("a", 2, False)]
-    assert engine.handle(Finished("a", False)) == [RetryLater("a", 3)]
-    assert engine.handle(RetryDue("a")) == [Launch("a", 3, False)]
-    assert engine.handle(Finished("a", False)) == [GaveUp("a")]
-    assert engine.idle
+    assert launched(run.handle(Finished("b", True))) == ["e"]
 
 
 def test_cancel_marks_everything_not_started_as_not_run():
-    engine = Engine(Request(2, 0, 0), max_workers=1)
-    engine.handle(add("a"), add("b"))
-    commands = engine.handle(Cancel(None))
-    assert commands == [NotRun("b", None)]
-    assert not engine.idle
-    engine.handle(Finished("a", True))
-    assert engine.idle
+    run = engine(workers=1)
+    run.handle(add("a"), add("b"))
+    assert run.handle(Cancel(None)) == [NotRun("b", None)]
+    assert not run.engine.idle
+    run.handle(Finished("a", True))
+    assert run.engine.idle
 
 
 def test_child_of_failed_parent_added_later_is_not_run():
-    engine = Engine(Request(2, 0, 0), max_workers=8, failure_mode=FailureMode.CONTINUE_ON_FAILURE)
-    engine.handle(add("a"))
-    engine.handle(Finished("a", False))
-    assert engine.handle(add("b", ["a"])) == [NotRun("b", "a")]
+    run = engine(mode=FailureMode.CONTINUE_ON_FAILURE)
+    run.handle(add("a"))
+    run.handle(Finished("a", False))
+    assert run.handle(add("b", ["a"])) == [NotRun("b", "a")]
+
+
+# ---- retries: due times, no timers ---------------------------------------------------------
+
+
+def test_retries_wait_their_delay_then_run_until_attempts_are_used_up():
+    run = engine()
+    assert run.handle(add("a", retries=2, delay=10), now=100) == [Launch("a", 1, False)]
+    assert run.handle(Finished("a", False), now=101) == [RetryScheduled("a", 2, 10.0)]
+    assert run.engine.state("a") is State.RETRY_WAIT and run.engine.next_due == 111
+    assert run.handle(now=110.9) == []  # not yet due
+    assert run.handle(now=111) == [Launch("a", 2, False)]
+    assert run.handle(Finished("a", False), now=112) == [RetryScheduled("a", 3, 10.0)]
+    assert run.handle(now=122) == [Launch("a", 3, False)]
+    assert run.handle(Finished("a", False), now=123) == [GaveUp("a")]
+    assert run.engine.idle and run.engine.next_due is None
+
+
+def test_a_failure_that_another_attempt_cannot_fix_is_not_retried():
+    run = engine()
+    run.handle(add("a", retries=3))
+    assert run.handle(Finished("a", False, retryable=False)) == [GaveUp("a")]
+
+
+def test_a_stop_cancels_a_retry_waiting_for_its_time():
+    run = engine()
+    run.handle(add("a", retries=1, delay=5), now=0)
+    run.handle(Finished("a", False), now=1)
+    assert run.handle(Stop(False), now=2) == [NotRun("a", None)]
+    assert run.handle(now=10) == [] and run.engine.idle
+
+
+# ---- stopping ------------------------------------------------------------------------------
+
+
+def test_a_graceful_stop_lets_running_steps_finish_and_starts_nothing():
+    run = engine(workers=1)
+    run.handle(add("a"), add("b"))
+    assert run.handle(Stop(False)) == [NotRun("b", None)]
+    assert run.engine.stopped and not run.engine.idle
+    run.handle(Finished("a", True))
+    assert run.engine.idle
+
+
+def test_abandoning_gives_up_running_steps_and_ignores_their_results():
+    run = engine()
+    run.handle(add("a"), add("b"))
+    assert run.handle(Stop(True)) == [Abandoned("a"), Abandoned("b")]
+    assert run.engine.idle and run.engine.abandoned
+    assert run.handle(Finished("a", True)) == []
+    assert run.engine.state("a") is State.ABANDONED
+
+
+# ---- the cache -----------------------------------------------------------------------------
+
+
+def test_a_cache_hit_is_served_without_a_launch_and_releases_children():
+    run = engine(hits={"a": "hit-of-a"})
+    commands = run.handle(add("a", cacheable=True), add("b", ["a"]))
+    assert commands == [UseCached("a", "hit-of-a"), Launch("b", 1, False)]
+    assert run.engine.state("a") is State.DONE
+
+
+def test_a_step_that_is_not_cached_is_never_looked_up():
+    run = engine(hits={"a": "hit-of-a"})
+    assert run.handle(add("a", cacheable=False)) == [Launch("a", 1, False)]
+    assert ComputeKey("a", False) in run.commands
+
+
+# ---- resume: replay by invocation id -------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    step_name: str
+    code_hash: str
+    cache_key: str | None
+    status: str
+    attempt: int
+
+
+def test_a_resume_takes_over_completed_invocations_and_runs_the_rest_as_next_attempts():
+    replay = {
+        "load": Attempt("load", "code", "k-load", "completed", 1),
+        "train": Attempt("train", "code", "k-train", "failed", 2),
+    }
+    run = engine(check=GraphCheck("r", replay), keys={"load": "k-load", "train": "k-train"})
+    commands = run.handle(add("load"), add("train", ["load"]))
+    assert commands == [Reuse("load", replay["load"]), Launch("train", 3, False)]
+    assert ComputeKey("load", False) in run.commands  # replayed: no cache lookup
+
+
+def test_a_resumed_invocation_that_changed_diverges_and_fails_the_run():
+    replay = {"load": Attempt("load", "old-code", "k-load", "completed", 1)}
+    run = engine(check=GraphCheck("r", replay), keys={"load": "k-load"})
+    commands = run.handle(add("load"), add("train", ["load"]))
+    (diverged,) = [c for c in commands if isinstance(c, Diverged)]
+    assert "invocation 'load' runs step 'load' whose code changed since it ran" in diverged.message
+    assert commands[1:] == [GaveUp("load"), NotRun("train", "load")]
+    assert run.engine.first_failure == "load"
+
+
+def test_a_resume_that_accepts_the_new_graph_runs_it():
+    replay = {"load": Attempt("load", "old-code", "k-load", "completed", 1)}
+    run = engine(check=GraphCheck("r", replay, accept_new_graph=True), keys={"load": "k-load"})
+    assert run.handle(add("load")) == [Launch("load", 2, False)]
+
+
+def test_a_rerun_with_the_same_parameters_diverges_where_its_inputs_differ():
+    reference = {
+        "load": Attempt("load", "code", "k-load", "completed", 1),
+        "train": Attempt("train", "code", "k-train", "completed", 1),
+    }
+    run = engine(
+        check=GraphCheck("r", reference=("earlier", reference)),
+        keys={"load": "k-load", "train": "k-train-other"},
+        hits={"k-load": "hit"},
+    )
+    commands = run.handle(add("load", cacheable=True), add("train", ["load"], cacheable=True))
+    assert commands[0] == UseCached("load", "hit")
+    (diverged,) = [c for c in commands if isinstance(c, Diverged)]
+    assert "'train' calls step 'train' with different inputs" in diverged.message
+    assert "run 'earlier'" in diverged.message

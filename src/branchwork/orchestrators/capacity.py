@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from branchwork.runtime.engine import Request
+from branchwork.runtime.events import Request
 
 
 def _cpus() -> float:

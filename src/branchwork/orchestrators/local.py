@@ -13,7 +13,7 @@ from branchwork.config.resources import parse_memory
 from branchwork.exceptions import OrchestratorError
 from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
 from branchwork.orchestrators.capacity import detect_capacity
-from branchwork.runtime.engine import FailureMode, Request
+from branchwork.runtime.events import FailureMode, Request
 from branchwork.runtime.launchers import InlineLauncher, Launcher
 from branchwork.runtime.requests import RunRequest
 from branchwork.runtime.runner import RunSession, current_orchestrator_run_id

@@ -43,7 +43,7 @@ from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
 from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
-from branchwork.runtime.engine import FailureMode
+from branchwork.runtime.events import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
 from branchwork.runtime.requests import RunOutcome, RunRequest
 from branchwork.runtime.runner import RunSession, current_orchestrator_run_id

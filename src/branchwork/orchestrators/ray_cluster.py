@@ -16,7 +16,7 @@ from typing import Any
 
 from branchwork.config.resources import ResourceSettings
 from branchwork.exceptions import ConfigurationError, OrchestratorError
-from branchwork.runtime.engine import Request
+from branchwork.runtime.events import Request
 
 
 class UnsatisfiableResourcesError(OrchestratorError):

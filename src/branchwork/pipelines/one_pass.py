@@ -32,17 +32,17 @@ from branchwork.runtime.runner import RunSession
 
 if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
-    from branchwork.runtime.loop import RunLoop
+    from branchwork.runtime.body import BodyContext
     from branchwork.stack import Stack
 
 
 class OnePassContext(TracingContext):
     """Traces until the body first needs a value, then is the live run's context."""
 
-    def __init__(self, pipeline: Pipeline[Any, Any], go_live: Callable[[str], RunLoop]) -> None:
+    def __init__(self, pipeline: Pipeline[Any, Any], go_live: Callable[[str], BodyContext]) -> None:
         super().__init__(pipeline.name, pipeline.enable_cache is not False, pipeline.step_options)
         self._go_live = go_live
-        self.loop: RunLoop | None = None
+        self.live: BodyContext | None = None
 
     def invoke(
         self,
@@ -52,34 +52,34 @@ class OnePassContext(TracingContext):
         invocation_id: str | None,
         after: Any,
     ) -> Any:
-        if self.loop is not None:
-            return self.loop.invoke(step, args, kwargs, invocation_id, after)
+        if self.live is not None:
+            return self.live.invoke(step, args, kwargs, invocation_id, after)
         return super().invoke(step, args, kwargs, invocation_id, after)
 
     def value_of(self, output: StepOutput) -> Any:
-        loop = self._live(output)
-        return loop.value_of(self._on(loop, output))
+        live = self._live(output)
+        return live.value_of(self._on(live, output))
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
-        loop = self._live(output)
-        return loop.wait_for(self._on(loop, output), timeout)
+        live = self._live(output)
+        return live.wait_for(self._on(live, output), timeout)
 
-    def _live(self, output: StepOutput) -> RunLoop:
-        if self.loop is None:
+    def _live(self, output: StepOutput) -> BodyContext:
+        if self.live is None:
             self.waited_on = output.invocation_id
             self.value_use = (
                 f"it uses the output of step '{output.invocation_id}' as a value at "
                 f"{user_location()}"
             )
-            self.loop = self._go_live(self.value_use)
-        return self.loop
+            self.live = self._go_live(self.value_use)
+        return self.live
 
     @staticmethod
-    def _on(loop: RunLoop, output: StepOutput) -> StepOutput:
-        """A future made while tracing, as one of the live loop's."""
-        if output._context is loop:
+    def _on(live: BodyContext, output: StepOutput) -> StepOutput:
+        """A future made while tracing, as one of the live run's."""
+        if output._context is live:
             return output
-        return StepOutput(loop, output.invocation_id, output.output_name, output.index)
+        return StepOutput(live, output.invocation_id, output.output_name, output.index)
 
 
 class _OnePassRun:
@@ -97,7 +97,7 @@ class _OnePassRun:
         self.run_id = ""
         self.started = False
 
-    def start(self, reason: str) -> RunLoop:
+    def start(self, reason: str) -> BodyContext:
         """Create the dynamic run and start its loop with the calls traced so far."""
         self.started = True
         orchestrator = self.stack.orchestrator
@@ -112,10 +112,10 @@ class _OnePassRun:
         session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
         with interrupts_deferred():
             self.session = session
-            loop = session.begin()
-        loop.ids = self.context.ids  # the traced calls keep their ids; later ones follow
-        loop.add(self.context.invocations)
-        return loop
+            body = session.begin()
+        body.ids = self.context.ids  # the traced calls keep their ids; later ones follow
+        body.add(self.context.invocations)
+        return body
 
 
 def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack) -> Any:

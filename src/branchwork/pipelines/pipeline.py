@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
-from branchwork.runtime.engine import FailureMode
+from branchwork.runtime.events import FailureMode
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse

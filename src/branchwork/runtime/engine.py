@@ -1,8 +1,12 @@
-"""The scheduling core: a pure state machine, events in, commands out.
+"""The scheduling core: a pure state machine, events in, commands out (`runtime.events`).
 
-It knows which invocations wait for which, which are ready, what resources they hold and
-what the failure policy says; it performs no I/O and starts no threads, so it is tested
-without any concurrency. The orchestration loop feeds it events and carries out commands.
+It takes every decision of a run: which invocations wait for which, when one is ready; its
+cache key's verdict — take over a resumed run's record, diverge from it or from the last run
+with the same parameters (`GraphCheck`), serve it from the cache, or run it; what resources
+it holds; when a failed attempt is retried (a heap of due times, drained by the loop's
+wait); and the one failure state of the run under its failure mode. It performs no I/O,
+reads no clock (time comes in as `now`) and starts no threads, so whole scenarios are
+tested without any concurrency. The loop carries out its commands and feeds it the results.
 
 Admission: steps that ask for no resources only need a free worker; steps with a
 `ResourceSettings` are admitted first-come first-served against the capacity. A step asking
@@ -12,107 +16,37 @@ and then runs alone.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
 
-
-class FailureMode(str, Enum):
-    """What a run does when a step fails for good."""
-
-    STOP_ON_FAILURE = "stop_on_failure"
-    FAIL_FAST = "fail_fast"
-    CONTINUE_ON_FAILURE = "continue_on_failure"
-
-
-class Request(NamedTuple):
-    """Resources one step holds while it runs."""
-
-    cpu: float = 0.0
-    memory: int = 0
-    gpu: float = 0.0
-
-    def fits(self, free: Request) -> bool:
-        return self.cpu <= free.cpu and self.memory <= free.memory and self.gpu <= free.gpu
-
-    def __bool__(self) -> bool:
-        return bool(self.cpu or self.memory or self.gpu)
+from branchwork.config.retry import StepRetryConfig
+from branchwork.runtime.events import (
+    Abandoned,
+    Added,
+    Cancel,
+    Command,
+    ComputeKey,
+    Diverged,
+    Event,
+    FailureMode,
+    Finished,
+    GaveUp,
+    KeyComputed,
+    Launch,
+    NotRun,
+    Request,
+    RetryScheduled,
+    Reuse,
+    Stop,
+    UseCached,
+)
+from branchwork.runtime.graph_check import Call, GraphCheck, Verdict
 
 
 def _add(a: Request, b: Request, sign: int = 1) -> Request:
     return Request(a.cpu + sign * b.cpu, a.memory + sign * b.memory, a.gpu + sign * b.gpu)
-
-
-# events
-class Added(NamedTuple):
-    invocation_id: str
-    dependencies: tuple[str, ...]
-    request: Request
-    cacheable: bool
-    max_attempts: int
-
-
-class CacheMissed(NamedTuple):
-    invocation_id: str
-
-
-class Finished(NamedTuple):
-    invocation_id: str
-    ok: bool
-    retryable: bool = True
-
-
-class RetryDue(NamedTuple):
-    invocation_id: str
-
-
-class Cancel(NamedTuple):
-    """Nothing new may start (the pipeline body failed or the run is stopped)."""
-
-    reason_invocation_id: str | None
-
-
-class Stop(NamedTuple):
-    """The run is being stopped: nothing new starts; with `abandon`, the running steps are
-    given up too (their results, should they come, are ignored)."""
-
-    abandon: bool
-
-
-# commands
-class CheckCache(NamedTuple):
-    invocation_id: str
-
-
-class Launch(NamedTuple):
-    invocation_id: str
-    attempt: int
-    oversized: bool
-
-
-class RetryLater(NamedTuple):
-    invocation_id: str
-    attempt: int
-
-
-class GaveUp(NamedTuple):
-    invocation_id: str
-
-
-class NotRun(NamedTuple):
-    invocation_id: str
-    because_of: str | None
-
-
-class Abandoned(NamedTuple):
-    """A running step given up by a stop: record it stopped."""
-
-    invocation_id: str
-
-
-Event = Added | CacheMissed | Finished | RetryDue | Cancel | Stop
-Command = CheckCache | Launch | RetryLater | GaveUp | NotRun | Abandoned
 
 
 class State(str, Enum):
@@ -128,19 +62,27 @@ class State(str, Enum):
 
 
 _TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN, State.ABANDONED)
+_PENDING = (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT)
 
 
 @dataclass(slots=True)
 class _Node:
-    request: Request
-    cacheable: bool
-    max_attempts: int
+    added: Added
     seq: int
     state: State = State.WAITING
     missing: int = 0
-    attempt: int = 0
+    attempt: int = 0  # attempts of this session
+    attempts_before: int = 0  # attempts an earlier session of a resumed run recorded
     oversized: bool = False
     dependents: list[str] = field(default_factory=list)
+
+    @property
+    def request(self) -> Request:
+        return self.added.request
+
+    @property
+    def retry(self) -> StepRetryConfig:
+        return self.added.retry
 
 
 class Engine:
@@ -151,10 +93,12 @@ class Engine:
         capacity: Request,
         max_workers: int,
         failure_mode: FailureMode = FailureMode.STOP_ON_FAILURE,
+        graph_check: GraphCheck | None = None,
     ) -> None:
         self.capacity = capacity
         self.max_workers = max_workers
         self.failure_mode = FailureMode(failure_mode)
+        self.graph_check = graph_check or GraphCheck("")
         self.free = capacity
         self.nodes: dict[str, _Node] = {}
         self.running = 0
@@ -165,6 +109,7 @@ class Engine:
         self.abandoned = False
         self._ready_plain: deque[str] = deque()
         self._ready_resourced: deque[str] = deque()
+        self._retries: list[tuple[float, int, str]] = []  # (due, seq, invocation id)
         self._exclusive = False
         self._resourced_running = 0
         self._seq = 0
@@ -174,32 +119,38 @@ class Engine:
         """True when every invocation added so far has reached a final state."""
         return self.unfinished == 0
 
+    @property
+    def next_due(self) -> float | None:
+        """When the earliest scheduled retry is due (the loop wakes up then)."""
+        return self._retries[0][0] if self._retries else None
+
     def state(self, invocation_id: str) -> State:
         return self.nodes[invocation_id].state
 
-    def handle(self, *events: Event) -> list[Command]:
+    def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
         commands: list[Command] = []
+        self._release_due(now)
         for event in events:
             if isinstance(event, Added):
                 self._added(event, commands)
-            elif isinstance(event, CacheMissed):
-                self._make_ready(event.invocation_id)
+            elif isinstance(event, KeyComputed):
+                self._key_computed(event, commands)
             elif isinstance(event, Finished):
-                self._finished(event, commands)
-            elif isinstance(event, RetryDue):
-                self._make_ready(event.invocation_id)
+                self._finished(event, now, commands)
             elif isinstance(event, Cancel):
                 self._cancel(event.reason_invocation_id, commands)
             elif isinstance(event, Stop):
                 self._stop(event.abandon, commands)
+        self._release_due(now)
         self._admit(commands)
         return commands
 
+    # ---- discovery and inputs -------------------------------------------------------------
+
     def _added(self, event: Added, commands: list[Command]) -> None:
-        node = _Node(event.request, event.cacheable, max(1, event.max_attempts), self._seq)
+        node = _Node(event, self._seq)
         self._seq += 1
-        oversized = bool(event.request) and not event.request.fits(self.capacity)
-        node.oversized = oversized
+        node.oversized = bool(event.request) and not event.request.fits(self.capacity)
         self.nodes[event.invocation_id] = node
         self.unfinished += 1
         blocked_by = None
@@ -207,7 +158,7 @@ class Engine:
             parent = self.nodes[dependency]
             if parent.state is State.DONE:
                 continue
-            if parent.state in (State.FAILED, State.NOT_RUN):
+            if parent.state in (State.FAILED, State.NOT_RUN, State.ABANDONED):
                 blocked_by = dependency
                 continue
             parent.dependents.append(event.invocation_id)
@@ -226,12 +177,35 @@ class Engine:
         )
 
     def _inputs_ready(self, invocation_id: str, commands: list[Command]) -> None:
+        """Its key is needed: for the graph checks, the cache, and the record of its run."""
         node = self.nodes[invocation_id]
-        if node.cacheable:
-            node.state = State.CACHE_CHECK
-            commands.append(CheckCache(invocation_id))
+        node.state = State.CACHE_CHECK
+        replayed = self.graph_check.is_replayed(invocation_id)
+        commands.append(ComputeKey(invocation_id, node.added.cacheable and not replayed))
+
+    def _key_computed(self, event: KeyComputed, commands: list[Command]) -> None:
+        node = self.nodes[event.invocation_id]
+        if node.state is not State.CACHE_CHECK:
+            return  # cancelled meanwhile
+        added = node.added
+        verdict = Verdict()  # a step that is not cached is not compared with earlier runs
+        if added.cacheable or self.graph_check.is_replayed(added.invocation_id):
+            call = Call(
+                added.invocation_id, added.step_name, added.code_hash, added.dependencies, event.key
+            )
+            verdict = self.graph_check.check(call)
+        node.attempts_before = verdict.attempts_before
+        if verdict.divergence is not None:
+            commands.append(Diverged(added.invocation_id, verdict.divergence))
+            self._failed(added.invocation_id, commands)
+        elif verdict.reuse is not None:
+            commands.append(Reuse(added.invocation_id, verdict.reuse))
+            self._done(added.invocation_id, commands)
+        elif event.hit is not None and added.cacheable:
+            commands.append(UseCached(added.invocation_id, event.hit))
+            self._done(added.invocation_id, commands)
         else:
-            self._make_ready(invocation_id)
+            self._make_ready(added.invocation_id)
 
     def _make_ready(self, invocation_id: str) -> None:
         node = self.nodes[invocation_id]
@@ -241,36 +215,57 @@ class Engine:
         queue = self._ready_resourced if node.request else self._ready_plain
         queue.append(invocation_id)
 
-    def _finished(self, event: Finished, commands: list[Command]) -> None:
+    # ---- outcomes -------------------------------------------------------------------------
+
+    def _finished(self, event: Finished, now: float, commands: list[Command]) -> None:
         node = self.nodes[event.invocation_id]
-        if node.state in _TERMINAL:
-            return
-        if node.state is State.RUNNING:
-            self._release(node)
+        if node.state is not State.RUNNING:
+            return  # abandoned, or stopped meanwhile
+        self._release(node)
         if event.ok:
-            node.state = State.DONE
-            self.unfinished -= 1
-            for child_id in node.dependents:
-                child = self.nodes[child_id]
-                if child.state is not State.WAITING:
-                    continue
-                child.missing -= 1
-                if child.missing == 0:
-                    self._inputs_ready(child_id, commands)
+            self._done(event.invocation_id, commands)
             return
-        if event.retryable and node.attempt < node.max_attempts and not self._stopping:
+        if event.retryable and node.attempt <= node.retry.max_retries and not self._stopping:
             node.state = State.RETRY_WAIT
-            commands.append(RetryLater(event.invocation_id, node.attempt + 1))
+            attempt = node.attempt + 1
+            delay = node.retry.delay_before(attempt)
+            heapq.heappush(self._retries, (now + delay, node.seq, event.invocation_id))
+            commands.append(
+                RetryScheduled(event.invocation_id, node.attempts_before + attempt, delay)
+            )
             return
-        node.state = State.FAILED
+        self._failed(event.invocation_id, commands)
+
+    def _done(self, invocation_id: str, commands: list[Command]) -> None:
+        self.nodes[invocation_id].state = State.DONE
         self.unfinished -= 1
-        commands.append(GaveUp(event.invocation_id))
+        for child_id in self.nodes[invocation_id].dependents:
+            child = self.nodes[child_id]
+            if child.state is not State.WAITING:
+                continue
+            child.missing -= 1
+            if child.missing == 0:
+                self._inputs_ready(child_id, commands)
+
+    def _failed(self, invocation_id: str, commands: list[Command]) -> None:
+        """It failed for good: the run's one failure state, and what its mode says."""
+        self.nodes[invocation_id].state = State.FAILED
+        self.unfinished -= 1
+        commands.append(GaveUp(invocation_id))
         if self.first_failure is None:
-            self.first_failure = event.invocation_id
+            self.first_failure = invocation_id
         if self.failure_mode is FailureMode.CONTINUE_ON_FAILURE:
-            self._not_run_dependents(event.invocation_id, commands)
+            self._not_run_dependents(invocation_id, commands)
         else:
-            self._cancel(event.invocation_id, commands)
+            self._cancel(invocation_id, commands)
+
+    def _release_due(self, now: float) -> None:
+        while self._retries and self._retries[0][0] <= now:
+            _, _, invocation_id = heapq.heappop(self._retries)
+            if self.nodes[invocation_id].state is State.RETRY_WAIT:
+                self._make_ready(invocation_id)
+
+    # ---- stopping -------------------------------------------------------------------------
 
     def _cancel(self, because_of: str | None, commands: list[Command]) -> None:
         """Nothing that has not started will start; running steps finish."""
@@ -279,7 +274,7 @@ class Engine:
 
     def _not_run_pending(self, because_of: str | None, commands: list[Command]) -> None:
         for invocation_id, node in self.nodes.items():
-            if node.state in (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT):
+            if node.state in _PENDING:
                 self._not_run(invocation_id, because_of, commands)
 
     def _stop(self, abandon: bool, commands: list[Command]) -> None:
@@ -309,6 +304,8 @@ class Engine:
         node.state = State.NOT_RUN
         self.unfinished -= 1
         commands.append(NotRun(invocation_id, because_of))
+
+    # ---- admission ------------------------------------------------------------------------
 
     def _admit(self, commands: list[Command]) -> None:
         plain, resourced = self._ready_plain, self._ready_resourced
@@ -352,7 +349,7 @@ class Engine:
             self.free = _add(self.free, node.request, -1)
         if node.request:
             self._resourced_running += 1
-        commands.append(Launch(invocation_id, node.attempt, node.oversized))
+        commands.append(Launch(invocation_id, node.attempts_before + node.attempt, node.oversized))
 
     def _release(self, node: _Node) -> None:
         self.running -= 1

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from branchwork.graph.cache_key import same_key_format
-
-if TYPE_CHECKING:
-    from branchwork.graph.invocation import Invocation
-    from branchwork.models import StepRunResponse
 
 _REUSABLE = ("completed", "cached")
 
@@ -35,20 +31,42 @@ class Recorded(Protocol):
     def cache_key(self) -> str | None: ...
 
 
+class Attempt(Recorded, Protocol):
+    """A recorded attempt of a resumed run (a step run)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+
+class Call(NamedTuple):
+    """The invocation the pipeline makes now, as graph checks see it."""
+
+    invocation_id: str
+    step_name: str
+    code_hash: str
+    dependencies: tuple[str, ...]
+    key: str
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What to do with one invocation: reuse a record, stop, or run (as attempt n+1)."""
 
-    reuse: StepRunResponse | None = None
+    reuse: Any = None  # the Attempt to take over
     divergence: str | None = None
     attempts_before: int = 0
 
 
 class GraphCheck:
+    """Pure: compares calls with records given at construction, as the engine asks."""
+
     def __init__(
         self,
         run_name: str,
-        replay: dict[str, StepRunResponse] | None = None,
+        replay: Mapping[str, Attempt] | None = None,
         reference: tuple[str, Mapping[str, Recorded]] | None = None,
         accept_new_graph: bool = False,
     ) -> None:
@@ -62,52 +80,50 @@ class GraphCheck:
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
 
-    def check(self, invocation: Invocation, key: str) -> Verdict:
-        record = self.replay.get(invocation.id)
+    def check(self, call: Call) -> Verdict:
+        record = self.replay.get(call.invocation_id)
         if record is not None:
-            return self._resumed(invocation, key, record)
-        return self._rerun(invocation, key)
+            return self._resumed(call, record)
+        return self._rerun(call)
 
-    def _resumed(self, invocation: Invocation, key: str, record: StepRunResponse) -> Verdict:
+    def _resumed(self, call: Call, record: Attempt) -> Verdict:
         # a record keyed in an older format cannot be checked: it runs again
-        if record.status not in _REUSABLE or not same_key_format(record.cache_key, key):
+        if record.status not in _REUSABLE or not same_key_format(record.cache_key, call.key):
             return Verdict(attempts_before=record.attempt)
-        step = invocation.step
-        difference = _difference(record, step.name, step.code_hash, key)
+        difference = _difference(record, call.step_name, call.code_hash, call.key)
         if difference is None:
             return Verdict(reuse=record, attempts_before=record.attempt)
         if self.accept_new_graph:
             return Verdict(attempts_before=record.attempt)
         return Verdict(
-            divergence=f"Resumed run '{self.run_name}': invocation '{invocation.id}' "
+            divergence=f"Resumed run '{self.run_name}': invocation '{call.invocation_id}' "
             f"{difference}. Resume with accept_new_graph=True to run the new graph instead.",
             attempts_before=record.attempt,
         )
 
-    def _rerun(self, invocation: Invocation, key: str) -> Verdict:
+    def _rerun(self, call: Call) -> Verdict:
         """Only where everything upstream was identical to the reference run: an edited step
         upstream legitimately changes what follows."""
-        record = self.reference.get(invocation.id)
+        record = self.reference.get(call.invocation_id)
         if record is None or self.accept_new_graph:
             return Verdict()
-        if not all(d in self._agreed for d in invocation.dependencies):
+        if not all(d in self._agreed for d in call.dependencies):
             return Verdict()
-        step = invocation.step
         difference = None
-        if record.step_name != step.name:
-            difference = f"now names step '{step.name}', but named step '{record.step_name}'"
+        if record.step_name != call.step_name:
+            difference = f"now names step '{call.step_name}', but named step '{record.step_name}'"
         elif (
-            record.code_hash == step.code_hash
-            and record.cache_key != key
-            and same_key_format(record.cache_key, key)  # else a miss, not a divergence
+            record.code_hash == call.code_hash
+            and record.cache_key != call.key
+            and same_key_format(record.cache_key, call.key)  # else a miss, not a divergence
         ):
-            difference = f"calls step '{step.name}' with different inputs than it did"
+            difference = f"calls step '{call.step_name}' with different inputs than it did"
         if difference is None:
-            if record.cache_key == key:
-                self._agreed.add(invocation.id)
+            if record.cache_key == call.key:
+                self._agreed.add(call.invocation_id)
             return Verdict()
         return Verdict(
-            divergence=f"Run '{self.run_name}': invocation '{invocation.id}' {difference} in "
+            divergence=f"Run '{self.run_name}': invocation '{call.invocation_id}' {difference} in "
             f"run '{self.reference_run}' of the same pipeline with the same parameters. Reruns "
             "must produce the same graph for the same inputs (keep randomness and outside "
             "state out of the pipeline body), or run with_options(accept_new_graph=True)."

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
-from branchwork.runtime.engine import FailureMode
+from branchwork.runtime.events import FailureMode
 
 if TYPE_CHECKING:
     from branchwork.graph.tracing import Compiled

@@ -20,8 +20,10 @@ from branchwork.metadata import error_records
 from branchwork.metadata.queries import get_run, invocation_records, latest_completed_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
+from branchwork.runtime.body import BodyContext
 from branchwork.runtime.context import run_context
-from branchwork.runtime.engine import Engine, FailureMode, Request
+from branchwork.runtime.engine import Engine
+from branchwork.runtime.events import FailureMode, Request
 from branchwork.runtime.graph_check import GraphCheck
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.interrupts import interrupts_deferred, stop_on_interrupt
@@ -72,23 +74,24 @@ class RunSession:
                 reference_name = get_run(store, reference_id, include_steps=False).name
                 reference = (reference_name, invocation_records(store, reference_id))
         self.recorder = Recorder(store, run.id)
+        graph_check = GraphCheck(run.name, replay, reference, options.accept_new_graph)
         self.loop = RunLoop(
             run_id=run.id,
             run_name=run.name,
             pipeline_name=pipeline.name,
             is_dynamic=request.snapshot.is_dynamic,
-            enable_cache=options.enable_cache,
             recorder=self.recorder,
             artifact_store=request.stack.artifact_store,
             launcher=launcher,
-            engine=Engine(capacity, max_workers, options.failure_mode or failure_mode),
-            graph_check=GraphCheck(run.name, replay, reference, options.accept_new_graph),
+            engine=Engine(capacity, max_workers, options.failure_mode or failure_mode, graph_check),
             default_retry=options.retry,
-            step_options=dict(options.step_options),
+        )
+        self.body = BodyContext(
+            self.loop, pipeline.name, options.enable_cache, dict(options.step_options)
         )
         self.outcome = RunOutcome("running")
 
-    def begin(self) -> RunLoop:
+    def begin(self) -> BodyContext:
         """Record the run running and start its loop (both, or neither: a Ctrl-C waits)."""
         now = time.time()
         self.recorder.run_update(
@@ -101,7 +104,7 @@ class RunSession:
             self.recorder.flush()
             self.loop.start()
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
-        return self.loop
+        return self.body
 
     def _end(self, outcome: RunOutcome) -> RunOutcome:
         self.outcome = outcome
@@ -111,12 +114,12 @@ class RunSession:
     def run(self) -> RunOutcome:
         """Run the pipeline as the request's run and record everything; returns how it
         ended rather than raising for a failed run, and re-raises KeyboardInterrupt."""
-        loop = self.begin()
+        body = self.begin()
         request, pipeline = self.request, self.pipeline
         params = request.snapshot.parameters
         try:
             if request.snapshot.is_dynamic:
-                with run_context(loop):
+                with run_context(body):
                     returned = pipeline.func(**params)
             else:
                 compiled = request.compiled or trace(
@@ -126,7 +129,7 @@ class RunSession:
                     request.options.enable_cache,
                     dict(request.options.step_options),
                 )
-                loop.add(compiled.invocations)
+                body.add(compiled.invocations)
                 returned = compiled.returned
         except BaseException as error:
             return self.fail(error)
@@ -135,7 +138,7 @@ class RunSession:
     def complete(self, returned: Any) -> RunOutcome:
         """The body returned `returned`: wait for every step and record the outcome."""
         try:
-            structure, refs = self.loop.finish(returned)
+            structure, refs = self.body.finish(returned)
             self.loop.record_outputs(refs)
         except BaseException as error:
             return self.fail(error)

@@ -1,0 +1,202 @@
+"""The run context a pipeline body executes in, while its run's loop runs beside it.
+
+Each step call becomes an invocation, handed to the loop, and returns futures at once. A
+future used as a value waits for its invocation's `Outcome`, which the loop thread resolves
+once the result is recorded, so whatever the body sees is already durable. The body and the
+loop share nothing else: invocations travel to the loop through its queue, outcomes come back
+through the `Outcome`s, and the run's first failure is one field the loop sets.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from branchwork.exceptions import PipelineDefinitionError, RunStopped
+from branchwork.graph.invocation import Invocation, InvocationIds, OutputRef, make_invocation
+from branchwork.runtime.events import FailureMode
+from branchwork.runtime.futures import StepOutput, outputs_of
+from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
+from branchwork.values import Leaf, encode, leaves_of
+
+if TYPE_CHECKING:
+    from branchwork.config.run_config import StepOptions
+    from branchwork.runtime.loop import RunLoop
+
+
+class Outcome:
+    """How one invocation ended, handed from the loop thread to the body: its outputs, or
+    the error its future raises. Resolved once; the first resolution wins."""
+
+    __slots__ = ("_done", "outputs", "error", "values")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.outputs: dict[str, StoredArtifact] = {}
+        self.error: BaseException | None = None
+        self.values: dict[str, Any] = {}  # loaded once, in the body's thread
+
+    def resolve(
+        self, outputs: dict[str, StoredArtifact] | None = None, error: BaseException | None = None
+    ) -> None:
+        if self._done.is_set():
+            return
+        self.outputs = outputs or {}
+        self.error = error
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+class BodyContext:
+    """The `RunContext` of a running pipeline body; see the module docstring."""
+
+    def __init__(
+        self,
+        loop: RunLoop,
+        pipeline_name: str,
+        enable_cache: bool,
+        step_options: dict[str, StepOptions] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.pipeline_name = pipeline_name
+        self.enable_cache = enable_cache
+        self.step_options = step_options
+        self.ids = InvocationIds()
+        self._calls: dict[str, tuple[Invocation, Outcome]] = {}
+        self._values_read: dict[str, None] = {}  # see _read_value_of
+
+    def invoke(
+        self,
+        step: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: Any,
+    ) -> Any:
+        self._raise_if_failed()
+        invocation = make_invocation(
+            self.ids,
+            step,
+            args,
+            kwargs,
+            invocation_id,
+            after,
+            self.pipeline_name,
+            self.enable_cache,
+            self.step_options,
+        )
+        if self._values_read:
+            invocation.value_inputs = self._value_inputs(invocation)
+        self.add([invocation])
+        return outputs_of(self, invocation)
+
+    def add(self, invocations: list[Invocation]) -> None:
+        """Hand invocations to the loop (all of a static pipeline, or those traced before a
+        body's first value use, at once)."""
+        calls = [(invocation, Outcome()) for invocation in invocations]
+        for call in calls:
+            self._calls[call[0].id] = call
+        self.loop.add(calls)
+
+    def value_of(self, output: StepOutput) -> Any:
+        outcome = self._wait(output)
+        if outcome.error is not None:
+            raise outcome.error
+        self._raise_if_failed()
+        name = output.output_name
+        if name is None:
+            return None
+        cached_as = name if output.index is None else f"{name}[{output.index}]"
+        if cached_as not in outcome.values:
+            stored = ArtifactInput(outcome.outputs[name], output.index)
+            outcome.values[cached_as] = load_input(stored)
+        return outcome.values[cached_as]
+
+    def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
+        done = self._call_of(output)[1].wait(timeout)
+        if done:
+            self._read_value_of(output.invocation_id)
+        return done
+
+    def finish(self, returned: Any) -> tuple[Any, list[OutputRef]]:
+        """The body returned: wait for every step, then check the run's outcome. Returns the
+        recorded form of what it returned and the step outputs in it."""
+        refs: list[OutputRef] = []
+        structure = _return_structure(returned, refs, self.pipeline_name)
+        for ref in refs:
+            if ref.invocation_id not in self._calls:
+                raise PipelineDefinitionError(
+                    f"Pipeline '{self.pipeline_name}' returned an output of "
+                    f"'{ref.invocation_id}', which is not a step of this run."
+                )
+        self.loop.close()
+        if self.loop.failure is not None:  # in every mode, a step that failed fails the run
+            raise self.loop.failure
+        if self.loop.stopped:
+            raise RunStopped(f"Run '{self.loop.run_name}' was stopped on request.")
+        return structure, refs
+
+    def _call_of(self, output: StepOutput) -> tuple[Invocation, Outcome]:
+        call = self._calls.get(output.invocation_id)
+        if call is None or output._context is not self:
+            raise PipelineDefinitionError(
+                f"{output!r} does not belong to the running pipeline '{self.pipeline_name}'."
+            )
+        return call
+
+    def _wait(self, output: StepOutput) -> Outcome:
+        outcome = self._call_of(output)[1]
+        outcome.wait()
+        self.loop.raise_if_crashed()
+        self._read_value_of(output.invocation_id)
+        return outcome
+
+    def _raise_if_failed(self) -> None:
+        continuing = self.loop.failure_mode is FailureMode.CONTINUE_ON_FAILURE
+        if self.loop.failure is not None and not continuing:
+            raise self.loop.failure
+
+    def _value_inputs(self, invocation: Invocation) -> tuple[str, ...]:
+        """Values read so far, less those a dependency already waited for."""
+        covered = set(invocation.dependencies)
+        for dependency in invocation.dependencies:
+            covered.update(self._calls[dependency][0].value_inputs)
+        return tuple(read for read in self._values_read if read not in covered)
+
+    def _read_value_of(self, invocation_id: str) -> None:
+        """The body looked at this invocation's outcome: later calls depend on it through a
+        value. Its own dependencies leave the set, which keeps the recorded edges few."""
+        for dependency in self._calls[invocation_id][0].dependencies:
+            self._values_read.pop(dependency, None)
+        self._values_read[invocation_id] = None
+
+
+def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> Any:
+    """The JSON form of a pipeline's return value, its step outputs numbered in `refs`
+    (`models.responses` reads it back); only step outputs may be returned."""
+
+    def numbered(output: StepOutput) -> Any:
+        if output.output_name is None:
+            return None
+        refs.append(OutputRef(output.invocation_id, output.output_name, output.index))
+        node: dict[str, Any] = {"$out": len(refs) - 1}
+        if output.index is not None:
+            node["index"] = output.index
+        return node
+
+    for _, leaf in leaves_of(value):
+        if leaf is not None and not isinstance(leaf, StepOutput):
+            raise PipelineDefinitionError(
+                f"Pipeline '{pipeline_name}' returned a {type(leaf).__name__} ({leaf!r:.60}); "
+                "a pipeline may only return step outputs (or None, or lists/tuples/dicts of "
+                "step outputs). Compute the value in a step and return that step's output."
+            )
+    try:
+        return encode(value, Leaf("$out", StepOutput, numbered))
+    except TypeError as error:  # a dict key
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline_name}' returned a dict with a key that cannot be recorded: "
+            f"{error}. Use str, int, float, bool or tuple keys."
+        ) from None

@@ -1,0 +1,159 @@
+"""The scheduling core's vocabulary: the events the loop feeds the engine, and the commands
+the engine answers with. Plain immutable values, so a scenario is a list of them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, NamedTuple
+
+from branchwork.config.retry import StepRetryConfig
+
+
+class FailureMode(str, Enum):
+    """What a run does when a step fails for good."""
+
+    STOP_ON_FAILURE = "stop_on_failure"
+    FAIL_FAST = "fail_fast"
+    CONTINUE_ON_FAILURE = "continue_on_failure"
+
+
+class Request(NamedTuple):
+    """Resources one step holds while it runs."""
+
+    cpu: float = 0.0
+    memory: int = 0
+    gpu: float = 0.0
+
+    def fits(self, free: Request) -> bool:
+        return self.cpu <= free.cpu and self.memory <= free.memory and self.gpu <= free.gpu
+
+    def __bool__(self) -> bool:
+        return bool(self.cpu or self.memory or self.gpu)
+
+
+NO_RETRY = StepRetryConfig()
+
+
+# ---- events: what happened -------------------------------------------------------------------
+
+
+class Added(NamedTuple):
+    """The pipeline made a step call."""
+
+    invocation_id: str
+    step_name: str
+    code_hash: str
+    dependencies: tuple[str, ...]
+    request: Request = Request()
+    cacheable: bool = False
+    retry: StepRetryConfig = NO_RETRY
+
+
+class KeyComputed(NamedTuple):
+    """The loop computed an invocation's cache key (as `ComputeKey` asked) and, if asked to,
+    looked it up: `hit` is what the store holds for it (opaque here), or None."""
+
+    invocation_id: str
+    key: str
+    hit: Any = None
+
+
+class Finished(NamedTuple):
+    """An attempt ended; a failure that another attempt cannot fix is not `retryable`."""
+
+    invocation_id: str
+    ok: bool
+    retryable: bool = True
+
+
+class Cancel(NamedTuple):
+    """Nothing new may start (the pipeline body failed)."""
+
+    reason_invocation_id: str | None
+
+
+class Stop(NamedTuple):
+    """The run is being stopped: nothing new starts; with `abandon`, the running steps are
+    given up too (their results, should they come, are ignored)."""
+
+    abandon: bool
+
+
+Event = Added | KeyComputed | Finished | Cancel | Stop
+
+
+# ---- commands: what to do --------------------------------------------------------------------
+
+
+class ComputeKey(NamedTuple):
+    """Its inputs are ready: compute its cache key; with `look_up`, find a cached run."""
+
+    invocation_id: str
+    look_up: bool
+
+
+class Reuse(NamedTuple):
+    """Take over what an earlier session of this (resumed) run recorded for it."""
+
+    invocation_id: str
+    record: Any
+
+
+class UseCached(NamedTuple):
+    """Serve it from the cache: record it cached, with the hit's outputs."""
+
+    invocation_id: str
+    hit: Any
+
+
+class Diverged(NamedTuple):
+    """It no longer matches what was recorded for it: it fails with this message."""
+
+    invocation_id: str
+    message: str
+
+
+class Launch(NamedTuple):
+    invocation_id: str
+    attempt: int  # counting the attempts of earlier sessions of a resumed run
+    oversized: bool
+
+
+class RetryScheduled(NamedTuple):
+    """The attempt that just failed will be followed by `attempt` in `delay` seconds."""
+
+    invocation_id: str
+    attempt: int
+    delay: float
+
+
+class GaveUp(NamedTuple):
+    """It failed for good."""
+
+    invocation_id: str
+
+
+class NotRun(NamedTuple):
+    """It will never run, because `because_of` failed (None: the run was stopped)."""
+
+    invocation_id: str
+    because_of: str | None
+
+
+class Abandoned(NamedTuple):
+    """A running step given up by a stop: record it stopped."""
+
+    invocation_id: str
+
+
+Command = (
+    ComputeKey
+    | Reuse
+    | UseCached
+    | Diverged
+    | Launch
+    | RetryScheduled
+    | GaveUp
+    | NotRun
+    | Abandoned
+)

@@ -1,0 +1,193 @@
+"""What the loop knows about each invocation, and the rows it writes for it.
+
+`Tracked` is the loop thread's own state of one invocation (its outputs, their artifact
+versions, its attempts); `StepRecords` turns what happens to it — an attempt launched,
+finished, retried, abandoned, a cache hit, a resumed record taken over — into the recorder's
+rows, and builds the errors its future raises. Nothing here decides anything: the engine has.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
+from branchwork.graph.invocation import Invocation, OutputRef, invocation_config
+from branchwork.runtime.body import Outcome
+from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
+from branchwork.values import leaves_of, tree_map
+
+if TYPE_CHECKING:
+    from branchwork.metadata.recorder import Recorder
+
+
+@dataclass(slots=True)
+class Tracked:
+    """The loop's state of one invocation."""
+
+    invocation: Invocation
+    outcome: Outcome
+    outputs: dict[str, StoredArtifact] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    step_run_id: str | None = None  # the step run whose outputs it has
+    cache_key: str | None = None
+    running_attempt: str | None = None  # step run id of the attempt in flight
+    last_attempt: StepResult | None = None
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self.last_attempt.error if self.last_attempt else None
+
+
+class StepRecords:
+    """Rows and errors for the invocations of one run; see the module docstring."""
+
+    def __init__(
+        self, recorder: Recorder, pipeline_name: str, is_dynamic: bool, tracked: dict[str, Tracked]
+    ) -> None:
+        self.recorder = recorder
+        self.pipeline_name = pipeline_name
+        self.is_dynamic = is_dynamic
+        self.tracked = tracked
+
+    def inputs_of(self, invocation: Invocation) -> Any:
+        """Its inputs with each reference replaced by the stored artifact it names."""
+        return tree_map(
+            lambda ref: ArtifactInput(
+                self.tracked[ref.invocation_id].outputs[ref.output], ref.item
+            ),
+            invocation.inputs,
+            OutputRef,
+        )
+
+    def step_run(
+        self,
+        item: Tracked,
+        step_run_id: str,
+        attempt: int,
+        status: str,
+        start: float,
+        original_id: str | None = None,
+    ) -> None:
+        """A step run begins (or, for a cache hit, happens)."""
+        invocation = item.invocation
+        inputs = [
+            (where, self.tracked[ref.invocation_id].versions[ref.output])
+            for where, ref in leaves_of(invocation.inputs, OutputRef)
+        ]
+        parents = (self.tracked[d].step_run_id for d in invocation.dependencies)
+        self.recorder.step_run(
+            step_run_id,
+            invocation.id,
+            invocation.step.name,
+            attempt,
+            status,
+            start,
+            invocation.step.code_hash,
+            item.cache_key,
+            json.dumps(invocation_config(invocation)) if self.is_dynamic else None,
+            inputs,
+            [parent for parent in parents if parent],
+            original_id,
+        )
+
+    def cached(self, item: Tracked, step_run_id: str, hit: tuple[str, dict[str, Any]]) -> None:
+        """Served from the cache: a step run of its own, linked to the original's outputs."""
+        original_id, rows = hit
+        self.step_run(item, step_run_id, 1, "cached", time.time(), original_id)
+        for name, row in rows.items():
+            self.recorder.output(step_run_id, name, row.id)
+            item.outputs[name] = StoredArtifact(
+                row.uri, row.materializer, row.data_type, row.content_hash
+            )
+            item.versions[name] = row.id
+        item.step_run_id = step_run_id
+
+    def taken_over(self, item: Tracked, record: Any) -> None:
+        """What an earlier session of this resumed run recorded for it (a step run)."""
+        for name, version in record.outputs.items():
+            item.outputs[name] = StoredArtifact(
+                version.uri, version.materializer, version.data_type, version.content_hash
+            )
+            item.versions[name] = version.id
+        item.step_run_id = record.id
+
+    def result(self, item: Tracked, result: StepResult) -> None:
+        """An attempt's result: its logs, outputs (new artifact versions) and status."""
+        metadata = json.dumps(result.metadata, default=repr) if result.metadata else None
+        if result.logs:
+            self.recorder.step_log(result.step_run_id, result.logs)
+        if not result.ok:
+            item.last_attempt = result
+            self.recorder.step_finished(
+                result.step_run_id,
+                "failed",
+                result.end_time,
+                result.error,
+                result.traceback,
+                metadata,
+            )
+            return
+        step = item.invocation.step
+        for name, stored in result.outputs.items():
+            item.versions[name] = self.recorder.new_version(
+                result.step_run_id,
+                name,
+                f"{self.pipeline_name}::{step.name}::{name}",
+                stored.uri,
+                stored.data_type,
+                stored.materializer,
+                stored.content_hash,
+                result.end_time,
+            )
+        item.outputs = result.outputs
+        item.step_run_id = result.step_run_id
+        self.recorder.step_finished(
+            result.step_run_id, "completed", result.end_time, metadata=metadata
+        )
+
+    def retried(self, item: Tracked) -> None:
+        failed = item.last_attempt
+        if failed is not None:
+            self.recorder.step_finished(
+                failed.step_run_id, "retried", failed.end_time, failed.error, failed.traceback
+            )
+
+    def diverged(self, item: Tracked, message: str) -> None:
+        now = time.time()
+        error = ReplayDivergenceError(message, item.invocation.id)
+        item.last_attempt = StepResult(item.invocation.id, "", 0, now, now, error=error)
+
+    def gave_up(self, item: Tracked) -> StepFailedError:
+        invocation, cause = item.invocation, item.last_error
+        error = StepFailedError(
+            f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
+            f"'{self.pipeline_name}' failed: {type(cause).__name__}: {cause}",
+            invocation.id,
+        )
+        error.__cause__ = cause
+        return error
+
+    def not_run(self, item: Tracked, because_of: str | None) -> StepNotRunError:
+        invocation = item.invocation
+        reason = f"'{because_of}' failed" if because_of else "the run was stopped"
+        error = StepNotRunError(
+            f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
+            f"'{self.pipeline_name}' did not run because {reason}.",
+            invocation.id,
+        )
+        error.__cause__ = self.tracked[because_of].last_error if because_of else None
+        return error
+
+    def abandoned(self, item: Tracked) -> StepNotRunError:
+        invocation = item.invocation
+        error = StepNotRunError(
+            f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
+            f"'{self.pipeline_name}' was abandoned while running: the run was stopped.",
+            invocation.id,
+        )
+        if item.running_attempt is not None:
+            self.recorder.step_finished(item.running_attempt, "stopped", time.time(), error)
+        return error
