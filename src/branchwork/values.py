@@ -38,6 +38,8 @@ from typing import Any, TypeAlias
 
 Kind: TypeAlias = "type | tuple[type, ...]"
 
+_JSON_AS_IS = (str, int, bool, type(None))  # exact types: leaves written as they are
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -56,8 +58,11 @@ def tree_map(fn: Callable[[Any], Any], value: Any, only: Kind | None = None) -> 
     """`value` rebuilt with `fn` applied to each leaf; with `only`, to instances of `only`
     alone (they are leaves even when they are tuples, like NamedTuple references), and other
     leaves are kept as they are."""
-    if only is not None and isinstance(value, only):
-        return fn(value)
+    if only is not None:
+        if isinstance(value, only):
+            return fn(value)
+        if type(value) in _JSON_AS_IS:  # nothing to rebuild: the common case, made cheap
+            return value
     if isinstance(value, list):
         return [tree_map(fn, item, only) for item in value]
     if isinstance(value, tuple):
@@ -74,10 +79,12 @@ def leaves_of(value: Any, only: Kind | None = None, path: str = "") -> Iterator[
         yield path, value
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            yield from leaves_of(item, only, f"{path}[{index}]")
+            if only is None or type(item) not in _JSON_AS_IS:
+                yield from leaves_of(item, only, f"{path}[{index}]")
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from leaves_of(item, only, f"{path}.{key}" if path else str(key))
+            if only is None or type(item) not in _JSON_AS_IS:
+                yield from leaves_of(item, only, f"{path}.{key}" if path else str(key))
     elif only is None:
         yield path, value
 
@@ -111,12 +118,27 @@ def decode(data: Any, leaf: Leaf | None = None) -> Any:
 def canonical_hash(value: Any, leaf: Leaf | None = None) -> str:
     """A sha256 hex digest of `value`'s encoding, the same in every process and for every
     order of dict entries (see the module docstring for what counts as the same value)."""
-    encoded = _encode(value, leaf, canonical=True)
-    text = json.dumps(encoded, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hash_json(canonical(value, leaf))
+
+
+def canonical(value: Any, leaf: Leaf | None = None) -> Any:
+    """`value`'s encoding with its dict entries in a fixed order: what `canonical_hash`
+    hashes, for callers that hash it together with JSON of their own."""
+    return _encode(value, leaf, canonical=True)
+
+
+def hash_json(data: Any) -> str:
+    """A sha256 hex digest of JSON-able `data`, whatever the order of its objects' keys."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode(value: Any, leaf: Leaf | None, canonical: bool) -> Any:
+    kind = type(value)
+    if kind in _JSON_AS_IS:  # the common leaves first: a cache key per step encodes them
+        return value
+    if kind is float and math.isfinite(value):
+        return value
     if leaf is not None and leaf.to_json is not None and isinstance(value, leaf.kind):
         return leaf.to_json(value)
     if isinstance(value, (list, tuple)):
@@ -129,6 +151,8 @@ def _encode(value: Any, leaf: Leaf | None, canonical: bool) -> Any:
 
 def _encode_dict(value: dict[Any, Any], leaf: Leaf | None, canonical: bool) -> Any:
     """Keys are plain values, never leaves: a leaf loaded back may not be hashable."""
+    if all(type(key) is str and key[:1] != "$" for key in value):
+        return {key: _encode(item, leaf, canonical) for key, item in value.items()}
     if all(isinstance(key, str) and not key.startswith("$") for key in value):
         return {str.__str__(key): _encode(item, leaf, canonical) for key, item in value.items()}
     pairs = [

@@ -61,6 +61,7 @@ class State(str, Enum):
     ABANDONED = "abandoned"
 
 
+_RUN = Verdict()
 _TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN, State.ABANDONED)
 _PENDING = (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT)
 
@@ -188,7 +189,7 @@ class Engine:
         if node.state is not State.CACHE_CHECK:
             return  # cancelled meanwhile
         added = node.added
-        verdict = Verdict()  # a step that is not cached is not compared with earlier runs
+        verdict = _RUN  # a step that is not cached is not compared with earlier runs
         if added.cacheable or self.graph_check.is_replayed(added.invocation_id):
             call = Call(
                 added.invocation_id, added.step_name, added.code_hash, added.dependencies, event.key
