@@ -1,5 +1,5 @@
-"""Client: read pipeline runs, step runs and artifacts from the metadata store, and resume
-failed runs.
+"""Client: read pipeline runs, step runs and artifacts from the metadata store. Resuming a
+failed run is a submission: `resume_run` finds the run and hands it to `pipelines.submit`.
 
 Reads never write: a run whose loop stopped heartbeating (its process died) reads as FAILED
 by the rule of `metadata.lost`, the same in every reader; the next run, a resume or
@@ -57,8 +57,6 @@ class Client:
         If an invocation id now names another step, other inputs or changed code, the run
         stops there with a ReplayDivergenceError, unless `accept_new_graph`. Returns the
         pipeline's value, as calling the pipeline does."""
-        from branchwork.pipelines.loading import load_pipeline
-        from branchwork.pipelines.submit import resume_pipeline
+        from branchwork.pipelines.submit import resume_run
 
-        run = self.get_pipeline_run(id_or_name)
-        return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
+        return resume_run(self.get_pipeline_run(id_or_name), accept_new_graph)

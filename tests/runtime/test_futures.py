@@ -10,7 +10,7 @@ import pytest
 
 from branchwork import pipeline, step
 from branchwork.exceptions import PipelineRunFailedError, StepFailedError
-from branchwork.runtime.futures import StepOutput
+from branchwork.graph.futures import StepOutput
 
 
 @step

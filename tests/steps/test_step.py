@@ -16,7 +16,7 @@ from branchwork.exceptions import (
     StepFailedError,
     StepInvocationError,
 )
-from branchwork.runtime.futures import StepOutput
+from branchwork.graph.futures import StepOutput
 from branchwork.steps.step import Step
 
 

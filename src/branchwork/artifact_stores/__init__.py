@@ -15,10 +15,19 @@ __all__ = [
     "BaseArtifactStore",
     "FsspecArtifactStore",
     "LocalArtifactStore",
+    "artifact_store_for_root",
     "artifact_store_for_uri",
 ]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")  # two letters at least: C:\ is a path
+
+
+def artifact_store_for_root(root: str) -> BaseArtifactStore:
+    """The artifact store rooted at `root` (a local path or an fsspec URL), as a stack or a
+    step envelope records it."""
+    if "://" in root and not root.startswith("file://"):
+        return FsspecArtifactStore(root)
+    return LocalArtifactStore(root)
 
 
 def artifact_store_for_uri(uri: str) -> BaseArtifactStore:

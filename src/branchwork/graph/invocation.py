@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import StepInvocationError
-from branchwork.runtime.futures import StepOutput
+from branchwork.graph.futures import StepOutput
 from branchwork.values import Leaf, encode, leaves_of, tree_map
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class InvocationIds:
         return candidate
 
 
+_PLAIN = (int, str, bool, type(None))  # exact types that need neither conversion nor checks
+
 # How recorded configurations write references: {"$ref": "load", "output": "output"}.
 _RECORDED_REFS = Leaf("$ref", OutputRef, OutputRef.to_json)
 
@@ -132,6 +134,9 @@ def bind_inputs(
     bound.apply_defaults()
     inputs: dict[str, Any] = {}
     for name, value in bound.arguments.items():
+        if type(value) in _PLAIN:  # most arguments: recorded as they are
+            inputs[name] = value
+            continue
         argument = f"{where}, argument '{name}'"
         converted = tree_map(functools.partial(_to_ref, where=argument), value, StepOutput)
         try:

@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from branchwork.graph.context import run_context
+from branchwork.graph.futures import StepOutput, outputs_of
 from branchwork.graph.invocation import Invocation, InvocationIds, make_invocation
-from branchwork.runtime.context import run_context
-from branchwork.runtime.futures import StepOutput, outputs_of
 
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions

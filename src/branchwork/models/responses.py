@@ -47,7 +47,7 @@ class ArtifactVersionResponse:
     def load(self) -> Any:
         """Read the value back with the materializer that wrote it."""
         from branchwork.materializers.io import load_artifact
-        from branchwork.runtime.step_execution import resolve_type
+        from branchwork.materializers.types import resolve_type
 
         return load_artifact(self.uri, self.materializer, resolve_type(self.data_type))
 

@@ -70,7 +70,11 @@ class LocalOrchestrator(BaseOrchestrator):
         pipeline called in this process hands its run to `run_loop` directly, live.)"""
         if placeholder_run is None:
             raise OrchestratorError("The local orchestrator needs the placeholder run.")
-        request = RunRequest.recorded(snapshot, placeholder_run, stack)
+        # Handed only a snapshot: its pipeline is loaded from the recorded source, the
+        # pipelines layer's job (an exception in pyproject's import contract).
+        from branchwork.pipelines.loading import recorded_request
+
+        request = recorded_request(snapshot, placeholder_run, stack)
         self.run_loop(request, f"{self.flavor}-{placeholder_run.id}")
         return None
 

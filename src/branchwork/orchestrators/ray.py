@@ -122,7 +122,11 @@ class RayOrchestrator(BaseOrchestrator):
             return self._submit_loop(environment)  # dynamic: the loop task's own id
         if placeholder_run is None:
             raise OrchestratorError("The Ray orchestrator needs the placeholder run.")
-        self.run_loop(RunRequest.recorded(snapshot, placeholder_run, stack), run_id)
+        # Handed only a snapshot: its pipeline is loaded from the recorded source, the
+        # pipelines layer's job (an exception in pyproject's import contract).
+        from branchwork.pipelines.loading import recorded_request
+
+        self.run_loop(recorded_request(snapshot, placeholder_run, stack), run_id)
         return None
 
     submit_dynamic_pipeline = submit_pipeline  # one loop for both kinds of pipeline

@@ -22,6 +22,7 @@ from branchwork.exceptions import (
     PipelineDefinitionError,
     PipelineRunFailedError,
 )
+from branchwork.graph.context import current_run_context
 from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace, user_location
 from branchwork.metadata import error_records
@@ -29,7 +30,6 @@ from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, mark_run_stopped
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.pipeline import remember_last_run
-from branchwork.runtime.context import current_run_context
 from branchwork.runtime.requests import RunOptions
 from branchwork.user_code import (
     MAX_DEPTH_ENV,

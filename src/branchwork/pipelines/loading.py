@@ -4,6 +4,11 @@ The run's recorded import path goes on `sys.path` first, so a script that import
 beside it loads from anywhere. The import runs under `importing_user_code()`: a top-level
 pipeline call in the user's module stops the import there (see `branchwork.user_code`)
 instead of starting another run, and the pipeline is taken from what was defined by then.
+
+`recorded_request` is how a run found in the store becomes a `RunRequest`: whoever builds
+one from a snapshot (an orchestration process, an orchestrator that the seed's plugin API
+hands a snapshot to run in this process) loads its pipeline here, since a request never
+loads code itself (see `runtime.requests`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError
+from branchwork.runtime.requests import RunRequest
 from branchwork.user_code import (
     SCRIPT_MODULE,
     ImportStopped,
@@ -22,8 +28,17 @@ from branchwork.user_code import (
 )
 
 if TYPE_CHECKING:
-    from branchwork.models import PipelineSnapshotResponse
+    from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.pipelines.pipeline import Pipeline
+    from branchwork.stack import Stack
+
+
+def recorded_request(
+    snapshot: PipelineSnapshotResponse, run: PipelineRunResponse, stack: Stack
+) -> RunRequest:
+    """The request of `run`, found in the store, with its pipeline loaded from the
+    snapshot's source (a PipelineDefinitionError if it cannot be)."""
+    return RunRequest.recorded(snapshot, run, stack, load_pipeline(snapshot))
 
 
 def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from branchwork.graph.context import run_context
+from branchwork.graph.futures import StepOutput
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.store import get_engine
@@ -24,8 +26,6 @@ from branchwork.pipelines.calls import (
     run_outcome,
     stopped_if_interrupted,
 )
-from branchwork.runtime.context import run_context
-from branchwork.runtime.futures import StepOutput
 from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession

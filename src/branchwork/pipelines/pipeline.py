@@ -130,7 +130,8 @@ class Pipeline(Generic[P, R]):
     def last_run(self) -> PipelineRunResponse:
         """The run that the last call of this pipeline (or resume of one of its runs) in
         this thread started: never another process's or thread's newer run."""
-        from branchwork.client import Client
+        from branchwork.metadata.queries import get_run
+        from branchwork.metadata.store import get_engine
 
         run_id = getattr(_last_runs, "by_pipeline", {}).get(self.name)
         if run_id is None:
@@ -138,7 +139,7 @@ class Pipeline(Generic[P, R]):
                 f"Pipeline '{self.name}' has not been run in this thread yet; "
                 f"Client().list_pipeline_runs(pipeline={self.name!r}) lists all its runs."
             )
-        return Client().get_pipeline_run(run_id)
+        return get_run(get_engine(), run_id)
 
 
 _last_runs = threading.local()

@@ -31,6 +31,7 @@ from branchwork.pipelines.calls import (
     run_outcome,
     stopped_if_interrupted,
 )
+from branchwork.pipelines.loading import load_pipeline
 from branchwork.pipelines.pipeline import remember_last_run
 from branchwork.pipelines.waiting import wait_for_run
 from branchwork.runtime.interrupts import interrupts_deferred
@@ -64,11 +65,11 @@ def run_pipeline(
         return submit_and_wait(pipeline, compiled, runs[0], stack)
 
 
-def resume_pipeline(
-    pipeline: Pipeline[Any, Any], run: PipelineRunResponse, accept_new_graph: bool
-) -> Any:
-    """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
-    parameters: invocations that completed are reused by id, the others run."""
+def resume_run(run: PipelineRunResponse, accept_new_graph: bool) -> Any:
+    """Run a FAILED or STOPPED run's pipeline, loaded from its recorded source, again as the
+    same run, with its recorded parameters: invocations that completed are reused by id, the
+    others run."""
+    pipeline = load_pipeline(run.snapshot)
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):
@@ -95,8 +96,8 @@ def submit_and_wait(
     run = get_run(engine, run_id, include_steps=False)
     orchestrator = stack.orchestrator
     if orchestrator.runs_loop_in_caller:
-        request = RunRequest.recorded(run.snapshot, run, stack)
-        request.pipeline, request.compiled = pipeline, compiled
+        request = RunRequest.recorded(run.snapshot, run, stack, pipeline)
+        request.compiled = compiled
         if accept_new_graph:
             request.options = replace(request.options, accept_new_graph=True)
         with _failures_recorded(stack, run):

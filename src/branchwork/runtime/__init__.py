@@ -1,1 +1,1 @@
-"""The orchestration runtime: run context, futures, engine, loop and launchers."""
+"""The orchestration runtime: the engine, the loop, launchers and running one step."""

@@ -13,9 +13,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
+from branchwork.graph.futures import StepOutput, outputs_of
 from branchwork.graph.invocation import Invocation, InvocationIds, OutputRef, make_invocation
 from branchwork.runtime.events import FailureMode
-from branchwork.runtime.futures import StepOutput, outputs_of
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
 from branchwork.values import Leaf, encode, leaves_of
 

@@ -13,6 +13,7 @@ import functools
 import json
 from typing import Any
 
+from branchwork.artifact_stores import artifact_store_for_root
 from branchwork.exceptions import StepFailedError
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.values import Leaf, decode, encode
@@ -78,15 +79,6 @@ def request_from_json(text: str) -> StepRequest:
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_for_root(data["artifact_store"]),
     )
-
-
-def artifact_store_for_root(root: str) -> Any:
-    """The artifact store rooted at `root` (a local path or an fsspec URL)."""
-    from branchwork.artifact_stores import FsspecArtifactStore, LocalArtifactStore
-
-    if "://" in root and not root.startswith("file://"):
-        return FsspecArtifactStore(root)
-    return LocalArtifactStore(root)
 
 
 def result_to_json(result: StepResult) -> str:

@@ -4,8 +4,10 @@
 new graph is accepted). They are recorded in the snapshot's `spec`, so every process that
 runs the loop reads the same options, whatever the pipeline object it imported says.
 `RunRequest` is the run handed to `BaseOrchestrator.run_loop` / `loop_session`: the snapshot,
-the placeholder run, its options and, when the loop runs where the pipeline was called, the
-live pipeline (else it is imported from the snapshot's source). `RunOutcome` is what the loop
+the placeholder run, its options and the pipeline whose body the loop runs: the live one
+where the pipeline was called, else the one its builder loaded from the snapshot's source
+(`pipelines.loading.recorded_request`). A request never loads code itself: loading a
+pipeline is the pipelines layer's job, above the runtime. `RunOutcome` is what the loop
 hands back: the run's status and the exception that failed it.
 """
 
@@ -88,26 +90,23 @@ class RunRequest:
     run: PipelineRunResponse
     stack: Stack
     options: RunOptions
-    pipeline: Pipeline[Any, Any] | None = None  # None: imported from the snapshot's source
+    pipeline: Pipeline[Any, Any]
     compiled: Compiled | None = None  # a static DAG traced where the pipeline was called
 
     @classmethod
     def recorded(
-        cls, snapshot: PipelineSnapshotResponse, run: PipelineRunResponse, stack: Stack
+        cls,
+        snapshot: PipelineSnapshotResponse,
+        run: PipelineRunResponse,
+        stack: Stack,
+        pipeline: Pipeline[Any, Any],
     ) -> RunRequest:
         """The request of a run found in the store (an orchestration process, a job): its
         recorded options, and a resume's acceptance of a new graph from the environment."""
         options = RunOptions.from_spec(snapshot.spec)
         if os.environ.get(ACCEPT_NEW_GRAPH_ENV) == "1":
             options = replace(options, accept_new_graph=True)
-        return cls(snapshot, run, stack, options)
-
-    def load_pipeline(self) -> Pipeline[Any, Any]:
-        if self.pipeline is None:
-            from branchwork.pipelines.loading import load_pipeline
-
-            self.pipeline = load_pipeline(self.snapshot)
-        return self.pipeline
+        return cls(snapshot, run, stack, options, pipeline)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from contextvars import ContextVar
 from typing import Any
 
 from branchwork.exceptions import RunStopped, StepFailedError, StoreUnavailableError
+from branchwork.graph.context import run_context
 from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
 from branchwork.metadata.queries import get_run, invocation_records, latest_completed_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
-from branchwork.runtime.context import run_context
 from branchwork.runtime.engine import Engine
 from branchwork.runtime.events import FailureMode, Request
 from branchwork.runtime.graph_check import GraphCheck
@@ -59,7 +59,7 @@ class RunSession:
     ) -> None:
         self.request = request
         self.orchestrator_run_id = orchestrator_run_id
-        self.pipeline = pipeline = request.load_pipeline()
+        self.pipeline = pipeline = request.pipeline
         options = request.options
         run = request.run
         store = get_engine()

@@ -7,8 +7,6 @@ store. The same function serves inline threads and isolated processes.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
 import numbers
 import time
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from branchwork.exceptions import ArtifactError, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
+from branchwork.materializers.types import resolve_type, type_path
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.step_logs import capture_step_logs
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
@@ -77,24 +76,6 @@ class StepResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@functools.lru_cache(maxsize=512)
-def resolve_type(path: str) -> Any:
-    """The class named "module.QualName" (Any when it cannot be imported)."""
-    module_name, _, qualname = path.rpartition(".")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
-    except Exception:
-        return Any
-
-
-def type_path(value: Any) -> str:
-    cls = type(value)
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def load_input(leaf: ArtifactInput) -> Any:

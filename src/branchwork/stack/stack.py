@@ -14,7 +14,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from branchwork.artifact_stores import BaseArtifactStore, LocalArtifactStore
+from branchwork.artifact_stores import (
+    BaseArtifactStore,
+    LocalArtifactStore,
+    artifact_store_for_root,
+)
 from branchwork.config.home import artifacts_dir
 from branchwork.orchestrators.base import BaseOrchestrator
 
@@ -45,7 +49,6 @@ class Stack:
     @classmethod
     def from_json(cls, text: str) -> Stack:
         from branchwork.orchestrators.flavors import orchestrator_from_config
-        from branchwork.runtime.envelopes import artifact_store_for_root
 
         data: dict[str, Any] = json.loads(text)
         spec = data["orchestrator"]

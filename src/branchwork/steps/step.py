@@ -17,8 +17,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from branchwork.config.resources import ResourceSettings
 from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import ConfigurationError, StepInvocationError
-from branchwork.runtime.context import current_run_context
-from branchwork.runtime.futures import StepOutput
+from branchwork.graph.context import current_run_context
+from branchwork.graph.futures import StepOutput
 from branchwork.steps.outputs import OutputSpec, parse_outputs
 
 P = ParamSpec("P")

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from branchwork.runtime.futures import StepOutput
+    from branchwork.graph.futures import StepOutput
     from branchwork.steps.step import Step
 
 

@@ -12,8 +12,8 @@ import operator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from branchwork.graph.context import RunContext
     from branchwork.graph.invocation import Invocation
-    from branchwork.runtime.context import RunContext
 
 
 class StepOutput:

@@ -1,0 +1,30 @@
+"""A value's type as recorded with its artifact ("module.QualName"), and back.
+
+Here, beside the materializers that the recorded type is handed to, so that everything that
+loads an artifact (a step's input, `ArtifactVersionResponse.load()`) resolves it one way.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+
+@functools.lru_cache(maxsize=512)
+def resolve_type(path: str) -> Any:
+    """The class named "module.QualName" (Any when it cannot be imported)."""
+    module_name, _, qualname = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except Exception:
+        return Any
+
+
+def type_path(value: Any) -> str:
+    """The "module.QualName" of `value`'s class, as `resolve_type` reads it back."""
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
