@@ -57,6 +57,8 @@ class Client:
         If an invocation id now names another step, other inputs or changed code, the run
         stops there with a ReplayDivergenceError, unless `accept_new_graph`. Returns the
         pipeline's value, as calling the pipeline does."""
-        from branchwork.pipelines.submit import resume_run
+        from branchwork.pipelines.loading import load_pipeline
+        from branchwork.pipelines.submit import resume_pipeline
 
-        return resume_run(self.get_pipeline_run(id_or_name), accept_new_graph)
+        run = self.get_pipeline_run(id_or_name)
+        return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)

@@ -1,5 +1,5 @@
-"""Loading the user's code in a process that runs it for a run: where it lives, and the rule
-that loading it never starts runs.
+"""Loading the user's code in a process that runs it for a run: where it lives, how its
+pipeline is found again (`load_source`), and the rule that loading it never starts runs.
 
 A script often ends with a top-level call of its pipeline and no `if __name__ == "__main__":`
 guard. An orchestration process (or a step process, or a resume) that imports that script to
@@ -16,13 +16,18 @@ script's folder, the working directory, PYTHONPATH entries) are the user's entri
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+from branchwork.exceptions import PipelineDefinitionError
 
 DEPTH_ENV = "BRANCHWORK_DEPTH"
 SCRIPT_MODULE = "__branchwork_main__"  # a script that ran as __main__, loaded elsewhere
@@ -96,3 +101,84 @@ def extend_import_path(entries: list[str]) -> None:
     """Put recorded folders that exist here in front of `sys.path`, in their order."""
     missing = [e for e in entries if e and e not in sys.path and os.path.isdir(e)]
     sys.path[:0] = missing
+
+
+def load_source(
+    pipeline_name: str, source: str, source_file: str | None, import_path: Sequence[str]
+) -> Any:
+    """The object a run recorded as its pipeline ("module:qualname"), imported again here:
+    the recorded import path goes first on `sys.path`; a script that ran as `__main__` is
+    loaded from its file under another name, so its `if __name__ == "__main__":` block does
+    not run; a pipeline call at its top level stops the import there, and the object is
+    taken from what was defined by then."""
+    module_name, _, qualname = source.partition(":")
+    extend_import_path(list(import_path))
+    stopped: ImportStopped | None = None
+    try:
+        with importing_user_code():
+            module, stopped = _import(module_name, source_file)
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as error:
+        if stopped is not None:
+            raise PipelineDefinitionError(
+                f"Cannot load pipeline '{pipeline_name}' from {source_file or module_name}: "
+                f"importing it calls pipeline '{stopped.pipeline_name}' at {stopped.location} "
+                f"before defining '{qualname}'. Put the script's top-level calls under "
+                '`if __name__ == "__main__":`.'
+            ) from None
+        raise PipelineDefinitionError(
+            f"Cannot load pipeline '{pipeline_name}' from {source!r} (file {source_file}): "
+            f"{error}. Define pipelines at module level in an importable module or script."
+        ) from error
+    if not callable(getattr(obj, "func", None)):
+        raise PipelineDefinitionError(f"{source!r} is a {type(obj).__name__}, not a @pipeline.")
+    return obj
+
+
+def _import(module_name: str, source_file: str | None) -> tuple[ModuleType, ImportStopped | None]:
+    """The module, and what stopped its import early if something did."""
+    if module_name == "__main__":
+        return _load_file(source_file, SCRIPT_MODULE)
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        return loaded, None
+    spec = importlib.util.find_spec(module_name)
+    if spec is None:  # loaded from a file there (the CLI does): load it here too
+        return _load_file(source_file, module_name)
+    return _execute(spec, module_name)
+
+
+def _load_file(path: str | None, module_name: str) -> tuple[ModuleType, ImportStopped | None]:
+    """The module in `path`, loaded once under `module_name`."""
+    if not path:
+        raise ImportError("the script's path was not recorded")
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, "__file__", None) == path:
+        return loaded, None
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise ImportError(f"cannot load {path}")
+    module, stopped = _execute(spec, module_name)
+    if module_name == SCRIPT_MODULE:  # not importable elsewhere: step processes get it by value
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    return module, stopped
+
+
+def _execute(spec: Any, module_name: str) -> tuple[ModuleType, ImportStopped | None]:
+    """Run a module's code, keeping what it defined if a pipeline call stopped it."""
+    if spec.loader is None:
+        raise ImportError(f"cannot load {module_name}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # before executing: dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except ImportStopped as stopped:
+        return module, stopped
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module, None

@@ -11,7 +11,8 @@ import pytest
 
 from branchwork import Client, pipeline, step
 from branchwork.cli.graph import Node, group_nodes
-from branchwork.cli.graph_formats import GraphView, to_dot, to_mermaid, to_text
+from branchwork.cli.graph_formats import to_dot, to_mermaid, to_text
+from branchwork.cli.graph_view import GraphView
 from branchwork.cli.svg import to_svg
 
 PARTITIONS = 12

@@ -11,14 +11,24 @@ text for other tools to draw; SVG is drawn here (`cli.svg`), so no Graphviz is n
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
-from branchwork.cli.graph import Group, groups_tree
+from branchwork.cli.graph import groups_tree
+from branchwork.cli.graph_view import (
+    COLORS,
+    CONTINUES,
+    PLANNED,
+    GraphView,
+    colors,
+    edges,
+    status_of,
+    summary,
+)
+from branchwork.cli.svg import to_svg
 from branchwork.exceptions import BranchworkError
 
 
@@ -38,51 +48,6 @@ EXTENSIONS = {
     ".svg": GraphFormat.svg,
 }
 
-CONTINUES = "… continues at run time"
-
-# Fill and stroke per status; a group of mixed statuses takes the first of SEVERITY it has.
-COLORS = {
-    "failed": ("#fee2e2", "#dc2626"),
-    "stopped": ("#f3e8ff", "#9333ea"),
-    "running": ("#fef9c3", "#ca8a04"),
-    "initializing": ("#f3f4f6", "#6b7280"),
-    "retried": ("#ffedd5", "#ea580c"),
-    "completed": ("#dcfce7", "#16a34a"),
-    "cached": ("#cffafe", "#0891b2"),
-}
-PLANNED = ("#eef2ff", "#4f46e5")  # before a run: no status yet
-SEVERITY = tuple(COLORS)
-
-
-@dataclass
-class GraphView:
-    """What to draw: a title, the groups, and for a partly known graph where it goes on."""
-
-    title: str
-    groups: list[Group]
-    note: str | None = None
-    continues_after: int | None = None
-    empty: str = "(no steps recorded)"
-
-
-def summary(group: Group) -> str:
-    """`completed`, or `completed 998, failed 2` for mixed statuses; "" before a run."""
-    counts = group.status_counts()
-    if len(counts) == 1:
-        return counts[0][0]
-    return ", ".join(f"{status} {count}" for status, count in counts)
-
-
-def status_of(group: Group) -> str | None:
-    """The status that colours a group: the most severe one among its members."""
-    present = {status for status, _ in group.status_counts()}
-    return next((status for status in SEVERITY if status in present), None)
-
-
-def colors(group: Group) -> tuple[str, str]:
-    status = status_of(group)
-    return COLORS.get(status, PLANNED) if status else PLANNED
-
 
 def format_for(path: Path) -> GraphFormat:
     """The format a graph file's extension names."""
@@ -95,23 +60,12 @@ def format_for(path: Path) -> GraphFormat:
     return fmt
 
 
-def edges(view: GraphView) -> list[tuple[int, int, bool]]:
-    """(parent, child, through a value) for every edge between groups."""
-    return [
-        (parent, index, parent in group.value_parents)
-        for index, group in enumerate(view.groups)
-        for parent in group.parents
-    ]
-
-
 def render(view: GraphView, fmt: GraphFormat) -> str:
     if fmt is GraphFormat.mermaid:
         return to_mermaid(view)
     if fmt is GraphFormat.dot:
         return to_dot(view)
     if fmt is GraphFormat.svg:
-        from branchwork.cli.svg import to_svg
-
         return to_svg(view)
     return to_text(view)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from branchwork.cli.graph import Node, group_nodes
-from branchwork.cli.graph_formats import GraphView
+from branchwork.cli.graph_view import GraphView
 from branchwork.graph.invocation import Invocation
 from branchwork.graph.tracing import trace
 from branchwork.pipelines.calls import bind_parameters

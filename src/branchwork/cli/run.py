@@ -80,7 +80,7 @@ def run_and_report(
     from branchwork.cli.progress import progress_mode, watch
     from branchwork.metadata.queries import get_run
     from branchwork.metadata.store import get_engine
-    from branchwork.pipelines.pipeline import watching_runs
+    from branchwork.pipelines.last_runs import watching_runs
     from branchwork.stack import active_stack
     from branchwork.stack.stacks import get_stack
 

@@ -9,7 +9,8 @@ import typer
 from rich.text import Text
 
 from branchwork.cli import render
-from branchwork.cli.graph_formats import GraphFormat, GraphView
+from branchwork.cli.graph_formats import GraphFormat
+from branchwork.cli.graph_view import GraphView
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import ProgressOption, StackOption
 from branchwork.exceptions import ArtifactError, BranchworkError

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
-from branchwork.cli.graph_formats import CONTINUES, PLANNED, GraphView, colors, edges, summary
+from branchwork.cli.graph_view import CONTINUES, PLANNED, GraphView, colors, edges, summary
 
 FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 LABEL_SIZE = 13

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+ORCHESTRATOR_RUN_ID_ENV = "BRANCHWORK_ORCHESTRATOR_RUN_ID"
+
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.runtime.requests import RunOutcome, RunRequest
@@ -89,6 +91,12 @@ class BaseOrchestrator(ABC):
     @abstractmethod
     def get_orchestrator_run_id(self) -> str:
         """A unique id of the orchestrator's run of the pipeline currently being executed."""
+
+    def static_run_environment(self, environment: dict[str, str]) -> dict[str, str]:
+        """`environment` with the orchestrator run id that every job of a static run must
+        agree on, `<flavor>-<run id>`, for `get_orchestrator_run_id` to read."""
+        run_id = f"{self.flavor}-{environment.get('BRANCHWORK_RUN_ID', '')}"
+        return {**environment, ORCHESTRATOR_RUN_ID_ENV: run_id}
 
     @property
     def runs_loop_in_caller(self) -> bool:

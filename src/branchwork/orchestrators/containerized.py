@@ -13,14 +13,15 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
+from branchwork.orchestrators.base import (
+    ORCHESTRATOR_RUN_ID_ENV,
+    BaseOrchestrator,
+    SubmissionResult,
+)
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.stack import Stack
-
-ORCHESTRATOR_RUN_ID_ENV = "BRANCHWORK_ORCHESTRATOR_RUN_ID"
-
 
 class ContainerizedOrchestrator(BaseOrchestrator):
     """See the module docstring; `image` names what the jobs run from."""
@@ -62,12 +63,10 @@ class ContainerizedOrchestrator(BaseOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        # Every step of a static run must agree on the run id: it travels in the environment.
-        run_id = f"{self.flavor}-{environment.get('BRANCHWORK_RUN_ID', '')}"
         job = self._submit_job(
             image=self.get_image(snapshot),
             command=self._get_entrypoint_command(),
-            environment={**environment, ORCHESTRATOR_RUN_ID_ENV: run_id},
+            environment=self.static_run_environment(environment),
         )
         return SubmissionResult(wait_for_completion=lambda: self._wait_for_job(job))
 

@@ -70,11 +70,8 @@ class LocalOrchestrator(BaseOrchestrator):
         pipeline called in this process hands its run to `run_loop` directly, live.)"""
         if placeholder_run is None:
             raise OrchestratorError("The local orchestrator needs the placeholder run.")
-        # Handed only a snapshot: its pipeline is loaded from the recorded source, the
-        # pipelines layer's job (an exception in pyproject's import contract).
-        from branchwork.pipelines.loading import recorded_request
-
-        request = recorded_request(snapshot, placeholder_run, stack)
+        # Handed only a snapshot: its pipeline is imported from the recorded source.
+        request = RunRequest.from_source(snapshot, placeholder_run, stack)
         self.run_loop(request, f"{self.flavor}-{placeholder_run.id}")
         return None
 

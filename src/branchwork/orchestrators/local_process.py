@@ -18,8 +18,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from branchwork.orchestrators.base import SubmissionResult
-from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
+from branchwork.orchestrators.base import ORCHESTRATOR_RUN_ID_ENV, SubmissionResult
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.runtime.launchers import (
     InlineLauncher,
@@ -53,9 +52,7 @@ class LocalProcessOrchestrator(LocalOrchestrator):
         environment: dict[str, str],
         placeholder_run: PipelineRunResponse | None = None,
     ) -> SubmissionResult | None:
-        # Static runs: every step must agree on the run id, so it travels in the environment.
-        run_id = f"local_process-{environment.get('BRANCHWORK_RUN_ID', os.getpid())}"
-        return self._launch(snapshot, {**environment, ORCHESTRATOR_RUN_ID_ENV: run_id})
+        return self._launch(snapshot, self.static_run_environment(environment))
 
     def submit_dynamic_pipeline(
         self,

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 import traceback
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import LocalArtifactStore
@@ -38,8 +37,11 @@ from branchwork.config.resources import ResourceSettings
 from branchwork.exceptions import ConfigurationError, OrchestratorError
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
-from branchwork.orchestrators.base import BaseOrchestrator, SubmissionResult
-from branchwork.orchestrators.containerized import ORCHESTRATOR_RUN_ID_ENV
+from branchwork.orchestrators.base import (
+    ORCHESTRATOR_RUN_ID_ENV,
+    BaseOrchestrator,
+    SubmissionResult,
+)
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
 from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
@@ -115,18 +117,15 @@ class RayOrchestrator(BaseOrchestrator):
     ) -> SubmissionResult | None:
         """With `loop="cluster"`, the loop runs as a Ray task; with "driver", here (a
         pipeline called in this process hands its run to `run_loop` directly, live)."""
-        run_id = f"ray-{environment.get('BRANCHWORK_RUN_ID', uuid.uuid4().hex)}"
         if self.loop == "cluster":
             if not snapshot.is_dynamic:  # every task agrees on the id: it travels this way
-                environment = {**environment, ORCHESTRATOR_RUN_ID_ENV: run_id}
+                environment = self.static_run_environment(environment)
             return self._submit_loop(environment)  # dynamic: the loop task's own id
         if placeholder_run is None:
             raise OrchestratorError("The Ray orchestrator needs the placeholder run.")
-        # Handed only a snapshot: its pipeline is loaded from the recorded source, the
-        # pipelines layer's job (an exception in pyproject's import contract).
-        from branchwork.pipelines.loading import recorded_request
-
-        self.run_loop(recorded_request(snapshot, placeholder_run, stack), run_id)
+        # Handed only a snapshot: its pipeline is imported from the recorded source.
+        request = RunRequest.from_source(snapshot, placeholder_run, stack)
+        self.run_loop(request, f"{self.flavor}-{placeholder_run.id}")
         return None
 
     submit_dynamic_pipeline = submit_pipeline  # one loop for both kinds of pipeline

@@ -29,7 +29,7 @@ from branchwork.metadata import error_records
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, mark_run_stopped
 from branchwork.metadata.store import get_engine
-from branchwork.pipelines.pipeline import remember_last_run
+from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.runtime.requests import RunOptions
 from branchwork.user_code import (
     MAX_DEPTH_ENV,

@@ -26,6 +26,7 @@ from branchwork.pipelines.calls import (
     run_outcome,
     stopped_if_interrupted,
 )
+from branchwork.pipelines.submission import submit_and_wait
 from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession
@@ -120,8 +121,6 @@ class _OnePassRun:
 
 def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack) -> Any:
     """Call the pipeline, its body running once (see the module docstring)."""
-    from branchwork.pipelines.submit import submit_and_wait
-
     with stopped_if_interrupted() as runs:
         live = _OnePassRun(pipeline, params, stack, runs)
         try:

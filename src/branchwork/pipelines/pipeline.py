@@ -10,15 +10,13 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
+from branchwork.pipelines.last_runs import last_run_id
 from branchwork.runtime.events import FailureMode
 
 if TYPE_CHECKING:
@@ -133,41 +131,13 @@ class Pipeline(Generic[P, R]):
         from branchwork.metadata.queries import get_run
         from branchwork.metadata.store import get_engine
 
-        run_id = getattr(_last_runs, "by_pipeline", {}).get(self.name)
+        run_id = last_run_id(self.name)
         if run_id is None:
             raise ConfigurationError(
                 f"Pipeline '{self.name}' has not been run in this thread yet; "
                 f"Client().list_pipeline_runs(pipeline={self.name!r}) lists all its runs."
             )
         return get_run(get_engine(), run_id)
-
-
-_last_runs = threading.local()
-_run_started: ContextVar[Callable[[str], None] | None] = ContextVar(
-    "branchwork_run_started", default=None
-)
-
-
-@contextmanager
-def watching_runs(on_started: Callable[[str], None]) -> Iterator[None]:
-    """Call `on_started(run_id)` for every run that calls in this block start (or resume),
-    as soon as the run exists: how `branchwork run` follows its own run."""
-    token = _run_started.set(on_started)
-    try:
-        yield
-    finally:
-        _run_started.reset(token)
-
-
-def remember_last_run(pipeline_name: str, run_id: str) -> None:
-    """Record the run a call started, for `Pipeline.last_run` in this thread and for the
-    `watching_runs` callback of this context."""
-    if not hasattr(_last_runs, "by_pipeline"):
-        _last_runs.by_pipeline = {}
-    _last_runs.by_pipeline[pipeline_name] = run_id
-    on_started = _run_started.get()
-    if on_started is not None:
-        on_started(run_id)
 
 
 @overload

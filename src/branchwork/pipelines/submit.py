@@ -1,26 +1,18 @@
-"""Running a pipeline from its call: check, compile, record, submit to the orchestrator,
-wait, return its value (see `pipelines.calls`). Where the orchestrator runs the loop in this
-process and the pipeline does not say whether it is dynamic, the body runs once instead of
-being traced first (`pipelines.one_pass`).
+"""Running a pipeline from its call, or resuming one of its runs: check, compile, record,
+hand the run to the orchestrator and return its value (see `pipelines.calls` and
+`pipelines.submission`). Where the orchestrator runs the loop in this process and the
+pipeline does not say whether it is dynamic, the body runs once instead of being traced
+first (`pipelines.one_pass`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from branchwork.config.home import home_dir, store_url
 from branchwork.exceptions import (
-    BranchworkError,
     OrchestratorError,
-    StoreUnavailableError,
 )
-from branchwork.graph.tracing import Compiled
-from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import mark_run_failed, reopen_run
+from branchwork.metadata.runs import reopen_run
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import (
     bind_parameters,
@@ -28,23 +20,16 @@ from branchwork.pipelines.calls import (
     compile_pipeline,
     create_run,
     refuse_to_start,
-    run_outcome,
     stopped_if_interrupted,
 )
-from branchwork.pipelines.loading import load_pipeline
-from branchwork.pipelines.pipeline import remember_last_run
-from branchwork.pipelines.waiting import wait_for_run
+from branchwork.pipelines.last_runs import remember_last_run
+from branchwork.pipelines.submission import submit_and_wait
 from branchwork.runtime.interrupts import interrupts_deferred
-from branchwork.runtime.requests import ACCEPT_NEW_GRAPH_ENV, RunRequest
-from branchwork.stack import Stack, get_active_stack
-from branchwork.stack.stack import STACK_ENV
-from branchwork.user_code import DEPTH_ENV, process_depth, user_import_path
+from branchwork.stack import get_active_stack
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
     from branchwork.pipelines.pipeline import Pipeline
-
-RUN_ID_ENV = "BRANCHWORK_RUN_ID"
 
 
 def run_pipeline(
@@ -65,11 +50,11 @@ def run_pipeline(
         return submit_and_wait(pipeline, compiled, runs[0], stack)
 
 
-def resume_run(run: PipelineRunResponse, accept_new_graph: bool) -> Any:
-    """Run a FAILED or STOPPED run's pipeline, loaded from its recorded source, again as the
-    same run, with its recorded parameters: invocations that completed are reused by id, the
-    others run."""
-    pipeline = load_pipeline(run.snapshot)
+def resume_pipeline(
+    pipeline: Pipeline[Any, Any], run: PipelineRunResponse, accept_new_graph: bool
+) -> Any:
+    """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
+    parameters: invocations that completed are reused by id, the others run."""
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):
@@ -80,73 +65,3 @@ def resume_run(run: PipelineRunResponse, accept_new_graph: bool) -> Any:
         remember_last_run(pipeline.name, run.id)
         compiled = compile_pipeline(pipeline, run.snapshot.parameters)
         return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
-
-
-def submit_and_wait(
-    pipeline: Pipeline[Any, Any],
-    compiled: Compiled,
-    run_id: str,
-    stack: Stack,
-    accept_new_graph: bool = False,
-) -> Any:
-    """Hand the run to the orchestrator and return the pipeline's value: to its loop host
-    here, as a typed request with the live pipeline, when its loop runs in this process;
-    else to its `submit_*` (the seed's plugin API), waiting for the job it starts."""
-    engine = get_engine()
-    run = get_run(engine, run_id, include_steps=False)
-    orchestrator = stack.orchestrator
-    if orchestrator.runs_loop_in_caller:
-        request = RunRequest.recorded(run.snapshot, run, stack, pipeline)
-        request.compiled = compiled
-        if accept_new_graph:
-            request.options = replace(request.options, accept_new_graph=True)
-        with _failures_recorded(stack, run):
-            outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
-        return run_outcome(run_id, outcome.error)
-    environment = environment_for(run_id, stack)
-    if accept_new_graph:
-        environment[ACCEPT_NEW_GRAPH_ENV] = "1"
-    dynamic = compiled.is_dynamic
-    submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
-    with _failures_recorded(stack, run):
-        result = submit(run.snapshot, stack, environment, run)
-    ended = None
-    if result is not None and result.wait_for_completion is not None:
-        ended = wait_for_run(result, engine, run_id)
-    return run_outcome(run_id, None, ended)
-
-
-@contextmanager
-def _failures_recorded(stack: Stack, run: PipelineRunResponse) -> Iterator[None]:
-    """An orchestrator that raises while handed a run: the run is recorded FAILED with an
-    error naming the orchestrator."""
-    orchestrator = stack.orchestrator
-    try:
-        yield
-    except StoreUnavailableError:
-        raise  # nothing can be recorded now; the message says how to resume
-    except Exception as error:
-        failure: BaseException = error
-        if not isinstance(error, BranchworkError):
-            failure = OrchestratorError(
-                f"Orchestrator '{orchestrator.name}' ({type(orchestrator).__name__}) failed to "
-                f"run '{run.name}': {type(error).__name__}: {error}"
-            )
-        mark_run_failed(get_engine(), run.id, failure)
-        if failure is error:
-            raise
-        raise failure from error
-
-
-def environment_for(run_id: str, stack: Stack) -> dict[str, str]:
-    """Everything an orchestration process needs: the run, the store, the stack, this
-    process's import path (so the pipeline's module imports there as it does here) and how
-    deep in orchestration processes it will be."""
-    return {
-        RUN_ID_ENV: run_id,
-        "BRANCHWORK_STORE_URL": store_url(),
-        "BRANCHWORK_HOME": str(home_dir()),
-        STACK_ENV: stack.to_json(),
-        "PYTHONPATH": os.pathsep.join(user_import_path()),
-        DEPTH_ENV: str(process_depth() + 1),
-    }

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
 from branchwork.runtime.events import FailureMode
+from branchwork.user_code import load_source
 
 if TYPE_CHECKING:
     from branchwork.graph.tracing import Compiled
@@ -107,6 +108,17 @@ class RunRequest:
         if os.environ.get(ACCEPT_NEW_GRAPH_ENV) == "1":
             options = replace(options, accept_new_graph=True)
         return cls(snapshot, run, stack, options, pipeline)
+
+    @classmethod
+    def from_source(
+        cls, snapshot: PipelineSnapshotResponse, run: PipelineRunResponse, stack: Stack
+    ) -> RunRequest:
+        """`recorded`, its pipeline imported from the snapshot's source: what a process
+        that did not define the pipeline runs (see `user_code.load_source`)."""
+        pipeline = load_source(
+            snapshot.pipeline_name, snapshot.source, snapshot.source_file, snapshot.import_path
+        )
+        return cls.recorded(snapshot, run, stack, pipeline)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ that importing this package does not load SQLAlchemy)."""
 
 from typing import Any
 
-from branchwork.stack.stack import Stack, active_stack, default_stack, get_active_stack
+from branchwork.stack.active import active_stack, get_active_stack
+from branchwork.stack.stack import Stack, default_stack
 
 _REGISTRY = {
     "delete_component": "components",

@@ -1,16 +1,10 @@
-"""A stack is where a pipeline runs (orchestrator) and where its artifacts go.
-
-The active stack is ambient state, so it lives in a ContextVar: `with active_stack(s):`
-scopes it to a block (and to one thread's context), with the local default otherwise. A
-stack describes itself as JSON so an orchestration process can rebuild it.
-"""
+"""A stack is where a pipeline runs (orchestrator) and where its artifacts go. It describes
+itself as JSON so an orchestration process can rebuild it. Which one is active:
+`stack.active`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,31 +53,8 @@ class Stack:
         )
 
 
-_active: ContextVar[Stack | None] = ContextVar("branchwork_active_stack", default=None)
-
-
 def default_stack() -> Stack:
     """The built-in stack: the local orchestrator, artifacts under the branchwork home."""
     from branchwork.orchestrators.local import LocalOrchestrator
 
     return Stack("default", LocalOrchestrator(), LocalArtifactStore(artifacts_dir()))
-
-
-def get_active_stack() -> Stack:
-    """The stack of a `with active_stack(...)` block; else the one set active in the store's
-    stack registry (`branchwork stack set NAME`; the built-in default until then)."""
-    scoped = _active.get()
-    if scoped is not None:
-        return scoped
-    from branchwork.stack.stacks import stored_active_stack  # loads SQLAlchemy
-
-    return stored_active_stack()
-
-
-@contextmanager
-def active_stack(stack: Stack) -> Iterator[Stack]:
-    token = _active.set(stack)
-    try:
-        yield stack
-    finally:
-        _active.reset(token)
