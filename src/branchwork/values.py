@@ -58,18 +58,34 @@ def tree_map(fn: Callable[[Any], Any], value: Any, only: Kind | None = None) -> 
     """`value` rebuilt with `fn` applied to each leaf; with `only`, to instances of `only`
     alone (they are leaves even when they are tuples, like NamedTuple references), and other
     leaves are kept as they are."""
-    if only is not None:
-        if isinstance(value, only):
-            return fn(value)
-        if type(value) in _JSON_AS_IS:  # nothing to rebuild: the common case, made cheap
-            return value
+    if only is None:
+        return _map_all(fn, value)
+    if isinstance(value, only):
+        return fn(value)
+    if type(value) in _JSON_AS_IS:  # nothing to rebuild: the common case, made cheap
+        return value
     if isinstance(value, list):
-        return [tree_map(fn, item, only) for item in value]
+        return [fn(item) if isinstance(item, only) else tree_map(fn, item, only) for item in value]
     if isinstance(value, tuple):
-        return tuple(tree_map(fn, item, only) for item in value)
+        return tuple(
+            fn(item) if isinstance(item, only) else tree_map(fn, item, only) for item in value
+        )
     if isinstance(value, dict):
-        return {key: tree_map(fn, item, only) for key, item in value.items()}
-    return value if only is not None else fn(value)
+        return {
+            key: fn(item) if isinstance(item, only) else tree_map(fn, item, only)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _map_all(fn: Callable[[Any], Any], value: Any) -> Any:
+    if isinstance(value, list):
+        return [_map_all(fn, item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_map_all(fn, item) for item in value)
+    if isinstance(value, dict):
+        return {key: _map_all(fn, item) for key, item in value.items()}
+    return fn(value)
 
 
 def leaves_of(value: Any, only: Kind | None = None, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -77,16 +93,24 @@ def leaves_of(value: Any, only: Kind | None = None, path: str = "") -> Iterator[
     with its path from `value`: `name`, `name[0]`, `name.key`."""
     if only is not None and isinstance(value, only):
         yield path, value
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            if only is None or type(item) not in _JSON_AS_IS:
-                yield from leaves_of(item, only, f"{path}[{index}]")
+        return
+    if isinstance(value, (list, tuple)):
+        children: Iterator[tuple[str, Any]] = (
+            (f"{path}[{index}]", item) for index, item in enumerate(value)
+        )
     elif isinstance(value, dict):
-        for key, item in value.items():
-            if only is None or type(item) not in _JSON_AS_IS:
-                yield from leaves_of(item, only, f"{path}.{key}" if path else str(key))
-    elif only is None:
-        yield path, value
+        children = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    else:
+        if only is None:
+            yield path, value
+        return
+    for where, item in children:
+        if only is None:
+            yield from leaves_of(item, None, where)
+        elif isinstance(item, only):  # a leaf one level down: no recursion for it
+            yield where, item
+        elif type(item) not in _JSON_AS_IS:
+            yield from leaves_of(item, only, where)
 
 
 def encode(value: Any, leaf: Leaf | None = None) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -176,18 +177,39 @@ def after_ids(after: Any, where: str) -> tuple[str, ...]:
 
 def invocation_config(invocation: Invocation) -> dict[str, Any]:
     """The recorded configuration of an invocation (JSON-able)."""
-    step = invocation.step
+    return {**_step_config(invocation.step), **_call_config(invocation)}
+
+
+def invocation_config_json(invocation: Invocation) -> str:
+    """`invocation_config` as JSON text: the step's part written once per step, since a
+    dynamic run records one per step run."""
+    call = json.dumps(_call_config(invocation))
+    return f"{_step_config_json(invocation.step)[:-1]}, {call[1:]}"
+
+
+def _call_config(invocation: Invocation) -> dict[str, Any]:
     return {
-        "step": step.name,
-        "source": step.source,
         "inputs": encode(invocation.inputs, _RECORDED_REFS),
         "after": list(invocation.after),
         "enable_cache": invocation.enable_cache,
+        **({"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}),
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_config(step: Step[Any, Any]) -> dict[str, Any]:
+    return {
+        "step": step.name,
+        "source": step.source,
         "resources": step.resources.to_dict(),
         "retry": step.retry.to_dict() if step.retry else None,
         "outputs": [spec.name for spec in step.outputs],
-        **({"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}),
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_config_json(step: Step[Any, Any]) -> str:
+    return json.dumps(_step_config(step))
 
 
 def make_invocation(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, bindparam
@@ -38,9 +38,13 @@ _STEP_UPDATE = (
 )
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def utc(timestamp: float) -> datetime:
-    """A naive UTC datetime, the form every timestamp takes in the store."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+    """A naive UTC datetime, the form every timestamp takes in the store (computed from
+    the epoch: a few times cheaper than `fromtimestamp`, on a path taken per step)."""
+    return _EPOCH + timedelta(seconds=timestamp)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse, PipelineSnapshotResponse
     from branchwork.stack import Stack
 
+
 class ContainerizedOrchestrator(BaseOrchestrator):
     """See the module docstring; `image` names what the jobs run from."""
 

@@ -42,7 +42,7 @@ from branchwork.runtime.events import (
     Stop,
     UseCached,
 )
-from branchwork.runtime.graph_check import Call, GraphCheck, Verdict
+from branchwork.runtime.graph_check import RUN, Call, GraphCheck
 
 
 def _add(a: Request, b: Request, sign: int = 1) -> Request:
@@ -61,7 +61,6 @@ class State(str, Enum):
     ABANDONED = "abandoned"
 
 
-_RUN = Verdict()
 _TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN, State.ABANDONED)
 _PENDING = (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT)
 
@@ -70,16 +69,13 @@ _PENDING = (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT)
 class _Node:
     added: Added
     seq: int
+    request: Request
     state: State = State.WAITING
     missing: int = 0
     attempt: int = 0  # attempts of this session
     attempts_before: int = 0  # attempts an earlier session of a resumed run recorded
     oversized: bool = False
     dependents: list[str] = field(default_factory=list)
-
-    @property
-    def request(self) -> Request:
-        return self.added.request
 
     @property
     def retry(self) -> StepRetryConfig:
@@ -149,7 +145,7 @@ class Engine:
     # ---- discovery and inputs -------------------------------------------------------------
 
     def _added(self, event: Added, commands: list[Command]) -> None:
-        node = _Node(event, self._seq)
+        node = _Node(event, self._seq, event.request)
         self._seq += 1
         node.oversized = bool(event.request) and not event.request.fits(self.capacity)
         self.nodes[event.invocation_id] = node
@@ -189,7 +185,7 @@ class Engine:
         if node.state is not State.CACHE_CHECK:
             return  # cancelled meanwhile
         added = node.added
-        verdict = _RUN  # a step that is not cached is not compared with earlier runs
+        verdict = RUN  # a step that is not cached is not compared with earlier runs
         if added.cacheable or self.graph_check.is_replayed(added.invocation_id):
             call = Call(
                 added.invocation_id, added.step_name, added.code_hash, added.dependencies, event.key

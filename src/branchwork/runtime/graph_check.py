@@ -10,7 +10,6 @@ id that now names another step, changed code (on resume) or other inputs stops t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from branchwork.graph.cache_key import same_key_format
@@ -51,13 +50,15 @@ class Call(NamedTuple):
     key: str
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What to do with one invocation: reuse a record, stop, or run (as attempt n+1)."""
 
     reuse: Any = None  # the Attempt to take over
     divergence: str | None = None
     attempts_before: int = 0
+
+
+RUN = Verdict()  # nothing recorded says otherwise: run it
 
 
 class GraphCheck:
@@ -106,9 +107,9 @@ class GraphCheck:
         upstream legitimately changes what follows."""
         record = self.reference.get(call.invocation_id)
         if record is None or self.accept_new_graph:
-            return Verdict()
+            return RUN
         if not all(d in self._agreed for d in call.dependencies):
-            return Verdict()
+            return RUN
         difference = None
         if record.step_name != call.step_name:
             difference = f"now names step '{call.step_name}', but named step '{record.step_name}'"
@@ -121,7 +122,7 @@ class GraphCheck:
         if difference is None:
             if record.cache_key == call.key:
                 self._agreed.add(call.invocation_id)
-            return Verdict()
+            return RUN
         return Verdict(
             divergence=f"Run '{self.run_name}': invocation '{call.invocation_id}' {difference} in "
             f"run '{self.reference_run}' of the same pipeline with the same parameters. Reruns "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
-from branchwork.graph.invocation import Invocation, OutputRef, invocation_config
+from branchwork.graph.invocation import Invocation, OutputRef, invocation_config_json
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
 from branchwork.values import leaves_of, tree_map
@@ -87,7 +87,7 @@ class StepRecords:
             start,
             invocation.step.code_hash,
             item.cache_key,
-            json.dumps(invocation_config(invocation)) if self.is_dynamic else None,
+            invocation_config_json(invocation) if self.is_dynamic else None,
             inputs,
             [parent for parent in parents if parent],
             original_id,
