@@ -287,20 +287,3 @@ def test_a_resume_that_accepts_the_new_graph_runs_it():
     replay = {"load": Attempt("load", "old-code", "k-load", "completed", 1)}
     run = engine(check=GraphCheck("r", replay, accept_new_graph=True), keys={"load": "k-load"})
     assert run.handle(add("load")) == [Launch("load", 2, False)]
-
-
-def test_a_rerun_with_the_same_parameters_diverges_where_its_inputs_differ():
-    reference = {
-        "load": Attempt("load", "code", "k-load", "completed", 1),
-        "train": Attempt("train", "code", "k-train", "completed", 1),
-    }
-    run = engine(
-        check=GraphCheck("r", reference=("earlier", reference)),
-        keys={"load": "k-load", "train": "k-train-other"},
-        hits={"k-load": "hit"},
-    )
-    commands = run.handle(add("load", cacheable=True), add("train", ["load"], cacheable=True))
-    assert commands[0] == UseCached("load", "hit")
-    (diverged,) = [c for c in commands if isinstance(c, Diverged)]
-    assert "'train' calls step 'train' with different inputs" in diverged.message
-    assert "run 'earlier'" in diverged.message

@@ -334,5 +334,5 @@ def _cli_divergence(message: str) -> str:
 
     first_line = message.strip().splitlines()[0] if message.strip() else message
     sentences = re.split(r"(?<=\.)\s+", first_line)
-    kept = [s for s in sentences if "accept_new_graph" not in s and "Reruns must" not in s]
+    kept = [s for s in sentences if "accept_new_graph" not in s]
     return " ".join(kept + ["Resume with --accept-new-graph to run the new graph instead."])

@@ -20,6 +20,10 @@ class StepOutput:
     """A future for output `output_name` of invocation `invocation_id`."""
 
     __slots__ = ("_context", "invocation_id", "output_name", "index")
+    _context: RunContext
+    invocation_id: str
+    output_name: str | None
+    index: int | None
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 from types import GenericAlias
-from typing import Any, TypeGuard
+from typing import Any, Final, TypeGuard
 
 from branchwork.exceptions import ArtifactError, ConfigurationError
 from branchwork.materializers.base import BaseMaterializer
@@ -25,7 +25,7 @@ from branchwork.materializers.cloudpickle_materializer import CloudpickleMateria
 
 ENTRY_POINT_GROUP = "branchwork.materializers"
 
-_MISSING: Any = object()
+_MISSING: Final = object()
 # Materializers for types of libraries we must not import: added once the library is loaded,
 # since a value of its types cannot exist before.
 _LAZY = {
@@ -76,8 +76,9 @@ def materializer_for(data_type: Any, value: Any = _MISSING) -> type[BaseMaterial
     """
     for candidate in (data_type, type(value) if value is not _MISSING else None):
         if _is_concrete(candidate):
-            found = _resolved.get(candidate, _MISSING)
-            if found is _MISSING:
+            try:
+                found = _resolved[candidate]
+            except KeyError:  # one lookup: another thread may clear the cache meanwhile
                 found = _resolve(candidate)
             if found is not None:
                 return found

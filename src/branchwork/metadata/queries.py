@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, or_, select
 
@@ -296,26 +296,6 @@ def get_step_logs(engine: Engine, step_run_ids: list[str]) -> dict[str, str]:
     return logs
 
 
-@retrying("finding the last run")
-def latest_completed_run(
-    engine: Engine, pipeline_name: str, parameters: str, except_run_id: str
-) -> str | None:
-    """Id of the newest completed run of a pipeline with exactly these (JSON) parameters."""
-    with engine.connect() as conn:
-        return conn.execute(
-            select(s.pipeline_run.c.id)
-            .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
-            .where(
-                s.pipeline.c.name == pipeline_name,
-                s.pipeline_run.c.parameters == parameters,
-                s.pipeline_run.c.status == "completed",
-                s.pipeline_run.c.id != except_run_id,
-            )
-            .order_by(s.pipeline_run.c.created.desc())
-            .limit(1)
-        ).scalar()
-
-
 def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[str, str]] | None:
     """A run's name, status, the invocations its snapshot planned, and the status of the
     latest attempt of each invocation recorded so far (cheap enough to poll for a display)."""
@@ -365,28 +345,3 @@ def running_step_count(engine: Engine, run_id: str) -> int:
     return int(count or 0)
 
 
-class InvocationRecord(NamedTuple):
-    """What a run recorded about one invocation (its latest attempt), for graph checks."""
-
-    step_name: str
-    code_hash: str
-    cache_key: str | None
-
-
-@retrying("reading the last run's steps")
-def invocation_records(engine: Engine, run_id: str) -> dict[str, InvocationRecord]:
-    """Invocation id -> record of a run, without loading artifacts and links (fast for
-    comparing a rerun's graph with a large earlier run)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                s.step_run.c.name,
-                s.step_run.c.attempt,
-                s.step_run.c.step_name,
-                s.step_run.c.code_hash,
-                s.step_run.c.cache_key,
-            )
-            .where(s.step_run.c.run_id == run_id)
-            .order_by(s.step_run.c.attempt)
-        ).all()
-    return {row.name: InvocationRecord(row.step_name, row.code_hash, row.cache_key) for row in rows}

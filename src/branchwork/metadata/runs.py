@@ -169,7 +169,8 @@ def stop_request(engine: Engine, run_id: str) -> str | None:
         ).one_or_none()
     if row is None or row.status not in ("initializing", "running"):
         return "abandon"
-    return row.stop_requested
+    requested: str | None = row.stop_requested
+    return requested
 
 
 @retrying("recording a stopped run")

@@ -46,7 +46,7 @@ ID = String(32)
 STATUS = String(16)
 
 
-def _id() -> Column:
+def _id() -> Column[str]:
     return Column("id", ID, primary_key=True)
 
 

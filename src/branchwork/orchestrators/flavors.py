@@ -6,9 +6,12 @@ from __future__ import annotations
 import functools
 import importlib
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import BranchworkError, ConfigurationError
+
+if TYPE_CHECKING:
+    from branchwork.orchestrators.base import BaseOrchestrator
 
 _BUILT_IN = {
     "local": "branchwork.orchestrators.local:LocalOrchestrator",
@@ -24,7 +27,7 @@ def available_flavors() -> dict[str, str]:
     return {**found, **_BUILT_IN}
 
 
-def orchestrator_class(flavor: str, fallback_path: str | None = None) -> type[Any]:
+def orchestrator_class(flavor: str, fallback_path: str | None = None) -> type[BaseOrchestrator]:
     """The class of `flavor`; `fallback_path` ("module:Class") for unregistered ones."""
     path = available_flavors().get(flavor) or fallback_path
     if path is None:
@@ -33,10 +36,13 @@ def orchestrator_class(flavor: str, fallback_path: str | None = None) -> type[An
             f"{', '.join(sorted(available_flavors()))}."
         )
     module_name, _, attribute = path.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    cls: type[BaseOrchestrator] = getattr(importlib.import_module(module_name), attribute)
+    return cls
 
 
-def orchestrator_from_config(spec: dict[str, Any], name: str | None, config: dict[str, Any]) -> Any:
+def orchestrator_from_config(
+    spec: dict[str, Any], name: str | None, config: dict[str, Any]
+) -> BaseOrchestrator:
     """Rebuild an orchestrator from its stack description (flavor, class path, settings)."""
     flavor = spec["flavor"]
     try:

@@ -57,9 +57,6 @@ class Pipeline(Generic[P, R]):
         if retry is not None and not isinstance(retry, StepRetryConfig):
             raise ConfigurationError(f"Pipeline '{self.name}': retry must be a StepRetryConfig")
         self.retry = retry  # for every step that has no retry of its own
-        # A rerun whose graph differs from the last run's with the same parameters stops
-        # with ReplayDivergenceError, unless this is set.
-        self.accept_new_graph = False
         self.config_parameters: dict[str, Any] = {}  # from a run configuration file
         self.step_options: dict[str, StepOptions] = {}
         try:
@@ -88,7 +85,6 @@ class Pipeline(Generic[P, R]):
         dynamic: bool | None = None,
         failure_mode: FailureMode | str | None = None,
         config_path: str | None = None,
-        accept_new_graph: bool | None = None,
     ) -> Pipeline[P, R]:
         """A copy of this pipeline with some options replaced; `config_path` reads them (and
         parameters and per-step settings) from a YAML run configuration, arguments winning."""
@@ -106,8 +102,6 @@ class Pipeline(Generic[P, R]):
             clone.enable_cache = enable_cache
         if dynamic is not None:
             clone.dynamic = dynamic
-        if accept_new_graph is not None:
-            clone.accept_new_graph = accept_new_graph
         if failure_mode is not None:
             clone.failure_mode = FailureMode(failure_mode)
         return clone

@@ -185,11 +185,9 @@ class Engine:
         if node.state is not State.CACHE_CHECK:
             return  # cancelled meanwhile
         added = node.added
-        verdict = RUN  # a step that is not cached is not compared with earlier runs
-        if added.cacheable or self.graph_check.is_replayed(added.invocation_id):
-            call = Call(
-                added.invocation_id, added.step_name, added.code_hash, added.dependencies, event.key
-            )
+        verdict = RUN  # only a resumed run's invocations are compared with records
+        if self.graph_check.is_replayed(added.invocation_id):
+            call = Call(added.invocation_id, added.step_name, added.code_hash, event.key)
             verdict = self.graph_check.check(call)
         node.attempts_before = verdict.attempts_before
         if verdict.divergence is not None:

@@ -1,10 +1,9 @@
-"""Checking each invocation against what was recorded before.
+"""Checking a resumed run's invocations against what its earlier sessions recorded.
 
-Two references: the earlier sessions of a resumed run (`replay`: completed invocations are
-reused by id), and, for a fresh run, the last completed run of the same pipeline with the same
-parameters (a rerun served from the cache must make the same graph). Either way, an invocation
-id that now names another step, changed code (on resume) or other inputs stops the run with
-`ReplayDivergenceError` — unless the caller accepts the new graph.
+Completed invocations are reused by id. An invocation id that now names another step, runs
+changed code or gets other inputs stops the resumed run with `ReplayDivergenceError`, unless
+the resume accepts the new graph. A fresh run is never checked against earlier runs: where
+it differs, its steps simply miss the cache (and the cache reason says what changed).
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ class Call(NamedTuple):
     invocation_id: str
     step_name: str
     code_hash: str
-    dependencies: tuple[str, ...]
     key: str
 
 
@@ -68,24 +66,18 @@ class GraphCheck:
         self,
         run_name: str,
         replay: Mapping[str, Attempt] | None = None,
-        reference: tuple[str, Mapping[str, Recorded]] | None = None,
         accept_new_graph: bool = False,
     ) -> None:
         self.run_name = run_name
         self.replay = replay or {}
-        self.reference_run: str = reference[0] if reference else ""
-        self.reference: Mapping[str, Recorded] = reference[1] if reference else {}
         self.accept_new_graph = accept_new_graph
-        self._agreed: set[str] = set()  # invocations found identical to the reference so far
 
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
 
     def check(self, call: Call) -> Verdict:
         record = self.replay.get(call.invocation_id)
-        if record is not None:
-            return self._resumed(call, record)
-        return self._rerun(call)
+        return RUN if record is None else self._resumed(call, record)
 
     def _resumed(self, call: Call, record: Attempt) -> Verdict:
         # a record keyed in an older format cannot be checked: it runs again
@@ -100,34 +92,6 @@ class GraphCheck:
             divergence=f"Resumed run '{self.run_name}': invocation '{call.invocation_id}' "
             f"{difference}. Resume with accept_new_graph=True to run the new graph instead.",
             attempts_before=record.attempt,
-        )
-
-    def _rerun(self, call: Call) -> Verdict:
-        """Only where everything upstream was identical to the reference run: an edited step
-        upstream legitimately changes what follows."""
-        record = self.reference.get(call.invocation_id)
-        if record is None or self.accept_new_graph:
-            return RUN
-        if not all(d in self._agreed for d in call.dependencies):
-            return RUN
-        difference = None
-        if record.step_name != call.step_name:
-            difference = f"now names step '{call.step_name}', but named step '{record.step_name}'"
-        elif (
-            record.code_hash == call.code_hash
-            and record.cache_key != call.key
-            and same_key_format(record.cache_key, call.key)  # else a miss, not a divergence
-        ):
-            difference = f"calls step '{call.step_name}' with different inputs than it did"
-        if difference is None:
-            if record.cache_key == call.key:
-                self._agreed.add(call.invocation_id)
-            return RUN
-        return Verdict(
-            divergence=f"Run '{self.run_name}': invocation '{call.invocation_id}' {difference} in "
-            f"run '{self.reference_run}' of the same pipeline with the same parameters. Reruns "
-            "must produce the same graph for the same inputs (keep randomness and outside "
-            "state out of the pipeline body), or run with_options(accept_new_graph=True)."
         )
 
 

@@ -39,7 +39,7 @@ class RunOptions:
     enable_cache: bool = True
     failure_mode: FailureMode | None = None  # None: the orchestrator's
     retry: StepRetryConfig | None = None  # for steps without their own
-    accept_new_graph: bool = False
+    accept_new_graph: bool = False  # a resume's: run the new graph where it diverges
     step_options: Mapping[str, StepOptions] = field(default_factory=dict)
     dynamic: bool | None = None  # as declared
     dynamic_reason: str | None = None  # why it is dynamic, when it is
@@ -50,7 +50,6 @@ class RunOptions:
             enable_cache=pipeline.enable_cache is not False,
             failure_mode=pipeline.failure_mode,
             retry=pipeline.retry,
-            accept_new_graph=pipeline.accept_new_graph,
             step_options=dict(pipeline.step_options),
             dynamic=pipeline.dynamic,
             dynamic_reason=dynamic_reason,
@@ -63,7 +62,6 @@ class RunOptions:
             "dynamic": self.dynamic,
             "failure_mode": self.failure_mode.value if self.failure_mode else None,
             "retry": self.retry.to_dict() if self.retry else None,
-            "accept_new_graph": self.accept_new_graph,
             "step_options": {name: o.to_dict() for name, o in self.step_options.items()},
             "dynamic_reason": self.dynamic_reason,
         }
@@ -74,7 +72,6 @@ class RunOptions:
             enable_cache=spec.get("enable_cache") is not False,
             failure_mode=FailureMode(spec["failure_mode"]) if spec.get("failure_mode") else None,
             retry=StepRetryConfig(**spec["retry"]) if spec.get("retry") else None,
-            accept_new_graph=bool(spec.get("accept_new_graph")),
             step_options={
                 name: StepOptions(**o) for name, o in (spec.get("step_options") or {}).items()
             },

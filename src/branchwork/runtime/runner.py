@@ -18,7 +18,7 @@ from branchwork.exceptions import RunStopped, StepFailedError, StoreUnavailableE
 from branchwork.graph.context import run_context
 from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
-from branchwork.metadata.queries import get_run, invocation_records, latest_completed_run
+from branchwork.metadata.queries import get_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
@@ -65,16 +65,8 @@ class RunSession:
         store = get_engine()
         # A resumed run: what its earlier sessions recorded is replayed by invocation id.
         replay = get_run(store, run.id).steps
-        reference = None
-        if not replay and options.enable_cache and not options.accept_new_graph:
-            reference_id = latest_completed_run(
-                store, pipeline.name, json.dumps(request.snapshot.parameters), run.id
-            )
-            if reference_id is not None:
-                reference_name = get_run(store, reference_id, include_steps=False).name
-                reference = (reference_name, invocation_records(store, reference_id))
         self.recorder = Recorder(store, run.id)
-        graph_check = GraphCheck(run.name, replay, reference, options.accept_new_graph)
+        graph_check = GraphCheck(run.name, replay, options.accept_new_graph)
         self.loop = RunLoop(
             run_id=run.id,
             run_name=run.name,
