@@ -80,5 +80,11 @@ def test_deleting_runs_leaves_no_orphan_rows(store_url):
 
     out = delete(first.name)
     assert f"Deleted run '{first.name}': 5 step runs, 5 artifact versions." in out
-    # Pipeline and artifact rows are name identities and stay; every other table is as new.
-    assert row_counts() == {**empty, "pipeline": 1, "artifact": after_first["artifact"]}
+    # Pipeline and artifact rows are name identities, code fingerprints content identities
+    # (what a code digest is made of): they stay; every other table is as new.
+    assert row_counts() == {
+        **empty,
+        "pipeline": 1,
+        "artifact": after_first["artifact"],
+        "code_fingerprint": after_first["code_fingerprint"],
+    }

@@ -20,6 +20,7 @@ from branchwork.runtime.events import (
     GaveUp,
     KeyComputed,
     Launch,
+    Missed,
     NotRun,
     Request,
     RetryScheduled,
@@ -32,7 +33,17 @@ from branchwork.runtime.graph_check import GraphCheck
 NOTHING = Request()
 
 
-def add(inv_id, deps=(), request=NOTHING, cacheable=False, retries=0, delay=0.0, step=None):
+def add(
+    inv_id,
+    deps=(),
+    request=NOTHING,
+    cacheable=False,
+    retries=0,
+    delay=0.0,
+    step=None,
+    expire_after=None,
+    refresh=False,
+):
     return Added(
         inv_id,
         step or inv_id.rstrip("0123456789_"),
@@ -41,6 +52,8 @@ def add(inv_id, deps=(), request=NOTHING, cacheable=False, retries=0, delay=0.0,
         request,
         cacheable,
         StepRetryConfig(max_retries=retries, delay=delay),
+        expire_after,
+        refresh,
     )
 
 
@@ -49,13 +62,15 @@ def launched(commands):
 
 
 class Script:
-    """The loop's part: keys are the invocation id unless `keys` says otherwise; `hits`
-    are what the cache holds, by key."""
+    """The loop's part: keys are the invocation id unless `keys` says otherwise (None: the
+    key could not be computed); `hits` are what the cache holds, by key, with the time each
+    was made in `made` (default 0)."""
 
-    def __init__(self, engine, keys=None, hits=None):
+    def __init__(self, engine, keys=None, hits=None, made=None):
         self.engine = engine
         self.keys = keys or {}
         self.hits = hits or {}
+        self.made = made or {}
         self.commands = []
 
     def handle(self, *events, now=0.0):
@@ -69,20 +84,32 @@ class Script:
                     c.invocation_id,
                     key := self.keys.get(c.invocation_id, c.invocation_id),
                     self.hits.get(key) if c.look_up else None,
+                    self.made.get(key, 0.0) if c.look_up and key in self.hits else None,
                 )
                 for c in commands
                 if isinstance(c, ComputeKey)
             ]
             commands = self.engine.handle(*answers, now=now) if answers else []
         self.commands.extend(out)
-        return [c for c in out if not isinstance(c, ComputeKey)]
+        return [c for c in out if not isinstance(c, (ComputeKey, Missed))]
+
+    def verdicts(self):
+        """Why each invocation was not served from the cache, as the engine said."""
+        return {c.invocation_id: c.verdict for c in self.commands if isinstance(c, Missed)}
 
 
 def engine(
-    cpus=2, workers=8, mode=FailureMode.STOP_ON_FAILURE, check=None, memory=0, keys=None, hits=None
+    cpus=2,
+    workers=8,
+    mode=FailureMode.STOP_ON_FAILURE,
+    check=None,
+    memory=0,
+    keys=None,
+    hits=None,
+    made=None,
 ):
     core = Engine(Request(cpus, memory, 0), workers, failure_mode=mode, graph_check=check)
-    return Script(core, keys, hits)
+    return Script(core, keys, hits, made)
 
 
 # ---- admission -----------------------------------------------------------------------------
@@ -248,6 +275,32 @@ def test_a_step_that_is_not_cached_is_never_looked_up():
     run = engine(hits={"a": "hit-of-a"})
     assert run.handle(add("a", cacheable=False)) == [Launch("a", 1, False)]
     assert ComputeKey("a", False) in run.commands
+    assert run.verdicts() == {"a": "off"}
+
+
+def test_every_miss_says_why():
+    run = engine(
+        keys={"failed": None},
+        hits={"old": "hit-of-old", "fresh": "hit-of-fresh", "refreshed": "hit-of-refreshed"},
+        made={"old": 0.0, "fresh": 95.0},
+    )
+    commands = run.handle(
+        add("new", cacheable=True),
+        add("failed", cacheable=True),
+        add("old", cacheable=True, expire_after=60.0),
+        add("fresh", cacheable=True, expire_after=60.0),
+        add("refreshed", cacheable=True, refresh=True),
+        now=100.0,
+    )
+    assert run.verdicts() == {
+        "new": "miss",
+        "failed": "key_failed",
+        "old": "expired",
+        "refreshed": "refresh",
+    }
+    assert UseCached("fresh", "hit-of-fresh") in commands
+    assert sorted(launched(commands)) == ["failed", "new", "old", "refreshed"]
+    assert ComputeKey("refreshed", False) in run.commands  # a refresh is not even looked up
 
 
 # ---- resume: replay by invocation id -------------------------------------------------------

@@ -1,21 +1,28 @@
-"""Cache keys: the same code, parameters, input contents and materializers give the same key.
+"""Cache keys, made of parts that say what a step depends on.
 
-Input artifacts enter by content hash, not by id, so a rerun whose upstream steps produced
-equal values hits the cache even though those values are new artifact versions. Parameters
-enter by their `branchwork.values` encoding, which keeps types: a step called with `(1, 2)`
-and with `[1, 2]` has two keys.
+A key hashes `KeyParts`: the step's code (its fingerprint: the user code its body reaches,
+see `graph.code_hash`), a token per argument, the contents of the files it reads
+(`FileInput`), the versions of the libraries its `cache_policy` names, the value of its
+`cache_key_fn`, and how its outputs are stored. The parts are recorded with each step run,
+so the reason of a miss names the part that changed (`graph.cache_reasons`).
 
-A key starts with its format, `KEY_FORMAT`; keys of the format before it are plain hex. A key
-of another format is a cache miss, and not evidence that a rerun or a resumed run changed its
-graph (see `same_key_format`).
+An argument's token is readable for a plain scalar (`int:5`, `str:'a.csv'`) and a short
+hash of its `branchwork.values` encoding otherwise, which keeps types: a step called with
+`(1, 2)` and with `[1, 2]` has two keys. Step outputs enter by content hash, not by id, so a
+rerun whose upstream steps produced equal values hits the cache even though those values are
+new artifact versions.
+
+A key starts with its format, `KEY_FORMAT`: a key of another format is a cache miss, and not
+evidence that a resumed run changed its graph (see `same_key_format`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
 from branchwork.values import Leaf, canonical, hash_json
@@ -23,36 +30,99 @@ from branchwork.values import Leaf, canonical, hash_json
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
 
-KEY_FORMAT = "v2"
+KEY_FORMAT = "v3"
+_READABLE = (int, float, bool, type(None))  # exact types whose token is their value
 
 
-def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) -> str:
-    step = invocation.step
+class KeyParts(NamedTuple):
+    """What a step's cache key is made of (JSON-able, recorded with the step run)."""
+
+    code: str
+    arguments: dict[str, str]
+    files: dict[str, str]
+    libraries: dict[str, str]
+    extra: str | None
+    outputs: str
+
+    @property
+    def key(self) -> str:
+        # 64 characters in all: the width of the store's cache_key column
+        return KEY_FORMAT + hash_json(self._asdict())[len(KEY_FORMAT) :]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KeyParts:
+        """Parts as recorded; a part an older record lacks reads as empty."""
+        return cls(
+            code=data.get("code") or "",
+            arguments=data.get("arguments") or {},
+            files=data.get("files") or {},
+            libraries=data.get("libraries") or {},
+            extra=data.get("extra"),
+            outputs=data.get("outputs") or "",
+        )
+
+
+def key_parts(
+    invocation: Invocation,
+    content_hash: Callable[[OutputRef], str],
+    file_hash: Callable[[str], str],
+    libraries: Mapping[str, str],
+    extra: Any = None,
+) -> KeyParts:
+    """The parts of an invocation's key; `content_hash` gives a step output's content hash,
+    `file_hash` a file's (OSError: the key cannot be computed)."""
     by_content = Leaf(
         "$hash", OutputRef, lambda ref: {"$hash": content_hash(ref), "index": ref.item}
     )
-    payload = {
-        "code": step.code_hash,
-        "inputs": canonical(invocation.inputs, by_content),
-        "outputs": _outputs_of(step),
-    }
-    # 64 characters in all: the width of the store's cache_key column
-    return KEY_FORMAT + hash_json(payload)[len(KEY_FORMAT) :]
+    files = {path: file_hash(path)[:16] for path in invocation.files}
+    arguments = {}
+    for name, value in invocation.inputs.items():
+        if isinstance(value, FileInput):  # its contents enter through `files`
+            arguments[name] = f"file:{value}"
+        else:  # as do those of files nested in an argument
+            arguments[name] = _token(canonical(value, by_content))
+    step = invocation.step
+    return KeyParts(
+        code=step.code_hash,
+        arguments=arguments,
+        files=files,
+        libraries=dict(libraries),
+        extra=None if extra is None else _token(canonical(extra)),
+        outputs=_outputs_of(step),
+    )
 
 
-@functools.lru_cache(maxsize=1024)
-def _outputs_of(step: Step[Any, Any]) -> list[list[str | None]]:
-    """What a step's outputs are and how they are stored: computed once per step."""
-    return [
-        [
-            spec.name,
-            repr(spec.annotation),
-            materializer_path(spec.materializer) if spec.materializer else None,
-        ]
-        for spec in step.outputs
-    ]
+def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) -> str:
+    """The key of an invocation that reads no files and has no extra key parts."""
+    return key_parts(invocation, content_hash, _no_files, {}).key
 
 
 def same_key_format(a: str | None, b: str | None) -> bool:
     """Whether two keys are of one format, so that a difference means different inputs."""
     return (a or "").startswith(KEY_FORMAT) == (b or "").startswith(KEY_FORMAT)
+
+
+def _token(encoded: Any) -> str:
+    """A readable token for a plain scalar, a short hash for anything else."""
+    if type(encoded) in _READABLE or (type(encoded) is str and len(encoded) <= 40):
+        return f"{type(encoded).__name__}:{encoded!r}"
+    return "hash:" + hash_json(encoded)[:16]
+
+
+def _no_files(path: str) -> str:
+    raise OSError(f"{path}: files are not read here")
+
+
+@functools.lru_cache(maxsize=1024)
+def _outputs_of(step: Step[Any, Any]) -> str:
+    """What a step's outputs are and how they are stored: computed once per step."""
+    return hash_json(
+        [
+            [
+                spec.name,
+                repr(spec.annotation),
+                materializer_path(spec.materializer) if spec.materializer else None,
+            ]
+            for spec in step.outputs
+        ]
+    )[:16]

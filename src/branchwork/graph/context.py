@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from branchwork.graph.futures import StepOutput
+    from branchwork.graph.futures import StepOutput, StepOutputs
     from branchwork.steps.step import Step
 
 
@@ -27,8 +27,8 @@ class RunContext(Protocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         invocation_id: str | None,
-        after: Any,
-    ) -> Any:
+        after: object,
+    ) -> StepOutputs:
         """Record one call of `step` and return its future(s)."""
 
     def value_of(self, output: StepOutput) -> Any:

@@ -9,7 +9,8 @@ Python control flow drive a dynamic pipeline. `repr()` never waits, so debuggers
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from branchwork.graph.context import RunContext
@@ -110,11 +111,17 @@ class StepOutput:
         return ~self.load()
 
 
+# What a step call returns inside a pipeline: one future per output (a tuple for several).
+StepOutputs: TypeAlias = StepOutput | tuple[StepOutput, ...]
+
+
 def _value(operand: Any) -> Any:
     return operand.load() if isinstance(operand, StepOutput) else operand
 
 
-def _forward(op: Any, reflected: bool = False) -> Any:
+def _forward(
+    op: Callable[[Any, Any], Any], reflected: bool = False
+) -> Callable[[StepOutput, Any], Any]:
     if reflected:
         return lambda self, other: op(_value(other), self.load())
     return lambda self, other: op(self.load(), _value(other))
@@ -150,7 +157,7 @@ for _name, _op in {
     setattr(StepOutput, f"__r{_name}__", _forward(_op, reflected=True))
 
 
-def outputs_of(context: RunContext, invocation: Invocation) -> Any:
+def outputs_of(context: RunContext, invocation: Invocation) -> StepOutputs:
     """The future(s) a step call returns: one, a tuple for several, an empty one for none."""
     specs = invocation.step.outputs
     if not specs:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import StepInvocationError
+from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import StepOutput
 from branchwork.values import Leaf, encode, leaves_of, tree_map
 
@@ -51,6 +53,7 @@ class Invocation:
     # Dynamic runs: invocations whose values the pipeline body had read when it made this
     # call (other than its data dependencies): edges through control flow, drawn dashed.
     value_inputs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # the FileInput paths among its inputs: hashed for its key
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -135,6 +138,8 @@ def bind_inputs(
     bound.apply_defaults()
     inputs: dict[str, Any] = {}
     for name, value in bound.arguments.items():
+        if name in step.file_parameters and isinstance(value, (str, os.PathLike)):
+            value = FileInput(value)
         if type(value) in _PLAIN:  # most arguments: recorded as they are
             inputs[name] = value
             continue
@@ -151,13 +156,20 @@ def bind_inputs(
     return inputs
 
 
-def upstream_of(inputs: dict[str, Any]) -> tuple[str, ...]:
-    """The invocations the inputs read from, each once, in argument order."""
-    refs = leaves_of(inputs, OutputRef)
-    return tuple(dict.fromkeys(ref.invocation_id for _, ref in refs))
+def references_of(inputs: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The invocations the inputs read from (each once, in argument order) and the files
+    they name (`FileInput`), in one walk."""
+    upstream: dict[str, None] = {}
+    files: dict[str, None] = {}
+    for _, leaf in leaves_of(inputs, (OutputRef, FileInput)):
+        if isinstance(leaf, OutputRef):
+            upstream[leaf.invocation_id] = None
+        else:
+            files[leaf] = None
+    return tuple(upstream), tuple(files)
 
 
-def after_ids(after: Any, where: str) -> tuple[str, ...]:
+def after_ids(after: object, where: str) -> tuple[str, ...]:
     """Invocation ids named by an `after=` argument (futures, ids or a list of either)."""
     if after is None:
         return ()
@@ -218,7 +230,7 @@ def make_invocation(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     invocation_id: str | None,
-    after: Any,
+    after: object,
     pipeline_name: str,
     pipeline_cache: bool,
     step_options: dict[str, StepOptions] | None = None,
@@ -230,13 +242,15 @@ def make_invocation(
     invocation_id = ids.claim(step.name, invocation_id, pipeline_name)
     where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
     inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
+    upstream, files = references_of(inputs)
     invocation = Invocation(
         id=invocation_id,
         step=step,
         inputs=inputs,
-        upstream=upstream_of(inputs),
+        upstream=upstream,
         after=after_ids(after, where),
         enable_cache=pipeline_cache and step.enable_cache is not False,
+        files=files,
     )
     for dependency in invocation.dependencies:
         if dependency not in ids or dependency == invocation_id:

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from branchwork.graph.context import run_context
-from branchwork.graph.futures import StepOutput, outputs_of
+from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, InvocationIds, make_invocation
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from branchwork.config.run_config import StepOptions
+    from branchwork.steps.step import Step
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -45,9 +48,9 @@ class Compiled:
 
 def user_location() -> str:
     """File and line of the innermost frame outside branchwork (the user's code)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     if frame is None:
         return "<unknown>"
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
@@ -72,12 +75,12 @@ class TracingContext:
 
     def invoke(
         self,
-        step: Any,
+        step: Step[Any, Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         invocation_id: str | None,
-        after: Any,
-    ) -> Any:
+        after: object,
+    ) -> StepOutputs:
         invocation = make_invocation(
             self.ids,
             step,

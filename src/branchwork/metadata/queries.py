@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, or_, select
 
@@ -64,10 +65,20 @@ _VERSION_COLUMNS = (
 )
 
 
+class CacheHit(NamedTuple):
+    """A completed step run with a given cache key: what a cache hit reuses."""
+
+    step_run_id: str
+    outputs: dict[str, Any]  # output name -> artifact version row
+    finished: datetime | None
+    run_name: str
+    invocation_id: str
+
+
 @retrying("looking up the cache")
-def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """For each cache key with a completed step run: (that step run id, its output rows)."""
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
+def find_cached(engine: Engine, keys: list[str]) -> dict[str, CacheHit]:
+    """For each cache key: the newest completed step run with it (not invalidated)."""
+    found: dict[str, CacheHit] = {}
     if not keys:
         return found
     with engine.connect() as conn:
@@ -76,11 +87,14 @@ def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[st
                 select(
                     s.step_run.c.id.label("step_run_id"),
                     s.step_run.c.cache_key,
+                    s.step_run.c.name.label("invocation_id"),
                     s.step_run.c.end_time.label("finished"),
+                    s.pipeline_run.c.name.label("run_name"),
                     s.step_run_output_artifact.c.name.label("output_name"),
                     *_VERSION_COLUMNS,
                 )
                 .select_from(s.step_run)
+                .join(s.pipeline_run, s.pipeline_run.c.id == s.step_run.c.run_id)
                 .outerjoin(
                     s.step_run_output_artifact,
                     s.step_run_output_artifact.c.step_run_id == s.step_run.c.id,
@@ -90,13 +104,65 @@ def find_cached(engine: Engine, keys: list[str]) -> dict[str, tuple[str, dict[st
                     s.artifact_version.c.id == s.step_run_output_artifact.c.artifact_version_id,
                 )
                 .outerjoin(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
-                .where(s.step_run.c.cache_key.in_(chunk), s.step_run.c.status == "completed")
+                .where(
+                    s.step_run.c.cache_key.in_(chunk),
+                    s.step_run.c.status == "completed",
+                    s.step_run.c.cache_invalidated.is_(False),
+                )
                 .order_by(s.step_run.c.end_time.desc())
             ).all()
             for row in rows:
-                step_run_id, outputs = found.setdefault(row.cache_key, (row.step_run_id, {}))
-                if row.step_run_id == step_run_id and row.output_name is not None:
-                    outputs[row.output_name] = row
+                hit = found.get(row.cache_key)
+                if hit is None:
+                    hit = found[row.cache_key] = CacheHit(
+                        row.step_run_id, {}, row.finished, row.run_name, row.invocation_id
+                    )
+                if row.step_run_id == hit.step_run_id and row.output_name is not None:
+                    hit.outputs[row.output_name] = row
+    return found
+
+
+class EarlierRun(NamedTuple):
+    """The key parts each invocation recorded in a pipeline's previous run."""
+
+    run_name: str
+    parameters: dict[str, Any]
+    parts: dict[str, str | None]  # invocation id -> its latest attempt's key parts (JSON)
+
+
+@retrying("reading the previous run")
+def earlier_run(engine: Engine, pipeline_name: str, except_run_id: str) -> EarlierRun | None:
+    """The pipeline's newest run other than `except_run_id`, as cache reasons compare."""
+    with engine.connect() as conn:
+        run = conn.execute(
+            select(s.pipeline_run.c.id, s.pipeline_run.c.name, s.pipeline_run.c.parameters)
+            .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
+            .where(s.pipeline.c.name == pipeline_name, s.pipeline_run.c.id != except_run_id)
+            .order_by(s.pipeline_run.c.created.desc())
+            .limit(1)
+        ).one_or_none()
+        if run is None:
+            return None
+        rows = conn.execute(
+            select(s.step_run.c.name, s.step_run.c.cache_parts)
+            .where(s.step_run.c.run_id == run.id)
+            .order_by(s.step_run.c.attempt)
+        ).all()
+    parts = {row.name: row.cache_parts for row in rows}
+    return EarlierRun(run.name, loads(run.parameters, {}), parts)
+
+
+@retrying("reading code fingerprints")
+def code_fingerprints(engine: Engine, digests: Iterable[str]) -> dict[str, str]:
+    """Digest -> what it is made of (JSON), for the digests the store knows."""
+    wanted = sorted(set(digests))
+    found: dict[str, str] = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(wanted):
+            for row in conn.execute(
+                select(s.code_fingerprint).where(s.code_fingerprint.c.digest.in_(chunk))
+            ):
+                found[row.digest] = row.parts
     return found
 
 
@@ -196,6 +262,8 @@ def _step_runs(
             outputs=outputs.get(row.id, {}),
             parent_step_run_ids=tuple(parents.get(row.id, ())),
             configuration=configs.get(row.id) or snapshot.step_configurations.get(row.name),
+            cache_verdict=row.cache_verdict,
+            cache_reason=row.cache_reason,
         )
         for row in rows
     ]
@@ -343,5 +411,3 @@ def running_step_count(engine: Engine, run_id: str) -> int:
             .where(s.step_run.c.run_id == run_id, s.step_run.c.status == "running")
         ).scalar()
     return int(count or 0)
-
-

@@ -62,6 +62,7 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
         BulkStatement(engine, statement)
         for statement in (
             insert_ignore(engine, schema.artifact),
+            insert_ignore(engine, schema.code_fingerprint),
             insert_ignore(engine, schema.step_run),
             insert_ignore(engine, schema.step_configuration),
             insert_ignore(engine, schema.artifact_version),
@@ -83,6 +84,8 @@ class Recorder:
         self.run_id = run_id
         self._known_artifacts: set[str] = set()
         self._artifacts: list[dict[str, Any]] = []
+        self._known_fingerprints: set[str] = set()
+        self._fingerprints: list[dict[str, Any]] = []
         self._step_runs: dict[str, dict[str, Any]] = {}
         self._configs: list[dict[str, Any]] = []
         self._versions: list[dict[str, Any]] = []
@@ -108,8 +111,10 @@ class Recorder:
         inputs: list[tuple[str, str]],
         parents: list[str],
         original_step_run_id: str | None = None,
+        cache: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> None:
-        """A step run begins (or, for a cache hit, happens). `config` set for dynamic runs."""
+        """A step run begins (or, for a cache hit, happens). `config` set for dynamic runs;
+        `cache` is its key parts (JSON), cache verdict and reason."""
         self._step_runs[step_run_id] = {
             "id": step_run_id,
             "run_id": self.run_id,
@@ -126,6 +131,10 @@ class Recorder:
             "exception_message": None,
             "traceback": None,
             "run_metadata": None,
+            "cache_parts": cache[0],
+            "cache_verdict": cache[1],
+            "cache_reason": cache[2],
+            "cache_invalidated": False,
         }
         if config is not None:
             self._configs.append(
@@ -166,6 +175,12 @@ class Recorder:
             pending.update(values)
         else:
             self._updates.append({"u_id": step_run_id, **{f"u_{k}": v for k, v in values.items()}})
+
+    def fingerprint(self, digest: str, parts: str) -> None:
+        """What a code digest is made of (JSON), once per digest."""
+        if digest not in self._known_fingerprints:
+            self._known_fingerprints.add(digest)
+            self._fingerprints.append({"digest": digest, "parts": parts})
 
     def step_log(self, step_run_id: str, text: str) -> None:
         """What one step run printed and logged."""
@@ -226,6 +241,7 @@ class Recorder:
                 _statements(self.engine),
                 (
                     self._artifacts,
+                    self._fingerprints,
                     list(self._step_runs.values()),
                     self._configs,
                     self._versions,

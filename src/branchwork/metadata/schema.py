@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -119,6 +120,10 @@ step_run = Table(
     Column("exception_message", Text, nullable=True),
     Column("traceback", Text, nullable=True),
     Column("run_metadata", Text, nullable=True),
+    Column("cache_parts", Text, nullable=True),  # JSON: graph.cache_key.KeyParts
+    Column("cache_verdict", STATUS, nullable=True),  # graph.cache_reasons: hit, miss, off...
+    Column("cache_reason", Text, nullable=True),
+    Column("cache_invalidated", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("run_id", "name", "attempt"),
     Index(None, "cache_key", "status"),
 )
@@ -248,6 +253,13 @@ stack = Table(
         nullable=False,
     ),
     Column("created", DateTime, nullable=False),
+)
+
+code_fingerprint = Table(  # what a code digest is made of, for cache reasons (graph.code_hash)
+    "code_fingerprint",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("parts", Text, nullable=False),
 )
 
 setting = Table(

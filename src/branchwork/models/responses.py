@@ -86,6 +86,8 @@ class StepRunResponse:
     outputs: dict[str, ArtifactVersionResponse]
     parent_step_run_ids: tuple[str, ...]
     configuration: StepConfigurationResponse | None
+    cache_verdict: str | None = None  # hit, miss, off, refresh, expired, key_failed, resumed
+    cache_reason: str | None = None  # why, in a line: see graph.cache_reasons
 
     @property
     def output(self) -> ArtifactVersionResponse:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchwork.graph.context import run_context
-from branchwork.graph.futures import StepOutput
+from branchwork.graph.futures import StepOutput, StepOutputs
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.store import get_engine
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
     from branchwork.runtime.body import BodyContext
     from branchwork.stack import Stack
+    from branchwork.steps.step import Step
 
 
 class OnePassContext(TracingContext):
@@ -47,12 +48,12 @@ class OnePassContext(TracingContext):
 
     def invoke(
         self,
-        step: Any,
+        step: Step[Any, Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         invocation_id: str | None,
-        after: Any,
-    ) -> Any:
+        after: object,
+    ) -> StepOutputs:
         if self.live is not None:
             return self.live.invoke(step, args, kwargs, invocation_id, after)
         return super().invoke(step, args, kwargs, invocation_id, after)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions, load_run_config
@@ -59,6 +59,8 @@ class Pipeline(Generic[P, R]):
         self.retry = retry  # for every step that has no retry of its own
         self.config_parameters: dict[str, Any] = {}  # from a run configuration file
         self.step_options: dict[str, StepOptions] = {}
+        # Recompute despite the cache, replacing the cached results: all steps, or these.
+        self.refresh: bool | tuple[str, ...] = False
         try:
             self.failure_mode = FailureMode(failure_mode) if failure_mode else None
         except ValueError:
@@ -76,7 +78,8 @@ class Pipeline(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from branchwork.pipelines.submit import run_pipeline
 
-        return run_pipeline(self, args, kwargs)
+        # What the function returned, with step outputs loaded back from their artifacts.
+        return cast(R, run_pipeline(self, args, kwargs))
 
     def with_options(
         self,
@@ -85,9 +88,12 @@ class Pipeline(Generic[P, R]):
         dynamic: bool | None = None,
         failure_mode: FailureMode | str | None = None,
         config_path: str | None = None,
+        refresh: bool | Iterable[str] | None = None,
     ) -> Pipeline[P, R]:
         """A copy of this pipeline with some options replaced; `config_path` reads them (and
-        parameters and per-step settings) from a YAML run configuration, arguments winning."""
+        parameters and per-step settings) from a YAML run configuration, arguments winning.
+        `refresh=True` recomputes every step despite the cache (a list: the steps of those
+        names), the new results replacing the cached ones."""
         clone = copy.copy(self)
         if config_path is not None:
             config = load_run_config(config_path)
@@ -104,7 +110,15 @@ class Pipeline(Generic[P, R]):
             clone.dynamic = dynamic
         if failure_mode is not None:
             clone.failure_mode = FailureMode(failure_mode)
+        if refresh is not None:
+            clone.refresh = refresh if isinstance(refresh, bool) else self._steps_named(refresh)
         return clone
+
+    def _steps_named(self, names: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(names, str):
+            names = [names]
+        self._check_step_names(dict.fromkeys(names), "refresh")
+        return tuple(names)
 
     def _check_step_names(self, steps: dict[str, Any], config_path: str) -> None:
         """Configured steps must be steps this pipeline's module defines."""
@@ -114,8 +128,9 @@ class Pipeline(Generic[P, R]):
         for name in steps:
             if name not in known:
                 raise ConfigurationError(
-                    f"{config_path}: steps.{name}: pipeline '{self.name}' uses no step named "
-                    f"'{name}' (its module defines: {', '.join(sorted(known)) or 'none'})"
+                    f"{config_path}: {'' if config_path == 'refresh' else 'steps.'}{name}: "
+                    f"pipeline '{self.name}' uses no step named '{name}' (its module "
+                    f"defines: {', '.join(sorted(known)) or 'none'})"
                 )
 
     @property

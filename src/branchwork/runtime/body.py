@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
-from branchwork.graph.futures import StepOutput, outputs_of
+from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, InvocationIds, OutputRef, make_invocation
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
@@ -22,6 +22,7 @@ from branchwork.values import Leaf, encode, leaves_of
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions
     from branchwork.runtime.loop import RunLoop
+    from branchwork.steps.step import Step
 
 
 class Outcome:
@@ -69,12 +70,12 @@ class BodyContext:
 
     def invoke(
         self,
-        step: Any,
+        step: Step[Any, Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         invocation_id: str | None,
-        after: Any,
-    ) -> Any:
+        after: object,
+    ) -> StepOutputs:
         self._raise_if_failed()
         invocation = make_invocation(
             self.ids,

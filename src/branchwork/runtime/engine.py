@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from branchwork.config.retry import StepRetryConfig
+from branchwork.graph.cache_reasons import EXPIRED, FAILED, MISS, OFF, REFRESH, RESUMED
 from branchwork.runtime.events import (
     Abandoned,
     Added,
@@ -35,6 +36,7 @@ from branchwork.runtime.events import (
     GaveUp,
     KeyComputed,
     Launch,
+    Missed,
     NotRun,
     Request,
     RetryScheduled,
@@ -42,7 +44,7 @@ from branchwork.runtime.events import (
     Stop,
     UseCached,
 )
-from branchwork.runtime.graph_check import RUN, Call, GraphCheck
+from branchwork.runtime.graph_check import Call, GraphCheck
 
 
 def _add(a: Request, b: Request, sign: int = 1) -> Request:
@@ -110,6 +112,7 @@ class Engine:
         self._exclusive = False
         self._resourced_running = 0
         self._seq = 0
+        self._now = 0.0
 
     @property
     def idle(self) -> bool:
@@ -126,6 +129,7 @@ class Engine:
 
     def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
         commands: list[Command] = []
+        self._now = now
         self._release_due(now)
         for event in events:
             if isinstance(event, Added):
@@ -177,30 +181,62 @@ class Engine:
         """Its key is needed: for the graph checks, the cache, and the record of its run."""
         node = self.nodes[invocation_id]
         node.state = State.CACHE_CHECK
-        replayed = self.graph_check.is_replayed(invocation_id)
-        commands.append(ComputeKey(invocation_id, node.added.cacheable and not replayed))
+        added = node.added
+        look_up = added.cacheable and not added.refresh
+        commands.append(
+            ComputeKey(invocation_id, look_up and not self.graph_check.is_replayed(invocation_id))
+        )
 
     def _key_computed(self, event: KeyComputed, commands: list[Command]) -> None:
         node = self.nodes[event.invocation_id]
         if node.state is not State.CACHE_CHECK:
             return  # cancelled meanwhile
         added = node.added
-        verdict = RUN  # only a resumed run's invocations are compared with records
-        if self.graph_check.is_replayed(added.invocation_id):
+        if event.key is not None and self.graph_check.is_replayed(added.invocation_id):
             call = Call(added.invocation_id, added.step_name, added.code_hash, event.key)
             verdict = self.graph_check.check(call)
-        node.attempts_before = verdict.attempts_before
-        if verdict.divergence is not None:
-            commands.append(Diverged(added.invocation_id, verdict.divergence))
-            self._failed(added.invocation_id, commands)
-        elif verdict.reuse is not None:
-            commands.append(Reuse(added.invocation_id, verdict.reuse))
-            self._done(added.invocation_id, commands)
-        elif event.hit is not None and added.cacheable:
+            node.attempts_before = verdict.attempts_before
+            if verdict.divergence is not None:
+                commands.append(Diverged(added.invocation_id, verdict.divergence))
+                self._failed(added.invocation_id, commands)
+                return
+            if verdict.reuse is not None:
+                commands.append(Reuse(added.invocation_id, verdict.reuse))
+                self._done(added.invocation_id, commands)
+                return
+            commands.append(Missed(added.invocation_id, RESUMED))
+        elif self._served_from_cache(added, event):
             commands.append(UseCached(added.invocation_id, event.hit))
             self._done(added.invocation_id, commands)
+            return
         else:
-            self._make_ready(added.invocation_id)
+            commands.append(Missed(added.invocation_id, self._why_not_cached(added, event)))
+        self._make_ready(added.invocation_id)
+
+    def _served_from_cache(self, added: Added, event: KeyComputed) -> bool:
+        return (
+            added.cacheable
+            and not added.refresh
+            and event.key is not None
+            and event.hit is not None
+            and not self._expired(added, event)
+        )
+
+    def _why_not_cached(self, added: Added, event: KeyComputed) -> str:
+        if not added.cacheable:
+            return OFF
+        if event.key is None:
+            return FAILED
+        if added.refresh:
+            return REFRESH
+        return EXPIRED if event.hit is not None else MISS
+
+    def _expired(self, added: Added, event: KeyComputed) -> bool:
+        return (
+            added.expire_after is not None
+            and event.hit_finished is not None
+            and self._now - event.hit_finished > added.expire_after
+        )
 
     def _make_ready(self, invocation_id: str) -> None:
         node = self.nodes[invocation_id]

@@ -47,15 +47,19 @@ class Added(NamedTuple):
     request: Request = Request()
     cacheable: bool = False
     retry: StepRetryConfig = NO_RETRY
+    expire_after: float | None = None  # seconds a cached result stays usable
+    refresh: bool = False  # recompute it, and let the new result replace the cached one
 
 
 class KeyComputed(NamedTuple):
-    """The loop computed an invocation's cache key (as `ComputeKey` asked) and, if asked to,
-    looked it up: `hit` is what the store holds for it (opaque here), or None."""
+    """The loop computed an invocation's cache key (as `ComputeKey` asked; None: it could
+    not be) and, if asked to, looked it up: `hit` is what the store holds for it (opaque
+    here) or None, `hit_finished` when that result was made (epoch seconds)."""
 
     invocation_id: str
-    key: str
+    key: str | None
     hit: Any = None
+    hit_finished: float | None = None
 
 
 class Finished(NamedTuple):
@@ -106,6 +110,14 @@ class UseCached(NamedTuple):
     hit: Any
 
 
+class Missed(NamedTuple):
+    """It runs rather than being served from the cache, for this `graph.cache_reasons`
+    verdict (miss, off, refresh, expired, key_failed, resumed)."""
+
+    invocation_id: str
+    verdict: str
+
+
 class Diverged(NamedTuple):
     """It no longer matches what was recorded for it: it fails with this message."""
 
@@ -150,6 +162,7 @@ Command = (
     ComputeKey
     | Reuse
     | UseCached
+    | Missed
     | Diverged
     | Launch
     | RetryScheduled

@@ -19,14 +19,14 @@ from typing import Any
 
 from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.exceptions import BranchworkError, StepFailedError, StoreUnavailableError
-from branchwork.graph.cache_key import cache_key
 from branchwork.graph.invocation import Invocation, OutputRef
 from branchwork.ids import new_id
-from branchwork.metadata.queries import find_cached
+from branchwork.metadata.queries import EarlierRun
 from branchwork.metadata.recorder import Recorder
 from branchwork.metadata.runs import stop_request
 from branchwork.runtime import events as E
 from branchwork.runtime.body import Outcome
+from branchwork.runtime.cache_keys import CacheKeys
 from branchwork.runtime.engine import Engine, State
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import StepRequest, StepResult
@@ -53,6 +53,9 @@ class RunLoop:
         launcher: Launcher,
         engine: Engine,
         default_retry: Any = None,
+        earlier: EarlierRun | None = None,
+        parameters: dict[str, Any] | None = None,
+        refresh: bool | frozenset[str] = False,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -66,6 +69,8 @@ class RunLoop:
         self.failure: StepFailedError | None = None  # the run's first, as the body sees it
         self._tracked: dict[str, Tracked] = {}  # the loop thread's alone
         self._records = StepRecords(recorder, pipeline_name, is_dynamic, self._tracked)
+        self._cache = CacheKeys(recorder, self._tracked, earlier, parameters or {})
+        self._refresh = refresh  # True, or the names of the steps to recompute
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="branchwork-loop", daemon=True)
         # Waited on instead of Thread.join(): a join that Ctrl-C interrupted can return at
@@ -242,6 +247,8 @@ class RunLoop:
             ),
             invocation.enable_cache,
             step.retry or self.default_retry or E.NO_RETRY,
+            step.expire_after.total_seconds() if step.expire_after is not None else None,
+            self._refresh is True or (self._refresh is not False and step.name in self._refresh),
         )
 
     def _execute(self, commands: list[E.Command], resolved: list[Any]) -> list[E.Event]:
@@ -254,8 +261,11 @@ class RunLoop:
             elif isinstance(command, E.Launch):
                 self._launch(item, command)
             elif isinstance(command, E.UseCached):
+                self._cache.decided(item, command)
                 self._records.cached(item, new_id(), command.hit)
                 resolved.append((item.outcome, item.outputs, None))
+            elif isinstance(command, E.Missed):
+                self._cache.decided(item, command)
             elif isinstance(command, E.Reuse):
                 self._records.taken_over(item, command.record)
                 resolved.append((item.outcome, item.outputs, None))
@@ -270,25 +280,7 @@ class RunLoop:
                 resolved.append((item.outcome, None, error))
             elif isinstance(command, E.Abandoned):
                 resolved.append((item.outcome, None, self._records.abandoned(item)))
-        return self._compute_keys(keys) if keys else []
-
-    def _compute_keys(self, commands: list[E.ComputeKey]) -> list[E.Event]:
-        """Every key of the batch, and one store query for those to look up."""
-        for command in commands:
-            item = self._tracked[command.invocation_id]
-            item.cache_key = cache_key(item.invocation, self._content_hash)
-        keys = {c.invocation_id: self._tracked[c.invocation_id].cache_key or "" for c in commands}
-        wanted = [keys[c.invocation_id] for c in commands if c.look_up]
-        hits = find_cached(self.recorder.engine, wanted) if wanted else {}
-        return [
-            E.KeyComputed(c.invocation_id, keys[c.invocation_id], hits.get(keys[c.invocation_id]))
-            if c.look_up
-            else E.KeyComputed(c.invocation_id, keys[c.invocation_id])
-            for c in commands
-        ]
-
-    def _content_hash(self, ref: OutputRef) -> str:
-        return self._tracked[ref.invocation_id].outputs[ref.output].content_hash
+        return self._cache.compute(keys) if keys else []
 
     def _launch(self, item: Tracked, command: E.Launch) -> None:
         invocation = item.invocation

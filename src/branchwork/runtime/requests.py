@@ -43,6 +43,7 @@ class RunOptions:
     step_options: Mapping[str, StepOptions] = field(default_factory=dict)
     dynamic: bool | None = None  # as declared
     dynamic_reason: str | None = None  # why it is dynamic, when it is
+    refresh: bool | tuple[str, ...] = False  # recompute (all, or these steps) despite the cache
 
     @classmethod
     def of(cls, pipeline: Pipeline[Any, Any], dynamic_reason: str | None) -> RunOptions:
@@ -53,6 +54,7 @@ class RunOptions:
             step_options=dict(pipeline.step_options),
             dynamic=pipeline.dynamic,
             dynamic_reason=dynamic_reason,
+            refresh=pipeline.refresh,
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class RunOptions:
             "retry": self.retry.to_dict() if self.retry else None,
             "step_options": {name: o.to_dict() for name, o in self.step_options.items()},
             "dynamic_reason": self.dynamic_reason,
+            "refresh": self.refresh if self.refresh is True else list(self.refresh or ()),
         }
 
     @classmethod
@@ -77,6 +80,7 @@ class RunOptions:
             },
             dynamic=spec.get("dynamic"),
             dynamic_reason=spec.get("dynamic_reason"),
+            refresh=True if spec.get("refresh") is True else tuple(spec.get("refresh") or ()),
         )
 
 

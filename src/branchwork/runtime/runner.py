@@ -18,7 +18,7 @@ from branchwork.exceptions import RunStopped, StepFailedError, StoreUnavailableE
 from branchwork.graph.context import run_context
 from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
-from branchwork.metadata.queries import get_run
+from branchwork.metadata.queries import earlier_run, get_run
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
@@ -77,6 +77,9 @@ class RunSession:
             launcher=launcher,
             engine=Engine(capacity, max_workers, options.failure_mode or failure_mode, graph_check),
             default_retry=options.retry,
+            earlier=earlier_run(store, pipeline.name, run.id),
+            parameters=request.snapshot.parameters,
+            refresh=True if options.refresh is True else frozenset(options.refresh or ()),
         )
         self.body = BodyContext(
             self.loop, pipeline.name, options.enable_cache, dict(options.step_options)

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
+from branchwork.graph.cache_key import KeyParts
 from branchwork.graph.invocation import Invocation, OutputRef, invocation_config_json
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
 from branchwork.values import leaves_of, tree_map
 
 if TYPE_CHECKING:
+    from branchwork.metadata.queries import CacheHit
     from branchwork.metadata.recorder import Recorder
 
 
@@ -35,6 +37,11 @@ class Tracked:
     cache_key: str | None = None
     running_attempt: str | None = None  # step run id of the attempt in flight
     last_attempt: StepResult | None = None
+    cache_parts: KeyParts | None = None  # see runtime.cache_keys
+    cache_verdict: str | None = None
+    cache_reason: str | None = None
+    key_error: str | None = None
+    hit: CacheHit | None = None
 
     @property
     def last_error(self) -> BaseException | None:
@@ -91,13 +98,13 @@ class StepRecords:
             inputs,
             [parent for parent in parents if parent],
             original_id,
+            _cache_record(item),
         )
 
-    def cached(self, item: Tracked, step_run_id: str, hit: tuple[str, dict[str, Any]]) -> None:
+    def cached(self, item: Tracked, step_run_id: str, hit: CacheHit) -> None:
         """Served from the cache: a step run of its own, linked to the original's outputs."""
-        original_id, rows = hit
-        self.step_run(item, step_run_id, 1, "cached", time.time(), original_id)
-        for name, row in rows.items():
+        self.step_run(item, step_run_id, 1, "cached", time.time(), hit.step_run_id)
+        for name, row in hit.outputs.items():
             self.recorder.output(step_run_id, name, row.id)
             item.outputs[name] = StoredArtifact(
                 row.uri, row.materializer, row.data_type, row.content_hash
@@ -191,3 +198,10 @@ class StepRecords:
         if item.running_attempt is not None:
             self.recorder.step_finished(item.running_attempt, "stopped", time.time(), error)
         return error
+
+
+def _cache_record(item: Tracked) -> tuple[str | None, str | None, str | None]:
+    """What a step run records of its cache: key parts (JSON), verdict, reason."""
+    parts = item.cache_parts
+    parts_json = json.dumps(parts._asdict()) if parts is not None else None
+    return parts_json, item.cache_verdict, item.cache_reason

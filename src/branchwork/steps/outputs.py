@@ -9,11 +9,16 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from branchwork.exceptions import PipelineDefinitionError
 
+if TYPE_CHECKING:
+    from branchwork.materializers.base import BaseMaterializer
+
 DEFAULT_OUTPUT = "output"
+# `output_materializers=`: one materializer class for every output, or one per output name.
+OutputMaterializers: TypeAlias = "type[BaseMaterializer] | dict[str, type[BaseMaterializer]]"
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class OutputSpec:
 
     name: str
     annotation: Any = Any
-    materializer: Any = None
+    materializer: type[BaseMaterializer] | None = None
 
 
 def _strip_annotated(annotation: Any) -> tuple[Any, str | None]:

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import inspect
 import itertools
+import typing
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from branchwork.config.cache import NO_POLICY, CachePolicy
 from branchwork.config.resources import ResourceSettings
 from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import ConfigurationError, StepInvocationError
+from branchwork.graph.code_hash import fingerprint
 from branchwork.graph.context import current_run_context
+from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import StepOutput
-from branchwork.steps.outputs import OutputSpec, parse_outputs
+from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,10 +76,13 @@ class Step(Generic[P, R]):
         settings: dict[str, Any] | None = None,
         enable_cache: bool | None = None,
         retry: StepRetryConfig | None = None,
-        output_materializers: Any = None,
+        output_materializers: OutputMaterializers | None = None,
         on_failure: Callable[..., Any] | None = None,
         on_success: Callable[..., Any] | None = None,
         runtime: str | None = None,
+        cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
+        expire_after: timedelta | None = None,
+        cache_policy: CachePolicy | None = None,
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
@@ -91,6 +98,7 @@ class Step(Generic[P, R]):
             )
         self.retry = retry
         self.enable_cache = enable_cache
+        self._set_cache_options(cache_key_fn, expire_after, cache_policy or NO_POLICY)
         self.on_failure = on_failure
         self.on_success = on_success
         self.runtime = runtime
@@ -98,7 +106,32 @@ class Step(Generic[P, R]):
             parse_outputs(func, self.name), output_materializers, self.name
         )
         self._code_hash: str | None = None
+        self.file_parameters = _file_parameters(func)
         functools.update_wrapper(self, func)
+
+    def _set_cache_options(
+        self,
+        cache_key_fn: Callable[[dict[str, Any]], Any] | None,
+        expire_after: timedelta | None,
+        cache_policy: CachePolicy,
+    ) -> None:
+        """What its cache key takes in beyond code and arguments (see `graph.cache_key`):
+        `cache_key_fn(arguments)` for what it depends on outside them, `expire_after` for
+        how long a cached result stays usable, `cache_policy` for library versions."""
+        if cache_key_fn is not None and not callable(cache_key_fn):
+            raise ConfigurationError(f"Step '{self.name}': cache_key_fn must be callable")
+        if expire_after is not None and not (
+            isinstance(expire_after, timedelta) and expire_after > timedelta(0)
+        ):
+            raise ConfigurationError(
+                f"Step '{self.name}': expire_after must be a positive timedelta, "
+                f"got {expire_after!r}"
+            )
+        if not isinstance(cache_policy, CachePolicy):
+            raise ConfigurationError(f"Step '{self.name}': cache_policy must be a CachePolicy")
+        self.cache_key_fn = cache_key_fn
+        self.expire_after = expire_after
+        self.cache_policy = cache_policy
 
     @property
     def source(self) -> str:
@@ -107,32 +140,38 @@ class Step(Generic[P, R]):
 
     @property
     def code_hash(self) -> str:
-        """A hash of the function's source (its bytecode when no source is available)."""
+        """A hash of the function and of the user's code it reaches (helpers, classes,
+        module constants), comments and docstrings left out: see `graph.code_hash`."""
         if self._code_hash is None:
-            try:
-                code = inspect.getsource(self.func).encode()
-            except (OSError, TypeError):
-                func_code = self.func.__code__
-                code = func_code.co_code + repr(func_code.co_consts).encode()
-            self._code_hash = hashlib.sha256(code).hexdigest()
+            self._code_hash = fingerprint(self.func).digest
         return self._code_hash
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    # A ParamSpec cannot take extra keywords, so a call with `id=` or `after=` matches a
+    # second overload that leaves the step's own arguments unchecked.
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, id: str, after: object = None, **kwargs: Any) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, after: object, **kwargs: Any) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
         context = current_run_context()
         if context is None:
             return self.func(*args, **kwargs)
         invocation_id, after = self._pop_reserved(kwargs)
-        return context.invoke(self, args, kwargs, invocation_id, after)
+        # Inside a pipeline the future(s) stand in for the value the function will return.
+        return cast(R, context.invoke(self, args, kwargs, invocation_id, after))
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Same as calling the step: returns future(s) at once inside a pipeline."""
-        return self(*args, **kwargs)
+    submit = __call__  # same as calling the step: returns future(s) at once inside a pipeline
 
-    def map(self, *args: Any, **kwargs: Any) -> list[Any]:
+    def map(self, *args: Any, **kwargs: Any) -> list[R]:
         """One invocation per item of the mapped arguments (zipped); `unmapped(x)` stays whole."""
         return self._fan_out(args, kwargs, product=False)
 
-    def product(self, *args: Any, **kwargs: Any) -> list[Any]:
+    def product(self, *args: Any, **kwargs: Any) -> list[R]:
         """One invocation per combination of the mapped arguments' items."""
         return self._fan_out(args, kwargs, product=True)
 
@@ -143,9 +182,17 @@ class Step(Generic[P, R]):
         enable_cache: bool | None = None,
         retry: StepRetryConfig | None = None,
         runtime: str | None = None,
+        cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
+        expire_after: timedelta | None = None,
+        cache_policy: CachePolicy | None = None,
     ) -> Step[P, R]:
         """A copy of this step with some options replaced."""
         clone = copy.copy(self)
+        clone._set_cache_options(
+            cache_key_fn or self.cache_key_fn,
+            expire_after or self.expire_after,
+            cache_policy or self.cache_policy,
+        )
         if settings is not None:
             clone.resources = _resources_from(settings, self.name)
         if enable_cache is not None:
@@ -156,14 +203,14 @@ class Step(Generic[P, R]):
             clone.runtime = runtime
         return clone
 
-    def _pop_reserved(self, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+    def _pop_reserved(self, kwargs: dict[str, Any]) -> tuple[str | None, object]:
         # `id=` and `after=` steer the invocation unless the function itself takes them.
         params = self.signature.parameters
         invocation_id = kwargs.pop("id", None) if "id" not in params else None
         after = kwargs.pop("after", None) if "after" not in params else None
         return invocation_id, after
 
-    def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], product: bool) -> list[Any]:
+    def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], product: bool) -> list[R]:
         if current_run_context() is None:
             raise StepInvocationError(
                 f"Step '{self.name}': .map()/.product() only work inside a pipeline."
@@ -202,6 +249,17 @@ class Step(Generic[P, R]):
         return calls
 
 
+def _file_parameters(func: Callable[..., Any]) -> frozenset[str]:
+    """Parameters annotated `FileInput`: a path passed there is hashed by content."""
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: read the text
+        hints = {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
+    return frozenset(
+        name for name, hint in hints.items() if hint is FileInput or hint == "FileInput"
+    )
+
+
 def _items(value: Any) -> list[Any]:
     """The items a mapped argument fans out over; a future's items stay references."""
     if isinstance(value, StepOutput):
@@ -213,7 +271,7 @@ def _items(value: Any) -> list[Any]:
 
 
 def _with_materializers(
-    outputs: tuple[OutputSpec, ...], chosen: Any, step_name: str
+    outputs: tuple[OutputSpec, ...], chosen: OutputMaterializers | None, step_name: str
 ) -> tuple[OutputSpec, ...]:
     if chosen is None:
         return outputs
@@ -238,10 +296,13 @@ def step(
     settings: dict[str, Any] | None = None,
     enable_cache: bool | None = None,
     retry: StepRetryConfig | None = None,
-    output_materializers: Any = None,
+    output_materializers: OutputMaterializers | None = None,
     on_failure: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
     runtime: str | None = None,
+    cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
+    expire_after: timedelta | None = None,
+    cache_policy: CachePolicy | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 

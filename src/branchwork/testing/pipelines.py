@@ -275,8 +275,7 @@ def with_resources(n: int) -> Any:
 def step_context_ids() -> Any:
     """Static: report_context, report_context_2 and one with an explicit id, named_context."""
     first, second = report_context(), report_context()
-    # `id=` is reserved by the step call, but Step's ParamSpec typing does not know it.
-    named = report_context(id="named_context")  # type: ignore[call-arg]
+    named = report_context(id="named_context")
     return [first, second, named]
 
 

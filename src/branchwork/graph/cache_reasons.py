@@ -1,0 +1,114 @@
+"""Why a step was served from the cache or run: the reason recorded with each step run.
+
+A hit names what it reused. A miss compares the step's key parts (`graph.cache_key`) with
+those recorded for the same invocation in the pipeline's previous run, and names what
+changed: the code (the functions and classes that changed, by the fingerprints of
+`graph.code_hash`), an argument (with its old and new value when it is a plain one), a file it
+reads, a library version, its `cache_key_fn` value, how its outputs are stored. Pure: the
+loop hands it what the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from branchwork.graph.cache_key import KeyParts
+
+# Verdicts, as recorded (`step_run.cache_verdict`).
+HIT = "hit"
+MISS = "miss"
+OFF = "off"
+REFRESH = "refresh"
+EXPIRED = "expired"
+FAILED = "key_failed"
+RESUMED = "resumed"
+
+
+class Earlier(NamedTuple):
+    """What the previous run recorded for the same invocation (`parts` None: the run did
+    not make it), and how that run's pipeline parameters differ from this one's."""
+
+    run_name: str
+    parts: KeyParts | None
+    code_parts: Mapping[str, str] | None  # its code fingerprint's pieces, when known
+    parameter_changes: list[str]
+
+
+def parameter_changes(now: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
+    """How pipeline parameters differ, e.g. `pipeline parameter 'n' changed: 3 → 4`."""
+    return _map_changes(
+        "pipeline parameter",
+        {name: repr(value) for name, value in now.items()},
+        {name: repr(value) for name, value in before.items()},
+    )
+
+
+def hit(invocation_id: str, run_name: str) -> str:
+    return f"reused invocation '{invocation_id}' of run '{run_name}'"
+
+
+def miss(parts: KeyParts, code_parts: Mapping[str, str], earlier: Earlier | None) -> str:
+    """What changed since the previous run of this invocation, in one line."""
+    if earlier is None:
+        return "first run of this pipeline"
+    if earlier.parts is None:
+        because = f" ({'; '.join(earlier.parameter_changes)})" if earlier.parameter_changes else ""
+        return f"a new invocation: run '{earlier.run_name}' had none{because}"
+    before = earlier.parts
+    changes: list[str] = []
+    if parts.code != before.code:
+        changes.append(_code_change(code_parts, earlier.code_parts))
+    arguments = _map_changes("argument", parts.arguments, before.arguments)
+    if arguments and earlier.parameter_changes:  # what its arguments likely came from
+        arguments[-1] += f" ({'; '.join(earlier.parameter_changes)})"
+    changes += arguments
+    changes += _map_changes("input file", parts.files, before.files, values=False)
+    changes += _map_changes("library", parts.libraries, before.libraries)
+    if parts.extra != before.extra:
+        changes.append("its cache_key_fn gave another value")
+    if parts.outputs != before.outputs:
+        changes.append("its outputs' types or materializers changed")
+    if not changes:
+        return (
+            f"same key as in run '{earlier.run_name}', whose result cannot be reused (it failed, "
+            "expired, or was invalidated or deleted)"
+        )
+    return f"since run '{earlier.run_name}': " + "; ".join(changes)
+
+
+def _code_change(now: Mapping[str, str], before: Mapping[str, str] | None) -> str:
+    if before is None:
+        return "its code changed"
+    names = now.keys() | before.keys()
+    changed = sorted(name for name in names if now.get(name) != before.get(name))
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return f"code changed: {shown}" if shown else "its code changed"
+
+
+def _map_changes(
+    what: str, now: Mapping[str, str], before: Mapping[str, str], values: bool = True
+) -> list[str]:
+    changes = []
+    for name in sorted(now.keys() | before.keys()):
+        old, new = before.get(name), now.get(name)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"new {what} '{name}'")
+        elif new is None:
+            changes.append(f"{what} '{name}' is gone")
+        elif values and _readable(old) and _readable(new):
+            changes.append(f"{what} '{name}' changed: {_value(old)} → {_value(new)}")
+        else:
+            changes.append(f"{what} '{name}' changed")
+    return changes
+
+
+def _readable(token: str) -> bool:
+    return not token.startswith(("hash:", "file:"))  # `file:` tokens name the file
+
+
+def _value(token: str) -> str:
+    """`int:5` -> `5`; a library version is its own value."""
+    return token.split(":", 1)[1] if ":" in token else token

@@ -1,0 +1,498 @@
+"""Code fingerprints: a step's cache key follows the user's code its function reaches.
+
+A hash of the step function's source alone went stale when a helper it calls changed (a
+wrong result served from the cache) and missed when a comment changed. `fingerprint(func)`
+hashes every piece of the user's own code the function reaches, each normalized:
+
+- What is reached: the names the function's bytecode loads as globals (`LOAD_GLOBAL`,
+  `LOAD_NAME`), in its own code object and in nested ones (lambdas, comprehensions, inner
+  functions), resolved in `func.__globals__`; attribute chains on the user's modules
+  (`helpers.normalize`: a global load followed by attribute loads, paired in the bytecode);
+  the values of the function's closure cells; the names in decorators (found in the source,
+  as the function's bytecode does not apply its own decorators); for a class, its bases and
+  metaclass, its members (what its methods load, its class-level values), the whole class
+  being one piece. What these names hold is reached in turn, breadth first, each piece once
+  (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops
+  following the code, and a warning says so).
+  Bytecode rather than the AST finds the names because it tells a global from a local or a
+  parameter of the same name, and works where there is no source.
+- The user's own code: functions and classes of modules whose file is outside the standard
+  library and site-packages/dist-packages (code without a file: a REPL, a notebook cell, an
+  exec'd string, counts as the user's), and not branchwork's. Installed libraries enter a
+  key only by their versions, when a step asks for it (`library_versions`); builtins never.
+  Wrappers are followed to what they wrap (`__wrapped__`: a `Step`, `functools.wraps`).
+- Normalized: a function or class hashes as its AST without docstrings, positions or
+  comments, so only behaviour changes its hash. The source includes the decorator lines:
+  the `@step(...)` line of a step is part of its code. Without source, the code objects'
+  bytecode, names and constants are hashed instead. The AST and the bytecode differ
+  between Python versions: a new Python version misses the cache once.
+- Values the code reads (module constants, class attributes, closure cells): None, bools,
+  ints, floats, strs, bytes and tuples, lists, dicts, sets and frozensets of them are hashed
+  by value, as read when the fingerprint is first taken in a process (a module-level list a
+  step appends to hashes differently once it grew); any other object by its type's name
+  alone, so an odd value never breaks a key; an instance of the user's class reaches it.
+
+Names in `parts` read "module:qualname"; a script loaded as another module by branchwork
+(`user_code.SCRIPT_MODULE`) is named `__main__` as where it ran, so both give one digest.
+A fingerprint is computed once per function object per process.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import hashlib
+import inspect
+import logging
+import os
+import sys
+import textwrap
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from functools import lru_cache
+from types import CodeType, FunctionType, MethodType, ModuleType
+from typing import Any, NamedTuple, TypeVar
+
+from branchwork.user_code import SCRIPT_MODULE, _installed_roots
+from branchwork.values import Leaf, canonical, hash_json
+
+FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
+MAX_PIECES = 2000
+NOT_INSTALLED = "not installed"
+
+logger = logging.getLogger("branchwork")
+
+Reference = tuple[str, Any]  # a name for what the code reads, and the value it reads
+
+_NAME_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_LOADS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_MAX_WRAPPERS = 100
+_LIBRARY_FOLDERS = frozenset({"site-packages", "dist-packages"})
+
+
+class CodeFingerprint(NamedTuple):
+    """`digest` hashes all `parts`; `parts` names each piece of code or value reached
+    ("helpers:normalize") with a short hash of it, to say what changed between two runs."""
+
+    digest: str
+    parts: dict[str, str]
+
+
+def fingerprint(func: Callable[..., object]) -> CodeFingerprint:
+    """The fingerprint of `func` and the user's code it reaches, computed once per function
+    object in a process (a `Step` and its function share one)."""
+    return _once(_fingerprints, _unwrap(func), _compute)
+
+
+def library_versions(names: Iterable[str]) -> dict[str, str]:
+    """The installed version of each library, by its distribution name ("scikit-learn") or
+    its import name ("sklearn"); "not installed" for one that is not."""
+    return {name: _version_of(name) for name in names}
+
+
+@lru_cache(maxsize=256)
+def _version_of(name: str) -> str:
+    from importlib import metadata
+
+    for distribution in (name, *_distributions_of(name)):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return NOT_INSTALLED
+
+
+def _distributions_of(import_name: str) -> list[str]:
+    """The distributions that install the top-level package `import_name`."""
+    from importlib import metadata
+
+    return list(metadata.packages_distributions().get(import_name, ()))
+
+
+class _Piece(NamedTuple):
+    """A function or class, hashed once per process: its name and hash, the values it reads
+    (named and hashed), and the user's functions and classes it reaches, weakly referenced
+    (a cached piece keeps no other alive)."""
+
+    label: str
+    digest: str
+    values: dict[str, str]
+    reaches: tuple[weakref.ref[Any], ...]
+
+
+T = TypeVar("T")
+_fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
+_pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
+
+
+def _once(cache: weakref.WeakKeyDictionary[Any, T], key: Any, compute: Callable[[Any], T]) -> T:
+    try:
+        return cache[key]
+    except KeyError:
+        found = cache[key] = compute(key)
+        return found
+    except TypeError:  # neither hashable nor weakly referenceable: not kept
+        return compute(key)
+
+
+def _compute(root: Any) -> CodeFingerprint:
+    """Breadth first over the pieces reached from `root`, each once (recursion ends)."""
+    parts: dict[str, str] = {}
+    queue: deque[Any] = deque()
+    if _is_code(root):
+        queue.append(root)
+    else:  # a callable object
+        name = getattr(root, "__qualname__", type(root).__qualname__)
+        _sort(_label(getattr(root, "__module__", None), name), root, parts, queue)
+    seen = {id(code): code for code in queue}
+    while queue:
+        if len(parts) >= MAX_PIECES:
+            _stop(root, parts)
+            break
+        piece = _once(_pieces, queue.popleft(), _hash_piece)
+        _add(parts, piece.label, piece.digest)
+        for label, digest in piece.values.items():
+            parts.setdefault(label, digest)
+        for reference in piece.reaches:
+            code = reference()
+            if code is not None and id(code) not in seen:
+                seen[id(code)] = code
+                queue.append(code)
+    return CodeFingerprint(hash_json({"format": FINGERPRINT_FORMAT, "parts": parts}), parts)
+
+
+def _hash_piece(code: Any) -> _Piece:
+    source = _read_source(code)
+    values: dict[str, str] = {}
+    reaches: list[Any] = []
+    if _is_user_code(code):  # a library's function as a step: nothing of the library around
+        decorators = source.decorators if source is not None else []
+        for label, value in _references(code, decorators):
+            _sort(label, value, values, reaches)
+    label = _label(code.__module__, code.__qualname__)
+    refs = tuple(weakref.ref(each) for each in reaches)
+    return _Piece(label, _piece_hash(code, source), values, refs)
+
+
+def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequence[Any]) -> None:
+    """Where a value the code reads goes: the user's code into `reaches`, other values
+    into `values` by their hash (and their class into `reaches` if it is the user's)."""
+    value = _unwrap(value)
+    if isinstance(value, ModuleType):
+        return  # its attributes the code reads are references of their own
+    if _is_code(value):
+        if _is_user_code(value):
+            reaches.append(value)
+        return
+    if label not in values:
+        values[label] = _short(hash_json(_value_json(value)))
+    if _is_user_code(type(value)):
+        reaches.append(type(value))
+
+
+def _add(parts: dict[str, str], label: str, digest: str) -> None:
+    """A piece of code; two of one name (lambdas of a module) get numbered names."""
+    unique, number = label, 1
+    while unique in parts:
+        number += 1
+        unique = f"{label}#{number}"
+    parts[unique] = digest
+
+
+def _stop(root: Any, parts: dict[str, str]) -> None:
+    parts["<more pieces than MAX_PIECES>"] = str(MAX_PIECES)
+    logger.warning(
+        "The cache key of %s covers only the first %d pieces of code it reaches (nearest "
+        "first): edits further away do not invalidate its cache. Pass what it needs as "
+        "parameters or disable its cache (enable_cache=False) if they matter.",
+        getattr(root, "__qualname__", repr(root)),
+        MAX_PIECES,
+    )
+
+
+# ---- what a piece of code reaches ----------------------------------------------------------
+
+
+def _references(piece: Any, decorators: list[ast.expr]) -> Iterator[Reference]:
+    if isinstance(piece, type):
+        yield from _class_references(piece)
+        namespace = _module_namespace(piece.__module__)
+    else:
+        yield from _function_references(piece)
+        namespace = getattr(piece, "__globals__", {})
+    yield from _decorator_references(decorators, namespace)
+
+
+def _function_references(func: Any) -> Iterator[Reference]:
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, CodeType):
+        return
+    namespace = getattr(func, "__globals__", {})
+    for each in _code_objects(code):
+        for chain in _global_chains(each):
+            found = _resolve(chain, namespace)
+            if found is not None:
+                yield found
+    cells = getattr(func, "__closure__", None) or ()
+    for name, cell in zip(code.co_freevars, cells):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+        yield _label(func.__module__, f"{func.__qualname__}.<closure>.{name}"), value
+
+
+def _class_references(cls: type) -> Iterator[Reference]:
+    for base in (*cls.__bases__, type(cls)):
+        yield _label(base.__module__, base.__qualname__), base
+    for name, member in vars(cls).items():
+        label = _label(cls.__module__, f"{cls.__qualname__}.{name}")
+        functions = _functions_of(member)
+        for function in functions:
+            if not function.__qualname__.startswith(f"{cls.__qualname__}."):
+                yield label, function  # assigned from elsewhere: a piece of its own
+            elif _written_in_class(function, cls):
+                yield from _function_references(function)  # its source is the class's
+        if not functions and not (name.startswith("_") and name.endswith("_")):
+            yield label, member  # a class-level value; internals (__doc__, _member_map_) not
+
+
+def _written_in_class(method: Any, cls: type) -> bool:
+    """Whether a method of the class is in the class's source, not generated from it by a
+    library (a dataclass's __init__: compiled from a string in a module that has a file)."""
+    if not _is_user_code(method):
+        return False
+    filename = getattr(getattr(method, "__code__", None), "co_filename", None)
+    in_a_file = isinstance(filename, str) and os.path.isfile(filename)
+    return in_a_file or getattr(sys.modules.get(cls.__module__), "__file__", None) is None
+
+
+def _functions_of(member: Any) -> list[Any]:
+    """The functions a class member holds: a method, a static/class method, a property's."""
+    if isinstance(member, FunctionType):
+        return [member]
+    if isinstance(member, (staticmethod, classmethod)):
+        return [member.__func__]
+    if isinstance(member, property):
+        return [f for f in (member.fget, member.fset, member.fdel) if f is not None]
+    return []
+
+
+def _decorator_references(
+    decorators: list[ast.expr], namespace: dict[str, Any]
+) -> Iterator[Reference]:
+    """What the decorators in a piece's source name: they are applied by the code that
+    defines the piece, not by the piece's own bytecode."""
+    for decorator in decorators:
+        for part in ast.walk(decorator):
+            chain = _dotted(part)
+            found = _resolve(chain, namespace) if chain else None
+            if found is not None:
+                yield found
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else [*head, node.attr]
+    return None
+
+
+def _code_objects(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            yield from _code_objects(constant)
+
+
+def _global_chains(code: CodeType) -> Iterator[list[str]]:
+    """Each global name the code loads, with the attribute names loaded right after it:
+    `helpers.normalize(x)` is ["helpers", "normalize"]."""
+    chain: list[str] = []
+    for instruction in dis.get_instructions(code):
+        if chain and instruction.opname in _ATTR_LOADS:
+            chain.append(instruction.argval)
+            continue
+        if chain:
+            yield chain
+        chain = [instruction.argval] if instruction.opname in _NAME_LOADS else []
+    if chain:
+        yield chain
+
+
+def _resolve(chain: list[str], namespace: dict[str, Any]) -> Reference | None:
+    """The value a chain names in a module namespace, following attributes of the user's
+    modules only (read from their `__dict__`: a module's `__getattr__` never runs)."""
+    head, *attributes = chain
+    if head not in namespace:
+        return None  # a builtin, or a name not defined (yet)
+    label, value = _label(namespace.get("__name__"), head), namespace[head]
+    for attribute in attributes:
+        if not (isinstance(value, ModuleType) and _is_user_code(value)):
+            break
+        if attribute not in vars(value):
+            break
+        label, value = _label(value.__name__, attribute), vars(value)[attribute]
+    return label, value
+
+
+def _module_namespace(module_name: str) -> dict[str, Any]:
+    module = sys.modules.get(module_name)
+    return vars(module) if module is not None else {}
+
+
+# ---- whose code it is ----------------------------------------------------------------------
+
+
+def _is_code(value: Any) -> bool:
+    return isinstance(value, (FunctionType, type))
+
+
+def _unwrap(value: Any) -> Any:
+    """What a bound method, a `Step` or a `functools.wraps` wrapper stands for."""
+    for _ in range(_MAX_WRAPPERS):
+        if isinstance(value, MethodType):
+            value = value.__func__
+            continue
+        if isinstance(value, (type, ModuleType)):
+            return value
+        try:
+            wrapped = vars(value).get("__wrapped__")
+        except Exception:  # no __dict__, or one that cannot be read
+            return value
+        if wrapped is None:
+            return value
+        value = wrapped
+    return value
+
+
+def _is_user_code(value: Any) -> bool:
+    """Whether a function, class or module is the user's own code (module docstring)."""
+    if isinstance(value, ModuleType):
+        module_name: Any = value.__name__
+        filename = getattr(value, "__file__", None)
+    else:
+        module_name = getattr(value, "__module__", None)
+        code = getattr(value, "__code__", None)
+        filename = code.co_filename if isinstance(code, CodeType) else None
+    return _is_user_location(
+        module_name if isinstance(module_name, str) else None,
+        filename if isinstance(filename, str) else None,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _is_user_location(module_name: str | None, filename: str | None) -> bool:
+    if module_name is not None and module_name.partition(".")[0] in ("branchwork", "builtins"):
+        return False
+    if filename is not None and os.path.isfile(filename):
+        return not _is_installed(filename)
+    module = sys.modules.get(module_name) if module_name is not None else None
+    module_file = getattr(module, "__file__", None)
+    if isinstance(module_file, str):
+        return not _is_installed(module_file)
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    return module_name not in sys.builtin_module_names and origin not in ("built-in", "frozen")
+
+
+def _is_installed(path: str) -> bool:
+    real = os.path.realpath(path)
+    if real.startswith(_installed_roots()):
+        return True
+    return not _LIBRARY_FOLDERS.isdisjoint(real.split(os.sep))
+
+
+def _label(module_name: Any, name: str) -> str:
+    module = module_name if isinstance(module_name, str) else "?"
+    return f"{'__main__' if module == SCRIPT_MODULE else module}:{name}"
+
+
+# ---- hashing one piece ---------------------------------------------------------------------
+
+
+class _Source(NamedTuple):
+    """A piece's source as hashed: its AST without docstrings, and its decorators."""
+
+    tree: ast.AST
+    decorators: list[ast.expr]
+
+
+def _read_source(piece: Any) -> _Source | None:
+    """None without (parsable) source."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(piece)))
+    except (OSError, TypeError, IndexError, SyntaxError):
+        return None
+    decorators: list[ast.expr] = []
+    for node in ast.walk(tree):  # one walk: it is most of the cost of a new step
+        if isinstance(node, _WITH_DOCSTRING):
+            if node.body and _is_docstring(node.body[0]):
+                node.body = node.body[1:]
+            if not isinstance(node, ast.Module):
+                decorators.extend(node.decorator_list)
+    return _Source(tree, decorators)
+
+
+_WITH_DOCSTRING = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _piece_hash(piece: Any, source: _Source | None) -> str:
+    if source is not None:
+        return _short(ast.dump(source.tree, annotate_fields=False, include_attributes=False))
+    return _short(hash_json(_compiled_json(piece)))
+
+
+def _compiled_json(piece: Any) -> Any:
+    """What a piece without source is made of: its bytecode, names and constants."""
+    code = getattr(piece, "__code__", None)
+    if isinstance(code, CodeType):
+        return _code_json(code)
+    if isinstance(piece, type):
+        return [
+            [name, [_compiled_json(f) for f in _functions_of(member)] or _value_json(member)]
+            for name, member in vars(piece).items()
+            if name != "__doc__"
+        ]
+    return _value_json(piece)
+
+
+def _code_json(code: CodeType) -> Any:
+    constants = [
+        _code_json(constant) if isinstance(constant, CodeType) else _value_json(constant)
+        for constant in code.co_consts
+    ]
+    return [code.co_code.hex(), list(code.co_names), constants]
+
+
+def _value_json(value: Any) -> Any:
+    """A value by its contents if it is made of plain values, else by its type's name."""
+    try:
+        return canonical(value, _MORE_PLAIN_VALUES)
+    except (TypeError, ValueError, RecursionError):
+        kind = type(value)
+        return {"$type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+def _more_plain_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    items = sorted(hash_json(canonical(item, _MORE_PLAIN_VALUES)) for item in value)
+    return {f"${type(value).__name__}": items}  # $set or $frozenset, in a fixed order
+
+
+_MORE_PLAIN_VALUES = Leaf("$more", (bytes, set, frozenset), _more_plain_json)
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,142 @@
+"""The loop's side of the cache: keys from their parts, one lookup per batch, and reasons.
+
+For each invocation whose inputs are ready, the key's parts (`graph.cache_key`) are computed
+here — the files it reads hashed, its `cache_key_fn` called, the library versions its
+`cache_policy` names looked up — and the store is asked for a result with that key. A key
+that cannot be computed is recorded as such (the engine then runs the step: never a hit).
+Once the engine has decided, the verdict and its reason (`graph.cache_reasons`) are kept on
+the invocation and recorded with the step run it makes, with the parts they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from branchwork.graph import cache_reasons
+from branchwork.graph.cache_key import KeyParts, key_parts
+from branchwork.graph.code_hash import fingerprint, library_versions
+from branchwork.graph.file_input import content_hash
+from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
+from branchwork.metadata.recorder import Recorder
+from branchwork.runtime import events as E
+
+if TYPE_CHECKING:
+    from branchwork.runtime.step_records import Tracked
+
+_EPOCH = datetime(1970, 1, 1)  # timestamps in the store are naive UTC
+
+
+class CacheKeys:
+    """Keys, lookups and reasons for the invocations of one run; see the module docstring."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        tracked: Mapping[str, Tracked],
+        earlier: EarlierRun | None,
+        parameters: Mapping[str, Any],
+    ) -> None:
+        self.recorder = recorder
+        self.tracked = tracked
+        self.earlier = earlier
+        self.parameter_changes = (
+            cache_reasons.parameter_changes(parameters, earlier.parameters) if earlier else []
+        )
+        self._code_before: dict[str, Mapping[str, str] | None] = {}
+
+    def compute(self, commands: list[E.ComputeKey]) -> list[E.Event]:
+        """Every key the commands ask for, and one store query for those to look up."""
+        for command in commands:
+            self._parts_of(self.tracked[command.invocation_id])
+        wanted = [
+            key
+            for command in commands
+            if command.look_up and (key := self.tracked[command.invocation_id].cache_key)
+        ]
+        hits = find_cached(self.recorder.engine, wanted) if wanted else {}
+        events: list[E.Event] = []
+        for command in commands:
+            item = self.tracked[command.invocation_id]
+            hit = hits.get(item.cache_key or "") if command.look_up else None
+            item.hit = hit
+            finished = _epoch(hit.finished) if hit is not None else None
+            events.append(E.KeyComputed(command.invocation_id, item.cache_key, hit, finished))
+        return events
+
+    def _parts_of(self, item: Tracked) -> None:
+        invocation = item.invocation
+        step = invocation.step
+        try:
+            # The step's arguments as bound: literal values as they are, step outputs as
+            # references to them (`OutputRef`): their values never come into the loop.
+            extra = step.cache_key_fn(dict(invocation.inputs)) if step.cache_key_fn else None
+            parts = key_parts(
+                invocation,
+                lambda ref: self.tracked[ref.invocation_id].outputs[ref.output].content_hash,
+                content_hash,
+                library_versions(step.cache_policy.libraries),
+                extra,
+            )
+        except Exception as error:  # noqa: BLE001 - a key that cannot be computed is a miss
+            item.key_error = f"{type(error).__name__}: {error}"
+            item.cache_key = None
+            return
+        item.cache_parts = parts
+        item.cache_key = parts.key
+        code = fingerprint(step.func)
+        self.recorder.fingerprint(code.digest, json.dumps(code.parts))
+
+    def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
+        """Keep the engine's verdict on the invocation, with its reason."""
+        if isinstance(command, E.UseCached):
+            hit: CacheHit = command.hit
+            item.cache_verdict = cache_reasons.HIT
+            item.cache_reason = cache_reasons.hit(hit.invocation_id, hit.run_name)
+            return
+        item.cache_verdict = command.verdict
+        item.cache_reason = self._reason(item, command.verdict)
+
+    def _reason(self, item: Tracked, verdict: str) -> str:
+        step = item.invocation.step
+        if verdict == cache_reasons.OFF:
+            return "caching is off for this step (enable_cache=False on it, its pipeline or run)"
+        if verdict == cache_reasons.FAILED:
+            return f"its cache key could not be computed: {item.key_error}"
+        if verdict == cache_reasons.REFRESH:
+            return "refreshed: recomputed on request, replacing the cached result"
+        if verdict == cache_reasons.RESUMED:
+            return "resumed: it runs again after the attempts of the run's earlier session"
+        if verdict == cache_reasons.EXPIRED and item.hit is not None:
+            age = timedelta(seconds=round(time.time() - (_epoch(item.hit.finished) or 0)))
+            return (
+                f"the cached result of run '{item.hit.run_name}' is {age} old, older than "
+                f"expire_after ({step.expire_after})"
+            )
+        assert item.cache_parts is not None
+        earlier = self._earlier(item.invocation.id)
+        return cache_reasons.miss(item.cache_parts, fingerprint(step.func).parts, earlier)
+
+    def _earlier(self, invocation_id: str) -> cache_reasons.Earlier | None:
+        if self.earlier is None:
+            return None
+        recorded = self.earlier.parts.get(invocation_id)
+        parts = KeyParts.from_json(json.loads(recorded)) if recorded else None
+        code_parts = self._code_parts(parts.code) if parts is not None else None
+        return cache_reasons.Earlier(
+            self.earlier.run_name, parts, code_parts, self.parameter_changes
+        )
+
+    def _code_parts(self, digest: str) -> Mapping[str, str] | None:
+        if digest not in self._code_before:
+            found = code_fingerprints(self.recorder.engine, [digest]).get(digest)
+            self._code_before[digest] = json.loads(found) if found else None
+        return self._code_before[digest]
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    """Epoch seconds of a naive UTC datetime from the store."""
+    return None if moment is None else (moment - _EPOCH).total_seconds()

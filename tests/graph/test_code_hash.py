@@ -1,0 +1,366 @@
+"""Code fingerprints follow the user's code a step reaches, and nothing else.
+
+Each fingerprint is taken in a fresh Python process, as a rerun takes it, so that edits of
+the project's files between two fingerprints are seen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from branchwork import step
+from branchwork.graph import code_hash
+from branchwork.graph.code_hash import fingerprint, library_versions
+from branchwork.steps.step import Step
+from processes import python_env
+
+HELPERS = '''\
+import functools
+
+SCALE = 2
+
+
+def timed(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def normalize(values):
+    """Scale values to their maximum."""
+    return [v / max(values) * SCALE for v in values]
+
+
+@timed
+def shift(x):
+    return x + 1
+
+
+def clip(x):
+    return min(x, 10)
+
+
+def unused():
+    return 1
+
+
+def ping(n):
+    return pong(n - 1) if n > 0 else 0
+
+
+def pong(n):
+    return ping(n - 1) if n > 0 else 1
+
+
+class Base:
+    def offset(self):
+        return 0
+
+
+class Scaler(Base):
+    def transform(self, values):
+        return [v * 2 + self.offset() for v in values]
+'''
+
+STEPS = """\
+import json
+from json import dumps
+
+import numpy as np
+
+import helpers
+from branchwork import step
+from helpers import Scaler, shift
+
+THRESHOLD = 0.5
+
+
+@step
+def train(values: list) -> float:
+    # keep the large ones
+    scaled = Scaler().transform(helpers.normalize(values))
+    kept = [shift(x) for x in scaled if x > THRESHOLD]
+    clipped = list(map(lambda x: helpers.clip(x), kept))
+    return float(np.mean(clipped)) + len(json.dumps(kept)) + len(dumps(kept)) + helpers.ping(3)
+"""
+
+PRINT_FINGERPRINT = """
+import importlib, json, sys
+from branchwork.graph.code_hash import fingerprint
+module, _, name = sys.argv[1].partition(":")
+found = fingerprint(getattr(importlib.import_module(module), name))
+print(json.dumps({"digest": found.digest, "parts": found.parts}))
+"""
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def fingerprint_in_new_process(project: Path, target: str, hash_seed: str = "0") -> dict[str, Any]:
+    """{"digest": ..., "parts": {...}} of `target` ("module:name") in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", PRINT_FINGERPRINT, target],
+        cwd=project,
+        env=python_env(
+            project / "home",
+            PYTHONPATH=str(project),
+            PYTHONHASHSEED=hash_seed,
+            PYTHONDONTWRITEBYTECODE="1",  # edits within one second keep their size: no stale .pyc
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "project", {"helpers.py": HELPERS, "flows/steps.py": STEPS})
+
+
+def edit(project: Path, name: str, old: str, new: str) -> None:
+    path = project / name
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {name}"
+    path.write_text(text.replace(old, new))
+
+
+def changed_parts(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    names = set(before["parts"]) | set(after["parts"])
+    return {name for name in names if before["parts"].get(name) != after["parts"].get(name)}
+
+
+def test_the_parts_are_the_users_code_the_step_reaches_and_nothing_installed(project: Path):
+    found = fingerprint_in_new_process(project, "flows.steps:train")
+    assert set(found["parts"]) == {
+        "flows.steps:train",
+        "flows.steps:THRESHOLD",
+        "helpers:normalize",
+        "helpers:SCALE",  # read by normalize
+        "helpers:Scaler",
+        "helpers:Base",  # Scaler's base class
+        "helpers:shift",
+        "helpers:timed",  # shift's decorator
+        "helpers:clip",  # called in a lambda
+        "helpers:ping",
+        "helpers:pong",  # mutual recursion ends
+    }  # no json.dumps, numpy.mean, functools.wraps or branchwork.step, no unused()
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "changed"),
+    [
+        ("helpers.py", "/ max(values) * SCALE", "/ sum(values) * SCALE", "helpers:normalize"),
+        ("helpers.py", "SCALE = 2", "SCALE = 3", "helpers:SCALE"),
+        ("flows/steps.py", "THRESHOLD = 0.5", "THRESHOLD = 0.25", "flows.steps:THRESHOLD"),
+        ("helpers.py", "return [v * 2 + self", "return [v * 4 + self", "helpers:Scaler"),
+        (
+            "helpers.py",
+            "def offset(self):\n        return 0",
+            "def offset(self):\n        return 1",
+            "helpers:Base",
+        ),
+        ("helpers.py", "return func(*args, **kwargs)", "return func(*args)", "helpers:timed"),
+        ("helpers.py", "return min(x, 10)", "return min(x, 20)", "helpers:clip"),
+        ("helpers.py", "if n > 0 else 1", "if n > 1 else 1", "helpers:pong"),
+        ("flows/steps.py", "x > THRESHOLD]", "x >= THRESHOLD]", "flows.steps:train"),
+    ],
+)
+def test_an_edit_of_behaviour_changes_the_digest_and_names_the_changed_part(
+    project: Path, file: str, old: str, new: str, changed: str
+):
+    before = fingerprint_in_new_process(project, "flows.steps:train")
+    edit(project, file, old, new)
+    after = fingerprint_in_new_process(project, "flows.steps:train")
+    assert after["digest"] != before["digest"]
+    assert changed_parts(before, after) == {changed}
+
+
+def test_comments_docstrings_formatting_and_unused_code_change_nothing(project: Path):
+    before = fingerprint_in_new_process(project, "flows.steps:train")
+    edit(project, "flows/steps.py", "# keep the large ones", "# keep only the large ones")
+    edit(
+        project,
+        "flows/steps.py",
+        "    scaled = Scaler()",
+        '    """Trains."""\n    scaled = Scaler()',
+    )
+    edit(project, "flows/steps.py", "if x > THRESHOLD]", "if x>THRESHOLD  # over it\n    ]")
+    edit(project, "helpers.py", "Scale values to their maximum.", "Divide by the maximum.")
+    edit(project, "helpers.py", "return min(x, 10)", "return min(\n        x,\n        10,\n    )")
+    edit(project, "helpers.py", "def unused():\n    return 1", "def unused():\n    return 2")
+    edit(project, "helpers.py", "class Base:", "class Base:\n    # a base\n")
+    after = fingerprint_in_new_process(project, "flows.steps:train")
+    assert changed_parts(before, after) == set()
+    assert after["digest"] == before["digest"]
+
+
+def test_a_function_without_source_gets_the_same_digest_in_every_process(tmp_path: Path):
+    project = write_project(
+        tmp_path / "project",
+        {
+            "helpers.py": HELPERS,
+            "made.py": "import helpers\n"
+            "LABELS = frozenset({'low', 'high', 'mid'})\n"
+            "train = eval('lambda values: [helpers.normalize(values), sorted(LABELS)]')\n",
+        },
+    )
+    digests = {fingerprint_in_new_process(project, "made:train", seed)["digest"] for seed in "123"}
+    assert len(digests) == 1  # sets of strs iterate in another order in each process
+    found = fingerprint_in_new_process(project, "made:train")
+    assert set(found["parts"]) == {
+        "made:<lambda>",
+        "made:LABELS",
+        "helpers:normalize",
+        "helpers:SCALE",
+    }
+    edit(project, "made.py", "'low', ", "")
+    assert changed_parts(found, fingerprint_in_new_process(project, "made:train")) == {
+        "made:LABELS"
+    }
+
+
+def test_a_step_of_installed_code_is_keyed_by_that_function_alone():
+    """Nothing of a library is walked, but a step must still tell its functions apart."""
+    dumps, loads = fingerprint(json.dumps), fingerprint(json.loads)
+    assert set(dumps.parts) == {"json:dumps"}
+    assert dumps.digest != loads.digest
+
+
+def test_a_value_no_json_can_hold_enters_by_its_type_and_never_breaks_the_key(tmp_path: Path):
+    project = write_project(
+        tmp_path / "project",
+        {
+            "odd.py": "import threading\n"
+            "LOCK = threading.Lock()\n"
+            "LOOP = []\n"
+            "LOOP.append(LOOP)\n"
+            "def train():\n"
+            "    with LOCK:\n"
+            "        return len(LOOP)\n"
+        },
+    )
+    found = fingerprint_in_new_process(project, "odd:train")
+    again = fingerprint_in_new_process(project, "odd:train", hash_seed="7")
+    assert set(found["parts"]) == {"odd:train", "odd:LOCK", "odd:LOOP"}
+    assert found == again
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def test_the_steps_code_hash_is_its_fingerprints_digest_computed_once():
+    @step
+    def doubling(x: int) -> int:
+        return double(x)
+
+    found = fingerprint(doubling)
+    assert doubling.code_hash == found.digest
+    assert fingerprint(doubling.func) is found
+    assert {name.partition(":")[2] for name in found.parts} == {"double", doubling.__qualname__}
+
+
+def test_steps_made_by_one_factory_with_other_values_have_other_digests():
+    """The old key hashed the function's source alone: both steps shared one cache entry,
+    and the second got the first one's result."""
+
+    def make(factor: int) -> Step[[int], int]:
+        @step(name=f"times_{factor}")
+        def times(x: int) -> int:
+            return x * factor
+
+        return times
+
+    twice, thrice = make(2), make(3)
+    assert twice.code_hash != thrice.code_hash
+    assert twice.code_hash == make(2).code_hash
+
+
+def test_a_walk_longer_than_its_bound_stops_at_the_nearest_pieces_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(code_hash, "MAX_PIECES", 10)
+    namespace: dict[str, Any] = {"__name__": "chain"}
+    exec("".join(f"def f{i}(x):\n    return f{i + 1}(x)\n" for i in range(30)), namespace)
+    found = fingerprint(namespace["f0"])
+    assert list(found.parts) == [
+        *(f"chain:f{i}" for i in range(10)),
+        "<more pieces than MAX_PIECES>",
+    ]
+    assert "The cache key of f0 covers only the first 10 pieces" in caplog.text
+
+
+def test_library_versions_by_distribution_or_import_name():
+    import pytest as pytest_module
+    import xdist
+
+    assert library_versions(["pytest", "xdist", "no-such-distribution-here"]) == {
+        "pytest": pytest_module.__version__,
+        "xdist": xdist.__version__,
+        "no-such-distribution-here": "not installed",
+    }
+
+
+# ---- end to end: a rerun in a new process ---------------------------------------------------
+
+SCRIPT = """\
+import helpers
+from branchwork import pipeline, step
+
+
+@step
+def scale(values: list) -> list:
+    # scale them
+    return helpers.normalize(values)
+
+
+@pipeline
+def scaling():
+    return scale([1, 2, 4])
+
+
+if __name__ == "__main__":
+    print(scaling(), scaling.last_run.steps["scale"].status)
+"""
+
+
+def run_script(project: Path, home: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=project,
+        env=python_env(home, PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_rerun_recomputes_after_a_helper_changed_and_not_after_a_comment(
+    tmp_path: Path, branchwork_home: Path
+):
+    project = write_project(tmp_path / "project", {"helpers.py": HELPERS, "script.py": SCRIPT})
+    by_max, by_sum = [v / 4 * 2 for v in (1, 2, 4)], [v / 7 * 2 for v in (1, 2, 4)]
+    assert run_script(project, branchwork_home) == f"{by_max} completed"
+    assert run_script(project, branchwork_home) == f"{by_max} cached"
+    edit(project, "helpers.py", "/ max(values) * SCALE", "/ sum(values) * SCALE")
+    assert run_script(project, branchwork_home) == f"{by_sum} completed"
+    edit(project, "script.py", "# scale them", "# scale them by their sum")
+    edit(project, "helpers.py", "Scale values to their maximum.", "Scale values to their sum.")
+    assert run_script(project, branchwork_home) == f"{by_sum} cached"
