@@ -9,6 +9,7 @@ import branchwork
 def test_top_level_all_is_exactly_the_public_surface():
     assert sorted(branchwork.__all__) == [
         "Client",
+        "FileInput",
         "__version__",
         "get_step_context",
         "log_metadata",
@@ -21,9 +22,10 @@ def test_top_level_all_is_exactly_the_public_surface():
 
 
 def test_documented_import_paths():
-    from branchwork.config import ResourceSettings, StepRetryConfig
+    from branchwork.config import CachePolicy, ResourceSettings, StepRetryConfig
     from branchwork.materializers import BaseMaterializer
     from branchwork.models import (
+        CacheDecision,
         PipelineRunResponse,
         PipelineSnapshotResponse,
         StepRunResponse,
@@ -33,9 +35,11 @@ def test_documented_import_paths():
 
     assert all(
         [
+            CachePolicy,
             ResourceSettings,
             StepRetryConfig,
             BaseMaterializer,
+            CacheDecision,
             PipelineRunResponse,
             PipelineSnapshotResponse,
             StepRunResponse,

@@ -7,6 +7,7 @@ is imported on first use so that `import branchwork` does not load SQLAlchemy.
 
 from typing import TYPE_CHECKING, Any
 
+from branchwork.graph.file_input import FileInput
 from branchwork.pipelines.pipeline import pipeline
 from branchwork.steps.context import get_step_context, log_metadata
 from branchwork.steps.step import step, unmapped
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Client",
+    "FileInput",
     "__version__",
     "get_step_context",
     "log_metadata",

@@ -14,7 +14,7 @@ from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.store import get_engine
-from branchwork.models import PipelineRunResponse
+from branchwork.models import CacheDecision, PipelineRunResponse
 
 
 class Client:
@@ -50,6 +50,20 @@ class Client:
         steps = run.steps if invocation_id is None else {invocation_id: run.steps[invocation_id]}
         texts = get_step_logs(self._engine, [step.id for step in steps.values()])
         return {name: texts.get(step.id, "") for name, step in steps.items()}
+
+    def get_cache_decisions(self, run_id_or_name: str) -> dict[str, CacheDecision]:
+        """Why each invocation of a run (its latest attempt) was a cache hit or a miss, by
+        invocation id, in the order they ran."""
+        run = self.get_pipeline_run(run_id_or_name)
+        return {name: CacheDecision.of(step) for name, step in run.steps.items()}
+
+    def invalidate_cache(self, step_name: str, pipeline_name: str | None = None) -> int:
+        """Stop serving the cached results of a step (of one pipeline, or of every pipeline
+        that has it): its next run computes anew. Returns how many results were invalidated;
+        raises if no such step ever ran."""
+        from branchwork.metadata.cache_entries import invalidate_step
+
+        return invalidate_step(self._engine, step_name, pipeline_name)
 
     def resume_run(self, id_or_name: str, accept_new_graph: bool = False) -> Any:
         """Finish a FAILED or STOPPED run on the active stack, as the same run: invocations

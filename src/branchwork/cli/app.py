@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from branchwork import __version__
-from branchwork.cli import artifacts, db, pipeline_graph, project, run, runs, stacks
+from branchwork.cli import artifacts, cache, db, pipeline_graph, project, run, runs, stacks
 from branchwork.exceptions import BranchworkError
 
 _DEBUG = "branchwork.debug"
@@ -95,6 +95,7 @@ app.command("run")(run.run)
 app.command("graph")(pipeline_graph.graph)
 app.add_typer(runs.app, name="runs", help="List, inspect, draw and delete pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List, inspect and load artifact versions.")
+app.add_typer(cache.app, name="cache", help="Control the cache: invalidate a step's results.")
 app.add_typer(db.app, name="db", help="The metadata store's location and schema.")
 app.add_typer(stacks.stack_app, name="stack", help="Register, list, describe and activate stacks.")
 app.add_typer(stacks.orchestrator_app, name="orchestrator", help="Register and list orchestrators.")

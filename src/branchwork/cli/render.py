@@ -9,6 +9,7 @@ brackets in names or parameters are never read as Rich markup.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from enum import Enum
@@ -19,7 +20,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from branchwork.models import ArtifactVersionResponse, PipelineRunResponse, StepRunResponse
+from branchwork.models import (
+    ArtifactVersionResponse,
+    CacheDecision,
+    PipelineRunResponse,
+    StepRunResponse,
+)
 
 if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
     from branchwork.metadata.artifact_listing import ArtifactSummary
@@ -40,6 +46,14 @@ STATUS_STYLES = {
     "running": "yellow",
     "initializing": "dim",
     "stopped": "magenta",
+}
+CACHE_STYLES = {"hit": "cyan", "miss": "yellow", "key_failed": "red", "expired": "magenta"}
+_VERDICT_COUNTS = {  # verdict -> (one, many), for "3 hits, 1 miss"
+    "hit": ("hit", "hits"),
+    "miss": ("miss", "misses"),
+    "off": ("with caching off", "with caching off"),
+    "refresh": ("refreshed", "refreshed"),
+    "key_failed": ("key failed", "keys failed"),
 }
 
 
@@ -163,6 +177,8 @@ def step_dict(
         "end_time": iso(step.end_time),
         "duration_seconds": seconds(step.start_time, step.end_time),
         "cache_key": step.cache_key,
+        "cache_verdict": step.cache_verdict,
+        "cache_reason": step.cache_reason,
         "cached_from": step.original_step_run_id,
         "cached_from_run": origin.run_name if origin else None,
         "parents": [names.get(parent, parent) for parent in step.parent_step_run_ids],
@@ -246,6 +262,29 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
             )
             grid.add_row(Text(label), Text("  ".join(pairs)))
         out.print(grid)
+
+
+def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision]) -> None:
+    """One row per invocation: hit or miss (or why caching did not apply), and why."""
+    counts = Counter(decision.verdict or "not recorded" for decision in decisions)
+    summary = ", ".join(
+        f"{count} {_VERDICT_COUNTS.get(verdict, (verdict, verdict))[count != 1]}"
+        for verdict, count in counts.most_common()
+    )
+    out = console()
+    out.print(Text.assemble(("Run:   ", "bold"), run.name, f" ({run.pipeline_name})"))
+    out.print(Text.assemble(("Cache: ", "bold"), summary or "no steps"))
+    out.print()
+    table = _table("INVOCATION", "STEP", "CACHE", "REASON")
+    table.columns[-1].no_wrap = False
+    for decision in decisions:
+        table.add_row(
+            Text(decision.invocation_id),
+            Text(decision.step_name),
+            Text(decision.verdict or "-", style=CACHE_STYLES.get(decision.verdict or "", "")),
+            Text(decision.reason or "not recorded (the run predates cache reasons)"),
+        )
+    out.print(table)
 
 
 def failure_tracebacks(run: PipelineRunResponse) -> list[tuple[str, str]]:

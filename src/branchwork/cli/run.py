@@ -131,6 +131,19 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run every step, ignoring cached results.")
     ] = False,
+    refresh: Annotated[
+        bool,
+        typer.Option("--refresh", help="Recompute every step; the results replace cached ones."),
+    ] = False,
+    refresh_step: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--refresh-step",
+            metavar="STEP",
+            help="Recompute this step (repeatable); its results replace cached ones.",
+            show_default=False,
+        ),
+    ] = None,
     stack: StackOption = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -143,4 +156,6 @@ def run(
         pipeline = pipeline.with_options(config_path=str(config))
     if no_cache:
         pipeline = pipeline.with_options(enable_cache=False)
+    if refresh or refresh_step:
+        pipeline = pipeline.with_options(refresh=True if refresh else refresh_step)
     run_and_report(lambda: pipeline(**params), pipeline.name, stack=stack, progress=progress)

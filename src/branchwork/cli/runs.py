@@ -83,13 +83,30 @@ def list_runs(
 
 
 @app.command("show")
-def show(run: RunArgument, output: OutputOption = OutputFormat.table) -> None:
+def show(
+    run: RunArgument,
+    output: OutputOption = OutputFormat.table,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache", help="Why each step was a cache hit or miss, as recorded when it ran."
+        ),
+    ] = False,
+) -> None:
     """A run's fields, parameters and every step run (one row per attempt)."""
     from branchwork.client import Client
     from branchwork.metadata.run_listing import step_run_origins
     from branchwork.metadata.store import get_engine
+    from branchwork.models import CacheDecision
 
     record = Client().get_pipeline_run(run)
+    if cache:
+        decisions = [CacheDecision.of(step) for step in record.steps.values()]
+        if output is OutputFormat.json:
+            render.print_json({"run": record.name, "steps": [vars(d) for d in decisions]})
+        else:
+            render.show_cache_decisions(record, decisions)
+        return
     origins = step_run_origins(
         get_engine(), [s.original_step_run_id for s in record.attempts if s.original_step_run_id]
     )

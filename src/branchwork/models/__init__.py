@@ -2,6 +2,7 @@
 
 from branchwork.models.responses import (
     ArtifactVersionResponse,
+    CacheDecision,
     ExecutionStatus,
     PipelineRunResponse,
     PipelineSnapshotResponse,
@@ -11,6 +12,7 @@ from branchwork.models.responses import (
 
 __all__ = [
     "ArtifactVersionResponse",
+    "CacheDecision",
     "ExecutionStatus",
     "PipelineRunResponse",
     "PipelineSnapshotResponse",

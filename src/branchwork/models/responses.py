@@ -101,6 +101,21 @@ class StepRunResponse:
 
 
 @dataclass(frozen=True)
+class CacheDecision:
+    """Why an invocation of a run was served from the cache or computed: recorded when it ran,
+    comparing its key with the pipeline's previous run (see docs/caching.md)."""
+
+    invocation_id: str
+    step_name: str
+    verdict: str | None  # hit, miss, off, refresh, expired, key_failed, resumed; None: unknown
+    reason: str | None
+
+    @classmethod
+    def of(cls, step: StepRunResponse) -> CacheDecision:
+        return cls(step.name, step.step_name, step.cache_verdict, step.cache_reason)
+
+
+@dataclass(frozen=True)
 class PipelineSnapshotResponse:
     """The compiled, immutable description of a run request."""
 

@@ -97,7 +97,7 @@ class Pipeline(Generic[P, R]):
         clone = copy.copy(self)
         if config_path is not None:
             config = load_run_config(config_path)
-            self._check_step_names(config.steps, config_path)
+            self._check_step_names(config.steps, lambda name: f"{config_path}: steps.{name}")
             clone.config_parameters = {**self.config_parameters, **config.parameters}
             clone.step_options = {**self.step_options, **config.steps}
             clone.enable_cache = _first(config.enable_cache, clone.enable_cache)
@@ -115,22 +115,20 @@ class Pipeline(Generic[P, R]):
         return clone
 
     def _steps_named(self, names: Iterable[str]) -> tuple[str, ...]:
-        if isinstance(names, str):
-            names = [names]
-        self._check_step_names(dict.fromkeys(names), "refresh")
+        names = [names] if isinstance(names, str) else list(names)
+        self._check_step_names(names, lambda name: f"refresh: step '{name}'")
         return tuple(names)
 
-    def _check_step_names(self, steps: dict[str, Any], config_path: str) -> None:
-        """Configured steps must be steps this pipeline's module defines."""
+    def _check_step_names(self, names: Iterable[str], where: Callable[[str], str]) -> None:
+        """Named steps must be steps this pipeline's module defines."""
         from branchwork.steps.step import Step
 
         known = {v.name for v in self.func.__globals__.values() if isinstance(v, Step)}
-        for name in steps:
+        for name in names:
             if name not in known:
                 raise ConfigurationError(
-                    f"{config_path}: {'' if config_path == 'refresh' else 'steps.'}{name}: "
-                    f"pipeline '{self.name}' uses no step named '{name}' (its module "
-                    f"defines: {', '.join(sorted(known)) or 'none'})"
+                    f"{where(name)}: pipeline '{self.name}' uses no step named '{name}' (its "
+                    f"module defines: {', '.join(sorted(known)) or 'none'})"
                 )
 
     @property

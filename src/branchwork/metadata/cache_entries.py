@@ -1,0 +1,61 @@
+"""Invalidating a step's cached results on request (`branchwork cache invalidate`).
+
+Invalidating marks the completed step runs of a step (of one pipeline, or of every pipeline)
+`cache_invalidated`; `queries.find_cached` never serves those again, so the step's next run
+computes anew. Nothing is deleted: the runs, their outputs and their history stay readable.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, select, update
+
+from branchwork.exceptions import BranchworkError
+from branchwork.metadata import schema as s
+from branchwork.metadata.retries import retrying
+
+
+@retrying("invalidating cached results")
+def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = None) -> int:
+    """Mark the step's cached results invalidated; how many were still served. Raises when
+    no run of the pipeline (or of any pipeline) ever ran a step of that name."""
+    in_pipeline = (
+        select(s.pipeline_run.c.id)
+        .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
+        .where(s.pipeline.c.name == pipeline_name)
+    )
+    scope = [s.step_run.c.step_name == step_name]
+    if pipeline_name is not None:
+        scope.append(s.step_run.c.run_id.in_(in_pipeline))
+    with engine.begin() as conn:
+        if conn.execute(select(s.step_run.c.id).where(*scope).limit(1)).first() is None:
+            raise BranchworkError(_unknown_step(conn, step_name, pipeline_name))
+        result = conn.execute(
+            update(s.step_run)
+            .where(
+                *scope,
+                s.step_run.c.status == "completed",
+                s.step_run.c.cache_invalidated.is_(False),
+            )
+            .values(cache_invalidated=True)
+        )
+    return int(result.rowcount)
+
+
+def _unknown_step(conn: Connection, step_name: str, pipeline_name: str | None) -> str:
+    names = select(s.step_run.c.step_name).distinct()
+    where = "any pipeline"
+    if pipeline_name is not None:
+        known_pipeline = conn.execute(
+            select(s.pipeline.c.id).where(s.pipeline.c.name == pipeline_name)
+        ).first()
+        if known_pipeline is None:
+            return f"No pipeline named '{pipeline_name}' has run in this store."
+        names = names.join(s.pipeline_run, s.pipeline_run.c.id == s.step_run.c.run_id).where(
+            s.pipeline_run.c.pipeline_id == known_pipeline.id
+        )
+        where = f"pipeline '{pipeline_name}'"
+    known = sorted(conn.execute(names).scalars())
+    return (
+        f"No step named '{step_name}' has run in {where}; steps that have: "
+        f"{', '.join(known) or 'none'}."
+    )
