@@ -73,8 +73,8 @@ def test_runs_show_cache_explains_each_hit_and_miss(cli, target):
             "total",
             "total",
             "miss",
-            f"since run '{first}': argument 'values' changed (pipeline parameter 'n' changed: "
-            "3 → 4)",
+            f"since run '{first}': argument 'values' (the output of 'load') changed (pipeline "
+            "parameter 'n' changed: 3 → 4)",
         ],
         [
             "report",
@@ -119,7 +119,9 @@ def test_cache_invalidate_makes_the_step_compute_anew(cli, target):
         "total": "miss",
         "report": "off",
     }
-    assert "invalidated" in run.steps["total"].cache_reason
+    assert run.steps["total"].cache_reason.endswith(
+        ", whose result was invalidated (branchwork cache invalidate)"
+    )
 
     result = cli("cache", "invalidate", "report")
     assert result.stdout == "Invalidated 3 cached results of step 'report'.\n"

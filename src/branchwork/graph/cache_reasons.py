@@ -10,7 +10,7 @@ loop hands it what the store holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from branchwork.graph.cache_key import KeyParts
@@ -33,12 +33,14 @@ class Earlier(NamedTuple):
     parts: KeyParts | None
     code_parts: Mapping[str, str] | None  # its code fingerprint's pieces, when known
     parameter_changes: list[str]
+    status: str | None = None  # of its latest attempt there
+    invalidated: bool = False  # its result (or the one its cache hit reused) was invalidated
 
 
 def parameter_changes(now: Mapping[str, Any], before: Mapping[str, Any]) -> list[str]:
     """How pipeline parameters differ, e.g. `pipeline parameter 'n' changed: 3 → 4`."""
     return _map_changes(
-        "pipeline parameter",
+        lambda name: f"pipeline parameter '{name}'",
         {name: repr(value) for name, value in now.items()},
         {name: repr(value) for name, value in before.items()},
     )
@@ -48,10 +50,18 @@ def hit(invocation_id: str, run_name: str) -> str:
     return f"reused invocation '{invocation_id}' of run '{run_name}'"
 
 
-def miss(parts: KeyParts, code_parts: Mapping[str, str], earlier: Earlier | None) -> str:
-    """What changed since the previous run of this invocation, in one line."""
+def miss(
+    parts: KeyParts,
+    code_parts: Mapping[str, str],
+    earlier: Earlier | None,
+    sources: Mapping[str, str] | None = None,
+) -> str:
+    """What changed since the previous run of this invocation, in one line; `sources` names
+    the invocation whose output an argument is, by argument."""
     if earlier is None:
         return "first run of this pipeline"
+    if earlier.parts is None and earlier.status is not None:
+        return f"run '{earlier.run_name}' recorded no key for it (its key failed, or is older)"
     if earlier.parts is None:
         because = f" ({'; '.join(earlier.parameter_changes)})" if earlier.parameter_changes else ""
         return f"a new invocation: run '{earlier.run_name}' had none{because}"
@@ -59,22 +69,42 @@ def miss(parts: KeyParts, code_parts: Mapping[str, str], earlier: Earlier | None
     changes: list[str] = []
     if parts.code != before.code:
         changes.append(_code_change(code_parts, earlier.code_parts))
-    arguments = _map_changes("argument", parts.arguments, before.arguments)
+    sources = sources or {}
+    arguments = _map_changes(
+        lambda name: (
+            f"argument '{name}'"
+            + (f" (the output of '{sources[name]}')" if name in sources else "")
+        ),
+        parts.arguments,
+        before.arguments,
+    )
     if arguments and earlier.parameter_changes:  # what its arguments likely came from
         arguments[-1] += f" ({'; '.join(earlier.parameter_changes)})"
     changes += arguments
-    changes += _map_changes("input file", parts.files, before.files, values=False)
-    changes += _map_changes("library", parts.libraries, before.libraries)
+    changes += _map_changes(
+        lambda path: f"input file '{path}'", parts.files, before.files, values=False
+    )
+    changes += _map_changes(lambda name: f"library '{name}'", parts.libraries, before.libraries)
     if parts.extra != before.extra:
         changes.append("its cache_key_fn gave another value")
     if parts.outputs != before.outputs:
         changes.append("its outputs' types or materializers changed")
     if not changes:
-        return (
-            f"same key as in run '{earlier.run_name}', whose result cannot be reused (it failed, "
-            "expired, or was invalidated or deleted)"
-        )
+        return f"same key as in run '{earlier.run_name}', {_not_reusable(earlier)}"
     return f"since run '{earlier.run_name}': " + "; ".join(changes)
+
+
+def _not_reusable(earlier: Earlier) -> str:
+    """Why a result with the very same key was not served."""
+    if earlier.invalidated:
+        return "whose result was invalidated (branchwork cache invalidate)"
+    if earlier.status == "failed":
+        return "where it failed"
+    if earlier.status == "stopped":
+        return "where it was stopped"
+    if earlier.status == "cached":
+        return "which reused a result that was since deleted"
+    return "whose result cannot be reused (it did not finish, or was deleted)"
 
 
 def _code_change(now: Mapping[str, str], before: Mapping[str, str] | None) -> str:
@@ -87,7 +117,10 @@ def _code_change(now: Mapping[str, str], before: Mapping[str, str] | None) -> st
 
 
 def _map_changes(
-    what: str, now: Mapping[str, str], before: Mapping[str, str], values: bool = True
+    label: Callable[[str], str],
+    now: Mapping[str, str],
+    before: Mapping[str, str],
+    values: bool = True,
 ) -> list[str]:
     changes = []
     for name in sorted(now.keys() | before.keys()):
@@ -95,13 +128,13 @@ def _map_changes(
         if old == new:
             continue
         if old is None:
-            changes.append(f"new {what} '{name}'")
+            changes.append(f"new {label(name)}")
         elif new is None:
-            changes.append(f"{what} '{name}' is gone")
+            changes.append(f"{label(name)} is gone")
         elif values and _readable(old) and _readable(new):
-            changes.append(f"{what} '{name}' changed: {_value(old)} → {_value(new)}")
+            changes.append(f"{label(name)} changed: {_value(old)} → {_value(new)}")
         else:
-            changes.append(f"{what} '{name}' changed")
+            changes.append(f"{label(name)} changed")
     return changes
 
 

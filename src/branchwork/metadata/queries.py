@@ -122,12 +122,20 @@ def find_cached(engine: Engine, keys: list[str]) -> dict[str, CacheHit]:
     return found
 
 
+class EarlierStep(NamedTuple):
+    """An invocation's latest attempt in a pipeline's previous run, as cache reasons compare."""
+
+    parts: str | None  # its key parts (JSON)
+    status: str
+    invalidated: bool
+
+
 class EarlierRun(NamedTuple):
-    """The key parts each invocation recorded in a pipeline's previous run."""
+    """What each invocation recorded in a pipeline's previous run."""
 
     run_name: str
     parameters: dict[str, Any]
-    parts: dict[str, str | None]  # invocation id -> its latest attempt's key parts (JSON)
+    steps: dict[str, EarlierStep]  # by invocation id
 
 
 @retrying("reading the previous run")
@@ -143,13 +151,28 @@ def earlier_run(engine: Engine, pipeline_name: str, except_run_id: str) -> Earli
         ).one_or_none()
         if run is None:
             return None
+        reused = s.step_run.alias("reused")  # what a cache hit there was served from
         rows = conn.execute(
-            select(s.step_run.c.name, s.step_run.c.cache_parts)
+            select(
+                s.step_run.c.name,
+                s.step_run.c.cache_parts,
+                s.step_run.c.status,
+                s.step_run.c.cache_invalidated,
+                reused.c.cache_invalidated.label("reused_invalidated"),
+            )
+            .outerjoin(reused, reused.c.id == s.step_run.c.original_step_run_id)
             .where(s.step_run.c.run_id == run.id)
             .order_by(s.step_run.c.attempt)
         ).all()
-    parts = {row.name: row.cache_parts for row in rows}
-    return EarlierRun(run.name, loads(run.parameters, {}), parts)
+    steps = {
+        row.name: EarlierStep(
+            row.cache_parts,
+            row.status,
+            bool(row.cache_invalidated or row.reused_invalidated),
+        )
+        for row in rows
+    }
+    return EarlierRun(run.name, loads(run.parameters, {}), steps)
 
 
 @retrying("reading code fingerprints")

@@ -20,6 +20,7 @@ from branchwork.graph import cache_reasons
 from branchwork.graph.cache_key import KeyParts, key_parts
 from branchwork.graph.code_hash import fingerprint, library_versions
 from branchwork.graph.file_input import content_hash
+from branchwork.graph.invocation import OutputRef
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
 from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import events as E
@@ -117,17 +118,29 @@ class CacheKeys:
                 f"expire_after ({step.expire_after})"
             )
         assert item.cache_parts is not None
-        earlier = self._earlier(item.invocation.id)
-        return cache_reasons.miss(item.cache_parts, fingerprint(step.func).parts, earlier)
+        invocation = item.invocation
+        sources = {
+            name: value.invocation_id
+            for name, value in invocation.inputs.items()
+            if isinstance(value, OutputRef)
+        }
+        earlier = self._earlier(invocation.id)
+        return cache_reasons.miss(item.cache_parts, fingerprint(step.func).parts, earlier, sources)
 
     def _earlier(self, invocation_id: str) -> cache_reasons.Earlier | None:
         if self.earlier is None:
             return None
-        recorded = self.earlier.parts.get(invocation_id)
-        parts = KeyParts.from_json(json.loads(recorded)) if recorded else None
-        code_parts = self._code_parts(parts.code) if parts is not None else None
+        recorded = self.earlier.steps.get(invocation_id)
+        parts = (
+            KeyParts.from_json(json.loads(recorded.parts)) if recorded and recorded.parts else None
+        )
         return cache_reasons.Earlier(
-            self.earlier.run_name, parts, code_parts, self.parameter_changes
+            self.earlier.run_name,
+            parts,
+            self._code_parts(parts.code) if parts is not None else None,
+            self.parameter_changes,
+            recorded.status if recorded else None,
+            recorded.invalidated if recorded else False,
         )
 
     def _code_parts(self, digest: str) -> Mapping[str, str] | None:
