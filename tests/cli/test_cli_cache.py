@@ -73,8 +73,7 @@ def test_runs_show_cache_explains_each_hit_and_miss(cli, target):
             "total",
             "total",
             "miss",
-            f"since run '{first}': argument 'values' (the output of 'load') changed (pipeline "
-            "parameter 'n' changed: 3 → 4)",
+            f"since run '{first}': argument 'values' (the output of 'load') changed",
         ],
         [
             "report",

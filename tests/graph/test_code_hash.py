@@ -262,6 +262,80 @@ def test_a_value_no_json_can_hold_enters_by_its_type_and_never_breaks_the_key(tm
     assert found == again
 
 
+CONFIGS = """\
+import enum
+import logging
+from dataclasses import dataclass, field
+
+import pydantic
+
+
+@dataclass
+class TrainConfig:
+    lr: float
+    layers: list = field(default_factory=lambda: [64, 64])
+
+
+class Settings(pydantic.BaseModel):
+    batch: int = 32
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+class Plain:
+    def __init__(self, depth):
+        self.depth = depth
+
+
+class Slotted:
+    __slots__ = ("width",)
+
+    def __init__(self, width):
+        self.width = width
+
+
+CFG = TrainConfig(lr=0.1)
+SETTINGS = Settings()
+MODE = Mode.FAST
+PLAIN = Plain(3)
+SLOTTED = Slotted(5)
+ALL = [TrainConfig(lr=0.5), Mode.SLOW]
+LOG = logging.getLogger("configs")
+
+
+def train():
+    LOG.info("training")
+    return CFG.lr, SETTINGS.batch, MODE, PLAIN.depth, SLOTTED.width, ALL
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        ("TrainConfig(lr=0.1)", "TrainConfig(lr=0.2)", "configs:CFG"),
+        ("Settings()", "Settings(batch=64)", "configs:SETTINGS"),
+        ("MODE = Mode.FAST", "MODE = Mode.SLOW", "configs:MODE"),
+        ("Plain(3)", "Plain(4)", "configs:PLAIN"),
+        ("Slotted(5)", "Slotted(6)", "configs:SLOTTED"),
+        ("TrainConfig(lr=0.5), Mode.SLOW", "TrainConfig(lr=0.5), Mode.FAST", "configs:ALL"),
+    ],
+)
+def test_config_objects_of_the_users_classes_are_keyed_by_their_values(
+    tmp_path: Path, old: str, new: str, changed: str
+):
+    """`CFG = TrainConfig(lr=0.1)` edited to 0.2 must not serve the 0.1 result; a library's
+    object (the logger) enters by its type alone, the same in every process."""
+    project = write_project(tmp_path / "project", {"configs.py": CONFIGS})
+    before = fingerprint_in_new_process(project, "configs:train")
+    assert before == fingerprint_in_new_process(project, "configs:train", hash_seed="9")
+    edit(project, "configs.py", old, new)
+    after = fingerprint_in_new_process(project, "configs:train")
+    assert changed_parts(before, after) == {changed}
+
+
 def double(x: int) -> int:
     return 2 * x
 

@@ -69,18 +69,7 @@ def miss(
     changes: list[str] = []
     if parts.code != before.code:
         changes.append(_code_change(code_parts, earlier.code_parts))
-    sources = sources or {}
-    arguments = _map_changes(
-        lambda name: (
-            f"argument '{name}'"
-            + (f" (the output of '{sources[name]}')" if name in sources else "")
-        ),
-        parts.arguments,
-        before.arguments,
-    )
-    if arguments and earlier.parameter_changes:  # what its arguments likely came from
-        arguments[-1] += f" ({'; '.join(earlier.parameter_changes)})"
-    changes += arguments
+    changes += _argument_changes(parts.arguments, before.arguments, sources or {}, earlier)
     changes += _map_changes(
         lambda path: f"input file '{path}'", parts.files, before.files, values=False
     )
@@ -92,6 +81,29 @@ def miss(
     if not changes:
         return f"same key as in run '{earlier.run_name}', {_not_reusable(earlier)}"
     return f"since run '{earlier.run_name}': " + "; ".join(changes)
+
+
+def _argument_changes(
+    now: Mapping[str, str], before: Mapping[str, str], sources: Mapping[str, str], earlier: Earlier
+) -> list[str]:
+    """Changed arguments: those that are other steps' outputs name the step; the pipeline's
+    parameter changes follow the others, being what literal arguments likely came from."""
+
+    def changed(names: set[str], label: Callable[[str], str]) -> list[str]:
+        return _map_changes(
+            label,
+            {name: token for name, token in now.items() if name in names},
+            {name: token for name, token in before.items() if name in names},
+        )
+
+    names = now.keys() | before.keys()
+    literal = changed(names - sources.keys(), lambda name: f"argument '{name}'")
+    if literal and earlier.parameter_changes:
+        literal[-1] += f" ({'; '.join(earlier.parameter_changes)})"
+    from_steps = changed(
+        names & sources.keys(), lambda name: f"argument '{name}' (the output of '{sources[name]}')"
+    )
+    return literal + from_steps
 
 
 def _not_reusable(earlier: Earlier) -> str:

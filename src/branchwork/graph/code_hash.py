@@ -29,8 +29,10 @@ hashes every piece of the user's own code the function reaches, each normalized:
 - Values the code reads (module constants, class attributes, closure cells): None, bools,
   ints, floats, strs, bytes and tuples, lists, dicts, sets and frozensets of them are hashed
   by value, as read when the fingerprint is first taken in a process (a module-level list a
-  step appends to hashes differently once it grew); any other object by its type's name
-  alone, so an odd value never breaks a key; an instance of the user's class reaches it.
+  step appends to hashes differently once it grew); so are enum members, and instances of
+  the user's own classes (dataclasses, pydantic models, config objects) by their attributes,
+  their class being reached too; any other object (a logger, a client, a library's model)
+  by its type's name alone, so an odd value never breaks a key.
 
 Names in `parts` read "module:qualname"; a script loaded as another module by branchwork
 (`user_code.SCRIPT_MODULE`) is named `__main__` as where it ran, so both give one digest.
@@ -48,8 +50,10 @@ import os
 import sys
 import textwrap
 import weakref
+from abc import ABC
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from enum import Enum
 from functools import lru_cache
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
@@ -476,22 +480,58 @@ def _code_json(code: CodeType) -> Any:
 
 
 def _value_json(value: Any) -> Any:
-    """A value by its contents if it is made of plain values, else by its type's name."""
+    """A value by its contents as far as they are plain (module docstring), else by its
+    type's name: an odd value never breaks a key."""
     try:
-        return canonical(value, _MORE_PLAIN_VALUES)
+        return canonical(value, _MORE_VALUES)
     except (TypeError, ValueError, RecursionError):
-        kind = type(value)
-        return {"$type": f"{kind.__module__}.{kind.__qualname__}"}
+        return _type_json(value)
 
 
-def _more_plain_json(value: Any) -> Any:
+def _more_json(value: Any) -> Any:
+    """What a value that is not a plain JSON value stands for in a fingerprint."""
     if isinstance(value, bytes):
         return {"$bytes": value.hex()}
-    items = sorted(hash_json(canonical(item, _MORE_PLAIN_VALUES)) for item in value)
-    return {f"${type(value).__name__}": items}  # $set or $frozenset, in a fixed order
+    if isinstance(value, (set, frozenset)):
+        items = sorted(hash_json(canonical(item, _MORE_VALUES)) for item in value)
+        return {f"${type(value).__name__}": items}  # in a fixed order
+    if isinstance(value, Enum):
+        return {**_type_json(value), "value": canonical(value.value, _MORE_VALUES)}
+    state = _state_of(value)
+    if state is None:
+        return _type_json(value)
+    return {**_type_json(value), "state": canonical(state, _MORE_VALUES)}
 
 
-_MORE_PLAIN_VALUES = Leaf("$more", (bytes, set, frozenset), _more_plain_json)
+def _state_of(value: Any) -> dict[str, Any] | None:
+    """The attributes of an instance of the user's own class (a dataclass, a pydantic model,
+    a config object): editing `CONFIG = Config(lr=0.1)` changes the key. Other objects
+    (a logger, a client, a model loaded from disk) have no state here."""
+    if not _is_user_code(type(value)):
+        return None
+    try:
+        return dict(vars(value))
+    except TypeError:  # __slots__ only
+        names = [name for cls in type(value).__mro__ for name in getattr(cls, "__slots__", ())]
+        return {name: getattr(value, name) for name in names if hasattr(value, name)}
+
+
+def _type_json(value: Any) -> dict[str, str]:
+    kind = type(value)
+    return {"$type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+class _NotPlain(ABC):  # noqa: B024 - a type for isinstance only, by its __subclasshook__
+    """Matches the types `values.canonical` has no form of (all but None, bools, ints,
+    floats, strs, lists, tuples and dicts), so they are encoded by `_more_json`."""
+
+    @classmethod
+    def __subclasshook__(cls, kind: type) -> bool:
+        return not issubclass(kind, _PLAIN)
+
+
+_PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
+_MORE_VALUES = Leaf("$more", _NotPlain, _more_json)
 
 
 def _short(text: str) -> str:
