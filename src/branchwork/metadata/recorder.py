@@ -9,7 +9,9 @@ inserted once, finished, instead of inserted and then updated.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -176,11 +178,11 @@ class Recorder:
         else:
             self._updates.append({"u_id": step_run_id, **{f"u_{k}": v for k, v in values.items()}})
 
-    def fingerprint(self, digest: str, parts: str) -> None:
-        """What a code digest is made of (JSON), once per digest."""
+    def fingerprint(self, digest: str, parts: Mapping[str, str]) -> None:
+        """What a code digest is made of, once per digest."""
         if digest not in self._known_fingerprints:
             self._known_fingerprints.add(digest)
-            self._fingerprints.append({"digest": digest, "parts": parts})
+            self._fingerprints.append({"digest": digest, "parts": json.dumps(parts)})
 
     def step_log(self, step_run_id: str, text: str) -> None:
         """What one step run printed and logged."""

@@ -89,7 +89,7 @@ class CacheKeys:
         item.cache_parts = parts
         item.cache_key = parts.key
         code = fingerprint(step.func)
-        self.recorder.fingerprint(code.digest, json.dumps(code.parts))
+        self.recorder.fingerprint(code.digest, code.parts)
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
         """Keep the engine's verdict on the invocation, with its reason."""
