@@ -224,37 +224,50 @@ def _step_config_json(step: Step[Any, Any]) -> str:
     return json.dumps(_step_config(step))
 
 
-def make_invocation(
-    ids: InvocationIds,
-    step: Step[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    invocation_id: str | None,
-    after: object,
-    pipeline_name: str,
-    pipeline_cache: bool,
-    step_options: dict[str, StepOptions] | None = None,
-) -> Invocation:
-    """Validate one step call and turn it into an Invocation with a fresh id; options a run
-    configuration sets for the step apply to it."""
-    if step_options and step.name in step_options:
-        step = step_options[step.name].apply(step)
-    invocation_id = ids.claim(step.name, invocation_id, pipeline_name)
-    where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
-    inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
-    upstream, files = references_of(inputs)
-    invocation = Invocation(
-        id=invocation_id,
-        step=step,
-        inputs=inputs,
-        upstream=upstream,
-        after=after_ids(after, where),
-        enable_cache=pipeline_cache and step.enable_cache is not False,
-        files=files,
-    )
-    for dependency in invocation.dependencies:
-        if dependency not in ids or dependency == invocation_id:
-            raise StepInvocationError(
-                f"{where} depends on '{dependency}', which is not an earlier step of this run."
-            )
-    return invocation
+class StepCalls:
+    """A run's step calls turned into invocations: each validated, given the next free id,
+    with the options a run configuration sets for its step, and cached unless the pipeline
+    or the step turns caching off. One per run, shared by whoever records its calls."""
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        pipeline_cache: bool,
+        step_options: dict[str, StepOptions] | None = None,
+    ) -> None:
+        self.pipeline_name = pipeline_name
+        self.pipeline_cache = pipeline_cache
+        self.step_options = step_options or {}
+        self.ids = InvocationIds()
+
+    def make(
+        self,
+        step: Step[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str | None,
+        after: object,
+    ) -> Invocation:
+        """The invocation of one call of `step` (StepInvocationError: a bad call)."""
+        if step.name in self.step_options:
+            step = self.step_options[step.name].apply(step)
+        pipeline_name = self.pipeline_name
+        invocation_id = self.ids.claim(step.name, invocation_id, pipeline_name)
+        where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
+        inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
+        upstream, files = references_of(inputs)
+        invocation = Invocation(
+            id=invocation_id,
+            step=step,
+            inputs=inputs,
+            upstream=upstream,
+            after=after_ids(after, where),
+            enable_cache=self.pipeline_cache and step.enable_cache is not False,
+            files=files,
+        )
+        for dependency in invocation.dependencies:
+            if dependency not in self.ids or dependency == invocation_id:
+                raise StepInvocationError(
+                    f"{where} depends on '{dependency}', which is not an earlier step of this run."
+                )
+        return invocation

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.graph.context import run_context
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
-from branchwork.graph.invocation import Invocation, InvocationIds, make_invocation
+from branchwork.graph.invocation import Invocation, StepCalls
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -66,9 +66,7 @@ class TracingContext:
         step_options: dict[str, StepOptions] | None = None,
     ) -> None:
         self.pipeline_name = pipeline_name
-        self.enable_cache = enable_cache
-        self.step_options = step_options
-        self.ids = InvocationIds()
+        self.calls = StepCalls(pipeline_name, enable_cache, step_options)
         self.invocations: list[Invocation] = []
         self.value_use: str | None = None
         self.waited_on: str | None = None
@@ -81,17 +79,7 @@ class TracingContext:
         invocation_id: str | None,
         after: object,
     ) -> StepOutputs:
-        invocation = make_invocation(
-            self.ids,
-            step,
-            args,
-            kwargs,
-            invocation_id,
-            after,
-            self.pipeline_name,
-            self.enable_cache,
-            self.step_options,
-        )
+        invocation = self.calls.make(step, args, kwargs, invocation_id, after)
         self.invocations.append(invocation)
         return outputs_of(self, invocation)
 

@@ -115,7 +115,7 @@ class _OnePassRun:
         with interrupts_deferred():
             self.session = session
             body = session.begin()
-        body.ids = self.context.ids  # the traced calls keep their ids; later ones follow
+        body.calls = self.context.calls  # the traced calls keep their ids; later ones follow
         body.add(self.context.invocations)
         return body
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
-from branchwork.graph.invocation import Invocation, InvocationIds, OutputRef, make_invocation
+from branchwork.graph.invocation import Invocation, OutputRef, StepCalls
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
 from branchwork.values import Leaf, encode, leaves_of
@@ -62,9 +62,7 @@ class BodyContext:
     ) -> None:
         self.loop = loop
         self.pipeline_name = pipeline_name
-        self.enable_cache = enable_cache
-        self.step_options = step_options
-        self.ids = InvocationIds()
+        self.calls = StepCalls(pipeline_name, enable_cache, step_options)
         self._calls: dict[str, tuple[Invocation, Outcome]] = {}
         self._values_read: dict[str, None] = {}  # see _read_value_of
 
@@ -77,17 +75,7 @@ class BodyContext:
         after: object,
     ) -> StepOutputs:
         self._raise_if_failed()
-        invocation = make_invocation(
-            self.ids,
-            step,
-            args,
-            kwargs,
-            invocation_id,
-            after,
-            self.pipeline_name,
-            self.enable_cache,
-            self.step_options,
-        )
+        invocation = self.calls.make(step, args, kwargs, invocation_id, after)
         if self._values_read:
             invocation.value_inputs = self._value_inputs(invocation)
         self.add([invocation])
