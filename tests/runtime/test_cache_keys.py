@@ -63,7 +63,7 @@ def flow():
 if __name__ == "__main__":
     value = flow()
     steps = flow.last_run.steps
-    print(json.dumps({"value": value, "steps": {
+    print(json.dumps({"value": value, "run": flow.last_run.name, "steps": {
         name: [str(s.status), s.cache_verdict, s.cache_reason] for name, s in steps.items()
     }}))
 """
@@ -116,13 +116,15 @@ def test_an_unchanged_project_is_served_from_the_cache_with_the_run_it_reused(pr
 
 def test_editing_a_helper_in_another_module_reruns_the_step_and_names_the_helper(project):
     folder, run = project
+    all_hits = run()  # the reason compares with this run, whose steps were all hits
+    assert all_hits["steps"]["doubled"][:2] == ["cached", "hit"]
     _edit(folder / "helpers.py", "return x * FACTOR", "return x * FACTOR + 1")
-    second = run()
-    assert second["value"] == 5
-    assert second["steps"]["rows"][:2] == ["cached", "hit"]
-    status, verdict, reason = second["steps"]["doubled"]
+    third = run()
+    assert third["value"] == 5
+    assert third["steps"]["rows"][:2] == ["cached", "hit"]
+    status, verdict, reason = third["steps"]["doubled"]
     assert (status, verdict) == ("completed", "miss")
-    assert reason.endswith(": code changed: helpers:scale")
+    assert reason == f"since run '{all_hits['run']}': code changed: helpers:scale"
 
 
 def test_editing_a_module_constant_a_helper_reads_reruns_the_step(project):

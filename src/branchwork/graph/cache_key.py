@@ -19,6 +19,8 @@ evidence that a resumed run changed its graph (see `same_key_format`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,10 +46,13 @@ class KeyParts(NamedTuple):
     extra: str | None
     outputs: str
 
+    def to_json(self) -> str:
+        """The parts as recorded with the step run: the text its key hashes."""
+        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
     @property
     def key(self) -> str:
-        # 64 characters in all: the width of the store's cache_key column
-        return KEY_FORMAT + hash_json(self._asdict())[len(KEY_FORMAT) :]
+        return key_of(self.to_json())
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> KeyParts:
@@ -60,6 +65,12 @@ class KeyParts(NamedTuple):
             extra=data.get("extra"),
             outputs=data.get("outputs") or "",
         )
+
+
+def key_of(parts_json: str) -> str:
+    """The key of parts given as `KeyParts.to_json` writes them: 64 characters in all, the
+    width of the store's cache_key column."""
+    return KEY_FORMAT + hashlib.sha256(parts_json.encode()).hexdigest()[len(KEY_FORMAT) :]
 
 
 def key_parts(

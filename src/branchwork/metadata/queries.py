@@ -139,13 +139,19 @@ class EarlierRun(NamedTuple):
 
 
 @retrying("reading the previous run")
-def earlier_run(engine: Engine, pipeline_name: str, except_run_id: str) -> EarlierRun | None:
-    """The pipeline's newest run other than `except_run_id`, as cache reasons compare."""
+def earlier_run(engine: Engine, pipeline_name: str, run_id: str) -> EarlierRun | None:
+    """The run of the pipeline created last before run `run_id`, as cache reasons compare:
+    the same one whenever it is asked for, whatever runs started since."""
+    created = select(s.pipeline_run.c.created).where(s.pipeline_run.c.id == run_id)
     with engine.connect() as conn:
         run = conn.execute(
             select(s.pipeline_run.c.id, s.pipeline_run.c.name, s.pipeline_run.c.parameters)
             .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
-            .where(s.pipeline.c.name == pipeline_name, s.pipeline_run.c.id != except_run_id)
+            .where(
+                s.pipeline.c.name == pipeline_name,
+                s.pipeline_run.c.id != run_id,
+                s.pipeline_run.c.created <= created.scalar_subquery(),
+            )
             .order_by(s.pipeline_run.c.created.desc())
             .limit(1)
         ).one_or_none()
@@ -155,7 +161,7 @@ def earlier_run(engine: Engine, pipeline_name: str, except_run_id: str) -> Earli
         rows = conn.execute(
             select(
                 s.step_run.c.name,
-                s.step_run.c.cache_parts,
+                func.coalesce(s.step_run.c.cache_parts, reused.c.cache_parts).label("parts"),
                 s.step_run.c.status,
                 s.step_run.c.cache_invalidated,
                 reused.c.cache_invalidated.label("reused_invalidated"),
@@ -166,7 +172,7 @@ def earlier_run(engine: Engine, pipeline_name: str, except_run_id: str) -> Earli
         ).all()
     steps = {
         row.name: EarlierStep(
-            row.cache_parts,
+            row.parts,
             row.status,
             bool(row.cache_invalidated or row.reused_invalidated),
         )

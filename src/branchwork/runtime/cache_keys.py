@@ -10,14 +10,15 @@ the invocation and recorded with the step run it makes, with the parts they came
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from branchwork.graph import cache_reasons
-from branchwork.graph.cache_key import KeyParts, key_parts
+from branchwork.graph.cache_key import KeyParts, key_of, key_parts
 from branchwork.graph.code_hash import fingerprint, library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
@@ -38,16 +39,15 @@ class CacheKeys:
         self,
         recorder: Recorder,
         tracked: Mapping[str, Tracked],
-        earlier: EarlierRun | None,
+        previous_run: Callable[[], EarlierRun | None],
         parameters: Mapping[str, Any],
     ) -> None:
         self.recorder = recorder
         self.tracked = tracked
-        self.earlier = earlier
-        self.parameter_changes = (
-            cache_reasons.parameter_changes(parameters, earlier.parameters) if earlier else []
-        )
+        self._previous_run = previous_run  # read when the first miss needs it: hits never do
+        self._parameters = parameters
         self._code_before: dict[str, Mapping[str, str] | None] = {}
+        self._code_recorded: set[str] = set()
 
     def compute(self, commands: list[E.ComputeKey]) -> list[E.Event]:
         """Every key the commands ask for, and one store query for those to look up."""
@@ -87,9 +87,11 @@ class CacheKeys:
             item.cache_key = None
             return
         item.cache_parts = parts
-        item.cache_key = parts.key
-        code = fingerprint(step.func)
-        self.recorder.fingerprint(code.digest, code.parts)
+        item.cache_parts_json = parts.to_json()
+        item.cache_key = key_of(item.cache_parts_json)
+        if parts.code not in self._code_recorded:  # what the digest is made of, for reasons
+            self._code_recorded.add(parts.code)
+            self.recorder.fingerprint(parts.code, fingerprint(step.func).parts)
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
         """Keep the engine's verdict on the invocation, with its reason."""
@@ -128,20 +130,29 @@ class CacheKeys:
         return cache_reasons.miss(item.cache_parts, fingerprint(step.func).parts, earlier, sources)
 
     def _earlier(self, invocation_id: str) -> cache_reasons.Earlier | None:
-        if self.earlier is None:
+        earlier, parameter_changes = self._previous
+        if earlier is None:
             return None
-        recorded = self.earlier.steps.get(invocation_id)
+        recorded = earlier.steps.get(invocation_id)
         parts = (
             KeyParts.from_json(json.loads(recorded.parts)) if recorded and recorded.parts else None
         )
         return cache_reasons.Earlier(
-            self.earlier.run_name,
+            earlier.run_name,
             parts,
             self._code_parts(parts.code) if parts is not None else None,
-            self.parameter_changes,
+            parameter_changes,
             recorded.status if recorded else None,
             recorded.invalidated if recorded else False,
         )
+
+    @functools.cached_property
+    def _previous(self) -> tuple[EarlierRun | None, list[str]]:
+        """The pipeline's previous run, and how its parameters differ from this run's."""
+        earlier = self._previous_run()
+        if earlier is None:
+            return None, []
+        return earlier, cache_reasons.parameter_changes(self._parameters, earlier.parameters)
 
     def _code_parts(self, digest: str) -> Mapping[str, str] | None:
         if digest not in self._code_before:

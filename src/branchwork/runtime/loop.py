@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from branchwork.config.heartbeat import heartbeat_interval
@@ -53,7 +54,7 @@ class RunLoop:
         launcher: Launcher,
         engine: Engine,
         default_retry: Any = None,
-        earlier: EarlierRun | None = None,
+        previous_run: Callable[[], EarlierRun | None] = lambda: None,
         parameters: dict[str, Any] | None = None,
         refresh: bool | frozenset[str] = False,
     ) -> None:
@@ -69,7 +70,7 @@ class RunLoop:
         self.failure: StepFailedError | None = None  # the run's first, as the body sees it
         self._tracked: dict[str, Tracked] = {}  # the loop thread's alone
         self._records = StepRecords(recorder, pipeline_name, is_dynamic, self._tracked)
-        self._cache = CacheKeys(recorder, self._tracked, earlier, parameters or {})
+        self._cache = CacheKeys(recorder, self._tracked, previous_run, parameters or {})
         self._refresh = refresh  # True, or the names of the steps to recompute
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="branchwork-loop", daemon=True)

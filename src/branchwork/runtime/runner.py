@@ -8,6 +8,7 @@ outcome, which it returns as a `RunOutcome`.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import traceback
@@ -77,7 +78,7 @@ class RunSession:
             launcher=launcher,
             engine=Engine(capacity, max_workers, options.failure_mode or failure_mode, graph_check),
             default_retry=options.retry,
-            earlier=earlier_run(store, pipeline.name, run.id),
+            previous_run=functools.partial(earlier_run, store, pipeline.name, run.id),
             parameters=request.snapshot.parameters,
             refresh=True if options.refresh is True else frozenset(options.refresh or ()),
         )

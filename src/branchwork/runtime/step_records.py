@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
 from branchwork.graph.cache_key import KeyParts
+from branchwork.graph.cache_reasons import HIT
 from branchwork.graph.invocation import Invocation, OutputRef, invocation_config_json
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
@@ -38,6 +39,7 @@ class Tracked:
     running_attempt: str | None = None  # step run id of the attempt in flight
     last_attempt: StepResult | None = None
     cache_parts: KeyParts | None = None  # see runtime.cache_keys
+    cache_parts_json: str | None = None  # as recorded, and hashed into its key
     cache_verdict: str | None = None
     cache_reason: str | None = None
     key_error: str | None = None
@@ -201,7 +203,8 @@ class StepRecords:
 
 
 def _cache_record(item: Tracked) -> tuple[str | None, str | None, str | None]:
-    """What a step run records of its cache: key parts (JSON), verdict, reason."""
-    parts = item.cache_parts
-    parts_json = json.dumps(parts._asdict()) if parts is not None else None
-    return parts_json, item.cache_verdict, item.cache_reason
+    """What a step run records of its cache: key parts (JSON), verdict, reason. A hit's parts
+    are those of the step run it reused, which has them: `queries.earlier_run` reads them
+    there, so a cached rerun does not write them again."""
+    parts = None if item.cache_verdict == HIT else item.cache_parts_json
+    return parts, item.cache_verdict, item.cache_reason
