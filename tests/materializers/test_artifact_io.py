@@ -30,7 +30,7 @@ def test_memory_store_round_trip_with_store_found_from_the_uri():
     store = FsspecArtifactStore(f"memory://bw-test-{uuid.uuid4().hex}")
     value = {"rows": [(1, "a"), (2, "b")], "ok": True}
     uri = store.new_artifact_uri("table")
-    content_hash = save_artifact(value, uri, store, CollectionMaterializer)
+    content_hash = save_artifact(value, uri, store, CollectionMaterializer).content_hash
 
     assert load_artifact(uri, materializer_path(CollectionMaterializer)) == value
     assert CollectionMaterializer(uri, store).content_hash() == content_hash

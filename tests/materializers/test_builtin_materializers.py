@@ -32,7 +32,7 @@ def round_trip(store, value):
     uri = store.new_artifact_uri("out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pickling warnings are tested on their own
-        content_hash = save_artifact(value, uri, store, cls)
+        content_hash = save_artifact(value, uri, store, cls).content_hash
     return load_artifact(uri, materializer_path(cls)), content_hash, sorted(store.listdir(uri))
 
 

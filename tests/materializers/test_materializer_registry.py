@@ -110,12 +110,15 @@ def test_registered_materializer_is_used_for_subclasses_and_hashed_by_default(
     assert materializer_for(Any, Memo("x")) is DocumentMaterializer
 
     uri = store.new_artifact_uri("doc")
-    content_hash = save_artifact(Document("hello"), uri, store, DocumentMaterializer)
+    content_hash = save_artifact(Document("hello"), uri, store, DocumentMaterializer).content_hash
     assert sorted(store.listdir(uri)) == ["len.txt", "text.txt"]
     assert load_artifact(uri, materializer_path(DocumentMaterializer)).text == "hello"
 
     other = store.new_artifact_uri("doc")
-    assert save_artifact(Document("hello"), other, store, DocumentMaterializer) == content_hash
+    assert (
+        save_artifact(Document("hello"), other, store, DocumentMaterializer).content_hash
+        == content_hash
+    )
     # The file written without the helpers is hashed too.
     store.write_bytes(store.join(other, "len.txt"), b"6")
     assert DocumentMaterializer(other, store).content_hash() != content_hash

@@ -26,7 +26,7 @@ def round_trip(store, value):
     uri = store.new_artifact_uri("out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        content_hash = save_artifact(value, uri, store, cls)
+        content_hash = save_artifact(value, uri, store, cls).content_hash
     return cls, load_artifact(uri, materializer_path(cls)), content_hash, store.listdir(uri)
 
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any, ClassVar
 
 from branchwork.artifact_stores.base import BaseArtifactStore
+from branchwork.materializers.preview import Preview, short_repr
 
 
 def type_name(data_type: type) -> str:
@@ -40,6 +41,11 @@ class BaseMaterializer:
     def save(self, data: Any) -> None:
         """Store `data` as files under `uri`."""
         raise NotImplementedError(f"{type(self).__qualname__} does not implement save()")
+
+    def preview(self, data: Any) -> Preview:
+        """What to show of `data` without loading it (made when it is saved): its shortened
+        repr here; subclasses add metadata (shape, dtypes) or a thumbnail."""
+        return Preview(text=short_repr(data))
 
     def content_hash(self) -> str:
         """sha256 over every file under `uri`: its relative name and the sha256 of its bytes,

@@ -11,6 +11,7 @@ from branchwork.materializers.cloudpickle_materializer import (
     load_pickle,
     save_pickled,
 )
+from branchwork.materializers.preview import Preview, short_repr
 
 JSON_FILE = "data.json"
 TAGGED_JSON_FILE = "data.tagged.json"  # JSON where every array carries a list/tuple tag
@@ -66,6 +67,9 @@ class CollectionMaterializer(BuiltinMaterializer):
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (list, dict, tuple)
 
+    def preview(self, data: Any) -> Preview:
+        return Preview(text=short_repr(data), metadata={"length": len(data)})
+
 
 class BytesMaterializer(BaseMaterializer):
     """bytes as the raw file `data.bin`."""
@@ -78,6 +82,9 @@ class BytesMaterializer(BaseMaterializer):
             self._write_bytes(BYTES_FILE, data)
         else:
             save_pickled(self, data)
+
+    def preview(self, data: Any) -> Preview:
+        return Preview(text=short_repr(data), metadata={"size": len(data)})
 
     def load(self, data_type: type) -> Any:
         filename, data = self._read_first(BYTES_FILE, PICKLE_FILE)

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from branchwork.artifact_stores import BaseArtifactStore, artifact_store_for_uri
 from branchwork.exceptions import ArtifactError
 from branchwork.materializers import registry
 from branchwork.materializers.base import BaseMaterializer, type_name
+from branchwork.materializers.preview import failed_preview, preview_json
+
+
+class SavedArtifact(NamedTuple):
+    """What saving a value gives back: its content hash and its preview (JSON)."""
+
+    content_hash: str
+    preview: str
 
 
 def save_artifact(
     value: Any, uri: str, store: BaseArtifactStore, materializer_cls: type[BaseMaterializer]
-) -> str:
-    """Save `value` under `uri` with `materializer_cls`; returns its content hash."""
+) -> SavedArtifact:
+    """Save `value` under `uri` with `materializer_cls`, and preview it."""
     try:
         materializer = materializer_cls(uri, store)
         materializer.save(value)
-        return materializer.content_hash()
+        content_hash = materializer.content_hash()
     except Exception as exc:
         raise ArtifactError(
             f"Could not save a {type_name(type(value))} value with materializer "
             f"{registry.materializer_path(materializer_cls)} to {uri}: {exc!r}"
         ) from exc
+    try:
+        preview = materializer.preview(value)
+    except Exception as exc:  # a preview is a courtesy: it never fails the step
+        preview = failed_preview(exc)
+    return SavedArtifact(content_hash, preview_json(preview))
 
 
 def load_artifact(

@@ -37,6 +37,7 @@ class StoredArtifact(NamedTuple):
     materializer: str
     data_type: str
     content_hash: str
+    preview: str | None = None  # JSON (see materializers.preview); None for older records
 
 
 class ArtifactInput(NamedTuple):
@@ -164,14 +165,14 @@ def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, St
         materializer = spec.materializer or materializer_for(spec.annotation, value)
         uri = store.new_artifact_uri(f"{request.step.name}/{name}")
         try:
-            content_hash = save_artifact(value, uri, store, materializer)
+            saved = save_artifact(value, uri, store, materializer)
         except ArtifactError as error:
             raise ArtifactError(
                 f"Step '{request.step.name}' (invocation '{request.invocation_id}'), output "
                 f"'{name}': {error}"
             ) from error.__cause__
         stored[name] = StoredArtifact(
-            uri, materializer_path(materializer), type_path(value), content_hash
+            uri, materializer_path(materializer), type_path(value), *saved
         )
     return stored
 
