@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 from branchwork.materializers.base import BaseMaterializer, type_name
+from branchwork.materializers.pickle_policy import check_unpickling, remember_pickled
 
 PICKLE_FILE = "data.pkl"
 PICKLE_PROTOCOL = 5  # fixed rather than the interpreter's default, so hashes stay stable
@@ -35,10 +36,12 @@ def save_pickled(materializer: BaseMaterializer, data: Any, which: str = "") -> 
 
     warn_pickled(type(data), which)
     materializer._write_bytes(PICKLE_FILE, cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL))
+    remember_pickled(materializer.uri)
 
 
 def load_pickle(data: bytes) -> Any:
-    """The value in a pickle written by `save_pickled`."""
+    """The value in a pickle, if `pickle_policy` allows unpickling the artifact being loaded."""
+    check_unpickling()
     return pickle.loads(data)  # cloudpickle output is plain pickle; loading needs no cloudpickle
 
 

@@ -8,6 +8,7 @@ from branchwork.artifact_stores import BaseArtifactStore, artifact_store_for_uri
 from branchwork.exceptions import ArtifactError
 from branchwork.materializers import registry
 from branchwork.materializers.base import BaseMaterializer, type_name
+from branchwork.materializers.pickle_policy import allowed_by_user, loading
 from branchwork.materializers.preview import failed_preview, preview_json
 
 
@@ -43,15 +44,23 @@ def load_artifact(
     materializer_path: str,
     data_type: Any = Any,
     store: BaseArtifactStore | None = None,
+    *,
+    content_hash: str | None = None,
+    allow_pickle: bool = False,
 ) -> Any:
     """Load the artifact at `uri` written by the materializer recorded as `materializer_path`.
 
     Without `store`, one is derived from the URI (artifacts are read back with no stack).
+    A pickle inside it loads only as `pickle_policy` says, after checking `content_hash`.
     """
     materializer_cls = registry.load_materializer_class(materializer_path)
     try:
         store = store or artifact_store_for_uri(uri)
-        return materializer_cls(uri, store).load(data_type)
+        materializer = materializer_cls(uri, store)
+        with loading(materializer, allowed_by_user(allow_pickle), content_hash):
+            return materializer.load(data_type)
+    except ArtifactError:
+        raise
     except FileNotFoundError as exc:
         raise ArtifactError(
             f"The artifact at {uri} is missing from the artifact store (deleted, or the store "

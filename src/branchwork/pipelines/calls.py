@@ -221,7 +221,7 @@ def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> 
         run = get_run(engine, run_id, include_steps=False)
     if run.status != "completed":
         raise _run_error(run, cause)
-    return run.load_output()
+    return run.load_output(allow_pickle=True)  # the run this process asked for
 
 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:

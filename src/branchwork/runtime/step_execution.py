@@ -80,8 +80,15 @@ class StepResult:
 
 
 def load_input(leaf: ArtifactInput) -> Any:
+    """A value inside a run: a pickle loads (see `pickle_policy`), checked against its hash."""
     artifact = leaf.artifact
-    value = load_artifact(artifact.uri, artifact.materializer, resolve_type(artifact.data_type))
+    value = load_artifact(
+        artifact.uri,
+        artifact.materializer,
+        resolve_type(artifact.data_type),
+        content_hash=artifact.content_hash,
+        allow_pickle=True,
+    )
     return value if leaf.item is None else value[leaf.item]
 
 
