@@ -44,12 +44,19 @@ class ArtifactVersionResponse:
     producer_step_run_id: str | None
     created: datetime
 
-    def load(self) -> Any:
-        """Read the value back with the materializer that wrote it."""
+    def load(self, allow_pickle: bool = False) -> Any:
+        """Read the value back with the materializer that wrote it. A pickled value loads only
+        in the process that wrote it, or with `allow_pickle` (see `materializers.pickle_policy`)."""
         from branchwork.materializers.io import load_artifact
         from branchwork.materializers.types import resolve_type
 
-        return load_artifact(self.uri, self.materializer, resolve_type(self.data_type))
+        return load_artifact(
+            self.uri,
+            self.materializer,
+            resolve_type(self.data_type),
+            content_hash=self.content_hash,
+            allow_pickle=allow_pickle,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,12 +165,13 @@ class PipelineRunResponse:
     output_structure: Any
     exception_data: str | None = None  # how to rebuild the exception: metadata.error_records
 
-    def load_output(self) -> Any:
+    def load_output(self, allow_pickle: bool = False) -> Any:
         """The pipeline function's return value, loaded, with its structure (as the
-        orchestration loop wrote it: `{"$out": n}` is output n, item "index" of it)."""
+        orchestration loop wrote it: `{"$out": n}` is output n, item "index" of it).
+        `allow_pickle` as in `ArtifactVersionResponse.load`."""
 
         def output(node: dict[str, Any]) -> Any:
-            value = self.outputs[node["$out"]].load()
+            value = self.outputs[node["$out"]].load(allow_pickle)
             return value if node.get("index") is None else value[node["index"]]
 
         return decode(self.output_structure, Leaf("$out", from_json=output))
