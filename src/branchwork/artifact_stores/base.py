@@ -52,8 +52,25 @@ class BaseArtifactStore(ABC):
         """Delete the folder `uri` and everything under it."""
 
     @abstractmethod
+    def remove(self, uri: str) -> None:
+        """Delete the file `uri` (a write that failed half-way must leave nothing to load)."""
+
+    @abstractmethod
     def join(self, *parts: str) -> str:
         """One URI from a base URI and names below it."""
+
+    def spec(self) -> dict[str, str]:
+        """What another process needs to build this store again (`artifact_store_from_spec`):
+        JSON, never a secret."""
+        return {"root": self.root}
+
+    def local_path(self, uri: str) -> str | None:
+        """`uri` as a path on this machine when the store is a local folder, else None.
+
+        Given a path, a library reads a big file itself (or maps it into memory) with no copy
+        in between; artifact files are written once and never changed in place, so mapping
+        them is safe."""
+        return None
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write `data` as the whole file at `uri`; stores override it when they can do better."""

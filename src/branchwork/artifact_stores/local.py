@@ -48,6 +48,12 @@ class LocalArtifactStore(BaseArtifactStore):
     def rmtree(self, uri: str) -> None:
         shutil.rmtree(local_path(uri))
 
+    def remove(self, uri: str) -> None:
+        os.remove(local_path(uri))
+
+    def local_path(self, uri: str) -> str:
+        return local_path(uri)
+
     def join(self, *parts: str) -> str:
         return os.path.join(*parts)
 

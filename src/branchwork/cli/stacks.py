@@ -184,13 +184,41 @@ def register_artifact_store(
             "--url", help="An fsspec URL: s3://..., gs://... (flavor fsspec).", show_default=False
         ),
     ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3: the server's URL (not AWS).", show_default=False)
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="S3: the region.", show_default=False)] = None,
+    access_key_id: Annotated[
+        str | None, typer.Option(help="S3: the access key id.", show_default=False)
+    ] = None,
+    secret_env: Annotated[
+        str | None,
+        typer.Option(
+            help="S3: the environment variable that holds the secret key where steps run.",
+            show_default=False,
+        ),
+    ] = None,
+    secret_file: Annotated[
+        str | None,
+        typer.Option(help="S3: a file that holds the secret key.", show_default=False),
+    ] = None,
 ) -> None:
-    """Register an artifact store: a local folder (--path) or an fsspec URL (--url)."""
+    """Register an artifact store: a local folder (--path) or an fsspec URL (--url). The
+    secret of an S3 store is never stored: name where it is (--secret-env or --secret-file)."""
     from branchwork.stack import components
 
     if (path is None) == (url is None):
         raise typer.BadParameter("give exactly one of --path or --url.")
-    record = components.register_artifact_store(name, path=path, url=url)
+    record = components.register_artifact_store(
+        name,
+        path=path,
+        url=url,
+        endpoint_url=endpoint_url,
+        region=region,
+        access_key_id=access_key_id,
+        secret_env=secret_env,
+        secret_file=secret_file,
+    )
     typer.echo(f"Registered artifact store '{record.name}' ({record.flavor}) at {record.location}.")
 
 

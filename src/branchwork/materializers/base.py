@@ -1,12 +1,29 @@
-"""The class users subclass to teach branchwork how to store a type of value."""
+"""The class users subclass to teach branchwork how to store a type of value.
+
+Big values go between a library and the artifact store with no copy in memory: a library
+writes into `_open_write`'s file (or `_write_path`'s path when it only writes to paths), which
+hashes what passes through it, and reads from `_find_first`'s local path when the store is a
+local folder, or from the file's content fetched in one request from a remote store.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
+import mmap
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from branchwork.artifact_stores.base import BaseArtifactStore
 from branchwork.materializers.preview import Preview, short_repr
+
+CHUNK_SIZE = 1 << 20  # bytes copied at a time from a temporary file into a remote store
 
 
 def type_name(data_type: type) -> str:
@@ -28,6 +45,15 @@ class BaseMaterializer:
     # remembered digests without listing the folder (a syscall on the hot path). The built-ins
     # set it; a subclass of one that writes files another way must set it back to False.
     HASH_FROM_WRITES: ClassVar[bool] = False
+    # Built-in containers (dict) some of whose values this materializer stores better than the
+    # built-ins do, picked per value by `claims` (a dict of tensors is a PyTorch state_dict).
+    # Read for branchwork's lazily loaded materializers; a registration of the value's type wins.
+    CLAIMED_TYPES: ClassVar[tuple[type, ...]] = ()
+
+    @classmethod
+    def claims(cls, value: Any) -> bool:
+        """Whether to store `value`, of one of CLAIMED_TYPES, with this materializer."""
+        return False
 
     def __init__(self, uri: str, artifact_store: BaseArtifactStore) -> None:
         self.uri = uri
@@ -69,17 +95,77 @@ class BaseMaterializer:
 
     def _write_bytes(self, filename: str, data: bytes) -> None:
         """Write the file `filename` (a plain name) under `uri`, creating the folder."""
+        uri = self._new_file(filename)
+        self.artifact_store.write_bytes(uri, data)
+        self._digests[filename] = hashlib.sha256(data).digest()
+
+    @contextlib.contextmanager
+    def _open_write(self, filename: str) -> Iterator[HashingWriter]:
+        """The file `filename` under `uri`, open for a library to write a big value into
+        (`frame.to_parquet(file)`): nothing is built in memory first, and what is written is
+        hashed on its way. If the block raises, the file is removed, so no load finds half
+        of it."""
+        uri = self._new_file(filename)
+        store = self.artifact_store
+        try:
+            with store.open(uri, "wb") as file:
+                writer = HashingWriter(file)
+                yield writer
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                store.remove(uri)
+            raise
+        self._digests[filename] = writer.digest()
+
+    @contextlib.contextmanager
+    def _write_path(self, filename: str) -> Iterator[str]:
+        """A local path for a library that writes only to paths (safetensors' `save_file`)
+        to write the file `filename` at: the artifact's own file on a local store, hashed once
+        written; else a temporary file, then copied into the store."""
+        path = self.artifact_store.local_path(self._new_file(filename))
+        if path is None:
+            with tempfile.TemporaryDirectory(prefix="branchwork-") as folder:
+                path = os.path.join(folder, filename)
+                yield path
+                with open(path, "rb") as written, self._open_write(filename) as file:
+                    shutil.copyfileobj(written, file, CHUNK_SIZE)
+            return
+        try:
+            yield path
+            self._digests[filename] = _file_sha256(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            raise
+
+    def _new_file(self, filename: str) -> str:
+        """The URI of the file `filename` (a plain name) under `uri`, creating the folder with
+        the first file."""
         if "/" in filename or "\\" in filename:
-            raise ValueError(f"_write_bytes takes a plain file name, not a path: {filename!r}")
+            raise ValueError(f"materializers write plain file names, not paths: {filename!r}")
         store = self.artifact_store
         if not self._digests:
             store.makedirs(self.uri)
-        store.write_bytes(store.join(self.uri, filename), data)
-        self._digests[filename] = hashlib.sha256(data).digest()
+        return store.join(self.uri, filename)
 
     def _read_bytes(self, filename: str) -> bytes:
         """The content of the file `filename` under `uri`."""
         return self.artifact_store.read_bytes(self.artifact_store.join(self.uri, filename))
+
+    def _find_first(self, *filenames: str) -> StoredFile:
+        """The first of `filenames` present under `uri`, where a library reads it from: its
+        path when the store is a local folder, else its content (one request to a remote
+        store, where reading a file piece by piece costs a request per piece)."""
+        folder = self.artifact_store.local_path(self.uri)
+        if folder is None:
+            return StoredFile(*self._read_first(*filenames))
+        for filename in filenames:
+            path = os.path.join(folder, filename)
+            if os.path.isfile(path):
+                return StoredFile(filename, path=path)
+        raise FileNotFoundError(
+            errno.ENOENT, f"No file {' or '.join(filenames)} in the artifact folder", self.uri
+        )
 
     def _read_first(self, *filenames: str) -> tuple[str, bytes]:
         """The first of `filenames` present under `uri` and its content.
@@ -92,3 +178,58 @@ class BaseMaterializer:
             except FileNotFoundError:
                 continue
         return filenames[-1], self._read_bytes(filenames[-1])
+
+
+class HashingWriter(io.RawIOBase):
+    """A binary file writing into `file` and feeding what it writes to a sha256."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._sha256 = hashlib.sha256()
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._sha256.update(view)
+        self._file.write(view)
+        self._position += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self._position
+
+    def digest(self) -> bytes:
+        return self._sha256.digest()
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of an artifact, as `BaseMaterializer._find_first` found it: its name and its
+    path on this machine (a local store), or else its content."""
+
+    name: str
+    content: bytes = b""
+    path: str | None = None
+
+    def source(self) -> str | io.BytesIO:
+        """What pandas, pyarrow, polars and numpy read: the path, or the content as a file."""
+        return self.path if self.path is not None else io.BytesIO(self.content)
+
+    def read(self) -> bytes:
+        if self.path is None:
+            return self.content
+        with open(self.path, "rb") as file:
+            return file.read()
+
+
+def _file_sha256(path: str) -> bytes:
+    """sha256 of the file at `path`, mapped into memory rather than copied out a chunk at a
+    time (the file was just written: its pages are in the page cache)."""
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return hashlib.sha256().digest()  # an empty file cannot be mapped
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hashlib.sha256(mapped).digest()

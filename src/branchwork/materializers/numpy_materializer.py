@@ -1,22 +1,31 @@
-"""numpy arrays and scalars as `.npy` files; object arrays, which `.npy` can only pickle, as
-cloudpickles. Imported by the registry only once numpy is already loaded."""
+"""numpy arrays and scalars as `.npy` files (structured dtypes included), object arrays of
+JSON values as JSON. Imported by the registry only once numpy is already loaded.
+
+`.npy` can hold object arrays only as pickles, so an object array whose items are all JSON
+values (str, None, bool, int, float, and lists or str-keyed dicts of them) is written as its
+shape and items in JSON; only other objects are pickled.
+"""
 
 from __future__ import annotations
 
-import io
-from typing import Any, ClassVar
+import json
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from branchwork.materializers.base import BaseMaterializer
+from branchwork.materializers.builtin import _needs_tags, _NotJson
 from branchwork.materializers.cloudpickle_materializer import (
     PICKLE_FILE,
     load_pickle,
     save_pickled,
 )
+from branchwork.materializers.preview import Preview
+from branchwork.materializers.table_preview import json_number
 
 ARRAY_FILE = "array.npy"
 SCALAR_FILE = "scalar.npy"  # a 0-d array, loaded back as the numpy scalar
+OBJECT_ARRAY_FILE = "array.object.json"  # {"shape": [...], "order": "C"|"F", "items": [...]}
 
 
 class NumpyMaterializer(BaseMaterializer):
@@ -33,15 +42,60 @@ class NumpyMaterializer(BaseMaterializer):
             save_pickled(self, data)  # a subclass such as np.matrix, which .npy would drop
             return
         if array.dtype.hasobject:
-            save_pickled(self, data, " with object dtype")
+            self._save_objects(array)
             return
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        self._write_bytes(SCALAR_FILE if is_scalar else ARRAY_FILE, buffer.getvalue())
+        with self._open_write(SCALAR_FILE if is_scalar else ARRAY_FILE) as file:
+            np.save(file, array, allow_pickle=False)
 
     def load(self, data_type: type) -> Any:
-        filename, data = self._read_first(ARRAY_FILE, SCALAR_FILE, PICKLE_FILE)
-        if filename == PICKLE_FILE:
-            return load_pickle(data)
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-        return array[()] if filename == SCALAR_FILE else array
+        stored = self._find_first(ARRAY_FILE, SCALAR_FILE, OBJECT_ARRAY_FILE, PICKLE_FILE)
+        if stored.name == PICKLE_FILE:
+            return load_pickle(stored.read())
+        if stored.name == OBJECT_ARRAY_FILE:
+            return _object_array(json.loads(stored.read()))
+        array = np.load(stored.source(), allow_pickle=False)  # read into memory, not mapped
+        return array[()] if stored.name == SCALAR_FILE else array
+
+    def preview(self, data: Any) -> Preview:
+        """Shape, dtype, min/max/mean of a numeric array and its head (numpy's shortened repr)."""
+        array = np.asarray(data)
+        metadata: dict[str, Any] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+        is_real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+        if is_real and array.ndim and array.size:
+            metadata.update(
+                min=json_number(array.min()),
+                max=json_number(array.max()),
+                mean=json_number(array.mean()),
+            )
+        with np.printoptions(threshold=100, edgeitems=3, linewidth=100):
+            text = repr(data)
+        return Preview(text=text, metadata=metadata)
+
+    def _save_objects(self, array: np.ndarray) -> None:
+        """An object array as JSON when its items are JSON values, else as a pickle."""
+        if array.dtype != object:
+            save_pickled(self, array, " with object fields")  # a structured dtype
+            return
+        order: Literal["C", "F"] = (
+            "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+        )
+        items = array.ravel(order=order).tolist()
+        try:
+            if any(_needs_tags(item) for item in items):  # tuples would come back as lists
+                raise _NotJson(" holding tuples")
+            encoded = json.dumps({"shape": array.shape, "order": order, "items": items})
+        except _NotJson as exc:
+            save_pickled(self, array, f" with object dtype{exc}")
+            return
+        except (ValueError, RecursionError):  # an int too long for str(), a cycle, deep nesting
+            save_pickled(self, array, " with object dtype")
+            return
+        self._write_bytes(OBJECT_ARRAY_FILE, encoded.encode())
+
+
+def _object_array(stored: dict[str, Any]) -> np.ndarray:
+    """The object array written by `NumpyMaterializer._save_objects`."""
+    items = stored["items"]
+    flat = np.fromiter(items, dtype=object, count=len(items))  # lists stay items, not axes
+    array: np.ndarray = flat.reshape(stored["shape"], order=stored["order"])
+    return array

@@ -2,11 +2,15 @@
 
 Lookup order for each class of the type's MRO: `register_materializer` registrations, then
 the built-ins, then `branchwork.materializers` entry points (loaded on the first miss);
-the cloudpickle fallback when nothing matches.
+then the dataclass materializer for a dataclass; the cloudpickle fallback when nothing
+matches. Before any of these, a lazily loaded materializer may claim a value of a built-in
+container (`BaseMaterializer.claims`: a dict of tensors is a PyTorch state_dict), unless the
+value's type is registered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import threading
@@ -22,6 +26,7 @@ from branchwork.materializers.builtin import (
     CollectionMaterializer,
 )
 from branchwork.materializers.cloudpickle_materializer import CloudpickleMaterializer
+from branchwork.materializers.dataclass_materializer import DataclassMaterializer
 
 ENTRY_POINT_GROUP = "branchwork.materializers"
 
@@ -31,6 +36,18 @@ _MISSING: Final = object()
 _LAZY = {
     "numpy": "branchwork.materializers.numpy_materializer:NumpyMaterializer",
     "pandas": "branchwork.materializers.pandas_materializer:PandasMaterializer",
+    # Submodules where a value's module is lighter than the package: no Image or Figure
+    # exists before PIL.Image or matplotlib.figure is imported.
+    "PIL.Image": "branchwork.materializers.pil_materializer:PilImageMaterializer",
+    "matplotlib.figure": (
+        "branchwork.materializers.matplotlib_materializer:MatplotlibFigureMaterializer"
+    ),
+    "torch": "branchwork.materializers.torch_materializer:TorchMaterializer",
+    "sklearn": "branchwork.materializers.sklearn_materializer:SklearnMaterializer",
+    "polars": "branchwork.materializers.polars_materializer:PolarsMaterializer",
+    "pyarrow": "branchwork.materializers.pyarrow_materializer:PyarrowTableMaterializer",
+    "pydantic": "branchwork.materializers.pydantic_materializer:PydanticMaterializer",
+    "pathlib": "branchwork.materializers.path_materializer:PathMaterializer",
 }
 
 _registered: dict[type, type[BaseMaterializer]] = {}
@@ -40,6 +57,7 @@ _builtin: dict[type, type[BaseMaterializer]] = {
     for data_type in cls.ASSOCIATED_TYPES
 }
 _plugins: dict[type, type[BaseMaterializer]] = {}
+_claims: dict[type, list[type[BaseMaterializer]]] = {}  # container type -> who may claim values
 # Lookup cache (None: no materializer), cleared when registrations change.
 _resolved: dict[type, type[BaseMaterializer] | None] = {}
 _by_path: dict[str, type[BaseMaterializer]] = {}
@@ -74,6 +92,10 @@ def materializer_for(data_type: Any, value: Any = _MISSING) -> type[BaseMaterial
 
     A concrete class annotation decides; `Any`, unions and generics defer to `type(value)`.
     """
+    if value is not _MISSING:
+        claimed = _claimed(value)
+        if claimed is not None:
+            return claimed
     for candidate in (data_type, type(value) if value is not _MISSING else None):
         if _is_concrete(candidate):
             try:
@@ -128,6 +150,8 @@ def _resolve(data_type: type) -> type[BaseMaterializer] | None:
                 _entry_points_loaded = True
                 _resolved.clear()
         found = _lookup(data_type)
+    if found is None and dataclasses.is_dataclass(data_type):
+        found = DataclassMaterializer  # dataclasses share no base class to register it for
     _resolved[data_type] = found
     return found
 
@@ -140,11 +164,38 @@ def _lookup(data_type: type) -> type[BaseMaterializer] | None:
     return None
 
 
+def _claimed(value: Any) -> type[BaseMaterializer] | None:
+    """The lazily loaded materializer that claims `value`, of a built-in container, if any."""
+    if _pending_lazy:
+        _load_lazy()
+    if type(value) in _claims and type(value) not in _registered:
+        for cls in _claims[type(value)]:
+            if cls.claims(value):
+                return cls
+    return None
+
+
 def _load_lazy() -> None:
+    # The common case, on every output (see _claimed), takes no lock: a copy of the names,
+    # since another thread may be loading one meanwhile.
+    if not any(map(sys.modules.__contains__, tuple(_pending_lazy))):
+        return
     with _lock:
         for module in [name for name in _pending_lazy if name in sys.modules]:
-            cls = _import(_pending_lazy.pop(module))
+            path = _pending_lazy.pop(module)
+            try:
+                cls = _import(path)
+            except ImportError as exc:  # the library is here, not what its materializer needs
+                warnings.warn(
+                    f"{module} values will be stored as cloudpickles: their materializer "
+                    f"{path} needs {exc.name or exc}, which is not installed (install "
+                    f"branchwork's extra for {module.partition('.')[0]}).",
+                    stacklevel=2,
+                )
+                continue
             _builtin.update(dict.fromkeys(cls.ASSOCIATED_TYPES, cls))
+            for data_type in cls.CLAIMED_TYPES:
+                _claims.setdefault(data_type, []).append(cls)
 
 
 def _load_entry_points() -> None:

@@ -13,12 +13,13 @@ import functools
 import json
 from typing import Any
 
-from branchwork.artifact_stores import artifact_store_for_root
+from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.exceptions import StepFailedError
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
+from branchwork.user_code import code_generation
 from branchwork.values import Leaf, decode, encode
 
-VERSION = 2  # 2: inputs in the `branchwork.values` encoding
+VERSION = 3  # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec
 
 
 def _pickle(obj: Any) -> str:
@@ -28,8 +29,9 @@ def _pickle(obj: Any) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pickled_step(step: Any) -> str:
-    """A step pickles the same every time: once per step, not once per launch."""
+def _pickled_step(step: Any, generation: int) -> str:
+    """A step pickles the same every time: once per step, not once per launch; and again
+    after a notebook cell ran (`generation`), which may have redefined what it calls."""
     return _pickle(step)
 
 
@@ -57,9 +59,9 @@ def request_to_json(request: StepRequest) -> str:
             "invocation_id": request.invocation_id,
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
-            "step": _pickled_step(request.step),
+            "step": _pickled_step(request.step, code_generation()),
             "inputs": encode(request.inputs, _ARTIFACTS),
-            "artifact_store": request.artifact_store.root,
+            "artifact_store": request.artifact_store.spec(),
         }
     )
 
@@ -77,7 +79,7 @@ def request_from_json(text: str) -> StepRequest:
         attempt=data["attempt"],
         step=_unpickle(data["step"]),
         inputs=decode(data["inputs"], _ARTIFACTS),
-        artifact_store=artifact_store_for_root(data["artifact_store"]),
+        artifact_store=artifact_store_from_spec(data["artifact_store"]),
     )
 
 
@@ -105,6 +107,7 @@ def result_to_json(result: StepResult) -> str:
             "error": error,
             "traceback": result.traceback,
             "metadata": result.metadata,
+            "artifact_metadata": result.artifact_metadata,
             "logs": result.logs,
         },
         default=repr,
@@ -134,6 +137,7 @@ def result_from_json(text: str) -> StepResult:
         error=exception,
         traceback=data["traceback"],
         metadata=data["metadata"],
+        artifact_metadata=data.get("artifact_metadata", {}),
         logs=data.get("logs", ""),
     )
 

@@ -18,18 +18,26 @@ if TYPE_CHECKING:
 
 
 def build_artifact_store(record: ComponentRecord) -> BaseArtifactStore:
-    """The artifact store a component describes."""
-    from branchwork.artifact_stores import FsspecArtifactStore, LocalArtifactStore
+    """The artifact store a component describes (a configured one is remembered by this
+    process, so artifacts under its URL are read with its settings)."""
+    from branchwork.artifact_stores import LocalArtifactStore, artifact_store_from_spec
 
     if record.flavor == "local":
         return LocalArtifactStore(record.location or "")
     try:
-        return FsspecArtifactStore(str(record.config["url"]))
+        return artifact_store_from_spec(fsspec_store_spec(record))
     except Exception as error:
         raise ConfigurationError(
             f"Artifact store '{record.name}': cannot open {record.config.get('url')!r}: "
             f"{first_line(error)}"
         ) from None
+
+
+def fsspec_store_spec(record: ComponentRecord) -> dict[str, str]:
+    """The spec of a registered fsspec store: its URL and settings (never a secret)."""
+    return {"root": str(record.config["url"])} | {
+        name: str(value) for name, value in record.config.items() if name != "url"
+    }
 
 
 def build_stack(record: StackRecord) -> Stack:

@@ -2,9 +2,11 @@
 
 A *component* is a named, validated configuration of one kind: an orchestrator (a flavor
 from `orchestrators.flavors` plus its settings) or an artifact store (flavor "local" with a
-path, or "fsspec" with a URL). Validation happens at registration, by building the thing
-(`orchestrator_settings`), so a bad setting fails now, naming its key, instead of at the next
-run. A local path is made absolute now, since a run may start from another folder.
+path, or "fsspec" with a URL and, for S3, an endpoint, a region, an access key id and where
+its secret is: an environment variable or a file, never the secret itself). Validation
+happens at registration, by building the thing (`orchestrator_settings`), so a bad setting
+fails now, naming its key, instead of at the next run. A local path is made absolute now,
+since a run may start from another folder.
 
 The built-in "default" components are rows like the others (migration 0004); their name is
 reserved and they cannot be deleted. SQLAlchemy Core on `metadata.schema`; the registry
@@ -21,12 +23,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from branchwork.artifact_stores.fsspec_store import OPTIONS
 from branchwork.exceptions import BranchworkError, ConfigurationError
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
 from branchwork.metadata.store import get_engine, write_transaction
-from branchwork.stack.building import build_artifact_store
+from branchwork.stack.building import build_artifact_store, fsspec_store_spec
 from branchwork.stack.orchestrator_settings import check_orchestrator_settings
 from branchwork.stack.records import (
     ARTIFACT_STORE,
@@ -73,15 +76,27 @@ def register_artifact_store(
     path: str | Path | None = None,
     url: str | None = None,
     engine: Engine | None = None,
+    **settings: str | None,
 ) -> ComponentRecord:
     """Register an artifact store: flavor "local" with a `path` (made absolute now), or
-    "fsspec" with a `url` (s3://..., gs://..., memory://...), checked by opening it."""
+    "fsspec" with a `url` (s3://..., gs://..., memory://...), checked by building it.
+
+    An s3:// store takes the settings `endpoint_url`, `region`, `access_key_id` and
+    `secret_env` (the name of the environment variable that holds the secret) or
+    `secret_file` (a file that holds it): the secret is read where the store is used.
+    """
     check_new_name(name, "artifact store")
+    given = {key: value for key, value in settings.items() if value is not None}
     if (path is None) == (url is None):
         raise ConfigurationError(
             f"Artifact store '{name}' needs exactly one of a path (local) or a URL (fsspec)."
         )
-    record = _local_store(name, str(path)) if path is not None else _fsspec_store(name, url or "")
+    if path is not None:
+        _check_settings(name, given, ())
+        record = _local_store(name, str(path))
+    else:
+        _check_settings(name, given, OPTIONS)
+        record = _fsspec_store(name, url or "", given)
     build_artifact_store(record)
     return _insert(record, engine or get_engine())
 
@@ -95,13 +110,35 @@ def _local_store(name: str, path: str) -> ComponentRecord:
     return ComponentRecord(name, ARTIFACT_STORE, "local", {"path": resolved})
 
 
-def _fsspec_store(name: str, url: str) -> ComponentRecord:
+def _check_settings(name: str, settings: dict[str, str], known: tuple[str, ...]) -> None:
+    """Refuse unknown settings, naming them only: a misplaced secret is never echoed."""
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"Artifact store '{name}': unknown setting {', '.join(map(repr, unknown))}; "
+            f"settings: {', '.join(known) or 'none for a local folder'}. A secret is never "
+            "stored: name the environment variable (secret_env) or file (secret_file) that "
+            "holds it."
+        )
+
+
+def _fsspec_store(name: str, url: str, settings: dict[str, str]) -> ComponentRecord:
     if "://" not in url:
         raise ConfigurationError(
             f"Artifact store '{name}': {url!r} is not a URL (scheme://...); use a path for "
             "a local folder."
         )
-    return ComponentRecord(name, ARTIFACT_STORE, "fsspec", {"url": url.rstrip("/")})
+    return ComponentRecord(name, ARTIFACT_STORE, "fsspec", {"url": url.rstrip("/"), **settings})
+
+
+def remember_registered_stores(engine: Engine | None = None) -> None:
+    """Make every registered fsspec store known to this process (unbuilt), so that artifacts
+    written through one are read back with its endpoint and credentials."""
+    from branchwork.artifact_stores import remember_store_spec
+
+    for record in list_components(ARTIFACT_STORE, engine):
+        if record.flavor == "fsspec":
+            remember_store_spec(fsspec_store_spec(record))
 
 
 def _insert(record: ComponentRecord, engine: Engine) -> ComponentRecord:

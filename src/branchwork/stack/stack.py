@@ -11,7 +11,7 @@ from typing import Any
 from branchwork.artifact_stores import (
     BaseArtifactStore,
     LocalArtifactStore,
-    artifact_store_for_root,
+    artifact_store_from_spec,
 )
 from branchwork.config.home import artifacts_dir
 from branchwork.orchestrators.base import BaseOrchestrator
@@ -36,7 +36,7 @@ class Stack:
                     "name": self.orchestrator.name,
                     "config": self.orchestrator.config,
                 },
-                "artifact_store": self.artifact_store.root,
+                "artifact_store": self.artifact_store.spec(),
             }
         )
 
@@ -49,7 +49,7 @@ class Stack:
         return cls(
             data["name"],
             orchestrator_from_config(spec, spec["name"], spec["config"]),
-            artifact_store_for_root(data["artifact_store"]),
+            artifact_store_from_spec(data["artifact_store"]),
         )
 
 

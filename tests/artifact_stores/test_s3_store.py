@@ -1,0 +1,283 @@
+"""The fsspec artifact store on a real S3 server (SeaweedFS on loopback, conftest.py): a
+team's settings on the store (endpoint, region, key id, where the secret is), pipelines on
+`local` and `local_process` whose outputs land in the bucket, and the secret kept out of
+everything branchwork writes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import pickle
+import re
+import subprocess
+import sys
+import traceback
+import uuid
+from pathlib import Path
+
+import pytest
+import s3_pipelines as sp
+from typer.testing import CliRunner
+
+from branchwork import Client
+from branchwork.artifact_stores import FsspecArtifactStore, artifact_store_for_uri
+from branchwork.cli.app import app
+from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
+from branchwork.materializers import (
+    CollectionMaterializer,
+    load_artifact,
+    materializer_path,
+    save_artifact,
+)
+from branchwork.runtime.envelopes import request_to_json
+from branchwork.runtime.step_execution import StepRequest
+from branchwork.stack import components, get_stack, stacks
+from s3_server import ACCESS_KEY_ID, SECRET_ENV
+
+DOCS = Path(__file__).parents[2] / "docs"
+WRONG_SECRET_ENV = "BRANCHWORK_TEST_WRONG_SECRET"
+
+
+def objects_under(s3_server, root: str) -> list[str]:
+    """Every object under `root`, listed with s3fs directly (not through branchwork)."""
+    return s3_server.filesystem().find(root)
+
+
+def register_s3_stack(s3_server, orchestrator: str) -> str:
+    """Register an S3 store (as a team would) and a stack with it; make it active."""
+    root = f"s3://branchwork/team-{uuid.uuid4().hex[:8]}"
+    components.register_artifact_store("team-s3", url=root, **s3_server.store_settings())
+    components.register_orchestrator("orch", orchestrator)
+    stacks.register_stack("team", "orch", "team-s3")
+    stacks.set_active_stack("team")
+    return root
+
+
+# ---- the store -----------------------------------------------------------------------------
+
+
+def test_an_artifact_saved_through_the_store_is_objects_in_the_bucket(s3_server, s3_store):
+    uri = s3_store.new_artifact_uri("train/model")
+    save_artifact({"weights": [1, 2, 3]}, uri, s3_store, CollectionMaterializer)
+
+    assert objects_under(s3_server, uri) != []
+    assert all(path.startswith(uri.removeprefix("s3://")) for path in objects_under(s3_server, uri))
+    # read back from its URI alone, as loads do: with the store's endpoint and credentials
+    assert artifact_store_for_uri(uri).spec() == s3_store.spec()
+    assert load_artifact(uri, materializer_path(CollectionMaterializer)) == {"weights": [1, 2, 3]}
+
+
+def test_the_store_travels_without_its_secret(s3_server, s3_store):
+    s3_store.write_bytes(s3_store.join(s3_store.root, "f"), b"x")  # builds the filesystem
+    spec = s3_store.spec()
+    assert spec == {"root": s3_store.root, **s3_server.store_settings()}
+    assert spec["secret_env"] == SECRET_ENV
+    request = StepRequest("r", "run", "p", "inv", "sr", 1, sp.square, {}, s3_store)
+    for carried in (request_to_json(request), pickle.dumps(s3_store)):
+        text = carried if isinstance(carried, str) else carried.decode("latin-1")
+        assert s3_server.secret not in text
+    assert (
+        pickle.loads(pickle.dumps(s3_store)).read_bytes(s3_store.join(s3_store.root, "f")) == b"x"
+    )
+
+
+def test_a_secret_file_works_like_a_variable(s3_server, tmp_path):
+    secret_file = tmp_path / "s3-secret"
+    secret_file.write_text(s3_server.secret + "\n")
+    settings = s3_server.store_settings() | {"secret_file": str(secret_file)}
+    del settings["secret_env"]
+    store = FsspecArtifactStore(f"s3://branchwork/{uuid.uuid4().hex[:8]}", **settings)
+    store.write_bytes(store.join(store.root, "f"), b"from a file")
+    assert store.read_bytes(store.join(store.root, "f")) == b"from a file"
+
+
+def _forked_write(store: FsspecArtifactStore, uri: str) -> None:
+    store.write_bytes(uri, b"written by a forked child")
+
+
+def test_a_store_used_before_a_fork_works_in_the_child(s3_store):
+    """The local_process zygote builds the store, then forks the step's process."""
+    s3_store.write_bytes(s3_store.join(s3_store.root, "parent"), b"parent")
+    uri = s3_store.join(s3_store.root, "child")
+    child = multiprocessing.get_context("fork").Process(target=_forked_write, args=(s3_store, uri))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert s3_store.read_bytes(uri) == b"written by a forked child"
+
+
+def test_a_wrong_secret_is_refused_naming_what_to_check(s3_server, s3_store, monkeypatch):
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    monkeypatch.setenv(WRONG_SECRET_ENV, wrong)
+    settings = s3_server.store_settings(secret_env=WRONG_SECRET_ENV)
+    store = FsspecArtifactStore(s3_store.root + "-wrong", **settings)
+    with pytest.raises(PermissionError) as info:
+        store.write_bytes(store.join(store.root, "f"), b"x")
+    message = str(info.value)
+    assert message.startswith(f"The artifact store {store.root} refused access to ")
+    assert "signature" in message  # the server's own reason
+    assert (
+        f"check that access key id '{ACCESS_KEY_ID}' may use it and that the environment "
+        f"variable {WRONG_SECRET_ENV} holds its secret." in message
+    )
+    whole = "".join(traceback.format_exception(info.value))
+    assert wrong not in whole and s3_server.secret not in whole
+
+
+def test_a_missing_secret_names_where_it_was_looked_for(s3_server, monkeypatch, tmp_path):
+    monkeypatch.delenv("BRANCHWORK_TEST_UNSET", raising=False)
+    store = FsspecArtifactStore(
+        "s3://branchwork/unset", **s3_server.store_settings(secret_env="BRANCHWORK_TEST_UNSET")
+    )
+    with pytest.raises(ConfigurationError, match="environment variable BRANCHWORK_TEST_UNSET, "):
+        store.exists(store.root)
+    settings = s3_server.store_settings() | {"secret_file": str(tmp_path / "none")}
+    del settings["secret_env"]
+    store = FsspecArtifactStore("s3://branchwork/nofile", **settings)
+    with pytest.raises(ConfigurationError, match=re.escape(f"the file {tmp_path / 'none'}: No ")):
+        store.exists(store.root)
+
+
+@pytest.mark.parametrize(
+    ("root", "settings", "fragment"),
+    [
+        ("s3://b/p", {"access_key_id": "k"}, "an access_key_id needs a secret reference"),
+        ("s3://b/p", {"secret_env": "X"}, "an access_key_id needs a secret reference"),
+        (
+            "s3://b/p",
+            {"access_key_id": "k", "secret_env": "X", "secret_file": "/f"},
+            "secret_env or secret_file, not both",
+        ),
+        ("memory://p", {"endpoint_url": "http://x"}, "apply to s3:// URLs"),
+    ],
+)
+def test_inconsistent_settings_are_refused(root, settings, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        FsspecArtifactStore(root, **settings)
+
+
+def test_a_secret_given_as_a_setting_is_refused_without_echoing_it():
+    with pytest.raises(ConfigurationError) as info:
+        components.register_artifact_store("s", url="s3://b/p", secret="hunter2-value")
+    assert "unknown setting 'secret'" in str(info.value)
+    assert "secret_env" in str(info.value) and "hunter2-value" not in str(info.value)
+    assert [c.name for c in components.list_components("artifact_store")] == ["default"]
+
+
+def test_the_docs_snippet_without_s3fs_names_the_extra(tmp_path):
+    """docs/ray.md's snippet, run where s3fs is not installed (blocked in sys.modules)."""
+    snippet = re.search(r"```python\n(.*?)```", (DOCS / "ray.md").read_text(), re.S)
+    assert snippet is not None and "s3://" in snippet.group(1)
+    code = "import sys\nsys.modules['s3fs'] = None\n" + snippet.group(1)
+    env = {**os.environ, "BRANCHWORK_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode != 0
+    assert "ImportError: The artifact store s3://" in out.stderr
+    assert "Install s3fs to access S3 (pip install 'branchwork[s3]')." in out.stderr
+
+
+# ---- pipelines on a registered S3 stack --------------------------------------------------
+
+
+@pytest.mark.parametrize("orchestrator", ["local", "local_process"])
+def test_a_pipeline_on_an_s3_stack_keeps_its_outputs_in_the_bucket(
+    s3_server, s3_secret, orchestrator, branchwork_home
+):
+    root = register_s3_stack(s3_server, orchestrator)
+    assert sp.squares(n=3) == 0 + 1 + 4
+    run = Client().get_pipeline_run("latest")
+    assert run.status == "completed" and run.orchestrator == orchestrator
+    outputs = [step.output for step in run.steps.values()]
+    assert len(outputs) == 5  # numbers, square x3, total
+    stored = objects_under(s3_server, root)
+    for output in outputs:
+        assert output.uri.startswith(root + "/")
+        assert any(path.startswith(output.uri.removeprefix("s3://") + "/") for path in stored)
+    assert {name: step.output.load() for name, step in run.steps.items()} == {
+        "numbers": [0, 1, 2],
+        "square": 0,
+        "square_2": 1,
+        "square_3": 4,
+        "total": 5,
+    }
+    assert not (branchwork_home / "artifacts").exists()  # nothing went to the local disk
+
+    # another process finds the store's settings in the registry to load the output
+    code = "from branchwork import Client; print(Client().get_pipeline_run('latest').load_output())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "5"
+
+
+def test_a_team_registers_the_store_with_the_cli_and_loads_from_another_process(
+    s3_server, s3_secret
+):
+    settings = s3_server.store_settings()
+    root = f"s3://branchwork/cli-{uuid.uuid4().hex[:8]}"
+    runner = CliRunner()
+    for command in (
+        ["artifact-store", "register", "team-s3", "--url", root]
+        + [f"--{name.replace('_', '-')}={value}" for name, value in settings.items()],
+        ["stack", "register", "team", "--orchestrator", "default", "--artifact-store", "team-s3"],
+        ["stack", "set", "team"],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["artifact-store", "list", "--output", "json"])
+    registered = {store["name"]: store for store in json.loads(listed.stdout)}["team-s3"]
+    assert registered["config"] == {"url": root, **settings}
+
+    assert sp.squares(n=2) == 1
+    out = subprocess.run(
+        [sys.executable, "-m", "branchwork.cli", "artifacts", "load", "latest/total"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, "1"), out.stderr
+    assert Client().get_pipeline_run("latest").steps["total"].output.uri.startswith(root + "/")
+
+
+def test_a_wrong_secret_fails_the_run_clearly(s3_server, monkeypatch):
+    monkeypatch.setenv(WRONG_SECRET_ENV, f"wrong-{uuid.uuid4().hex}")
+    root = f"s3://branchwork/wrong-{uuid.uuid4().hex[:8]}"
+    settings = s3_server.store_settings(secret_env=WRONG_SECRET_ENV)
+    components.register_artifact_store("wrong-s3", url=root, **settings)
+    stacks.register_stack("wrong", "default", "wrong-s3")
+    stacks.set_active_stack("wrong")
+    with pytest.raises(PipelineRunFailedError) as info:
+        sp.squares(n=2)
+    assert f"The artifact store {root} refused access to " in str(info.value)
+    assert f"the environment variable {WRONG_SECRET_ENV} holds its secret" in str(info.value)
+    assert objects_under(s3_server, root) == []
+
+
+def test_the_secret_is_in_nothing_branchwork_writes(s3_server, s3_secret, branchwork_home):
+    """A run on local_process writes an artifact, reads it in an isolated step that prints
+    and fails; then every byte branchwork wrote is searched for the secret: the store file,
+    step logs, the run's snapshot, errors, and the stack given to orchestration processes."""
+    register_s3_stack(s3_server, "local_process")
+    with pytest.raises(PipelineRunFailedError) as info:
+        sp.failing()
+
+    client = Client()
+    run = client.get_pipeline_run("latest")
+    logs = client.get_step_logs(run.id)
+    assert "read [0, 1]" in logs["fail_after_reading"]  # the step read the artifact from S3
+    texts = [
+        str(info.value),
+        "".join(traceback.format_exception(info.value)),
+        repr(run),  # its snapshot, steps, errors and tracebacks
+        *logs.values(),
+        get_stack("team").to_json(),
+    ]
+    assert [text for text in texts if s3_secret in text] == []
+    files = [path for path in branchwork_home.rglob("*") if path.is_file()]
+    assert any(path.name == "branchwork.db" for path in files)
+    assert [path for path in files if s3_secret.encode() in path.read_bytes()] == []
