@@ -8,10 +8,13 @@ import branchwork
 
 def test_top_level_all_is_exactly_the_public_surface():
     assert sorted(branchwork.__all__) == [
+        "ArtifactConfig",
         "Client",
+        "ExternalArtifact",
         "FileInput",
         "__version__",
         "get_step_context",
+        "log_artifact_metadata",
         "log_metadata",
         "pipeline",
         "step",

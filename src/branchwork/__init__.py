@@ -7,9 +7,11 @@ is imported on first use so that `import branchwork` does not load SQLAlchemy.
 
 from typing import TYPE_CHECKING, Any
 
+from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
 from branchwork.pipelines.pipeline import pipeline
-from branchwork.steps.context import get_step_context, log_metadata
+from branchwork.steps.context import get_step_context, log_artifact_metadata, log_metadata
+from branchwork.steps.outputs import ArtifactConfig
 from branchwork.steps.step import step, unmapped
 
 if TYPE_CHECKING:
@@ -18,10 +20,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArtifactConfig",
     "Client",
+    "ExternalArtifact",
     "FileInput",
     "__version__",
     "get_step_context",
+    "log_artifact_metadata",
     "log_metadata",
     "pipeline",
     "step",

@@ -14,14 +14,18 @@ from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.store import get_engine
-from branchwork.models import CacheDecision, PipelineRunResponse
+from branchwork.models import ArtifactVersionResponse, CacheDecision, PipelineRunResponse
 
 
 class Client:
     """Reads the store at `store_url` (default: the configured one)."""
 
     def __init__(self, store_url: str | None = None) -> None:
+        from branchwork.stack.components import remember_registered_stores
+
         self._engine = get_engine(store_url)
+        # Artifacts in a registered S3 store load with its endpoint and credentials.
+        remember_registered_stores(self._engine)
 
     def get_pipeline_run(self, id_or_name: str) -> PipelineRunResponse:
         """A run by id or name (or `latest`, `latest:PIPELINE`, a unique prefix of a name or
@@ -56,6 +60,31 @@ class Client:
         invocation id, in the order they ran."""
         run = self.get_pipeline_run(run_id_or_name)
         return {name: CacheDecision.of(step) for name, step in run.steps.items()}
+
+    def get_artifact_version(
+        self, name_or_id: str, version: int | None = None
+    ) -> ArtifactVersionResponse:
+        """An artifact version: the latest (highest numbered) of the artifact called
+        `name_or_id`, its version `version`, or the version with that id. `.load()` reads
+        its value."""
+        from branchwork.metadata.artifact_listing import artifact_version_by_name_or_id
+
+        return artifact_version_by_name_or_id(self._engine, name_or_id, version)
+
+    def list_artifact_versions(
+        self,
+        name: str | None = None,
+        tag: str | None = None,
+        pipeline: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[ArtifactVersionResponse]:
+        """Artifact versions, newest first: of the artifact `name`, tagged `tag`, made by a
+        run of `pipeline`, whose metadata logged with `log_artifact_metadata` has each key
+        of `metadata` equal to its value (compared as JSON: 1 and 1.0 differ). Filters left
+        out do not narrow the list; none match gives an empty list."""
+        from branchwork.metadata.artifact_listing import list_artifact_versions
+
+        return list_artifact_versions(self._engine, name, tag, pipeline, metadata)
 
     def invalidate_cache(self, step_name: str, pipeline_name: str | None = None) -> int:
         """Stop serving the cached results of a step (of one pipeline, or of every pipeline

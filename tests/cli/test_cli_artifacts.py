@@ -6,7 +6,7 @@ from typing import Annotated
 
 import pytest
 
-from branchwork import Client, pipeline, step
+from branchwork import ArtifactConfig, Client, log_artifact_metadata, pipeline, step
 from branchwork.exceptions import PipelineRunFailedError
 
 
@@ -40,22 +40,29 @@ def test_artifacts_list_names_with_version_counts(cli, cli_json):
     run_words(3)  # cached: no new versions
     data = cli_json("artifacts", "list")
     assert {item["name"]: item["versions"] for item in data} == {WORDS: 2, JOINED: 2}
-    assert {"id", "name", "versions", "latest"} <= set(data[0])
+    assert {item["name"]: item["latest_version"] for item in data} == {WORDS: 2, JOINED: 2}
+    assert {"id", "name", "versions", "latest_version", "latest"} <= set(data[0])
     table = cli("artifacts", "list").stdout.splitlines()
-    assert table[0].split() == ["ARTIFACT", "VERSIONS", "LATEST"]
-    assert sorted(line.split()[:2] for line in table[1:]) == [[JOINED, "2"], [WORDS, "2"]]
+    assert table[0].split() == ["ARTIFACT", "VERSIONS", "LATEST", "UPDATED"]
+    assert sorted(line.split()[:3] for line in table[1:]) == [
+        [JOINED, "2", "2"],
+        [WORDS, "2", "2"],
+    ]
 
 
 def test_artifacts_list_of_one_name_lists_its_versions(cli, cli_json):
     first = run_words(2)
     second = run_words(4)
     versions = cli_json("artifacts", "list", JOINED)
-    assert [v["id"] for v in versions] == [
-        second.steps["join_words"].output.id,
-        first.steps["join_words"].output.id,
+    assert [(v["id"], v["version"]) for v in versions] == [
+        (second.steps["join_words"].output.id, 2),
+        (first.steps["join_words"].output.id, 1),
     ]
-    out = cli("artifacts", "list", JOINED).stdout
-    assert f"{second.name}/join_words" in out and "builtins.str" in out
+    assert cli_json("artifacts", "list", "--name", JOINED) == versions
+    lines = cli("artifacts", "list", JOINED).stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "TAGS", "CREATED", "TYPE", "PRODUCED", "BY", "ID"]
+    assert lines[1].split()[:2] == ["2", "-"]
+    assert f"{second.name}/join_words" in lines[1] and "builtins.str" in lines[1]
 
 
 def test_artifacts_show_and_load(cli, cli_json):
@@ -84,9 +91,16 @@ def test_artifacts_list_when_empty(cli):
 
 
 def test_unknown_artifacts_are_one_line_errors(cli, assert_error):
-    assert_error(cli("artifacts", "show", "nope"), "No artifact version with id 'nope'")
-    assert_error(cli("artifacts", "load", "nope"), "No artifact version with id 'nope'")
-    assert_error(cli("artifacts", "list", "no::such::name"), "No artifact named")
+    unknown = (
+        "Error: No artifact named 'nope' and no artifact version with that id; "
+        "`branchwork artifacts list` shows the names."
+    )
+    assert assert_error(cli("artifacts", "show", "nope")) == unknown
+    assert assert_error(cli("artifacts", "load", "nope")) == unknown
+    assert assert_error(cli("artifacts", "list", "no::such::name")) == (
+        "Error: No artifact named 'no::such::name' (or it has no versions); "
+        "`branchwork artifacts list` shows the names."
+    )
 
 
 # ---- RUN/INVOCATION[/OUTPUT] ---------------------------------------------------------------
@@ -168,4 +182,106 @@ def test_a_failed_invocation_has_no_outputs_to_address(cli, assert_error):
     assert assert_error(cli("artifacts", "load", "latest/refuse")) == (
         f"Error: Invocation 'refuse' of run '{run.name}' has no outputs (its latest attempt is "
         "failed)."
+    )
+
+
+# ---- names, versions, tags, metadata, previews ---------------------------------------------
+
+
+@step(enable_cache=False)
+def fit(depth: int) -> Annotated[dict, ArtifactConfig(name="model", tags=["candidate"])]:
+    log_artifact_metadata({"depth": depth, "accuracy": depth / 10})
+    return {"depth": depth}
+
+
+@pipeline(enable_cache=False)
+def cli_fitting(depth: int = 3):
+    return fit(depth)
+
+
+@step(enable_cache=False)
+def promote() -> Annotated[dict, ArtifactConfig(name="model", tags=["prod", "candidate"])]:
+    return {"depth": 9}
+
+
+@pipeline(enable_cache=False)
+def cli_promoting():
+    return promote()
+
+
+def fitted_three_versions():
+    cli_fitting(depth=3)
+    cli_promoting()
+    cli_fitting(depth=5)
+
+
+def test_a_named_artifact_is_listed_by_name_tag_pipeline_and_metadata(cli, cli_json):
+    fitted_three_versions()
+    summary = [item for item in cli_json("artifacts", "list") if item["name"] == "model"]
+    assert [(s["versions"], s["latest_version"]) for s in summary] == [(3, 3)]
+
+    def listed(*filters):
+        return [(v["version"], v["tags"]) for v in cli_json("artifacts", "list", *filters)]
+
+    assert listed("--name", "model") == [
+        (3, ["candidate"]),
+        (2, ["candidate", "prod"]),
+        (1, ["candidate"]),
+    ]
+    assert listed("--name", "model", "--tag", "prod") == [(2, ["candidate", "prod"])]
+    assert listed("--tag", "candidate", "--pipeline", "cli_fitting") == [
+        (3, ["candidate"]),
+        (1, ["candidate"]),
+    ]
+    assert listed("--metadata", "depth=5") == [(3, ["candidate"])]
+    assert listed("--metadata", "depth=5", "--metadata", "accuracy=0.3") == []
+    assert listed("--metadata", "accuracy=0.3") == [(1, ["candidate"])]
+
+    table = cli("artifacts", "list", "--tag", "candidate").stdout.splitlines()
+    assert table[0].split()[:3] == ["ARTIFACT", "VERSION", "TAGS"]
+    assert [line.split()[:3] for line in table[1:]] == [
+        ["model", "3", "candidate"],
+        ["model", "2", "candidate,"],  # "candidate, prod"
+        ["model", "1", "candidate"],
+    ]
+    assert cli("artifacts", "list", "--tag", "nope").stdout == "No artifact versions match.\n"
+
+
+def test_show_and_load_a_version_by_name(cli, cli_json):
+    fitted_three_versions()
+    latest = Client().get_artifact_version("model")
+    second = Client().get_artifact_version("model", version=2)
+    assert cli("artifacts", "load", "model:2").stdout == "{'depth': 9}\n"
+    assert cli("artifacts", "load", "model").stdout == "{'depth': 5}\n"
+
+    shown = cli_json("artifacts", "show", "model")
+    assert (shown["id"], shown["artifact"], shown["version"]) == (latest.id, "model", 3)
+    assert shown["tags"] == ["candidate"]
+    assert shown["metadata"] == {"depth": 5, "accuracy": 0.5}
+    assert shown["preview"]["text"] == "{'depth': 5}"
+    assert cli_json("artifacts", "show", "model:2")["id"] == second.id
+
+    out = cli("artifacts", "show", "model:1").stdout
+    lines = [line.split(maxsplit=1) for line in out.splitlines() if line.strip()]
+    fields = {line[0]: line[1].strip() if len(line) > 1 else "" for line in lines}
+    assert fields["Artifact"] == "model"
+    assert fields["Version"] == "1"
+    assert fields["Tags"] == "candidate"
+    assert fields["depth"] == "3" and fields["accuracy"] == "0.3"  # the Metadata section
+    assert "\nPreview\n{'depth': 3}\n" in out
+    assert "\nPreview metadata\nlength  1\n" in out  # what the materializer measured
+
+
+def test_unknown_versions_list_the_versions_there_are(cli, assert_error):
+    fitted_three_versions()
+    assert assert_error(cli("artifacts", "show", "model:7")) == (
+        "Error: Artifact 'model' has no version 7; its versions: 1-3."
+    )
+    assert assert_error(cli("artifacts", "load", "modle:1")) == (
+        "Error: No artifact named 'modle' (or it has no versions); `branchwork artifacts list` "
+        "shows the names."
+    )
+    assert assert_error(cli("artifacts", "list", "--name", "modle", "--tag", "prod")) == (
+        "Error: No artifact named 'modle' (or it has no versions); `branchwork artifacts list` "
+        "shows the names."
     )

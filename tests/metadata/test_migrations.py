@@ -104,3 +104,48 @@ def test_upgrading_keeps_the_default_rows_and_the_active_stack_0003_made(
     assert (described.name, described.orchestrator.name) == ("proc", "lp")
     assert described.artifact_store.location == str(branchwork_home / "artifacts")
     assert [s.name for s in stacks.list_stacks()] == ["default", "proc"]
+
+
+def test_migrating_a_store_keeps_the_rows_that_refer_to_its_step_runs(store_url):
+    """With the store's own engine (SQLite foreign keys on), a migration that rebuilds
+    `step_run` must not delete, by cascade, the logs and links of its rows: 0004 -> head
+    added columns to it, and going down to 0004 and up again rebuilds it twice."""
+    from alembic import command
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            for statement in (
+                "INSERT INTO pipeline (id, name, created) VALUES ('p', 'old', '2026-11-01')",
+                "INSERT INTO pipeline_snapshot (id, pipeline_id, is_dynamic, source, parameters, "
+                "spec, created) VALUES ('s', 'p', false, 'x:old', '{}', '{}', '2026-11-01')",
+                "INSERT INTO pipeline_run (id, name, pipeline_id, snapshot_id, status, "
+                "orchestrator, parameters, created) VALUES ('r', 'old-run', 'p', 's', "
+                "'completed', 'local', '{}', '2026-11-01')",
+                "INSERT INTO step_run (id, run_id, name, step_name, attempt, status, code_hash) "
+                "VALUES ('a', 'r', 'load', 'load', 1, 'completed', 'h'), "
+                "('b', 'r', 'train', 'train', 1, 'completed', 'h')",
+                "INSERT INTO step_run_parent (child_id, parent_id) VALUES ('b', 'a')",
+                "INSERT INTO step_log (step_run_id, text) VALUES ('b', 'epoch 1')",
+            ):
+                conn.execute(text(statement))
+
+        def kept() -> tuple[object, ...]:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in ("step_run", "step_run_parent", "step_log")
+                )
+
+        store.upgrade(engine)
+        assert kept() == (2, 1, 1)
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0004")
+        store.upgrade(engine)
+        assert kept() == (2, 1, 1)
+        if engine.dialect.name == "sqlite":  # and they are on again afterwards
+            with engine.connect() as conn:
+                assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        engine.dispose()

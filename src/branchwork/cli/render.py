@@ -25,7 +25,10 @@ from branchwork.models import (
     CacheDecision,
     PipelineRunResponse,
     StepRunResponse,
+    shapes,
 )
+from branchwork.models.shapes import iso, seconds
+from branchwork.models.shapes import step_dict as step_dict  # the CLI's, as render.step_dict
 
 if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
     from branchwork.metadata.artifact_listing import ArtifactSummary
@@ -70,19 +73,10 @@ def print_json(data: Any) -> None:
 # ---- values --------------------------------------------------------------------------------
 
 
-def iso(moment: datetime | None) -> str | None:
-    """A stored (naive UTC) time as ISO 8601 with its offset, for JSON."""
-    return None if moment is None else moment.replace(tzinfo=timezone.utc).isoformat()
-
-
 def local_time(moment: datetime | None) -> str:
     if moment is None:
         return "-"
     return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def seconds(start: datetime | None, end: datetime | None) -> float | None:
-    return None if start is None or end is None else (end - start).total_seconds()
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:
@@ -143,51 +137,7 @@ def _fields(rows: Iterable[tuple[str, Any]]) -> Table:
 
 
 def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "pipeline": run.pipeline_name,
-        "status": str(run.status),
-        "is_dynamic": run.snapshot.is_dynamic,
-        "orchestrator": run.orchestrator,
-        "orchestrator_run_id": run.orchestrator_run_id,
-        "parameters": run.parameters,
-        "created": iso(run.created),
-        "start_time": iso(run.start_time),
-        "end_time": iso(run.end_time),
-        "duration_seconds": seconds(run.start_time, run.end_time),
-        "failed_step": run.failed_step,
-        "exception_type": run.exception_type,
-        "exception_message": run.exception_message,
-        "outputs": [version_dict(version) for version in run.outputs],
-    }
-
-
-def step_dict(
-    step: StepRunResponse, names: Mapping[str, str], origins: Mapping[str, StepRunOrigin]
-) -> dict[str, Any]:
-    origin = origins.get(step.original_step_run_id or "")
-    return {
-        "step_run_id": step.id,
-        "invocation_id": step.name,
-        "step": step.step_name,
-        "status": str(step.status),
-        "attempt": step.attempt,
-        "start_time": iso(step.start_time),
-        "end_time": iso(step.end_time),
-        "duration_seconds": seconds(step.start_time, step.end_time),
-        "cache_key": step.cache_key,
-        "cache_verdict": step.cache_verdict,
-        "cache_reason": step.cache_reason,
-        "cached_from": step.original_step_run_id,
-        "cached_from_run": origin.run_name if origin else None,
-        "parents": [names.get(parent, parent) for parent in step.parent_step_run_ids],
-        "outputs": {name: version.id for name, version in step.outputs.items()},
-        "exception_type": step.exception_type,
-        "exception_message": step.exception_message,
-        "traceback": step.traceback,
-        "run_metadata": step.run_metadata,
-    }
+    return shapes.run_dict(run, version_dict)
 
 
 def invocation_names(run: PipelineRunResponse) -> dict[str, str]:
@@ -389,6 +339,9 @@ def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
     return {
         "id": version.id,
         "artifact": version.name,
+        "version": version.version,
+        "tags": list(version.tags),
+        "metadata": version.metadata,
         "uri": version.uri,
         "data_type": version.data_type,
         "materializer": version.materializer,
@@ -403,28 +356,41 @@ def artifact_dict(summary: ArtifactSummary) -> dict[str, Any]:
         "id": summary.id,
         "name": summary.name,
         "versions": summary.version_count,
+        "latest_version": summary.latest_version,
         "latest": iso(summary.latest),
     }
 
 
 def show_artifacts_table(artifacts: list[ArtifactSummary]) -> None:
-    table = _table("ARTIFACT", "VERSIONS", "LATEST")
+    table = _table("ARTIFACT", "VERSIONS", "LATEST", "UPDATED")
     for summary in artifacts:
-        table.add_row(Text(summary.name), str(summary.version_count), local_time(summary.latest))
+        table.add_row(
+            Text(summary.name),
+            str(summary.version_count),
+            str(summary.latest_version),
+            local_time(summary.latest),
+        )
     console().print(table)
 
 
 def show_versions_table(
-    versions: list[ArtifactVersionResponse], origins: Mapping[str, StepRunOrigin]
+    versions: list[ArtifactVersionResponse],
+    origins: Mapping[str, StepRunOrigin],
+    with_names: bool = True,
 ) -> None:
-    table = _table("VERSION", "CREATED", "TYPE", "PRODUCED BY")
+    """One row per version; `with_names` adds the artifact's name (versions of several)."""
+    columns = ("VERSION", "TAGS", "CREATED", "TYPE", "PRODUCED BY", "ID")
+    table = _table(*(("ARTIFACT", *columns) if with_names else columns))
     for version in versions:
-        table.add_row(
-            version.id,
+        cells: list[str | Text] = [
+            str(version.version),
+            Text(", ".join(version.tags) or "-"),
             local_time(version.created),
             Text(version.data_type),
             Text(produced_by(version, origins)),
-        )
+            version.id,
+        ]
+        table.add_row(*([Text(version.name), *cells] if with_names else cells))
     console().print(table)
 
 
@@ -438,11 +404,15 @@ def produced_by(version: ArtifactVersionResponse, origins: Mapping[str, StepRunO
 def show_version(
     version: ArtifactVersionResponse, origins: Mapping[str, StepRunOrigin], used_by: list[str]
 ) -> None:
-    console().print(
+    """Its fields, then what its step logged, then its preview (text, metadata)."""
+    out = console()
+    out.print(
         _fields(
             [
-                ("Version", version.id),
                 ("Artifact", version.name),
+                ("Version", version.version),
+                ("ID", version.id),
+                ("Tags", ", ".join(version.tags) or "-"),
                 ("URI", version.uri),
                 ("Type", version.data_type),
                 ("Materializer", version.materializer),
@@ -453,3 +423,25 @@ def show_version(
             ]
         )
     )
+    _print_section(out, "Metadata", _json_fields(version.metadata))
+    preview = version.preview or {}
+    if preview.get("text"):
+        out.print()
+        out.print(Text("Preview", style="bold"))
+        out.print(Text(preview["text"]))
+    details = _json_fields(preview.get("metadata") or {})
+    if preview.get("image_png"):
+        size = len(preview["image_png"]) * 3 // 4  # base64: 4 characters per 3 bytes
+        details.append(("thumbnail", f"PNG, about {size} bytes"))
+    _print_section(out, "Preview metadata", details)
+
+
+def _json_fields(values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return [(key, json.dumps(value, default=str)) for key, value in values.items()]
+
+
+def _print_section(out: Console, title: str, rows: list[tuple[str, Any]]) -> None:
+    if rows:
+        out.print()
+        out.print(Text(title, style="bold"))
+        out.print(_fields(rows))

@@ -24,8 +24,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
-from branchwork.graph.invocation import Invocation, OutputRef
+from branchwork.graph.invocation import ARTIFACT_REFS, Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
 from branchwork.values import Leaf, canonical, hash_json
 
@@ -82,9 +83,7 @@ def key_parts(
 ) -> KeyParts:
     """The parts of an invocation's key; `content_hash` gives a step output's content hash,
     `file_hash` a file's (OSError: the key cannot be computed)."""
-    by_content = Leaf(
-        "$hash", OutputRef, lambda ref: {"$hash": content_hash(ref), "index": ref.item}
-    )
+    by_content = Leaf("$hash", ARTIFACT_REFS, lambda ref: _by_content(ref, content_hash))
     files = {path: file_hash(path)[:16] for path in invocation.files}
     arguments = {}
     for name, value in invocation.inputs.items():
@@ -111,6 +110,15 @@ def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) 
 def same_key_format(a: str | None, b: str | None) -> bool:
     """Whether two keys are of one format, so that a difference means different inputs."""
     return (a or "").startswith(KEY_FORMAT) == (b or "").startswith(KEY_FORMAT)
+
+
+def _by_content(
+    ref: OutputRef | ExternalArtifact, content_hash: Callable[[OutputRef], str]
+) -> dict[str, Any]:
+    """An artifact input as its content: a step output (item) or an external version."""
+    if isinstance(ref, ExternalArtifact):
+        return {"$hash": ref.content_hash, "index": None}
+    return {"$hash": content_hash(ref), "index": ref.item}
 
 
 def _token(encoded: Any) -> str:

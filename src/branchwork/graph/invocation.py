@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import StepInvocationError
+from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import StepOutput
 from branchwork.values import Leaf, encode, leaves_of, tree_map
@@ -100,8 +101,11 @@ class InvocationIds:
 
 _PLAIN = (int, str, bool, type(None))  # exact types that need neither conversion nor checks
 
-# How recorded configurations write references: {"$ref": "load", "output": "output"}.
-_RECORDED_REFS = Leaf("$ref", OutputRef, OutputRef.to_json)
+# Inputs that stand for a stored artifact: a step output, or a version made outside the run.
+ARTIFACT_REFS = (OutputRef, ExternalArtifact)
+# How recorded configurations write them: {"$ref": "load", "output": "output"}, and
+# {"$external": "model", "version": 2, "id": "..."}.
+_RECORDED_REFS = Leaf("$ref", ARTIFACT_REFS, lambda ref: ref.to_json())
 
 
 def _to_ref(output: StepOutput, where: str) -> OutputRef:

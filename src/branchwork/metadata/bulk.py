@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, CursorResult, Engine
 from sqlalchemy.sql import ClauseElement
 
 
@@ -32,13 +32,18 @@ class BulkStatement:
         ]
         self.keys = [compiled.binds[name].key for name in names]
 
+        self._pairs = list(zip(self.keys, self.processors))
+
+    def _bound(self, row: dict[str, Any]) -> Any:
+        values = [
+            row[key] if proc is None or row[key] is None else proc(row[key])
+            for key, proc in self._pairs
+        ]
+        return tuple(values) if self.positional else dict(zip(self.names, values))
+
     def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        bound = []
-        pairs = list(zip(self.keys, self.processors))
-        for row in rows:
-            values = [
-                row[key] if proc is None or row[key] is None else proc(row[key])
-                for key, proc in pairs
-            ]
-            bound.append(tuple(values) if self.positional else dict(zip(self.names, values)))
-        conn.exec_driver_sql(self.sql, bound)
+        conn.exec_driver_sql(self.sql, [self._bound(row) for row in rows])
+
+    def execute_one(self, conn: Connection, row: dict[str, Any]) -> CursorResult[Any]:
+        """Execute for one row; the result holds what a RETURNING clause returns."""
+        return conn.exec_driver_sql(self.sql, self._bound(row))

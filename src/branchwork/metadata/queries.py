@@ -1,4 +1,8 @@
-"""Reading the store into response records, and the cache lookup."""
+"""Reading the store into response records, and the cache lookup.
+
+A run's responses carry the tags and logged metadata of every artifact version they link,
+read in one more query whatever the number of steps (`version_labels.run_labels`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from branchwork.metadata.lost import (
 )
 from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
+from branchwork.metadata.version_labels import NO_LABELS, Labels, run_labels
+from branchwork.metadata.version_labels import labels_of as labels_of  # for the page readers
 from branchwork.models.responses import (
     ArtifactVersionResponse,
     ExecutionStatus,
@@ -40,7 +46,10 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[i : i + _CHUNK]
 
 
-def _version(row: Any, name: str) -> ArtifactVersionResponse:
+def _version(
+    row: Any, name: str, labels: dict[str, Labels] | None = None
+) -> ArtifactVersionResponse:
+    found = (labels or {}).get(row.id, NO_LABELS)
     return ArtifactVersionResponse(
         id=row.id,
         name=name,
@@ -50,6 +59,10 @@ def _version(row: Any, name: str) -> ArtifactVersionResponse:
         content_hash=row.content_hash,
         producer_step_run_id=row.producer_step_run_id,
         created=row.created,
+        version=row.version,
+        preview_json=row.preview,
+        tags=found.tags,
+        metadata=dict(found.metadata) if found.metadata else {},
     )
 
 
@@ -61,6 +74,8 @@ _VERSION_COLUMNS = (
     s.artifact_version.c.content_hash,
     s.artifact_version.c.producer_step_run_id,
     s.artifact_version.c.created,
+    s.artifact_version.c.version,
+    s.artifact_version.c.preview,
     s.artifact.c.name.label("artifact_name"),
 )
 
@@ -230,7 +245,9 @@ def _configuration(row: Any) -> StepConfigurationResponse:
     )
 
 
-def _links(conn: Connection, table: Any, step_run_ids: list[str]) -> dict[str, dict[str, Any]]:
+def _links(
+    conn: Connection, table: Any, step_run_ids: list[str], labels: dict[str, Labels]
+) -> dict[str, dict[str, Any]]:
     links: dict[str, dict[str, Any]] = defaultdict(dict)
     for chunk in _chunks(step_run_ids):
         rows = conn.execute(
@@ -240,7 +257,7 @@ def _links(conn: Connection, table: Any, step_run_ids: list[str]) -> dict[str, d
             .where(table.c.step_run_id.in_(chunk))
         ).all()
         for row in rows:
-            links[row.step_run_id][row.link_name] = _version(row, row.artifact_name)
+            links[row.step_run_id][row.link_name] = _version(row, row.artifact_name, labels)
     return links
 
 
@@ -248,6 +265,7 @@ def _step_runs(
     conn: Connection,
     run_id: str,
     snapshot: PipelineSnapshotResponse,
+    labels: dict[str, Labels],
     lost_at: float | None = None,
 ) -> list[StepRunResponse]:
     """The run's attempts; with `lost_at` (the run is lost, see `metadata.lost`), those
@@ -258,8 +276,8 @@ def _step_runs(
         .order_by(s.step_run.c.start_time, s.step_run.c.attempt)
     ).all()
     ids = [row.id for row in rows]
-    outputs = _links(conn, s.step_run_output_artifact, ids)
-    inputs = _links(conn, s.step_run_input_artifact, ids)
+    outputs = _links(conn, s.step_run_output_artifact, ids, labels)
+    inputs = _links(conn, s.step_run_input_artifact, ids, labels)
     parents: dict[str, list[str]] = defaultdict(list)
     configs: dict[str, StepConfigurationResponse] = {}
     for chunk in _chunks(ids):
@@ -326,7 +344,8 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         snapshot = _snapshot(conn, row.snapshot_id)
         lost = is_lost(row.status, row.heartbeat, lost_cutoff())
         lost_at = row.heartbeat if lost else None
-        attempts = _step_runs(conn, row.id, snapshot, lost_at) if include_steps else []
+        labels = run_labels(conn, row.id, include_steps)
+        attempts = _step_runs(conn, row.id, snapshot, labels, lost_at) if include_steps else []
         outputs = conn.execute(
             select(*_VERSION_COLUMNS)
             .select_from(s.pipeline_run_output)
@@ -361,7 +380,7 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         snapshot=snapshot,
         steps=latest,
         attempts=tuple(attempts),
-        outputs=tuple(_version(o, o.artifact_name) for o in outputs),
+        outputs=tuple(_version(o, o.artifact_name, labels) for o in outputs),
         output_structure=loads(row.output_structure),
         exception_data=None if lost else row.exception_data,
     )

@@ -4,6 +4,14 @@ The orchestration loop calls it as things happen and flushes once per batch of e
 before it resolves any future: whatever the pipeline body has seen is already durable, and
 many steps share one commit. A step that starts and finishes between two flushes is
 inserted once, finished, instead of inserted and then updated.
+
+Artifact versions are numbered 1, 2, 3 ... per artifact inside the flush's transaction: one
+upsert per artifact (not per version) adds the flush's count of new versions to
+`artifact.version_count` and returns the new total, and the flush's versions take the numbers
+below it. On PostgreSQL the upsert's row lock makes concurrent runs take turns; on SQLite the
+write transaction (BEGIN IMMEDIATE) does. Artifacts are locked in id order, so two runs never
+wait on each other in a circle. The count never goes down, so a deleted version's number is
+not given again.
 """
 
 from __future__ import annotations
@@ -11,18 +19,19 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from branchwork.ids import new_id
 from branchwork.metadata import schema
 from branchwork.metadata.bulk import BulkStatement
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
-from branchwork.metadata.upsert import insert_ignore
+from branchwork.metadata.upsert import dialect_insert, insert_ignore
 
 _FINISH_FIELDS = (
     "status",
@@ -63,11 +72,12 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
     return tuple(
         BulkStatement(engine, statement)
         for statement in (
-            insert_ignore(engine, schema.artifact),
             insert_ignore(engine, schema.code_fingerprint),
             insert_ignore(engine, schema.step_run),
             insert_ignore(engine, schema.step_configuration),
             insert_ignore(engine, schema.artifact_version),
+            insert_ignore(engine, schema.artifact_version_tag),
+            insert_ignore(engine, schema.artifact_version_metadata),
             insert_ignore(engine, schema.step_run_output_artifact),
             insert_ignore(engine, schema.step_run_input_artifact),
             insert_ignore(engine, schema.step_run_parent),
@@ -78,19 +88,33 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _count_versions(engine: Engine) -> BulkStatement:
+    """Create an artifact's row or add `version_count` to its count; returns the new count."""
+    table = schema.artifact
+    insert = dialect_insert(engine, table)
+    statement = insert.on_conflict_do_update(
+        index_elements=[table.c.id],
+        set_={"version_count": table.c.version_count + insert.excluded.version_count},
+    ).returning(table.c.version_count)
+    return BulkStatement(engine, statement)
+
+
 class Recorder:
     """Collects a run's rows and writes them in one transaction per `flush()`."""
 
     def __init__(self, engine: Engine, run_id: str) -> None:
         self.engine = engine
         self.run_id = run_id
-        self._known_artifacts: set[str] = set()
-        self._artifacts: list[dict[str, Any]] = []
+        self._artifact_names: dict[str, str] = {}  # by id
         self._known_fingerprints: set[str] = set()
         self._fingerprints: list[dict[str, Any]] = []
         self._step_runs: dict[str, dict[str, Any]] = {}
         self._configs: list[dict[str, Any]] = []
         self._versions: list[dict[str, Any]] = []
+        self._tags: list[dict[str, Any]] = []
+        self._artifact_metadata: list[dict[str, Any]] = []
+        self._unacknowledged = False  # a flush's transaction began and was not seen to commit
         self._outputs: list[dict[str, Any]] = []
         self._inputs: list[dict[str, Any]] = []
         self._parents: list[dict[str, Any]] = []
@@ -204,25 +228,34 @@ class Recorder:
         materializer: str,
         content_hash: str,
         created: float,
+        *,
+        preview: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Record a freshly stored output; returns its artifact version id."""
-        if artifact_name not in self._known_artifacts:
-            self._known_artifacts.add(artifact_name)
-            self._artifacts.append(
-                {"id": artifact_id(artifact_name), "name": artifact_name, "created": utc(created)}
-            )
+        """Record a freshly stored output, with its preview (JSON), tags and logged metadata;
+        returns its artifact version id. Its number is given when it is flushed."""
+        artifact = artifact_id(artifact_name)
+        self._artifact_names[artifact] = artifact_name
         version_id = new_id()
         self._versions.append(
             {
                 "id": version_id,
-                "artifact_id": artifact_id(artifact_name),
+                "artifact_id": artifact,
                 "uri": uri,
                 "data_type": data_type,
                 "materializer": materializer,
                 "content_hash": content_hash,
                 "producer_step_run_id": step_run_id,
                 "created": utc(created),
+                "version": None,
+                "preview": preview,
             }
+        )
+        self._tags.extend({"artifact_version_id": version_id, "tag": tag} for tag in tags)
+        self._artifact_metadata.extend(
+            {"artifact_version_id": version_id, "key": key, "value": metadata_value(value)}
+            for key, value in (metadata or {}).items()
         )
         self.output(step_run_id, name, version_id)
         return version_id
@@ -242,11 +275,12 @@ class Recorder:
             zip(
                 _statements(self.engine),
                 (
-                    self._artifacts,
                     self._fingerprints,
                     list(self._step_runs.values()),
                     self._configs,
                     self._versions,
+                    self._tags,
+                    self._artifact_metadata,
                     self._outputs,
                     self._inputs,
                     self._parents,
@@ -258,7 +292,10 @@ class Recorder:
         )
         if not self._run_update and not any(rows for _, rows in batches):
             return
+        retried = self._unacknowledged
+        self._unacknowledged = True
         with write_transaction(self.engine) as conn:
+            self._number_versions(conn, retried)
             for statement, rows in batches:
                 if rows:
                     statement.execute(conn, rows)
@@ -268,7 +305,45 @@ class Recorder:
                     .where(schema.pipeline_run.c.id == self.run_id)
                     .values(**self._run_update)
                 )
+        self._unacknowledged = False
         for _, rows in batches:
             rows.clear()
         self._step_runs.clear()
         self._run_update.clear()
+        self._artifact_names.clear()
+
+    def _number_versions(self, conn: Connection, retried: bool) -> None:
+        """Give the versions of this flush their numbers (see the module docstring). When
+        an earlier try of this flush committed without the acknowledgement reaching us, its
+        rows are in the store with their numbers, and counting them again would skip some."""
+        if not self._versions or (retried and self._committed_before(conn)):
+            return
+        counts = Counter(row["artifact_id"] for row in self._versions)
+        first_created = {}
+        for row in reversed(self._versions):
+            first_created[row["artifact_id"]] = row["created"]
+        next_number: dict[str, int] = {}
+        statement = _count_versions(self.engine)
+        for artifact in sorted(counts):
+            row = {
+                "id": artifact,
+                "name": self._artifact_names[artifact],
+                "created": first_created[artifact],
+                "version_count": counts[artifact],
+            }
+            total = statement.execute_one(conn, row).scalar_one()
+            next_number[artifact] = total - counts[artifact] + 1
+        for row in self._versions:
+            row["version"] = next_number[row["artifact_id"]]
+            next_number[row["artifact_id"]] += 1
+
+    def _committed_before(self, conn: Connection) -> bool:
+        version = schema.artifact_version.c.id
+        first = self._versions[0]["id"]
+        return conn.execute(select(version).where(version == first)).first() is not None
+
+
+def metadata_value(value: Any) -> str:
+    """A metadata value as stored and searched: JSON with sorted keys, so equal values are
+    equal text."""
+    return json.dumps(value, sort_keys=True, default=repr)

@@ -8,8 +8,11 @@ escaped, since run names are full of underscores) and checked again with an exac
 comparison, because SQLite's LIKE ignores case and PostgreSQL's does not: a reference must
 find the same run on either store. At most `CANDIDATES + 1` rows are read.
 
-An artifact address, `RUN/INVOCATION[/OUTPUT]`, names the output of the latest attempt of
-an invocation of a run; OUTPUT is needed only when that step has several.
+An artifact reference is an artifact version id, an artifact's name (its latest version),
+`NAME:VERSION` (version VERSION of it), or the address `RUN/INVOCATION[/OUTPUT]`: the output
+of the latest attempt of an invocation of a run (OUTPUT is needed only when that step has
+several). Names chosen in code cannot contain ':' or '/' (`steps.outputs`); a default name
+(`pipeline::step::output`) can hold ':' but never ends in `:DIGITS`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, or_, select
 
 from branchwork.exceptions import BranchworkError
+from branchwork.metadata.artifact_listing import (
+    artifact_version_by_name_or_id,
+    get_artifact_version,
+)
 from branchwork.metadata.schema import pipeline, pipeline_run, step_run, step_run_output_artifact
+from branchwork.models.responses import ArtifactVersionResponse
 
 LATEST = "latest"
 CANDIDATES = 5  # runs an ambiguity error lists
@@ -109,16 +117,23 @@ def resolve_run(engine: Engine, ref: str) -> str:
         return str(_find_run(conn, ref).id)
 
 
-# ---- artifact addresses --------------------------------------------------------------------
+# ---- artifact references -------------------------------------------------------------------
 
 ADDRESS = "RUN/INVOCATION[/OUTPUT]"
 
 
-def resolve_artifact(engine: Engine, ref: str) -> str:
-    """The artifact version id `ref` names: a version id as it is, or the output at the
-    address `RUN/INVOCATION[/OUTPUT]`."""
-    if "/" not in ref:
-        return ref
+def find_artifact(engine: Engine, ref: str) -> ArtifactVersionResponse:
+    """The artifact version `ref` names: see the module docstring."""
+    if "/" in ref:
+        return get_artifact_version(engine, _resolve_address(engine, ref))
+    name, _, number = ref.rpartition(":")
+    if name and number.isdigit():
+        return artifact_version_by_name_or_id(engine, name, int(number))
+    return artifact_version_by_name_or_id(engine, ref)
+
+
+def _resolve_address(engine: Engine, ref: str) -> str:
+    """The version id of the output at the address `RUN/INVOCATION[/OUTPUT]`."""
     parts = ref.split("/")
     if len(parts) > 3 or not all(parts):
         raise BranchworkError(f"{ref!r} is not an artifact address; use a version id or {ADDRESS}.")

@@ -150,6 +150,9 @@ artifact = Table(
     _id(),
     Column("name", String(255), nullable=False, unique=True),
     Column("created", DateTime, nullable=False),
+    # Versions ever numbered (the last number given): see `recorder`. Never decreases, so a
+    # deleted version's number is not given again.
+    Column("version_count", Integer, nullable=False, server_default="0"),
 )
 
 artifact_version = Table(
@@ -163,7 +166,40 @@ artifact_version = Table(
     Column("content_hash", String(64), nullable=False),
     Column("producer_step_run_id", ID, nullable=True),
     Column("created", DateTime, nullable=False),
-    Index(None, "artifact_id"),
+    # 1, 2, 3 ... per artifact. The default only lets SQLite add the column in place (see
+    # migration 0006); the recorder always numbers a version.
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("preview", Text, nullable=True),  # JSON: materializers.preview
+    # A unique index, not a constraint: SQLite adds one without rebuilding the table. It
+    # also serves lookups by artifact_id alone.
+    Index(None, "artifact_id", "version", unique=True),
+)
+
+artifact_version_tag = Table(
+    "artifact_version_tag",
+    metadata,
+    Column(
+        "artifact_version_id",
+        ID,
+        ForeignKey("artifact_version.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", String(255), primary_key=True),
+    Index(None, "tag"),
+)
+
+artifact_version_metadata = Table(  # what a step logged with `log_artifact_metadata`
+    "artifact_version_metadata",
+    metadata,
+    Column(
+        "artifact_version_id",
+        ID,
+        ForeignKey("artifact_version.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Index(None, "key"),
 )
 
 step_run_input_artifact = Table(

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number will do, as long as every branchwork process uses the same one.
 MIGRATION_LOCK_KEY = int.from_bytes(
@@ -183,13 +183,35 @@ def alembic_config(connection: Any = None) -> Any:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run Alembic migrations up to `revision` in one transaction, one process at a time."""
-    with write_transaction(engine) as conn:
-        _wait_for_other_migrations(conn)
+    with migrating(engine) as conn:
         if revision == "head" and _revision_on(conn) == HEAD_REVISION:
             return  # migrated by another process while this one waited
         from alembic import command
 
         command.upgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """The write transaction migrations run in, one process at a time.
+
+    On SQLite, foreign keys are off meanwhile: Alembic alters a table by rebuilding it (copy,
+    drop, rename), and dropping the old table with them on deletes, by cascade, every row
+    that refers to it (a step run's logs, parents, configurations and artifact links).
+    """
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if driver is not None:  # outside any transaction: SQLite ignores it inside one
+            driver.execute("PRAGMA foreign_keys=OFF")
+        token = _writing.set(True)
+        try:
+            with conn.begin():
+                _wait_for_other_migrations(conn)
+                yield conn
+        finally:
+            _writing.reset(token)
+            if driver is not None:
+                driver.execute("PRAGMA foreign_keys=ON")
 
 
 def _wait_for_other_migrations(conn: Connection) -> None:

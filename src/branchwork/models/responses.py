@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +34,10 @@ class ExecutionStatus(str, Enum):
 
 @dataclass(frozen=True)
 class ArtifactVersionResponse:
-    """One stored value: where it is, what wrote it, and its content hash."""
+    """One stored value: where it is, what wrote it, its content hash, its number among the
+    versions of artifact `name` (1, 2, 3 ...), its preview (`{"text": ..., "metadata": ...,
+    "image_png": base64}`, None for versions saved before previews), its tags and the
+    metadata its step logged with `log_artifact_metadata`."""
 
     id: str
     name: str
@@ -43,6 +47,17 @@ class ArtifactVersionResponse:
     content_hash: str
     producer_step_run_id: str | None
     created: datetime
+    version: int
+    preview_json: str | None = field(default=None, repr=False)  # as stored
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @functools.cached_property
+    def preview(self) -> dict[str, Any] | None:
+        """The preview, parsed when first asked for (a run of 10,000 steps reads 20,000
+        versions, and most previews are never looked at)."""
+        parsed: dict[str, Any] | None = loads(self.preview_json)
+        return parsed
 
     def load(self, allow_pickle: bool = False) -> Any:
         """Read the value back with the materializer that wrote it. A pickled value loads only

@@ -71,6 +71,7 @@ class StepResult:
     error: BaseException | None = None
     traceback: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # by output
     logs: str = ""
     retryable: bool = True  # False when another attempt cannot fare better (a refusal)
 
@@ -195,6 +196,7 @@ def execute_step(request: StepRequest) -> StepResult:
         step_name=request.step.name,
         step_run_id=request.step_run_id,
         attempt=request.attempt,
+        outputs=tuple(spec.name for spec in request.step.outputs),
     )
     result = StepResult(request.invocation_id, request.step_run_id, request.attempt, start, start)
     token = set_step_context(context)
@@ -203,6 +205,7 @@ def execute_step(request: StepRequest) -> StepResult:
     reset_step_context(token)
     result.logs = "".join(logs)
     result.metadata = context.metadata
+    result.artifact_metadata = context.artifact_metadata
     result.end_time = time.time()
     return result
 

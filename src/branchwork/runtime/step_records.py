@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
 from branchwork.graph.cache_key import KeyParts
 from branchwork.graph.cache_reasons import HIT
-from branchwork.graph.invocation import Invocation, OutputRef, invocation_config_json
+from branchwork.graph.external import ExternalArtifact
+from branchwork.graph.invocation import (
+    ARTIFACT_REFS,
+    Invocation,
+    OutputRef,
+    invocation_config_json,
+)
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
 from branchwork.values import leaves_of, tree_map
@@ -63,13 +69,19 @@ class StepRecords:
 
     def inputs_of(self, invocation: Invocation) -> Any:
         """Its inputs with each reference replaced by the stored artifact it names."""
-        return tree_map(
-            lambda ref: ArtifactInput(
-                self.tracked[ref.invocation_id].outputs[ref.output], ref.item
-            ),
-            invocation.inputs,
-            OutputRef,
-        )
+        return tree_map(self._stored, invocation.inputs, ARTIFACT_REFS)
+
+    def _stored(self, ref: OutputRef | ExternalArtifact) -> ArtifactInput:
+        if isinstance(ref, ExternalArtifact):
+            return ArtifactInput(
+                StoredArtifact(ref.uri, ref.materializer, ref.data_type, ref.content_hash)
+            )
+        return ArtifactInput(self.tracked[ref.invocation_id].outputs[ref.output], ref.item)
+
+    def _version_id(self, ref: OutputRef | ExternalArtifact) -> str:
+        if isinstance(ref, ExternalArtifact):
+            return ref.version_id
+        return self.tracked[ref.invocation_id].versions[ref.output]
 
     def step_run(
         self,
@@ -83,8 +95,8 @@ class StepRecords:
         """A step run begins (or, for a cache hit, happens)."""
         invocation = item.invocation
         inputs = [
-            (where, self.tracked[ref.invocation_id].versions[ref.output])
-            for where, ref in leaves_of(invocation.inputs, OutputRef)
+            (where, self._version_id(ref))
+            for where, ref in leaves_of(invocation.inputs, ARTIFACT_REFS)
         ]
         parents = (self.tracked[d].step_run_id for d in invocation.dependencies)
         self.recorder.step_run(
@@ -140,16 +152,20 @@ class StepRecords:
             )
             return
         step = item.invocation.step
-        for name, stored in result.outputs.items():
-            item.versions[name] = self.recorder.new_version(
+        for spec in step.outputs:  # the outputs of a successful attempt, each stored
+            stored = result.outputs[spec.name]
+            item.versions[spec.name] = self.recorder.new_version(
                 result.step_run_id,
-                name,
-                f"{self.pipeline_name}::{step.name}::{name}",
+                spec.name,
+                spec.artifact_name_in(self.pipeline_name, step.name),
                 stored.uri,
                 stored.data_type,
                 stored.materializer,
                 stored.content_hash,
                 result.end_time,
+                preview=stored.preview,
+                tags=spec.tags,
+                metadata=result.artifact_metadata.get(spec.name),
             )
         item.outputs = result.outputs
         item.step_run_id = result.step_run_id

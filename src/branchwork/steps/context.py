@@ -14,7 +14,8 @@ from branchwork.exceptions import BranchworkError
 
 @dataclass
 class StepContext:
-    """The run, invocation and attempt of the step that is running, and its metadata."""
+    """The run, invocation and attempt of the step that is running, its outputs, and the
+    metadata logged for the step run and for its outputs' artifact versions."""
 
     run_id: str
     run_name: str
@@ -24,6 +25,8 @@ class StepContext:
     step_run_id: str
     attempt: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # by output
 
 
 _current: ContextVar[StepContext | None] = ContextVar("branchwork_step_context", default=None)
@@ -31,10 +34,14 @@ _current: ContextVar[StepContext | None] = ContextVar("branchwork_step_context",
 
 def get_step_context() -> StepContext:
     """The context of the step being run; an error outside a running step."""
+    return _context_for("get_step_context")
+
+
+def _context_for(function: str) -> StepContext:
     context = _current.get()
     if context is None:
         raise BranchworkError(
-            "get_step_context() was called outside a running step; call it from inside a "
+            f"{function}() was called outside a running step; call it from inside a "
             "@step function while a pipeline runs it."
         )
     return context
@@ -50,15 +57,58 @@ def reset_step_context(token: Any) -> None:
 
 def log_metadata(metadata: dict[str, Any]) -> None:
     """Attach JSON-serializable metadata to the running step's record (shown by `runs show`)."""
+    context = _context_for("log_metadata")
+    _check_json("log_metadata", context, metadata)
+    context.metadata.update(metadata)
+
+
+MAX_KEY_LENGTH = 255  # the store's column for artifact metadata keys
+
+
+def log_artifact_metadata(metadata: dict[str, Any], output: str | None = None) -> None:
+    """Attach JSON-serializable metadata to the artifact version the running step makes of
+    `output` (it may be left out when the step has one output). Stored with the version when
+    the step succeeds, searchable with `Client().list_artifact_versions(metadata=...)`;
+    logging a key again replaces its value."""
+    context = _context_for("log_artifact_metadata")
+    where = f"log_artifact_metadata in step '{context.invocation_id}'"
+    if not isinstance(metadata, dict):
+        raise BranchworkError(f"{where}: metadata must be a dict, got {type(metadata).__name__}.")
+    for key in metadata:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+            raise BranchworkError(
+                f"{where}: the key {key!r} is not a string of 1 to {MAX_KEY_LENGTH} characters."
+            )
+    _check_json("log_artifact_metadata", context, metadata)
+    name = _output_of(context, output, where)
+    context.artifact_metadata.setdefault(name, {}).update(metadata)
+
+
+def _output_of(context: StepContext, output: str | None, where: str) -> str:
+    """The output `output` names (the only one when None), or an error listing them."""
+    names = context.outputs
+    if output is None and len(names) == 1:
+        return names[0]
+    if output is not None and output in names:
+        return output
+    listed = ", ".join(repr(name) for name in names)
+    if not names:
+        raise BranchworkError(f"{where}: the step has no outputs to attach metadata to.")
+    if output is None:
+        raise BranchworkError(
+            f"{where}: the step has {len(names)} outputs ({listed}); name one with output=."
+        )
+    raise BranchworkError(f"{where}: the step has no output {output!r}; its outputs: {listed}.")
+
+
+def _check_json(function: str, context: StepContext, metadata: dict[str, Any]) -> None:
     import json
 
-    context = get_step_context()
     for key, value in metadata.items():
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             raise BranchworkError(
-                f"log_metadata in step '{context.invocation_id}': the value of {key!r} is a "
+                f"{function} in step '{context.invocation_id}': the value of {key!r} is a "
                 f"{type(value).__name__}, which is not JSON-serializable."
             ) from None
-    context.metadata.update(metadata)

@@ -7,6 +7,7 @@ one, calling it records an invocation with the run context and returns future(s)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -105,7 +106,6 @@ class Step(Generic[P, R]):
         self.outputs: tuple[OutputSpec, ...] = _with_materializers(
             parse_outputs(func, self.name), output_materializers, self.name
         )
-        self._code_hash: str | None = None
         self.file_parameters = _file_parameters(func)
         functools.update_wrapper(self, func)
 
@@ -141,10 +141,9 @@ class Step(Generic[P, R]):
     @property
     def code_hash(self) -> str:
         """A hash of the function and of the user's code it reaches (helpers, classes,
-        module constants), comments and docstrings left out: see `graph.code_hash`."""
-        if self._code_hash is None:
-            self._code_hash = fingerprint(self.func).digest
-        return self._code_hash
+        module constants), comments and docstrings left out: see `graph.code_hash` (which
+        computes it once per function, and again after a notebook cell ran)."""
+        return fingerprint(self.func).digest
 
     # A ParamSpec cannot take extra keywords, so a call with `id=` or `after=` matches a
     # second overload that leaves the step's own arguments unchecked.
@@ -282,7 +281,7 @@ def _with_materializers(
         raise ConfigurationError(
             f"Step '{step_name}': output_materializers names unknown outputs {sorted(unknown)}"
         )
-    return tuple(OutputSpec(spec.name, spec.annotation, chosen.get(spec.name)) for spec in outputs)
+    return tuple(dataclasses.replace(spec, materializer=chosen.get(spec.name)) for spec in outputs)
 
 
 @overload

@@ -17,12 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A plain default ("0", not sa.false()) lets SQLite add the columns in place, without
+    # rebuilding step_run.
     with op.batch_alter_table("step_run") as batch:
         batch.add_column(sa.Column("cache_parts", sa.Text(), nullable=True))
         batch.add_column(sa.Column("cache_verdict", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("cache_reason", sa.Text(), nullable=True))
         batch.add_column(
-            sa.Column("cache_invalidated", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("cache_invalidated", sa.Boolean(), nullable=False, server_default="0")
         )
     op.create_table(
         "code_fingerprint",
