@@ -17,7 +17,17 @@ import typer
 from typer.core import TyperGroup
 
 from branchwork import __version__
-from branchwork.cli import artifacts, cache, db, pipeline_graph, project, run, runs, stacks
+from branchwork.cli import (
+    artifacts,
+    cache,
+    dashboard,
+    db,
+    pipeline_graph,
+    project,
+    run,
+    runs,
+    stacks,
+)
 from branchwork.exceptions import BranchworkError
 
 _DEBUG = "branchwork.debug"
@@ -93,6 +103,7 @@ def _root(
 app.command("init")(project.init)
 app.command("run")(run.run)
 app.command("graph")(pipeline_graph.graph)
+app.command("dashboard")(dashboard.dashboard)
 app.add_typer(runs.app, name="runs", help="List, inspect, draw and delete pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List, inspect and load artifact versions.")
 app.add_typer(cache.app, name="cache", help="Control the cache: invalidate a step's results.")

@@ -1,0 +1,125 @@
+"""How the API's answers are made from the store's records: the dicts of runs, invocations,
+groups and attempts, pages, and the limits that keep every answer small (at most
+`MAX_GROUPS` step names; lists in a configuration cut at `MAX_ITEMS_SHOWN`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from branchwork.metadata.run_groups import Durations, StepGroup
+from branchwork.metadata.run_listing import StepRunOrigin
+from branchwork.metadata.run_pages import InvocationRow, Page, empty_counts
+from branchwork.models.responses import ExecutionStatus, PipelineRunResponse, StepRunResponse
+from branchwork.models.shapes import artifact_version_dict, iso, run_dict, seconds
+
+MAX_GROUPS = 300  # step names drawn in a graph or a timeline; the rest are counted
+MAX_ITEMS_SHOWN = 50  # entries of a list or dict in a step's configuration or metadata
+
+
+def paged(page: Page[Any], items: list[Any]) -> dict[str, Any]:
+    return {"items": items, "page": page.page, "page_size": page.page_size, "total": page.total}
+
+
+def elapsed(run: PipelineRunResponse) -> float | None:
+    """Seconds the run took, or has taken so far while it runs."""
+    if run.end_time is not None or ExecutionStatus(run.status).is_finished:
+        return seconds(run.start_time, run.end_time)
+    return seconds(run.start_time, datetime.now(timezone.utc).replace(tzinfo=None))
+
+
+def run_summary(run: PipelineRunResponse, counts: dict[str, int]) -> dict[str, Any]:
+    """The CLI's run dict (`runs list -o json`) plus what the runs list shows."""
+    return {
+        **run_dict(run, artifact_version_dict),
+        "step_count": sum(counts.values()) - counts["not_started"],
+        "counts": counts,
+        "kind": "dynamic" if run.snapshot.is_dynamic else "static",
+        "duration_s": elapsed(run),
+        "stack": None,  # not recorded per run (only its orchestrator's flavor)
+    }
+
+
+def item_dict(row: InvocationRow) -> dict[str, Any]:
+    """An invocation in a list: the groups' items, the timeline, the failed step runs."""
+    lines = (row.exception_message or "").strip().splitlines()
+    return {
+        "invocation": row.invocation,
+        "step_name": row.step_name,
+        "status": row.status,
+        "attempt": row.attempt,
+        "start": iso(row.start),
+        "end": iso(row.end),
+        "duration_s": seconds(row.start, row.end),
+        "cache_verdict": row.cache_verdict,
+        "exception_type": row.exception_type,
+        "error": lines[0] if lines else None,
+    }
+
+
+def group_dict(group: StepGroup) -> dict[str, Any]:
+    return {
+        "step_name": group.step_name,
+        "counts": group.counts,
+        "total": group.total,
+        "start": iso(group.first_start),
+        "end": iso(group.last_end),
+    }
+
+
+def durations_dict(found: Durations | None) -> dict[str, Any]:
+    if found is None:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(found.p50, 6), "p95": round(found.p95, 6), "max": round(found.max, 6)}
+
+
+def counts_of(groups: list[StepGroup]) -> dict[str, int]:
+    """A run's counts by state: its step names' summed (saves reading them again)."""
+    counts = empty_counts()
+    for group in groups:
+        for state, count in group.counts.items():
+            counts[state] += count
+    return counts
+
+
+def shown_groups(groups: list[StepGroup]) -> tuple[list[StepGroup], dict[str, Any]]:
+    """The groups a graph or timeline draws, and what says how many it leaves out."""
+    hidden = groups[MAX_GROUPS:]
+    return groups[:MAX_GROUPS], {
+        "truncated": bool(hidden),
+        "more": len(hidden),
+        "more_invocations": sum(group.total for group in hidden),
+    }
+
+
+def shortened(value: Any, items: int = MAX_ITEMS_SHOWN) -> Any:
+    """A JSON value with every list and dict cut to its first `items` entries, and what was
+    cut said in a last one: a configuration records every input of a call, which for a
+    `merge` of 10,000 outputs is 10,000 references."""
+    if isinstance(value, list):
+        kept = [shortened(item, items) for item in value[:items]]
+        return kept + ([f"... {len(value) - items} more"] if len(value) > items else [])
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        kept_pairs = {key: shortened(item, items) for key, item in pairs[:items]}
+        if len(pairs) > items:
+            kept_pairs["..."] = f"{len(pairs) - items} more"
+        return kept_pairs
+    return value
+
+
+def origin_dict(origin: StepRunOrigin | None) -> dict[str, str] | None:
+    return None if origin is None else {"run": origin.run_name, "invocation": origin.invocation_id}
+
+
+def attempt_dict(attempt: StepRunResponse) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "status": str(attempt.status),
+        "start": iso(attempt.start_time),
+        "end": iso(attempt.end_time),
+        "duration_s": seconds(attempt.start_time, attempt.end_time),
+        "exception_type": attempt.exception_type,
+        "exception_message": attempt.exception_message,
+        "traceback": attempt.traceback,
+    }
