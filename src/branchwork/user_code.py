@@ -12,10 +12,18 @@ orchestration processes started from orchestration processes, as a last line of 
 Where code lives: the folders a run needs on `sys.path` to import its pipeline again (the
 script's folder, the working directory, PYTHONPATH entries) are the user's entries of
 `sys.path`, recorded with the run and put back in every process that loads it.
+
+A pipeline defined interactively (a Jupyter notebook's cells, a REPL) has no file to import
+it from again: it travels to its orchestration process by value instead, a cloudpickle in
+the environment that process is started with (`pipeline_by_value`), which pickles the
+`__main__` functions it reaches (its steps, their helpers) by value too. And its code
+changes while the process lives (a cell run again redefines a helper): what is cached per
+function object (fingerprints, pickled steps) is cached per `code_generation()`.
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import sys
@@ -32,6 +40,9 @@ from branchwork.exceptions import PipelineDefinitionError
 DEPTH_ENV = "BRANCHWORK_DEPTH"
 SCRIPT_MODULE = "__branchwork_main__"  # a script that ran as __main__, loaded elsewhere
 MAX_DEPTH_ENV = "BRANCHWORK_MAX_DEPTH"
+PIPELINE_BY_VALUE_ENV = "BRANCHWORK_PIPELINE_BY_VALUE"
+# One environment variable may hold 128 KiB on Linux (MAX_ARG_STRLEN); keep clear of it.
+MAX_BY_VALUE = 100_000
 
 
 class ImportStopped(BaseException):
@@ -103,6 +114,58 @@ def extend_import_path(entries: list[str]) -> None:
     sys.path[:0] = missing
 
 
+def code_generation() -> int:
+    """A number that changes whenever interactive code may have: the count of cells the
+    IPython kernel or shell has run (0 elsewhere: a script's code does not change)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return int(getattr(shell, "execution_count", 0) or 0)
+
+
+def _defined_interactively(func: Any) -> bool:
+    """Whether `func` comes from an interactive `__main__` (a notebook, a REPL): one with no
+    file that another process could load."""
+    main = sys.modules.get("__main__")
+    return getattr(func, "__module__", None) == "__main__" and not getattr(main, "__file__", None)
+
+
+def pipeline_by_value(pipeline: Any) -> dict[str, str]:
+    """The environment that carries a pipeline defined interactively to the orchestration
+    process that runs it (see the module docstring); empty for one it can import."""
+    if not _defined_interactively(pipeline.func):
+        return {}
+    import cloudpickle
+
+    pickled = base64.b64encode(cloudpickle.dumps(pipeline)).decode()
+    if len(pickled) > MAX_BY_VALUE:
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline.name}' is defined in a notebook, so it travels to its "
+            f"orchestration process by value, but it pickles to {len(pickled) // 1000} KB, "
+            "more than an environment variable holds: its steps reach big values defined in "
+            "the notebook. Pass them as parameters or load them in a step, or move the "
+            "pipeline into a module."
+        )
+    return {PIPELINE_BY_VALUE_ENV: pickled}
+
+
+def _pipeline_sent_by_value(pipeline_name: str, source: str) -> Any:
+    """The pipeline `source` names, if this process was sent it by value."""
+    pickled = os.environ.get(PIPELINE_BY_VALUE_ENV)
+    if not pickled or not source.startswith("__main__:"):
+        return None
+    import pickle
+
+    try:
+        with importing_user_code():  # modules it refers to are imported: never start runs
+            pipeline = pickle.loads(base64.b64decode(pickled))
+    except Exception as error:
+        raise PipelineDefinitionError(
+            f"Cannot load pipeline '{pipeline_name}', sent by value from the notebook that "
+            f"defined it: {error!r}. Install here what the notebook imports."
+        ) from error
+    return pipeline if f"__main__:{pipeline.func.__qualname__}" == source else None
+
+
 def load_source(
     pipeline_name: str, source: str, source_file: str | None, import_path: Sequence[str]
 ) -> Any:
@@ -110,9 +173,13 @@ def load_source(
     the recorded import path goes first on `sys.path`; a script that ran as `__main__` is
     loaded from its file under another name, so its `if __name__ == "__main__":` block does
     not run; a pipeline call at its top level stops the import there, and the object is
-    taken from what was defined by then."""
+    taken from what was defined by then. A pipeline sent by value (`pipeline_by_value`) is
+    taken as sent."""
     module_name, _, qualname = source.partition(":")
     extend_import_path(list(import_path))
+    sent = _pipeline_sent_by_value(pipeline_name, source)
+    if sent is not None:
+        return sent
     stopped: ImportStopped | None = None
     try:
         with importing_user_code():

@@ -1,8 +1,14 @@
-"""`branchwork db status|upgrade`: where the metadata store is and its schema revision."""
+"""`branchwork db status|upgrade|migrate-to`: where the metadata store is, its schema
+revision, and copying it into another store (a team's)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+if TYPE_CHECKING:
+    from branchwork.metadata.store_copy import CopyPlan, TableCopy
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -34,3 +40,73 @@ def upgrade() -> None:
         typer.echo(f"{where} is already at revision {after}.")
     else:
         typer.echo(f"Upgraded {where} from revision {before or 'none'} to {after}.")
+
+
+@app.command("migrate-to")
+def migrate_to(
+    url: Annotated[
+        str,
+        typer.Argument(help="The store to copy into, e.g. postgresql+psycopg://user@host/db."),
+    ],
+    artifacts_to: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts-to",
+            help="Also copy the local artifact files there (a folder, or an fsspec URL such "
+            "as s3://bucket/prefix) and point the copied records at the copies.",
+        ),
+    ] = None,
+) -> None:
+    """Copy the configured store (runs, step runs, artifact records, stacks, logs) into
+    another one, e.g. a team's PostgreSQL, upgrading its schema first. Rows already there
+    are skipped: run it again to finish an interrupted copy."""
+    from branchwork.config.home import store_url
+    from branchwork.metadata.store_admin import head_revision
+    from branchwork.metadata.store_copy import copy_rows, prepare_copy
+
+    plan = prepare_copy(store_url(), url)
+    typer.echo(f"Copying {plan.source} into {plan.target}.")
+    if plan.target_revision_before != head_revision():
+        before = plan.target_revision_before or "none"
+        typer.echo(f"Upgraded {plan.target} from revision {before} to {head_revision()}.")
+    try:
+        tables = copy_rows(plan, _print_table)
+        copied = sum(table.copied for table in tables)
+        there = sum(table.already_there for table in tables)
+        if copied:
+            typer.echo(f"Copied {copied} rows into {plan.target} ({there} were already there).")
+        else:
+            typer.echo(f"Nothing to copy: all {there} rows are already in {plan.target}.")
+        if artifacts_to is not None:
+            _copy_artifacts(plan, artifacts_to)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted: run the same command again to finish the copy.", err=True)
+        raise typer.Exit(130) from None
+
+
+def _print_table(copy: TableCopy, done: bool) -> None:
+    if done:
+        typer.echo(
+            f"  {copy.table:<28} {copy.copied:>8} copied {copy.already_there:>8} already there"
+        )
+
+
+def _copy_artifacts(plan: CopyPlan, artifacts_to: str) -> None:
+    """Copy the files, through a store that writes where `artifacts_to` says (with the
+    settings of a registered store there, in either store's registry)."""
+    from branchwork.artifact_stores import artifact_store_for_uri
+    from branchwork.metadata.artifact_copy import artifact_destination, copy_artifact_files
+    from branchwork.metadata.store import get_engine
+    from branchwork.stack.components import remember_registered_stores
+
+    destination = artifact_destination(artifacts_to)
+    for url in (plan.source_url, plan.target_url):
+        remember_registered_stores(get_engine(url))
+    typer.echo(f"Copying artifact files to {destination}.")
+    moved = copy_artifact_files(plan, destination, artifact_store_for_uri(destination))
+    typer.echo(
+        f"Artifacts: {moved.copied} copied, and their records in {plan.target} pointed at "
+        f"the copies; {moved.already_there} had been copied before."
+    )
+    for uri in moved.missing:
+        typer.echo(f"  missing (left as it was): {uri}", err=True)

@@ -36,7 +36,8 @@ hashes every piece of the user's own code the function reaches, each normalized:
 
 Names in `parts` read "module:qualname"; a script loaded as another module by branchwork
 (`user_code.SCRIPT_MODULE`) is named `__main__` as where it ran, so both give one digest.
-A fingerprint is computed once per function object per process.
+A fingerprint is computed once per function object per process, and again after a notebook
+cell runs (`user_code.code_generation`): a cell may redefine what a step reaches.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import ast
 import dis
 import hashlib
 import inspect
+import linecache
 import logging
 import os
 import sys
@@ -58,7 +60,7 @@ from functools import lru_cache
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-from branchwork.user_code import SCRIPT_MODULE, _installed_roots
+from branchwork.user_code import SCRIPT_MODULE, _installed_roots, code_generation
 from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
@@ -85,7 +87,8 @@ class CodeFingerprint(NamedTuple):
 
 def fingerprint(func: Callable[..., object]) -> CodeFingerprint:
     """The fingerprint of `func` and the user's code it reaches, computed once per function
-    object in a process (a `Step` and its function share one)."""
+    object in a process (a `Step` and its function share one) and `code_generation()`."""
+    _forget_older_code()
     return _once(_fingerprints, _unwrap(func), _compute)
 
 
@@ -128,6 +131,19 @@ class _Piece(NamedTuple):
 T = TypeVar("T")
 _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
+
+
+_generation = [0]  # the code_generation() the caches hold pieces of
+
+
+def _forget_older_code() -> None:
+    """A notebook cell run again may redefine a helper that a step defined in another cell
+    reaches: hash the code again (once per cell run) rather than serve the old digests."""
+    generation = code_generation()
+    if generation != _generation[0]:
+        _fingerprints.clear()
+        _pieces.clear()
+        _generation[0] = generation
 
 
 def _once(cache: weakref.WeakKeyDictionary[Any, T], key: Any, compute: Callable[[Any], T]) -> T:
@@ -394,6 +410,10 @@ def _is_user_location(module_name: str | None, filename: str | None) -> bool:
         return False
     if filename is not None and os.path.isfile(filename):
         return not _is_installed(filename)
+    if module_name == "__main__":
+        # A notebook cell or a REPL, or code sent by value from one to another process,
+        # whose own __main__ (an installed runner or Ray worker) says nothing about it.
+        return True
     module = sys.modules.get(module_name) if module_name is not None else None
     module_file = getattr(module, "__file__", None)
     if isinstance(module_file, str):
@@ -426,6 +446,8 @@ class _Source(NamedTuple):
 
 def _read_source(piece: Any) -> _Source | None:
     """None without (parsable) source."""
+    if _source_elsewhere(piece):
+        return None
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(piece)))
     except (OSError, TypeError, IndexError, SyntaxError):
@@ -438,6 +460,21 @@ def _read_source(piece: Any) -> _Source | None:
             if not isinstance(node, ast.Module):
                 decorators.extend(node.decorator_list)
     return _Source(tree, decorators)
+
+
+def _source_elsewhere(piece: Any) -> bool:
+    """Whether `inspect` would read a piece of `__main__` from the wrong program: code from
+    a notebook cell (whose source IPython keeps in `linecache`) sent by value to a process
+    whose `__main__` is a script (a Ray worker) would get that script's lines."""
+    if getattr(piece, "__module__", None) != "__main__":
+        return False
+    code = getattr(piece, "__code__", None)
+    if isinstance(code, CodeType):
+        return code.co_filename not in linecache.cache and not os.path.isfile(code.co_filename)
+    holder: Any = sys.modules.get("__main__")  # a class: found by its name in its module
+    for name in str(getattr(piece, "__qualname__", "")).split("."):
+        holder = getattr(holder, name, None)
+    return holder is not piece
 
 
 _WITH_DOCSTRING = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)

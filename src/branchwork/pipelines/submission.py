@@ -25,7 +25,7 @@ from branchwork.pipelines.waiting import wait_for_run
 from branchwork.runtime.requests import ACCEPT_NEW_GRAPH_ENV, RunRequest
 from branchwork.stack import Stack
 from branchwork.stack.stack import STACK_ENV
-from branchwork.user_code import DEPTH_ENV, process_depth, user_import_path
+from branchwork.user_code import DEPTH_ENV, pipeline_by_value, process_depth, user_import_path
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
@@ -55,7 +55,7 @@ def submit_and_wait(
         with _failures_recorded(stack, run):
             outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
         return run_outcome(run_id, outcome.error)
-    environment = environment_for(run_id, stack)
+    environment = environment_for(run_id, stack) | pipeline_by_value(pipeline)
     if accept_new_graph:
         environment[ACCEPT_NEW_GRAPH_ENV] = "1"
     dynamic = compiled.is_dynamic

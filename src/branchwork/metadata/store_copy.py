@@ -1,0 +1,312 @@
+"""Copying one metadata store into another (`branchwork db migrate-to`): a laptop's SQLite
+history into a team's PostgreSQL, and optionally its artifact files into the team's store.
+
+- Generic over the schema: every table of `schema.metadata`, parents before children
+  (`sorted_tables`), every column; a table that a later migration adds is copied too.
+- Both stores at this branchwork's newest schema: the target is migrated first (Alembic); a
+  source behind it is refused (migrating it is its owner's call: `branchwork db upgrade`),
+  and so is a store newer than this branchwork (its tables may hold columns we would drop).
+- Idempotent and resumable: the source is read in primary-key order, in batches, inside one
+  read transaction (a consistent snapshot while runs go on writing to it); each batch goes
+  into the target with insert-ignore in a transaction of its own. Rows already there are
+  skipped, so a rerun after an interruption completes the copy, and a second copy copies
+  nothing.
+- Rows a unique key identifies (a stack or a component by its name: every store has its own
+  "default" stack) that the target already holds under another id are the same thing: rows
+  that refer to them are pointed at the target's row.
+- Artifact version numbers are given per artifact by the store that holds them: a copied
+  version whose number the target already gave to another version of that artifact (two
+  laptops ran the same pipeline) is numbered after the target's last, as a new run would be.
+
+The artifact files themselves are `artifact_copy`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from branchwork.exceptions import BranchworkError, ConfigurationError
+from branchwork.metadata import schema
+from branchwork.metadata.chunking import CHUNK
+from branchwork.metadata.store import get_engine, write_transaction
+from branchwork.metadata.store_admin import display_url, head_revision, store_status, upgrade_store
+from branchwork.metadata.upsert import insert_ignore
+
+BATCH = 2000  # rows read and inserted at a time
+Key = tuple[Any, ...]  # a row's primary key
+Remap = dict[str, dict[Any, Any]]  # table -> {source id: the target's id for the same thing}
+
+
+@dataclass
+class TableCopy:
+    """How many rows of one table were copied, and how many the target already had."""
+
+    table: str
+    copied: int = 0
+    already_there: int = 0
+
+
+Progress = Callable[[TableCopy, bool], None]  # after each batch; True once the table is done
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """Two checked stores, the target migrated: (displayed URLs, target revision before)."""
+
+    source_url: str
+    target_url: str
+    target_revision_before: str | None
+
+    @property
+    def source(self) -> str:
+        return display_url(self.source_url)
+
+    @property
+    def target(self) -> str:
+        return display_url(self.target_url)
+
+
+def prepare_copy(source_url: str, target_url: str) -> CopyPlan:
+    """Refuse what cannot be copied (the same store, a schema this branchwork does not know,
+    a source behind), then bring the target to the newest schema."""
+    if _store_identity(source_url) == _store_identity(target_url):
+        raise ConfigurationError(
+            f"{display_url(target_url)} is the store being copied: give the URL of another "
+            "store to copy it into."
+        )
+    source = store_status(source_url)
+    if not source.exists:
+        raise ConfigurationError(
+            f"There is no store at {source.url} to copy: nothing has been recorded there yet."
+        )
+    _check_known(source.url, source.revision, "copy from it")
+    if not source.up_to_date:
+        raise ConfigurationError(
+            f"The store at {source.url} is at schema revision {source.revision or 'none'}, "
+            f"behind this branchwork's {source.head}: run `branchwork db upgrade` first."
+        )
+    target = store_status(target_url)
+    _check_known(target.url, target.revision, "copy into it")
+    before, _ = upgrade_store(target_url)
+    return CopyPlan(source_url, target_url, before)
+
+
+def _store_identity(url: str) -> tuple[Any, ...]:
+    """What tells two stores apart: the database file, or the server and database (not the
+    driver, the user or the password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{display_url(url)!r} is not a store URL: give one like "
+            "postgresql+psycopg://user@host/branchwork or sqlite:////path/to/branchwork.db."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return (backend, str(Path(parsed.database or ":memory:").expanduser().resolve()))
+    host = parsed.host or parsed.query.get("host")
+    port = parsed.port or parsed.query.get("port")
+    return (backend, host, port, parsed.database)
+
+
+def _check_known(shown: str, revision: str | None, to_do: str) -> None:
+    if revision is not None and revision not in _known_revisions():
+        raise ConfigurationError(
+            f"The store at {shown} is at schema revision {revision}, newer than this "
+            f"branchwork knows (its newest is {head_revision()}): upgrade branchwork to {to_do}."
+        )
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    from branchwork.metadata.store import MIGRATIONS_DIR
+
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+
+
+# ---- rows ----------------------------------------------------------------------------------
+
+
+def copy_rows(plan: CopyPlan, progress: Progress | None = None) -> list[TableCopy]:
+    """Copy every table's rows the target does not have yet; see the module docstring."""
+    source, target = get_engine(plan.source_url), get_engine(plan.target_url)
+    remap: Remap = {}
+    copies: list[TableCopy] = []
+    with _snapshot(source) as reading:
+        for table in schema.metadata.sorted_tables:
+            copy = TableCopy(table.name)
+            for batch in _batches(reading, table):
+                rows = [_remapped(table, row, remap) for row in batch]
+                with write_transaction(target) as writing:
+                    _copy_batch(writing, table, rows, copy, remap)
+                if progress is not None:
+                    progress(copy, False)
+            copies.append(copy)
+            if progress is not None:
+                progress(copy, True)
+    return copies
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction over the whole copy: REPEATABLE READ where the database has
+    it (SQLite's transactions are snapshots already)."""
+    with engine.connect() as conn:
+        if engine.dialect.name != "sqlite":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def _primary_key(table: Table) -> list[Column[Any]]:
+    columns = list(table.primary_key.columns)
+    if not columns:
+        raise BranchworkError(f"Table {table.name} has no primary key: it cannot be copied.")
+    return columns
+
+
+def _batches(conn: Connection, table: Table) -> Iterator[list[dict[str, Any]]]:
+    query = select(table).order_by(*_primary_key(table))
+    result = conn.execution_options(yield_per=BATCH).execute(query)
+    for partition in result.mappings().partitions():
+        yield [dict(row) for row in partition]
+
+
+def _remapped(table: Table, row: dict[str, Any], remap: Remap) -> dict[str, Any]:
+    """`row` with references to rows the target holds under another id pointed at them."""
+    for key in table.foreign_keys:
+        mapping = remap.get(key.column.table.name)
+        if mapping and row[key.parent.key] in mapping:
+            row[key.parent.key] = mapping[row[key.parent.key]]
+    return row
+
+
+def _copy_batch(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], copy: TableCopy, remap: Remap
+) -> None:
+    """One batch into the target (inside its transaction), counted in `copy`; rows the
+    target holds under another id are added to `remap`."""
+    if table is schema.artifact_version:
+        _number_versions(conn, rows)
+    landed = _insert(conn, table, rows)
+    copy.copied += len(landed)
+    copy.already_there += len(rows) - len(landed)
+    pk = _primary_key(table)
+    skipped = [row for row in rows if _key(row, pk) not in landed]
+    present = _existing(conn, pk, [_key(row, pk) for row in skipped]) if skipped else set()
+    others = [row for row in skipped if _key(row, pk) not in present]
+    if not others:
+        return
+    if not _identified_by_unique_keys(table):
+        raise BranchworkError(
+            f"{len(others)} rows of table {table.name} collide with other rows of the target "
+            "on a unique key (a run writing there meanwhile?): run the copy again."
+        )
+    remap.setdefault(table.name, {}).update(_same_rows(conn, table, others))
+
+
+def _key(row: dict[str, Any], columns: Sequence[Column[Any]]) -> Key:
+    return tuple(row[column.key] for column in columns)
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> set[Key]:
+    """Insert the rows the target does not have (by any unique key); the keys inserted."""
+    pk = _primary_key(table)
+    statement = insert_ignore(conn.engine, table).returning(*pk)
+    return {tuple(found) for found in conn.execute(statement, rows)}
+
+
+def _existing(conn: Connection, columns: Sequence[Column[Any]], keys: Sequence[Key]) -> set[Key]:
+    """Which of `keys` (values of `columns`) the target has."""
+    found: set[Key] = set()
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        where = (
+            columns[0].in_([key[0] for key in chunk])
+            if len(columns) == 1
+            else tuple_(*columns).in_(chunk)
+        )
+        found.update(tuple(row) for row in conn.execute(select(*columns).where(where)))
+    return found
+
+
+def _unique_keys(table: Table) -> list[list[Column[Any]]]:
+    """The columns of each unique constraint and unique index besides the primary key."""
+    constraints = [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    return [list(c.columns) for c in constraints] + [
+        list(index.columns) for index in table.indexes if index.unique
+    ]
+
+
+def _identified_by_unique_keys(table: Table) -> bool:
+    """Whether a unique key names the thing a row is (not a version number: see
+    `_number_versions`), so a row the target holds under another id is the same thing."""
+    return (
+        len(table.primary_key.columns) == 1
+        and table is not schema.artifact_version
+        and bool(_unique_keys(table))
+    )
+
+
+def _same_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> dict[Any, Any]:
+    """{source id: target id} for rows the target holds under another id, found by the
+    unique key they collided on."""
+    (pk,) = _primary_key(table)
+    found: dict[Any, Any] = {}
+    for row in rows:
+        for columns in _unique_keys(table):
+            query = select(pk).where(*(column == row[column.key] for column in columns))
+            target_id = conn.execute(query).scalar()
+            if target_id is not None:
+                found[row[pk.key]] = target_id
+                break
+        else:
+            raise BranchworkError(
+                f"Row {row[pk.key]} of table {table.name} was neither copied nor found in the "
+                "target (deleted there meanwhile?): run the copy again."
+            )
+    return found
+
+
+def _number_versions(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Give the batch's new versions numbers free in the target, and raise each artifact's
+    `version_count` to the numbers it holds (see the module docstring)."""
+    versions, artifacts = schema.artifact_version, schema.artifact
+    present = _existing(conn, [versions.c.id], [(row["id"],) for row in rows])
+    new = [row for row in rows if (row["id"],) not in present]
+    if not new:
+        return
+    pairs = [(row["artifact_id"], row["version"]) for row in new]
+    taken = _existing(conn, [versions.c.artifact_id, versions.c.version], pairs)
+    ids = sorted({row["artifact_id"] for row in new})
+    query = select(artifacts.c.id, artifacts.c.version_count).where(artifacts.c.id.in_(ids))
+    counts: dict[str, int] = {row.id: row.version_count for row in conn.execute(query)}
+    before = dict(counts)
+    for row in sorted(new, key=lambda row: (row["artifact_id"], row["version"])):
+        artifact = row["artifact_id"]
+        if (artifact, row["version"]) in taken:
+            row["version"] = counts[artifact] = counts.get(artifact, 0) + 1
+        taken.add((artifact, row["version"]))
+        counts[artifact] = max(counts.get(artifact, 0), row["version"])
+    changed = [{"b_id": id_, "b_count": n} for id_, n in counts.items() if n != before.get(id_)]
+    if changed:
+        update = artifacts.update().where(artifacts.c.id == bindparam("b_id"))
+        conn.execute(update.values(version_count=bindparam("b_count")), changed)
