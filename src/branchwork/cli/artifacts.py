@@ -8,6 +8,7 @@ import typer
 
 from branchwork.cli import render
 from branchwork.cli.render import OutputFormat
+from branchwork.models.shapes import version_dict
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -83,7 +84,7 @@ def list_artifacts(
     if not versions and name is not None:
         find_artifact_version(engine, name)  # says so if there is no such artifact
     if output is OutputFormat.json:
-        render.print_json([render.version_dict(version) for version in versions])
+        render.print_json([version_dict(version) for version in versions])
     elif versions:
         producers = [v.producer_step_run_id for v in versions if v.producer_step_run_id]
         render.show_versions_table(
@@ -116,8 +117,7 @@ def show(artifact: ArtifactArgument, output: OutputOption = OutputFormat.table) 
         origin = origins.get(version.producer_step_run_id or "")
         render.print_json(
             {
-                **render.version_dict(version),
-                "preview": version.preview,
+                **version_dict(version),
                 "producer_run": origin.run_name if origin else None,
                 "producer_invocation": origin.invocation_id if origin else None,
                 "used_by_runs": used_by,

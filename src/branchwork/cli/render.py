@@ -137,7 +137,7 @@ def _fields(rows: Iterable[tuple[str, Any]]) -> Table:
 
 
 def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
-    return shapes.run_dict(run, version_dict)
+    return shapes.run_dict(run)
 
 
 def invocation_names(run: PipelineRunResponse) -> dict[str, str]:
@@ -333,22 +333,6 @@ def show_stack(stack: StackRecord) -> None:
 
 
 # ---- artifacts -----------------------------------------------------------------------------
-
-
-def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
-    return {
-        "id": version.id,
-        "artifact": version.name,
-        "version": version.version,
-        "tags": list(version.tags),
-        "metadata": version.metadata,
-        "uri": version.uri,
-        "data_type": version.data_type,
-        "materializer": version.materializer,
-        "content_hash": version.content_hash,
-        "producer_step_run_id": version.producer_step_run_id,
-        "created": iso(version.created),
-    }
 
 
 def artifact_dict(summary: ArtifactSummary) -> dict[str, Any]:

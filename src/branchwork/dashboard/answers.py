@@ -11,7 +11,7 @@ from branchwork.metadata.run_groups import Durations, StepGroup
 from branchwork.metadata.run_listing import StepRunOrigin
 from branchwork.metadata.run_pages import InvocationRow, Page, empty_counts
 from branchwork.models.responses import ExecutionStatus, PipelineRunResponse, StepRunResponse
-from branchwork.models.shapes import artifact_version_dict, iso, run_dict, seconds
+from branchwork.models.shapes import iso, run_dict, seconds
 
 MAX_GROUPS = 300  # step names drawn in a graph or a timeline; the rest are counted
 MAX_ITEMS_SHOWN = 50  # entries of a list or dict in a step's configuration or metadata
@@ -31,7 +31,7 @@ def elapsed(run: PipelineRunResponse) -> float | None:
 def run_summary(run: PipelineRunResponse, counts: dict[str, int]) -> dict[str, Any]:
     """The CLI's run dict (`runs list -o json`) plus what the runs list shows."""
     return {
-        **run_dict(run, artifact_version_dict),
+        **run_dict(run),
         "step_count": sum(counts.values()) - counts["not_started"],
         "counts": counts,
         "kind": "dynamic" if run.snapshot.is_dynamic else "static",

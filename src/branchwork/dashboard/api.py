@@ -55,7 +55,7 @@ from branchwork.metadata.step_pages import (
     log_slice,
 )
 from branchwork.models.responses import ExecutionStatus, PipelineRunResponse
-from branchwork.models.shapes import artifact_version_dict, iso, step_dict
+from branchwork.models.shapes import iso, step_dict, version_dict
 
 router = APIRouter(prefix="/api")
 
@@ -265,7 +265,7 @@ def inputs_page(engine: Engine, step_run_id: str, page: int, page_size: int) -> 
         [
             {
                 "name": name,
-                "artifact": artifact_version_dict(version),
+                "artifact": version_dict(version),
                 "producer": origin_dict(producers.get(version.producer_step_run_id or "")),
             }
             for name, version in found.items
@@ -297,7 +297,7 @@ def get_step(engine: EngineArg, run: str, invocation: str) -> dict[str, Any]:
         outputs.append(
             {
                 "name": name,
-                "artifact": artifact_version_dict(version),
+                "artifact": version_dict(version),
                 "consumers": paged(consumers, [origin_dict(c) for c in consumers.items]),
             }
         )

@@ -6,8 +6,7 @@ made here, once, below both. Times are ISO 8601 with their offset; durations are
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,6 @@ from branchwork.models.responses import (
 if TYPE_CHECKING:  # a record the store's readers make; only its fields are used here
     from branchwork.metadata.run_listing import StepRunOrigin
 
-VersionShape = Callable[[ArtifactVersionResponse], dict[str, Any]]
-
 
 def iso(moment: datetime | None) -> str | None:
     """A stored (naive UTC) time as ISO 8601 with its offset, for JSON."""
@@ -32,8 +29,8 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else (end - start).total_seconds()
 
 
-def run_dict(run: PipelineRunResponse, version_dict: VersionShape) -> dict[str, Any]:
-    """A run without its step runs; its outputs shaped by `version_dict`."""
+def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
+    """A run without its step runs."""
     return {
         "id": run.id,
         "name": run.name,
@@ -83,51 +80,20 @@ def step_dict(
     }
 
 
-def artifact_version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
-    """An artifact version as the dashboard shows it: where it is, what wrote it, and its
-    stored preview (never the value: showing an artifact loads nothing).
-
-    The fields `version`, `tags`, `metadata` and `preview` are read when the record has
-    them (issue 16 adds them), else null/empty. The keys of `cli.render.version_dict` are
-    all here too, so the two can become one function once that one settles.
-    """
+def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
+    """An artifact version: where it is, what wrote it, its number, tags, logged metadata and
+    stored preview (never the value: showing an artifact loads nothing)."""
     return {
         "id": version.id,
-        "name": version.name,
         "artifact": version.name,
-        "version": getattr(version, "version", None),
+        "version": version.version,
+        "tags": list(version.tags),
+        "metadata": version.metadata,
         "uri": version.uri,
         "data_type": version.data_type,
         "materializer": version.materializer,
         "content_hash": version.content_hash,
         "producer_step_run_id": version.producer_step_run_id,
         "created": iso(version.created),
-        "size": getattr(version, "size", None),
-        "tags": list(getattr(version, "tags", None) or ()),
-        "metadata": dict(getattr(version, "metadata", None) or {}),
-        "preview": preview_dict(getattr(version, "preview", None)),
-    }
-
-
-def preview_dict(stored: Any) -> dict[str, Any] | None:
-    """A stored preview ({"text", "metadata", "image_png" base64}) as a dict, whether it
-    comes as the stored JSON text, a dict or an object with those fields; None if none."""
-    if stored is None or stored == "":
-        return None
-    if isinstance(stored, str):
-        try:
-            stored = json.loads(stored)
-        except ValueError:
-            return {"text": stored, "metadata": {}, "image_png": None}
-    if not isinstance(stored, Mapping):
-        stored = {key: getattr(stored, key, None) for key in ("text", "metadata", "image_png")}
-    image = stored.get("image_png")
-    if isinstance(image, bytes):
-        import base64
-
-        image = base64.b64encode(image).decode()
-    return {
-        "text": str(stored.get("text") or ""),
-        "metadata": dict(stored.get("metadata") or {}),
-        "image_png": image or None,
+        "preview": version.preview,
     }

@@ -45,11 +45,10 @@ function artifactCell(artifact) {
   if (!artifact) return h("span", { class: "muted" }, "not stored");
   const version = artifact.version != null ? ` v${artifact.version}` : "";
   return [
-    h("div", {}, `${artifact.name ?? artifact.id}${version}`),
+    h("div", {}, `${artifact.artifact ?? artifact.id}${version}`),
     h("div", { class: "muted" }, artifact.data_type ?? ""),
     h("details", { class: "artifact-details" }, h("summary", {}, "details"), fields([
       ["Materializer", artifact.materializer ?? "-"],
-      ["Size", artifact.size != null ? bytes(artifact.size) : undefined],
       ["URI", h("span", { class: "mono" }, artifact.uri ?? "-")],
       ["Content hash", artifact.content_hash ? h("span", { class: "mono" }, artifact.content_hash) : undefined],
       ["Version id", h("span", { class: "mono" }, artifact.id)],
@@ -98,15 +97,4 @@ function preview(value) {
     ? fields(Object.entries(value.metadata).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]))
     : null;
   return [value.text ? h("pre", { class: "preview-text" }, value.text) : null, meta, image];
-}
-
-function bytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let size = n;
-  let unit = 0;
-  while (size >= 1024 && unit < units.length - 1) {
-    size /= 1024;
-    unit++;
-  }
-  return `${unit ? size.toFixed(1) : size} ${units[unit]}`;
 }
