@@ -475,3 +475,24 @@ def test_markup_from_the_store_is_shown_as_text_everywhere(
     expect(page.locator("pre.logs")).to_contain_text(f"{HOSTILE_PRINT} {HOSTILE_LABEL}")
     assert_nothing_ran(page)
     screenshot(page, "step-markup")
+
+
+def test_a_background_request_to_a_stopped_server_is_said_above_the_page(
+    branchwork_home, project, page, tmp_path
+):
+    """The server stops while a run page is open: scrolling the timeline asks for a page of
+    step runs, which fails; the page says so in one line instead of failing silently."""
+    from playwright.sync_api import expect
+
+    (tmp_path / "marker").touch()
+    run_fanout(branchwork_home, project, tmp_path, 450)  # more than a page (200) of items
+    with serving(branchwork_home) as url:
+        page.goto(url)
+        page.locator("table.runs a.run-link").click()
+        page.locator(".tl-group[data-step='work'] button").click()
+        expect(page.locator(".tl-item").first).to_contain_text("work")
+    problem = page.locator("#problem")
+    expect(problem).to_be_hidden()
+    page.locator(".tl-viewport").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("A request to the server failed")

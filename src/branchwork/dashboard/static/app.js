@@ -31,6 +31,7 @@ function pageFor(parts) {
 }
 
 function show() {
+  problem.hidden = true;
   if (cleanup) cleanup();
   cleanup = null;
   const { parts, query } = parseHash();
@@ -57,6 +58,17 @@ async function showStore() {
     // the pages work without it
   }
 }
+
+// A request made in the background (a timeline page scrolled into view, a group opened) that
+// failed — the server stopped, the network dropped — is said in one line above the page
+// rather than lost; the next successful page load clears it.
+const problem = document.getElementById("problem");
+window.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const reason = event.reason instanceof Error ? event.reason.message : String(event.reason);
+  replace(problem, `A request to the server failed: ${reason}. Reload the page to try again.`);
+  problem.hidden = false;
+});
 
 window.addEventListener("hashchange", show);
 show();
