@@ -21,6 +21,19 @@ def branchwork_home(tmp_path, monkeypatch):
     dispose_engines()
 
 
+@pytest.fixture(params=["local", "local_process"])
+def local_flavor(request, branchwork_home):
+    """The test runs once on each local orchestrator: its pipeline calls go to a stack of
+    that orchestrator. Yields the flavor."""
+    from branchwork.orchestrators import LocalOrchestrator, LocalProcessOrchestrator
+    from branchwork.stack import Stack, active_stack, get_active_stack
+
+    orchestrator = {"local": LocalOrchestrator, "local_process": LocalProcessOrchestrator}
+    store = get_active_stack().artifact_store
+    with active_stack(Stack(request.param, orchestrator[request.param](), store)):
+        yield request.param
+
+
 @pytest.fixture
 def client(branchwork_home):
     from branchwork import Client

@@ -12,13 +12,16 @@ def test_top_level_all_is_exactly_the_public_surface():
         "Client",
         "ExternalArtifact",
         "FileInput",
+        "PipelineHookContext",
         "__version__",
+        "command_step",
         "get_step_context",
         "log_artifact_metadata",
         "log_metadata",
         "pipeline",
         "step",
         "unmapped",
+        "wait",
     ]
     for name in branchwork.__all__:
         assert getattr(branchwork, name) is not None

@@ -1,5 +1,6 @@
 """Client: read pipeline runs, step runs and artifacts from the metadata store. Resuming a
-failed run is a submission: `resume_run` finds the run and hands it to `pipelines.submit`.
+failed run, answering a paused one and replaying a run are submissions: the Client finds the
+run and hands it to `pipelines` (`submit`, `answering`, `replay`).
 
 Reads never write: a run whose loop stopped heartbeating (its process died) reads as FAILED
 by the rule of `metadata.lost`, the same in every reader; the next run, a resume or
@@ -14,7 +15,12 @@ from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.store import get_engine
-from branchwork.models import ArtifactVersionResponse, CacheDecision, PipelineRunResponse
+from branchwork.models import (
+    ArtifactVersionResponse,
+    CacheDecision,
+    PipelineRunResponse,
+    WaitResponse,
+)
 
 
 class Client:
@@ -99,9 +105,46 @@ class Client:
         that completed are reused by id (caching or not), failed and never-started ones run.
         If an invocation id now names another step, other inputs or changed code, the run
         stops there with a ReplayDivergenceError, unless `accept_new_graph`. Returns the
-        pipeline's value, as calling the pipeline does."""
+        pipeline's value, as calling the pipeline does. A PAUSED run resumes once its
+        question is answered or timed out (see `answer_run`)."""
+        from branchwork.pipelines.answering import settle_pause
         from branchwork.pipelines.loading import load_pipeline
         from branchwork.pipelines.submit import resume_pipeline
 
         run = self.get_pipeline_run(id_or_name)
+        if run.status == "paused":
+            settle_pause(self._engine, run)
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
+
+    def answer_run(self, id_or_name: str, value: Any) -> Any:
+        """Answer the question a PAUSED run waits on (`branchwork.wait`) and resume it on the
+        active stack: `value` is checked against the question's schema first
+        (InvalidAnswerError, nothing recorded, if it does not match). Returns the pipeline's
+        value, or raises RunPaused if the run stops at a further question."""
+        from branchwork.pipelines.answering import record_answer_to
+
+        run = self.get_pipeline_run(id_or_name)
+        record_answer_to(self._engine, run, value)
+        return self.resume_run(run.id)
+
+    def get_run_waits(self, id_or_name: str) -> list[WaitResponse]:
+        """The questions a run asked with `branchwork.wait`, in order, with their answers."""
+        from branchwork.metadata.waits import run_waits
+
+        return run_waits(self._engine, self.get_pipeline_run(id_or_name).id)
+
+    def replay(
+        self,
+        id_or_name: str,
+        skip_successful: bool = False,
+        step_input_overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> Any:
+        """Run a run's pipeline again, as a new run on the active stack, with its parameters
+        and options and `step_input_overrides` ({step name or invocation id: {argument:
+        value}}) replacing those arguments. With `skip_successful`, what the original run
+        finished is reused by invocation id (recorded cached), except the overridden
+        invocations and everything after them. Returns the pipeline's value."""
+        from branchwork.pipelines.replay import replay_run
+
+        original = self.get_pipeline_run(id_or_name)
+        return replay_run(original, skip_successful, step_input_overrides)

@@ -9,9 +9,14 @@
     ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
     ├── ArtifactError               an output could not be stored, or an artifact not loaded
     ├── RunStopped                  a run was stopped on request before it finished
+    ├── RunPaused                   a run waits for an answer (`branchwork.wait`)
+    ├── InvalidAnswerError          an answer that its question's schema refuses, or too late
+    ├── PipelineHookError           a pipeline's on_start hook raised: the run failed first
+    ├── CommandFailedError          a command step's command exited non-zero or did not start
     ├── StepFailedError             one invocation failed (raised by its future)
     │   ├── StepNotRunError         an invocation never ran because another one failed
     │   └── ReplayDivergenceError   a resumed run's invocation no longer matches its record
+    ├── WaitTimeoutError            a question got no answer in time and has no default
     └── PipelineRunFailedError      a whole run failed; `__cause__` is the original exception
 
 Messages name the pipeline, the invocation id or the parameter, and say what to do.
@@ -55,6 +60,44 @@ class ArtifactError(BranchworkError):
 class RunStopped(BranchworkError):
     """A run was stopped on request (Ctrl-C in the process that submitted it elsewhere,
     `branchwork runs stop`) before it finished."""
+
+
+class RunPaused(BranchworkError):
+    """A run paused at `branchwork.wait(...)`: it waits for an answer (`branchwork runs answer`,
+    `Client().answer_run`). Nothing is lost; the run goes on from there once answered."""
+
+    def __init__(self, message: str, run_id: str, wait_id: str, question: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.wait_id = wait_id
+        self.question = question
+
+
+class InvalidAnswerError(BranchworkError, ValueError):
+    """An answer its question's schema refuses, to a run that is not paused, or given after
+    the question timed out; nothing was recorded."""
+
+
+class WaitTimeoutError(BranchworkError):
+    """A question got no answer within its timeout and has no default: the run failed."""
+
+
+class PipelineHookError(BranchworkError):
+    """A pipeline's `on_start` hook raised: the run fails before any step; `__cause__` is
+    the hook's exception."""
+
+
+class CommandFailedError(BranchworkError):
+    """A command step's command exited with a non-zero code (`returncode`), or could not be
+    started (`returncode` None). Its arguments are its message and code, so that it is
+    rebuilt alike in another process (`metadata.error_records`)."""
+
+    def __init__(self, message: str, returncode: int | None = None) -> None:
+        super().__init__(message, returncode)
+        self.returncode = returncode
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class StepFailedError(BranchworkError):

@@ -506,5 +506,5 @@ def test_an_unknown_status_is_a_usage_error_naming_the_statuses(cli):
     message = " ".join(result.stderr.replace("│", " ").split())
     assert (
         "Invalid value for --status: 'done' is not a run status; use one of initializing, "
-        "running, completed, cached, failed, retried, stopped." in message
+        "running, completed, cached, failed, retried, stopped, paused." in message
     )

@@ -40,6 +40,8 @@ def flow(n: int, label: str = "x") -> float:
     second = load(n, id="second")
     third = scale(first, after=second)
     both = scale(2, 3.0, id="both", after=[first, "second"])
+    load(n, start_after=first)
+    load(n, id="sidecar", after=second, start_after=[first, "second"])
     submitted = load.submit(1, id="submitted")
     mapped: list[float] = scale.map([1, 2], unmapped(2.0))
     return merge([third, both, float(submitted), *mapped])

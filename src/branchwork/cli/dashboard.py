@@ -18,6 +18,7 @@ from branchwork.exceptions import BranchworkError
 
 DEFAULT_PORT = 8237
 SHUTDOWN_GRACE_SECONDS = 2  # open event streams get this long after Ctrl-C
+BACKLOG = 2048  # uvicorn's own default
 
 
 def dashboard(
@@ -93,6 +94,9 @@ def _listen(host: str, port: int) -> socket.socket:
         raise BranchworkError(
             f"Cannot listen on {host}:{port}: {error.strerror}; {hint}."
         ) from None
+    # Listening now, not when uvicorn starts: a client that connects as soon as the URL is
+    # printed waits in the backlog instead of being refused.
+    listener.listen(BACKLOG)
     return listener
 
 

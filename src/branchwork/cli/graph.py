@@ -1,6 +1,7 @@
 """The DAG of a run as it ran, as a text tree, with fan-outs and loops folded into one line.
 
-Edges are the recorded `parent_step_run_ids`. Invocations are grouped bottom-up in
+Edges are the recorded `parent_step_run_ids`, and the steps a sidecar was to start with
+(`start_after` in its configuration). Invocations are grouped bottom-up in
 topological order: two invocations of the same step whose parents fall in the same groups
 share a group, so `[process(data, i) for i in range(1000)]` is one line
 `process ×1000`, and the 1000 `postprocess(p)` calls that each take one of those outputs are
@@ -23,6 +24,7 @@ far); such a value edge is dropped, so only the nearest reads are drawn.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -98,9 +100,11 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
     invocation_of = {attempt.id: attempt.name for attempt in run.attempts}
     nodes = []
     for step in run.steps.values():
-        names = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
-        parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
         config = step.configuration.config if step.configuration else {}
+        recorded = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
+        started_with = config.get("start_after", ())  # a sidecar: drawn under its step
+        names = itertools.chain(recorded, started_with)
+        parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
         values = tuple(dict.fromkeys(config.get("value_inputs", ())))
         nodes.append(Node(step.name, step.step_name, str(step.status), parents, values))
     return nodes

@@ -18,7 +18,9 @@ from branchwork.pipelines.pipeline import Pipeline
 
 
 def _nodes(invocations: list[Invocation]) -> list[Node]:
-    return [Node(inv.id, inv.step.name, None, inv.dependencies) for inv in invocations]
+    return [
+        Node(inv.id, inv.step.name, None, inv.dependencies + inv.start_after) for inv in invocations
+    ]
 
 
 def pipeline_view(pipeline: Pipeline[Any, Any], params: dict[str, Any]) -> GraphView:

@@ -25,6 +25,7 @@ from branchwork.models import (
     CacheDecision,
     PipelineRunResponse,
     StepRunResponse,
+    WaitResponse,
     shapes,
 )
 from branchwork.models.shapes import iso, seconds
@@ -49,6 +50,7 @@ STATUS_STYLES = {
     "running": "yellow",
     "initializing": "dim",
     "stopped": "magenta",
+    "paused": "blue",
 }
 CACHE_STYLES = {"hit": "cyan", "miss": "yellow", "key_failed": "red", "expired": "magenta"}
 _VERDICT_COUNTS = {  # verdict -> (one, many), for "3 hits, 1 miss"
@@ -160,7 +162,10 @@ def show_runs_table(runs: list[PipelineRunResponse], counts: Mapping[str, int]) 
     console().print(table)
 
 
-def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> None:
+def show_run(
+    run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin], replay_of: str | None = None
+) -> None:
+    """A run's fields and its step runs; `replay_of` describes the run it replays."""
     fields: list[tuple[str, Any]] = [
         ("Run", run.name),
         ("ID", run.id),
@@ -172,10 +177,15 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
         ("Duration", duration(run.start_time, run.end_time)),
         ("Parameters", json.dumps(run.parameters, default=str)),
     ]
+    if replay_of is not None:
+        fields.append(("Replay of", replay_of))
     if run.failed_step or run.exception_type:
         message = (run.exception_message or "").strip().splitlines()
         fields.append(("Failed step", run.failed_step or "-"))
         fields.append(("Error", f"{run.exception_type}: {message[0] if message else ''}"))
+    for hook in run.hook_errors:
+        error = f"{hook['exception_type']}: {hook['message']}"
+        fields.append(("Hook failed", f"{hook['hook']} {hook['function']}: {error}"))
     for position, version in enumerate(run.outputs):
         label = "Returned" if len(run.outputs) == 1 else f"Returned {position}"
         fields.append((label, f"{version.id}  ({version.data_type})"))
@@ -212,6 +222,27 @@ def show_run(run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
             )
             grid.add_row(Text(label), Text("  ".join(pairs)))
         out.print(grid)
+
+
+def show_waits(waits: list[WaitResponse]) -> None:
+    """A run's questions (`branchwork.wait`): asked when, answered with what and by whom, or
+    still waiting."""
+    if not waits:
+        return
+    out = console()
+    out.print()
+    table = _table("WAIT", "QUESTION", "ASKED", "ANSWER", "BY")
+    table.columns[1].no_wrap = False
+    for wait in waits:
+        answer = json.dumps(wait.answer) if wait.is_answered else "(waiting)"
+        table.add_row(
+            Text(wait.wait_id),
+            Text(wait.question),
+            local_time(wait.asked),
+            Text(answer, style="" if wait.is_answered else STATUS_STYLES["paused"]),
+            Text(wait.answered_by or ""),
+        )
+    out.print(table)
 
 
 def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision]) -> None:

@@ -73,11 +73,13 @@ def run_and_report(
     progress: bool,
 ) -> None:
     """Call `call()` (which runs a pipeline, or resumes a run) on `stack`, with progress,
-    then print the run's name, status and the returned value. Ctrl-C stops the run (see
+    then print the run's name, status and the returned value, or, when the run paused at
+    `branchwork.wait`, its question and how to answer it. Ctrl-C stops the run (see
     `runtime.interrupts`); the command then exits with 130."""
     from contextlib import nullcontext
 
     from branchwork.cli.progress import progress_mode, watch
+    from branchwork.exceptions import RunPaused
     from branchwork.metadata.queries import get_run
     from branchwork.metadata.store import get_engine
     from branchwork.pipelines.last_runs import watching_runs
@@ -93,12 +95,15 @@ def run_and_report(
 
     result: Any = None
     interrupted = False
+    paused: RunPaused | None = None
     watcher = watch(progress_mode(progress), locate, pipeline_name, engine)
     with scope, watching_runs(started.append), watcher:
         try:
             result = call()  # a failed run raises PipelineRunFailedError, naming the step
         except KeyboardInterrupt:
             interrupted = True
+        except RunPaused as error:
+            paused = error
     out = console()
     if started:
         record = get_run(engine, started[0], include_steps=False)
@@ -106,6 +111,11 @@ def run_and_report(
         out.print(Text.assemble(("Status: ", "bold"), status_text(record.status)))
     if interrupted:
         raise typer.Exit(130)
+    if paused is not None:
+        name = record.name if started else paused.run_id
+        out.print(Text.assemble(("Waiting: ", "bold"), paused.question))
+        out.print(Text(f"Answer with `branchwork runs answer {name} --value VALUE`."))
+        return
     out.print(Text.assemble(("Result: ", "bold"), repr(result)))
 
 

@@ -1,9 +1,9 @@
-"""`branchwork runs list|show|logs|graph|diff|resume|delete`."""
+"""`branchwork runs list|show|logs|graph|diff|resume|answer|replay|delete`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -12,9 +12,13 @@ from branchwork.cli import render
 from branchwork.cli.graph_formats import GraphFormat
 from branchwork.cli.graph_view import GraphView
 from branchwork.cli.render import OutputFormat
-from branchwork.cli.run import ProgressOption, StackOption
+from branchwork.cli.run import ProgressOption, StackOption, split_pairs
 from branchwork.exceptions import ArtifactError, BranchworkError
+from branchwork.models import shapes
 from branchwork.models.responses import ExecutionStatus
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineRunResponse
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -99,7 +103,8 @@ def show(
     from branchwork.metadata.store import get_engine
     from branchwork.models import CacheDecision
 
-    record = Client().get_pipeline_run(run)
+    client = Client()
+    record = client.get_pipeline_run(run)
     if cache:
         decisions = [CacheDecision.of(step) for step in record.steps.values()]
         if output is OutputFormat.json:
@@ -110,14 +115,21 @@ def show(
     origins = step_run_origins(
         get_engine(), [s.original_step_run_id for s in record.attempts if s.original_step_run_id]
     )
+    waits = client.get_run_waits(record.id)
     if output is OutputFormat.json:
         names = render.invocation_names(record)
         steps = [render.step_dict(step, names, origins) for step in record.attempts]
         render.print_json(
-            {**render.run_dict(record), "traceback": record.traceback, "steps": steps}
+            {
+                **render.run_dict(record),
+                "traceback": record.traceback,
+                "steps": steps,
+                "waits": [shapes.wait_dict(wait) for wait in waits],
+            }
         )
     else:
-        render.show_run(record, origins)
+        render.show_run(record, origins, _replay_text(record))
+        render.show_waits(waits)
 
 
 FormatOption = Annotated[
@@ -283,6 +295,115 @@ def resume(
         if isinstance(cause, ReplayDivergenceError):
             raise BranchworkError(_cli_divergence(str(cause))) from error
         raise
+
+
+@app.command("answer")
+def answer(
+    run: RunArgument,
+    value: Annotated[
+        str,
+        typer.Option(
+            "--value",
+            help='The answer: JSON when it parses as JSON (true, 3, {"ok": true}), else the '
+            "text itself; checked against the question's schema.",
+            show_default=False,
+        ),
+    ],
+    stack: StackOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Answer the question a paused run waits on (branchwork.wait) and resume it: the body
+    runs again, what finished is reused, and the wait returns the answer."""
+    from branchwork.cli.run import run_and_report
+    from branchwork.client import Client
+    from branchwork.pipelines.answering import answer_from_text
+
+    client = Client()
+    record = client.get_pipeline_run(run)
+    waits = client.get_run_waits(record.id)
+    answer_value = answer_from_text(value, waits[-1].schema if waits else None)
+    run_and_report(
+        lambda: client.answer_run(record.id, answer_value),
+        record.pipeline_name,
+        stack=stack,
+        progress=progress,
+    )
+
+
+@app.command("replay")
+def replay(
+    run: RunArgument,
+    skip_successful: Annotated[
+        bool,
+        typer.Option(
+            "--skip-successful",
+            help="Reuse what the run finished, by invocation id, except the overridden "
+            "invocations and everything after them.",
+        ),
+    ] = False,
+    override: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--override",
+            metavar="STEP.ARG=VALUE",
+            help="Replace an argument of every invocation of a step (or of one invocation, by "
+            "id); repeatable. VALUE is JSON when it parses as JSON, else text.",
+            show_default=False,
+        ),
+    ] = None,
+    stack: StackOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Run a run's pipeline again as a new run, with its parameters and some step arguments
+    overridden."""
+    from branchwork.cli.run import run_and_report
+    from branchwork.client import Client
+
+    overrides = parse_overrides(override or [])
+    client = Client()
+    record = client.get_pipeline_run(run)
+    run_and_report(
+        lambda: client.replay(record.id, skip_successful, overrides),
+        record.pipeline_name,
+        stack=stack,
+        progress=progress,
+    )
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """`STEP.ARG=VALUE` pairs by step (or invocation id), then argument."""
+    from branchwork.pipelines.parameters import json_or_text
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, text in split_pairs(pairs, "--override").items():
+        target, _, argument = key.rpartition(".")
+        if not target or not argument:
+            raise typer.BadParameter(
+                f"{key!r} is not STEP.ARG (e.g. train.lr=0.1).", param_hint="--override"
+            )
+        overrides.setdefault(target, {})[argument] = json_or_text(text)
+    return overrides
+
+
+def _replay_text(record: PipelineRunResponse) -> str | None:
+    """`original-run (overrides train.lr=0.1; finished steps reused)` for `runs show`."""
+    if record.replay_of is None:
+        return None
+    from branchwork.client import Client
+    from branchwork.pipelines.replay import plan_of
+
+    try:
+        original = Client().get_pipeline_run(record.replay_of).name
+    except BranchworkError:
+        original = f"{record.replay_of} (deleted)"
+    plan = plan_of(record)
+    if plan is None:
+        return original
+    overridden = plan.overrides.describe()
+    details = [f"overrides {overridden}"] if overridden else []
+    if plan.skip_successful:
+        details.append("finished steps reused")
+    return f"{original} ({'; '.join(details)})" if details else original
 
 
 @app.command("reap")

@@ -7,7 +7,7 @@ validation is small enough to write out, and its errors name the offending field
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from branchwork.exceptions import ConfigurationError
 
@@ -24,6 +24,8 @@ _UNITS = {
     "TIB": 1024**4,
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+# What Ray names its standard resources: they have fields of their own here.
+_STANDARD_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 def parse_memory(value: str | int) -> int:
@@ -45,11 +47,18 @@ def parse_memory(value: str | int) -> int:
 
 @dataclass(frozen=True)
 class ResourceSettings:
-    """What one step needs: CPUs (may be fractional), GPUs and memory ("4GB", "512MB")."""
+    """What one step needs: CPUs (may be fractional), GPUs and memory ("4GB", "512MB").
+
+    `custom_resources` names resources a cluster's nodes declare, e.g. `{"node_b": 1}` for a
+    node started with `ray start --resources='{"node_b": 1}'`: on Ray the step runs only on
+    a node that offers them, and is refused at once if no node does. One machine has none,
+    so the local orchestrators ignore them.
+    """
 
     cpu_count: float | None = None
     gpu_count: int | None = None
     memory: str | None = None
+    custom_resources: dict[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("cpu_count", "gpu_count"):
@@ -71,6 +80,8 @@ class ResourceSettings:
                 parse_memory(self.memory)
             except ConfigurationError as error:
                 raise ConfigurationError(f"ResourceSettings.{error}") from None
+        if self.custom_resources is not None:
+            object.__setattr__(self, "custom_resources", _checked_custom(self.custom_resources))
 
     @property
     def memory_bytes(self) -> int:
@@ -83,4 +94,36 @@ class ResourceSettings:
         return not (self.cpu_count or self.gpu_count or self.memory_bytes)
 
     def to_dict(self) -> dict[str, object]:
-        return {"cpu_count": self.cpu_count, "gpu_count": self.gpu_count, "memory": self.memory}
+        recorded: dict[str, object] = {
+            "cpu_count": self.cpu_count,
+            "gpu_count": self.gpu_count,
+            "memory": self.memory,
+        }
+        if self.custom_resources:
+            recorded["custom_resources"] = dict(self.custom_resources)
+        return recorded
+
+
+def _checked_custom(resources: object) -> dict[str, float]:
+    """A copy of `custom_resources` (the caller's dict may change later), each checked."""
+    if not isinstance(resources, dict):
+        raise ConfigurationError(
+            f"ResourceSettings.custom_resources must be a dict of name to amount, e.g. "
+            f"{{'node_b': 1}}, got {resources!r}"
+        )
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(
+                f"ResourceSettings.custom_resources: names must be non-empty strings, got {name!r}"
+            )
+        if name in _STANDARD_RESOURCES:
+            raise ConfigurationError(
+                f"ResourceSettings.custom_resources['{name}']: use cpu_count, gpu_count or "
+                "memory for the standard resources."
+            )
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise ConfigurationError(
+                f"ResourceSettings.custom_resources['{name}'] must be a non-negative number, "
+                f"got {amount!r}"
+            )
+    return {name: float(amount) for name, amount in resources.items()}

@@ -4,6 +4,7 @@
     enable_cache: false
     failure_mode: continue_on_failure
     retry: {max_retries: 2, delay: 1, backoff: 2}
+    concurrency_limits: {openai: 8}
     steps:
       process_partition:
         enable_cache: false
@@ -22,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from branchwork.config.concurrency import check_limits
 from branchwork.config.resources import ResourceSettings
 from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import ConfigurationError
 
-_TOP_KEYS = {"parameters", "enable_cache", "failure_mode", "retry", "steps"}
+_TOP_KEYS = {"parameters", "enable_cache", "failure_mode", "retry", "steps", "concurrency_limits"}
 _STEP_KEYS = {"enable_cache", "retry", "settings"}
 _FAILURE_MODES = ("stop_on_failure", "fail_fast", "continue_on_failure")
 
@@ -60,6 +62,7 @@ class RunConfig:
     failure_mode: str | None = None
     retry: StepRetryConfig | None = None
     steps: dict[str, StepOptions] = field(default_factory=dict)
+    concurrency_limits: dict[str, int] = field(default_factory=dict)
 
 
 class _Checker:
@@ -86,6 +89,12 @@ class _Checker:
         if not isinstance(value, bool):
             raise self.fail(key, f"must be true or false, got {value!r}")
         return value
+
+    def limits(self, value: Any) -> dict[str, int]:
+        try:
+            return check_limits(value, "concurrency_limits")
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{self.path}: {error}") from None
 
     def build(self, factory: Any, value: Any, key: str) -> Any:
         self.mapping(value, key)
@@ -139,4 +148,5 @@ def load_run_config(path: str | Path) -> RunConfig:
         failure_mode=failure_mode,
         retry=None if retry is None else check.build(StepRetryConfig, retry, "retry"),
         steps=steps,
+        concurrency_limits=check.limits(data.get("concurrency_limits", {})),
     )

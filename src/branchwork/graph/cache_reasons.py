@@ -23,6 +23,7 @@ REFRESH = "refresh"
 EXPIRED = "expired"
 FAILED = "key_failed"
 RESUMED = "resumed"
+REPLAYED = "replayed"  # a replay runs it again instead of reusing the original's record
 
 
 class Earlier(NamedTuple):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from branchwork.graph.futures import StepOutput, StepOutputs
+    from branchwork.graph.questions import Question
     from branchwork.steps.step import Step
 
 
@@ -36,6 +37,9 @@ class RunContext(Protocol):
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         """Block until the step behind `output` has finished; False on timeout."""
+
+    def ask(self, question: Question) -> Any:
+        """The answer to a `branchwork.wait` question (a running run pauses until it has one)."""
 
 
 _current: ContextVar[RunContext | None] = ContextVar("branchwork_run_context", default=None)

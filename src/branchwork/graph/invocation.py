@@ -55,6 +55,7 @@ class Invocation:
     # call (other than its data dependencies): edges through control flow, drawn dashed.
     value_inputs: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # the FileInput paths among its inputs: hashed for its key
+    start_after: tuple[str, ...] = ()  # it starts once these have started (sidecars)
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -173,8 +174,18 @@ def references_of(inputs: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(upstream), tuple(files)
 
 
-def after_ids(after: object, where: str) -> tuple[str, ...]:
-    """Invocation ids named by an `after=` argument (futures, ids or a list of either)."""
+class Ordering(NamedTuple):
+    """A call's `after=` (start once these succeeded) and `start_after=` (once these
+    started): each a future, an invocation id, or a list of either. The step hands it to the
+    run context in place of a bare `after=` value, which `StepCalls.make` still takes."""
+
+    after: object = None
+    start_after: object = None
+
+
+def after_ids(after: object, where: str, keyword: str = "after") -> tuple[str, ...]:
+    """Invocation ids named by an `after=` (or `start_after=`) argument (futures, ids or a
+    list of either)."""
     if after is None:
         return ()
     items = after if isinstance(after, (list, tuple)) else [after]
@@ -186,7 +197,8 @@ def after_ids(after: object, where: str) -> tuple[str, ...]:
             ids.append(item)
         else:
             raise StepInvocationError(
-                f"{where}: after= takes step outputs or invocation ids, got {type(item).__name__}"
+                f"{where}: {keyword}= takes step outputs or invocation ids, "
+                f"got {type(item).__name__}"
             )
     return tuple(dict.fromkeys(ids))
 
@@ -209,6 +221,7 @@ def _call_config(invocation: Invocation) -> dict[str, Any]:
         "after": list(invocation.after),
         "enable_cache": invocation.enable_cache,
         **({"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}),
+        **({"start_after": list(invocation.start_after)} if invocation.start_after else {}),
     }
 
 
@@ -220,6 +233,8 @@ def _step_config(step: Step[Any, Any]) -> dict[str, Any]:
         "resources": step.resources.to_dict(),
         "retry": step.retry.to_dict() if step.retry else None,
         "outputs": [spec.name for spec in step.outputs],
+        **({"max_concurrency": step.max_concurrency} if step.max_concurrency else {}),
+        **({"concurrency_limit": step.concurrency_limit} if step.concurrency_limit else {}),
     }
 
 
@@ -252,7 +267,9 @@ class StepCalls:
         invocation_id: str | None,
         after: object,
     ) -> Invocation:
-        """The invocation of one call of `step` (StepInvocationError: a bad call)."""
+        """The invocation of one call of `step` (StepInvocationError: a bad call); `after`
+        is an `Ordering` or a bare `after=` value."""
+        ordering = after if isinstance(after, Ordering) else Ordering(after)
         if step.name in self.step_options:
             step = self.step_options[step.name].apply(step)
         pipeline_name = self.pipeline_name
@@ -265,13 +282,16 @@ class StepCalls:
             step=step,
             inputs=inputs,
             upstream=upstream,
-            after=after_ids(after, where),
+            after=after_ids(ordering.after, where),
             enable_cache=self.pipeline_cache and step.enable_cache is not False,
             files=files,
+            start_after=after_ids(ordering.start_after, where, "start_after"),
         )
-        for dependency in invocation.dependencies:
-            if dependency not in self.ids or dependency == invocation_id:
+        edges = [("depends on", d) for d in invocation.dependencies]
+        edges += [("starts after", s) for s in invocation.start_after]
+        for relation, earlier in edges:
+            if earlier not in self.ids or earlier == invocation_id:
                 raise StepInvocationError(
-                    f"{where} depends on '{dependency}', which is not an earlier step of this run."
+                    f"{where} {relation} '{earlier}', which is not an earlier step of this run."
                 )
         return invocation

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from branchwork.config.run_config import StepOptions
+    from branchwork.graph.questions import Question
     from branchwork.steps.step import Step
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -92,6 +93,11 @@ class TracingContext:
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         return bool(self.value_of(output))
+
+    def ask(self, question: Question) -> Any:
+        """An answer is a value the body uses: the pipeline is dynamic."""
+        self.value_use = f"it waits for an answer to {question.text!r} at {user_location()}"
+        raise _ValueUsed(self.value_use)
 
 
 def trace(

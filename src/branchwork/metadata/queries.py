@@ -290,33 +290,51 @@ def _step_runs(
         ):
             configs[config.step_run_id] = _configuration(config)
     attempts = [
-        StepRunResponse(
-            id=row.id,
-            name=row.name,
-            step_name=row.step_name,
-            status=ExecutionStatus(row.status),
-            attempt=row.attempt,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            cache_key=row.cache_key,
-            code_hash=row.code_hash,
-            original_step_run_id=row.original_step_run_id,
-            exception_type=row.exception_type,
-            exception_message=row.exception_message,
-            traceback=row.traceback,
-            run_metadata=loads(row.run_metadata, {}),
-            inputs=inputs.get(row.id, {}),
-            outputs=outputs.get(row.id, {}),
-            parent_step_run_ids=tuple(parents.get(row.id, ())),
-            configuration=configs.get(row.id) or snapshot.step_configurations.get(row.name),
-            cache_verdict=row.cache_verdict,
-            cache_reason=row.cache_reason,
+        step_run_response(
+            row,
+            inputs.get(row.id, {}),
+            outputs.get(row.id, {}),
+            tuple(parents.get(row.id, ())),
+            configs.get(row.id) or snapshot.step_configurations.get(row.name),
         )
         for row in rows
     ]
     if lost_at is None:
         return attempts
     return [_lost_attempt(a, utc(lost_at)) if a.status == "running" else a for a in attempts]
+
+
+def step_run_response(
+    row: Any,
+    inputs: dict[str, ArtifactVersionResponse],
+    outputs: dict[str, ArtifactVersionResponse],
+    parents: tuple[str, ...],
+    configuration: StepConfigurationResponse | None,
+) -> StepRunResponse:
+    """A `step_run` row as a response, with its links read apart (all of a run's at once, or
+    one page of one step run's)."""
+    return StepRunResponse(
+        id=row.id,
+        name=row.name,
+        step_name=row.step_name,
+        status=ExecutionStatus(row.status),
+        attempt=row.attempt,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        cache_key=row.cache_key,
+        code_hash=row.code_hash,
+        original_step_run_id=row.original_step_run_id,
+        exception_type=row.exception_type,
+        exception_message=row.exception_message,
+        traceback=row.traceback,
+        run_metadata=loads(row.run_metadata, {}),
+        inputs=inputs,
+        outputs=outputs,
+        parent_step_run_ids=parents,
+        configuration=configuration,
+        cache_verdict=row.cache_verdict,
+        cache_reason=row.cache_reason,
+    )
 
 
 def _lost_attempt(attempt: StepRunResponse, end: Any) -> StepRunResponse:
@@ -357,6 +375,20 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
             .where(s.pipeline_run_output.c.run_id == row.id)
             .order_by(s.pipeline_run_output.c.position)
         ).all()
+    outputs_read = tuple(_version(o, o.artifact_name, labels) for o in outputs)
+    return run_response(row, snapshot, lost, attempts, outputs_read)
+
+
+def run_response(
+    row: Any,
+    snapshot: PipelineSnapshotResponse,
+    lost: bool,
+    attempts: list[StepRunResponse],
+    outputs: tuple[ArtifactVersionResponse, ...],
+) -> PipelineRunResponse:
+    """A `pipeline_run` row (with its `pipeline_name`) as a response; a lost run (see
+    `metadata.lost`) reads as failed at its last heartbeat. Its steps are the latest attempt
+    of each invocation among `attempts` (none: a run read without its step runs)."""
     latest: dict[str, StepRunResponse] = {}
     for attempt in attempts:
         current = latest.get(attempt.name)
@@ -380,9 +412,11 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         snapshot=snapshot,
         steps=latest,
         attempts=tuple(attempts),
-        outputs=tuple(_version(o, o.artifact_name, labels) for o in outputs),
+        outputs=outputs,
         output_structure=loads(row.output_structure),
         exception_data=None if lost else row.exception_data,
+        hook_errors=tuple(loads(row.hook_errors, ())),
+        replay_of=row.replay_of,
     )
 
 

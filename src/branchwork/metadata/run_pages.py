@@ -37,10 +37,8 @@ from branchwork.metadata.lost import (
     is_lost,
     lost_cutoff,
     lost_status,
-    run_lost_message,
 )
-from branchwork.metadata.queries import _VERSION_COLUMNS, _version, labels_of
-from branchwork.metadata.recorder import utc
+from branchwork.metadata.queries import _VERSION_COLUMNS, _version, labels_of, run_response
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.models.responses import (
     ExecutionStatus,
@@ -171,28 +169,7 @@ def _run_record(row: Any, outputs: list[Any], cutoff: float) -> PipelineRunRespo
         import_path=tuple(loads(row.import_path, ())),
         working_dir=row.working_dir,
     )
-    return PipelineRunResponse(
-        id=row.id,
-        name=row.name,
-        pipeline_name=row.pipeline_name,
-        status=ExecutionStatus("failed" if lost else row.status),
-        orchestrator=row.orchestrator,
-        orchestrator_run_id=row.orchestrator_run_id,
-        parameters=loads(row.parameters, {}),
-        created=row.created,
-        start_time=row.start_time,
-        end_time=utc(row.heartbeat) if lost else row.end_time,
-        failed_step=row.failed_step,
-        exception_type=LOST_TYPE if lost else row.exception_type,
-        exception_message=run_lost_message() if lost else row.exception_message,
-        traceback=row.traceback,
-        snapshot=snapshot,
-        steps={},
-        attempts=(),
-        outputs=tuple(outputs),
-        output_structure=loads(row.output_structure),
-        exception_data=None if lost else row.exception_data,
-    )
+    return run_response(row, snapshot, lost, [], tuple(outputs))
 
 
 def run_page(engine: Engine, where: RunFilter, page: int, page_size: int) -> Page[Any]:

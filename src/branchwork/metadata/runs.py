@@ -42,8 +42,10 @@ def create_placeholder_run(
     spec: dict[str, Any],
     step_configurations: list[dict[str, Any]],
     orchestrator: str,
+    replay_of: str | None = None,
 ) -> tuple[str, str]:
-    """Create snapshot + INITIALIZING run; returns (snapshot_id, run_id)."""
+    """Create snapshot + INITIALIZING run (a replay of run `replay_of`, if given); returns
+    (snapshot_id, run_id)."""
     now = time.time()
     created = utc(now)
     snapshot_id, run_id = new_id(), new_id()
@@ -88,6 +90,7 @@ def create_placeholder_run(
                 "orchestrator": orchestrator,
                 "parameters": params_json,
                 "created": created,
+                "replay_of": replay_of,
             },
         )
     return snapshot_id, run_id
@@ -117,14 +120,14 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
 
 @retrying("reopening the run for a resume")
 def reopen_run(engine: Engine, run_id: str) -> bool:
-    """Put a FAILED, STOPPED or lost run back to INITIALIZING for a resume, closing its
-    attempts that a lost loop left running; False if it is none of those."""
+    """Put a FAILED, STOPPED, PAUSED or lost run back to INITIALIZING for a resume, closing
+    its attempts that a lost loop left running; False if it is none of those."""
     with write_transaction(engine) as conn:
         reap_lost_runs(conn, run_id)
         result = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
-            .where(schema.pipeline_run.c.status.in_(("failed", "stopped")))
+            .where(schema.pipeline_run.c.status.in_(("failed", "stopped", "paused")))
             .values(
                 status="initializing",
                 end_time=None,

@@ -99,7 +99,27 @@ pipeline_run = Table(
     Column("output_structure", Text, nullable=True),
     Column("stop_requested", STATUS, nullable=True),  # "graceful" | "abandon"
     Column("exception_data", Text, nullable=True),  # JSON: how to rebuild the exception
+    Column("hook_errors", Text, nullable=True),  # JSON: what its pipeline's hooks raised
+    # The run this one replays (`Client().replay`). No foreign key: SQLite adds the column
+    # in place (migration 0008), and a replay outlives the deletion of its original.
+    Column("replay_of", ID, nullable=True),
     Index(None, "pipeline_id", "created"),
+)
+
+run_wait = Table(  # a question a run asked with `branchwork.wait`, and its answer
+    "run_wait",
+    metadata,
+    Column("run_id", ID, ForeignKey("pipeline_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("wait_id", String(255), primary_key=True),
+    Column("position", Integer, nullable=False),  # 1, 2, ... in the order first asked
+    Column("question", Text, nullable=False),
+    Column("answer_schema", Text, nullable=True),  # JSON schema; NULL: any JSON value
+    Column("timeout", Float, nullable=True),  # seconds from `asked`
+    Column("default_value", Text, nullable=True),  # JSON; NULL: no default
+    Column("asked", DateTime, nullable=False),
+    Column("answer", Text, nullable=True),  # JSON; NULL until answered
+    Column("answered", DateTime, nullable=True),
+    Column("answered_by", STATUS, nullable=True),  # "answer" | "default"
 )
 
 step_run = Table(

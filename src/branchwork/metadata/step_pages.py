@@ -23,15 +23,14 @@ from branchwork.metadata.queries import (
     _lost_attempt,
     _version,
     labels_of,
+    step_run_response,
 )
 from branchwork.metadata.run_listing import StepRunOrigin
 from branchwork.metadata.run_pages import Page, is_finished, latest_attempt, page_offset
 from branchwork.models.responses import (
     ArtifactVersionResponse,
-    ExecutionStatus,
     PipelineRunResponse,
     StepRunResponse,
-    loads,
 )
 
 SIMILAR = 10  # invocation ids an error about a missing one suggests
@@ -172,28 +171,7 @@ def _parents(conn: Connection, step_run_id: str) -> tuple[tuple[str, ...], int]:
 def _attempt(
     row: Any, outputs: dict[str, Any], parents: tuple[str, ...], configs: dict[str | None, Any]
 ) -> StepRunResponse:
-    return StepRunResponse(
-        id=row.id,
-        name=row.name,
-        step_name=row.step_name,
-        status=ExecutionStatus(row.status),
-        attempt=row.attempt,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        cache_key=row.cache_key,
-        code_hash=row.code_hash,
-        original_step_run_id=row.original_step_run_id,
-        exception_type=row.exception_type,
-        exception_message=row.exception_message,
-        traceback=row.traceback,
-        run_metadata=loads(row.run_metadata, {}),
-        inputs={},
-        outputs=outputs,
-        parent_step_run_ids=parents,
-        configuration=configs.get(row.id) or configs.get(None),
-        cache_verdict=row.cache_verdict,
-        cache_reason=row.cache_reason,
-    )
+    return step_run_response(row, {}, outputs, parents, configs.get(row.id) or configs.get(None))
 
 
 def input_page(

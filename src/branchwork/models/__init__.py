@@ -9,6 +9,7 @@ from branchwork.models.responses import (
     StepConfigurationResponse,
     StepRunResponse,
 )
+from branchwork.models.waits import WaitResponse
 
 __all__ = [
     "ArtifactVersionResponse",
@@ -18,4 +19,5 @@ __all__ = [
     "PipelineSnapshotResponse",
     "StepConfigurationResponse",
     "StepRunResponse",
+    "WaitResponse",
 ]

@@ -23,6 +23,9 @@ class ExecutionStatus(str, Enum):
     FAILED = "failed"
     RETRIED = "retried"
     STOPPED = "stopped"
+    # A run waiting for an answer (`branchwork.wait`): no loop runs it until it is answered.
+    # Finished as far as readers go (nothing changes meanwhile); resumable by an answer.
+    PAUSED = "paused"
 
     def __str__(self) -> str:
         return self.value
@@ -179,6 +182,10 @@ class PipelineRunResponse:
     outputs: tuple[ArtifactVersionResponse, ...]
     output_structure: Any
     exception_data: str | None = None  # how to rebuild the exception: metadata.error_records
+    # What the pipeline's run-level hooks raised in the run's latest session, one dict each:
+    # hook, function, exception_type, message, traceback (see `runtime.hooks`).
+    hook_errors: tuple[dict[str, str], ...] = ()
+    replay_of: str | None = None  # the run this one replays (`Client().replay`), by id
 
     def load_output(self, allow_pickle: bool = False) -> Any:
         """The pipeline function's return value, loaded, with its structure (as the

@@ -15,6 +15,7 @@ from branchwork.models.responses import (
     PipelineRunResponse,
     StepRunResponse,
 )
+from branchwork.models.waits import WaitResponse
 
 if TYPE_CHECKING:  # a record the store's readers make; only its fields are used here
     from branchwork.metadata.run_listing import StepRunOrigin
@@ -48,6 +49,7 @@ def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
         "exception_type": run.exception_type,
         "exception_message": run.exception_message,
         "outputs": [version_dict(version) for version in run.outputs],
+        "replay_of": run.replay_of,
     }
 
 
@@ -96,4 +98,21 @@ def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
         "producer_step_run_id": version.producer_step_run_id,
         "created": iso(version.created),
         "preview": version.preview,
+    }
+
+
+def wait_dict(wait: WaitResponse) -> dict[str, Any]:
+    """A question a run asked (`branchwork.wait`) and its answer, if it has one."""
+    return {
+        "wait_id": wait.wait_id,
+        "question": wait.question,
+        "schema": wait.schema,
+        "timeout_seconds": wait.timeout,
+        "has_default": wait.has_default,
+        "default": wait.default,
+        "asked": iso(wait.asked),
+        "deadline": iso(wait.deadline),
+        "answer": wait.answer,
+        "answered": iso(wait.answered),
+        "answered_by": wait.answered_by,
     }

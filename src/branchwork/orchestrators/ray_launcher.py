@@ -12,6 +12,10 @@ exactly as on the local orchestrator, and a step never runs twice behind its bac
 
 Before a task is submitted its resources are compared with the cluster's nodes; a step that
 no node can ever run fails at once (see `ray_cluster`) instead of waiting for ever.
+
+A node that dies takes its running steps with it: each fails with a `NodeLostError` that
+names the node (Ray's `NodeDiedError` says which only in its text) and is retried by the
+step's retry policy like any failure, on the nodes that are left.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +42,13 @@ from branchwork.orchestrators.ray_cluster import (
 )
 from branchwork.runtime.step_execution import StepRequest, StepResult
 from branchwork.user_code import extend_import_path
+
+# How Ray's NodeDiedError names the node: "... Node IP: 10.0.0.5, node ID: 3f2a..."
+_DEAD_NODE = re.compile(r"Node IP: (?P<ip>[^,\s]+), node ID: (?P<id>[0-9a-fA-F]+)")
+
+
+class NodeLostError(StepFailedError):
+    """A step's Ray task was lost with the node it ran on."""
 
 
 @contextlib.contextmanager
@@ -174,6 +186,9 @@ class RayLauncher:
             result = _failed(request, start, _describe_ray_error(request, error), str(error))
         on_done(result)
 
+    def holds_worker(self, step: Any) -> bool:
+        return True  # a task each, async or not (`asyncio.run` in it)
+
     def cancel(self) -> None:
         """Kill every running or queued step task (the run is being stopped); steps the
         loop launches afterwards fail at once."""
@@ -199,16 +214,30 @@ def _describe_ray_error(request: StepRequest, error: BaseException) -> StepFaile
     import ray.exceptions as rex
 
     what = f"The Ray task of step '{request.invocation_id}'"
+    if isinstance(error, rex.NodeDiedError):
+        return _node_lost(request, what, str(error))
     if isinstance(error, rex.TaskCancelledError):
         text = f"{what} was cancelled."
     elif isinstance(error, rex.OutOfMemoryError):
         text = f"{what} was killed by Ray for lack of memory: give the step more (memory=)."
-    elif isinstance(error, (rex.WorkerCrashedError, rex.NodeDiedError)):
+    elif isinstance(error, rex.WorkerCrashedError):
         text = f"{what} died with its worker process or node ({type(error).__name__})."
     else:
         first_line = (str(error).strip().splitlines() or [""])[0]
         text = f"{what} failed: {type(error).__name__}: {first_line}"
     return StepFailedError(text, request.invocation_id)
+
+
+def _node_lost(request: StepRequest, what: str, ray_message: str) -> NodeLostError:
+    found = _DEAD_NODE.search(ray_message)
+    node = f"Ray node {found['id']} ({found['ip']})" if found else "the Ray node it ran on"
+    return NodeLostError(
+        f"{what} was lost with {node}, which died while the step ran. Give the step "
+        "retries (retry=StepRetryConfig(max_retries=1)) to run it again on the nodes that "
+        f"are left, or resume the run once the cluster is whole: branchwork runs resume "
+        f"{request.run_name}",
+        request.invocation_id,
+    )
 
 
 def _failed(

@@ -31,6 +31,7 @@ from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, ma
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.runtime.requests import RunOptions
+from branchwork.runtime.waits import paused_error
 from branchwork.user_code import (
     MAX_DEPTH_ENV,
     ImportStopped,
@@ -175,18 +176,19 @@ def create_run(
         working_dir=os.getcwd(),
         parameters=params,
         spec=RunOptions.of(pipeline, compiled.reason).to_spec(),
-        step_configurations=[
-            {
-                "name": inv.id,
-                "step_name": inv.step.name,
-                "config": json.dumps(invocation_config(inv)),
-            }
-            for inv in compiled.invocations
-        ],
+        step_configurations=step_configurations(compiled),
         orchestrator=orchestrator.flavor,
     )
     remember_last_run(pipeline.name, run_id)
     return run_id
+
+
+def step_configurations(compiled: Compiled) -> list[dict[str, Any]]:
+    """A static DAG's invocations as its snapshot records them (none for a dynamic one)."""
+    return [
+        {"name": inv.id, "step_name": inv.step.name, "config": json.dumps(invocation_config(inv))}
+        for inv in compiled.invocations
+    ]
 
 
 @contextmanager
@@ -205,10 +207,13 @@ def stopped_if_interrupted() -> Iterator[list[str]]:
 
 def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> Any:
     """The pipeline's value once the run has finished, or PipelineRunFailedError with the
-    step's exception (`cause`, or rebuilt from the store) as `__cause__`. A run that is not
-    finished here was orphaned by its orchestration (`ended` says how that ended)."""
+    step's exception (`cause`, or rebuilt from the store) as `__cause__`, or RunPaused when
+    it waits for an answer. A run that is not finished here was orphaned by its
+    orchestration (`ended` says how that ended)."""
     engine = get_engine()
     run = get_run(engine, run_id, include_steps=False)
+    if run.status == "paused":
+        raise paused_error(engine, run)
     if not run.status.is_finished:
         mark_run_failed(
             engine,

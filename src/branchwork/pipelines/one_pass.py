@@ -32,6 +32,7 @@ from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession
 
 if TYPE_CHECKING:
+    from branchwork.graph.questions import Question
     from branchwork.pipelines.pipeline import Pipeline
     from branchwork.runtime.body import BodyContext
     from branchwork.stack import Stack
@@ -65,6 +66,12 @@ class OnePassContext(TracingContext):
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         live = self._live(output)
         return live.wait_for(self._on(live, output), timeout)
+
+    def ask(self, question: Question) -> Any:
+        if self.live is None:
+            self.value_use = f"it waits for an answer to {question.text!r} at {user_location()}"
+            self.live = self._go_live(self.value_use)
+        return self.live.ask(question)
 
     def _live(self, output: StepOutput) -> BodyContext:
         if self.live is None:

@@ -4,7 +4,8 @@ Everything comes from the environment an orchestrator's `submit_*` was handed
 (`BRANCHWORK_RUN_ID`, `BRANCHWORK_STORE_URL`, `BRANCHWORK_STACK`, `PYTHONPATH`), so
 launching that bare command with that environment runs the pipeline; `--run-id` overrides
 the run. It loads the pipeline from its recorded source, runs the orchestration loop,
-records everything and exits 0 when the run completed, 1 when it failed, 130 when stopped.
+records everything and exits 0 when the run completed (or paused, waiting for an answer: a
+job that ends there has not failed), 1 when it failed, 130 when stopped.
 
 Why here and not in `orchestrators`: the process rebuilds the run's stack (the `stack`
 layer) and loads its pipeline (this layer), both above the orchestrators, which must not
@@ -75,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
     except BranchworkError as error:  # the store went away: nothing more can be recorded
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
-    return {"completed": 0, "stopped": 130}.get(outcome.status, 1)
+    return {"completed": 0, "paused": 0, "stopped": 130}.get(outcome.status, 1)

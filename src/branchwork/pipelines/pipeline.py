@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from branchwork.config.concurrency import check_limits
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
@@ -39,9 +40,12 @@ class Pipeline(Generic[P, R]):
         dynamic: bool | None = None,
         enable_cache: bool | None = None,
         failure_mode: FailureMode | str | None = None,
-        on_failure: Callable[..., Any] | None = None,
+        on_start: Callable[..., Any] | None = None,
         on_success: Callable[..., Any] | None = None,
+        on_failure: Callable[..., Any] | None = None,
+        on_end: Callable[..., Any] | None = None,
         retry: StepRetryConfig | None = None,
+        concurrency_limits: Mapping[str, int] | None = None,
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@pipeline needs a function, got {func!r}")
@@ -52,11 +56,18 @@ class Pipeline(Generic[P, R]):
         self.signature = inspect.signature(func)
         self.dynamic = dynamic
         self.enable_cache = enable_cache
-        self.on_failure = on_failure
-        self.on_success = on_success
+        # Run-level hooks, called where the run's loop runs: see `runtime.hooks`.
+        self.on_start = self._hook("on_start", on_start)
+        self.on_success = self._hook("on_success", on_success)
+        self.on_failure = self._hook("on_failure", on_failure)
+        self.on_end = self._hook("on_end", on_end)
         if retry is not None and not isinstance(retry, StepRetryConfig):
             raise ConfigurationError(f"Pipeline '{self.name}': retry must be a StepRetryConfig")
         self.retry = retry  # for every step that has no retry of its own
+        # Sizes of the named limits its steps count against (`config.concurrency`).
+        self.concurrency_limits = check_limits(
+            concurrency_limits or {}, f"Pipeline '{self.name}': concurrency_limits"
+        )
         self.config_parameters: dict[str, Any] = {}  # from a run configuration file
         self.step_options: dict[str, StepOptions] = {}
         # Recompute despite the cache, replacing the cached results: all steps, or these.
@@ -69,6 +80,13 @@ class Pipeline(Generic[P, R]):
                 f"Pipeline '{self.name}': failure_mode must be one of {modes}, got {failure_mode!r}"
             ) from None
         functools.update_wrapper(self, func)
+
+    def _hook(self, option: str, hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        if hook is not None and not callable(hook):
+            raise ConfigurationError(
+                f"Pipeline '{self.name}': {option} must be a function, got {hook!r}"
+            )
+        return hook
 
     @property
     def source(self) -> str:
@@ -89,6 +107,7 @@ class Pipeline(Generic[P, R]):
         failure_mode: FailureMode | str | None = None,
         config_path: str | None = None,
         refresh: bool | Iterable[str] | None = None,
+        concurrency_limits: Mapping[str, int] | None = None,
     ) -> Pipeline[P, R]:
         """A copy of this pipeline with some options replaced; `config_path` reads them (and
         parameters and per-step settings) from a YAML run configuration, arguments winning.
@@ -104,6 +123,7 @@ class Pipeline(Generic[P, R]):
             clone.retry = config.retry or clone.retry
             if config.failure_mode is not None:
                 clone.failure_mode = FailureMode(config.failure_mode)
+            clone.concurrency_limits = {**clone.concurrency_limits, **config.concurrency_limits}
         if enable_cache is not None:
             clone.enable_cache = enable_cache
         if dynamic is not None:
@@ -112,6 +132,12 @@ class Pipeline(Generic[P, R]):
             clone.failure_mode = FailureMode(failure_mode)
         if refresh is not None:
             clone.refresh = refresh if isinstance(refresh, bool) else self._steps_named(refresh)
+        if concurrency_limits is not None:
+            where = f"Pipeline '{self.name}': concurrency_limits"
+            clone.concurrency_limits = {
+                **clone.concurrency_limits,
+                **check_limits(concurrency_limits, where),
+            }
         return clone
 
     def _steps_named(self, names: Iterable[str]) -> tuple[str, ...]:
@@ -158,9 +184,12 @@ def pipeline(
     dynamic: bool | None = None,
     enable_cache: bool | None = None,
     failure_mode: FailureMode | str | None = None,
-    on_failure: Callable[..., Any] | None = None,
+    on_start: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    on_end: Callable[..., Any] | None = None,
     retry: StepRetryConfig | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
 ) -> Callable[[Callable[P, R]], Pipeline[P, R]]: ...
 
 

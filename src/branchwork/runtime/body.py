@@ -17,11 +17,14 @@ from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, OutputRef, StepCalls
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
+from branchwork.runtime.waits import RunQuestions
 from branchwork.values import Leaf, encode, leaves_of
 
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions
+    from branchwork.graph.questions import Question
     from branchwork.runtime.loop import RunLoop
+    from branchwork.runtime.replay import ReplayPlan
     from branchwork.steps.step import Step
 
 
@@ -59,10 +62,13 @@ class BodyContext:
         pipeline_name: str,
         enable_cache: bool,
         step_options: dict[str, StepOptions] | None = None,
+        replay: ReplayPlan | None = None,
     ) -> None:
         self.loop = loop
         self.pipeline_name = pipeline_name
         self.calls = StepCalls(pipeline_name, enable_cache, step_options)
+        self.replay = replay  # a replay's overridden arguments, applied to each call
+        self.questions = RunQuestions(loop.run_id, loop.run_name, pipeline_name)
         self._calls: dict[str, tuple[Invocation, Outcome]] = {}
         self._values_read: dict[str, None] = {}  # see _read_value_of
 
@@ -84,6 +90,8 @@ class BodyContext:
     def add(self, invocations: list[Invocation]) -> None:
         """Hand invocations to the loop (all of a static pipeline, or those traced before a
         body's first value use, at once)."""
+        if self.replay is not None:
+            invocations = [self.replay.apply(i, self.pipeline_name) for i in invocations]
         calls = [(invocation, Outcome()) for invocation in invocations]
         for call in calls:
             self._calls[call[0].id] = call
@@ -108,6 +116,11 @@ class BodyContext:
         if done:
             self._read_value_of(output.invocation_id)
         return done
+
+    def ask(self, question: Question) -> Any:
+        """The recorded answer, or the run pauses here (see `runtime.waits`)."""
+        self._raise_if_failed()
+        return self.questions.ask(question)
 
     def finish(self, returned: Any) -> tuple[Any, list[OutputRef]]:
         """The body returned: wait for every step, then check the run's outcome. Returns the

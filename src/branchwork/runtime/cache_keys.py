@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.graph import cache_reasons
 from branchwork.graph.cache_key import KeyParts, key_of, key_parts
-from branchwork.graph.code_hash import fingerprint, library_versions
+from branchwork.graph.code_hash import library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
@@ -91,7 +91,7 @@ class CacheKeys:
         item.cache_key = key_of(item.cache_parts_json)
         if parts.code not in self._code_recorded:  # what the digest is made of, for reasons
             self._code_recorded.add(parts.code)
-            self.recorder.fingerprint(parts.code, fingerprint(step.func).parts)
+            self.recorder.fingerprint(parts.code, step.code_fingerprint.parts)
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
         """Keep the engine's verdict on the invocation, with its reason."""
@@ -101,7 +101,7 @@ class CacheKeys:
             item.cache_reason = cache_reasons.hit(hit.invocation_id, hit.run_name)
             return
         item.cache_verdict = command.verdict
-        item.cache_reason = self._reason(item, command.verdict)
+        item.cache_reason = command.reason or self._reason(item, command.verdict)
 
     def _reason(self, item: Tracked, verdict: str) -> str:
         step = item.invocation.step
@@ -127,7 +127,7 @@ class CacheKeys:
             if isinstance(value, OutputRef)
         }
         earlier = self._earlier(invocation.id)
-        return cache_reasons.miss(item.cache_parts, fingerprint(step.func).parts, earlier, sources)
+        return cache_reasons.miss(item.cache_parts, step.code_fingerprint.parts, earlier, sources)
 
     def _earlier(self, invocation_id: str) -> cache_reasons.Earlier | None:
         earlier, parameter_changes = self._previous

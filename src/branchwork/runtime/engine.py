@@ -8,21 +8,21 @@ wait); and the one failure state of the run under its failure mode. It performs 
 reads no clock (time comes in as `now`) and starts no threads, so whole scenarios are
 tested without any concurrency. The loop carries out its commands and feeds it the results.
 
-Admission: steps that ask for no resources only need a free worker; steps with a
-`ResourceSettings` are admitted first-come first-served against the capacity. A step asking
-for more than the whole capacity is not refused: it waits until nothing else holds resources
-and then runs alone.
+Which ready step starts next — workers, resources, concurrency limits — is `Admission`'s
+part (`runtime.admission`). A step called with `start_after=` waits for those steps to have
+*started* (launched, or served from the cache or a resumed run's record), not finished;
+if one of them never starts, neither does it.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
 from branchwork.config.retry import StepRetryConfig
-from branchwork.graph.cache_reasons import EXPIRED, FAILED, MISS, OFF, REFRESH, RESUMED
+from branchwork.graph.cache_reasons import EXPIRED, FAILED, MISS, OFF, REFRESH
+from branchwork.runtime.admission import Admission, Ticket
 from branchwork.runtime.events import (
     Abandoned,
     Added,
@@ -47,10 +47,6 @@ from branchwork.runtime.events import (
 from branchwork.runtime.graph_check import Call, GraphCheck
 
 
-def _add(a: Request, b: Request, sign: int = 1) -> Request:
-    return Request(a.cpu + sign * b.cpu, a.memory + sign * b.memory, a.gpu + sign * b.gpu)
-
-
 class State(str, Enum):
     WAITING = "waiting"
     CACHE_CHECK = "cache_check"
@@ -64,6 +60,7 @@ class State(str, Enum):
 
 
 _TERMINAL = (State.DONE, State.FAILED, State.NOT_RUN, State.ABANDONED)
+_NEVER_RAN = (State.FAILED, State.NOT_RUN, State.ABANDONED)  # final, without having succeeded
 _PENDING = (State.WAITING, State.CACHE_CHECK, State.READY, State.RETRY_WAIT)
 
 
@@ -77,7 +74,9 @@ class _Node:
     attempt: int = 0  # attempts of this session
     attempts_before: int = 0  # attempts an earlier session of a resumed run recorded
     oversized: bool = False
+    started: bool = False  # launched once, or served without running
     dependents: list[str] = field(default_factory=list)
+    start_dependents: list[str] = field(default_factory=list)  # waiting for it to start
 
     @property
     def retry(self) -> StepRetryConfig:
@@ -98,21 +97,21 @@ class Engine:
         self.max_workers = max_workers
         self.failure_mode = FailureMode(failure_mode)
         self.graph_check = graph_check or GraphCheck("")
-        self.free = capacity
         self.nodes: dict[str, _Node] = {}
-        self.running = 0
+        self.admission = Admission(capacity, max_workers, self._is_ready)
         self.unfinished = 0
         self.first_failure: str | None = None
         self.cancelled = False
         self.stopped = False  # a stop was asked for: the run ends STOPPED
         self.abandoned = False
-        self._ready_plain: deque[str] = deque()
-        self._ready_resourced: deque[str] = deque()
         self._retries: list[tuple[float, int, str]] = []  # (due, seq, invocation id)
-        self._exclusive = False
-        self._resourced_running = 0
         self._seq = 0
         self._now = 0.0
+
+    @property
+    def running(self) -> int:
+        """Steps running now."""
+        return self.admission.running
 
     @property
     def idle(self) -> bool:
@@ -126,6 +125,9 @@ class Engine:
 
     def state(self, invocation_id: str) -> State:
         return self.nodes[invocation_id].state
+
+    def _is_ready(self, invocation_id: str) -> bool:
+        return self.nodes[invocation_id].state is State.READY
 
     def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
         commands: list[Command] = []
@@ -159,10 +161,19 @@ class Engine:
             parent = self.nodes[dependency]
             if parent.state is State.DONE:
                 continue
-            if parent.state in (State.FAILED, State.NOT_RUN, State.ABANDONED):
+            if parent.state in _NEVER_RAN:
                 blocked_by = dependency
                 continue
             parent.dependents.append(event.invocation_id)
+            node.missing += 1
+        for starter in event.start_after:
+            parent = self.nodes[starter]
+            if parent.started:
+                continue
+            if parent.state in _NEVER_RAN:
+                blocked_by = starter
+                continue
+            parent.start_dependents.append(event.invocation_id)
             node.missing += 1
         if blocked_by is not None or self._stopping:
             cause = blocked_by if blocked_by is not None or self.stopped else self.first_failure
@@ -193,7 +204,8 @@ class Engine:
             return  # cancelled meanwhile
         added = node.added
         if event.key is not None and self.graph_check.is_replayed(added.invocation_id):
-            call = Call(added.invocation_id, added.step_name, added.code_hash, event.key)
+            upstream = added.dependencies + added.value_inputs
+            call = Call(added.invocation_id, added.step_name, added.code_hash, event.key, upstream)
             verdict = self.graph_check.check(call)
             node.attempts_before = verdict.attempts_before
             if verdict.divergence is not None:
@@ -204,7 +216,11 @@ class Engine:
                 commands.append(Reuse(added.invocation_id, verdict.reuse))
                 self._done(added.invocation_id, commands)
                 return
-            commands.append(Missed(added.invocation_id, RESUMED))
+            if verdict.cached is not None:  # a replay reuses its original's record
+                commands.append(UseCached(added.invocation_id, verdict.cached))
+                self._done(added.invocation_id, commands)
+                return
+            commands.append(Missed(added.invocation_id, verdict.missed, verdict.reason))
         elif self._served_from_cache(added, event):
             commands.append(UseCached(added.invocation_id, event.hit))
             self._done(added.invocation_id, commands)
@@ -243,8 +259,9 @@ class Engine:
         if node.state in _TERMINAL:
             return
         node.state = State.READY
-        queue = self._ready_resourced if node.request else self._ready_plain
-        queue.append(invocation_id)
+        added = node.added
+        ticket = Ticket(node.seq, node.request, node.oversized, added.holds_worker, added.limits)
+        self.admission.enter(invocation_id, ticket)
 
     # ---- outcomes -------------------------------------------------------------------------
 
@@ -252,7 +269,7 @@ class Engine:
         node = self.nodes[event.invocation_id]
         if node.state is not State.RUNNING:
             return  # abandoned, or stopped meanwhile
-        self._release(node)
+        self.admission.release(event.invocation_id)
         if event.ok:
             self._done(event.invocation_id, commands)
             return
@@ -268,9 +285,20 @@ class Engine:
         self._failed(event.invocation_id, commands)
 
     def _done(self, invocation_id: str, commands: list[Command]) -> None:
-        self.nodes[invocation_id].state = State.DONE
+        node = self.nodes[invocation_id]
+        node.state = State.DONE
         self.unfinished -= 1
-        for child_id in self.nodes[invocation_id].dependents:
+        self._started(node, commands)  # served from the cache or a record: it never launched
+        self._one_less_missing(node.dependents, commands)
+
+    def _started(self, node: _Node, commands: list[Command]) -> None:
+        """What waits for it to start may go on."""
+        node.started = True
+        waiting, node.start_dependents = node.start_dependents, []
+        self._one_less_missing(waiting, commands)
+
+    def _one_less_missing(self, children: list[str], commands: list[Command]) -> None:
+        for child_id in children:
             child = self.nodes[child_id]
             if child.state is not State.WAITING:
                 continue
@@ -316,19 +344,22 @@ class Engine:
         self.abandoned = True
         for invocation_id, node in self.nodes.items():
             if node.state is State.RUNNING:
-                self._release(node)
+                self.admission.release(invocation_id)
                 node.state = State.ABANDONED
                 self.unfinished -= 1
                 commands.append(Abandoned(invocation_id))
 
     def _not_run_dependents(self, failed_id: str, commands: list[Command]) -> None:
-        stack = list(self.nodes[failed_id].dependents)
+        """In a run that goes on after a failure: what needed it (to succeed, or to start)
+        will never run, nor what needed those."""
+        failed = self.nodes[failed_id]
+        stack = failed.dependents + failed.start_dependents
         while stack:
             child_id = stack.pop()
             child = self.nodes[child_id]
             if child.state is State.WAITING:
                 self._not_run(child_id, failed_id, commands)
-                stack.extend(child.dependents)
+                stack.extend(child.dependents + child.start_dependents)
 
     def _not_run(self, invocation_id: str, because_of: str | None, commands: list[Command]) -> None:
         node = self.nodes[invocation_id]
@@ -339,55 +370,13 @@ class Engine:
     # ---- admission ------------------------------------------------------------------------
 
     def _admit(self, commands: list[Command]) -> None:
-        plain, resourced = self._ready_plain, self._ready_resourced
-        while self.running < self.max_workers and (plain or resourced):
-            self._drop_stale(plain)
-            self._drop_stale(resourced)
-            head = self._admissible_resourced()
-            if head is not None and (not plain or self.nodes[head].seq < self.nodes[plain[0]].seq):
-                resourced.popleft()
-                self._launch(head, commands)
-            elif plain:
-                self._launch(plain.popleft(), commands)
-            elif head is not None:
-                resourced.popleft()
-                self._launch(head, commands)
-            else:
-                break
-
-    def _drop_stale(self, queue: deque[str]) -> None:
-        while queue and self.nodes[queue[0]].state is not State.READY:
-            queue.popleft()
-
-    def _admissible_resourced(self) -> str | None:
-        if not self._ready_resourced or self._exclusive:
-            return None
-        head = self._ready_resourced[0]
-        node = self.nodes[head]
-        if node.oversized:
-            return head if self._resourced_running == 0 else None
-        return head if node.request.fits(self.free) else None
+        while (invocation_id := self.admission.next()) is not None:
+            self._launch(invocation_id, commands)
 
     def _launch(self, invocation_id: str, commands: list[Command]) -> None:
         node = self.nodes[invocation_id]
         node.state = State.RUNNING
         node.attempt += 1
-        self.running += 1
-        if node.oversized:
-            self._exclusive = True
-            self.free = Request(0.0, 0, 0.0)
-        elif node.request:
-            self.free = _add(self.free, node.request, -1)
-        if node.request:
-            self._resourced_running += 1
         commands.append(Launch(invocation_id, node.attempts_before + node.attempt, node.oversized))
-
-    def _release(self, node: _Node) -> None:
-        self.running -= 1
-        if not node.request:
-            return
-        self._resourced_running -= 1
-        if node.oversized:
-            self._exclusive = False
-        # Reset rather than add back when nothing holds resources: no float drift.
-        self.free = self.capacity if self._resourced_running == 0 else _add(self.free, node.request)
+        if not node.started:
+            self._started(node, commands)

@@ -49,6 +49,10 @@ class Added(NamedTuple):
     retry: StepRetryConfig = NO_RETRY
     expire_after: float | None = None  # seconds a cached result stays usable
     refresh: bool = False  # recompute it, and let the new result replace the cached one
+    start_after: tuple[str, ...] = ()  # it starts once these have started
+    holds_worker: bool = True  # False: it awaits on the launcher's event loop
+    limits: tuple[tuple[str, int], ...] = ()  # (concurrency limit, how many may run at once)
+    value_inputs: tuple[str, ...] = ()  # steps whose values the body read before the call
 
 
 class KeyComputed(NamedTuple):
@@ -112,10 +116,12 @@ class UseCached(NamedTuple):
 
 class Missed(NamedTuple):
     """It runs rather than being served from the cache, for this `graph.cache_reasons`
-    verdict (miss, off, refresh, expired, key_failed, resumed)."""
+    verdict (miss, off, refresh, expired, key_failed, resumed, replayed), and this reason
+    when the engine knows it (else the loop works it out from the verdict)."""
 
     invocation_id: str
     verdict: str
+    reason: str | None = None
 
 
 class Diverged(NamedTuple):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
 from branchwork.graph.cache_key import same_key_format
+from branchwork.graph.cache_reasons import RESUMED
 
 _REUSABLE = ("completed", "cached")
 
@@ -40,20 +41,27 @@ class Attempt(Recorded, Protocol):
 
 
 class Call(NamedTuple):
-    """The invocation the pipeline makes now, as graph checks see it."""
+    """The invocation the pipeline makes now, as graph checks see it: with the invocations
+    it comes after (data, `after=` and values the body read before the call)."""
 
     invocation_id: str
     step_name: str
     code_hash: str
     key: str
+    upstream: tuple[str, ...] = ()
 
 
 class Verdict(NamedTuple):
-    """What to do with one invocation: reuse a record, stop, or run (as attempt n+1)."""
+    """What to do with one invocation: reuse a record, serve it like a cache hit (from
+    another run: a replay's original), stop, or run (as attempt n+1) for the cache verdict
+    `missed`, with its `reason` if the check gives one."""
 
     reuse: Any = None  # the Attempt to take over
     divergence: str | None = None
     attempts_before: int = 0
+    cached: Any = None  # a `metadata.queries.CacheHit` to serve it from
+    missed: str = RESUMED
+    reason: str | None = None
 
 
 RUN = Verdict()  # nothing recorded says otherwise: run it
@@ -83,7 +91,7 @@ class GraphCheck:
         # a record keyed in an older format cannot be checked: it runs again
         if record.status not in _REUSABLE or not same_key_format(record.cache_key, call.key):
             return Verdict(attempts_before=record.attempt)
-        difference = _difference(record, call.step_name, call.code_hash, call.key)
+        difference = difference_from(record, call.step_name, call.code_hash, call.key)
         if difference is None:
             return Verdict(reuse=record, attempts_before=record.attempt)
         if self.accept_new_graph:
@@ -95,7 +103,7 @@ class GraphCheck:
         )
 
 
-def _difference(record: Recorded, step_name: str, code_hash: str, key: str) -> str | None:
+def difference_from(record: Recorded, step_name: str, code_hash: str, key: str) -> str | None:
     """How a recorded invocation differs from the one the pipeline now makes, if it does."""
     if record.step_name != step_name:
         return f"now names step '{step_name}', but ran step '{record.step_name}'"

@@ -1,13 +1,16 @@
 """Launchers: how a step request becomes a running step. Results arrive by callback.
 
 A launcher has one job: run `execute_step(request)` somewhere and call `on_done(result)`
-exactly once. The inline launcher uses a thread pool in the loop's process; the process
+exactly once. The inline launcher uses a thread pool in the loop's process, and awaits
+`async def` steps on an event loop of its own (one thread for all of them); the process
 launcher runs each step in a process of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -19,14 +22,21 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from branchwork.exceptions import StepFailedError
-from branchwork.runtime.step_execution import StepRequest, StepResult, execute_step
+from branchwork.runtime.step_execution import StepRequest, StepResult, execute_step, run_step
+
+if TYPE_CHECKING:
+    from branchwork.steps.step import Step
 
 
 class Launcher(Protocol):
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None: ...
+
+    def holds_worker(self, step: Step[Any, Any]) -> bool:
+        """Whether `step` takes one of the loop's `max_workers` while it runs here (an async
+        step awaited on an event loop takes none)."""
 
     def cancel(self) -> None:
         """Stop running steps where that is possible (the run is being abandoned)."""
@@ -38,7 +48,10 @@ class Launcher(Protocol):
 class InlineLauncher:
     """Runs steps in a pool of daemon threads of this process: threads cannot be stopped
     from outside, and a run abandoned by a second Ctrl-C must not keep its process alive
-    until they end (a ThreadPoolExecutor's threads would: they are joined at exit)."""
+    until they end (a ThreadPoolExecutor's threads would: they are joined at exit).
+
+    `async def` steps run as tasks of one event loop, in a daemon thread of its own started
+    at the first of them: they hold no worker thread, and a stop cancels them."""
 
     def __init__(self, max_workers: int) -> None:
         self._max_workers = max_workers
@@ -46,8 +59,19 @@ class InlineLauncher:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._lock = threading.Lock()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._event_loop_thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[StepResult]] = set()  # the event loop thread's alone
+
+    def holds_worker(self, step: Step[Any, Any]) -> bool:
+        return not step.is_async
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
+        if request.step.is_async:
+            with self._lock:
+                event_loop = self._event_loop or self._start_event_loop()
+            event_loop.call_soon_threadsafe(self._start_task, request, on_done)
+            return
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._max_workers:
                 thread = threading.Thread(
@@ -71,18 +95,77 @@ class InlineLauncher:
             with self._lock:
                 self._idle += 1
 
+    def _start_event_loop(self) -> asyncio.AbstractEventLoop:
+        self._event_loop = asyncio.new_event_loop()
+        self._event_loop_thread = threading.Thread(
+            target=_serve, args=(self._event_loop,), name="branchwork-async-steps", daemon=True
+        )
+        self._event_loop_thread.start()
+        return self._event_loop
+
+    def _start_task(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
+        """On the event loop: the step's attempt as a task, reported when it ends however
+        it ends (also when cancelled before it began)."""
+        task = asyncio.ensure_future(run_step(request))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._task_done, request, on_done))
+
+    def _task_done(
+        self,
+        request: StepRequest,
+        on_done: Callable[[StepResult], None],
+        task: asyncio.Task[StepResult],
+    ) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            cancelled = StepFailedError(
+                f"Step '{request.invocation_id}' was cancelled: its run is stopping.",
+                request.invocation_id,
+            )
+            on_done(_escaped(request, cancelled))
+            return
+        error = task.exception()  # only a BaseException (KeyboardInterrupt) escapes run_step
+        on_done(task.result() if error is None else _escaped(request, error))
+
+    def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
     def cancel(self) -> None:
-        """Threads cannot be stopped from outside; abandoned steps run on, unrecorded."""
+        """Async steps are cancelled; threads cannot be stopped from outside: abandoned sync
+        steps run on, unrecorded."""
+        with self._lock:
+            event_loop = self._event_loop
+        if event_loop is not None:
+            event_loop.call_soon_threadsafe(self._cancel_tasks)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             threads, self._threads = self._threads, []
             self._idle = 0
+            event_loop, self._event_loop = self._event_loop, None
         for _ in threads:
             self._work.put(None)
+        if event_loop is not None and self._event_loop_thread is not None:
+            event_loop.call_soon_threadsafe(event_loop.stop)
+            threads.append(self._event_loop_thread)
         if wait:
             for thread in threads:
                 thread.join()
+
+
+def _serve(event_loop: asyncio.AbstractEventLoop) -> None:
+    """The async steps' thread: run their event loop until `shutdown` stops it; what is
+    left then (a stopped run's cancelled steps) is wound down before the loop closes."""
+    asyncio.set_event_loop(event_loop)
+    try:
+        event_loop.run_forever()
+        left = asyncio.all_tasks(event_loop)
+        for task in left:
+            task.cancel()
+        event_loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    finally:
+        event_loop.close()
 
 
 def _run_inline(request: StepRequest) -> StepResult:
@@ -172,6 +255,9 @@ class ProcessLauncher:
         for request, on_done, start in lost.values():
             on_done(_process_result(request, start, zygote.wait(), None))
 
+    def holds_worker(self, step: Step[Any, Any]) -> bool:
+        return True  # a process each, async or not (`asyncio.run` in it)
+
     def cancel(self) -> None:
         """Kill every running step process (the run is being stopped)."""
         with self._lock:
@@ -230,8 +316,13 @@ class RoutingLauncher:
         self._inline, self._isolated, self._isolate = inline, isolated, isolate
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
-        target = self._isolated if self._isolate(request.step) else self._inline
-        target.launch(request, on_done)
+        self._target(request.step).launch(request, on_done)
+
+    def holds_worker(self, step: Step[Any, Any]) -> bool:
+        return self._target(step).holds_worker(step)
+
+    def _target(self, step: Step[Any, Any]) -> Launcher:
+        return self._isolated if self._isolate(step) else self._inline
 
     def cancel(self) -> None:
         self._inline.cancel()

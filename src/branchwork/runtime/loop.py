@@ -15,9 +15,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from branchwork.config.concurrency import step_limits
 from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.exceptions import BranchworkError, StepFailedError, StoreUnavailableError
 from branchwork.graph.invocation import Invocation, OutputRef
@@ -57,6 +58,7 @@ class RunLoop:
         previous_run: Callable[[], EarlierRun | None] = lambda: None,
         parameters: dict[str, Any] | None = None,
         refresh: bool | frozenset[str] = False,
+        concurrency_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.run_id = run_id
         self.run_name = run_name
@@ -72,6 +74,7 @@ class RunLoop:
         self._records = StepRecords(recorder, pipeline_name, is_dynamic, self._tracked)
         self._cache = CacheKeys(recorder, self._tracked, previous_run, parameters or {})
         self._refresh = refresh  # True, or the names of the steps to recompute
+        self._concurrency_limits = concurrency_limits or {}  # the run's named limits
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="branchwork-loop", daemon=True)
         # Waited on instead of Thread.join(): a join that Ctrl-C interrupted can return at
@@ -90,7 +93,10 @@ class RunLoop:
         self._thread.start()
 
     def add(self, calls: list[tuple[Invocation, Outcome]]) -> None:
-        """Hand step calls to the loop; their outcomes are resolved once recorded."""
+        """Hand step calls to the loop; their outcomes are resolved once recorded. A call
+        of a step whose concurrency limit the run does not size fails here, in the caller."""
+        for invocation, _ in calls:
+            step_limits(invocation.step, self._concurrency_limits, self.pipeline_name)
         self._events.put(calls)
         if self._crash is not None:  # the loop may have drained its queue already
             for _, outcome in calls:
@@ -250,6 +256,10 @@ class RunLoop:
             step.retry or self.default_retry or E.NO_RETRY,
             step.expire_after.total_seconds() if step.expire_after is not None else None,
             self._refresh is True or (self._refresh is not False and step.name in self._refresh),
+            invocation.start_after,
+            self.launcher.holds_worker(step),
+            step_limits(step, self._concurrency_limits, self.pipeline_name),
+            value_inputs=invocation.value_inputs,
         )
 
     def _execute(self, commands: list[E.Command], resolved: list[Any]) -> list[E.Event]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions
 from branchwork.runtime.events import FailureMode
+from branchwork.runtime.replay import ReplayPlan
 from branchwork.user_code import load_source
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class RunOptions:
     dynamic: bool | None = None  # as declared
     dynamic_reason: str | None = None  # why it is dynamic, when it is
     refresh: bool | tuple[str, ...] = False  # recompute (all, or these steps) despite the cache
+    concurrency_limits: Mapping[str, int] = field(default_factory=dict)  # named, with sizes
+    replay: ReplayPlan | None = None  # a replay's overrides and reuse (`runtime.replay`)
 
     @classmethod
     def of(cls, pipeline: Pipeline[Any, Any], dynamic_reason: str | None) -> RunOptions:
@@ -55,6 +58,7 @@ class RunOptions:
             dynamic=pipeline.dynamic,
             dynamic_reason=dynamic_reason,
             refresh=pipeline.refresh,
+            concurrency_limits=dict(pipeline.concurrency_limits),
         )
 
     def to_spec(self) -> dict[str, Any]:
@@ -67,6 +71,8 @@ class RunOptions:
             "step_options": {name: o.to_dict() for name, o in self.step_options.items()},
             "dynamic_reason": self.dynamic_reason,
             "refresh": self.refresh if self.refresh is True else list(self.refresh or ()),
+            "concurrency_limits": dict(self.concurrency_limits),
+            **({"replay": self.replay.to_spec()} if self.replay else {}),
         }
 
     @classmethod
@@ -81,6 +87,8 @@ class RunOptions:
             dynamic=spec.get("dynamic"),
             dynamic_reason=spec.get("dynamic_reason"),
             refresh=True if spec.get("refresh") is True else tuple(spec.get("refresh") or ()),
+            concurrency_limits=spec.get("concurrency_limits") or {},
+            replay=ReplayPlan.from_spec(spec["replay"]) if spec.get("replay") else None,
         )
 
 

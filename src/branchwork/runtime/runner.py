@@ -15,7 +15,12 @@ import traceback
 from contextvars import ContextVar
 from typing import Any
 
-from branchwork.exceptions import RunStopped, StepFailedError, StoreUnavailableError
+from branchwork.exceptions import (
+    PipelineHookError,
+    RunStopped,
+    StepFailedError,
+    StoreUnavailableError,
+)
 from branchwork.graph.context import run_context
 from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
@@ -25,12 +30,13 @@ from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
 from branchwork.runtime.engine import Engine
 from branchwork.runtime.events import FailureMode, Request
-from branchwork.runtime.graph_check import GraphCheck
-from branchwork.runtime.hooks import call_hook
+from branchwork.runtime.hooks import PipelineHookContext, PipelineHooks
 from branchwork.runtime.interrupts import interrupts_deferred, stop_on_interrupt
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
+from branchwork.runtime.replay import graph_check_for
 from branchwork.runtime.requests import RunOutcome, RunRequest
+from branchwork.runtime.waits import PauseRequested, record_paused
 
 _orchestrator_run_id: ContextVar[str | None] = ContextVar(
     "branchwork_orchestrator_run_id", default=None
@@ -67,7 +73,7 @@ class RunSession:
         # A resumed run: what its earlier sessions recorded is replayed by invocation id.
         replay = get_run(store, run.id).steps
         self.recorder = Recorder(store, run.id)
-        graph_check = GraphCheck(run.name, replay, options.accept_new_graph)
+        graph_check = graph_check_for(request, replay, store)  # a replay's: its original too
         self.loop = RunLoop(
             run_id=run.id,
             run_name=run.name,
@@ -81,25 +87,47 @@ class RunSession:
             previous_run=functools.partial(earlier_run, store, pipeline.name, run.id),
             parameters=request.snapshot.parameters,
             refresh=True if options.refresh is True else frozenset(options.refresh or ()),
+            concurrency_limits=options.concurrency_limits,
         )
         self.body = BodyContext(
-            self.loop, pipeline.name, options.enable_cache, dict(options.step_options)
+            self.loop,
+            pipeline.name,
+            options.enable_cache,
+            dict(options.step_options),
+            options.replay,
         )
         self.outcome = RunOutcome("running")
+        context = PipelineHookContext(
+            hook="",
+            run_id=run.id,
+            run_name=run.name,
+            pipeline_name=pipeline.name,
+            parameters=dict(request.snapshot.parameters),
+            resumed=run.start_time is not None,  # an earlier session started it
+        )
+        self.hooks = PipelineHooks(pipeline, context)
 
     def begin(self) -> BodyContext:
-        """Record the run running and start its loop (both, or neither: a Ctrl-C waits)."""
+        """Record the run running and start its loop (both, or neither: a Ctrl-C waits),
+        then call the pipeline's on_start hook: if it raises, the run is recorded failed
+        and the PipelineHookError raised."""
         now = time.time()
         self.recorder.run_update(
             status="running",
             start_time=utc(now),
             heartbeat=now,
             orchestrator_run_id=self.orchestrator_run_id,
+            hook_errors=None,  # those of an earlier session
         )
         with interrupts_deferred():
             self.recorder.flush()
             self.loop.start()
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
+        try:
+            self.hooks.start()
+        except PipelineHookError as error:
+            self.fail(error)
+            raise
         return self.body
 
     def _end(self, outcome: RunOutcome) -> RunOutcome:
@@ -110,7 +138,10 @@ class RunSession:
     def run(self) -> RunOutcome:
         """Run the pipeline as the request's run and record everything; returns how it
         ended rather than raising for a failed run, and re-raises KeyboardInterrupt."""
-        body = self.begin()
+        try:
+            body = self.begin()
+        except PipelineHookError:
+            return self.outcome  # recorded failed by begin()
         request, pipeline = self.request, self.pipeline
         params = request.snapshot.parameters
         try:
@@ -133,6 +164,8 @@ class RunSession:
 
     def complete(self, returned: Any) -> RunOutcome:
         """The body returned `returned`: wait for every step and record the outcome."""
+        if self.outcome.status != "running":  # on_start failed it already
+            return self.outcome
         try:
             structure, refs = self.body.finish(returned)
             self.loop.record_outputs(refs)
@@ -142,23 +175,49 @@ class RunSession:
             status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
         )
         self.recorder.flush()
-        call_hook(self.pipeline.on_success, None, f"on_success of pipeline '{self.pipeline.name}'")
-        return self._end(RunOutcome("completed"))
+        outcome = self._end(RunOutcome("completed"))
+        self._end_hooks(outcome)
+        return outcome
 
     def fail(self, error: BaseException) -> RunOutcome:
         """The body (or the loop) raised `error`: stop, record, and re-raise it if it is an
         interrupt."""
+        if self.outcome.status != "running":  # on_start failed it already
+            if not isinstance(error, Exception):
+                raise error
+            return self.outcome
+        if isinstance(error, PauseRequested):
+            return self._pause(error)
         interrupted = isinstance(error, KeyboardInterrupt)
         if isinstance(error, KeyboardInterrupt):
             stop_on_interrupt(self.loop, error)
         stopped, cause = _record_failure(self.loop, self.recorder, error, interrupted)
         outcome = self._end(RunOutcome("stopped" if stopped else "failed", cause))
         self.recorder.flush()
-        name = self.pipeline.name
-        call_hook(self.pipeline.on_failure, cause, f"on_failure of pipeline '{name}'")
+        self._end_hooks(outcome)
         if not isinstance(error, Exception):
             raise error
         return outcome
+
+    def _pause(self, pause: PauseRequested) -> RunOutcome:
+        """The body waits for an answer: the steps it called finish, then the run is recorded
+        PAUSED with its question and this session ends (see `runtime.waits`); a step that
+        failed meanwhile fails the run instead. Run hooks wait for the run's real end."""
+        try:
+            self.loop.close()
+        except BaseException as error:  # noqa: BLE001 - recorded as any failure is
+            return self.fail(error)
+        if self.loop.failure is not None:
+            return self.fail(self.loop.failure)
+        record_paused(self.recorder, pause)
+        return self._end(RunOutcome("paused"))
+
+    def _end_hooks(self, outcome: RunOutcome) -> None:
+        """The pipeline's end hooks; what they raised is recorded with the run."""
+        self.hooks.end(outcome.status, outcome.error)
+        if self.hooks.errors:
+            self.recorder.run_update(hook_errors=json.dumps(self.hooks.errors))
+            self.recorder.flush()
 
 
 def _record_failure(

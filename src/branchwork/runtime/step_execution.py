@@ -2,7 +2,14 @@
 
 `StepRequest` is everything a launcher needs (the orchestration loop builds it), and
 `StepResult` everything the loop records afterwards; step code never touches the metadata
-store. The same function serves inline threads and isolated processes.
+store. The same code serves inline threads, isolated processes and `async def` steps: an
+attempt is one coroutine, `run_step`, which suspends only where an async step's function
+awaits. The inline launcher awaits it on its event loop, so thousands of async steps wait on
+I/O at once without a thread each; `execute_step` runs it to the end without an event loop
+for a sync step, and with one of its own (`asyncio.run`) for an async step in an isolated
+process or a Ray task. Inputs are loaded and outputs stored on the thread that runs the
+attempt: for an async step, the event loop's (artifact I/O is short beside the I/O a step
+awaits; a step reading huge artifacts belongs in a thread or a process anyway).
 """
 
 from __future__ import annotations
@@ -11,10 +18,10 @@ import inspect
 import numbers
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import GenericAlias
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from branchwork.exceptions import ArtifactError, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
@@ -28,6 +35,8 @@ from branchwork.values import tree_map
 if TYPE_CHECKING:
     from branchwork.artifact_stores.base import BaseArtifactStore
     from branchwork.steps.step import Step
+
+T = TypeVar("T")
 
 
 class StoredArtifact(NamedTuple):
@@ -186,7 +195,28 @@ def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, St
 
 
 def execute_step(request: StepRequest) -> StepResult:
-    """Run one attempt of one step; every failure is returned, never raised."""
+    """Run one attempt of one step; every failure is returned, never raised (but
+    KeyboardInterrupt and SystemExit, after being recorded in the result)."""
+    if request.step.is_async:
+        import asyncio
+
+        return asyncio.run(run_step(request))
+    return _without_loop(run_step(request))
+
+
+def _without_loop(attempt: Coroutine[Any, Any, T]) -> T:
+    """What a coroutine that never suspends (a sync step's attempt) returns."""
+    try:
+        attempt.send(None)
+    except StopIteration as finished:
+        value: T = finished.value
+        return value
+    attempt.close()
+    raise RuntimeError("the attempt of a sync step suspended")  # pragma: no cover
+
+
+async def run_step(request: StepRequest) -> StepResult:
+    """`execute_step` as a coroutine; see the module docstring."""
     start = time.time()
     context = StepContext(
         run_id=request.run_id,
@@ -200,8 +230,8 @@ def execute_step(request: StepRequest) -> StepResult:
     )
     result = StepResult(request.invocation_id, request.step_run_id, request.attempt, start, start)
     token = set_step_context(context)
-    with capture_step_logs() as logs:
-        _run_attempt(request, result)
+    with capture_step_logs() as logs, context.resources:  # held until outputs are stored
+        await _run_attempt(request, result)
     reset_step_context(token)
     result.logs = "".join(logs)
     result.metadata = context.metadata
@@ -210,11 +240,13 @@ def execute_step(request: StepRequest) -> StepResult:
     return result
 
 
-def _run_attempt(request: StepRequest, result: StepResult) -> None:
+async def _run_attempt(request: StepRequest, result: StepResult) -> None:
     try:
         arguments = tree_map(load_input, request.inputs, ArtifactInput)
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
+        if request.step.is_async:
+            returned = await returned
         values = _split_outputs(request.step, request.invocation_id, returned)
         values = _typed_outputs(request.step, request.invocation_id, values)
         result.outputs = _store_outputs(request, values)

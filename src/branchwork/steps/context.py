@@ -5,6 +5,7 @@ Held in a ContextVar so that steps running side by side in threads each see thei
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,10 @@ from branchwork.exceptions import BranchworkError
 
 @dataclass
 class StepContext:
-    """The run, invocation and attempt of the step that is running, its outputs, and the
-    metadata logged for the step run and for its outputs' artifact versions."""
+    """The run, invocation and attempt of the step that is running, its outputs, the
+    metadata logged for the step run and for its outputs' artifact versions, and what the
+    attempt holds until its outputs are stored (`resources`, closed after the attempt: a
+    command step's working directory)."""
 
     run_id: str
     run_name: str
@@ -27,6 +30,7 @@ class StepContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # by output
+    resources: ExitStack = field(default_factory=ExitStack)
 
 
 _current: ContextVar[StepContext | None] = ContextVar("branchwork_step_context", default=None)

@@ -17,13 +17,15 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from branchwork.config.cache import NO_POLICY, CachePolicy
+from branchwork.config.concurrency import check_limit_name, check_size
 from branchwork.config.resources import ResourceSettings
 from branchwork.config.retry import StepRetryConfig
 from branchwork.exceptions import ConfigurationError, StepInvocationError
-from branchwork.graph.code_hash import fingerprint
+from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.graph.context import current_run_context
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import StepOutput
+from branchwork.graph.invocation import Ordering
 from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
 
 P = ParamSpec("P")
@@ -84,12 +86,16 @@ class Step(Generic[P, R]):
         cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
         expire_after: timedelta | None = None,
         cache_policy: CachePolicy | None = None,
+        max_concurrency: int | None = None,
+        concurrency_limit: str | None = None,
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
         self.func = func
         self.name = name or func.__name__
         self.signature = inspect.signature(func)
+        # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
+        self.is_async = inspect.iscoroutinefunction(func)
         self.resources = _resources_from(settings, self.name)
         if retry is not None and not isinstance(retry, StepRetryConfig):
             raise ConfigurationError(f"Step '{self.name}': retry must be a StepRetryConfig")
@@ -100,6 +106,7 @@ class Step(Generic[P, R]):
         self.retry = retry
         self.enable_cache = enable_cache
         self._set_cache_options(cache_key_fn, expire_after, cache_policy or NO_POLICY)
+        self._set_concurrency(max_concurrency, concurrency_limit)
         self.on_failure = on_failure
         self.on_success = on_success
         self.runtime = runtime
@@ -133,36 +140,63 @@ class Step(Generic[P, R]):
         self.expire_after = expire_after
         self.cache_policy = cache_policy
 
+    def _set_concurrency(self, max_concurrency: int | None, concurrency_limit: str | None) -> None:
+        """How many of its invocations may run at once (see `config.concurrency`)."""
+        where = f"Step '{self.name}': "
+        self.max_concurrency = (
+            None
+            if max_concurrency is None
+            else check_size(max_concurrency, where + "max_concurrency")
+        )
+        self.concurrency_limit = (
+            None
+            if concurrency_limit is None
+            else check_limit_name(concurrency_limit, where + "concurrency_limit")
+        )
+
     @property
     def source(self) -> str:
         """Import path of the step, "module:qualname"."""
         return f"{self.func.__module__}:{self.func.__qualname__}"
 
     @property
-    def code_hash(self) -> str:
-        """A hash of the function and of the user's code it reaches (helpers, classes,
-        module constants), comments and docstrings left out: see `graph.code_hash` (which
-        computes it once per function, and again after a notebook cell ran)."""
-        return fingerprint(self.func).digest
+    def code_fingerprint(self) -> CodeFingerprint:
+        """The function and the user's code it reaches (helpers, classes, module
+        constants), comments and docstrings left out: see `graph.code_hash` (which computes
+        it once per function, and again after a notebook cell ran). A command step's is its
+        command (`steps.command`)."""
+        return fingerprint(self.func)
 
-    # A ParamSpec cannot take extra keywords, so a call with `id=` or `after=` matches a
-    # second overload that leaves the step's own arguments unchecked.
+    @property
+    def code_hash(self) -> str:
+        """What the step's cache key follows as its code: `code_fingerprint`'s digest."""
+        return self.code_fingerprint.digest
+
+    # A ParamSpec cannot take extra keywords, so a call with `id=`, `after=` or
+    # `start_after=` matches an overload that leaves the step's own arguments unchecked.
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
     @overload
-    def __call__(self, *args: Any, id: str, after: object = None, **kwargs: Any) -> R: ...
+    def __call__(
+        self, *args: Any, id: str, after: object = None, start_after: object = None, **kwargs: Any
+    ) -> R: ...
 
     @overload
-    def __call__(self, *args: Any, after: object, **kwargs: Any) -> R: ...
+    def __call__(
+        self, *args: Any, after: object, start_after: object = None, **kwargs: Any
+    ) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, start_after: object, **kwargs: Any) -> R: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         context = current_run_context()
         if context is None:
             return self.func(*args, **kwargs)
-        invocation_id, after = self._pop_reserved(kwargs)
+        invocation_id, ordering = self._pop_reserved(kwargs)
         # Inside a pipeline the future(s) stand in for the value the function will return.
-        return cast(R, context.invoke(self, args, kwargs, invocation_id, after))
+        return cast(R, context.invoke(self, args, kwargs, invocation_id, ordering))
 
     submit = __call__  # same as calling the step: returns future(s) at once inside a pipeline
 
@@ -184,6 +218,8 @@ class Step(Generic[P, R]):
         cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
         expire_after: timedelta | None = None,
         cache_policy: CachePolicy | None = None,
+        max_concurrency: int | None = None,
+        concurrency_limit: str | None = None,
     ) -> Step[P, R]:
         """A copy of this step with some options replaced."""
         clone = copy.copy(self)
@@ -191,6 +227,9 @@ class Step(Generic[P, R]):
             cache_key_fn or self.cache_key_fn,
             expire_after or self.expire_after,
             cache_policy or self.cache_policy,
+        )
+        clone._set_concurrency(
+            max_concurrency or self.max_concurrency, concurrency_limit or self.concurrency_limit
         )
         if settings is not None:
             clone.resources = _resources_from(settings, self.name)
@@ -202,19 +241,21 @@ class Step(Generic[P, R]):
             clone.runtime = runtime
         return clone
 
-    def _pop_reserved(self, kwargs: dict[str, Any]) -> tuple[str | None, object]:
-        # `id=` and `after=` steer the invocation unless the function itself takes them.
+    def _pop_reserved(self, kwargs: dict[str, Any]) -> tuple[str | None, Ordering]:
+        # `id=`, `after=` and `start_after=` steer the invocation unless the function itself
+        # takes them.
         params = self.signature.parameters
         invocation_id = kwargs.pop("id", None) if "id" not in params else None
         after = kwargs.pop("after", None) if "after" not in params else None
-        return invocation_id, after
+        start_after = kwargs.pop("start_after", None) if "start_after" not in params else None
+        return invocation_id, Ordering(after, start_after)
 
     def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], product: bool) -> list[R]:
         if current_run_context() is None:
             raise StepInvocationError(
                 f"Step '{self.name}': .map()/.product() only work inside a pipeline."
             )
-        _, after = self._pop_reserved(kwargs)
+        _, ordering = self._pop_reserved(kwargs)
         named = [(i, v) for i, v in enumerate(args)] + list(kwargs.items())
         mapped = [(key, _items(value)) for key, value in named if not isinstance(value, unmapped)]
         if not mapped:
@@ -242,8 +283,9 @@ class Step(Generic[P, R]):
                 k: values.get(k, v.value if isinstance(v, unmapped) else v)
                 for k, v in kwargs.items()
             }
-            if "after" not in self.signature.parameters:
-                call_kwargs["after"] = after
+            for keyword, value in zip(("after", "start_after"), ordering):
+                if keyword not in self.signature.parameters:
+                    call_kwargs[keyword] = value
             calls.append(self(*call_args, **call_kwargs))
         return calls
 
@@ -302,6 +344,8 @@ def step(
     cache_key_fn: Callable[[dict[str, Any]], Any] | None = None,
     expire_after: timedelta | None = None,
     cache_policy: CachePolicy | None = None,
+    max_concurrency: int | None = None,
+    concurrency_limit: str | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 

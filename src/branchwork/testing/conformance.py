@@ -8,8 +8,10 @@ An orchestrator's tests inherit the suite and say only how to build the orchestr
 
 Each inherited test runs one pipeline of `branchwork.testing.pipelines` on a stack made of
 that orchestrator and the default local artifact store (override `make_artifact_store` for
-a remote one), then checks what a user sees: the returned value, the run's status, whether
-its snapshot is dynamic, the exact invocation ids, step statuses, parent edges, cache hits
+a remote one, `make_store_url` for a metadata store other than SQLite; the `make_*`
+methods may use fixtures: `self.request.getfixturevalue(name)`),
+then checks what a user sees: the returned value, the run's status, whether its snapshot
+is dynamic, the exact invocation ids, step statuses, parent edges, cache hits
 and errors. It checks recorded facts only, never how or where steps ran, so in-process,
 process-isolated and cluster orchestrators all run it. An isolated orchestrator may rebuild
 a step's exception in another process, so errors are compared by type name and message.
@@ -35,7 +37,10 @@ from branchwork.models import PipelineRunResponse
 from branchwork.orchestrators import BaseOrchestrator
 from branchwork.pipelines.pipeline import Pipeline
 from branchwork.stack import Stack, active_stack
+from branchwork.testing import hook_and_command_pipelines as hc
 from branchwork.testing import pipelines as p
+from branchwork.testing import scheduling_pipelines as sp
+from branchwork.testing import waiting_pipelines as wp
 
 __all__ = ["OrchestratorConformance"]
 
@@ -53,6 +58,16 @@ def _parents(run: PipelineRunResponse, invocation_id: str) -> set[str]:
     """The invocation ids of a step run's recorded parents."""
     name_of = {step_run.id: name for name, step_run in run.steps.items()}
     return {name_of[parent] for parent in run.steps[invocation_id].parent_step_run_ids}
+
+
+def _most_at_once(records: list[dict[str, Any]]) -> int:
+    """The most steps running at one moment, from the (start, end) each step returned."""
+    moments = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    running = most = 0
+    for _, change in moments:
+        running += change
+        most = max(most, running)
+    return most
 
 
 def _log_lines(path: Path) -> list[str]:
@@ -73,6 +88,7 @@ class OrchestratorConformance:
 
     stack: Stack
     orchestrator: BaseOrchestrator
+    request: pytest.FixtureRequest  # the running test's: `make_*` may ask it for fixtures
 
     def make_orchestrator(self) -> BaseOrchestrator:
         """The orchestrator under test; every subclass overrides this."""
@@ -85,13 +101,22 @@ class OrchestratorConformance:
         """Where artifacts go; the default local store unless the orchestrator needs another."""
         return LocalArtifactStore(artifacts_dir())
 
+    def make_store_url(self) -> str | None:
+        """The metadata store the runs are recorded in: None for SQLite in the test's home,
+        or the URL of an empty database of this test's own (e.g. PostgreSQL)."""
+        return None
+
     @pytest.fixture(autouse=True)
     def _conformance_stack(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> Iterator[Stack]:
         # The same folder the repository's conftest uses, so the two never disagree.
         monkeypatch.setenv("BRANCHWORK_HOME", str(tmp_path / "branchwork-home"))
         monkeypatch.delenv("BRANCHWORK_STORE_URL", raising=False)
+        self.request = request
+        store_url = self.make_store_url()
+        if store_url is not None:
+            monkeypatch.setenv("BRANCHWORK_STORE_URL", store_url)
         self.orchestrator = self.make_orchestrator()
         self.stack = Stack(
             f"conformance-{self.orchestrator.flavor}",
@@ -357,3 +382,117 @@ class OrchestratorConformance:
         assert run.failed_step is None
         assert run.exception_type == "ConformancePipelineError"
         assert _statuses(run) == {"emit_count": "completed"}
+
+    # ---- pipeline hooks and command steps -----------------------------------------------
+
+    def test_pipeline_hooks_run_once_each_with_the_run(self, tmp_path: Path) -> None:
+        log = tmp_path / "hooks.log"
+        value, run = self.run(hc.hooked, log_path=str(log), value=2)
+        assert value == 6
+        assert _log_lines(log) == [
+            f"on_start running {run.id}",
+            f"on_success completed {run.id}",
+            f"on_end completed {run.id}",
+        ]
+
+    def test_on_start_that_raises_fails_the_run_before_any_step(self, tmp_path: Path) -> None:
+        log = tmp_path / "hooks.log"
+        error, run = self.run_failing(hc.refused, log_path=str(log), value=2)
+        _assert_cause(error, "PipelineHookError", f"run {run.name} may not start")
+        assert run.exception_type == "PipelineHookError"
+        assert run.steps == {}
+        assert _log_lines(log) == [f"on_end failed {run.id}"]
+        assert [e["exception_type"] for e in run.hook_errors] == ["ConformanceHookError"]
+
+    def test_command_step_output_feeds_a_python_step(self) -> None:
+        from branchwork.client import Client
+
+        value, run = self.run(hc.command_then_python, prefix="n", value=5)
+        assert value == "n:15"
+        assert _statuses(run) == dict.fromkeys(
+            ("triple", "write_result", "read_result"), "completed"
+        )
+        assert _parents(run, "write_result") == {"triple"}
+        assert run.steps["write_result"].output.load().read_text() == "n:15"
+        logs = Client().get_step_logs(run.id, "write_result")["write_result"]
+        assert "wrote n:15\n" in logs and "to stderr\n" in logs
+        _, second = self.run(hc.command_then_python, prefix="n", value=5)
+        assert set(_statuses(second).values()) == {"cached"}
+
+    def test_failing_command_fails_its_step_with_the_exit_code(self) -> None:
+        error, run = self.run_failing(hc.failing_command)
+        _assert_cause(error, "CommandFailedError", "exited with code 3")
+        assert run.failed_step == "exit_code_three"
+
+    # ---- async steps, concurrency limits, start_after -----------------------------------
+
+    def test_async_steps_are_awaited_and_capped_by_max_concurrency(self) -> None:
+        value, run = self.run(sp.async_limited, n=8)
+        assert [record["item"] for record in value] == list(range(8))
+        assert _most_at_once(value) <= 3  # never over; how close to it is the backend's
+        assert set(_statuses(run).values()) == {"completed"}
+
+    def test_a_named_concurrency_limit_caps_its_steps(self) -> None:
+        value, _ = self.run(sp.named_limit, n=6)
+        assert _most_at_once(value) <= 2
+
+    def test_a_step_started_after_another_runs_while_it_runs(self, tmp_path: Path) -> None:
+        value, run = self.run(sp.sidecar, folder=str(tmp_path))
+        assert value == ("done", "saw it")  # each waited for the other: they ran at once
+        assert _parents(run, "watcher") == set()
+        configuration = run.steps["watcher"].configuration
+        assert configuration is not None and configuration.config["start_after"] == ["watched"]
+
+    # ---- waiting for an answer, replay --------------------------------------------------
+
+    def test_a_run_pauses_for_an_answer_and_goes_on_with_it(self, tmp_path: Path) -> None:
+        from branchwork.client import Client
+        from branchwork.exceptions import RunPaused
+
+        self.require_dynamic_support()
+        log = tmp_path / "executions.log"
+        with active_stack(self.stack), pytest.raises(RunPaused) as paused:
+            wp.approve_release(log_path=str(log))
+        run = Client().get_pipeline_run(paused.value.run_id)
+        assert str(run.status) == "paused" and run.orchestrator == self.orchestrator.flavor
+        assert _statuses(run) == {"build_candidate": "completed"}
+        assert paused.value.question == "Release the candidate?"
+        with active_stack(self.stack):
+            assert Client().answer_run(run.id, True) == "released model:v2"
+        run = Client().get_pipeline_run(run.id)
+        assert _statuses(run) == dict.fromkeys(
+            ("build_candidate", "release_candidate"), "completed"
+        )
+        assert _log_lines(log) == ["build_candidate"]  # taken over by the resumed run
+        (question,) = Client().get_run_waits(run.id)
+        assert (question.answer, question.answered_by) == (True, "answer")
+
+    def test_replay_reruns_an_overridden_invocation_and_reuses_the_rest(
+        self, tmp_path: Path
+    ) -> None:
+        from branchwork.client import Client
+
+        self.require_dynamic_support()
+        log = tmp_path / "executions.log"
+        _, original = self.run(p.counted_fan_out, log_path=str(log), n=3)
+        overrides = {"record_execution_2": {"value": 10}}
+        with active_stack(self.stack):
+            value = Client().replay(original.id, True, overrides)
+        assert value == 1 + 11 + 3
+        (run,) = [r for r in Client().list_pipeline_runs() if r.replay_of == original.id]
+        assert str(run.status) == "completed"
+        assert _statuses(run) == {
+            "emit_count": "cached",
+            "record_execution": "cached",
+            "record_execution_2": "completed",
+            "record_execution_3": "cached",
+            "sum_values": "completed",
+        }
+        assert run.steps["record_execution"].original_step_run_id == (
+            original.steps["record_execution"].id
+        )
+        assert Counter(_log_lines(log)) == {
+            "record_execution": 1,
+            "record_execution_2": 2,
+            "record_execution_3": 1,
+        }

@@ -7,7 +7,7 @@ import { h } from "./dom.js";
 const STATES = [
   "completed", "cached", "running", "initializing", "not_started", "retried", "stopped", "failed",
 ];
-export const FINISHED = new Set(["completed", "cached", "failed", "stopped"]);
+export const FINISHED = new Set(["completed", "cached", "failed", "stopped", "paused"]);
 
 export function number(n) {
   return Number(n ?? 0).toLocaleString("en-US");

@@ -7,7 +7,7 @@ import { h, link, replace, route } from "./dom.js";
 import { countsBar, countsText, duration, elapsed, FINISHED, localTime, statusBadge } from "./format.js";
 import { errorBox, loading, pager } from "./widgets.js";
 
-const RUN_STATUSES = ["initializing", "running", "completed", "failed", "stopped"];
+const RUN_STATUSES = ["initializing", "running", "completed", "failed", "stopped", "paused"];
 const TIME_WINDOWS = { "": "any time", "1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days" };
 const WINDOW_SECONDS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
 const REFRESH_MS = 3000;

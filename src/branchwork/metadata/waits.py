@@ -1,0 +1,146 @@
+"""The questions runs ask with `branchwork.wait` (table `run_wait`), and a run's pause.
+
+A run pauses in one transaction: its question is recorded the first time it is asked (its
+timeout counts from then) and the run becomes PAUSED. An answer — someone's, or the default
+of a question that timed out — is recorded by whoever gives it, once: the update takes only
+an unanswered question of a paused run, so of two answers given at once one wins.
+Values (answers, defaults, schemas) are stored as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+from sqlalchemy import Engine, exists, func, select
+
+from branchwork.metadata import error_records, schema
+from branchwork.metadata.recorder import utc
+from branchwork.metadata.retries import retrying
+from branchwork.metadata.store import write_transaction
+from branchwork.models import WaitResponse
+
+_wait = schema.run_wait.c
+_run = schema.pipeline_run.c
+
+
+def _response(row: Any) -> WaitResponse:
+    return WaitResponse(
+        wait_id=row.wait_id,
+        position=row.position,
+        question=row.question,
+        schema=None if row.answer_schema is None else json.loads(row.answer_schema),
+        timeout=row.timeout,
+        has_default=row.default_value is not None,
+        default=None if row.default_value is None else json.loads(row.default_value),
+        asked=row.asked,
+        answer=None if row.answer is None else json.loads(row.answer),
+        answered=row.answered,
+        answered_by=row.answered_by,
+    )
+
+
+@retrying("reading a run's questions")
+def run_waits(engine: Engine, run_id: str) -> list[WaitResponse]:
+    """Every question the run asked, in the order it first asked them."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(schema.run_wait).where(_wait.run_id == run_id).order_by(_wait.position)
+        ).all()
+    return [_response(row) for row in rows]
+
+
+def last_wait(engine: Engine, run_id: str) -> WaitResponse | None:
+    """The question the run asked last: the one a paused run waits on."""
+    waits = run_waits(engine, run_id)
+    return waits[-1] if waits else None
+
+
+@retrying("reading a question")
+def wait_record(engine: Engine, run_id: str, wait_id: str) -> WaitResponse | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(schema.run_wait).where(_wait.run_id == run_id, _wait.wait_id == wait_id)
+        ).one_or_none()
+    return None if row is None else _response(row)
+
+
+@retrying("pausing the run")
+def record_pause(
+    engine: Engine,
+    run_id: str,
+    wait_id: str,
+    question: str,
+    answer_schema: dict[str, Any] | None,
+    timeout: float | None,
+    default_json: str | None,
+) -> None:
+    """Record the question (unless an earlier session asked it already) and the run PAUSED."""
+    now = utc(time.time())
+    with write_transaction(engine) as conn:
+        asked_before = conn.execute(
+            select(_wait.wait_id).where(_wait.run_id == run_id, _wait.wait_id == wait_id)
+        ).first()
+        if asked_before is None:
+            count = conn.execute(
+                select(func.count()).select_from(schema.run_wait).where(_wait.run_id == run_id)
+            ).scalar_one()
+            conn.execute(
+                schema.run_wait.insert(),
+                {
+                    "run_id": run_id,
+                    "wait_id": wait_id,
+                    "position": count + 1,
+                    "question": question,
+                    "answer_schema": None if answer_schema is None else json.dumps(answer_schema),
+                    "timeout": timeout,
+                    "default_value": default_json,
+                    "asked": now,
+                },
+            )
+        conn.execute(
+            schema.pipeline_run.update()
+            .where(_run.id == run_id, _run.status == "running")
+            .values(status="paused", end_time=now)
+        )
+
+
+@retrying("recording an answer")
+def record_answer(engine: Engine, run_id: str, wait_id: str, answer: Any, answered_by: str) -> bool:
+    """Record the answer to an unanswered question of a paused run; False if the run is not
+    paused or the question was answered meanwhile."""
+    paused = exists().where(_run.id == run_id, _run.status == "paused")
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            schema.run_wait.update()
+            .where(_wait.run_id == run_id, _wait.wait_id == wait_id, _wait.answered.is_(None))
+            .where(paused)
+            .values(
+                answer=json.dumps(answer),
+                answered=utc(time.time()),
+                answered_by=answered_by,
+            )
+        )
+    return bool(result.rowcount)
+
+
+@retrying("recording a paused run failed")
+def fail_paused_run(engine: Engine, run_id: str, error: BaseException) -> bool:
+    """Record FAILED a paused run that cannot go on (its question timed out without a
+    default); False if it was not paused any more."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(_run.id == run_id, _run.status == "paused")
+            .values(
+                status="failed",
+                end_time=utc(time.time()),
+                exception_type=type(error).__name__,
+                exception_message=str(error),
+                exception_data=error_records.encode(error),
+                traceback="".join(traceback.format_exception(error)),
+            )
+        )
+    return bool(result.rowcount)

@@ -1,0 +1,170 @@
+"""Replaying a run: a new run of its pipeline (imported from the recorded source, as a
+resume does) with its parameters and options, some step arguments overridden, optionally
+reusing what the original finished (`runtime.replay` says what is reused and what runs).
+
+Overrides are checked against the original run before anything is recorded. A key names a
+step (every invocation of it) or, when it is no step's name, one invocation by id:
+`{"train": {"lr": 0.1}}`, `{"process_2": {"size": 3}}`; each argument must be one the step
+took there. Replaying a replay keeps the overrides that run had, under the new ones. The new
+run records the original as `replay_of`, and its plan in the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from branchwork.exceptions import ConfigurationError
+from branchwork.metadata.runs import create_placeholder_run
+from branchwork.metadata.store import get_engine
+from branchwork.pipelines.calls import (
+    check_orchestrator,
+    compile_pipeline,
+    step_configurations,
+    stopped_if_interrupted,
+)
+from branchwork.pipelines.last_runs import remember_last_run
+from branchwork.pipelines.loading import load_pipeline
+from branchwork.pipelines.submission import submit_and_wait
+from branchwork.runtime.interrupts import interrupts_deferred
+from branchwork.runtime.replay import Overrides, ReplayPlan
+from branchwork.runtime.requests import RunOptions
+from branchwork.stack import get_active_stack
+
+if TYPE_CHECKING:
+    from branchwork.graph.tracing import Compiled
+    from branchwork.models import PipelineRunResponse
+    from branchwork.pipelines.pipeline import Pipeline
+    from branchwork.stack import Stack
+
+Requested = Mapping[str, Mapping[str, Any]]  # {step name or invocation id: {argument: value}}
+
+
+def replay_run(
+    original: PipelineRunResponse, skip_successful: bool, overrides: Requested | None
+) -> Any:
+    """Run `original`'s pipeline again as a new run on the active stack and return its
+    value; see the module docstring."""
+    plan = replay_plan(original, skip_successful, overrides or {})
+    pipeline = load_pipeline(original.snapshot)
+    stack = get_active_stack()
+    compiled = compile_pipeline(pipeline, dict(original.snapshot.parameters))
+    check_orchestrator(pipeline, compiled, stack.orchestrator)
+    compiled.invocations = [plan.apply(i, pipeline.name) for i in compiled.invocations]
+    with stopped_if_interrupted() as runs:
+        with interrupts_deferred():
+            runs.append(_create_replay(pipeline, original, plan, compiled, stack))
+        return submit_and_wait(pipeline, compiled, runs[0], stack)
+
+
+def replay_plan(
+    original: PipelineRunResponse, skip_successful: bool, overrides: Requested
+) -> ReplayPlan:
+    """The plan, its override keys resolved against what the original recorded."""
+    recorded = _recorded_arguments(original)
+    steps: dict[str, list[str]] = {}
+    for invocation_id, (step_name, _) in recorded.items():
+        steps.setdefault(step_name, []).append(invocation_id)
+    by_step: dict[str, dict[str, Any]] = {}
+    by_invocation: dict[str, dict[str, Any]] = {}
+    for key, values in overrides.items():
+        if key in steps:
+            targets, into = steps[key], by_step
+        elif key in recorded:
+            targets, into = [key], by_invocation
+        else:
+            raise ConfigurationError(
+                f"Run '{original.name}' has no step or invocation {key!r} to override; its "
+                f"steps: {_listed(steps)}; its invocations: {_listed(recorded)}."
+            )
+        _check_arguments(original, key, values, {t: recorded[t][1] for t in targets})
+        into[key] = dict(values)
+    return ReplayPlan(skip_successful, Overrides(by_step, by_invocation), _inherited(original))
+
+
+def plan_of(run: PipelineRunResponse) -> ReplayPlan | None:
+    """How `run` replayed another run, if it did (as its snapshot records)."""
+    return RunOptions.from_spec(run.snapshot.spec).replay
+
+
+def _inherited(original: PipelineRunResponse) -> Overrides:
+    """The overrides `original` ran with, if it was a replay itself: a replay runs what the
+    run it replays ran."""
+    plan = plan_of(original)
+    return Overrides() if plan is None else plan.overrides.over(plan.inherited)
+
+
+def _recorded_arguments(run: PipelineRunResponse) -> dict[str, tuple[str, set[str]]]:
+    """Invocation id -> (step name, argument names) of every invocation the run recorded:
+    static ones from the snapshot, dynamic ones from their step runs."""
+    configurations = dict(run.snapshot.step_configurations)
+    for name, step_run in run.steps.items():
+        if step_run.configuration is not None:
+            configurations.setdefault(name, step_run.configuration)
+    return {
+        name: (configuration.step_name, set(configuration.config.get("inputs") or {}))
+        for name, configuration in configurations.items()
+    }
+
+
+def _check_arguments(
+    run: PipelineRunResponse, key: str, values: Any, taken: dict[str, set[str]]
+) -> None:
+    """Each overridden argument is one every targeted invocation took (`taken`: its
+    arguments by invocation id), with a value that can be recorded."""
+    if not isinstance(values, Mapping) or not values:
+        raise ConfigurationError(
+            f"The override of {key!r} must map argument names to values, got {values!r}."
+        )
+    for name, value in values.items():
+        for invocation_id, arguments in taken.items():
+            if name not in arguments:
+                raise ConfigurationError(
+                    f"Run '{run.name}': invocation '{invocation_id}' takes no argument "
+                    f"{name!r} to override; its arguments: {_listed(arguments)}."
+                )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"The override {key}.{name} is a {type(value).__name__}, which cannot be "
+                "recorded; overrides must be JSON-serializable."
+            ) from None
+
+
+def _create_replay(
+    pipeline: Pipeline[Any, Any],
+    original: PipelineRunResponse,
+    plan: ReplayPlan,
+    compiled: Compiled,
+    stack: Stack,
+) -> str:
+    """Record the replay's snapshot — the original's source, parameters and options, with
+    the plan — and its placeholder run; it becomes this thread's `last_run`."""
+    snapshot = original.snapshot
+    options = replace(
+        RunOptions.from_spec(snapshot.spec), dynamic_reason=compiled.reason, replay=plan
+    )
+    _, run_id = create_placeholder_run(
+        get_engine(),
+        pipeline_name=pipeline.name,
+        is_dynamic=compiled.is_dynamic,
+        source=snapshot.source,
+        source_file=snapshot.source_file,
+        import_path=list(snapshot.import_path),
+        working_dir=snapshot.working_dir or os.getcwd(),
+        parameters=dict(snapshot.parameters),
+        spec=options.to_spec(),
+        step_configurations=step_configurations(compiled),
+        orchestrator=stack.orchestrator.flavor,
+        replay_of=original.id,
+    )
+    remember_last_run(pipeline.name, run_id)
+    return run_id
+
+
+def _listed(names: Any) -> str:
+    return ", ".join(sorted(set(names))) or "none"

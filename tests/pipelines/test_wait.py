@@ -1,0 +1,285 @@
+"""`branchwork.wait`: a run pauses at a question, its orchestration ends, and an answer given
+later (another process, the CLI) resumes it from there; answers are checked against the
+schema; a timeout takes the default or fails the run."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import wait_pipelines as wp
+from typer.testing import CliRunner
+
+from branchwork import Client, pipeline, wait
+from branchwork.cli.app import app
+from branchwork.exceptions import (
+    ConfigurationError,
+    InvalidAnswerError,
+    OrchestratorError,
+    PipelineDefinitionError,
+    PipelineRunFailedError,
+    RunPaused,
+    WaitTimeoutError,
+)
+from processes import Spawned, python, python_env
+
+HERE = Path(__file__).parent
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import wait_pipelines as wp
+from branchwork.exceptions import RunPaused
+from branchwork.orchestrators import LocalOrchestrator, LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+flavor, folder = sys.argv[1], sys.argv[2]
+orchestrator = {{"local": LocalOrchestrator, "local_process": LocalProcessOrchestrator}}[flavor]
+with active_stack(Stack(flavor, orchestrator(), get_active_stack().artifact_store)):
+    try:
+        wp.release(folder=folder)
+    except RunPaused as paused:
+        print(paused)
+        sys.exit(3)
+print("the run did not pause")
+"""
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def paused_run(error: pytest.ExceptionInfo[RunPaused]):
+    run = Client().get_pipeline_run(error.value.run_id)
+    assert run.status == "paused"
+    return run
+
+
+@pytest.mark.parametrize("flavor", ["local", "local_process"])
+def test_a_paused_run_ends_its_process_and_an_answer_from_another_finishes_it(
+    tmp_path, branchwork_home, flavor
+):
+    script = tmp_path / "release.py"
+    script.write_text(SCRIPT.format(here=str(HERE)))
+    env = python_env(branchwork_home)
+    with Spawned(python(str(script), flavor, str(tmp_path)), env=env, cwd=tmp_path) as first:
+        code, out, err = first.wait(120)
+    assert code == 3, out + err
+    (run,) = Client().list_pipeline_runs(pipeline="release")
+    assert out.strip() == (
+        f"Run '{run.name}' of pipeline 'release' is paused: it waits for an answer to "
+        f"'Release tag?'. Answer with `branchwork runs answer {run.name} --value VALUE` (or "
+        f"Client().answer_run('{run.name}', value))."
+    )
+    assert run.status == "paused" and run.orchestrator == flavor
+    assert run.snapshot.is_dynamic is True  # the answer is a value the body uses
+    assert {name: str(s.status) for name, s in run.steps.items()} == {"prepare": "completed"}
+    (question,) = Client().get_run_waits(run.id)
+    assert (question.wait_id, question.question, question.schema) == (
+        "wait",
+        "Release tag?",
+        {"type": "string"},
+    )
+    assert not question.is_answered
+    listed = cli("runs", "list", "--status", "paused")
+    assert run.name in listed and "paused" in listed
+
+    stack = []
+    if flavor == "local_process":  # the answer's session runs in an orchestration process too
+        cli("orchestrator", "register", "lp", "--flavor", "local_process")
+        cli("stack", "register", "lp", "--orchestrator", "lp")
+        stack = ["--stack", "lp"]
+    answer = python("-m", "branchwork.cli", "runs", "answer", run.name, "--value", "v1.0")
+    with Spawned([*answer, "--no-progress", *stack], env=env, cwd=tmp_path) as second:
+        code, out, err = second.wait(120)
+    assert code == 0, out + err
+    assert out.splitlines() == [
+        f"Run:    {run.name}",
+        "Status: completed",
+        "Result: 'model:v17@v1.0'",
+    ]
+    finished = Client().get_pipeline_run(run.id)
+    assert finished.status == "completed"
+    assert finished.load_output() == "model:v17@v1.0"
+    assert finished.steps["prepare"].attempt == 1  # taken over, not run again
+    assert wp.executions(tmp_path) == {"prepare": 1}
+    (question,) = Client().get_run_waits(run.id)
+    assert (question.answer, question.answered_by) == ("v1.0", "answer")
+    shown = cli("runs", "show", run.name)
+    assert "Release tag?" in shown and '"v1.0"' in shown
+
+
+def test_steps_called_before_a_wait_finish_and_several_waits_pause_in_turn(tmp_path, local_flavor):
+    with pytest.raises(RunPaused) as first:
+        wp.approvals(folder=str(tmp_path))
+    run = paused_run(first)
+    assert (first.value.wait_id, first.value.question) == ("wait", "Approve the release?")
+    # slow_side was still running at the wait: it finished and was recorded before the pause
+    assert {name: str(s.status) for name, s in run.steps.items()} == {
+        "prepare": "completed",
+        "slow_side": "completed",
+    }
+    assert wp.executions(tmp_path) == {"prepare": 1, "slow_side": 1}
+
+    with pytest.raises(RunPaused) as second:
+        Client().answer_run(run.id, wp.Approval(approved=True, reviewer="ada"))
+    assert (second.value.wait_id, second.value.question) == ("target", "Where to?")
+    assert paused_run(second).id == run.id
+
+    assert Client().answer_run(run.id, "prod") == ("model:v17@prod-ada-True", 7)
+    waits = Client().get_run_waits(run.id)
+    assert [(w.wait_id, w.position, w.answer, w.answered_by) for w in waits] == [
+        ("wait", 1, {"approved": True, "reviewer": "ada"}, "answer"),
+        ("target", 2, "prod", "answer"),
+    ]
+    assert waits[1].schema == {"enum": ["staging", "prod"], "type": "string"}
+    assert wp.executions(tmp_path) == {"prepare": 1, "slow_side": 1}  # three sessions, once
+    assert Client().get_pipeline_run(run.id).status == "completed"
+
+
+def test_an_answer_the_schema_refuses_is_not_recorded_and_the_run_still_waits(tmp_path):
+    with pytest.raises(RunPaused) as paused:
+        wp.approvals(folder=str(tmp_path))
+    run = paused_run(paused)
+    refusals = [
+        ({"approved": "yes", "reviewer": "ada"}, "approved: expected a boolean, got 'yes'"),
+        ({"approved": True}, "the answer: missing 'reviewer'"),
+        ("yes", "the answer: expected an object, got 'yes'"),
+    ]
+    for answer, problem in refusals:
+        with pytest.raises(InvalidAnswerError) as refused:
+            Client().answer_run(run.id, answer)
+        assert str(refused.value) == (
+            f"Run '{run.name}': {answer!r} does not answer 'Approve the release?': {problem}. "
+            "Nothing was recorded; the run still waits."
+        )
+    bad = '{"approved": 1, "reviewer": "ada"}'
+    result = CliRunner().invoke(app, ["runs", "answer", run.name, "--value", bad])
+    assert result.exit_code == 1
+    assert "approved: expected a boolean, got 1" in result.stderr
+    assert Client().get_pipeline_run(run.id).status == "paused"
+    assert not Client().get_run_waits(run.id)[0].is_answered
+
+    with pytest.raises(RunPaused):
+        Client().answer_run(run.id, {"approved": False, "reviewer": "bo"})
+    with pytest.raises(InvalidAnswerError, match=r"expected one of 'staging', 'prod', got 'dev'"):
+        Client().answer_run(run.id, "dev")
+    assert Client().answer_run(run.id, "staging")[0] == "model:v17@staging-bo-False"
+    with pytest.raises(InvalidAnswerError, match="is completed: only a paused run"):
+        Client().answer_run(run.id, "prod")
+
+
+def test_a_cli_answer_is_json_unless_the_schema_wants_the_text(tmp_path):
+    with pytest.raises(RunPaused) as paused:
+        wp.release(folder=str(tmp_path))
+    run = paused_run(paused)
+    out = cli("runs", "answer", run.name, "--value", "42", "--no-progress")
+    assert out.splitlines()[-1] == "Result: 'model:v17@42'"  # a string question: the text
+
+
+def test_resuming_before_the_timeout_is_refused(tmp_path):
+    with pytest.raises(RunPaused) as paused:
+        wp.timed(folder=str(tmp_path), timeout=600, with_default=True)
+    run = paused_run(paused)
+    assert "(for 10m, until " in str(paused.value)
+    assert "; then it takes the default False)" in str(paused.value)
+    with pytest.raises(OrchestratorError) as refused:
+        Client().resume_run(run.id)
+    assert str(refused.value).startswith(
+        f"Run '{run.name}' is paused, waiting for an answer to 'Deploy?' (for 10m, until "
+    )
+    assert str(refused.value).endswith(
+        f"then it takes the default False): answer it with `branchwork runs answer {run.name} "
+        "--value VALUE`."
+    )
+    assert Client().get_pipeline_run(run.id).status == "paused"
+
+
+def wait_past_deadline(run_id: str) -> None:
+    (question,) = Client().get_run_waits(run_id)
+    assert question.deadline is not None
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    time.sleep(max(0.0, (question.deadline - now).total_seconds()) + 0.05)
+
+
+def test_a_timed_out_question_takes_its_default_at_the_next_resume(tmp_path, local_flavor):
+    with pytest.raises(RunPaused) as paused:
+        wp.timed(folder=str(tmp_path), timeout=1.0, with_default=True)
+    run = paused_run(paused)
+    wait_past_deadline(run.id)
+    with pytest.raises(InvalidAnswerError) as late:
+        Client().answer_run(run.id, True)
+    assert str(late.value) == (
+        f"Run '{run.name}' waited for an answer to 'Deploy?' for 1s only: the answer was not "
+        f"recorded. `branchwork runs resume {run.name}` goes on with the default False."
+    )
+    assert Client().resume_run(run.id) == "model:v17@hold"
+    (question,) = Client().get_run_waits(run.id)
+    assert (question.answer, question.answered_by) == (False, "default")
+    assert wp.executions(tmp_path) == {"prepare": 1}
+
+
+def test_a_timed_out_question_without_default_fails_the_run(tmp_path, local_flavor):
+    with pytest.raises(RunPaused) as paused:
+        wp.timed(folder=str(tmp_path), timeout=0.5, with_default=False)
+    run = paused_run(paused)
+    assert "; then the run fails)" in str(paused.value)
+    wait_past_deadline(run.id)
+    with pytest.raises(PipelineRunFailedError) as failed:
+        Client().resume_run(run.id)
+    message = (
+        f"Run '{run.name}' of pipeline 'timed': no answer to 'Deploy?' within 0.5s; give "
+        "wait(..., default=...) to go on without one."
+    )
+    assert isinstance(failed.value.__cause__, WaitTimeoutError)
+    assert str(failed.value.__cause__) == message
+    failed_run = Client().get_pipeline_run(run.id)
+    assert failed_run.status == "failed"
+    assert (failed_run.exception_type, failed_run.exception_message) == (
+        "WaitTimeoutError",
+        message,
+    )
+    assert not Client().get_run_waits(run.id)[0].is_answered
+
+
+def test_wait_outside_a_pipeline_and_bad_arguments_are_refused():
+    with pytest.raises(PipelineDefinitionError, match="called outside a running pipeline"):
+        wait("Deploy?", schema=bool)
+    with pytest.raises(ConfigurationError, match="default='no' does not match the schema"):
+        wait("Deploy?", schema=bool, default="no")
+    with pytest.raises(ConfigurationError, match="timeout= must be seconds"):
+        wait("Deploy?", timeout=-1)
+    with pytest.raises(ConfigurationError, match="neither a type pydantic can check"):
+        wait("Deploy?", schema=object())
+
+
+def test_a_static_pipeline_cannot_wait():
+    @pipeline(dynamic=False)
+    def forced_static():
+        wait("Deploy?", schema=bool)
+
+    with pytest.raises(
+        PipelineDefinitionError, match=r"but it waits for an answer to 'Deploy\?' at"
+    ):
+        forced_static()
+    assert Client().list_pipeline_runs() == []
+
+
+def test_a_resumed_body_that_asks_another_question_there_fails_clearly(tmp_path):
+    (tmp_path / "question.txt").write_text("Tag?")
+    with pytest.raises(RunPaused) as paused:
+        wp.reworded(folder=str(tmp_path))
+    run = paused_run(paused)
+    (tmp_path / "question.txt").write_text("Which tag?")
+    with pytest.raises(PipelineRunFailedError) as failed:
+        Client().answer_run(run.id, "v2")
+    assert str(failed.value.__cause__) == (
+        f"Pipeline 'reworded' run '{run.name}': wait 'wait' now asks 'Which tag?', but the run "
+        "asked 'Tag?' there. The body changed since; give the new question its own "
+        "wait(..., id=...)."
+    )
+    assert Client().get_pipeline_run(run.id).status == "failed"

@@ -1,0 +1,232 @@
+"""Command steps: real commands run as steps, with parameters and futures rendered into their
+command line and environment, logs captured, files stored as outputs, cached and retried."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import command_pipelines as cp
+import pytest
+
+from branchwork import Client, FileInput, command_step, pipeline, step
+from branchwork.exceptions import (
+    CommandFailedError,
+    ConfigurationError,
+    PipelineRunFailedError,
+    StepInvocationError,
+)
+
+
+@pytest.fixture(autouse=True)
+def temporary_files_under_tmp_path(tmp_path, monkeypatch):
+    """Working directories, and the files `make_data` writes, go under the test's folder, in
+    this process and in orchestration processes."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+
+
+@pytest.fixture
+def script(tmp_path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(cp.SCRIPT)
+    return path
+
+
+def script_runs(script: Path) -> list[str]:
+    """The working directory of each run of the script."""
+    runs = Path(f"{script}.runs")
+    return runs.read_text().splitlines() if runs.exists() else []
+
+
+def test_a_script_runs_with_parameters_and_futures_and_its_files_flow_downstream(
+    script, local_flavor
+):
+    model, metrics = cp.train_and_read(script=str(script), lr=0.5, n=4)
+    assert model == "model lr=0.5 seed=7 rows=4"
+    assert metrics == '{"rows": 4}'
+    run = cp.train_and_read.last_run
+    assert {name: str(s.status) for name, s in run.steps.items()} == dict.fromkeys(
+        ["make_data", "train", "read_text", "read_text_2"], "completed"
+    )
+    outputs = run.steps["train"].outputs
+    assert set(outputs) == {"model", "metrics"}
+    assert outputs["model"].load().read_text() == model
+    assert run.steps["read_text"].inputs["path"].id == outputs["model"].id
+    logs = Client().get_step_logs(run.id, "train")["train"]
+    assert "trained on 4 rows\n" in logs and "a warning from the script\n" in logs
+    # each attempt ran in a working directory of its own, deleted once its outputs were stored
+    (workdir,) = script_runs(script)
+    assert not Path(workdir).exists()
+
+
+def test_a_failing_command_fails_the_step_with_its_exit_code_and_last_stderr_lines(local_flavor):
+    with pytest.raises(PipelineRunFailedError) as info:
+        cp.failing_command()
+    cause = info.value.__cause__
+    assert type(cause) is CommandFailedError and cause.returncode == 3
+    last_lines = "\n".join(f"error line {i}" for i in range(10, 30))
+    assert str(cause).startswith("Command step 'exit_three' (invocation 'exit_three'): ")
+    assert str(cause).endswith(f" exited with code 3; last lines of stderr:\n{last_lines}")
+    assert "error line 9\n" not in str(cause)
+    run = cp.failing_command.last_run
+    assert run.failed_step == "exit_three" and run.exception_type == "CommandFailedError"
+    assert "error line 0\n" in Client().get_step_logs(run.id)["exit_three"]
+
+
+def test_a_failing_command_is_retried_like_any_step(tmp_path, local_flavor):
+    marker = tmp_path / "fail-once"
+    marker.touch()
+    assert cp.flaky(marker=str(marker)) == "done"
+    attempts = [str(a.status) for a in cp.flaky.last_run.attempts if a.name == "flaky_command"]
+    assert attempts == ["retried", "completed"]
+
+
+def test_a_command_in_a_process_of_its_own_stores_its_output_and_logs():
+    from branchwork.orchestrators import LocalProcessOrchestrator
+    from branchwork.stack import Stack, active_stack, get_active_stack
+
+    store = get_active_stack().artifact_store
+    with active_stack(Stack("lp", LocalProcessOrchestrator(), store)):
+        echoed = cp.isolated(n=42)
+    assert echoed.name == "echo.txt" and echoed.read_text() == ""
+    run = cp.isolated.last_run
+    assert Client().get_step_logs(run.id)["isolated_echo"] == "42\n"
+
+
+def test_the_cache_follows_the_command_its_arguments_and_its_input_files(script):
+    cp.train_and_read(script=str(script))
+    cp.train_and_read(script=str(script))
+    assert len(script_runs(script)) == 1
+    assert str(cp.train_and_read.last_run.steps["train"].status) == "cached"
+
+    cp.train_and_read(script=str(script), lr=0.2)  # an argument
+    assert len(script_runs(script)) == 2
+
+    script.write_text(cp.SCRIPT + "# changed\n")  # the script, passed as a FileInput
+    cp.train_and_read(script=str(script), lr=0.2)
+    assert len(script_runs(script)) == 3
+    decisions = Client().get_cache_decisions(cp.train_and_read.last_run.id)
+    assert decisions["train"].verdict == "miss"
+    assert f"input file '{script}' changed" in (decisions["train"].reason or "")
+
+
+def test_a_changed_command_template_is_a_cache_miss_that_names_it():
+    def echo_step(word: str):
+        return command_step(name="echo_word", command=["echo", word, "{n}"])
+
+    def echo_pipeline(word: str):
+        echo = echo_step(word)
+
+        @pipeline(name="echo_pipeline")
+        def run_echo(n: int) -> None:
+            echo(n=n)
+
+        return run_echo
+
+    echo_pipeline("hello")(n=1)
+    second = echo_pipeline("hello")
+    second(n=1)
+    assert str(second.last_run.steps["echo_word"].status) == "cached"
+    third = echo_pipeline("goodbye")
+    third(n=1)
+    decision = Client().get_cache_decisions(third.last_run.id)["echo_word"]
+    assert decision.verdict == "miss"
+    assert (decision.reason or "").endswith(": code changed: command")
+
+
+def test_outside_a_pipeline_it_runs_the_command_and_returns_its_outputs(script, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("1\n2\n")
+    model, metrics = cp.train(script=FileInput(str(script)), lr=1, data=data, seed=3)
+    assert model.read_text() == "model lr=1.0 seed=3 rows=2"
+    assert model.parent.parent == metrics.parent == Path(script_runs(script)[0])
+
+
+def test_a_missing_output_file_fails_the_step_naming_it(tmp_path):
+    forgetful = command_step(name="forgetful", command=["true"], outputs={"report": "report.txt"})
+
+    @pipeline
+    def forgets() -> Path:
+        return forgetful()
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        forgets()
+    assert str(info.value.__cause__).startswith(
+        "Command step 'forgetful' (invocation 'forgetful'): the command exited 0 but wrote "
+        "nothing at 'report.txt' for its output 'report'"
+    )
+
+
+def test_a_value_that_has_no_command_line_form_is_refused():
+    listing = command_step(name="listing", command=["echo", "{items}"])
+
+    @step
+    def items() -> list[int]:
+        return [1, 2]
+
+    @pipeline
+    def lists() -> None:
+        listing(items=items())
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        lists()
+    assert type(info.value.__cause__) is StepInvocationError
+    assert str(info.value.__cause__).startswith(
+        "Command step 'listing' (invocation 'listing'): argument 'items' is a list ([1, 2]); "
+        "a command line takes strings, numbers and paths."
+    )
+
+
+def test_a_command_that_cannot_start_says_so():
+    missing = command_step(name="missing", command=["no-such-program-branchwork", "{x}"])
+    with pytest.raises(CommandFailedError, match="could not start no-such-program-branchwork 1"):
+        missing(x=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"command": "python train.py"},
+            "Command step 'bad': command= must be a non-empty list of arguments",
+        ),
+        (
+            {"command": ["echo", "{}"]},
+            "the placeholder {} must be a parameter name",
+        ),
+        (
+            {"command": ["echo", "{data.path}"]},
+            "the placeholder {data.path} must be a parameter name",
+        ),
+        ({"command": ["echo", "{oops"]}, "is not a valid template"),
+        ({"command": ["true"], "outputs": {"a-b": "x"}}, "output name 'a-b' must be an identifier"),
+        ({"command": ["true"], "env": {"A=B": "x"}}, "env= has the key 'A=B'"),
+        (
+            {"command": ["true"], "output_materializers": {}},
+            "output_materializers does not apply",
+        ),
+    ],
+)
+def test_a_bad_definition_fails_at_once(options, message):
+    with pytest.raises(ConfigurationError) as info:
+        command_step(name="bad", **options)
+    assert str(info.value).startswith("Command step 'bad'") and message in str(info.value)
+
+
+def test_its_parameters_are_its_placeholders_by_keyword():
+    @pipeline
+    def positional() -> None:
+        cp.train("train.py", 0.1, "data", 7)
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        positional()
+    assert type(info.value.__cause__) is StepInvocationError
+    assert "too many positional arguments. Its signature is train(*, script, lr, data, seed)" in (
+        str(info.value.__cause__)
+    )
+    assert list(cp.train.signature.parameters) == ["script", "lr", "data", "seed"]
+    assert sys.executable in cp.train.source
