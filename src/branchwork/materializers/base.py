@@ -18,12 +18,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from branchwork.artifact_stores.base import BaseArtifactStore
 from branchwork.materializers.preview import Preview, short_repr
 
 CHUNK_SIZE = 1 << 20  # bytes copied at a time from a temporary file into a remote store
+# From this size on a file is big: a library writes it straight into the store and reads it
+# from its local path. A smaller one is built, and read, in memory in one call each, which
+# costs less than opening (or mapping) a file.
+BIG_FILE_SIZE = 1 << 20
 
 
 def type_name(data_type: type) -> str:
@@ -37,13 +41,15 @@ class BaseMaterializer:
     """Saves one value as files in the folder `uri` and loads it back.
 
     Subclasses set `ASSOCIATED_TYPES` and implement `save` and `load`, ideally with
-    `_write_bytes` / `_read_bytes`: files written that way are hashed as they are written.
+    `_write_bytes` / `_read_bytes`, or for big values `_open_write` (or `_write_path`) /
+    `_find_first`: files written that way are hashed as they are written.
     """
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = ()
-    # True when `save` writes every file through `_write_bytes`: `content_hash` then trusts the
-    # remembered digests without listing the folder (a syscall on the hot path). The built-ins
-    # set it; a subclass of one that writes files another way must set it back to False.
+    # True when `save` writes every file through the helpers (`_write_bytes`, `_open_write`,
+    # `_write_path`): `content_hash` then trusts the remembered digests without listing the
+    # folder (a syscall on the hot path). The built-ins set it; a subclass of one that writes
+    # files another way must set it back to False.
     HASH_FROM_WRITES: ClassVar[bool] = False
     # Built-in containers (dict) some of whose values this materializer stores better than the
     # built-ins do, picked per value by `claims` (a dict of tensors is a PyTorch state_dict).
@@ -58,7 +64,7 @@ class BaseMaterializer:
     def __init__(self, uri: str, artifact_store: BaseArtifactStore) -> None:
         self.uri = uri
         self.artifact_store = artifact_store
-        self._digests: dict[str, bytes] = {}  # file name -> sha256 of what _write_bytes wrote
+        self._digests: dict[str, bytes] = {}  # file name -> sha256 of what the helpers wrote
 
     def load(self, data_type: type) -> Any:
         """The value stored under `uri`; `data_type` is the annotation asking for it."""
@@ -101,21 +107,17 @@ class BaseMaterializer:
 
     @contextlib.contextmanager
     def _open_write(self, filename: str) -> Iterator[HashingWriter]:
-        """The file `filename` under `uri`, open for a library to write a big value into
-        (`frame.to_parquet(file)`): nothing is built in memory first, and what is written is
-        hashed on its way. If the block raises, the file is removed, so no load finds half
-        of it."""
-        uri = self._new_file(filename)
-        store = self.artifact_store
+        """A binary file for a library to write the file `filename` under `uri` into
+        (`frame.to_parquet(file)`), hashed on its way: a big value goes straight into the
+        store, never built in memory first. If the block raises, nothing is left behind for
+        a load to find half of."""
+        writer = HashingWriter(self.artifact_store, self._new_file(filename))
         try:
-            with store.open(uri, "wb") as file:
-                writer = HashingWriter(file)
-                yield writer
+            yield writer
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                store.remove(uri)
+            writer.discard()
             raise
-        self._digests[filename] = writer.digest()
+        self._digests[filename] = writer.finish()
 
     @contextlib.contextmanager
     def _write_path(self, filename: str) -> Iterator[str]:
@@ -154,15 +156,21 @@ class BaseMaterializer:
 
     def _find_first(self, *filenames: str) -> StoredFile:
         """The first of `filenames` present under `uri`, where a library reads it from: its
-        path when the store is a local folder, else its content (one request to a remote
-        store, where reading a file piece by piece costs a request per piece)."""
+        path when the store is a local folder and the file is big, else its content (one
+        request to a remote store, where reading a file piece by piece costs a request per
+        piece)."""
         folder = self.artifact_store.local_path(self.uri)
         if folder is None:
             return StoredFile(*self._read_first(*filenames))
         for filename in filenames:
             path = os.path.join(folder, filename)
-            if os.path.isfile(path):
-                return StoredFile(filename, path=path)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            if size < BIG_FILE_SIZE:
+                return StoredFile(filename, content=self._read_bytes(filename))
+            return StoredFile(filename, path=path)
         raise FileNotFoundError(
             errno.ENOENT, f"No file {' or '.join(filenames)} in the artifact folder", self.uri
         )
@@ -181,11 +189,17 @@ class BaseMaterializer:
 
 
 class HashingWriter(io.RawIOBase):
-    """A binary file writing into `file` and feeding what it writes to a sha256."""
+    """A binary file writing into the store's file `uri` and feeding what it writes to a
+    sha256. Most values are small: up to BIG_FILE_SIZE bytes it keeps what is written in
+    memory and writes it in one call when finished (cheaper than opening the file); past
+    that it opens the file and writes everything through."""
 
-    def __init__(self, file: Any) -> None:
-        self._file = file
+    def __init__(self, store: BaseArtifactStore, uri: str) -> None:
+        self._store = store
+        self._uri = uri
         self._sha256 = hashlib.sha256()
+        self._kept = bytearray()  # what is written until the file is opened
+        self._file: IO[bytes] | None = None
         self._position = 0
 
     def writable(self) -> bool:
@@ -194,15 +208,34 @@ class HashingWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         self._sha256.update(view)
-        self._file.write(view)
         self._position += len(view)
+        if self._file is None and self._position > BIG_FILE_SIZE:
+            self._file = self._store.open(self._uri, "wb")
+            self._file.write(self._kept)
+            self._kept = bytearray()
+        if self._file is None:
+            self._kept += view
+        else:
+            self._file.write(view)
         return len(view)
 
     def tell(self) -> int:
         return self._position
 
-    def digest(self) -> bytes:
+    def finish(self) -> bytes:
+        """Write what is kept in memory, or close the file; the sha256 of all written."""
+        if self._file is None:
+            self._store.write_bytes(self._uri, bytes(self._kept))
+        else:
+            self._file.close()
         return self._sha256.digest()
+
+    def discard(self) -> None:
+        """Remove what was written to the store (the library writing failed)."""
+        if self._file is not None:
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._store.remove(self._uri)
 
 
 @dataclass(frozen=True)
@@ -219,6 +252,7 @@ class StoredFile:
         return self.path if self.path is not None else io.BytesIO(self.content)
 
     def read(self) -> bytes:
+        """The content, read from the path if need be."""
         if self.path is None:
             return self.content
         with open(self.path, "rb") as file:

@@ -50,7 +50,7 @@ class PolarsMaterializer(BaseMaterializer):
         stored = self._find_first(FRAME_PARQUET_FILE, SERIES_PARQUET_FILE, PICKLE_FILE)
         if stored.name == PICKLE_FILE:
             return load_pickle(stored.read())
-        frame = pl.read_parquet(stored.source())
+        frame = pl.read_parquet(stored.source(), glob=False)  # a path is one file, no pattern
         return frame.to_series() if stored.name == SERIES_PARQUET_FILE else frame
 
     def preview(self, data: Any) -> Preview:

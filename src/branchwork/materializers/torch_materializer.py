@@ -16,11 +16,11 @@ once torch is loaded.
 Tensors safetensors cannot hold (sparse, quantized, complex128, subclasses) are pickled,
 with a warning.
 
-safetensors writes the file itself (`save_file`, straight from the tensors' memory) and, from
-a local store, loads it as its `load_file` does: mapped into memory, each tensor reading its
-values when first used. Artifact files never change in place, and the mapping is private:
-writing to a loaded tensor changes only this process's copy. From a remote store the file is
-fetched in one request and its tensors copied out of it.
+safetensors writes a big file itself (`save_file`, straight from the tensors' memory) and,
+from a local store, loads it as its `load_file` does: mapped into memory, each tensor reading
+its values when first used. Artifact files never change in place, and the mapping is private:
+writing to a loaded tensor changes only this process's copy. A small file, or one in a remote
+store, is read whole (one request) and its tensors copied out of it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ import safetensors.torch
 import torch
 
 from branchwork.exceptions import ArtifactError
-from branchwork.materializers.base import BaseMaterializer, StoredFile, type_name
+from branchwork.materializers.base import (
+    BIG_FILE_SIZE,
+    BaseMaterializer,
+    StoredFile,
+    type_name,
+)
 from branchwork.materializers.cloudpickle_materializer import (
     PICKLE_FILE,
     load_pickle,
@@ -146,10 +151,15 @@ class TorchMaterializer(BaseMaterializer):
     def _write_safetensors(
         self, filename: str, tensors: Mapping[str, torch.Tensor], metadata: dict[str, Any]
     ) -> None:
+        """Small tensors as bytes built in memory (cheaper than safetensors writing a file);
+        big ones written by safetensors straight from their memory into the file."""
+        storable = _storable(tensors)
+        header = {METADATA_KEY: json.dumps(metadata)}
+        if sum(tensor.nbytes for tensor in storable.values()) < BIG_FILE_SIZE:
+            self._write_bytes(filename, safetensors.torch.save(storable, header))
+            return
         with self._write_path(filename) as path:
-            safetensors.torch.save_file(
-                _storable(tensors), path, {METADATA_KEY: json.dumps(metadata)}
-            )
+            safetensors.torch.save_file(storable, path, header)
 
 
 def _unstorable(value: Any) -> str | None:
