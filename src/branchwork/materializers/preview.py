@@ -28,7 +28,13 @@ class Preview:
     image_png: bytes | None = None
 
 
-_REPR = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    # reprlib has no rule for bytes: it would repr a whole value, then cut the text (a 1 GiB
+    # output took 30 s and 4 GiB to preview). Cut the value first, as for a str.
+    repr_bytes = repr_bytearray = reprlib.Repr.repr_str
+
+
+_REPR = _ShortRepr()
 _REPR.maxstring = _REPR.maxother = 400
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 20
 _REPR.maxlevel = 4
