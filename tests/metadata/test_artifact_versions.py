@@ -467,7 +467,7 @@ def test_0006_downgrades_and_upgrades_again_keeping_links(store_url):
         with engine.begin() as conn:
             _fill_0005_store(conn)
         store.upgrade(engine)
-        with engine.begin() as conn:
+        with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0005")
         assert store.current_revision(engine) == "0005"
         store.upgrade(engine)

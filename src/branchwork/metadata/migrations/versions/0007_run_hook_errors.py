@@ -23,5 +23,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("pipeline_run") as batch:
-        batch.drop_column("hook_errors")
+    # Plain DROP COLUMN (SQLite 3.35+), not a batch rebuild of pipeline_run, as in 0008.
+    op.drop_column("pipeline_run", "hook_errors")
