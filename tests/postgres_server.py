@@ -44,6 +44,8 @@ class PostgresServer:
     whatever happened inside.
     """
 
+    listen_addresses = ""  # Unix socket only; a subclass may add TCP ones (e.g. "127.0.0.1")
+
     def __init__(self, bin_dir: str) -> None:
         self.bin_dir = Path(bin_dir)
         self.folder = Path(tempfile.mkdtemp(prefix="branchwork-pg-"))
@@ -69,7 +71,7 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        options = f"-k {self.folder} -p {self.port} -c listen_addresses=''"
+        options = f"-k {self.folder} -p {self.port} -c listen_addresses='{self.listen_addresses}'"
         log = str(self.folder / "log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
 
