@@ -404,12 +404,26 @@ def test_the_store_is_the_teams_postgresql_behind_its_password(walkthrough):
 
 
 def test_both_ray_nodes_joined_and_the_cluster_needs_the_token(walkthrough):
-    status = walkthrough.containing("ray status")
-    active = status.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
-    assert len(re.findall(r"^\s*1 node_", active, re.MULTILINE)) == 2, status.stdout
+    assert walkthrough.containing("ray status").stdout.count("Active:") == 1
+    address = f"--address=127.0.0.1:{walkthrough.env['RAY_PORT']}"
+    deadline = time.monotonic() + 60  # a node is listed a few seconds after its `ray start`
+    while True:
+        status = subprocess.run(
+            ["ray", "status", address],
+            env=walkthrough.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        nodes = len(re.findall(r"^\s*1 node_", active, re.MULTILINE))
+        if nodes == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert nodes == 2, status.stdout
     without = {k: v for k, v in walkthrough.env.items() if not k.startswith("RAY_AUTH")}
     refused = subprocess.run(
-        ["ray", "status", f"--address=127.0.0.1:{walkthrough.env['RAY_PORT']}"],
+        ["ray", "status", address],
         env=without,
         capture_output=True,
         text=True,
