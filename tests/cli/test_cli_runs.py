@@ -9,6 +9,7 @@ from branchwork import Client, pipeline, step
 from branchwork.exceptions import BranchworkError, PipelineRunFailedError
 from branchwork.metadata import schema
 from branchwork.metadata.store import get_engine
+from processes import Spawned, python, python_env
 
 PARTITIONS = 40
 
@@ -88,10 +89,13 @@ def test_runs_list_table_and_json(cli, cli_json):
     result = cli("runs", "list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION"]
+    assert lines[0].split() == [
+        "RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION", "STACK",
+    ]  # fmt: skip
     assert len(lines) == 4
     fan_out = latest("cli_fan_out")
     assert lines[1].split()[:5] == [fan_out.name, "cli_fan_out", "completed", "dynamic", "5"]
+    assert lines[1].split()[-1] == "default"
 
     runs = cli_json("runs", "list")
     assert [r["pipeline"] for r in runs] == ["cli_fan_out", "cli_sum", "cli_sum"]
@@ -100,12 +104,60 @@ def test_runs_list_table_and_json(cli, cli_json):
     )
     assert runs[1]["parameters"] == {"n": 5}
     assert runs[0]["step_count"] == 5 and runs[0]["is_dynamic"] is True
+    assert {(r["stack"], r["orchestrator"]) for r in runs} == {("default", "local")}
 
     assert [r["parameters"] for r in cli_json("runs", "list", "--pipeline", "cli_sum")] == [
         {"n": 5},
         {"n": 4},
     ]
     assert len(cli_json("runs", "list", "--limit", "1")) == 1
+
+
+TEAM_SCRIPT = """
+from branchwork import pipeline, step
+
+
+@step
+def double(x: int) -> int:
+    return 2 * x
+
+
+@pipeline
+def team_double(x: int = 3):
+    return double(x)
+
+
+if __name__ == "__main__":
+    team_double()
+"""
+
+
+def test_a_run_names_the_registered_stack_that_started_it(cli, cli_json, tmp_path, branchwork_home):
+    """`python script.py` while stack "team" is active: runs list, runs show and the Client
+    name the stack, with its orchestrator's flavor beside it."""
+    cli_sum()  # on the default stack
+    assert cli("orchestrator", "register", "procs", "--flavor", "local_process").exit_code == 0
+    assert cli("stack", "register", "team", "--orchestrator", "procs").exit_code == 0
+    assert cli("stack", "set", "team").exit_code == 0
+    script = tmp_path / "team_script.py"
+    script.write_text(TEAM_SCRIPT)
+    with Spawned(python(str(script)), env=python_env(branchwork_home), cwd=tmp_path) as process:
+        code, out, err = process.wait(120)
+    assert code == 0, out + err
+
+    listed = cli_json("runs", "list")
+    assert [(r["pipeline"], r["stack"], r["orchestrator"]) for r in listed] == [
+        ("team_double", "team", "local_process"),
+        ("cli_sum", "default", "local"),
+    ]
+    run = latest("team_double")
+    assert (run.stack, run.orchestrator, run.status) == ("team", "local_process", "completed")
+    assert cli_json("runs", "show", run.name)["stack"] == "team"
+    table = cli("runs", "list").stdout.splitlines()
+    assert table[1].split()[0] == run.name and table[1].split()[-1] == "team"
+    shown = cli("runs", "show", run.name).stdout.splitlines()
+    assert ["Stack", "team"] in [line.split() for line in shown]
+    assert ["Orchestrator", "local_process"] in [line.split() for line in shown]
 
 
 def test_runs_list_without_runs(cli):
@@ -148,6 +200,7 @@ def test_runs_show_json(cli_json):
     assert data["status"] == "completed"
     assert data["is_dynamic"] is True
     assert data["parameters"] == {"n": 3}
+    assert (data["stack"], data["orchestrator"]) == ("default", "local")
     assert len(data["outputs"]) == 1
     steps = {s["invocation_id"]: s for s in data["steps"]}
     assert set(steps) == {
@@ -345,6 +398,7 @@ def test_an_unfinished_run_is_deleted_only_with_force(cli, assert_error):
         spec={},
         step_configurations=[{"name": "numbers", "step_name": "numbers", "config": "{}"}],
         orchestrator="local",
+        stack="default",
     )
     assert_error(cli("runs", "delete", run_id, "--yes"), "is initializing", "force")
     result = cli("runs", "delete", run_id, "--yes", "--force")

@@ -98,3 +98,20 @@ def test_diff_of_identical_graphs_says_same_graph(cli, cli_json):
 def test_diff_of_a_missing_run_is_a_one_line_error(cli, assert_error):
     first = run(10)
     assert_error(cli("runs", "diff", first.name, "nope"), "No pipeline run with id or name 'nope'")
+
+
+@pipeline
+def cli_chunks(size: int):
+    return check.map(load(4), chunk_size=size)
+
+
+def test_diff_names_the_items_each_chunk_of_a_map_got(cli_json):
+    cli_chunks(size=2)
+    cli_chunks(size=3)
+    b, a = Client().list_pipeline_runs(pipeline="cli_chunks", limit=2)
+    data = cli_json("runs", "diff", a.name, b.name)
+    keys = {item["invocation"]: item["inputs"] for item in data["different_cache_key"]}
+    assert keys == {
+        "check": {"data": ["load.output[0:2]", "load.output[0:3]"]},
+        "check_2": {"data": ["load.output[2:4]", "load.output[3:4]"]},
+    }

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from branchwork import Client
 
 PIPELINES = """
@@ -72,6 +74,30 @@ def test_resume_a_failed_run_after_removing_the_flag(cli, pipeline_file, tmp_pat
 
     assert_error(cli("runs", "resume", run.name), "is completed", "only failed or stopped runs")
     assert_error(cli("runs", "resume", "no-such-run"), "No pipeline run")
+
+
+def test_a_resumed_runs_duration_is_the_sum_of_its_sessions(cli, cli_json, pipeline_file, tmp_path):
+    """Failed, then resumed: its duration counts both sessions' running time, not the time
+    it sat failed between them (from the recorded start and end of each)."""
+    target = pipeline_file("resumable", PIPELINES)
+    (tmp_path / "fail").touch()
+    assert cli("run", f"{target}:resumable", "-p", f"folder={tmp_path}").exit_code == 1
+    failed = Client().list_pipeline_runs(pipeline="resumable", limit=1)[0]
+    assert failed.start_time is not None and failed.end_time is not None
+    first = failed.end_time - failed.start_time
+    assert failed.duration_seconds() == first.total_seconds() > 0
+
+    (tmp_path / "fail").unlink()
+    assert cli("runs", "resume", failed.name).exit_code == 0
+    resumed = Client().get_pipeline_run(failed.id)
+    assert resumed.status == "completed"
+    assert resumed.start_time is not None and resumed.end_time is not None
+    assert resumed.start_time > failed.end_time  # the second session's own times
+    both = (first + (resumed.end_time - resumed.start_time)).total_seconds()
+    assert resumed.duration_seconds() == pytest.approx(both, abs=1e-6)
+    assert both < (resumed.end_time - failed.start_time).total_seconds()  # the gap is left out
+    for shown in (cli_json("runs", "show", failed.name), cli_json("runs", "list")[0]):
+        assert shown["duration_seconds"] == pytest.approx(both, abs=1e-6)
 
 
 def test_resume_that_diverges_names_the_invocation(cli, pipeline_file, tmp_path, assert_error):

@@ -364,12 +364,55 @@ def test_a_failed_run_resumed_through_the_api_completes(pipelines, project, api)
     assert resumed.steps["work"].attempt == 1  # reused, not run again
     assert resumed.steps["work_3"].attempt == 2
     assert resumed.load_output() == 0 + 2 + 4
+    # Its duration: both sessions' running time, from their recorded starts and ends.
+    sessions = (run.end_time - run.start_time) + (resumed.end_time - resumed.start_time)
+    shown = ok(client.get(f"/api/runs/{run.id}"))["run"]
+    assert shown["duration_s"] == shown["duration_seconds"]
+    assert shown["duration_s"] == pytest.approx(sessions.total_seconds(), abs=1e-6)
+    assert resumed.start_time > run.end_time  # and not the time between them
 
     again = client.post(f"/api/runs/{run.name}/resume", headers=action)
     assert again.status_code == 409
     assert again.json() == {
         "detail": f"Run '{run.name}' is completed: only failed or stopped runs can be resumed."
     }
+
+
+def test_a_run_being_resumed_counts_only_its_earlier_sessions(pipelines, project, api):
+    """Reopened for a resume, before its new session begins, a run's duration is its first
+    session's: not the time since that session started."""
+    from branchwork.metadata.runs import reopen_run
+    from branchwork.metadata.store import get_engine
+
+    run = failed_fan(pipelines, project, item=1, n=2)
+    first = (run.end_time - run.start_time).total_seconds()
+    assert reopen_run(get_engine(), run.id)
+    [listed] = ok(api().get("/api/runs"))["items"]
+    assert listed["status"] == "initializing"
+    assert listed["duration_s"] == listed["duration_seconds"] == pytest.approx(first, abs=1e-6)
+
+
+def test_a_run_names_the_stack_that_started_it(pipelines, project, api):
+    """A run started while the registered stack "team" is active names it; one started on
+    the built-in stack says "default"; both name their orchestrator's flavor too."""
+    pipelines("chain")(folder=str(project))
+    for args in (
+        ["orchestrator", "register", "team-local", "--flavor", "local"],
+        ["stack", "register", "team", "--orchestrator", "team-local"],
+        ["stack", "set", "team"],
+    ):
+        done = CliRunner().invoke(cli_app, args)
+        assert done.exit_code == 0, done.output
+    pipelines("fan")(folder=str(project), n=2)
+    client = api()
+
+    items = ok(client.get("/api/runs"))["items"]
+    assert [(r["pipeline"], r["stack"], r["orchestrator"]) for r in items] == [
+        ("fan", "team", "local"),
+        ("chain", "default", "local"),
+    ]
+    assert ok(client.get(f"/api/runs/{items[0]['name']}"))["run"]["stack"] == "team"
+    assert Client().get_pipeline_run(items[0]["id"]).stack == "team"
 
 
 def test_a_resume_that_cannot_start_says_why(pipelines, project, api):

@@ -138,10 +138,12 @@ def branchwork(home: Path, *args: str, expect: int = 0) -> str:
     return out
 
 
-def run_fanout(home: Path, project: Path, folder: Path, n: int, expect: int = 0) -> None:
+def run_fanout(
+    home: Path, project: Path, folder: Path, n: int, *options: str, expect: int = 0
+) -> None:
     target = f"{project / 'pipelines.py'}:fanout"
     params = ["-p", f"folder={folder}", "-p", f"n={n}", "-p", f"label={HOSTILE_LABEL}"]
-    branchwork(home, "run", target, *params, expect=expect)
+    branchwork(home, "run", target, *params, *options, expect=expect)
 
 
 def first_line(server: Spawned, timeout: float) -> str:
@@ -222,7 +224,9 @@ def test_failed_run_to_traceback_to_logs_then_resume_completes_live(
     broken.mkdir()
     (ok / "marker").touch()
     run_fanout(branchwork_home, project, ok, 5)
-    run_fanout(branchwork_home, project, broken, 4, expect=1)
+    branchwork(branchwork_home, "orchestrator", "register", "team-local", "--flavor", "local")
+    branchwork(branchwork_home, "stack", "register", "team", "--orchestrator", "team-local")
+    run_fanout(branchwork_home, project, broken, 4, "--stack", "team", expect=1)
 
     # The runs list: both runs, newest (the failed one) first, with their counts by state.
     page.goto(dashboard)
@@ -234,6 +238,10 @@ def test_failed_run_to_traceback_to_logs_then_resume_completes_live(
     expect(rows.nth(0)).to_contain_text("dynamic")
     expect(rows.nth(1).locator(".badge")).to_have_text("completed")
     expect(rows.nth(1)).to_contain_text("7 completed")
+    # Where each ran: the stack that started it, its orchestrator's flavor in small print.
+    expect(rows.nth(0).locator("td.ran-on .stack-name")).to_have_text("team")
+    expect(rows.nth(1).locator("td.ran-on .stack-name")).to_have_text("default")
+    expect(rows.nth(0).locator("td.ran-on small")).to_have_text("local")
     screenshot(page, "runs-list")
 
     # Filters live in the address; a search that matches nothing says so.

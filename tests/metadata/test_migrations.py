@@ -149,3 +149,112 @@ def test_migrating_a_store_keeps_the_rows_that_refer_to_its_step_runs(store_url)
                 assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     finally:
         engine.dispose()
+
+
+ROWS_AT_0008 = (
+    "INSERT INTO pipeline (id, name, created) VALUES ('p', 'old', '2026-12-01')",
+    "INSERT INTO pipeline_snapshot (id, pipeline_id, is_dynamic, source, parameters, spec, "
+    "created) VALUES ('s', 'p', false, 'x:old', '{}', '{}', '2026-12-01')",
+    "INSERT INTO pipeline_run (id, name, pipeline_id, snapshot_id, status, orchestrator, "
+    "parameters, created, start_time, end_time) VALUES ('r', 'old-run', 'p', 's', 'completed', "
+    "'local_process', '{}', '2026-12-01 10:00:00', '2026-12-01 10:00:00', "
+    "'2026-12-01 10:01:30')",
+    "INSERT INTO step_run (id, run_id, name, step_name, attempt, status, code_hash) "
+    "VALUES ('a', 'r', 'load', 'load', 1, 'completed', 'h'), "
+    "('b', 'r', 'train', 'train', 1, 'completed', 'h')",
+    "INSERT INTO step_run_parent (child_id, parent_id) VALUES ('b', 'a')",
+    "INSERT INTO step_log (step_run_id, text) VALUES ('b', 'epoch 1')",
+    "INSERT INTO run_wait (run_id, wait_id, position, question, asked) "
+    "VALUES ('r', 'wait', 1, 'Release?', '2026-12-01 10:00:30')",
+)
+TABLES_KEPT = ("pipeline_run", "step_run", "step_run_parent", "step_log", "run_wait")
+
+
+def test_0009_adds_the_runs_stack_in_place_and_goes_down_and_up_keeping_every_row(store_url):
+    """A run recorded at 0008 keeps its rows through 0009 and reads with no stack (readers
+    show its orchestrator's flavor) and its one session's duration; going down to 0008 and
+    up again (through `store.migrating`) keeps every row too."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from branchwork.metadata.queries import get_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0008")
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0008:
+                conn.execute(text(statement))
+
+        def counts() -> tuple[object, ...]:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in TABLES_KEPT
+                )
+
+        def run_columns() -> set[str]:
+            return {column["name"] for column in inspect(engine).get_columns("pipeline_run")}
+
+        store.upgrade(engine)
+        assert store.current_revision(engine) == store.HEAD_REVISION
+        assert counts() == (1, 2, 1, 1, 1)
+        assert {"stack", "earlier_sessions_seconds"} <= run_columns()
+        old = get_run(engine, "old-run")
+        assert (old.stack, old.orchestrator, old.duration_seconds()) == (None, "local_process", 90)
+        assert old.earlier_sessions_seconds is None
+        assert [step.status for step in old.steps.values()] == ["completed", "completed"]
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0008")
+        assert store.current_revision(engine) == "0008"
+        assert not {"stack", "earlier_sessions_seconds"} & run_columns()
+        assert counts() == (1, 2, 1, 1, 1)
+        store.upgrade(engine)
+        assert counts() == (1, 2, 1, 1, 1)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_0010_adds_the_item_count_in_place_and_goes_down_and_up_keeping_every_row(store_url):
+    """An output recorded at 0009 keeps its version and its links through 0010 and reads with
+    no item count (mapping over it loads it once to count); down and up again keeps them."""
+    from alembic import command
+
+    from branchwork.metadata.artifact_listing import get_artifact_version
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0009")
+        with engine.begin() as conn:
+            for statement in (
+                *ROWS_AT_0008,
+                "INSERT INTO artifact (id, name, created, version_count) "
+                "VALUES ('art', 'old::load::output', '2026-12-01', 1)",
+                "INSERT INTO artifact_version (id, artifact_id, uri, data_type, materializer, "
+                "content_hash, producer_step_run_id, created, version) VALUES ('v', 'art', "
+                "'/a/v', 'builtins.list', 'm:M', 'h', 'a', '2026-12-01', 1)",
+                "INSERT INTO step_run_output_artifact (step_run_id, name, artifact_version_id) "
+                "VALUES ('a', 'output', 'v')",
+            ):
+                conn.execute(text(statement))
+
+        def counts() -> tuple[object, ...]:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
+                )
+
+        store.upgrade(engine)
+        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert get_artifact_version(engine, "v").item_count is None
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0009")
+        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        store.upgrade(engine)
+        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()

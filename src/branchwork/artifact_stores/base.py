@@ -83,6 +83,14 @@ class BaseArtifactStore(ABC):
             data: bytes = file.read()
         return data
 
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` (excluded) of the file at `uri`: one item of a mapped
+        output, read without the rest (one request on an object store)."""
+        with self.open(uri, "rb") as file:
+            file.seek(start)
+            data: bytes = file.read(end - start)
+        return data
+
     def walk_files(self, uri: str) -> list[str]:
         """Every file under folder `uri`, as '/'-separated paths relative to it."""
         found: list[str] = []

@@ -229,6 +229,11 @@ class FsspecArtifactStore(BaseArtifactStore):
         return data
 
     @_reporting_refusals
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        data: bytes = self.fs.cat_file(uri, start=start, end=end)
+        return data
+
+    @_reporting_refusals
     def walk_files(self, uri: str) -> list[str]:
         folder = self.fs._strip_protocol(uri).rstrip("/") + "/"
         return sorted(path.removeprefix(folder) for path in self.fs.find(uri))

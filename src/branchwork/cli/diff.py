@@ -63,7 +63,9 @@ def _inputs(step: StepRunResponse) -> dict[str, Any]:
 def _short(value: Any) -> str:
     """An input as written in the recorded configuration: refs as `invocation.output`."""
     if isinstance(value, dict) and "$ref" in value:
-        index = f"[{value['index']}]" if value.get("index") is not None else ""
+        index = "" if value.get("index") is None else f"[{value['index']}]"
+        if value.get("stop") is not None:
+            index = f"[{value['index']}:{value['stop']}]"
         return f"{value['$ref']}.{value.get('output', 'output')}{index}"
     if isinstance(value, list):
         return "[" + ", ".join(_short(item) for item in value) + "]"

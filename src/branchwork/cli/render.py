@@ -82,7 +82,10 @@ def local_time(moment: datetime | None) -> str:
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:
-    total = seconds(start, end)
+    return duration_text(seconds(start, end))
+
+
+def duration_text(total: float | None) -> str:
     if total is None:
         return "-"
     if total < 1:
@@ -148,7 +151,7 @@ def invocation_names(run: PipelineRunResponse) -> dict[str, str]:
 
 
 def show_runs_table(runs: list[PipelineRunResponse], counts: Mapping[str, int]) -> None:
-    table = _table("RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION")
+    table = _table("RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION", "STACK")
     for run in runs:
         table.add_row(
             Text(run.name),
@@ -157,7 +160,8 @@ def show_runs_table(runs: list[PipelineRunResponse], counts: Mapping[str, int]) 
             kind(run),
             str(counts.get(run.id, 0)),
             local_time(run.created),
-            duration(run.start_time, run.end_time),
+            duration_text(run.duration_seconds()),
+            Text(run.stack or "-"),
         )
     console().print(table)
 
@@ -172,9 +176,10 @@ def show_run(
         ("Pipeline", run.pipeline_name),
         ("Status", status_text(run.status)),
         ("Dynamic", "yes" if run.snapshot.is_dynamic else "no"),
+        ("Stack", run.stack or "-"),
         ("Orchestrator", run.orchestrator),
         ("Created", local_time(run.created)),
-        ("Duration", duration(run.start_time, run.end_time)),
+        ("Duration", duration_text(run.duration_seconds())),
         ("Parameters", json.dumps(run.parameters, default=str)),
     ]
     if replay_of is not None:

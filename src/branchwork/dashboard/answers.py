@@ -10,7 +10,7 @@ from typing import Any
 from branchwork.metadata.run_groups import Durations, StepGroup
 from branchwork.metadata.run_listing import StepRunOrigin
 from branchwork.metadata.run_pages import InvocationRow, Page, empty_counts
-from branchwork.models.responses import ExecutionStatus, PipelineRunResponse, StepRunResponse
+from branchwork.models.responses import PipelineRunResponse, StepRunResponse
 from branchwork.models.shapes import iso, run_dict, seconds
 
 MAX_GROUPS = 300  # step names drawn in a graph or a timeline; the rest are counted
@@ -22,10 +22,8 @@ def paged(page: Page[Any], items: list[Any]) -> dict[str, Any]:
 
 
 def elapsed(run: PipelineRunResponse) -> float | None:
-    """Seconds the run took, or has taken so far while it runs."""
-    if run.end_time is not None or ExecutionStatus(run.status).is_finished:
-        return seconds(run.start_time, run.end_time)
-    return seconds(run.start_time, datetime.now(timezone.utc).replace(tzinfo=None))
+    """Seconds the run was running over its sessions, or has been so far while it runs."""
+    return run.duration_seconds(until=datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 def run_summary(run: PipelineRunResponse, counts: dict[str, int]) -> dict[str, Any]:
@@ -36,7 +34,6 @@ def run_summary(run: PipelineRunResponse, counts: dict[str, int]) -> dict[str, A
         "counts": counts,
         "kind": "dynamic" if run.snapshot.is_dynamic else "static",
         "duration_s": elapsed(run),
-        "stack": None,  # not recorded per run (only its orchestrator's flavor)
     }
 
 

@@ -82,7 +82,10 @@ def run_progress(engine: Engine, run_id: str) -> dict[str, Any] | None:
         "steps": [group_dict(group) for group in groups],
         "start_time": iso(run.start_time),
         "end_time": iso(run.end_time),
-        "duration_s": None if run.end_time is None else elapsed(run),
+        # Left to the page while the run goes (a figure that grows would be a change at
+        # every poll): it adds the current session's time so far to the earlier ones'.
+        "duration_s": None if run.status == ExecutionStatus.RUNNING else elapsed(run),
+        "earlier_sessions_s": run.earlier_sessions_seconds,
         "failed_step": run.failed_step,
         "exception_type": run.exception_type,
         "exception_message": run.exception_message,

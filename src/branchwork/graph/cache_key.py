@@ -118,7 +118,9 @@ def _by_content(
     """An artifact input as its content: a step output (item) or an external version."""
     if isinstance(ref, ExternalArtifact):
         return {"$hash": ref.content_hash, "index": None}
-    return {"$hash": content_hash(ref), "index": ref.item}
+    if ref.stop is None:  # the key of an item (or whole output) as it always was
+        return {"$hash": content_hash(ref), "index": ref.item}
+    return {"$hash": content_hash(ref), "index": ref.item, "stop": ref.stop}
 
 
 def _token(encoded: Any) -> str:

@@ -35,6 +35,10 @@ class RunContext(Protocol):
     def value_of(self, output: StepOutput) -> Any:
         """The loaded value behind `output`, waiting for it if need be."""
 
+    def item_count(self, output: StepOutput) -> int:
+        """How many items `step.map` fans out over: recorded with the output when it was
+        saved, so the value is not loaded for it (but for types with no count recorded)."""
+
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         """Block until the step behind `output` has finished; False on timeout."""
 

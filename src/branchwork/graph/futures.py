@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 if TYPE_CHECKING:
     from branchwork.graph.context import RunContext
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 
 class StepOutput:
-    """A future for output `output_name` of invocation `invocation_id`."""
+    """A future for output `output_name` of invocation `invocation_id`; with `index`, for
+    its item `index` (or items `index` to `stop`, a chunk), as `step.map` hands them out."""
 
-    __slots__ = ("_context", "invocation_id", "output_name", "index")
+    __slots__ = ("_context", "invocation_id", "output_name", "index", "stop")
     _context: RunContext
     invocation_id: str
     output_name: str | None
     index: int | None
+    stop: int | None
 
     def __init__(
         self,
@@ -32,11 +34,13 @@ class StepOutput:
         invocation_id: str,
         output_name: str | None,
         index: int | None = None,
+        stop: int | None = None,
     ) -> None:
         object.__setattr__(self, "_context", context)
         object.__setattr__(self, "invocation_id", invocation_id)
         object.__setattr__(self, "output_name", output_name)
         object.__setattr__(self, "index", index)
+        object.__setattr__(self, "stop", stop)
 
     def load(self) -> Any:
         """Wait for the step and return this output's value."""
@@ -51,7 +55,7 @@ class StepOutput:
     def __repr__(self) -> str:
         name = f"{self.invocation_id}.{self.output_name}"
         if self.index is not None:
-            name += f"[{self.index}]"
+            name += f"[{self.index}]" if self.stop is None else f"[{self.index}:{self.stop}]"
         return f"<StepOutput {name}>"
 
     def __getattr__(self, name: str) -> Any:
@@ -113,6 +117,27 @@ class StepOutput:
 
 # What a step call returns inside a pipeline: one future per output (a tuple for several).
 StepOutputs: TypeAlias = StepOutput | tuple[StepOutput, ...]
+
+T = TypeVar("T")
+
+
+class MappedOutputs(list[T]):
+    """What `step.map()` and `step.product()` return: each call's future(s), in order."""
+
+    def __init__(self, calls: list[T], output_count: int) -> None:
+        super().__init__(calls)
+        self.output_count = output_count
+
+    def unpack(self) -> tuple[list[Any], ...]:
+        """One list per output of the step: `scores, labels = evaluate.map(xs).unpack()`.
+        (Typed `Any`: the lists hold futures, which steps take in place of the values.)"""
+        if self.output_count == 1:
+            return (list(self),)
+        columns: list[list[Any]] = [[] for _ in range(self.output_count)]
+        for outputs in self:
+            for column, output in zip(columns, cast("tuple[StepOutput, ...]", outputs)):
+                column.append(output)
+        return tuple(columns)
 
 
 def _value(operand: Any) -> Any:

@@ -28,16 +28,20 @@ if TYPE_CHECKING:
 
 
 class OutputRef(NamedTuple):
-    """A reference to output `output` of invocation `invocation_id` (item `item` if mapped)."""
+    """A reference to output `output` of invocation `invocation_id` (item `item` if mapped;
+    items `item` to `stop` if mapped in chunks)."""
 
     invocation_id: str
     output: str
     item: int | None = None
+    stop: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref: dict[str, Any] = {"$ref": self.invocation_id, "output": self.output}
         if self.item is not None:
             ref["index"] = self.item
+        if self.stop is not None:
+            ref["stop"] = self.stop
         return ref
 
 
@@ -115,7 +119,7 @@ def _to_ref(output: StepOutput, where: str) -> OutputRef:
             f"{where} receives the result of '{output.invocation_id}', a step with no "
             "outputs; pass it as after= to order the steps instead."
         )
-    return OutputRef(output.invocation_id, output.output_name, output.index)
+    return OutputRef(output.invocation_id, output.output_name, output.index, output.stop)
 
 
 def bind_inputs(

@@ -91,6 +91,10 @@ class TracingContext:
         )
         raise _ValueUsed(self.value_use)
 
+    def item_count(self, output: StepOutput) -> int:
+        """Mapping over an output needs its count at run time: the pipeline is dynamic."""
+        return len(self.value_of(output))
+
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         return bool(self.value_of(output))
 

@@ -9,6 +9,7 @@ local folder, or from the file's content fetched in one request from a remote st
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import io
@@ -16,6 +17,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
@@ -78,6 +80,25 @@ class BaseMaterializer:
         """What to show of `data` without loading it (made when it is saved): its shortened
         repr here; subclasses add metadata (shape, dtypes) or a thumbnail."""
         return Preview(text=short_repr(data))
+
+    def item_count(self, data: Any) -> int | None:
+        """How many items `step.map` fans out over when this output is mapped, recorded when
+        it is saved so the orchestration loop never loads it to count them; None when the
+        value has none (the loop then loads it to find out, and fails clearly)."""
+        return None
+
+    def load_item(self, data_type: type, index: int, stop: int | None = None) -> Any:
+        """Item `index` of the stored value, or its items `index` to `stop` (excluded) as a
+        value of its own kind (a mapped step's chunk). This fallback loads the whole value
+        once per process and `select`s a copy; materializers of big values read only what
+        is asked."""
+        return copy.deepcopy(self.select(_WHOLE_VALUES.get(self, data_type), index, stop))
+
+    @staticmethod
+    def select(value: Any, index: int, stop: int | None) -> Any:
+        """Item `index` (or items `index` to `stop`) of a loaded value, as `load_item` gives it
+        and as the pipeline body sees `output[index]` of a mapped output."""
+        return value[index] if stop is None else value[index:stop]
 
     def content_hash(self) -> str:
         """sha256 over every file under `uri`: its relative name and the sha256 of its bytes,
@@ -236,6 +257,32 @@ class HashingWriter(io.RawIOBase):
             self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 self._store.remove(self._uri)
+
+
+class _WholeValues:
+    """The last few values `load_item`'s fallback loaded whole in this process, by URI
+    (artifacts never change once written): the items of one mapped output, run as threads
+    of one process, load it once."""
+
+    SIZE = 2
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, materializer: BaseMaterializer, data_type: type) -> Any:
+        with self._lock:
+            if materializer.uri in self._values:
+                return self._values[materializer.uri]
+        value = materializer.load(data_type)  # outside the lock: a big load blocks no one
+        with self._lock:
+            self._values[materializer.uri] = value
+            while len(self._values) > self.SIZE:
+                del self._values[next(iter(self._values))]
+        return value
+
+
+_WHOLE_VALUES = _WholeValues()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import array
+import itertools
 import json
+import sys
 from typing import Any, ClassVar
 
 from branchwork.materializers.base import BaseMaterializer, type_name
@@ -14,6 +17,10 @@ from branchwork.materializers.cloudpickle_materializer import (
 from branchwork.materializers.preview import Preview, short_repr
 
 JSON_FILE = "data.json"
+# Where each item of a long list starts in data.json (little-endian uint64, one past the end
+# last), so a mapped step reads its item alone (`CollectionMaterializer.load_item`).
+ITEM_OFFSETS_FILE = "data.json.items"
+INDEXED_LIST_ITEMS = 1000  # shorter lists are read whole: cheaper than two reads
 TAGGED_JSON_FILE = "data.tagged.json"  # JSON where every array carries a list/tuple tag
 BYTES_FILE = "data.bin"
 
@@ -67,8 +74,48 @@ class CollectionMaterializer(BuiltinMaterializer):
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (list, dict, tuple)
 
+    def save(self, data: Any) -> None:
+        if type(data) is not list or len(data) < INDEXED_LIST_ITEMS:
+            super().save(data)
+            return
+        try:
+            if _needs_tags(data):
+                super().save(data)
+                return
+            items = [_ENCODER.encode(item).encode() for item in data]
+        except (_NotJson, ValueError, RecursionError):
+            super().save(data)  # pickled, with the warning saying why
+            return
+        sizes = (len(item) + 1 for item in items)  # each item and the comma after it
+        offsets = array.array("Q", itertools.accumulate(sizes, initial=1))
+        if sys.byteorder != "little":
+            offsets.byteswap()
+        self._write_bytes(JSON_FILE, b"[" + b",".join(items) + b"]")
+        self._write_bytes(ITEM_OFFSETS_FILE, offsets.tobytes())
+
     def preview(self, data: Any) -> Preview:
         return Preview(text=short_repr(data), metadata={"length": len(data)})
+
+    def item_count(self, data: Any) -> int | None:
+        return len(data) if isinstance(data, (list, tuple)) else None
+
+    def load_item(self, data_type: type, index: int, stop: int | None = None) -> Any:
+        """A long list's item (or items) read alone through its offsets; else the fallback."""
+        store = self.artifact_store
+        end = index + 1 if stop is None else stop
+        try:
+            bounds = store.read_range(
+                store.join(self.uri, ITEM_OFFSETS_FILE), 8 * index, 8 * (end + 1)
+            )
+        except FileNotFoundError:
+            return super().load_item(data_type, index, stop)
+        offsets = array.array("Q", bounds)
+        if sys.byteorder != "little":
+            offsets.byteswap()
+        if len(offsets) != end - index + 1:  # an index past the end: the fallback says so
+            return super().load_item(data_type, index, stop)
+        text = store.read_range(store.join(self.uri, JSON_FILE), offsets[0], offsets[-1] - 1)
+        return json.loads(text) if stop is None else json.loads(b"[" + text + b"]")
 
 
 class BytesMaterializer(BaseMaterializer):

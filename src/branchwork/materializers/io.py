@@ -13,10 +13,12 @@ from branchwork.materializers.preview import failed_preview, preview_json
 
 
 class SavedArtifact(NamedTuple):
-    """What saving a value gives back: its content hash and its preview (JSON)."""
+    """What saving a value gives back: its content hash, its preview (JSON) and how many
+    items it has for `step.map` (None: not known without loading it)."""
 
     content_hash: str
     preview: str
+    item_count: int | None = None
 
 
 def save_artifact(
@@ -27,6 +29,7 @@ def save_artifact(
         materializer = materializer_cls(uri, store)
         materializer.save(value)
         content_hash = materializer.content_hash()
+        item_count = materializer.item_count(value)
     except Exception as exc:
         raise ArtifactError(
             f"Could not save a {type_name(type(value))} value with materializer "
@@ -36,7 +39,7 @@ def save_artifact(
         preview = materializer.preview(value)
     except Exception as exc:  # a preview is a courtesy: it never fails the step
         preview = failed_preview(exc)
-    return SavedArtifact(content_hash, preview_json(preview))
+    return SavedArtifact(content_hash, preview_json(preview), item_count)
 
 
 def load_artifact(
@@ -47,8 +50,12 @@ def load_artifact(
     *,
     content_hash: str | None = None,
     allow_pickle: bool = False,
+    item: int | None = None,
+    stop: int | None = None,
 ) -> Any:
-    """Load the artifact at `uri` written by the materializer recorded as `materializer_path`.
+    """Load the artifact at `uri` written by the materializer recorded as `materializer_path`
+    (only its item `item`, or items `item` to `stop`, when given: see
+    `BaseMaterializer.load_item`).
 
     Without `store`, one is derived from the URI (artifacts are read back with no stack).
     A pickle inside it loads only as `pickle_policy` says, after checking `content_hash`.
@@ -58,7 +65,9 @@ def load_artifact(
         store = store or artifact_store_for_uri(uri)
         materializer = materializer_cls(uri, store)
         with loading(materializer, allowed_by_user(allow_pickle), content_hash):
-            return materializer.load(data_type)
+            if item is None:
+                return materializer.load(data_type)
+            return materializer.load_item(data_type, item, stop)
     except ArtifactError:
         raise
     except FileNotFoundError as exc:

@@ -8,7 +8,9 @@ shape and items in JSON; only other objects are pickled.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,7 +27,14 @@ from branchwork.materializers.table_preview import json_number
 
 ARRAY_FILE = "array.npy"
 SCALAR_FILE = "scalar.npy"  # a 0-d array, loaded back as the numpy scalar
-OBJECT_ARRAY_FILE = "array.object.json"  # {"shape": [...], "order": "C"|"F", "items": [...]}
+OBJECT_ARRAY_FILE = "array.object.json"
+# Bytes read to find an array's shape and dtype: a header of np.save, with room for long
+# structured dtypes (numpy pads it to a multiple of 64 bytes).
+_HEADER_READ = 64 * 1024
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}  # {"shape": [...], "order": "C"|"F", "items": [...]}
 
 
 class NumpyMaterializer(BaseMaterializer):
@@ -70,6 +79,32 @@ class NumpyMaterializer(BaseMaterializer):
         with np.printoptions(threshold=100, edgeitems=3, linewidth=100):
             text = repr(data)
         return Preview(text=text, metadata=metadata)
+
+    def item_count(self, data: Any) -> int | None:
+        return len(data) if isinstance(data, np.ndarray) and data.ndim else None
+
+    def load_item(self, data_type: type, index: int, stop: int | None = None) -> Any:
+        """Rows of a C-ordered `.npy` array read alone (their bytes sit side by side after
+        the header); other arrays through the fallback."""
+        store = self.artifact_store
+        uri = store.join(self.uri, ARRAY_FILE)
+        try:
+            header = store.read_range(uri, 0, _HEADER_READ)
+        except FileNotFoundError:
+            return super().load_item(data_type, index, stop)
+        file = io.BytesIO(header)
+        read_header = _HEADER_READERS.get(np.lib.format.read_magic(file))
+        if read_header is None:
+            return super().load_item(data_type, index, stop)
+        shape, fortran_order, dtype = read_header(file, max_header_size=_HEADER_READ)
+        end = index + 1 if stop is None else min(stop, shape[0] if shape else 0)
+        if fortran_order or not shape or not 0 <= index < shape[0] or dtype.hasobject:
+            return super().load_item(data_type, index, stop)
+        row = dtype.itemsize * math.prod(shape[1:])
+        start = file.tell() + row * index
+        rows = bytearray(store.read_range(uri, start, start + row * (end - index)))
+        chunk = np.frombuffer(rows, dtype=dtype).reshape((end - index, *shape[1:]))
+        return chunk[0] if stop is None else chunk
 
     def _save_objects(self, array: np.ndarray) -> None:
         """An object array as JSON when its items are JSON values, else as a pickle."""

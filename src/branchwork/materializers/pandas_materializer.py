@@ -35,6 +35,7 @@ FRAME_PARQUET_FILE = "frame.parquet"
 SERIES_PARQUET_FILE = "series.parquet"  # the Series as a one-column frame named after it
 UNNAMED_SERIES_PARQUET_FILE = "unnamed_series.parquet"  # a Series whose name is None
 LEGACY_PICKLE_FILE = "data.pandas.pkl"  # pandas' own pickle, written by earlier versions
+PARQUET_FILES = (FRAME_PARQUET_FILE, SERIES_PARQUET_FILE, UNNAMED_SERIES_PARQUET_FILE)
 
 NO_PYARROW = (
     " (pyarrow, which stores them as Parquet, is not installed: pip install 'branchwork[pandas]')"
@@ -85,11 +86,30 @@ class PandasMaterializer(BaseMaterializer):
         )
         if stored.name in (PICKLE_FILE, LEGACY_PICKLE_FILE):
             return load_pickle(stored.read())
-        frame = pd.read_parquet(stored.source())
-        if stored.name == FRAME_PARQUET_FILE:
-            return frame
-        series = frame.iloc[:, 0]
-        return series.rename(None) if stored.name == UNNAMED_SERIES_PARQUET_FILE else series
+        return _as_stored(pd.read_parquet(stored.source()), stored.name)
+
+    def item_count(self, data: Any) -> int | None:
+        return len(data)
+
+    def load_item(self, data_type: type, index: int, stop: int | None = None) -> Any:
+        """Rows read from the Parquet row groups that hold them, the others left unread (a
+        frame of more than a million rows has several); a pickle through the fallback."""
+        store = self.artifact_store
+        end = index + 1 if stop is None else stop
+        for filename in PARQUET_FILES:
+            try:
+                with store.open(store.join(self.uri, filename), "rb") as file:
+                    rows = _parquet_rows(file, index, end)
+            except FileNotFoundError:
+                continue
+            value = _as_stored(rows, filename)
+            return value.iloc[0] if stop is None else value
+        return super().load_item(data_type, index, stop)
+
+    @staticmethod
+    def select(value: Any, index: int, stop: int | None) -> Any:
+        """A row as a Series (a Series' value), or rows as a frame: items are rows."""
+        return value.iloc[index] if stop is None else value.iloc[index:stop]
 
     def preview(self, data: Any) -> Preview:
         """Shape, dtypes, the head as a table and `describe()` of the numeric columns."""
@@ -103,6 +123,39 @@ class PandasMaterializer(BaseMaterializer):
         head = head.set_axis([short_name(name) for name in head.columns], axis=1)
         text = head.to_string(max_cols=HEAD_COLUMNS, max_colwidth=40)
         return Preview(text=text, metadata=metadata)
+
+
+def _as_stored(frame: pd.DataFrame, filename: str) -> Any:
+    """A frame read from `filename` as what was saved: the frame, or its Series."""
+    if filename == FRAME_PARQUET_FILE:
+        return frame
+    series = frame.iloc[:, 0]
+    return series.rename(None) if filename == UNNAMED_SERIES_PARQUET_FILE else series
+
+
+def _parquet_rows(file: Any, start: int, end: int) -> pd.DataFrame:
+    """Rows `start` to `end` (excluded) of a Parquet file, reading only their row groups,
+    with the row labels a whole read gives them."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(file)
+    groups: list[int] = []
+    first = offset = 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset < end and offset + rows > start:
+            first = first if groups else offset
+            groups.append(group)
+        offset += rows
+    if not groups:
+        raise IndexError(f"rows {start} to {end} of a frame of {offset} rows")
+    frame = parquet.read_row_groups(groups).to_pandas()
+    described = (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+    if len(described) == 1 and isinstance(described[0], dict):  # a RangeIndex, not stored:
+        kept = described[0]  # pyarrow numbers a part of one from 0
+        whole = pd.RangeIndex(kept["start"], kept["stop"], kept["step"], name=kept["name"])
+        frame.index = whole[first : first + len(frame)]
+    return frame.iloc[start - first : end - first]
 
 
 def _as_parquet_frame(data: Any) -> tuple[str, pd.DataFrame] | None:

@@ -53,6 +53,16 @@ class PolarsMaterializer(BaseMaterializer):
         frame = pl.read_parquet(stored.source(), glob=False)  # a path is one file, no pattern
         return frame.to_series() if stored.name == SERIES_PARQUET_FILE else frame
 
+    def item_count(self, data: Any) -> int | None:
+        return len(data)
+
+    @staticmethod
+    def select(value: Any, index: int, stop: int | None) -> Any:
+        """A frame's row as a dict (a Series' value), or rows as a frame: items are rows."""
+        if stop is None and isinstance(value, pl.DataFrame):
+            return value.row(index, named=True)
+        return value[index] if stop is None else value[index:stop]
+
     def preview(self, data: Any) -> Preview:
         """Shape, schema and the head as polars prints it."""
         frame = data.to_frame() if isinstance(data, pl.Series) else data

@@ -48,6 +48,16 @@ class PyarrowTableMaterializer(BaseMaterializer):
             return pq.read_table(stored.source())
         return pa.ipc.open_file(stored.source()).read_all()
 
+    def item_count(self, data: Any) -> int | None:
+        return int(data.num_rows)
+
+    @staticmethod
+    def select(value: Any, index: int, stop: int | None) -> Any:
+        """A row as a dict, or rows as a table: items are rows."""
+        if stop is None:
+            return value.slice(index, 1).to_pylist()[0]
+        return value.slice(index, max(0, stop - index))
+
     def preview(self, data: Any) -> Preview:
         """Shape, schema and the first rows, one line each."""
         columns = data.column_names[:HEAD_COLUMNS]

@@ -61,6 +61,7 @@ def _version(
         created=row.created,
         version=row.version,
         preview_json=row.preview,
+        item_count=row.item_count,
         tags=found.tags,
         metadata=dict(found.metadata) if found.metadata else {},
     )
@@ -76,6 +77,7 @@ _VERSION_COLUMNS = (
     s.artifact_version.c.created,
     s.artifact_version.c.version,
     s.artifact_version.c.preview,
+    s.artifact_version.c.item_count,
     s.artifact.c.name.label("artifact_name"),
 )
 
@@ -417,6 +419,8 @@ def run_response(
         exception_data=None if lost else row.exception_data,
         hook_errors=tuple(loads(row.hook_errors, ())),
         replay_of=row.replay_of,
+        stack=row.stack,
+        earlier_sessions_seconds=row.earlier_sessions_seconds,
     )
 
 

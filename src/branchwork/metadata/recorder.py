@@ -230,6 +230,7 @@ class Recorder:
         created: float,
         *,
         preview: str | None = None,
+        item_count: int | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
@@ -250,6 +251,7 @@ class Recorder:
                 "created": utc(created),
                 "version": None,
                 "preview": preview,
+                "item_count": item_count,
             }
         )
         self._tags.extend({"artifact_version_id": version_id, "tag": tag} for tag in tags)

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
 
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
@@ -42,9 +42,11 @@ def create_placeholder_run(
     spec: dict[str, Any],
     step_configurations: list[dict[str, Any]],
     orchestrator: str,
+    stack: str,
     replay_of: str | None = None,
 ) -> tuple[str, str]:
-    """Create snapshot + INITIALIZING run (a replay of run `replay_of`, if given); returns
+    """Create snapshot + INITIALIZING run, started by stack `stack` on an orchestrator of
+    flavor `orchestrator` (a replay of run `replay_of`, if given); returns
     (snapshot_id, run_id)."""
     now = time.time()
     created = utc(now)
@@ -88,6 +90,7 @@ def create_placeholder_run(
                 "snapshot_id": snapshot_id,
                 "status": "initializing",
                 "orchestrator": orchestrator,
+                "stack": stack,
                 "parameters": params_json,
                 "created": created,
                 "replay_of": replay_of,
@@ -121,9 +124,11 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
 @retrying("reopening the run for a resume")
 def reopen_run(engine: Engine, run_id: str) -> bool:
     """Put a FAILED, STOPPED, PAUSED or lost run back to INITIALIZING for a resume, closing
-    its attempts that a lost loop left running; False if it is none of those."""
+    its attempts that a lost loop left running and counting the session that ended among its
+    earlier ones; False if it is none of those."""
     with write_transaction(engine) as conn:
         reap_lost_runs(conn, run_id)
+        earlier = _sessions_so_far(conn, run_id)
         result = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
@@ -138,12 +143,33 @@ def reopen_run(engine: Engine, run_id: str) -> bool:
                 exception_data=None,
                 output_structure=None,
                 stop_requested=None,
+                earlier_sessions_seconds=earlier,
             )
         )
         if not result.rowcount:
             return False
         close_lost_attempts(conn, run_id, time.time())  # a process killed under them
     return True
+
+
+def _sessions_so_far(conn: Connection, run_id: str) -> float | None:
+    """Seconds the run was running in its sessions so far: the earlier ones' and the one
+    that ended last (from its start and end), the time between them left out. Stored at
+    one place, the resume, so every way a session ends (completed, failed, stopped,
+    paused, lost) is counted alike."""
+    run = schema.pipeline_run.c
+    row = conn.execute(
+        select(run.start_time, run.end_time, run.earlier_sessions_seconds)
+        .where(run.id == run_id)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        return None
+    earlier: float | None = row.earlier_sessions_seconds
+    if row.start_time is None or row.end_time is None:  # that session never began
+        return earlier
+    last: float = (row.end_time - row.start_time).total_seconds()
+    return (earlier or 0.0) + last
 
 
 @retrying("asking the run to stop")
@@ -162,8 +188,6 @@ def request_stop(engine: Engine, run_id: str, level: str) -> None:
 @retrying("looking for a stop request")
 def stop_request(engine: Engine, run_id: str) -> str | None:
     """The stop asked for an unfinished run; "abandon" for a run someone else finished."""
-    from sqlalchemy import select
-
     with engine.connect() as conn:
         row = conn.execute(
             select(schema.pipeline_run.c.status, schema.pipeline_run.c.stop_requested).where(

@@ -17,6 +17,7 @@ deleted row) then looks rows up instead of scanning the table once per deleted r
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -103,6 +104,10 @@ pipeline_run = Table(
     # The run this one replays (`Client().replay`). No foreign key: SQLite adds the column
     # in place (migration 0008), and a replay outlives the deletion of its original.
     Column("replay_of", ID, nullable=True),
+    Column("stack", String(255), nullable=True),  # the stack that started it; NULL: before 0009
+    # Seconds it was running in the sessions before its latest (a resume folds the session
+    # that ended into it); NULL: no earlier session. See PipelineRunResponse.duration_seconds.
+    Column("earlier_sessions_seconds", Float, nullable=True),
     Index(None, "pipeline_id", "created"),
 )
 
@@ -190,6 +195,8 @@ artifact_version = Table(
     # migration 0006); the recorder always numbers a version.
     Column("version", Integer, nullable=False, server_default="0"),
     Column("preview", Text, nullable=True),  # JSON: materializers.preview
+    # Items of a list, array or table value (what `step.map` fans out over); else NULL.
+    Column("item_count", BigInteger, nullable=True),
     # A unique index, not a constraint: SQLite adds one without rebuilding the table. It
     # also serves lookups by artifact_id alone.
     Index(None, "artifact_id", "version", unique=True),

@@ -52,6 +52,7 @@ class ArtifactVersionResponse:
     created: datetime
     version: int
     preview_json: str | None = field(default=None, repr=False)  # as stored
+    item_count: int | None = None  # items of a list, array or table (what `step.map` maps)
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -186,15 +187,38 @@ class PipelineRunResponse:
     # hook, function, exception_type, message, traceback (see `runtime.hooks`).
     hook_errors: tuple[dict[str, str], ...] = ()
     replay_of: str | None = None  # the run this one replays (`Client().replay`), by id
+    # The stack that started it (`branchwork stack ...`); None: recorded before stacks were
+    # (`orchestrator` says where it ran then). A resume may run on another stack.
+    stack: str | None = None
+    # Seconds it was running in its sessions before the latest one (None: no earlier one).
+    earlier_sessions_seconds: float | None = None
+
+    def duration_seconds(self, until: datetime | None = None) -> float | None:
+        """Seconds the run was running, summed over its sessions: a resume starts a new one,
+        and the time between them (failed, stopped, paused) does not count. `start_time` and
+        `end_time` are those of the latest session, which counts up to `until` while it
+        goes; None while it goes without `until`, or if it never started."""
+        if self.status == ExecutionStatus.INITIALIZING:  # its (next) session has not begun
+            return self.earlier_sessions_seconds
+        end = self.end_time or (None if self.status.is_finished else until)
+        if self.start_time is None or end is None:
+            return None
+        return (self.earlier_sessions_seconds or 0.0) + (end - self.start_time).total_seconds()
 
     def load_output(self, allow_pickle: bool = False) -> Any:
         """The pipeline function's return value, loaded, with its structure (as the
-        orchestration loop wrote it: `{"$out": n}` is output n, item "index" of it).
-        `allow_pickle` as in `ArtifactVersionResponse.load`."""
+        orchestration loop wrote it: `{"$out": n}` is output n, item "index" (to "stop") of it
+        when the pipeline returned a mapped item). `allow_pickle` as in
+        `ArtifactVersionResponse.load`."""
+        from branchwork.materializers.registry import load_materializer_class
 
         def output(node: dict[str, Any]) -> Any:
-            value = self.outputs[node["$out"]].load(allow_pickle)
-            return value if node.get("index") is None else value[node["index"]]
+            version = self.outputs[node["$out"]]
+            value = version.load(allow_pickle)
+            if node.get("index") is None:
+                return value
+            materializer = load_materializer_class(version.materializer)
+            return materializer.select(value, node["index"], node.get("stop"))
 
         return decode(self.output_structure, Leaf("$out", from_json=output))
 

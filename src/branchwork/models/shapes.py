@@ -1,7 +1,8 @@
 """The JSON shapes of runs, step runs and artifact versions that scripts and pages rely on.
 
 `branchwork runs ... --output json` and the dashboard's API print the same dicts, so they are
-made here, once, below both. Times are ISO 8601 with their offset; durations are seconds.
+made here, once, below both. Times are ISO 8601 with their offset; durations are seconds, a
+run's summed over its sessions (see `PipelineRunResponse.duration_seconds`).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
         "status": str(run.status),
         "is_dynamic": run.snapshot.is_dynamic,
         "orchestrator": run.orchestrator,
+        "stack": run.stack,
         "orchestrator_run_id": run.orchestrator_run_id,
         "parameters": run.parameters,
         "created": iso(run.created),
         "start_time": iso(run.start_time),
         "end_time": iso(run.end_time),
-        "duration_seconds": seconds(run.start_time, run.end_time),
+        "duration_seconds": run.duration_seconds(),
         "failed_step": run.failed_step,
         "exception_type": run.exception_type,
         "exception_message": run.exception_message,
@@ -95,6 +97,7 @@ def version_dict(version: ArtifactVersionResponse) -> dict[str, Any]:
         "data_type": version.data_type,
         "materializer": version.materializer,
         "content_hash": version.content_hash,
+        "item_count": version.item_count,
         "producer_step_run_id": version.producer_step_run_id,
         "created": iso(version.created),
         "preview": version.preview,

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
     from branchwork.orchestrators.base import BaseOrchestrator
     from branchwork.pipelines.pipeline import Pipeline
+    from branchwork.stack import Stack
 
 
 def refuse_to_start(pipeline: Pipeline[Any, Any]) -> None:
@@ -162,10 +163,10 @@ def create_run(
     pipeline: Pipeline[Any, Any],
     params: dict[str, Any],
     compiled: Compiled,
-    orchestrator: BaseOrchestrator,
+    stack: Stack,
 ) -> str:
-    """Record the snapshot (with the static DAG, if it is one) and the placeholder run;
-    the run becomes this thread's `last_run`. Returns its id."""
+    """Record the snapshot (with the static DAG, if it is one) and the placeholder run,
+    started by `stack`; the run becomes this thread's `last_run`. Returns its id."""
     _, run_id = create_placeholder_run(
         get_engine(),
         pipeline_name=pipeline.name,
@@ -177,7 +178,8 @@ def create_run(
         parameters=params,
         spec=RunOptions.of(pipeline, compiled.reason).to_spec(),
         step_configurations=step_configurations(compiled),
-        orchestrator=orchestrator.flavor,
+        orchestrator=stack.orchestrator.flavor,
+        stack=stack.name,
     )
     remember_last_run(pipeline.name, run_id)
     return run_id

@@ -63,6 +63,10 @@ class OnePassContext(TracingContext):
         live = self._live(output)
         return live.value_of(self._on(live, output))
 
+    def item_count(self, output: StepOutput) -> int:
+        live = self._live(output)
+        return live.item_count(self._on(live, output))
+
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         live = self._live(output)
         return live.wait_for(self._on(live, output), timeout)
@@ -88,7 +92,7 @@ class OnePassContext(TracingContext):
         """A future made while tracing, as one of the live run's."""
         if output._context is live:
             return output
-        return StepOutput(live, output.invocation_id, output.output_name, output.index)
+        return StepOutput(live, output.invocation_id, output.output_name, output.index, output.stop)
 
 
 class _OnePassRun:
@@ -113,7 +117,7 @@ class _OnePassRun:
         compiled = Compiled(True, reason=reason, discovered=list(self.context.invocations))
         check_orchestrator(self.pipeline, compiled, orchestrator)
         with interrupts_deferred():
-            self.run_id = create_run(self.pipeline, self.params, compiled, orchestrator)
+            self.run_id = create_run(self.pipeline, self.params, compiled, self.stack)
             self.runs.append(self.run_id)
         run = get_run(get_engine(), self.run_id, include_steps=False)
         options = RunOptions.of(self.pipeline, reason)
@@ -144,6 +148,6 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
         if live.session is None:  # it never needed a value: static, the trace is its DAG
             compiled = Compiled(False, live.context.invocations, returned)
             with interrupts_deferred():
-                runs.append(create_run(pipeline, params, compiled, stack.orchestrator))
+                runs.append(create_run(pipeline, params, compiled, stack))
             return submit_and_wait(pipeline, compiled, runs[0], stack)
         return run_outcome(live.run_id, live.session.complete(returned).error)

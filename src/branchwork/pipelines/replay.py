@@ -160,6 +160,7 @@ def _create_replay(
         spec=options.to_spec(),
         step_configurations=step_configurations(compiled),
         orchestrator=stack.orchestrator.flavor,
+        stack=stack.name,
         replay_of=original.id,
     )
     remember_last_run(pipeline.name, run_id)

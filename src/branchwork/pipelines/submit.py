@@ -46,7 +46,7 @@ def run_pipeline(
     check_orchestrator(pipeline, compiled, stack.orchestrator)
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
-            runs.append(create_run(pipeline, params, compiled, stack.orchestrator))
+            runs.append(create_run(pipeline, params, compiled, stack))
         return submit_and_wait(pipeline, compiled, runs[0], stack)
 
 

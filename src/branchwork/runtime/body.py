@@ -38,7 +38,8 @@ class Outcome:
         self._done = threading.Event()
         self.outputs: dict[str, StoredArtifact] = {}
         self.error: BaseException | None = None
-        self.values: dict[str, Any] = {}  # loaded once, in the body's thread
+        # Loaded once, in the body's thread, by (output, item, stop).
+        self.values: dict[tuple[str, int | None, int | None], Any] = {}
 
     def resolve(
         self, outputs: dict[str, StoredArtifact] | None = None, error: BaseException | None = None
@@ -98,18 +99,22 @@ class BodyContext:
         self.loop.add(calls)
 
     def value_of(self, output: StepOutput) -> Any:
-        outcome = self._wait(output)
-        if outcome.error is not None:
-            raise outcome.error
-        self._raise_if_failed()
+        outcome = self._finished(output)
         name = output.output_name
         if name is None:
             return None
-        cached_as = name if output.index is None else f"{name}[{output.index}]"
+        cached_as = (name, output.index, output.stop)
         if cached_as not in outcome.values:
-            stored = ArtifactInput(outcome.outputs[name], output.index)
+            stored = ArtifactInput(outcome.outputs[name], output.index, output.stop)
             outcome.values[cached_as] = load_input(stored)
         return outcome.values[cached_as]
+
+    def item_count(self, output: StepOutput) -> int:
+        outcome = self._finished(output)
+        stored = outcome.outputs.get(output.output_name or "")
+        if output.index is None and stored is not None and stored.item_count is not None:
+            return stored.item_count
+        return len(self.value_of(output))
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         done = self._call_of(output)[1].wait(timeout)
@@ -148,6 +153,14 @@ class BodyContext:
             )
         return call
 
+    def _finished(self, output: StepOutput) -> Outcome:
+        """The outcome of a step that succeeded (else its error, or the run's, is raised)."""
+        outcome = self._wait(output)
+        if outcome.error is not None:
+            raise outcome.error
+        self._raise_if_failed()
+        return outcome
+
     def _wait(self, output: StepOutput) -> Outcome:
         outcome = self._call_of(output)[1]
         outcome.wait()
@@ -182,10 +195,12 @@ def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> 
     def numbered(output: StepOutput) -> Any:
         if output.output_name is None:
             return None
-        refs.append(OutputRef(output.invocation_id, output.output_name, output.index))
+        refs.append(OutputRef(output.invocation_id, output.output_name))
         node: dict[str, Any] = {"$out": len(refs) - 1}
         if output.index is not None:
             node["index"] = output.index
+        if output.stop is not None:
+            node["stop"] = output.stop
         return node
 
     for _, leaf in leaves_of(value):

@@ -44,8 +44,8 @@ def _unpickle(text: str) -> Any:
 _ARTIFACTS = Leaf(
     "$artifact",
     ArtifactInput,
-    lambda leaf: {"$artifact": list(leaf.artifact), "item": leaf.item},
-    lambda data: ArtifactInput(StoredArtifact(*data["$artifact"]), data["item"]),
+    lambda leaf: {"$artifact": list(leaf.artifact), "item": leaf.item, "stop": leaf.stop},
+    lambda data: ArtifactInput(StoredArtifact(*data["$artifact"]), data["item"], data["stop"]),
 )
 
 

@@ -47,13 +47,16 @@ class StoredArtifact(NamedTuple):
     data_type: str
     content_hash: str
     preview: str | None = None  # JSON (see materializers.preview); None for older records
+    item_count: int | None = None  # what `step.map` fans out over; None: not known
 
 
 class ArtifactInput(NamedTuple):
-    """An input leaf: the stored artifact to load (item `item` of it, if mapped)."""
+    """An input leaf: the stored artifact to load (item `item` of it, if mapped; items
+    `item` to `stop` if mapped in chunks)."""
 
     artifact: StoredArtifact
     item: int | None = None
+    stop: int | None = None
 
 
 @dataclass(slots=True)
@@ -92,14 +95,15 @@ class StepResult:
 def load_input(leaf: ArtifactInput) -> Any:
     """A value inside a run: a pickle loads (see `pickle_policy`), checked against its hash."""
     artifact = leaf.artifact
-    value = load_artifact(
+    return load_artifact(
         artifact.uri,
         artifact.materializer,
         resolve_type(artifact.data_type),
         content_hash=artifact.content_hash,
         allow_pickle=True,
+        item=leaf.item,
+        stop=leaf.stop,
     )
-    return value if leaf.item is None else value[leaf.item]
 
 
 def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict[str, Any]:

@@ -76,7 +76,8 @@ class StepRecords:
             return ArtifactInput(
                 StoredArtifact(ref.uri, ref.materializer, ref.data_type, ref.content_hash)
             )
-        return ArtifactInput(self.tracked[ref.invocation_id].outputs[ref.output], ref.item)
+        stored = self.tracked[ref.invocation_id].outputs[ref.output]
+        return ArtifactInput(stored, ref.item, ref.stop)
 
     def _version_id(self, ref: OutputRef | ExternalArtifact) -> str:
         if isinstance(ref, ExternalArtifact):
@@ -121,7 +122,7 @@ class StepRecords:
         for name, row in hit.outputs.items():
             self.recorder.output(step_run_id, name, row.id)
             item.outputs[name] = StoredArtifact(
-                row.uri, row.materializer, row.data_type, row.content_hash
+                row.uri, row.materializer, row.data_type, row.content_hash, None, row.item_count
             )
             item.versions[name] = row.id
         item.step_run_id = step_run_id
@@ -130,7 +131,12 @@ class StepRecords:
         """What an earlier session of this resumed run recorded for it (a step run)."""
         for name, version in record.outputs.items():
             item.outputs[name] = StoredArtifact(
-                version.uri, version.materializer, version.data_type, version.content_hash
+                version.uri,
+                version.materializer,
+                version.data_type,
+                version.content_hash,
+                None,
+                version.item_count,
             )
             item.versions[name] = version.id
         item.step_run_id = record.id
@@ -164,6 +170,7 @@ class StepRecords:
                 stored.content_hash,
                 result.end_time,
                 preview=stored.preview,
+                item_count=stored.item_count,
                 tags=spec.tags,
                 metadata=result.artifact_metadata.get(spec.name),
             )

@@ -24,7 +24,7 @@ from branchwork.exceptions import ConfigurationError, StepInvocationError
 from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.graph.context import current_run_context
 from branchwork.graph.file_input import FileInput
-from branchwork.graph.futures import StepOutput
+from branchwork.graph.futures import MappedOutputs, StepOutput
 from branchwork.graph.invocation import Ordering
 from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
 
@@ -200,11 +200,15 @@ class Step(Generic[P, R]):
 
     submit = __call__  # same as calling the step: returns future(s) at once inside a pipeline
 
-    def map(self, *args: Any, **kwargs: Any) -> list[R]:
-        """One invocation per item of the mapped arguments (zipped); `unmapped(x)` stays whole."""
+    def map(self, *args: Any, **kwargs: Any) -> MappedOutputs[R]:
+        """One invocation per item of the mapped arguments (zipped); `unmapped(x)` stays whole.
+
+        A step's output is mapped without loading it into the pipeline: each invocation
+        loads only its item. `chunk_size=k` gives each invocation k items (the last one what
+        is left), as a value of the mapped kind: a list, an array, a DataFrame."""
         return self._fan_out(args, kwargs, product=False)
 
-    def product(self, *args: Any, **kwargs: Any) -> list[R]:
+    def product(self, *args: Any, **kwargs: Any) -> MappedOutputs[R]:
         """One invocation per combination of the mapped arguments' items."""
         return self._fan_out(args, kwargs, product=True)
 
@@ -250,14 +254,21 @@ class Step(Generic[P, R]):
         start_after = kwargs.pop("start_after", None) if "start_after" not in params else None
         return invocation_id, Ordering(after, start_after)
 
-    def _fan_out(self, args: tuple[Any, ...], kwargs: dict[str, Any], product: bool) -> list[R]:
+    def _fan_out(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], product: bool
+    ) -> MappedOutputs[R]:
         if current_run_context() is None:
             raise StepInvocationError(
                 f"Step '{self.name}': .map()/.product() only work inside a pipeline."
             )
         _, ordering = self._pop_reserved(kwargs)
+        chunk_size = self._pop_chunk_size(kwargs, product)
         named = [(i, v) for i, v in enumerate(args)] + list(kwargs.items())
-        mapped = [(key, _items(value)) for key, value in named if not isinstance(value, unmapped)]
+        mapped = [
+            (key, _items(value, chunk_size, f"Step '{self.name}'"))
+            for key, value in named
+            if not isinstance(value, unmapped)
+        ]
         if not mapped:
             raise StepInvocationError(
                 f"Step '{self.name}': .map()/.product() needs at least one argument that is not "
@@ -287,7 +298,23 @@ class Step(Generic[P, R]):
                 if keyword not in self.signature.parameters:
                     call_kwargs[keyword] = value
             calls.append(self(*call_args, **call_kwargs))
-        return calls
+        return MappedOutputs(calls, len(self.outputs))
+
+    def _pop_chunk_size(self, kwargs: dict[str, Any], product: bool) -> int | None:
+        if "chunk_size" in self.signature.parameters:
+            return None  # the function's own argument
+        chunk_size = kwargs.pop("chunk_size", None)
+        if chunk_size is None:
+            return None
+        if product:
+            raise StepInvocationError(
+                f"Step '{self.name}': chunk_size= works with .map(), not .product()."
+            )
+        if type(chunk_size) is not int or chunk_size < 1:
+            raise StepInvocationError(
+                f"Step '{self.name}': chunk_size= must be a positive int, got {chunk_size!r}."
+            )
+        return chunk_size
 
 
 def _file_parameters(func: Callable[..., Any]) -> frozenset[str]:
@@ -301,14 +328,34 @@ def _file_parameters(func: Callable[..., Any]) -> frozenset[str]:
     )
 
 
-def _items(value: Any) -> list[Any]:
-    """The items a mapped argument fans out over; a future's items stay references."""
-    if isinstance(value, StepOutput):
+def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
+    """The items (or chunks of `chunk_size` items) a mapped argument fans out over. A step
+    output's stay references, counted from what was recorded when it was saved: the output
+    is not loaded here. An item of an output, mapped in turn, is loaded (its items become
+    values)."""
+    if isinstance(value, StepOutput) and value.index is None:
+        try:
+            count = value._context.item_count(value)
+        except TypeError as error:  # len() of a value with no items
+            raise StepInvocationError(
+                f"{where} maps over the output of '{value.invocation_id}', which has no items "
+                f"to map over ({error}); map over a list, tuple, array or table."
+            ) from None
+        step = chunk_size or 1
         return [
-            StepOutput(value._context, value.invocation_id, value.output_name, i)
-            for i in range(len(value))
+            StepOutput(
+                value._context,
+                value.invocation_id,
+                value.output_name,
+                start,
+                None if chunk_size is None else min(start + chunk_size, count),
+            )
+            for start in range(0, count, step)
         ]
-    return list(value)
+    items = list(value)
+    if chunk_size is None:
+        return items
+    return [items[start : start + chunk_size] for start in range(0, len(items), chunk_size)]
 
 
 def _with_materializers(

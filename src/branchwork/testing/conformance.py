@@ -271,6 +271,15 @@ class OrchestratorConformance:
                 run.steps[invocation_id].inputs["factor"].id == run.steps["emit_factor"].output.id
             )
 
+    def test_map_over_a_list_output_in_chunks_then_unpack(self) -> None:
+        self.require_dynamic_support()
+        value, run = self.run(p.mapped_in_chunks, n=10, chunk_size=4)
+        assert value == (55, [4, 4, 2])
+        assert set(run.steps) == {"emit_list", *_ids("sum_and_count", 3), "sum_values"}
+        assert set(_statuses(run).values()) == {"completed"}
+        assert run.steps["emit_list"].output.item_count == 10
+        assert run.steps["sum_and_count_3"].outputs["sum"].load() == 9 + 10
+
     def test_pipeline_returns_a_dict_and_tuple_of_outputs(self) -> None:
         value, run = self.run(p.structured_return, n=2)
         assert value == {"numbers": (4, 5), "label": "n=2"}

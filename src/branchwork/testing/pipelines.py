@@ -130,6 +130,12 @@ def scale(value: int, factor: int) -> int:
 
 
 @step
+def sum_and_count(values: list[int]) -> tuple[Annotated[int, "sum"], Annotated[int, "count"]]:
+    """A chunk of a mapped list: its sum and how many items it got."""
+    return sum(values), len(values)
+
+
+@step
 def fragile_part(index: int, fail_at: int) -> int:
     """Fails for one index only, so the rest of its fan-out can succeed around it."""
     if index == fail_at:
@@ -230,6 +236,13 @@ def mapped_scale(n: int, factor: int) -> Any:
     values = emit_list(n)
     multiplier = emit_factor(factor)
     return scale.map(values, unmapped(multiplier))
+
+
+@pipeline
+def mapped_in_chunks(n: int, chunk_size: int) -> Any:
+    """Dynamic: sum_and_count per chunk of emit_list's output, its outputs unpacked."""
+    sums, counts = sum_and_count.map(emit_list(n), chunk_size=chunk_size).unpack()
+    return sum_values(sums), counts
 
 
 @pipeline

@@ -4,7 +4,7 @@
 
 import { getJSON, path, postAction, PAGE_SIZE } from "./api.js";
 import { fields, h, link, replace, route } from "./dom.js";
-import { countsBar, countsText, duration, elapsed, FINISHED, localTime, number, statusBadge } from "./format.js";
+import { countsBar, countsText, duration, FINISHED, localTime, number, runSeconds, statusBadge } from "./format.js";
 import { RunGraph } from "./graph.js";
 import { follow } from "./live.js";
 import { Timeline } from "./timeline.js";
@@ -14,7 +14,7 @@ const RESUMABLE = new Set(["failed", "stopped"]);
 const STOPPABLE = new Set(["initializing", "running"]);
 const RESUME_GRACE_MS = 30000; // how long a resumed run may still read as failed/stopped
 // What a progress event says about the run itself (the rest is counts).
-const LIVE_FIELDS = ["status", "start_time", "end_time", "duration_s", "failed_step", "exception_type", "exception_message"];
+const LIVE_FIELDS = ["status", "start_time", "end_time", "duration_s", "earlier_sessions_s", "failed_step", "exception_type", "exception_message"];
 
 export function renderRun(root, { run }) {
   const page = new RunPage(root, run);
@@ -82,7 +82,7 @@ class RunPage {
 
   drawHeader() {
     const { run, counts, steps } = this.detail;
-    const seconds = run.duration_s ?? run.duration_seconds ?? elapsed(run.start_time, run.end_time);
+    const seconds = runSeconds(run);
     replace(
       this.header,
       h("div", { class: "title-row" },

@@ -4,7 +4,7 @@
 
 import { getJSON, PAGE_SIZE } from "./api.js";
 import { h, link, replace, route } from "./dom.js";
-import { countsBar, countsText, duration, elapsed, FINISHED, localTime, statusBadge } from "./format.js";
+import { countsBar, countsText, duration, FINISHED, localTime, runSeconds, statusBadge } from "./format.js";
 import { errorBox, loading, pager } from "./widgets.js";
 
 const RUN_STATUSES = ["initializing", "running", "completed", "failed", "stopped", "paused"];
@@ -99,7 +99,7 @@ function runsTable(runs, filters) {
 }
 
 function runRow(run) {
-  const seconds = run.duration_s ?? run.duration_seconds ?? elapsed(run.start_time, run.end_time);
+  const seconds = runSeconds(run);
   return h(
     "tr",
     { "data-run": run.name },
@@ -110,6 +110,19 @@ function runRow(run) {
     h("td", { class: "steps-cell" }, countsBar(run.counts), countsText(run.counts)),
     h("td", { class: "num" }, duration(seconds)),
     h("td", {}, localTime(run.start_time ?? run.created)),
-    h("td", {}, run.stack ?? run.orchestrator ?? "-"),
+    ranOn(run),
+  );
+}
+
+// The stack that started the run, with its orchestrator's flavor in small print; a run
+// recorded before stacks were shows the flavor alone.
+function ranOn(run) {
+  if (!run.stack) return h("td", { class: "ran-on" }, run.orchestrator ?? "-");
+  return h(
+    "td",
+    { class: "ran-on", title: `stack ${run.stack}, orchestrator ${run.orchestrator}` },
+    h("span", { class: "stack-name" }, run.stack),
+    " ",
+    h("small", { class: "muted" }, run.orchestrator),
   );
 }
