@@ -1,10 +1,11 @@
-"""Peak memory of the orchestration loop while it maps a step over a big list output.
+"""Peak memory of the orchestration process while it maps a step over a big list output.
 
-`make(n, size)` returns a list of n strings of `size` bytes, in a step process of its own
-(`runtime="isolated"`), so the list is never built in this process; `measure.map(items)` then
-runs one step per item in this process (the local orchestrator), and `total` sums them. The
-figure that matters is this process's peak RSS: if the pipeline or the steps loaded the list
-whole, it would grow with n x size; it should not.
+On the local_process orchestrator: `make(n, size)` returns a list of n strings of `size`
+bytes in a step process of its own (`runtime="isolated"`), so the list is never built in
+the orchestration process; `measure.map(items)` then runs one step per item in threads of
+the orchestration process, and `total` sums them. The figure that matters is the
+orchestration process's peak RSS, which the pipeline body reads once every step is done: if
+the pipeline or the steps loaded the list whole, it would grow with n x size; it should not.
 
     python benchmarks/map_memory.py                 # 100 000 items of 10 and of 1 000 bytes
     python benchmarks/map_memory.py 2000 10 1000    # n, then item sizes
@@ -24,6 +25,8 @@ import tempfile
 import time
 
 from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
 
 
 @step(runtime="isolated")
@@ -41,28 +44,38 @@ def total(values: list) -> int:
     return sum(values)
 
 
+@step
+def peak_rss_kb(kilobytes: int) -> int:
+    return kilobytes
+
+
 @pipeline(enable_cache=False)
 def map_over_a_list(n: int, size: int):
-    return total(measure.map(make(n, size)))
+    summed = total(measure.map(make(n, size)))
+    summed.wait()  # every step done: what the orchestration process used at most so far
+    return summed, peak_rss_kb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def one(n: int, size: int) -> dict[str, float]:
-    """Run the map once in this process: its figures."""
+    """Run the map once on the local_process orchestrator: its figures."""
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
     started = time.perf_counter()
-    assert map_over_a_list(n=n, size=size) == n * size
+    with active_stack(stack):
+        summed, peak_kb = map_over_a_list(n=n, size=size)
     seconds = time.perf_counter() - started
+    assert summed == n * size
     return {
         "n": n,
         "size": size,
         "list_mb": n * (size + 3) / 1e6,  # the list's JSON: each item quoted, comma
         "seconds": seconds,
         "ms_per_step": 1000 * seconds / n,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_kb / 1024,
     }
 
 
 def main(n: int, sizes: list[int]) -> None:
-    print(f"map over a list of {n} items, local orchestrator; one fresh process per size")
+    print(f"map over a list of {n} items, local_process orchestrator; a fresh run per size")
     print(f"{'item bytes':>10} {'list MB':>8} {'s':>7} {'ms/step':>8} {'peak RSS MB':>12}")
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="branchwork-map-") as home:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from branchwork.exceptions import BranchworkError
-from branchwork.metadata.queries import get_run, get_step_logs, list_run_ids
+from branchwork.metadata.queries import child_run_ids, get_run, get_step_logs, list_run_ids
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.store import get_engine
 from branchwork.models import (
@@ -45,6 +45,11 @@ class Client:
         return [
             get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
         ]
+
+    def list_child_runs(self, run_id_or_name: str) -> list[PipelineRunResponse]:
+        """The child runs of a run (pipelines its body called or submitted), oldest first."""
+        run = self.get_pipeline_run(run_id_or_name)
+        return [get_run(self._engine, child) for child in child_run_ids(self._engine, run.id)]
 
     def get_step_logs(
         self, run_id_or_name: str, invocation_id: str | None = None

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from branchwork.graph.futures import StepOutput, StepOutputs
+    from branchwork.graph.invocation import StepCalls
     from branchwork.graph.questions import Question
     from branchwork.steps.step import Step
 
 
 class RunContext(Protocol):
     pipeline_name: str
+    calls: StepCalls  # the run's calls, made into invocations (shared by a run's contexts)
 
     def invoke(
         self,

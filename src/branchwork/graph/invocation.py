@@ -9,10 +9,12 @@ the cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -187,6 +189,15 @@ class Ordering(NamedTuple):
     start_after: object = None
 
 
+def _prefixed(after: object, prefix: str) -> object:
+    """An `after=` value with the invocation ids it names as strings prefixed."""
+    if isinstance(after, str):
+        return prefix + after
+    if isinstance(after, (list, tuple)):
+        return [prefix + item if isinstance(item, str) else item for item in after]
+    return after
+
+
 def after_ids(after: object, where: str, keyword: str = "after") -> tuple[str, ...]:
     """Invocation ids named by an `after=` (or `start_after=`) argument (futures, ids or a
     list of either)."""
@@ -262,6 +273,18 @@ class StepCalls:
         self.pipeline_cache = pipeline_cache
         self.step_options = step_options or {}
         self.ids = InvocationIds()
+        self.prefix = ""  # "child." while an embedded pipeline's body runs (`embedded`)
+
+    @contextlib.contextmanager
+    def embedded(self, name: str) -> Iterator[None]:
+        """While the block runs, calls get ids prefixed "name." (ids named in `after=` or
+        `start_after=` too): the steps of a pipeline embedded in this run."""
+        outer = self.prefix
+        self.prefix = f"{outer}{name}."
+        try:
+            yield
+        finally:
+            self.prefix = outer
 
     def make(
         self,
@@ -277,7 +300,11 @@ class StepCalls:
         if step.name in self.step_options:
             step = self.step_options[step.name].apply(step)
         pipeline_name = self.pipeline_name
-        invocation_id = self.ids.claim(step.name, invocation_id, pipeline_name)
+        if self.prefix:
+            if isinstance(invocation_id, str) and invocation_id:
+                invocation_id = self.prefix + invocation_id
+            ordering = Ordering(*(_prefixed(ids, self.prefix) for ids in ordering))
+        invocation_id = self.ids.claim(self.prefix + step.name, invocation_id, pipeline_name)
         where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
         inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
         upstream, files = references_of(inputs)

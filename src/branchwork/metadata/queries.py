@@ -421,6 +421,8 @@ def run_response(
         replay_of=row.replay_of,
         stack=row.stack,
         earlier_sessions_seconds=row.earlier_sessions_seconds,
+        parent_run_id=row.parent_run_id,
+        parent_invocation_id=row.parent_invocation_id,
     )
 
 
@@ -497,3 +499,28 @@ def running_step_count(engine: Engine, run_id: str) -> int:
             .where(s.step_run.c.run_id == run_id, s.step_run.c.status == "running")
         ).scalar()
     return int(count or 0)
+
+
+def child_run_ids(engine: Engine, run_id: str) -> list[str]:
+    """The child runs of run `run_id` (pipelines its body called), oldest first."""
+    run = s.pipeline_run
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(run.c.id).where(run.c.parent_run_id == run_id).order_by(run.c.created)
+        ).all()
+    return [row.id for row in rows]
+
+
+def latest_child_run(
+    engine: Engine, run_id: str, invocation_id: str
+) -> PipelineRunResponse | None:
+    """The newest child run that invocation `invocation_id` of run `run_id` started."""
+    run = s.pipeline_run
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(run.c.id)
+            .where(run.c.parent_run_id == run_id, run.c.parent_invocation_id == invocation_id)
+            .order_by(run.c.created.desc())
+            .limit(1)
+        ).scalar()
+    return None if found is None else get_run(engine, found, include_steps=False)

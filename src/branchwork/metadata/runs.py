@@ -44,10 +44,11 @@ def create_placeholder_run(
     orchestrator: str,
     stack: str,
     replay_of: str | None = None,
+    parent: tuple[str, str] | None = None,
 ) -> tuple[str, str]:
     """Create snapshot + INITIALIZING run, started by stack `stack` on an orchestrator of
-    flavor `orchestrator` (a replay of run `replay_of`, if given); returns
-    (snapshot_id, run_id)."""
+    flavor `orchestrator` (a replay of run `replay_of`, if given; a child of (run id,
+    invocation id) `parent`, if given); returns (snapshot_id, run_id)."""
     now = time.time()
     created = utc(now)
     snapshot_id, run_id = new_id(), new_id()
@@ -94,6 +95,8 @@ def create_placeholder_run(
                 "parameters": params_json,
                 "created": created,
                 "replay_of": replay_of,
+                "parent_run_id": parent[0] if parent else None,
+                "parent_invocation_id": parent[1] if parent else None,
             },
         )
     return snapshot_id, run_id

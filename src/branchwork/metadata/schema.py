@@ -108,7 +108,12 @@ pipeline_run = Table(
     # Seconds it was running in the sessions before its latest (a resume folds the session
     # that ended into it); NULL: no earlier session. See PipelineRunResponse.duration_seconds.
     Column("earlier_sessions_seconds", Float, nullable=True),
+    # A child run (a pipeline called in a running pipeline): its parent run, and the parent's
+    # invocation that called it. No foreign key, as for replay_of (added in place: 0011).
+    Column("parent_run_id", ID, nullable=True),
+    Column("parent_invocation_id", String(255), nullable=True),
     Index(None, "pipeline_id", "created"),
+    Index(None, "parent_run_id"),
 )
 
 run_wait = Table(  # a question a run asked with `branchwork.wait`, and its answer

@@ -192,6 +192,10 @@ class PipelineRunResponse:
     stack: str | None = None
     # Seconds it was running in its sessions before the latest one (None: no earlier one).
     earlier_sessions_seconds: float | None = None
+    # A child run (a pipeline called in a running pipeline): its parent run's id and the
+    # parent's invocation that called it; None for a top-level run.
+    parent_run_id: str | None = None
+    parent_invocation_id: str | None = None
 
     def duration_seconds(self, until: datetime | None = None) -> float | None:
         """Seconds the run was running, summed over its sessions: a resume starts a new one,

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import (
@@ -180,9 +181,25 @@ def create_run(
         step_configurations=step_configurations(compiled),
         orchestrator=stack.orchestrator.flavor,
         stack=stack.name,
+        parent=_parent.get(),
     )
     remember_last_run(pipeline.name, run_id)
     return run_id
+
+
+# (run id, invocation id) of the parent invocation whose thread starts a child run.
+_parent: ContextVar[tuple[str, str] | None] = ContextVar("branchwork_parent", default=None)
+
+
+@contextmanager
+def child_of(run_id: str, invocation_id: str) -> Iterator[None]:
+    """Runs created in the block are child runs of invocation `invocation_id` of run
+    `run_id` (see `pipelines.nesting`)."""
+    token = _parent.set((run_id, invocation_id))
+    try:
+        yield
+    finally:
+        _parent.reset(token)
 
 
 def step_configurations(compiled: Compiled) -> list[dict[str, Any]]:

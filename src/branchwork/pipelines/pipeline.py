@@ -17,10 +17,12 @@ from branchwork.config.concurrency import check_limits
 from branchwork.config.retry import StepRetryConfig
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
+from branchwork.graph.context import current_run_context
 from branchwork.pipelines.last_runs import last_run_id
 from branchwork.runtime.events import FailureMode
 
 if TYPE_CHECKING:
+    from branchwork.graph.context import RunContext
     from branchwork.models import PipelineRunResponse
 
 P = ParamSpec("P")
@@ -94,10 +96,41 @@ class Pipeline(Generic[P, R]):
         return f"{self.func.__module__}:{self.func.__qualname__}"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the pipeline and return what its function returned, step outputs loaded.
+        Inside a running pipeline: run it as a child run and return the future of its value,
+        once it has finished (see `pipelines.nesting`)."""
         from branchwork.pipelines.submit import run_pipeline
 
-        # What the function returned, with step outputs loaded back from their artifacts.
+        if current_run_context() is not None:
+            future = self.submit(*args, **kwargs)
+            future.wait()
+            return cast(R, future)
         return cast(R, run_pipeline(self, args, kwargs))
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        """Inside a running pipeline: start the pipeline as a child run and return the future
+        of its value at once, so that several run side by side. Takes `id=` and `after=` as a
+        step call does."""
+        from branchwork.pipelines.nesting import child_step
+
+        self._inside_a_run("submit")
+        return child_step(self)(*args, **kwargs)
+
+    def embed(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Inside a running pipeline: run the pipeline's body in that run, its steps being
+        the run's own with ids prefixed "<name>."; returns what the body returns (futures)."""
+        context = self._inside_a_run("embed")
+        with context.calls.embedded(self.name):
+            return self.func(*args, **kwargs)
+
+    def _inside_a_run(self, method: str) -> RunContext:
+        context = current_run_context()
+        if context is None:
+            raise ConfigurationError(
+                f"Pipeline '{self.name}': .{method}() works inside a running pipeline only; "
+                f"call {self.name}(...) to run it."
+            )
+        return context
 
     def with_options(
         self,

@@ -48,6 +48,16 @@ def current_orchestrator_run_id() -> str | None:
     return _orchestrator_run_id.get()
 
 
+# The stack of each run whose loop runs in this process, by run id: a pipeline its body calls
+# runs as a child run on the same stack (`pipelines.nesting`), from a launcher thread.
+_running_stacks: dict[str, Any] = {}
+
+
+def stack_of_running_run(run_id: str) -> Any:
+    """The stack of run `run_id`, whose loop runs in this process (None if it does not)."""
+    return _running_stacks.get(run_id)
+
+
 class RunSession:
     """One run's orchestration loop in this process: `begin()` it, feed it (the pipeline
     body, or a static DAG), then `complete(returned)` or `fail(error)`. `run()` does all of
@@ -123,6 +133,7 @@ class RunSession:
             self.recorder.flush()
             self.loop.start()
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
+            _running_stacks[self.loop.run_id] = self.request.stack
         try:
             self.hooks.start()
         except PipelineHookError as error:
@@ -133,6 +144,7 @@ class RunSession:
     def _end(self, outcome: RunOutcome) -> RunOutcome:
         self.outcome = outcome
         _orchestrator_run_id.reset(self._token)
+        _running_stacks.pop(self.loop.run_id, None)
         return outcome
 
     def run(self) -> RunOutcome:

@@ -32,7 +32,8 @@ import pytest
 from branchwork.artifact_stores import BaseArtifactStore, LocalArtifactStore
 from branchwork.config.home import artifacts_dir
 from branchwork.exceptions import OrchestratorError, PipelineRunFailedError
-from branchwork.metadata.store import dispose_engines
+from branchwork.metadata.queries import child_run_ids, get_run
+from branchwork.metadata.store import dispose_engines, get_engine
 from branchwork.models import PipelineRunResponse
 from branchwork.orchestrators import BaseOrchestrator
 from branchwork.pipelines.pipeline import Pipeline
@@ -279,6 +280,25 @@ class OrchestratorConformance:
         assert set(_statuses(run).values()) == {"completed"}
         assert run.steps["emit_list"].output.item_count == 10
         assert run.steps["sum_and_count_3"].outputs["sum"].load() == 9 + 10
+
+    def test_nested_pipelines_run_as_child_runs_or_embedded(self) -> None:
+        self.require_dynamic_support()
+        value, run = self.run(p.nested_children, n=3)
+        assert value == 6 + 10 + 15
+        assert set(run.steps) == {
+            "summed_list",
+            "summed_list_2",
+            "summed_list.emit_list",
+            "summed_list.sum_values",
+            "sum_values",
+        }
+        assert set(_statuses(run).values()) == {"completed"}
+        children = [get_run(get_engine(), child) for child in child_run_ids(get_engine(), run.id)]
+        assert [(c.parent_invocation_id, c.snapshot.parameters) for c in children] == [
+            ("summed_list", {"n": 3}),
+            ("summed_list_2", {"n": 4}),
+        ]
+        assert {(str(c.status), c.parent_run_id) for c in children} == {("completed", run.id)}
 
     def test_pipeline_returns_a_dict_and_tuple_of_outputs(self) -> None:
         value, run = self.run(p.structured_return, n=2)

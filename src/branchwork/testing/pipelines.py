@@ -246,6 +246,22 @@ def mapped_in_chunks(n: int, chunk_size: int) -> Any:
 
 
 @pipeline
+def summed_list(n: int) -> Any:
+    """Static, and a child of `nested_children`: the sum of 1..n."""
+    return sum_values(emit_list(n))
+
+
+@pipeline
+def nested_children(n: int) -> Any:
+    """Dynamic: summed_list called (a child run, waited for), submitted (a child run) and
+    embedded (its steps in this run, ids prefixed "summed_list.")."""
+    called = summed_list(n)
+    submitted = summed_list.submit(n + 1)
+    embedded = summed_list.embed(n + 2)
+    return sum_values([called, submitted, embedded])
+
+
+@pipeline
 def fail_in_fan_out(n: int, fail_at: int) -> Any:
     """Dynamic: fragile_part_<fail_at + 1> raises; sum_values never runs."""
     count = emit_count(n)

@@ -1,0 +1,106 @@
+"""Pipelines called inside a running pipeline: child runs (a call waits for its value,
+`.submit()` runs children side by side), linked to the parent run and the calling
+invocation, on the local orchestrators; `.embed()` runs a child's steps in the parent run;
+resuming a parent resumes its failed child run, not a new one."""
+
+from __future__ import annotations
+
+import nested_pipelines as np_
+import pytest
+
+from branchwork import Client
+from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
+
+
+def children_of(run_id: str) -> list:
+    return Client().list_child_runs(run_id)
+
+
+def test_children_run_as_child_runs_and_an_embedded_one_in_the_parent(local_flavor):
+    assert np_.parent(n=4) == 6 + 10 + 15 + 6
+    run = np_.parent.last_run
+    assert sorted(run.steps) == [
+        "add",
+        "child_sum",
+        "child_sum.add",
+        "child_sum.numbers",
+        "child_sum_2",
+        "third",
+    ]
+    statuses = {name: str(s.status) for name, s in run.steps.items()}
+    # the embedded steps are the parent's: add(numbers(4)) was computed by the first child
+    assert statuses.pop("child_sum.numbers") == statuses.pop("child_sum.add") == "cached"
+    assert set(statuses.values()) == {"completed"}
+    children = children_of(run.id)
+    assert [(c.parent_run_id, c.parent_invocation_id) for c in children] == [
+        (run.id, "child_sum"),
+        (run.id, "child_sum_2"),
+        (run.id, "third"),
+    ]
+    assert [c.snapshot.parameters for c in children] == [{"n": 4}, {"n": 5}, {"n": 6}]
+    assert {(c.snapshot.pipeline_name, str(c.status)) for c in children} == {
+        ("child_sum", "completed")
+    }
+    assert all(sorted(c.steps) == ["add", "numbers"] for c in children)
+    assert run.steps["third"].output.load() == 15  # the child's value is the invocation's
+
+
+def test_a_static_parent_submits_its_children(local_flavor):
+    assert np_.static_parent(n=3) == 6
+    run = np_.static_parent.last_run
+    assert run.snapshot.is_dynamic is False
+    assert len(children_of(run.id)) == 2
+
+
+def test_a_rerun_makes_new_child_runs_whose_steps_come_from_the_cache():
+    np_.parent(n=2)
+    np_.parent(n=2)
+    run = np_.parent.last_run
+    for child in children_of(run.id):
+        assert {str(s.status) for s in child.steps.values()} == {"cached"}
+
+
+def test_resuming_a_parent_resumes_its_failed_child_run(local_flavor, tmp_path, monkeypatch):
+    flag = tmp_path / "fail"
+    flag.touch()
+    monkeypatch.setenv(np_.FAIL_FLAG, str(flag))
+    with pytest.raises(PipelineRunFailedError) as info:
+        np_.parent_of_fragile(n=3)
+    assert "fragile failed on 3" in str(info.value)
+    failed = np_.parent_of_fragile.last_run
+    (child,) = [c for c in children_of(failed.id) if c.snapshot.pipeline_name == "child_fragile"]
+    assert str(child.status) == "failed" and child.parent_invocation_id == "child_fragile"
+    assert str(failed.steps["child_fragile"].status) == "failed"
+
+    flag.unlink()
+    assert Client().resume_run(failed.id) == 30 + 3
+    resumed = children_of(failed.id)
+    fragile_runs = [c for c in resumed if c.snapshot.pipeline_name == "child_fragile"]
+    assert [(c.id, str(c.status)) for c in fragile_runs] == [(child.id, "completed")]
+    statuses = {name: str(s.status) for name, s in fragile_runs[0].steps.items()}
+    assert statuses == {"numbers": "completed", "add": "completed", "fragile": "completed"}
+
+
+def test_submit_and_embed_outside_a_running_pipeline_are_refused():
+    for method in ("submit", "embed"):
+        with pytest.raises(ConfigurationError) as info:
+            getattr(np_.child_sum, method)(3)
+        assert str(info.value) == (
+            f"Pipeline 'child_sum': .{method}() works inside a running pipeline only; "
+            "call child_sum(...) to run it."
+        )
+
+
+def test_a_child_called_with_a_bad_argument_fails_at_the_call():
+    from branchwork import pipeline
+
+    @pipeline
+    def bad_parent() -> int:
+        return np_.child_sum(m=3)
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        bad_parent()
+    assert "step 'child_sum' (invocation 'child_sum') cannot be called this way" in str(
+        info.value.__cause__
+    )
+    assert children_of(bad_parent.last_run.id) == []
