@@ -68,6 +68,12 @@ def drip(folder: str, n: int = 3):
     for i in range(n):
         done += int(gate(folder, i))
     return done
+
+
+@pipeline
+def nest(folder: str):
+    """chain as a child run."""
+    return chain.submit(folder)
 '''
 
 

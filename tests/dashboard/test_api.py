@@ -415,6 +415,16 @@ def test_a_run_names_the_stack_that_started_it(pipelines, project, api):
     assert Client().get_pipeline_run(items[0]["id"]).stack == "team"
 
 
+def test_a_child_run_names_its_parent_run_and_invocation(pipelines, project, api):
+    pipelines("nest")(folder=str(project))
+    client = api()
+    parent, child = (Client().list_pipeline_runs(pipeline=name)[0] for name in ("nest", "chain"))
+    shown = ok(client.get(f"/api/runs/{child.name}"))["run"]
+    assert (shown["parent_run_id"], shown["parent_invocation_id"]) == (parent.id, "chain")
+    top = ok(client.get(f"/api/runs/{parent.name}"))["run"]
+    assert (top["parent_run_id"], top["parent_invocation_id"]) == (None, None)
+
+
 def test_a_resume_that_cannot_start_says_why(pipelines, project, api):
     run = failed_fan(pipelines, project)
     (project / "dash_pipelines.py").unlink()  # the pipeline can no longer be imported

@@ -96,6 +96,11 @@ def picture(width: int):
     return draw(width)
 
 
+@pipeline
+def album(width: int):
+    return picture.submit(width, id="cover")
+
+
 @step(enable_cache=False)
 def gated(folder: str, i: int) -> int:
     deadline = time.monotonic() + 60
@@ -454,6 +459,21 @@ def test_an_image_output_shows_its_stored_thumbnail(
     expect(thumbnail).to_be_visible()
     assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 64
     screenshot(page, "step-image")
+
+
+def test_a_child_run_links_to_its_parent_run(branchwork_home, project, dashboard, page):
+    from playwright.sync_api import expect
+
+    pytest.importorskip("PIL", reason="the image materializer needs Pillow")
+    branchwork(branchwork_home, "run", f"{project / 'pipelines.py'}:album", "-p", "width=8")
+    page.goto(dashboard)
+    runs = page.locator("table.runs tbody tr")
+    expect(runs).to_have_count(2)
+    runs.filter(has_text="picture").locator("a.run-link").click()
+    parent = page.locator("a.parent-link")
+    expect(parent.locator("xpath=..")).to_contain_text("(cover)")
+    parent.click()
+    expect(page.locator("h1")).to_contain_text("album-")
 
 
 def test_markup_from_the_store_is_shown_as_text_everywhere(

@@ -52,6 +52,8 @@ def run_dict(run: PipelineRunResponse) -> dict[str, Any]:
         "exception_message": run.exception_message,
         "outputs": [version_dict(version) for version in run.outputs],
         "replay_of": run.replay_of,
+        "parent_run_id": run.parent_run_id,  # a child run's parent (see Client.list_child_runs)
+        "parent_invocation_id": run.parent_invocation_id,
     }
 
 

@@ -96,6 +96,7 @@ class RunPage {
         ["Duration", duration(seconds)],
         ["Orchestrator", run.orchestrator ?? "-"],
         ["Stack", run.stack ?? undefined],
+        ["Child of", run.parent_run_id ? parentLink(run) : undefined],
         ["Steps", h("span", {}, countsBar(counts), " ", countsText(counts))],
       ]),
       run.exception_type || run.exception_message ? errorLine(run) : null,
@@ -222,4 +223,9 @@ function failedTable(run, items) {
       h("td", { class: "num" }, item.attempt ?? "-"),
       h("td", { class: "error-cell" }, [item.exception_type, item.error].filter(Boolean).join(": ")),
       h("td", {}, h("a", { href: route(["runs", run, "steps", item.invocation], { show: "traceback" }), class: "traceback-link" }, "traceback"))))));
+}
+
+/** A child run's parent: a link to the parent run, and the invocation that called it. */
+function parentLink(run) {
+  return h("span", {}, link(["runs", run.parent_run_id], run.parent_run_id, { class: "parent-link" }), ` (${run.parent_invocation_id})`);
 }
