@@ -44,6 +44,10 @@ def chained(seconds: float = 2.0):
     return after([first])
 
 @pipeline(enable_cache=False)
+def nested(n: int = 2, seconds: float = 20.0):
+    return sleepy(n, seconds)
+
+@pipeline(enable_cache=False)
 def mixed(seconds: float = 0.2, width: int = 4):
     first = [nap(i, seconds * (i % 3)) for i in range(width)]
     total = after(first)
@@ -163,6 +167,35 @@ def test_two_ctrl_c_abandon_running_steps_on_every_orchestrator(tmp_path, flavor
     assert "abandoning 3 running steps" in err
     assert [status for _, status in store.runs()] == ["stopped"]
     assert store.steps() == [("nap", "stopped"), ("nap_2", "stopped"), ("nap_3", "stopped")]
+
+
+@pytest.mark.parametrize("flavor", ["local", "local_process"])
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_a_child_run_with_its_parent(tmp_path, flavor, presses):
+    """A child run (`pipelines.nesting`) stops with its parent: once, its running steps
+    finish; twice, they are abandoned. Neither run is left running."""
+    home, store = project(tmp_path)
+    script = caller(tmp_path, "nested", "n=2, seconds=4.0" if presses == 1 else "n=2")
+    with Spawned(python(str(script), flavor), env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: store.running() == 3, 60, "the child run's 2 steps running")
+        for _ in range(presses):
+            run.signal(signal.SIGINT)
+            time.sleep(0.3)
+        interrupted = time.monotonic()
+        code, out, err = run.wait(60)
+        took = time.monotonic() - interrupted
+        wait_until(lambda: not run.alive(), 10, "every process it started to end")
+    assert code != 0 and "returned" not in out
+    assert sorted(store.runs()) == sorted([(name, "stopped") for name, _ in store.runs()])
+    assert len(store.runs()) == 2
+    expected = "completed" if presses == 1 else "stopped"
+    assert store.steps("running") == []
+    assert store.rows("SELECT name, status FROM step_run WHERE name LIKE 'nap%' ORDER BY name") == [
+        ("nap", expected),
+        ("nap_2", expected),
+    ]
+    if presses == 2:
+        assert took < 6.0, f"the second Ctrl-C took {took:.2f}s"
 
 
 def test_ctrl_c_at_random_moments_never_leaves_a_run_running(tmp_path):

@@ -188,6 +188,18 @@ def request_stop(engine: Engine, run_id: str, level: str) -> None:
         )
 
 
+@retrying("asking child runs to stop")
+def request_child_runs_stop(engine: Engine, run_id: str, level: str) -> None:
+    """`request_stop` for every unfinished child run of run `run_id`."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            schema.pipeline_run.update()
+            .where(schema.pipeline_run.c.parent_run_id == run_id)
+            .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
+            .values(stop_requested=level)
+        )
+
+
 @retrying("looking for a stop request")
 def stop_request(engine: Engine, run_id: str) -> str | None:
     """The stop asked for an unfinished run; "abandon" for a run someone else finished."""

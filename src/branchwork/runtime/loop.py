@@ -25,7 +25,7 @@ from branchwork.graph.invocation import Invocation, OutputRef
 from branchwork.ids import new_id
 from branchwork.metadata.queries import EarlierRun
 from branchwork.metadata.recorder import Recorder
-from branchwork.metadata.runs import stop_request
+from branchwork.metadata.runs import request_child_runs_stop, stop_request
 from branchwork.runtime import events as E
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.cache_keys import CacheKeys
@@ -83,6 +83,7 @@ class RunLoop:
         self._crash: BaseException | None = None
         self._closing = False
         self._closed = False
+        self._children_asked: str | None = None  # the stop asked of child runs, if any
         self._warned_oversized: set[str] = set()
         self._heartbeat_every = heartbeat_interval()
         self._last_heartbeat = self._last_poll = time.time()
@@ -113,6 +114,10 @@ class RunLoop:
 
     def running_steps(self) -> int:
         return self.engine.running
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait until the loop has ended; False on timeout."""
+        return self._ended.wait(timeout)
 
     def close(self, cancel: bool = False) -> None:
         """Stop accepting work and wait until every started step has finished (or was
@@ -207,6 +212,14 @@ class RunLoop:
                 for _, outcome in item:
                     outcome.resolve(error=crash)
 
+    def _stop_child_runs(self, abandon: bool) -> None:
+        """A run that stops stops its unfinished child runs the same way (`pipelines.nesting`):
+        through the store, which their loops watch wherever they run."""
+        level = "abandon" if abandon else "graceful"
+        if self._children_asked != level and self._children_asked != "abandon":
+            self._children_asked = level
+            request_child_runs_stop(self.recorder.engine, self.run_id, level)
+
     def _stop_requested_in_store(self) -> list[E.Stop]:
         """A stop asked through the store (Ctrl-C in a process that submitted the run
         elsewhere); a run someone else finished is abandoned."""
@@ -230,6 +243,8 @@ class RunLoop:
             elif isinstance(item, list):
                 events.extend(self._track(invocation, outcome) for invocation, outcome in item)
             else:
+                if isinstance(item, E.Stop):
+                    self._stop_child_runs(item.abandon)
                 events.append(item)
         abandoned = self.engine.abandoned
         commands = self.engine.handle(*events, now=now)

@@ -48,14 +48,17 @@ def current_orchestrator_run_id() -> str | None:
     return _orchestrator_run_id.get()
 
 
-# The stack of each run whose loop runs in this process, by run id: a pipeline its body calls
-# runs as a child run on the same stack (`pipelines.nesting`), from a launcher thread.
-_running_stacks: dict[str, Any] = {}
+# The sessions of the runs whose loops run in this process, by run id: a pipeline a body calls
+# runs as a child run on its run's stack (`pipelines.nesting`), from a launcher thread, and a
+# run that ends lets its children here record their own end first.
+_running_sessions: dict[str, RunSession] = {}
+CHILD_STOP_SECONDS = 5.0  # how long an ending run waits for its child runs to record theirs
 
 
 def stack_of_running_run(run_id: str) -> Any:
     """The stack of run `run_id`, whose loop runs in this process (None if it does not)."""
-    return _running_stacks.get(run_id)
+    session = _running_sessions.get(run_id)
+    return None if session is None else session.request.stack
 
 
 class RunSession:
@@ -133,7 +136,7 @@ class RunSession:
             self.recorder.flush()
             self.loop.start()
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
-            _running_stacks[self.loop.run_id] = self.request.stack
+            _running_sessions[self.loop.run_id] = self
         try:
             self.hooks.start()
         except PipelineHookError as error:
@@ -144,8 +147,21 @@ class RunSession:
     def _end(self, outcome: RunOutcome) -> RunOutcome:
         self.outcome = outcome
         _orchestrator_run_id.reset(self._token)
-        _running_stacks.pop(self.loop.run_id, None)
+        self._wait_for_children()
+        _running_sessions.pop(self.loop.run_id, None)
         return outcome
+
+    def _wait_for_children(self) -> None:
+        """Child runs whose loops run in this process were asked to stop with this run (see
+        `RunLoop`): let them record it (bounded) before this process may exit."""
+        children = [
+            session
+            for session in list(_running_sessions.values())
+            if session.request.run.parent_run_id == self.loop.run_id
+        ]
+        deadline = time.monotonic() + CHILD_STOP_SECONDS
+        for child in children:
+            child.loop.wait_ended(max(0.0, deadline - time.monotonic()))
 
     def run(self) -> RunOutcome:
         """Run the pipeline as the request's run and record everything; returns how it
