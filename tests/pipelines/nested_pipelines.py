@@ -60,3 +60,17 @@ def static_parent(n: int) -> Any:
 @pipeline
 def parent_of_fragile(n: int) -> Any:
     return add([child_fragile(n), child_sum(n)])
+
+
+@pipeline
+def countdown(n: int) -> Any:
+    """Calls itself n times: n + 1 runs, each the child of the one before."""
+    if n == 0:
+        return add([])
+    return countdown(n - 1)
+
+
+@pipeline
+def endless(n: int) -> Any:
+    """Calls itself without end."""
+    return endless(n + 1)

@@ -104,3 +104,28 @@ def test_a_child_called_with_a_bad_argument_fails_at_the_call():
         info.value.__cause__
     )
     assert children_of(bad_parent.last_run.id) == []
+
+
+def test_a_pipeline_may_call_itself_a_bounded_number_of_times(monkeypatch):
+    monkeypatch.setenv("BRANCHWORK_MAX_DEPTH", "4")
+    assert np_.countdown(n=3) == 0
+    runs = Client().list_pipeline_runs(pipeline="countdown")
+    assert len(runs) == 4
+    assert sorted(r.snapshot.parameters["n"] for r in runs) == [0, 1, 2, 3]
+    assert {str(r.status) for r in runs} == {"completed"}
+
+
+def test_a_pipeline_that_calls_itself_without_end_stops_at_the_depth_limit(monkeypatch):
+    monkeypatch.setenv("BRANCHWORK_MAX_DEPTH", "4")
+    with pytest.raises(PipelineRunFailedError) as info:
+        np_.endless(n=0)
+    runs = Client().list_pipeline_runs(pipeline="endless")
+    assert len(runs) == 5  # the top-level run and 4 levels of children
+    assert {str(r.status) for r in runs} == {"failed"}
+    deepest = max(runs, key=lambda r: r.snapshot.parameters["n"])
+    assert deepest.snapshot.parameters == {"n": 4}
+    assert (
+        "Pipeline 'endless' (invocation 'endless' of run "
+        f"'{deepest.name}') would be a child run 5 levels deep (the limit, "
+        "$BRANCHWORK_MAX_DEPTH, is 4): does a pipeline call itself without end?"
+    ) in str(info.value)

@@ -524,3 +524,15 @@ def latest_child_run(
             .limit(1)
         ).scalar()
     return None if found is None else get_run(engine, found, include_steps=False)
+
+
+def nesting_depth(engine: Engine, run_id: str, limit: int) -> int:
+    """How many runs up run `run_id`'s chain of parents goes (0: a top-level run), counted
+    up to `limit`."""
+    run, depth = s.pipeline_run, 0
+    with engine.connect() as conn:
+        parent = conn.execute(select(run.c.parent_run_id).where(run.c.id == run_id)).scalar()
+        while parent is not None and depth < limit:
+            depth += 1
+            parent = conn.execute(select(run.c.parent_run_id).where(run.c.id == parent)).scalar()
+    return depth

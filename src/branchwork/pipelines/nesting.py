@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import OrchestratorError
 from branchwork.graph.code_hash import CodeFingerprint, fingerprint
-from branchwork.metadata.queries import latest_child_run
+from branchwork.metadata.queries import latest_child_run, nesting_depth
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import child_of
 from branchwork.runtime.runner import stack_of_running_run
 from branchwork.stack import active_stack
 from branchwork.steps.context import get_step_context
 from branchwork.steps.step import Step
+from branchwork.user_code import MAX_DEPTH_ENV, max_depth
 
 if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
@@ -68,7 +69,15 @@ def _run_child(child: Pipeline[Any, Any], params: dict[str, Any]) -> Any:
             f"Pipeline '{child.name}' (invocation '{step.invocation_id}' of run "
             f"'{step.run_name}') must run where its parent run's loop runs."
         )
-    earlier = latest_child_run(get_engine(), step.run_id, step.invocation_id)
+    engine = get_engine()
+    level = nesting_depth(engine, step.run_id, max_depth()) + 1  # the child's
+    if level > max_depth():
+        raise OrchestratorError(
+            f"Pipeline '{child.name}' (invocation '{step.invocation_id}' of run "
+            f"'{step.run_name}') would be a child run {level} levels deep (the limit, "
+            f"${MAX_DEPTH_ENV}, is {max_depth()}): does a pipeline call itself without end?"
+        )
+    earlier = latest_child_run(engine, step.run_id, step.invocation_id)
     with active_stack(stack), child_of(step.run_id, step.invocation_id):
         if earlier is not None and earlier.status == "completed":
             return earlier.load_output(allow_pickle=True)  # resumed by hand since
