@@ -136,7 +136,7 @@ class Client:
         """The questions a run asked with `branchwork.wait`, in order, with their answers."""
         from branchwork.metadata.waits import run_waits
 
-        return run_waits(self._engine, self.get_pipeline_run(id_or_name).id)
+        return run_waits(self._engine, resolve_run(self._engine, id_or_name))  # steps unread
 
     def replay(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, text
@@ -255,6 +256,126 @@ def test_0010_adds_the_item_count_in_place_and_goes_down_and_up_keeping_every_ro
         assert counts() == (1, 2, 1, 1, 1, 1, 1)
         store.upgrade(engine)
         assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+READ_INDEXES = {
+    "ix_step_run_run_id_attempt",
+    "ix_step_run_run_id_step_name_start_time",
+    "ix_step_run_run_id_step_name_end_time",
+    "ix_step_run_run_id_status_step_name_seconds",
+}
+
+
+def step_run_indexes(engine: Engine) -> set[str]:
+    """The names of step_run's indexes, from the database's catalog (SQLAlchemy does not
+    reflect SQLite's indexes on expressions)."""
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'step_run'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename = 'step_run'"
+    )
+    with engine.connect() as conn:
+        return set(conn.execute(text(query)).scalars())
+
+
+def test_0012_adds_the_read_indexes_and_goes_down_and_up_keeping_every_row(store_url):
+    """A run recorded at 0011 keeps its rows through 0012 and reads grouped from the new
+    indexes: counts of latest attempts, durations to the microsecond (train's superseded
+    first attempt, 61 s, is not its maximum); down to 0011 drops the indexes, up makes them."""
+    from alembic import command
+
+    from branchwork.metadata.run_groups import group_durations, step_groups
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0011")
+        with engine.begin() as conn:
+            for statement in (
+                *ROWS_AT_0008,
+                "UPDATE step_run SET start_time = '2026-12-01 10:00:00.250000', "
+                "end_time = '2026-12-01 10:00:01.500001' WHERE id = 'a'",
+                "UPDATE step_run SET status = 'failed', start_time = '2026-12-01 10:00:02', "
+                "end_time = '2026-12-01 10:01:03.000002' WHERE id = 'b'",
+                "INSERT INTO step_run (id, run_id, name, step_name, attempt, status, code_hash, "
+                "start_time, end_time) VALUES ('c', 'r', 'train', 'train', 2, 'completed', 'h', "
+                "'2026-12-01 10:01:04', '2026-12-01 10:01:06.5')",
+            ):
+                conn.execute(text(statement))
+
+        def counts() -> tuple[object, ...]:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in TABLES_KEPT
+                )
+
+        assert not READ_INDEXES & step_run_indexes(engine)
+        store.upgrade(engine)
+        assert step_run_indexes(engine) >= READ_INDEXES
+        assert counts() == (1, 3, 1, 1, 1)
+        run = find_run(engine, "old-run")
+        groups = step_groups(engine, run)
+        assert [(g.step_name, g.total, g.counts["completed"], g.executed) for g in groups] == [
+            ("load", 1, 1, 1),
+            ("train", 1, 1, 1),
+        ]
+        durations = group_durations(engine, run, groups)
+        load, train = durations["load"], durations["train"]  # to the microsecond:
+        assert (load.p50, load.max) == pytest.approx((1.250001, 1.250001), abs=1e-9)
+        assert (train.p95, train.max) == pytest.approx((2.5, 2.5), abs=1e-9)
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0011")
+        assert not READ_INDEXES & step_run_indexes(engine)
+        assert counts() == (1, 3, 1, 1, 1)
+        store.upgrade(engine)
+        assert step_run_indexes(engine) >= READ_INDEXES
+        assert counts() == (1, 3, 1, 1, 1)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_0011_adds_the_parent_of_a_child_run_in_place_and_goes_down_and_up(store_url):
+    """Runs recorded at 0010 keep their rows through 0011 and read as top-level runs; down
+    to 0010 and up again keeps them too."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from branchwork.metadata.queries import child_run_ids, get_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0010")
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0008:
+                conn.execute(text(statement))
+
+        def counts() -> tuple[object, ...]:
+            with engine.connect() as conn:
+                return tuple(
+                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in TABLES_KEPT
+                )
+
+        def run_columns() -> set[str]:
+            return {column["name"] for column in inspect(engine).get_columns("pipeline_run")}
+
+        store.upgrade(engine, "0011")
+        assert {"parent_run_id", "parent_invocation_id"} <= run_columns()
+        old = get_run(engine, "old-run")
+        assert (old.parent_run_id, old.parent_invocation_id) == (None, None)
+        assert child_run_ids(engine, old.id) == []
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0010")
+        assert not {"parent_run_id", "parent_invocation_id"} & run_columns()
+        assert counts() == (1, 2, 1, 1, 1)
+        store.upgrade(engine)
+        assert counts() == (1, 2, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()

@@ -12,6 +12,13 @@ invocation depends on the previous one (and on nothing its predecessor did not),
 Each group is drawn under its last parent in topological order; its other parents are named
 in an "also after" note, which keeps every edge visible without drawing a node twice.
 
+A run of more than a thousand invocations is drawn grouped by step name instead
+(`step_name_groups`): one node per step name with its counts by state, and the edges between
+step names, from the aggregate queries the dashboard's graph uses; reading every invocation
+to group it by its parents would take longer than the run is worth looking at. An edge from
+a step name to one that first started before it (a loop between steps) is left out of the
+tree.
+
 A dynamic run also records, per invocation, the invocations whose values the pipeline body
 had read when it made the call (`value_inputs` in its configuration): in
 `n = count(); [process(i) for i in range(n)]` every `process` call depends on `count`
@@ -28,12 +35,16 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from rich.tree import Tree
 
 from branchwork.cli.render import STATUS_STYLES, kind
 from branchwork.models import PipelineRunResponse
+
+if TYPE_CHECKING:
+    from branchwork.metadata.run_groups import StepGroup
 
 VALUE_MARK = "(value)"  # an edge by value in the text tree
 
@@ -52,22 +63,32 @@ class Node:
 
 @dataclass
 class Group:
+    """Invocations drawn as one node: `members`, or for a big run's step name only their
+    counts by status (`counted`)."""
+
     step_name: str
     members: list[Node]
     parents: list[int]  # every parent group, in topological order
     children: list[int] = field(default_factory=list)
     sequential: bool = False
     value_parents: list[int] = field(default_factory=list)  # the parents reached by value only
+    counted: dict[str, int] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.members) if self.counted is None else sum(self.counted.values())
 
     @property
     def label(self) -> str:
-        if len(self.members) == 1:
-            return self.members[0].name
+        if self.size == 1:
+            return self.members[0].name if self.members else self.step_name
         suffix = " in sequence" if self.sequential else ""
-        return f"{self.step_name} ×{len(self.members)}{suffix}"
+        return f"{self.step_name} ×{self.size}{suffix}"
 
     def status_counts(self) -> list[tuple[str, int]]:
         """(status, count), most common first; empty before a run."""
+        if self.counted is not None:
+            return Counter({s: n for s, n in self.counted.items() if n}).most_common()
         counts = Counter(m.status for m in self.members if m.status is not None)
         return counts.most_common()
 
@@ -113,6 +134,27 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
 def group_steps(run: PipelineRunResponse) -> list[Group]:
     """The run's invocations (latest attempts) folded into groups, in topological order."""
     return group_nodes(run_nodes(run))
+
+
+def step_name_groups(groups: list[StepGroup], edges: set[tuple[str, str, str]]) -> list[Group]:
+    """A big run's step names as groups, in the order they first started, with the
+    (from, to, "data" | "value") edges between them that go forward in that order."""
+    index = {group.step_name: position for position, group in enumerate(groups)}
+    drawn = [Group(g.step_name, [], [], counted=dict(g.counts)) for g in groups]
+    by_data = {(a, b) for a, b, edge in edges if edge == "data"}
+    for a, b, edge in sorted(edges):
+        if a not in index or b not in index or index[a] >= index[b]:
+            continue
+        parent, child = index[a], drawn[index[b]]
+        if parent not in child.parents:
+            child.parents.append(parent)
+            drawn[parent].children.append(index[b])
+        if edge == "value" and (a, b) not in by_data:
+            child.value_parents.append(parent)
+    for group in drawn:
+        group.parents.sort()
+        group.children.sort()
+    return drawn
 
 
 def group_nodes(nodes: list[Node]) -> list[Group]:

@@ -148,7 +148,7 @@ def to_dot(view: GraphView) -> str:
     for index, group in enumerate(view.groups):
         fill, stroke = colors(group)
         label = _dot_label(group.label, summary(group))
-        extra = ", peripheries=2" if len(group.members) > 1 else ""
+        extra = ", peripheries=2" if group.size > 1 else ""
         lines.append(f'    g{index} [label={label}, fillcolor="{fill}", color="{stroke}"{extra}];')
     if not view.groups:
         lines.append(f"    empty [label={_dot_label(view.empty)}, style=dashed];")

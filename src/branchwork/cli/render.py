@@ -170,6 +170,29 @@ def show_run(
     run: PipelineRunResponse, origins: Mapping[str, StepRunOrigin], replay_of: str | None = None
 ) -> None:
     """A run's fields and its step runs; `replay_of` describes the run it replays."""
+    out = console()
+    out.print(run_fields(run, replay_of))
+    out.print()
+    table = _table(*STEP_RUN_COLUMNS)
+    for step in run.attempts:
+        table.add_row(
+            Text(step.name),
+            Text(step.step_name),
+            status_text(step.status),
+            str(step.attempt),
+            duration(step.start_time, step.end_time),
+            Text(cached_from(step, origins)),
+        )
+    out.print(table)
+    show_failure(run)
+    show_metadata([step for step in run.attempts if step.run_metadata])
+
+
+STEP_RUN_COLUMNS = ("INVOCATION", "STEP", "STATUS", "ATTEMPT", "DURATION", "CACHED FROM")
+
+
+def run_fields(run: PipelineRunResponse, replay_of: str | None = None) -> Table:
+    """A run's fields, parameters, error and outputs, one per line."""
     fields: list[tuple[str, Any]] = [
         ("Run", run.name),
         ("ID", run.id),
@@ -194,39 +217,35 @@ def show_run(
     for position, version in enumerate(run.outputs):
         label = "Returned" if len(run.outputs) == 1 else f"Returned {position}"
         fields.append((label, f"{version.id}  ({version.data_type})"))
+    return _fields(fields)
+
+
+def show_failure(run: PipelineRunResponse, failed: StepRunResponse | None = None) -> None:
+    """The traceback of what failed the run (see `failure_tracebacks`)."""
     out = console()
-    out.print(_fields(fields))
-    out.print()
-    table = _table("INVOCATION", "STEP", "STATUS", "ATTEMPT", "DURATION", "CACHED FROM")
-    for step in run.attempts:
-        table.add_row(
-            Text(step.name),
-            Text(step.step_name),
-            status_text(step.status),
-            str(step.attempt),
-            duration(step.start_time, step.end_time),
-            Text(cached_from(step, origins)),
-        )
-    out.print(table)
-    for header, text in failure_tracebacks(run):
+    for header, text in failure_tracebacks(run, failed):
         out.print()
         out.print(Text(header, style="bold red"))
         out.print(Text(text.rstrip("\n")))
-    with_metadata = [step for step in run.attempts if step.run_metadata]
-    if with_metadata:
-        out.print()
-        out.print(Text("Metadata", style="bold"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True)
-        grid.add_column()
-        for step in with_metadata:
-            label = step.name if step.attempt == 1 else f"{step.name} (attempt {step.attempt})"
-            pairs = (
-                f"{key}={json.dumps(value, default=str)}"
-                for key, value in step.run_metadata.items()
-            )
-            grid.add_row(Text(label), Text("  ".join(pairs)))
-        out.print(grid)
+
+
+def show_metadata(with_metadata: list[StepRunResponse]) -> None:
+    """What these step runs logged as metadata, one line each."""
+    if not with_metadata:
+        return
+    out = console()
+    out.print()
+    out.print(Text("Metadata", style="bold"))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for step in with_metadata:
+        label = step.name if step.attempt == 1 else f"{step.name} (attempt {step.attempt})"
+        pairs = (
+            f"{key}={json.dumps(value, default=str)}" for key, value in step.run_metadata.items()
+        )
+        grid.add_row(Text(label), Text("  ".join(pairs)))
+    out.print(grid)
 
 
 def show_waits(waits: list[WaitResponse]) -> None:
@@ -273,11 +292,14 @@ def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision
     out.print(table)
 
 
-def failure_tracebacks(run: PipelineRunResponse) -> list[tuple[str, str]]:
-    """(header, traceback) of what failed the run: its failed step's latest attempt, or the
-    pipeline body when that raised (then no step is to blame)."""
+def failure_tracebacks(
+    run: PipelineRunResponse, failed: StepRunResponse | None = None
+) -> list[tuple[str, str]]:
+    """(header, traceback) of what failed the run: its failed step's latest attempt (`failed`,
+    else read from the run's steps), or the pipeline body when that raised (then no step is
+    to blame)."""
     if run.failed_step is not None:
-        step = run.steps.get(run.failed_step)
+        step = failed or run.steps.get(run.failed_step)
         text = (step.traceback if step else None) or run.traceback
         if not text:
             return []

@@ -72,7 +72,7 @@ def _vertices(view: GraphView) -> tuple[list[_Vertex], list[tuple[list[int], boo
                 _box_width(group.label, status),
                 group.label,
                 status,
-                stacked=len(group.members) > 1,
+                stacked=group.size > 1,
                 fill=colors(group),
             )
         )

@@ -7,18 +7,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from branchwork.metadata.run_groups import Durations, StepGroup
+from branchwork.metadata.run_groups import StepGroup
+from branchwork.metadata.run_groups import counts_of as counts_of  # shared with the CLI
 from branchwork.metadata.run_listing import StepRunOrigin
-from branchwork.metadata.run_pages import InvocationRow, Page, empty_counts
 from branchwork.models.responses import PipelineRunResponse, StepRunResponse
+from branchwork.models.shapes import durations_dict as durations_dict  # shared with the CLI
+from branchwork.models.shapes import group_dict as group_dict
 from branchwork.models.shapes import iso, run_dict, seconds
+from branchwork.models.shapes import item_dict as item_dict
+from branchwork.models.shapes import paged as paged
 
 MAX_GROUPS = 300  # step names drawn in a graph or a timeline; the rest are counted
 MAX_ITEMS_SHOWN = 50  # entries of a list or dict in a step's configuration or metadata
-
-
-def paged(page: Page[Any], items: list[Any]) -> dict[str, Any]:
-    return {"items": items, "page": page.page, "page_size": page.page_size, "total": page.total}
 
 
 def elapsed(run: PipelineRunResponse) -> float | None:
@@ -35,48 +35,6 @@ def run_summary(run: PipelineRunResponse, counts: dict[str, int]) -> dict[str, A
         "kind": "dynamic" if run.snapshot.is_dynamic else "static",
         "duration_s": elapsed(run),
     }
-
-
-def item_dict(row: InvocationRow) -> dict[str, Any]:
-    """An invocation in a list: the groups' items, the timeline, the failed step runs."""
-    lines = (row.exception_message or "").strip().splitlines()
-    return {
-        "invocation": row.invocation,
-        "step_name": row.step_name,
-        "status": row.status,
-        "attempt": row.attempt,
-        "start": iso(row.start),
-        "end": iso(row.end),
-        "duration_s": seconds(row.start, row.end),
-        "cache_verdict": row.cache_verdict,
-        "exception_type": row.exception_type,
-        "error": lines[0] if lines else None,
-    }
-
-
-def group_dict(group: StepGroup) -> dict[str, Any]:
-    return {
-        "step_name": group.step_name,
-        "counts": group.counts,
-        "total": group.total,
-        "start": iso(group.first_start),
-        "end": iso(group.last_end),
-    }
-
-
-def durations_dict(found: Durations | None) -> dict[str, Any]:
-    if found is None:
-        return {"p50": None, "p95": None, "max": None}
-    return {"p50": round(found.p50, 6), "p95": round(found.p95, 6), "max": round(found.max, 6)}
-
-
-def counts_of(groups: list[StepGroup]) -> dict[str, int]:
-    """A run's counts by state: its step names' summed (saves reading them again)."""
-    counts = empty_counts()
-    for group in groups:
-        for state, count in group.counts.items():
-            counts[state] += count
-    return counts
 
 
 def shown_groups(groups: list[StepGroup]) -> tuple[list[StepGroup], dict[str, Any]]:

@@ -511,9 +511,7 @@ def child_run_ids(engine: Engine, run_id: str) -> list[str]:
     return [row.id for row in rows]
 
 
-def latest_child_run(
-    engine: Engine, run_id: str, invocation_id: str
-) -> PipelineRunResponse | None:
+def latest_child_run(engine: Engine, run_id: str, invocation_id: str) -> PipelineRunResponse | None:
     """The newest child run that invocation `invocation_id` of run `run_id` started."""
     run = s.pipeline_run
     with engine.connect() as conn:

@@ -1,40 +1,66 @@
-"""A run's invocations grouped by step name, for the dashboard's graph and timeline: counts
-by state, the edges between step names, and duration percentiles with stragglers.
+"""A run's invocations grouped by step name, for the dashboard's graph and timeline and the
+CLI's `runs show` and `runs graph` of a big run: counts by state, the edges between step
+names, and duration percentiles with stragglers.
 
-Each figure is one aggregate query (GROUP BY, window functions), so a fan-out of 10,000
-invocations costs a few rows here, whatever its size; see `run_pages` for the reading rules
-(latest attempts; running reads failed in a finished run).
+Counts are one GROUP BY over an index, which reads its entries and never the rows (a fifth
+of a second for a million step runs on a small machine); when a step name first started and
+last ended, and its duration percentiles, maximum and stragglers, are read by walking indexes
+(`schema`, `seconds`) a few rows at a time. The edges are the exception: they come from every
+parent link and every configuration of the run (about 7 s for a million), as no index holds
+the step names of a link's two ends. See `run_pages` for the reading rules (latest attempts,
+superseded ones taken away; running reads failed in a finished run).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Float, cast, exists, func, or_, select, text
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Engine,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    union_all,
+)
 
 from branchwork.metadata import schema as s
-from branchwork.metadata.run_pages import empty_counts, latest_attempt, settle_counts
+from branchwork.metadata.run_pages import (
+    empty_counts,
+    latest_counts,
+    settle_counts,
+    superseded_attempts,
+)
+from branchwork.metadata.seconds import seconds_between
 from branchwork.models.responses import PipelineRunResponse
 
 EXECUTED = ("completed", "failed")  # what duration figures are made of (cache hits take ~0)
 STRAGGLER_FACTOR = 1.5  # an invocation slower than p95 times this is a straggler
 STRAGGLERS = 10  # at most this many per step name
+SECONDS: Any = literal_column("seconds")  # the seconds a union of `_executed` selects
 
 
 @dataclass(frozen=True)
 class StepGroup:
     """The invocations of one step in a run: counts by state, when the first started and
-    the last ended."""
+    the last ended, and how many ran to an end (completed or failed), which its duration
+    figures are made of."""
 
     step_name: str
     counts: dict[str, int]
     total: int
     first_start: datetime | None
     last_end: datetime | None
+    executed: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,40 +79,78 @@ def step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
     planned steps that have not started come last)."""
     step = s.step_run.c
     with engine.connect() as conn:
-        rows = conn.execute(
+        attempts = conn.execute(  # in the order of the index on (run, status, step name)
             select(
                 step.step_name,
                 step.status,
                 func.count(),
-                func.min(step.start_time),
-                func.max(step.end_time),
+                func.count(seconds_between(step.start_time, step.end_time)),
             )
-            .where(step.run_id == run.id, latest_attempt())
-            .group_by(step.step_name, step.status)
+            .where(step.run_id == run.id)
+            .group_by(step.status, step.step_name)
         ).all()
-        planned = _planned_by_step(conn, run)
-    counts: dict[str, dict[str, int]] = defaultdict(empty_counts)
-    starts: dict[str, list[datetime]] = defaultdict(list)
-    ends: dict[str, list[datetime]] = defaultdict(list)
-    for step_name, status, count, first, last in rows:
-        counts[step_name][status] = counts[step_name].get(status, 0) + count
-        starts[step_name] += [first] if first is not None else []
-        ends[step_name] += [last] if last is not None else []
-    for step_name in planned:  # a planned step with no step run yet has a group too
-        counts.setdefault(step_name, empty_counts())
-    groups = []
-    for step_name, group_counts in counts.items():
-        settle_counts(group_counts, run, planned.get(step_name, 0))
-        groups.append(
-            StepGroup(
-                step_name,
-                group_counts,
-                sum(group_counts.values()),
-                min(starts[step_name], default=None),
-                max(ends[step_name], default=None),
-            )
+        superseded = superseded_attempts(conn, [run.id])
+        counts = latest_counts(
+            [row[:3] for row in attempts], [(row.step_name, row.status) for row in superseded]
         )
+        executed = _executed_counts(attempts, superseded)
+        spans = {name: _span(conn, run.id, name, superseded) for name in counts}
+        planned = _planned_by_step(conn, run)
+    groups = []
+    for step_name in counts.keys() | planned.keys():
+        group_counts = counts[step_name]
+        settle_counts(group_counts, run, planned.get(step_name, 0))
+        total = sum(group_counts.values())
+        if total:  # none: every attempt of this step name was superseded (by another step)
+            first, last = spans.get(step_name, (None, None))
+            groups.append(
+                StepGroup(step_name, group_counts, total, first, last, executed[step_name])
+            )
     return sorted(groups, key=lambda g: (g.first_start or datetime.max, g.step_name))
+
+
+def counts_of(groups: Sequence[StepGroup]) -> dict[str, int]:
+    """A run's counts by state: its step names' summed (saves reading them again)."""
+    counts = empty_counts()
+    for group in groups:
+        for state, count in group.counts.items():
+            counts[state] += count
+    return counts
+
+
+def _executed_counts(attempts: Sequence[Any], superseded: Sequence[Any]) -> dict[str, int]:
+    """Step name -> latest attempts recorded completed or failed, with both times: from
+    (step name, status, attempts, timed attempts) rows, less the superseded ones."""
+    executed: dict[str, int] = defaultdict(int)
+    for step_name, status, _, timed in attempts:
+        executed[step_name] += timed if status in EXECUTED else 0
+    for row in _timed_executed(superseded):
+        executed[row.step_name] -= 1
+    return executed
+
+
+def _timed_executed(superseded: Sequence[Any]) -> list[Any]:
+    return [row for row in superseded if row.status in EXECUTED and row.seconds is not None]
+
+
+def _span(
+    conn: Connection, run_id: str, step_name: str, superseded: Sequence[Any]
+) -> tuple[datetime | None, datetime | None]:
+    """When the first latest attempt of a step name started and the last one ended: the first
+    rows of the indexes on start and end time, past the superseded attempts among them."""
+    skipped = {(row.name, row.attempt) for row in superseded if row.step_name == step_name}
+    step = s.step_run.c
+
+    def first(column: Any, descending: bool = False) -> datetime | None:
+        rows = conn.execute(
+            select(step.name, step.attempt, column)
+            .where(step.run_id == run_id, step.step_name == step_name, column.is_not(None))
+            .order_by(column.desc() if descending else column)
+            .limit(len(skipped) + 1)
+        ).all()
+        return next((row[2] for row in rows if (row.name, row.attempt) not in skipped), None)
+
+    return first(step.start_time), first(step.end_time, descending=True)
 
 
 def _planned_by_step(conn: Connection, run: PipelineRunResponse) -> dict[str, int]:
@@ -170,75 +234,93 @@ def _value_edges(conn: Connection, run_id: str) -> list[Any]:
     return list(conn.execute(query, {"run_id": run_id}).all())
 
 
-def _seconds(conn: Connection, start: Any, end: Any) -> Any:
-    """`end - start` in seconds, to the microsecond, in this database's SQL. SQLite keeps
-    times as text ('YYYY-MM-DD HH:MM:SS.ffffff') and its date functions round to the
-    millisecond: whole seconds come from them, the fraction from the text."""
-    if conn.dialect.name == "postgresql":
-        return func.extract("epoch", end - start)
-    whole = func.julianday(func.substr(end, 1, 19)) - func.julianday(func.substr(start, 1, 19))
-    fraction = cast(func.substr(end, 20), Float) - cast(func.substr(start, 20), Float)
-    return func.round(whole * 86400.0) + fraction
-
-
-def group_durations(engine: Engine, run: PipelineRunResponse) -> dict[str, Durations]:
-    """Step name -> p50, p95, max and stragglers of its executed invocations, from window
-    functions: at most a dozen rows per step name come back."""
-    step = s.step_run.c
+def group_durations(
+    engine: Engine, run: PipelineRunResponse, groups: Sequence[StepGroup] | None = None
+) -> dict[str, Durations]:
+    """Step name -> p50, p95, max and stragglers of its executed invocations (latest
+    attempts), each read from a few rows of the index on seconds; `groups`: the run's
+    `step_groups`, when already read."""
+    groups = step_groups(engine, run) if groups is None else groups
     with engine.connect() as conn:
-        timed = (
-            select(
-                step.step_name,
-                step.name,
-                _seconds(conn, step.start_time, step.end_time).label("seconds"),
+        superseded = _timed_executed(superseded_attempts(conn, [run.id]))
+        return {
+            group.step_name: _durations(
+                conn,
+                _executed(run.id, group.step_name),
+                group.executed,
+                [row for row in superseded if row.step_name == group.step_name],
             )
-            .where(
-                step.run_id == run.id,
-                step.status.in_(EXECUTED),
-                step.start_time.is_not(None),
-                step.end_time.is_not(None),
-                latest_attempt(),
-            )
-            .subquery()
-        )
-        group = timed.c.step_name
-        ranked = select(
-            *timed.c,
-            func.row_number()
-            .over(partition_by=group, order_by=(timed.c.seconds, timed.c.name))
-            .label("up"),
-            func.count().over(partition_by=group).label("n"),
-        ).subquery()
-        rows = conn.execute(
-            select(ranked).where(
-                or_(
-                    ranked.c.up > ranked.c.n - STRAGGLERS,
-                    ranked.c.up == (ranked.c.n * 50 + 99) // 100,
-                    ranked.c.up == (ranked.c.n * 95 + 99) // 100,
+            for group in groups
+            if group.executed
+        }
+
+
+def _executed(run_id: str, step_name: str) -> Any:
+    """A function of the columns to select -> the executed, timed step runs of a step name
+    with those columns, as a union whose arms each walk the index on seconds."""
+    step = s.step_run.c
+    seconds = seconds_between(step.start_time, step.end_time)
+
+    def selecting(*columns: Any) -> CompoundSelect[Any]:
+        return union_all(
+            *(
+                select(seconds.label("seconds"), *columns).where(
+                    step.run_id == run_id,
+                    step.status == status,
+                    step.step_name == step_name,
+                    seconds.is_not(None),
                 )
+                for status in EXECUTED
             )
-        ).all()
-    return _durations(rows)
+        )
+
+    return selecting
 
 
-def _durations(rows: Sequence[Any]) -> dict[str, Durations]:
-    """Percentiles and stragglers from the ranked rows `group_durations` selects."""
-    by_step: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_step[row.step_name].append(row)
-    found = {}
-    for step_name, ranked in by_step.items():
-        n = ranked[0].n
-        at = {row.up: float(row.seconds) for row in ranked}
-        p95 = at[(n * 95 + 99) // 100]
-        slowest = sorted(ranked, key=lambda row: -row.up)[:STRAGGLERS]
-        stragglers = [
-            (row.name, float(row.seconds))
-            for row in slowest
-            if float(row.seconds) > p95 * STRAGGLER_FACTOR
-        ]
-        found[step_name] = Durations(at[(n * 50 + 99) // 100], p95, at[n], stragglers)
-    return found
+def _durations(conn: Connection, executed: Any, kept: int, taken_out: Sequence[Any]) -> Durations:
+    """Nearest-rank percentiles and stragglers of the `kept` executed latest attempts of a
+    step name, among which the index also holds the superseded ones `taken_out`."""
+    count = kept + len(taken_out)
+    excluded = sorted(float(row.seconds) for row in taken_out)
+
+    def nth(rank: int) -> float:
+        window = _window(conn, executed, rank - 1, len(excluded) + 1, count)
+        return _nth_kept(window, rank - 1, excluded, rank)
+
+    p95 = nth((kept * 95 + 99) // 100)
+    skipped = {(row.name, row.attempt) for row in taken_out}
+    slowest = conn.execute(
+        executed(s.step_run.c.name, s.step_run.c.attempt)
+        .order_by(SECONDS.desc())
+        .limit(STRAGGLERS + len(skipped))
+    ).all()
+    stragglers = [
+        (row.name, float(row.seconds))
+        for row in slowest
+        if (row.name, row.attempt) not in skipped and float(row.seconds) > p95 * STRAGGLER_FACTOR
+    ]
+    return Durations(nth((kept * 50 + 99) // 100), p95, nth(kept), stragglers[:STRAGGLERS])
+
+
+def _window(conn: Connection, executed: Any, offset: int, size: int, count: int) -> list[float]:
+    """Seconds [offset, offset + size) of the `count` executed step runs in ascending order,
+    walking the index from the nearer end."""
+    if offset <= count // 2:
+        query = executed().order_by(SECONDS).offset(offset).limit(size)
+        return [float(value) for value in conn.execute(query).scalars()]
+    end = min(offset + size, count)
+    query = executed().order_by(SECONDS.desc()).offset(count - end).limit(end - offset)
+    return [float(value) for value in reversed(conn.execute(query).scalars().all())]
+
+
+def _nth_kept(window: list[float], before: int, excluded: list[float], rank: int) -> float:
+    """The `rank`-th smallest value once the `excluded` values are taken out, from a window
+    of the ascending values that starts after `before` of them and holds len(excluded) + 1:
+    enough, as at most that many of the values from the `rank`-th on are taken out."""
+    for value in window:
+        if before + bisect_right(window, value) - bisect_right(excluded, value) >= rank:
+            return value
+    return window[-1]
 
 
 def has_step_name(engine: Engine, run: PipelineRunResponse, step_name: str) -> bool:

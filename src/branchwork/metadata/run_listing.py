@@ -1,56 +1,15 @@
-"""Cheap run listings for the CLI: runs without their step runs, step counts, and where a
-cached step run came from."""
+"""Where step runs live: the run and invocation of a step run (a cache hit's origin, an
+artifact's producer). Runs are listed, without their step runs, by `run_pages`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, distinct, func, select
+from sqlalchemy import Engine, select
 
 from branchwork.metadata.chunking import chunks
-from branchwork.metadata.lost import lost_cutoff, lost_status
-from branchwork.metadata.queries import get_run
-from branchwork.metadata.schema import pipeline as pipeline_table
 from branchwork.metadata.schema import pipeline_run, step_run
-from branchwork.models.responses import PipelineRunResponse
-
-
-def list_runs(
-    engine: Engine,
-    pipeline: str | None = None,
-    limit: int | None = None,
-    statuses: Collection[str] = (),
-) -> list[PipelineRunResponse]:
-    """Runs newest first, optionally only of one pipeline and in one of `statuses`, without
-    their step runs (cheap even for runs of 10,000 steps)."""
-    query = (
-        select(pipeline_run.c.id)
-        .join(pipeline_table, pipeline_table.c.id == pipeline_run.c.pipeline_id)
-        .order_by(pipeline_run.c.created.desc())
-        .limit(limit)
-    )
-    if pipeline is not None:
-        query = query.where(pipeline_table.c.name == pipeline)
-    if statuses:
-        query = query.where(lost_status(lost_cutoff()).in_(sorted(statuses)))
-    with engine.connect() as conn:
-        run_ids = list(conn.execute(query).scalars())
-    return [get_run(engine, run_id, include_steps=False) for run_id in run_ids]
-
-
-def step_counts(engine: Engine, run_ids: list[str]) -> dict[str, int]:
-    """Run id -> number of invocations (distinct step-run names) it recorded."""
-    counts: dict[str, int] = {}
-    with engine.connect() as conn:
-        for chunk in chunks(run_ids):
-            rows = conn.execute(
-                select(step_run.c.run_id, func.count(distinct(step_run.c.name)))
-                .where(step_run.c.run_id.in_(chunk))
-                .group_by(step_run.c.run_id)
-            )
-            counts.update({run_id: count for run_id, count in rows})
-    return counts
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""Paged and aggregated reads of runs and their step runs, for the dashboard.
+"""Paged and aggregated reads of runs and their step runs, for the dashboard and the CLI.
 
-Built for runs of 10,000 steps and more: every list is paged in SQL (LIMIT/OFFSET) and
-counted with COUNT, every figure per state or per step name is a GROUP BY, and duration
-percentiles come from window functions; nothing here reads all the step runs of a run into
-Python, and nothing writes.
+Built for runs of a million steps: every list is paged in SQL (LIMIT/OFFSET) and counted
+with COUNT, every figure per state or per step name is a GROUP BY over an index (`schema`);
+nothing here reads all the step runs of a run into Python, and nothing writes.
 
-An invocation's state is that of its latest attempt. In a run that has finished (or is lost,
-see `metadata.lost`), an attempt still recorded running reads failed, as in every reader.
+An invocation's state is that of its latest attempt. Counts of latest attempts are counts of
+every attempt less those of the superseded ones (`superseded_attempts`: an attempt a later
+attempt of its invocation followed), which are few and found by index: asking, step run by
+step run, whether a later attempt exists costs a lookup each, seconds for a million. In a run
+that has finished (or is lost, see `metadata.lost`), an attempt still recorded running reads
+failed, as in every reader.
 Runs are read without their snapshot's step configurations (`run_records`), which a static
 run of 10,000 steps has 10,000 of; `queries.get_run` reads them all.
 """
@@ -22,8 +25,10 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     case,
     exists,
+    false,
     func,
     literal,
     or_,
@@ -40,6 +45,7 @@ from branchwork.metadata.lost import (
 )
 from branchwork.metadata.queries import _VERSION_COLUMNS, _version, labels_of, run_response
 from branchwork.metadata.run_refs import resolve_run
+from branchwork.metadata.seconds import seconds_between
 from branchwork.models.responses import (
     ExecutionStatus,
     PipelineRunResponse,
@@ -218,7 +224,8 @@ def _run_conditions(where: RunFilter) -> list[Any]:
 
 
 def latest_attempt() -> Any:
-    """The step run is its invocation's latest attempt (no later one exists)."""
+    """The step run is its invocation's latest attempt (no later one exists): for a page of
+    rows; to count, see `superseded_attempts`."""
     later = s.step_run.alias("later")
     step = s.step_run.c
     return ~exists().where(
@@ -238,20 +245,78 @@ def read_status(run: PipelineRunResponse) -> Any:
     return case((step.status == "running", literal("failed")), else_=step.status)
 
 
+def status_read_as(run: PipelineRunResponse, status: str) -> Any:
+    """`read_status(run) == status`, written so that the index on status serves it."""
+    step = s.step_run.c
+    if not is_finished(run):
+        return step.status == status
+    if status == "failed":
+        return step.status.in_(("failed", "running"))
+    return false() if status == "running" else step.status == status
+
+
+def status_in(run: PipelineRunResponse, stored: str) -> str:
+    """What a step run recorded `stored` reads as in `run` (`read_status`, in Python)."""
+    return "failed" if stored == "running" and is_finished(run) else stored
+
+
+def superseded_attempts(conn: Connection, run_ids: Sequence[str]) -> list[Any]:
+    """The attempts of these runs that a later attempt of the same invocation followed: rows
+    of (run_id, name, attempt, step_name, status, seconds). Few (retries, resumed failures)
+    and found from the later attempts, whose attempt is above 1, by index."""
+    step, later = s.step_run, s.step_run.alias("later")
+    return list(
+        conn.execute(
+            select(
+                step.c.run_id,
+                step.c.name,
+                step.c.attempt,
+                step.c.step_name,
+                step.c.status,
+                seconds_between(step.c.start_time, step.c.end_time).label("seconds"),
+            )
+            .distinct()
+            .select_from(later)
+            .join(
+                step,
+                and_(
+                    step.c.run_id == later.c.run_id,
+                    step.c.name == later.c.name,
+                    step.c.attempt < later.c.attempt,
+                ),
+            )
+            .where(later.c.run_id.in_(run_ids), later.c.attempt > 1)
+        ).all()
+    )
+
+
+def latest_counts(
+    attempts: Sequence[Any], superseded: Sequence[tuple[str, str]]
+) -> dict[str, dict[str, int]]:
+    """Key -> status -> how many latest attempts: `attempts` counts every attempt as (key,
+    status, count) rows, `superseded` names the (key, status) of each superseded one."""
+    counts: dict[str, dict[str, int]] = defaultdict(empty_counts)
+    for key, status, count in attempts:
+        counts[key][status] = counts[key].get(status, 0) + count
+    for key, status in superseded:
+        counts[key][status] -= 1
+    return counts
+
+
 def run_counts(engine: Engine, runs: Sequence[PipelineRunResponse]) -> dict[str, dict[str, int]]:
     """Run id -> how many of its invocations are in each state (every key of COUNT_KEYS)."""
     step = s.step_run.c
     ids = [run.id for run in runs]
-    counts = {run_id: empty_counts() for run_id in ids}
     with engine.connect() as conn:
         rows = conn.execute(
             select(step.run_id, step.status, func.count())
-            .where(step.run_id.in_(ids), latest_attempt())
+            .where(step.run_id.in_(ids))
             .group_by(step.run_id, step.status)
         ).all()
+        superseded = superseded_attempts(conn, ids)
         planned = _planned(conn, [run.snapshot.id for run in runs if not run.snapshot.is_dynamic])
-    for run_id, status, count in rows:
-        counts[run_id][status] = counts[run_id].get(status, 0) + count
+    found = latest_counts(rows, [(row.run_id, row.status) for row in superseded])
+    counts = {run_id: found[run_id] for run_id in ids}
     for run in runs:
         settle_counts(counts[run.id], run, planned.get(run.snapshot.id, 0))
     return counts
@@ -270,14 +335,18 @@ def _planned(conn: Connection, snapshot_ids: list[str]) -> dict[str, int]:
     return {snapshot_id: count for snapshot_id, count in rows}
 
 
+def recorded(counts: dict[str, int]) -> int:
+    """How many invocations these counts (by state) hold that have a step run."""
+    return sum(counts.values()) - counts[NOT_STARTED]
+
+
 def settle_counts(counts: dict[str, int], run: PipelineRunResponse, planned: int) -> None:
     """Running reads failed in a finished run; planned invocations not yet recorded count
     as not started."""
     if is_finished(run):
         counts["failed"] += counts["running"]
         counts["running"] = 0
-    recorded = sum(counts.values()) - counts[NOT_STARTED]
-    counts[NOT_STARTED] = max(planned - recorded, 0)
+    counts[NOT_STARTED] = max(planned - recorded(counts), 0)
 
 
 # ---- invocations ---------------------------------------------------------------------------
@@ -295,13 +364,13 @@ def invocation_page(
     step name or in one state; one page of them."""
     step = s.step_run.c
     status_read = read_status(run)
-    conditions = [step.run_id == run.id, latest_attempt()]
+    conditions = [step.run_id == run.id]
     if step_name is not None:
         conditions.append(step.step_name == step_name)
     if status is not None:
-        conditions.append(status_read == status)
+        conditions.append(status_read_as(run, status))
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).where(*conditions)).scalar()
+        total = _latest_total(conn, run, conditions, step_name, status)
         rows = conn.execute(
             select(
                 step.name,
@@ -315,12 +384,29 @@ def invocation_page(
                 step.exception_type,
                 step.exception_message,
             )
-            .where(*conditions)
+            .where(*conditions, latest_attempt())
             .order_by(step.start_time.is_(None), step.start_time, step.name)
             .limit(page_size)
             .offset(page_offset(page, page_size))
         ).all()
-    return Page([_invocation_row(row) for row in rows], page, page_size, int(total or 0))
+    return Page([_invocation_row(row) for row in rows], page, page_size, total)
+
+
+def _latest_total(
+    conn: Connection,
+    run: PipelineRunResponse,
+    conditions: list[Any],
+    step_name: str | None,
+    status: str | None,
+) -> int:
+    """How many latest attempts meet `conditions` (of this step name, in this state)."""
+    every = conn.execute(select(func.count()).where(*conditions)).scalar()
+    superseded = [
+        row
+        for row in superseded_attempts(conn, [run.id])
+        if step_name in (None, row.step_name) and status in (None, status_in(run, row.status))
+    ]
+    return int(every or 0) - len(superseded)
 
 
 def _invocation_row(row: Any) -> InvocationRow:

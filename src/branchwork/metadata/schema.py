@@ -12,6 +12,11 @@ running); a CHECK keeps exactly one of the two set.
 Deleting a run relies on the ON DELETE CASCADE foreign keys, so every column that refers to a
 step run or an artifact version is indexed: a cascade (or the check that nothing refers to a
 deleted row) then looks rows up instead of scanning the table once per deleted row.
+
+A run of a million step runs is read grouped (`run_pages`, `run_groups`), from indexes on
+`step_run` that answer each figure without reading the rows: later attempts (run, attempt),
+counts by state and duration percentiles (run, status, step name, seconds), and when a step
+first started and last ended (run, step name, start / end time). See `seconds`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+
+from branchwork.metadata.seconds import seconds_between
 
 metadata = MetaData(
     naming_convention={
@@ -156,6 +163,16 @@ step_run = Table(
     Column("cache_invalidated", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("run_id", "name", "attempt"),
     Index(None, "cache_key", "status"),
+    Index(None, "run_id", "attempt"),  # a run's later attempts: attempt > 1
+    Index(None, "run_id", "step_name", "start_time"),
+    Index(None, "run_id", "step_name", "end_time"),
+)
+Index(
+    "ix_step_run_run_id_status_step_name_seconds",
+    step_run.c.run_id,
+    step_run.c.status,
+    step_run.c.step_name,
+    seconds_between(step_run.c.start_time, step_run.c.end_time),
 )
 
 step_configuration = Table(

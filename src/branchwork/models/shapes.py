@@ -18,8 +18,10 @@ from branchwork.models.responses import (
 )
 from branchwork.models.waits import WaitResponse
 
-if TYPE_CHECKING:  # a record the store's readers make; only its fields are used here
+if TYPE_CHECKING:  # records the store's readers make; only their fields are used here
+    from branchwork.metadata.run_groups import Durations, StepGroup
     from branchwork.metadata.run_listing import StepRunOrigin
+    from branchwork.metadata.run_pages import InvocationRow, Page
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -121,3 +123,44 @@ def wait_dict(wait: WaitResponse) -> dict[str, Any]:
         "answered": iso(wait.answered),
         "answered_by": wait.answered_by,
     }
+
+
+def paged(page: Page[Any], items: list[Any]) -> dict[str, Any]:
+    """One page of a list: its items, which page, and how long the whole list is."""
+    return {"items": items, "page": page.page, "page_size": page.page_size, "total": page.total}
+
+
+def item_dict(row: InvocationRow) -> dict[str, Any]:
+    """An invocation in a list (its latest attempt), with the first line of its error."""
+    lines = (row.exception_message or "").strip().splitlines()
+    return {
+        "invocation": row.invocation,
+        "step_name": row.step_name,
+        "status": row.status,
+        "attempt": row.attempt,
+        "start": iso(row.start),
+        "end": iso(row.end),
+        "duration_s": seconds(row.start, row.end),
+        "cache_verdict": row.cache_verdict,
+        "exception_type": row.exception_type,
+        "error": lines[0] if lines else None,
+    }
+
+
+def group_dict(group: StepGroup) -> dict[str, Any]:
+    """The invocations of one step name: counts by state, when the first started and the
+    last ended."""
+    return {
+        "step_name": group.step_name,
+        "counts": group.counts,
+        "total": group.total,
+        "start": iso(group.first_start),
+        "end": iso(group.last_end),
+    }
+
+
+def durations_dict(found: Durations | None) -> dict[str, Any]:
+    """Nearest-rank p50, p95 and max seconds of a step name's executed invocations."""
+    if found is None:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(found.p50, 6), "p95": round(found.p95, 6), "max": round(found.max, 6)}
