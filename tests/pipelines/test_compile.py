@@ -262,20 +262,18 @@ def test_returning_a_plain_value_fails_the_run(returned, dynamic):
 # ---- pipelines inside pipelines ------------------------------------------------------------
 
 
-def test_calling_a_pipeline_inside_a_pipeline_is_a_definition_error():
+def test_calling_a_pipeline_inside_a_pipeline_runs_it_as_a_child_run():
+    """(tests/pipelines/test_nested_pipelines.py has the rest.)"""
+
     @pipeline
     def outer():
         load(1)
         wiring_only()
 
-    with pytest.raises(PipelineRunFailedError) as info:
-        outer()
-    cause = info.value.__cause__
-    assert isinstance(cause, PipelineDefinitionError)
-    assert "'wiring_only'" in str(cause)
-    assert "inside another pipeline" in str(cause)
-    assert outer.last_run.status == "failed"
-    assert Client().list_pipeline_runs(pipeline="wiring_only") == []
+    outer()
+    (child,) = Client().list_pipeline_runs(pipeline="wiring_only")
+    assert (child.parent_run_id, child.parent_invocation_id) == (outer.last_run.id, "wiring_only")
+    assert outer.last_run.status == child.status == "completed"
 
 
 # ---- reading runs back ---------------------------------------------------------------------

@@ -186,16 +186,16 @@ def test_ctrl_c_stops_a_child_run_with_its_parent(tmp_path, flavor, presses):
         took = time.monotonic() - interrupted
         wait_until(lambda: not run.alive(), 10, "every process it started to end")
     assert code != 0 and "returned" not in out
-    assert sorted(store.runs()) == sorted([(name, "stopped") for name, _ in store.runs()])
-    assert len(store.runs()) == 2
+    runs = store.runs()
+    assert len(runs) == 2 and {status for _, status in runs} == {"stopped"}, (runs, err)
     expected = "completed" if presses == 1 else "stopped"
-    assert store.steps("running") == []
+    assert store.steps("running") == [], (store.steps(), err)
     assert store.rows("SELECT name, status FROM step_run WHERE name LIKE 'nap%' ORDER BY name") == [
         ("nap", expected),
         ("nap_2", expected),
     ]
-    if presses == 2:
-        assert took < 6.0, f"the second Ctrl-C took {took:.2f}s"
+    if presses == 2:  # bounded by the wait for the child run to record its end (5 s)
+        assert took < 10.0, f"the second Ctrl-C took {took:.2f}s"
 
 
 def test_ctrl_c_at_random_moments_never_leaves_a_run_running(tmp_path):

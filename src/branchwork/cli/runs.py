@@ -13,8 +13,9 @@ from branchwork.cli.graph_formats import GraphFormat
 from branchwork.cli.graph_view import GraphView
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import ProgressOption, StackOption, split_pairs
+from branchwork.cli.run_family import show_family
+from branchwork.cli.run_view import SHOWN_IN_FULL, print_run_json, read_summary, show_run_table
 from branchwork.exceptions import ArtifactError, BranchworkError
-from branchwork.models import shapes
 from branchwork.models.responses import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -71,17 +72,23 @@ def list_runs(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Runs, newest first."""
-    from branchwork.metadata.run_listing import list_runs, step_counts
+    from branchwork.metadata.run_pages import RunFilter, recorded, run_counts, run_page
     from branchwork.metadata.store import get_engine
 
     statuses = parse_statuses(status or [])
     engine = get_engine()
-    runs = list_runs(engine, pipeline, limit, statuses)
-    counts = step_counts(engine, [run.id for run in runs])
+    runs = run_page(engine, RunFilter(pipeline, tuple(statuses)), 1, limit).items
+    counts = run_counts(engine, runs)
+    step_counts = {run_id: recorded(by_state) for run_id, by_state in counts.items()}
     if output is OutputFormat.json:
-        render.print_json([{**render.run_dict(r), "step_count": counts.get(r.id, 0)} for r in runs])
+        render.print_json(
+            [
+                {**render.run_dict(r), "step_count": step_counts[r.id], "counts": counts[r.id]}
+                for r in runs
+            ]
+        )
     elif runs:
-        render.show_runs_table(runs, counts)
+        render.show_runs_table(runs, step_counts)
     else:
         typer.echo(no_runs_message(pipeline, statuses))
 
@@ -96,39 +103,39 @@ def show(
             "--cache", help="Why each step was a cache hit or miss, as recorded when it ran."
         ),
     ] = False,
+    all_steps: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help=f"Every step run, one per attempt, also for a run of more than "
+            f"{SHOWN_IN_FULL} invocations (which is otherwise shown grouped by step).",
+        ),
+    ] = False,
 ) -> None:
-    """A run's fields, parameters and every step run (one row per attempt)."""
+    """A run's fields, parameters and every step run (one row per attempt); a run of more
+    than 100 invocations grouped by step: counts, durations, failed invocations first."""
     from branchwork.client import Client
-    from branchwork.metadata.run_listing import step_run_origins
+    from branchwork.metadata.run_pages import find_run
     from branchwork.metadata.store import get_engine
+    from branchwork.metadata.waits import run_waits
     from branchwork.models import CacheDecision
 
-    client = Client()
-    record = client.get_pipeline_run(run)
     if cache:
+        record = Client().get_pipeline_run(run)
         decisions = [CacheDecision.of(step) for step in record.steps.values()]
         if output is OutputFormat.json:
             render.print_json({"run": record.name, "steps": [vars(d) for d in decisions]})
         else:
             render.show_cache_decisions(record, decisions)
         return
-    origins = step_run_origins(
-        get_engine(), [s.original_step_run_id for s in record.attempts if s.original_step_run_id]
-    )
-    waits = client.get_run_waits(record.id)
+    engine = get_engine()
+    summary = read_summary(engine, find_run(engine, run))
+    waits = run_waits(engine, summary.run.id)
     if output is OutputFormat.json:
-        names = render.invocation_names(record)
-        steps = [render.step_dict(step, names, origins) for step in record.attempts]
-        render.print_json(
-            {
-                **render.run_dict(record),
-                "traceback": record.traceback,
-                "steps": steps,
-                "waits": [shapes.wait_dict(wait) for wait in waits],
-            }
-        )
+        print_run_json(engine, summary, waits, all_steps)
     else:
-        render.show_run(record, origins, _replay_text(record))
+        show_run_table(engine, summary, all_steps, _replay_text(summary.run))
+        show_family(engine, summary.run)
         render.show_waits(waits)
 
 
@@ -180,15 +187,35 @@ def emit_graph(view: GraphView, fmt: GraphFormat | None, output: Path | None) ->
             typer.echo(view.note, err=True)
 
 
+GRAPHED_IN_FULL = 1000  # a run of more invocations is drawn grouped by step name
+
+
 @app.command("graph")
 def graph(run: RunArgument, fmt: FormatOption = None, output: FileOption = None) -> None:
-    """The run's DAG as it ran; fan-outs of one step show as one node, `step ×N`."""
-    from branchwork.cli.graph import group_steps
+    """The run's DAG as it ran; fan-outs of one step show as one node, `step ×N`; a run of
+    more than 1000 invocations is drawn one node per step name."""
+    from branchwork.cli.graph import group_steps, step_name_groups
     from branchwork.client import Client
+    from branchwork.metadata.run_groups import counts_of, group_edges, step_groups
+    from branchwork.metadata.run_pages import find_run, recorded
+    from branchwork.metadata.store import get_engine
 
-    record = Client().get_pipeline_run(run)
+    engine = get_engine()
+    record = find_run(engine, run)
     title = f"{record.name} ({render.kind(record)}, {record.status})"
-    emit_graph(GraphView(title, group_steps(record)), fmt, output)
+    groups = step_groups(engine, record)
+    invocations = recorded(counts_of(groups))
+    if invocations <= GRAPHED_IN_FULL:
+        view = GraphView(title, group_steps(Client().get_pipeline_run(record.id)))
+    else:
+        note = (
+            f"{invocations} invocations, drawn one node per step name (a run of more than "
+            f"{GRAPHED_IN_FULL} is)."
+        )
+        view = GraphView(title, step_name_groups(groups, group_edges(engine, record)), note)
+    emit_graph(view, fmt, output)
+    if output is None and fmt in (None, GraphFormat.text):
+        show_family(engine, record)  # the tree of runs: the parent, the child runs
 
 
 @app.command("logs")
@@ -389,11 +416,12 @@ def _replay_text(record: PipelineRunResponse) -> str | None:
     """`original-run (overrides train.lr=0.1; finished steps reused)` for `runs show`."""
     if record.replay_of is None:
         return None
-    from branchwork.client import Client
+    from branchwork.metadata.run_pages import find_run
+    from branchwork.metadata.store import get_engine
     from branchwork.pipelines.replay import plan_of
 
     try:
-        original = Client().get_pipeline_run(record.replay_of).name
+        original = find_run(get_engine(), record.replay_of).name
     except BranchworkError:
         original = f"{record.replay_of} (deleted)"
     plan = plan_of(record)

@@ -1,0 +1,91 @@
+"""The runs around a run (see `pipelines.nesting`): the run a child run was called from, and
+the tree of child runs a run's pipeline called, as `runs show` and `runs graph` print them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+from branchwork.cli import render
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from branchwork.models import PipelineRunResponse
+
+
+@dataclass(frozen=True)
+class Descendant:
+    """A child run (depth 1), a child of one (depth 2) ..."""
+
+    depth: int
+    run: PipelineRunResponse
+
+
+def descendants(engine: Engine, run_id: str, depth: int = 1) -> list[Descendant]:
+    """The child runs of run `run_id`, each followed by its own, oldest first."""
+    from branchwork.metadata.queries import child_run_ids, get_run
+
+    found: list[Descendant] = []
+    for child_id in child_run_ids(engine, run_id):
+        found.append(Descendant(depth, get_run(engine, child_id, include_steps=False)))
+        found.extend(descendants(engine, child_id, depth + 1))
+    return found
+
+
+def family_dict(engine: Engine, run: PipelineRunResponse) -> dict[str, Any]:
+    """The "parent" (null for a top-level run) and "children" (the whole tree, with depths)
+    of the JSON of `runs show`."""
+    from branchwork.metadata.queries import get_run
+
+    parent = None
+    if run.parent_run_id is not None:
+        parent_run = get_run(engine, run.parent_run_id, include_steps=False)
+        parent = {
+            "id": parent_run.id,
+            "name": parent_run.name,
+            "pipeline": parent_run.pipeline_name,
+            "invocation": run.parent_invocation_id,
+        }
+    children = [
+        {
+            "id": child.run.id,
+            "name": child.run.name,
+            "pipeline": child.run.pipeline_name,
+            "status": str(child.run.status),
+            "invocation": child.run.parent_invocation_id,
+            "depth": child.depth,
+        }
+        for child in descendants(engine, run.id)
+    ]
+    return {"parent": parent, "children": children}
+
+
+def show_family(engine: Engine, run: PipelineRunResponse) -> None:
+    """The run a child run was called from, and the tree of its own child runs."""
+    family = family_dict(engine, run)
+    out = render.console()
+    parent = family["parent"]
+    if parent is not None:
+        out.print()
+        out.print(Text(f"Child of {parent['name']} (invocation {parent['invocation']})"))
+    if family["children"]:
+        out.print()
+        title = f"Child runs: {len(family['children'])}"
+        table = Table(
+            box=None, header_style="bold", pad_edge=False, title=title, title_justify="left"
+        )
+        for column in ("RUN", "INVOCATION", "PIPELINE", "STATUS"):
+            table.add_column(column, no_wrap=True)
+        for child in family["children"]:
+            indent = "  " * (child["depth"] - 1)
+            table.add_row(
+                Text(indent + child["name"]),
+                Text(child["invocation"] or ""),
+                Text(child["pipeline"]),
+                render.status_text(child["status"]),
+            )
+        out.print(table)
