@@ -8,7 +8,7 @@ import json
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from branchwork.metadata import schema, store
 from branchwork.stack import stacks
@@ -132,19 +132,13 @@ def test_migrating_a_store_keeps_the_rows_that_refer_to_its_step_runs(store_url)
             ):
                 conn.execute(text(statement))
 
-        def kept() -> tuple[object, ...]:
-            with engine.connect() as conn:
-                return tuple(
-                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                    for table in ("step_run", "step_run_parent", "step_log")
-                )
-
+        tables = ("step_run", "step_run_parent", "step_log")
         store.upgrade(engine)
-        assert kept() == (2, 1, 1)
+        assert row_counts(engine, tables) == (2, 1, 1)
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0004")
         store.upgrade(engine)
-        assert kept() == (2, 1, 1)
+        assert row_counts(engine, tables) == (2, 1, 1)
         if engine.dialect.name == "sqlite":  # and they are on again afterwards
             with engine.connect() as conn:
                 assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
@@ -171,12 +165,23 @@ ROWS_AT_0008 = (
 TABLES_KEPT = ("pipeline_run", "step_run", "step_run_parent", "step_log", "run_wait")
 
 
+def row_counts(engine: Engine, tables: tuple[str, ...] = TABLES_KEPT) -> tuple[object, ...]:
+    """How many rows each of `tables` holds."""
+    with engine.connect() as conn:
+        return tuple(
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() for table in tables
+        )
+
+
+def run_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("pipeline_run")}
+
+
 def test_0009_adds_the_runs_stack_in_place_and_goes_down_and_up_keeping_every_row(store_url):
     """A run recorded at 0008 keeps its rows through 0009 and reads with no stack (readers
     show its orchestrator's flavor) and its one session's duration; going down to 0008 and
     up again (through `store.migrating`) keeps every row too."""
     from alembic import command
-    from sqlalchemy import inspect
 
     from branchwork.metadata.queries import get_run
 
@@ -187,20 +192,10 @@ def test_0009_adds_the_runs_stack_in_place_and_goes_down_and_up_keeping_every_ro
             for statement in ROWS_AT_0008:
                 conn.execute(text(statement))
 
-        def counts() -> tuple[object, ...]:
-            with engine.connect() as conn:
-                return tuple(
-                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                    for table in TABLES_KEPT
-                )
-
-        def run_columns() -> set[str]:
-            return {column["name"] for column in inspect(engine).get_columns("pipeline_run")}
-
         store.upgrade(engine)
         assert store.current_revision(engine) == store.HEAD_REVISION
-        assert counts() == (1, 2, 1, 1, 1)
-        assert {"stack", "earlier_sessions_seconds"} <= run_columns()
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
+        assert {"stack", "earlier_sessions_seconds"} <= run_columns(engine)
         old = get_run(engine, "old-run")
         assert (old.stack, old.orchestrator, old.duration_seconds()) == (None, "local_process", 90)
         assert old.earlier_sessions_seconds is None
@@ -209,10 +204,10 @@ def test_0009_adds_the_runs_stack_in_place_and_goes_down_and_up_keeping_every_ro
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0008")
         assert store.current_revision(engine) == "0008"
-        assert not {"stack", "earlier_sessions_seconds"} & run_columns()
-        assert counts() == (1, 2, 1, 1, 1)
+        assert not {"stack", "earlier_sessions_seconds"} & run_columns(engine)
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
         store.upgrade(engine)
-        assert counts() == (1, 2, 1, 1, 1)
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()
@@ -241,21 +236,16 @@ def test_0010_adds_the_item_count_in_place_and_goes_down_and_up_keeping_every_ro
             ):
                 conn.execute(text(statement))
 
-        def counts() -> tuple[object, ...]:
-            with engine.connect() as conn:
-                return tuple(
-                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                    for table in (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
-                )
+        tables = (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
 
         store.upgrade(engine)
-        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
         assert get_artifact_version(engine, "v").item_count is None
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0009")
-        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
         store.upgrade(engine)
-        assert counts() == (1, 2, 1, 1, 1, 1, 1)
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()
@@ -306,17 +296,10 @@ def test_0012_adds_the_read_indexes_and_goes_down_and_up_keeping_every_row(store
             ):
                 conn.execute(text(statement))
 
-        def counts() -> tuple[object, ...]:
-            with engine.connect() as conn:
-                return tuple(
-                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                    for table in TABLES_KEPT
-                )
-
         assert not READ_INDEXES & step_run_indexes(engine)
         store.upgrade(engine)
         assert step_run_indexes(engine) >= READ_INDEXES
-        assert counts() == (1, 3, 1, 1, 1)
+        assert row_counts(engine) == (1, 3, 1, 1, 1)
         run = find_run(engine, "old-run")
         groups = step_groups(engine, run)
         assert [(g.step_name, g.total, g.counts["completed"], g.executed) for g in groups] == [
@@ -331,10 +314,10 @@ def test_0012_adds_the_read_indexes_and_goes_down_and_up_keeping_every_row(store
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0011")
         assert not READ_INDEXES & step_run_indexes(engine)
-        assert counts() == (1, 3, 1, 1, 1)
+        assert row_counts(engine) == (1, 3, 1, 1, 1)
         store.upgrade(engine)
         assert step_run_indexes(engine) >= READ_INDEXES
-        assert counts() == (1, 3, 1, 1, 1)
+        assert row_counts(engine) == (1, 3, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()
@@ -344,7 +327,6 @@ def test_0011_adds_the_parent_of_a_child_run_in_place_and_goes_down_and_up(store
     """Runs recorded at 0010 keep their rows through 0011 and read as top-level runs; down
     to 0010 and up again keeps them too."""
     from alembic import command
-    from sqlalchemy import inspect
 
     from branchwork.metadata.queries import child_run_ids, get_run
 
@@ -355,27 +337,17 @@ def test_0011_adds_the_parent_of_a_child_run_in_place_and_goes_down_and_up(store
             for statement in ROWS_AT_0008:
                 conn.execute(text(statement))
 
-        def counts() -> tuple[object, ...]:
-            with engine.connect() as conn:
-                return tuple(
-                    conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                    for table in TABLES_KEPT
-                )
-
-        def run_columns() -> set[str]:
-            return {column["name"] for column in inspect(engine).get_columns("pipeline_run")}
-
         store.upgrade(engine, "0011")
-        assert {"parent_run_id", "parent_invocation_id"} <= run_columns()
+        assert {"parent_run_id", "parent_invocation_id"} <= run_columns(engine)
         old = get_run(engine, "old-run")
         assert (old.parent_run_id, old.parent_invocation_id) == (None, None)
         assert child_run_ids(engine, old.id) == []
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0010")
-        assert not {"parent_run_id", "parent_invocation_id"} & run_columns()
-        assert counts() == (1, 2, 1, 1, 1)
+        assert not {"parent_run_id", "parent_invocation_id"} & run_columns(engine)
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
         store.upgrade(engine)
-        assert counts() == (1, 2, 1, 1, 1)
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()

@@ -175,27 +175,18 @@ def _sessions_so_far(conn: Connection, run_id: str) -> float | None:
     return (earlier or 0.0) + last
 
 
-@retrying("asking the run to stop")
-def request_stop(engine: Engine, run_id: str, level: str) -> None:
+@retrying("asking a run to stop")
+def request_stop(engine: Engine, run_id: str, level: str, *, children: bool = False) -> None:
     """Ask the loop of an unfinished run to stop ("graceful": launch nothing new; "abandon":
-    give up running steps too). The loop reads it from the store, wherever it runs."""
+    give up running steps too); with `children`, the loop of each unfinished child run of
+    run `run_id` instead (`pipelines.nesting`). A loop reads it from the store, wherever it
+    runs."""
+    run = schema.pipeline_run
     with write_transaction(engine) as conn:
         conn.execute(
-            schema.pipeline_run.update()
-            .where(schema.pipeline_run.c.id == run_id)
-            .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
-            .values(stop_requested=level)
-        )
-
-
-@retrying("asking child runs to stop")
-def request_child_runs_stop(engine: Engine, run_id: str, level: str) -> None:
-    """`request_stop` for every unfinished child run of run `run_id`."""
-    with write_transaction(engine) as conn:
-        conn.execute(
-            schema.pipeline_run.update()
-            .where(schema.pipeline_run.c.parent_run_id == run_id)
-            .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
+            run.update()
+            .where((run.c.parent_run_id if children else run.c.id) == run_id)
+            .where(run.c.status.in_(("initializing", "running")))
             .values(stop_requested=level)
         )
 

@@ -25,7 +25,7 @@ from branchwork.graph.invocation import Invocation, OutputRef
 from branchwork.ids import new_id
 from branchwork.metadata.queries import EarlierRun
 from branchwork.metadata.recorder import Recorder
-from branchwork.metadata.runs import request_child_runs_stop, stop_request
+from branchwork.metadata.runs import request_stop, stop_request
 from branchwork.runtime import events as E
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.cache_keys import CacheKeys
@@ -218,7 +218,7 @@ class RunLoop:
         level = "abandon" if abandon else "graceful"
         if self._children_asked != level and self._children_asked != "abandon":
             self._children_asked = level
-            request_child_runs_stop(self.recorder.engine, self.run_id, level)
+            request_stop(self.recorder.engine, self.run_id, level, children=True)
 
     def _stop_requested_in_store(self) -> list[E.Stop]:
         """A stop asked through the store (Ctrl-C in a process that submitted the run
