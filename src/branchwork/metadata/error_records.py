@@ -38,6 +38,18 @@ class RemoteStepError(BranchworkError):
         self.remote_traceback = traceback
 
 
+def columns(error: BaseException) -> dict[str, str]:
+    """How a run records the error that failed it: type, message, `encode`d, traceback."""
+    import traceback
+
+    return {
+        "exception_type": type(error).__name__,
+        "exception_message": str(error),
+        "exception_data": encode(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
 def encode(error: BaseException) -> str:
     """What it takes to rebuild `error` elsewhere, as JSON."""
     cls = type(error)

@@ -106,21 +106,12 @@ def create_placeholder_run(
 def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     """Record as FAILED a run whose loop never finished it: its pipeline would not load, or
     its orchestration process died. A run that did finish is left as it is."""
-    import traceback
-
     with write_transaction(engine) as conn:
         conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
             .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
-            .values(
-                status="failed",
-                end_time=utc(time.time()),
-                exception_type=type(error).__name__,
-                exception_message=str(error),
-                exception_data=error_records.encode(error),
-                traceback="".join(traceback.format_exception(error)),
-            )
+            .values(status="failed", end_time=utc(time.time()), **error_records.columns(error))
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
@@ -134,13 +133,6 @@ def fail_paused_run(engine: Engine, run_id: str, error: BaseException) -> bool:
         result = conn.execute(
             schema.pipeline_run.update()
             .where(_run.id == run_id, _run.status == "paused")
-            .values(
-                status="failed",
-                end_time=utc(time.time()),
-                exception_type=type(error).__name__,
-                exception_message=str(error),
-                exception_data=error_records.encode(error),
-                traceback="".join(traceback.format_exception(error)),
-            )
+            .values(status="failed", end_time=utc(time.time()), **error_records.columns(error))
         )
     return bool(result.rowcount)
