@@ -339,15 +339,79 @@ def test_0011_adds_the_parent_of_a_child_run_in_place_and_goes_down_and_up(store
 
         store.upgrade(engine, "0011")
         assert {"parent_run_id", "parent_invocation_id"} <= run_columns(engine)
-        old = get_run(engine, "old-run")
-        assert (old.parent_run_id, old.parent_invocation_id) == (None, None)
-        assert child_run_ids(engine, old.id) == []
+        with engine.connect() as conn:  # as 0011 has it (get_run reads later columns too)
+            parent = conn.execute(
+                text("SELECT parent_run_id, parent_invocation_id FROM pipeline_run")
+            ).one()
+        assert tuple(parent) == (None, None)
+        assert child_run_ids(engine, "old-run") == []
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0010")
         assert not {"parent_run_id", "parent_invocation_id"} & run_columns(engine)
         assert row_counts(engine) == (1, 2, 1, 1, 1)
         store.upgrade(engine)
         assert row_counts(engine) == (1, 2, 1, 1, 1)
+        old = get_run(engine, "old-run")
+        assert (old.parent_run_id, old.parent_invocation_id) == (None, None)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_0013_adds_inline_data_in_place_and_refuses_to_go_down_over_inline_values(store_url):
+    """A version recorded at 0012 keeps its row and links through 0013 and loads from its
+    files as before; a version kept inline makes a downgrade refuse (its value would be lost,
+    nothing is changed); without one, down and up again keeps every row."""
+    from alembic import command
+
+    from branchwork.metadata.artifact_listing import get_artifact_version
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0012")
+        with engine.begin() as conn:
+            for statement in (
+                *ROWS_AT_0008,
+                "INSERT INTO artifact (id, name, created, version_count) "
+                "VALUES ('art', 'old::load::output', '2026-12-01', 2)",
+                "INSERT INTO artifact_version (id, artifact_id, uri, data_type, materializer, "
+                "content_hash, producer_step_run_id, created, version) VALUES ('v', 'art', "
+                "'/a/v', 'builtins.list', 'm:M', 'h', 'a', '2026-12-01', 1)",
+                "INSERT INTO step_run_output_artifact (step_run_id, name, artifact_version_id) "
+                "VALUES ('a', 'output', 'v')",
+            ):
+                conn.execute(text(statement))
+        tables = (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
+
+        store.upgrade(engine)
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
+        assert get_artifact_version(engine, "v").inline_data is None
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO artifact_version (id, artifact_id, uri, data_type, "
+                    "materializer, content_hash, producer_step_run_id, created, version, "
+                    "inline_data) VALUES ('w', 'art', 'inline://h2', 'builtins.int', 'm:M', "
+                    "'h2', 'b', '2026-12-01', 2, :data)"
+                ),
+                {"data": b"data.json\x0042"},
+            )
+        refused = pytest.raises(RuntimeError, match="1 artifact versions are stored inline")
+        with refused, store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0012")
+        assert store.current_revision(engine) == "0013"
+        assert get_artifact_version(engine, "w").inline_data == b"data.json\x0042"
+
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM artifact_version WHERE id = 'w'"))
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0012")
+        assert "inline_data" not in {
+            column["name"] for column in inspect(engine).get_columns("artifact_version")
+        }
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
+        store.upgrade(engine)
+        assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()

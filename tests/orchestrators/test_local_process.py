@@ -183,7 +183,7 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
         artifact_store=LocalArtifactStore(tmp_path / "artifacts"),
     )
     envelope = request_to_json(request)
-    assert json.loads(envelope)["version"] == 3
+    assert json.loads(envelope)["version"] == 4
     done = subprocess.run(
         [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
         input=envelope,
@@ -197,8 +197,9 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
     assert result.ok and result.invocation_id == "quick_2"
     from branchwork.materializers.io import load_artifact
 
-    output = result.outputs["output"]
-    assert load_artifact(output.uri, output.materializer) == 42
+    output = result.outputs["output"]  # small: kept inline, its data in the result
+    assert output.uri.startswith("inline://") and output.inline == b"data.json\x0042"
+    assert load_artifact(output.uri, output.materializer, inline=output.inline) == 42
 
 
 CALLER = """

@@ -26,6 +26,7 @@ class ExternalArtifact:
         "materializer",
         "data_type",
         "content_hash",
+        "inline",
     )
 
     def __init__(
@@ -52,6 +53,7 @@ class ExternalArtifact:
         self.materializer: str = found.materializer
         self.data_type: str = found.data_type
         self.content_hash: str = found.content_hash
+        self.inline: bytes | None = found.inline_data
 
     def to_json(self) -> dict[str, Any]:
         """As a recorded step configuration writes it."""

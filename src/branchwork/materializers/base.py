@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from branchwork.artifact_stores.base import BaseArtifactStore
+from branchwork.artifact_stores.inline import INLINE_LIMIT, pack
 from branchwork.materializers.preview import Preview, short_repr
 
 CHUNK_SIZE = 1 << 20  # bytes copied at a time from a temporary file into a remote store
@@ -57,6 +58,10 @@ class BaseMaterializer:
     # built-ins do, picked per value by `claims` (a dict of tensors is a PyTorch state_dict).
     # Read for branchwork's lazily loaded materializers; a registration of the value's type wins.
     CLAIMED_TYPES: ClassVar[tuple[type, ...]] = ()
+    # True when a value saved as one small file through `_write_bytes` may be kept in the
+    # metadata store (`artifact_stores.inline`): its `load` must then read only through
+    # `_read_bytes`, `_read_first`, `_find_first` or `self.artifact_store`. The built-ins set it.
+    INLINE: ClassVar[bool] = False
 
     @classmethod
     def claims(cls, value: Any) -> bool:
@@ -67,6 +72,9 @@ class BaseMaterializer:
         self.uri = uri
         self.artifact_store = artifact_store
         self._digests: dict[str, bytes] = {}  # file name -> sha256 of what the helpers wrote
+        # Set by a caller that records `inline_data()` (a step storing its outputs)
+        self.keeps_inline = False
+        self._held: tuple[str, bytes] | None = None  # a small file not written (yet)
 
     def load(self, data_type: type) -> Any:
         """The value stored under `uri`; `data_type` is the annotation asking for it."""
@@ -108,9 +116,8 @@ class BaseMaterializer:
         reading them back, and gives the same hash as reading them, so artifacts compare by it.
         """
         store, digests = self.artifact_store, self._digests
-        if not digests or not (
-            self.HASH_FROM_WRITES or digests.keys() == set(store.listdir(self.uri))
-        ):
+        trusted = self.HASH_FROM_WRITES or self._held is not None
+        if not digests or not (trusted or digests.keys() == set(store.listdir(self.uri))):
             digests = {
                 name: hashlib.sha256(store.read_bytes(store.join(self.uri, name))).digest()
                 for name in store.walk_files(self.uri)
@@ -120,10 +127,19 @@ class BaseMaterializer:
             total.update(name.encode("utf-8", "surrogateescape") + b"\0" + digests[name])
         return total.hexdigest()
 
+    def inline_data(self) -> bytes | None:
+        """What to keep in the metadata store instead of the artifact store, once `save`
+        returned: its one file when it wrote a single small one (see `INLINE`), else None."""
+        return None if self._held is None else pack(*self._held)
+
     def _write_bytes(self, filename: str, data: bytes) -> None:
-        """Write the file `filename` (a plain name) under `uri`, creating the folder."""
-        uri = self._new_file(filename)
-        self.artifact_store.write_bytes(uri, data)
+        """Write the file `filename` (a plain name) under `uri`, creating the folder; or hold
+        it, when it may be the value's only file and is small enough to keep inline."""
+        if self.keeps_inline and not self._digests and len(data) <= INLINE_LIMIT:
+            _check_plain(filename)
+            self._held = (filename, data)
+        else:
+            self.artifact_store.write_bytes(self._new_file(filename), data)
         self._digests[filename] = hashlib.sha256(data).digest()
 
     @contextlib.contextmanager
@@ -163,11 +179,14 @@ class BaseMaterializer:
 
     def _new_file(self, filename: str) -> str:
         """The URI of the file `filename` (a plain name) under `uri`, creating the folder with
-        the first file."""
-        if "/" in filename or "\\" in filename:
-            raise ValueError(f"materializers write plain file names, not paths: {filename!r}")
+        the first file (a held one is written first: it is not the only file after all)."""
+        _check_plain(filename)
         store = self.artifact_store
-        if not self._digests:
+        if self._held is not None:
+            (held_name, held_data), self._held = self._held, None
+            store.makedirs(self.uri)
+            store.write_bytes(store.join(self.uri, held_name), held_data)
+        elif not self._digests:
             store.makedirs(self.uri)
         return store.join(self.uri, filename)
 
@@ -304,6 +323,11 @@ class StoredFile:
             return self.content
         with open(self.path, "rb") as file:
             return file.read()
+
+
+def _check_plain(filename: str) -> None:
+    if "/" in filename or "\\" in filename:
+        raise ValueError(f"materializers write plain file names, not paths: {filename!r}")
 
 
 def _file_sha256(path: str) -> bytes:

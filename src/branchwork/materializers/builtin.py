@@ -41,6 +41,7 @@ class BuiltinMaterializer(BaseMaterializer):
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (type(None), bool, int, float, str)
     HASH_FROM_WRITES = True
+    INLINE = True
 
     def save(self, data: Any) -> None:
         if type(data) not in _JSON_TYPES:  # a subclass: JSON would load the base type
@@ -123,6 +124,7 @@ class BytesMaterializer(BaseMaterializer):
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (bytes,)
     HASH_FROM_WRITES = True
+    INLINE = True
 
     def save(self, data: Any) -> None:
         if type(data) is bytes:

@@ -49,6 +49,7 @@ class CloudpickleMaterializer(BaseMaterializer):
     """Any value, as `data.pkl`; chosen when no other materializer fits."""
 
     HASH_FROM_WRITES = True
+    INLINE = True
 
     def save(self, data: Any) -> None:
         save_pickled(self, data)

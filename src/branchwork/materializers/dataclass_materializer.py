@@ -42,6 +42,7 @@ class DataclassMaterializer(BaseMaterializer):
     (dataclasses share no base class to register a materializer for)."""
 
     HASH_FROM_WRITES = True
+    INLINE = True
 
     def save(self, data: Any) -> None:
         if not dataclasses.is_dataclass(data) or isinstance(data, type):

@@ -49,6 +49,13 @@ def remember_pickled(uri: str) -> None:
     _pickled_here.add(uri)
 
 
+def recorded_as(uri: str, recorded_uri: str) -> None:
+    """The artifact saved under `uri` is recorded under `recorded_uri` (kept inline): a pickle
+    this process wrote there stays its own."""
+    if uri in _pickled_here:
+        _pickled_here.add(recorded_uri)
+
+
 def allowed_by_user(allow_pickle: bool) -> bool:
     """Whether the caller (`allow_pickle`) or the environment allows unpickling."""
     return allow_pickle or os.environ.get(ALLOW_PICKLE_ENV, "") not in ("", "0")

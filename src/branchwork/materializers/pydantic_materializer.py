@@ -30,6 +30,7 @@ class PydanticMaterializer(BaseMaterializer):
 
     ASSOCIATED_TYPES: ClassVar[tuple[type, ...]] = (BaseModel,)
     HASH_FROM_WRITES = True
+    INLINE = True
 
     def save(self, data: Any) -> None:
         encoded = _exact_json(data)

@@ -108,8 +108,9 @@ def materializer_for(data_type: Any, value: Any = _MISSING) -> type[BaseMaterial
 
 
 def materializer_path(cls: type) -> str:
-    """`module:QualName` of `cls`, recorded with an artifact to reload its materializer."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """`module:QualName` of `cls`, recorded with an artifact to reload its materializer
+    (interned: a run holds one per output)."""
+    return sys.intern(f"{cls.__module__}:{cls.__qualname__}")
 
 
 def load_materializer_class(path: str) -> type[BaseMaterializer]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from typing import Any
 
 
@@ -25,6 +26,7 @@ def resolve_type(path: str) -> Any:
 
 
 def type_path(value: Any) -> str:
-    """The "module.QualName" of `value`'s class, as `resolve_type` reads it back."""
+    """The "module.QualName" of `value`'s class, as `resolve_type` reads it back (interned:
+    a run holds one per output)."""
     cls = type(value)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return sys.intern(f"{cls.__module__}.{cls.__qualname__}")

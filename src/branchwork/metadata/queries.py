@@ -62,6 +62,7 @@ def _version(
         version=row.version,
         preview_json=row.preview,
         item_count=row.item_count,
+        inline_data=row.inline_data,
         tags=found.tags,
         metadata=dict(found.metadata) if found.metadata else {},
     )
@@ -78,6 +79,7 @@ _VERSION_COLUMNS = (
     s.artifact_version.c.version,
     s.artifact_version.c.preview,
     s.artifact_version.c.item_count,
+    s.artifact_version.c.inline_data,
     s.artifact.c.name.label("artifact_name"),
 )
 

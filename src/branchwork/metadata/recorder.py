@@ -231,6 +231,7 @@ class Recorder:
         *,
         preview: str | None = None,
         item_count: int | None = None,
+        inline: bytes | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
@@ -252,6 +253,7 @@ class Recorder:
                 "version": None,
                 "preview": preview,
                 "item_count": item_count,
+                "inline_data": inline,
             }
         )
         self._tags.extend({"artifact_version_id": version_id, "tag": tag} for tag in tags)

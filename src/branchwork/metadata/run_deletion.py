@@ -154,8 +154,9 @@ def purge_files(
     Returns (removed URIs, [(URI, reason)] for those that could not be removed).
     """
     from branchwork.artifact_stores import artifact_store_for_uri
+    from branchwork.artifact_stores.inline import is_inline
 
-    uris = {version.uri for version in versions}
+    uris = {version.uri for version in versions if not is_inline(version.uri)}  # in the rows
     with engine.connect() as conn:
         for chunk in chunks(uris):
             uris -= _scalars(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -219,6 +220,9 @@ artifact_version = Table(
     Column("preview", Text, nullable=True),  # JSON: materializers.preview
     # Items of a list, array or table value (what `step.map` fans out over); else NULL.
     Column("item_count", BigInteger, nullable=True),
+    # The one small file of a value kept in the row, not the artifact store (URI
+    # `inline://<content hash>/<file name>`, see materializers.inline); else NULL.
+    Column("inline_data", LargeBinary, nullable=True),
     # A unique index, not a constraint: SQLite adds one without rebuilding the table. It
     # also serves lookups by artifact_id alone.
     Index(None, "artifact_id", "version", unique=True),

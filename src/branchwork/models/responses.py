@@ -53,6 +53,8 @@ class ArtifactVersionResponse:
     version: int
     preview_json: str | None = field(default=None, repr=False)  # as stored
     item_count: int | None = None  # items of a list, array or table (what `step.map` maps)
+    # The value itself when it is kept in the metadata store (see artifact_stores.inline)
+    inline_data: bytes | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -75,6 +77,7 @@ class ArtifactVersionResponse:
             resolve_type(self.data_type),
             content_hash=self.content_hash,
             allow_pickle=allow_pickle,
+            inline=self.inline_data,
         )
 
 

@@ -30,12 +30,16 @@ if TYPE_CHECKING:
 
 class Outcome:
     """How one invocation ended, handed from the loop thread to the body: its outputs, or
-    the error its future raises. Resolved once; the first resolution wins."""
+    the error its future raises. Resolved once; the first resolution wins.
 
-    __slots__ = ("_done", "outputs", "error", "values")
+    The outcomes of one body share one condition (`signal`) rather than an Event each: a
+    run holds an outcome per step until it ends, and an Event is half a kilobyte."""
 
-    def __init__(self) -> None:
-        self._done = threading.Event()
+    __slots__ = ("_signal", "_done", "outputs", "error", "values")
+
+    def __init__(self, signal: threading.Condition) -> None:
+        self._signal = signal
+        self._done = False
         self.outputs: dict[str, StoredArtifact] = {}
         self.error: BaseException | None = None
         # Loaded once, in the body's thread, by (output, item, stop).
@@ -44,14 +48,17 @@ class Outcome:
     def resolve(
         self, outputs: dict[str, StoredArtifact] | None = None, error: BaseException | None = None
     ) -> None:
-        if self._done.is_set():
-            return
-        self.outputs = outputs or {}
-        self.error = error
-        self._done.set()
+        with self._signal:
+            if self._done:
+                return
+            self.outputs = outputs or {}
+            self.error = error
+            self._done = True
+            self._signal.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
+        with self._signal:
+            return self._signal.wait_for(lambda: self._done, timeout)
 
 
 class BodyContext:
@@ -72,6 +79,7 @@ class BodyContext:
         self.questions = RunQuestions(loop.run_id, loop.run_name, pipeline_name)
         self._calls: dict[str, tuple[Invocation, Outcome]] = {}
         self._values_read: dict[str, None] = {}  # see _read_value_of
+        self._resolved = threading.Condition()  # notified as outcomes resolve (see Outcome)
 
     def invoke(
         self,
@@ -93,7 +101,7 @@ class BodyContext:
         body's first value use, at once)."""
         if self.replay is not None:
             invocations = [self.replay.apply(i, self.pipeline_name) for i in invocations]
-        calls = [(invocation, Outcome()) for invocation in invocations]
+        calls = [(invocation, Outcome(self._resolved)) for invocation in invocations]
         for call in calls:
             self._calls[call[0].id] = call
         self.loop.add(calls)

@@ -19,7 +19,8 @@ from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepRe
 from branchwork.user_code import code_generation
 from branchwork.values import Leaf, decode, encode
 
-VERSION = 3  # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec
+# 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data
+VERSION = 4
 
 
 def _pickle(obj: Any) -> str:
@@ -41,11 +42,26 @@ def _unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
+def _artifact_to_json(stored: StoredArtifact) -> list[Any]:
+    """As JSON: its fields in order, an inline artifact's data in base64."""
+    inline = stored.inline
+    return [*stored[:-1], None if inline is None else base64.b64encode(inline).decode()]
+
+
+def _artifact_from_json(data: list[Any]) -> StoredArtifact:
+    inline = data[-1]
+    return StoredArtifact._make([*data[:-1], None if inline is None else base64.b64decode(inline)])
+
+
 _ARTIFACTS = Leaf(
     "$artifact",
     ArtifactInput,
-    lambda leaf: {"$artifact": list(leaf.artifact), "item": leaf.item, "stop": leaf.stop},
-    lambda data: ArtifactInput(StoredArtifact(*data["$artifact"]), data["item"], data["stop"]),
+    lambda leaf: {
+        "$artifact": _artifact_to_json(leaf.artifact),
+        "item": leaf.item,
+        "stop": leaf.stop,
+    },
+    lambda data: ArtifactInput(_artifact_from_json(data["$artifact"]), data["item"], data["stop"]),
 )
 
 
@@ -103,7 +119,7 @@ def result_to_json(result: StepResult) -> str:
             "attempt": result.attempt,
             "start_time": result.start_time,
             "end_time": result.end_time,
-            "outputs": {name: list(stored) for name, stored in result.outputs.items()},
+            "outputs": {name: _artifact_to_json(s) for name, s in result.outputs.items()},
             "error": error,
             "traceback": result.traceback,
             "metadata": result.metadata,
@@ -133,7 +149,7 @@ def result_from_json(text: str) -> StepResult:
         attempt=data["attempt"],
         start_time=data["start_time"],
         end_time=data["end_time"],
-        outputs={name: StoredArtifact(*stored) for name, stored in data["outputs"].items()},
+        outputs={name: _artifact_from_json(s) for name, s in data["outputs"].items()},
         error=exception,
         traceback=data["traceback"],
         metadata=data["metadata"],

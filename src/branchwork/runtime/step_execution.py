@@ -48,6 +48,7 @@ class StoredArtifact(NamedTuple):
     content_hash: str
     preview: str | None = None  # JSON (see materializers.preview); None for older records
     item_count: int | None = None  # what `step.map` fans out over; None: not known
+    inline: bytes | None = None  # the data of an inline artifact (see artifact_stores.inline)
 
 
 class ArtifactInput(NamedTuple):
@@ -103,6 +104,7 @@ def load_input(leaf: ArtifactInput) -> Any:
         allow_pickle=True,
         item=leaf.item,
         stop=leaf.stop,
+        inline=artifact.inline,
     )
 
 
@@ -186,14 +188,20 @@ def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, St
         materializer = spec.materializer or materializer_for(spec.annotation, value)
         uri = store.new_artifact_uri(f"{request.step.name}/{name}")
         try:
-            saved = save_artifact(value, uri, store, materializer)
+            saved = save_artifact(value, uri, store, materializer, allow_inline=True)
         except ArtifactError as error:
             raise ArtifactError(
                 f"Step '{request.step.name}' (invocation '{request.invocation_id}'), output "
                 f"'{name}': {error}"
             ) from error.__cause__
         stored[name] = StoredArtifact(
-            uri, materializer_path(materializer), type_path(value), *saved
+            saved.uri,
+            materializer_path(materializer),
+            type_path(value),
+            saved.content_hash,
+            saved.preview,
+            saved.item_count,
+            saved.inline,
         )
     return stored
 

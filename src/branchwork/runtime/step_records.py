@@ -55,6 +55,13 @@ class Tracked:
     def last_error(self) -> BaseException | None:
         return self.last_attempt.error if self.last_attempt else None
 
+    def forget_cache_work(self) -> None:
+        """Drop what deciding and recording its cache needed, once it has its outputs: a run
+        holds every invocation's entry until it ends, and later steps need only its outputs."""
+        self.cache_key = self.cache_parts = self.cache_parts_json = None
+        self.cache_reason = self.key_error = None
+        self.hit = None
+
 
 class StepRecords:
     """Rows and errors for the invocations of one run; see the module docstring."""
@@ -74,7 +81,9 @@ class StepRecords:
     def _stored(self, ref: OutputRef | ExternalArtifact) -> ArtifactInput:
         if isinstance(ref, ExternalArtifact):
             return ArtifactInput(
-                StoredArtifact(ref.uri, ref.materializer, ref.data_type, ref.content_hash)
+                StoredArtifact(
+                    ref.uri, ref.materializer, ref.data_type, ref.content_hash, inline=ref.inline
+                )
             )
         stored = self.tracked[ref.invocation_id].outputs[ref.output]
         return ArtifactInput(stored, ref.item, ref.stop)
@@ -122,10 +131,17 @@ class StepRecords:
         for name, row in hit.outputs.items():
             self.recorder.output(step_run_id, name, row.id)
             item.outputs[name] = StoredArtifact(
-                row.uri, row.materializer, row.data_type, row.content_hash, None, row.item_count
+                row.uri,
+                row.materializer,
+                row.data_type,
+                row.content_hash,
+                None,
+                row.item_count,
+                row.inline_data,
             )
             item.versions[name] = row.id
         item.step_run_id = step_run_id
+        item.forget_cache_work()
 
     def taken_over(self, item: Tracked, record: Any) -> None:
         """What an earlier session of this resumed run recorded for it (a step run)."""
@@ -137,6 +153,7 @@ class StepRecords:
                 version.content_hash,
                 None,
                 version.item_count,
+                version.inline_data,
             )
             item.versions[name] = version.id
         item.step_run_id = record.id
@@ -171,11 +188,14 @@ class StepRecords:
                 result.end_time,
                 preview=stored.preview,
                 item_count=stored.item_count,
+                inline=stored.inline,
                 tags=spec.tags,
                 metadata=result.artifact_metadata.get(spec.name),
             )
-        item.outputs = result.outputs
+            # recorded: the preview is not needed again (a run holds every output's entry)
+            item.outputs[spec.name] = stored._replace(preview=None)
         item.step_run_id = result.step_run_id
+        item.forget_cache_work()
         self.recorder.step_finished(
             result.step_run_id, "completed", result.end_time, metadata=metadata
         )
