@@ -1,10 +1,11 @@
 """The fsspec artifact store on a real S3 server (SeaweedFS on loopback, conftest.py): a
 team's settings on the store (endpoint, region, key id, where the secret is), pipelines on
-`local` and `local_process` whose outputs land in the bucket, and the secret kept out of
-everything branchwork writes."""
+`local` and `local_process` whose outputs land in the bucket (those over INLINE_LIMIT; the
+small ones in the metadata store), and the secret kept out of everything branchwork writes."""
 
 from __future__ import annotations
 
+import ast
 import json
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 
 from branchwork import Client
 from branchwork.artifact_stores import FsspecArtifactStore, artifact_store_for_uri
+from branchwork.artifact_stores.inline import inline_uri
 from branchwork.cli.app import app
 from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
 from branchwork.materializers import (
@@ -192,13 +194,18 @@ def test_a_pipeline_on_an_s3_stack_keeps_its_outputs_in_the_bucket(
     assert sp.squares(n=3) == 0 + 1 + 4
     run = Client().get_pipeline_run("latest")
     assert run.status == "completed" and run.orchestrator == orchestrator
-    outputs = [step.output for step in run.steps.values()]
-    assert len(outputs) == 5  # numbers, square x3, total
+    outputs = {name: step.output for name, step in run.steps.items()}
+    assert len(outputs) == 6  # numbers, square x3, table, total
+    table = outputs.pop("table")  # over INLINE_LIMIT: the one output written to the bucket
+    assert table.uri.startswith(root + "/")
     stored = objects_under(s3_server, root)
-    for output in outputs:
-        assert output.uri.startswith(root + "/")
-        assert any(path.startswith(output.uri.removeprefix("s3://") + "/") for path in stored)
-    assert {name: step.output.load() for name, step in run.steps.items()} == {
+    assert stored and all(path.startswith(table.uri.removeprefix("s3://") + "/") for path in stored)
+    assert sp.read_table(table.load()) == [0, 1, 4]
+    # the small ones are kept in the metadata store, and load from there
+    assert {name: output.uri for name, output in outputs.items()} == {
+        name: inline_uri(output.content_hash) for name, output in outputs.items()
+    }
+    assert {name: output.load() for name, output in outputs.items()} == {
         "numbers": [0, 1, 2],
         "square": 0,
         "square_2": 1,
@@ -207,12 +214,15 @@ def test_a_pipeline_on_an_s3_stack_keeps_its_outputs_in_the_bucket(
     }
     assert not (branchwork_home / "artifacts").exists()  # nothing went to the local disk
 
-    # another process finds the store's settings in the registry to load the output
-    code = "from branchwork import Client; print(Client().get_pipeline_run('latest').load_output())"
+    # another process finds the store's settings in the registry to load the table
+    code = (
+        "from branchwork import Client; run = Client().get_pipeline_run('latest'); "
+        "print(run.load_output(), run.steps['table'].output.load().split())"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.strip() == "5"
+    assert out.stdout.strip() == "5 ['0', '1', '4']"
 
 
 def test_a_team_registers_the_store_with_the_cli_and_loads_from_another_process(
@@ -234,14 +244,20 @@ def test_a_team_registers_the_store_with_the_cli_and_loads_from_another_process(
     assert registered["config"] == {"url": root, **settings}
 
     assert sp.squares(n=2) == 1
-    out = subprocess.run(
-        [sys.executable, "-m", "branchwork.cli", "artifacts", "load", "latest/total"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (out.returncode, out.stdout.strip()) == (0, "1"), out.stderr
-    assert Client().get_pipeline_run("latest").steps["total"].output.uri.startswith(root + "/")
+    loaded = {}
+    for name in ("table", "total"):  # a file in the bucket, and a value kept inline
+        out = subprocess.run(
+            [sys.executable, "-m", "branchwork.cli", "artifacts", "load", f"latest/{name}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        loaded[name] = ast.literal_eval(out.stdout.strip())  # the value's repr
+    assert sp.read_table(loaded["table"]) == [0, 1] and loaded["total"] == 1
+    steps = Client().get_pipeline_run("latest").steps
+    assert steps["table"].output.uri.startswith(root + "/")
+    assert steps["total"].output.uri == inline_uri(steps["total"].output.content_hash)
 
 
 def test_a_wrong_secret_fails_the_run_clearly(s3_server, monkeypatch):

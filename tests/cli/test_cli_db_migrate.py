@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from branchwork import Client, pipeline, step
+from branchwork.artifact_stores.inline import INLINE_LIMIT, is_inline
 from branchwork.config.home import artifacts_dir, store_url
 from branchwork.exceptions import ArtifactError
 from branchwork.metadata import schema, store
@@ -20,13 +21,15 @@ from branchwork.metadata.store_admin import display_url
 
 @step
 def words(n: int) -> list:
+    """Words padded to INLINE_LIMIT characters: the list is a file in the artifact store."""
     print(f"{n} words")
-    return [f"w{i}" for i in range(n)]
+    return [f"w{i}".ljust(INLINE_LIMIT, ".") for i in range(n)]
 
 
 @step
 def joined(values: list) -> str:
-    return " ".join(values)
+    """Short: kept inline in the metadata store."""
+    return " ".join(value.rstrip(".") for value in values)
 
 
 @pipeline
@@ -38,6 +41,13 @@ def uris(url: str) -> dict[str, str]:
     table = schema.artifact_version
     with get_engine(url).connect() as conn:
         return {row.id: row.uri for row in conn.execute(select(table.c.id, table.c.uri))}
+
+
+def files_and_inline(url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The store's artifact versions kept as files, and those kept inline."""
+    recorded = uris(url)
+    inline = {version: uri for version, uri in recorded.items() if is_inline(uri)}
+    return {v: uri for v, uri in recorded.items() if v not in inline}, inline
 
 
 def table_lines(stdout: str) -> dict[str, list[str]]:
@@ -146,17 +156,20 @@ def test_migrate_to_with_artifacts_to_a_folder(cli, tmp_path):
     source = store_url()
     team = f"sqlite:///{tmp_path / 'team.db'}"
     shared = tmp_path / "shared"
-    local_uris = uris(source)
+    local_uris, inline_uris = files_and_inline(source)
+    assert len(local_uris) == 2 and len(inline_uris) == 2  # words; joined (the runs' outputs)
 
     result = cli("db", "migrate-to", team, "--artifacts-to", str(shared))
     assert result.exit_code == 0, result.output
     assert f"Copying artifact files to {shared}." in result.stdout
     assert result.stdout.splitlines()[-1] == (
-        f"Artifacts: {len(local_uris)} copied, and their records in {team} pointed at the "
-        "copies; 0 had been copied before."
+        f"Artifacts: 2 copied, and their records in {team} pointed at the copies; 0 had been "
+        "copied before; 2 small ones are kept in the metadata store itself and came with the "
+        "rows."
     )
     moved = uris(team)
-    assert uris(source) == local_uris  # the source store is never written
+    assert uris(source) == local_uris | inline_uris  # the source store is never written
+    assert {version: moved[version] for version in inline_uris} == inline_uris
     for version_id, uri in local_uris.items():
         local = Path(uri)
         assert moved[version_id] == str(shared / local.parent.name / local.name)
@@ -165,14 +178,21 @@ def test_migrate_to_with_artifacts_to_a_folder(cli, tmp_path):
         )
 
     again = cli("db", "migrate-to", team, "--artifacts-to", str(shared))
-    assert again.stdout.splitlines()[-1].endswith(f"{len(local_uris)} had been copied before.")
+    assert "; 2 had been copied before; 2 small ones" in again.stdout.splitlines()[-1]
 
     shutil.move(artifacts_dir(), tmp_path / "laptop-artifacts-gone")
     latest = Client(team).get_pipeline_run("latest")
     assert latest.steps["joined"].output.load() == "w0 w1 w2 w3"
-    assert latest.steps["words"].output.load() == ["w0", "w1", "w2", "w3"]
+    assert [word.rstrip(".") for word in latest.steps["words"].output.load()] == [
+        "w0",
+        "w1",
+        "w2",
+        "w3",
+    ]
+    on_the_laptop = Client(source).get_pipeline_run("latest")
     with pytest.raises(ArtifactError, match="missing from the artifact store"):
-        Client(source).get_pipeline_run("latest").steps["joined"].output.load()
+        on_the_laptop.steps["words"].output.load()
+    assert on_the_laptop.steps["joined"].output.load() == "w0 w1 w2 w3"  # in the source's row
 
 
 def test_migrate_to_with_artifacts_to_an_fsspec_url(cli, tmp_path):
@@ -182,6 +202,11 @@ def test_migrate_to_with_artifacts_to_an_fsspec_url(cli, tmp_path):
 
     result = cli("db", "migrate-to", team, "--artifacts-to", bucket + "/")
     assert result.exit_code == 0, result.output
-    assert all(uri.startswith(bucket + "/") for uri in uris(team).values())
+    assert "Artifacts: 1 copied," in result.stdout and "; 1 small ones are kept" in result.stdout
+    files, inline = files_and_inline(team)
+    assert len(files) == 1 and all(uri.startswith(bucket + "/") for uri in files.values())
+    assert len(inline) == 1
     shutil.move(artifacts_dir(), tmp_path / "laptop-artifacts-gone")
-    assert Client(team).get_pipeline_run("latest").steps["joined"].output.load() == "w0 w1"
+    latest = Client(team).get_pipeline_run("latest")
+    assert [word.rstrip(".") for word in latest.steps["words"].output.load()] == ["w0", "w1"]
+    assert latest.steps["joined"].output.load() == "w0 w1"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
 from branchwork import Client, pipeline, step
+from branchwork.artifact_stores.inline import INLINE_LIMIT, is_inline
 from branchwork.exceptions import BranchworkError, PipelineRunFailedError
 from branchwork.metadata import schema
 from branchwork.metadata.store import get_engine
@@ -345,21 +348,22 @@ def test_runs_delete_removes_rows_but_keeps_versions_another_run_uses(cli, cli_j
 
 
 def test_runs_delete_leaves_files_unless_purged(cli):
-    cli_sum(n=3)
+    # a list of INLINE_LIMIT numbers is a file in the artifact store; the total is inline
+    cli_sum(n=INLINE_LIMIT)
     kept = latest("cli_sum")
-    kept_folder = kept.steps["total"].output.uri
+    kept_folder = Path(kept.steps["numbers"].output.uri)
     assert cli("runs", "delete", kept.name, "-y").exit_code == 0
-    from pathlib import Path
+    assert kept_folder.is_dir()
 
-    assert Path(kept_folder).is_dir()
-
-    cli_sum(n=7)
+    cli_sum(n=INLINE_LIMIT + 1)
     purged = latest("cli_sum")
-    folders = [Path(s.output.uri) for s in purged.steps.values()]
+    folder = Path(purged.steps["numbers"].output.uri)
+    assert folder.is_dir() and is_inline(purged.steps["total"].output.uri)
     result = cli("runs", "delete", purged.name, "-y", "--purge-artifacts")
     assert result.exit_code == 0, result.output
-    assert "Removed 2 artifact folders." in result.stdout
-    assert not any(folder.exists() for folder in folders)
+    assert "Removed 1 artifact folders." in result.stdout  # the total went with its row
+    assert not folder.exists() and kept_folder.is_dir()
+    assert Client().list_artifact_versions(pipeline="cli_sum") == []
 
 
 def test_runs_delete_asks_first(cli):

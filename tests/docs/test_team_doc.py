@@ -239,6 +239,17 @@ class Walkthrough:
         assert listed.returncode == 0, listed.stderr
         return list(json.loads(listed.stdout))
 
+    def step_outputs(self, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The output of each of the run's steps, by invocation id, as `branchwork artifacts
+        list` shows it (uri, content hash, ...)."""
+        shown = self.branchwork("runs", "show", run["id"], "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        listed = self.branchwork("artifacts", "list", "--pipeline", run["pipeline"], "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        versions = {version["id"]: version for version in json.loads(listed.stdout)}
+        steps = json.loads(shown.stdout)["steps"]
+        return {step["invocation_id"]: versions[step["outputs"]["output"]] for step in steps}
+
     def make_laptop_history(self) -> None:
         """A run in the laptop's own store (SQLite under BRANCHWORK_HOME) before it moves."""
         laptop = {k: v for k, v in self.env.items() if k != "BRANCHWORK_STORE_URL"}
@@ -438,12 +449,33 @@ def test_the_pipeline_ran_on_ray_with_its_artifacts_in_the_bucket(walkthrough, s
     [run] = [run for run in walkthrough.runs() if run["orchestrator"] == "ray"]
     assert run["status"] == "completed" and run["is_dynamic"] is True
     assert run["name"] in shell.stdout  # in what `branchwork runs list` printed on the page
-    [output] = run["outputs"]
-    assert output["uri"].startswith(f"s3://{walkthrough.env['S3_BUCKET']}/branchwork/")
-    assert s3_server.filesystem().ls(output["uri"]), output["uri"]
-    loaded = walkthrough.branchwork("artifacts", "load", output["id"])
+    outputs = walkthrough.step_outputs(run)
+    shards = shard_outputs(outputs)
+    assert len(shards) == 4
+    assert_in_the_bucket(walkthrough, s3_server, shards)
+    # the page says: the count and the summary are small, kept in the metadata store
+    assert set(outputs) == {"count_shards", "summarize"}
+    assert_inline(outputs.values())
+    assert [output["id"] for output in run["outputs"]] == [outputs["summarize"]["id"]]
+    loaded = walkthrough.branchwork("artifacts", "load", outputs["summarize"]["id"])
     assert loaded.returncode == 0, loaded.stderr
     assert ast.literal_eval(loaded.stdout) == {"shards": 4, "rows": 4000, "total": sum(range(4000))}
+
+
+def shard_outputs(outputs: dict[str, Any]) -> list[Any]:
+    """The make_shard outputs, in invocation order, taken out of `outputs`."""
+    return [outputs.pop(name) for name in sorted(outputs) if name.startswith("make_shard")]
+
+
+def assert_in_the_bucket(walkthrough: Walkthrough, s3_server: Any, outputs: list[Any]) -> None:
+    for output in outputs:
+        assert output["uri"].startswith(f"s3://{walkthrough.env['S3_BUCKET']}/branchwork/")
+        assert s3_server.filesystem().ls(output["uri"]), output["uri"]
+
+
+def assert_inline(outputs: Any) -> None:
+    for output in outputs:
+        assert output["uri"] == f"inline://{output['content_hash']}", output
 
 
 def test_the_laptops_history_moved_into_the_team_store_and_bucket(walkthrough, s3_server):
@@ -451,12 +483,21 @@ def test_the_laptops_history_moved_into_the_team_store_and_bucket(walkthrough, s
     moved = {run["id"]: run for run in walkthrough.runs()}[laptop["id"]]
     assert moved["name"] == laptop["name"] and moved["status"] == "completed"
     assert moved["orchestrator"] == "local"
-    [output] = moved["outputs"]
-    assert output["uri"].startswith(f"s3://{walkthrough.env['S3_BUCKET']}/branchwork/")
-    assert s3_server.filesystem().ls(output["uri"])
+    outputs = walkthrough.step_outputs(moved)
+    shards = shard_outputs(outputs)
+    assert len(shards) == 2
+    assert_in_the_bucket(walkthrough, s3_server, shards)
+    assert set(outputs) == {"count_shards", "summarize"}
+    assert_inline(outputs.values())  # they came with their rows
+    loaded = walkthrough.branchwork("artifacts", "load", shards[1]["id"])
+    assert loaded.returncode == 0, loaded.stderr
+    assert ast.literal_eval(loaded.stdout) == list(range(1000, 2000))  # read from its copy
     migrate = walkthrough.containing("migrate-to")
-    # count_shards, 2 x make_shard and summarize: one output each
-    assert re.search(r"^Artifacts: 4 copied,", migrate.stdout, re.MULTILINE), migrate.stdout
+    assert re.search(
+        r"^Artifacts: 2 copied, .*; 2 small ones are kept in the metadata store itself",
+        migrate.stdout,
+        re.MULTILINE,
+    ), migrate.stdout
 
 
 def test_the_dashboard_shows_the_team_its_runs_with_the_token_only(walkthrough):

@@ -10,18 +10,21 @@ import sys
 import pytest
 
 from branchwork import Client, pipeline, step
+from branchwork.artifact_stores.inline import is_inline
 from branchwork.exceptions import ArtifactError
 from processes import Spawned, python, python_env
 
 SCRIPT = """
 import sys
 from branchwork import pipeline, step
+from branchwork.artifact_stores.inline import INLINE_LIMIT
 from branchwork.orchestrators import LocalProcessOrchestrator
 from branchwork.stack import Stack, active_stack, get_active_stack
 
 class Point:
     def __init__(self, x):
         self.x = x
+        self.label = "p" * INLINE_LIMIT  # a pickle this big is a file in the artifact store
 
 @step
 def make(x: int) -> Point:
@@ -90,6 +93,7 @@ def test_the_environment_can_allow_unpickling(pickled_point, monkeypatch):
 def test_a_pickle_changed_in_the_store_is_refused_even_when_allowed(written, pickled_point):
     from branchwork.artifact_stores import artifact_store_for_uri
 
+    assert not is_inline(pickled_point.uri)
     store = artifact_store_for_uri(pickled_point.uri)
     path = store.join(pickled_point.uri, "data.pkl")
     original = store.read_bytes(path)

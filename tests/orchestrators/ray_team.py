@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from branchwork import get_step_context, pipeline, step
+from branchwork.artifact_stores.inline import INLINE_LIMIT
 from branchwork.config import ResourceSettings, StepRetryConfig
 
 MEET_TIMEOUT = 90.0
@@ -104,9 +105,19 @@ def anywhere(i: int) -> str:
     return node_id()
 
 
+@step
+def placement(on_b: list[str], elsewhere: str) -> str:
+    """Where the pinned steps ran, a node a line padded to INLINE_LIMIT characters: a file in
+    the artifact store, written on a node of the cluster (smaller outputs are kept inline)."""
+    print(f"placement ran on {node_id()}")
+    return "".join(f"{node:<{INLINE_LIMIT}}\n" for node in [*on_b, elsewhere])
+
+
 @pipeline(enable_cache=False)
 def pinned() -> Any:
-    return [on_node_b(i) for i in range(3)], anywhere(0)
+    on_b, elsewhere = [on_node_b(i) for i in range(3)], anywhere(0)
+    placement(on_b, elsewhere)
+    return on_b, elsewhere
 
 
 @step(settings={"resources": ResourceSettings(custom_resources={"node_c": 1})})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 from branchwork.artifact_stores import BaseArtifactStore
+from branchwork.artifact_stores.inline import INLINE_LIMIT, inline_uri
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator
 from branchwork.testing import OrchestratorConformance, pipelines
@@ -25,6 +26,12 @@ class TestLocalPostgresS3Conformance(OrchestratorConformance):
         return store
 
     def test_runs_are_recorded_in_postgresql_and_outputs_written_to_the_bucket(self) -> None:
-        _, run = self.run(pipelines.static_chain, value=3)
+        n = INLINE_LIMIT  # a list of n numbers is a file in the bucket; their sum is inline
+        value, run = self.run(pipelines.summed_list, n=n)
+        assert value == n * (n + 1) // 2
         assert get_engine().dialect.name == "postgresql"
-        assert run.steps["describe"].output.uri.startswith("s3://branchwork/")
+        listed, summed = run.steps["emit_list"].output, run.steps["sum_values"].output
+        bucket = self.stack.artifact_store
+        assert listed.uri.startswith(bucket.root + "/") and bucket.listdir(listed.uri) != []
+        assert listed.load() == list(range(1, n + 1))
+        assert summed.uri == inline_uri(summed.content_hash) and summed.load() == value

@@ -19,6 +19,7 @@ pytest.importorskip("ray", reason="ray is not installed (pip install 'branchwork
 import ray_team as rt  # noqa: E402
 
 from branchwork import Client  # noqa: E402
+from branchwork.artifact_stores.inline import inline_uri  # noqa: E402
 from branchwork.exceptions import PipelineRunFailedError  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -85,8 +86,14 @@ def test_a_fan_out_runs_on_both_nodes_and_the_fan_in_reads_every_output(
     assert len(run.steps) == 10 and {str(s.status) for s in run.steps.values()} == {"completed"}
     parts = {step_run.id for name, step_run in run.steps.items() if name.startswith("part")}
     assert set(run.steps["gather"].parent_step_run_ids) == parts
-    for step_run in run.steps.values():  # every output is in the bucket
-        assert step_run.output.uri.startswith(s3_store.root + "/")
+    for name, step_run in run.steps.items():
+        output = step_run.output
+        if name.startswith("part"):  # 1000 numbers each: files in the bucket, read by gather
+            assert output.uri.startswith(s3_store.root + "/"), name
+        else:  # the count and the summary are small: kept in the metadata store
+            assert output.uri == inline_uri(output.content_hash), name
+    assert run.steps["emit"].output.load() == 8
+    assert run.steps["gather"].output.load() == result
 
 
 def test_a_step_asking_for_a_resource_of_one_node_runs_there(team_stack, node_ids):
@@ -130,7 +137,7 @@ def test_a_team_script_connects_by_address_and_the_token_is_in_nothing_stored(
     run = Client().get_pipeline_run("latest")
     assert run.status == "completed" and run.orchestrator_run_id.startswith("ray-")
     logs = Client().get_step_logs(run.id)
-    assert set(logs) == {"on_node_b", "on_node_b_2", "on_node_b_3", "anywhere"}
+    assert set(logs) == {"on_node_b", "on_node_b_2", "on_node_b_3", "anywhere", "placement"}
     texts = {
         "run": repr(run),  # snapshot, parameters, steps, errors
         "logs": "\n".join(logs.values()),
@@ -140,8 +147,12 @@ def test_a_team_script_connects_by_address_and_the_token_is_in_nothing_stored(
     for path in branchwork_home.rglob("*"):
         if path.is_file():
             texts[str(path)] = path.read_bytes().decode("latin-1")
+    # the node ids are kept inline (in the store rows above); the placement table, over
+    # INLINE_LIMIT, is the artifact in the bucket to be searched
+    placement = run.steps["placement"].output
+    assert placement.load().split() == [*on_b, run.steps["anywhere"].output.load()]
     objects = s3_server.filesystem().find(s3_store.root)
-    assert len(objects) >= 4  # the artifacts are there to be searched
+    assert objects and all(key.startswith(placement.uri.removeprefix("s3://")) for key in objects)
     for key in objects:
         texts[key] = s3_server.filesystem().cat_file(key).decode("latin-1")
     assert [where for where, text in texts.items() if token in text] == []

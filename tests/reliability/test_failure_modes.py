@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from branchwork import Client, pipeline, step
+from branchwork.artifact_stores.inline import INLINE_LIMIT
 from branchwork.config import StepRetryConfig
 from branchwork.exceptions import (
     ArtifactError,
@@ -200,7 +201,7 @@ def test_an_artifact_deleted_from_the_store_fails_the_reading_step_clearly(tmp_p
 
     @step
     def produce() -> dict:
-        return {"a": 1}
+        return {"a": "x" * INLINE_LIMIT}  # over the limit: a file in the artifact store
 
     @step
     def consume(data: dict) -> int:

@@ -106,7 +106,8 @@ def _copy_artifacts(plan: CopyPlan, artifacts_to: str) -> None:
     moved = copy_artifact_files(plan, destination, artifact_store_for_uri(destination))
     typer.echo(
         f"Artifacts: {moved.copied} copied, and their records in {plan.target} pointed at "
-        f"the copies; {moved.already_there} had been copied before."
+        f"the copies; {moved.already_there} had been copied before; {moved.kept_inline} small "
+        "ones are kept in the metadata store itself and came with the rows."
     )
     for uri in moved.missing:
         typer.echo(f"  missing (left as it was): {uri}", err=True)

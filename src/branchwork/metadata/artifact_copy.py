@@ -7,6 +7,8 @@ first, then the target's URIs rewritten, batch by batch: a target row never poin
 not there yet, and a rerun copies what an interruption left. The source store and the local
 files are never changed. Each folder keeps its last two levels (`<step_output>/<id>`, as
 `BaseArtifactStore.new_artifact_uri` made it) under the new root: unique, and readable.
+Versions kept inline (`inline://`, see `artifact_stores.inline`) have no files: their data
+came with their rows, so they are only counted: the summary accounts for every version.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
+from branchwork.artifact_stores.inline import is_inline
 from branchwork.metadata import schema
 from branchwork.metadata.chunking import CHUNK
 from branchwork.metadata.store import get_engine, write_transaction
@@ -32,12 +35,14 @@ _COPY_BUFFER = 1 << 20
 @dataclass
 class ArtifactCopy:
     """Artifact versions whose files were copied to `destination` (their URIs rewritten in
-    the target), already there before, or whose files are missing (left as they were)."""
+    the target), already there before, whose files are missing (left as they were), or kept
+    inline in the metadata store (no files: copied with their rows)."""
 
     destination: str
     copied: int = 0
     already_there: int = 0
     missing: list[str] = field(default_factory=list)
+    kept_inline: int = 0
 
 
 def artifact_destination(folder_or_url: str) -> str:
@@ -56,7 +61,9 @@ def copy_artifact_files(plan: CopyPlan, destination: str, store: BaseArtifactSto
     versions = schema.artifact_version
     with source.connect() as reading:
         rows = reading.execute(select(versions.c.id, versions.c.uri).order_by(versions.c.id))
-        local = [(row.id, row.uri) for row in rows if _is_local(row.uri)]
+        recorded = [(row.id, row.uri) for row in rows]
+    result.kept_inline = sum(is_inline(uri) for _, uri in recorded)
+    local = [(version_id, uri) for version_id, uri in recorded if _is_local(uri)]
     copied: set[str] = set()  # URIs done in this call (versions may share one)
     for start in range(0, len(local), BATCH):
         batch = dict(local[start : start + BATCH])
