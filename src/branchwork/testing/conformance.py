@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from branchwork.artifact_stores import BaseArtifactStore, LocalArtifactStore
+from branchwork.artifact_stores.inline import INLINE_LIMIT, inline_uri, is_inline
 from branchwork.config.home import artifacts_dir
 from branchwork.exceptions import OrchestratorError, PipelineRunFailedError
 from branchwork.metadata.queries import child_run_ids, get_run
@@ -299,6 +300,15 @@ class OrchestratorConformance:
             ("summed_list_2", {"n": 4}),
         ]
         assert {(str(c.status), c.parent_run_id) for c in children} == {("completed", run.id)}
+
+    def test_a_big_output_is_a_file_in_the_artifact_store_and_a_small_one_inline(self) -> None:
+        n = INLINE_LIMIT  # a list of n ints is over INLINE_LIMIT bytes of JSON; its sum is not
+        value, run = self.run(p.summed_list, n=n)
+        assert value == n * (n + 1) // 2
+        big, small = run.steps["emit_list"].output, run.steps["sum_values"].output
+        assert not is_inline(big.uri) and self.stack.artifact_store.exists(big.uri)
+        assert big.load() == list(range(1, n + 1))
+        assert small.uri == inline_uri(small.content_hash) and small.load() == value
 
     def test_pipeline_returns_a_dict_and_tuple_of_outputs(self) -> None:
         value, run = self.run(p.structured_return, n=2)
