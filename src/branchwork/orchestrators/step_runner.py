@@ -2,8 +2,8 @@
 
 Reads one step request envelope (JSON) from stdin, runs the step, and writes the result
 envelope to stdout; the step's own prints go to stderr. It needs the artifact store, never
-the metadata store. With `--serve` it becomes a zygote that forks a child per request
-(see `branchwork.runtime.zygote`): the fast path of the process launcher.
+the metadata store. (The process launcher's fast path, a zygote that forks a child per
+request, is `python -m branchwork.runtime.zygote`.)
 """
 
 from __future__ import annotations
@@ -18,14 +18,9 @@ __all__ = ["main", "run_envelope"]
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args == ["--serve"]:
-        from branchwork.runtime.zygote import serve
-
-        serve()
-        return 0
     if args:
         print(
-            "usage: python -m branchwork.orchestrators.step_runner [--serve] < request.json",
+            "usage: python -m branchwork.orchestrators.step_runner < request.json",
             file=sys.stderr,
         )
         return 2

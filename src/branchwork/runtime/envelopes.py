@@ -11,13 +11,17 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.exceptions import StepFailedError
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import code_generation
 from branchwork.values import Leaf, decode, encode
+
+if TYPE_CHECKING:
+    from branchwork.steps.step import Step
 
 # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data
 VERSION = 4
@@ -82,7 +86,15 @@ def request_to_json(request: StepRequest) -> str:
     )
 
 
-def request_from_json(text: str) -> StepRequest:
+def request_step(text: str) -> str:
+    """The step a request envelope carries, pickled: the same text for the same step each
+    time it runs (see `request_from_json`'s `steps`)."""
+    return str(json.loads(text)["step"])
+
+
+def request_from_json(text: str, steps: Mapping[str, Step[Any, Any]] | None = None) -> StepRequest:
+    """`steps`: steps already unpickled, by their pickled text (`request_step`): the
+    zygote's, which its children inherit rather than unpickle each their own."""
     data = json.loads(text)
     if data.get("version") != VERSION:
         raise ValueError(f"step request envelope version {data.get('version')!r} is not {VERSION}")
@@ -93,7 +105,7 @@ def request_from_json(text: str) -> StepRequest:
         invocation_id=data["invocation_id"],
         step_run_id=data["step_run_id"],
         attempt=data["attempt"],
-        step=_unpickle(data["step"]),
+        step=(steps or {}).get(data["step"]) or _unpickle(data["step"]),
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_from_spec(data["artifact_store"]),
     )

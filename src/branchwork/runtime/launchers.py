@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import os
 import queue
 import signal
@@ -192,10 +191,10 @@ def _escaped(request: StepRequest, error: BaseException) -> StepResult:
 class ProcessLauncher:
     """Runs each step in a process of its own, forked from a warm zygote.
 
-    The zygote (`step_runner --serve`, see `branchwork.runtime.zygote`) is started on the
-    first launch and ended by `shutdown()`. A step process that dies (killed, out of memory,
-    crashed interpreter) fails its step with the signal or exit code named; `cancel()`
-    kills every running step process.
+    The zygote (`python -m branchwork.runtime.zygote`) is started on the first launch and
+    ended by `shutdown()`. A step process that dies (killed, out of memory, crashed
+    interpreter) fails its step with the signal or exit code named; `cancel()` kills every
+    running step process.
     """
 
     def __init__(self, environment: dict[str, str] | None = None) -> None:
@@ -210,13 +209,13 @@ class ProcessLauncher:
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
         from branchwork.runtime.envelopes import request_to_json
 
-        envelope = request_to_json(request)
+        envelope = request_to_json(request).encode()
         with self._lock:
             zygote = self._zygote or self._start_zygote()
             request_id = next(self._ids)
             self._pending[request_id] = (request, on_done, time.time())
             assert zygote.stdin is not None
-            zygote.stdin.write(json.dumps({"id": request_id, "request": envelope}).encode() + b"\n")
+            zygote.stdin.write(b"%d %s\n" % (request_id, envelope))
             zygote.stdin.flush()
 
     def _start_zygote(self) -> subprocess.Popen[bytes]:
@@ -226,7 +225,7 @@ class ProcessLauncher:
         # This process's import path as it is now, with what loading the pipeline added.
         import_path = os.pathsep.join(user_import_path())
         self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "branchwork.orchestrators.step_runner", "--serve"],
+            [sys.executable, "-m", "branchwork.runtime.zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**self._environment, "PYTHONPATH": import_path},
@@ -239,21 +238,36 @@ class ProcessLauncher:
         return self._zygote
 
     def _read(self, zygote: subprocess.Popen[bytes]) -> None:
+        """The messages of the zygote and its children (see `branchwork.runtime.zygote`),
+        until the zygote is gone."""
+        from branchwork.runtime.envelopes import result_from_json
+
         assert zygote.stdout is not None
+        parts: dict[int, list[bytes]] = {}  # of results still arriving
         for line in zygote.stdout:
-            message = json.loads(line)
-            if "exit" not in message:
-                with self._lock:
-                    self._pids[message["id"]] = message["pid"]
+            key, kind, body = line.rstrip(b"\n").split(b" ", 2)
+            request_id = int(key)
+            if kind == b"more":
+                parts.setdefault(request_id, []).append(body)
                 continue
+            if kind == b"pid":
+                with self._lock:
+                    self._pids[request_id] = int(body)
+                continue
+            envelope = b"".join([*parts.pop(request_id, []), body])  # an exit drops a part
             with self._lock:
-                request, on_done, start = self._pending.pop(message["id"])
-                self._pids.pop(message["id"], None)
-            on_done(_process_result(request, start, message["exit"], message["result"]))
+                if request_id not in self._pending:  # the exit of a step that has reported
+                    continue
+                request, on_done, start = self._pending.pop(request_id)
+                self._pids.pop(request_id, None)
+            if kind == b"result":
+                on_done(result_from_json(envelope.decode()))
+            else:
+                on_done(_failed(request, start, _describe_exit(int(body))))
         with self._lock:  # the zygote is gone: nothing pending will ever finish
             lost, self._pending = self._pending, {}
         for request, on_done, start in lost.values():
-            on_done(_process_result(request, start, zygote.wait(), None))
+            on_done(_failed(request, start, _describe_exit(zygote.wait())))
 
     def holds_worker(self, step: Step[Any, Any]) -> bool:
         return True  # a process each, async or not (`asyncio.run` in it)
@@ -278,13 +292,7 @@ class ProcessLauncher:
                 self._reader.join()
 
 
-def _process_result(
-    request: StepRequest, start: float, exit_code: int, envelope: str | None
-) -> StepResult:
-    from branchwork.runtime.envelopes import result_from_json
-
-    if exit_code == 0 and envelope:
-        return result_from_json(envelope)
+def _failed(request: StepRequest, start: float, what_happened: str) -> StepResult:
     return StepResult(
         request.invocation_id,
         request.step_run_id,
@@ -292,7 +300,7 @@ def _process_result(
         start,
         time.time(),
         error=StepFailedError(
-            f"The process of step '{request.invocation_id}' {_describe_exit(exit_code)}.",
+            f"The process of step '{request.invocation_id}' {what_happened}.",
             request.invocation_id,
         ),
     )

@@ -1,11 +1,21 @@
-"""A warm process that forks one child per isolated step.
+"""A warm process that forks one child per isolated step: `python -m branchwork.runtime.zygote`.
 
 Starting Python and importing branchwork costs a few hundred milliseconds; forking a process
-that has already done so costs a few. The zygote reads step requests (one JSON line each:
-`{"id": k, "request": <envelope>}`) on stdin, forks a child per request, and reports on
-stdout `{"id": k, "pid": p}` when the child starts and `{"id": k, "exit": code, "result":
-<envelope or null>}` when it ends. It is single-threaded (forking is only safe there), waits
-with `selectors`, and every child dies with it (PR_SET_PDEATHSIG), as it dies with the loop.
+that has already done so costs a few, and those few are spent ahead: the zygote keeps one
+spare child forked, waiting on a pipe of its own for the next request, and forks the next
+spare while that step runs. It imports only what running a step needs (not the metadata
+store: a smaller process forks faster), and after handing a request over it does once per
+step what its later children would otherwise each do again (`_Zygote._warm`).
+
+Messages are lines (a JSON envelope never holds a raw newline): on stdin, `<id> <request
+envelope>`; on stdout, from the zygote, `<id> pid <pid>` before a child gets the request and
+`<id> exit <code>` when it has exited; from the child itself, its result envelope in lines
+of at most PIPE_BUF bytes (`<id> more <part>`..., `<id> result <last part>`), which a pipe
+never mixes with other writers' lines. The result so reaches the loop without waking the
+zygote, and before the child has exited (a process's exit, unmapping its memory, takes
+milliseconds the result need not wait for); an `exit` after a result means nothing. The
+zygote is single-threaded (forking is only safe there), waits with `selectors`, and every
+child dies with it (PR_SET_PDEATHSIG), as it dies with the loop.
 """
 
 from __future__ import annotations
@@ -13,11 +23,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
 import os
+import select
 import selectors
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -44,75 +55,168 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _send(message: dict[str, Any]) -> None:
-    _write_all(1, (json.dumps(message) + "\n").encode())
+def _send(request_id: bytes, kind: bytes, body: bytes) -> None:
+    _write_all(1, b"%s %s %s\n" % (request_id, kind, body))
 
 
-def _child(request: Any, result_fd: int) -> None:  # pragma: no cover - runs in the fork
-    from branchwork.runtime.envelopes import run_envelope
+def _child(request_fd: int, steps: dict[str, Any]) -> None:  # pragma: no cover - in the fork
+    """A spare: wait for a request, run it, send the result, exit. (The write end of its
+    life pipe, inherited and left open, tells the zygote when it has exited.)"""
+    from branchwork.runtime.envelopes import request_from_json, run_envelope
 
     code = 0
     try:
         die_with_parent()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(2, 1)  # the step's prints go to stderr; stdout is the zygote's channel
-        _write_all(result_fd, run_envelope(request).encode())
+        line = _read_line(request_fd)
+        if line:  # none: the zygote is ending
+            request_id, _, envelope = line.partition(b" ")
+            loop = os.dup(1)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(2, 1)  # the step's prints go to stderr; stdout is the zygote's channel
+            request = request_from_json(envelope.decode(), steps)
+            _send_result(loop, request_id, run_envelope(request).encode())
     except BaseException:
         code = 1
     finally:
         os._exit(code)
 
 
+def _read_line(fd: int) -> bytes:
+    """What `fd` holds up to its first newline (b"" if it closes before one)."""
+    chunks: list[bytes] = []
+    while not (chunks and chunks[-1].endswith(b"\n")):
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+    return b"".join(chunks)[:-1]
+
+
+def _send_result(fd: int, request_id: bytes, envelope: bytes) -> None:
+    """The result in lines of at most PIPE_BUF bytes, one write each: a pipe keeps such a
+    write whole, whoever else writes to it (other children, the zygote)."""
+    size = select.PIPE_BUF - len(b"%s result \n" % request_id)
+    *parts, last = [envelope[i : i + size] for i in range(0, len(envelope), size)] or [b""]
+    for part in parts:
+        os.write(fd, b"%s more %s\n" % (request_id, part))
+    os.write(fd, b"%s result %s\n" % (request_id, last))
+
+
+@dataclass
+class _Child:
+    pid: int
+    request_fd: int  # where the zygote writes its request; -1 once written
+    request_id: bytes | None = None  # None: a spare, still waiting for a request
+
+
+class _Zygote:
+    """Keeps one spare child forked ahead, waiting for the next request: the fork is then
+    made while a step runs, not between a request and its step."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.children: dict[int, _Child] = {}  # by the read end of its life pipe
+        self.spare: _Child | None = None
+        self.pending = b""
+        self.accepting = True
+        self.steps: dict[str, Any] = {}  # the steps `_warm` decoded, by their pickle
+
+    def serve(self) -> None:
+        self.selector.register(0, selectors.EVENT_READ, None)
+        self.spare = self._fork()
+        while self.accepting or self.children:
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    self._read_requests()
+                else:
+                    self._reap(key.data)
+
+    def _fork(self) -> _Child:
+        gc.freeze()  # the child's collector then leaves inherited pages unshared
+        request_read, request_write = os.pipe()
+        life_read, life_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(request_write)
+            os.close(life_read)
+            _child(request_read, self.steps)
+        os.close(request_read)
+        os.close(life_write)
+        child = self.children[life_read] = _Child(pid, request_write)
+        self.selector.register(life_read, selectors.EVENT_READ, life_read)
+        return child
+
+    def _read_requests(self) -> None:
+        data = os.read(0, 1 << 16)
+        if not data:
+            self.accepting = False
+            self.selector.unregister(0)
+            if self.spare is not None:
+                os.close(self.spare.request_fd)  # the spare reads the end and exits
+                self.spare = None
+            return
+        self.pending += data
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            self._start(line)
+
+    def _start(self, line: bytes) -> None:
+        """Hand `<id> <envelope>` to the spare (a new one if it was killed while it
+        waited), then warm up and fork the next spare while the step runs."""
+        request_id, _, envelope = line.partition(b" ")
+        child, self.spare = self.spare or self._fork(), None
+        _send(request_id, b"pid", b"%d" % child.pid)
+        try:
+            _write_all(child.request_fd, line + b"\n")
+        except BrokenPipeError:
+            os.close(child.request_fd)
+            child = self._fork()
+            _send(request_id, b"pid", b"%d" % child.pid)
+            _write_all(child.request_fd, line + b"\n")
+        os.close(child.request_fd)
+        child.request_fd, child.request_id = -1, request_id
+        self._warm(envelope.decode())
+        self.spare = self._fork()
+
+    def _warm(self, envelope: str) -> None:
+        """Do here, once per step, what its later children would otherwise each do again:
+        unpickle the step (kept for them), importing its modules, and look up its outputs'
+        materializers (which may import a materializer module or load entry points; the
+        registry caches what it found). A None value stands for an output's value: the
+        lookup then also loads the materializers of the libraries imported meanwhile.
+        Errors are left to the child, which reports them as the step's."""
+        from branchwork.materializers.registry import materializer_for
+        from branchwork.runtime.envelopes import request_from_json, request_step
+
+        with contextlib.suppress(Exception):
+            pickled = request_step(envelope)
+            if pickled not in self.steps:
+                step = request_from_json(envelope).step
+                for spec in step.outputs:
+                    materializer_for(spec.annotation, None)
+                self.steps[pickled] = step
+
+    def _reap(self, fd: int) -> None:
+        """A child's life pipe closed: it has exited (or is about to)."""
+        self.selector.unregister(fd)
+        os.close(fd)
+        child = self.children.pop(fd)
+        _, status = os.waitpid(child.pid, 0)
+        if child.request_id is not None:
+            _send(child.request_id, b"exit", b"%d" % os.waitstatus_to_exitcode(status))
+        elif child is self.spare:  # killed while it waited: a new one
+            os.close(child.request_fd)
+            self.spare = self._fork()
+
+
 def serve() -> None:
-    """Run the zygote until stdin closes and every child has been reported."""
-    from branchwork.runtime.envelopes import request_from_json, run_envelope  # noqa: F401
+    """Run the zygote until stdin closes and every child has exited."""
+    import branchwork.runtime.envelopes  # noqa: F401 - imported once here, not in each child
 
     _libc()  # loaded once here rather than in every child
-    selector = selectors.DefaultSelector()
-    selector.register(0, selectors.EVENT_READ, None)
-    children: dict[int, tuple[int, int, list[bytes]]] = {}  # result fd -> (id, pid, chunks)
-    pending = b""
-    accepting = True
-    while accepting or children:
-        for key, _ in selector.select():
-            if key.data is None:
-                data = os.read(0, 1 << 16)
-                if not data:
-                    accepting = False
-                    selector.unregister(0)
-                    continue
-                pending += data
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    message = json.loads(line)
-                    request: Any = message["request"]
-                    # Decoded here, the step's modules stay imported for later children; if
-                    # it fails, the child decodes again and reports the error.
-                    with contextlib.suppress(Exception):
-                        request = request_from_json(request)
-                    gc.freeze()  # the child's collector then leaves inherited pages unshared
-                    read_fd, write_fd = os.pipe()
-                    pid = os.fork()
-                    if pid == 0:
-                        os.close(read_fd)
-                        _child(request, write_fd)
-                    os.close(write_fd)
-                    children[read_fd] = (message["id"], pid, [])
-                    selector.register(read_fd, selectors.EVENT_READ, read_fd)
-                    _send({"id": message["id"], "pid": pid})
-            else:
-                fd = key.data
-                request_id, pid, chunks = children[fd]
-                chunk = os.read(fd, 1 << 16)
-                if chunk:
-                    chunks.append(chunk)
-                    continue
-                selector.unregister(fd)
-                os.close(fd)
-                del children[fd]
-                _, status = os.waitpid(pid, 0)
-                result = b"".join(chunks).decode() or None
-                _send(
-                    {"id": request_id, "exit": os.waitstatus_to_exitcode(status), "result": result}
-                )
+    _Zygote().serve()
+
+
+if __name__ == "__main__":
+    serve()
