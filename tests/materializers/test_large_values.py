@@ -235,6 +235,52 @@ def test_a_file_written_whole_is_hashed_as_it_was_written(artifact_store, materi
     assert saved.content_hash == BaseMaterializer(uri, artifact_store).content_hash()
 
 
+class ReusedBufferMaterializer(ReadingsMaterializer):
+    """Writes every chunk from one buffer it changes once `write` returns, as libraries do."""
+
+    def write_binary(self, values: list[Any]) -> None:
+        buffer = bytearray(8000)
+        with self._open_write(READINGS_BIN) as file:
+            for start in range(0, len(values), 1000):
+                struct.pack_into("<1000d", buffer, 0, *values[start : start + 1000])
+                file.write(buffer)
+
+
+def test_a_buffer_a_library_reuses_is_hashed_as_it_was_written(artifact_store):
+    values = [float(i) for i in range(263_000)]  # a big file, 263 chunks
+    uri = artifact_store.new_artifact_uri("readings")
+    saved = save_artifact(Readings(values), uri, artifact_store, ReusedBufferMaterializer)
+    loaded = load_artifact(uri, materializer_path(ReadingsMaterializer), Readings, artifact_store)
+    assert (artifact_store.walk_files(uri), loaded.values) == ([READINGS_BIN], values)
+    assert saved.content_hash == BaseMaterializer(uri, artifact_store).content_hash()
+
+
+def foretold_readings(values: list[float], change: str) -> list[bytes]:
+    """What ForetoldReadingsMaterializer tells `_write_path` it will write: the file's start,
+    then the rest; right, or with the start or the size changed."""
+    data = struct.pack(f"<{len(values)}d", *values)
+    start, rest = data[:100], data[100:]
+    if change == "start":
+        start = b"x" + start[1:]
+    return [start, rest + b"x" if change == "size" else rest]
+
+
+@pytest.mark.parametrize("change", ["nothing", "start", "size"])
+def test_a_file_foretold_before_it_is_written_is_hashed_as_it_was_written(artifact_store, change):
+    class ForetoldReadingsMaterializer(ReadingsMaterializer):
+        def write_binary(self, values: list[Any]) -> None:
+            content = foretold_readings(values, change)
+            with self._write_path(READINGS_BIN, content) as path, open(path, "wb") as file:
+                write_readings(file, values)
+
+    values = [float(i) for i in range(2 * BIG_FILE_SIZE // 8)]
+    uri = artifact_store.new_artifact_uri("readings")
+    saved = save_artifact(Readings(values), uri, artifact_store, ForetoldReadingsMaterializer)
+    loaded = load_artifact(uri, materializer_path(ReadingsMaterializer), Readings, artifact_store)
+    assert (artifact_store.walk_files(uri), loaded.values) == ([READINGS_BIN], values)
+    assert saved.content_hash == BaseMaterializer(uri, artifact_store).content_hash()
+
+
 def test_a_failing_write_is_reported_with_nothing_left_behind(artifact_store):
     class Failing(ReadingsMaterializer):
         def save(self, data: Readings) -> None:

@@ -188,6 +188,16 @@ def test_a_big_frame_is_described_from_evenly_spaced_rows(round_trip):
     assert list(metadata["describe"]) == ["x"]
 
 
+def test_a_nullable_column_without_values_is_described_as_such(round_trip):
+    frame = pd.DataFrame({"units": pd.array([None, None], dtype="Int64"), "price": [1.0, 2.0]})
+    described = round_trip(frame).preview["metadata"]["describe"]
+    assert described["units"] == {
+        "count": 0.0,
+        **dict.fromkeys(("mean", "std", "min", "25%", "50%", "75%", "max")),
+    }
+    assert described["price"]["mean"] == 1.5
+
+
 @step
 def load_sales() -> pd.DataFrame:
     return sales()

@@ -9,6 +9,7 @@ from collections import OrderedDict
 import pytest
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+safetensors = pytest.importorskip("safetensors", reason="the torch extra is not installed")
 
 from branchwork import pipeline, step  # noqa: E402
 from branchwork.artifact_stores import artifact_store_for_uri  # noqa: E402
@@ -22,8 +23,13 @@ from branchwork.materializers import (  # noqa: E402
     registry,
     save_artifact,
 )
+from branchwork.materializers.base import BaseMaterializer  # noqa: E402
 from branchwork.materializers.registry import materializer_path  # noqa: E402
-from branchwork.materializers.torch_materializer import TorchMaterializer  # noqa: E402
+from branchwork.materializers.torch_materializer import (  # noqa: E402
+    STATS_VALUES,
+    TorchMaterializer,
+    _file_content,
+)
 
 # Details of the format are checked on the local store only; the round trips run on S3 too.
 LOCAL_ONLY = pytest.mark.parametrize("artifact_store", ["local"], indirect=True)
@@ -276,6 +282,43 @@ def test_tensor_preview_gives_shape_dtype_and_statistics(round_trip):
         "mean": 1.5,
     }
     assert "min" not in round_trip(torch.arange(4)).preview["metadata"]
+
+
+@LOCAL_ONLY
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "transposed"])
+def test_a_big_tensor_preview_gives_statistics_of_evenly_spaced_values(round_trip, transposed):
+    values = torch.arange(3.0 * STATS_VALUES)
+    tensor = values.reshape(STATS_VALUES, 3).T.contiguous().T if transposed else values
+    metadata = round_trip(tensor).preview["metadata"]
+    assert metadata["stats_values"] == STATS_VALUES  # every third value, in index order
+    assert {key: metadata[key] for key in ("min", "max", "mean")} == {
+        "min": 0.0,
+        "max": 3.0 * STATS_VALUES - 3,
+        "mean": pytest.approx(1.5 * (STATS_VALUES - 1), rel=1e-5),  # 6 significant digits
+    }
+    assert "stats_values" not in round_trip(torch.arange(float(STATS_VALUES))).preview["metadata"]
+
+
+def state_dict_of_every_dtype() -> dict[str, torch.Tensor]:
+    """1.3 MB (a big file) of tensors of every dtype, named with quotes and accents."""
+    values = torch.arange(-50_000, 50_000, dtype=torch.float32)
+    return {f'w "{dtype}" é': values.to(dtype) for dtype in DTYPES}
+
+
+def test_the_file_safetensors_will_write_is_known_before_it_writes():
+    # hashed from the tensors' memory as safetensors writes them: the same bytes, in order
+    tensors = state_dict_of_every_dtype()
+    header = {"branchwork": '{"keys": ["a\\"b"]}'}
+    foretold = b"".join(bytes(part) for part in _file_content(tensors, header))
+    assert foretold == safetensors.torch.save(tensors, header)
+
+
+@LOCAL_ONLY
+def test_a_big_state_dict_is_hashed_as_its_file_is(round_trip, artifact_store):
+    result = round_trip(state_dict_of_every_dtype())
+    assert result.files == ["state_dict.safetensors"]
+    assert result.content_hash == BaseMaterializer(result.uri, artifact_store).content_hash()
+    assert all(same_bytes(result.loaded[k], v) for k, v in state_dict_of_every_dtype().items())
 
 
 @LOCAL_ONLY

@@ -18,12 +18,13 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 from branchwork.artifact_stores.base import BaseArtifactStore
 from branchwork.artifact_stores.inline import INLINE_LIMIT, pack
+from branchwork.materializers.hashing import BATCH_SIZE, BackgroundSha256, ExpectedContent
 from branchwork.materializers.preview import Preview, short_repr
 
 CHUNK_SIZE = 1 << 20  # bytes copied at a time from a temporary file into a remote store
@@ -157,10 +158,16 @@ class BaseMaterializer:
         self._digests[filename] = writer.finish()
 
     @contextlib.contextmanager
-    def _write_path(self, filename: str) -> Iterator[str]:
+    def _write_path(self, filename: str, content: Sequence[Any] = ()) -> Iterator[str]:
         """A local path for a library that writes only to paths (safetensors' `save_file`)
         to write the file `filename` at: the artifact's own file on a local store, hashed once
-        written; else a temporary file, then copied into the store."""
+        written; else a temporary file, then copied into the store.
+
+        `content` is what the library will write, when the caller knows it beforehand: the
+        file's first bytes, then buffers the library writes as they are (a tensor's memory).
+        On a local store it is hashed while the library writes, instead of the file after;
+        a file that turns out not to start with those bytes or to have another size is
+        hashed after all."""
         path = self.artifact_store.local_path(self._new_file(filename))
         if path is None:
             with tempfile.TemporaryDirectory(prefix="branchwork-") as folder:
@@ -169,10 +176,13 @@ class BaseMaterializer:
                 with open(path, "rb") as written, self._open_write(filename) as file:
                     shutil.copyfileobj(written, file, CHUNK_SIZE)
             return
+        expected = ExpectedContent(content) if content else None
         try:
             yield path
-            self._digests[filename] = _file_sha256(path)
+            self._digests[filename] = _file_sha256(path, expected)
         except BaseException:
+            if expected is not None:
+                expected.close()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
             raise
@@ -229,15 +239,16 @@ class BaseMaterializer:
 
 
 class HashingWriter(io.RawIOBase):
-    """A binary file writing into the store's file `uri` and feeding what it writes to a
-    sha256. Most values are small: up to BIG_FILE_SIZE bytes it keeps what is written in
-    memory and writes it in one call when finished (cheaper than opening the file); past
-    that it opens the file and writes everything through."""
+    """A binary file writing into the store's file `uri` and hashing what it writes (sha256).
+    Most values are small: up to BIG_FILE_SIZE bytes it keeps what is written in memory, and
+    writes and hashes it in one call when finished (cheaper than opening the file); past
+    that it opens the file and writes everything through, hashed on a thread of its own
+    while the library goes on."""
 
     def __init__(self, store: BaseArtifactStore, uri: str) -> None:
         self._store = store
         self._uri = uri
-        self._sha256 = hashlib.sha256()
+        self._sha256 = BackgroundSha256()
         self._kept = bytearray()  # what is written until the file is opened
         self._file: IO[bytes] | None = None
         self._position = 0
@@ -247,16 +258,22 @@ class HashingWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._sha256.update(view)
         self._position += len(view)
-        if self._file is None and self._position > BIG_FILE_SIZE:
+        if self._file is None and self._position <= BIG_FILE_SIZE:
+            self._kept += view
+            return len(view)
+        if self._file is None:
             self._file = self._store.open(self._uri, "wb")
             self._file.write(self._kept)
+            self._sha256.add(self._kept)  # no longer changed: a new one replaces it
             self._kept = bytearray()
-        if self._file is None:
-            self._kept += view
-        else:
+        if type(data) is bytes and len(view) < BATCH_SIZE:
+            self._sha256.add(data)
             self._file.write(view)
+        else:  # a library may change its buffer once `write` returns: hashed while written
+            self._sha256.start(view)
+            self._file.write(view)
+            self._sha256.wait()
         return len(view)
 
     def tell(self) -> int:
@@ -265,14 +282,19 @@ class HashingWriter(io.RawIOBase):
     def finish(self) -> bytes:
         """Write what is kept in memory, or close the file; the sha256 of all written."""
         if self._file is None:
-            self._store.write_bytes(self._uri, bytes(self._kept))
-        else:
+            data = bytes(self._kept)
+            self._store.write_bytes(self._uri, data)
+            return hashlib.sha256(data).digest()
+        try:
             self._file.close()
-        return self._sha256.digest()
+            return self._sha256.digest()
+        finally:
+            self._sha256.close()
 
     def discard(self) -> None:
         """Remove what was written to the store (the library writing failed)."""
         if self._file is not None:
+            self._sha256.close()
             self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 self._store.remove(self._uri)
@@ -330,9 +352,13 @@ def _check_plain(filename: str) -> None:
         raise ValueError(f"materializers write plain file names, not paths: {filename!r}")
 
 
-def _file_sha256(path: str) -> bytes:
-    """sha256 of the file at `path`, mapped into memory rather than copied out a chunk at a
-    time (the file was just written: its pages are in the page cache)."""
+def _file_sha256(path: str, expected: ExpectedContent | None = None) -> bytes:
+    """sha256 of the file at `path`: `expected`'s, hashed while the file was written, when the
+    file holds what it expected; else the file's, mapped into memory rather than copied out a
+    chunk at a time (the file was just written: its pages are in the page cache)."""
+    digest = expected.digest_if_written(path) if expected is not None else None
+    if digest is not None:
+        return digest
     with open(path, "rb") as file:
         if os.fstat(file.fileno()).st_size == 0:
             return hashlib.sha256().digest()  # an empty file cannot be mapped

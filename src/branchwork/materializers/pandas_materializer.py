@@ -186,18 +186,37 @@ def _objects_fit_parquet(frame: pd.DataFrame) -> bool:
 
 
 def _describe(frame: pd.DataFrame) -> dict[str, Any]:
-    """`describe()` of the first numeric columns, from evenly spaced rows of a big frame."""
+    """`describe()` of the first numeric columns, from evenly spaced rows of a big frame.
+
+    The statistics are describe()'s, as floats, computed for all the columns at once:
+    describe() goes column by column, and took 15-20 ms for 10 columns, whatever their length.
+    """
     numeric = frame.select_dtypes("number").iloc[:, :DESCRIBE_COLUMNS]
     if numeric.empty:  # no numeric column, or no row
         return {}
     described: dict[str, Any] = {}
     if len(numeric) > DESCRIBE_ROWS:
         step = -(-len(numeric) // DESCRIBE_ROWS)
-        numeric = numeric.take(range(0, len(numeric), step))  # a copy: describe() reads it fast
+        numeric = numeric.take(range(0, len(numeric), step))  # a copy: read fast
         described["describe_rows"] = len(numeric)
-    statistics = numeric.describe()
+    quartiles = numeric.quantile([0.25, 0.5, 0.75])
+    statistics = {
+        "count": numeric.count(),
+        "mean": numeric.mean(),
+        "std": numeric.std(),
+        "min": numeric.min(),
+        **{label: quartiles.iloc[row] for row, label in enumerate(("25%", "50%", "75%"))},
+        "max": numeric.max(),
+    }
     described["describe"] = {
-        short_name(name): {stat: json_number(value) for stat, value in column.items()}
-        for name, column in statistics.items()
+        short_name(name): {
+            stat: _statistic(values.iloc[column]) for stat, values in statistics.items()
+        }
+        for column, name in enumerate(numeric.columns)
     }
     return described
+
+
+def _statistic(value: Any) -> float | None:
+    """A statistic as describe() gives it (a float), for JSON; None for a missing one."""
+    return None if pd.isna(value) else json_number(float(value))
