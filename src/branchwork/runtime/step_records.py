@@ -130,15 +130,7 @@ class StepRecords:
         self.step_run(item, step_run_id, 1, "cached", time.time(), hit.step_run_id)
         for name, row in hit.outputs.items():
             self.recorder.output(step_run_id, name, row.id)
-            item.outputs[name] = StoredArtifact(
-                row.uri,
-                row.materializer,
-                row.data_type,
-                row.content_hash,
-                None,
-                row.item_count,
-                row.inline_data,
-            )
+            item.outputs[name] = _stored_version(row)
             item.versions[name] = row.id
         item.step_run_id = step_run_id
         item.forget_cache_work()
@@ -146,15 +138,7 @@ class StepRecords:
     def taken_over(self, item: Tracked, record: Any) -> None:
         """What an earlier session of this resumed run recorded for it (a step run)."""
         for name, version in record.outputs.items():
-            item.outputs[name] = StoredArtifact(
-                version.uri,
-                version.materializer,
-                version.data_type,
-                version.content_hash,
-                None,
-                version.item_count,
-                version.inline_data,
-            )
+            item.outputs[name] = _stored_version(version)
             item.versions[name] = version.id
         item.step_run_id = record.id
 
@@ -243,6 +227,20 @@ class StepRecords:
         if item.running_attempt is not None:
             self.recorder.step_finished(item.running_attempt, "stopped", time.time(), error)
         return error
+
+
+def _stored_version(version: Any) -> StoredArtifact:
+    """A recorded artifact version (a cache hit's, an earlier session's), as later steps read
+    it (no preview: they never show it)."""
+    return StoredArtifact(
+        version.uri,
+        version.materializer,
+        version.data_type,
+        version.content_hash,
+        None,
+        version.item_count,
+        version.inline_data,
+    )
 
 
 def _cache_record(item: Tracked) -> tuple[str | None, str | None, str | None]:
