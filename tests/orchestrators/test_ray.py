@@ -376,7 +376,7 @@ def test_cancel_kills_the_running_step_tasks(tmp_path):
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone between the two looks (ESRCH)
         return "X"
 
 
