@@ -163,6 +163,17 @@ ROWS_AT_0008 = (
     "VALUES ('r', 'wait', 1, 'Release?', '2026-12-01 10:00:30')",
 )
 TABLES_KEPT = ("pipeline_run", "step_run", "step_run_parent", "step_log", "run_wait")
+# ... and load's output, version 1 of an artifact (a file's URI: older than inline data)
+ROWS_WITH_AN_OUTPUT = (
+    *ROWS_AT_0008,
+    "INSERT INTO artifact (id, name, created, version_count) "
+    "VALUES ('art', 'old::load::output', '2026-12-01', 1)",
+    "INSERT INTO artifact_version (id, artifact_id, uri, data_type, materializer, "
+    "content_hash, producer_step_run_id, created, version) VALUES ('v', 'art', "
+    "'/a/v', 'builtins.list', 'm:M', 'h', 'a', '2026-12-01', 1)",
+    "INSERT INTO step_run_output_artifact (step_run_id, name, artifact_version_id) "
+    "VALUES ('a', 'output', 'v')",
+)
 
 
 def row_counts(engine: Engine, tables: tuple[str, ...] = TABLES_KEPT) -> tuple[object, ...]:
@@ -224,16 +235,7 @@ def test_0010_adds_the_item_count_in_place_and_goes_down_and_up_keeping_every_ro
     try:
         store.upgrade(engine, "0009")
         with engine.begin() as conn:
-            for statement in (
-                *ROWS_AT_0008,
-                "INSERT INTO artifact (id, name, created, version_count) "
-                "VALUES ('art', 'old::load::output', '2026-12-01', 1)",
-                "INSERT INTO artifact_version (id, artifact_id, uri, data_type, materializer, "
-                "content_hash, producer_step_run_id, created, version) VALUES ('v', 'art', "
-                "'/a/v', 'builtins.list', 'm:M', 'h', 'a', '2026-12-01', 1)",
-                "INSERT INTO step_run_output_artifact (step_run_id, name, artifact_version_id) "
-                "VALUES ('a', 'output', 'v')",
-            ):
+            for statement in ROWS_WITH_AN_OUTPUT:
                 conn.execute(text(statement))
 
         tables = (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
@@ -370,16 +372,7 @@ def test_0013_adds_inline_data_in_place_and_refuses_to_go_down_over_inline_value
     try:
         store.upgrade(engine, "0012")
         with engine.begin() as conn:
-            for statement in (
-                *ROWS_AT_0008,
-                "INSERT INTO artifact (id, name, created, version_count) "
-                "VALUES ('art', 'old::load::output', '2026-12-01', 2)",
-                "INSERT INTO artifact_version (id, artifact_id, uri, data_type, materializer, "
-                "content_hash, producer_step_run_id, created, version) VALUES ('v', 'art', "
-                "'/a/v', 'builtins.list', 'm:M', 'h', 'a', '2026-12-01', 1)",
-                "INSERT INTO step_run_output_artifact (step_run_id, name, artifact_version_id) "
-                "VALUES ('a', 'output', 'v')",
-            ):
+            for statement in ROWS_WITH_AN_OUTPUT:
                 conn.execute(text(statement))
         tables = (*TABLES_KEPT, "artifact_version", "step_run_output_artifact")
 

@@ -46,9 +46,7 @@ class InlineStore(BaseArtifactStore):
     def open(self, uri: str, mode: str = "rb") -> IO[Any]:
         if mode != "rb":
             raise PermissionError(f"{self.root} is stored inline and cannot be written")
-        if uri != self._file:
-            raise FileNotFoundError(f"No file {uri} in the inline artifact {self.root}")
-        return io.BytesIO(self._data)
+        return io.BytesIO(self.read_bytes(uri))
 
     def read_bytes(self, uri: str) -> bytes:
         if uri != self._file:
