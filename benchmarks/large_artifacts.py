@@ -11,10 +11,13 @@ almost nothing. "load" is the call alone; "load+use" also sums every value of wh
 returned (`frame.sum()`, `tensor.sum()`), which makes a lazy load read its data. The second
 figure is the one a step feels; the first shows what is deferred. Each library writes and
 reads a local file, and branchwork a local artifact store, in one temporary directory (pass a
-parent directory to measure another disk); the library's and branchwork's runs alternate, so
-other load on the machine hits both alike. Figures: the best and the median wall time of
-REPEATS, and the best CPU time of the process (all its threads, the kernel's work for it
-included), which other work on a shared machine disturbs far less than wall time.
+parent directory to measure another disk). Each save writes a new file, as a step's output
+does; the previous one is removed between the timed calls (replacing a file by truncation
+makes ext4 flush it on close, which a new file does not pay). The library's and branchwork's
+runs alternate, so other load on the machine hits both alike. Figures: the best and the
+median wall time of REPEATS, and the best CPU time of the process (all its threads, the
+kernel's work for it included), which other work on a shared machine disturbs far less than
+wall time; the ratios are branchwork's over the library's.
 
 Run: .venv/bin/python benchmarks/large_artifacts.py [parent-dir]
 """
@@ -57,13 +60,36 @@ class Times:
         return f"{wall:6.3f} {statistics.median(self.wall):6.3f} {cpu:6.3f}"
 
 
-def alternate(library: Action, ours: Action) -> tuple[Times, Times]:
-    """Times of REPEATS calls of each, the library's and ours in turn."""
+def alternate(library: Action, ours: Action, tidy: Action) -> tuple[Times, Times]:
+    """Times of REPEATS calls of each, the library's and ours in turn, `tidy` (untimed) after
+    each pair."""
     times = Times(), Times()
     for _ in range(REPEATS):
         times[0].measure(library)
         times[1].measure(ours)
+        tidy()
     return times
+
+
+class LibraryFile:
+    """The file a library saves to: a new path per save, the previous one removed by `tidy`."""
+
+    def __init__(self, folder: str, name: str, write: Callable[[str], Any]) -> None:
+        self.folder, self.name, self.write = folder, name, write
+        self.saves = 0
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.folder, f"{self.saves}-{self.name}")
+
+    def save(self) -> None:
+        self.saves += 1
+        self.write(self.path)
+
+    def tidy(self) -> None:
+        for name in os.listdir(self.folder):
+            if name.endswith(self.name) and os.path.join(self.folder, name) != self.path:
+                os.remove(os.path.join(self.folder, name))
 
 
 class Subject:
@@ -76,11 +102,16 @@ class Subject:
         self.uri = ""
 
     def save(self) -> None:
-        """Save into a fresh artifact folder, removing the previous one (bounded disk use)."""
-        previous, self.uri = self.uri, self.store.new_artifact_uri("bench")
-        if previous:
-            self.store.rmtree(previous)
+        """Save into a fresh artifact folder."""
+        self.uri = self.store.new_artifact_uri("bench")
         save_output(self.value, self.uri, self.store, self.cls)
+
+    def tidy(self) -> None:
+        """Remove every artifact folder but the last saved (bounded disk use)."""
+        parent = self.store.join(self.store.root, "bench")
+        for name in self.store.listdir(parent):
+            if self.store.join(parent, name) != self.uri:
+                self.store.rmtree(self.store.join(parent, name))
 
     def load(self) -> Any:
         return load_artifact(self.uri, materializer_path(self.cls), type(self.value), self.store)
@@ -91,20 +122,27 @@ def use(value: Any) -> Any:
     return value.sum().sum() if hasattr(value, "columns") else value.sum()
 
 
-def compare(label: str, subject: Subject, save: Action, load: Action) -> None:
+def compare(label: str, subject: Subject, library: LibraryFile, read: Callable[[str], Any]) -> None:
+    def tidy() -> None:
+        library.tidy()
+        subject.tidy()
+
     rows = {
-        "save": alternate(save, subject.save),
-        "load": alternate(load, subject.load),
-        "load+use": alternate(lambda: use(load()), lambda: use(subject.load())),
+        "save": alternate(library.save, subject.save, tidy),
+        "load": alternate(lambda: read(library.path), subject.load, tidy),
+        "load+use": alternate(lambda: use(read(library.path)), lambda: use(subject.load()), tidy),
     }
     print(
-        f"{label:<22}library: best median    cpu  branchwork: best median    cpu  ratio: best   cpu"
+        f"{label:<22}library: best median    cpu  branchwork: best median    cpu  "
+        "ratio: best median   cpu"
     )
-    for what, (library, ours) in rows.items():
-        print(
-            f"{what:>12} {library} {'':11} {ours} {'':6} "
-            f"{ratio(min(ours.wall), min(library.wall))} {ratio(min(ours.cpu), min(library.cpu))}"
+    for what, (theirs, ours) in rows.items():
+        ratios = (
+            ratio(min(ours.wall), min(theirs.wall)),
+            ratio(statistics.median(ours.wall), statistics.median(theirs.wall)),
+            ratio(min(ours.cpu), min(theirs.cpu)),
         )
+        print(f"{what:>12} {theirs} {'':11} {ours} {'':6} {ratios[0]} {ratios[1]:>6} {ratios[2]}")
 
 
 def ratio(ours: float, library: float) -> str:
@@ -115,26 +153,21 @@ def ratio(ours: float, library: float) -> str:
 def compare_frame(frame: Any, folder: str, store: LocalArtifactStore) -> None:
     import pandas as pd
 
-    path = os.path.join(folder, "frame.parquet")
-    subject = Subject(frame, store)
-    compare(
-        "DataFrame (parquet)",
-        subject,
-        lambda: frame.to_parquet(path),
-        lambda: pd.read_parquet(path),
-    )
+    library = LibraryFile(folder, "frame.parquet", frame.to_parquet)
+    compare("DataFrame (parquet)", Subject(frame, store), library, pd.read_parquet)
 
 
 def compare_tensor(tensor: Any, folder: str, store: LocalArtifactStore) -> None:
     from safetensors.torch import load_file, save_file
 
-    path = os.path.join(folder, "tensor.safetensors")
-    subject = Subject(tensor, store)
+    library = LibraryFile(
+        folder, "tensor.safetensors", lambda path: save_file({"tensor": tensor}, path)
+    )
     compare(
         "tensor (safetensors)",
-        subject,
-        lambda: save_file({"tensor": tensor}, path),
-        lambda: load_file(path)["tensor"],
+        Subject(tensor, store),
+        library,
+        lambda path: load_file(path)["tensor"],
     )
 
 
