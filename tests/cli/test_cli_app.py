@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,58 @@ def test_help_lists_the_commands_and_completion(cli):
     assert result.exit_code == 0
     for name in ("init", "run", "runs", "artifacts", "db", "--install-completion", "--debug"):
         assert name in result.stdout
+    lines = [" ".join(line.strip("│ ").split()) for line in result.stdout.splitlines()]
+    for line in (
+        "runs List, inspect, draw and delete pipeline runs.",
+        "artifacts List, inspect and load artifact versions.",
+        "cache Control the cache: invalidate a step's results.",
+        "db The metadata store's location and schema.",
+        "stack Register, list, describe and activate stacks.",
+        "orchestrator Register and list orchestrators.",
+        "artifact-store Register and list artifact stores.",
+    ):
+        assert line in lines
+
+
+def test_a_mistyped_command_names_the_close_ones(cli):
+    result = cli("rns", "list")
+    assert result.exit_code == 2
+    assert "No such command 'rns'. Did you mean 'runs', 'run'?" in result.output
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    """`branchwork runs list` does not pay for importing the dashboard, stacks or artifacts
+    commands (nor the pipeline runtime), only for its own."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['branchwork', 'runs', 'list']\n"
+        "from branchwork.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('branchwork.'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "BRANCHWORK_HOME": str(tmp_path / "home")},
+    )
+    output, loaded = done.stdout.rsplit("\n", 2)[-3:-1]
+    assert output == "No runs yet."
+    assert "branchwork.cli.runs" in loaded.split()
+    for module in (
+        "branchwork.cli.artifacts",
+        "branchwork.cli.dashboard",
+        "branchwork.cli.stacks",
+        "branchwork.cli.db",
+        "branchwork.runtime.engine",
+        "branchwork.steps.step",
+    ):
+        assert module not in loaded.split()
 
 
 def test_no_command_shows_help_and_unknown_command_is_a_usage_error(cli):

@@ -6,28 +6,22 @@ an exception from a command prints `Error: <first line of its message>` to stder
 (usage errors, exit 2; `Exit`; `Abort`) pass through to Typer untouched. Errors that are not
 branchwork's own are prefixed with their type, since their message alone rarely says enough,
 and point at `--debug`. A password in a store URL is masked, whoever wrote the message.
+
+Each command's module is imported only when that command runs (or help lists it): a command
+pays for its own imports, not every other command's.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from branchwork import __version__
-from branchwork.cli import (
-    artifacts,
-    cache,
-    dashboard,
-    db,
-    pipeline_graph,
-    project,
-    run,
-    runs,
-    stacks,
-)
 from branchwork.exceptions import BranchworkError
 
 _DEBUG = "branchwork.debug"
@@ -48,8 +42,72 @@ def _is_typer_control(error: BaseException) -> bool:
     return type(error).__module__.split(".")[0] == "typer"
 
 
+# Command name: (module, attribute), a command function or a Typer group with its help.
+SUBCOMMANDS = {
+    "init": ("branchwork.cli.project", "init"),
+    "run": ("branchwork.cli.run", "run"),
+    "graph": ("branchwork.cli.pipeline_graph", "graph"),
+    "dashboard": ("branchwork.cli.dashboard", "dashboard"),
+    "runs": ("branchwork.cli.runs", "app"),
+    "artifacts": ("branchwork.cli.artifacts", "app"),
+    "cache": ("branchwork.cli.cache", "app"),
+    "db": ("branchwork.cli.db", "app"),
+    "stack": ("branchwork.cli.stacks", "stack_app"),
+    "orchestrator": ("branchwork.cli.stacks", "orchestrator_app"),
+    "artifact-store": ("branchwork.cli.stacks", "artifact_store_app"),
+}
+
+
+def load_subcommand(name: str) -> Any:
+    """The click command of `SUBCOMMANDS[name]`, its module imported now."""
+    module, attribute = SUBCOMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    single = typer.Typer()
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """The root's commands by name: every name of `SUBCOMMANDS` is listed (help, "did you
+    mean"), and each command is loaded when first looked up."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            if name not in SUBCOMMANDS:
+                raise KeyError(name)
+            self._loaded[name] = load_subcommand(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError(f"the command {name!r} cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(SUBCOMMANDS), **self._loaded})
+
+    def __len__(self) -> int:
+        return len({*SUBCOMMANDS, *self._loaded})
+
+
 class BranchworkGroup(TyperGroup):
-    """The root group: turns any error into one line on stderr (see the module docstring)."""
+    """The root group: its commands are loaded when asked for, and any error becomes one
+    line on stderr (see the module docstring)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands()
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # their names, without loading them
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -98,18 +156,3 @@ def _root(
     ] = False,
 ) -> None:
     ctx.meta[_DEBUG] = debug
-
-
-app.command("init")(project.init)
-app.command("run")(run.run)
-app.command("graph")(pipeline_graph.graph)
-app.command("dashboard")(dashboard.dashboard)
-app.add_typer(runs.app, name="runs", help="List, inspect, draw and delete pipeline runs.")
-app.add_typer(artifacts.app, name="artifacts", help="List, inspect and load artifact versions.")
-app.add_typer(cache.app, name="cache", help="Control the cache: invalidate a step's results.")
-app.add_typer(db.app, name="db", help="The metadata store's location and schema.")
-app.add_typer(stacks.stack_app, name="stack", help="Register, list, describe and activate stacks.")
-app.add_typer(stacks.orchestrator_app, name="orchestrator", help="Register and list orchestrators.")
-app.add_typer(
-    stacks.artifact_store_app, name="artifact-store", help="Register and list artifact stores."
-)

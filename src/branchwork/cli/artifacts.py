@@ -10,7 +10,7 @@ from branchwork.cli import render
 from branchwork.cli.render import OutputFormat
 from branchwork.models.shapes import version_dict
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="List, inspect and load artifact versions.")
 
 ArtifactArgument = Annotated[
     str,

@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from branchwork.metadata.store_copy import CopyPlan, TableCopy
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="The metadata store's location and schema.")
 
 
 @app.command("status")

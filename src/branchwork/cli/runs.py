@@ -21,7 +21,7 @@ from branchwork.models.responses import ExecutionStatus
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, help="List, inspect, draw and delete pipeline runs.")
 
 RUN_HELP = "A run: its name or id, a unique prefix of either, latest, or latest:PIPELINE."
 RunArgument = Annotated[str, typer.Argument(help=RUN_HELP, show_default=False, metavar="RUN")]

@@ -12,9 +12,9 @@ from branchwork.cli import render
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import parse_params
 
-stack_app = typer.Typer(no_args_is_help=True)
-orchestrator_app = typer.Typer(no_args_is_help=True)
-artifact_store_app = typer.Typer(no_args_is_help=True)
+stack_app = typer.Typer(no_args_is_help=True, help="Register, list, describe and activate stacks.")
+orchestrator_app = typer.Typer(no_args_is_help=True, help="Register and list orchestrators.")
+artifact_store_app = typer.Typer(no_args_is_help=True, help="Register and list artifact stores.")
 
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
