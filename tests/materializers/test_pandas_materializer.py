@@ -188,6 +188,22 @@ def test_a_big_frame_is_described_from_evenly_spaced_rows(round_trip):
     assert list(metadata["describe"]) == ["x"]
 
 
+def test_a_duration_column_is_described_in_durations(round_trip):
+    frame = pd.DataFrame({"took": pd.to_timedelta([1, 2, 3], unit="s"), "n": [1, 2, 3]})
+    described = round_trip(frame).preview["metadata"]["describe"]
+    assert described["took"] == {
+        "count": 3.0,
+        "mean": "0 days 00:00:02",
+        "std": "0 days 00:00:01",
+        "min": "0 days 00:00:01",
+        "25%": "0 days 00:00:01.500000",
+        "50%": "0 days 00:00:02",
+        "75%": "0 days 00:00:02.500000",
+        "max": "0 days 00:00:03",
+    }
+    assert described["n"]["mean"] == 2.0
+
+
 def test_a_nullable_column_without_values_is_described_as_such(round_trip):
     frame = pd.DataFrame({"units": pd.array([None, None], dtype="Int64"), "price": [1.0, 2.0]})
     described = round_trip(frame).preview["metadata"]["describe"]

@@ -217,6 +217,9 @@ def _describe(frame: pd.DataFrame) -> dict[str, Any]:
     return described
 
 
-def _statistic(value: Any) -> float | None:
-    """A statistic as describe() gives it (a float), for JSON; None for a missing one."""
-    return None if pd.isna(value) else json_number(float(value))
+def _statistic(value: Any) -> float | str | None:
+    """A statistic as describe() gives it, for JSON: a float, a duration's as describe()
+    prints it ("0 days 00:00:02"); None for a missing one."""
+    if pd.isna(value):
+        return None
+    return str(value) if isinstance(value, pd.Timedelta) else json_number(float(value))
