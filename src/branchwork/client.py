@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from branchwork.exceptions import BranchworkError
-from branchwork.metadata.queries import child_run_ids, get_run, get_step_logs, list_run_ids
+from branchwork.metadata.queries import child_run_ids, get_run, list_run_ids
+from branchwork.metadata.run_logs import invocation_names, step_logs
 from branchwork.metadata.run_refs import resolve_run
+from branchwork.metadata.step_pages import require_invocation
 from branchwork.metadata.store import get_engine
 from branchwork.models import (
     ArtifactVersionResponse,
@@ -33,10 +34,12 @@ class Client:
         # Artifacts in a registered S3 store load with its endpoint and credentials.
         remember_registered_stores(self._engine)
 
-    def get_pipeline_run(self, id_or_name: str) -> PipelineRunResponse:
+    def get_pipeline_run(self, id_or_name: str, include_steps: bool = True) -> PipelineRunResponse:
         """A run by id or name (or `latest`, `latest:PIPELINE`, a unique prefix of a name or
-        id), with its snapshot, steps and outputs."""
-        return get_run(self._engine, resolve_run(self._engine, id_or_name))
+        id), with its snapshot, outputs and, unless `include_steps=False`, every step run (for
+        a run of many steps that read costs about 15 KB per step run; without them it costs
+        the same for any run)."""
+        return get_run(self._engine, resolve_run(self._engine, id_or_name), include_steps)
 
     def list_pipeline_runs(
         self, pipeline: str | None = None, limit: int | None = None
@@ -55,16 +58,15 @@ class Client:
         self, run_id_or_name: str, invocation_id: str | None = None
     ) -> dict[str, str]:
         """Captured stdout, stderr and logging of a run's steps (latest attempt of each, or
-        of one invocation), by invocation id."""
-        run = self.get_pipeline_run(run_id_or_name)
-        if invocation_id is not None and invocation_id not in run.steps:
-            raise BranchworkError(
-                f"Run '{run.name}' has no step run with invocation id {invocation_id!r}; it has "
-                f"{', '.join(sorted(run.steps)) or 'none'}."
-            )
-        steps = run.steps if invocation_id is None else {invocation_id: run.steps[invocation_id]}
-        texts = get_step_logs(self._engine, [step.id for step in steps.values()])
-        return {name: texts.get(step.id, "") for name, step in steps.items()}
+        of one invocation), by invocation id ("" for one that printed nothing)."""
+        run = self.get_pipeline_run(run_id_or_name, include_steps=False)
+        if invocation_id is None:
+            names = invocation_names(self._engine, run)
+        else:
+            require_invocation(self._engine, run, invocation_id)
+            names = [invocation_id]
+        texts = {log.invocation: log.text for log in step_logs(self._engine, run, invocation_id)}
+        return {name: texts.get(name, "") for name in names}
 
     def get_cache_decisions(self, run_id_or_name: str) -> dict[str, CacheDecision]:
         """Why each invocation of a run (its latest attempt) was a cache hit or a miss, by
@@ -116,7 +118,7 @@ class Client:
         from branchwork.pipelines.loading import load_pipeline
         from branchwork.pipelines.submit import resume_pipeline
 
-        run = self.get_pipeline_run(id_or_name)
+        run = self.get_pipeline_run(id_or_name, include_steps=False)
         if run.status == "paused":
             settle_pause(self._engine, run)
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
@@ -128,7 +130,7 @@ class Client:
         value, or raises RunPaused if the run stops at a further question."""
         from branchwork.pipelines.answering import record_answer_to
 
-        run = self.get_pipeline_run(id_or_name)
+        run = self.get_pipeline_run(id_or_name, include_steps=False)
         record_answer_to(self._engine, run, value)
         return self.resume_run(run.id)
 

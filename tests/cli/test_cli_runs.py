@@ -371,6 +371,8 @@ def test_runs_delete_asks_first(cli):
     run = latest("cli_sum")
     declined = cli("runs", "delete", run.name, input="n\n")
     assert declined.exit_code == 1
+    steps = len(Client().get_pipeline_run(run.name).attempts)
+    assert f"Delete run '{run.name}' ({steps} step runs)? [y/N]" in declined.output
     assert Client().get_pipeline_run(run.name).id == run.id
     accepted = cli("runs", "delete", run.name, input="y\n")
     assert accepted.exit_code == 0, accepted.output

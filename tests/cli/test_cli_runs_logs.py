@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from branchwork import Client, log_metadata, pipeline, step
+from branchwork.config import StepRetryConfig
 
 
 @step
@@ -75,6 +76,48 @@ def test_runs_logs_of_an_unknown_invocation_is_a_one_line_error(cli, assert_erro
     )
     assert_error(cli("runs", "logs", run.name, "nope"), f"Run '{run.name}'", "'nope'")
     assert_error(cli("runs", "logs", "no-such-run"), "No pipeline run")
+
+
+TRIES: list[int] = []
+
+
+@step(retry=StepRetryConfig(max_retries=1, delay=0))
+def flaky() -> int:
+    TRIES.append(1)
+    print(f"try {len(TRIES)}")
+    if len(TRIES) == 1:
+        raise ValueError("first try fails")
+    return len(TRIES)
+
+
+@pipeline(enable_cache=False)
+def cli_retrying():
+    return flaky()
+
+
+def test_runs_logs_of_a_retried_step_are_its_latest_attempts(cli, cli_json):
+    TRIES.clear()
+    cli_retrying()
+    run = Client().list_pipeline_runs(pipeline="cli_retrying", limit=1)[0]
+    assert [attempt.status for attempt in run.attempts] == ["retried", "completed"]
+    result = cli("runs", "logs", run.name)
+    assert result.stdout.splitlines() == ["==> flaky (completed) <==", "try 2"]
+    assert cli("runs", "logs", run.name, "flaky").stdout == "try 2\n"
+    assert cli_json("runs", "logs", run.name) == {"flaky": "try 2\n"}
+
+
+def test_a_run_read_without_its_steps_is_the_same_run(cli):
+    cli_talking()
+    run = latest()
+    light = Client().get_pipeline_run(run.name, include_steps=False)
+    assert (light.id, light.name, light.status, light.snapshot) == (
+        run.id,
+        run.name,
+        run.status,
+        run.snapshot,
+    )
+    assert (light.steps, light.attempts) == ({}, ())
+    assert len(run.steps) == 3
 
 
 def test_runs_logs_when_nothing_was_printed(cli):

@@ -234,33 +234,30 @@ def logs(
     """What the run's steps printed and logged: every invocation under a header line, or
     just the text of one."""
     from branchwork.client import Client
+    from branchwork.metadata.run_logs import invocation_count, step_logs
+    from branchwork.metadata.step_pages import require_invocation
+    from branchwork.metadata.store import get_engine
 
     client = Client()
-    record = client.get_pipeline_run(run)
-    if step is not None and step not in record.steps:
-        similar = [name for name in record.steps if name.startswith(step)][:10]
-        hint = f"; invocations like it: {', '.join(similar)}" if similar else ""
-        raise BranchworkError(
-            f"Run '{record.name}' has no invocation '{step}'{hint} (`branchwork runs show "
-            f"{record.name}` lists them)."
-        )
-    texts = client.get_step_logs(record.id, step)
+    record = client.get_pipeline_run(run, include_steps=False)
     if output is OutputFormat.json:
-        render.print_json(texts)
-    elif step is not None:
-        typer.echo(texts[step], nl=False)
-    else:
-        silent = 0
-        for name, text in texts.items():
-            if not text:
-                silent += 1
-                continue
-            typer.echo(f"==> {name} ({record.steps[name].status}) <==")
-            typer.echo(text if text.endswith("\n") else text + "\n", nl=False)
-        if silent == len(texts):
-            typer.echo(f"No step of run '{record.name}' printed or logged anything.")
-        elif silent:
-            typer.echo(f"({silent} other invocations printed nothing.)")
+        render.print_json(client.get_step_logs(record.id, step))
+        return
+    engine = get_engine()
+    if step is not None:
+        require_invocation(engine, record, step)
+    logs = step_logs(engine, record, step)
+    if step is not None:
+        typer.echo(logs[0].text if logs else "", nl=False)
+        return
+    for log in logs:
+        typer.echo(f"==> {log.invocation} ({log.status}) <==")
+        typer.echo(log.text if log.text.endswith("\n") else log.text + "\n", nl=False)
+    silent = invocation_count(engine, record) - len(logs)
+    if not logs:
+        typer.echo(f"No step of run '{record.name}' printed or logged anything.")
+    elif silent:
+        typer.echo(f"({silent} other invocations printed nothing.)")
 
 
 @app.command("diff")
@@ -309,7 +306,7 @@ def resume(
     from branchwork.exceptions import PipelineRunFailedError, ReplayDivergenceError
 
     client = Client()
-    record = client.get_pipeline_run(run)
+    record = client.get_pipeline_run(run, include_steps=False)
     try:
         run_and_report(
             lambda: client.resume_run(record.id, accept_new_graph),
@@ -346,7 +343,7 @@ def answer(
     from branchwork.pipelines.answering import answer_from_text
 
     client = Client()
-    record = client.get_pipeline_run(run)
+    record = client.get_pipeline_run(run, include_steps=False)
     waits = client.get_run_waits(record.id)
     answer_value = answer_from_text(value, waits[-1].schema if waits else None)
     run_and_report(
@@ -465,13 +462,15 @@ def delete(
     """Delete a run's records. Artifact versions other runs use (e.g. through the cache) stay;
     artifact files stay unless --purge-artifacts."""
     from branchwork.client import Client
+    from branchwork.metadata.queries import step_run_count
     from branchwork.metadata.run_deletion import delete_run, purge_files
     from branchwork.metadata.store import get_engine
 
-    record = Client().get_pipeline_run(run)
-    if not yes:
-        typer.confirm(f"Delete run '{record.name}' ({len(record.attempts)} step runs)?", abort=True)
+    record = Client().get_pipeline_run(run, include_steps=False)
     engine = get_engine()
+    if not yes:
+        count = step_run_count(engine, record.id)
+        typer.confirm(f"Delete run '{record.name}' ({count} step runs)?", abort=True)
     deleted = delete_run(engine, record.id, force=force)
     typer.echo(
         f"Deleted run '{deleted.run_name}': {deleted.step_runs} step runs, "

@@ -444,16 +444,6 @@ def list_run_ids(
         return list(conn.execute(query).scalars())
 
 
-def get_step_logs(engine: Engine, step_run_ids: list[str]) -> dict[str, str]:
-    """What each of these step runs printed and logged (absent when nothing)."""
-    logs: dict[str, str] = {}
-    with engine.connect() as conn:
-        for chunk in _chunks(step_run_ids):
-            for row in conn.execute(select(s.step_log).where(s.step_log.c.step_run_id.in_(chunk))):
-                logs[row.step_run_id] = row.text
-    return logs
-
-
 def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[str, str]] | None:
     """A run's name, status, the invocations its snapshot planned, and the status of the
     latest attempt of each invocation recorded so far (cheap enough to poll for a display)."""
@@ -492,15 +482,13 @@ def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[
 
 
 @retrying("counting running steps")
-def running_step_count(engine: Engine, run_id: str) -> int:
-    """How many attempts of a run are recorded as running."""
+def step_run_count(engine: Engine, run_id: str, status: str | None = None) -> int:
+    """How many attempts of a run are recorded (only those recorded as `status`, if given)."""
+    query = select(func.count()).select_from(s.step_run).where(s.step_run.c.run_id == run_id)
+    if status is not None:
+        query = query.where(s.step_run.c.status == status)
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count())
-            .select_from(s.step_run)
-            .where(s.step_run.c.run_id == run_id, s.step_run.c.status == "running")
-        ).scalar()
-    return int(count or 0)
+        return int(conn.execute(query).scalar() or 0)
 
 
 def child_run_ids(engine: Engine, run_id: str) -> list[str]:

@@ -88,6 +88,20 @@ def invocation_attempts(engine: Engine, run: PipelineRunResponse, invocation: st
     return Attempts(attempts, parent_count)
 
 
+def require_invocation(engine: Engine, run: PipelineRunResponse, invocation: str) -> None:
+    """A BranchworkError naming similar invocations (the CLI's message) if `run` has no
+    `invocation`."""
+    step = s.step_run.c
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(step.id).where(step.run_id == run.id, step.name == invocation).limit(1)
+        ).first()
+        if found is None:
+            raise BranchworkError(
+                no_invocation_message(run.name, invocation, _similar(conn, run, invocation))
+            )
+
+
 def _similar(conn: Connection, run: PipelineRunResponse, invocation: str) -> list[str]:
     step = s.step_run.c
     return list(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from branchwork.metadata.queries import running_step_count
+from branchwork.metadata.queries import step_run_count
 from branchwork.metadata.runs import mark_run_stopped, request_stop
 from branchwork.runtime.interrupts import abandoning_message, announce, stopping_message
 
@@ -66,7 +66,7 @@ def wait_for_run(result: SubmissionResult, engine: Engine, run_id: str) -> Any:
     except KeyboardInterrupt:
         pass
     request_stop(engine, run_id, "graceful")
-    announce(stopping_message(running_step_count(engine, run_id)))
+    announce(stopping_message(step_run_count(engine, run_id, "running")))
     try:
         waiter.wait()
     except KeyboardInterrupt:
@@ -75,7 +75,7 @@ def wait_for_run(result: SubmissionResult, engine: Engine, run_id: str) -> Any:
 
 
 def _abandon(result: SubmissionResult, waiter: _Waiter, engine: Engine, run_id: str) -> None:
-    announce(abandoning_message(running_step_count(engine, run_id)))
+    announce(abandoning_message(step_run_count(engine, run_id, "running")))
     request_stop(engine, run_id, "abandon")
     try:
         if waiter.wait(ABANDON_GRACE_SECONDS):
