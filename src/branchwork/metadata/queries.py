@@ -265,6 +265,55 @@ def _links(
     return links
 
 
+class RecordedAttempt(NamedTuple):
+    """An invocation's latest attempt as a resumed run takes it over: what the graph check
+    compares (`runtime.graph_check.Attempt`) and the outputs it reuses, without the inputs,
+    parents and configuration of a `StepRunResponse`."""
+
+    id: str
+    step_name: str
+    attempt: int
+    status: str
+    code_hash: str
+    cache_key: str | None
+    outputs: dict[str, ArtifactVersionResponse]
+
+
+def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
+    """The latest attempt of each invocation a run recorded, by invocation id: what the
+    earlier sessions of a resumed run leave to it, read in a few queries whatever its size."""
+    step = s.step_run.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                step.id,
+                step.name,
+                step.step_name,
+                step.attempt,
+                step.status,
+                step.code_hash,
+                step.cache_key,
+            )
+            .where(step.run_id == run_id)
+            .order_by(step.attempt)
+        ).all()
+        latest = {row.name: row for row in rows}  # the highest attempt last
+        ids = [row.id for row in latest.values()]
+        outputs = _links(conn, s.step_run_output_artifact, ids, run_labels(conn, run_id, True))
+    return {
+        name: RecordedAttempt(
+            row.id,
+            row.step_name,
+            row.attempt,
+            row.status,
+            row.code_hash,
+            row.cache_key,
+            outputs.get(row.id, {}),
+        )
+        for name, row in latest.items()
+    }
+
+
 def _step_runs(
     conn: Connection,
     run_id: str,

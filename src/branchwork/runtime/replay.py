@@ -30,7 +30,7 @@ from branchwork.graph.cache_key import same_key_format
 from branchwork.graph.cache_reasons import REPLAYED
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import Invocation, references_of
-from branchwork.metadata.queries import CacheHit, get_run
+from branchwork.metadata.queries import CacheHit, RecordedAttempt, get_run
 from branchwork.runtime.graph_check import Call, GraphCheck, Verdict, difference_from
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class ReplayCheck(GraphCheck):
     def __init__(
         self,
         run_name: str,
-        own: Mapping[str, StepRunResponse],
+        own: Mapping[str, RecordedAttempt],
         accept_new_graph: bool,
         original_name: str,
         original: Mapping[str, StepRunResponse],
@@ -190,7 +190,7 @@ class ReplayCheck(GraphCheck):
 
 
 def graph_check_for(
-    request: RunRequest, own: Mapping[str, StepRunResponse], store: Engine
+    request: RunRequest, own: Mapping[str, RecordedAttempt], store: Engine
 ) -> GraphCheck:
     """The run's graph check: a replay that skips what succeeded checks against its original
     too; any other run only against its own records (a resume's)."""
@@ -211,7 +211,7 @@ def _hit_of(record: StepRunResponse, run_name: str) -> CacheHit:
     )
 
 
-def _same_outputs(record: StepRunResponse, original: StepRunResponse | None) -> bool:
+def _same_outputs(record: RecordedAttempt, original: StepRunResponse | None) -> bool:
     if original is None:
         return False
     return {n: v.id for n, v in record.outputs.items()} == {

@@ -24,7 +24,7 @@ from branchwork.exceptions import (
 from branchwork.graph.context import run_context
 from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
-from branchwork.metadata.queries import earlier_run, get_run
+from branchwork.metadata.queries import earlier_run, latest_attempts
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
@@ -84,7 +84,7 @@ class RunSession:
         run = request.run
         store = get_engine()
         # A resumed run: what its earlier sessions recorded is replayed by invocation id.
-        replay = get_run(store, run.id).steps
+        replay = latest_attempts(store, run.id)
         self.recorder = Recorder(store, run.id)
         graph_check = graph_check_for(request, replay, store)  # a replay's: its original too
         self.loop = RunLoop(
