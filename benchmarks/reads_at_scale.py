@@ -6,10 +6,11 @@ runs (default 1 000 000), written straight into the tables (SQLAlchemy Core, exe
 chunks, one transaction) with the rows the recorder writes for `load -> work x W -> total`
 with caching on: each step run with its configuration (`value_inputs: ["load"]` for the
 works), cache key parts and verdict, its output's artifact version and link; `total` with
-every work as a parent and an input (and a configuration naming them all). Of the works,
-`--retried` needed a second attempt (the first recorded `retried`, with its error and
-traceback) and `--failed` failed on their second attempt too; the body skipped those, so
-the run completed. Durations: about 4 ms each, one in a thousand ten times that.
+every work as a parent and an input (and a configuration naming them all); and the run's two
+graph edges (load -> work, a value read; work -> total). Of the works, `--retried` needed a
+second attempt (the first recorded `retried`, with its error and traceback) and `--failed`
+failed on their second attempt too; the body skipped those, so the run completed.
+Durations: about 4 ms each, one in a thousand ten times that.
 
     python benchmarks/reads_at_scale.py                       # N = 1 000 000
     python benchmarks/reads_at_scale.py 100000 --repeat 5
@@ -365,6 +366,13 @@ def write_run(home: Path, shape: Shape) -> None:
         conn.execute(
             schema.pipeline_run_output.insert(),
             [{"run_id": run_id, "position": 0, "artifact_version_id": result}],
+        )
+        conn.execute(  # as the recorder writes them: once each, with the first step run
+            schema.step_edge.insert(),
+            [
+                {"run_id": run_id, "from_name": "load", "to_name": "work", "kind": "value"},
+                {"run_id": run_id, "from_name": "work", "to_name": "total", "kind": "data"},
+            ],
         )
         conn.execute(
             schema.pipeline_run.update()

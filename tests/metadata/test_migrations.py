@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
+from branchwork import pipeline, step
 from branchwork.metadata import schema, store
 from branchwork.stack import stacks
 
@@ -392,7 +393,7 @@ def test_0013_adds_inline_data_in_place_and_refuses_to_go_down_over_inline_value
         refused = pytest.raises(RuntimeError, match="1 artifact versions are stored inline")
         with refused, store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0012")
-        assert store.current_revision(engine) == "0013"
+        assert store.current_revision(engine) == store.HEAD_REVISION
         assert get_artifact_version(engine, "w").inline_data == b"data.json\x0042"
 
         with engine.begin() as conn:
@@ -406,5 +407,133 @@ def test_0013_adds_inline_data_in_place_and_refuses_to_go_down_over_inline_value
         store.upgrade(engine)
         assert row_counts(engine, tables) == (1, 2, 1, 1, 1, 1, 1)
         assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+ROWS_OF_A_DYNAMIC_RUN = (  # beside ROWS_AT_0008's static run: count -> work x 2 -> total
+    "INSERT INTO pipeline_snapshot (id, pipeline_id, is_dynamic, source, parameters, spec, "
+    "created) VALUES ('ds', 'p', true, 'x:old', '{}', '{}', '2026-12-01')",
+    "INSERT INTO pipeline_run (id, name, pipeline_id, snapshot_id, status, orchestrator, "
+    "parameters, created) VALUES ('dr', 'dynamic-run', 'p', 'ds', 'completed', 'local', '{}', "
+    "'2026-12-01')",
+    "INSERT INTO step_run (id, run_id, name, step_name, attempt, status, code_hash) VALUES "
+    "('c', 'dr', 'count', 'count', 1, 'completed', 'h'), "
+    "('w1', 'dr', 'work', 'work', 1, 'completed', 'h'), "
+    "('w2', 'dr', 'work_2', 'work', 1, 'retried', 'h'), "
+    "('w2b', 'dr', 'work_2', 'work', 2, 'completed', 'h'), "
+    "('t', 'dr', 'total', 'total', 1, 'completed', 'h')",
+    # total read count's value too (an edge the graph leaves out: count -> work -> total
+    # leads there), and names load, an invocation of the other run only: no edge
+    "INSERT INTO step_configuration (id, name, step_name, config, step_run_id) VALUES "
+    "('cc', 'count', 'count', '{}', 'c'), "
+    "('cw1', 'work', 'work', '{\"value_inputs\": [\"count\"]}', 'w1'), "
+    "('cw2', 'work_2', 'work', '{\"value_inputs\": [\"count\"]}', 'w2'), "
+    "('cw2b', 'work_2', 'work', '{\"value_inputs\": [\"count\"]}', 'w2b'), "
+    "('ct', 'total', 'total', '{\"value_inputs\": [\"count\", \"load\"]}', 't')",
+    "INSERT INTO step_run_parent (child_id, parent_id) VALUES ('t', 'w1'), ('t', 'w2b')",
+)
+
+
+def step_edges(engine: Engine) -> list[tuple[object, ...]]:
+    """Every row of `step_edge`, sorted."""
+    with engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(schema.step_edge.select()))
+
+
+def test_0014_fills_the_step_edges_of_runs_recorded_before_and_goes_down_and_up(store_url):
+    """Runs recorded at 0013, a static and a dynamic one, get the edges their graphs drew from
+    parent links and value inputs (a read the graph leaves out is a row too: that is decided
+    when it is drawn); down to 0013 drops the table and keeps every other row, up fills it
+    again."""
+    from alembic import command
+
+    from branchwork.metadata.run_groups import group_edges
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0013")
+        with engine.begin() as conn:
+            for statement in (*ROWS_AT_0008, *ROWS_OF_A_DYNAMIC_RUN):
+                conn.execute(text(statement))
+
+        filled = [
+            ("dr", "count", "total", "value"),
+            ("dr", "count", "work", "value"),
+            ("dr", "work", "total", "data"),
+            ("r", "load", "train", "data"),
+        ]
+        store.upgrade(engine)
+        assert step_edges(engine) == filled
+        assert group_edges(engine, find_run(engine, "old-run")) == {("load", "train", "data")}
+        assert group_edges(engine, find_run(engine, "dynamic-run")) == {
+            ("count", "work", "value"),
+            ("work", "total", "data"),
+        }
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0013")
+        assert "step_edge" not in inspect(engine).get_table_names()
+        assert row_counts(engine) == (2, 7, 3, 1, 1)
+        store.upgrade(engine)
+        assert step_edges(engine) == filled
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+@step
+def seed(n: int) -> int:
+    return n
+
+
+@step
+def part(i: int) -> int:
+    return i
+
+
+@step
+def add(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def static_sum():
+    return add([part(1), part(2)])
+
+
+@pipeline
+def dynamic_sum(n: int):
+    parts = [part(i) for i in range(seed(n))]  # seed's value read: seed -> part
+    total = add(parts)
+    return part(int(total) + 1, id="last") if total > 1 else total  # add -> part, read
+
+
+def test_0014_fills_in_the_edges_the_recorder_writes(store_url):
+    """What the recorder wrote for real runs (static, dynamic, and served from the cache) is
+    what the upgrade makes of their parent links and value inputs."""
+    from alembic import command
+
+    from branchwork.metadata.run_groups import group_edges
+    from branchwork.metadata.run_pages import find_run
+
+    assert static_sum() == 3
+    assert dynamic_sum(n=3) == 4
+    assert dynamic_sum(n=3) == 4
+    engine = store._create_engine(store_url)
+    try:
+        cached = find_run(engine, dynamic_sum.last_run.id)
+        assert group_edges(engine, cached) == {
+            ("seed", "part", "value"),
+            ("part", "add", "data"),
+            ("add", "part", "value"),
+        }
+        recorded = step_edges(engine)
+        assert len(recorded) == 1 + 3 + 3
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0013")
+        store.upgrade(engine)
+        assert step_edges(engine) == recorded
     finally:
         engine.dispose()

@@ -70,9 +70,11 @@ def test_deleting_runs_leaves_no_orphan_rows(store_url):
         "step_run_input_artifact",
         "step_run_output_artifact",
         "step_run_parent",
+        "step_edge",
         "pipeline_run_output",
         "step_log",
     }
+    assert with_both["step_edge"] == 2 * after_first["step_edge"] == 4  # seed -> part -> total
 
     out = delete(second.name)
     assert f"Deleted run '{second.name}': 5 step runs, 4 artifact versions." in out

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import resumable_pipelines as rp
+from sqlalchemy import select
 
 from branchwork import Client
 from branchwork.exceptions import OrchestratorError, PipelineRunFailedError, ReplayDivergenceError
+from branchwork.metadata import schema
+from branchwork.metadata.store import get_engine
 
 HERE = Path(__file__).parent
 
@@ -40,6 +43,30 @@ def test_resume_reruns_only_what_did_not_complete(tmp_path):
     ]
     assert attempts == [("process_item_4", 1, "failed"), ("process_item_4", 2, "completed")]
     assert resumed.steps["process_item"].attempt == 1  # reused, not run again
+
+
+def graph_edges(run_id: str) -> list[tuple[str, str, str]]:
+    """The rows of the run's graph edges, as stored (a duplicate would show)."""
+    edge = schema.step_edge.c
+    query = select(edge.from_name, edge.to_name, edge.kind).where(edge.run_id == run_id)
+    with get_engine().connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(query))
+
+
+def test_a_resumed_run_records_its_graph_edges_once(tmp_path):
+    """The first session wrote item_count -> process_item; the resumed one records a step
+    run making that edge again (process_item_4), and the edge into sum_items."""
+    (tmp_path / "fail-4").touch()
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.fan_out(folder=str(tmp_path), n=6)
+    run_id = info.value.run_id
+    assert graph_edges(run_id) == [("item_count", "process_item", "value")]
+    (tmp_path / "fail-4").unlink()
+    assert Client().resume_run(run_id) == sum(i * i for i in range(6))
+    assert graph_edges(run_id) == [
+        ("item_count", "process_item", "value"),
+        ("process_item", "sum_items", "data"),
+    ]
 
 
 def test_resume_reuses_completed_invocations_even_with_caching_off(tmp_path):

@@ -81,6 +81,7 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
             insert_ignore(engine, schema.step_run_output_artifact),
             insert_ignore(engine, schema.step_run_input_artifact),
             insert_ignore(engine, schema.step_run_parent),
+            insert_ignore(engine, schema.step_edge),
             _STEP_UPDATE,
             insert_ignore(engine, schema.pipeline_run_output),
             insert_ignore(engine, schema.step_log),
@@ -118,6 +119,8 @@ class Recorder:
         self._outputs: list[dict[str, Any]] = []
         self._inputs: list[dict[str, Any]] = []
         self._parents: list[dict[str, Any]] = []
+        self._known_edges: set[tuple[str, str, str]] = set()
+        self._edges: list[dict[str, Any]] = []
         self._updates: list[dict[str, Any]] = []
         self._run_update: dict[str, Any] = {}
         self._run_outputs: list[dict[str, Any]] = []
@@ -208,6 +211,17 @@ class Recorder:
             self._known_fingerprints.add(digest)
             self._fingerprints.append({"digest": digest, "parts": json.dumps(parts)})
 
+    def edge(self, from_name: str, to_name: str, kind: str) -> None:
+        """An edge between two step names of the run ("data" | "value"), for its graph:
+        written with the first step run that makes it (an edge an earlier session of a
+        resumed run wrote is ignored), each later one costs a set lookup."""
+        edge = (from_name, to_name, kind)
+        if edge not in self._known_edges:
+            self._known_edges.add(edge)
+            self._edges.append(
+                {"run_id": self.run_id, "from_name": from_name, "to_name": to_name, "kind": kind}
+            )
+
     def step_log(self, step_run_id: str, text: str) -> None:
         """What one step run printed and logged."""
         self._logs.append({"step_run_id": step_run_id, "text": text})
@@ -288,6 +302,7 @@ class Recorder:
                     self._outputs,
                     self._inputs,
                     self._parents,
+                    self._edges,
                     self._updates,
                     self._run_outputs,
                     self._logs,

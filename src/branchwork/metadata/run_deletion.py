@@ -3,9 +3,9 @@ files.
 
 One delete path, the schema's ON DELETE CASCADE: removing the `pipeline_run` row removes its
 step runs and, with them, their input/output links, parent edges, configurations and logs,
-and the run's outputs (SQLite enforces the cascades because `store` turns `foreign_keys` on
-for every connection; PostgreSQL always does). Its snapshot goes too when no other run uses
-it, taking the snapshot's step configurations along.
+and the run's outputs and graph edges (SQLite enforces the cascades because `store` turns
+`foreign_keys` on for every connection; PostgreSQL always does). Its snapshot goes too when
+no other run uses it, taking the snapshot's step configurations along.
 
 Artifact versions have no foreign key to the step run that produced them, so they are decided
 here, in the same transaction: a version the run produced or linked goes only when nothing

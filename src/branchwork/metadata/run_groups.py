@@ -5,10 +5,10 @@ names, and duration percentiles with stragglers.
 Counts are one GROUP BY over an index, which reads its entries and never the rows (a fifth
 of a second for a million step runs on a small machine); when a step name first started and
 last ended, and its duration percentiles, maximum and stragglers, are read by walking indexes
-(`schema`, `seconds`) a few rows at a time. The edges are the exception: they come from every
-parent link and every configuration of the run (about 7 s for a million), as no index holds
-the step names of a link's two ends. See `run_pages` for the reading rules (latest attempts,
-superseded ones taken away; running reads failed in a finished run).
+(`schema`, `seconds`) a few rows at a time. The edges between step names are rows of their
+own that the recorder writes once each (`schema.step_edge`): a few per run, whatever its size.
+See `run_pages` for the reading rules (latest attempts, superseded ones taken away; running
+reads failed in a finished run).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     union_all,
 )
 
@@ -167,23 +166,17 @@ def _planned_by_step(conn: Connection, run: PipelineRunResponse) -> dict[str, in
 
 
 def group_edges(engine: Engine, run: PipelineRunResponse) -> set[tuple[str, str, str]]:
-    """(from step name, to step name, "data" | "value") between the run's step names: data
-    edges from recorded parents, value edges from the values a dynamic pipeline read before
-    a call (`value_inputs`). A value edge is dropped where another path already leads from
-    one step name to the other, so only the nearest reads are drawn (as `cli.graph` does)."""
-    child, parent = s.step_run.alias("child"), s.step_run.alias("parent")
-    link = s.step_run_parent
+    """(from step name, to step name, "data" | "value") between the run's step names, as the
+    recorder wrote them (`schema.step_edge`): data edges from recorded parents, value edges
+    from the values a dynamic pipeline read before a call (`value_inputs`). A value edge is
+    dropped where another path already leads from one step name to the other, so only the
+    nearest reads are drawn (as `cli.graph` does)."""
+    edge = s.step_edge.c
     with engine.connect() as conn:
-        data = conn.execute(
-            select(parent.c.step_name, child.c.step_name)
-            .distinct()
-            .select_from(link)
-            .join(child, child.c.id == link.c.child_id)
-            .join(parent, parent.c.id == link.c.parent_id)
-            .where(child.c.run_id == run.id)
+        rows = conn.execute(
+            select(edge.from_name, edge.to_name, edge.kind).where(edge.run_id == run.id)
         ).all()
-        value = _value_edges(conn, run.id) if run.snapshot.is_dynamic else []
-    edges = {(a, b, "data") for a, b in data} | {(a, b, "value") for a, b in value}
+    edges = {(a, b, kind) for a, b, kind in rows}
     implied = {(a, b, kind) for a, b, kind in edges if kind == "value" and _reached(edges, a, b)}
     return edges - implied
 
@@ -203,35 +196,6 @@ def _reached(edges: set[tuple[str, str, str]], start: str, goal: str) -> bool:
             seen.add(child)
             todo.append(child)
     return False
-
-
-# The JSON array `value_inputs` of each dynamic step configuration, unnested, reduced to
-# distinct (reading step name, read invocation) pairs before the read invocations are looked
-# up: a fan-out of 10,000 that read one value is one pair, not 10,000 lookups.
-_READS = {
-    "sqlite": "JOIN json_each(config.config, '$.value_inputs') AS value_input",
-    "postgresql": "CROSS JOIN LATERAL json_array_elements_text("
-    "CAST(config.config AS json) -> 'value_inputs') AS value_input(value)",
-}
-_VALUE_EDGES = """
-    WITH reads AS MATERIALIZED (
-        SELECT DISTINCT child.step_name AS reader, value_input.value AS read_name
-        FROM step_run AS child
-        JOIN step_configuration AS config ON config.step_run_id = child.id
-        {unnest}
-        WHERE child.run_id = :run_id
-    )
-    SELECT DISTINCT parent.step_name, reads.reader
-    FROM reads
-    JOIN step_run AS parent ON parent.run_id = :run_id AND parent.name = reads.read_name"""
-
-
-def _value_edges(conn: Connection, run_id: str) -> list[Any]:
-    unnest = _READS.get(conn.dialect.name)
-    if unnest is None:  # a database without these JSON functions: no value edges drawn
-        return []
-    query = text(_VALUE_EDGES.format(unnest=unnest))
-    return list(conn.execute(query, {"run_id": run_id}).all())
 
 
 def group_durations(

@@ -16,7 +16,8 @@ deleted row) then looks rows up instead of scanning the table once per deleted r
 A run of a million step runs is read grouped (`run_pages`, `run_groups`), from indexes on
 `step_run` that answer each figure without reading the rows: later attempts (run, attempt),
 counts by state and duration percentiles (run, status, step name, seconds), and when a step
-first started and last ended (run, step name, start / end time). See `seconds`.
+first started and last ended (run, step name, start / end time). See `seconds`. The edges
+between its step names are rows of their own (`step_edge`), a few per run.
 """
 
 from __future__ import annotations
@@ -289,6 +290,19 @@ step_run_parent = Table(
     Column("child_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
     Column("parent_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
     Index(None, "parent_id"),
+)
+
+# The edges between a run's step names that its graph draws (`run_groups.group_edges`):
+# (parent's step name, child's, "data") for a recorded parent link, (read step's, reader's,
+# "value") for a value a dynamic body read before the call. The recorder writes each once per
+# run as it first appears, so a run of a million step runs reads its few edges by run id.
+step_edge = Table(
+    "step_edge",
+    metadata,
+    Column("run_id", ID, ForeignKey("pipeline_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("from_name", String(255), primary_key=True),
+    Column("to_name", String(255), primary_key=True),
+    Column("kind", STATUS, primary_key=True),  # "data" | "value"
 )
 
 pipeline_run_output = Table(

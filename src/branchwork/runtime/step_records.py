@@ -124,6 +124,26 @@ class StepRecords:
             original_id,
             _cache_record(item),
         )
+        self._edges_into(invocation)
+
+    def _edges_into(self, invocation: Invocation) -> None:
+        """The run graph's edges into its step name, from the step names of its recorded
+        parents (data) and of the recorded invocations whose values the body read before
+        the call (value)."""
+        tracked = self.tracked
+        parents = {
+            tracked[d].invocation.step.name
+            for d in invocation.dependencies
+            if tracked[d].step_run_id
+        }
+        values = {
+            tracked[v].invocation.step.name
+            for v in invocation.value_inputs
+            if _recorded(tracked[v])
+        }
+        for kind, names in (("data", parents), ("value", values)):
+            for name in names:
+                self.recorder.edge(name, invocation.step.name, kind)
 
     def cached(self, item: Tracked, step_run_id: str, hit: CacheHit) -> None:
         """Served from the cache: a step run of its own, linked to the original's outputs."""
@@ -227,6 +247,12 @@ class StepRecords:
         if item.running_attempt is not None:
             self.recorder.step_finished(item.running_attempt, "stopped", time.time(), error)
         return error
+
+
+def _recorded(item: Tracked) -> bool:
+    """Whether it has a step run in this run: an attempt launched, a cache hit, or an earlier
+    session's record taken over."""
+    return bool(item.step_run_id or item.running_attempt)
 
 
 def _stored_version(version: Any) -> StoredArtifact:
