@@ -1,5 +1,6 @@
 """Reading a run of a million step runs with the CLI: `runs list`, `runs show` (table and
-JSON), `runs graph`, each in a fresh process of the real `branchwork` command.
+JSON), `runs graph`, `runs logs` (the run's, one invocation's), each in a fresh process of
+the real `branchwork` command.
 
 The store (SQLite, in a temporary BRANCHWORK_HOME) holds one finished dynamic run of N step
 runs (default 1 000 000), written straight into the tables (SQLAlchemy Core, executemany in
@@ -9,7 +10,8 @@ works), cache key parts and verdict, its output's artifact version and link; `to
 every work as a parent and an input (and a configuration naming them all); and the run's two
 graph edges (load -> work, a value read; work -> total). Of the works, `--retried` needed a
 second attempt (the first recorded `retried`, with its error and traceback) and `--failed`
-failed on their second attempt too; the body skipped those, so the run completed.
+failed on their second attempt too; the body skipped those, so the run completed. Each of
+those attempts logged a line, as did `total`.
 Durations: about 4 ms each, one in a thousand ten times that.
 
     python benchmarks/reads_at_scale.py                       # N = 1 000 000
@@ -128,6 +130,7 @@ class Writer:
             "step_run_output_artifact",
             "step_run_input_artifact",
             "step_run_parent",
+            "step_log",
         ):
             rows = self.pending.pop(table, [])
             if rows:
@@ -318,14 +321,16 @@ def write_run(home: Path, shape: Shape) -> None:
             end = begin + next(durations)
             if index in flaky or index in broken:
                 error = f"flaky partition {index}"
-                writer.step_run(
+                first = writer.step_run(
                     name, "work", 1, "retried", (begin, end), {"i": index}, config, error
                 )
+                writer.add("step_log", {"step_run_id": first, "text": f"{error}: try 1\n"})
                 begin, end = end + 0.001, end + 0.001 + next(durations)
                 if index in broken:
-                    writer.step_run(
+                    second = writer.step_run(
                         name, "work", 2, "failed", (begin, end), {"i": index}, config, error
                     )
+                    writer.add("step_log", {"step_run_id": second, "text": f"{error}: try 2\n"})
                     continue
             attempt = 2 if index in flaky else 1
             done = writer.step_run(
@@ -344,6 +349,7 @@ def write_run(home: Path, shape: Shape) -> None:
             {},
             step_config("total", {"values": refs}, []),
         )
+        writer.add("step_log", {"step_run_id": total, "text": f"summing {len(completed)}\n"})
         for position, (_, parent, version) in enumerate(completed):
             writer.add("step_run_parent", {"child_id": total, "parent_id": parent})
             writer.add(
@@ -488,6 +494,8 @@ def main() -> None:
         ["runs", "show", RUN_NAME],
         ["runs", "show", RUN_NAME, "-o", "json"],
         ["runs", "graph", RUN_NAME],
+        ["runs", "logs", RUN_NAME],
+        ["runs", "logs", RUN_NAME, "total"],
     ]
     if options.all:
         commands.append(["runs", "show", RUN_NAME, "--all"])
