@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from branchwork.metadata.queries import child_run_ids, get_run, list_run_ids
+from branchwork.metadata.run_cache import cache_decisions
 from branchwork.metadata.run_logs import invocation_names, step_logs
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.step_pages import require_invocation
@@ -71,8 +72,8 @@ class Client:
     def get_cache_decisions(self, run_id_or_name: str) -> dict[str, CacheDecision]:
         """Why each invocation of a run (its latest attempt) was a cache hit or a miss, by
         invocation id, in the order they ran."""
-        run = self.get_pipeline_run(run_id_or_name)
-        return {name: CacheDecision.of(step) for name, step in run.steps.items()}
+        run = self.get_pipeline_run(run_id_or_name, include_steps=False)
+        return {d.invocation_id: d for d in cache_decisions(self._engine, run)}
 
     def get_artifact_version(
         self, name_or_id: str, version: int | None = None

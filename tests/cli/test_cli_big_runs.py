@@ -184,3 +184,35 @@ def dashboard_api():
     from branchwork.dashboard.app import create_app
 
     return TestClient(create_app(), base_url="http://127.0.0.1")
+
+
+def test_runs_show_cache_of_a_big_run_counts_decisions_per_step_and_verdict(cli, cli_json):
+    first = run_wide()
+    second = run_wide()  # every work a cache hit but the two that fail again
+    result = cli("runs", "show", second.name, "--cache")
+    assert result.exit_code == 0, result.output
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[:2] == [f"Run:   {second.name} (wide)", "Cache: 1999 hits, 2 misses"]
+    header = lines.index(next(line for line in lines if line.startswith("STEP")))
+    assert lines[header].split() == ["STEP", "CACHE", "INVOCATIONS", "FIRST", "REASON"]
+    rows = [line.split(maxsplit=3) for line in lines[header + 1 : header + 4]]
+    assert [row[:3] for row in rows] == [
+        ["work", "hit", "1998"],
+        ["work", "miss", "2"],
+        ["load", "hit", "1"],
+    ]
+    assert rows[0][3] == f"work: reused invocation 'work' of run '{first.name}'"
+    assert rows[1][3].startswith("work_700: ")
+    assert lines[header + 4 :] == ["(--all lists every invocation.)"]
+
+    every = cli("runs", "show", second.name, "--cache", "--all").stdout.splitlines()
+    assert len(every) == 4 + 2001  # run, cache, blank, header and one row per invocation
+    shown = cli_json("runs", "show", second.name, "--cache")
+    assert len(shown["steps"]) == 2001
+    decisions = Client().get_cache_decisions(second.name)
+    assert list(decisions)[:2] == ["load", "work"]
+    assert (len(decisions), decisions["work"].verdict, decisions["work_700"].verdict) == (
+        2001,
+        "hit",
+        "miss",
+    )

@@ -33,6 +33,7 @@ from branchwork.models.shapes import step_dict as step_dict  # the CLI's, as ren
 
 if TYPE_CHECKING:  # the store modules load SQLAlchemy; commands import them when they run
     from branchwork.metadata.artifact_listing import ArtifactSummary
+    from branchwork.metadata.run_cache import CacheGroup
     from branchwork.metadata.run_listing import StepRunOrigin
     from branchwork.stack.records import ComponentRecord, StackRecord
 
@@ -272,6 +273,44 @@ def show_waits(waits: list[WaitResponse]) -> None:
 def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision]) -> None:
     """One row per invocation: hit or miss (or why caching did not apply), and why."""
     counts = Counter(decision.verdict or "not recorded" for decision in decisions)
+    out = _cache_header(run, counts)
+    table = _table("INVOCATION", "STEP", "CACHE", "REASON")
+    table.columns[-1].no_wrap = False
+    for decision in decisions:
+        table.add_row(
+            Text(decision.invocation_id),
+            Text(decision.step_name),
+            _verdict(decision.verdict),
+            _reason(decision.reason),
+        )
+    out.print(table)
+
+
+def show_cache_groups(run: PipelineRunResponse, groups: list[CacheGroup], shown: int) -> None:
+    """A big run's decisions: per step name and verdict, how many, and the first one's reason
+    (the first `shown` groups, biggest first)."""
+    counts: Counter[str] = Counter()
+    for group in groups:
+        counts[group.verdict or "not recorded"] += group.invocations
+    out = _cache_header(run, counts)
+    table = _table("STEP", "CACHE", "INVOCATIONS", "FIRST REASON")
+    table.columns[-1].no_wrap = False
+    for group in groups[:shown]:
+        example = group.example
+        table.add_row(
+            Text(group.step_name),
+            _verdict(group.verdict),
+            Text(str(group.invocations)),
+            Text.assemble(f"{example.invocation_id}: ", _reason(example.reason)),
+        )
+    out.print(table)
+    hidden = len(groups) - shown
+    more = f"{hidden} more groups; " if hidden > 0 else ""
+    out.print(f"({more}--all lists every invocation.)")
+
+
+def _cache_header(run: PipelineRunResponse, counts: Counter[str]) -> Console:
+    """Print the run and its count of each verdict ("3 hits, 1 miss"); the console."""
     summary = ", ".join(
         f"{count} {_VERDICT_COUNTS.get(verdict, (verdict, verdict))[count != 1]}"
         for verdict, count in counts.most_common()
@@ -280,16 +319,15 @@ def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision
     out.print(Text.assemble(("Run:   ", "bold"), run.name, f" ({run.pipeline_name})"))
     out.print(Text.assemble(("Cache: ", "bold"), summary or "no steps"))
     out.print()
-    table = _table("INVOCATION", "STEP", "CACHE", "REASON")
-    table.columns[-1].no_wrap = False
-    for decision in decisions:
-        table.add_row(
-            Text(decision.invocation_id),
-            Text(decision.step_name),
-            Text(decision.verdict or "-", style=CACHE_STYLES.get(decision.verdict or "", "")),
-            Text(decision.reason or "not recorded (the run predates cache reasons)"),
-        )
-    out.print(table)
+    return out
+
+
+def _verdict(verdict: str | None) -> Text:
+    return Text(verdict or "-", style=CACHE_STYLES.get(verdict or "", ""))
+
+
+def _reason(reason: str | None) -> Text:
+    return Text(reason or "not recorded (the run predates cache reasons)")
 
 
 def failure_tracebacks(

@@ -192,6 +192,24 @@ def _failed_attempt(engine: Engine, run: PipelineRunResponse) -> StepRunResponse
         return None
 
 
+def show_cache(
+    engine: Engine, run: PipelineRunResponse, output: render.OutputFormat, all_steps: bool
+) -> None:
+    """`runs show --cache`: every invocation's cache decision (as JSON always), or for a run
+    of more than SHOWN_IN_FULL invocations, without --all, their counts per step and
+    verdict."""
+    from branchwork.metadata.run_cache import cache_decisions, cache_groups
+    from branchwork.metadata.run_logs import invocation_count
+
+    if output is render.OutputFormat.json:
+        decisions = cache_decisions(engine, run)
+        render.print_json({"run": run.name, "steps": [vars(d) for d in decisions]})
+    elif all_steps or invocation_count(engine, run) <= SHOWN_IN_FULL:
+        render.show_cache_decisions(run, cache_decisions(engine, run))
+    else:
+        render.show_cache_groups(run, cache_groups(engine, run), GROUPS_SHOWN)
+
+
 # ---- tables --------------------------------------------------------------------------------
 
 

@@ -14,7 +14,13 @@ from branchwork.cli.graph_view import GraphView
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import ProgressOption, StackOption, split_pairs
 from branchwork.cli.run_family import show_family
-from branchwork.cli.run_view import SHOWN_IN_FULL, print_run_json, read_summary, show_run_table
+from branchwork.cli.run_view import (
+    SHOWN_IN_FULL,
+    print_run_json,
+    read_summary,
+    show_cache,
+    show_run_table,
+)
 from branchwork.exceptions import ArtifactError, BranchworkError
 from branchwork.models.responses import ExecutionStatus
 
@@ -100,7 +106,9 @@ def show(
     cache: Annotated[
         bool,
         typer.Option(
-            "--cache", help="Why each step was a cache hit or miss, as recorded when it ran."
+            "--cache",
+            help="Why each step was a cache hit or miss, as recorded when it ran (for a run of "
+            f"more than {SHOWN_IN_FULL} invocations, counted per step and verdict, unless --all).",
         ),
     ] = False,
     all_steps: Annotated[
@@ -114,21 +122,14 @@ def show(
 ) -> None:
     """A run's fields, parameters and every step run (one row per attempt); a run of more
     than 100 invocations grouped by step: counts, durations, failed invocations first."""
-    from branchwork.client import Client
     from branchwork.metadata.run_pages import find_run
     from branchwork.metadata.store import get_engine
     from branchwork.metadata.waits import run_waits
-    from branchwork.models import CacheDecision
 
-    if cache:
-        record = Client().get_pipeline_run(run)
-        decisions = [CacheDecision.of(step) for step in record.steps.values()]
-        if output is OutputFormat.json:
-            render.print_json({"run": record.name, "steps": [vars(d) for d in decisions]})
-        else:
-            render.show_cache_decisions(record, decisions)
-        return
     engine = get_engine()
+    if cache:
+        show_cache(engine, find_run(engine, run), output, all_steps)
+        return
     summary = read_summary(engine, find_run(engine, run))
     waits = run_waits(engine, summary.run.id)
     if output is OutputFormat.json:
