@@ -52,8 +52,8 @@ class Client:
 
     def list_child_runs(self, run_id_or_name: str) -> list[PipelineRunResponse]:
         """The child runs of a run (pipelines its body called or submitted), oldest first."""
-        run = self.get_pipeline_run(run_id_or_name)
-        return [get_run(self._engine, child) for child in child_run_ids(self._engine, run.id)]
+        parent = resolve_run(self._engine, run_id_or_name)
+        return [get_run(self._engine, child) for child in child_run_ids(self._engine, parent)]
 
     def get_step_logs(
         self, run_id_or_name: str, invocation_id: str | None = None
