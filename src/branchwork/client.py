@@ -13,7 +13,8 @@ from typing import Any
 
 from branchwork.metadata.queries import child_run_ids, get_run, list_run_ids
 from branchwork.metadata.run_cache import cache_decisions
-from branchwork.metadata.run_logs import invocation_names, step_logs
+from branchwork.metadata.run_logs import step_logs
+from branchwork.metadata.run_pages import invocation_names
 from branchwork.metadata.run_refs import resolve_run
 from branchwork.metadata.step_pages import require_invocation
 from branchwork.metadata.store import get_engine

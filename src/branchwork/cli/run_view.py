@@ -199,12 +199,12 @@ def show_cache(
     of more than SHOWN_IN_FULL invocations, without --all, their counts per step and
     verdict."""
     from branchwork.metadata.run_cache import cache_decisions, cache_groups
-    from branchwork.metadata.run_logs import invocation_count
+    from branchwork.metadata.run_pages import recorded, run_counts
 
     if output is render.OutputFormat.json:
         decisions = cache_decisions(engine, run)
         render.print_json({"run": run.name, "steps": [vars(d) for d in decisions]})
-    elif all_steps or invocation_count(engine, run) <= SHOWN_IN_FULL:
+    elif all_steps or recorded(run_counts(engine, [run])[run.id]) <= SHOWN_IN_FULL:
         render.show_cache_decisions(run, cache_decisions(engine, run))
     else:
         render.show_cache_groups(run, cache_groups(engine, run), GROUPS_SHOWN)

@@ -235,7 +235,8 @@ def logs(
     """What the run's steps printed and logged: every invocation under a header line, or
     just the text of one."""
     from branchwork.client import Client
-    from branchwork.metadata.run_logs import invocation_count, step_logs
+    from branchwork.metadata.run_logs import step_logs
+    from branchwork.metadata.run_pages import recorded, run_counts
     from branchwork.metadata.step_pages import require_invocation
     from branchwork.metadata.store import get_engine
 
@@ -254,7 +255,7 @@ def logs(
     for log in logs:
         typer.echo(f"==> {log.invocation} ({log.status}) <==")
         typer.echo(log.text if log.text.endswith("\n") else log.text + "\n", nl=False)
-    silent = invocation_count(engine, record) - len(logs)
+    silent = recorded(run_counts(engine, [record])[record.id]) - len(logs)
     if not logs:
         typer.echo(f"No step of run '{record.name}' printed or logged anything.")
     elif silent:

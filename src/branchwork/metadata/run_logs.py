@@ -1,12 +1,11 @@
 """What a run's steps printed and logged, read without the rest of the run: only the rows of
-the step runs that logged something (and, when asked, the invocations' names), so a run of a
-million steps answers like a small one. Never writes."""
+the step runs that logged something. Never writes."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from branchwork.metadata import schema as s
 from branchwork.metadata.run_pages import latest_attempt, status_in
@@ -39,27 +38,3 @@ def step_logs(
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [StepLog(row.name, status_in(run, row.status), row.text) for row in rows]
-
-
-def invocation_names(engine: Engine, run: PipelineRunResponse) -> list[str]:
-    """Every invocation of the run, in the order they (first) started."""
-    step = s.step_run.c
-    with engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(step.name)
-                .where(step.run_id == run.id)
-                .group_by(step.name)
-                .order_by(func.min(step.start_time), step.name)
-            ).scalars()
-        )
-
-
-def invocation_count(engine: Engine, run: PipelineRunResponse) -> int:
-    """How many invocations the run recorded."""
-    step = s.step_run.c
-    with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count(step.name.distinct())).where(step.run_id == run.id)
-        ).scalar_one()
-    return int(count)

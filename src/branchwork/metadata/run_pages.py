@@ -223,6 +223,20 @@ def _run_conditions(where: RunFilter) -> list[Any]:
 # ---- counts and groups ---------------------------------------------------------------------
 
 
+def invocation_names(engine: Engine, run: PipelineRunResponse) -> list[str]:
+    """Every invocation of the run, in the order they (first) started."""
+    step = s.step_run.c
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(step.name)
+                .where(step.run_id == run.id)
+                .group_by(step.name)
+                .order_by(func.min(step.start_time), step.name)
+            ).scalars()
+        )
+
+
 def latest_attempt() -> Any:
     """The step run is its invocation's latest attempt (no later one exists): for a page of
     rows; to count, see `superseded_attempts`."""
