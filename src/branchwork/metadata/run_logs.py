@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from branchwork.metadata import schema as s
-from branchwork.metadata.run_pages import latest_attempt, status_in
+from branchwork.metadata.chunking import chunks
+from branchwork.metadata.run_pages import status_in
 from branchwork.models.responses import PipelineRunResponse
 
 
@@ -24,17 +25,42 @@ def step_logs(
     engine: Engine, run: PipelineRunResponse, invocation: str | None = None
 ) -> list[StepLog]:
     """The logs of the latest attempt of each of the run's invocations (or of `invocation`)
-    that printed or logged anything, in the order they started."""
+    that printed or logged anything, in the order they started.
+
+    The logged attempts are read first and the superseded ones dropped after: checking every
+    step run of the run for a later attempt before looking for its log took SQLite seconds
+    for a million step runs."""
     step = s.step_run.c
     query = (
-        select(step.name, step.status, s.step_log.c.text)
+        select(step.name, step.attempt, step.status, s.step_log.c.text)
         .select_from(s.step_log)
         .join(s.step_run, step.id == s.step_log.c.step_run_id)
-        .where(step.run_id == run.id, latest_attempt())
+        .where(step.run_id == run.id)
         .order_by(step.start_time, step.name)
     )
     if invocation is not None:
         query = query.where(step.name == invocation)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [StepLog(row.name, status_in(run, row.status), row.text) for row in rows]
+        latest = _latest_attempts(conn, run, [row.name for row in rows])
+    return [
+        StepLog(row.name, status_in(run, row.status), row.text)
+        for row in rows
+        if row.attempt == latest[row.name]
+    ]
+
+
+def _latest_attempts(
+    conn: Connection, run: PipelineRunResponse, names: list[str]
+) -> dict[str, int]:
+    """The number of the latest attempt of each of these invocations of the run."""
+    step = s.step_run.c
+    latest: dict[str, int] = {}
+    for chunk in chunks(names):
+        query = (
+            select(step.name, func.max(step.attempt))
+            .where(step.run_id == run.id, step.name.in_(chunk))
+            .group_by(step.name)
+        )
+        latest.update((name, attempt) for name, attempt in conn.execute(query))
+    return latest
