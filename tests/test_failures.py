@@ -14,6 +14,7 @@ from branchwork.exceptions import (
     ArtifactError,
     OrchestratorError,
     PipelineRunFailedError,
+    PipelineRunStoppedError,
     StepNotRunError,
 )
 from branchwork.orchestrators import BaseOrchestrator
@@ -208,3 +209,30 @@ def test_invalid_resource_and_retry_settings_are_refused_with_the_field_named():
         StepRetryConfig(max_retries=-1)
     assert ResourceSettings(memory="512MB").memory_bytes == 512_000_000
     assert ResourceSettings(memory="2GiB").memory_bytes == 2 * 1024**3
+
+
+@step
+def asks_to_stop(seconds: float) -> int:
+    """Asks its own run to stop, as the dashboard's stop does, and finishes after the loop
+    has seen it (it looks five times a second)."""
+    from branchwork import get_step_context
+    from branchwork.metadata.runs import request_stop
+    from branchwork.metadata.store import get_engine
+
+    request_stop(get_engine(), get_step_context().run_id, "graceful")
+    time.sleep(seconds)
+    return 1
+
+
+@pipeline(enable_cache=False)
+def stopped_from_outside():
+    return ok(asks_to_stop(1.0))
+
+
+def test_a_run_stopped_on_request_raises_a_stopped_error():
+    with pytest.raises(PipelineRunStoppedError, match="stopped") as raised:
+        stopped_from_outside()
+    assert isinstance(raised.value, PipelineRunFailedError)  # what catches failures catches it
+    run = Client().get_pipeline_run(raised.value.run_id)
+    assert (run.status, run.failed_step) == ("stopped", None)
+    assert [(s.name, s.status) for s in run.attempts] == [("asks_to_stop", "completed")]

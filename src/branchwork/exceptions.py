@@ -123,3 +123,8 @@ class PipelineRunFailedError(BranchworkError):
         super().__init__(message)
         self.run_id = run_id
         self.invocation_id = invocation_id
+
+
+class PipelineRunStoppedError(PipelineRunFailedError):
+    """A pipeline run ended STOPPED: it was asked to stop (Ctrl-C, `runs stop`, its parent run
+    stopping). A PipelineRunFailedError, so what catches failures catches it too."""

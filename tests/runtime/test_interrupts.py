@@ -194,6 +194,11 @@ def test_ctrl_c_stops_a_child_run_with_its_parent(tmp_path, flavor, presses):
         ("nap", expected),
         ("nap_2", expected),
     ]
+    # the parent's invocation of the child stopped with it, and the parent failed no step
+    assert store.rows("SELECT status FROM step_run WHERE name = 'sleepy'") == [("stopped",)]
+    assert store.rows("SELECT failed_step FROM pipeline_run WHERE parent_run_id IS NULL") == [
+        (None,)
+    ]
     if presses == 2:  # bounded by the wait for the child run to record its end (5 s)
         assert took < 10.0, f"the second Ctrl-C took {took:.2f}s"
 

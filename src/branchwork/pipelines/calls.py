@@ -22,6 +22,7 @@ from branchwork.exceptions import (
     OrchestratorError,
     PipelineDefinitionError,
     PipelineRunFailedError,
+    PipelineRunStoppedError,
 )
 from branchwork.graph.context import current_run_context
 from branchwork.graph.invocation import invocation_config
@@ -252,7 +253,8 @@ def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> Pipelin
     where = (
         f"step '{run.failed_step}' raised" if run.failed_step else "the pipeline function raised"
     )
-    error = PipelineRunFailedError(
+    kind = PipelineRunStoppedError if run.status == "stopped" else PipelineRunFailedError
+    error = kind(
         f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where} "
         f"{run.exception_type}: {run.exception_message}",
         run.id,

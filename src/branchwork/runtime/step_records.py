@@ -13,7 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from branchwork.exceptions import ReplayDivergenceError, StepFailedError, StepNotRunError
+from branchwork.exceptions import (
+    PipelineRunStoppedError,
+    ReplayDivergenceError,
+    StepFailedError,
+    StepNotRunError,
+)
 from branchwork.graph.cache_key import KeyParts
 from branchwork.graph.cache_reasons import HIT
 from branchwork.graph.external import ExternalArtifact
@@ -169,9 +174,11 @@ class StepRecords:
             self.recorder.step_log(result.step_run_id, result.logs)
         if not result.ok:
             item.last_attempt = result
+            # a child run asked to stop (with its parent, or on its own) stops its invocation
+            stopped = isinstance(result.error, PipelineRunStoppedError)
             self.recorder.step_finished(
                 result.step_run_id,
-                "failed",
+                "stopped" if stopped else "failed",
                 result.end_time,
                 result.error,
                 result.traceback,
