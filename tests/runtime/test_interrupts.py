@@ -7,6 +7,7 @@ running attempts and the run STOPPED. On every orchestrator, and never a run lef
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -23,7 +24,7 @@ BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
 
 PIPELINES = """
 import sys, time
-from branchwork import pipeline, step
+from branchwork import command_step, pipeline, step
 
 @step(enable_cache=False)
 def nap(i: int, seconds: float) -> int:
@@ -46,6 +47,18 @@ def chained(seconds: float = 2.0):
 @pipeline(enable_cache=False)
 def nested(n: int = 2, seconds: float = 20.0):
     return sleepy(n, seconds)
+
+# A command step whose command writes its pid to a file, then sleeps for a minute.
+long_command = command_step(
+    name="long_command",
+    command=[sys.executable, "-c", "import os, sys, time; "
+             "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)", "{pid_file}"],
+    enable_cache=False,
+)
+
+@pipeline(enable_cache=False)
+def commanding(pid_file: str = "command.pid", runtime: str = "inline"):
+    return long_command.with_options(runtime=runtime)(pid_file=pid_file)
 
 @pipeline(enable_cache=False)
 def mixed(seconds: float = 0.2, width: int = 4):
@@ -201,6 +214,37 @@ def test_ctrl_c_stops_a_child_run_with_its_parent(tmp_path, flavor, presses):
     ]
     if presses == 2:  # bounded by the wait for the child run to record its end (5 s)
         assert took < 10.0, f"the second Ctrl-C took {took:.2f}s"
+
+
+@pytest.mark.parametrize("runtime", ["inline", "isolated"])
+def test_two_ctrl_c_leave_no_command_of_a_command_step_running(tmp_path, runtime):
+    """An abandoned command step's command (a process of its own) dies with the step: it does
+    not run on, orphaned, after the run's process has exited."""
+    home, store = project(tmp_path)
+    pid_file = tmp_path / "command.pid"
+    script = caller(tmp_path, "commanding", f"pid_file={str(pid_file)!r}, runtime={runtime!r}")
+    with Spawned(python(str(script), "local"), env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the command")
+        command = int(pid_file.read_text())
+        run.signal(signal.SIGINT)
+        time.sleep(0.3)
+        run.signal(signal.SIGINT)
+        run.wait(20)
+        try:
+            wait_until(lambda: not alive(command), 10, "the command to end with its step")
+        finally:
+            if alive(command):
+                os.kill(command, signal.SIGKILL)
+    assert store.steps() == [("long_command", "stopped")]
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def test_ctrl_c_at_random_moments_never_leaves_a_run_running(tmp_path):

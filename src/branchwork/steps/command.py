@@ -26,6 +26,10 @@ a Python body, recorded, logged and cached like any step.
 - stdout and stderr are streamed into the step's log (and the console) as they are written.
   A non-zero exit fails the step with `CommandFailedError`: the exit code (or the signal that
   killed it) and the last lines of stderr.
+- The command runs in a session of its own: a Ctrl-C at the terminal stops the run as any
+  Ctrl-C does (the first lets the command finish) rather than reaching the command. On Linux
+  it is killed when its step is (an isolated step's process, or the process of an abandoned
+  inline step, exiting); processes the command itself starts are its own to end.
 - `outputs` names files or folders the command writes (relative to the working directory, or
   absolute): each is stored as a `pathlib.Path` artifact, named `{pipeline}::{step}::{name}`,
   and reaches downstream steps as a local path. The working directory is deleted once they
@@ -297,36 +301,67 @@ def _renderable(value: Any, name: str, where: str) -> Any:
     )
 
 
+# A command starts through this launcher, a Python of its own (`preexec_fn` could deadlock
+# in a process with threads), which puts it in a session of its own, so that a Ctrl-C at the
+# terminal reaches branchwork, which stops the run as documented (the first lets running steps
+# finish), not the command; and, on Linux, has it killed when the thread that started it ends
+# (PR_SET_PDEATHSIG), so that an abandoned step's command never outlives the process that ran
+# it. A command that cannot start is reported after _CANNOT_START.
+_CANNOT_START = "branchwork: could not start: "
+_LAUNCHER = f"""
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (AttributeError, OSError):  # not Linux: the command may outlive an abandoned step
+    pass
+if os.getppid() != int(sys.argv[1]):  # the parent died before the line above
+    sys.exit(137)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    sys.stderr.write({_CANNOT_START!r} + str(error) + "\\n")
+    sys.exit(127)
+"""
+
+
 def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None:
     """Run the command, streaming its output into this step's log; CommandFailedError if
     it does not start or exits non-zero."""
+    launched = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
     try:
         process = subprocess.Popen(
-            argv,
+            launched,
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except OSError as error:
-        raise CommandFailedError(
-            f"{where}: could not start {shlex.join(argv)}: {error}. Check that {argv[0]!r} "
-            "is installed and on PATH (or give its absolute path)."
-        ) from error
+        raise _cannot_start(argv, str(error), where) from error
     try:
         stderr_tail = _stream(process)
-    except BaseException:  # interrupted while it ran: do not leave it behind
-        process.kill()
+    except BaseException:  # interrupted while it ran: do not leave it (nor its group) behind
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
     returncode = process.wait()
+    if returncode == 127 and stderr_tail.startswith(_CANNOT_START):
+        raise _cannot_start(argv, stderr_tail[len(_CANNOT_START) :].strip(), where)
     if returncode != 0:
         raise CommandFailedError(
             f"{where}: {shlex.join(argv)} {_exit_status(returncode)}; last lines of "
             f"stderr:\n{stderr_tail or '(nothing)'}",
             returncode,
         )
+
+
+def _cannot_start(argv: list[str], reason: str, where: str) -> CommandFailedError:
+    return CommandFailedError(
+        f"{where}: could not start {shlex.join(argv)}: {reason}. Check that {argv[0]!r} "
+        "is installed and on PATH (or give its absolute path)."
+    )
 
 
 def _exit_status(returncode: int) -> str:
