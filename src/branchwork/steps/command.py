@@ -46,6 +46,7 @@ a Python body, recorded, logged and cached like any step.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import inspect
 import numbers
@@ -343,7 +344,8 @@ def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None
     try:
         stderr_tail = _stream(process)
     except BaseException:  # interrupted while it ran: do not leave it (nor its group) behind
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # all of them ended meanwhile
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
     returncode = process.wait()
