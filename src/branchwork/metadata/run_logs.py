@@ -42,7 +42,7 @@ def step_logs(
         query = query.where(step.name == invocation)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-        latest = _latest_attempts(conn, run, [row.name for row in rows])
+        latest = _latest_attempt_numbers(conn, run, [row.name for row in rows])
     return [
         StepLog(row.name, status_in(run, row.status), row.text)
         for row in rows
@@ -50,7 +50,7 @@ def step_logs(
     ]
 
 
-def _latest_attempts(
+def _latest_attempt_numbers(
     conn: Connection, run: PipelineRunResponse, names: list[str]
 ) -> dict[str, int]:
     """The number of the latest attempt of each of these invocations of the run."""
