@@ -56,6 +56,10 @@ class Outcome:
             self._done = True
             self._signal.notify_all()
 
+    @property
+    def done(self) -> bool:
+        return self._done
+
     def wait(self, timeout: float | None = None) -> bool:
         with self._signal:
             return self._signal.wait_for(lambda: self._done, timeout)
@@ -125,7 +129,7 @@ class BodyContext:
         return len(self.value_of(output))
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
-        done = self._call_of(output)[1].wait(timeout)
+        done = self._await(self._call_of(output)[1], timeout)
         if done:
             self._read_value_of(output.invocation_id)
         return done
@@ -171,10 +175,17 @@ class BodyContext:
 
     def _wait(self, output: StepOutput) -> Outcome:
         outcome = self._call_of(output)[1]
-        outcome.wait()
+        self._await(outcome)
         self.loop.raise_if_crashed()
         self._read_value_of(output.invocation_id)
         return outcome
+
+    def _await(self, outcome: Outcome, timeout: float | None = None) -> bool:
+        """Wait for an outcome, the loop told so (it then writes what it recorded at once)."""
+        if outcome.done:
+            return True
+        with self.loop.awaited():
+            return outcome.wait(timeout)
 
     def _raise_if_failed(self) -> None:
         continuing = self.loop.failure_mode is FailureMode.CONTINUE_ON_FAILURE

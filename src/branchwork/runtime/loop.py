@@ -3,19 +3,24 @@
 It takes what happens off a queue, in batches — invocations the pipeline body made, step
 results, stop requests — feeds the engine, and carries out its commands: compute cache keys
 and look them up (one query per batch), launch steps, record rows. It flushes the recorder
-(one transaction per batch) and only then resolves the outcomes the body waits on, so
-whatever the body sees is already recorded. Retries are due times the engine keeps; the
-queue wait ends when the next one is due. Every few moments it heartbeats and looks for a
-stop asked through the store. It decides nothing itself: see `runtime.engine`.
+(one transaction) and only then resolves the outcomes of what it recorded, so whatever the
+body sees is already recorded. While the body waits for an outcome it flushes after every
+batch; otherwise at most FLUSH_EVERY_SECONDS after the first unwritten row, so a fan-out's
+steps share a commit and a step that finishes within that time is written once, finished
+(a crash loses at most that much: those steps run again on resume). Retries are due times
+the engine keeps; the queue wait ends when the next one is due. Every few moments it
+heartbeats and looks for a stop asked through the store. It decides nothing itself: see
+`runtime.engine`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from branchwork.config.concurrency import step_limits
@@ -37,7 +42,9 @@ from branchwork.runtime.step_records import StepRecords, Tracked
 logger = logging.getLogger("branchwork")
 
 _CLOSE = object()
+_WAKE = object()  # the body began to wait for an outcome: flush what is pending
 STOP_POLL_SECONDS = 0.2  # how often the loop looks for a stop asked through the store
+FLUSH_EVERY_SECONDS = 0.05  # how long rows may wait for a flush while nobody waits for them
 
 
 class RunLoop:
@@ -87,6 +94,10 @@ class RunLoop:
         self._warned_oversized: set[str] = set()
         self._heartbeat_every = heartbeat_interval()
         self._last_heartbeat = self._last_poll = time.time()
+        self._unresolved: list[tuple[Outcome, Any, Any]] = []  # resolved once flushed
+        self._flush_due: float | None = None  # when what was recorded must be written
+        self._waiters = 0  # body threads waiting for an outcome (see `awaited`)
+        self._waiters_lock = threading.Lock()
 
     # ---- any thread -----------------------------------------------------------------------
 
@@ -102,6 +113,19 @@ class RunLoop:
         if self._crash is not None:  # the loop may have drained its queue already
             for _, outcome in calls:
                 outcome.resolve(error=self._crashed())
+
+    @contextlib.contextmanager
+    def awaited(self) -> Iterator[None]:
+        """While a body thread waits for an outcome, the loop flushes after every batch
+        rather than gathering rows for FLUSH_EVERY_SECONDS."""
+        with self._waiters_lock:
+            self._waiters += 1
+        self._events.put(_WAKE)
+        try:
+            yield
+        finally:
+            with self._waiters_lock:
+                self._waiters -= 1
 
     def request_stop(self, abandon: bool) -> None:
         """Stop the run: nothing new starts and, with `abandon`, running steps are given up
@@ -167,14 +191,17 @@ class RunLoop:
                 if now - self._last_poll >= STOP_POLL_SECONDS:
                     self._last_poll = now
                     batch.extend(self._stop_requested_in_store())
-                resolved: list[tuple[Outcome, Any, Any]] = []
-                self._process(batch, now, resolved)
+                if batch and self._flush_due is None:
+                    self._flush_due = now + FLUSH_EVERY_SECONDS
+                self._process(batch, now, self._unresolved)
                 if now - self._last_heartbeat >= self._heartbeat_every:
                     self._last_heartbeat = now
                     self.recorder.run_update(heartbeat=now)
-                self.recorder.flush()
-                for outcome, outputs, error in resolved:
-                    outcome.resolve(outputs, error)
+                    self._flush_due = now
+                due = self._flush_due
+                if due is not None and (self._waiters or self.engine.stopped or now >= due):
+                    self._flush()  # someone waits, the run stops, or rows waited enough
+            self._flush()
         except BaseException as error:  # noqa: BLE001 - surfaced to the body by its outcomes
             self._crash = error
             logger.exception("The orchestration loop of run '%s' crashed", self.run_name)
@@ -182,13 +209,21 @@ class RunLoop:
         finally:
             self._ended.set()
 
+    def _flush(self) -> None:
+        """Write what was recorded, then resolve the outcomes it concerns."""
+        self.recorder.flush()
+        self._flush_due = None
+        unresolved, self._unresolved = self._unresolved, []
+        for outcome, outputs, error in unresolved:
+            outcome.resolve(outputs, error)
+
     def _next_batch(self) -> list[Any]:
-        """What is on the queue, waiting until something is, a retry is due, or it is time
-        to heartbeat or look for a stop request."""
+        """What is on the queue, waiting until something is, a retry or a flush is due, or
+        it is time to heartbeat or look for a stop request."""
         wait = min(self._heartbeat_every, STOP_POLL_SECONDS)
-        due = self.engine.next_due
-        if due is not None:
-            wait = max(0.0, min(wait, due - time.time()))
+        for due in (self.engine.next_due, self._flush_due):
+            if due is not None:
+                wait = max(0.0, min(wait, due - time.time()))
         try:
             batch = [self._events.get(timeout=wait)]
         except queue.Empty:
@@ -235,6 +270,8 @@ class RunLoop:
     def _process(self, batch: list[Any], now: float, resolved: list[Any]) -> None:
         events: list[E.Event] = []
         for item in batch:
+            if item is _WAKE:
+                continue
             if item is _CLOSE:
                 self._closing = True
             elif isinstance(item, StepResult):
