@@ -42,8 +42,8 @@ class Outcome:
         self._done = False
         self.outputs: dict[str, StoredArtifact] = {}
         self.error: BaseException | None = None
-        # Loaded once, in the body's thread, by (output, item, stop).
-        self.values: dict[tuple[str, int | None, int | None], Any] = {}
+        # Loaded once, in the body's thread, by (output, item, stop); most are never read.
+        self.values: dict[tuple[str, int | None, int | None], Any] | None = None
 
     def resolve(
         self, outputs: dict[str, StoredArtifact] | None = None, error: BaseException | None = None
@@ -116,10 +116,10 @@ class BodyContext:
         if name is None:
             return None
         cached_as = (name, output.index, output.stop)
-        if cached_as not in outcome.values:
-            stored = ArtifactInput(outcome.outputs[name], output.index, output.stop)
-            outcome.values[cached_as] = load_input(stored)
-        return outcome.values[cached_as]
+        values = outcome.values = outcome.values or {}
+        if cached_as not in values:
+            values[cached_as] = load_input(ArtifactInput(outcome.outputs[name], *cached_as[1:]))
+        return values[cached_as]
 
     def item_count(self, output: StepOutput) -> int:
         outcome = self._finished(output)

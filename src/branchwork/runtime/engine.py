@@ -97,7 +97,8 @@ class Engine:
         self.max_workers = max_workers
         self.failure_mode = FailureMode(failure_mode)
         self.graph_check = graph_check or GraphCheck("")
-        self.nodes: dict[str, _Node] = {}
+        self.nodes: dict[str, _Node] = {}  # invocations not DONE: a done one needs no node
+        self.done: set[str] = set()
         self.admission = Admission(capacity, max_workers, self._is_ready)
         self.unfinished = 0
         self.first_failure: str | None = None
@@ -124,10 +125,11 @@ class Engine:
         return self._retries[0][0] if self._retries else None
 
     def state(self, invocation_id: str) -> State:
-        return self.nodes[invocation_id].state
+        return State.DONE if invocation_id in self.done else self.nodes[invocation_id].state
 
     def _is_ready(self, invocation_id: str) -> bool:
-        return self.nodes[invocation_id].state is State.READY
+        node = self.nodes.get(invocation_id)
+        return node is not None and node.state is State.READY
 
     def handle(self, *events: Event, now: float = 0.0) -> list[Command]:
         commands: list[Command] = []
@@ -158,15 +160,17 @@ class Engine:
         self.unfinished += 1
         blocked_by = None
         for dependency in event.dependencies:
-            parent = self.nodes[dependency]
-            if parent.state is State.DONE:
+            if dependency in self.done:
                 continue
+            parent = self.nodes[dependency]
             if parent.state in _NEVER_RAN:
                 blocked_by = dependency
                 continue
             parent.dependents.append(event.invocation_id)
             node.missing += 1
         for starter in event.start_after:
+            if starter in self.done:
+                continue
             parent = self.nodes[starter]
             if parent.started:
                 continue
@@ -199,8 +203,8 @@ class Engine:
         )
 
     def _key_computed(self, event: KeyComputed, commands: list[Command]) -> None:
-        node = self.nodes[event.invocation_id]
-        if node.state is not State.CACHE_CHECK:
+        node = self.nodes.get(event.invocation_id)
+        if node is None or node.state is not State.CACHE_CHECK:
             return  # cancelled meanwhile
         added = node.added
         if event.key is not None and self.graph_check.is_replayed(added.invocation_id):
@@ -266,8 +270,8 @@ class Engine:
     # ---- outcomes -------------------------------------------------------------------------
 
     def _finished(self, event: Finished, now: float, commands: list[Command]) -> None:
-        node = self.nodes[event.invocation_id]
-        if node.state is not State.RUNNING:
+        node = self.nodes.get(event.invocation_id)
+        if node is None or node.state is not State.RUNNING:
             return  # abandoned, or stopped meanwhile
         self.admission.release(event.invocation_id)
         if event.ok:
@@ -285,8 +289,10 @@ class Engine:
         self._failed(event.invocation_id, commands)
 
     def _done(self, invocation_id: str, commands: list[Command]) -> None:
-        node = self.nodes[invocation_id]
-        node.state = State.DONE
+        """It succeeded: its node goes (a run of a million steps would hold a million),
+        what waited for it may go on."""
+        node = self.nodes.pop(invocation_id)
+        self.done.add(invocation_id)
         self.unfinished -= 1
         self._started(node, commands)  # served from the cache or a record: it never launched
         self._one_less_missing(node.dependents, commands)
