@@ -7,7 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from branchwork import Client, pipeline, step
+from branchwork.exceptions import PipelineRunFailedError
 from branchwork.runtime import loop
 from processes import wait_until
 
@@ -69,3 +72,53 @@ def test_a_running_step_is_in_the_store_while_it_runs(monkeypatch):
         caller.join(30)
     (run,) = Client().list_pipeline_runs(pipeline="one_blocked_step")
     assert run.status == "completed" and run.steps["blocked"].status == "completed"
+
+
+@step(enable_cache=False)
+def double(i: int) -> int:
+    if i == 13:
+        raise ValueError("thirteen")
+    return 2 * i
+
+
+@step(enable_cache=False)
+def add_up(values: list) -> int:
+    return sum(values)
+
+
+@pipeline(enable_cache=False)
+def doubled(n: int, fail: bool) -> int:
+    return add_up([double(i if fail or i != 13 else -1) for i in range(n)])
+
+
+@pipeline(enable_cache=False)
+def many_waiting_then_one_read() -> int:
+    gate = blocked()
+    waiting = [increment(gate) for _ in range(30)]  # none can start before the gate opens
+    assert int(increment(100)) == 101  # read while the gate is still closed
+    released.set()
+    return add_up(waiting)
+
+
+def test_a_fan_out_larger_than_the_loop_tracks_at_once_runs_every_step(monkeypatch):
+    monkeypatch.setattr(loop, "TRACK_AHEAD", 4)
+    assert doubled(n=60, fail=False) == sum(2 * i for i in range(60)) - 28
+    run = doubled.last_run
+    assert [s.status for s in run.steps.values()] == ["completed"] * 61
+
+
+def test_a_failure_with_calls_still_in_the_backlog_ends_the_run(monkeypatch):
+    monkeypatch.setattr(loop, "TRACK_AHEAD", 4)
+    with pytest.raises(PipelineRunFailedError, match="thirteen"):
+        doubled(n=60, fail=True)
+    run = doubled.last_run
+    assert run.status == "failed" and run.failed_step == "double_14"
+    recorded = {name: s.status for name, s in run.steps.items()}
+    assert recorded["double_14"] == "failed" and "add_up" not in recorded
+    assert len(recorded) < 60  # the calls after the failure never started
+
+
+def test_calls_waiting_for_a_step_do_not_hold_back_a_later_independent_call(monkeypatch):
+    monkeypatch.setattr(loop, "TRACK_AHEAD", 4)
+    released.clear()
+    assert many_waiting_then_one_read() == 30 * 8

@@ -101,6 +101,7 @@ class Engine:
         self.done: set[str] = set()
         self.admission = Admission(capacity, max_workers, self._is_ready)
         self.unfinished = 0
+        self.waiting = 0  # nodes WAITING for other invocations
         self.first_failure: str | None = None
         self.cancelled = False
         self.stopped = False  # a stop was asked for: the run ends STOPPED
@@ -113,6 +114,11 @@ class Engine:
     def running(self) -> int:
         """Steps running now."""
         return self.admission.running
+
+    @property
+    def active(self) -> int:
+        """Invocations being looked up, ready, running or waiting to retry."""
+        return self.unfinished - self.waiting
 
     @property
     def idle(self) -> bool:
@@ -158,6 +164,7 @@ class Engine:
         node.oversized = bool(event.request) and not event.request.fits(self.capacity)
         self.nodes[event.invocation_id] = node
         self.unfinished += 1
+        self.waiting += 1
         blocked_by = None
         for dependency in event.dependencies:
             if dependency in self.done:
@@ -195,6 +202,8 @@ class Engine:
     def _inputs_ready(self, invocation_id: str, commands: list[Command]) -> None:
         """Its key is needed: for the graph checks, the cache, and the record of its run."""
         node = self.nodes[invocation_id]
+        if node.state is State.WAITING:
+            self.waiting -= 1
         node.state = State.CACHE_CHECK
         added = node.added
         look_up = added.cacheable and not added.refresh
@@ -369,6 +378,8 @@ class Engine:
 
     def _not_run(self, invocation_id: str, because_of: str | None, commands: list[Command]) -> None:
         node = self.nodes[invocation_id]
+        if node.state is State.WAITING:
+            self.waiting -= 1
         node.state = State.NOT_RUN
         self.unfinished -= 1
         commands.append(NotRun(invocation_id, because_of))

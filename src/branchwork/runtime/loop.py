@@ -7,7 +7,10 @@ and look them up (one query per batch), launch steps, record rows. It flushes th
 body sees is already recorded. While the body waits for an outcome it flushes after every
 batch; otherwise at most FLUSH_EVERY_SECONDS after the first unwritten row, so a fan-out's
 steps share a commit and a step that finishes within that time is written once, finished
-(a crash loses at most that much: those steps run again on resume). Retries are due times
+(a crash loses at most that much: those steps run again on resume). Calls the body makes
+faster than steps run wait in a backlog, taken in while fewer than TRACK_AHEAD invocations
+are ready or running: a million-step fan-out holds the loop's state of a few thousand
+unfinished steps, not of a million. Retries are due times
 the engine keeps; the queue wait ends when the next one is due. Every few moments it
 heartbeats and looks for a stop asked through the store. It decides nothing itself: see
 `runtime.engine`.
@@ -20,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -45,6 +49,7 @@ _CLOSE = object()
 _WAKE = object()  # the body began to wait for an outcome: flush what is pending
 STOP_POLL_SECONDS = 0.2  # how often the loop looks for a stop asked through the store
 FLUSH_EVERY_SECONDS = 0.05  # how long rows may wait for a flush while nobody waits for them
+TRACK_AHEAD = 2000  # invocations looked up, ready or running at most (see the docstring)
 
 
 class RunLoop:
@@ -98,6 +103,7 @@ class RunLoop:
         self._flush_due: float | None = None  # when what was recorded must be written
         self._waiters = 0  # body threads waiting for an outcome (see `awaited`)
         self._waiters_lock = threading.Lock()
+        self._backlog: deque[tuple[Invocation, Outcome]] = deque()  # calls not yet tracked
 
     # ---- any thread -----------------------------------------------------------------------
 
@@ -185,7 +191,7 @@ class RunLoop:
 
     def _run(self) -> None:
         try:
-            while not (self._closing and self.engine.idle):
+            while not (self._closing and self.engine.idle and not self._backlog):
                 batch = self._next_batch()
                 now = time.time()
                 if now - self._last_poll >= STOP_POLL_SECONDS:
@@ -220,7 +226,7 @@ class RunLoop:
     def _next_batch(self) -> list[Any]:
         """What is on the queue, waiting until something is, a retry or a flush is due, or
         it is time to heartbeat or look for a stop request."""
-        wait = min(self._heartbeat_every, STOP_POLL_SECONDS)
+        wait = 0.0 if self._room_ahead() else min(self._heartbeat_every, STOP_POLL_SECONDS)
         for due in (self.engine.next_due, self._flush_due):
             if due is not None:
                 wait = max(0.0, min(wait, due - time.time()))
@@ -238,6 +244,8 @@ class RunLoop:
         crash = self._crashed()
         for item in self._tracked.values():
             item.outcome.resolve(error=crash)
+        for _, outcome in self._backlog:
+            outcome.resolve(error=crash)
         while True:  # calls the loop never took in
             try:
                 item = self._events.get_nowait()
@@ -278,17 +286,29 @@ class RunLoop:
                 if self.engine.state(item.invocation_id) is not State.ABANDONED:
                     events.append(self._on_result(item, resolved))
             elif isinstance(item, list):
-                events.extend(self._track(invocation, outcome) for invocation, outcome in item)
+                self._backlog.extend(item)
             else:
                 if isinstance(item, E.Stop):
                     self._stop_child_runs(item.abandon)
                 events.append(item)
+        events.extend(self._from_backlog())
         abandoned = self.engine.abandoned
         commands = self.engine.handle(*events, now=now)
         if self.engine.abandoned and not abandoned:
             self.launcher.cancel()  # kill what can be killed; inline threads are left behind
         while commands:
             commands = self.engine.handle(*self._execute(commands, resolved), now=now)
+
+    def _room_ahead(self) -> bool:
+        """Whether the backlog is to be taken in: refilled by halves, so the cache lookup
+        of the calls taken in still covers many keys."""
+        return bool(self._backlog) and self.engine.active <= TRACK_AHEAD // 2
+
+    def _from_backlog(self) -> list[E.Added]:
+        if not self._room_ahead():
+            return []
+        taken = min(len(self._backlog), TRACK_AHEAD - self.engine.active)
+        return [self._track(*self._backlog.popleft()) for _ in range(taken)]
 
     def _track(self, invocation: Invocation, outcome: Outcome) -> E.Added:
         self._tracked[invocation.id] = Tracked(invocation, outcome)
