@@ -4,7 +4,9 @@ A SQLAlchemy Core `execute(insert, rows)` spends far more time building paramete
 database spends writing a small row. The recorder writes several small rows per step, so each
 statement is compiled once per engine, rows are bound with the column types' own bind
 processors (so values read back exactly as through SQLAlchemy), and the driver's
-executemany runs them.
+executemany runs them. Rows are dicts, or tuples in the order of the `columns` given: a
+fan-in's links (a million inputs) then cost a tuple each, handed to SQLite's driver as
+they are.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from sqlalchemy.sql import ClauseElement
 class BulkStatement:
     """One compiled statement with the bind processors of its parameters."""
 
-    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
+    def __init__(
+        self, engine: Engine, statement: ClauseElement, columns: Sequence[str] | None = None
+    ) -> None:
         compiled: Any = statement.compile(dialect=engine.dialect)
         self.sql = compiled.string
         names = (
@@ -33,16 +37,28 @@ class BulkStatement:
         self.keys = [compiled.binds[name].key for name in names]
 
         self._pairs = list(zip(self.keys, self.processors))
+        self.columns = columns
+        # Tuples the driver takes as they are: positional, in its order, nothing to convert.
+        self._tuples_as_is = (
+            self.positional and list(columns or ()) == self.keys and not any(self.processors)
+        )
 
-    def _bound(self, row: dict[str, Any]) -> Any:
+    def _bound(self, row: Any) -> Any:
+        if self.columns is not None:
+            if self._tuples_as_is:
+                return row
+            row = dict(zip(self.columns, row))
         values = [
             row[key] if proc is None or row[key] is None else proc(row[key])
             for key, proc in self._pairs
         ]
         return tuple(values) if self.positional else dict(zip(self.names, values))
 
-    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        conn.exec_driver_sql(self.sql, [self._bound(row) for row in rows])
+    def execute(self, conn: Connection, rows: Sequence[Any]) -> None:
+        if self._tuples_as_is:
+            conn.exec_driver_sql(self.sql, list(rows))
+        else:
+            conn.exec_driver_sql(self.sql, [self._bound(row) for row in rows])
 
     def execute_one(self, conn: Connection, row: dict[str, Any]) -> CursorResult[Any]:
         """Execute for one row; the result holds what a RETURNING clause returns."""

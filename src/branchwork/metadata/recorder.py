@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, Table, bindparam, select
 
 from branchwork.ids import new_id
 from branchwork.metadata import schema
@@ -64,28 +64,33 @@ def artifact_id(name: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"branchwork:artifact:{name}").hex
 
 
+_INPUT_COLUMNS = ("step_run_id", "name", "artifact_version_id")
+_PARENT_COLUMNS = ("child_id", "parent_id")
+
+
 @functools.lru_cache(maxsize=8)
 def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
     """The recorder's statements, in foreign-key order, compiled once per engine. Inserts
     ignore rows already there, so a flush whose commit went through unacknowledged (the
     connection dropped) can be repeated."""
-    return tuple(
-        BulkStatement(engine, statement)
-        for statement in (
-            insert_ignore(engine, schema.code_fingerprint),
-            insert_ignore(engine, schema.step_run),
-            insert_ignore(engine, schema.step_configuration),
-            insert_ignore(engine, schema.artifact_version),
-            insert_ignore(engine, schema.artifact_version_tag),
-            insert_ignore(engine, schema.artifact_version_metadata),
-            insert_ignore(engine, schema.step_run_output_artifact),
-            insert_ignore(engine, schema.step_run_input_artifact),
-            insert_ignore(engine, schema.step_run_parent),
-            insert_ignore(engine, schema.step_edge),
-            _STEP_UPDATE,
-            insert_ignore(engine, schema.pipeline_run_output),
-            insert_ignore(engine, schema.step_log),
-        )
+
+    def insert(table: Table, columns: tuple[str, ...] | None = None) -> BulkStatement:
+        return BulkStatement(engine, insert_ignore(engine, table), columns)
+
+    return (
+        insert(schema.code_fingerprint),
+        insert(schema.step_run),
+        insert(schema.step_configuration),
+        insert(schema.artifact_version),
+        insert(schema.artifact_version_tag),
+        insert(schema.artifact_version_metadata),
+        insert(schema.step_run_output_artifact),
+        insert(schema.step_run_input_artifact, _INPUT_COLUMNS),
+        insert(schema.step_run_parent, _PARENT_COLUMNS),
+        insert(schema.step_edge),
+        BulkStatement(engine, _STEP_UPDATE),
+        insert(schema.pipeline_run_output),
+        insert(schema.step_log),
     )
 
 
@@ -117,8 +122,8 @@ class Recorder:
         self._artifact_metadata: list[dict[str, Any]] = []
         self._unacknowledged = False  # a flush's transaction began and was not seen to commit
         self._outputs: list[dict[str, Any]] = []
-        self._inputs: list[dict[str, Any]] = []
-        self._parents: list[dict[str, Any]] = []
+        self._inputs: list[tuple[str, str, str]] = []  # in _INPUT_COLUMNS order
+        self._parents: list[tuple[str, str]] = []  # in _PARENT_COLUMNS order
         self._known_edges: set[tuple[str, str, str]] = set()
         self._edges: list[dict[str, Any]] = []
         self._updates: list[dict[str, Any]] = []
@@ -176,11 +181,8 @@ class Recorder:
                     "step_run_id": step_run_id,
                 }
             )
-        self._inputs.extend(
-            {"step_run_id": step_run_id, "name": name, "artifact_version_id": version_id}
-            for name, version_id in inputs
-        )
-        self._parents.extend({"child_id": step_run_id, "parent_id": p} for p in parents)
+        self._inputs.extend((step_run_id, name, version_id) for name, version_id in inputs)
+        self._parents.extend((step_run_id, parent) for parent in parents)
 
     def step_finished(
         self,
@@ -289,7 +291,7 @@ class Recorder:
     @retrying("recording the run")
     def flush(self) -> None:
         """Write everything collected so far in one transaction."""
-        batches = tuple(
+        batches: tuple[tuple[BulkStatement, list[Any]], ...] = tuple(
             zip(
                 _statements(self.engine),
                 (
