@@ -210,7 +210,9 @@ def migrating(engine: Engine) -> Iterator[Connection]:
                 yield conn
         finally:
             _writing.reset(token)
-            if driver is not None:
+            # A Ctrl-C in the migration invalidates (closes) the connection, which the pool
+            # then replaces: restoring the pragma on it would hide the interrupt.
+            if driver is not None and not conn.invalidated:
                 driver.execute("PRAGMA foreign_keys=ON")
 
 

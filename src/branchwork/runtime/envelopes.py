@@ -46,15 +46,22 @@ def _unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
+_INLINE = StoredArtifact._fields.index("inline")
+
+
 def _artifact_to_json(stored: StoredArtifact) -> list[Any]:
     """As JSON: its fields in order, an inline artifact's data in base64."""
-    inline = stored.inline
-    return [*stored[:-1], None if inline is None else base64.b64encode(inline).decode()]
+    fields: list[Any] = list(stored)
+    if stored.inline is not None:
+        fields[_INLINE] = base64.b64encode(stored.inline).decode()
+    return fields
 
 
 def _artifact_from_json(data: list[Any]) -> StoredArtifact:
-    inline = data[-1]
-    return StoredArtifact._make([*data[:-1], None if inline is None else base64.b64decode(inline)])
+    fields = list(data)
+    if fields[_INLINE] is not None:
+        fields[_INLINE] = base64.b64decode(fields[_INLINE])
+    return StoredArtifact._make(fields)
 
 
 _ARTIFACTS = Leaf(

@@ -184,7 +184,7 @@ class RunLoop:
 
     def record_outputs(self, refs: list[OutputRef]) -> None:
         for position, ref in enumerate(refs):
-            version = self._tracked[ref.invocation_id].versions[ref.output]
+            version = self._tracked[ref.invocation_id].outputs[ref.output].version_id
             self.recorder.run_output(position, version)
 
     # ---- the loop thread ------------------------------------------------------------------

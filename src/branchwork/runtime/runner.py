@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 import traceback
 from contextvars import ContextVar
@@ -110,6 +111,7 @@ class RunSession:
             options.replay,
         )
         self.outcome = RunOutcome("running")
+        self._end_recorded = threading.Event()  # a parent run ending waits for it
         context = PipelineHookContext(
             hook="",
             run_id=run.id,
@@ -148,7 +150,11 @@ class RunSession:
         self.outcome = outcome
         _orchestrator_run_id.reset(self._token)
         self._wait_for_children()
-        _running_sessions.pop(self.loop.run_id, None)
+        try:
+            self.recorder.flush()  # its end, after its children's
+        finally:
+            self._end_recorded.set()
+            _running_sessions.pop(self.loop.run_id, None)
         return outcome
 
     def _wait_for_children(self) -> None:
@@ -161,7 +167,7 @@ class RunSession:
         ]
         deadline = time.monotonic() + CHILD_STOP_SECONDS
         for child in children:
-            child.loop.wait_ended(max(0.0, deadline - time.monotonic()))
+            child._end_recorded.wait(max(0.0, deadline - time.monotonic()))
 
     def run(self) -> RunOutcome:
         """Run the pipeline as the request's run and record everything; returns how it
@@ -221,7 +227,6 @@ class RunSession:
             stop_on_interrupt(self.loop, error)
         stopped, cause = _record_failure(self.loop, self.recorder, error, interrupted)
         outcome = self._end(RunOutcome("stopped" if stopped else "failed", cause))
-        self.recorder.flush()
         self._end_hooks(outcome)
         if not isinstance(error, Exception):
             raise error

@@ -49,6 +49,7 @@ class StoredArtifact(NamedTuple):
     preview: str | None = None  # JSON (see materializers.preview); None for older records
     item_count: int | None = None  # what `step.map` fans out over; None: not known
     inline: bytes | None = None  # the data of an inline artifact (see artifact_stores.inline)
+    version_id: str = ""  # its artifact version, once recorded (the loop's, for later steps)
 
 
 class ArtifactInput(NamedTuple):

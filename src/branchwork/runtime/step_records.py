@@ -43,8 +43,7 @@ class Tracked:
 
     invocation: Invocation
     outcome: Outcome
-    outputs: dict[str, StoredArtifact] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, StoredArtifact] = field(default_factory=dict)  # with version ids
     step_run_id: str | None = None  # the step run whose outputs it has
     cache_key: str | None = None
     running_attempt: str | None = None  # step run id of the attempt in flight
@@ -96,7 +95,7 @@ class StepRecords:
     def _version_id(self, ref: OutputRef | ExternalArtifact) -> str:
         if isinstance(ref, ExternalArtifact):
             return ref.version_id
-        return self.tracked[ref.invocation_id].versions[ref.output]
+        return self.tracked[ref.invocation_id].outputs[ref.output].version_id
 
     def step_run(
         self,
@@ -156,7 +155,6 @@ class StepRecords:
         for name, row in hit.outputs.items():
             self.recorder.output(step_run_id, name, row.id)
             item.outputs[name] = _stored_version(row)
-            item.versions[name] = row.id
         item.step_run_id = step_run_id
         item.forget_cache_work()
 
@@ -164,7 +162,6 @@ class StepRecords:
         """What an earlier session of this resumed run recorded for it (a step run)."""
         for name, version in record.outputs.items():
             item.outputs[name] = _stored_version(version)
-            item.versions[name] = version.id
         item.step_run_id = record.id
 
     def result(self, item: Tracked, result: StepResult) -> None:
@@ -188,7 +185,7 @@ class StepRecords:
         step = item.invocation.step
         for spec in step.outputs:  # the outputs of a successful attempt, each stored
             stored = result.outputs[spec.name]
-            item.versions[spec.name] = self.recorder.new_version(
+            version_id = self.recorder.new_version(
                 result.step_run_id,
                 spec.name,
                 spec.artifact_name_in(self.pipeline_name, step.name),
@@ -204,7 +201,7 @@ class StepRecords:
                 metadata=result.artifact_metadata.get(spec.name),
             )
             # recorded: the preview is not needed again (a run holds every output's entry)
-            item.outputs[spec.name] = stored._replace(preview=None)
+            item.outputs[spec.name] = stored._replace(preview=None, version_id=version_id)
         item.step_run_id = result.step_run_id
         item.forget_cache_work()
         self.recorder.step_finished(
@@ -273,6 +270,7 @@ def _stored_version(version: Any) -> StoredArtifact:
         None,
         version.item_count,
         version.inline_data,
+        version.id,
     )
 
 
