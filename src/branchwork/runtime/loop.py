@@ -10,10 +10,9 @@ steps share a commit and a step that finishes within that time is written once, 
 (a crash loses at most that much: those steps run again on resume). Calls the body makes
 faster than steps run wait in a backlog, taken in while fewer than TRACK_AHEAD invocations
 are ready or running: a million-step fan-out holds the loop's state of a few thousand
-unfinished steps, not of a million. Retries are due times
-the engine keeps; the queue wait ends when the next one is due. Every few moments it
-heartbeats and looks for a stop asked through the store. It decides nothing itself: see
-`runtime.engine`.
+unfinished steps, not of a million. Retries are due times the engine keeps; the queue wait
+ends when the next one is due. Every few moments it heartbeats and looks for a stop asked
+through the store. It decides nothing itself: see `runtime.engine`.
 """
 
 from __future__ import annotations
