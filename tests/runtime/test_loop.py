@@ -1,5 +1,6 @@
 """When the orchestration loop writes: at once while the pipeline body waits for a value,
 otherwise rows gathered for at most `FLUSH_EVERY_SECONDS` — never withheld while a step runs.
+And how it takes the body's calls in: `TRACK_AHEAD` at most looked up, ready or running.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def test_a_body_waiting_for_a_value_gets_it_without_waiting_for_the_flush_interv
     monkeypatch.setattr(loop, "FLUSH_EVERY_SECONDS", 10.0)
     started = time.monotonic()
     assert reads_every_value(n=3) == 4
-    # Each of the three values would wait the whole interval (30 s) if the loop gathered
+    # Each of the three values would wait up to the interval (10 s) if the loop gathered
     # rows while the body waits for them; it writes them as they come instead.
     assert time.monotonic() - started < 8
     run = reads_every_value.last_run
