@@ -44,9 +44,7 @@ class BulkStatement:
         )
 
     def _bound(self, row: Any) -> Any:
-        if self.columns is not None:
-            if self._tuples_as_is:
-                return row
+        if self.columns is not None:  # a tuple the driver cannot take as it is
             row = dict(zip(self.columns, row))
         values = [
             row[key] if proc is None or row[key] is None else proc(row[key])

@@ -208,7 +208,6 @@ class RunSession:
         self.recorder.run_update(
             status="completed", end_time=utc(time.time()), output_structure=json.dumps(structure)
         )
-        self.recorder.flush()
         outcome = self._end(RunOutcome("completed"))
         self._end_hooks(outcome)
         return outcome
