@@ -123,7 +123,9 @@ def test_a_failed_dynamic_run_its_groups_graph_failed_items_and_step_page(pipeli
     step = ok(client.get(f"/api/runs/{run.id}/steps/work_4"))
     assert step["step"]["invocation_id"] == "work_4" and step["step"]["status"] == "failed"
     assert step["metadata"] == {"item": 3}
-    assert step["config"]["value_inputs"] == ["count"]
+    assert step["config"]["value_inputs_of"] == "work"  # read `count` as `work` was
+    first = ok(client.get(f"/api/runs/{run.id}/steps/work"))
+    assert first["config"]["value_inputs"] == ["count"]
     assert step["cache_verdict"] == "miss"
     [attempt] = step["attempts"]
     assert attempt["exception_message"] == "<img src=x onerror=alert(3)> item 3 failed\nsecond line"

@@ -75,3 +75,14 @@ def total(values: list[int]) -> int:
 @pipeline
 def parts(folder: str, n: int = 3):
     return total([part(folder, i) for i in range(n)])
+
+
+@pipeline
+def two_reads(folder: str):
+    """Reads `train`'s score, calls, then reads `describe`'s note and calls again: the
+    second call comes after both values, though only `describe` was read since the first."""
+    score = train(folder, load(folder, 3))
+    note = describe(folder, 3)
+    first = evaluate(folder, 1.0) if score > 0 else None
+    second = evaluate(folder, 2.0) if note else None
+    return first, second

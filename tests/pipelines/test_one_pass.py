@@ -109,6 +109,39 @@ def test_the_run_is_recorded_dynamic_with_every_step():
     assert run.steps["plus_2"].configuration.config["value_inputs"] == ["two"]
 
 
+def test_values_read_are_recorded_once_however_many_calls_follow_them():
+    @step
+    def first(i: int) -> int:
+        return i
+
+    @step
+    def second(i: int) -> int:
+        return i * 2
+
+    @pipeline
+    def two_stages(n: int):
+        values = [x.load() for x in [first(i) for i in range(n)]]  # reads all n
+        kept = [second(v) for v in values]  # n calls after the same n reads
+        for output in kept:  # a read before each call
+            if output.load() % 4 == 0:
+                first(output)
+        return kept
+
+    assert two_stages(n=40) == [2 * i for i in range(40)]
+    steps = two_stages.last_run.steps
+    firsts = ["first"] + [f"first_{i}" for i in range(2, 41)]
+    seconds = ["second"] + [f"second_{i}" for i in range(2, 41)]
+    configs = {name: step.configuration.config for name, step in steps.items()}
+    assert configs["second"]["value_inputs"] == firsts
+    assert all(configs[name]["value_inputs_of"] == "second" for name in seconds[1:])
+    assert all("value_inputs" not in configs[name] for name in seconds[1:])
+    # each call after a read names the values read since the call before it: not all so far
+    assert configs["first_41"]["value_inputs"] == ["second"]
+    assert configs["first_42"]["value_inputs"] == ["second_2", "second_3"]
+    recorded = sum(len(config.get("value_inputs", ())) for config in configs.values())
+    assert recorded == 40 + 39  # each value read once (no call follows the last read)
+
+
 def test_a_body_that_raises_before_using_a_value_fails_its_run():
     calls = []
 

@@ -65,6 +65,27 @@ def test_replay_reruns_the_overridden_step_and_what_comes_after_it(tmp_path, loc
     assert untouched.load_output() == ("score=0.06", "n=3", "published 3")
 
 
+def test_a_call_comes_after_every_value_read_before_it_not_only_the_last(tmp_path):
+    assert rp.two_reads(folder=str(tmp_path)) == ("score=1", "score=2")
+    original = rp.two_reads.last_run
+    assert original.steps["evaluate_2"].configuration.config["value_inputs"] == ["describe"]
+    replayed = f"replay of run '{original.name}': it comes after "
+
+    Client().replay(original.id, True, {"train": {"lr": 0.5}})
+    run = newest("two_reads")
+    assert statuses(run)["evaluate"] == statuses(run)["evaluate_2"] == ("completed", "replayed")
+    after_train = replayed + "'train', which did not reuse the original's result"
+    assert run.steps["evaluate"].cache_reason == after_train
+    assert run.steps["evaluate_2"].cache_reason == after_train
+
+    Client().replay(original.id, True, {"describe": {"n": 4}})
+    run = newest("two_reads")
+    assert statuses(run)["evaluate"] == ("cached", "hit")
+    assert statuses(run)["evaluate_2"] == ("completed", "replayed")
+    after_describe = replayed + "'describe', which did not reuse the original's result"
+    assert run.steps["evaluate_2"].cache_reason == after_describe
+
+
 def test_a_replay_of_a_replay_keeps_its_overrides(tmp_path):
     rp.tuning(folder=str(tmp_path))
     first = Client().replay(rp.tuning.last_run.id, True, {"train": {"lr": 0.5}})

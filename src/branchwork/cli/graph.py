@@ -20,12 +20,14 @@ a step name to one that first started before it (a loop between steps) is left o
 tree.
 
 A dynamic run also records, per invocation, the invocations whose values the pipeline body
-had read when it made the call (`value_inputs` in its configuration): in
+read last before it made the call (`value_inputs` in its configuration; the calls after the
+first one between two reads name that first call instead, `value_inputs_of`): in
 `n = count(); [process(i) for i in range(n)]` every `process` call depends on `count`
 through a value, not through data. Those are edges too, marked "(value)" here and drawn
-dashed in every format. The recording may name values that another path already leads to
-(in `for i in ...: if check(i): process(i)`, each `process` lists every `check` read so
-far); such a value edge is dropped, so only the nearest reads are drawn.
+dashed in every format. Only the nearest reads are recorded (in
+`for i in ...: if check(i): process(i)`, each `process` and the next `check` come after
+the `check` just read), and a value edge that another path already implies (a read
+value also passed as an input) is not drawn.
 """
 
 from __future__ import annotations
@@ -119,14 +121,19 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
     """A run's invocations (latest attempts) with their recorded parents, by data and by
     value."""
     invocation_of = {attempt.id: attempt.name for attempt in run.attempts}
+    configs = {
+        name: step.configuration.config if step.configuration else {}
+        for name, step in run.steps.items()
+    }
     nodes = []
     for step in run.steps.values():
-        config = step.configuration.config if step.configuration else {}
+        config = configs[step.name]
         recorded = (invocation_of.get(parent) for parent in step.parent_step_run_ids)
         started_with = config.get("start_after", ())  # a sidecar: drawn under its step
         names = itertools.chain(recorded, started_with)
         parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
-        values = tuple(dict.fromkeys(config.get("value_inputs", ())))
+        first = configs.get(config.get("value_inputs_of", step.name), {})
+        values = tuple(dict.fromkeys(first.get("value_inputs", ())))
         nodes.append(Node(step.name, step.step_name, str(step.status), parents, values))
     return nodes
 

@@ -57,9 +57,12 @@ class Invocation:
     upstream: tuple[str, ...]
     after: tuple[str, ...]
     enable_cache: bool
-    # Dynamic runs: invocations whose values the pipeline body had read when it made this
-    # call (other than its data dependencies): edges through control flow, drawn dashed.
+    # Dynamic runs: the values the pipeline body read last before this call (since the call
+    # before them): edges through control flow, drawn dashed. The calls made between two
+    # reads share one tuple; all but the first name that first call (`value_inputs_of`) and
+    # are recorded by that name, so the store grows with the reads, not calls times reads.
     value_inputs: tuple[str, ...] = ()
+    value_inputs_of: str = ""
     files: tuple[str, ...] = ()  # the FileInput paths among its inputs: hashed for its key
     start_after: tuple[str, ...] = ()  # it starts once these have started (sidecars)
 
@@ -235,9 +238,15 @@ def _call_config(invocation: Invocation) -> dict[str, Any]:
         "inputs": encode(invocation.inputs, _RECORDED_REFS),
         "after": list(invocation.after),
         "enable_cache": invocation.enable_cache,
-        **({"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}),
+        **_value_inputs_config(invocation),
         **({"start_after": list(invocation.start_after)} if invocation.start_after else {}),
     }
+
+
+def _value_inputs_config(invocation: Invocation) -> dict[str, Any]:
+    if invocation.value_inputs_of:
+        return {"value_inputs_of": invocation.value_inputs_of}
+    return {"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}
 
 
 @functools.lru_cache(maxsize=1024)

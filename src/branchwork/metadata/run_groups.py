@@ -168,7 +168,7 @@ def _planned_by_step(conn: Connection, run: PipelineRunResponse) -> dict[str, in
 def group_edges(engine: Engine, run: PipelineRunResponse) -> set[tuple[str, str, str]]:
     """(from step name, to step name, "data" | "value") between the run's step names, as the
     recorder wrote them (`schema.step_edge`): data edges from recorded parents, value edges
-    from the values a dynamic pipeline read before a call (`value_inputs`). A value edge is
+    from the values a dynamic pipeline read last before a call (`value_inputs`). A value edge is
     dropped where another path already leads from one step name to the other, so only the
     nearest reads are drawn (as `cli.graph` does)."""
     edge = s.step_edge.c

@@ -82,7 +82,9 @@ class BodyContext:
         self.replay = replay  # a replay's overridden arguments, applied to each call
         self.questions = RunQuestions(loop.run_id, loop.run_name, pipeline_name)
         self._calls: dict[str, tuple[Invocation, Outcome]] = {}
-        self._values_read: dict[str, None] = {}  # see _read_value_of
+        self._reads: dict[str, None] = {}  # values read since the last call (in order)
+        self._last_reads: tuple[str, ...] = ()  # the calls since then come after these
+        self._last_reads_of = ""  # the first of those calls
         self._resolved = threading.Condition()  # notified as outcomes resolve (see Outcome)
 
     def invoke(
@@ -95,8 +97,7 @@ class BodyContext:
     ) -> StepOutputs:
         self._raise_if_failed()
         invocation = self.calls.make(step, args, kwargs, invocation_id, after)
-        if self._values_read:
-            invocation.value_inputs = self._value_inputs(invocation)
+        self._note_value_inputs(invocation)
         self.add([invocation])
         return outputs_of(self, invocation)
 
@@ -192,19 +193,22 @@ class BodyContext:
         if self.loop.failure is not None and not continuing:
             raise self.loop.failure
 
-    def _value_inputs(self, invocation: Invocation) -> tuple[str, ...]:
-        """Values read so far, less those a dependency already waited for."""
-        covered = set(invocation.dependencies)
-        for dependency in invocation.dependencies:
-            covered.update(self._calls[dependency][0].value_inputs)
-        return tuple(read for read in self._values_read if read not in covered)
+    def _note_value_inputs(self, invocation: Invocation) -> None:
+        """The values the body read last before this call (see `Invocation.value_inputs`):
+        one tuple per run of calls between two reads, so that a loop over a thousand read
+        values calling a thousand steps holds and records a thousand names, not a million."""
+        if self._reads:
+            self._last_reads, self._last_reads_of = tuple(self._reads), invocation.id
+            self._reads.clear()
+            invocation.value_inputs = self._last_reads
+        elif self._last_reads:
+            invocation.value_inputs = self._last_reads
+            invocation.value_inputs_of = self._last_reads_of
 
     def _read_value_of(self, invocation_id: str) -> None:
-        """The body looked at this invocation's outcome: later calls depend on it through a
-        value. Its own dependencies leave the set, which keeps the recorded edges few."""
-        for dependency in self._calls[invocation_id][0].dependencies:
-            self._values_read.pop(dependency, None)
-        self._values_read[invocation_id] = None
+        """The body looked at this invocation's outcome: the calls it makes next depend on
+        it through a value."""
+        self._reads[invocation_id] = None
 
 
 def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> Any:

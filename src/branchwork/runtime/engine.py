@@ -163,6 +163,7 @@ class Engine:
         self._seq += 1
         node.oversized = bool(event.request) and not event.request.fits(self.capacity)
         self.nodes[event.invocation_id] = node
+        self.graph_check.made(event.invocation_id, event.reads)
         self.unfinished += 1
         self.waiting += 1
         blocked_by = None
@@ -217,8 +218,9 @@ class Engine:
             return  # cancelled meanwhile
         added = node.added
         if event.key is not None and self.graph_check.is_replayed(added.invocation_id):
-            upstream = added.dependencies + added.value_inputs
-            call = Call(added.invocation_id, added.step_name, added.code_hash, event.key, upstream)
+            call = Call(
+                added.invocation_id, added.step_name, added.code_hash, event.key, added.dependencies
+            )
             verdict = self.graph_check.check(call)
             node.attempts_before = verdict.attempts_before
             if verdict.divergence is not None:

@@ -52,7 +52,7 @@ class Added(NamedTuple):
     start_after: tuple[str, ...] = ()  # it starts once these have started
     holds_worker: bool = True  # False: it awaits on the launcher's event loop
     limits: tuple[tuple[str, int], ...] = ()  # (concurrency limit, how many may run at once)
-    value_inputs: tuple[str, ...] = ()  # steps whose values the body read before the call
+    reads: tuple[str, ...] = ()  # values the body read since its previous call
 
 
 class KeyComputed(NamedTuple):

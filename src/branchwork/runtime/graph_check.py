@@ -42,7 +42,8 @@ class Attempt(Recorded, Protocol):
 
 class Call(NamedTuple):
     """The invocation the pipeline makes now, as graph checks see it: with the invocations
-    it comes after (data, `after=` and values the body read before the call)."""
+    it comes after through data and `after=` (the values the body read before the call,
+    the check was told of as calls were made: `GraphCheck.made`)."""
 
     invocation_id: str
     step_name: str
@@ -82,6 +83,10 @@ class GraphCheck:
 
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
+
+    def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
+        """The pipeline made a call, after reading these values since its previous one;
+        a resume does not look at them."""
 
     def check(self, call: Call) -> Verdict:
         record = self.replay.get(call.invocation_id)

@@ -330,7 +330,7 @@ class RunLoop:
             invocation.start_after,
             self.launcher.holds_worker(step),
             step_limits(step, self._concurrency_limits, self.pipeline_name),
-            value_inputs=invocation.value_inputs,
+            reads=() if invocation.value_inputs_of else invocation.value_inputs,
         )
 
     def _execute(self, commands: list[E.Command], resolved: list[Any]) -> list[E.Event]:

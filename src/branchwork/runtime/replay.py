@@ -153,9 +153,17 @@ class ReplayCheck(GraphCheck):
         self.original = original
         self.plan = plan
         self._as_original: set[str] = set()  # invocations whose outputs are the original's
+        self._reads: list[str] = []  # every value the body read, in order
+        self._reads_before: dict[str, int] = {}  # per call yet to check: how many it came after
+        self._scanned = 0  # reads looked at so far, until one did not reuse the original's
 
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.own or invocation_id in self.original
+
+    def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
+        self._reads.extend(reads)
+        if self.is_replayed(invocation_id):
+            self._reads_before[invocation_id] = len(self._reads)
 
     def check(self, call: Call) -> Verdict:
         invocation_id = call.invocation_id
@@ -179,14 +187,27 @@ class ReplayCheck(GraphCheck):
             values = ", ".join(f"{name}={value!r}" for name, value in overridden.items())
             return f"its arguments are overridden ({values})"
         moved = [i for i in call.upstream if i not in self._as_original]
-        if moved:
-            return f"it comes after '{moved[0]}', which did not reuse the original's result"
+        changed = moved[0] if moved else self._changed_read_before(call.invocation_id)
+        if changed is not None:
+            return f"it comes after '{changed}', which did not reuse the original's result"
         if record.status not in _REUSABLE:
             return f"it {record.status} there"
         if not same_key_format(record.cache_key, call.key):
             return "its record there predates the current cache keys"
         difference = difference_from(record, call.step_name, call.code_hash, call.key)
         return None if difference is None else f"invocation '{call.invocation_id}' {difference}"
+
+    def _changed_read_before(self, invocation_id: str) -> str | None:
+        """The first value the body read before this call that did not reuse the original's
+        result, if any. A read value had finished, so whether it reused is settled: the
+        reads are looked at once each, in order, however many calls come after them."""
+        reads_before = self._reads_before.pop(invocation_id, 0)
+        while self._scanned < reads_before:
+            read = self._reads[self._scanned]
+            if read not in self._as_original:
+                return read
+            self._scanned += 1
+        return None
 
 
 def graph_check_for(

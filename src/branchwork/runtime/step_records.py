@@ -77,6 +77,10 @@ class StepRecords:
         self.pipeline_name = pipeline_name
         self.is_dynamic = is_dynamic
         self.tracked = tracked
+        # the step names in recent `value_inputs`, by the call that first had them (the
+        # calls between two reads share them): a few hundred, so a batch of reads is
+        # looked at once, not once per call after it
+        self._names_read_by: dict[str, set[str]] = {}
 
     def inputs_of(self, invocation: Invocation) -> Any:
         """Its inputs with each reference replaced by the stored artifact it names."""
@@ -132,7 +136,7 @@ class StepRecords:
 
     def _edges_into(self, invocation: Invocation) -> None:
         """The run graph's edges into its step name, from the step names of its recorded
-        parents (data) and of the recorded invocations whose values the body read before
+        parents (data) and of the recorded invocations whose values the body read last before
         the call (value)."""
         tracked = self.tracked
         parents = {
@@ -140,14 +144,23 @@ class StepRecords:
             for d in invocation.dependencies
             if tracked[d].step_run_id
         }
-        values = {
-            tracked[v].invocation.step.name
-            for v in invocation.value_inputs
-            if _recorded(tracked[v])
-        }
-        for kind, names in (("data", parents), ("value", values)):
+        for kind, names in (("data", parents), ("value", self._names_read(invocation))):
             for name in names:
                 self.recorder.edge(name, invocation.step.name, kind)
+
+    def _names_read(self, invocation: Invocation) -> set[str]:
+        if not invocation.value_inputs:
+            return set()
+        first = invocation.value_inputs_of or invocation.id
+        names = self._names_read_by.get(first)
+        if names is None:
+            if len(self._names_read_by) >= 256:
+                self._names_read_by.clear()
+            tracked = self.tracked
+            reads = invocation.value_inputs
+            names = {tracked[v].invocation.step.name for v in reads if _recorded(tracked[v])}
+            self._names_read_by[first] = names
+        return names
 
     def cached(self, item: Tracked, step_run_id: str, hit: CacheHit) -> None:
         """Served from the cache: a step run of its own, linked to the original's outputs."""
