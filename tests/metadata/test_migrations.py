@@ -498,6 +498,11 @@ def add(values: list) -> int:
     return sum(values)
 
 
+@step
+def note(n: int) -> int:
+    return n
+
+
 @pipeline
 def static_sum():
     return add([part(1), part(2)])
@@ -506,6 +511,7 @@ def static_sum():
 @pipeline
 def dynamic_sum(n: int):
     parts = [part(i) for i in range(seed(n))]  # seed's value read: seed -> part
+    note(n)  # after the same read, which only the first part's configuration names
     total = add(parts)
     return part(int(total) + 1, id="last") if total > 1 else total  # add -> part, read
 
@@ -526,11 +532,12 @@ def test_0014_fills_in_the_edges_the_recorder_writes(store_url):
         cached = find_run(engine, dynamic_sum.last_run.id)
         assert group_edges(engine, cached) == {
             ("seed", "part", "value"),
+            ("seed", "note", "value"),
             ("part", "add", "data"),
             ("add", "part", "value"),
         }
         recorded = step_edges(engine)
-        assert len(recorded) == 1 + 3 + 3
+        assert len(recorded) == 1 + 4 + 4
         with store.migrating(engine) as conn:
             command.downgrade(store.alembic_config(conn), "0013")
         store.upgrade(engine)

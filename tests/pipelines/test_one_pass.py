@@ -142,6 +142,31 @@ def test_values_read_are_recorded_once_however_many_calls_follow_them():
     assert recorded == 40 + 39  # each value read once (no call follows the last read)
 
 
+def test_a_call_fed_by_calls_after_the_same_reads_records_no_value_inputs():
+    @step
+    def count() -> int:
+        return 2
+
+    @step
+    def part(i: int) -> int:
+        return i
+
+    @step
+    def total(values: list) -> int:
+        return sum(values)
+
+    @pipeline
+    def summed():
+        return total([part(i) for i in range(count())])
+
+    assert summed() == 1
+    configs = {name: s.configuration.config for name, s in summed.last_run.steps.items()}
+    assert configs["part"]["value_inputs"] == ["count"]
+    assert configs["part_2"]["value_inputs_of"] == "part"
+    # after `count` through its inputs: a value edge count -> total would say nothing more
+    assert "value_inputs" not in configs["total"] and "value_inputs_of" not in configs["total"]
+
+
 def test_a_body_that_raises_before_using_a_value_fails_its_run():
     calls = []
 

@@ -196,13 +196,19 @@ class BodyContext:
     def _note_value_inputs(self, invocation: Invocation) -> None:
         """The values the body read last before this call (see `Invocation.value_inputs`):
         one tuple per run of calls between two reads, so that a loop over a thousand read
-        values calling a thousand steps holds and records a thousand names, not a million."""
+        values calling a thousand steps holds and records a thousand names, not a million.
+        A call with an input from a call made after the same reads has none of its own: it
+        comes after them through that input (`total(parts)` after `n = count()`)."""
         if self._reads:
             self._last_reads, self._last_reads_of = tuple(self._reads), invocation.id
             self._reads.clear()
             invocation.value_inputs = self._last_reads
-        elif self._last_reads:
-            invocation.value_inputs = self._last_reads
+            return
+        reads = self._last_reads
+        if reads and not any(
+            self._calls[d][0].value_inputs is reads for d in invocation.dependencies
+        ):
+            invocation.value_inputs = reads
             invocation.value_inputs_of = self._last_reads_of
 
     def _read_value_of(self, invocation_id: str) -> None:

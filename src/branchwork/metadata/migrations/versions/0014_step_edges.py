@@ -12,8 +12,10 @@ step runs); now the recorder writes each edge once per run as it first appears, 
 The upgrade fills it for the runs recorded before, with what the graph read then: a data edge
 (parent's step name, child's) per parent link, and a value edge (read step's name, reader's)
 per invocation named in a configuration's `value_inputs` that has a step run in the reader's
-run (only dynamic runs' step runs have configurations). About as long as drawing every run's
-graph once. The downgrade drops the table.
+run (only dynamic runs' step runs have configurations), or in the `value_inputs` of the
+invocation its `value_inputs_of` names (written since: the calls between the same two reads
+name the first of them). About as long as drawing every run's graph once. The downgrade
+drops the table.
 """
 
 from __future__ import annotations
@@ -32,20 +34,34 @@ DATA_EDGES = """
     FROM step_run_parent AS link
     JOIN step_run AS child ON child.id = link.child_id
     JOIN step_run AS parent ON parent.id = link.parent_id"""
-# The JSON array `value_inputs` of each step configuration, unnested, reduced to distinct
-# (run, reading step name, read invocation) before the read invocations are looked up: a
-# fan-out of 10,000 that read one value is one lookup, not 10,000.
-UNNEST_VALUE_INPUTS = {
-    "sqlite": "JOIN json_each(config.config, '$.value_inputs') AS value_input",
-    "postgresql": "CROSS JOIN LATERAL json_array_elements_text("
-    "CAST(config.config AS json) -> 'value_inputs') AS value_input(value)",
+# The JSON array `value_inputs` of each step configuration (or of the one its
+# `value_inputs_of` names), unnested, reduced to distinct (run, reading step name, read
+# invocation) before the read invocations are looked up: a fan-out of 10,000 that read one
+# value is one lookup, not 10,000.
+JSON_SQL = {
+    "sqlite": {
+        "first": "json_extract(own.config, '$.value_inputs_of')",
+        "unnest": "JOIN json_each(config.config, '$.value_inputs') AS value_input",
+    },
+    "postgresql": {
+        "first": "CAST(own.config AS json) ->> 'value_inputs_of'",
+        "unnest": "CROSS JOIN LATERAL json_array_elements_text("
+        "CAST(config.config AS json) -> 'value_inputs') AS value_input(value)",
+    },
 }
 VALUE_EDGES = """
     INSERT INTO step_edge (run_id, from_name, to_name, kind)
-    WITH reads AS MATERIALIZED (
-        SELECT DISTINCT child.run_id, child.step_name AS reader, value_input.value AS read_name
+    WITH readers AS MATERIALIZED (
+        SELECT DISTINCT child.run_id, child.step_name AS reader,
+            COALESCE({first}, child.name) AS first_name
         FROM step_run AS child
-        JOIN step_configuration AS config ON config.step_run_id = child.id
+        JOIN step_configuration AS own ON own.step_run_id = child.id
+    ),
+    reads AS MATERIALIZED (
+        SELECT DISTINCT readers.run_id, readers.reader, value_input.value AS read_name
+        FROM readers
+        JOIN step_run AS first ON first.run_id = readers.run_id AND first.name = readers.first_name
+        JOIN step_configuration AS config ON config.step_run_id = first.id
         {unnest}
     )
     SELECT DISTINCT reads.run_id, parent.step_name, reads.reader, 'value'
@@ -72,9 +88,9 @@ def upgrade() -> None:
     )
     bind = op.get_bind()
     bind.execute(sa.text(DATA_EDGES))
-    unnest = UNNEST_VALUE_INPUTS.get(bind.dialect.name)
-    if unnest is not None:  # a database without these JSON functions: no value edges
-        bind.execute(sa.text(VALUE_EDGES.format(unnest=unnest)))
+    json_sql = JSON_SQL.get(bind.dialect.name)
+    if json_sql is not None:  # a database without these JSON functions: no value edges
+        bind.execute(sa.text(VALUE_EDGES.format(**json_sql)))
 
 
 def downgrade() -> None:
