@@ -4,15 +4,15 @@ It takes what happens off a queue, in batches — invocations the pipeline body 
 results, stop requests — feeds the engine, and carries out its commands: compute cache keys
 and look them up (one query per batch), launch steps, record rows. It flushes the recorder
 (one transaction) and only then resolves the outcomes of what it recorded, so whatever the
-body sees is already recorded. While the body waits for an outcome it flushes after every
-batch; otherwise at most FLUSH_EVERY_SECONDS after the first unwritten row, so a fan-out's
-steps share a commit and a step that finishes within that time is written once, finished
-(a crash loses at most that much: those steps run again on resume). Calls the body makes
-faster than steps run wait in a backlog, taken in while fewer than TRACK_AHEAD invocations
-are ready or running: a million-step fan-out holds the loop's state of a few thousand
-unfinished steps, not of a million. Retries are due times the engine keeps; the queue wait
-ends when the next one is due. Every few moments it heartbeats and looks for a stop asked
-through the store. It decides nothing itself: see `runtime.engine`.
+body sees is already recorded. While the body waits for an outcome it flushes as soon as
+it has outcomes to resolve; otherwise at most FLUSH_EVERY_SECONDS after the first unwritten
+row, so a fan-out's steps share a commit and a step that finishes within that time is
+written once, finished (a crash loses at most that much: those steps run again on resume).
+Calls the body makes faster than steps run wait in a backlog, taken in while fewer than
+TRACK_AHEAD invocations are ready or running: a million-step fan-out holds the loop's state
+of a few thousand unfinished steps, not of a million. Retries are due times the engine
+keeps; the queue wait ends when the next one is due. Every few moments it heartbeats and
+looks for a stop asked through the store. It decides nothing itself: see `runtime.engine`.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class RunLoop:
 
     @contextlib.contextmanager
     def awaited(self) -> Iterator[None]:
-        """While a body thread waits for an outcome, the loop flushes after every batch
-        rather than gathering rows for FLUSH_EVERY_SECONDS."""
+        """While a body thread waits for an outcome, the loop flushes as soon as it has
+        outcomes to resolve rather than gathering rows for FLUSH_EVERY_SECONDS."""
         with self._waiters_lock:
             self._waiters += 1
         self._events.put(_WAKE)
@@ -204,8 +204,9 @@ class RunLoop:
                     self.recorder.run_update(heartbeat=now)
                     self._flush_due = now
                 due = self._flush_due
-                if due is not None and (self._waiters or self.engine.stopped or now >= due):
-                    self._flush()  # someone waits, the run stops, or rows waited enough
+                waited_for = self._waiters and self._unresolved
+                if due is not None and (waited_for or self.engine.stopped or now >= due):
+                    self._flush()  # outcomes to hand out, the run stops, or rows waited enough
             self._flush()
         except BaseException as error:  # noqa: BLE001 - surfaced to the body by its outcomes
             self._crash = error
