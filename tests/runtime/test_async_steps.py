@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import sys
 import time
+from datetime import timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from scheduling import ORCHESTRATORS, most_at_once, on, window, windows
 from branchwork import Client, get_step_context, pipeline, step
 from branchwork.config import StepRetryConfig
 from branchwork.exceptions import PipelineRunFailedError
+from branchwork.materializers import BaseMaterializer
 
 log = logging.getLogger("async_steps")
 
@@ -86,6 +88,43 @@ async def sleeps_long() -> int:
     return 1
 
 
+class Report:
+    """A value whose materializer takes a second to save: a big artifact, as the event loop
+    sees it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class SlowMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES = (Report,)
+
+    def save(self, data: Report) -> None:
+        time.sleep(1.0)
+        self._write_bytes("report.txt", data.text.encode())
+
+    def load(self, data_type: type) -> Report:
+        return Report(self._read_bytes("report.txt").decode())
+
+
+@step(enable_cache=False, output_materializers=SlowMaterializer)
+async def write_report() -> Report:
+    await asyncio.sleep(0)
+    return Report("long")
+
+
+@step(enable_cache=False)
+async def wake_up(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return time.time()
+
+
+@pipeline(enable_cache=False)
+def report_and_wake():
+    write_report()
+    return wake_up(0.2)
+
+
 @pipeline(enable_cache=False)
 def fan_out(n: int, seconds: float):
     return [fetch(i, seconds) for i in range(n)]
@@ -152,6 +191,17 @@ def test_hundreds_of_async_steps_wait_at_once_without_a_worker_each(flavor):
     assert most_at_once(windows(records)) >= 250
     run = fan_out.last_run
     assert {str(s.status) for s in run.steps.values()} == {"completed"}
+
+
+@pytest.mark.parametrize("flavor", ORCHESTRATORS)
+def test_an_async_step_saving_a_big_output_does_not_hold_the_others(flavor):
+    with on(flavor):
+        woke_at = report_and_wake()
+    report = report_and_wake.last_run.steps["write_report"]
+    assert report.outputs["output"].load().text == "long"
+    saved_at = report.end_time.replace(tzinfo=timezone.utc).timestamp()
+    # wake_up's 0.2 s sleep ended while the report's second-long save still ran
+    assert woke_at < saved_at - 0.5
 
 
 def test_isolated_async_steps_run_in_processes_of_their_own():

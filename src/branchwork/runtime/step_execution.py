@@ -8,12 +8,14 @@ awaits. The inline launcher awaits it on its event loop, so thousands of async s
 I/O at once without a thread each; `execute_step` runs it to the end without an event loop
 for a sync step, and with one of its own (`asyncio.run`) for an async step in an isolated
 process or a Ray task. Inputs are loaded and outputs stored on the thread that runs the
-attempt: for an async step, the event loop's (artifact I/O is short beside the I/O a step
-awaits; a step reading huge artifacts belongs in a thread or a process anyway).
+attempt, except an async step's: its outputs, and inputs not kept inline, go to a worker
+thread (`asyncio.to_thread`), so the other async steps awaiting on the same event loop are
+not held while a big artifact is read or written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import numbers
 import time
@@ -30,7 +32,7 @@ from branchwork.materializers.types import resolve_type, type_path
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.step_logs import capture_step_logs
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
-from branchwork.values import tree_map
+from branchwork.values import leaves_of, tree_map
 
 if TYPE_CHECKING:
     from branchwork.artifact_stores.base import BaseArtifactStore
@@ -107,6 +109,20 @@ def load_input(leaf: ArtifactInput) -> Any:
         stop=leaf.stop,
         inline=artifact.inline,
     )
+
+
+async def _io(in_thread: bool, func: Callable[..., T], *args: Any) -> T:
+    """Artifact I/O: in a worker thread for an async step (see the module docstring), right
+    here for a sync one (which has a thread, or a process, of its own)."""
+    if in_thread:
+        return await asyncio.to_thread(func, *args)
+    return func(*args)
+
+
+def _reads_files(inputs: dict[str, Any]) -> bool:
+    """Whether an input is stored in the artifact store: one kept inline in the metadata
+    store is small, and loads faster than a thread hop."""
+    return any(leaf.artifact.inline is None for _, leaf in leaves_of(inputs, ArtifactInput))
 
 
 def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict[str, Any]:
@@ -254,15 +270,17 @@ async def run_step(request: StepRequest) -> StepResult:
 
 
 async def _run_attempt(request: StepRequest, result: StepResult) -> None:
+    is_async = request.step.is_async
     try:
-        arguments = tree_map(load_input, request.inputs, ArtifactInput)
+        reads_files = is_async and _reads_files(request.inputs)
+        arguments = await _io(reads_files, tree_map, load_input, request.inputs, ArtifactInput)
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
-        if request.step.is_async:
+        if is_async:
             returned = await returned
         values = _split_outputs(request.step, request.invocation_id, returned)
         values = _typed_outputs(request.step, request.invocation_id, values)
-        result.outputs = _store_outputs(request, values)
+        result.outputs = await _io(is_async, _store_outputs, request, values)
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
         result.error = error
         result.traceback = traceback.format_exc()
