@@ -157,14 +157,47 @@ def test_a_call_fed_by_calls_after_the_same_reads_records_no_value_inputs():
 
     @pipeline
     def summed():
-        return total([part(i) for i in range(count())])
+        return part(total([part(i) for i in range(count())]))
 
     assert summed() == 1
     configs = {name: s.configuration.config for name, s in summed.last_run.steps.items()}
     assert configs["part"]["value_inputs"] == ["count"]
     assert configs["part_2"]["value_inputs_of"] == "part"
-    # after `count` through its inputs: a value edge count -> total would say nothing more
-    assert "value_inputs" not in configs["total"] and "value_inputs_of" not in configs["total"]
+    # after `count` through their inputs: a value edge from count would say nothing more
+    for name in ("total", "part_3"):
+        assert "value_inputs" not in configs[name] and "value_inputs_of" not in configs[name]
+
+
+def test_the_values_read_are_recorded_with_the_first_call_after_them_that_runs():
+    @step
+    def count() -> int:
+        return 2
+
+    @step
+    def boom() -> int:
+        raise ValueError("no value")
+
+    @step
+    def use(x: int) -> int:
+        return x
+
+    @step
+    def part(i: int) -> int:
+        return i
+
+    @pipeline(failure_mode="continue_on_failure")
+    def partly():
+        failed = boom()
+        n = int(count())
+        use(failed)  # the first call after the read: never runs, its input failed
+        return [part(i) for i in range(n)]
+
+    with pytest.raises(PipelineRunFailedError):
+        partly()
+    steps = Client().get_pipeline_run(partly.last_run.id).steps
+    assert "use" not in steps
+    assert steps["part"].configuration.config["value_inputs"] == ["count"]
+    assert steps["part_2"].configuration.config["value_inputs_of"] == "part"
 
 
 def test_a_body_that_raises_before_using_a_value_fails_its_run():

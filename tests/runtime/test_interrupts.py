@@ -24,7 +24,9 @@ BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
 
 PIPELINES = """
 import sys, time
+from pathlib import Path
 from branchwork import command_step, pipeline, step
+from branchwork.materializers import BaseMaterializer
 
 @step(enable_cache=False)
 def nap(i: int, seconds: float) -> int:
@@ -59,6 +61,24 @@ long_command = command_step(
 @pipeline(enable_cache=False)
 def commanding(pid_file: str = "command.pid", runtime: str = "inline"):
     return long_command.with_options(runtime=runtime)(pid_file=pid_file)
+
+class Report:
+    pass
+
+class SlowReportMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES = (Report,)
+
+    def save(self, data):
+        Path("saving").write_text("")  # in the test's folder
+        time.sleep(60)
+
+@step(enable_cache=False, output_materializers=SlowReportMaterializer)
+async def write_report() -> Report:
+    return Report()
+
+@pipeline(enable_cache=False)
+def reporting():
+    return write_report()
 
 @pipeline(enable_cache=False)
 def mixed(seconds: float = 0.2, width: int = 4):
@@ -180,6 +200,24 @@ def test_two_ctrl_c_abandon_running_steps_on_every_orchestrator(tmp_path, flavor
     assert "abandoning 3 running steps" in err
     assert [status for _, status in store.runs()] == ["stopped"]
     assert store.steps() == [("nap", "stopped"), ("nap_2", "stopped"), ("nap_3", "stopped")]
+
+
+@pytest.mark.parametrize("flavor", ["local", "local_process"])
+def test_two_ctrl_c_do_not_wait_for_an_async_step_saving_its_output(tmp_path, flavor):
+    home, store = project(tmp_path)
+    script = caller(tmp_path, "reporting")
+    with Spawned(python(str(script), flavor), env=python_env(home), cwd=tmp_path) as run:
+        wait_until((tmp_path / "saving").exists, 60, "the output's save to start")
+        run.signal(signal.SIGINT)
+        time.sleep(0.3)
+        run.signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        run.wait(20)
+        took = time.monotonic() - interrupted
+        wait_until(lambda: not run.alive(), 10, "every process it started to end")
+    assert took < 1.5, f"the second Ctrl-C took {took:.2f}s"  # the save sleeps a minute
+    assert [status for _, status in store.runs()] == ["stopped"]
+    assert store.steps() == [("write_report", "stopped")]
 
 
 @pytest.mark.parametrize("flavor", ["local", "local_process"])

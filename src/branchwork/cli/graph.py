@@ -20,8 +20,8 @@ a step name to one that first started before it (a loop between steps) is left o
 tree.
 
 A dynamic run also records, per invocation, the invocations whose values the pipeline body
-read last before it made the call (`value_inputs` in its configuration; the calls after the
-first one between two reads name that first call instead, `value_inputs_of`): in
+read last before it made the call (`value_inputs` in its configuration; the other calls after
+the same reads name the first one recorded instead, `value_inputs_of`): in
 `n = count(); [process(i) for i in range(n)]` every `process` call depends on `count`
 through a value, not through data. Those are edges too, marked "(value)" here and drawn
 dashed in every format. Only the nearest reads are recorded (in
@@ -125,6 +125,7 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
         name: step.configuration.config if step.configuration else {}
         for name, step in run.steps.items()
     }
+    values_of: dict[str, tuple[str, ...]] = {}  # by the invocation whose configuration has them
     nodes = []
     for step in run.steps.values():
         config = configs[step.name]
@@ -132,8 +133,11 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
         started_with = config.get("start_after", ())  # a sidecar: drawn under its step
         names = itertools.chain(recorded, started_with)
         parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
-        first = configs.get(config.get("value_inputs_of", step.name), {})
-        values = tuple(dict.fromkeys(first.get("value_inputs", ())))
+        first = config.get("value_inputs_of", step.name)
+        if first not in values_of:
+            recorded = configs.get(first, {}).get("value_inputs", ())
+            values_of[first] = tuple(dict.fromkeys(recorded))
+        values = values_of[first]
         nodes.append(Node(step.name, step.step_name, str(step.status), parents, values))
     return nodes
 

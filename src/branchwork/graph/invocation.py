@@ -57,12 +57,10 @@ class Invocation:
     upstream: tuple[str, ...]
     after: tuple[str, ...]
     enable_cache: bool
-    # Dynamic runs: the values the pipeline body read last before this call (since the call
-    # before them): edges through control flow, drawn dashed. The calls made between two
-    # reads share one tuple; all but the first name that first call (`value_inputs_of`) and
-    # are recorded by that name, so the store grows with the reads, not calls times reads.
+    # Dynamic runs: the values the pipeline body read last before this call: edges through
+    # control flow, drawn dashed. Every call made between the same two reads holds the same
+    # tuple (see `runtime.step_records` for how they are recorded once).
     value_inputs: tuple[str, ...] = ()
-    value_inputs_of: str = ""
     files: tuple[str, ...] = ()  # the FileInput paths among its inputs: hashed for its key
     start_after: tuple[str, ...] = ()  # it starts once these have started (sidecars)
 
@@ -226,10 +224,11 @@ def invocation_config(invocation: Invocation) -> dict[str, Any]:
     return {**_step_config(invocation.step), **_call_config(invocation)}
 
 
-def invocation_config_json(invocation: Invocation) -> str:
-    """`invocation_config` as JSON text: the step's part written once per step, since a
-    dynamic run records one per step run."""
-    call = json.dumps(_call_config(invocation))
+def invocation_config_json(invocation: Invocation, value_inputs: dict[str, Any]) -> str:
+    """`invocation_config` as JSON text, with how its `value_inputs` are recorded (the
+    list, or `value_inputs_of` the call that has it): the step's part written once per
+    step, since a dynamic run records one per step run."""
+    call = json.dumps({**_call_config(invocation), **value_inputs})
     return f"{_step_config_json(invocation.step)[:-1]}, {call[1:]}"
 
 
@@ -238,15 +237,8 @@ def _call_config(invocation: Invocation) -> dict[str, Any]:
         "inputs": encode(invocation.inputs, _RECORDED_REFS),
         "after": list(invocation.after),
         "enable_cache": invocation.enable_cache,
-        **_value_inputs_config(invocation),
         **({"start_after": list(invocation.start_after)} if invocation.start_after else {}),
     }
-
-
-def _value_inputs_config(invocation: Invocation) -> dict[str, Any]:
-    if invocation.value_inputs_of:
-        return {"value_inputs_of": invocation.value_inputs_of}
-    return {"value_inputs": list(invocation.value_inputs)} if invocation.value_inputs else {}
 
 
 @functools.lru_cache(maxsize=1024)

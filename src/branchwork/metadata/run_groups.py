@@ -177,8 +177,11 @@ def group_edges(engine: Engine, run: PipelineRunResponse) -> set[tuple[str, str,
             select(edge.from_name, edge.to_name, edge.kind).where(edge.run_id == run.id)
         ).all()
     edges = {(a, b, kind) for a, b, kind in rows}
-    implied = {(a, b, kind) for a, b, kind in edges if kind == "value" and _reached(edges, a, b)}
-    return edges - implied
+    # One at a time: with a loop between step names, two value edges can imply each other.
+    for start, goal, kind in sorted(edges):
+        if kind == "value" and _reached(edges, start, goal):
+            edges.discard((start, goal, kind))
+    return edges
 
 
 def _reached(edges: set[tuple[str, str, str]], start: str, goal: str) -> bool:

@@ -84,7 +84,6 @@ class BodyContext:
         self._calls: dict[str, tuple[Invocation, Outcome]] = {}
         self._reads: dict[str, None] = {}  # values read since the last call (in order)
         self._last_reads: tuple[str, ...] = ()  # the calls since then come after these
-        self._last_reads_of = ""  # the first of those calls
         self._resolved = threading.Condition()  # notified as outcomes resolve (see Outcome)
 
     def invoke(
@@ -195,21 +194,12 @@ class BodyContext:
 
     def _note_value_inputs(self, invocation: Invocation) -> None:
         """The values the body read last before this call (see `Invocation.value_inputs`):
-        one tuple per run of calls between two reads, so that a loop over a thousand read
-        values calling a thousand steps holds and records a thousand names, not a million.
-        A call with an input from a call made after the same reads has none of its own: it
-        comes after them through that input (`total(parts)` after `n = count()`)."""
+        one tuple shared by the calls made until the next read, so that a thousand calls
+        after a thousand reads hold a thousand names, not a million."""
         if self._reads:
-            self._last_reads, self._last_reads_of = tuple(self._reads), invocation.id
+            self._last_reads = tuple(self._reads)
             self._reads.clear()
-            invocation.value_inputs = self._last_reads
-            return
-        reads = self._last_reads
-        if reads and not any(
-            self._calls[d][0].value_inputs is reads for d in invocation.dependencies
-        ):
-            invocation.value_inputs = reads
-            invocation.value_inputs_of = self._last_reads_of
+        invocation.value_inputs = self._last_reads
 
     def _read_value_of(self, invocation_id: str) -> None:
         """The body looked at this invocation's outcome: the calls it makes next depend on

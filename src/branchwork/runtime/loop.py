@@ -103,6 +103,7 @@ class RunLoop:
         self._waiters = 0  # body threads waiting for an outcome (see `awaited`)
         self._waiters_lock = threading.Lock()
         self._backlog: deque[tuple[Invocation, Outcome]] = deque()  # calls not yet tracked
+        self._reads_told: tuple[str, ...] = ()  # the last `value_inputs` the engine was given
 
     # ---- any thread -----------------------------------------------------------------------
 
@@ -196,16 +197,18 @@ class RunLoop:
                 if now - self._last_poll >= STOP_POLL_SECONDS:
                     self._last_poll = now
                     batch.extend(self._stop_requested_in_store())
-                if batch and self._flush_due is None:
-                    self._flush_due = now + FLUSH_EVERY_SECONDS
                 self._process(batch, now, self._unresolved)
+                # (calls taken from the backlog make rows and outcomes on an empty batch too)
+                if self._flush_due is None and (batch or self._unresolved):
+                    self._flush_due = now + FLUSH_EVERY_SECONDS
                 if now - self._last_heartbeat >= self._heartbeat_every:
                     self._last_heartbeat = now
                     self.recorder.run_update(heartbeat=now)
                     self._flush_due = now
                 due = self._flush_due
-                waited_for = self._waiters and self._unresolved
-                if due is not None and (waited_for or self.engine.stopped or now >= due):
+                if (self._waiters and self._unresolved) or (
+                    due is not None and (self.engine.stopped or now >= due)
+                ):
                     self._flush()  # outcomes to hand out, the run stops, or rows waited enough
             self._flush()
         except BaseException as error:  # noqa: BLE001 - surfaced to the body by its outcomes
@@ -331,8 +334,16 @@ class RunLoop:
             invocation.start_after,
             self.launcher.holds_worker(step),
             step_limits(step, self._concurrency_limits, self.pipeline_name),
-            reads=() if invocation.value_inputs_of else invocation.value_inputs,
+            reads=self._new_reads(invocation.value_inputs),
         )
+
+    def _new_reads(self, reads: tuple[str, ...]) -> tuple[str, ...]:
+        """The values read since the previous call, once: with the first call after them
+        (the calls until the next read share the tuple)."""
+        if reads is self._reads_told:
+            return ()
+        self._reads_told = reads
+        return reads
 
     def _execute(self, commands: list[E.Command], resolved: list[Any]) -> list[E.Event]:
         """Carry out commands; returns the events they produced (cache keys)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import (
     PipelineRunStoppedError,
@@ -77,10 +77,9 @@ class StepRecords:
         self.pipeline_name = pipeline_name
         self.is_dynamic = is_dynamic
         self.tracked = tracked
-        # the step names in recent `value_inputs`, by the call that first had them (the
-        # calls between two reads share them): a few hundred, so a batch of reads is
-        # looked at once, not once per call after it
-        self._names_read_by: dict[str, set[str]] = {}
+        # recent `value_inputs` tuples (by id) with the first call recorded with each and
+        # the step names in it: see `_values_read`
+        self._value_groups: dict[int, _ValueGroup] = {}
 
     def inputs_of(self, invocation: Invocation) -> Any:
         """Its inputs with each reference replaced by the stored artifact it names."""
@@ -117,6 +116,7 @@ class StepRecords:
             for where, ref in leaves_of(invocation.inputs, ARTIFACT_REFS)
         ]
         parents = (self.tracked[d].step_run_id for d in invocation.dependencies)
+        values = self._values_read(invocation)
         self.recorder.step_run(
             step_run_id,
             invocation.id,
@@ -126,15 +126,17 @@ class StepRecords:
             start,
             invocation.step.code_hash,
             item.cache_key,
-            invocation_config_json(invocation) if self.is_dynamic else None,
+            invocation_config_json(invocation, _value_inputs_config(invocation, values))
+            if self.is_dynamic
+            else None,
             inputs,
             [parent for parent in parents if parent],
             original_id,
             _cache_record(item),
         )
-        self._edges_into(invocation)
+        self._edges_into(invocation, values)
 
-    def _edges_into(self, invocation: Invocation) -> None:
+    def _edges_into(self, invocation: Invocation, values: _ValueGroup | None) -> None:
         """The run graph's edges into its step name, from the step names of its recorded
         parents (data) and of the recorded invocations whose values the body read last before
         the call (value)."""
@@ -144,23 +146,30 @@ class StepRecords:
             for d in invocation.dependencies
             if tracked[d].step_run_id
         }
-        for kind, names in (("data", parents), ("value", self._names_read(invocation))):
+        for kind, names in (("data", parents), ("value", values.names if values else ())):
             for name in names:
                 self.recorder.edge(name, invocation.step.name, kind)
 
-    def _names_read(self, invocation: Invocation) -> set[str]:
-        if not invocation.value_inputs:
-            return set()
-        first = invocation.value_inputs_of or invocation.id
-        names = self._names_read_by.get(first)
-        if names is None:
-            if len(self._names_read_by) >= 256:
-                self._names_read_by.clear()
-            tracked = self.tracked
-            reads = invocation.value_inputs
+    def _values_read(self, invocation: Invocation) -> _ValueGroup | None:
+        """How the values read before the call are recorded: nothing for a call with an
+        input from a call made after the same reads (it comes after them through it, and a
+        value edge beside that path could make a needed one look implied: `run_groups`);
+        else in full with the first call recorded after them, and by that call's id
+        (`value_inputs_of`) with the later ones, so the store grows with the reads, not
+        with calls times reads."""
+        reads = invocation.value_inputs
+        tracked = self.tracked
+        if not reads or any(
+            tracked[d].invocation.value_inputs is reads for d in invocation.dependencies
+        ):
+            return None
+        group = self._value_groups.get(id(reads))
+        if group is None:
+            if len(self._value_groups) >= 256:  # a few hundred: each group is looked at once
+                self._value_groups.clear()
             names = {tracked[v].invocation.step.name for v in reads if _recorded(tracked[v])}
-            self._names_read_by[first] = names
-        return names
+            group = self._value_groups[id(reads)] = _ValueGroup(reads, invocation.id, names)
+        return group
 
     def cached(self, item: Tracked, step_run_id: str, hit: CacheHit) -> None:
         """Served from the cache: a step run of its own, linked to the original's outputs."""
@@ -264,6 +273,23 @@ class StepRecords:
         if item.running_attempt is not None:
             self.recorder.step_finished(item.running_attempt, "stopped", time.time(), error)
         return error
+
+
+class _ValueGroup(NamedTuple):
+    """The values read before some calls, the first of those calls recorded, and the step
+    names read. Holding `reads` keeps its id from being reused while it is a key."""
+
+    reads: tuple[str, ...]
+    first: str
+    names: set[str]
+
+
+def _value_inputs_config(invocation: Invocation, group: _ValueGroup | None) -> dict[str, Any]:
+    if group is None:
+        return {}
+    if group.first == invocation.id:
+        return {"value_inputs": list(group.reads)}
+    return {"value_inputs_of": group.first}
 
 
 def _recorded(item: Tracked) -> bool:
