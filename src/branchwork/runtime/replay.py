@@ -167,6 +167,7 @@ class ReplayCheck(GraphCheck):
 
     def check(self, call: Call) -> Verdict:
         invocation_id = call.invocation_id
+        reads_before = self._reads_before.pop(invocation_id, 0)
         if invocation_id in self.own:
             verdict = super().check(call)
             if verdict.reuse is not None and _same_outputs(
@@ -175,19 +176,19 @@ class ReplayCheck(GraphCheck):
                 self._as_original.add(invocation_id)
             return verdict
         record = self.original[invocation_id]
-        why = self._why_it_runs(call, record)
+        why = self._why_it_runs(call, record, reads_before)
         if why is None:
             self._as_original.add(invocation_id)
             return Verdict(cached=_hit_of(record, self.original_name))
         return Verdict(missed=REPLAYED, reason=f"replay of run '{self.original_name}': {why}")
 
-    def _why_it_runs(self, call: Call, record: StepRunResponse) -> str | None:
+    def _why_it_runs(self, call: Call, record: StepRunResponse, reads_before: int) -> str | None:
         overridden = self.plan.overrides.arguments_for(call.invocation_id, call.step_name)
         if overridden:
             values = ", ".join(f"{name}={value!r}" for name, value in overridden.items())
             return f"its arguments are overridden ({values})"
         moved = [i for i in call.upstream if i not in self._as_original]
-        changed = moved[0] if moved else self._changed_read_before(call.invocation_id)
+        changed = moved[0] if moved else self._changed_read_before(reads_before)
         if changed is not None:
             return f"it comes after '{changed}', which did not reuse the original's result"
         if record.status not in _REUSABLE:
@@ -197,11 +198,10 @@ class ReplayCheck(GraphCheck):
         difference = difference_from(record, call.step_name, call.code_hash, call.key)
         return None if difference is None else f"invocation '{call.invocation_id}' {difference}"
 
-    def _changed_read_before(self, invocation_id: str) -> str | None:
-        """The first value the body read before this call that did not reuse the original's
-        result, if any. A read value had finished, so whether it reused is settled: the
-        reads are looked at once each, in order, however many calls come after them."""
-        reads_before = self._reads_before.pop(invocation_id, 0)
+    def _changed_read_before(self, reads_before: int) -> str | None:
+        """The first of the body's first `reads_before` reads that did not reuse the
+        original's result, if any. A read value had finished, so whether it reused is
+        settled: the reads are looked at once each, in order, however many calls follow."""
         while self._scanned < reads_before:
             read = self._reads[self._scanned]
             if read not in self._as_original:
