@@ -45,6 +45,17 @@ def fan_out(folder: str, n: int, block_on: int = -1):
     return sum_items([process_item(folder, i, block_on) for i in range(count)])
 
 
+@pipeline
+def read_each(folder: str, n: int, block_on: int = -1):
+    """Reads each item's value before calling the next: a loop over values, as users write."""
+    kept = []
+    for i in range(n):
+        output = process_item(folder, i, block_on)
+        if output.load() >= 0:
+            kept.append(output)
+    return sum_items(kept)
+
+
 @step
 def variant_a(x: int) -> int:
     return x + 1

@@ -160,6 +160,49 @@ def test_a_killed_fan_out_resumes_with_every_item_run_exactly_once(tmp_path, mon
     assert len(final.attempts) == len(final.steps) + 1
 
 
+def test_a_killed_loop_over_values_resumes_each_item_once_and_records_its_reads(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")
+    script = tmp_path / "run_read_each.py"
+    call = "rp.fan_out(folder={folder!r}, n=10, block_on=5)"
+    script.write_text(
+        SCRIPT.replace(call, "rp.read_each(folder={folder!r}, n=8, block_on=5)").format(
+            here=str(HERE), folder=str(tmp_path)
+        )
+    )
+    process = subprocess.Popen([sys.executable, str(script)], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # items 0-4 read, item 5 running (and recorded so)
+            runs = Client().list_pipeline_runs(pipeline="read_each")
+            steps = runs[0].steps if runs else {}
+            if "process_item_6" in steps and (tmp_path / "blocked").exists():
+                break
+            assert time.monotonic() < deadline, "the loop never reached item 5"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        process.kill()
+    (run,) = Client().list_pipeline_runs(pipeline="read_each")
+    deadline = time.monotonic() + 10
+    while (run := Client().get_pipeline_run(run.id)).status == "running":
+        assert time.monotonic() < deadline, "the killed run was never marked failed"
+        time.sleep(0.2)
+    (tmp_path / "go").touch()
+    assert Client().resume_run(run.id) == sum(i * i for i in range(8))
+    assert executions(tmp_path) == Counter(f"item {i}" for i in range(8))
+    steps = Client().get_pipeline_run(run.id).steps
+    assert steps["process_item_3"].attempt == 1  # read before the kill: taken over
+    assert steps["process_item_6"].attempt == 2  # in flight at the kill
+    configs = {name: s.configuration.config for name, s in steps.items()}
+    for i in range(2, 9):  # each call records the one value read just before it
+        assert configs[f"process_item_{i}"]["value_inputs"] == [
+            "process_item" if i == 2 else f"process_item_{i - 1}"
+        ]
+
+
 def test_a_rerun_whose_graph_differs_runs_the_new_graph(tmp_path):
     """Divergence is an error on resume only: a fresh run with the same parameters that
     makes another graph runs it (the differing steps simply miss the cache)."""
