@@ -21,16 +21,14 @@ step's retry policy like any failure, on the nodes that are left.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import json
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import Any
 
 from branchwork.exceptions import StepFailedError
 from branchwork.orchestrators.ray_cluster import (
@@ -106,11 +104,12 @@ class RayLauncher:
         self._check_resources = check_resources
         self._running: set[Any] = set()  # ObjectRefs in flight, kept alive until done
         self._tasks: dict[tuple[str, str, Demand], Any] = {}
-        self._pickled_steps: dict[int, tuple[Any, str]] = {}  # id(step) -> (step, pickle)
         self._lock = threading.Lock()
         self._cancelled = False
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
+        from branchwork.runtime.envelopes import request_to_json  # pickles a step once
+
         demand = demand_for(request.step.resources, self._step_cpus)
         start = time.time()
         if self._cancelled:  # launched by the loop before it saw the run being stopped
@@ -125,7 +124,7 @@ class RayLauncher:
             on_done(_failed(request, start, error, None))
             return
         task = self._task(request, demand)
-        ref = task.remote(self._envelope(request), self._environment, self._import_path)
+        ref = task.remote(request_to_json(request), self._environment, self._import_path)
         with self._lock:
             self._running.add(ref)
             stopping = self._cancelled
@@ -145,21 +144,6 @@ class RayLauncher:
             name = f"branchwork:{request.pipeline_name}/{request.step.name}"
             task = self._tasks[key] = _step_task().options(name=name, **task_options(demand))
         return task
-
-    def _envelope(self, request: StepRequest) -> str:
-        """The request envelope, with the step's pickle made once per `Step` object: a
-        fan-out launches one step many times, and pickling it costs over a millisecond."""
-        from branchwork.runtime.envelopes import request_to_json
-
-        step = request.step
-        cached = self._pickled_steps.get(id(step))
-        if cached is None or cached[0] is not step:
-            envelope = request_to_json(request)
-            self._pickled_steps[id(step)] = (step, json.loads(envelope)["step"])
-            return envelope
-        data = json.loads(request_to_json(dataclasses.replace(request, step=cast(Any, None))))
-        data["step"] = cached[1]
-        return json.dumps(data)
 
     def _feasible(self, demand: Demand) -> bool:
         if self._cluster.can_run(demand):
