@@ -379,18 +379,22 @@ def run_value_fan_out(cli, pipeline_file):
     return Client().get_pipeline_run("latest:value_fan_out")
 
 
-def record_value_inputs(run, value_inputs: dict[str, list[str]]) -> None:
-    """Write `value_inputs` into the step-run configurations of `run`'s invocations, as the
-    orchestration loop records them."""
+def record_value_inputs(run, value_inputs: dict[str, list[str] | str]) -> None:
+    """Write `value_inputs` (a list) or `value_inputs_of` (an invocation id) into the step-run
+    configurations of `run`'s invocations, as the orchestration loop records them."""
     from sqlalchemy import update
 
     from branchwork.metadata import schema
     from branchwork.metadata.store import get_engine
 
     with get_engine().begin() as conn:
-        for invocation, ids in value_inputs.items():
+        for invocation, recorded in value_inputs.items():
             configuration = run.steps[invocation].configuration
-            config = {**configuration.config, "value_inputs": ids}
+            config = dict(configuration.config)
+            config.pop("value_inputs", None)
+            config.pop("value_inputs_of", None)
+            key = "value_inputs_of" if isinstance(recorded, str) else "value_inputs"
+            config[key] = recorded
             conn.execute(
                 update(schema.step_configuration)
                 .where(schema.step_configuration.c.id == configuration.id)
@@ -412,6 +416,24 @@ def test_runs_graph_draws_stored_value_inputs_without_implied_ones(cli, pipeline
     ]
     mermaid = cli("runs", "graph", run.name, "-f", "mermaid").stdout
     assert re.findall(r"g\d+ -\.?-> g\d+", mermaid) == ["g0 -.-> g1", "g1 --> g2"]
+
+
+def test_runs_graph_follows_value_inputs_of_to_the_configuration_that_lists_them(
+    cli, pipeline_file
+):
+    run = run_value_fan_out(cli, pipeline_file)
+    # `square` retried after `square_3` had been recorded first with the reads in a new
+    # session: `square_2` names `square`, which names `square_3`
+    record_value_inputs(
+        run,
+        {"square_3": ["count"], "square": "square_3", "square_2": "square", "square_4": "square"},
+    )
+    lines = cli("runs", "graph", run.name).stdout.splitlines()
+    assert lines[1:] == [
+        "└── count  completed",
+        "    └── square ×4  completed  (value)",
+        "        └── add_up  completed",
+    ]
 
 
 def test_a_dynamic_run_records_dependencies_through_values(cli, pipeline_file):

@@ -8,10 +8,11 @@ import asyncio
 import importlib.util
 import logging
 import sys
+import threading
 import time
 from datetime import timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import pytest
 from scheduling import ORCHESTRATORS, most_at_once, on, window, windows
@@ -98,9 +99,13 @@ class Report:
 
 class SlowMaterializer(BaseMaterializer):
     ASSOCIATED_TYPES = (Report,)
+    saving: ClassVar[list[int]] = []  # how many I/O threads each save saw at work
 
     def save(self, data: Report) -> None:
-        time.sleep(1.0)
+        SlowMaterializer.saving.append(
+            sum(t.name == "branchwork-artifact-io" for t in threading.enumerate())
+        )
+        time.sleep(1.0 if data.text == "long" else 0.1)
         self._write_bytes("report.txt", data.text.encode())
 
     def load(self, data_type: type) -> Report:
@@ -117,6 +122,17 @@ async def write_report() -> Report:
 async def wake_up(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return time.time()
+
+
+@step(enable_cache=False, output_materializers=SlowMaterializer)
+async def short_report(i: int) -> Report:
+    await asyncio.sleep(0)
+    return Report(f"report {i}")
+
+
+@pipeline(enable_cache=False)
+def many_reports(n: int):
+    return [short_report(i) for i in range(n)]
 
 
 @pipeline(enable_cache=False)
@@ -202,6 +218,13 @@ def test_an_async_step_saving_a_big_output_does_not_hold_the_others(flavor):
     saved_at = report.end_time.replace(tzinfo=timezone.utc).timestamp()
     # wake_up's 0.2 s sleep ended while the report's second-long save still ran
     assert woke_at < saved_at - 0.5
+
+
+def test_async_steps_saving_at_once_share_a_few_io_threads():
+    SlowMaterializer.saving.clear()
+    reports = many_reports(40)
+    assert [report.text for report in reports] == [f"report {i}" for i in range(40)]
+    assert len(SlowMaterializer.saving) == 40 and max(SlowMaterializer.saving) <= 8
 
 
 def test_isolated_async_steps_run_in_processes_of_their_own():

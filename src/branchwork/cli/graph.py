@@ -37,7 +37,7 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from rich.tree import Tree
@@ -125,7 +125,6 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
         name: step.configuration.config if step.configuration else {}
         for name, step in run.steps.items()
     }
-    values_of: dict[str, tuple[str, ...]] = {}  # by the invocation whose configuration has them
     nodes = []
     for step in run.steps.values():
         config = configs[step.name]
@@ -133,13 +132,23 @@ def run_nodes(run: PipelineRunResponse) -> list[Node]:
         started_with = config.get("start_after", ())  # a sidecar: drawn under its step
         names = itertools.chain(recorded, started_with)
         parents = tuple(dict.fromkeys(n for n in names if n in run.steps))
-        first = config.get("value_inputs_of", step.name)
-        if first not in values_of:
-            recorded = configs.get(first, {}).get("value_inputs", ())
-            values_of[first] = tuple(dict.fromkeys(recorded))
-        values = values_of[first]
+        values = _values_read(configs, step.name)
         nodes.append(Node(step.name, step.step_name, str(step.status), parents, values))
     return nodes
+
+
+def _values_read(configs: dict[str, dict[str, Any]], name: str) -> tuple[str, ...]:
+    """An invocation's `value_inputs`, following `value_inputs_of` to the configuration that
+    lists them (through more than one when the one named was recorded again, retried or
+    resumed, after another call of the same reads)."""
+    seen: set[str] = set()
+    while name not in seen:
+        seen.add(name)
+        config = configs.get(name, {})
+        if "value_inputs_of" not in config:
+            return tuple(dict.fromkeys(config.get("value_inputs", ())))
+        name = config["value_inputs_of"]
+    return ()
 
 
 def group_steps(run: PipelineRunResponse) -> list[Group]:

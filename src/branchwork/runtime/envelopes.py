@@ -46,13 +46,6 @@ def _unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
-@functools.lru_cache(maxsize=64)
-def _unpickled_step(text: str) -> Any:
-    """A step unpickled once per process: a Ray worker runs many tasks of one step (a
-    step defined by value, in `__main__` or a notebook, takes 70 µs and up to unpickle)."""
-    return _unpickle(text)
-
-
 _INLINE = StoredArtifact._fields.index("inline")
 
 
@@ -119,7 +112,7 @@ def request_from_json(text: str, steps: Mapping[str, Step[Any, Any]] | None = No
         invocation_id=data["invocation_id"],
         step_run_id=data["step_run_id"],
         attempt=data["attempt"],
-        step=(steps or {}).get(data["step"]) or _unpickled_step(data["step"]),
+        step=(steps or {}).get(data["step"]) or _unpickle(data["step"]),
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_from_spec(data["artifact_store"]),
     )

@@ -8,9 +8,9 @@ awaits. The inline launcher awaits it on its event loop, so thousands of async s
 I/O at once without a thread each; `execute_step` runs it to the end without an event loop
 for a sync step, and with one of its own (`asyncio.run`) for an async step in an isolated
 process or a Ray task. Inputs are loaded and outputs stored on the thread that runs the
-attempt, except an async step's: its outputs (unless small by their shape), and inputs not
-kept inline, go to a thread of their own (`_io`), so the other async steps awaiting on the
-same event loop are not held while a big artifact is read or written.
+attempt, except an async step's: its outputs (unless small), and inputs not kept inline, go
+to a few threads kept for that (`_io`), so the other async steps awaiting on the same event
+loop are not held while a big artifact is read or written.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import contextvars
 import inspect
 import itertools
 import numbers
+import os
+import queue
 import threading
 import time
 import traceback
@@ -116,10 +118,11 @@ def load_input(leaf: ArtifactInput) -> Any:
 
 
 async def _io(in_thread: bool, func: Callable[..., T], *args: Any) -> T:
-    """Artifact I/O: for an async step in a thread of its own (see the module docstring),
-    right here for a sync one (which has a thread, or a process, of its own). Not the event
-    loop's default executor: users' `asyncio.to_thread` calls share that, and its threads
-    are joined at exit, so an abandoned step's write would keep the process alive."""
+    """Artifact I/O: for an async step in one of a few threads kept for it (see the module
+    docstring), right here for a sync one (which has a thread, or a process, of its own).
+    Not the event loop's default executor: users' `asyncio.to_thread` calls share that, and
+    its threads are joined at exit, so an abandoned step's write would keep the process
+    alive."""
     if not in_thread:
         return func(*args)
     event_loop = asyncio.get_running_loop()
@@ -131,28 +134,61 @@ async def _io(in_thread: bool, func: Callable[..., T], *args: Any) -> T:
             value, error = context.run(func, *args), None
         except BaseException as raised:  # noqa: BLE001 - raised in the step's coroutine
             value, error = None, raised
+            if isinstance(raised, StopIteration):  # a future refuses it
+                error = RuntimeError(f"{raised!r} escaped while storing or loading")
+                error.__cause__ = raised
         with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
             event_loop.call_soon_threadsafe(_settle, done, value, error)
 
-    threading.Thread(target=work, name="branchwork-artifact-io", daemon=True).start()
+    _io_threads.submit(work)
     return await done
 
 
+class _IOThreads:
+    """At most `size` daemon threads for async steps' artifact I/O, started as needed, and
+    again in a forked child (threads do not survive a fork)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._started = 0
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid, self._started, self._work = os.getpid(), 0, queue.SimpleQueue()
+            if self._started < self.size:
+                self._started += 1
+                threading.Thread(
+                    target=_serve, args=(self._work,), name="branchwork-artifact-io", daemon=True
+                ).start()
+            self._work.put(work)
+
+
+def _serve(work: queue.SimpleQueue[Callable[[], None]]) -> None:
+    while True:
+        work.get()()
+
+
+_io_threads = _IOThreads(8)
 _SCALARS = (bool, int, float, type(None))
-_SMALL = 1024  # characters of a string, items of a flat container
 
 
-def _small(value: Any, nested: bool = False) -> bool:
-    """Whether a value is small by its shape (a number, a short string, a short flat list,
-    tuple or dict of those): stored faster than a thread hop takes (0.2-0.4 ms of CPU)."""
-    if isinstance(value, _SCALARS):
+def _small(value: Any, longest: int = 128, items: int = 8) -> bool:
+    """Whether a value is stored inline by the built-in materializer whatever it holds (a
+    number, a string of at most 128 characters, at most 8 numbers or strings of at most 8
+    characters in a list, tuple or dict): faster than a thread hop (0.2-0.4 ms of CPU)."""
+    kind = type(value)
+    if kind in _SCALARS:
         return True
-    if isinstance(value, (str, bytes)):
-        return len(value) <= _SMALL
-    if nested or not isinstance(value, (list, tuple, dict)) or len(value) > _SMALL // 16:
+    if kind in (str, bytes):
+        return len(value) <= longest
+    if kind not in (list, tuple, dict) or items == 0 or len(value) > items:
         return False
-    items = itertools.chain.from_iterable(value.items()) if isinstance(value, dict) else value
-    return all(_small(item, nested=True) for item in items)
+    leaves = itertools.chain.from_iterable(value.items()) if kind is dict else value
+    return all(_small(leaf, longest=8, items=0) for leaf in leaves)
 
 
 def _settle(done: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -325,7 +361,10 @@ async def _run_attempt(request: StepRequest, result: StepResult) -> None:
             returned = await returned
         values = _split_outputs(request.step, request.invocation_id, returned)
         values = _typed_outputs(request.step, request.invocation_id, values)
-        big = is_async and not all(_small(value) for value in values.values())
+        big = is_async and not (
+            all(spec.materializer is None for spec in request.step.outputs)
+            and all(_small(value) for value in values.values())
+        )
         result.outputs = await _io(big, _store_outputs, request, values)
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
         result.error = error

@@ -165,8 +165,8 @@ class StepRecords:
             return None
         group = self._value_groups.get(id(reads))
         if group is None:
-            if len(self._value_groups) >= 256:  # a few hundred: each group is looked at once
-                self._value_groups.clear()
+            if len(self._value_groups) >= 256:  # a few hundred: a group's names are found
+                self._value_groups.clear()  # once, not once per call after its reads
             names = {tracked[v].invocation.step.name for v in reads if _recorded(tracked[v])}
             group = self._value_groups[id(reads)] = _ValueGroup(reads, invocation.id, names)
         return group
