@@ -5,6 +5,7 @@ And how it takes the body's calls in: `TRACK_AHEAD` at most looked up, ready or 
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -12,7 +13,9 @@ import pytest
 
 from branchwork import Client, pipeline, step
 from branchwork.exceptions import PipelineRunFailedError
+from branchwork.metadata import queries
 from branchwork.runtime import loop
+from branchwork.runtime.body import Outcome
 from processes import wait_until
 
 released = threading.Event()
@@ -148,3 +151,64 @@ def test_cache_hits_taken_from_the_backlog_reach_a_waiting_body_at_once(monkeypa
     # once; they used to wait for the next heartbeat or result (here 30 s).
     assert time.monotonic() - started < 8
     assert {s.status for s in read_squares.last_run.steps.values()} == {"cached"}
+
+
+live_outcomes: list[int] = []
+
+
+def _count_live_outcomes() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is Outcome)
+
+
+@step
+def sum_of(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def chunked_sums(chunks: int, size: int) -> int:
+    total = int(sum_of([]))  # live from here: nothing traced is handed over in bulk
+    for chunk in range(chunks):
+        live_outcomes.append(_count_live_outcomes())
+        total += int(sum_of([square(chunk * size + i) for i in range(size)]))
+    return square(total)
+
+
+@pytest.mark.parametrize("run", ["first", "cached"])
+def test_the_results_of_finished_steps_whose_futures_are_gone_are_released(run):
+    # A body that drops each chunk's futures once it has read their sum: the run holds the
+    # outcomes (outputs, loaded values, what later calls need) of at most the chunk before
+    # and the last reads, not of every step so far (it held all of them: 1 000 here).
+    if run == "cached":
+        chunked_sums(chunks=10, size=100)
+    live_outcomes.clear()
+    n = 10 * 100
+    assert chunked_sums(chunks=10, size=100) == sum(i * i for i in range(n)) ** 2
+    statuses = {s.status for s in chunked_sums.last_run.steps.values()}
+    assert statuses == ({"completed"} if run == "first" else {"cached"})
+    assert len(live_outcomes) == 10 and max(live_outcomes) <= 101 + 3, live_outcomes
+
+
+@pipeline(enable_cache=False)
+def after_a_step_named_by_id() -> int:
+    assert int(increment(0)) == 1  # live from here: nothing traced is handed over in bulk
+    increment(1, id="first").wait()  # read: the calls after the next read no longer hold it
+    assert int(increment(5)) == 6
+    increment(7)
+    gc.collect()  # nothing holds the outcome of 'first' now
+    return increment(2, after="first")
+
+
+def test_a_call_after_a_step_whose_outcome_is_gone_names_its_step_run(monkeypatch):
+    looked_up: list[str] = []
+
+    def latest_step_run(engine, run_id, invocation_id):
+        looked_up.append(invocation_id)
+        return queries.latest_step_run(engine, run_id, invocation_id)
+
+    monkeypatch.setattr(loop, "latest_step_run", latest_step_run)
+    assert after_a_step_named_by_id() == 3
+    steps = after_a_step_named_by_id.last_run.steps
+    assert looked_up == ["first"]  # read back from the store, not held for the whole run
+    assert steps["increment_4"].parent_step_run_ids == (steps["first"].id,)

@@ -115,6 +115,40 @@ def test_explicit_id_overrides_the_generated_one():
     assert steps["make"].output.load() == 2
 
 
+def test_generated_ids_step_around_explicit_ids_and_steps_named_like_them():
+    make_2 = step(name="make_2")(lambda x: x)
+
+    @pipeline
+    def crowded():
+        return (
+            make(1, id="make_3"),  # the id the third call of `make` would get
+            make(2),
+            make_2(3),  # a step named like the second call of `make`
+            make(4),  # neither make_2 nor make_3: taken
+            make(5, id="make_05"),  # not a generated id
+        )
+
+    assert crowded() == (1, 2, 3, 4, 5)
+    steps = crowded.last_run.steps
+    assert {name: s.step_name for name, s in steps.items()} == {
+        "make_3": "make",
+        "make": "make",
+        "make_2": "make_2",
+        "make_4": "make",
+        "make_05": "make",
+    }
+
+    @pipeline
+    def reuses_a_generated_id():
+        make(1)
+        make(2)
+        make(3, id="make_2")
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        reuses_a_generated_id()
+    assert "invocation id 'make_2' is used twice" in str(_cause(info))
+
+
 def test_duplicate_explicit_id_is_an_invocation_error():
     @pipeline
     def duplicate():

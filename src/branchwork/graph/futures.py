@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 
 class StepOutput:
     """A future for output `output_name` of invocation `invocation_id`; with `index`, for
-    its item `index` (or items `index` to `stop`, a chunk), as `step.map` hands them out."""
+    its item `index` (or items `index` to `stop`, a chunk), as `step.map` hands them out.
+    `_held` is what its context keeps of the call for as long as a future of it exists (a
+    running body's outcome of the call): once no future holds it, its result can go."""
 
-    __slots__ = ("_context", "invocation_id", "output_name", "index", "stop")
+    __slots__ = ("_context", "invocation_id", "output_name", "index", "stop", "_held")
     _context: RunContext
+    _held: Any
     invocation_id: str
     output_name: str | None
     index: int | None
@@ -35,12 +38,14 @@ class StepOutput:
         output_name: str | None,
         index: int | None = None,
         stop: int | None = None,
+        held: Any = None,
     ) -> None:
         object.__setattr__(self, "_context", context)
         object.__setattr__(self, "invocation_id", invocation_id)
         object.__setattr__(self, "output_name", output_name)
         object.__setattr__(self, "index", index)
         object.__setattr__(self, "stop", stop)
+        object.__setattr__(self, "_held", held)
 
     def load(self) -> Any:
         """Wait for the step and return this output's value."""
@@ -182,10 +187,10 @@ for _name, _op in {
     setattr(StepOutput, f"__r{_name}__", _forward(_op, reflected=True))
 
 
-def outputs_of(context: RunContext, invocation: Invocation) -> StepOutputs:
+def outputs_of(context: RunContext, invocation: Invocation, held: Any = None) -> StepOutputs:
     """The future(s) a step call returns: one, a tuple for several, an empty one for none."""
     specs = invocation.step.outputs
     if not specs:
-        return StepOutput(context, invocation.id, None)
-    futures = tuple(StepOutput(context, invocation.id, spec.name) for spec in specs)
+        return StepOutput(context, invocation.id, None, held=held)
+    futures = tuple(StepOutput(context, invocation.id, spec.name, held=held) for spec in specs)
     return futures[0] if len(futures) == 1 else futures

@@ -63,6 +63,10 @@ class Invocation:
     value_inputs: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # the FileInput paths among its inputs: hashed for its key
     start_after: tuple[str, ...] = ()  # it starts once these have started (sidecars)
+    # Dynamic runs: what keeps the results this call needs alive until its run's loop is done
+    # with it (the outcomes of the futures passed to it and of the values read before it),
+    # since the body's own futures of them may be gone by then.
+    held: tuple[Any, ...] = ()
 
     @property
     def dependencies(self) -> tuple[str, ...]:
@@ -73,14 +77,25 @@ class Invocation:
 
 
 class InvocationIds:
-    """Hands out `name`, `name_2`, `name_3`, ... in call order; honours explicit ids."""
+    """Hands out `name`, `name_2`, `name_3`, ... in call order; honours explicit ids.
+
+    It keeps a count per step name and the explicit ids, not each id handed out (a
+    million-call fan-out keeps one number): `name_k` is taken for every k up to the count,
+    by this step or by an id it skipped."""
 
     def __init__(self) -> None:
-        self._taken: set[str] = set()
+        self._explicit: set[str] = set()
         self._counters: dict[str, int] = {}
 
     def __contains__(self, invocation_id: str) -> bool:
-        return invocation_id in self._taken
+        if invocation_id in self._explicit or invocation_id in self._counters:
+            return True
+        name, _, number = invocation_id.rpartition("_")
+        return (
+            number.isdecimal()
+            and not number.startswith("0")
+            and 2 <= int(number) <= self._counters.get(name, 0)
+        )
 
     def claim(self, step_name: str, explicit: str | None, pipeline_name: str) -> str:
         if explicit is not None:
@@ -89,21 +104,20 @@ class InvocationIds:
                     f"Pipeline '{pipeline_name}': id= for step '{step_name}' must be a "
                     f"non-empty string, got {explicit!r}"
                 )
-            if explicit in self._taken:
+            if explicit in self:
                 raise StepInvocationError(
                     f"Pipeline '{pipeline_name}': invocation id '{explicit}' is used twice; "
                     "every step call in a run needs its own id."
                 )
-            self._taken.add(explicit)
+            self._explicit.add(explicit)
             return explicit
         count = self._counters.get(step_name, 0)
         while True:
             count += 1
             candidate = step_name if count == 1 else f"{step_name}_{count}"
-            if candidate not in self._taken:
+            if candidate not in self:
                 break
         self._counters[step_name] = count
-        self._taken.add(candidate)
         return candidate
 
 

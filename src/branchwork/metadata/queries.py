@@ -555,6 +555,20 @@ def child_run_ids(engine: Engine, run_id: str) -> list[str]:
     return [row.id for row in rows]
 
 
+def latest_step_run(engine: Engine, run_id: str, invocation_id: str) -> tuple[str, str] | None:
+    """The id and step name of the latest step run of invocation `invocation_id` in run
+    `run_id`, if it has one."""
+    step_run = s.step_run
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(step_run.c.id, step_run.c.step_name)
+            .where(step_run.c.run_id == run_id, step_run.c.name == invocation_id)
+            .order_by(step_run.c.attempt.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else (row.id, row.step_name)
+
+
 def latest_child_run(engine: Engine, run_id: str, invocation_id: str) -> PipelineRunResponse | None:
     """The newest child run that invocation `invocation_id` of run `run_id` started."""
     run = s.pipeline_run

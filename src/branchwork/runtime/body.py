@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
-from branchwork.graph.invocation import Invocation, OutputRef, StepCalls
+from branchwork.graph.invocation import Invocation, StepCalls
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
 from branchwork.runtime.waits import RunQuestions
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from branchwork.graph.questions import Question
     from branchwork.runtime.loop import RunLoop
     from branchwork.runtime.replay import ReplayPlan
+    from branchwork.runtime.step_records import Finished
     from branchwork.steps.step import Step
 
 
@@ -33,9 +34,14 @@ class Outcome:
     the error its future raises. Resolved once; the first resolution wins.
 
     The outcomes of one body share one condition (`signal`) rather than an Event each: a
-    run holds an outcome per step until it ends, and an Event is half a kilobyte."""
+    run holds an outcome per step until it ends, and an Event is half a kilobyte.
 
-    __slots__ = ("_signal", "_done", "outputs", "error", "values")
+    It lives as long as a future of its call, or a call the loop has not finished that
+    needs it (`Invocation.held`); the loop keeps it only weakly once the call succeeded,
+    with what later calls need of it (`finished`, the loop thread's): a fan-out whose
+    futures are dropped as it goes holds nothing of its finished steps."""
+
+    __slots__ = ("_signal", "_done", "outputs", "error", "values", "finished", "__weakref__")
 
     def __init__(self, signal: threading.Condition) -> None:
         self._signal = signal
@@ -44,6 +50,7 @@ class Outcome:
         self.error: BaseException | None = None
         # Loaded once, in the body's thread, by (output, item, stop); most are never read.
         self.values: dict[tuple[str, int | None, int | None], Any] | None = None
+        self.finished: Finished | None = None
 
     def resolve(
         self, outputs: dict[str, StoredArtifact] | None = None, error: BaseException | None = None
@@ -81,9 +88,13 @@ class BodyContext:
         self.calls = StepCalls(pipeline_name, enable_cache, step_options)
         self.replay = replay  # a replay's overridden arguments, applied to each call
         self.questions = RunQuestions(loop.run_id, loop.run_name, pipeline_name)
-        self._calls: dict[str, tuple[Invocation, Outcome]] = {}
-        self._reads: dict[str, None] = {}  # values read since the last call (in order)
+        # The outcomes of the calls handed over in bulk (a static pipeline's, or those traced
+        # before a body's first value use), whose futures hold none; a call's future holds
+        # its outcome (`StepOutput._held`).
+        self._added: dict[str, Outcome] = {}
+        self._reads: dict[str, Outcome] = {}  # values read since the last call (in order)
         self._last_reads: tuple[str, ...] = ()  # the calls since then come after these
+        self._last_read_outcomes: tuple[Outcome, ...] = ()  # and their outcomes
         self._resolved = threading.Condition()  # notified as outcomes resolve (see Outcome)
 
     def invoke(
@@ -97,8 +108,14 @@ class BodyContext:
         self._raise_if_failed()
         invocation = self.calls.make(step, args, kwargs, invocation_id, after)
         self._note_value_inputs(invocation)
-        self.add([invocation])
-        return outputs_of(self, invocation)
+        reads = self._last_read_outcomes  # shared by the calls until the next read, as above
+        upstream = self._outcomes_in((args, kwargs, after))
+        invocation.held = upstream + reads if upstream else reads
+        if self.replay is not None:
+            invocation = self.replay.apply(invocation, self.pipeline_name)
+        outcome = Outcome(self._resolved)
+        self.loop.add([(invocation, outcome)])
+        return outputs_of(self, invocation, outcome)
 
     def add(self, invocations: list[Invocation]) -> None:
         """Hand invocations to the loop (all of a static pipeline, or those traced before a
@@ -106,9 +123,17 @@ class BodyContext:
         if self.replay is not None:
             invocations = [self.replay.apply(i, self.pipeline_name) for i in invocations]
         calls = [(invocation, Outcome(self._resolved)) for invocation in invocations]
-        for call in calls:
-            self._calls[call[0].id] = call
+        for invocation, outcome in calls:
+            self._added[invocation.id] = outcome
         self.loop.add(calls)
+
+    def _outcomes_in(self, passed: Any) -> tuple[Outcome, ...]:
+        """The outcomes of the futures among a call's arguments (and `after=`)."""
+        outcomes = {}
+        for _, output in leaves_of(passed, StepOutput):
+            outcome = self._outcome_of(output)
+            outcomes[id(outcome)] = outcome
+        return tuple(outcomes.values())
 
     def value_of(self, output: StepOutput) -> Any:
         outcome = self._finished(output)
@@ -129,9 +154,10 @@ class BodyContext:
         return len(self.value_of(output))
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
-        done = self._await(self._call_of(output)[1], timeout)
+        outcome = self._outcome_of(output)
+        done = self._await(outcome, timeout)
         if done:
-            self._read_value_of(output.invocation_id)
+            self._read_value_of(output.invocation_id, outcome)
         return done
 
     def ask(self, question: Question) -> Any:
@@ -139,31 +165,41 @@ class BodyContext:
         self._raise_if_failed()
         return self.questions.ask(question)
 
-    def finish(self, returned: Any) -> tuple[Any, list[OutputRef]]:
+    def finish(self, returned: Any) -> tuple[Any, list[str]]:
         """The body returned: wait for every step, then check the run's outcome. Returns the
-        recorded form of what it returned and the step outputs in it."""
-        refs: list[OutputRef] = []
-        structure = _return_structure(returned, refs, self.pipeline_name)
-        for ref in refs:
-            if ref.invocation_id not in self._calls:
+        recorded form of what it returned and the artifact versions of the step outputs in
+        it."""
+        returned_outputs: list[StepOutput] = []
+        structure = _return_structure(returned, returned_outputs, self.pipeline_name)
+        outcomes = []
+        for output in returned_outputs:
+            outcome = self._held_by(output)
+            if outcome is None:
                 raise PipelineDefinitionError(
                     f"Pipeline '{self.pipeline_name}' returned an output of "
-                    f"'{ref.invocation_id}', which is not a step of this run."
+                    f"'{output.invocation_id}', which is not a step of this run."
                 )
+            outcomes.append((outcome, output.output_name or ""))
         self.loop.close()
         if self.loop.failure is not None:  # in every mode, a step that failed fails the run
             raise self.loop.failure
         if self.loop.stopped:
             raise RunStopped(f"Run '{self.loop.run_name}' was stopped on request.")
-        return structure, refs
+        return structure, [outcome.outputs[name].version_id for outcome, name in outcomes]
 
-    def _call_of(self, output: StepOutput) -> tuple[Invocation, Outcome]:
-        call = self._calls.get(output.invocation_id)
-        if call is None or output._context is not self:
+    def _outcome_of(self, output: StepOutput) -> Outcome:
+        outcome = self._held_by(output)
+        if outcome is None:
             raise PipelineDefinitionError(
                 f"{output!r} does not belong to the running pipeline '{self.pipeline_name}'."
             )
-        return call
+        return outcome
+
+    def _held_by(self, output: StepOutput) -> Outcome | None:
+        """The outcome of a future of this run (one made while tracing: by its id)."""
+        if output._context is self and isinstance(output._held, Outcome):
+            return output._held
+        return self._added.get(output.invocation_id)
 
     def _finished(self, output: StepOutput) -> Outcome:
         """The outcome of a step that succeeded (else its error, or the run's, is raised)."""
@@ -174,10 +210,10 @@ class BodyContext:
         return outcome
 
     def _wait(self, output: StepOutput) -> Outcome:
-        outcome = self._call_of(output)[1]
+        outcome = self._outcome_of(output)
         self._await(outcome)
         self.loop.raise_if_crashed()
-        self._read_value_of(output.invocation_id)
+        self._read_value_of(output.invocation_id, outcome)
         return outcome
 
     def _await(self, outcome: Outcome, timeout: float | None = None) -> bool:
@@ -198,24 +234,25 @@ class BodyContext:
         after a thousand reads hold a thousand names, not a million."""
         if self._reads:
             self._last_reads = tuple(self._reads)
+            self._last_read_outcomes = tuple(self._reads.values())
             self._reads.clear()
         invocation.value_inputs = self._last_reads
 
-    def _read_value_of(self, invocation_id: str) -> None:
+    def _read_value_of(self, invocation_id: str, outcome: Outcome) -> None:
         """The body looked at this invocation's outcome: the calls it makes next depend on
         it through a value."""
-        self._reads[invocation_id] = None
+        self._reads[invocation_id] = outcome
 
 
-def _return_structure(value: Any, refs: list[OutputRef], pipeline_name: str) -> Any:
-    """The JSON form of a pipeline's return value, its step outputs numbered in `refs`
+def _return_structure(value: Any, outputs: list[StepOutput], pipeline_name: str) -> Any:
+    """The JSON form of a pipeline's return value, its step outputs numbered in `outputs`
     (`models.responses` reads it back); only step outputs may be returned."""
 
     def numbered(output: StepOutput) -> Any:
         if output.output_name is None:
             return None
-        refs.append(OutputRef(output.invocation_id, output.output_name))
-        node: dict[str, Any] = {"$out": len(refs) - 1}
+        outputs.append(output)
+        node: dict[str, Any] = {"$out": len(outputs) - 1}
         if output.index is not None:
             node["index"] = output.index
         if output.stop is not None:

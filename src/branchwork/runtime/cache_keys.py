@@ -27,7 +27,7 @@ from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import events as E
 
 if TYPE_CHECKING:
-    from branchwork.runtime.step_records import Tracked
+    from branchwork.runtime.step_records import Invocations, Tracked
 
 _EPOCH = datetime(1970, 1, 1)  # timestamps in the store are naive UTC
 
@@ -38,7 +38,7 @@ class CacheKeys:
     def __init__(
         self,
         recorder: Recorder,
-        tracked: Mapping[str, Tracked],
+        tracked: Invocations,
         previous_run: Callable[[], EarlierRun | None],
         parameters: Mapping[str, Any],
     ) -> None:
@@ -77,7 +77,7 @@ class CacheKeys:
             extra = step.cache_key_fn(dict(invocation.inputs)) if step.cache_key_fn else None
             parts = key_parts(
                 invocation,
-                lambda ref: self.tracked[ref.invocation_id].outputs[ref.output].content_hash,
+                lambda ref: self.tracked.of(ref.invocation_id).outputs[ref.output].content_hash,
                 content_hash,
                 library_versions(step.cache_policy.libraries),
                 extra,

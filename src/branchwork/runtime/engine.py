@@ -97,8 +97,10 @@ class Engine:
         self.max_workers = max_workers
         self.failure_mode = FailureMode(failure_mode)
         self.graph_check = graph_check or GraphCheck("")
-        self.nodes: dict[str, _Node] = {}  # invocations not DONE: a done one needs no node
-        self.done: set[str] = set()
+        # Invocations not DONE. A done one is in no structure at all (a million-step run holds
+        # nothing of its finished steps): a dependency not here has succeeded, since every
+        # invocation is added after those it depends on.
+        self.nodes: dict[str, _Node] = {}
         self.admission = Admission(capacity, max_workers, self._is_ready)
         self.unfinished = 0
         self.waiting = 0  # nodes WAITING for other invocations
@@ -131,7 +133,8 @@ class Engine:
         return self._retries[0][0] if self._retries else None
 
     def state(self, invocation_id: str) -> State:
-        return State.DONE if invocation_id in self.done else self.nodes[invocation_id].state
+        node = self.nodes.get(invocation_id)
+        return State.DONE if node is None else node.state
 
     def _is_ready(self, invocation_id: str) -> bool:
         node = self.nodes.get(invocation_id)
@@ -168,19 +171,17 @@ class Engine:
         self.waiting += 1
         blocked_by = None
         for dependency in event.dependencies:
-            if dependency in self.done:
+            parent = self.nodes.get(dependency)
+            if parent is None:  # done
                 continue
-            parent = self.nodes[dependency]
             if parent.state in _NEVER_RAN:
                 blocked_by = dependency
                 continue
             parent.dependents.append(event.invocation_id)
             node.missing += 1
         for starter in event.start_after:
-            if starter in self.done:
-                continue
-            parent = self.nodes[starter]
-            if parent.started:
+            parent = self.nodes.get(starter)
+            if parent is None or parent.started:
                 continue
             if parent.state in _NEVER_RAN:
                 blocked_by = starter
@@ -303,7 +304,6 @@ class Engine:
         """It succeeded: its node goes (a run of a million steps would hold a million),
         what waited for it may go on."""
         node = self.nodes.pop(invocation_id)
-        self.done.add(invocation_id)
         self.unfinished -= 1
         self._started(node, commands)  # served from the cache or a record: it never launched
         self._one_less_missing(node.dependents, commands)

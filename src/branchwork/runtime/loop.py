@@ -29,9 +29,9 @@ from typing import Any
 from branchwork.config.concurrency import step_limits
 from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.exceptions import BranchworkError, StepFailedError, StoreUnavailableError
-from branchwork.graph.invocation import Invocation, OutputRef
+from branchwork.graph.invocation import Invocation
 from branchwork.ids import new_id
-from branchwork.metadata.queries import EarlierRun
+from branchwork.metadata.queries import EarlierRun, latest_step_run
 from branchwork.metadata.recorder import Recorder
 from branchwork.metadata.runs import request_stop, stop_request
 from branchwork.runtime import events as E
@@ -40,7 +40,7 @@ from branchwork.runtime.cache_keys import CacheKeys
 from branchwork.runtime.engine import Engine, State
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import StepRequest, StepResult
-from branchwork.runtime.step_records import StepRecords, Tracked
+from branchwork.runtime.step_records import Finished, Invocations, StepRecords, Tracked
 
 logger = logging.getLogger("branchwork")
 
@@ -81,7 +81,7 @@ class RunLoop:
         self.default_retry = default_retry  # the pipeline's, for steps without their own
         self.failure_mode = engine.failure_mode
         self.failure: StepFailedError | None = None  # the run's first, as the body sees it
-        self._tracked: dict[str, Tracked] = {}  # the loop thread's alone
+        self._tracked = Invocations(self._recorded_earlier)  # the loop thread's alone
         self._records = StepRecords(recorder, pipeline_name, is_dynamic, self._tracked)
         self._cache = CacheKeys(recorder, self._tracked, previous_run, parameters or {})
         self._refresh = refresh  # True, or the names of the steps to recompute
@@ -182,10 +182,10 @@ class RunLoop:
         attempt = item.last_attempt if item else None
         return attempt.traceback if attempt else None
 
-    def record_outputs(self, refs: list[OutputRef]) -> None:
-        for position, ref in enumerate(refs):
-            version = self._tracked[ref.invocation_id].outputs[ref.output].version_id
-            self.recorder.run_output(position, version)
+    def record_outputs(self, version_ids: list[str]) -> None:
+        """The artifact versions the pipeline returned, in order."""
+        for position, version_id in enumerate(version_ids):
+            self.recorder.run_output(position, version_id)
 
     # ---- the loop thread ------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ class RunLoop:
 
     def _wake_everyone(self) -> None:
         crash = self._crashed()
-        for item in self._tracked.values():
+        for item in self._tracked.open.values():
             item.outcome.resolve(error=crash)
         for _, outcome in self._backlog:
             outcome.resolve(error=crash)
@@ -314,7 +314,7 @@ class RunLoop:
         return [self._track(*self._backlog.popleft()) for _ in range(taken)]
 
     def _track(self, invocation: Invocation, outcome: Outcome) -> E.Added:
-        self._tracked[invocation.id] = Tracked(invocation, outcome)
+        self._tracked.add(Tracked(invocation, outcome))
         step = invocation.step
         resources = step.resources
         return E.Added(
@@ -358,11 +358,13 @@ class RunLoop:
                 self._cache.decided(item, command)
                 self._records.cached(item, new_id(), command.hit)
                 resolved.append((item.outcome, item.outputs, None))
+                self._tracked.succeeded(item)
             elif isinstance(command, E.Missed):
                 self._cache.decided(item, command)
             elif isinstance(command, E.Reuse):
                 self._records.taken_over(item, command.record)
                 resolved.append((item.outcome, item.outputs, None))
+                self._tracked.succeeded(item)
             elif isinstance(command, E.Diverged):
                 self._records.diverged(item, command.message)
             elif isinstance(command, E.RetryScheduled):
@@ -400,6 +402,7 @@ class RunLoop:
         self._records.result(item, result)
         if result.ok:
             resolved.append((item.outcome, item.outputs, None))
+            self._tracked.succeeded(item)
         return E.Finished(result.invocation_id, result.ok, result.retryable)
 
     def _retry_scheduled(self, item: Tracked, command: E.RetryScheduled) -> None:
@@ -420,6 +423,16 @@ class RunLoop:
             self.recorder.run_update(failed_step=item.invocation.id)
             if self.failure_mode is E.FailureMode.FAIL_FAST:
                 self.launcher.cancel()
+
+    def _recorded_earlier(self, invocation_id: str) -> Finished:
+        """An invocation that succeeded, once nothing holds its outcome, for a later call
+        that names it by id only (`after="name"`): its step run, from the store."""
+        self.recorder.flush()
+        found = latest_step_run(self.recorder.engine, self.run_id, invocation_id)
+        if found is None:
+            raise BranchworkError(f"Run '{self.run_name}' has no step run of '{invocation_id}'.")
+        step_run_id, step_name = found
+        return Finished(step_name, step_run_id, {})
 
     def _warn_oversized(self, invocation: Invocation) -> None:
         if invocation.step.name in self._warned_oversized:

@@ -201,8 +201,8 @@ class RunSession:
         if self.outcome.status != "running":  # on_start failed it already
             return self.outcome
         try:
-            structure, refs = self.body.finish(returned)
-            self.loop.record_outputs(refs)
+            structure, version_ids = self.body.finish(returned)
+            self.loop.record_outputs(version_ids)
         except BaseException as error:
             return self.fail(error)
         self.recorder.run_update(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -59,6 +61,20 @@ class Tracked:
     def last_error(self) -> BaseException | None:
         return self.last_attempt.error if self.last_attempt else None
 
+    @property
+    def step_name(self) -> str:
+        return self.invocation.step.name
+
+    @property
+    def recorded(self) -> bool:
+        """Whether it has a step run in this run: an attempt launched, a cache hit, or an
+        earlier session's record taken over."""
+        return bool(self.step_run_id or self.running_attempt)
+
+    @property
+    def value_inputs(self) -> tuple[str, ...]:
+        return self.invocation.value_inputs
+
     def forget_cache_work(self) -> None:
         """Drop what deciding and recording its cache needed, once it has its outputs: a run
         holds every invocation's entry until it ends, and later steps need only its outputs."""
@@ -67,11 +83,63 @@ class Tracked:
         self.hit = None
 
 
+class Finished(NamedTuple):
+    """What later calls need of an invocation that succeeded (its outcome keeps it)."""
+
+    step_name: str
+    step_run_id: str
+    outputs: dict[str, StoredArtifact]
+    value_inputs: tuple[str, ...] = ()
+    recorded: bool = True
+
+
+class Invocations:
+    """The loop's invocations: those not finished as `Tracked`, by id, and those that
+    succeeded as their `Finished`, found through their outcomes, weakly: a finished one
+    is forgotten once no future of it and no call still to be recorded holds its outcome
+    (`Invocation.held`). One that a later call names only by id (`after="name"`) may be
+    gone by then: `look_up` reads it from the store."""
+
+    def __init__(self, look_up: Callable[[str], Finished]) -> None:
+        self.open: dict[str, Tracked] = {}
+        self._succeeded: weakref.WeakValueDictionary[str, Outcome] = weakref.WeakValueDictionary()
+        self._look_up = look_up
+
+    def __getitem__(self, invocation_id: str) -> Tracked:
+        return self.open[invocation_id]
+
+    def get(self, invocation_id: str) -> Tracked | None:
+        return self.open.get(invocation_id)
+
+    def add(self, item: Tracked) -> None:
+        self.open[item.invocation.id] = item
+
+    def of(self, invocation_id: str) -> Tracked | Finished:
+        """An earlier invocation, as a later call needs it: finished or not."""
+        item = self.open.get(invocation_id)
+        if item is not None:
+            return item
+        outcome = self._succeeded.get(invocation_id)
+        if outcome is not None and outcome.finished is not None:
+            return outcome.finished
+        return self._look_up(invocation_id)
+
+    def succeeded(self, item: Tracked) -> None:
+        """It has its outputs, recorded: the loop keeps what later calls need on its outcome."""
+        invocation = item.invocation
+        assert item.step_run_id is not None
+        item.outcome.finished = Finished(
+            invocation.step.name, item.step_run_id, item.outputs, invocation.value_inputs
+        )
+        self._succeeded[invocation.id] = item.outcome
+        del self.open[invocation.id]
+
+
 class StepRecords:
     """Rows and errors for the invocations of one run; see the module docstring."""
 
     def __init__(
-        self, recorder: Recorder, pipeline_name: str, is_dynamic: bool, tracked: dict[str, Tracked]
+        self, recorder: Recorder, pipeline_name: str, is_dynamic: bool, tracked: Invocations
     ) -> None:
         self.recorder = recorder
         self.pipeline_name = pipeline_name
@@ -92,13 +160,13 @@ class StepRecords:
                     ref.uri, ref.materializer, ref.data_type, ref.content_hash, inline=ref.inline
                 )
             )
-        stored = self.tracked[ref.invocation_id].outputs[ref.output]
+        stored = self.tracked.of(ref.invocation_id).outputs[ref.output]
         return ArtifactInput(stored, ref.item, ref.stop)
 
     def _version_id(self, ref: OutputRef | ExternalArtifact) -> str:
         if isinstance(ref, ExternalArtifact):
             return ref.version_id
-        return self.tracked[ref.invocation_id].outputs[ref.output].version_id
+        return self.tracked.of(ref.invocation_id).outputs[ref.output].version_id
 
     def step_run(
         self,
@@ -115,8 +183,8 @@ class StepRecords:
             (where, self._version_id(ref))
             for where, ref in leaves_of(invocation.inputs, ARTIFACT_REFS)
         ]
-        parents = (self.tracked[d].step_run_id for d in invocation.dependencies)
-        values = self._values_read(invocation)
+        upstream = [self.tracked.of(d) for d in invocation.dependencies]
+        values = self._values_read(invocation, upstream)
         self.recorder.step_run(
             step_run_id,
             invocation.id,
@@ -130,27 +198,26 @@ class StepRecords:
             if self.is_dynamic
             else None,
             inputs,
-            [parent for parent in parents if parent],
+            [parent.step_run_id for parent in upstream if parent.step_run_id],
             original_id,
             _cache_record(item),
         )
-        self._edges_into(invocation, values)
+        self._edges_into(invocation, upstream, values)
 
-    def _edges_into(self, invocation: Invocation, values: _ValueGroup | None) -> None:
+    def _edges_into(
+        self, invocation: Invocation, upstream: list[Tracked | Finished], values: _ValueGroup | None
+    ) -> None:
         """The run graph's edges into its step name, from the step names of its recorded
         parents (data) and of the recorded invocations whose values the body read last before
         the call (value)."""
-        tracked = self.tracked
-        parents = {
-            tracked[d].invocation.step.name
-            for d in invocation.dependencies
-            if tracked[d].step_run_id
-        }
+        parents = {parent.step_name for parent in upstream if parent.step_run_id}
         for kind, names in (("data", parents), ("value", values.names if values else ())):
             for name in names:
                 self.recorder.edge(name, invocation.step.name, kind)
 
-    def _values_read(self, invocation: Invocation) -> _ValueGroup | None:
+    def _values_read(
+        self, invocation: Invocation, upstream: list[Tracked | Finished]
+    ) -> _ValueGroup | None:
         """How the values read before the call are recorded: nothing for a call with an
         input from a call made after the same reads (it comes after them through it, and a
         value edge beside that path could make a needed one look implied: `run_groups`);
@@ -158,16 +225,13 @@ class StepRecords:
         (`value_inputs_of`) with the later ones, so the store grows with the reads, not
         with calls times reads."""
         reads = invocation.value_inputs
-        tracked = self.tracked
-        if not reads or any(
-            tracked[d].invocation.value_inputs is reads for d in invocation.dependencies
-        ):
+        if not reads or any(parent.value_inputs is reads for parent in upstream):
             return None
         group = self._value_groups.get(id(reads))
         if group is None:
             if len(self._value_groups) >= 256:  # a few hundred: a group's names are found
                 self._value_groups.clear()  # once, not once per call after its reads
-            names = {tracked[v].invocation.step.name for v in reads if _recorded(tracked[v])}
+            names = {read.step_name for read in map(self.tracked.of, reads) if read.recorded}
             group = self._value_groups[id(reads)] = _ValueGroup(reads, invocation.id, names)
         return group
 
@@ -290,12 +354,6 @@ def _value_inputs_config(invocation: Invocation, group: _ValueGroup | None) -> d
     if group.first == invocation.id:
         return {"value_inputs": list(group.reads)}
     return {"value_inputs_of": group.first}
-
-
-def _recorded(item: Tracked) -> bool:
-    """Whether it has a step run in this run: an attempt launched, a cache hit, or an earlier
-    session's record taken over."""
-    return bool(item.step_run_id or item.running_attempt)
 
 
 def _stored_version(version: Any) -> StoredArtifact:

@@ -349,6 +349,7 @@ def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
                 value.output_name,
                 start,
                 None if chunk_size is None else min(start + chunk_size, count),
+                value._held,
             )
             for start in range(0, count, step)
         ]
