@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from types import GenericAlias
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from branchwork.artifact_stores.inline import inline_uri
 from branchwork.exceptions import ArtifactError, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
@@ -48,9 +49,11 @@ T = TypeVar("T")
 
 
 class StoredArtifact(NamedTuple):
-    """Where and how one output was stored."""
+    """Where and how one output was stored. Made with `at`: the URI of an inline artifact
+    is `inline://<content hash>`, not kept a second time (a run holds one per output that a
+    future or a later call still needs: a million, in a million-step fan-out)."""
 
-    uri: str
+    location: str  # the URI of an artifact in the artifact store; "" for an inline one
     materializer: str
     data_type: str
     content_hash: str
@@ -58,6 +61,27 @@ class StoredArtifact(NamedTuple):
     item_count: int | None = None  # what `step.map` fans out over; None: not known
     inline: bytes | None = None  # the data of an inline artifact (see artifact_stores.inline)
     version_id: str = ""  # its artifact version, once recorded (the loop's, for later steps)
+
+    @classmethod
+    def at(
+        cls,
+        uri: str,
+        materializer: str,
+        data_type: str,
+        content_hash: str,
+        preview: str | None = None,
+        item_count: int | None = None,
+        inline: bytes | None = None,
+        version_id: str = "",
+    ) -> StoredArtifact:
+        location = "" if inline is not None else uri
+        return cls(
+            location, materializer, data_type, content_hash, preview, item_count, inline, version_id
+        )
+
+    @property
+    def uri(self) -> str:
+        return self.location or inline_uri(self.content_hash)
 
 
 class ArtifactInput(NamedTuple):
@@ -292,7 +316,7 @@ def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, St
                 f"Step '{request.step.name}' (invocation '{request.invocation_id}'), output "
                 f"'{name}': {error}"
             ) from error.__cause__
-        stored[name] = StoredArtifact(
+        stored[name] = StoredArtifact.at(
             saved.uri,
             materializer_path(materializer),
             type_path(value),

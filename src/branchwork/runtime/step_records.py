@@ -156,7 +156,7 @@ class StepRecords:
     def _stored(self, ref: OutputRef | ExternalArtifact) -> ArtifactInput:
         if isinstance(ref, ExternalArtifact):
             return ArtifactInput(
-                StoredArtifact(
+                StoredArtifact.at(
                     ref.uri, ref.materializer, ref.data_type, ref.content_hash, inline=ref.inline
                 )
             )
@@ -359,7 +359,7 @@ def _value_inputs_config(invocation: Invocation, group: _ValueGroup | None) -> d
 def _stored_version(version: Any) -> StoredArtifact:
     """A recorded artifact version (a cache hit's, an earlier session's), as later steps read
     it (no preview: they never show it)."""
-    return StoredArtifact(
+    return StoredArtifact.at(
         version.uri,
         version.materializer,
         version.data_type,
