@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
-from branchwork.graph.invocation import Invocation, StepCalls
+from branchwork.graph.invocation import Invocation, Ordering, StepCalls
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
 from branchwork.runtime.waits import RunQuestions
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from branchwork.runtime.replay import ReplayPlan
     from branchwork.runtime.step_records import Finished
     from branchwork.steps.step import Step
+
+
+_SCALARS = (int, float, str, bool, type(None))
 
 
 class Outcome:
@@ -109,7 +112,8 @@ class BodyContext:
         invocation = self.calls.make(step, args, kwargs, invocation_id, after)
         self._note_value_inputs(invocation)
         reads = self._last_read_outcomes  # shared by the calls until the next read, as above
-        upstream = self._outcomes_in((args, kwargs, after))
+        ordering = after if isinstance(after, Ordering) else (after,)
+        upstream = self._outcomes_in((*args, *kwargs.values(), *ordering))
         invocation.held = upstream + reads if upstream else reads
         if self.replay is not None:
             invocation = self.replay.apply(invocation, self.pipeline_name)
@@ -127,12 +131,15 @@ class BodyContext:
             self._added[invocation.id] = outcome
         self.loop.add(calls)
 
-    def _outcomes_in(self, passed: Any) -> tuple[Outcome, ...]:
+    def _outcomes_in(self, passed: tuple[Any, ...]) -> tuple[Outcome, ...]:
         """The outcomes of the futures among a call's arguments (and `after=`)."""
         outcomes = {}
-        for _, output in leaves_of(passed, StepOutput):
-            outcome = self._outcome_of(output)
-            outcomes[id(outcome)] = outcome
+        for value in passed:
+            if type(value) in _SCALARS:  # most arguments
+                continue
+            for _, output in leaves_of(value, StepOutput):
+                outcome = self._outcome_of(output)
+                outcomes[id(outcome)] = outcome
         return tuple(outcomes.values())
 
     def value_of(self, output: StepOutput) -> Any:
