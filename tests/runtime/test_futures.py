@@ -516,3 +516,37 @@ def test_failed_step_in_wiring_only_pipeline_fails_the_run():
     assert run.status == "failed"
     assert run.failed_step == "kaboom"
     assert "double" not in run.steps  # never started: its input never existed
+
+
+kept: list[Any] = []
+
+
+@pipeline
+def keeps_a_future() -> int:
+    made = make_int(41)
+    kept.append(made)
+    assert int(made) == 41  # a dynamic run: its future has an outcome
+    return made
+
+
+@pipeline
+def uses_a_kept_future(how: str) -> int:
+    assert int(make_int(5)) == 5  # this run has its own 'make_int', with another value
+    (future,) = kept
+    if how == "passed":
+        return make_int(future)
+    return make_int(int(future) + 1)
+
+
+def test_a_future_kept_from_another_run_is_refused_as_an_input_but_reads_its_value():
+    kept.clear()
+    assert keeps_a_future() == 41
+    # Its value is the other run's (this run's 'make_int' made 5): read, it is that value.
+    assert uses_a_kept_future(how="read") == 42
+    # Passed to a step, it would name this run's 'make_int' (it did: the step got 5).
+    with pytest.raises(PipelineRunFailedError) as info:
+        uses_a_kept_future(how="passed")
+    message = str(info.value.__cause__)
+    assert "<StepOutput make_int.output> is not a step output of this run of pipeline " in message
+    assert "'uses_a_kept_future'" in message
+    assert uses_a_kept_future.last_run.status == "failed"

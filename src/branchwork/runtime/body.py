@@ -180,7 +180,7 @@ class BodyContext:
         structure = _return_structure(returned, returned_outputs, self.pipeline_name)
         outcomes = []
         for output in returned_outputs:
-            outcome = self._held_by(output)
+            outcome = self._held_by(output, returned=True)
             if outcome is None:
                 raise PipelineDefinitionError(
                     f"Pipeline '{self.pipeline_name}' returned an output of "
@@ -198,15 +198,22 @@ class BodyContext:
         outcome = self._held_by(output)
         if outcome is None:
             raise PipelineDefinitionError(
-                f"{output!r} does not belong to the running pipeline '{self.pipeline_name}'."
+                f"{output!r} is not a step output of this run of pipeline "
+                f"'{self.pipeline_name}' (a future kept from another run?); pass its value "
+                "instead (`.load()` it where it was made)."
             )
         return outcome
 
-    def _held_by(self, output: StepOutput) -> Outcome | None:
-        """The outcome of a future of this run (one made while tracing: by its id)."""
-        if output._context is self and isinstance(output._held, Outcome):
-            return output._held
-        return self._added.get(output.invocation_id)
+    def _held_by(self, output: StepOutput, returned: bool = False) -> Outcome | None:
+        """The outcome of a future of this run: made live (it holds it), or while tracing
+        the body before it went live (its context shares the run's calls; found by id), or,
+        `returned` by a static pipeline, by its trace. None for a future of another run."""
+        context = output._context
+        if context is self or context.calls is self.calls:
+            return output._held or self._added.get(output.invocation_id)
+        if returned and output._held is None:
+            return self._added.get(output.invocation_id)
+        return None
 
     def _finished(self, output: StepOutput) -> Outcome:
         """The outcome of a step that succeeded (else its error, or the run's, is raised)."""
