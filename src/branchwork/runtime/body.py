@@ -37,7 +37,7 @@ class Outcome:
     the error its future raises. Resolved once; the first resolution wins.
 
     The outcomes of one body share one condition (`signal`) rather than an Event each: a
-    run holds an outcome per step until it ends, and an Event is half a kilobyte.
+    fan-out holds an outcome per step, and an Event is half a kilobyte.
 
     It lives as long as a future of its call, or a call the loop has not finished that
     needs it (`Invocation.held`); the loop keeps it only weakly once the call succeeded,

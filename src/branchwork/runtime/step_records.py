@@ -75,13 +75,6 @@ class Tracked:
     def value_inputs(self) -> tuple[str, ...]:
         return self.invocation.value_inputs
 
-    def forget_cache_work(self) -> None:
-        """Drop what deciding and recording its cache needed, once it has its outputs: a run
-        holds every invocation's entry until it ends, and later steps need only its outputs."""
-        self.cache_key = self.cache_parts = self.cache_parts_json = None
-        self.cache_reason = self.key_error = None
-        self.hit = None
-
 
 class Finished(NamedTuple):
     """What later calls need of an invocation that succeeded (its outcome keeps it)."""
@@ -242,7 +235,6 @@ class StepRecords:
             self.recorder.output(step_run_id, name, row.id)
             item.outputs[name] = _stored_version(row)
         item.step_run_id = step_run_id
-        item.forget_cache_work()
 
     def taken_over(self, item: Tracked, record: Any) -> None:
         """What an earlier session of this resumed run recorded for it (a step run)."""
@@ -286,10 +278,9 @@ class StepRecords:
                 tags=spec.tags,
                 metadata=result.artifact_metadata.get(spec.name),
             )
-            # recorded: the preview is not needed again (a run holds every output's entry)
+            # recorded: the preview is not needed again (kept while later calls may read it)
             item.outputs[spec.name] = stored._replace(preview=None, version_id=version_id)
         item.step_run_id = result.step_run_id
-        item.forget_cache_work()
         self.recorder.step_finished(
             result.step_run_id, "completed", result.end_time, metadata=metadata
         )
