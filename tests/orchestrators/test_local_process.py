@@ -183,7 +183,7 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
         artifact_store=LocalArtifactStore(tmp_path / "artifacts"),
     )
     envelope = request_to_json(request)
-    assert json.loads(envelope)["version"] == 4
+    assert json.loads(envelope)["version"] == 5
     done = subprocess.run(
         [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
         input=envelope,

@@ -8,14 +8,21 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from branchwork import Client, pipeline, step
-from branchwork.exceptions import PipelineRunFailedError
+from branchwork.exceptions import (
+    PipelineRunFailedError,
+    PipelineRunStoppedError,
+    StoreUnavailableError,
+)
 from branchwork.metadata import queries
-from branchwork.runtime import loop
+from branchwork.metadata.recorder import Recorder
+from branchwork.runtime import events, loop
 from branchwork.runtime.body import Outcome
+from branchwork.runtime.step_execution import StepResult
 from processes import wait_until
 
 released = threading.Event()
@@ -197,6 +204,7 @@ def after_a_step_named_by_id() -> int:
     assert int(increment(5)) == 6
     increment(7)
     gc.collect()  # nothing holds the outcome of 'first' now
+    increment(3, after="first")
     return increment(2, after="first")
 
 
@@ -210,5 +218,81 @@ def test_a_call_after_a_step_whose_outcome_is_gone_names_its_step_run(monkeypatc
     monkeypatch.setattr(loop, "latest_step_run", latest_step_run)
     assert after_a_step_named_by_id() == 3
     steps = after_a_step_named_by_id.last_run.steps
-    assert looked_up == ["first"]  # read back from the store, not held for the whole run
+    assert looked_up == ["first"]  # read back from the store once, not held for the run
     assert steps["increment_4"].parent_step_run_ids == (steps["first"].id,)
+    assert steps["increment_5"].parent_step_run_ids == (steps["first"].id,)
+
+
+@pipeline(enable_cache=False)
+def reads_three_values() -> int:
+    first = int(increment(0))  # live from here
+    return increment(int(increment(first)))  # the body waits for 'increment_2'
+
+
+def test_a_flush_that_fails_after_a_step_succeeded_fails_the_waiting_body(monkeypatch):
+    # Fault injection: the store goes away at the flush that would hand 'increment_2' to
+    # the body waiting for it. The succeeded step's outcome was no longer among the loop's
+    # unfinished invocations, so the crash left the body waiting for ever.
+    failing = threading.Event()
+    flush, on_result = Recorder.flush, loop.RunLoop._on_result
+
+    def failing_flush(self: Recorder) -> None:
+        if failing.is_set() and threading.current_thread().name == "branchwork-loop":
+            raise StoreUnavailableError("the store went away (injected)")
+        flush(self)
+
+    def noting_result(self: loop.RunLoop, result: Any, resolved: list[Any]) -> Any:
+        event = on_result(self, result, resolved)
+        if result.invocation_id == "increment_2":
+            failing.set()
+        return event
+
+    monkeypatch.setattr(Recorder, "flush", failing_flush)
+    monkeypatch.setattr(loop.RunLoop, "_on_result", noting_result)
+    error = _raised_within(30, reads_three_values)
+    assert isinstance(error, StoreUnavailableError)
+    assert "the store went away (injected)" in str(error)
+
+
+def _raised_within(seconds: float, call: Any) -> BaseException | None:
+    """What `call()` raises, run in a thread that must end within `seconds`."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - the test reads it
+            raised.append(error)
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(seconds)
+    assert not caller.is_alive(), f"the pipeline call still runs after {seconds} s"
+    return raised[0] if raised else None
+
+
+def test_a_result_behind_an_abandoning_stop_in_one_batch_ends_the_run_stopped(monkeypatch):
+    # Ctrl-C twice queues an abandoning stop; a step's result can follow it in the same
+    # batch. The result was recorded as a success, then the engine abandoned that step:
+    # the loop crashed on a KeyError and the run never ended.
+    next_batch = loop.RunLoop._next_batch
+    injected = threading.Event()
+
+    def batch_with_a_stop_first(self: loop.RunLoop) -> list[Any]:
+        batch = next_batch(self)
+        if not injected.is_set() and any(
+            isinstance(item, StepResult) and item.invocation_id == "increment_2" for item in batch
+        ):
+            injected.set()
+            batch.insert(0, events.Stop(abandon=True))
+        return batch
+
+    monkeypatch.setattr(loop.RunLoop, "_next_batch", batch_with_a_stop_first)
+    assert isinstance(_raised_within(30, reads_three_values), PipelineRunStoppedError)
+    assert injected.is_set()
+    (run,) = Client().list_pipeline_runs(pipeline="reads_three_values")
+    assert run.status == "stopped"
+    assert {name: s.status for name, s in run.steps.items()} == {
+        "increment": "completed",
+        "increment_2": "stopped",
+    }

@@ -148,6 +148,17 @@ def test_generated_ids_step_around_explicit_ids_and_steps_named_like_them():
         reuses_a_generated_id()
     assert "invocation id 'make_2' is used twice" in str(_cause(info))
 
+    @pipeline
+    def names_a_number_in_another_script():
+        make(1)
+        make(2)
+        make(3)
+        make(4, after="make_\u0663")  # ARABIC-INDIC DIGIT THREE: not 'make_3'
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        names_a_number_in_another_script()
+    assert "depends on 'make_\u0663', which is not an earlier step" in str(_cause(info))
+
 
 def test_duplicate_explicit_id_is_an_invocation_error():
     @pipeline

@@ -92,7 +92,8 @@ class InvocationIds:
             return True
         name, _, number = invocation_id.rpartition("_")
         return (
-            number.isdecimal()
+            number.isascii()
+            and number.isdigit()
             and not number.startswith("0")
             and 2 <= int(number) <= self._counters.get(name, 0)
         )

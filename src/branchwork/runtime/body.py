@@ -40,7 +40,8 @@ class Outcome:
     fan-out holds an outcome per step, and an Event is half a kilobyte.
 
     It lives as long as a future of its call, or a call the loop has not finished that
-    needs it (`Invocation.held`); the loop keeps it only weakly once the call succeeded,
+    needs it (`Invocation.held`), or the loop's record of a call that did not succeed; the
+    loop keeps it only weakly once the call succeeded,
     with what later calls need of it (`finished`, the loop thread's): a fan-out whose
     futures are dropped as it goes holds nothing of its finished steps."""
 

@@ -23,8 +23,9 @@ from branchwork.values import Leaf, decode, encode
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
 
-# 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data
-VERSION = 4
+# 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data;
+# 5: an inline artifact's location is "" (its URI is derived from its content hash)
+VERSION = 5
 
 
 def _pickle(obj: Any) -> str:

@@ -104,6 +104,7 @@ class RunLoop:
         self._waiters_lock = threading.Lock()
         self._backlog: deque[tuple[Invocation, Outcome]] = deque()  # calls not yet tracked
         self._reads_told: tuple[str, ...] = ()  # the last `value_inputs` the engine was given
+        self._read_back: dict[str, Finished] = {}  # see `_recorded_earlier`
 
     # ---- any thread -----------------------------------------------------------------------
 
@@ -245,6 +246,8 @@ class RunLoop:
 
     def _wake_everyone(self) -> None:
         crash = self._crashed()
+        for outcome, _, _ in self._unresolved:  # succeeded, waiting for a flush that failed
+            outcome.resolve(error=crash)
         for item in self._tracked.open.values():
             item.outcome.resolve(error=crash)
         for _, outcome in self._backlog:
@@ -279,6 +282,15 @@ class RunLoop:
         return []
 
     def _process(self, batch: list[Any], now: float, resolved: list[Any]) -> None:
+        """Feed a batch to the engine. A stop is handled before what came after it: a result
+        behind an abandoning stop is then dropped as the engine abandoned its step, rather
+        than recorded as a success the engine abandons next."""
+        stop = next((i for i, item in enumerate(batch) if isinstance(item, E.Stop)), None)
+        if stop is not None and len(batch) > 1:
+            for part in (batch[:stop], batch[stop : stop + 1], batch[stop + 1 :]):
+                if part:
+                    self._process(part, now, resolved)
+            return
         events: list[E.Event] = []
         for item in batch:
             if item is _WAKE:
@@ -427,12 +439,18 @@ class RunLoop:
     def _recorded_earlier(self, invocation_id: str) -> Finished:
         """An invocation that succeeded, once nothing holds its outcome, for a later call
         that names it by id only (`after="name"`): its step run, from the store."""
+        earlier = self._read_back.get(invocation_id)
+        if earlier is not None:
+            return earlier
         self.recorder.flush()
         found = latest_step_run(self.recorder.engine, self.run_id, invocation_id)
         if found is None:
             raise BranchworkError(f"Run '{self.run_name}' has no step run of '{invocation_id}'.")
+        if len(self._read_back) >= 1024:  # a few: each named by many calls, read once
+            self._read_back.clear()
         step_run_id, step_name = found
-        return Finished(step_name, step_run_id, {})
+        earlier = self._read_back[invocation_id] = Finished(step_name, step_run_id, {})
+        return earlier
 
     def _warn_oversized(self, invocation: Invocation) -> None:
         if invocation.step.name in self._warned_oversized:

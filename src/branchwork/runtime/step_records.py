@@ -87,8 +87,9 @@ class Finished(NamedTuple):
 
 
 class Invocations:
-    """The loop's invocations: those not finished as `Tracked`, by id, and those that
-    succeeded as their `Finished`, found through their outcomes, weakly: a finished one
+    """The loop's invocations: those that have not succeeded (running, waiting, failed, not
+    run) as `Tracked`, by id, and those that succeeded as their `Finished`, found through
+    their outcomes, weakly: a succeeded one
     is forgotten once no future of it and no call still to be recorded holds its outcome
     (`Invocation.held`). One that a later call names only by id (`after="name"`) may be
     gone by then: `look_up` reads it from the store."""
