@@ -83,7 +83,11 @@ class Finished(NamedTuple):
     step_run_id: str
     outputs: dict[str, StoredArtifact]
     value_inputs: tuple[str, ...] = ()
-    recorded: bool = True
+
+    @property
+    def recorded(self) -> bool:
+        """Always: it succeeded in this run (see `Tracked.recorded`)."""
+        return True
 
 
 class Invocations:
