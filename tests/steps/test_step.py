@@ -206,6 +206,42 @@ def test_after_an_unknown_invocation_is_an_error():
     assert "'nope'" in str(cause) and "'make'" in str(cause)
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_refused_call_gives_its_id_back(dynamic):
+    """A call refused in the body (bad arguments) never ran: naming its id later is the
+    ordinary "not an earlier step" error (it crashed the loop: "no step run of 'first'"),
+    and the next call may take the id, explicit or generated."""
+    errors: list[str] = []
+
+    @pipeline
+    def recovers():
+        if dynamic:
+            make(0).load()  # the calls below are made live, one at a time
+        for bad_call in (lambda: make(y=1, id="first"), lambda: make(1, 2)):
+            try:
+                bad_call()
+            except StepInvocationError as error:
+                errors.append(str(error))
+        try:
+            make(2, after="first")
+        except StepInvocationError as error:
+            errors.append(str(error))
+        return make(3, id="first"), make(4)
+
+    assert recovers() == (3, 4), errors
+    assert "missing a required argument: 'n'" in errors[0]
+    assert "too many positional arguments" in errors[1]
+    generated = "make_2" if dynamic else "make"
+    assert errors[2] == (
+        f"Pipeline 'recovers': step 'make' (invocation '{generated}') depends on 'first', "
+        "which is not an earlier step of this run."
+    )
+    steps = recovers.last_run.steps
+    assert steps["first"].output.load() == 3
+    assert steps[generated].output.load() == 4  # not one id further: the bad call's is back
+    assert len(steps) == (3 if dynamic else 2)
+
+
 # ---- submit, map, product ------------------------------------------------------------------
 
 

@@ -121,6 +121,18 @@ class InvocationIds:
         self._counters[step_name] = count
         return candidate
 
+    def release(self, step_name: str, invocation_id: str) -> None:
+        """Give back the id just claimed for a call that turned out bad, so that nothing
+        names it as an earlier step (it never ran) and the next call may take it."""
+        if invocation_id in self._explicit:
+            self._explicit.discard(invocation_id)
+            return
+        count = self._counters.get(step_name, 0)
+        if count == 1 and invocation_id == step_name:
+            del self._counters[step_name]
+        elif count > 1 and invocation_id == f"{step_name}_{count}":
+            self._counters[step_name] = count - 1
+
 
 _PLAIN = (int, str, bool, type(None))  # exact types that need neither conversion nor checks
 
@@ -321,6 +333,25 @@ class StepCalls:
                 invocation_id = self.prefix + invocation_id
             ordering = Ordering(*(_prefixed(ids, self.prefix) for ids in ordering))
         invocation_id = self.ids.claim(self.prefix + step.name, invocation_id, pipeline_name)
+        try:
+            return self._invocation(step, args, kwargs, invocation_id, ordering)
+        except BaseException:
+            self.ids.release(self.prefix + step.name, invocation_id)
+            raise
+
+    def release(self, invocation: Invocation) -> None:
+        """Give back the id of a call made but refused before it reached the run."""
+        self.ids.release(self.prefix + invocation.step.name, invocation.id)
+
+    def _invocation(
+        self,
+        step: Step[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        invocation_id: str,
+        ordering: Ordering,
+    ) -> Invocation:
+        pipeline_name = self.pipeline_name
         where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
         inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
         upstream, files = references_of(inputs)

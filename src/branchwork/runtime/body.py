@@ -110,14 +110,18 @@ class BodyContext:
         after: object,
     ) -> StepOutputs:
         self._raise_if_failed()
-        invocation = self.calls.make(step, args, kwargs, invocation_id, after)
-        self._note_value_inputs(invocation)
-        reads = self._last_read_outcomes  # shared by the calls until the next read, as above
         ordering = after if isinstance(after, Ordering) else (after,)
         upstream = self._outcomes_in((*args, *kwargs.values(), *ordering))
-        invocation.held = upstream + reads if upstream else reads
+        invocation = self.calls.make(step, args, kwargs, invocation_id, after)
         if self.replay is not None:
-            invocation = self.replay.apply(invocation, self.pipeline_name)
+            try:
+                invocation = self.replay.apply(invocation, self.pipeline_name)
+            except BaseException:
+                self.calls.release(invocation)
+                raise
+        self._note_value_inputs(invocation)
+        reads = self._last_read_outcomes  # shared by the calls until the next read, as above
+        invocation.held = upstream + reads if upstream else reads
         outcome = Outcome(self._resolved)
         self.loop.add([(invocation, outcome)])
         return outputs_of(self, invocation, outcome)
