@@ -550,3 +550,29 @@ def test_a_future_kept_from_another_run_is_refused_as_an_input_but_reads_its_val
     assert "<StepOutput make_int.output> is not a step output of this run of pipeline " in message
     assert "'uses_a_kept_future'" in message
     assert uses_a_kept_future.last_run.status == "failed"
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_a_future_kept_from_another_run_is_refused_as_a_return_value(dynamic):
+    """Returned, it named this run's invocation of the same id: the second run below
+    returned 11, its own `make_int`'s value, for a future whose value was 2."""
+    returned: list[Any] = []
+
+    @pipeline
+    def returns_the_first_runs_future(n: int) -> int:
+        made = make_int(n)
+        if dynamic:
+            made.load()
+        returned.append(made)
+        return returned[0]
+
+    assert returns_the_first_runs_future(n=2) == 2
+    with pytest.raises(PipelineRunFailedError) as info:
+        returns_the_first_runs_future(n=11)
+    assert str(info.value.__cause__) == (
+        "Pipeline 'returns_the_first_runs_future' returned <StepOutput make_int.output>, which "
+        "is not a step output of this run (a future kept from another run?); return its value "
+        "instead (`.load()` it where it was made)."
+    )
+    assert returns_the_first_runs_future.last_run.status == "failed"
+    assert returns_the_first_runs_future.last_run.snapshot.is_dynamic is dynamic

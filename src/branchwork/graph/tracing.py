@@ -45,6 +45,8 @@ class Compiled:
     # and the invocation whose value it needed.
     discovered: list[Invocation] = field(default_factory=list)
     waited_on: str | None = None
+    # Static: the trace's calls, whose futures are the run's (not those of another trace).
+    calls: StepCalls | None = None
 
 
 def user_location() -> str:
@@ -140,4 +142,4 @@ def trace(
             discovered=context.invocations,
             waited_on=context.waited_on,
         )
-    return Compiled(False, context.invocations, returned)
+    return Compiled(False, context.invocations, returned, calls=context.calls)

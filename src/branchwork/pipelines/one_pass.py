@@ -146,7 +146,7 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
             assert live.session is not None
             return run_outcome(live.run_id, live.session.fail(error).error)
         if live.session is None:  # it never needed a value: static, the trace is its DAG
-            compiled = Compiled(False, live.context.invocations, returned)
+            compiled = Compiled(False, live.context.invocations, returned, calls=live.context.calls)
             with interrupts_deferred():
                 runs.append(create_run(pipeline, params, compiled, stack))
             return submit_and_wait(pipeline, compiled, runs[0], stack)

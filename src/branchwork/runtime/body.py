@@ -96,6 +96,7 @@ class BodyContext:
         # before a body's first value use), whose futures hold none; a call's future holds
         # its outcome (`StepOutput._held`).
         self._added: dict[str, Outcome] = {}
+        self._traced_by: StepCalls | None = None  # a static pipeline's trace (see `add`)
         self._reads: dict[str, Outcome] = {}  # values read since the last call (in order)
         self._last_reads: tuple[str, ...] = ()  # the calls since then come after these
         self._last_read_outcomes: tuple[Outcome, ...] = ()  # and their outcomes
@@ -126,9 +127,10 @@ class BodyContext:
         self.loop.add([(invocation, outcome)])
         return outputs_of(self, invocation, outcome)
 
-    def add(self, invocations: list[Invocation]) -> None:
-        """Hand invocations to the loop (all of a static pipeline, or those traced before a
-        body's first value use, at once)."""
+    def add(self, invocations: list[Invocation], traced_by: StepCalls | None = None) -> None:
+        """Hand invocations to the loop (all of a static pipeline, traced with `traced_by`,
+        or those traced before a body's first value use, at once)."""
+        self._traced_by = traced_by
         if self.replay is not None:
             invocations = [self.replay.apply(i, self.pipeline_name) for i in invocations]
         calls = [(invocation, Outcome(self._resolved)) for invocation in invocations]
@@ -188,8 +190,9 @@ class BodyContext:
             outcome = self._held_by(output, returned=True)
             if outcome is None:
                 raise PipelineDefinitionError(
-                    f"Pipeline '{self.pipeline_name}' returned an output of "
-                    f"'{output.invocation_id}', which is not a step of this run."
+                    f"Pipeline '{self.pipeline_name}' returned {output!r}, which is not a step "
+                    "output of this run (a future kept from another run?); return its value "
+                    "instead (`.load()` it where it was made)."
                 )
             outcomes.append((outcome, output.output_name or ""))
         self.loop.close()
@@ -216,7 +219,7 @@ class BodyContext:
         context = output._context
         if context is self or context.calls is self.calls:
             return output._held or self._added.get(output.invocation_id)
-        if returned and output._held is None:
+        if returned and context.calls is self._traced_by:
             return self._added.get(output.invocation_id)
         return None
 

@@ -190,7 +190,7 @@ class RunSession:
                     request.options.enable_cache,
                     dict(request.options.step_options),
                 )
-                body.add(compiled.invocations)
+                body.add(compiled.invocations, compiled.calls)
                 returned = compiled.returned
         except BaseException as error:
             return self.fail(error)
