@@ -3,8 +3,12 @@ command line and environment, logs captured, files stored as outputs, cached and
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import command_pipelines as cp
@@ -230,3 +234,88 @@ def test_its_parameters_are_its_placeholders_by_keyword():
     )
     assert list(cp.train.signature.parameters) == ["script", "lr", "data", "seed"]
     assert sys.executable in cp.train.source
+
+
+# ---- what a command leaves running ----------------------------------------------------------
+
+# Each starts a minute-long `sleep` in the background, writes its pid to {pidfile}, and exits.
+leaves_a_child_on_its_output = command_step(
+    name="leaves_a_child_on_its_output",
+    command=["bash", "-c", "sleep 60 & echo $! > {pidfile}; echo started"],
+)
+leaves_a_quiet_child_and_fails = command_step(
+    name="leaves_a_quiet_child_and_fails",
+    command=["bash", "-c", "sleep 60 > /dev/null 2>&1 & echo $! > {pidfile}; exit 3"],
+)
+leaves_a_child_of_its_own_session = command_step(
+    name="leaves_a_child_of_its_own_session",
+    command=["bash", "-c", "setsid sleep 60 & echo $! > {pidfile}; echo started"],
+)
+
+
+def _ended(pid: int) -> bool:
+    """Whether the process is gone (or a zombie its new parent has yet to reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_until_ended(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _ended(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_the_step_ends_with_its_command_and_what_it_left_running_is_killed(tmp_path):
+    """The background child holds the command's output open: the step waited for it (a
+    minute here; for ever for a server). Now the step ends when the command exits, and the
+    processes it left in its group are killed, whether they hold its output or not."""
+
+    @pipeline
+    def leaves_children(pidfile: str, quiet_pidfile: str) -> None:
+        leaves_a_child_on_its_output(pidfile=pidfile)
+        leaves_a_quiet_child_and_fails(pidfile=quiet_pidfile)
+
+    pidfile, quiet_pidfile = tmp_path / "child.pid", tmp_path / "quiet.pid"
+    started = time.monotonic()
+    try:
+        with pytest.raises(PipelineRunFailedError) as info:
+            leaves_children(pidfile=str(pidfile), quiet_pidfile=str(quiet_pidfile))
+        took = time.monotonic() - started
+        cause = info.value.__cause__
+        assert type(cause) is CommandFailedError and cause.returncode == 3
+        run = leaves_children.last_run
+        assert run.steps["leaves_a_child_on_its_output"].status == "completed"
+        logs = Client().get_step_logs(run.id)
+        assert logs["leaves_a_child_on_its_output"] == "started\n"
+        assert took < 30, f"the step waited for the child its command left: {took:.1f} s"
+        assert _wait_until_ended(int(pidfile.read_text()))
+        assert _wait_until_ended(int(quiet_pidfile.read_text()))
+    finally:
+        for path in (pidfile, quiet_pidfile):
+            _kill(path)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_a_child_in_a_session_of_its_own_is_left_running_and_the_step_still_ends(tmp_path):
+    """`setsid` takes it out of the command's group: it is the user's to end. It holds the
+    command's output open, which the step reads for a moment after the command exits."""
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    try:
+        leaves_a_child_of_its_own_session(pidfile=str(pidfile))
+        assert time.monotonic() - started < 30
+        pid = int(pidfile.read_text())
+        assert not _ended(pid)
+    finally:
+        _kill(pidfile)
+
+
+def _kill(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)

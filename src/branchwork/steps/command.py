@@ -29,7 +29,10 @@ a Python body, recorded, logged and cached like any step.
 - The command runs in a session of its own: a Ctrl-C at the terminal stops the run as any
   Ctrl-C does (the first lets the command finish) rather than reaching the command. On Linux
   it is killed when its step is (an isolated step's process, or the process of an abandoned
-  inline step, exiting); processes the command itself starts are its own to end.
+  inline step, exiting). The step ends when the command exits: processes it started and left
+  running (`server &`) are killed then (left running, they would hold its output open and
+  the step would wait for them); one meant to outlive the step must start a session of its
+  own (`setsid`).
 - `outputs` names files or folders the command writes (relative to the working directory, or
   absolute): each is stored as a `pathlib.Path` artifact, named `{pipeline}::{step}::{name}`,
   and reaches downstream steps as a local path. The working directory is deleted once they
@@ -60,6 +63,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +86,8 @@ from branchwork.values import hash_json
 STDERR_TAIL_LINES = 20  # of stderr, in the error of a failed command
 _TAIL_CHARS = 16_384  # of stderr kept while it streams, enough for those lines
 _READ_SIZE = 65_536
+_POLL_SECONDS = 0.2  # how often a command whose output is still open is checked for an exit
+_DRAIN_SECONDS = 2.0  # read what is left of its output at most this long after it exited
 _FINGERPRINT_FORMAT = "command-v1"
 
 
@@ -343,11 +349,12 @@ def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None
         raise _cannot_start(argv, str(error), where) from error
     try:
         stderr_tail = _stream(process)
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
     except BaseException:  # interrupted while it ran: do not leave it (nor its group) behind
-        with contextlib.suppress(ProcessLookupError):  # all of them ended meanwhile
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_group(process.pid)
         process.wait()
         raise
+    _kill_group(process.pid)  # what it left running; its pid is reserved until it is reaped
     returncode = process.wait()
     if returncode == 127 and stderr_tail.startswith(_CANNOT_START):
         raise _cannot_start(argv, stderr_tail[len(_CANNOT_START) :].strip(), where)
@@ -375,17 +382,33 @@ def _exit_status(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # every process of the group has ended
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _stream(process: subprocess.Popen[bytes]) -> str:
-    """Copy the command's stdout and stderr to this thread's (the step's log) as they come;
+    """Copy the command's stdout and stderr to this thread's (the step's log) as they come,
+    until they close or, once it exited, its group is killed and what is left is read;
     returns the last lines of stderr."""
     assert process.stdout is not None and process.stderr is not None
     tail = ""
+    exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         for pipe, sink in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             selector.register(pipe, selectors.EVENT_READ, (pipe, sink, decoder))
         while selector.get_map():
-            for key, _ in selector.select():
+            if exited_at is None:
+                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    _kill_group(process.pid)  # those holding its output open
+                    exited_at = time.monotonic()
+            elif time.monotonic() - exited_at > _DRAIN_SECONDS:  # held open from outside
+                for key in list(selector.get_map().values()):  # its group: left to it
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                break
+            for key, _ in selector.select(_POLL_SECONDS):
                 pipe, sink, decoder = key.data
                 chunk = os.read(key.fd, _READ_SIZE)
                 text = decoder.decode(chunk, final=not chunk)
