@@ -27,6 +27,7 @@ from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import MappedOutputs, StepOutput
 from branchwork.graph.invocation import Ordering
 from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
+from branchwork.user_code import code_generation
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,6 +93,7 @@ class Step(Generic[P, R]):
         if not callable(func):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
         self.func = func
+        self._fingerprint: tuple[int, CodeFingerprint] | None = None  # see code_fingerprint
         self.name = name or func.__name__
         self.signature = inspect.signature(func)
         # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
@@ -164,8 +166,13 @@ class Step(Generic[P, R]):
         """The function and the user's code it reaches (helpers, classes, module
         constants), comments and docstrings left out: see `graph.code_hash` (which computes
         it once per function, and again after a notebook cell ran). A command step's is its
-        command (`steps.command`)."""
-        return fingerprint(self.func)
+        command (`steps.command`). Kept here too, with the code generation it is of: a
+        fan-out asks for it several times per call."""
+        generation = code_generation()
+        known = self._fingerprint
+        if known is None or known[0] != generation:
+            known = self._fingerprint = (generation, fingerprint(self.func))
+        return known[1]
 
     @property
     def code_hash(self) -> str:
