@@ -28,7 +28,6 @@ from branchwork.cli.graph_view import (
     status_of,
     summary,
 )
-from branchwork.cli.svg import to_svg
 from branchwork.exceptions import BranchworkError
 
 
@@ -66,6 +65,8 @@ def render(view: GraphView, fmt: GraphFormat) -> str:
     if fmt is GraphFormat.dot:
         return to_dot(view)
     if fmt is GraphFormat.svg:
+        from branchwork.cli.svg import to_svg  # with its XML imports: only for SVG
+
         return to_svg(view)
     return to_text(view)
 

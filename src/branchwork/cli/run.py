@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from branchwork.cli.render import console, status_text
-from branchwork.pipelines.parameters import CommandLineValue, json_or_text
+
+if TYPE_CHECKING:
+    from branchwork.pipelines.parameters import CommandLineValue
 
 
 def split_pairs(pairs: list[str], option: str) -> dict[str, str]:
@@ -31,12 +33,16 @@ def split_pairs(pairs: list[str], option: str) -> dict[str, str]:
 
 def parse_params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
     """`key=value` pairs; a value is JSON when it parses as JSON (3, true, [1, 2]), else text."""
+    from branchwork.pipelines.parameters import json_or_text
+
     return {key: json_or_text(text) for key, text in split_pairs(pairs, option).items()}
 
 
 def pipeline_params(pairs: list[str]) -> dict[str, CommandLineValue]:
     """`--param key=value` pairs for a pipeline: JSON when it parses, else text, unless the
     parameter's annotation says otherwise (see `pipelines.parameters`)."""
+    from branchwork.pipelines.parameters import CommandLineValue
+
     return {key: CommandLineValue(text) for key, text in split_pairs(pairs, "--param").items()}
 
 
