@@ -38,7 +38,6 @@ from branchwork.runtime import events as E
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.cache_keys import CacheKeys
 from branchwork.runtime.engine import Engine, State
-from branchwork.runtime.gc_threshold import fewer_collections
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import StepRequest, StepResult
 from branchwork.runtime.step_records import Finished, Invocations, StepRecords, Tracked
@@ -192,10 +191,6 @@ class RunLoop:
     # ---- the loop thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        with fewer_collections():
-            self._loop()
-
-    def _loop(self) -> None:
         try:
             while not (self._closing and self.engine.idle and not self._backlog):
                 batch = self._next_batch()
