@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -241,15 +242,23 @@ def test_its_parameters_are_its_placeholders_by_keyword():
 # Each starts a minute-long `sleep` in the background, writes its pid to {pidfile}, and exits.
 leaves_a_child_on_its_output = command_step(
     name="leaves_a_child_on_its_output",
-    command=["bash", "-c", "sleep 60 & echo $! > {pidfile}; echo started"],
+    command=["bash", "-c", "sleep 60 & echo $! > {pidfile}; echo started; exit 3"],
 )
-leaves_a_quiet_child_and_fails = command_step(
-    name="leaves_a_quiet_child_and_fails",
-    command=["bash", "-c", "sleep 60 > /dev/null 2>&1 & echo $! > {pidfile}; exit 3"],
-)
+# `setsid` takes the child out of the command's group; the command exits once it has.
 leaves_a_child_of_its_own_session = command_step(
     name="leaves_a_child_of_its_own_session",
-    command=["bash", "-c", "setsid sleep 60 & echo $! > {pidfile}; echo started"],
+    command=[
+        "bash",
+        "-c",
+        "setsid sleep 60 & child=$!; "
+        'until [ "$(cut -d" " -f6 /proc/$child/stat)" = "$child" ]; do sleep 0.01; done; '
+        "echo $child > {pidfile}; echo started",
+    ],
+)
+# Its output goes through a process that bash does not wait for, and writes a moment later.
+writes_through_a_late_reader = command_step(
+    name="writes_through_a_late_reader",
+    command=["bash", "-c", "exec > >(sleep 0.2; cat); echo line"],
 )
 
 
@@ -270,38 +279,43 @@ def _wait_until_ended(pid: int, seconds: float = 5.0) -> bool:
     return True
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
-def test_the_step_ends_with_its_command_and_what_it_left_running_is_killed(tmp_path):
+def _kill(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc").is_dir(), reason="reads process states from /proc"
+)
+
+
+@needs_proc
+def test_the_step_ends_with_its_command_and_what_holds_its_output_is_killed(tmp_path):
     """The background child holds the command's output open: the step waited for it (a
-    minute here; for ever for a server). Now the step ends when the command exits, and the
-    processes it left in its group are killed, whether they hold its output or not."""
+    minute here; for ever for a server). Now the step ends half a second after the command,
+    its exit code and output recorded, and the child is killed."""
 
     @pipeline
-    def leaves_children(pidfile: str, quiet_pidfile: str) -> None:
+    def leaves_a_child(pidfile: str) -> None:
         leaves_a_child_on_its_output(pidfile=pidfile)
-        leaves_a_quiet_child_and_fails(pidfile=quiet_pidfile)
 
-    pidfile, quiet_pidfile = tmp_path / "child.pid", tmp_path / "quiet.pid"
+    pidfile = tmp_path / "child.pid"
     started = time.monotonic()
     try:
         with pytest.raises(PipelineRunFailedError) as info:
-            leaves_children(pidfile=str(pidfile), quiet_pidfile=str(quiet_pidfile))
+            leaves_a_child(pidfile=str(pidfile))
         took = time.monotonic() - started
         cause = info.value.__cause__
         assert type(cause) is CommandFailedError and cause.returncode == 3
-        run = leaves_children.last_run
-        assert run.steps["leaves_a_child_on_its_output"].status == "completed"
-        logs = Client().get_step_logs(run.id)
-        assert logs["leaves_a_child_on_its_output"] == "started\n"
-        assert took < 30, f"the step waited for the child its command left: {took:.1f} s"
+        run = leaves_a_child.last_run
+        assert Client().get_step_logs(run.id)["leaves_a_child_on_its_output"] == "started\n"
+        assert took < 10, f"the step waited for the child its command left: {took:.1f} s"
         assert _wait_until_ended(int(pidfile.read_text()))
-        assert _wait_until_ended(int(quiet_pidfile.read_text()))
     finally:
-        for path in (pidfile, quiet_pidfile):
-            _kill(path)
+        _kill(pidfile)
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+@needs_proc
 def test_a_child_in_a_session_of_its_own_is_left_running_and_the_step_still_ends(tmp_path):
     """`setsid` takes it out of the command's group: it is the user's to end. It holds the
     command's output open, which the step reads for a moment after the command exits."""
@@ -309,13 +323,61 @@ def test_a_child_in_a_session_of_its_own_is_left_running_and_the_step_still_ends
     started = time.monotonic()
     try:
         leaves_a_child_of_its_own_session(pidfile=str(pidfile))
-        assert time.monotonic() - started < 30
-        pid = int(pidfile.read_text())
-        assert not _ended(pid)
+        assert time.monotonic() - started < 10
+        assert not _ended(int(pidfile.read_text()))
     finally:
         _kill(pidfile)
 
 
-def _kill(pidfile: Path) -> None:
-    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+def test_output_written_just_after_the_command_exited_is_kept():
+    @pipeline
+    def late_output() -> None:
+        writes_through_a_late_reader()
+
+    late_output()
+    logs = Client().get_step_logs(late_output.last_run.id)
+    assert logs["writes_through_a_late_reader"] == "line\n"
+
+
+def _run_script(tmp_path: Path, setup: str) -> list[str]:
+    """Run, in a process of its own after `setup`, a command step that leaves a child on its
+    output and one that exits 4; what they printed, and how the second failed."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, signal\n"
+        "from branchwork import command_step\n"
+        f"{setup}\n"
+        "echo = command_step(name='echo', command=['bash', '-c', 'sleep 60 & echo {x}'])\n"
+        "fails = command_step(name='fails', command=['bash', '-c', 'echo out; exit 4'])\n"
+        "for call in (lambda: echo(x='hello'), fails):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except Exception as error:\n"
+        "        print(type(error).__name__, error.returncode, error)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_a_command_step_runs_where_the_system_has_no_waitid(tmp_path):
+    """macOS before Python 3.13 has no os.waitid."""
+    lines = _run_script(tmp_path, "del os.waitid")
+    assert lines[:2] == ["hello", "out"]
+    assert lines[2] == (
+        "CommandFailedError 4 Command step 'fails': bash -c 'echo out; exit 4' exited with "
+        "code 4; last lines of stderr:"
+    )
+
+
+def test_a_command_step_is_refused_while_the_process_ignores_sigchld(tmp_path):
+    """The system then reaps the command itself and its exit status is lost: a command that
+    failed read as exit 0, a success."""
+    lines = _run_script(tmp_path, "signal.signal(signal.SIGCHLD, signal.SIG_IGN)")
+    assert len(lines) == 2
+    for line, argv in zip(lines, ("bash -c 'sleep 60 & echo hello'", "bash -c 'echo out; exit 4'")):
+        assert line.startswith("CommandFailedError None Command step ")
+        assert f"cannot run {argv} while this process ignores SIGCHLD" in line
+        assert line.endswith(
+            "Restore the default first: signal.signal(signal.SIGCHLD, signal.SIG_DFL)."
+        )

@@ -29,10 +29,10 @@ a Python body, recorded, logged and cached like any step.
 - The command runs in a session of its own: a Ctrl-C at the terminal stops the run as any
   Ctrl-C does (the first lets the command finish) rather than reaching the command. On Linux
   it is killed when its step is (an isolated step's process, or the process of an abandoned
-  inline step, exiting). The step ends when the command exits: processes it started and left
-  running (`server &`) are killed then (left running, they would hold its output open and
-  the step would wait for them); one meant to outlive the step must start a session of its
-  own (`setsid`).
+  inline step, exiting). The step ends when the command exits: what it started and left
+  holding its output open (`server &`) is killed half a second later, with the command's
+  process group (else the step would wait for it); what it left writing elsewhere is its own
+  to end, and so is what started a session of its own (`setsid`).
 - `outputs` names files or folders the command writes (relative to the working directory, or
   absolute): each is stored as a `pathlib.Path` artifact, named `{pipeline}::{step}::{name}`,
   and reaches downstream steps as a local path. The working directory is deleted once they
@@ -86,8 +86,9 @@ from branchwork.values import hash_json
 STDERR_TAIL_LINES = 20  # of stderr, in the error of a failed command
 _TAIL_CHARS = 16_384  # of stderr kept while it streams, enough for those lines
 _READ_SIZE = 65_536
-_POLL_SECONDS = 0.2  # how often a command whose output is still open is checked for an exit
-_DRAIN_SECONDS = 2.0  # read what is left of its output at most this long after it exited
+_POLL_SECONDS = 0.1  # how often a command whose output is still open is checked for an exit
+_GRACE_SECONDS = 0.5  # for what a command left writing its output (`>(tee log)`) to finish
+_DRAIN_SECONDS = 2.0  # then, to read what is left of it once its process group is killed
 _FINGERPRINT_FORMAT = "command-v1"
 
 
@@ -334,6 +335,14 @@ except OSError as error:
 def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None:
     """Run the command, streaming its output into this step's log; CommandFailedError if
     it does not start or exits non-zero."""
+    if signal.getsignal(signal.SIGCHLD) is signal.SIG_IGN:
+        raise CommandFailedError(
+            f"{where}: cannot run {shlex.join(argv)} while this process ignores SIGCHLD "
+            "(signal.signal(signal.SIGCHLD, signal.SIG_IGN)): the system then discards the "
+            "command's exit status, and a failure would pass for a success. Restore the "
+            "default first: signal.signal(signal.SIGCHLD, signal.SIG_DFL).",
+            None,
+        )
     launched = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
     try:
         process = subprocess.Popen(
@@ -349,12 +358,10 @@ def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None
         raise _cannot_start(argv, str(error), where) from error
     try:
         stderr_tail = _stream(process)
-        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
     except BaseException:  # interrupted while it ran: do not leave it (nor its group) behind
         _kill_group(process.pid)
         process.wait()
         raise
-    _kill_group(process.pid)  # what it left running; its pid is reserved until it is reaped
     returncode = process.wait()
     if returncode == 127 and stderr_tail.startswith(_CANNOT_START):
         raise _cannot_start(argv, stderr_tail[len(_CANNOT_START) :].strip(), where)
@@ -387,24 +394,40 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the command has exited, left unreaped where the platform can (`os.waitid`):
+    until it is reaped, its pid, which is its process group's id, is no other process's."""
+    if not hasattr(os, "waitid"):  # macOS before Python 3.13
+        return process.poll() is not None  # the group keeps its id while a member lives
+    try:
+        state = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped already: SIGCHLD ignored since `_run` checked
+        return True
+    return state is not None
+
+
 def _stream(process: subprocess.Popen[bytes]) -> str:
     """Copy the command's stdout and stderr to this thread's (the step's log) as they come,
-    until they close or, once it exited, its group is killed and what is left is read;
-    returns the last lines of stderr."""
+    until they close; returns the last lines of stderr. Once the command has exited, what
+    it left holding them open has _GRACE_SECONDS to finish, then its group is killed and
+    what is left read for at most _DRAIN_SECONDS (a process of another session may still
+    hold them: they are closed then)."""
     assert process.stdout is not None and process.stderr is not None
     tail = ""
     exited_at: float | None = None
+    killed = False
     with selectors.DefaultSelector() as selector:
         for pipe, sink in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             selector.register(pipe, selectors.EVENT_READ, (pipe, sink, decoder))
         while selector.get_map():
             if exited_at is None:
-                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                    _kill_group(process.pid)  # those holding its output open
-                    exited_at = time.monotonic()
-            elif time.monotonic() - exited_at > _DRAIN_SECONDS:  # held open from outside
-                for key in list(selector.get_map().values()):  # its group: left to it
+                exited_at = time.monotonic() if _exited(process) else None
+            elif not killed and time.monotonic() - exited_at > _GRACE_SECONDS:
+                _kill_group(process.pid)
+                killed = True
+            elif time.monotonic() - exited_at > _GRACE_SECONDS + _DRAIN_SECONDS:
+                for key in list(selector.get_map().values()):
                     selector.unregister(key.fileobj)
                     key.fileobj.close()  # type: ignore[union-attr]
                 break
