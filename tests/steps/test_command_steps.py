@@ -381,3 +381,16 @@ def test_a_command_step_is_refused_while_the_process_ignores_sigchld(tmp_path):
         assert line.endswith(
             "Restore the default first: signal.signal(signal.SIGCHLD, signal.SIG_DFL)."
         )
+
+
+def test_a_command_gets_the_default_sigpipe():
+    """The launcher is Python, which ignores SIGPIPE, and exec keeps ignored signals: `yes`
+    writing into a closed pipe complained "Broken pipe" instead of ending quietly."""
+    pipe = command_step(name="pipe", command=["bash", "-c", "yes | head -1"])
+
+    @pipeline
+    def pipes() -> None:
+        pipe()
+
+    pipes()
+    assert Client().get_step_logs(pipes.last_run.id)["pipe"] == "y\n"

@@ -324,6 +324,9 @@ except (AttributeError, OSError):  # not Linux: the command may outlive an aband
     pass
 if os.getppid() != int(sys.argv[1]):  # the parent died before the line above
     sys.exit(137)
+for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores them; a command expects the default
+    if hasattr(signal, name):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 try:
     os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as error:
