@@ -207,8 +207,27 @@ def test_runs_show_cache_of_a_big_run_counts_decisions_per_step_and_verdict(cli,
 
     every = cli("runs", "show", second.name, "--cache", "--all").stdout.splitlines()
     assert len(every) == 4 + 2001  # run, cache, blank, header and one row per invocation
-    shown = cli_json("runs", "show", second.name, "--cache")
-    assert len(shown["steps"]) == 2001
+    shown = cli_json("runs", "show", second.name, "--cache")  # grouped, as the table
+    assert shown["steps"] is None
+    assert shown["groups"][:2] == [
+        {
+            "step_name": "work",
+            "verdict": "hit",
+            "invocations": 1998,
+            "first": {
+                "invocation_id": "work",
+                "reason": f"reused invocation 'work' of run '{first.name}'",
+            },
+        },
+        {
+            "step_name": "work",
+            "verdict": "miss",
+            "invocations": 2,
+            "first": {"invocation_id": "work_700", "reason": rows[1][3][len("work_700: ") :]},
+        },
+    ]
+    every = cli_json("runs", "show", second.name, "--cache", "--all")
+    assert len(every["steps"]) == 2001 and every["groups"] == shown["groups"]
     decisions = Client().get_cache_decisions(second.name)
     assert list(decisions)[:2] == ["load", "work"]
     assert (len(decisions), decisions["work"].verdict, decisions["work_700"].verdict) == (

@@ -96,6 +96,11 @@ def test_runs_show_cache_as_json(cli, cli_json, target):
     run = _run(cli, target)
     shown = cli_json("runs", "show", run, "--cache")
     assert shown["run"] == run
+    assert [(g["step_name"], g["verdict"], g["invocations"]) for g in shown["groups"]] == [
+        ("load", "hit", 1),
+        ("report", "off", 1),
+        ("total", "hit", 1),
+    ]
     assert [(s["invocation_id"], s["step_name"], s["verdict"]) for s in shown["steps"]] == [
         ("load", "load", "hit"),
         ("total", "total", "hit"),

@@ -19,6 +19,7 @@ from branchwork.models.responses import (
 from branchwork.models.waits import WaitResponse
 
 if TYPE_CHECKING:  # records the store's readers make; only their fields are used here
+    from branchwork.metadata.run_cache import CacheGroup
     from branchwork.metadata.run_groups import Durations, StepGroup
     from branchwork.metadata.run_listing import StepRunOrigin
     from branchwork.metadata.run_pages import InvocationRow, Page
@@ -156,6 +157,17 @@ def group_dict(group: StepGroup) -> dict[str, Any]:
         "total": group.total,
         "start": iso(group.first_start),
         "end": iso(group.last_end),
+    }
+
+
+def cache_group_dict(group: CacheGroup) -> dict[str, Any]:
+    """The invocations of one step name given one cache verdict, and the first one's
+    decision (reasons name their invocation)."""
+    return {
+        "step_name": group.step_name,
+        "verdict": group.verdict,
+        "invocations": group.invocations,
+        "first": {"invocation_id": group.example.invocation_id, "reason": group.example.reason},
     }
 
 
