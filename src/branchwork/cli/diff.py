@@ -49,9 +49,14 @@ class GraphDiff:
         }
 
 
-def _parents(run: PipelineRunResponse, step: StepRunResponse) -> list[str]:
-    names = {attempt.id: attempt.name for attempt in run.attempts}
+def _parents(names: dict[str, str], step: StepRunResponse) -> list[str]:
+    """The invocations of a step run's parents, by their step run ids' `names`."""
     return sorted({names.get(parent, parent) for parent in step.parent_step_run_ids})
+
+
+def _names(run: PipelineRunResponse) -> dict[str, str]:
+    """Step run id -> invocation, once per run (per step, a 20 000-step diff took 190 s)."""
+    return {attempt.id: attempt.name for attempt in run.attempts}
 
 
 def _inputs(step: StepRunResponse) -> dict[str, Any]:
@@ -106,6 +111,7 @@ def diff_runs(a: PipelineRunResponse, b: PipelineRunResponse) -> GraphDiff:
     found = GraphDiff(a.name, b.name)
     found.only_in_a = [name for name in a.steps if name not in b.steps]
     found.only_in_b = [name for name in b.steps if name not in a.steps]
+    names_a, names_b = _names(a), _names(b)
     for name, step_a in a.steps.items():
         step_b = b.steps.get(name)
         if step_b is None:
@@ -118,7 +124,7 @@ def diff_runs(a: PipelineRunResponse, b: PipelineRunResponse) -> GraphDiff:
         difference = _cache_difference(step_a, step_b)
         if difference is not None:
             found.different_cache_key.append(difference)
-        parents_a, parents_b = _parents(a, step_a), _parents(b, step_b)
+        parents_a, parents_b = _parents(names_a, step_a), _parents(names_b, step_b)
         if parents_a != parents_b:
             found.different_parents.append({"invocation": name, "a": parents_a, "b": parents_b})
     return found
