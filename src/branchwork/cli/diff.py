@@ -6,14 +6,20 @@ same cache keys (code, literal inputs and input contents) and the same parents. 
 the latest attempts. A difference in cache key is explained as code (the step's code hash),
 inputs (literal arguments or which outputs feed it, from the recorded configuration) or
 input contents (same wiring, but upstream values differed).
+
+Both runs are read a chunk at a time in the order of invocation ids and merged
+(`metadata.run_comparison`): memory stays flat whatever their size, and the differences
+come in that order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from branchwork.models import PipelineRunResponse, StepRunResponse
+from branchwork.metadata.run_comparison import Compared
 
 
 @dataclass
@@ -49,22 +55,6 @@ class GraphDiff:
         }
 
 
-def _parents(names: dict[str, str], step: StepRunResponse) -> list[str]:
-    """The invocations of a step run's parents, by their step run ids' `names`."""
-    return sorted({names.get(parent, parent) for parent in step.parent_step_run_ids})
-
-
-def _names(run: PipelineRunResponse) -> dict[str, str]:
-    """Step run id -> invocation, once per run (per step, a 20 000-step diff took 190 s)."""
-    return {attempt.id: attempt.name for attempt in run.attempts}
-
-
-def _inputs(step: StepRunResponse) -> dict[str, Any]:
-    config = step.configuration.config if step.configuration else {}
-    inputs = config.get("inputs")
-    return inputs if isinstance(inputs, dict) else {}
-
-
 def _short(value: Any) -> str:
     """An input as written in the recorded configuration: refs as `invocation.output`."""
     if isinstance(value, dict) and "$ref" in value:
@@ -79,12 +69,12 @@ def _short(value: Any) -> str:
     return repr(value)
 
 
-def _cache_difference(a: StepRunResponse, b: StepRunResponse) -> dict[str, Any] | None:
+def _cache_difference(a: Compared, b: Compared) -> dict[str, Any] | None:
     reasons: list[str] = []
     changed_inputs: dict[str, list[str | None]] = {}
     if a.code_hash != b.code_hash:
         reasons.append("code")
-    inputs_a, inputs_b = _inputs(a), _inputs(b)
+    inputs_a, inputs_b = a.inputs, b.inputs
     for name in sorted(set(inputs_a) | set(inputs_b)):
         if inputs_a.get(name) != inputs_b.get(name):
             changed_inputs[name] = [
@@ -107,27 +97,49 @@ def _cache_difference(a: StepRunResponse, b: StepRunResponse) -> dict[str, Any] 
     }
 
 
-def diff_runs(a: PipelineRunResponse, b: PipelineRunResponse) -> GraphDiff:
-    found = GraphDiff(a.name, b.name)
-    found.only_in_a = [name for name in a.steps if name not in b.steps]
-    found.only_in_b = [name for name in b.steps if name not in a.steps]
-    names_a, names_b = _names(a), _names(b)
-    for name, step_a in a.steps.items():
-        step_b = b.steps.get(name)
-        if step_b is None:
-            continue
-        if step_a.step_name != step_b.step_name:
-            found.different_step.append(
-                {"invocation": name, "a": step_a.step_name, "b": step_b.step_name}
-            )
-            continue  # another step: its key and parents differ as a matter of course
-        difference = _cache_difference(step_a, step_b)
-        if difference is not None:
-            found.different_cache_key.append(difference)
-        parents_a, parents_b = _parents(names_a, step_a), _parents(names_b, step_b)
-        if parents_a != parents_b:
-            found.different_parents.append({"invocation": name, "a": parents_a, "b": parents_b})
+def diff_runs(run_a: str, run_b: str, a: Iterator[Compared], b: Iterator[Compared]) -> GraphDiff:
+    """The differences of two runs' invocations, each run's given in the order of their ids;
+    each kind of difference in the order the invocations (first) started."""
+    found = GraphDiff(run_a, run_b)
+    started: dict[str, tuple[bool, datetime, str]] = {}  # of the invocations that differ
+    step_a, step_b = next(a, None), next(b, None)
+    while step_a is not None or step_b is not None:
+        if step_b is None or (step_a is not None and step_a.name < step_b.name):
+            assert step_a is not None
+            found.only_in_a.append(step_a.name)
+            started[step_a.name] = _start(step_a)
+            step_a = next(a, None)
+        elif step_a is None or step_b.name < step_a.name:
+            found.only_in_b.append(step_b.name)
+            started[step_b.name] = _start(step_b)
+            step_b = next(b, None)
+        else:
+            if _compare(found, step_a, step_b):
+                started[step_a.name] = _start(step_a)
+            step_a, step_b = next(a, None), next(b, None)
+    found.only_in_a.sort(key=started.__getitem__)
+    found.only_in_b.sort(key=started.__getitem__)
+    for items in (found.different_step, found.different_cache_key, found.different_parents):
+        items.sort(key=lambda item: started[item["invocation"]])
     return found
+
+
+def _start(step: Compared) -> tuple[bool, datetime, str]:
+    """How to order it: by when it first started (never: last), then by id."""
+    return (step.first_start is None, step.first_start or datetime.min, step.name)
+
+
+def _compare(found: GraphDiff, a: Compared, b: Compared) -> bool:
+    """One invocation of both runs; whether they differ."""
+    if a.step_name != b.step_name:
+        found.different_step.append({"invocation": a.name, "a": a.step_name, "b": b.step_name})
+        return True  # another step: its key and parents differ as a matter of course
+    difference = _cache_difference(a, b)
+    if difference is not None:
+        found.different_cache_key.append(difference)
+    if a.parents != b.parents:
+        found.different_parents.append({"invocation": a.name, "a": a.parents, "b": b.parents})
+    return difference is not None or a.parents != b.parents
 
 
 def describe(diff: GraphDiff) -> list[tuple[str, str, str]]:

@@ -274,10 +274,15 @@ def diff(
     """Where two runs' graphs differ: invocations only in one, another step under the same
     id, another cache key (code or inputs), other parents."""
     from branchwork.cli.diff import describe, diff_runs
-    from branchwork.client import Client
+    from branchwork.metadata.run_comparison import compared_invocations
+    from branchwork.metadata.run_pages import find_run
+    from branchwork.metadata.store import get_engine
 
-    client = Client()
-    found = diff_runs(client.get_pipeline_run(run_a), client.get_pipeline_run(run_b))
+    engine = get_engine()
+    a, b = find_run(engine, run_a), find_run(engine, run_b)
+    found = diff_runs(
+        a.name, b.name, compared_invocations(engine, a), compared_invocations(engine, b)
+    )
     if output is OutputFormat.json:
         render.print_json(found.to_dict())
     elif found.same:

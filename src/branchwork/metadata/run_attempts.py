@@ -54,7 +54,7 @@ def _chunk(
 ) -> AttemptChunk:
     ids = [row.id for row in rows]
     outputs = _links(conn, s.step_run_output_artifact, ids, {}) if links else {}
-    parents, names = _parents(conn, ids) if links else ({}, {})
+    parents, names = parents_of(conn, ids) if links else ({}, {})
     attempts = [
         step_run_response(row, {}, outputs.get(row.id, {}), tuple(parents.get(row.id, ())), None)
         for row in rows
@@ -66,7 +66,7 @@ def _chunk(
     return AttemptChunk(attempts, names)
 
 
-def _parents(
+def parents_of(
     conn: Connection, step_run_ids: list[str]
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Child step run id -> its parents' step run ids; parent id -> its invocation id."""
