@@ -56,3 +56,25 @@ def test_each_invocation_once_as_its_latest_attempt_in_code_point_order(store_ur
     )
     assert by_name["add"].parents == sorted(set(ids) - {"add"})
     assert by_name["add"].inputs["values"][0] == {"$ref": "part", "output": "output"}
+
+
+@step
+def scale(x: int, by: int) -> int:
+    return x * by
+
+
+@pipeline
+def static_chain(by: int) -> int:  # no value read: static, configurations in its snapshot
+    return scale(scale(1, by=by), by=by)
+
+
+def test_a_static_runs_inputs_come_from_its_snapshot(store_url):
+    assert static_chain(by=3) == 9
+    engine = get_engine()
+    run = find_run(engine, static_chain.last_run.id)
+    assert not run.snapshot.is_dynamic
+    compared = list(compared_invocations(engine, run, size=1))
+    assert [(c.name, c.inputs, c.parents) for c in compared] == [
+        ("scale", {"x": 1, "by": 3}, []),
+        ("scale_2", {"x": {"$ref": "scale", "output": "output"}, "by": 3}, ["scale"]),
+    ]

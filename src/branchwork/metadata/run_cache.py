@@ -46,7 +46,7 @@ def cache_groups(engine: Engine, run: PipelineRunResponse) -> list[CacheGroup]:
         select(step.step_name, step.cache_verdict, func.count().label("invocations"))
         .where(step.run_id == run.id, latest_attempt())
         .group_by(step.step_name, step.cache_verdict)
-        .order_by(func.count().desc(), step.step_name)
+        .order_by(func.count().desc(), step.step_name, step.cache_verdict)
     )
     with engine.connect() as conn:
         groups = conn.execute(counted).all()
@@ -61,7 +61,7 @@ def cache_groups(engine: Engine, run: PipelineRunResponse) -> list[CacheGroup]:
                     else step.cache_verdict == group.cache_verdict,
                     latest_attempt(),
                 )
-                .order_by(step.start_time)
+                .order_by(step.start_time, step.name)
                 .limit(1)
             ).one()
             for group in groups

@@ -6,7 +6,8 @@ memory).
 The order is the ids' code points: SQLite's binary collation, PostgreSQL's "C" collation (its
 default one sorts by language rules, which a merge in Python could not follow). Of each
 invocation, its latest attempt; its inputs as its configuration records them (the step
-run's, or a static run's snapshot's); its parents as invocation ids. Never writes.
+run's, or a static run's snapshot's, read whole once: a static run's graph is in memory
+when it runs anyway); its parents as invocation ids. Never writes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, select
 
+from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
 from branchwork.metadata.chunking import chunks
 from branchwork.metadata.run_attempts import CHUNK, parents_of
@@ -53,23 +55,34 @@ def compared_invocations(
         # The latest attempts read so far, with their first attempts' start times: all but
         # the last invocation's complete.
         latest: list[tuple[Any, datetime | None]] = []
+        planned: dict[str, dict[str, Any]] = {}  # a static run's, read when first needed
         for row in rows:
             if latest and latest[-1][0].name == row.name:
                 latest[-1] = (row, latest[-1][1])  # a later attempt
                 continue
+            if latest and row.name < latest[-1][0].name:  # a merge would go wrong silently
+                raise BranchworkError(
+                    f"Run '{run.name}': the store returned invocation '{row.name}' after "
+                    f"'{latest[-1][0].name}', out of code point order; cannot compare it."
+                )
             if len(latest) > size:
-                yield from _compared(conn, run, latest[:-1])
+                yield from _compared(conn, run, latest[:-1], planned)
                 latest = latest[-1:]
             latest.append((row, row.start_time))
-        yield from _compared(conn, run, latest)
+        yield from _compared(conn, run, latest, planned)
 
 
 def _compared(
-    conn: Connection, run: PipelineRunResponse, latest: Sequence[tuple[Any, datetime | None]]
+    conn: Connection,
+    run: PipelineRunResponse,
+    latest: Sequence[tuple[Any, datetime | None]],
+    planned: dict[str, dict[str, Any]],
 ) -> list[Compared]:
     rows = [row for row, _ in latest]
     parents, names = parents_of(conn, [row.id for row in rows])
-    inputs = _inputs(conn, run, rows)
+    inputs = _recorded(conn, [row.id for row in rows])
+    if len(inputs) < len(rows) and not planned:
+        planned.update(_planned(conn, run))
     return [
         Compared(
             row.name,
@@ -77,37 +90,33 @@ def _compared(
             first_start,
             row.code_hash,
             row.cache_key,
-            inputs.get(row.id, {}),
+            inputs[row.id] if row.id in inputs else planned.get(row.name, {}),
             sorted({names.get(parent, parent) for parent in parents.get(row.id, ())}),
         )
         for row, first_start in latest
     ]
 
 
-def _inputs(conn: Connection, run: PipelineRunResponse, rows: Sequence[Any]) -> dict[str, Any]:
-    """Step run id -> the inputs its configuration records: its own (dynamic runs), else
-    the snapshot's of its invocation (static runs)."""
+def _recorded(conn: Connection, step_run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Step run id -> the inputs its own configuration records (a dynamic run's)."""
     config = s.step_configuration.c
-    found: dict[str, Any] = {}
-    for chunk in chunks([row.id for row in rows]):
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(step_run_ids):
         for step_run_id, text in conn.execute(
             select(config.step_run_id, config.config).where(config.step_run_id.in_(chunk))
         ):
             found[step_run_id] = _recorded_inputs(text)
-    planned = [row for row in rows if row.id not in found]
-    if planned:
-        by_name: dict[str, Any] = {}
-        for chunk in chunks([row.name for row in planned]):
-            for name, text in conn.execute(
-                select(config.name, config.config).where(
-                    config.snapshot_id == run.snapshot.id, config.name.in_(chunk)
-                )
-            ):
-                by_name[name] = _recorded_inputs(text)
-        for row in planned:
-            if row.name in by_name:
-                found[row.id] = by_name[row.name]
     return found
+
+
+def _planned(conn: Connection, run: PipelineRunResponse) -> dict[str, dict[str, Any]]:
+    """Invocation id -> the inputs the snapshot of a static run plans for it, all at once
+    (looked up a chunk of names at a time, each lookup read the whole snapshot's)."""
+    config = s.step_configuration.c
+    rows = conn.execute(
+        select(config.name, config.config).where(config.snapshot_id == run.snapshot.id)
+    )
+    return {name: _recorded_inputs(text) for name, text in rows}
 
 
 def _recorded_inputs(text: str | None) -> dict[str, Any]:
