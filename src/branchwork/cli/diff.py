@@ -8,8 +8,9 @@ inputs (literal arguments or which outputs feed it, from the recorded configurat
 input contents (same wiring, but upstream values differed).
 
 Both runs are read a chunk at a time in the order of invocation ids and merged
-(`metadata.run_comparison`): memory stays flat whatever their size, and the differences
-come in that order.
+(`metadata.run_comparison`): what is held is a chunk of each and the differences, whatever
+the runs' size (and an invocation's own inputs: a fan-in of a million holds them). Each
+kind of difference is listed in the order its invocations first started.
 """
 
 from __future__ import annotations
