@@ -12,7 +12,6 @@ when it runs anyway); its parents as invocation ids. Never writes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
 from branchwork.metadata.chunking import chunks
 from branchwork.metadata.run_attempts import CHUNK, parents_of
-from branchwork.models.responses import PipelineRunResponse
+from branchwork.models.responses import PipelineRunResponse, loads
 
 
 class Compared(NamedTuple):
@@ -120,6 +119,6 @@ def _planned(conn: Connection, run: PipelineRunResponse) -> dict[str, dict[str, 
 
 
 def _recorded_inputs(text: str | None) -> dict[str, Any]:
-    config = json.loads(text) if text else {}
+    config = loads(text, {})
     inputs = config.get("inputs") if isinstance(config, dict) else None
     return inputs if isinstance(inputs, dict) else {}
