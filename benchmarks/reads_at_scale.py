@@ -11,13 +11,16 @@ every work as a parent and an input (and a configuration naming them all); and t
 graph edges (load -> work, a value read; work -> total). Of the works, `--retried` needed a
 second attempt (the first recorded `retried`, with its error and traceback) and `--failed`
 failed on their second attempt too; the body skipped those, so the run completed. Each of
-those attempts logged a line, as did `total`.
+those attempts logged a line, as did `total`. As a run's session does when it ends, the
+run's figures per step name are then kept (`metadata.run_figures`); `--drop-figures` forgets
+them, to time the reads of a run without them (one still running, or recorded before them).
 Durations: about 4 ms each, one in a thousand ten times that.
 
     python benchmarks/reads_at_scale.py                       # N = 1 000 000
     python benchmarks/reads_at_scale.py 100000 --repeat 5
     python benchmarks/reads_at_scale.py --home /tmp/big       # build it there once, reuse it
     python benchmarks/reads_at_scale.py --all                 # also `runs show RUN --all`
+    python benchmarks/reads_at_scale.py --home /tmp/big --drop-figures
 
 Each command's wall time (median and range of `--repeat` fresh processes), its peak RSS and
 how many lines it printed, after the floor every command pays: `runs list` of an empty store
@@ -241,6 +244,7 @@ def write_run(home: Path, shape: Shape) -> None:
     from branchwork.ids import new_id
     from branchwork.metadata import schema
     from branchwork.metadata.recorder import artifact_id
+    from branchwork.metadata.run_groups import keep_figures
     from branchwork.metadata.store import get_engine, write_transaction
 
     engine = get_engine()
@@ -385,6 +389,20 @@ def write_run(home: Path, shape: Shape) -> None:
             .where(schema.pipeline_run.c.id == run_id)
             .values(end_time=writer.at(begin + 2.1))
         )
+    started = time.perf_counter()
+    keep_figures(engine, run_id)  # as the run's session does once its end is recorded
+    print(f"kept the run's figures in {time.perf_counter() - started:.2f} s")
+
+
+def drop_figures(home: Path) -> None:
+    """Forget the run's kept figures: reads count its step runs, as for a run still running
+    or one recorded before figures were kept."""
+    os.environ["BRANCHWORK_HOME"] = str(home)
+    from branchwork.metadata import schema
+    from branchwork.metadata.store import get_engine
+
+    with get_engine().begin() as conn:
+        conn.execute(schema.run_summary.delete())
 
 
 def build_store(home: Path, shape: Shape) -> None:
@@ -479,6 +497,9 @@ def main() -> None:
         home, steps, retried, failed = sys.argv[2], *map(int, sys.argv[3:6])
         write_run(Path(home), Shape(steps, retried, failed))
         return
+    if sys.argv[1:2] == ["--drop-figures"]:
+        drop_figures(Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("steps", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--retried", type=int, default=300)
@@ -487,6 +508,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--home", type=Path, help="build the store here (reused if there)")
     parser.add_argument("--all", action="store_true", help="also time `runs show RUN --all`")
+    parser.add_argument(
+        "--drop-figures",
+        action="store_true",
+        help="forget the run's kept figures first (as a running run, or one recorded before "
+        "they were kept, is read)",
+    )
     options = parser.parse_args()
     shape = Shape(options.steps, options.retried, options.failed)
     commands = [
@@ -504,6 +531,8 @@ def main() -> None:
         if not (home / "branchwork.db").exists():
             home.mkdir(parents=True, exist_ok=True)
             build_store(home, shape)
+        if options.drop_figures:
+            subprocess.run([sys.executable, __file__, "--drop-figures", str(home)], check=True)
         measure(home, commands, options.repeat, options.timeout)
 
 

@@ -544,3 +544,33 @@ def test_0014_fills_in_the_edges_the_recorder_writes(store_url):
         assert step_edges(engine) == recorded
     finally:
         engine.dispose()
+
+
+def test_0015_adds_the_kept_figures_table_and_goes_down_and_up_keeping_every_row(store_url):
+    """Runs recorded at 0014 keep no figures: they are read from their step runs, as before;
+    down to 0014 drops the table (and any figures kept) and keeps every other row."""
+    from alembic import command
+
+    from branchwork.metadata.run_groups import step_groups
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0014")
+        with engine.begin() as conn:
+            for statement in (*ROWS_AT_0008, *ROWS_OF_A_DYNAMIC_RUN):
+                conn.execute(text(statement))
+        store.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM run_summary")).scalar() == 0
+        groups = step_groups(engine, find_run(engine, "dynamic-run"))
+        assert sorted(group.step_name for group in groups) == ["count", "total", "work"]
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0014")
+        assert "run_summary" not in inspect(engine).get_table_names()
+        assert row_counts(engine) == (2, 7, 3, 1, 1)
+        store.upgrade(engine)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()

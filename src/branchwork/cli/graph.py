@@ -46,7 +46,7 @@ from branchwork.cli.render import STATUS_STYLES, kind
 from branchwork.models import PipelineRunResponse
 
 if TYPE_CHECKING:
-    from branchwork.metadata.run_groups import StepGroup
+    from branchwork.metadata.run_figures import StepGroup
 
 VALUE_MARK = "(value)"  # an edge by value in the text tree
 

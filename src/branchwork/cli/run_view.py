@@ -38,7 +38,7 @@ from branchwork.models import shapes
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from branchwork.metadata.run_groups import Durations, StepGroup
+    from branchwork.metadata.run_figures import Durations, StepGroup
     from branchwork.metadata.run_listing import StepRunOrigin
     from branchwork.metadata.run_pages import InvocationRow, Page
     from branchwork.models import PipelineRunResponse, StepRunResponse, WaitResponse
@@ -71,8 +71,7 @@ class RunSummary:
 
     @property
     def invocations(self) -> int:
-        from branchwork.metadata.run_groups import counts_of
-        from branchwork.metadata.run_pages import recorded
+        from branchwork.metadata.run_pages import counts_of, recorded
 
         return recorded(counts_of(self.groups))
 
@@ -110,7 +109,7 @@ def print_run_json(
 
 def summary_dict(summary: RunSummary, waits: list[WaitResponse]) -> dict[str, Any]:
     """The JSON of `runs show`, with "steps" left null (see `print_with_steps`)."""
-    from branchwork.metadata.run_groups import counts_of
+    from branchwork.metadata.run_pages import counts_of
 
     run = summary.run
     return {

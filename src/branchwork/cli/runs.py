@@ -197,8 +197,8 @@ def graph(run: RunArgument, fmt: FormatOption = None, output: FileOption = None)
     more than 1000 invocations is drawn one node per step name."""
     from branchwork.cli.graph import group_steps, step_name_groups
     from branchwork.client import Client
-    from branchwork.metadata.run_groups import counts_of, group_edges, step_groups
-    from branchwork.metadata.run_pages import find_run, recorded
+    from branchwork.metadata.run_groups import group_edges, step_groups
+    from branchwork.metadata.run_pages import counts_of, find_run, recorded
     from branchwork.metadata.store import get_engine
 
     engine = get_engine()

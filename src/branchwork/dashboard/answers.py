@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from branchwork.metadata.run_groups import StepGroup
-from branchwork.metadata.run_groups import counts_of as counts_of  # shared with the CLI
+from branchwork.metadata.run_figures import StepGroup
 from branchwork.metadata.run_listing import StepRunOrigin
+from branchwork.metadata.run_pages import counts_of as counts_of  # shared with the CLI
 from branchwork.models.responses import PipelineRunResponse, StepRunResponse
 from branchwork.models.shapes import durations_dict as durations_dict  # shared with the CLI
 from branchwork.models.shapes import group_dict as group_dict

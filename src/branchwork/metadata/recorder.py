@@ -130,6 +130,7 @@ class Recorder:
         self._run_update: dict[str, Any] = {}
         self._run_outputs: list[dict[str, Any]] = []
         self._logs: list[dict[str, Any]] = []
+        self.step_runs_recorded = 0  # by this recorder: whether the run is big (`run_figures`)
 
     def step_run(
         self,
@@ -149,6 +150,7 @@ class Recorder:
     ) -> None:
         """A step run begins (or, for a cache hit, happens). `config` set for dynamic runs;
         `cache` is its key parts (JSON), cache verdict and reason."""
+        self.step_runs_recorded += 1
         self._step_runs[step_run_id] = {
             "id": step_run_id,
             "run_id": self.run_id,

@@ -8,7 +8,8 @@ last ended, and its duration percentiles, maximum and stragglers, are read by wa
 (`schema`, `seconds`) a few rows at a time. The edges between step names are rows of their
 own that the recorder writes once each (`schema.step_edge`): a few per run, whatever its size.
 See `run_pages` for the reading rules (latest attempts, superseded ones taken away; running
-reads failed in a finished run).
+reads failed in a finished run). A big run keeps its counts, spans and durations when it ends
+(`keep_figures`, `run_figures`): reading them is then one row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,13 +33,17 @@ from sqlalchemy import (
 )
 
 from branchwork.metadata import schema as s
+from branchwork.metadata.retries import retrying
+from branchwork.metadata.run_figures import Durations, Figures, StepGroup, keep, kept
 from branchwork.metadata.run_pages import (
-    empty_counts,
+    find_run,
+    is_finished,
     latest_counts,
     settle_counts,
     superseded_attempts,
 )
 from branchwork.metadata.seconds import seconds_between
+from branchwork.metadata.store import write_transaction
 from branchwork.models.responses import PipelineRunResponse
 
 EXECUTED = ("completed", "failed")  # what duration figures are made of (cache hits take ~0)
@@ -48,34 +52,15 @@ STRAGGLERS = 10  # at most this many per step name
 SECONDS: Any = literal_column("seconds")  # the seconds a union of `_executed` selects
 
 
-@dataclass(frozen=True)
-class StepGroup:
-    """The invocations of one step in a run: counts by state, when the first started and
-    the last ended, and how many ran to an end (completed or failed), which its duration
-    figures are made of."""
-
-    step_name: str
-    counts: dict[str, int]
-    total: int
-    first_start: datetime | None
-    last_end: datetime | None
-    executed: int = 0
-
-
-@dataclass(frozen=True)
-class Durations:
-    """Seconds taken by the executed invocations of one step: nearest-rank percentiles and
-    the stragglers (invocation, seconds), slowest first."""
-
-    p50: float
-    p95: float
-    max: float
-    stragglers: list[tuple[str, float]] = field(default_factory=list)
-
-
 def step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
     """One group per step name of the run, in the order they first started (a static run's
     planned steps that have not started come last)."""
+    with engine.connect() as conn:
+        figures = kept(conn, [run]).get(run.id)
+    return _step_groups(engine, run) if figures is None else figures.groups
+
+
+def _step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
     step = s.step_run.c
     with engine.connect() as conn:
         attempts = conn.execute(  # in the order of the index on (run, status, step name)
@@ -106,15 +91,6 @@ def step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
                 StepGroup(step_name, group_counts, total, first, last, executed[step_name])
             )
     return sorted(groups, key=lambda g: (g.first_start or datetime.max, g.step_name))
-
-
-def counts_of(groups: Sequence[StepGroup]) -> dict[str, int]:
-    """A run's counts by state: its step names' summed (saves reading them again)."""
-    counts = empty_counts()
-    for group in groups:
-        for state, count in group.counts.items():
-            counts[state] += count
-    return counts
 
 
 def _executed_counts(attempts: Sequence[Any], superseded: Sequence[Any]) -> dict[str, int]:
@@ -207,7 +183,16 @@ def group_durations(
     """Step name -> p50, p95, max and stragglers of its executed invocations (latest
     attempts), each read from a few rows of the index on seconds; `groups`: the run's
     `step_groups`, when already read."""
-    groups = step_groups(engine, run) if groups is None else groups
+    with engine.connect() as conn:
+        figures = kept(conn, [run]).get(run.id)
+    if figures is not None:
+        return figures.durations
+    return _group_durations(engine, run, step_groups(engine, run) if groups is None else groups)
+
+
+def _group_durations(
+    engine: Engine, run: PipelineRunResponse, groups: Sequence[StepGroup]
+) -> dict[str, Durations]:
     with engine.connect() as conn:
         superseded = _timed_executed(superseded_attempts(conn, [run.id]))
         return {
@@ -288,6 +273,20 @@ def _nth_kept(window: list[float], before: int, excluded: list[float], rank: int
         if before + bisect_right(window, value) - bisect_right(excluded, value) >= rank:
             return value
     return window[-1]
+
+
+@retrying("keeping the run's figures")
+def keep_figures(engine: Engine, run_id: str) -> None:
+    """Compute the figures of the run `run_id`, which has ended, and keep them
+    (`run_figures`). The run is read first: if it changes while they are computed (a resume),
+    they are kept for the run as it was, which it no longer matches."""
+    run = find_run(engine, run_id)
+    if not is_finished(run) or run.end_time is None:
+        return
+    groups = _step_groups(engine, run)
+    figures = Figures(groups, _group_durations(engine, run, groups))
+    with write_transaction(engine) as conn:
+        keep(conn, run, figures)
 
 
 def has_step_name(engine: Engine, run: PipelineRunResponse, step_name: str) -> bool:

@@ -17,7 +17,8 @@ A run of a million step runs is read grouped (`run_pages`, `run_groups`), from i
 `step_run` that answer each figure without reading the rows: later attempts (run, attempt),
 counts by state and duration percentiles (run, status, step name, seconds), and when a step
 first started and last ended (run, step name, start / end time). See `seconds`. The edges
-between its step names are rows of their own (`step_edge`), a few per run.
+between its step names are rows of their own (`step_edge`), a few per run, and a big run's
+figures per step name are kept in one row when it ends (`run_summary`).
 """
 
 from __future__ import annotations
@@ -303,6 +304,19 @@ step_edge = Table(
     Column("from_name", String(255), primary_key=True),
     Column("to_name", String(255), primary_key=True),
     Column("kind", STATUS, primary_key=True),  # "data" | "value"
+)
+
+# A finished run's figures per step name (`run_figures`), kept when a big run ends so that
+# reading them is one row rather than a walk of its step runs' indexes. `status` and
+# `end_time` are the run's as summarized: a run that has changed since (resumed, ended again)
+# no longer matches them, and is read from its step runs.
+run_summary = Table(
+    "run_summary",
+    metadata,
+    Column("run_id", ID, ForeignKey("pipeline_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", STATUS, nullable=False),
+    Column("end_time", DateTime, nullable=False),
+    Column("figures", Text, nullable=False),
 )
 
 pipeline_run_output = Table(

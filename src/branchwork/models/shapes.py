@@ -20,7 +20,7 @@ from branchwork.models.waits import WaitResponse
 
 if TYPE_CHECKING:  # records the store's readers make; only their fields are used here
     from branchwork.metadata.run_cache import CacheGroup
-    from branchwork.metadata.run_groups import Durations, StepGroup
+    from branchwork.metadata.run_figures import Durations, StepGroup
     from branchwork.metadata.run_listing import StepRunOrigin
     from branchwork.metadata.run_pages import InvocationRow, Page
 

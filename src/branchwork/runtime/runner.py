@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 import time
 import traceback
@@ -27,6 +28,8 @@ from branchwork.graph.tracing import trace
 from branchwork.metadata import error_records
 from branchwork.metadata.queries import earlier_run, latest_attempts
 from branchwork.metadata.recorder import Recorder, utc
+from branchwork.metadata.run_figures import KEPT_FROM
+from branchwork.metadata.run_groups import keep_figures
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
 from branchwork.runtime.engine import Engine
@@ -38,6 +41,8 @@ from branchwork.runtime.loop import RunLoop
 from branchwork.runtime.replay import graph_check_for
 from branchwork.runtime.requests import RunOutcome, RunRequest
 from branchwork.runtime.waits import PauseRequested, record_paused
+
+logger = logging.getLogger("branchwork")
 
 _orchestrator_run_id: ContextVar[str | None] = ContextVar(
     "branchwork_orchestrator_run_id", default=None
@@ -152,6 +157,8 @@ class RunSession:
         self._wait_for_children()
         try:
             self.recorder.flush()  # its end, after its children's
+            if self.hooks.context.resumed or self.recorder.step_runs_recorded >= KEPT_FROM:
+                _keep_figures(self.recorder)  # a resumed run's size is its sessions' together
         finally:
             self._end_recorded.set()
             _running_sessions.pop(self.loop.run_id, None)
@@ -250,6 +257,19 @@ class RunSession:
         if self.hooks.errors:
             self.recorder.run_update(hook_errors=json.dumps(self.hooks.errors))
             self.recorder.flush()
+
+
+def _keep_figures(recorder: Recorder) -> None:
+    """Keep a big run's figures per step name (`metadata.run_figures`). Its end is recorded
+    already: if they cannot be kept, the run is read from its step runs, as any run can be."""
+    try:
+        keep_figures(recorder.engine, recorder.run_id)
+    except Exception as error:  # noqa: BLE001 - the run ended as recorded, whatever this does
+        logger.warning(
+            "Could not keep the figures of run %s (%s); reading it counts its step runs.",
+            recorder.run_id,
+            str(error).splitlines()[0] if str(error) else type(error).__name__,
+        )
 
 
 def _record_failure(
