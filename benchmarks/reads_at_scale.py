@@ -118,6 +118,9 @@ class Writer:
         self.versions: dict[str, int] = {}
         self.pending: dict[str, list[dict[str, Any]]] = {}
 
+    def log(self, step_run_id: str, text: str) -> None:
+        self.add("step_log", {"step_run_id": step_run_id, "text": text, "run_id": self.run_id})
+
     def add(self, table: str, row: dict[str, Any]) -> None:
         rows = self.pending.setdefault(table, [])
         rows.append(row)
@@ -328,13 +331,13 @@ def write_run(home: Path, shape: Shape) -> None:
                 first = writer.step_run(
                     name, "work", 1, "retried", (begin, end), {"i": index}, config, error
                 )
-                writer.add("step_log", {"step_run_id": first, "text": f"{error}: try 1\n"})
+                writer.log(first, f"{error}: try 1\n")
                 begin, end = end + 0.001, end + 0.001 + next(durations)
                 if index in broken:
                     second = writer.step_run(
                         name, "work", 2, "failed", (begin, end), {"i": index}, config, error
                     )
-                    writer.add("step_log", {"step_run_id": second, "text": f"{error}: try 2\n"})
+                    writer.log(second, f"{error}: try 2\n")
                     continue
             attempt = 2 if index in flaky else 1
             done = writer.step_run(
@@ -353,7 +356,7 @@ def write_run(home: Path, shape: Shape) -> None:
             {},
             step_config("total", {"values": refs}, []),
         )
-        writer.add("step_log", {"step_run_id": total, "text": f"summing {len(completed)}\n"})
+        writer.log(total, f"summing {len(completed)}\n")
         for position, (_, parent, version) in enumerate(completed):
             writer.add("step_run_parent", {"child_id": total, "parent_id": parent})
             writer.add(

@@ -574,3 +574,35 @@ def test_0015_adds_the_kept_figures_table_and_goes_down_and_up_keeping_every_row
         assert schema_differences(engine) == []
     finally:
         engine.dispose()
+
+
+def test_0016_gives_each_step_log_its_run_and_goes_down_and_up_keeping_every_row(store_url):
+    """Logs recorded at 0015 get their step run's run id, and `runs logs` finds them by it;
+    down to 0015 drops the column and its index and keeps every row."""
+    from alembic import command
+
+    from branchwork.metadata.run_logs import StepLog, step_logs
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0015")
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0008:
+                conn.execute(text(statement))
+        store.upgrade(engine)
+        with engine.connect() as conn:
+            logs = conn.execute(text("SELECT step_run_id, run_id FROM step_log")).all()
+        assert [tuple(row) for row in logs] == [("b", "r")]
+        run = find_run(engine, "old-run")
+        assert step_logs(engine, run) == [StepLog("train", "completed", "epoch 1")]
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0015")
+        assert "run_id" not in {c["name"] for c in inspect(engine).get_columns("step_log")}
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
+        store.upgrade(engine)
+        assert step_logs(engine, run) == [StepLog("train", "completed", "epoch 1")]
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()

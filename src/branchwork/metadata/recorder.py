@@ -228,7 +228,7 @@ class Recorder:
 
     def step_log(self, step_run_id: str, text: str) -> None:
         """What one step run printed and logged."""
-        self._logs.append({"step_run_id": step_run_id, "text": text})
+        self._logs.append({"step_run_id": step_run_id, "text": text, "run_id": self.run_id})
 
     def output(self, step_run_id: str, name: str, version_id: str) -> None:
         """Link an existing artifact version as an output (cache hits)."""

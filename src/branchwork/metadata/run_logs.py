@@ -27,15 +27,15 @@ def step_logs(
     """The logs of the latest attempt of each of the run's invocations (or of `invocation`)
     that printed or logged anything, in the order they started.
 
-    The logged attempts are read first and the superseded ones dropped after: checking every
-    step run of the run for a later attempt before looking for its log took SQLite seconds
-    for a million step runs."""
-    step = s.step_run.c
+    The logged attempts are read first, by the run id their logs carry, and the superseded
+    ones dropped after: walking the run's step runs to look each one's log up, or to check it
+    for a later attempt, took SQLite seconds for a million step runs."""
+    step, log = s.step_run.c, s.step_log.c
     query = (
-        select(step.name, step.attempt, step.status, s.step_log.c.text)
+        select(step.name, step.attempt, step.status, log.text)
         .select_from(s.step_log)
-        .join(s.step_run, step.id == s.step_log.c.step_run_id)
-        .where(step.run_id == run.id)
+        .join(s.step_run, step.id == log.step_run_id)
+        .where(log.run_id == run.id)
         .order_by(step.start_time, step.name)
     )
     if invocation is not None:

@@ -333,11 +333,15 @@ pipeline_run_output = Table(
     Index(None, "artifact_version_id"),
 )
 
+# What a step run printed and logged, with the run it belongs to: a run's few logs are found
+# by run id, not by walking its step runs and looking each up here (a million of them).
 step_log = Table(
     "step_log",
     metadata,
     Column("step_run_id", ID, ForeignKey("step_run.id", ondelete="CASCADE"), primary_key=True),
     Column("text", Text, nullable=False),
+    Column("run_id", ID),  # the step run's; every writer sets it (null only before 0016)
+    Index(None, "run_id"),
 )
 
 stack_component = Table(
