@@ -500,7 +500,7 @@ def main() -> None:
         home, steps, retried, failed = sys.argv[2], *map(int, sys.argv[3:6])
         write_run(Path(home), Shape(steps, retried, failed))
         return
-    if sys.argv[1:2] == ["--drop-figures"]:
+    if sys.argv[1:2] == ["--forget-figures-in"]:
         drop_figures(Path(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -535,7 +535,7 @@ def main() -> None:
             home.mkdir(parents=True, exist_ok=True)
             build_store(home, shape)
         if options.drop_figures:
-            subprocess.run([sys.executable, __file__, "--drop-figures", str(home)], check=True)
+            subprocess.run([sys.executable, __file__, "--forget-figures-in", str(home)], check=True)
         measure(home, commands, options.repeat, options.timeout)
 
 

@@ -4,10 +4,11 @@ same as counting its step runs; a row the run no longer matches is never read.""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 
 from branchwork import Client, pipeline, step
@@ -93,6 +94,29 @@ def test_a_big_run_keeps_figures_that_read_as_its_step_runs_count(store_url):
     assert counts["completed"] == KEPT_FROM + 1 and sum(counts.values()) == KEPT_FROM + 1
     assert counted(run.id) == kept
     assert kept_rows(run.id) == []
+
+
+def test_readers_read_the_kept_row_not_the_step_runs():
+    """A row edited in place is what every reader returns: they read it, not the step runs
+    (whose counts equal it, so the test above alone could not tell)."""
+    fan(n=KEPT_FROM)
+    run_id = fan.last_run.id
+    summary = schema.run_summary.c
+    with get_engine().begin() as conn:
+        kept = json.loads(
+            conn.execute(select(summary.figures).where(summary.run_id == run_id)).scalar_one()
+        )
+        kept["groups"][0]["counts"]["completed"] = 7
+        kept["durations"]["work"][0] = 123.0
+        conn.execute(
+            update(schema.run_summary)
+            .where(summary.run_id == run_id)
+            .values(figures=json.dumps(kept))
+        )
+    groups, durations, counts = figures(run_id)
+    assert by_step(groups)["work"] == {"completed": 7}
+    assert durations["work"].p50 == 123.0
+    assert counts["completed"] == 8
 
 
 def test_a_small_run_keeps_no_figures():

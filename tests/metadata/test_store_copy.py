@@ -14,6 +14,9 @@ from branchwork import ArtifactConfig, Client, log_artifact_metadata, pipeline, 
 from branchwork.config import home
 from branchwork.exceptions import PipelineRunFailedError
 from branchwork.metadata import schema, store_copy
+from branchwork.metadata.run_figures import KEPT_FROM
+from branchwork.metadata.run_groups import group_durations, step_groups
+from branchwork.metadata.run_pages import find_run, run_counts
 from branchwork.metadata.store import dispose_engines, get_engine
 from branchwork.metadata.store_copy import copy_rows, prepare_copy
 from branchwork.stack.components import register_artifact_store
@@ -21,6 +24,7 @@ from branchwork.stack.stacks import list_stacks, register_stack
 
 # Tables every store seeds itself (the default stack): compared by name, not by id.
 SEEDED = {"stack_component", "stack", "setting"}
+COPIED = [t for t in schema.metadata.sorted_tables if t is not schema.run_summary]
 
 
 @step
@@ -43,6 +47,16 @@ def total(values: list) -> Annotated[int, ArtifactConfig(name="copy_total", tags
 @step
 def fails(values: list) -> int:
     raise ValueError(f"refusing {len(values)} values")
+
+
+@step
+def item(i: int) -> int:
+    return i
+
+
+@pipeline
+def copy_big(n: int):
+    return total([item(i) for i in range(n)])
 
 
 @pipeline
@@ -96,7 +110,7 @@ def count(url: str, table) -> int:
 
 
 def assert_same_history(source: str, target: str) -> None:
-    for table in schema.metadata.sorted_tables:
+    for table in COPIED:
         if table.name not in SEEDED:
             assert rows(target, table) == rows(source, table), table.name
     for table in (schema.stack_component, schema.stack):
@@ -109,7 +123,7 @@ def test_a_copy_holds_every_run_step_artifact_log_and_stack(target_url, tmp_path
     source = home.store_url()
     copies = copy_rows(prepare_copy(source, target_url))
 
-    assert [copy.table for copy in copies] == [t.name for t in schema.metadata.sorted_tables]
+    assert [copy.table for copy in copies] == [t.name for t in COPIED]
     assert {copy.table: copy.copied for copy in copies}["step_run"] == count(
         source, schema.step_run
     )
@@ -182,3 +196,29 @@ def test_two_laptops_running_one_pipeline_merge_with_versions_numbered_after(
     monkeypatch.setenv("BRANCHWORK_STORE_URL", team)
     assert copy_static(n=7) == 21  # a new run on the team store numbers after them all
     assert Client(team).get_artifact_version("copy_total").version == 5
+
+
+def test_a_big_runs_kept_figures_stay_behind_and_the_copy_reads_the_same(target_url):
+    """Figures kept when a run ended describe the run as it was then: a copy made before a
+    resume, then topped up after it, would describe the old run with them. They are not
+    copied; the target counts the run's step runs, which give the same figures."""
+    assert copy_big(n=KEPT_FROM) == sum(range(KEPT_FROM))
+    source = home.store_url()
+    assert count(source, schema.run_summary) == 1
+    copies = copy_rows(prepare_copy(source, target_url))
+    assert "run_summary" not in [copy.table for copy in copies]
+    assert count(target_url, schema.run_summary) == 0
+
+    def figures(url: str) -> tuple[object, ...]:
+        """The run's step groups and counts, and its durations to the microsecond (SQLite and
+        PostgreSQL compute seconds with floating-point errors of their own)."""
+        engine = get_engine(url)
+        run = find_run(engine, copy_big.last_run.id)
+        durations = {
+            name: [round(v, 6) for v in (d.p50, d.p95, d.max)]
+            + [(n, round(s, 6)) for n, s in d.stragglers]
+            for name, d in group_durations(engine, run).items()
+        }
+        return step_groups(engine, run), durations, run_counts(engine, [run])[run.id]
+
+    assert figures(target_url) == figures(source)

@@ -33,7 +33,6 @@ from sqlalchemy import (
 )
 
 from branchwork.metadata import schema as s
-from branchwork.metadata.retries import retrying
 from branchwork.metadata.run_figures import Durations, Figures, StepGroup, keep, kept
 from branchwork.metadata.run_pages import (
     find_run,
@@ -55,9 +54,13 @@ SECONDS: Any = literal_column("seconds")  # the seconds a union of `_executed` s
 def step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
     """One group per step name of the run, in the order they first started (a static run's
     planned steps that have not started come last)."""
-    with engine.connect() as conn:
-        figures = kept(conn, [run]).get(run.id)
+    figures = _kept(engine, run)
     return _step_groups(engine, run) if figures is None else figures.groups
+
+
+def _kept(engine: Engine, run: PipelineRunResponse) -> Figures | None:
+    with engine.connect() as conn:
+        return kept(conn, [run]).get(run.id)
 
 
 def _step_groups(engine: Engine, run: PipelineRunResponse) -> list[StepGroup]:
@@ -183,11 +186,10 @@ def group_durations(
     """Step name -> p50, p95, max and stragglers of its executed invocations (latest
     attempts), each read from a few rows of the index on seconds; `groups`: the run's
     `step_groups`, when already read."""
-    with engine.connect() as conn:
-        figures = kept(conn, [run]).get(run.id)
+    figures = _kept(engine, run)
     if figures is not None:
         return figures.durations
-    return _group_durations(engine, run, step_groups(engine, run) if groups is None else groups)
+    return _group_durations(engine, run, _step_groups(engine, run) if groups is None else groups)
 
 
 def _group_durations(
@@ -275,11 +277,11 @@ def _nth_kept(window: list[float], before: int, excluded: list[float], rank: int
     return window[-1]
 
 
-@retrying("keeping the run's figures")
 def keep_figures(engine: Engine, run_id: str) -> None:
     """Compute the figures of the run `run_id`, which has ended, and keep them
     (`run_figures`). The run is read first: if it changes while they are computed (a resume),
-    they are kept for the run as it was, which it no longer matches."""
+    they are kept for the run as it was, which it no longer matches. Not retried: they only
+    save reads, and nothing should wait for them."""
     run = find_run(engine, run_id)
     if not is_finished(run) or run.end_time is None:
         return

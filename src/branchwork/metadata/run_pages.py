@@ -325,6 +325,8 @@ def run_counts(engine: Engine, runs: Sequence[PipelineRunResponse]) -> dict[str,
     with engine.connect() as conn:
         counts = {run_id: counts_of(figures.groups) for run_id, figures in kept(conn, runs).items()}
         counted = [run for run in runs if run.id not in counts]
+        if not counted:
+            return counts
         ids = [run.id for run in counted]
         rows = conn.execute(
             select(step.run_id, step.status, func.count())

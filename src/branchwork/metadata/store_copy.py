@@ -2,7 +2,10 @@
 history into a team's PostgreSQL, and optionally its artifact files into the team's store.
 
 - Generic over the schema: every table of `schema.metadata`, parents before children
-  (`sorted_tables`), every column; a table that a later migration adds is copied too.
+  (`sorted_tables`), every column; a table that a later migration adds is copied too. Not
+  copied: a big run's kept figures (`run_summary`), derived from its step runs when it ended;
+  a second copy after the run was resumed would add the new step runs under figures of the
+  run as it was first copied. The target reads copied runs from their step runs.
 - Both stores at this branchwork's newest schema: the target is migrated first (Alembic); a
   source behind it is refused (migrating it is its owner's call: `branchwork db upgrade`),
   and so is a store newer than this branchwork (its tables may hold columns we would drop).
@@ -152,6 +155,8 @@ def copy_rows(plan: CopyPlan, progress: Progress | None = None) -> list[TableCop
     copies: list[TableCopy] = []
     with _snapshot(source) as reading:
         for table in schema.metadata.sorted_tables:
+            if table is schema.run_summary:
+                continue
             copy = TableCopy(table.name)
             for batch in _batches(reading, table):
                 rows = [_remapped(table, row, remap) for row in batch]

@@ -157,8 +157,6 @@ class RunSession:
         self._wait_for_children()
         try:
             self.recorder.flush()  # its end, after its children's
-            if self.hooks.context.resumed or self.recorder.step_runs_recorded >= KEPT_FROM:
-                _keep_figures(self.recorder)  # a resumed run's size is its sessions' together
         finally:
             self._end_recorded.set()
             _running_sessions.pop(self.loop.run_id, None)
@@ -217,6 +215,7 @@ class RunSession:
         )
         outcome = self._end(RunOutcome("completed"))
         self._end_hooks(outcome)
+        self._keep_figures()
         return outcome
 
     def fail(self, error: BaseException) -> RunOutcome:
@@ -234,6 +233,7 @@ class RunSession:
         stopped, cause = _record_failure(self.loop, self.recorder, error, interrupted)
         outcome = self._end(RunOutcome("stopped" if stopped else "failed", cause))
         self._end_hooks(outcome)
+        self._keep_figures()
         if not isinstance(error, Exception):
             raise error
         return outcome
@@ -249,7 +249,26 @@ class RunSession:
         if self.loop.failure is not None:
             return self.fail(self.loop.failure)
         record_paused(self.recorder, pause)
-        return self._end(RunOutcome("paused"))
+        outcome = self._end(RunOutcome("paused"))
+        self._keep_figures()
+        return outcome
+
+    def _keep_figures(self) -> None:
+        """Once the run's end is recorded and its hooks have run, a big run keeps its figures
+        per step name (`metadata.run_figures`); a resumed one does too, its size being its
+        sessions' together. Best effort: a run whose figures are not kept is read from its
+        step runs, as any run can be."""
+        recorder = self.recorder
+        if not (self.hooks.context.resumed or recorder.step_runs_recorded >= KEPT_FROM):
+            return
+        try:
+            keep_figures(recorder.engine, recorder.run_id)
+        except Exception as error:  # noqa: BLE001 - the run ended as recorded, whatever this does
+            logger.warning(
+                "Could not keep the figures of run %s (%s); reading it counts its step runs.",
+                recorder.run_id,
+                str(error).splitlines()[0] if str(error) else type(error).__name__,
+            )
 
     def _end_hooks(self, outcome: RunOutcome) -> None:
         """The pipeline's end hooks; what they raised is recorded with the run."""
@@ -257,19 +276,6 @@ class RunSession:
         if self.hooks.errors:
             self.recorder.run_update(hook_errors=json.dumps(self.hooks.errors))
             self.recorder.flush()
-
-
-def _keep_figures(recorder: Recorder) -> None:
-    """Keep a big run's figures per step name (`metadata.run_figures`). Its end is recorded
-    already: if they cannot be kept, the run is read from its step runs, as any run can be."""
-    try:
-        keep_figures(recorder.engine, recorder.run_id)
-    except Exception as error:  # noqa: BLE001 - the run ended as recorded, whatever this does
-        logger.warning(
-            "Could not keep the figures of run %s (%s); reading it counts its step runs.",
-            recorder.run_id,
-            str(error).splitlines()[0] if str(error) else type(error).__name__,
-        )
 
 
 def _record_failure(
