@@ -155,5 +155,5 @@ class Client:
         invocations and everything after them. Returns the pipeline's value."""
         from branchwork.pipelines.replay import replay_run
 
-        original = self.get_pipeline_run(id_or_name)
+        original = self.get_pipeline_run(id_or_name, include_steps=False)
         return replay_run(original, skip_successful, step_input_overrides)

@@ -225,3 +225,37 @@ def test_the_cli_replays_and_shows_what_a_run_replays(tmp_path):
     assert "'lr' is not STEP.ARG (e.g. train.lr=0.1)." in " ".join(
         bad.stderr.replace("│", " ").split()
     )
+
+
+def test_a_replay_reads_the_original_a_step_name_at_a_time_not_whole(tmp_path, monkeypatch):
+    """Neither checking the overrides nor reusing the original's results reads the original
+    whole (every step run with its inputs, parents and configuration: 15 KB each, a replay
+    of a million-step run did not fit in memory)."""
+    from branchwork.metadata import queries
+
+    assert rp.parts(folder=str(tmp_path), n=25) == sum(range(25))
+    original = rp.parts.last_run
+    whole_reads: list[str] = []
+    read_whole = queries._step_runs
+    monkeypatch.setattr(
+        queries,
+        "_step_runs",
+        lambda conn, run_id, *a: whole_reads.append(run_id) or read_whole(conn, run_id, *a),
+    )
+    assert Client().replay(original.id, True, {"part_3": {"scale": 10}}) == sum(range(25)) + 18
+    run = newest("parts")
+    assert statuses(run)["part_3"] == ("completed", "replayed")
+    assert statuses(run)["part_4"] == ("cached", "hit")
+    assert original.id not in whole_reads and run.id in whole_reads  # the spy does spy
+
+
+def test_an_unknown_override_lists_at_most_twenty_invocations(tmp_path):
+    rp.parts(folder=str(tmp_path), n=25)
+    original = rp.parts.last_run
+    first = sorted(original.steps)[:20]
+    with pytest.raises(ConfigurationError) as refused:
+        Client().replay(original.id, True, {"prat": {"scale": 2}})
+    assert str(refused.value) == (
+        f"Run '{original.name}' has no step or invocation 'prat' to override; its steps: "
+        f"part, total; its invocations: {', '.join(first)}, ... (26 in all)."
+    )

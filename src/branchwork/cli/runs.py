@@ -392,7 +392,7 @@ def replay(
 
     overrides = parse_overrides(override or [])
     client = Client()
-    record = client.get_pipeline_run(run)
+    record = client.get_pipeline_run(run, include_steps=False)
     run_and_report(
         lambda: client.replay(record.id, skip_successful, overrides),
         record.pipeline_name,

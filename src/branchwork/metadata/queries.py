@@ -271,9 +271,10 @@ def _links(
 
 
 class RecordedAttempt(NamedTuple):
-    """An invocation's latest attempt as a resumed run takes it over: what the graph check
-    compares (`runtime.graph_check.Attempt`) and the outputs it reuses, without the inputs,
-    parents and configuration of a `StepRunResponse`."""
+    """An invocation's latest attempt as a resumed run, or a replay of its run, takes it
+    over: what the graph check compares (`runtime.graph_check.Attempt`), the outputs it
+    reuses, and when and by which step run they were made (a replay records them as a cache
+    hit), without the inputs, parents and configuration of a `StepRunResponse`."""
 
     id: str
     step_name: str
@@ -282,6 +283,8 @@ class RecordedAttempt(NamedTuple):
     code_hash: str
     cache_key: str | None
     outputs: dict[str, ArtifactVersionResponse]
+    end_time: datetime | None
+    original_step_run_id: str | None  # a cache hit's: the step run that made its outputs
 
 
 def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
@@ -298,6 +301,8 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
                 step.status,
                 step.code_hash,
                 step.cache_key,
+                step.end_time,
+                step.original_step_run_id,
             )
             .where(step.run_id == run_id)
             .order_by(step.attempt)
@@ -314,6 +319,8 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
             row.code_hash,
             row.cache_key,
             outputs.get(row.id, {}),
+            row.end_time,
+            row.original_step_run_id,
         )
         for name, row in latest.items()
     }

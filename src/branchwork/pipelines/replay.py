@@ -18,6 +18,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import ConfigurationError
+from branchwork.metadata.recorded_calls import (
+    RecordedCall,
+    call_of,
+    calls_of_step,
+    some_invocations,
+    step_names,
+)
 from branchwork.metadata.runs import create_placeholder_run
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import (
@@ -35,12 +42,15 @@ from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from branchwork.graph.tracing import Compiled
     from branchwork.models import PipelineRunResponse
     from branchwork.pipelines.pipeline import Pipeline
     from branchwork.stack import Stack
 
 Requested = Mapping[str, Mapping[str, Any]]  # {step name or invocation id: {argument: value}}
+LISTED = 20  # invocation ids an error lists at most
 
 
 def replay_run(
@@ -63,24 +73,27 @@ def replay_run(
 def replay_plan(
     original: PipelineRunResponse, skip_successful: bool, overrides: Requested
 ) -> ReplayPlan:
-    """The plan, its override keys resolved against what the original recorded."""
-    recorded = _recorded_arguments(original)
-    steps: dict[str, list[str]] = {}
-    for invocation_id, (step_name, _) in recorded.items():
-        steps.setdefault(step_name, []).append(invocation_id)
+    """The plan, its override keys resolved against what the original recorded (read a step
+    name or an invocation at a time: `metadata.recorded_calls`)."""
+    engine = get_engine()
+    steps = step_names(engine, original)
     by_step: dict[str, dict[str, Any]] = {}
     by_invocation: dict[str, dict[str, Any]] = {}
     for key, values in overrides.items():
+        _check_values(key, values)
         if key in steps:
-            targets, into = steps[key], by_step
-        elif key in recorded:
-            targets, into = [key], by_invocation
+            targets, into = calls_of_step(engine, original, key), by_step
         else:
-            raise ConfigurationError(
-                f"Run '{original.name}' has no step or invocation {key!r} to override; its "
-                f"steps: {_listed(steps)}; its invocations: {_listed(recorded)}."
-            )
-        _check_arguments(original, key, values, {t: recorded[t][1] for t in targets})
+            call = call_of(engine, original, key)
+            if call is None:
+                raise ConfigurationError(
+                    f"Run '{original.name}' has no step or invocation {key!r} to override; "
+                    f"its steps: {_listed(steps)}; its invocations: "
+                    f"{_some_invocations(engine, original)}."
+                )
+            targets, into = iter([call]), by_invocation
+        for call in targets:
+            _check_arguments(original, call, values)
         into[key] = dict(values)
     return ReplayPlan(skip_successful, Overrides(by_step, by_invocation), _inherited(original))
 
@@ -97,35 +110,13 @@ def _inherited(original: PipelineRunResponse) -> Overrides:
     return Overrides() if plan is None else plan.overrides.over(plan.inherited)
 
 
-def _recorded_arguments(run: PipelineRunResponse) -> dict[str, tuple[str, set[str]]]:
-    """Invocation id -> (step name, argument names) of every invocation the run recorded:
-    static ones from the snapshot, dynamic ones from their step runs."""
-    configurations = dict(run.snapshot.step_configurations)
-    for name, step_run in run.steps.items():
-        if step_run.configuration is not None:
-            configurations.setdefault(name, step_run.configuration)
-    return {
-        name: (configuration.step_name, set(configuration.config.get("inputs") or {}))
-        for name, configuration in configurations.items()
-    }
-
-
-def _check_arguments(
-    run: PipelineRunResponse, key: str, values: Any, taken: dict[str, set[str]]
-) -> None:
-    """Each overridden argument is one every targeted invocation took (`taken`: its
-    arguments by invocation id), with a value that can be recorded."""
+def _check_values(key: str, values: Any) -> None:
+    """An override maps argument names to values that can be recorded."""
     if not isinstance(values, Mapping) or not values:
         raise ConfigurationError(
             f"The override of {key!r} must map argument names to values, got {values!r}."
         )
     for name, value in values.items():
-        for invocation_id, arguments in taken.items():
-            if name not in arguments:
-                raise ConfigurationError(
-                    f"Run '{run.name}': invocation '{invocation_id}' takes no argument "
-                    f"{name!r} to override; its arguments: {_listed(arguments)}."
-                )
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -133,6 +124,25 @@ def _check_arguments(
                 f"The override {key}.{name} is a {type(value).__name__}, which cannot be "
                 "recorded; overrides must be JSON-serializable."
             ) from None
+
+
+def _check_arguments(
+    run: PipelineRunResponse, call: RecordedCall, values: Mapping[str, Any]
+) -> None:
+    """Each overridden argument is one the targeted invocation took."""
+    for name in values:
+        if name not in call.arguments:
+            raise ConfigurationError(
+                f"Run '{run.name}': invocation '{call.invocation_id}' takes no argument "
+                f"{name!r} to override; its arguments: {_listed(call.arguments)}."
+            )
+
+
+def _some_invocations(engine: Engine, run: PipelineRunResponse) -> str:
+    """The run's invocation ids, the first LISTED of them if it has more."""
+    first, total = some_invocations(engine, run, LISTED)
+    listed = _listed(first)
+    return listed if total <= LISTED else f"{listed}, ... ({total} in all)"
 
 
 def _create_replay(

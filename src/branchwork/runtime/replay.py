@@ -30,13 +30,12 @@ from branchwork.graph.cache_key import same_key_format
 from branchwork.graph.cache_reasons import REPLAYED
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import Invocation, references_of
-from branchwork.metadata.queries import CacheHit, RecordedAttempt, get_run
+from branchwork.metadata.queries import CacheHit, RecordedAttempt, get_run, latest_attempts
 from branchwork.runtime.graph_check import Call, GraphCheck, Verdict, difference_from
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from branchwork.models import StepRunResponse
     from branchwork.runtime.requests import RunRequest
 
 _REUSABLE = ("completed", "cached")
@@ -144,7 +143,7 @@ class ReplayCheck(GraphCheck):
         own: Mapping[str, RecordedAttempt],
         accept_new_graph: bool,
         original_name: str,
-        original: Mapping[str, StepRunResponse],
+        original: Mapping[str, RecordedAttempt],
         plan: ReplayPlan,
     ) -> None:
         super().__init__(run_name, own, accept_new_graph)
@@ -179,10 +178,10 @@ class ReplayCheck(GraphCheck):
         why = self._why_it_runs(call, record, reads_before)
         if why is None:
             self._as_original.add(invocation_id)
-            return Verdict(cached=_hit_of(record, self.original_name))
+            return Verdict(cached=_hit_of(record, invocation_id, self.original_name))
         return Verdict(missed=REPLAYED, reason=f"replay of run '{self.original_name}': {why}")
 
-    def _why_it_runs(self, call: Call, record: StepRunResponse, reads_before: int) -> str | None:
+    def _why_it_runs(self, call: Call, record: RecordedAttempt, reads_before: int) -> str | None:
         overridden = self.plan.overrides.arguments_for(call.invocation_id, call.step_name)
         if overridden:
             values = ", ".join(f"{name}={value!r}" for name, value in overridden.items())
@@ -219,20 +218,21 @@ def graph_check_for(
     plan = options.replay
     if plan is None or not plan.skip_successful or run.replay_of is None:
         return GraphCheck(run.name, own, options.accept_new_graph)
-    original = get_run(store, run.replay_of)
-    return ReplayCheck(run.name, own, options.accept_new_graph, original.name, original.steps, plan)
+    original_name = get_run(store, run.replay_of, include_steps=False).name
+    original = latest_attempts(store, run.replay_of)  # not the whole run: a few fields each
+    return ReplayCheck(run.name, own, options.accept_new_graph, original_name, original, plan)
 
 
-def _hit_of(record: StepRunResponse, run_name: str) -> CacheHit:
+def _hit_of(record: RecordedAttempt, invocation_id: str, run_name: str) -> CacheHit:
     """A finished record of the original as a cache hit: of the step run that made its
     outputs (the original's own, or the one its cache hit reused)."""
     producer = record.original_step_run_id if record.status == "cached" else None
     return CacheHit(
-        producer or record.id, dict(record.outputs), record.end_time, run_name, record.name
+        producer or record.id, dict(record.outputs), record.end_time, run_name, invocation_id
     )
 
 
-def _same_outputs(record: RecordedAttempt, original: StepRunResponse | None) -> bool:
+def _same_outputs(record: RecordedAttempt, original: RecordedAttempt | None) -> bool:
     if original is None:
         return False
     return {n: v.id for n, v in record.outputs.items()} == {
