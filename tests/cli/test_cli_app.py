@@ -112,6 +112,23 @@ def test_console_script_errors_are_one_line_with_exit_code_1(tmp_path):
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize("args", [["runs", "--help"], ["runs", "list"]])
+def test_output_into_a_reader_that_stopped_reading_ends_quietly(args):
+    """`branchwork runs --help | head -1`: the reader is gone before the command writes.
+    The command stops with exit code 1 and nothing on stderr (it printed "Error:
+    BrokenPipeError ...")."""
+    script = Path(sys.executable).parent / "branchwork"
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone
+    try:
+        done = subprocess.run(
+            [str(script), *args], stdout=write, stderr=subprocess.PIPE, timeout=60, check=False
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr.decode()) == (1, "")
+
+
 def test_importing_branchwork_does_not_import_the_cli():
     code = "import sys, branchwork; assert not [m for m in sys.modules if 'branchwork.cli' in m]"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -5,7 +5,8 @@ an exception from a command prints `Error: <first line of its message>` to stder
 1, unless `--debug` (or BRANCHWORK_DEBUG=1) asks for the traceback. Typer's own exceptions
 (usage errors, exit 2; `Exit`; `Abort`) pass through to Typer untouched. Errors that are not
 branchwork's own are prefixed with their type, since their message alone rarely says enough,
-and point at `--debug`. A password in a store URL is masked, whoever wrote the message.
+and point at `--debug`. A password in a store URL is masked, whoever wrote the message. A
+command whose output goes to a reader that stopped reading (`| head -1`) exits 1 quietly.
 
 Each command's module is imported only when that command runs (or help lists it): a command
 pays for its own imports, not every other command's.
@@ -14,7 +15,10 @@ pays for its own imports, not every other command's.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import select
+import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
@@ -115,9 +119,29 @@ class BranchworkGroup(TyperGroup):
         except Exception as error:
             if _is_typer_control(error) or ctx.meta.get(_DEBUG):
                 raise
-            hint = "" if isinstance(error, BranchworkError) else " (--debug shows the traceback)"
-            typer.echo(f"Error: {error_line(error)}{hint}", err=True)
+            if not (isinstance(error, BrokenPipeError) and _stdout_closed()):
+                hint = (
+                    "" if isinstance(error, BranchworkError) else " (--debug shows the traceback)"
+                )
+                typer.echo(f"Error: {error_line(error)}{hint}", err=True)
+            # else `branchwork runs list | head -1`: what read the output has all it wanted
             raise typer.Exit(1) from None
+
+
+def _stdout_closed() -> bool:
+    """Whether what reads our output has gone (a pipe into `head`): polling the pipe then
+    reports an error. Stdout is then pointed at the null device, so the interpreter's last
+    flush does not complain."""
+    try:
+        stdout = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(stdout, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout)
+    return gone
 
 
 app = typer.Typer(
