@@ -83,7 +83,7 @@ def _responses(conn: Connection, query: Select[Any]) -> list[ArtifactVersionResp
         return []
     # Same rows: the ordering stays, as a LIMIT picks by it.
     labels = labels_of(conn, query.with_only_columns(artifact_version.c.id))
-    return [_version(row, row.artifact_name, labels) for row in rows]
+    return [_version(row, labels) for row in rows]
 
 
 def list_artifact_versions(

@@ -10,6 +10,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from sys import intern
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select
@@ -46,25 +47,41 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[i : i + _CHUNK]
 
 
-def _version(
-    row: Any, name: str, labels: dict[str, Labels] | None = None
-) -> ArtifactVersionResponse:
-    found = (labels or {}).get(row.id, NO_LABELS)
+def _version(row: Any, labels: dict[str, Labels] | None = None) -> ArtifactVersionResponse:
+    """The version a row of a select ending with `_VERSION_COLUMNS` holds. Read by position
+    (by name, a row's columns cost a microsecond each: reading a big run's 20 000 versions
+    spent most of its time there); the names every version of an artifact repeats are
+    interned, held once however many versions are read."""
+    (
+        version_id,
+        uri,
+        data_type,
+        materializer,
+        content_hash,
+        producer_step_run_id,
+        created,
+        version,
+        preview,
+        item_count,
+        inline_data,
+        name,
+    ) = row[-len(_VERSION_COLUMNS) :]
+    found = (labels or {}).get(version_id, NO_LABELS)
     return ArtifactVersionResponse(
-        id=row.id,
-        name=name,
-        uri=row.uri,
-        data_type=row.data_type,
-        materializer=row.materializer,
-        content_hash=row.content_hash,
-        producer_step_run_id=row.producer_step_run_id,
-        created=row.created,
-        version=row.version,
-        preview_json=row.preview,
-        item_count=row.item_count,
-        inline_data=row.inline_data,
-        tags=found.tags,
-        metadata=dict(found.metadata) if found.metadata else {},
+        version_id,
+        intern(name),
+        uri,
+        intern(data_type),
+        intern(materializer),
+        content_hash,
+        producer_step_run_id,
+        created,
+        version,
+        preview,
+        item_count,
+        inline_data,
+        found.tags,
+        dict(found.metadata) if found.metadata else {},
     )
 
 
@@ -266,7 +283,7 @@ def _links(
             .where(table.c.step_run_id.in_(chunk))
         ).all()
         for row in rows:
-            links[row.step_run_id][row.link_name] = _version(row, row.artifact_name, labels)
+            links[row[0]][intern(row[1])] = _version(row, labels)  # step run id, link name
     return links
 
 
@@ -307,22 +324,32 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
             .where(step.run_id == run_id)
             .order_by(step.attempt)
         ).all()
-        latest = {row.name: row for row in rows}  # the highest attempt last
-        ids = [row.id for row in latest.values()]
+        latest = {row[1]: row for row in rows}  # by invocation id, the highest attempt last
+        ids = [row[0] for row in latest.values()]
         outputs = _links(conn, s.step_run_output_artifact, ids, run_labels(conn, run_id, True))
-    return {
+    return {  # by position, repeated names interned: see `_version`
         name: RecordedAttempt(
-            row.id,
-            row.step_name,
-            row.attempt,
-            row.status,
-            row.code_hash,
-            row.cache_key,
-            outputs.get(row.id, {}),
-            row.end_time,
-            row.original_step_run_id,
+            step_run_id,
+            intern(step_name),
+            attempt,
+            intern(status),
+            intern(code_hash),
+            cache_key,
+            outputs.get(step_run_id, {}),
+            end_time,
+            original_step_run_id,
         )
-        for name, row in latest.items()
+        for name, (
+            step_run_id,
+            _,
+            step_name,
+            attempt,
+            status,
+            code_hash,
+            cache_key,
+            end_time,
+            original_step_run_id,
+        ) in latest.items()
     }
 
 
@@ -440,7 +467,7 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
             .where(s.pipeline_run_output.c.run_id == row.id)
             .order_by(s.pipeline_run_output.c.position)
         ).all()
-    outputs_read = tuple(_version(o, o.artifact_name, labels) for o in outputs)
+    outputs_read = tuple(_version(o, labels) for o in outputs)
     return run_response(row, snapshot, lost, attempts, outputs_read)
 
 

@@ -141,7 +141,7 @@ def _delete_versions(conn: Connection, version_ids: set[str]) -> list[ArtifactVe
     deleted: list[ArtifactVersionResponse] = []
     for chunk in chunks(version_ids):
         rows = conn.execute(versions_query().where(artifact_version.c.id.in_(chunk))).all()
-        deleted.extend(_version(row, row.artifact_name) for row in rows)
+        deleted.extend(_version(row) for row in rows)
         conn.execute(delete(artifact_version).where(artifact_version.c.id.in_(chunk)))
     return deleted
 

@@ -158,7 +158,7 @@ def _run_outputs(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[Any
     labels = labels_of(conn, select(link.c.artifact_version_id).where(link.c.run_id.in_(run_ids)))
     outputs: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
-        outputs[row.run_id].append(_version(row, row.artifact_name, labels))
+        outputs[row.run_id].append(_version(row, labels))
     return outputs
 
 

@@ -131,7 +131,7 @@ def _outputs(conn: Connection, step_run_ids: list[str]) -> dict[str, dict[str, A
     labels = _labels(conn, rows)
     found: dict[str, dict[str, Any]] = defaultdict(dict)
     for row in rows:
-        found[row.step_run_id][row.link_name] = _version(row, row.artifact_name, labels)
+        found[row.step_run_id][row.link_name] = _version(row, labels)
     return found
 
 
@@ -203,7 +203,7 @@ def input_page(
             .offset(page_offset(page, page_size))
         ).all()
         labels = _labels(conn, rows)
-    items = [(row.link_name, _version(row, row.artifact_name, labels)) for row in rows]
+    items = [(row.link_name, _version(row, labels)) for row in rows]
     return Page(items, page, page_size, int(total or 0))
 
 
