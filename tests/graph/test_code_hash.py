@@ -438,3 +438,64 @@ def test_a_rerun_recomputes_after_a_helper_changed_and_not_after_a_comment(
     edit(project, "script.py", "# scale them", "# scale them by their sum")
     edit(project, "helpers.py", "Scale values to their maximum.", "Scale values to their sum.")
     assert run_script(project, branchwork_home) == f"{by_sum} cached"
+
+
+REGISTRY_STEPS = """\
+import models
+from branchwork import step
+
+MODELS = {"small": models.build_small, "nested": [(models.Big,)]}
+
+
+@step
+def dispatch(x: int) -> int:
+    return MODELS["small"](x)
+
+
+@step
+def lazy(x: int) -> int:
+    import json
+
+    from features import feature
+
+    return feature(x) + len(json.dumps(x))
+
+
+@step
+def lazy_module(x: int) -> int:
+    import features
+
+    return features.feature(x)
+"""
+LAZY_PROJECT = {
+    "registry.py": REGISTRY_STEPS,
+    "models.py": "def build_small(x):\n    return x + 1\n\n\nclass Big:\n    size = 1\n",
+    "features.py": "from basics import base\n\n\ndef feature(x):\n    return base(x) + 1\n",
+    "basics.py": "def base(x):\n    return x\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("target", "file", "old", "new", "changed"),
+    [
+        ("registry:dispatch", "models.py", "x + 1", "x + 2", "models:build_small"),
+        ("registry:dispatch", "models.py", "size = 1", "size = 2", "models:Big"),
+        ("registry:lazy", "features.py", "base(x) + 1", "base(x) + 2", "features:feature"),
+        ("registry:lazy", "basics.py", "return x", "return -x", "basics:base"),
+        ("registry:lazy_module", "basics.py", "return x", "return -x", "basics:base"),
+    ],
+)
+def test_code_in_a_registry_or_imported_in_the_body_is_followed(
+    tmp_path: Path, target: str, file: str, old: str, new: str, changed: str
+):
+    """A step calling a helper through a module-level dict, or importing it in its body, was
+    served a stale result when the helper changed: the dict's functions were hashed by their
+    type's name and the body's imports not followed. Libraries imported in the body (json)
+    still enter keys only by their versions."""
+    project = write_project(tmp_path / "project", LAZY_PROJECT)
+    before = fingerprint_in_new_process(project, target)
+    assert not any(part.startswith("json") for part in before["parts"])
+    edit(project, file, old, new)
+    after = fingerprint_in_new_process(project, target)
+    assert after["digest"] != before["digest"]
+    assert changed in changed_parts(before, after)

@@ -8,6 +8,10 @@ hashes every piece of the user's own code the function reaches, each normalized:
   `LOAD_NAME`), in its own code object and in nested ones (lambdas, comprehensions, inner
   functions), resolved in `func.__globals__`; attribute chains on the user's modules
   (`helpers.normalize`: a global load followed by attribute loads, paired in the bytecode);
+  what its body imports from the user's modules (`from lib import f`: `f`; `import lib`: all
+  of `lib`'s functions and classes and its source; such a module is imported to be read);
+  the user's functions and classes inside the values it reads (a registry `{"small":
+  build_small}`, a list of classes);
   the values of the function's closure cells; the names in decorators (found in the source,
   as the function's bytecode does not apply its own decorators); for a class, its bases and
   metaclass, its members (what its methods load, its class-level values), the whole class
@@ -45,6 +49,8 @@ from __future__ import annotations
 import ast
 import dis
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import linecache
 import logging
@@ -65,6 +71,7 @@ from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
 MAX_PIECES = 2000
+MAX_INSIDE = 10_000  # items of a value looked into for the user's code (`_code_inside`)
 NOT_INSTALLED = "not installed"
 
 logger = logging.getLogger("branchwork")
@@ -209,6 +216,34 @@ def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequen
         values[label] = _short(hash_json(_value_json(value)))
     if _is_user_code(type(value)):
         reaches.append(type(value))
+    reaches.extend(_code_inside(value))
+
+
+def _code_inside(value: Any) -> Iterator[Any]:
+    """The user's functions and classes a value holds — in a dict (`MODELS = {"small":
+    build_small}`), a list, a tuple or a set, at any depth, or in an instance of the user's
+    class — so that editing them changes the key: they were hashed by their type's name
+    only, and a step dispatching through such a registry was served a stale result. At most
+    `MAX_INSIDE` items are looked at."""
+    todo, seen, looked = [value], {id(value)}, 0
+    while todo and looked < MAX_INSIDE:
+        item = todo.pop()
+        looked += 1
+        if isinstance(item, dict):
+            inner: Iterable[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            inner = item
+        else:
+            state = _state_of(item)
+            inner = state.values() if state is not None else ()
+        for each in inner:
+            each = _unwrap(each)
+            if _is_code(each):
+                if _is_user_code(each):
+                    yield each
+            elif id(each) not in seen:
+                seen.add(id(each))
+                todo.append(each)
 
 
 def _add(parts: dict[str, str], label: str, digest: str) -> None:
@@ -254,6 +289,8 @@ def _function_references(func: Any) -> Iterator[Reference]:
             found = _resolve(chain, namespace)
             if found is not None:
                 yield found
+        for module_name, level, names in _imports_in(each):
+            yield from _imported(module_name, level, names, namespace.get("__package__"))
     cells = getattr(func, "__closure__", None) or ()
     for name, cell in zip(code.co_freevars, cells):
         try:
@@ -341,6 +378,69 @@ def _global_chains(code: CodeType) -> Iterator[list[str]]:
         chain = [instruction.argval] if instruction.opname in _NAME_LOADS else []
     if chain:
         yield chain
+
+
+def _imports_in(code: CodeType) -> Iterator[tuple[str, int, tuple[str, ...]]]:
+    """(module, level, names) of each import in the code itself: `from lib import feature`
+    in a step's body is ("lib", 0, ("feature",)); `import lib` is ("lib", 0, ())."""
+    constants: list[Any] = [None, None]
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME":
+            level, names = constants[-2], constants[-1]
+            yield instruction.argval, level if isinstance(level, int) else 0, tuple(names or ())
+        constants.append(instruction.argval if instruction.opname == "LOAD_CONST" else None)
+        del constants[0]
+
+
+def _imported(
+    module_name: str, level: int, names: tuple[str, ...], package: Any
+) -> Iterator[Reference]:
+    """What an import in a function's body brings from the user's own modules: the names it
+    takes (`from lib import feature`: `feature`, followed as any global is), or, for a whole
+    module (`import lib`, whose attributes the code reads from a local name), every function
+    and class defined in it and its source. Such a module is imported to be read, as running
+    the step would import it: a step importing its helper lazily was served a stale result
+    when the helper changed. Libraries enter keys only by their versions, as everywhere."""
+    module = _user_module(module_name, level, package)
+    if module is None:
+        return
+    for name in names if names and "*" not in names else ():
+        value = vars(module).get(name)
+        if value is None:  # a submodule not imported yet: `from pkg import helpers`
+            value = _user_module(f"{module.__name__}.{name}", 0, None)
+        if isinstance(value, ModuleType):
+            yield from _whole_module(value)
+        elif value is not None:
+            yield _label(module.__name__, name), value
+    if not names or "*" in names:
+        yield from _whole_module(module)
+
+
+def _user_module(module_name: str, level: int, package: Any) -> ModuleType | None:
+    """The user's module an import names, imported; None for a library's, or one that
+    cannot be found or imported (the step's own run reports that)."""
+    try:
+        name = importlib.util.resolve_name("." * level + module_name, package)
+        spec = importlib.util.find_spec(name)
+        if spec is None or not _is_user_location(name, spec.origin):
+            return None
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - not found, or its import failed: nothing to follow
+        return None
+
+
+def _whole_module(module: ModuleType) -> Iterator[Reference]:
+    if not _is_user_code(module):
+        return
+    try:
+        source: str | None = inspect.getsource(module)
+    except (OSError, TypeError):  # no source to read
+        source = None
+    if source is not None:
+        yield _label(module.__name__, "<source>"), source
+    for name, value in vars(module).items():
+        if _is_code(value) and getattr(value, "__module__", None) == module.__name__:
+            yield _label(module.__name__, name), value
 
 
 def _resolve(chain: list[str], namespace: dict[str, Any]) -> Reference | None:
@@ -534,6 +634,9 @@ def _more_json(value: Any) -> Any:
         return {f"${type(value).__name__}": items}  # in a fixed order
     if isinstance(value, Enum):
         return {**_type_json(value), "value": canonical(value.value, _MORE_VALUES)}
+    if _is_code(_unwrap(value)):  # its code is a piece of its own (`_code_inside`)
+        code = _unwrap(value)
+        return {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
     state = _state_of(value)
     if state is None:
         return _type_json(value)
