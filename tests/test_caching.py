@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from branchwork import pipeline, step
+from processes import python_env
 
 CALLS: list[str] = []
 
@@ -229,6 +231,53 @@ def test_the_same_call_hits_the_cache_in_a_second_python_process(tmp_path: Path)
         outputs.append(done.stdout.strip())
     described = "({'b': [1, (2, 3)], 'a': {4: None}}, (True, 'x'), 0.5)"
     assert outputs == [f"{described} completed", f"{described} cached"]
+
+
+def test_a_script_run_imported_or_run_by_the_cli_shares_one_cache_entry(tmp_path: Path):
+    """`python pipe.py`, `branchwork run pipe.py:sq` and `from pipe import sq` load the same
+    code as three modules (`__main__`, `branchwork_target_pipe_<hash>`, `pipe`): each missed
+    the cache the others filled, saying the code had changed."""
+    (tmp_path / "pipe.py").write_text(
+        "from branchwork import pipeline, step\n"
+        "@step\n"
+        "def square(x: int) -> int:\n"
+        "    return x * x\n"
+        "@pipeline\n"
+        "def sq(x: int = 3):\n"
+        "    return square(x)\n"
+        "if __name__ == '__main__':\n"
+        "    print(sq(), sq.last_run.steps['square'].status)\n"
+    )
+    home = tmp_path / "home"
+    report = "print(sq(), sq.last_run.steps['square'].status)"
+    commands = [
+        [sys.executable, "pipe.py"],
+        [str(Path(sys.executable).parent / "branchwork"), "run", "pipe.py:sq", "--no-progress"],
+        [sys.executable, "-c", f"from pipe import sq; {report}"],
+    ]
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env=python_env(home, PYTHONPATH=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == "9 completed\n"
+    assert outputs[2] == "9 cached\n"
+    client_env = {**os.environ, "BRANCHWORK_HOME": str(home)}
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "branchwork"), "runs", "list", "-o", "json"],
+        env={k: v for k, v in client_env.items() if k != "BRANCHWORK_STORE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert [run["counts"]["cached"] for run in json.loads(shown.stdout)] == [1, 1, 0]
 
 
 # ---- values with int keys across processes -------------------------------------------------
