@@ -3,6 +3,7 @@ OrchestrationLost) without writing, and the writers record it."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import signal
 import sqlite3
@@ -143,3 +144,18 @@ def test_the_next_run_records_it(lost_run):
         ("failed",),
         ("completed",),
     ]
+
+
+def test_a_step_started_after_the_last_heartbeat_never_ends_before_it_started(lost_run):
+    """The loop's last heartbeat can predate a step it started just before it died: read
+    and reaped, the step ended when the loop was last seen or, if later, when it started
+    (its duration read -20 ms)."""
+    home = lost_run
+    started = sql(home, "SELECT start_time FROM step_run WHERE name = 'long'")[0][0]
+    last_seen = calendar.timegm(time.strptime(started[:19], "%Y-%m-%d %H:%M:%S")) - 1.0
+    with sqlite3.connect(home / "branchwork.db") as conn:  # a second before it started
+        conn.execute("UPDATE pipeline_run SET heartbeat = ?", (last_seen,))
+    long = Client().get_pipeline_run(Client().list_pipeline_runs()[0].id).steps["long"]
+    assert long.status == "failed" and long.end_time >= long.start_time
+    assert cli(home, "runs", "reap").strip() == "Recorded 1 lost run as failed."
+    assert sql(home, "SELECT start_time = end_time FROM step_run WHERE name = 'long'") == [(1,)]

@@ -73,14 +73,17 @@ def reap_lost_runs(conn: Connection, run_id: str | None = None) -> int:
 
 
 def close_lost_attempts(conn: Connection, run_id: str, when: float) -> None:
-    """Attempts still recorded running in a run whose loop is gone: failed, lost."""
+    """Attempts still recorded running in a run whose loop is gone: failed, lost, ended when
+    the loop was last seen, or when they started if that was later (the loop's last
+    heartbeat can predate them: their durations read negative)."""
     step = schema.step_run.c
+    last_seen = utc(when)
     conn.execute(
         schema.step_run.update()
         .where(step.run_id == run_id, step.status == "running")
         .values(
             status="failed",
-            end_time=utc(when),
+            end_time=case((step.start_time > last_seen, step.start_time), else_=last_seen),
             exception_type=LOST_TYPE,
             exception_message=ATTEMPT_LOST_MESSAGE,
         )

@@ -430,10 +430,13 @@ def step_run_response(
 
 
 def _lost_attempt(attempt: StepRunResponse, end: Any) -> StepRunResponse:
+    """An attempt a lost loop left running, as read: failed when the loop was last seen, or
+    when it started if later (as `lost.close_lost_attempts` records it)."""
+    start = attempt.start_time
     return dataclasses.replace(
         attempt,
         status=ExecutionStatus.FAILED,
-        end_time=end,
+        end_time=start if start is not None and start > end else end,
         exception_type=LOST_TYPE,
         exception_message=ATTEMPT_LOST_MESSAGE,
     )
