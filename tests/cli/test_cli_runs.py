@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -568,3 +570,41 @@ def test_an_unknown_status_is_a_usage_error_naming_the_statuses(cli):
         "Invalid value for --status: 'done' is not a run status; use one of initializing, "
         "running, completed, cached, failed, retried, stopped, paused." in message
     )
+
+
+@step
+def noted(a: float) -> float:
+    from branchwork import log_metadata
+
+    log_metadata({"loss": float("nan"), "best": float("-inf")})
+    return a
+
+
+@pipeline
+def not_finite(a: float):
+    return noted(a)
+
+
+def strict_json(text: str) -> Any:
+    """Parsed as JSON proper: NaN and Infinity, which Python's json accepts, refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_json_when_values_are_not_finite(cli):
+    """A NaN parameter and infinite metadata printed `NaN` and `-Infinity`, which jq and
+    JavaScript refuse: they print as null, as the dashboard's API gives them."""
+    not_finite(a=float("nan"))
+    run = not_finite.last_run
+    listed = strict_json(cli("runs", "list", "-o", "json").stdout)
+    assert listed[0]["parameters"] == {"a": None}
+    for args in (
+        ["runs", "show", run.name, "-o", "json"],
+        ["runs", "show", run.name, "--all", "-o", "json"],
+    ):
+        shown = strict_json(cli(*args).stdout)
+        assert shown["parameters"] == {"a": None}
+        assert shown["steps"][0]["run_metadata"] == {"loss": None, "best": None}

@@ -9,6 +9,7 @@ brackets in names or parameters are never read as Rich markup.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -70,7 +71,24 @@ def console() -> Console:
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    typer.echo(json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """`data` as indented JSON every parser reads: NaN and the infinities (a metric, a
+    parameter) are null, as the dashboard's API writes them; Python's `json` writes `NaN`,
+    which is not JSON (`jq`, JavaScript's `JSON.parse` refuse it)."""
+    return json.dumps(_finite(data), indent=2, default=str)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 # ---- values --------------------------------------------------------------------------------

@@ -132,14 +132,12 @@ def summary_dict(summary: RunSummary, waits: list[WaitResponse]) -> dict[str, An
 def print_with_steps(data: dict[str, Any], steps: Iterable[dict[str, Any]]) -> None:
     """Print `data` as `render.print_json` would with "steps" set to the list of `steps`,
     writing the steps as they come instead of holding them all."""
-    head, tail = json.dumps({**data, "steps": _STEPS_MARK}, indent=2, default=str).split(
-        json.dumps(_STEPS_MARK)
-    )
+    head, tail = render.json_text({**data, "steps": _STEPS_MARK}).split(json.dumps(_STEPS_MARK))
     write = sys.stdout.write
     write(head + "[")
     written = False
     for step in steps:
-        text = textwrap.indent(json.dumps(step, indent=2, default=str), "    ")
+        text = textwrap.indent(render.json_text(step), "    ")
         write(("," if written else "") + "\n" + text)
         written = True
     write(("\n  ]" if written else "]") + tail + "\n")
