@@ -59,7 +59,7 @@ def test_replay_reruns_the_overridden_step_and_what_comes_after_it(tmp_path, loc
     assert run.snapshot.spec["replay"] == {
         "skip_successful": True,
         "overrides": {"by_step": {"train": {"lr": 0.5}}, "by_invocation": {}},
-        "inherited": {"by_step": {}, "by_invocation": {}},
+        "inherited": [],
     }
     untouched = Client().get_pipeline_run(original.id)
     assert untouched.load_output() == ("score=0.06", "n=3", "published 3")
@@ -102,6 +102,28 @@ def test_a_replay_of_a_replay_keeps_its_overrides(tmp_path):
     assert again.replay_of == replay.id
     assert statuses(again)["train"] == ("cached", "hit")  # lr=0.5 still, as its record
     assert again.steps["train"].configuration.config["inputs"]["lr"] == 0.5
+
+
+def test_a_later_replays_override_of_a_step_wins_over_an_earlier_ones_of_an_invocation(
+    tmp_path,
+):
+    """Replay 1 sets part_2's scale to 10; replay 2, of replay 1, sets every part's to 3:
+    part_2 ran with 10 still (an invocation's override won whatever its age)."""
+    rp.parts(folder=str(tmp_path), n=3)
+    assert Client().replay(rp.parts.last_run.id, True, {"part_2": {"scale": 10}}) == 12
+    first = newest("parts")
+    assert Client().replay(first.id, True, {"part": {"scale": 3}}) == (0 + 1 + 2) * 3
+    second = newest("parts")
+    assert {
+        name: s.configuration.config["inputs"]["scale"]
+        for name, s in second.steps.items()
+        if name != "total"
+    } == {"part": 3, "part_2": 3, "part_3": 3}
+    assert second.snapshot.spec["replay"]["inherited"] == [
+        {"by_step": {}, "by_invocation": {"part_2": {"scale": 10}}}
+    ]
+    assert Client().replay(second.id, True, {}) == 9  # a third layer: the second still wins
+    assert set(statuses(newest("parts")).values()) == {("cached", "hit")}
 
 
 def test_replay_reuses_by_invocation_id_with_caching_off(tmp_path):

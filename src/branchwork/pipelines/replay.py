@@ -103,11 +103,11 @@ def plan_of(run: PipelineRunResponse) -> ReplayPlan | None:
     return RunOptions.from_spec(run.snapshot.spec).replay
 
 
-def _inherited(original: PipelineRunResponse) -> Overrides:
-    """The overrides `original` ran with, if it was a replay itself: a replay runs what the
-    run it replays ran."""
+def _inherited(original: PipelineRunResponse) -> tuple[Overrides, ...]:
+    """The overrides `original` ran with, layer by layer, if it was a replay itself: a
+    replay runs what the run it replays ran."""
     plan = plan_of(original)
-    return Overrides() if plan is None else plan.overrides.over(plan.inherited)
+    return () if plan is None else plan.layers
 
 
 def _check_values(key: str, values: Any) -> None:

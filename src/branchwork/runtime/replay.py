@@ -52,19 +52,6 @@ class Overrides:
     def arguments_for(self, invocation_id: str, step_name: str) -> dict[str, Any]:
         return {**self.by_step.get(step_name, {}), **self.by_invocation.get(invocation_id, {})}
 
-    def over(self, base: Overrides) -> Overrides:
-        """These overrides on top of `base`'s (each argument's own value wins)."""
-
-        def merged(
-            mine: Mapping[str, Mapping[str, Any]], theirs: Mapping[str, Mapping[str, Any]]
-        ) -> dict[str, dict[str, Any]]:
-            keys = dict.fromkeys([*theirs, *mine])
-            return {key: {**theirs.get(key, {}), **mine.get(key, {})} for key in keys}
-
-        return Overrides(
-            merged(self.by_step, base.by_step), merged(self.by_invocation, base.by_invocation)
-        )
-
     def describe(self) -> str:
         """As `--override` takes them: `train.lr=0.1, train_2.epochs=3`."""
         return ", ".join(
@@ -90,17 +77,33 @@ class Overrides:
 class ReplayPlan:
     """How a replay runs; see the module docstring. `overrides` are this replay's own: their
     invocations run again. `inherited` are those of the run it replays, if that run was a
-    replay itself: applied too, so the replay runs what that run ran, and reused where they
-    match."""
+    replay itself, and of the runs before it, oldest first: applied too, so the replay runs
+    what that run ran, and reused where they match. A later layer's argument wins over an
+    earlier layer's, whether either names a step or an invocation."""
 
     skip_successful: bool = False
     overrides: Overrides = field(default_factory=Overrides)
-    inherited: Overrides = field(default_factory=Overrides)
+    inherited: tuple[Overrides, ...] = ()
+
+    def arguments_for(self, invocation_id: str, step_name: str) -> dict[str, Any]:
+        """The invocation's overridden arguments, every layer applied in turn (within one,
+        an override of the invocation wins over one of its step). Flattening the layers
+        first let an earlier replay's override of one invocation win over a later replay's
+        of its step: the later replay ran the value it was told to replace."""
+        arguments: dict[str, Any] = {}
+        for layer in self.layers:
+            arguments.update(layer.arguments_for(invocation_id, step_name))
+        return arguments
+
+    @property
+    def layers(self) -> tuple[Overrides, ...]:
+        """Every layer of overrides, oldest first: what a replay of this replay inherits."""
+        return (*self.inherited, self.overrides)
 
     def apply(self, invocation: Invocation, pipeline_name: str) -> Invocation:
         """The invocation with its overridden arguments (itself if none are)."""
         step = invocation.step
-        arguments = self.overrides.over(self.inherited).arguments_for(invocation.id, step.name)
+        arguments = self.arguments_for(invocation.id, step.name)
         if not arguments:
             return invocation
         unknown = [name for name in arguments if name not in invocation.inputs]
@@ -121,7 +124,7 @@ class ReplayPlan:
         return {
             "skip_successful": self.skip_successful,
             "overrides": self.overrides.to_spec(),
-            "inherited": self.inherited.to_spec(),
+            "inherited": [layer.to_spec() for layer in self.inherited],
         }
 
     @classmethod
@@ -129,8 +132,16 @@ class ReplayPlan:
         return cls(
             bool(spec.get("skip_successful")),
             Overrides.from_spec(spec.get("overrides")),
-            Overrides.from_spec(spec.get("inherited")),
+            _layers(spec.get("inherited")),
         )
+
+
+def _layers(spec: Any) -> tuple[Overrides, ...]:
+    """Inherited overrides as recorded: a list of layers, or (recorded before layers were
+    kept) one flattened layer."""
+    if isinstance(spec, list):
+        return tuple(Overrides.from_spec(layer) for layer in spec)
+    return (Overrides.from_spec(spec),) if spec else ()
 
 
 class ReplayCheck(GraphCheck):
