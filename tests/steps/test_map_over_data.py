@@ -158,6 +158,28 @@ def test_mapping_over_an_output_without_items_fails_naming_the_step_and_output()
     )
 
 
+@step
+def table() -> dict:
+    return {"a": 1, "b": 2}
+
+
+@pipeline
+def map_over_a_dict() -> Any:
+    return echo.map(table())
+
+
+def test_mapping_over_a_dict_output_is_refused_saying_what_to_map_over():
+    """Its two entries were mapped by position: every item failed loading (KeyError(0))."""
+    with pytest.raises(PipelineRunFailedError) as info:
+        map_over_a_dict()
+    assert str(info.value.__cause__) == (
+        "Step 'echo' maps over the output of 'table', which has no items to map over (a dict "
+        "has no positions; map over a list of its keys, values or items, returned by a step); "
+        "map over a list, tuple, array or table."
+    )
+    assert map_over_a_dict.last_run.steps.keys() == {"table"}  # no item step ran
+
+
 @pytest.mark.parametrize("size", [0, -1, "2", 2.0, True])
 def test_a_chunk_size_that_is_not_a_positive_int_is_refused(size):
     with pytest.raises(PipelineRunFailedError) as info:

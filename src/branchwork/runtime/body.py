@@ -10,6 +10,8 @@ through the `Outcome`s, and the run's first failure is one field the loop sets.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineDefinitionError, RunStopped
@@ -165,7 +167,13 @@ class BodyContext:
         stored = outcome.outputs.get(output.output_name or "")
         if output.index is None and stored is not None and stored.item_count is not None:
             return stored.item_count
-        return len(self.value_of(output))
+        value = self.value_of(output)
+        if isinstance(value, (Mapping, AbstractSet)):  # items are taken by position
+            raise TypeError(
+                f"a {type(value).__name__} has no positions; map over a list of its keys, "
+                "values or items, returned by a step"
+            )
+        return len(value)
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:
         outcome = self._outcome_of(output)
