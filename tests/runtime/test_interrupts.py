@@ -202,6 +202,33 @@ def test_two_ctrl_c_abandon_running_steps_on_every_orchestrator(tmp_path, flavor
     assert store.steps() == [("nap", "stopped"), ("nap_2", "stopped"), ("nap_3", "stopped")]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["python", "call_sleepy.py", "local"],
+        [BRANCHWORK, "run", "pipelines.py:sleepy", "-p", "n=3", "--no-progress"],
+    ],
+)
+def test_sigterm_to_a_process_running_its_loop_records_the_run_stopped(tmp_path, command):
+    """A script or `branchwork run` on the local orchestrator: the process died on the spot
+    and the run read `running` until found lost (30 s later, with steps that could not be
+    resumed or deleted meanwhile)."""
+    home, store = project(tmp_path)
+    caller(tmp_path, "sleepy", "n=3, seconds=60.0")
+    command = [sys.executable if part == "python" else part for part in command]
+    with Spawned(command, env=python_env(home), cwd=tmp_path) as run:
+        wait_until(lambda: store.running() == 3, 60, "3 running steps")
+        run.signal(signal.SIGTERM)
+        code, _, err = run.wait(20)
+    assert code == (143 if command[0] == BRANCHWORK else 1)
+    assert "abandoning 3 running steps: the run is recorded stopped" in err
+    assert [status for _, status in store.runs()] == ["stopped"]
+    assert store.steps() == [("nap", "stopped"), ("nap_2", "stopped"), ("nap_3", "stopped")]
+    assert store.rows("SELECT exception_type, exception_message FROM pipeline_run") == [
+        ("Terminated", "stopped by SIGTERM")
+    ]
+
+
 @pytest.mark.parametrize("flavor", ["local", "local_process"])
 def test_two_ctrl_c_do_not_wait_for_an_async_step_saving_its_output(tmp_path, flavor):
     home, store = project(tmp_path)

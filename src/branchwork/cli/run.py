@@ -81,7 +81,7 @@ def run_and_report(
     """Call `call()` (which runs a pipeline, or resumes a run) on `stack`, with progress,
     then print the run's name, status and the returned value, or, when the run paused at
     `branchwork.wait`, its question and how to answer it. Ctrl-C stops the run (see
-    `runtime.interrupts`); the command then exits with 130."""
+    `runtime.interrupts`); the command then exits with 130 (143 after SIGTERM)."""
     from contextlib import nullcontext
 
     from branchwork.cli.progress import progress_mode, watch
@@ -89,6 +89,7 @@ def run_and_report(
     from branchwork.metadata.queries import get_run
     from branchwork.metadata.store import get_engine
     from branchwork.pipelines.last_runs import watching_runs
+    from branchwork.runtime.interrupts import Terminated
     from branchwork.stack import active_stack
     from branchwork.stack.stacks import get_stack
 
@@ -100,14 +101,14 @@ def run_and_report(
         return started[0] if started else None
 
     result: Any = None
-    interrupted = False
+    interrupted: int | None = None  # the exit code it calls for
     paused: RunPaused | None = None
     watcher = watch(progress_mode(progress), locate, pipeline_name, engine)
     with scope, watching_runs(started.append), watcher:
         try:
             result = call()  # a failed run raises PipelineRunFailedError, naming the step
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as interrupt:  # SIGTERM: 128 + 15, as its default action
+            interrupted = 143 if isinstance(interrupt, Terminated) else 130
         except RunPaused as error:
             paused = error
     out = console()
@@ -115,8 +116,8 @@ def run_and_report(
         record = get_run(engine, started[0], include_steps=False)
         out.print(Text.assemble(("Run:    ", "bold"), record.name))
         out.print(Text.assemble(("Status: ", "bold"), status_text(record.status)))
-    if interrupted:
-        raise typer.Exit(130)
+    if interrupted is not None:
+        raise typer.Exit(interrupted)
     if paused is not None:
         name = record.name if started else paused.run_id
         out.print(Text.assemble(("Waiting: ", "bold"), paused.question))

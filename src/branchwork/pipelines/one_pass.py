@@ -27,7 +27,7 @@ from branchwork.pipelines.calls import (
     stopped_if_interrupted,
 )
 from branchwork.pipelines.submission import submit_and_wait
-from branchwork.runtime.interrupts import interrupts_deferred
+from branchwork.runtime.interrupts import interrupts_deferred, sigterm_stops_the_run
 from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession
 
@@ -133,7 +133,7 @@ class _OnePassRun:
 
 def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack: Stack) -> Any:
     """Call the pipeline, its body running once (see the module docstring)."""
-    with stopped_if_interrupted() as runs:
+    with stopped_if_interrupted() as runs, sigterm_stops_the_run():  # its loop runs here
         live = _OnePassRun(pipeline, params, stack, runs)
         try:
             with run_context(live.context):

@@ -25,7 +25,6 @@ import argparse
 import os
 import signal
 import sys
-from types import FrameType
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata.queries import get_run
@@ -33,12 +32,8 @@ from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
 from branchwork.pipelines.loading import recorded_request
-from branchwork.runtime.interrupts import Terminated
+from branchwork.runtime.interrupts import raise_terminated
 from branchwork.stack.stack import STACK_ENV, Stack, default_stack
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.run_id:
         parser.error("no run: set BRANCHWORK_RUN_ID or pass --run-id")
-    signal.signal(signal.SIGTERM, _terminate)  # SIGINT: KeyboardInterrupt, a graceful stop
+    signal.signal(signal.SIGTERM, raise_terminated)  # SIGINT: KeyboardInterrupt, graceful
     engine = get_engine()
     try:
         run = get_run(engine, args.run_id, include_steps=False)

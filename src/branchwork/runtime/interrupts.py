@@ -13,12 +13,38 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Protocol
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM in an orchestration process: stop at once, abandoning running steps (a job
     being terminated will not get the time to let them finish)."""
+
+
+def raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    """The SIGTERM handler of a process running a run's loop."""
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_stops_the_run() -> Iterator[None]:
+    """SIGTERM to a process running a run's loop itself (the local orchestrator: a script,
+    `branchwork run`) stops the run at once, as in an orchestration process, and records it
+    STOPPED: by default the process died on the spot and the run read `running` until it
+    was found lost. Only in the main thread, and only where SIGTERM has its default action:
+    a handler of the program's own is left alone."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class Stoppable(Protocol):

@@ -35,7 +35,11 @@ from branchwork.runtime.body import BodyContext
 from branchwork.runtime.engine import Engine
 from branchwork.runtime.events import FailureMode, Request
 from branchwork.runtime.hooks import PipelineHookContext, PipelineHooks
-from branchwork.runtime.interrupts import interrupts_deferred, stop_on_interrupt
+from branchwork.runtime.interrupts import (
+    interrupts_deferred,
+    sigterm_stops_the_run,
+    stop_on_interrupt,
+)
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.loop import RunLoop
 from branchwork.runtime.replay import graph_check_for
@@ -176,7 +180,12 @@ class RunSession:
 
     def run(self) -> RunOutcome:
         """Run the pipeline as the request's run and record everything; returns how it
-        ended rather than raising for a failed run, and re-raises KeyboardInterrupt."""
+        ended rather than raising for a failed run, and re-raises KeyboardInterrupt (and
+        `Terminated`: SIGTERM stops the run, see `interrupts.sigterm_stops_the_run`)."""
+        with sigterm_stops_the_run():
+            return self._run()
+
+    def _run(self) -> RunOutcome:
         try:
             body = self.begin()
         except PipelineHookError:
