@@ -7,6 +7,7 @@ the project's files between two fingerprints are seen.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -445,11 +446,23 @@ import models
 from branchwork import step
 
 MODELS = {"small": models.build_small, "nested": [(models.Big,)]}
+FAR = [("first", [models.build_small])] + [("padding", [i]) for i in range(20_000)]
+HANDLERS = {lambda x: x + 1, lambda x: x * 2, lambda x: x - 3}  # numbered in a fixed order
 
 
 @step
 def dispatch(x: int) -> int:
     return MODELS["small"](x)
+
+
+@step
+def far(x: int) -> int:
+    return FAR[0][1][0](x)
+
+
+@step
+def handled(x: int) -> int:
+    return sum(handle(x) for handle in HANDLERS)
 
 
 @step
@@ -480,6 +493,7 @@ LAZY_PROJECT = {
     [
         ("registry:dispatch", "models.py", "x + 1", "x + 2", "models:build_small"),
         ("registry:dispatch", "models.py", "size = 1", "size = 2", "models:Big"),
+        ("registry:far", "models.py", "x + 1", "x + 2", "models:build_small"),
         ("registry:lazy", "features.py", "base(x) + 1", "base(x) + 2", "features:feature"),
         ("registry:lazy", "basics.py", "return x", "return -x", "basics:base"),
         ("registry:lazy_module", "basics.py", "return x", "return -x", "basics:base"),
@@ -499,3 +513,59 @@ def test_code_in_a_registry_or_imported_in_the_body_is_followed(
     after = fingerprint_in_new_process(project, target)
     assert after["digest"] != before["digest"]
     assert changed in changed_parts(before, after)
+
+
+def test_a_library_imported_in_a_body_is_not_imported_to_fingerprint_it(tmp_path: Path):
+    """`import heavylib.sub` in a step's body: finding `heavylib.sub` imports `heavylib`, a
+    library's package (torch, matplotlib): it is left alone, as libraries enter keys by
+    their versions only."""
+    project = write_project(
+        tmp_path / "project",
+        {
+            "steps.py": "def uses(x):\n    import heavylib.sub\n\n    return heavylib.sub.f(x)\n",
+            "site-packages/heavylib/__init__.py": "raise SystemExit('imported heavylib')\n",
+            "site-packages/heavylib/sub.py": "def f(x):\n    return x\n",
+        },
+    )
+    check = PRINT_FINGERPRINT + "assert 'heavylib' not in sys.modules\n"
+    done = subprocess.run(
+        [sys.executable, "-c", check, "steps:uses"],
+        cwd=project,
+        env=python_env(
+            project / "home", PYTHONPATH=f"{project}{os.pathsep}{project / 'site-packages'}"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["parts"]) == {"steps:uses"}
+
+
+def test_functions_in_a_set_get_one_digest_whatever_their_addresses(tmp_path: Path):
+    """Lambdas in a set were walked in the order of their addresses: their numbered names
+    (`<lambda>#2`) and so the digest changed from one process to another."""
+    project = write_project(tmp_path / "project", LAZY_PROJECT)
+    (project / "driver.py").write_text(  # another program: other addresses
+        "import sys\njunk = [object() for _ in range(int(sys.argv[2]))]\n" + PRINT_FINGERPRINT
+    )
+    digests = set()
+    for driver in (["-c", PRINT_FINGERPRINT], ["driver.py"]):
+        done = subprocess.run(
+            [sys.executable, *driver, "registry:handled", "7"],
+            cwd=project,
+            env=python_env(project / "home", PYTHONPATH=str(project)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        digests.add(json.loads(done.stdout)["digest"])
+    assert len(digests) == 1
+
+
+def test_a_comment_in_a_module_imported_whole_in_a_body_changes_nothing(tmp_path: Path):
+    project = write_project(tmp_path / "project", LAZY_PROJECT)
+    before = fingerprint_in_new_process(project, "registry:lazy_module")
+    edit(project, "features.py", "def feature(x):", "# adds one\ndef feature(x):  # to base")
+    assert fingerprint_in_new_process(project, "registry:lazy_module") == before

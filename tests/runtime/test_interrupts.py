@@ -13,10 +13,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from branchwork import pipeline, step
 from processes import Spawned, python, python_env, wait_until
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "custom_orchestrator"
@@ -336,3 +338,41 @@ def test_ctrl_c_at_random_moments_never_leaves_a_run_running(tmp_path):
         last = (err.strip().splitlines() or [""])[-1]
         assert last in ("", "KeyboardInterrupt") or last.startswith("stopping"), (attempt, err)
     assert len(store.runs()) <= 24
+
+
+def _own_handler(signum, frame):  # a program's own SIGTERM handler
+    pass
+
+
+@step(enable_cache=False)
+def one() -> int:
+    return 1
+
+
+@pipeline(enable_cache=False)
+def sets_its_own_handler() -> int:
+    signal.signal(signal.SIGTERM, _own_handler)
+    return one()
+
+
+SEEN_IN_BODY: list[Any] = []
+
+
+@pipeline(enable_cache=False)
+def handled_by_branchwork() -> Any:
+    SEEN_IN_BODY.append(signal.getsignal(signal.SIGTERM))
+    return one()
+
+
+def test_sigterm_is_handed_back_as_it_was_or_as_the_program_set_it():
+    """The run's SIGTERM handler is there while the run's loop is, and the default is put
+    back after; a handler the program set meanwhile is kept (it was reset to the default)."""
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    try:
+        assert handled_by_branchwork() == 1
+        assert [handler.__name__ for handler in SEEN_IN_BODY] == ["raise_terminated"]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert sets_its_own_handler() == 1
+        assert signal.getsignal(signal.SIGTERM) is _own_handler
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -140,7 +140,9 @@ def _stdout_closed() -> bool:
     except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
         return False
     if gone:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stdout)
+        os.close(null)
     return gone
 
 

@@ -9,7 +9,8 @@ hashes every piece of the user's own code the function reaches, each normalized:
   functions), resolved in `func.__globals__`; attribute chains on the user's modules
   (`helpers.normalize`: a global load followed by attribute loads, paired in the bytecode);
   what its body imports from the user's modules (`from lib import f`: `f`; `import lib`: all
-  of `lib`'s functions and classes and its source; such a module is imported to be read);
+  of `lib`'s functions and classes and its normalized source; such a module is imported to
+  be read, as running the step would; a library's is not, nor its package);
   the user's functions and classes inside the values it reads (a registry `{"small":
   build_small}`, a list of classes);
   the values of the function's closure cells; the names in decorators (found in the source,
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import ast
 import dis
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -78,7 +80,6 @@ from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
 MAX_PIECES = 2000
-MAX_INSIDE = 10_000  # items of a value looked into for the user's code (`_code_inside`)
 NOT_INSTALLED = "not installed"
 
 logger = logging.getLogger("branchwork")
@@ -220,37 +221,20 @@ def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequen
             reaches.append(value)
         return
     if label not in values:
-        values[label] = _short(hash_json(_value_json(value)))
+        inside: list[Any] = []  # the user's functions and classes the value holds
+        values[label] = _short(hash_json(_value_json(value, inside)))
+        reaches.extend(sorted(inside, key=_code_order))  # the same order in every process
     if _is_user_code(type(value)):
         reaches.append(type(value))
-    reaches.extend(_code_inside(value))
 
 
-def _code_inside(value: Any) -> Iterator[Any]:
-    """The user's functions and classes a value holds — in a dict (`MODELS = {"small":
-    build_small}`), a list, a tuple or a set, at any depth, or in an instance of the user's
-    class — so that editing them changes the key: they were hashed by their type's name
-    only, and a step dispatching through such a registry was served a stale result. At most
-    `MAX_INSIDE` items are looked at."""
-    todo, seen, looked = [value], {id(value)}, 0
-    while todo and looked < MAX_INSIDE:
-        item = todo.pop()
-        looked += 1
-        if isinstance(item, dict):
-            inner: Iterable[Any] = [*item.keys(), *item.values()]
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            inner = item
-        else:
-            state = _state_of(item)
-            inner = state.values() if state is not None else ()
-        for each in inner:
-            each = _unwrap(each)
-            if _is_code(each):
-                if _is_user_code(each):
-                    yield each
-            elif id(each) not in seen:
-                seen.add(id(each))
-                todo.append(each)
+def _code_order(code: Any) -> tuple[str, int, str]:
+    """Name, line and bytecode: lambdas of one line in a set still sort the same way."""
+    compiled = getattr(code, "__code__", None)
+    if not isinstance(compiled, CodeType):
+        return _label(getattr(code, "__module__", None), code.__qualname__), 0, ""
+    label = _label(getattr(code, "__module__", None), code.__qualname__)
+    return label, compiled.co_firstlineno, hash_json(_code_json(compiled))
 
 
 def _add(parts: dict[str, str], label: str, digest: str) -> None:
@@ -428,23 +412,29 @@ def _user_module(module_name: str, level: int, package: Any) -> ModuleType | Non
     cannot be found or imported (the step's own run reports that)."""
     try:
         name = importlib.util.resolve_name("." * level + module_name, package)
-        spec = importlib.util.find_spec(name)
-        if spec is None or not _is_user_location(name, spec.origin):
-            return None
+        # The top package first: finding `torch.nn` would import `torch`, a library's.
+        for found in dict.fromkeys((name.partition(".")[0], name)):
+            spec = importlib.util.find_spec(found)
+            if spec is None or not _is_user_location(found, spec.origin):
+                return None
         return importlib.import_module(name)
     except Exception:  # noqa: BLE001 - not found, or its import failed: nothing to follow
         return None
 
 
 def _whole_module(module: ModuleType) -> Iterator[Reference]:
+    """A module a function imports whole: its functions and classes, and its source (its
+    constants are read through it) without comments, docstrings or formatting."""
     if not _is_user_code(module):
         return
     try:
-        source: str | None = inspect.getsource(module)
-    except (OSError, TypeError):  # no source to read
-        source = None
-    if source is not None:
-        yield _label(module.__name__, "<source>"), source
+        tree: ast.AST | None = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):  # no source to read
+        tree = None
+    if tree is not None:
+        _strip_docstrings(tree)
+        normalized = ast.dump(tree, annotate_fields=False, include_attributes=False)
+        yield _label(module.__name__, "<source>"), normalized
     for name, value in vars(module).items():
         if _is_code(value) and getattr(value, "__module__", None) == module.__name__:
             yield _label(module.__name__, name), value
@@ -545,19 +535,16 @@ def _module_label(module: str) -> str:
     """The name a module's code goes by in keys, the same however the file was started: as a
     script (`python pipe.py`: `__main__`), imported (`import pipe`), by `branchwork run
     pipe.py:p` (`branchwork_target_pipe_<hash of its path>`) or by a resume (`SCRIPT_MODULE`)
-    — the file's name, or the module's with `python -m`. The same code missed the cache
-    each of these had filled, at another path too (a teammate's checkout). Code of a
+    — the file's name (`python -m package.pipe` too: a `local_process` run loads it from
+    its file). The same code missed the cache each of these had filled, at another path too
+    (a teammate's checkout); `import package.pipe` still goes by its dotted name. Code of a
     `__main__` without a file of the user's (a notebook's, a REPL's, or sent by value to a
     process whose `__main__` is an installed runner) stays `__main__`."""
     if module not in ("__main__", SCRIPT_MODULE) and not module.startswith(TARGET_MODULE_PREFIX):
         return module
-    loaded = sys.modules.get(module)
-    filename = getattr(loaded, "__file__", None)
+    filename = getattr(sys.modules.get(module), "__file__", None)
     if not isinstance(filename, str) or _is_installed(filename):  # a runner's, a Ray worker's
         return "__main__"
-    started_as = getattr(getattr(loaded, "__spec__", None), "name", None)
-    if module == "__main__" and isinstance(started_as, str) and started_as != "__main__":
-        return started_as  # python -m package.module
     return Path(filename).stem
 
 
@@ -579,14 +566,20 @@ def _read_source(piece: Any) -> _Source | None:
         tree = ast.parse(textwrap.dedent(inspect.getsource(piece)))
     except (OSError, TypeError, IndexError, SyntaxError):
         return None
+    return _Source(tree, _strip_docstrings(tree))
+
+
+def _strip_docstrings(tree: ast.AST) -> list[ast.expr]:
+    """Take the docstrings out of `tree`, in place; returns the decorators in it (one walk:
+    it is most of the cost of a new step)."""
     decorators: list[ast.expr] = []
-    for node in ast.walk(tree):  # one walk: it is most of the cost of a new step
+    for node in ast.walk(tree):
         if isinstance(node, _WITH_DOCSTRING):
             if node.body and _is_docstring(node.body[0]):
                 node.body = node.body[1:]
             if not isinstance(node, ast.Module):
                 decorators.extend(node.decorator_list)
-    return _Source(tree, decorators)
+    return decorators
 
 
 def _source_elsewhere(piece: Any) -> bool:
@@ -643,31 +636,42 @@ def _code_json(code: CodeType) -> Any:
     return [code.co_code.hex(), list(code.co_names), constants]
 
 
-def _value_json(value: Any) -> Any:
+def _value_json(value: Any, inside: list[Any] | None = None) -> Any:
     """A value by its contents as far as they are plain (module docstring), else by its
-    type's name: an odd value never breaks a key."""
+    type's name: an odd value never breaks a key. The user's functions and classes it holds
+    — a registry `{"small": build_small}`, a list of classes, at any depth — stand in it by
+    name and are added to `inside`, to be hashed as pieces of their own: held in a value,
+    they were hashed by their type's name only, and a step dispatching through such a
+    registry was served a stale result when one of them changed."""
     try:
-        return canonical(value, _MORE_VALUES)
+        return canonical(value, _more_values(inside))
     except (TypeError, ValueError, RecursionError):
         return _type_json(value)
 
 
-def _more_json(value: Any) -> Any:
+def _more_values(inside: list[Any] | None) -> Leaf:
+    return Leaf("$more", _NotPlain, functools.partial(_more_json, inside=inside))
+
+
+def _more_json(value: Any, inside: list[Any] | None) -> Any:
     """What a value that is not a plain JSON value stands for in a fingerprint."""
+    more = _more_values(inside)
     if isinstance(value, bytes):
         return {"$bytes": value.hex()}
     if isinstance(value, (set, frozenset)):
-        items = sorted(hash_json(canonical(item, _MORE_VALUES)) for item in value)
+        items = sorted(hash_json(canonical(item, more)) for item in value)
         return {f"${type(value).__name__}": items}  # in a fixed order
     if isinstance(value, Enum):
-        return {**_type_json(value), "value": canonical(value.value, _MORE_VALUES)}
-    if _is_code(_unwrap(value)):  # its code is a piece of its own (`_code_inside`)
-        code = _unwrap(value)
+        return {**_type_json(value), "value": canonical(value.value, more)}
+    code = _unwrap(value)
+    if _is_code(code):
+        if inside is not None and _is_user_code(code):
+            inside.append(code)
         return {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
     state = _state_of(value)
     if state is None:
         return _type_json(value)
-    return {**_type_json(value), "state": canonical(state, _MORE_VALUES)}
+    return {**_type_json(value), "state": canonical(state, more)}
 
 
 def _state_of(value: Any) -> dict[str, Any] | None:
@@ -698,7 +702,6 @@ class _NotPlain(ABC):  # noqa: B024 - a type for isinstance only, by its __subcl
 
 
 _PLAIN = (type(None), bool, int, float, str, list, tuple, dict)
-_MORE_VALUES = Leaf("$more", _NotPlain, _more_json)
 
 
 def _short(text: str) -> str:

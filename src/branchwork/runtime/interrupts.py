@@ -44,7 +44,8 @@ def sigterm_stops_the_run() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGTERM) is raise_terminated:  # not one set meanwhile
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class Stoppable(Protocol):
