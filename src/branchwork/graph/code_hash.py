@@ -39,9 +39,11 @@ hashes every piece of the user's own code the function reaches, each normalized:
   their class being reached too; any other object (a logger, a client, a library's model)
   by its type's name alone, so an odd value never breaks a key.
 
-Names in `parts` read "module:qualname"; a script's module goes by its file's name however
-it was started (`_module_label`), so `python pipe.py`, `import pipe` and `branchwork run
-pipe.py:p` give one digest.
+Names in `parts` read "module:qualname"; a script loaded as another module by branchwork
+(`user_code.SCRIPT_MODULE`) is named `__main__` as where it ran, so both give one digest.
+The same script started otherwise (`import pipe`, `branchwork run pipe.py:p`) gets digests
+of its own: the classes it defines are named after its module in the values it stored, and
+another module's process could not load a value served from the other's cache.
 A fingerprint is computed once per function object per process, and again after a notebook
 cell runs (`user_code.code_generation`): a cell may redefine what a step reaches.
 """
@@ -66,16 +68,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from enum import Enum
 from functools import lru_cache
-from pathlib import Path
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-from branchwork.user_code import (
-    SCRIPT_MODULE,
-    TARGET_MODULE_PREFIX,
-    _installed_roots,
-    code_generation,
-)
+from branchwork.user_code import SCRIPT_MODULE, _installed_roots, code_generation
 from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
@@ -528,24 +524,7 @@ def _is_installed(path: str) -> bool:
 
 def _label(module_name: Any, name: str) -> str:
     module = module_name if isinstance(module_name, str) else "?"
-    return f"{_module_label(module)}:{name}"
-
-
-def _module_label(module: str) -> str:
-    """The name a module's code goes by in keys, the same however the file was started: as a
-    script (`python pipe.py`: `__main__`), imported (`import pipe`), by `branchwork run
-    pipe.py:p` (`branchwork_target_pipe_<hash of its path>`) or by a resume (`SCRIPT_MODULE`)
-    — the file's name (`python -m package.pipe` too: a `local_process` run loads it from
-    its file). The same code missed the cache each of these had filled, at another path too
-    (a teammate's checkout); `import package.pipe` still goes by its dotted name. Code of a
-    `__main__` without a file of the user's (a notebook's, a REPL's, or sent by value to a
-    process whose `__main__` is an installed runner) stays `__main__`."""
-    if module not in ("__main__", SCRIPT_MODULE) and not module.startswith(TARGET_MODULE_PREFIX):
-        return module
-    filename = getattr(sys.modules.get(module), "__file__", None)
-    if not isinstance(filename, str) or _is_installed(filename):  # a runner's, a Ray worker's
-        return "__main__"
-    return Path(filename).stem
+    return f"{'__main__' if module == SCRIPT_MODULE else module}:{name}"
 
 
 # ---- hashing one piece ---------------------------------------------------------------------
