@@ -39,7 +39,6 @@ from branchwork.exceptions import PipelineDefinitionError
 
 DEPTH_ENV = "BRANCHWORK_DEPTH"
 SCRIPT_MODULE = "__branchwork_main__"  # a script that ran as __main__, loaded elsewhere
-TARGET_MODULE_PREFIX = "branchwork_target_"  # a file `branchwork run` imports (`cli.targets`)
 MAX_DEPTH_ENV = "BRANCHWORK_MAX_DEPTH"
 PIPELINE_BY_VALUE_ENV = "BRANCHWORK_PIPELINE_BY_VALUE"
 # One environment variable may hold 128 KiB on Linux (MAX_ARG_STRLEN); keep clear of it.

@@ -23,7 +23,6 @@ from typing import Any
 
 from branchwork.exceptions import BranchworkError
 from branchwork.pipelines.pipeline import Pipeline
-from branchwork.user_code import TARGET_MODULE_PREFIX
 
 _FORMAT = "use path/to/file.py:pipeline_name or package.module:pipeline_name"
 
@@ -43,7 +42,7 @@ def _import_file(location: str) -> ModuleType:
         raise BranchworkError(f"No such file: {location}")
     stem = re.sub(r"\W", "_", path.stem)
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    name = f"{TARGET_MODULE_PREFIX}{stem}_{digest}"
+    name = f"branchwork_target_{stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise BranchworkError(f"Cannot import {location}: not a Python source file.")
