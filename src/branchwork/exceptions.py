@@ -7,6 +7,7 @@
     ├── PipelineDefinitionError     a pipeline body that cannot be compiled or returns non-steps
     │   └── DynamicValueUsedError   a `dynamic=False` pipeline used a step output as a value
     ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
+    │   └── RunAlreadyStartedError  a loop asked to start a run another loop has started
     ├── ArtifactError               an output could not be stored, or an artifact not loaded
     ├── RunStopped                  a run was stopped on request before it finished
     ├── RunPaused                   a run waits for an answer (`branchwork.wait`)
@@ -51,6 +52,11 @@ class DynamicValueUsedError(PipelineDefinitionError):
 
 class OrchestratorError(BranchworkError):
     """An orchestrator refused or failed to run a pipeline."""
+
+
+class RunAlreadyStartedError(OrchestratorError):
+    """A loop was asked to start a run another loop has started or ended (a job launched
+    twice, say): the run is left to that loop, as it is."""
 
 
 class ArtifactError(BranchworkError):

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 from branchwork import get_step_context, pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.orchestrators.base import SubmissionResult
 
 
 @step(runtime="isolated")
@@ -58,3 +60,15 @@ def sleepers(marker_dir: str):
 @pipeline(enable_cache=False)
 def static_context():
     return context_of_step()
+
+
+LAUNCHED: list[SubmissionResult] = []
+
+
+class CtrlCJustAfterLaunch(LocalProcessOrchestrator):
+    """Ctrl-C reaching the caller the moment its orchestration process was launched, before
+    it waits for it (in `subprocess.Popen`, waiting for the exec, say)."""
+
+    def _launch(self, snapshot, environment):
+        LAUNCHED.append(super()._launch(snapshot, environment))
+        raise KeyboardInterrupt

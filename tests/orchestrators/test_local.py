@@ -7,9 +7,16 @@ import time
 
 import pytest
 
-from branchwork import pipeline, step
+from branchwork import Client, pipeline, step
 from branchwork.config import ResourceSettings
-from branchwork.exceptions import ConfigurationError, OrchestratorError
+from branchwork.exceptions import (
+    ConfigurationError,
+    OrchestratorError,
+    RunAlreadyStartedError,
+    RunStopped,
+)
+from branchwork.metadata.runs import mark_run_stopped, start_run
+from branchwork.metadata.store import get_engine
 from branchwork.orchestrators import BaseOrchestrator, LocalOrchestrator
 from branchwork.stack import Stack, active_stack, get_active_stack
 from processes import Spawned, python, python_env
@@ -198,3 +205,53 @@ def test_last_run_is_per_thread():
     assert seen == {f"t{i}": f"t{i}" for i in range(4)}
     with pytest.raises(ConfigurationError, match="has not been run in this thread yet"):
         _ = same.last_run
+
+
+class ClaimedFirst(LocalOrchestrator):
+    """Someone else gets to the run between its creation and its loop's start: `then` is
+    what they do to it."""
+
+    def __init__(self, then, **config):
+        super().__init__(**config)
+        self.then = then
+
+    def run_loop(self, request, orchestrator_run_id):
+        self.then(get_engine(), request.run.id)
+        return super().run_loop(request, orchestrator_run_id)
+
+
+@step
+def one() -> int:
+    return 1
+
+
+@pipeline(enable_cache=False)
+def just_one():
+    return one()
+
+
+def test_a_run_stopped_before_its_loop_began_is_not_started_after_all():
+    def ctrl_c_where_submitted(engine, run_id):
+        mark_run_stopped(engine, run_id, "Stopped by Ctrl-C before its loop ran.")
+
+    stack = Stack(
+        "claimed", ClaimedFirst(ctrl_c_where_submitted), get_active_stack().artifact_store
+    )
+    stopped = pytest.raises(RunStopped, match=r"Run 'just_one-.*' was stopped before its loop")
+    with active_stack(stack), stopped:
+        just_one()
+    run = Client().get_pipeline_run("latest")
+    assert (run.status, run.start_time, run.steps) == ("stopped", None, {})
+    assert run.exception_message == "Stopped by Ctrl-C before its loop ran."
+
+
+def test_a_run_another_loop_has_started_is_not_started_again():
+    def started_elsewhere(engine, run_id):
+        assert start_run(engine, run_id, "elsewhere", time.time()) is None
+
+    stack = Stack("claimed", ClaimedFirst(started_elsewhere), get_active_stack().artifact_store)
+    refused = pytest.raises(RunAlreadyStartedError, match=r"already started \(status running\)")
+    with active_stack(stack), refused:
+        just_one()
+    run = Client().get_pipeline_run("latest")
+    assert (run.status, run.orchestrator_run_id, run.steps) == ("running", "elsewhere", {})

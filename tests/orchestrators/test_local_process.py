@@ -130,6 +130,20 @@ def test_sigterm_stops_the_run_and_ends_its_step_processes(tmp_path):
     assert [s.status for s in run.steps.values()] == ["stopped", "stopped"]
 
 
+def test_ctrl_c_as_the_orchestration_process_is_launched_stops_the_run_and_it_quietly(capfd):
+    """The process finds its run stopped before it got to it: it leaves the run as it is
+    and exits 130 without a word (it used to say the run 'has already started')."""
+    stack = Stack("lp", ip.CtrlCJustAfterLaunch(), get_active_stack().artifact_store)
+    with active_stack(stack), pytest.raises(KeyboardInterrupt):
+        ip.pids()
+    assert ip.LAUNCHED.pop().wait_for_completion() == 130
+    assert capfd.readouterr().err == ""
+    run = Client().get_pipeline_run("latest")
+    assert run.status == "stopped"
+    assert run.exception_message == "Stopped by Ctrl-C before its loop ran."
+    assert run.start_time is None and run.steps == {}
+
+
 def test_a_pipeline_that_cannot_be_loaded_there_fails_clearly():
     @step
     def local_step() -> int:

@@ -102,6 +102,34 @@ def create_placeholder_run(
     return snapshot_id, run_id
 
 
+@retrying("starting the run")
+def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float) -> str | None:
+    """Record INITIALIZING run `run_id` RUNNING, its loop taking it over; None if so, else
+    the status it has instead: a run stopped (Ctrl-C where it was submitted) before its
+    orchestration process got to it, or one another process has started, is not started
+    again."""
+    run = schema.pipeline_run.c
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(run.id == run_id, run.status == "initializing")
+            .values(
+                status="running",
+                start_time=utc(now),
+                heartbeat=now,
+                orchestrator_run_id=orchestrator_run_id,
+                hook_errors=None,  # those of an earlier session
+            )
+        )
+        if result.rowcount:
+            return None
+        row = conn.execute(select(run.status, run.heartbeat).where(run.id == run_id)).one()
+    if row.status == "running" and row.heartbeat == now:
+        return None  # a retried try whose first one committed
+    status: str = row.status
+    return status
+
+
 @retrying("recording a failed run")
 def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     """Record as FAILED a run whose loop never finished it: its pipeline would not load, or

@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 
-from branchwork.exceptions import BranchworkError
+from branchwork.exceptions import BranchworkError, RunAlreadyStartedError, RunStopped
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = get_engine()
     try:
         run = get_run(engine, args.run_id, include_steps=False)
+        if run.status == "stopped":
+            return 130  # Ctrl-C where it was submitted, before this process got to it
         if run.status != "initializing":
-            raise BranchworkError(f"Run '{run.name}' has already started (status {run.status}).")
+            raise RunAlreadyStartedError(
+                f"Run '{run.name}' has already started (status {run.status})."
+            )
     except BranchworkError as error:
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 2
@@ -66,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     host = orchestrator if orchestrator.hosts_loops else LocalOrchestrator()
     try:
         outcome = host.run_loop(request, orchestrator.get_orchestrator_run_id())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunStopped):  # RunStopped: as above, but raced us to the run
         return 130
-    except BranchworkError as error:  # the store went away: nothing more can be recorded
+    except BranchworkError as error:  # the store went away, or another process runs it
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
     return {"completed": 0, "paused": 0, "stopped": 130}.get(outcome.status, 1)

@@ -15,7 +15,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.config.home import home_dir, store_url
-from branchwork.exceptions import BranchworkError, OrchestratorError, StoreUnavailableError
+from branchwork.exceptions import (
+    BranchworkError,
+    OrchestratorError,
+    RunAlreadyStartedError,
+    StoreUnavailableError,
+)
 from branchwork.graph.tracing import Compiled
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import mark_run_failed
@@ -77,6 +82,8 @@ def _failures_recorded(stack: Stack, run: PipelineRunResponse) -> Iterator[None]
         yield
     except StoreUnavailableError:
         raise  # nothing can be recorded now; the message says how to resume
+    except RunAlreadyStartedError:
+        raise  # the run is another loop's: not ours to fail
     except Exception as error:
         failure: BaseException = error
         if not isinstance(error, BranchworkError):

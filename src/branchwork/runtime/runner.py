@@ -19,6 +19,7 @@ from typing import Any
 
 from branchwork.exceptions import (
     PipelineHookError,
+    RunAlreadyStartedError,
     RunStopped,
     StepFailedError,
     StoreUnavailableError,
@@ -30,6 +31,7 @@ from branchwork.metadata.queries import earlier_run, latest_attempts
 from branchwork.metadata.recorder import Recorder, utc
 from branchwork.metadata.run_figures import KEPT_FROM
 from branchwork.metadata.run_groups import keep_figures
+from branchwork.metadata.runs import start_run
 from branchwork.metadata.store import get_engine
 from branchwork.runtime.body import BodyContext
 from branchwork.runtime.engine import Engine
@@ -135,16 +137,17 @@ class RunSession:
         """Record the run running and start its loop (both, or neither: a Ctrl-C waits),
         then call the pipeline's on_start hook: if it raises, the run is recorded failed
         and the PipelineHookError raised."""
-        now = time.time()
-        self.recorder.run_update(
-            status="running",
-            start_time=utc(now),
-            heartbeat=now,
-            orchestrator_run_id=self.orchestrator_run_id,
-            hook_errors=None,  # those of an earlier session
-        )
         with interrupts_deferred():
             self.recorder.flush()
+            found = start_run(
+                self.recorder.engine, self.loop.run_id, self.orchestrator_run_id, time.time()
+            )
+            if found == "stopped":
+                raise RunStopped(f"Run '{self.loop.run_name}' was stopped before its loop began.")
+            if found is not None:
+                raise RunAlreadyStartedError(
+                    f"Run '{self.loop.run_name}' has already started (status {found})."
+                )
             self.loop.start()
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
             _running_sessions[self.loop.run_id] = self
