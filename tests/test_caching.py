@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -232,13 +233,11 @@ def test_the_same_call_hits_the_cache_in_a_second_python_process(tmp_path: Path)
     assert outputs == [f"{described} completed", f"{described} cached"]
 
 
-def test_a_script_run_by_the_cli_never_gets_values_it_cannot_load_from_the_cache(
-    tmp_path: Path,
-):
-    """`python pipe.py` stores a dataclass of the script as `__main__.Res`; `branchwork run
-    pipe.py:p` loads the file under another module name, where that class cannot be found.
-    Served from the first run's cache, its step failed loading the value: the two keep
-    cache entries of their own."""
+def test_a_script_shares_its_cache_between_python_and_branchwork_run(tmp_path: Path):
+    """`python pipe.py` and `branchwork run pipe.py:p` run one script: each reuses what the
+    other cached, and loads it, though the value is of a class the script defines (stored
+    as `__main__.Res`, found where the CLI loaded the script). They used to miss each
+    other's entries, saying the code had changed; a value served across would not load."""
     (tmp_path / "pipe.py").write_text(
         "from dataclasses import dataclass\n"
         "from branchwork import pipeline, step\n"
@@ -257,25 +256,33 @@ def test_a_script_run_by_the_cli_never_gets_values_it_cannot_load_from_the_cache
         "if __name__ == '__main__':\n"
         "    print(p(), p.last_run.steps['make'].status)\n"
     )
-    home = tmp_path / "home"
+    branchwork = str(Path(sys.executable).parent / "branchwork")
     commands = [
+        [branchwork, "run", "pipe.py:p", "--no-progress"],
         [sys.executable, "pipe.py"],
-        [str(Path(sys.executable).parent / "branchwork"), "run", "pipe.py:p", "--no-progress"],
+        [branchwork, "run", "pipe.py:p", "--no-progress"],
+        [branchwork, "runs", "show", "latest", "-o", "json"],
     ]
     outputs = []
     for command in commands:
         done = subprocess.run(
             command,
             cwd=tmp_path,
-            env=python_env(home),
+            env=python_env(tmp_path / "home"),
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
-    assert outputs[0] == "40 completed\n"
-    assert outputs[1].splitlines()[1:] == ["Status: completed", "Result: 40"]
+    assert outputs[0].splitlines()[1:] == ["Status: completed", "Result: 40"]
+    assert outputs[1] == "40 cached\n"
+    assert outputs[2].splitlines()[1:] == ["Status: completed", "Result: 40"]
+    shown = json.loads(outputs[3])
+    assert [(s["step"], s["status"]) for s in shown["steps"]] == [
+        ("make", "cached"),
+        ("use", "completed"),
+    ]
 
 
 # ---- values with int keys across processes -------------------------------------------------

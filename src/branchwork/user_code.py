@@ -45,6 +45,19 @@ PIPELINE_BY_VALUE_ENV = "BRANCHWORK_PIPELINE_BY_VALUE"
 MAX_BY_VALUE = 100_000
 
 
+def recorded_module(module_name: str) -> str:
+    """The module name a script's classes are recorded under wherever it was loaded: the
+    `__main__` it ran as, not `SCRIPT_MODULE`, so every process reads one name (see
+    `script_modules`)."""
+    return "__main__" if module_name == SCRIPT_MODULE else module_name
+
+
+def script_modules(module_name: str) -> list[str]:
+    """Where to look for what was recorded under `module_name`: `__main__` is the script
+    itself where it runs, and `SCRIPT_MODULE` where it was loaded to resume or replay."""
+    return ["__main__", SCRIPT_MODULE] if module_name == "__main__" else [module_name]
+
+
 class ImportStopped(BaseException):
     """A pipeline was called while branchwork imported user code; the import stops there.
 
@@ -204,6 +217,14 @@ def load_source(
     return obj
 
 
+def load_script(path: str) -> ModuleType:
+    """The script in `path` (one that runs as `python path`), loaded under `SCRIPT_MODULE`:
+    its guarded `if __name__ == "__main__":` block does not run, and what it defines is
+    recorded under `__main__` (`recorded_module`), as where it ran. Run afresh each time:
+    the file may have changed since."""
+    return _run_file(path, SCRIPT_MODULE)[0]
+
+
 def _import(module_name: str, source_file: str | None) -> tuple[ModuleType, ImportStopped | None]:
     """The module, and what stopped its import early if something did."""
     if module_name == "__main__":
@@ -224,6 +245,11 @@ def _load_file(path: str | None, module_name: str) -> tuple[ModuleType, ImportSt
     loaded = sys.modules.get(module_name)
     if loaded is not None and getattr(loaded, "__file__", None) == path:
         return loaded, None
+    return _run_file(path, module_name)
+
+
+def _run_file(path: str, module_name: str) -> tuple[ModuleType, ImportStopped | None]:
+    """The module in `path`, run now under `module_name`."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None:
         raise ImportError(f"cannot load {path}")

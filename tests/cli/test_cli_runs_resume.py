@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,66 @@ def test_resume_in_a_fresh_process_loads_the_pipeline_from_its_file(cli, pipelin
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"Run:    {run.name}", "Status: completed", "Result: 2"]
     assert "completed, 0 failed" in done.stderr  # plain progress: not a terminal
+
+
+SCRIPT = """\
+import os
+from dataclasses import dataclass
+
+from branchwork import pipeline, step
+
+
+@dataclass
+class Settings:
+    rate: float
+    name: str
+
+
+@step
+def configure(rate: float) -> list[Settings]:
+    return [Settings(rate, "small"), Settings(rate * 10, "large")]
+
+
+@step
+def train(settings: list[Settings]) -> str:
+    if os.path.exists(os.environ["FAIL_FLAG"]):
+        raise RuntimeError("the flag is set")
+    return ",".join(f"{s.name}={s.rate}" for s in settings)
+
+
+@pipeline(dynamic=True)
+def tuned(rate: float = 0.5):
+    return train(configure(rate))
+
+
+if __name__ == "__main__":
+    print(tuned())
+"""
+
+
+def test_resume_of_a_script_whose_step_returns_a_class_of_the_script(tmp_path):
+    """`python pipe.py` fails; `branchwork runs resume` loads the script under another name
+    and reuses `configure`, whose output is of the script's own class: it used to refuse,
+    saying 'configure' had different inputs. A later `python pipe.py` reuses both."""
+    script = tmp_path / "pipe.py"
+    script.write_text(SCRIPT)
+    flag = tmp_path / "fail"
+    flag.touch()
+    env = {**os.environ, "FAIL_FLAG": str(flag)}
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+        )
+
+    assert "the flag is set" in run(sys.executable, str(script)).stderr
+    flag.unlink()
+    resumed = run(str(Path(sys.executable).parent / "branchwork"), "runs", "resume", "latest")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == "Result: 'small=0.5,large=5.0'"
+    steps = Client().get_pipeline_run("latest").steps
+    assert [(s.status, s.attempt) for s in steps.values()] == [("completed", 1), ("completed", 2)]
+    again = run(sys.executable, str(script))
+    assert again.stdout == "small=0.5,large=5.0\n", again.stderr
+    steps = Client().get_pipeline_run("latest").steps
+    assert [s.status for s in steps.values()] == ["cached", "cached"]

@@ -1,21 +1,18 @@
 """Finding the pipeline a `branchwork run TARGET` names: `path/to/file.py:name` or
 `package.module:name`.
 
-A file is imported under a module name of its own, derived from its absolute path
-(`branchwork_target_<stem>_<hash>`): unique, so two `pipelines.py` files never clash and the
-file never shadows an installed module, and stable, so a file's pipeline records the same
-source on every run. The file's folder goes on `sys.path` first, as `python file.py` would
-put it, so it can import its neighbours; for a module target the working directory does, as
-`python -m` would. Every way of getting the target wrong is one `BranchworkError` line.
+A file is loaded as the script it is, as a resume loads a script that ran as `python
+file.py` (`user_code.load_script`): both record the same source, code and class names,
+share cache entries and load each other's values. The file's folder goes on `sys.path`
+first, as `python file.py` would put it, so it can import its neighbours; for a module
+target the working directory does, as `python -m` would. Every way of getting the target
+wrong is one `BranchworkError` line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import os
-import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +20,7 @@ from typing import Any
 
 from branchwork.exceptions import BranchworkError
 from branchwork.pipelines.pipeline import Pipeline
+from branchwork.user_code import load_script
 
 _FORMAT = "use path/to/file.py:pipeline_name or package.module:pipeline_name"
 
@@ -40,27 +38,13 @@ def _import_file(location: str) -> ModuleType:
     path = Path(location).expanduser().resolve()
     if not path.is_file():
         raise BranchworkError(f"No such file: {location}")
-    stem = re.sub(r"\W", "_", path.stem)
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    name = f"branchwork_target_{stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if path.suffix != ".py":
         raise BranchworkError(f"Cannot import {location}: not a Python source file.")
     _on_path(str(path.parent))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before executing: dataclasses and pickling look it up
     try:
-        spec.loader.exec_module(module)
+        return load_script(str(path))
     except Exception as error:
-        del sys.modules[name]
         raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
-    try:  # isolated step processes cannot import this module by name: pickle its functions
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(module)
-    except (ImportError, ValueError):
-        pass
-    return module
 
 
 def _import_module(location: str) -> ModuleType:

@@ -28,6 +28,7 @@ from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import ARTIFACT_REFS, Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
+from branchwork.user_code import SCRIPT_MODULE
 from branchwork.values import Leaf, canonical, hash_json
 
 if TYPE_CHECKING:
@@ -141,9 +142,15 @@ def _outputs_of(step: Step[Any, Any]) -> str:
         [
             [
                 spec.name,
-                repr(spec.annotation),
+                _type_text(spec.annotation),
                 materializer_path(spec.materializer) if spec.materializer else None,
             ]
             for spec in step.outputs
         ]
     )[:16]
+
+
+def _type_text(annotation: Any) -> str:
+    """An output's annotation as text, a script's classes under `__main__` however the
+    script was loaded (a resume loads it as `SCRIPT_MODULE`)."""
+    return repr(annotation).replace(f"{SCRIPT_MODULE}.", "__main__.")

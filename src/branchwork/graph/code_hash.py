@@ -71,7 +71,7 @@ from functools import lru_cache
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-from branchwork.user_code import SCRIPT_MODULE, _installed_roots, code_generation
+from branchwork.user_code import _installed_roots, code_generation, recorded_module
 from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
@@ -524,7 +524,7 @@ def _is_installed(path: str) -> bool:
 
 def _label(module_name: Any, name: str) -> str:
     module = module_name if isinstance(module_name, str) else "?"
-    return f"{'__main__' if module == SCRIPT_MODULE else module}:{name}"
+    return f"{recorded_module(module)}:{name}"
 
 
 # ---- hashing one piece ---------------------------------------------------------------------

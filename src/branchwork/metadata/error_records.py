@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from branchwork.exceptions import BranchworkError
-from branchwork.user_code import SCRIPT_MODULE, ImportStopped, importing_user_code
+from branchwork.user_code import ImportStopped, importing_user_code, recorded_module
 
 
 class RemoteTraceback(Exception):
@@ -53,7 +53,7 @@ def columns(error: BaseException) -> dict[str, str]:
 def encode(error: BaseException) -> str:
     """What it takes to rebuild `error` elsewhere, as JSON."""
     cls = type(error)
-    module = "__main__" if cls.__module__ == SCRIPT_MODULE else cls.__module__
+    module = recorded_module(cls.__module__)
     try:
         args: list[Any] | None = json.loads(json.dumps(list(error.args)))
     except (TypeError, ValueError):

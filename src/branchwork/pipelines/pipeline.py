@@ -20,6 +20,7 @@ from branchwork.exceptions import ConfigurationError
 from branchwork.graph.context import current_run_context
 from branchwork.pipelines.last_runs import last_run_id
 from branchwork.runtime.events import FailureMode
+from branchwork.user_code import recorded_module
 
 if TYPE_CHECKING:
     from branchwork.graph.context import RunContext
@@ -93,7 +94,7 @@ class Pipeline(Generic[P, R]):
     @property
     def source(self) -> str:
         """Import path of the pipeline, "module:qualname"."""
-        return f"{self.func.__module__}:{self.func.__qualname__}"
+        return f"{recorded_module(self.func.__module__)}:{self.func.__qualname__}"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the pipeline and return what its function returned, step outputs loaded.

@@ -27,7 +27,7 @@ from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import MappedOutputs, StepOutput
 from branchwork.graph.invocation import Ordering
 from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
-from branchwork.user_code import code_generation
+from branchwork.user_code import code_generation, recorded_module
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -159,7 +159,7 @@ class Step(Generic[P, R]):
     @property
     def source(self) -> str:
         """Import path of the step, "module:qualname"."""
-        return f"{self.func.__module__}:{self.func.__qualname__}"
+        return f"{recorded_module(self.func.__module__)}:{self.func.__qualname__}"
 
     @property
     def code_fingerprint(self) -> CodeFingerprint:
