@@ -147,6 +147,24 @@ def test_a_state_dict_keeps_its_container_key_order_and_tensors(round_trip):
         assert_same_tensor(loaded[key], tensor)
 
 
+def test_a_dict_of_parameters_keeps_them_parameters_that_require_grad(round_trip):
+    """`dict(model.named_parameters())` used to load as plain tensors without grad."""
+    parameters = dict(TinyNet().named_parameters())
+    parameters["hidden.bias"].requires_grad_(False)
+    mixed = {**parameters, "grad": torch.ones(2, requires_grad=True), "plain": torch.zeros(2)}
+    result = round_trip(mixed)
+    assert (result.files, result.warnings) == (["state_dict.safetensors"], [])
+    assert list(result.loaded) == list(mixed)
+    for key, tensor in mixed.items():
+        assert_same_tensor(result.loaded[key], tensor)
+    assert [key for key, t in result.loaded.items() if t.requires_grad] == [
+        "hidden.weight",
+        "out.weight",
+        "out.bias",
+        "grad",
+    ]
+
+
 def test_a_plain_dict_of_tensors_sharing_storage_loads_as_separate_copies(round_trip):
     base = torch.arange(6.0)
     state_dict = {"z": base, "tied": base, "view": base[1:3], "t": base.reshape(2, 3).T}

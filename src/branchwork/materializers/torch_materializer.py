@@ -4,8 +4,9 @@ once torch is loaded.
 - A tensor (or `nn.Parameter`) keeps its dtype, shape, values and `requires_grad`; it loads
   on the CPU, contiguous, sharing storage with nothing.
 - A state_dict (a dict or OrderedDict of str -> tensor, claimed from the built-in dict
-  materializer) keeps its container type and key order; tensors that shared storage (tied
-  weights, views of one tensor) load as separate copies.
+  materializer) keeps its container type, key order and, per tensor, what a tensor keeps
+  (`dict(model.named_parameters())` loads as Parameters that require grad); tensors that
+  shared storage (tied weights, views of one tensor) load as separate copies.
 - A module is stored as its state_dict plus its class ("module:QualName") in `module.json`;
   loading imports the class, builds it with no arguments and loads the state_dict into it
   (the constructor makes the structure and ties weights, the file gives the values). Saving
@@ -123,16 +124,22 @@ class TorchMaterializer(BaseMaterializer):
         if problem is not None:
             save_pickled(self, tensor, f" {problem}")
             return
-        metadata = {"class": type(tensor).__name__, "requires_grad": tensor.requires_grad}
-        self._write_safetensors(TENSOR_FILE, {TENSOR_KEY: tensor}, metadata)
+        self._write_safetensors(TENSOR_FILE, {TENSOR_KEY: tensor}, _kind_of(tensor))
 
     def _save_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         problem = _first_unstorable(state_dict)
         if problem is not None:
             save_pickled(self, state_dict, f" holding a value {problem}")
             return
-        # The container (dict or OrderedDict) and the key order, which safetensors does not keep.
-        metadata = {"container": type(state_dict).__name__, "keys": list(state_dict)}
+        # The container (dict or OrderedDict), the key order and the tensors that are not plain
+        # (Parameters, requiring grad), which safetensors does not keep.
+        metadata: dict[str, Any] = {
+            "container": type(state_dict).__name__,
+            "keys": list(state_dict),
+        }
+        kinds = {k: kind for k, v in state_dict.items() if (kind := _kind_of(v)) != _PLAIN}
+        if kinds:  # absent otherwise: a plain state_dict's file (and hash) stays as it was
+            metadata["kinds"] = kinds
         self._write_safetensors(STATE_DICT_FILE, state_dict, metadata)
 
     def _save_module(self, module: torch.nn.Module) -> None:
@@ -248,19 +255,31 @@ def _header(data: bytes) -> dict[str, Any]:
     return header
 
 
-def _tensor_from(stored: StoredFile) -> torch.Tensor:
-    tensors, metadata = _read_safetensors(stored)
-    tensor = tensors[TENSOR_KEY]
-    requires_grad: bool = metadata["requires_grad"]
-    if metadata["class"] == "Parameter":
+_PLAIN = {"class": "Tensor", "requires_grad": False}
+
+
+def _kind_of(tensor: torch.Tensor) -> dict[str, Any]:
+    """What a tensor is beyond its values, which safetensors does not keep."""
+    return {"class": type(tensor).__name__, "requires_grad": tensor.requires_grad}
+
+
+def _as_kind(tensor: torch.Tensor, kind: dict[str, Any]) -> torch.Tensor:
+    requires_grad: bool = kind["requires_grad"]
+    if kind["class"] == "Parameter":
         return torch.nn.Parameter(tensor, requires_grad=requires_grad)
     return tensor.requires_grad_(requires_grad)
+
+
+def _tensor_from(stored: StoredFile) -> torch.Tensor:
+    tensors, metadata = _read_safetensors(stored)
+    return _as_kind(tensors[TENSOR_KEY], metadata)
 
 
 def _state_dict_from(stored: StoredFile) -> dict[str, torch.Tensor]:
     tensors, metadata = _read_safetensors(stored)
     container = OrderedDict if metadata["container"] == "OrderedDict" else dict
-    return container((key, tensors[key]) for key in metadata["keys"])
+    kinds = metadata.get("kinds", {})
+    return container((k, _as_kind(tensors[k], kinds.get(k, _PLAIN))) for k in metadata["keys"])
 
 
 def _module_from(spec: dict[str, Any], state_dict_file: StoredFile) -> torch.nn.Module:
