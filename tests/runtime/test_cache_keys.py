@@ -419,6 +419,24 @@ def test_refresh_of_a_step_the_pipeline_does_not_have_names_it():
     assert ", second_half, " in message
 
 
+def test_a_miss_on_an_invalidated_key_says_so_not_what_changed_since_the_last_run():
+    """The previous run had other arguments, but this key's result was cached before and
+    invalidated since: that is why it computes (it used to name the argument change)."""
+    halves(n=9)
+    halves(n=11)
+    assert Client().invalidate_cache("second_half", pipeline_name="halves") == 2
+    halves(n=9)
+    run = halves.last_run
+    assert statuses(run)["second_half"] == ("completed", "miss")
+    assert run.steps["second_half"].cache_reason == (
+        "a result with this key was cached, then invalidated (branchwork cache invalidate)"
+    )
+    halves(n=11)  # its key was invalidated too, but had no cached result left to serve
+    assert halves.last_run.steps["second_half"].cache_reason == (
+        "a result with this key was cached, then invalidated (branchwork cache invalidate)"
+    )
+
+
 def test_cache_off_is_recorded_as_the_reason():
     halves(n=7)
     halves.with_options(enable_cache=False)(n=7)

@@ -56,9 +56,13 @@ def miss(
     code_parts: Mapping[str, str],
     earlier: Earlier | None,
     sources: Mapping[str, str] | None = None,
+    invalidated: bool = False,
 ) -> str:
     """What changed since the previous run of this invocation, in one line; `sources` names
-    the invocation whose output an argument is, by argument."""
+    the invocation whose output an argument is, by argument; `invalidated`: the results with
+    this very key were invalidated, the cause whatever changed since the previous run."""
+    if invalidated and (earlier is None or earlier.parts != parts):
+        return f"a result with this key was cached, then invalidated ({_INVALIDATE})"
     if earlier is None:
         return "first run of this pipeline"
     if earlier.parts is None and earlier.status is not None:
@@ -110,7 +114,7 @@ def _argument_changes(
 def _not_reusable(earlier: Earlier) -> str:
     """Why a result with the very same key was not served."""
     if earlier.invalidated:
-        return "whose result was invalidated (branchwork cache invalidate)"
+        return f"whose result was invalidated ({_INVALIDATE})"
     if earlier.status == "failed":
         return "where it failed"
     if earlier.status == "stopped":
@@ -118,6 +122,9 @@ def _not_reusable(earlier: Earlier) -> str:
     if earlier.status == "cached":
         return "which reused a result that was since deleted"
     return "whose result cannot be reused (it did not finish, or was deleted)"
+
+
+_INVALIDATE = "branchwork cache invalidate"
 
 
 def _code_change(now: Mapping[str, str], before: Mapping[str, str] | None) -> str:

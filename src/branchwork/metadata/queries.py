@@ -119,6 +119,7 @@ _CACHED = (
         s.step_run.c.cache_key,
         s.step_run.c.name.label("invocation_id"),
         s.step_run.c.end_time.label("finished"),
+        s.step_run.c.cache_invalidated,
         s.pipeline_run.c.name.label("run_name"),
         s.step_run_output_artifact.c.name.label("output_name"),
         *_VERSION_COLUMNS,
@@ -137,22 +138,33 @@ _CACHED = (
     .where(
         s.step_run.c.cache_key.in_(bindparam("keys", expanding=True)),
         s.step_run.c.status == "completed",
-        s.step_run.c.cache_invalidated.is_(False),
     )
     .order_by(s.step_run.c.end_time.desc())
 )
 
 
+class CacheLookup(NamedTuple):
+    """What the store holds for some cache keys."""
+
+    hits: dict[str, CacheHit]  # by key: the newest completed step run with it, not invalidated
+    invalidated: set[str]  # keys whose results were all invalidated: a miss says so
+
+
 @retrying("looking up the cache")
-def find_cached(engine: Engine, keys: list[str]) -> dict[str, CacheHit]:
-    """For each cache key: the newest completed step run with it (not invalidated)."""
+def find_cached(engine: Engine, keys: list[str]) -> CacheLookup:
+    """For each cache key: the newest completed step run with it that was not invalidated,
+    or that all of them were."""
     found: dict[str, CacheHit] = {}
+    invalidated: set[str] = set()
     if not keys:
-        return found
+        return CacheLookup(found, invalidated)
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(keys))):
             rows = conn.execute(_CACHED, {"keys": chunk}).all()
             for row in rows:
+                if row.cache_invalidated:
+                    invalidated.add(row.cache_key)
+                    continue
                 hit = found.get(row.cache_key)
                 if hit is None:
                     hit = found[row.cache_key] = CacheHit(
@@ -160,7 +172,7 @@ def find_cached(engine: Engine, keys: list[str]) -> dict[str, CacheHit]:
                     )
                 if row.step_run_id == hit.step_run_id and row.output_name is not None:
                     hit.outputs[row.output_name] = row
-    return found
+    return CacheLookup(found, invalidated - found.keys())
 
 
 class EarlierStep(NamedTuple):

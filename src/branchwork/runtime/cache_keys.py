@@ -48,6 +48,7 @@ class CacheKeys:
         self._parameters = parameters
         self._code_before: dict[str, Mapping[str, str] | None] = {}
         self._code_recorded: set[str] = set()
+        self._invalidated: set[str] = set()  # looked-up keys whose results were invalidated
 
     def compute(self, commands: list[E.ComputeKey]) -> list[E.Event]:
         """Every key the commands ask for, and one store query for those to look up."""
@@ -58,7 +59,9 @@ class CacheKeys:
             for command in commands
             if command.look_up and (key := self.tracked[command.invocation_id].cache_key)
         ]
-        hits = find_cached(self.recorder.engine, wanted) if wanted else {}
+        lookup = find_cached(self.recorder.engine, wanted)
+        self._invalidated |= lookup.invalidated
+        hits = lookup.hits
         events: list[E.Event] = []
         for command in commands:
             item = self.tracked[command.invocation_id]
@@ -126,8 +129,13 @@ class CacheKeys:
             for name, value in invocation.inputs.items()
             if isinstance(value, OutputRef)
         }
-        earlier = self._earlier(invocation.id)
-        return cache_reasons.miss(item.cache_parts, step.code_fingerprint.parts, earlier, sources)
+        return cache_reasons.miss(
+            item.cache_parts,
+            step.code_fingerprint.parts,
+            self._earlier(invocation.id),
+            sources,
+            invalidated=item.cache_key in self._invalidated,
+        )
 
     def _earlier(self, invocation_id: str) -> cache_reasons.Earlier | None:
         earlier, parameter_changes = self._previous
