@@ -165,6 +165,44 @@ def test_not_found_answers_say_what_the_cli_says(pipelines, project, api):
     assert detail(f"/api/runs/{run.name}/steps/work/logs?attempt=2") == (
         f"Invocation 'work' of run '{run.name}' has no attempt 2 (it has 1)."
     )
+    assert detail("/api/artifacts/no-such-version/consumers") == (
+        "No artifact version with id 'no-such-version'."
+    )
+
+
+def test_what_a_static_run_planned_but_never_started_is_listed_and_says_why(
+    pipelines, project, api
+):
+    """The graph counted 'total' not started, but its list was empty and its page a bare
+    'has no invocation'."""
+    (project / "fail-1").touch()
+    with pytest.raises(PipelineRunFailedError):
+        pipelines("chain")(folder=str(project))
+    run = Client().list_pipeline_runs(pipeline="chain", limit=1)[0]
+    client = api()
+    graph = ok(client.get(f"/api/runs/{run.name}/graph"))
+    assert {g["id"]: g["counts"]["not_started"] for g in graph["groups"]} == {
+        "work": 0,
+        "total": 1,
+    }
+    items = ok(client.get(f"/api/runs/{run.name}/groups/total/items"))
+    assert [(i["invocation"], i["status"], i["attempt"]) for i in items["items"]] == [
+        ("total", "not_started", None)
+    ]
+    assert items["total"] == 1
+    waiting = ok(client.get(f"/api/runs/{run.name}/groups/total/items?status=not_started"))
+    assert waiting["items"] == items["items"]
+    failed = ok(client.get(f"/api/runs/{run.name}/groups/work/items?status=failed"))
+    assert [i["invocation"] for i in failed["items"]] == ["work_2"]
+    pages = [ok(client.get(f"/api/runs/{run.name}/timeline?page_size=3&page={n}")) for n in (1, 2)]
+    assert [len(page["items"]) for page in pages] == [3, 1]
+    assert pages[1]["items"][0]["invocation"] == "total" and pages[1]["total"] == 4
+    response = client.get(f"/api/runs/{run.name}/steps/total")
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        f"Invocation 'total' of run '{run.name}' never started: the run ended first (a step "
+        "it depends on failed, or the run was stopped)."
+    )
 
 
 def test_a_fan_out_of_300_items_comes_one_page_at_a_time(pipelines, project, api):

@@ -12,6 +12,8 @@ write to the store; the two actions are POSTs (see `security` and `actions`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -76,13 +78,21 @@ PageArg = Annotated[int, Query(ge=1, description="Which page, from 1.")]
 SizeArg = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")]
 
 
-def run_or_404(engine: Engine, ref: str) -> PipelineRunResponse:
+@contextmanager
+def not_found_as_404() -> Iterator[None]:
+    """What the store does not hold (a BranchworkError saying so, the CLI's message) answers
+    404; an unreachable store stays an outage (503)."""
     try:
-        return find_run(engine, ref)
+        yield
     except StoreUnavailableError:
         raise
     except BranchworkError as error:
         raise HTTPException(404, str(error)) from None
+
+
+def run_or_404(engine: Engine, ref: str) -> PipelineRunResponse:
+    with not_found_as_404():
+        return find_run(engine, ref)
 
 
 # ---- runs ----------------------------------------------------------------------------------
@@ -246,12 +256,8 @@ def get_failed(
 
 
 def attempts_or_404(engine: Engine, run: PipelineRunResponse, invocation: str) -> Attempts:
-    try:
+    with not_found_as_404():
         return invocation_attempts(engine, run, invocation)
-    except StoreUnavailableError:
-        raise
-    except BranchworkError as error:
-        raise HTTPException(404, str(error)) from None
 
 
 def inputs_page(engine: Engine, step_run_id: str, page: int, page_size: int) -> dict[str, Any]:
@@ -362,7 +368,8 @@ def get_consumers(
     engine: EngineArg, version_id: str, page: PageArg = 1, page_size: SizeArg = 50
 ) -> dict[str, Any]:
     """The invocations (of any run) that took this artifact version as an input."""
-    found = consumer_page(engine, version_id, page, page_size)
+    with not_found_as_404():
+        found = consumer_page(engine, version_id, page, page_size)
     return paged(found, [origin_dict(origin) for origin in found.items])
 
 

@@ -89,7 +89,7 @@ class InvocationRow:
     invocation: str
     step_name: str
     status: str
-    attempt: int
+    attempt: int | None  # None: not started
     start: datetime | None
     end: datetime | None
     cache_verdict: str | None
@@ -391,8 +391,47 @@ def invocation_page(
     step_name: str | None = None,
     status: str | None = None,
 ) -> Page[InvocationRow]:
-    """The run's invocations (latest attempts) in the order they started, optionally of one
-    step name or in one state; one page of them."""
+    """The run's invocations (latest attempts) in the order they started, then those a static
+    run planned that have not started (in the DAG's order), optionally of one step name or in
+    one state; one page of them."""
+    offset = page_offset(page, page_size)
+    with engine.connect() as conn:
+        rows: list[InvocationRow] = []
+        total = 0
+        if status != NOT_STARTED:
+            rows, total = _started(conn, run, offset, page_size, step_name, status)
+        if status in (None, NOT_STARTED) and not run.snapshot.is_dynamic:
+            waiting = _not_started(run, step_name)
+            room = page_size - len(rows)
+            skip = max(offset - total, 0)
+            rows += [_waiting_row(row) for row in conn.execute(waiting.offset(skip).limit(room))]
+            total += conn.execute(select(func.count()).select_from(waiting.subquery())).scalar_one()
+    return Page(rows, page, page_size, total)
+
+
+def _not_started(run: PipelineRunResponse, step_name: str | None) -> Any:
+    """The invocations a static run planned that have no step run (yet), in the DAG's order."""
+    config, step = s.step_configuration.c, s.step_run.c
+    query = select(config.name, config.step_name).where(
+        config.snapshot_id == run.snapshot.id,
+        config.step_run_id.is_(None),
+        ~exists().where(step.run_id == run.id, step.name == config.name),
+    )
+    if step_name is not None:
+        query = query.where(config.step_name == step_name)
+    return query.order_by(config.id)
+
+
+def _started(
+    conn: Connection,
+    run: PipelineRunResponse,
+    offset: int,
+    page_size: int,
+    step_name: str | None,
+    status: str | None,
+) -> tuple[list[InvocationRow], int]:
+    """`page_size` of the invocations that have a step run, from `offset`, and how many
+    there are."""
     step = s.step_run.c
     status_read = read_status(run)
     conditions = [step.run_id == run.id]
@@ -400,27 +439,26 @@ def invocation_page(
         conditions.append(step.step_name == step_name)
     if status is not None:
         conditions.append(status_read_as(run, status))
-    with engine.connect() as conn:
-        total = _latest_total(conn, run, conditions, step_name, status)
-        rows = conn.execute(
-            select(
-                step.name,
-                step.step_name,
-                status_read.label("read_status"),
-                step.status,
-                step.attempt,
-                step.start_time,
-                step.end_time,
-                step.cache_verdict,
-                step.exception_type,
-                step.exception_message,
-            )
-            .where(*conditions, latest_attempt())
-            .order_by(step.start_time.is_(None), step.start_time, step.name)
-            .limit(page_size)
-            .offset(page_offset(page, page_size))
-        ).all()
-    return Page([_invocation_row(row) for row in rows], page, page_size, total)
+    total = _latest_total(conn, run, conditions, step_name, status)
+    rows = conn.execute(
+        select(
+            step.name,
+            step.step_name,
+            status_read.label("read_status"),
+            step.status,
+            step.attempt,
+            step.start_time,
+            step.end_time,
+            step.cache_verdict,
+            step.exception_type,
+            step.exception_message,
+        )
+        .where(*conditions, latest_attempt())
+        .order_by(step.start_time.is_(None), step.start_time, step.name)
+        .limit(page_size)
+        .offset(offset)
+    ).all()
+    return [_invocation_row(row) for row in rows], total
 
 
 def _latest_total(
@@ -438,6 +476,10 @@ def _latest_total(
         if step_name in (None, row.step_name) and status in (None, status_in(run, row.status))
     ]
     return int(every or 0) - len(superseded)
+
+
+def _waiting_row(row: Any) -> InvocationRow:
+    return InvocationRow(row.name, row.step_name, NOT_STARTED, None, None, None, None, None, None)
 
 
 def _invocation_row(row: Any) -> InvocationRow:

@@ -70,9 +70,7 @@ def invocation_attempts(engine: Engine, run: PipelineRunResponse, invocation: st
             .order_by(step.attempt)
         ).all()
         if not rows:
-            raise BranchworkError(
-                no_invocation_message(run.name, invocation, _similar(conn, run, invocation))
-            )
+            raise _missing(conn, run, invocation)
         ids = [row.id for row in rows]
         outputs = _outputs(conn, ids)
         configs = _configurations(conn, run, invocation, ids)
@@ -97,9 +95,32 @@ def require_invocation(engine: Engine, run: PipelineRunResponse, invocation: str
             select(step.id).where(step.run_id == run.id, step.name == invocation).limit(1)
         ).first()
         if found is None:
-            raise BranchworkError(
-                no_invocation_message(run.name, invocation, _similar(conn, run, invocation))
-            )
+            raise _missing(conn, run, invocation)
+
+
+def _missing(conn: Connection, run: PipelineRunResponse, invocation: str) -> BranchworkError:
+    """Why `run` has no step run of `invocation`: a static run planned it, but it has not
+    started; or the run has no such invocation (the CLI's message)."""
+    config = s.step_configuration.c
+    planned = conn.execute(
+        select(config.id).where(
+            config.snapshot_id == run.snapshot.id,
+            config.step_run_id.is_(None),
+            config.name == invocation,
+        )
+    ).first()
+    if planned is None:
+        return BranchworkError(
+            no_invocation_message(run.name, invocation, _similar(conn, run, invocation))
+        )
+    if not is_finished(run):
+        return BranchworkError(
+            f"Invocation '{invocation}' of run '{run.name}' has not started yet."
+        )
+    return BranchworkError(
+        f"Invocation '{invocation}' of run '{run.name}' never started: the run ended first "
+        "(a step it depends on failed, or the run was stopped)."
+    )
 
 
 def _similar(conn: Connection, run: PipelineRunResponse, invocation: str) -> list[str]:
@@ -211,7 +232,8 @@ def consumer_page(
     engine: Engine, version_id: str, page: int, page_size: int
 ) -> Page[StepRunOrigin]:
     """The invocations (latest attempts, of any run) that took this artifact version as an
-    input, oldest run first; one page of them."""
+    input, oldest run first; one page of them. A BranchworkError if there is no such
+    version."""
     step, link, run = s.step_run.c, s.step_run_input_artifact.c, s.pipeline_run.c
     joined = s.step_run_input_artifact.join(s.step_run, step.id == link.step_run_id).join(
         s.pipeline_run, run.id == step.run_id
@@ -219,6 +241,10 @@ def consumer_page(
     conditions = (link.artifact_version_id == version_id, latest_attempt())
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(joined).where(*conditions)).scalar()
+        version = s.artifact_version.c
+        known = select(version.id).where(version.id == version_id)
+        if not total and conn.execute(known).first() is None:
+            raise BranchworkError(f"No artifact version with id {version_id!r}.")
         rows = conn.execute(
             select(step.id, step.run_id, run.name, step.name)
             .select_from(joined)

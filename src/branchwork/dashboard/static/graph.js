@@ -139,7 +139,7 @@ function chip(run, item, x, y) {
   return s(
     "a",
     { href: route(["runs", run, "steps", item.invocation]), class: `chip st-${cssToken(item.status)}` },
-    s("title", {}, `${item.invocation}: ${item.status}, attempt ${item.attempt ?? 1}, ${duration(item.duration_s)}`),
+    s("title", {}, item.attempt ? `${item.invocation}: ${stateLabel(item.status)}, attempt ${item.attempt}, ${duration(item.duration_s)}` : `${item.invocation}: ${stateLabel(item.status)}`),
     s("rect", { x, y, width: CHIP.w, height: CHIP.h, rx: 3 }),
     s("text", { x: x + 5, y: y + 13 }, clip(item.invocation, 16)),
   );
