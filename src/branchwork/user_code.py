@@ -217,25 +217,36 @@ def load_source(
     return obj
 
 
-def load_script(path: str) -> ModuleType:
-    """The script in `path` (one that runs as `python path`), loaded under `SCRIPT_MODULE`:
-    its guarded `if __name__ == "__main__":` block does not run, and what it defines is
-    recorded under `__main__` (`recorded_module`), as where it ran. Run afresh each time:
-    the file may have changed since."""
-    return _run_file(path, SCRIPT_MODULE)[0]
+def load_script(path: str) -> tuple[ModuleType, ImportStopped | None]:
+    """The script in `path` (one that runs as `python path`) loaded as user code, under
+    `SCRIPT_MODULE`: its guarded `if __name__ == "__main__":` block does not run, a pipeline
+    call at its top level stops it there (returned), and what it defines is recorded under
+    `__main__` (`recorded_module`), as where it ran. Run afresh each time: the file may have
+    changed since."""
+    with importing_user_code():
+        return _run_file(path, SCRIPT_MODULE)
+
+
+def import_user_module(module_name: str) -> tuple[ModuleType, ImportStopped | None]:
+    """Module `module_name` imported as user code: a pipeline call at its top level stops
+    the import there (returned), the module keeping what it defined by then."""
+    loaded = sys.modules.get(module_name)
+    if loaded is not None:
+        return loaded, None
+    with importing_user_code():
+        spec = importlib.util.find_spec(module_name)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {module_name!r}", name=module_name)
+        return _execute(spec, module_name)
 
 
 def _import(module_name: str, source_file: str | None) -> tuple[ModuleType, ImportStopped | None]:
     """The module, and what stopped its import early if something did."""
     if module_name == "__main__":
         return _load_file(source_file, SCRIPT_MODULE)
-    loaded = sys.modules.get(module_name)
-    if loaded is not None:
-        return loaded, None
-    spec = importlib.util.find_spec(module_name)
-    if spec is None:  # loaded from a file there (the CLI does): load it here too
-        return _load_file(source_file, module_name)
-    return _execute(spec, module_name)
+    if module_name in sys.modules or importlib.util.find_spec(module_name) is not None:
+        return import_user_module(module_name)
+    return _load_file(source_file, module_name)  # loaded from a file there: here too
 
 
 def _load_file(path: str | None, module_name: str) -> tuple[ModuleType, ImportStopped | None]:

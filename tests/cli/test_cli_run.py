@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +190,56 @@ def test_a_str_param_gets_the_text_as_typed_and_the_others_their_json(cli, pipel
     )
     run = Client().list_pipeline_runs(pipeline="typed")[0]
     assert run.parameters == {"n": 4, "name": "3", "cfg": {"k": [1, 2]}}
+
+
+TOP_LEVEL_CALL = """
+from pathlib import Path
+
+from branchwork import pipeline, step
+
+
+@step(enable_cache=False)
+def train() -> float:
+    with open(Path(__file__).with_name("calls.log"), "a") as log:
+        log.write("train\\n")
+    return 0.9
+
+
+@pipeline
+def training():
+    return train()
+
+
+training()  # no __main__ guard
+
+
+@pipeline
+def later():
+    return train()
+"""
+
+
+def test_the_cli_never_runs_a_scripts_top_level_pipeline_call(pipeline_file):
+    """`branchwork graph` recorded a run of the script's top-level call, and `branchwork run`
+    ran the pipeline twice: the import now stops at that call, as the README says."""
+    script = pipeline_file("toplevel", TOP_LEVEL_CALL)
+    calls = script.with_name("calls.log")
+
+    def branchwork(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / "branchwork"), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    drawn = branchwork("graph", f"{script}:training")
+    assert drawn.returncode == 0, drawn.stderr
+    assert not calls.exists() and Client().list_pipeline_runs() == []
+    done = branchwork("run", f"{script}:training", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text() == "train\n"
+    assert len(Client().list_pipeline_runs()) == 1
+    refused = branchwork("run", f"{script}:later")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"Error: {script} calls pipeline 'training' at {script}:19 before defining 'later': "
+        'put the file\'s top-level calls under `if __name__ == "__main__":`.\n'
+    )
+    assert calls.read_text() == "train\n" and len(Client().list_pipeline_runs()) == 1

@@ -5,13 +5,14 @@ A file is loaded as the script it is, as a resume loads a script that ran as `py
 file.py` (`user_code.load_script`): both record the same source, code and class names,
 share cache entries and load each other's values. The file's folder goes on `sys.path`
 first, as `python file.py` would put it, so it can import its neighbours; for a module
-target the working directory does, as `python -m` would. Every way of getting the target
-wrong is one `BranchworkError` line.
+target the working directory does, as `python -m` would. Either is imported as user code: a
+pipeline call at its top level stops the import there, as in an orchestration process, so
+`branchwork run` and `graph` never run a script's unguarded call. Every way of getting the
+target wrong is one `BranchworkError` line.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from branchwork.exceptions import BranchworkError
 from branchwork.pipelines.pipeline import Pipeline
-from branchwork.user_code import load_script
+from branchwork.user_code import ImportStopped, import_user_module, load_script
 
 _FORMAT = "use path/to/file.py:pipeline_name or package.module:pipeline_name"
 
@@ -34,7 +35,7 @@ def _on_path(folder: str) -> None:
         sys.path.insert(0, folder)
 
 
-def _import_file(location: str) -> ModuleType:
+def _import_file(location: str) -> tuple[ModuleType, ImportStopped | None]:
     path = Path(location).expanduser().resolve()
     if not path.is_file():
         raise BranchworkError(f"No such file: {location}")
@@ -47,10 +48,10 @@ def _import_file(location: str) -> ModuleType:
         raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
 
 
-def _import_module(location: str) -> ModuleType:
+def _import_module(location: str) -> tuple[ModuleType, ImportStopped | None]:
     _on_path(os.getcwd())
     try:
-        return importlib.import_module(location)
+        return import_user_module(location)
     except ModuleNotFoundError as error:
         if error.name and (location == error.name or location.startswith(f"{error.name}.")):
             raise BranchworkError(
@@ -71,9 +72,15 @@ def load_target(target: str) -> Pipeline[Any, Any]:
     location, _, attribute = target.rpartition(":")
     if not location or not attribute:
         raise BranchworkError(f"Target {target!r} names no pipeline; {_FORMAT}.")
-    module = _import_file(location) if _is_file(location) else _import_module(location)
+    module, stopped = (_import_file if _is_file(location) else _import_module)(location)
     obj: Any = module
     for part in attribute.split("."):
+        if not hasattr(obj, part) and stopped is not None:
+            raise BranchworkError(
+                f"{location} calls pipeline '{stopped.pipeline_name}' at {stopped.location} "
+                f"before defining {attribute!r}: put the file's top-level calls under "
+                '`if __name__ == "__main__":`.'
+            )
         if not hasattr(obj, part):
             found = sorted(k for k, v in vars(module).items() if isinstance(v, Pipeline))
             where = f"; pipelines there: {', '.join(found)}" if found else "; it defines none"
