@@ -89,3 +89,24 @@ def test_resume_by_reference(client, tmp_path):
     assert client.resume_run("latest:client_flaky") == 6
     run = client.get_pipeline_run("client_flaky")
     assert run.status == "completed" and run.steps["checked_total"].attempt == 2
+
+
+def test_a_run_object_is_a_reference_too(client, tmp_path):
+    """The README's `Client().get_step_logs(run)` with `run = pipeline.last_run` raised
+    AttributeError: 'PipelineRunResponse' object has no attribute 'strip'."""
+    client_sum(n=4)
+    run = client_sum.last_run
+    assert client.get_step_logs(run) == {"numbers": "made 4 numbers\n", "total": ""}
+    assert client.get_pipeline_run(run).id == run.id
+    assert list(client.get_cache_decisions(run)) == ["numbers", "total"]
+    assert client.list_child_runs(run) == [] and client.get_run_waits(run) == []
+    (tmp_path / "fail").touch()
+    with pytest.raises(PipelineRunFailedError):
+        client_flaky(folder=str(tmp_path))
+    (tmp_path / "fail").unlink()
+    assert client.resume_run(client_flaky.last_run) == 6
+    with pytest.raises(TypeError) as error:
+        client.get_step_logs(42)
+    assert str(error.value) == (
+        "A run is its id or name (a str) or a PipelineRunResponse; got int 42."
+    )

@@ -25,9 +25,14 @@ from branchwork.models import (
     WaitResponse,
 )
 
+RunRef = str | PipelineRunResponse
+"""A run: its id, name, a unique prefix of either, `latest`, `latest:PIPELINE`, or the run
+itself (`pipeline.last_run`, what a Client read)."""
+
 
 class Client:
-    """Reads the store at `store_url` (default: the configured one)."""
+    """Reads the store at `store_url` (default: the configured one). Every method that
+    takes a run takes a `RunRef`."""
 
     def __init__(self, store_url: str | None = None) -> None:
         from branchwork.stack.components import remember_registered_stores
@@ -36,12 +41,14 @@ class Client:
         # Artifacts in a registered S3 store load with its endpoint and credentials.
         remember_registered_stores(self._engine)
 
-    def get_pipeline_run(self, id_or_name: str, include_steps: bool = True) -> PipelineRunResponse:
+    def get_pipeline_run(
+        self, id_or_name: RunRef, include_steps: bool = True
+    ) -> PipelineRunResponse:
         """A run by id or name (or `latest`, `latest:PIPELINE`, a unique prefix of a name or
         id), with its snapshot, outputs and, unless `include_steps=False`, every step run (for
         a run of many steps that read costs about 15 KB per step run; without them it costs
         the same for any run)."""
-        return get_run(self._engine, resolve_run(self._engine, id_or_name), include_steps)
+        return get_run(self._engine, self._run_id(id_or_name), include_steps)
 
     def list_pipeline_runs(
         self, pipeline: str | None = None, limit: int | None = None
@@ -51,13 +58,13 @@ class Client:
             get_run(self._engine, run_id) for run_id in list_run_ids(self._engine, pipeline, limit)
         ]
 
-    def list_child_runs(self, run_id_or_name: str) -> list[PipelineRunResponse]:
+    def list_child_runs(self, run_id_or_name: RunRef) -> list[PipelineRunResponse]:
         """The child runs of a run (pipelines its body called or submitted), oldest first."""
-        parent = resolve_run(self._engine, run_id_or_name)
+        parent = self._run_id(run_id_or_name)
         return [get_run(self._engine, child) for child in child_run_ids(self._engine, parent)]
 
     def get_step_logs(
-        self, run_id_or_name: str, invocation_id: str | None = None
+        self, run_id_or_name: RunRef, invocation_id: str | None = None
     ) -> dict[str, str]:
         """Captured stdout, stderr and logging of a run's steps (latest attempt of each, or
         of one invocation), by invocation id ("" for one that printed nothing)."""
@@ -70,7 +77,7 @@ class Client:
         texts = {log.invocation: log.text for log in step_logs(self._engine, run, invocation_id)}
         return {name: texts.get(name, "") for name in names}
 
-    def get_cache_decisions(self, run_id_or_name: str) -> dict[str, CacheDecision]:
+    def get_cache_decisions(self, run_id_or_name: RunRef) -> dict[str, CacheDecision]:
         """Why each invocation of a run (its latest attempt) was a cache hit or a miss, by
         invocation id, in the order they ran."""
         run = self.get_pipeline_run(run_id_or_name, include_steps=False)
@@ -109,7 +116,7 @@ class Client:
 
         return invalidate_step(self._engine, step_name, pipeline_name)
 
-    def resume_run(self, id_or_name: str, accept_new_graph: bool = False) -> Any:
+    def resume_run(self, id_or_name: RunRef, accept_new_graph: bool = False) -> Any:
         """Finish a FAILED or STOPPED run on the active stack, as the same run: invocations
         that completed are reused by id (caching or not), failed and never-started ones run.
         If an invocation id now names another step, other inputs or changed code, the run
@@ -125,7 +132,7 @@ class Client:
             settle_pause(self._engine, run)
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
 
-    def answer_run(self, id_or_name: str, value: Any) -> Any:
+    def answer_run(self, id_or_name: RunRef, value: Any) -> Any:
         """Answer the question a PAUSED run waits on (`branchwork.wait`) and resume it on the
         active stack: `value` is checked against the question's schema first
         (InvalidAnswerError, nothing recorded, if it does not match). Returns the pipeline's
@@ -136,15 +143,15 @@ class Client:
         record_answer_to(self._engine, run, value)
         return self.resume_run(run.id)
 
-    def get_run_waits(self, id_or_name: str) -> list[WaitResponse]:
+    def get_run_waits(self, id_or_name: RunRef) -> list[WaitResponse]:
         """The questions a run asked with `branchwork.wait`, in order, with their answers."""
         from branchwork.metadata.waits import run_waits
 
-        return run_waits(self._engine, resolve_run(self._engine, id_or_name))  # steps unread
+        return run_waits(self._engine, self._run_id(id_or_name))  # steps unread
 
     def replay(
         self,
-        id_or_name: str,
+        id_or_name: RunRef,
         skip_successful: bool = False,
         step_input_overrides: dict[str, dict[str, Any]] | None = None,
     ) -> Any:
@@ -157,3 +164,13 @@ class Client:
 
         original = self.get_pipeline_run(id_or_name, include_steps=False)
         return replay_run(original, skip_successful, step_input_overrides)
+
+    def _run_id(self, run: RunRef) -> str:
+        if isinstance(run, PipelineRunResponse):
+            return run.id
+        if not isinstance(run, str):
+            raise TypeError(
+                "A run is its id or name (a str) or a PipelineRunResponse; got "
+                f"{type(run).__name__} {run!r}."
+            )
+        return resolve_run(self._engine, run)
