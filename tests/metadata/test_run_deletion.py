@@ -90,3 +90,40 @@ def test_deleting_runs_leaves_no_orphan_rows(store_url):
         "artifact": after_first["artifact"],
         "code_fingerprint": after_first["code_fingerprint"],
     }
+
+
+COMPUTED: list[int] = []
+
+
+@step
+def expensive(x: int) -> int:
+    COMPUTED.append(x)
+    return x * 10
+
+
+@pipeline
+def costly(x: int = 4):
+    return expensive(x)
+
+
+def test_deleting_the_run_a_cache_hit_reused_keeps_the_cache(store_url):
+    """A later run reused the deleted run's result: that result stays served (it recomputed,
+    saying the earlier run 'recorded no key'), until it is invalidated."""
+    from branchwork import Client
+
+    COMPUTED.clear()
+    assert costly() == 40
+    first = costly.last_run
+    assert costly() == 40
+    second = costly.last_run
+    assert "Kept 1 artifact versions it produced that other runs use." in delete(first.name)
+    assert costly() == 40
+    third = costly.last_run.steps["expensive"]
+    assert COMPUTED == [4]
+    assert (third.status, third.cache_reason) == (
+        "cached",
+        f"reused invocation 'expensive' of run '{second.name}'",
+    )
+    assert Client().invalidate_cache("expensive") == 1
+    assert costly() == 40
+    assert COMPUTED == [4, 4]

@@ -1,8 +1,9 @@
 """Invalidating a step's cached results on request (`branchwork cache invalidate`).
 
-Invalidating marks the completed step runs of a step (of one pipeline, or of every pipeline)
-`cache_invalidated`; `queries.find_cached` never serves those again, so the step's next run
-computes anew. Nothing is deleted: the runs, their outputs and their history stay readable.
+Invalidating marks the step runs of a step (of one pipeline, or of every pipeline) that a
+cache hit could reuse (`queries.servable`) `cache_invalidated`; `queries.find_cached` never
+serves those again, so the step's next run computes anew. Nothing is deleted: the runs,
+their outputs and their history stay readable.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
+from branchwork.metadata.queries import servable
 from branchwork.metadata.retries import retrying
 
 
@@ -33,7 +35,7 @@ def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = 
             update(s.step_run)
             .where(
                 *scope,
-                s.step_run.c.status == "completed",
+                servable(),
                 s.step_run.c.cache_invalidated.is_(False),
             )
             .values(cache_invalidated=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sys import intern
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
@@ -111,6 +111,20 @@ class CacheHit(NamedTuple):
     invocation_id: str
 
 
+def servable() -> Any:
+    """A step run whose result a cache hit may reuse: a completed one, or a cache hit whose
+    original was deleted with its run (it links the same artifact versions, which the
+    deletion kept), so that deleting an old run does not lose what later runs reused."""
+    step, original = s.step_run.c, s.step_run.alias("original")
+    return or_(
+        step.status == "completed",
+        and_(
+            step.status == "cached",
+            ~exists().where(original.c.id == step.original_step_run_id),
+        ),
+    )
+
+
 # Built once: a sequential body looks up one key per step, and building this join took
 # twice as long as running it.
 _CACHED = (
@@ -137,7 +151,7 @@ _CACHED = (
     .outerjoin(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
     .where(
         s.step_run.c.cache_key.in_(bindparam("keys", expanding=True)),
-        s.step_run.c.status == "completed",
+        servable(),
     )
     .order_by(s.step_run.c.end_time.desc())
 )

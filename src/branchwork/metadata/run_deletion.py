@@ -10,7 +10,8 @@ no other run uses it, taking the snapshot's step configurations along.
 Artifact versions have no foreign key to the step run that produced them, so they are decided
 here, in the same transaction: a version the run produced or linked goes only when nothing
 links it any more. A later run served from this run's cache links the very same version
-rows, so those stay (reported as kept). Artifact rows are name identities (like pipelines)
+rows, so those stay (reported as kept), and its cache hit serves them from then on
+(`queries.servable`). Artifact rows are name identities (like pipelines)
 that concurrent writers converge on, so they stay too; listings hide artifacts with no
 versions. Artifact files are left alone unless `purge_files` is called with what
 `delete_run` deleted.
