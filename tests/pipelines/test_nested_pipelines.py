@@ -5,6 +5,8 @@ resuming a parent resumes its failed child run, not a new one."""
 
 from __future__ import annotations
 
+import json
+
 import nested_pipelines as np_
 import pytest
 
@@ -129,3 +131,35 @@ def test_a_pipeline_that_calls_itself_without_end_stops_at_the_depth_limit(monke
         f"'{deepest.name}') would be a child run 5 levels deep (the limit, "
         "$BRANCHWORK_MAX_DEPTH, is 4): does a pipeline call itself without end?"
     ) in str(info.value)
+
+
+def test_deleting_a_parent_run_keeps_its_children_readable():
+    """`runs show CHILD` failed with 'No pipeline run with id ...' (the deleted parent's id,
+    which the user never typed) once the parent was deleted."""
+    from typer.testing import CliRunner
+
+    from branchwork.cli.app import app
+
+    np_.static_parent(2)
+    parent = np_.static_parent.last_run
+    children = Client().list_child_runs(parent)
+    cli = CliRunner()
+    deleted = cli.invoke(app, ["runs", "delete", parent.name, "--yes"])
+    assert deleted.exit_code == 0, deleted.output
+    assert (
+        "Its 2 child runs stay (`branchwork runs delete` each to remove them too)."
+        in deleted.stdout.splitlines()
+    )
+    shown = cli.invoke(app, ["runs", "show", children[0].name])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        f"Child of a deleted run (id {parent.id}, invocation {children[0].parent_invocation_id})"
+        in shown.stdout
+    )
+    data = json.loads(cli.invoke(app, ["runs", "show", children[0].name, "-o", "json"]).stdout)
+    assert data["parent"] == {
+        "id": parent.id,
+        "name": None,
+        "pipeline": None,
+        "invocation": children[0].parent_invocation_id,
+    }

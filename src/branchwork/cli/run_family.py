@@ -3,6 +3,7 @@ the tree of child runs a run's pipeline called, as `runs show` and `runs graph` 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from branchwork.cli import render
+from branchwork.exceptions import BranchworkError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -37,19 +39,21 @@ def descendants(engine: Engine, run_id: str, depth: int = 1) -> list[Descendant]
 
 
 def family_dict(engine: Engine, run: PipelineRunResponse) -> dict[str, Any]:
-    """The "parent" (null for a top-level run) and "children" (the whole tree, with depths)
-    of the JSON of `runs show`."""
+    """The "parent" (null for a top-level run; its "name" and "pipeline" null once it was
+    deleted) and "children" (the whole tree, with depths) of the JSON of `runs show`."""
     from branchwork.metadata.queries import get_run
 
     parent = None
     if run.parent_run_id is not None:
-        parent_run = get_run(engine, run.parent_run_id, include_steps=False)
         parent = {
-            "id": parent_run.id,
-            "name": parent_run.name,
-            "pipeline": parent_run.pipeline_name,
+            "id": run.parent_run_id,
+            "name": None,
+            "pipeline": None,
             "invocation": run.parent_invocation_id,
         }
+        with contextlib.suppress(BranchworkError):  # deleted since
+            parent_run = get_run(engine, run.parent_run_id, include_steps=False)
+            parent.update(name=parent_run.name, pipeline=parent_run.pipeline_name)
     children = [
         {
             "id": child.run.id,
@@ -71,7 +75,11 @@ def show_family(engine: Engine, run: PipelineRunResponse) -> None:
     parent = family["parent"]
     if parent is not None:
         out.print()
-        out.print(Text(f"Child of {parent['name']} (invocation {parent['invocation']})"))
+        invocation = f"invocation {parent['invocation']}"
+        if parent["name"] is None:
+            out.print(Text(f"Child of a deleted run (id {parent['id']}, {invocation})"))
+        else:
+            out.print(Text(f"Child of {parent['name']} ({invocation})"))
     if family["children"]:
         out.print()
         title = f"Child runs: {len(family['children'])}"

@@ -487,6 +487,11 @@ def delete(
         typer.echo(
             f"Kept {len(deleted.kept_versions)} artifact versions it produced that other runs use."
         )
+    if deleted.child_runs:
+        typer.echo(
+            f"Its {deleted.child_runs} child runs stay (`branchwork runs delete` each to remove "
+            "them too)."
+        )
     if purge_artifacts:
         removed, failed = purge_files(engine, deleted.deleted_versions)
         typer.echo(f"Removed {len(removed)} artifact folders.")

@@ -55,6 +55,7 @@ class DeletedRun:
     step_runs: int
     deleted_versions: tuple[ArtifactVersionResponse, ...]
     kept_versions: tuple[str, ...]
+    child_runs: int  # runs its body called, which stay (each readable, its parent gone)
 
 
 def delete_run(engine: Engine, id_or_name: str, force: bool = False) -> DeletedRun:
@@ -64,6 +65,9 @@ def delete_run(engine: Engine, id_or_name: str, force: bool = False) -> DeletedR
         run = _run_to_delete(conn, id_or_name, force)
         steps = select(step_run.c.id).where(step_run.c.run_id == run.id)
         step_count = conn.execute(select(func.count()).select_from(steps.subquery())).scalar_one()
+        children = conn.execute(
+            select(func.count()).where(pipeline_run.c.parent_run_id == run.id)
+        ).scalar_one()
         produced = _scalars(
             conn,
             select(artifact_version.c.id).where(artifact_version.c.producer_step_run_id.in_(steps)),
@@ -80,6 +84,7 @@ def delete_run(engine: Engine, id_or_name: str, force: bool = False) -> DeletedR
         step_runs=step_count,
         deleted_versions=tuple(sorted(deleted, key=lambda v: v.created)),
         kept_versions=tuple(sorted(produced & still_linked)),
+        child_runs=children,
     )
 
 
