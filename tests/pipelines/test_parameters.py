@@ -6,13 +6,17 @@ that must be resolved first."""
 
 from __future__ import annotations
 
+import datetime
 import textwrap
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from pydantic import BaseModel
 
 from branchwork import Client, pipeline, step
-from branchwork.exceptions import ConfigurationError
+from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
 
 
 @step
@@ -158,3 +162,82 @@ def test_run_configuration_parameters_are_converted_too(tmp_path):
     config.write_text("parameters: {n: four}\n")
     with pytest.raises(ConfigurationError, match="parameter 'n' expects int, got 'four'"):
         pipe.with_options(config_path=str(config))()
+
+
+class Settings(BaseModel):
+    lr: float
+    layers: int = 2
+
+
+@dataclass
+class Window:
+    start: datetime.date
+    days: int
+
+
+RECEIVED: list[dict[str, Any]] = []
+DEFAULT_SETTINGS = Settings(lr=0.1)
+DEFAULT_WINDOW = Window(datetime.date(2026, 3, 4), 7)
+
+
+@step
+def flaky_echo(value: Any, flag: str) -> Any:
+    if Path(flag).exists():
+        raise RuntimeError("the flag is set")
+    return value
+
+
+@pipeline
+def rich_types(
+    flag: str,
+    data_dir: Path = Path("/data/raw"),
+    day: datetime.date = datetime.date(2026, 1, 2),
+    settings: Settings = DEFAULT_SETTINGS,
+    window: Window = DEFAULT_WINDOW,
+):
+    RECEIVED.append(_capturing(dict(data_dir=data_dir, day=day, settings=settings, window=window)))
+    return flaky_echo(f"{data_dir}|{day}|{settings.lr}|{window.days}", flag)
+
+
+def test_paths_dates_models_and_dataclasses_are_recorded_as_json_and_read_back_typed(tmp_path):
+    """They were refused ('cannot be recorded'), even as the defaults; now a resume and a
+    replay give the body what the first call did."""
+    RECEIVED.clear()
+    flag = tmp_path / "fail"
+    flag.touch()
+    with pytest.raises(PipelineRunFailedError):
+        rich_types(str(flag), day="2026-05-06", settings={"lr": "0.5"})
+    first = RECEIVED[0]
+    assert first == {
+        "data_dir": (Path("/data/raw"), "PosixPath"),
+        "day": (datetime.date(2026, 5, 6), "date"),
+        "settings": (Settings(lr=0.5), "Settings"),
+        "window": (Window(datetime.date(2026, 3, 4), 7), "Window"),
+    }
+    run = rich_types.last_run
+    assert run.snapshot.parameters == {
+        "flag": str(flag),
+        "data_dir": "/data/raw",
+        "day": "2026-05-06",
+        "settings": {"lr": 0.5, "layers": 2},
+        "window": {"start": "2026-03-04", "days": 7},
+    }
+    flag.unlink()
+    assert Client().resume_run(run) == "/data/raw|2026-05-06|0.5|7"
+    assert Client().replay(run) == "/data/raw|2026-05-06|0.5|7"
+    assert RECEIVED[1:] == [first, first]
+
+
+def test_a_value_that_cannot_be_recorded_is_refused_saying_what_to_do():
+    @pipeline
+    def opaque(handle):
+        return echo(1)
+
+    with pytest.raises(ConfigurationError) as info:
+        opaque(object())
+    assert str(info.value) == (
+        "Pipeline 'opaque': parameter 'handle' is a object, which cannot be recorded. Pass a "
+        "JSON value, or annotate the parameter with its type (a Path, a date, a pydantic model "
+        "or a dataclass is then recorded as JSON); load big values in a step."
+    )
+    assert Client().list_pipeline_runs() == []

@@ -32,6 +32,7 @@ from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, mark_run_stopped
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.last_runs import remember_last_run
+from branchwork.pipelines.parameters import recorded_parameters, validate_parameters
 from branchwork.runtime.requests import RunOptions
 from branchwork.runtime.waits import paused_error
 from branchwork.user_code import (
@@ -73,8 +74,8 @@ def bind_parameters(
     pipeline: Pipeline[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """The call's arguments by name, converted to the types the pipeline function annotates
-    (see `pipelines.parameters`); they are recorded, so they must be JSON-serializable."""
-    from branchwork.pipelines.parameters import validate_parameters
+    (see `pipelines.parameters`); they are recorded, so they must be JSON or of a type their
+    annotation writes as JSON."""
 
     if any(
         p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in pipeline.signature.parameters.values()
@@ -114,15 +115,7 @@ def bind_parameters(
     bound.arguments.update(validate_parameters(pipeline.name, pipeline.func, bound.arguments))
     bound.apply_defaults()  # defaults are the author's values: not validated
     params = dict(bound.arguments)
-    for name, value in params.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"Pipeline '{pipeline.name}': parameter '{name}' is a {type(value).__name__}, "
-                "which cannot be recorded; pipeline parameters must be JSON-serializable "
-                "(load bigger values in a step)."
-            ) from None
+    recorded_parameters(pipeline.name, pipeline.func, params)  # refused now, not half-way
     return params
 
 
@@ -177,7 +170,7 @@ def create_run(
         source_file=_source_file(pipeline),
         import_path=user_import_path(),
         working_dir=os.getcwd(),
-        parameters=params,
+        parameters=recorded_parameters(pipeline.name, pipeline.func, params),
         spec=RunOptions.of(pipeline, compiled.reason).to_spec(),
         step_configurations=step_configurations(compiled),
         orchestrator=stack.orchestrator.flavor,

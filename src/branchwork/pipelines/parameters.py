@@ -8,6 +8,11 @@ annotated, so `import branchwork` stays fast. Unannotated and `Any` parameters, 
 that cannot be resolved (a name imported only under TYPE_CHECKING) and types pydantic cannot
 check are passed as they are.
 
+Parameters are recorded as JSON: a value that is not JSON is written by its annotation
+(`Path` as its text, `date` in ISO format, a pydantic model or dataclass as its fields), and
+read back through it wherever the run's body runs again (a resume, a replay, an orchestration
+process): the body always gets what its annotations say.
+
 A `--param KEY=VALUE` of the command line arrives as a `CommandLineValue`, so the annotation
 can decide what the text means: a `str` parameter gets exactly what was typed (`name=3` is
 "3"); any other gets the JSON the text parses as if its type accepts that, else the text
@@ -59,6 +64,53 @@ def validate_parameters(
         name: _validated(pipeline_name, name, types.get(name, Any), value)
         for name, value in values.items()
     }
+
+
+def recorded_parameters(
+    pipeline_name: str, func: Callable[..., Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """`values` (as `validate_parameters` gave them) as JSON to record: as they are, or
+    written by their annotation. Raises ConfigurationError for one that cannot be."""
+    types = _parameter_types(func)
+    recorded = {}
+    for name, value in values.items():
+        adapter = None if _is_json(value) else _adapter(types.get(name, Any))
+        if adapter is not None:
+            value = adapter.dump_python(value, mode="json", warnings=False)
+        if not _is_json(value):
+            raise ConfigurationError(
+                f"Pipeline '{pipeline_name}': parameter '{name}' is a {type(value).__name__}, "
+                "which cannot be recorded. Pass a JSON value, or annotate the parameter with "
+                "its type (a Path, a date, a pydantic model or a dataclass is then recorded "
+                "as JSON); load big values in a step."
+            )
+        recorded[name] = value
+    return recorded
+
+
+def read_back(func: Callable[..., Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """Recorded parameters as `func` takes them, read through its annotations (the text of
+    a Path is a Path again); a value its annotation refuses (a default outside it, such as
+    `n: int = None`) is passed as recorded, as the first call passed it."""
+    from pydantic import ValidationError
+
+    types = _parameter_types(func)
+    values = {}
+    for name, value in recorded.items():
+        adapter = _adapter(types.get(name, Any))
+        try:
+            values[name] = value if adapter is None else adapter.validate_python(value)
+        except ValidationError:
+            values[name] = value
+    return values
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _parameter_types(func: Callable[..., Any]) -> dict[str, Any]:

@@ -63,5 +63,7 @@ def resume_pipeline(
                 )
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
-        compiled = compile_pipeline(pipeline, run.snapshot.parameters)
+        compiled = compile_pipeline(
+            pipeline, pipeline.parameters_from_record(run.snapshot.parameters)
+        )
         return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)

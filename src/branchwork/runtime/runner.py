@@ -194,8 +194,8 @@ class RunSession:
         except PipelineHookError:
             return self.outcome  # recorded failed by begin()
         request, pipeline = self.request, self.pipeline
-        params = request.snapshot.parameters
         try:
+            params = pipeline.parameters_from_record(request.snapshot.parameters)
             if request.snapshot.is_dynamic:
                 with run_context(body):
                     returned = pipeline.func(**params)
