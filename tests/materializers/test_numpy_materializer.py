@@ -107,6 +107,10 @@ def test_preview_has_statistics_of_numeric_arrays_and_a_bounded_head(round_trip)
     assert preview["text"].startswith("array([[   0,    1,    2, ...,   97,   98,   99],\n")
     assert len(preview["text"]) < 1000
 
+    floats = round_trip(np.array([0.0, 4_999_999.0, 0.9999999])).preview["metadata"]
+    assert (floats["max"], floats["min"]) == (4_999_999.0, 0.0)  # not rounded to 5e6
+    assert floats["mean"] == np.array([0.0, 4_999_999.0, 0.9999999]).mean()
+
     with_nan = round_trip(np.array([1.0, np.nan])).preview["metadata"]
     assert with_nan["min"] is None and with_nan["mean"] is None  # JSON has no NaN
     assert "min" not in round_trip(np.array(["a"])).preview["metadata"]

@@ -34,10 +34,11 @@ def column_types(columns: Iterable[tuple[Any, Any]]) -> dict[str, str]:
 
 
 def json_number(value: Any) -> float | int | None:
-    """A statistic as JSON can hold it: numpy scalars as Python numbers, floats to 6 significant
-    digits, NaN and infinities (which JavaScript's JSON.parse refuses) as None."""
+    """A statistic as JSON can hold it: numpy scalars as Python numbers, exact (rounded, a
+    column's max of 4999999.0 read 5000000.0, a value not in it), NaN and infinities (which
+    JavaScript's JSON.parse refuses) as None."""
     number = value.item() if hasattr(value, "item") else value
     if isinstance(number, int):
         return int(number)  # a bool too
     number = float(number)
-    return float(f"{number:.6g}") if math.isfinite(number) else None
+    return number if math.isfinite(number) else None
