@@ -12,7 +12,9 @@ from branchwork.cli import render
 from branchwork.cli.render import OutputFormat
 from branchwork.cli.run import parse_params
 
-stack_app = typer.Typer(no_args_is_help=True, help="Register, list, describe and activate stacks.")
+stack_app = typer.Typer(
+    no_args_is_help=True, help="Register, list, describe, set and delete stacks."
+)
 orchestrator_app = typer.Typer(no_args_is_help=True, help="Register and list orchestrators.")
 artifact_store_app = typer.Typer(no_args_is_help=True, help="Register and list artifact stores.")
 

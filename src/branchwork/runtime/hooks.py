@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineHookError
+from branchwork.user_code import recorded_module
 
 if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
@@ -47,7 +48,7 @@ def call_hook(hook: Callable[..., Any] | None, error: BaseException | None, wher
     try:
         hook(*_arguments_for(hook, (error,)))
     except Exception:
-        logger.exception("The %s hook %r raised; ignored", where, hook)
+        logger.exception("Hook %s (%s) raised; ignored", _hook_name(hook), where)
 
 
 def _arguments_for(hook: Callable[..., Any], offered: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -63,7 +64,7 @@ def _arguments_for(hook: Callable[..., Any], offered: tuple[Any, ...]) -> tuple[
 
 def _hook_name(hook: Callable[..., Any]) -> str:
     """How messages and records name a hook: "module:qualname"."""
-    module = getattr(hook, "__module__", None) or "?"
+    module = recorded_module(getattr(hook, "__module__", None) or "?")
     return f"{module}:{getattr(hook, '__qualname__', repr(hook))}"
 
 
