@@ -64,17 +64,21 @@ class Client:
         return [get_run(self._engine, child) for child in child_run_ids(self._engine, parent)]
 
     def get_step_logs(
-        self, run_id_or_name: RunRef, invocation_id: str | None = None
+        self, run_id_or_name: RunRef, invocation_id: str | None = None, attempt: int | None = None
     ) -> dict[str, str]:
         """Captured stdout, stderr and logging of a run's steps (latest attempt of each, or
-        of one invocation), by invocation id ("" for one that printed nothing)."""
+        of one invocation: its `attempt`, if given), by invocation id ("" for one that
+        printed nothing)."""
         run = self.get_pipeline_run(run_id_or_name, include_steps=False)
         if invocation_id is None:
             names = invocation_names(self._engine, run)
         else:
             require_invocation(self._engine, run, invocation_id)
             names = [invocation_id]
-        texts = {log.invocation: log.text for log in step_logs(self._engine, run, invocation_id)}
+        if attempt is not None and invocation_id is None:
+            raise TypeError("get_step_logs: an attempt is one invocation's; give invocation_id.")
+        logs = step_logs(self._engine, run, invocation_id, attempt)
+        texts = {log.invocation: log.text for log in logs}
         return {name: texts.get(name, "") for name in names}
 
     def get_cache_decisions(self, run_id_or_name: RunRef) -> dict[str, CacheDecision]:

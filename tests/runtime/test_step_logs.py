@@ -12,6 +12,7 @@ import time
 import pytest
 
 from branchwork import Client, get_step_context, log_metadata, pipeline, step
+from branchwork.config import StepRetryConfig
 from branchwork.exceptions import BranchworkError
 
 log = logging.getLogger("chatty")
@@ -216,3 +217,44 @@ def test_log_metadata_refuses_values_that_cannot_be_recorded():
     assert isinstance(info.value.__cause__, BranchworkError)
     assert "'handle'" in str(info.value.__cause__)
     assert "log_metadata" in str(info.value.__cause__)
+
+
+@step(retry=StepRetryConfig(max_retries=1, delay=0))
+def second_time_lucky() -> int:
+    attempt = get_step_context().attempt
+    print(f"attempt {attempt}")
+    if attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return attempt
+
+
+@pipeline(enable_cache=False)
+def retried():
+    return second_time_lucky()
+
+
+def test_the_logs_of_an_earlier_attempt_can_be_read():
+    """Only the latest attempt's logs could be read; the first attempt's were kept but out
+    of reach of `runs logs` and the Client."""
+    from typer.testing import CliRunner
+
+    from branchwork.cli.app import app
+
+    assert retried() == 2
+    run = retried.last_run
+    cli = CliRunner()
+
+    def logs(*args: str):
+        return cli.invoke(app, ["runs", "logs", run.name, *args])
+
+    assert logs("second_time_lucky").stdout == "attempt 2\n"
+    assert logs("second_time_lucky", "--attempt", "1").stdout == "attempt 1\n"
+    assert Client().get_step_logs(run, "second_time_lucky", attempt=1) == {
+        "second_time_lucky": "attempt 1\n"
+    }
+    beyond = logs("second_time_lucky", "--attempt", "3")
+    assert beyond.exit_code == 1
+    assert beyond.stderr == (
+        f"Error: Invocation 'second_time_lucky' of run '{run.name}' has no attempt 3 (it has 2).\n"
+    )
+    assert logs("--attempt", "1").exit_code == 2  # an attempt of which step?

@@ -230,25 +230,36 @@ def logs(
             show_default=False,
         ),
     ] = None,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            "--attempt",
+            min=1,
+            help="This attempt of STEP (default: its latest).",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """What the run's steps printed and logged: every invocation under a header line, or
-    just the text of one."""
+    just the text of one (its latest attempt, or --attempt)."""
     from branchwork.client import Client
     from branchwork.metadata.run_logs import step_logs
     from branchwork.metadata.run_pages import recorded, run_counts
     from branchwork.metadata.step_pages import require_invocation
     from branchwork.metadata.store import get_engine
 
+    if attempt is not None and step is None:
+        raise typer.BadParameter("--attempt needs the STEP whose attempt it is.")
     client = Client()
     record = client.get_pipeline_run(run, include_steps=False)
     if output is OutputFormat.json:
-        render.print_json(client.get_step_logs(record.id, step))
+        render.print_json(client.get_step_logs(record, step, attempt))
         return
     engine = get_engine()
     if step is not None:
         require_invocation(engine, record, step)
-    logs = step_logs(engine, record, step)
+    logs = step_logs(engine, record, step, attempt)
     if step is not None:
         typer.echo(logs[0].text if logs else "", nl=False)
         return

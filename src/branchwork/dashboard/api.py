@@ -42,6 +42,7 @@ from branchwork.metadata.run_groups import (
     step_groups,
 )
 from branchwork.metadata.run_listing import step_run_origins
+from branchwork.metadata.run_logs import no_attempt_message
 from branchwork.metadata.run_pages import (
     RunFilter,
     find_run,
@@ -349,9 +350,7 @@ def get_logs(
     chosen = [a for a in attempts if attempt is None or a.attempt == attempt]
     if not chosen:
         raise HTTPException(
-            404,
-            f"Invocation '{invocation}' of run '{record.name}' has no attempt {attempt} "
-            f"(it has {len(attempts)}).",
+            404, no_attempt_message(record.name, invocation, attempt or 0, len(attempts))
         )
     found = log_slice(engine, chosen[-1].id, offset, limit)
     end = found.offset + len(found.text)

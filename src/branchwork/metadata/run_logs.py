@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, func, select
 
+from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
 from branchwork.metadata.chunking import chunks
 from branchwork.metadata.run_pages import status_in
@@ -22,10 +23,14 @@ class StepLog(NamedTuple):
 
 
 def step_logs(
-    engine: Engine, run: PipelineRunResponse, invocation: str | None = None
+    engine: Engine,
+    run: PipelineRunResponse,
+    invocation: str | None = None,
+    attempt: int | None = None,
 ) -> list[StepLog]:
-    """The logs of the latest attempt of each of the run's invocations (or of `invocation`)
-    that printed or logged anything, in the order they started.
+    """The logs of the latest attempt of each of the run's invocations (or of `invocation`,
+    its attempt `attempt` if given: a BranchworkError if it has no such attempt) that printed
+    or logged anything, in the order they started.
 
     The logged attempts are read first, by the run id their logs carry, and the superseded
     ones dropped after: walking the run's step runs to look each one's log up, or to check it
@@ -41,13 +46,27 @@ def step_logs(
     if invocation is not None:
         query = query.where(step.name == invocation)
     with engine.connect() as conn:
+        if attempt is not None:
+            assert invocation is not None, "an attempt is one invocation's"
+            count = _latest_attempt_numbers(conn, run, [invocation]).get(invocation, 0)
+            if not 1 <= attempt <= count:
+                raise BranchworkError(no_attempt_message(run.name, invocation, attempt, count))
+            latest = {invocation: attempt}
+            query = query.where(step.attempt == attempt)
         rows = conn.execute(query).all()
-        latest = _latest_attempt_numbers(conn, run, [row.name for row in rows])
+        if attempt is None:
+            latest = _latest_attempt_numbers(conn, run, [row.name for row in rows])
     return [
         StepLog(row.name, status_in(run, row.status), row.text)
         for row in rows
         if row.attempt == latest[row.name]
     ]
+
+
+def no_attempt_message(run_name: str, invocation: str, attempt: int, count: int) -> str:
+    return (
+        f"Invocation '{invocation}' of run '{run_name}' has no attempt {attempt} (it has {count})."
+    )
 
 
 def _latest_attempt_numbers(
