@@ -211,3 +211,12 @@ def test_migrate_to_with_artifacts_to_an_fsspec_url(cli, tmp_path):
     latest = Client(team).get_pipeline_run("latest")
     assert [word.rstrip(".") for word in latest.steps["words"].output.load()] == ["w0", "w1"]
     assert latest.steps["joined"].output.load() == "w0 w1"
+
+
+def test_migrate_to_a_sqlite_file_in_a_new_folder_makes_the_folder(cli, tmp_path):
+    """It failed with SQLite's bare 'unable to open database file'."""
+    migrate_words()
+    target = tmp_path / "team" / "stores" / "team.db"
+    result = cli("db", "migrate-to", f"sqlite:///{target}")
+    assert result.exit_code == 0, result.output
+    assert len(uris(f"sqlite:///{target}")) == len(uris(store_url()))

@@ -105,6 +105,9 @@ def upgrade_store(url: str | None = None) -> tuple[str | None, str | None]:
 
     url = url or store_url()
     before = store_status(url).revision
+    path = _sqlite_file(url)
+    if path is not None:  # a new SQLite store's folder is made, as the home's is
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = _open_unmigrated(url)
     try:
         upgrade(engine)  # Alembic's "upgrade head": a no-op when already there
