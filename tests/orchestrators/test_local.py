@@ -12,8 +12,8 @@ from branchwork.config import ResourceSettings
 from branchwork.exceptions import (
     ConfigurationError,
     OrchestratorError,
+    PipelineRunStoppedError,
     RunAlreadyStartedError,
-    RunStopped,
 )
 from branchwork.metadata.runs import mark_run_stopped, start_run
 from branchwork.metadata.store import get_engine
@@ -215,9 +215,9 @@ class ClaimedFirst(LocalOrchestrator):
         super().__init__(**config)
         self.then = then
 
-    def run_loop(self, request, orchestrator_run_id):
+    def loop_session(self, request, orchestrator_run_id):
         self.then(get_engine(), request.run.id)
-        return super().run_loop(request, orchestrator_run_id)
+        return super().loop_session(request, orchestrator_run_id)
 
 
 @step
@@ -230,28 +230,42 @@ def just_one():
     return one()
 
 
-def test_a_run_stopped_before_its_loop_began_is_not_started_after_all():
-    def ctrl_c_where_submitted(engine, run_id):
-        mark_run_stopped(engine, run_id, "Stopped by Ctrl-C before its loop ran.")
+@pipeline(enable_cache=False)
+def one_pass():
+    """Its body reads a value: in the caller's process its loop starts as it first does."""
+    return one() + 1
 
+
+def stopped_where_submitted(engine, run_id):
+    mark_run_stopped(engine, run_id, "Stopped by Ctrl-C before its loop ran.")
+
+
+def started_elsewhere(engine, run_id):
+    assert start_run(engine, run_id, "elsewhere", time.time()) is None
+
+
+@pytest.mark.parametrize("pipeline_obj", [just_one, one_pass], ids=["static", "one_pass"])
+def test_a_run_stopped_before_its_loop_began_is_not_started_after_all(pipeline_obj):
+    """The one-pass call hung for good: it failed a session whose loop never started."""
     stack = Stack(
-        "claimed", ClaimedFirst(ctrl_c_where_submitted), get_active_stack().artifact_store
+        "claimed", ClaimedFirst(stopped_where_submitted), get_active_stack().artifact_store
     )
-    stopped = pytest.raises(RunStopped, match=r"Run 'just_one-.*' was stopped before its loop")
-    with active_stack(stack), stopped:
-        just_one()
+    with active_stack(stack), pytest.raises(PipelineRunStoppedError) as info:
+        pipeline_obj()
     run = Client().get_pipeline_run("latest")
+    assert str(info.value) == (
+        f"Pipeline '{pipeline_obj.name}' run '{run.name}' stopped: the pipeline function raised "
+        "KeyboardInterrupt: Stopped by Ctrl-C before its loop ran."
+    )
     assert (run.status, run.start_time, run.steps) == ("stopped", None, {})
     assert run.exception_message == "Stopped by Ctrl-C before its loop ran."
 
 
-def test_a_run_another_loop_has_started_is_not_started_again():
-    def started_elsewhere(engine, run_id):
-        assert start_run(engine, run_id, "elsewhere", time.time()) is None
-
+@pytest.mark.parametrize("pipeline_obj", [just_one, one_pass], ids=["static", "one_pass"])
+def test_a_run_another_loop_has_started_is_not_started_again(pipeline_obj):
     stack = Stack("claimed", ClaimedFirst(started_elsewhere), get_active_stack().artifact_store)
     refused = pytest.raises(RunAlreadyStartedError, match=r"already started \(status running\)")
     with active_stack(stack), refused:
-        just_one()
+        pipeline_obj()
     run = Client().get_pipeline_run("latest")
     assert (run.status, run.orchestrator_run_id, run.steps) == ("running", "elsewhere", {})

@@ -250,3 +250,20 @@ def test_two_ctrl_c_in_the_caller_stop_the_run_and_its_step_processes(tmp_path):
     run = Client().list_pipeline_runs(pipeline="sleepers")[0]
     assert run.status == "stopped"
     assert [step.status for step in run.steps.values()] == ["stopped", "stopped"]
+
+
+def test_a_runner_launched_again_for_a_run_leaves_it_as_it_is():
+    """What a backend that launches a job twice does: the second runner exits 2."""
+    ip.pids()
+    run = Client().get_pipeline_run("latest")
+    done = subprocess.run(
+        [sys.executable, "-m", "branchwork.orchestrators.pipeline_runner", "--run-id", run.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"branchwork pipeline_runner: Run '{run.name}' has already started (status completed).\n"
+    )
+    assert Client().get_pipeline_run(run.id).status == "completed"

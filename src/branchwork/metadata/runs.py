@@ -105,9 +105,9 @@ def create_placeholder_run(
 @retrying("starting the run")
 def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float) -> str | None:
     """Record INITIALIZING run `run_id` RUNNING, its loop taking it over; None if so, else
-    the status it has instead: a run stopped (Ctrl-C where it was submitted) before its
-    orchestration process got to it, or one another process has started, is not started
-    again."""
+    the status it has instead ("deleted" if it is gone): a run stopped (Ctrl-C where it was
+    submitted) before its orchestration process got to it, or one another process has
+    started, is not started again."""
     run = schema.pipeline_run.c
     with write_transaction(engine) as conn:
         result = conn.execute(
@@ -123,7 +123,9 @@ def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float)
         )
         if result.rowcount:
             return None
-        row = conn.execute(select(run.status, run.heartbeat).where(run.id == run_id)).one()
+        row = conn.execute(select(run.status, run.heartbeat).where(run.id == run_id)).one_or_none()
+    if row is None:
+        return "deleted"
     if row.status == "running" and row.heartbeat == now:
         return None  # a retried try whose first one committed
     status: str = row.status

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from branchwork.exceptions import RunStopped
 from branchwork.graph.context import run_context
 from branchwork.graph.futures import StepOutput, StepOutputs
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
@@ -124,8 +125,11 @@ class _OnePassRun:
         request = RunRequest(run.snapshot, run, self.stack, options, self.pipeline)
         session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
         with interrupts_deferred():
-            self.session = session
-            body = session.begin()
+            try:
+                body = session.begin()
+            finally:
+                if session.began:  # else nothing ran: the run is left as it is
+                    self.session = session
         body.calls = self.context.calls  # the traced calls keep their ids; later ones follow
         body.add(self.context.invocations)
         return body
@@ -140,6 +144,8 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
                 returned = pipeline.func(**params)
         except BaseException as error:
             if live.session is None:
+                if live.started and isinstance(error, RunStopped):
+                    return run_outcome(live.run_id, None)  # stopped before its loop began
                 if live.started or not isinstance(error, Exception):
                     raise  # Ctrl-C before the run existed, or it could not be started
                 live.start(f"its body raised {type(error).__name__} before using a value: {error}")

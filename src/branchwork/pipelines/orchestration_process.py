@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome = host.run_loop(request, orchestrator.get_orchestrator_run_id())
     except (KeyboardInterrupt, RunStopped):  # RunStopped: as above, but raced us to the run
         return 130
-    except BranchworkError as error:  # the store went away, or another process runs it
+    except RunAlreadyStartedError as error:  # as above, but raced us to the run
+        print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
+        return 2
+    except BranchworkError as error:  # the store went away: nothing more can be recorded
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)
         return 1
     return {"completed": 0, "paused": 0, "stopped": 130}.get(outcome.status, 1)

@@ -19,6 +19,7 @@ from branchwork.exceptions import (
     BranchworkError,
     OrchestratorError,
     RunAlreadyStartedError,
+    RunStopped,
     StoreUnavailableError,
 )
 from branchwork.graph.tracing import Compiled
@@ -58,7 +59,10 @@ def submit_and_wait(
         if accept_new_graph:
             request.options = replace(request.options, accept_new_graph=True)
         with _failures_recorded(stack, run):
-            outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
+            try:
+                outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
+            except RunStopped:  # before its loop began: raised as for any stopped run
+                return run_outcome(run_id, None)
         return run_outcome(run_id, outcome.error)
     environment = environment_for(run_id, stack) | pipeline_by_value(pipeline)
     if accept_new_graph:

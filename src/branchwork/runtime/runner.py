@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from branchwork.exceptions import (
+    OrchestratorError,
     PipelineHookError,
     RunAlreadyStartedError,
     RunStopped,
@@ -122,6 +123,7 @@ class RunSession:
             options.replay,
         )
         self.outcome = RunOutcome("running")
+        self.began = False  # its loop started: it records how the run ends
         self._end_recorded = threading.Event()  # a parent run ending waits for it
         context = PipelineHookContext(
             hook="",
@@ -136,7 +138,9 @@ class RunSession:
     def begin(self) -> BodyContext:
         """Record the run running and start its loop (both, or neither: a Ctrl-C waits),
         then call the pipeline's on_start hook: if it raises, the run is recorded failed
-        and the PipelineHookError raised."""
+        and the PipelineHookError raised. A run that is no longer initializing is left as
+        it is, its loop not started: RunStopped if it was stopped (Ctrl-C where it was
+        submitted), else RunAlreadyStartedError (another loop has it)."""
         with interrupts_deferred():
             self.recorder.flush()
             found = start_run(
@@ -144,11 +148,14 @@ class RunSession:
             )
             if found == "stopped":
                 raise RunStopped(f"Run '{self.loop.run_name}' was stopped before its loop began.")
+            if found == "deleted":
+                raise OrchestratorError(f"Run '{self.loop.run_name}' was deleted before it began.")
             if found is not None:
                 raise RunAlreadyStartedError(
                     f"Run '{self.loop.run_name}' has already started (status {found})."
                 )
             self.loop.start()
+            self.began = True
             self._token = _orchestrator_run_id.set(self.orchestrator_run_id)
             _running_sessions[self.loop.run_id] = self
         try:
