@@ -308,3 +308,54 @@ def test_int_keys_survive_as_an_isolated_step_argument_and_a_pipeline_return_val
     assert returned == {10: [["int", "one"], ["float", "two and a half"]], 20: [["int", "three"]]}
     assert list(returned) == [10, 20]
     assert int_keyed.last_run.load_output() == returned
+
+
+def test_a_scripts_own_materializer_serves_python_and_branchwork_run_alike(tmp_path: Path):
+    """A value written by a materializer the script defines, cached by one launch, loads in
+    the other: the materializer is recorded as `__main__:...` wherever the script ran (the
+    CLI run failed: 'Cannot import materializer ...')."""
+    (tmp_path / "pipe.py").write_text(
+        "from branchwork import pipeline, step\n"
+        "from branchwork.materializers import BaseMaterializer, register_materializer\n"
+        "class Document:\n"
+        "    def __init__(self, text):\n"
+        "        self.text = text\n"
+        "class DocumentMaterializer(BaseMaterializer):\n"
+        "    ASSOCIATED_TYPES = (Document,)\n"
+        "    def save(self, data):\n"
+        "        self._write_bytes('document.txt', data.text.encode())\n"
+        "    def load(self, data_type):\n"
+        "        return Document(self._read_bytes('document.txt').decode())\n"
+        "register_materializer(DocumentMaterializer)\n"
+        "@step\n"
+        "def make() -> Document:\n"
+        "    return Document('hello')\n"
+        "@step(enable_cache=False)\n"
+        "def shout(document: Document) -> str:\n"
+        "    return document.text.upper()\n"
+        "@pipeline\n"
+        "def p():\n"
+        "    return shout(make())\n"
+        "if __name__ == '__main__':\n"
+        "    print(p(), p.last_run.steps['make'].status)\n"
+    )
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    outputs = []
+    for command in (
+        [sys.executable, "pipe.py"],
+        [branchwork, "run", "pipe.py:p", "--no-progress"],
+        [sys.executable, "pipe.py"],
+    ):
+        done = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env=python_env(tmp_path / "home"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == "HELLO completed\n"
+    assert outputs[1].splitlines()[1:] == ["Status: completed", "Result: 'HELLO'"]
+    assert outputs[2] == "HELLO cached\n"

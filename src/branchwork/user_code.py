@@ -46,16 +46,35 @@ MAX_BY_VALUE = 100_000
 
 
 def recorded_module(module_name: str) -> str:
-    """The module name a script's classes are recorded under wherever it was loaded: the
-    `__main__` it ran as, not `SCRIPT_MODULE`, so every process reads one name (see
-    `script_modules`)."""
+    """The module name a script's classes and functions are recorded under wherever it was
+    loaded: the `__main__` it ran as, not `SCRIPT_MODULE`, so every process reads one name
+    (see `find_recorded`)."""
     return "__main__" if module_name == SCRIPT_MODULE else module_name
 
 
-def script_modules(module_name: str) -> list[str]:
-    """Where to look for what was recorded under `module_name`: `__main__` is the script
-    itself where it runs, and `SCRIPT_MODULE` where it was loaded to resume or replay."""
-    return ["__main__", SCRIPT_MODULE] if module_name == "__main__" else [module_name]
+def find_recorded(module_name: str, qualname: str) -> Any:
+    """What was recorded as `module_name` and `qualname` (a class, a function), imported.
+    A script's (`__main__`) is looked up in the script loaded here to resume, replay or
+    run it (`SCRIPT_MODULE`), else in this process's `__main__`: the script itself where it
+    runs. Neither is cached: another script may be loaded later. ImportError or
+    AttributeError if it is not found."""
+    if module_name == "__main__":
+        modules = [sys.modules.get(SCRIPT_MODULE), sys.modules["__main__"]]
+        holders: list[Any] = [module for module in modules if module is not None]
+    else:
+        holders = [importlib.import_module(module_name)]
+    for holder in holders:
+        found: Any = holder
+        for part in qualname.split("."):
+            found = getattr(found, part, _MISSING)
+            if found is _MISSING:
+                break
+        else:
+            return found
+    raise AttributeError(f"module {module_name!r} has no attribute {qualname!r}")
+
+
+_MISSING = object()
 
 
 class ImportStopped(BaseException):

@@ -31,7 +31,7 @@ def test_help_lists_the_commands_and_completion(cli):
         "artifacts List, inspect and load artifact versions.",
         "cache Control the cache: invalidate a step's results.",
         "db The metadata store's location and schema.",
-        "stack Register, list, describe and activate stacks.",
+        "stack Register, list, describe, set and delete stacks.",
         "orchestrator Register and list orchestrators.",
         "artifact-store Register and list artifact stores.",
     ):

@@ -243,3 +243,59 @@ def test_the_cli_never_runs_a_scripts_top_level_pipeline_call(pipeline_file):
         'put the file\'s top-level calls under `if __name__ == "__main__":`.\n'
     )
     assert calls.read_text() == "train\n" and len(Client().list_pipeline_runs()) == 1
+
+
+def test_two_scripts_run_in_one_process_each_get_their_own_classes(cli, pipeline_file):
+    """Both define `Settings` (recorded as `__main__.Settings`): the second run loaded the
+    first script's class, and failed."""
+    first = pipeline_file(
+        "first_script",
+        """
+        from dataclasses import dataclass
+        from branchwork import pipeline, step
+
+        @dataclass
+        class Settings:
+            lr: float
+
+        @step
+        def make() -> Settings:
+            return Settings(0.1)
+
+        @step
+        def show(settings: Settings) -> str:
+            return repr(settings)
+
+        @pipeline
+        def p():
+            return show(make())
+        """,
+    )
+    second = pipeline_file(
+        "second_script",
+        """
+        from dataclasses import dataclass
+        from branchwork import pipeline, step
+
+        @dataclass
+        class Settings:
+            name: str
+            size: int
+
+        @step
+        def make() -> Settings:
+            return Settings("big", 3)
+
+        @step
+        def show(settings: Settings) -> str:
+            return repr(settings)
+
+        @pipeline
+        def q():
+            return show(make())
+        """,
+    )
+    results = [cli("run", target, "--no-progress") for target in (f"{first}:p", f"{second}:q")]
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    assert results[0].stdout.splitlines()[-1] == "Result: 'Settings(lr=0.1)'"
+    assert results[1].stdout.splitlines()[-1] == "Result: \"Settings(name='big', size=3)\""

@@ -204,3 +204,49 @@ def test_resume_of_a_script_whose_step_returns_a_class_of_the_script(tmp_path):
     assert again.stdout == "small=0.5,large=5.0\n", again.stderr
     steps = Client().get_pipeline_run("latest").steps
     assert [s.status for s in steps.values()] == ["cached", "cached"]
+
+
+def test_a_driver_with_a_class_of_the_same_name_resumes_a_scripts_run(tmp_path):
+    """A notebook or driver defining its own `Settings` resumed a `branchwork run` of a
+    script whose step returns the script's `Settings`: the driver's class was used."""
+    (tmp_path / "job.py").write_text(
+        "import os\n"
+        "from dataclasses import dataclass\n"
+        "from branchwork import pipeline, step\n"
+        "@dataclass\n"
+        "class Settings:\n"
+        "    name: str\n"
+        "@step\n"
+        "def configure() -> Settings:\n"
+        "    return Settings('big')\n"
+        "@step\n"
+        "def use(settings: Settings) -> str:\n"
+        "    if os.path.exists(os.environ['FAIL_FLAG']):\n"
+        "        raise RuntimeError('the flag is set')\n"
+        "    return repr(settings)\n"
+        "@pipeline(dynamic=True)\n"
+        "def tuned():\n"
+        "    return use(configure())\n"
+    )
+    (tmp_path / "driver.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from branchwork import Client\n"
+        "@dataclass\n"
+        "class Settings:  # the driver's own, unrelated to job.py's\n"
+        "    lr: float\n"
+        "print(Client().resume_run('latest'))\n"
+    )
+    flag = tmp_path / "fail"
+    flag.touch()
+    env = {**os.environ, "FAIL_FLAG": str(flag)}
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+        )
+
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    assert "the flag is set" in run(branchwork, "run", "job.py:tuned").stderr
+    flag.unlink()
+    resumed = run(sys.executable, "driver.py")
+    assert resumed.stdout == "Settings(name='big')\n", resumed.stderr

@@ -35,10 +35,8 @@ def script_loaded_elsewhere():
     module = types.ModuleType(SCRIPT_MODULE)
     exec("class Settings:\n    pass\n", module.__dict__)
     sys.modules[SCRIPT_MODULE] = module
-    resolve_type.cache_clear()
     yield module
     del sys.modules[SCRIPT_MODULE]
-    resolve_type.cache_clear()
 
 
 def test_a_scripts_class_is_recorded_under_main_and_found_where_the_script_was_loaded(
@@ -46,3 +44,5 @@ def test_a_scripts_class_is_recorded_under_main_and_found_where_the_script_was_l
 ):
     assert type_path(script_loaded_elsewhere.Settings()) == "__main__.Settings"
     assert resolve_type("__main__.Settings") is script_loaded_elsewhere.Settings
+    exec("class Settings:\n    pass\n", script_loaded_elsewhere.__dict__)  # loaded again
+    assert resolve_type("__main__.Settings") is script_loaded_elsewhere.Settings  # not cached

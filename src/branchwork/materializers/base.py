@@ -26,6 +26,7 @@ from branchwork.artifact_stores.base import BaseArtifactStore
 from branchwork.artifact_stores.inline import INLINE_LIMIT, pack
 from branchwork.materializers.hashing import BATCH_SIZE, BackgroundSha256, ExpectedContent
 from branchwork.materializers.preview import Preview, short_repr
+from branchwork.user_code import recorded_module
 
 CHUNK_SIZE = 1 << 20  # bytes copied at a time from a temporary file into a remote store
 # From this size on a file is big: a library writes it straight into the store and reads it
@@ -38,7 +39,7 @@ def type_name(data_type: type) -> str:
     """`data_type` as users write it in messages: `int`, `mypkg.models.Model`."""
     if data_type.__module__ == "builtins":
         return data_type.__qualname__
-    return f"{data_type.__module__}.{data_type.__qualname__}"
+    return f"{recorded_module(data_type.__module__)}.{data_type.__qualname__}"
 
 
 class BaseMaterializer:

@@ -11,7 +11,6 @@ value's type is registered.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 import threading
 import warnings
@@ -27,6 +26,7 @@ from branchwork.materializers.builtin import (
 )
 from branchwork.materializers.cloudpickle_materializer import CloudpickleMaterializer
 from branchwork.materializers.dataclass_materializer import DataclassMaterializer
+from branchwork.user_code import find_recorded, recorded_module
 
 ENTRY_POINT_GROUP = "branchwork.materializers"
 
@@ -110,7 +110,7 @@ def materializer_for(data_type: Any, value: Any = _MISSING) -> type[BaseMaterial
 def materializer_path(cls: type) -> str:
     """`module:QualName` of `cls`, recorded with an artifact to reload its materializer
     (interned: a run holds one per output)."""
-    return sys.intern(f"{cls.__module__}:{cls.__qualname__}")
+    return sys.intern(f"{recorded_module(cls.__module__)}:{cls.__qualname__}")
 
 
 def load_materializer_class(path: str) -> type[BaseMaterializer]:
@@ -126,7 +126,8 @@ def load_materializer_class(path: str) -> type[BaseMaterializer]:
             ) from exc
         if not (isinstance(cls, type) and issubclass(cls, BaseMaterializer)):
             raise ArtifactError(f"'{path}' is not a BaseMaterializer subclass.")
-        _by_path[path] = cls
+        if not path.startswith("__main__:"):  # a script's: another may be loaded later
+            _by_path[path] = cls
     return cls
 
 
@@ -216,7 +217,4 @@ def _load_entry_points() -> None:
 
 def _import(path: str) -> Any:
     module_name, _, qualname = path.partition(":")
-    found: Any = importlib.import_module(module_name)
-    for attribute in qualname.split("."):
-        found = getattr(found, attribute)
-    return found
+    return find_recorded(module_name, qualname)

@@ -7,27 +7,32 @@ loads an artifact (a step's input, `ArtifactVersionResponse.load()`) resolves it
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 from typing import Any
 
-from branchwork.user_code import recorded_module, script_modules
+from branchwork.user_code import find_recorded, recorded_module
+
+
+def resolve_type(path: str) -> Any:
+    """The class named "module.QualName" (Any when it cannot be imported). A nested class's
+    module is the longest prefix that imports; a script's (`__main__`) is found as
+    `user_code.find_recorded` says."""
+    if not path.startswith("__main__."):
+        return _resolve_installed(path)
+    try:
+        return find_recorded("__main__", path.removeprefix("__main__."))
+    except (ImportError, AttributeError):
+        return Any
 
 
 @functools.lru_cache(maxsize=512)
-def resolve_type(path: str) -> Any:
-    """The class named "module.QualName" (Any when it cannot be imported). A nested class's
-    module is the longest prefix that imports."""
+def _resolve_installed(path: str) -> Any:
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
-        for module_name in script_modules(".".join(parts[:split])):
-            try:
-                obj: Any = importlib.import_module(module_name)
-                for part in parts[split:]:
-                    obj = getattr(obj, part)
-                return obj
-            except Exception:
-                continue
+        try:
+            return find_recorded(".".join(parts[:split]), ".".join(parts[split:]))
+        except Exception:
+            continue
     return Any
 
 

@@ -11,12 +11,16 @@ says why.
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
 from branchwork.exceptions import BranchworkError
-from branchwork.user_code import ImportStopped, importing_user_code, recorded_module
+from branchwork.user_code import (
+    ImportStopped,
+    find_recorded,
+    importing_user_code,
+    recorded_module,
+)
 
 
 class RemoteTraceback(Exception):
@@ -84,9 +88,7 @@ def _rebuilt(data: dict[str, Any] | None, message: str) -> BaseException:
         raise ValueError(f"{data['class']} is defined inside a function")
     if data["args"] is None:
         raise ValueError("its arguments are not JSON-serializable")
-    cls: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls = find_recorded(module_name, qualname)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         raise ValueError(f"{data['class']} is not an exception class")
     error = cls(*data["args"])
