@@ -269,3 +269,24 @@ def test_a_run_another_loop_has_started_is_not_started_again(pipeline_obj):
         pipeline_obj()
     run = Client().get_pipeline_run("latest")
     assert (run.status, run.orchestrator_run_id, run.steps) == ("running", "elsewhere", {})
+
+
+@step(runtime="isolated")
+def wants_a_process(i: int) -> int:
+    return i
+
+
+@pipeline(enable_cache=False)
+def isolated_three():
+    return [wants_a_process(i) for i in range(3)]
+
+
+def test_an_isolated_step_on_the_local_orchestrator_is_said_to_run_in_a_thread(caplog):
+    """runtime='isolated' was silently ignored here: a crash in the step ended the run."""
+    assert isolated_three() == [0, 1, 2]
+    told = [r.getMessage() for r in caplog.records if "runtime='isolated'" in r.getMessage()]
+    assert told == [
+        "Step 'wants_a_process' asks for runtime='isolated', but this orchestrator runs steps "
+        "in threads: it runs in one, and a crash in it ends the whole run. Use the "
+        "local_process orchestrator (or Ray) to give it a process of its own."
+    ]

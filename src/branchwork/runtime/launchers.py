@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 import os
 import queue
 import signal
@@ -28,6 +29,8 @@ from branchwork.runtime.step_execution import StepRequest, StepResult, execute_s
 
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
+
+logger = logging.getLogger("branchwork")
 
 
 class Launcher(Protocol):
@@ -61,11 +64,20 @@ class InlineLauncher:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._event_loop_thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[StepResult]] = set()  # the event loop thread's alone
+        self._warned: set[str] = set()  # steps told they are not isolated here
 
     def holds_worker(self, step: Step[Any, Any]) -> bool:
         return not step.is_async
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
+        if request.step.runtime == "isolated" and request.step.name not in self._warned:
+            self._warned.add(request.step.name)  # a crash in it must not come as a surprise
+            logger.warning(
+                "Step '%s' asks for runtime='isolated', but this orchestrator runs steps in "
+                "threads: it runs in one, and a crash in it ends the whole run. Use the "
+                "local_process orchestrator (or Ray) to give it a process of its own.",
+                request.step.name,
+            )
         if request.step.is_async:
             with self._lock:
                 event_loop = self._event_loop or self._start_event_loop()
