@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -284,4 +287,50 @@ def test_unknown_versions_list_the_versions_there_are(cli, assert_error):
     assert assert_error(cli("artifacts", "list", "--name", "modle", "--tag", "prod")) == (
         "Error: No artifact named 'modle' (or it has no versions); `branchwork artifacts list` "
         "shows the names."
+    )
+
+
+def test_artifacts_load_finds_the_projects_classes_or_says_which_it_needs(tmp_path):
+    """From the project's folder a model of the project loads (the CLI did not look there);
+    elsewhere, and for a class of the script itself, the error names the class and what
+    to do (it said only that the class was 'asked for as typing.Any')."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "models.py").write_text(
+        "from pydantic import BaseModel\nclass Cfg(BaseModel):\n    lr: float\n"
+    )
+    (project / "pipe.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from typing import Annotated\n"
+        "from branchwork import pipeline, step\n"
+        "from models import Cfg\n"
+        "@dataclass\n"
+        "class Local:\n"
+        "    y: int\n"
+        "@step\n"
+        "def make() -> tuple[Annotated[Cfg, 'cfg'], Annotated[Local, 'local']]:\n"
+        "    return Cfg(lr=0.5), Local(3)\n"
+        "@pipeline\n"
+        "def p():\n"
+        "    return make()\n"
+    )
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+
+    def run(*args: str, cwd: Path = project) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [branchwork, *args], cwd=cwd, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("run", "pipe.py:p").returncode == 0
+    assert run("artifacts", "load", "cfg").stdout == "Cfg(lr=0.5)\n"
+    elsewhere = run("artifacts", "load", "cfg", cwd=tmp_path)
+    assert elsewhere.stderr == (
+        "Error: This artifact holds a pydantic model as JSON, and loading it needs its class, "
+        "models.Cfg, which cannot be imported here: run from the project's folder, or put its "
+        "module on PYTHONPATH.\n"
+    )
+    assert run("artifacts", "load", "local").stderr == (
+        "Error: This artifact holds a dataclass as JSON, and loading it needs its class, "
+        "Local, defined in the script that ran the pipeline: load it in a process that ran or "
+        "imported that script, or move the class to a module the script imports.\n"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -146,4 +148,6 @@ def load(
 
     engine = get_engine()
     remember_registered_stores(engine)  # an S3 store's endpoint and credentials
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the project's classes import, as under `python -m`
     typer.echo(repr(find_artifact(engine, artifact).load(allow_pickle=allow_pickle)))

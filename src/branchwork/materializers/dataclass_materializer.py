@@ -73,13 +73,20 @@ class DataclassMaterializer(BaseMaterializer):
         return class_preview(data, [field.name for field in dataclasses.fields(data)])
 
 
-def missing_class_error(kind: str, data_type: Any) -> ArtifactError:
+class MissingClassError(ArtifactError):
     """Loading a JSON artifact needs its class, which could not be imported here."""
-    return ArtifactError(
-        f"This artifact holds a {kind} as JSON, and loading it needs the {kind}'s class, "
-        f"but it was asked for as {data_type!r}: make the module defining the class "
-        "importable where the artifact is loaded (the artifact's data type names it)."
-    )
+
+    def __init__(self, kind: str, data_type: Any) -> None:
+        super().__init__(
+            f"This artifact holds a {kind} as JSON, and loading it needs the {kind}'s class, "
+            f"but it was asked for as {data_type!r}: make the module defining the class "
+            "importable where the artifact is loaded (the artifact's data type names it)."
+        )
+        self.kind = kind
+
+
+def missing_class_error(kind: str, data_type: Any) -> MissingClassError:
+    return MissingClassError(kind, data_type)
 
 
 def class_preview(data: Any, field_names: list[str]) -> Preview:

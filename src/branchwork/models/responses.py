@@ -68,17 +68,39 @@ class ArtifactVersionResponse:
     def load(self, allow_pickle: bool = False) -> Any:
         """Read the value back with the materializer that wrote it. A pickled value loads only
         in the process that wrote it, or with `allow_pickle` (see `materializers.pickle_policy`)."""
+        from branchwork.exceptions import ArtifactError
+        from branchwork.materializers.dataclass_materializer import MissingClassError
         from branchwork.materializers.io import load_artifact
         from branchwork.materializers.types import resolve_type
 
-        return load_artifact(
-            self.uri,
-            self.materializer,
-            resolve_type(self.data_type),
-            content_hash=self.content_hash,
-            allow_pickle=allow_pickle,
-            inline=self.inline_data,
+        try:
+            return load_artifact(
+                self.uri,
+                self.materializer,
+                resolve_type(self.data_type),
+                content_hash=self.content_hash,
+                allow_pickle=allow_pickle,
+                inline=self.inline_data,
+            )
+        except MissingClassError as error:  # the recorded class says which, and what to do
+            raise ArtifactError(
+                f"This artifact holds a {error.kind} as JSON, and loading it needs its class, "
+                f"{_unimportable(self.data_type)}"
+            ) from None
+
+
+def _unimportable(type_path: str) -> str:
+    """Why the class an artifact was recorded with is not found here, and what to do."""
+    module, _, name = type_path.rpartition(".")
+    if module == "__main__":
+        return (
+            f"{name}, defined in the script that ran the pipeline: load it in a process that "
+            "ran or imported that script, or move the class to a module the script imports."
         )
+    return (
+        f"{type_path}, which cannot be imported here: run from the project's folder, or put "
+        "its module on PYTHONPATH."
+    )
 
 
 @dataclass(frozen=True)
