@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from branchwork import Client
+from branchwork.config.heartbeat import stale_after
+from branchwork.exceptions import OrchestratorError
 from processes import Spawned, python, python_env, wait_until
 
 BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
@@ -159,3 +161,25 @@ def test_a_step_started_after_the_last_heartbeat_never_ends_before_it_started(lo
     assert long.status == "failed" and long.end_time >= long.start_time
     assert cli(home, "runs", "reap").strip() == "Recorded 1 lost run as failed."
     assert sql(home, "SELECT start_time = end_time FROM step_run WHERE name = 'long'") == [(1,)]
+
+
+def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):
+    """After a store outage ended its process unrecorded, the run reads running until its
+    heartbeat is old: the refusal says so (it only said failed or stopped runs resume)."""
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
+    home = tmp_path / "home"
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    script = tmp_path / "killed.py"
+    script.write_text(SCRIPT)
+    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
+    with Spawned(python(str(script)), env=env) as run:
+        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+        name = Client().list_pipeline_runs()[0].name
+        with pytest.raises(OrchestratorError) as info:
+            Client().resume_run(name)
+        run.signal(signal.SIGKILL)
+        run.wait(30)
+    assert str(info.value) == (
+        f"Run '{name}' is running: only failed or stopped runs can be resumed. If its process "
+        f"is gone, it reads failed {stale_after():g}s after its last heartbeat; resume it then."
+    )

@@ -108,6 +108,9 @@ def test_an_outage_past_the_retry_window_fails_clearly_and_resumes(
     database = make_url(url).database
     assert f"store at 'postgresql+psycopg://postgres@/{database}?host=" in last_line
     assert "was unavailable for over 2s while" in last_line and "resume the run" in last_line
+    assert "it reads failed" in last_line  # when the resume is possible
+    loop_said = [line for line in err.splitlines() if "orchestration loop of run" in line]
+    assert len(loop_said) == 1 and "stopped: The metadata store" in loop_said[0]  # no traceback
     postgres_server.start()
     time.sleep(1.5)  # the dead loop's heartbeat is now old: the run reads lost
     with Spawned([BRANCHWORK, "runs", "resume", "latest"], env=env) as resume:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from branchwork.config.home import home_dir
 from branchwork.exceptions import OrchestratorError
+from branchwork.metadata.lost import not_resumable_message
 from branchwork.metadata.run_pages import run_records
 from branchwork.metadata.runs import request_stop
 from branchwork.models.responses import ExecutionStatus
@@ -44,9 +45,7 @@ def resume(engine: Engine, run: PipelineRunResponse) -> str:
     once that process has reopened it (or finished it already). An OrchestratorError with
     the command's error if it could not."""
     if str(run.status) not in RESUMABLE:
-        raise OrchestratorError(
-            f"Run '{run.name}' is {run.status}: only failed or stopped runs can be resumed."
-        )
+        raise OrchestratorError(not_resumable_message(run.name, run.status))
     log = resume_log(run.id)
     process = _start_resume(engine, run, log)
     deadline = time.monotonic() + START_WAIT

@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from branchwork.config.heartbeat import stale_after
 from branchwork.exceptions import StoreUnavailableError
 
 P = ParamSpec("P")
@@ -83,7 +84,8 @@ def _unavailable(owner: Any, what: str, error: DBAPIError) -> StoreUnavailableEr
     return StoreUnavailableError(
         f"The metadata store at {url!r} was unavailable for over {retry_window():g}s while "
         f"{what}: {_first_line(error)}. Once it is back, resume the run "
-        "(`branchwork runs resume RUN`); what was recorded is kept."
+        f"(`branchwork runs resume RUN`: it reads failed {stale_after():g}s after this "
+        "process's last heartbeat); what was recorded is kept."
     )
 
 

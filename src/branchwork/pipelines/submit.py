@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import (
     OrchestratorError,
 )
+from branchwork.metadata.lost import not_resumable_message
 from branchwork.metadata.runs import reopen_run
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import (
@@ -58,9 +59,7 @@ def resume_pipeline(
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):
-                raise OrchestratorError(
-                    f"Run '{run.name}' is {run.status}: only failed or stopped runs can be resumed."
-                )
+                raise OrchestratorError(not_resumable_message(run.name, run.status))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
         compiled = compile_pipeline(

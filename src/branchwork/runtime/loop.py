@@ -214,7 +214,10 @@ class RunLoop:
             self._flush()
         except BaseException as error:  # noqa: BLE001 - surfaced to the body by its outcomes
             self._crash = error
-            logger.exception("The orchestration loop of run '%s' crashed", self.run_name)
+            if isinstance(error, StoreUnavailableError):  # it says what happened and what to do
+                logger.error("The orchestration loop of run '%s' stopped: %s", self.run_name, error)
+            else:
+                logger.exception("The orchestration loop of run '%s' crashed", self.run_name)
             self._wake_everyone()
         finally:
             self._ended.set()
