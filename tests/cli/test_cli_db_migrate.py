@@ -221,3 +221,19 @@ def test_migrate_to_a_sqlite_file_in_a_new_folder_makes_the_folder(cli, tmp_path
     assert result.exit_code == 0, result.output
     copied = uris(f"sqlite:///{target}")
     assert copied and copied == uris(store_url())
+
+
+def test_migrate_to_artifacts_it_cannot_write_copies_nothing(cli, tmp_path, assert_error):
+    """It copied every row, then failed on the first file, leaving the target with records
+    pointing at this machine's files."""
+    migrate_words()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    team = f"sqlite:///{tmp_path / 'team.db'}"
+    line = assert_error(cli("db", "migrate-to", team, "--artifacts-to", str(blocker / "artifacts")))
+    assert line.startswith(f"Error: Cannot write artifact files to {blocker / 'artifacts'}: ")
+    assert line.endswith(
+        "Nothing was copied. Register the artifact store for it with its endpoint and "
+        "credentials (`branchwork artifact-store register`), then run this again."
+    )
+    assert uris(team) == {}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from branchwork.artifact_stores.base import BaseArtifactStore
     from branchwork.metadata.store_copy import CopyPlan, TableCopy
 
 app = typer.Typer(no_args_is_help=True, help="The metadata store's location and schema.")
@@ -65,6 +66,7 @@ def migrate_to(
     from branchwork.metadata.store_copy import copy_rows, prepare_copy
 
     plan = prepare_copy(store_url(), url)
+    files = _artifact_files_target(plan, artifacts_to) if artifacts_to is not None else None
     typer.echo(f"Copying {plan.source} into {plan.target}.")
     if plan.target_revision_before != head_revision():
         before = plan.target_revision_before or "none"
@@ -77,8 +79,8 @@ def migrate_to(
             typer.echo(f"Copied {copied} rows into {plan.target} ({there} were already there).")
         else:
             typer.echo(f"Nothing to copy: all {there} rows are already in {plan.target}.")
-        if artifacts_to is not None:
-            _copy_artifacts(plan, artifacts_to)
+        if files is not None:
+            _copy_artifacts(plan, *files)
     except KeyboardInterrupt:
         typer.echo("Interrupted: run the same command again to finish the copy.", err=True)
         raise typer.Exit(130) from None
@@ -91,19 +93,40 @@ def _print_table(copy: TableCopy, done: bool) -> None:
         )
 
 
-def _copy_artifacts(plan: CopyPlan, artifacts_to: str) -> None:
-    """Copy the files, through a store that writes where `artifacts_to` says (with the
-    settings of a registered store there, in either store's registry)."""
+def _artifact_files_target(plan: CopyPlan, artifacts_to: str) -> tuple[str, BaseArtifactStore]:
+    """Where `--artifacts-to` says and a store that writes there (with the settings of a
+    registered store there, in either store's registry), tried before any row is copied:
+    a team's store must not get records pointing at files that could not follow them."""
     from branchwork.artifact_stores import artifact_store_for_uri
-    from branchwork.metadata.artifact_copy import artifact_destination, copy_artifact_files
+    from branchwork.exceptions import ConfigurationError
+    from branchwork.metadata.artifact_copy import artifact_destination
     from branchwork.metadata.store import get_engine
     from branchwork.stack.components import remember_registered_stores
 
     destination = artifact_destination(artifacts_to)
     for url in (plan.source_url, plan.target_url):
         remember_registered_stores(get_engine(url))
+    store = artifact_store_for_uri(destination)
+    probe = store.join(destination, ".branchwork-write-check")
+    try:
+        store.makedirs(destination)
+        store.write_bytes(probe, b"")
+        store.remove(probe)
+    except Exception as error:  # noqa: BLE001 - any failure to write is the answer
+        raise ConfigurationError(
+            f"Cannot write artifact files to {destination}: {type(error).__name__}: {error}. "
+            "Nothing was copied. Register the artifact store for it with its endpoint and "
+            "credentials (`branchwork artifact-store register`), then run this again."
+        ) from None
+    return destination, store
+
+
+def _copy_artifacts(plan: CopyPlan, destination: str, store: BaseArtifactStore) -> None:
+    """Copy the files to `destination` through `store`, pointing the copied records there."""
+    from branchwork.metadata.artifact_copy import copy_artifact_files
+
     typer.echo(f"Copying artifact files to {destination}.")
-    moved = copy_artifact_files(plan, destination, artifact_store_for_uri(destination))
+    moved = copy_artifact_files(plan, destination, store)
     typer.echo(
         f"Artifacts: {moved.copied} copied, and their records in {plan.target} pointed at "
         f"the copies; {moved.already_there} had been copied before; {moved.kept_inline} small "
