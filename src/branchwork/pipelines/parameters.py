@@ -92,17 +92,21 @@ def read_back(func: Callable[..., Any], recorded: dict[str, Any]) -> dict[str, A
     """Recorded parameters as `func` takes them, read through its annotations (the text of
     a Path is a Path again); a value its annotation refuses (a default outside it, such as
     `n: int = None`) is passed as recorded, as the first call passed it."""
-    from pydantic import ValidationError
-
     types = _parameter_types(func)
     values = {}
     for name, value in recorded.items():
         adapter = _adapter(types.get(name, Any))
-        try:
-            values[name] = value if adapter is None else adapter.validate_python(value)
-        except ValidationError:
-            values[name] = value
+        values[name] = value if adapter is None else _read_through(adapter, value)
     return values
+
+
+def _read_through(adapter: TypeAdapter[Any], value: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return value
 
 
 def _is_json(value: Any) -> bool:
