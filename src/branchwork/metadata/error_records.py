@@ -31,15 +31,35 @@ class RemoteTraceback(Exception):
 
 
 class RemoteStepError(BranchworkError):
-    """An exception from another process that could not be rebuilt here."""
+    """An exception from another process that could not be rebuilt here. It is recorded as
+    the original (`type_name_of`, `message_of`, and `encoded`, the original's `encode`d
+    form when known), so that a process that can rebuild it does."""
 
-    def __init__(self, type_name: str, message: str, traceback: str | None, why: str) -> None:
+    def __init__(
+        self,
+        type_name: str,
+        message: str,
+        traceback: str | None,
+        why: str,
+        encoded: str | None = None,
+    ) -> None:
         super().__init__(
             f"{type_name}: {message} (raised in another process; not rebuilt here: {why})"
         )
         self.type_name = type_name
         self.remote_message = message
         self.remote_traceback = traceback
+        self.encoded = encoded
+
+
+def type_name_of(error: BaseException) -> str:
+    """The name an error is recorded under: a RemoteStepError's is the original's."""
+    return error.type_name if isinstance(error, RemoteStepError) else type(error).__name__
+
+
+def message_of(error: BaseException) -> str:
+    """The message an error is recorded with: a RemoteStepError's is the original's."""
+    return error.remote_message if isinstance(error, RemoteStepError) else str(error)
 
 
 def columns(error: BaseException) -> dict[str, str]:
@@ -47,15 +67,18 @@ def columns(error: BaseException) -> dict[str, str]:
     import traceback
 
     return {
-        "exception_type": type(error).__name__,
-        "exception_message": str(error),
+        "exception_type": type_name_of(error),
+        "exception_message": message_of(error),
         "exception_data": encode(error),
         "traceback": "".join(traceback.format_exception(error)),
     }
 
 
 def encode(error: BaseException) -> str:
-    """What it takes to rebuild `error` elsewhere, as JSON."""
+    """What it takes to rebuild `error` elsewhere, as JSON (a RemoteStepError: the
+    original, where known)."""
+    if isinstance(error, RemoteStepError) and error.encoded is not None:
+        return error.encoded
     cls = type(error)
     module = recorded_module(cls.__module__)
     try:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, bindparam, select
 
 from branchwork.ids import new_id
-from branchwork.metadata import schema
+from branchwork.metadata import error_records, schema
 from branchwork.metadata.bulk import BulkStatement
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
@@ -198,8 +198,8 @@ class Recorder:
         values = {
             "status": status,
             "end_time": utc(end),
-            "exception_type": type(error).__name__ if error else None,
-            "exception_message": str(error) if error else None,
+            "exception_type": error_records.type_name_of(error) if error else None,
+            "exception_message": error_records.message_of(error) if error else None,
             "traceback": traceback,
             "run_metadata": metadata,
         }

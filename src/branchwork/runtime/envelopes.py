@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
-from branchwork.exceptions import StepFailedError
+from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import code_generation
 from branchwork.values import Leaf, decode, encode
@@ -127,9 +127,10 @@ def result_to_json(result: StepResult) -> str:
         except Exception:  # an exception that cannot be pickled still reports its text
             pickled = None
         error = {
-            "type": type(result.error).__name__,
-            "message": str(result.error),
+            "type": error_records.type_name_of(result.error),
+            "message": error_records.message_of(result.error),
             "pickle": pickled,
+            "data": error_records.encode(result.error),
         }
     return json.dumps(
         {
@@ -155,13 +156,14 @@ def result_from_json(text: str) -> StepResult:
     error = data["error"]
     exception: BaseException | None = None
     if error is not None:
+        why = "it could not be pickled"
         try:
             exception = _unpickle(error["pickle"]) if error["pickle"] else None
-        except Exception:
-            exception = None
+        except Exception as unpickling:
+            exception, why = None, f"unpickling it raised {type(unpickling).__name__}: {unpickling}"
         if exception is None:
-            exception = StepFailedError(
-                f"{error['type']}: {error['message']}", data["invocation_id"]
+            exception = error_records.RemoteStepError(
+                error["type"], error["message"], data["traceback"], why, error.get("data")
             )
     return StepResult(
         invocation_id=data["invocation_id"],

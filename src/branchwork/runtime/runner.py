@@ -331,12 +331,14 @@ def _record_failure(
         )
     else:
         cause, failed_step, text = error, None, None
-    message = str(cause) or ("stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) else "")
+    message = error_records.message_of(cause) or (
+        "stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) else ""
+    )
     recorder.run_update(
         status="stopped" if stopped else "failed",
         end_time=utc(time.time()),
         failed_step=failed_step,
-        exception_type=type(cause).__name__,
+        exception_type=error_records.type_name_of(cause),
         exception_message=message,
         exception_data=error_records.encode(cause),
         traceback=text or "".join(traceback.format_exception(cause)),
