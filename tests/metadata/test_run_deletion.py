@@ -127,3 +127,22 @@ def test_deleting_the_run_a_cache_hit_reused_keeps_the_cache(store_url):
     assert Client().invalidate_cache("expensive") == 1
     assert costly() == 40
     assert COMPUTED == [4, 4]
+
+
+def test_an_invalidated_result_stays_invalidated_when_the_run_that_made_it_is_deleted(
+    store_url,
+):
+    """The later run's cache hit was not marked, and served once the original was gone."""
+    from branchwork import Client
+
+    COMPUTED.clear()
+    costly(x=5)
+    first = costly.last_run
+    costly(x=5)
+    assert Client().invalidate_cache("expensive") == 1
+    delete(first.name)
+    costly(x=5)
+    assert COMPUTED == [5, 5]
+    assert costly.last_run.steps["expensive"].cache_reason == (
+        "a result with this key was cached, then invalidated (branchwork cache invalidate)"
+    )

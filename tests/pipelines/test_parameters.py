@@ -10,10 +10,10 @@ import datetime
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import pytest
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 
 from branchwork import Client, pipeline, step
 from branchwork.exceptions import ConfigurationError, PipelineRunFailedError
@@ -238,6 +238,47 @@ def test_a_value_that_cannot_be_recorded_is_refused_saying_what_to_do():
     assert str(info.value) == (
         "Pipeline 'opaque': parameter 'handle' is a object, which cannot be recorded. Pass a "
         "JSON value, or annotate the parameter with its type (a Path, a date, a pydantic model "
-        "or a dataclass is then recorded as JSON); load big values in a step."
+        "or a dataclass is then recorded as JSON); load big values or secrets in a step."
+    )
+    assert Client().list_pipeline_runs() == []
+
+
+class Aliased(BaseModel):
+    learning_rate: float = Field(alias="lr")
+
+
+DOUBLED: list[int] = []
+
+
+@pipeline(dynamic=True)
+def validated_once(
+    n: Annotated[int, AfterValidator(lambda v: v * 2)],
+    settings: Aliased = Aliased(lr=0.5),  # noqa: B008 - a default the author made
+):
+    DOUBLED.append(n)
+    return echo(settings.learning_rate)
+
+
+def test_a_parameter_is_validated_once_and_a_model_with_aliases_reads_back():
+    """A value went through its validator again when read back (3 -> 6 -> 12), and a model
+    with aliases came back a dict: it was written by field name."""
+    DOUBLED.clear()
+    assert validated_once(n=3) == 0.5
+    run = validated_once.last_run
+    assert run.snapshot.parameters == {"n": 6, "settings": {"lr": 0.5}}
+    assert Client().replay(run) == 0.5
+    assert DOUBLED == [6, 6]
+
+
+def test_a_secret_is_refused_rather_than_recorded_masked():
+    @pipeline
+    def with_token(token: SecretStr):
+        return echo(1)
+
+    with pytest.raises(ConfigurationError) as info:
+        with_token(token="hunter2")
+    assert str(info.value).startswith(
+        "Pipeline 'with_token': parameter 'token' is a SecretStr, which cannot be recorded (it "
+        "would not read back as it is)."
     )
     assert Client().list_pipeline_runs() == []

@@ -33,9 +33,14 @@ def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = 
             raise BranchworkError(_unknown_step(conn, step_name, pipeline_name))
         result = conn.execute(
             update(s.step_run)
+            .where(*scope, servable(), s.step_run.c.cache_invalidated.is_(False))
+            .values(cache_invalidated=True)
+        )
+        conn.execute(  # the cache hits too: one serves once its original's run is deleted
+            update(s.step_run)
             .where(
                 *scope,
-                servable(),
+                s.step_run.c.status == "cached",
                 s.step_run.c.cache_invalidated.is_(False),
             )
             .values(cache_invalidated=True)

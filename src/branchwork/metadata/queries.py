@@ -120,6 +120,7 @@ def servable() -> Any:
         step.status == "completed",
         and_(
             step.status == "cached",
+            step.original_step_run_id.is_not(None),
             ~exists().where(original.c.id == step.original_step_run_id),
         ),
     )
@@ -160,14 +161,14 @@ _CACHED = (
 class CacheLookup(NamedTuple):
     """What the store holds for some cache keys."""
 
-    hits: dict[str, CacheHit]  # by key: the newest completed step run with it, not invalidated
+    hits: dict[str, CacheHit]  # by key: the newest servable step run with it, not invalidated
     invalidated: set[str]  # keys whose results were all invalidated: a miss says so
 
 
 @retrying("looking up the cache")
 def find_cached(engine: Engine, keys: list[str]) -> CacheLookup:
-    """For each cache key: the newest completed step run with it that was not invalidated,
-    or that all of them were."""
+    """For each cache key: the newest step run with it that can serve it (`servable`) and
+    was not invalidated, or that all of them were."""
     found: dict[str, CacheHit] = {}
     invalidated: set[str] = set()
     if not keys:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import (
@@ -162,6 +163,8 @@ def create_run(
 ) -> str:
     """Record the snapshot (with the static DAG, if it is one) and the placeholder run,
     started by `stack`; the run becomes this thread's `last_run`. Returns its id."""
+    recorded, typed = recorded_parameters(pipeline.name, pipeline.func, params)
+    options = replace(RunOptions.of(pipeline, compiled.reason), typed_parameters=typed)
     _, run_id = create_placeholder_run(
         get_engine(),
         pipeline_name=pipeline.name,
@@ -170,8 +173,8 @@ def create_run(
         source_file=_source_file(pipeline),
         import_path=user_import_path(),
         working_dir=os.getcwd(),
-        parameters=recorded_parameters(pipeline.name, pipeline.func, params),
-        spec=RunOptions.of(pipeline, compiled.reason).to_spec(),
+        parameters=recorded,
+        spec=options.to_spec(),
         step_configurations=step_configurations(compiled),
         orchestrator=stack.orchestrator.flavor,
         stack=stack.name,

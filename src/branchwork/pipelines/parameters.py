@@ -68,39 +68,55 @@ def validate_parameters(
 
 def recorded_parameters(
     pipeline_name: str, func: Callable[..., Any], values: dict[str, Any]
-) -> dict[str, Any]:
-    """`values` (as `validate_parameters` gave them) as JSON to record: as they are, or
-    written by their annotation. Raises ConfigurationError for one that cannot be."""
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`values` (as `validate_parameters` gave them) as JSON to record, and the names of
+    those written by their annotation, which only are read back through it (`read_back`:
+    a value validated twice could change). Raises ConfigurationError for one that cannot be
+    recorded, or would not read back as it is (a SecretStr is written masked)."""
     types = _parameter_types(func)
-    recorded = {}
+    recorded: dict[str, Any] = {}
+    typed: list[str] = []
     for name, value in values.items():
-        adapter = None if _is_json(value) else _adapter(types.get(name, Any))
-        if adapter is not None:
-            value = adapter.dump_python(value, mode="json", warnings=False)
-        if not _is_json(value):
-            raise ConfigurationError(
-                f"Pipeline '{pipeline_name}': parameter '{name}' is a {type(value).__name__}, "
-                "which cannot be recorded. Pass a JSON value, or annotate the parameter with "
-                "its type (a Path, a date, a pydantic model or a dataclass is then recorded "
-                "as JSON); load big values in a step."
-            )
         recorded[name] = value
-    return recorded
-
-
-def read_back(func: Callable[..., Any], recorded: dict[str, Any]) -> dict[str, Any]:
-    """Recorded parameters as `func` takes them, read through its annotations (the text of
-    a Path is a Path again); a value its annotation refuses (a default outside it, such as
-    `n: int = None`) is passed as recorded, as the first call passed it."""
-    types = _parameter_types(func)
-    values = {}
-    for name, value in recorded.items():
+        if _is_json(value):
+            continue
         adapter = _adapter(types.get(name, Any))
-        values[name] = value if adapter is None else _read_through(adapter, value)
+        if adapter is None:
+            raise _not_recordable(pipeline_name, name, value, "")
+        written = adapter.dump_python(value, mode="json", by_alias=True, warnings=False)
+        if not _is_json(written) or _read_through(adapter, written) != value:
+            raise _not_recordable(pipeline_name, name, value, " (it would not read back as it is)")
+        recorded[name] = written
+        typed.append(name)
+    return recorded, tuple(typed)
+
+
+def _not_recordable(pipeline_name: str, name: str, value: Any, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Pipeline '{pipeline_name}': parameter '{name}' is a {type(value).__name__}, which "
+        f"cannot be recorded{why}. Pass a JSON value, or annotate the parameter with its type "
+        "(a Path, a date, a pydantic model or a dataclass is then recorded as JSON); load big "
+        "values or secrets in a step."
+    )
+
+
+def read_back(
+    func: Callable[..., Any], recorded: dict[str, Any], typed: tuple[str, ...]
+) -> dict[str, Any]:
+    """Recorded parameters as `func` takes them: those `typed` read through its annotations
+    (the text of a Path is a Path again); the others, JSON when they were passed, as they
+    are."""
+    types = _parameter_types(func) if typed else {}
+    values = dict(recorded)
+    for name in typed:
+        adapter = _adapter(types.get(name, Any))
+        if name in values and adapter is not None:
+            values[name] = _read_through(adapter, values[name])
     return values
 
 
 def _read_through(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """`value` validated by `adapter`; as it is if refused (reported where it is used)."""
     from pydantic import ValidationError
 
     try:

@@ -96,12 +96,15 @@ class Pipeline(Generic[P, R]):
         """Import path of the pipeline, "module:qualname"."""
         return f"{recorded_module(self.func.__module__)}:{self.func.__qualname__}"
 
-    def parameters_from_record(self, recorded: Mapping[str, Any]) -> dict[str, Any]:
-        """A run's recorded (JSON) parameters as the function takes them, read through its
-        annotations again: a Path recorded as its text is a Path (see `pipelines.parameters`)."""
+    def parameters_from_record(
+        self, recorded: Mapping[str, Any], typed: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """A run's recorded (JSON) parameters as the function takes them: those `typed`
+        (written through their annotation) read through it again, a Path recorded as its text
+        a Path (see `pipelines.parameters`)."""
         from branchwork.pipelines.parameters import read_back
 
-        return read_back(self.func, dict(recorded))
+        return read_back(self.func, dict(recorded), typed)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the pipeline and return what its function returned, step outputs loaded.

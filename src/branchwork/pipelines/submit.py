@@ -26,6 +26,7 @@ from branchwork.pipelines.calls import (
 from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.pipelines.submission import submit_and_wait
 from branchwork.runtime.interrupts import interrupts_deferred
+from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def resume_pipeline(
                 raise OrchestratorError(not_resumable_message(run.name, run.status))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
-        compiled = compile_pipeline(
-            pipeline, pipeline.parameters_from_record(run.snapshot.parameters)
-        )
+        typed = RunOptions.from_spec(run.snapshot.spec).typed_parameters
+        params = pipeline.parameters_from_record(run.snapshot.parameters, typed)
+        compiled = compile_pipeline(pipeline, params)
         return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)

@@ -47,6 +47,7 @@ class RunOptions:
     refresh: bool | tuple[str, ...] = False  # recompute (all, or these steps) despite the cache
     concurrency_limits: Mapping[str, int] = field(default_factory=dict)  # named, with sizes
     replay: ReplayPlan | None = None  # a replay's overrides and reuse (`runtime.replay`)
+    typed_parameters: tuple[str, ...] = ()  # recorded through their annotation: read back so
 
     @classmethod
     def of(cls, pipeline: Pipeline[Any, Any], dynamic_reason: str | None) -> RunOptions:
@@ -73,6 +74,7 @@ class RunOptions:
             "refresh": self.refresh if self.refresh is True else list(self.refresh or ()),
             "concurrency_limits": dict(self.concurrency_limits),
             **({"replay": self.replay.to_spec()} if self.replay else {}),
+            **({"typed_parameters": list(self.typed_parameters)} if self.typed_parameters else {}),
         }
 
     @classmethod
@@ -89,6 +91,7 @@ class RunOptions:
             refresh=True if spec.get("refresh") is True else tuple(spec.get("refresh") or ()),
             concurrency_limits=spec.get("concurrency_limits") or {},
             replay=ReplayPlan.from_spec(spec["replay"]) if spec.get("replay") else None,
+            typed_parameters=tuple(spec.get("typed_parameters") or ()),
         )
 
 

@@ -202,7 +202,9 @@ class RunSession:
             return self.outcome  # recorded failed by begin()
         request, pipeline = self.request, self.pipeline
         try:
-            params = pipeline.parameters_from_record(request.snapshot.parameters)
+            params = pipeline.parameters_from_record(
+                request.snapshot.parameters, request.options.typed_parameters
+            )
             if request.snapshot.is_dynamic:
                 with run_context(body):
                     returned = pipeline.func(**params)
