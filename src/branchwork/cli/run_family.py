@@ -3,7 +3,6 @@ the tree of child runs a run's pipeline called, as `runs show` and `runs graph` 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from branchwork.cli import render
-from branchwork.exceptions import BranchworkError
+from branchwork.exceptions import BranchworkError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -51,8 +50,13 @@ def family_dict(engine: Engine, run: PipelineRunResponse) -> dict[str, Any]:
             "pipeline": None,
             "invocation": run.parent_invocation_id,
         }
-        with contextlib.suppress(BranchworkError):  # deleted since
+        try:
             parent_run = get_run(engine, run.parent_run_id, include_steps=False)
+        except StoreUnavailableError:
+            raise  # an outage, not a deleted parent
+        except BranchworkError:  # deleted since
+            pass
+        else:
             parent.update(name=parent_run.name, pipeline=parent_run.pipeline_name)
     children = [
         {
