@@ -233,6 +233,24 @@ def test_the_same_call_hits_the_cache_in_a_second_python_process(tmp_path: Path)
     assert outputs == [f"{described} completed", f"{described} cached"]
 
 
+def launched(folder: Path, commands: list[list[str]]) -> list[str]:
+    """What each command printed, run one after the other in `folder` on one store there;
+    each must succeed."""
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            command,
+            cwd=folder,
+            env=python_env(folder / "home"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    return outputs
+
+
 def test_a_script_shares_its_cache_between_python_and_branchwork_run(tmp_path: Path):
     """`python pipe.py` and `branchwork run pipe.py:p` run one script: each reuses what the
     other cached, and loads it, though the value is of a class the script defines (stored
@@ -263,18 +281,7 @@ def test_a_script_shares_its_cache_between_python_and_branchwork_run(tmp_path: P
         [branchwork, "run", "pipe.py:p", "--no-progress"],
         [branchwork, "runs", "show", "latest", "-o", "json"],
     ]
-    outputs = []
-    for command in commands:
-        done = subprocess.run(
-            command,
-            cwd=tmp_path,
-            env=python_env(tmp_path / "home"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout)
+    outputs = launched(tmp_path, commands)
     assert outputs[0].splitlines()[1:] == ["Status: completed", "Result: 40"]
     assert outputs[1] == "40 cached\n"
     assert outputs[2].splitlines()[1:] == ["Status: completed", "Result: 40"]
@@ -340,22 +347,14 @@ def test_a_scripts_own_materializer_serves_python_and_branchwork_run_alike(tmp_p
         "    print(p(), p.last_run.steps['make'].status)\n"
     )
     branchwork = str(Path(sys.executable).parent / "branchwork")
-    outputs = []
-    for command in (
-        [sys.executable, "pipe.py"],
-        [branchwork, "run", "pipe.py:p", "--no-progress"],
-        [sys.executable, "pipe.py"],
-    ):
-        done = subprocess.run(
-            command,
-            cwd=tmp_path,
-            env=python_env(tmp_path / "home"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout)
+    outputs = launched(
+        tmp_path,
+        [
+            [sys.executable, "pipe.py"],
+            [branchwork, "run", "pipe.py:p", "--no-progress"],
+            [sys.executable, "pipe.py"],
+        ],
+    )
     assert outputs[0] == "HELLO completed\n"
     assert outputs[1].splitlines()[1:] == ["Status: completed", "Result: 'HELLO'"]
     assert outputs[2] == "HELLO cached\n"

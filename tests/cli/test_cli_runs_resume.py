@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,22 @@ if __name__ == "__main__":
 """
 
 
+def in_folder(folder: Path, **env: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run(*command)`: the command run in `folder`, with `env` added to this environment."""
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env},
+            cwd=folder,
+        )
+
+    return run
+
+
 def test_resume_of_a_script_whose_step_returns_a_class_of_the_script(tmp_path):
     """`python pipe.py` fails; `branchwork runs resume` loads the script under another name
     and reuses `configure`, whose output is of the script's own class: it used to refuse,
@@ -186,12 +203,7 @@ def test_resume_of_a_script_whose_step_returns_a_class_of_the_script(tmp_path):
     script.write_text(SCRIPT)
     flag = tmp_path / "fail"
     flag.touch()
-    env = {**os.environ, "FAIL_FLAG": str(flag)}
-
-    def run(*command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
-        )
+    run = in_folder(tmp_path, FAIL_FLAG=str(flag))
 
     assert "the flag is set" in run(sys.executable, str(script)).stderr
     flag.unlink()
@@ -238,12 +250,7 @@ def test_a_driver_with_a_class_of_the_same_name_resumes_a_scripts_run(tmp_path):
     )
     flag = tmp_path / "fail"
     flag.touch()
-    env = {**os.environ, "FAIL_FLAG": str(flag)}
-
-    def run(*command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
-        )
+    run = in_folder(tmp_path, FAIL_FLAG=str(flag))
 
     branchwork = str(Path(sys.executable).parent / "branchwork")
     assert "the flag is set" in run(branchwork, "run", "job.py:tuned").stderr

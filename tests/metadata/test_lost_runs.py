@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,17 @@ def long_step_running(home: Path) -> bool:
 def lost_run(tmp_path, monkeypatch):
     """A run whose `python script.py` process was SIGKILLed mid-step, silent long enough to
     be lost; returns the home of its store."""
+    with long_step_started(tmp_path, monkeypatch) as run:
+        run.signal(signal.SIGKILL)
+        run.wait(30)
+    time.sleep(1.5)
+    return tmp_path / "home"
+
+
+@contextmanager
+def long_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Spawned]:
+    """`python script.py` running its long step, on a store in tmp_path/home that this
+    process reads too."""
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
     home = tmp_path / "home"
     monkeypatch.setenv("BRANCHWORK_HOME", str(home))
@@ -69,10 +82,7 @@ def lost_run(tmp_path, monkeypatch):
     env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
     with Spawned(python(str(script)), env=env) as run:
         wait_until(lambda: long_step_running(home), 60, "the long step to start")
-        run.signal(signal.SIGKILL)
-        run.wait(30)
-    time.sleep(1.5)
-    return home
+        yield run
 
 
 def cli(home: Path, *args: str) -> str:
@@ -166,14 +176,7 @@ def test_a_step_started_after_the_last_heartbeat_never_ends_before_it_started(lo
 def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):
     """After a store outage ended its process unrecorded, the run reads running until its
     heartbeat is old: the refusal says so (it only said failed or stopped runs resume)."""
-    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
-    home = tmp_path / "home"
-    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
-    script = tmp_path / "killed.py"
-    script.write_text(SCRIPT)
-    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
-    with Spawned(python(str(script)), env=env) as run:
-        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+    with long_step_started(tmp_path, monkeypatch) as run:
         name = Client().list_pipeline_runs()[0].name
         with pytest.raises(OrchestratorError) as info:
             Client().resume_run(name)

@@ -63,7 +63,7 @@ class DataclassMaterializer(BaseMaterializer):
         if filename == PICKLE_FILE:
             return load_pickle(data)
         if not (isinstance(data_type, type) and dataclasses.is_dataclass(data_type)):
-            raise missing_class_error("dataclass", data_type)
+            raise MissingClassError("dataclass", data_type)
         return _decode(json.loads(data), data_type)
 
     def preview(self, data: Any) -> Preview:
@@ -83,10 +83,6 @@ class MissingClassError(ArtifactError):
             "importable where the artifact is loaded (the artifact's data type names it)."
         )
         self.kind = kind
-
-
-def missing_class_error(kind: str, data_type: Any) -> MissingClassError:
-    return MissingClassError(kind, data_type)
 
 
 def class_preview(data: Any, field_names: list[str]) -> Preview:

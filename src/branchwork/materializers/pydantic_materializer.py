@@ -19,7 +19,7 @@ from branchwork.materializers.cloudpickle_materializer import (
     load_pickle,
     save_pickled,
 )
-from branchwork.materializers.dataclass_materializer import class_preview, missing_class_error
+from branchwork.materializers.dataclass_materializer import MissingClassError, class_preview
 from branchwork.materializers.preview import Preview
 
 MODEL_FILE = "model.json"
@@ -44,7 +44,7 @@ class PydanticMaterializer(BaseMaterializer):
         if filename == PICKLE_FILE:
             return load_pickle(data)
         if not (isinstance(data_type, type) and issubclass(data_type, BaseModel)):
-            raise missing_class_error("pydantic model", data_type)
+            raise MissingClassError("pydantic model", data_type)
         return data_type.model_validate_json(data)
 
     def preview(self, data: Any) -> Preview:
