@@ -9,13 +9,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+
+from free_ports import free_port
 
 COMMAND_TIMEOUT = 60.0
 
@@ -31,12 +32,6 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresServer:
     """One PostgreSQL cluster, created by initdb in a temporary folder (trust authentication).
 
@@ -50,7 +45,7 @@ class PostgresServer:
         self.bin_dir = Path(bin_dir)
         self.folder = Path(tempfile.mkdtemp(prefix="branchwork-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         try:
             if os.geteuid() == 0:
                 shutil.chown(self.folder, "postgres", "postgres")

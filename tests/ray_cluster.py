@@ -15,7 +15,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from free_ports import free_port
 
 START_TIMEOUT = 120.0  # `ray start` takes 10-25 s on a loaded 2-core machine
 NODE_B_RESOURCE = "node_b"
@@ -38,12 +39,6 @@ NODE_SETTINGS = {
     # A node started beside the head tries its GCS for up to a minute (default: 20 s).
     "RAY_gcs_server_port_wait_time_s": "60",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ray_binary() -> str:
@@ -60,7 +55,7 @@ class RayCluster:
         # Under /tmp: Ray's Unix sockets live in the temp dir, and their paths are short.
         self.folder = Path(tempfile.mkdtemp(prefix="bwray-", dir="/tmp"))
         self.token = secrets.token_hex(32)
-        self.port = _free_port()
+        self.port = free_port()
         self._extra = dict(environment or {})
         self._groups: dict[str, int] = {}  # node name -> process group id
         self._starts = 0
@@ -88,8 +83,8 @@ class RayCluster:
             "head",
             "--head",
             f"--port={self.port}",
-            f"--ray-client-server-port={_free_port()}",  # not 10001: another head's
-            f"--dashboard-port={_free_port()}",
+            f"--ray-client-server-port={free_port()}",  # not 10001: another head's
+            f"--dashboard-port={free_port()}",
             "--include-dashboard=false",
         )
         node_b = self._launch_node_b()

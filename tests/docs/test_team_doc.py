@@ -27,7 +27,6 @@ import re
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 import psutil
 import pytest
 
+from free_ports import free_port
 from postgres_server import PostgresServer, server_binaries
 from s3_server import ACCESS_KEY_ID, REGION
 
@@ -78,12 +78,6 @@ def doc_blocks() -> list[Block]:
         assert tag in TAGS, f"docs/team.md:{line}: a block the test does not run: {match[0]!r}"
         blocks.append(Block(tag, match["body"], line, file or None))
     return blocks
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TcpPostgres(PostgresServer):
