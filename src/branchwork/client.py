@@ -126,7 +126,9 @@ class Client:
         If an invocation id now names another step, other inputs or changed code, the run
         stops there with a ReplayDivergenceError, unless `accept_new_graph`. Returns the
         pipeline's value, as calling the pipeline does. A PAUSED run resumes once its
-        question is answered or timed out (see `answer_run`)."""
+        question is answered or timed out (see `answer_run`); a child run that its parent
+        paused with resumes with the parent (whose value is returned)."""
+        from branchwork.metadata.waits import paused_root
         from branchwork.pipelines.answering import settle_pause
         from branchwork.pipelines.loading import load_pipeline
         from branchwork.pipelines.submit import resume_pipeline
@@ -134,13 +136,16 @@ class Client:
         run = self.get_pipeline_run(id_or_name, include_steps=False)
         if run.status == "paused":
             settle_pause(self._engine, run)
+            run = paused_root(self._engine, run)  # resumes its paused child where it calls it
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
 
     def answer_run(self, id_or_name: RunRef, value: Any) -> Any:
         """Answer the question a PAUSED run waits on (`branchwork.wait`) and resume it on the
         active stack: `value` is checked against the question's schema first
         (InvalidAnswerError, nothing recorded, if it does not match). Returns the pipeline's
-        value, or raises RunPaused if the run stops at a further question."""
+        value, or raises RunPaused if the run stops at a further question. A parent run paused
+        with its child run: either run takes the child's question, and the parent resumes
+        (resuming the child where it calls it) and its value is returned."""
         from branchwork.pipelines.answering import record_answer_to
 
         run = self.get_pipeline_run(id_or_name, include_steps=False)

@@ -283,3 +283,83 @@ def test_a_resumed_body_that_asks_another_question_there_fails_clearly(tmp_path)
         "wait(..., id=...)."
     )
     assert Client().get_pipeline_run(run.id).status == "failed"
+
+
+def family(run_id: str) -> list:
+    """The run and its child runs, outermost first, down the first child of each."""
+    runs = [Client().get_pipeline_run(run_id)]
+    while children := Client().list_child_runs(runs[-1].id):
+        (child,) = children  # one child run each: nothing called a waiting child again
+        runs.append(child)
+    return runs
+
+
+@pytest.mark.parametrize("answered", ["outermost", "asking"])
+def test_a_child_run_that_waits_pauses_every_run_above_it_and_one_answer_resumes_them_all(
+    tmp_path, local_flavor, answered
+):
+    with pytest.raises(RunPaused) as paused:
+        wp.outer_train(folder=str(tmp_path))
+    outer, train, review = family(paused.value.run_id)
+    assert [(r.pipeline_name, str(r.status)) for r in (outer, train, review)] == [
+        ("outer_train", "paused"),
+        ("release_train", "paused"),
+        ("review", "paused"),
+    ]
+    assert str(paused.value) == (
+        f"Run '{outer.name}' of pipeline 'outer_train' is paused: its child run "
+        f"'{review.name}' of pipeline 'review' waits for an answer to 'Approve the "
+        f"candidate?'. Answer with `branchwork runs answer {outer.name} --value VALUE` (or "
+        f"Client().answer_run('{outer.name}', value))."
+    )
+    assert (paused.value.wait_id, paused.value.question) == ("wait", "Approve the candidate?")
+    # the parents ask nothing themselves; the step that called the child waits with it
+    assert Client().get_run_waits(outer.id) == Client().get_run_waits(train.id) == []
+    assert (train.failed_step, train.exception_type) == ("review", "RunPaused")
+    assert train.steps["review"].attempt == 1  # the run's retries did not call it again
+    # slow_side was still running when the child paused: it finished before the pause
+    assert {n: str(s.status) for n, s in train.steps.items() if n != "review"} == {
+        "prepare": "completed",
+        "slow_side": "completed",
+    }
+    shown = cli("runs", "show", train.name)
+    assert "Paused with   review: Run 'review-" in shown
+    assert "Failed step" not in shown and "Traceback" not in shown
+
+    with pytest.raises(OrchestratorError) as early:
+        Client().resume_run(outer.id)
+    assert str(early.value) == (
+        f"Run '{outer.name}' is paused, waiting for an answer to 'Approve the candidate?' "
+        f"(asked by its child run '{review.name}'): answer it with `branchwork runs answer "
+        f"{outer.name} --value VALUE`."
+    )
+    with pytest.raises(InvalidAnswerError, match=f"Run '{review.name}': 'yes' does not answer"):
+        Client().answer_run(outer.id, "yes")
+    assert Client().get_pipeline_run(outer.id).status == "paused"
+
+    target = outer if answered == "outermost" else review
+    assert Client().answer_run(target.id, True) == ("model:v17@approved", 7)
+    after = family(outer.id)
+    assert [r.id for r in after] == [outer.id, train.id, review.id]  # resumed, not run anew
+    assert [str(r.status) for r in after] == ["completed"] * 3
+    assert after[2].load_output() == "model:v17@approved"
+    assert wp.executions(tmp_path) == {"prepare": 1, "slow_side": 1}
+    (question,) = Client().get_run_waits(review.id)
+    assert (question.answer, question.answered_by) == (True, "answer")
+
+
+def test_a_cli_answer_to_a_parent_paused_with_its_child_checks_the_childs_schema(tmp_path):
+    with pytest.raises(RunPaused) as paused:
+        wp.release_train(folder=str(tmp_path))
+    train, review = family(paused.value.run_id)
+    refused = CliRunner().invoke(app, ["runs", "answer", train.name, "--value", "maybe"])
+    assert refused.exit_code == 1
+    assert f"Run '{review.name}': 'maybe' does not answer 'Approve the candidate?'" in (
+        refused.output
+    )
+    out = cli("runs", "answer", train.name, "--value", "false", "--no-progress")
+    assert out.splitlines() == [
+        f"Run:    {train.name}",
+        "Status: completed",
+        "Result: ('model:v17@rejected', 7)",
+    ]

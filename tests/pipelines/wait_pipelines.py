@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from branchwork import pipeline, step, wait
+from branchwork.config import StepRetryConfig
 
 
 def executions(folder: Path) -> Counter[str]:
@@ -81,3 +82,23 @@ def reworded(folder: str):
     """Asks what `<folder>/question.txt` says: a body that changes between sessions."""
     question = Path(folder, "question.txt").read_text()
     return register(prepare(folder), wait(question))
+
+
+@pipeline
+def review(candidate: str) -> str:
+    """A child run that waits for a person."""
+    approved = wait("Approve the candidate?", schema=bool)
+    return register(candidate, "approved" if approved else "rejected")
+
+
+@pipeline(retry=StepRetryConfig(max_retries=3, delay=0.01))
+def release_train(folder: str):
+    """A parent whose child run waits: a retry does not call the waiting child again."""
+    side = slow_side(folder)
+    return review(prepare(folder)), side
+
+
+@pipeline
+def outer_train(folder: str):
+    """Two levels of child runs above the one that waits."""
+    return release_train(folder)

@@ -226,8 +226,10 @@ def run_fields(run: PipelineRunResponse, replay_of: str | None = None) -> Table:
     ]
     if replay_of is not None:
         fields.append(("Replay of", replay_of))
-    if run.failed_step or run.exception_type:
-        message = (run.exception_message or "").strip().splitlines()
+    message = (run.exception_message or "").strip().splitlines()
+    if run.paused_with_child:
+        fields.append(("Paused with", f"{run.failed_step}: {message[0] if message else ''}"))
+    elif run.failed_step or run.exception_type:
         fields.append(("Failed step", run.failed_step or "-"))
         fields.append(("Error", f"{run.exception_type}: {message[0] if message else ''}"))
     for hook in run.hook_errors:
@@ -353,7 +355,9 @@ def failure_tracebacks(
 ) -> list[tuple[str, str]]:
     """(header, traceback) of what failed the run: its failed step's latest attempt (`failed`,
     else read from the run's steps), or the pipeline body when that raised (then no step is
-    to blame)."""
+    to blame). A run paused with its child run failed nowhere."""
+    if run.paused_with_child:
+        return []
     if run.failed_step is not None:
         step = failed or run.steps.get(run.failed_step)
         text = (step.traceback if step else None) or run.traceback

@@ -355,18 +355,21 @@ def answer(
     progress: ProgressOption = True,
 ) -> None:
     """Answer the question a paused run waits on (branchwork.wait) and resume it: the body
-    runs again, what finished is reused, and the wait returns the answer."""
+    runs again, what finished is reused, and the wait returns the answer. A run paused with
+    its child run takes the child's question; either run's answer resumes the parent."""
     from branchwork.cli.run import run_and_report
     from branchwork.client import Client
+    from branchwork.metadata.store import get_engine
+    from branchwork.metadata.waits import paused_root, waiting_run
     from branchwork.pipelines.answering import answer_from_text
 
-    client = Client()
+    client, engine = Client(), get_engine()
     record = client.get_pipeline_run(run, include_steps=False)
-    waits = client.get_run_waits(record.id)
+    waits = client.get_run_waits(waiting_run(engine, record).id)
     answer_value = answer_from_text(value, waits[-1].schema if waits else None)
     run_and_report(
         lambda: client.answer_run(record.id, answer_value),
-        record.pipeline_name,
+        paused_root(engine, record).pipeline_name,
         stack=stack,
         progress=progress,
     )

@@ -1,10 +1,12 @@
 """The questions runs ask with `branchwork.wait` (table `run_wait`), and a run's pause.
 
 A run pauses in one transaction: its question is recorded the first time it is asked (its
-timeout counts from then) and the run becomes PAUSED. An answer — someone's, or the default
-of a question that timed out — is recorded by whoever gives it, once: the update takes only
-an unanswered question of a paused run, so of two answers given at once one wins.
-Values (answers, defaults, schemas) are stored as JSON.
+timeout counts from then) and the run becomes PAUSED. A run whose child run paused pauses with
+it (`record_child_pause`): it waits on its child's question (`waiting_run`), and it is what
+goes on once that is answered (`paused_root`), resuming the child as it runs again. An answer —
+someone's, or the default of a question that timed out — is recorded by whoever gives it, once:
+the update takes only an unanswered question of a paused run, so of two answers given at once
+one wins. Values (answers, defaults, schemas) are stored as JSON.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
 
+from branchwork.exceptions import BranchworkError, RunPaused, StoreUnavailableError
 from branchwork.metadata import error_records, schema
+from branchwork.metadata.queries import get_run, latest_child_run
 from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
-from branchwork.models import WaitResponse
+from branchwork.models import PipelineRunResponse, WaitResponse
 
 _wait = schema.run_wait.c
 _run = schema.pipeline_run.c
@@ -104,6 +108,53 @@ def record_pause(
             .where(_run.id == run_id, _run.status == "running")
             .values(status="paused", end_time=now)
         )
+
+
+@retrying("pausing the run with its child run")
+def record_child_pause(engine: Engine, run_id: str, invocation_id: str, message: str) -> None:
+    """Record the run PAUSED because the child run of its invocation `invocation_id` paused
+    (`message`: what the child's pause says), naming that invocation as a failed run names
+    its failed step."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            schema.pipeline_run.update()
+            .where(_run.id == run_id, _run.status == "running")
+            .values(
+                status="paused",
+                end_time=utc(time.time()),
+                failed_step=invocation_id,
+                exception_type=RunPaused.__name__,  # see PipelineRunResponse.paused_with_child
+                exception_message=message,
+            )
+        )
+
+
+def waiting_run(engine: Engine, run: PipelineRunResponse) -> PipelineRunResponse:
+    """The run whose question a paused run waits on: itself, or, when it paused with its
+    child run, the child's (followed down). A run whose child went on without it (resumed on
+    its own) is its own: its resume takes the child's outcome."""
+    while run.paused_with_child:
+        child = latest_child_run(engine, run.id, str(run.failed_step))
+        if child is None or child.status != "paused":
+            break
+        run = child
+    return run
+
+
+def paused_root(engine: Engine, run: PipelineRunResponse) -> PipelineRunResponse:
+    """The run to resume once a paused run's question is answered: the outermost of the
+    parents that paused with it (each resumes its child as it runs again), else itself."""
+    while run.parent_run_id is not None:
+        try:
+            parent = get_run(engine, run.parent_run_id, include_steps=False)
+        except StoreUnavailableError:
+            raise  # an outage, not a deleted parent
+        except BranchworkError:  # deleted: the child goes on alone
+            break
+        if not (parent.paused_with_child and parent.failed_step == run.parent_invocation_id):
+            break
+        run = parent
+    return run
 
 
 @retrying("recording an answer")

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from branchwork.exceptions import BranchworkError
+from branchwork.exceptions import BranchworkError, RunPaused
 from branchwork.values import Leaf, decode
 
 
@@ -221,6 +221,16 @@ class PipelineRunResponse:
     # parent's invocation that called it; None for a top-level run.
     parent_run_id: str | None = None
     parent_invocation_id: str | None = None
+
+    @property
+    def paused_with_child(self) -> bool:
+        """Paused because the child run its invocation `failed_step` started paused at a
+        question: it waits on that question (see `metadata.waits`)."""
+        return (
+            self.status == ExecutionStatus.PAUSED
+            and self.exception_type == RunPaused.__name__
+            and self.failed_step is not None
+        )
 
     def duration_seconds(self, until: datetime | None = None) -> float | None:
         """Seconds the run was running, summed over its sessions: a resume starts a new one,

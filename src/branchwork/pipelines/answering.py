@@ -1,12 +1,13 @@
 """Answering a paused run's question, and what a paused run needs before it resumes.
 
-An answer is checked against the question's recorded JSON schema (`graph.answer_schema`)
-before anything is recorded: a bad answer leaves the run paused as it was. `Client` then
-resumes the run, as `resume` does. A question past its timeout takes no more answers; the
-run's next resume settles it: with a default, the default is recorded as its answer and
-the run goes on; without one, the resumed body meets the timeout at the wait and the run
-fails there (`runtime.waits`). Nothing watches the clock while no process runs the run, so a
-timeout takes effect at that resume.
+An answer is checked against the question's recorded JSON schema (`graph.answer_schema`) before
+anything is recorded: a bad answer leaves the run paused as it was. `Client` then resumes the
+run, as `resume` does. A run that paused with its child run takes the child's question, and
+either run's answer resumes the outermost one (`metadata.waits`). A question past its timeout
+takes no more answers; the run's next resume settles it: with a default, the default is
+recorded as its answer and the run goes on; without one, the resumed body meets the timeout at
+the wait and the run fails there (`runtime.waits`). Nothing watches the clock while no process
+runs the run, so a timeout takes effect at that resume.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import InvalidAnswerError, OrchestratorError
 from branchwork.graph.answer_schema import answer_problem
 from branchwork.graph.questions import duration_text
-from branchwork.metadata.waits import last_wait, record_answer
+from branchwork.metadata.waits import last_wait, record_answer, waiting_run
 from branchwork.pipelines.parameters import json_or_text
 from branchwork.runtime.waits import until, utc_now
 
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
 
 
 def record_answer_to(engine: Engine, run: PipelineRunResponse, value: Any) -> WaitResponse:
-    """Check `value` against the question the paused run waits on and record it; returns
-    the question. InvalidAnswerError, with nothing recorded, if it cannot be."""
+    """Check `value` against the question the paused run waits on (its child run's, if it
+    paused with one) and record it; returns the question. InvalidAnswerError, with nothing
+    recorded, if it cannot be."""
+    run = waiting_run(engine, run)
     waiting = _waiting(engine, run)
     if waiting.is_answered:
         raise InvalidAnswerError(
@@ -60,19 +63,25 @@ def record_answer_to(engine: Engine, run: PipelineRunResponse, value: Any) -> Wa
 
 
 def settle_pause(engine: Engine, run: PipelineRunResponse) -> None:
-    """Before a paused run resumes: it must have an answer, or be past its timeout (then
-    its default, if it has one, is recorded as the answer)."""
-    waiting = _waiting(engine, run)
+    """Before a paused run resumes: the question it waits on (its child run's, if it paused
+    with one) must have an answer, or be past its timeout (then its default, if it has one,
+    is recorded as the answer). A run whose child went on without it takes the child's
+    outcome as it resumes."""
+    asking = waiting_run(engine, run)
+    if asking.paused_with_child:
+        return
+    waiting = _waiting(engine, asking)
     if waiting.is_answered:
         return
     if not waiting.timed_out(utc_now()):
+        via = "" if asking.id == run.id else f" (asked by its child run '{asking.name}')"
         raise OrchestratorError(
             f"Run '{run.name}' is paused, waiting for an answer to "
-            f"{waiting.question!r}{until(waiting)}: answer it with `branchwork runs answer "
-            f"{run.name} --value VALUE`."
+            f"{waiting.question!r}{via}{until(waiting)}: answer it with `branchwork runs "
+            f"answer {run.name} --value VALUE`."
         )
     if waiting.has_default:
-        record_answer(engine, run.id, waiting.wait_id, waiting.default, "default")
+        record_answer(engine, asking.id, waiting.wait_id, waiting.default, "default")
 
 
 def answer_from_text(text: str, schema: dict[str, Any] | None) -> Any:

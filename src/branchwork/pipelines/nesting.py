@@ -5,10 +5,12 @@ whose step (`ChildPipelineStep`) runs on the loop's threads — never in a proce
 of its own — and runs the pipeline as a child run: its own run and snapshot, on the parent's
 stack, linked to the parent run and to that invocation. The child's return value is the
 invocation's output. A call waits for it; `.submit()` returns the future at once, so children
-run side by side. Resuming the parent resumes its failed child runs (a child run finished since,
-by a resume of its own, gives its value), and a parent's failure mode treats a failed child
-like a failed step. `.embed()` runs the child's body in the parent run instead: its steps are
-the parent's, with ids prefixed by the child's name.
+run side by side. Resuming the parent resumes its failed, stopped or paused child runs (a child
+run finished since, by a resume of its own, gives its value), and a parent's failure mode
+treats a failed child like a failed step. A child run that pauses at a question pauses its
+parent (`runtime.runner`): answering it resumes the parent, which resumes the child here.
+`.embed()` runs the child's body in the parent run instead: its steps are the parent's, with
+ids prefixed by the child's name.
 """
 
 from __future__ import annotations
@@ -81,6 +83,6 @@ def _run_child(child: Pipeline[Any, Any], params: dict[str, Any]) -> Any:
     with active_stack(stack), child_of(step.run_id, step.invocation_id):
         if earlier is not None and earlier.status == "completed":
             return earlier.load_output(allow_pickle=True)  # resumed by hand since
-        if earlier is not None and earlier.status in ("failed", "stopped"):
+        if earlier is not None and earlier.status in ("failed", "stopped", "paused"):
             return resume_pipeline(child, earlier, accept_new_graph=False)
         return run_pipeline(child, (), params)

@@ -21,6 +21,7 @@ from branchwork.exceptions import (
     OrchestratorError,
     PipelineHookError,
     RunAlreadyStartedError,
+    RunPaused,
     RunStopped,
     StepFailedError,
     StoreUnavailableError,
@@ -34,6 +35,7 @@ from branchwork.metadata.run_figures import KEPT_FROM
 from branchwork.metadata.run_groups import keep_figures
 from branchwork.metadata.runs import start_run
 from branchwork.metadata.store import get_engine
+from branchwork.metadata.waits import record_child_pause
 from branchwork.runtime.body import BodyContext
 from branchwork.runtime.engine import Engine
 from branchwork.runtime.events import FailureMode, Request
@@ -248,6 +250,9 @@ class RunSession:
             return self.outcome
         if isinstance(error, PauseRequested):
             return self._pause(error)
+        paused_child = self._paused_child(error)
+        if paused_child is not None:
+            return self._pause_with_child(paused_child)
         interrupted = isinstance(error, KeyboardInterrupt)
         if isinstance(error, KeyboardInterrupt):
             stop_on_interrupt(self.loop, error)
@@ -270,6 +275,36 @@ class RunSession:
         if self.loop.failure is not None:
             return self.fail(self.loop.failure)
         record_paused(self.recorder, pause)
+        return self._paused()
+
+    def _paused_child(self, error: BaseException) -> StepFailedError | None:
+        """The failure of the invocation whose child run paused at a question, when that is
+        what ended the body (`error`: its output, or one that could not run without it)."""
+        failure = self.loop.failure
+        if (
+            isinstance(error, StepFailedError)
+            and isinstance(error.__cause__, RunPaused)
+            and failure is not None
+            and isinstance(failure.__cause__, RunPaused)
+        ):
+            return failure
+        return None
+
+    def _pause_with_child(self, failure: StepFailedError) -> RunOutcome:
+        """A child run paused at a question: the steps the body called finish, then this run
+        is recorded PAUSED with it (`metadata.waits`); answering the child's question resumes
+        this run, which resumes the child where it called it."""
+        try:
+            self.loop.close()
+        except BaseException as error:  # noqa: BLE001 - recorded as any failure is
+            return self.fail(error)
+        self.recorder.flush()
+        record_child_pause(
+            self.recorder.engine, self.loop.run_id, failure.invocation_id, str(failure.__cause__)
+        )
+        return self._paused()
+
+    def _paused(self) -> RunOutcome:
         outcome = self._end(RunOutcome("paused"))
         self._keep_figures()
         return outcome

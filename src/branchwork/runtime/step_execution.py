@@ -32,7 +32,7 @@ from types import GenericAlias
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from branchwork.artifact_stores.inline import inline_uri
-from branchwork.exceptions import ArtifactError, StepFailedError
+from branchwork.exceptions import ArtifactError, RunPaused, StepFailedError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
 from branchwork.materializers.types import resolve_type, type_path
@@ -393,6 +393,7 @@ async def _run_attempt(request: StepRequest, result: StepResult) -> None:
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
         result.error = error
         result.traceback = traceback.format_exc()
+        result.retryable = not isinstance(error, RunPaused)  # it waits for a person
         if not isinstance(error, Exception):
             raise
         call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import PipelineDefinitionError, RunPaused, WaitTimeoutError
 from branchwork.graph.questions import Question, duration_text
 from branchwork.metadata.store import get_engine
-from branchwork.metadata.waits import last_wait, record_pause, wait_record
+from branchwork.metadata.waits import last_wait, record_pause, wait_record, waiting_run
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -110,12 +110,19 @@ def record_paused(recorder: Recorder, pause: PauseRequested) -> None:
 
 def paused_error(engine: Engine, run: PipelineRunResponse) -> RunPaused:
     """What calling a pipeline (or answering, or resuming) raises when its run paused: the
-    question, until when it waits, and how to answer."""
-    waiting = last_wait(engine, run.id)
+    question (its child run's, if it paused with one), until when it waits, and how to
+    answer."""
+    asking = waiting_run(engine, run)
+    waiting = last_wait(engine, asking.id)
     if waiting is None:  # a paused run always has its question; a hand-edited store may not
         return RunPaused(f"Run '{run.name}' is paused.", run.id, "", "")
+    who = (
+        "it waits"
+        if asking.id == run.id
+        else f"its child run '{asking.name}' of pipeline '{asking.pipeline_name}' waits"
+    )
     return RunPaused(
-        f"Run '{run.name}' of pipeline '{run.pipeline_name}' is paused: it waits for an "
+        f"Run '{run.name}' of pipeline '{run.pipeline_name}' is paused: {who} for an "
         f"answer to {waiting.question!r}{until(waiting)}. Answer with `branchwork runs answer "
         f"{run.name} --value VALUE` (or Client().answer_run({run.name!r}, value)).",
         run.id,
