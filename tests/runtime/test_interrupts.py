@@ -168,6 +168,12 @@ def test_branchwork_run_stops_after_two_ctrl_c_within_a_second(tmp_path):
     assert "Status: stopped" in out
     assert [status for _, status in store.runs()] == ["stopped"]
     assert {status for _, status in store.steps()} == {"stopped"} and len(store.steps()) == 16
+    show = [BRANCHWORK, "runs", "show", "latest"]
+    with Spawned(show, env={**python_env(home), "COLUMNS": "200"}, cwd=tmp_path) as shown:
+        code, out, err = shown.wait(60)
+    assert code == 0, err
+    assert "Reason        stopped by Ctrl-C" in out  # where the body waited is not the user's
+    assert "Traceback" not in out and "Failed step" not in out
 
 
 @pytest.mark.parametrize("flavor", ORCHESTRATORS)

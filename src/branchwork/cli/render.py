@@ -24,6 +24,7 @@ from rich.text import Text
 from branchwork.models import (
     ArtifactVersionResponse,
     CacheDecision,
+    ExecutionStatus,
     PipelineRunResponse,
     StepRunResponse,
     WaitResponse,
@@ -229,6 +230,8 @@ def run_fields(run: PipelineRunResponse, replay_of: str | None = None) -> Table:
     message = (run.exception_message or "").strip().splitlines()
     if run.paused_with_child:
         fields.append(("Paused with", f"{run.failed_step}: {message[0] if message else ''}"))
+    elif run.status == ExecutionStatus.STOPPED:
+        fields.append(("Reason", message[0] if message else "stopped on request"))
     elif run.failed_step or run.exception_type:
         fields.append(("Failed step", run.failed_step or "-"))
         fields.append(("Error", f"{run.exception_type}: {message[0] if message else ''}"))
@@ -355,8 +358,9 @@ def failure_tracebacks(
 ) -> list[tuple[str, str]]:
     """(header, traceback) of what failed the run: its failed step's latest attempt (`failed`,
     else read from the run's steps), or the pipeline body when that raised (then no step is
-    to blame). A run paused with its child run failed nowhere."""
-    if run.paused_with_child:
+    to blame). A stopped run, or one paused with its child run, failed nowhere: where its
+    body was then is branchwork's code, not the user's."""
+    if run.paused_with_child or run.status == ExecutionStatus.STOPPED:
         return []
     if run.failed_step is not None:
         step = failed or run.steps.get(run.failed_step)
