@@ -79,6 +79,12 @@ class RunPaused(BranchworkError):
         self.question = question
 
 
+class ChildRunPaused(RunPaused):
+    """A child run (a pipeline a running pipeline called) paused at a question: its invocation
+    in the parent waits with it, and the parent pauses once its other steps finish (see
+    `pipelines.nesting`)."""
+
+
 class InvalidAnswerError(BranchworkError, ValueError):
     """An answer its question's schema refuses, to a run that is not paused, or given after
     the question timed out; nothing was recorded."""

@@ -315,15 +315,16 @@ def test_a_child_run_that_waits_pauses_every_run_above_it_and_one_answer_resumes
     assert (paused.value.wait_id, paused.value.question) == ("wait", "Approve the candidate?")
     # the parents ask nothing themselves; the step that called the child waits with it
     assert Client().get_run_waits(outer.id) == Client().get_run_waits(train.id) == []
-    assert (train.failed_step, train.exception_type) == ("review", "RunPaused")
+    assert (train.failed_step, train.exception_type) == ("review", "ChildRunPaused")
     assert train.steps["review"].attempt == 1  # the run's retries did not call it again
-    # slow_side was still running when the child paused: it finished before the pause
-    assert {n: str(s.status) for n, s in train.steps.items() if n != "review"} == {
+    # slow_apart was still running when the child paused: it finished before the pause
+    assert {n: str(s.status) for n, s in train.steps.items()} == {
         "prepare": "completed",
-        "slow_side": "completed",
+        "slow_apart": "completed",
+        "review": "paused",
     }
     shown = cli("runs", "show", train.name)
-    assert "Paused with   review: Run 'review-" in shown
+    assert "Paused with   review: its child run 'review-" in shown
     assert "Failed step" not in shown and "Traceback" not in shown
 
     with pytest.raises(OrchestratorError) as early:
@@ -343,7 +344,7 @@ def test_a_child_run_that_waits_pauses_every_run_above_it_and_one_answer_resumes
     assert [r.id for r in after] == [outer.id, train.id, review.id]  # resumed, not run anew
     assert [str(r.status) for r in after] == ["completed"] * 3
     assert after[2].load_output() == "model:v17@approved"
-    assert wp.executions(tmp_path) == {"prepare": 1, "slow_side": 1}
+    assert wp.executions(tmp_path) == {"prepare": 1, "slow_apart": 1}
     (question,) = Client().get_run_waits(review.id)
     assert (question.answer, question.answered_by) == (True, "answer")
 
@@ -363,3 +364,72 @@ def test_a_cli_answer_to_a_parent_paused_with_its_child_checks_the_childs_schema
         "Status: completed",
         "Result: ('model:v17@rejected', 7)",
     ]
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_a_step_failing_while_a_child_run_waits_fails_the_run_for_that_step(tmp_path, read_first):
+    with pytest.raises(PipelineRunFailedError) as failed:
+        wp.review_and_break(folder=str(tmp_path), read_first=read_first)
+    run = Client().get_pipeline_run(failed.value.run_id)
+    assert (str(run.status), run.failed_step, run.exception_type) == (
+        "failed",
+        "breaks",
+        "ValueError",
+    )
+    assert isinstance(failed.value.__cause__, ValueError)
+    (child,) = Client().list_child_runs(run.id)
+    assert str(child.status) == "paused"  # it still waits; resuming the parent resumes it
+    assert str(run.steps["review"].status) == "paused"
+
+
+def test_a_step_that_calls_a_waiting_pipeline_fails_as_a_step_does(tmp_path):
+    """Its pipeline's run is no child run: nothing pauses with it."""
+    with pytest.raises(PipelineRunFailedError, match="step 'asks_elsewhere' raised RunPaused"):
+        wp.step_calls_a_waiting_pipeline(folder=str(tmp_path))
+    (run,) = Client().list_pipeline_runs(pipeline="step_calls_a_waiting_pipeline")
+    assert (str(run.status), run.failed_step) == ("failed", "asks_elsewhere")
+    assert str(run.steps["asks_elsewhere"].status) == "failed"
+
+
+def test_a_parent_whose_child_went_on_without_it_says_to_resume_it(tmp_path):
+    """The child was answered (and finished) while the parent still waited for a step, or
+    the child was deleted: the parent has nothing to answer, and a resume finishes it."""
+    with pytest.raises(RunPaused) as paused:
+        wp.release_train(folder=str(tmp_path))
+    train, review = family(paused.value.run_id)
+    cli("runs", "delete", review.name, "--yes")
+    gone = (
+        f"Run '{train.name}' paused with the child run of its invocation 'review', which no "
+        f"longer waits (resumed on its own, or deleted): resume the run with `branchwork runs "
+        f"resume {train.name}`."
+    )
+    with pytest.raises(InvalidAnswerError) as refused:
+        Client().answer_run(train.id, True)
+    assert str(refused.value) == gone
+    with pytest.raises(RunPaused) as again:  # a new child run, which asks again
+        Client().resume_run(train.id)
+    assert again.value.question == "Approve the candidate?"
+    (_, new_review) = family(train.id)
+    assert new_review.id != review.id
+    assert Client().answer_run(new_review.id, True) == ("model:v17@approved", 7)
+    assert str(Client().get_pipeline_run(train.id).status) == "completed"
+
+
+def test_a_parent_whose_child_finished_on_its_own_takes_its_value_when_resumed(tmp_path):
+    """As when the child's question is answered before the parent, still waiting for its
+    other steps, has recorded its pause: the child resumes alone and finishes."""
+    from branchwork.metadata.store import get_engine
+    from branchwork.pipelines.answering import record_answer_to
+    from branchwork.pipelines.loading import load_pipeline
+    from branchwork.pipelines.submit import resume_pipeline
+
+    with pytest.raises(RunPaused) as paused:
+        wp.release_train(folder=str(tmp_path))
+    train, review = family(paused.value.run_id)
+    record_answer_to(get_engine(), review, False)
+    assert resume_pipeline(load_pipeline(review.snapshot), review, False) == "model:v17@rejected"
+    with pytest.raises(InvalidAnswerError, match="which no longer waits"):
+        Client().answer_run(train.id, True)
+    assert Client().resume_run(train.id) == ("model:v17@rejected", 7)
+    assert [r.id for r in family(train.id)] == [train.id, review.id]
+    assert wp.executions(tmp_path) == {"prepare": 1, "slow_apart": 1}

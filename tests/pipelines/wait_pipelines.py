@@ -91,10 +91,27 @@ def review(candidate: str) -> str:
     return register(candidate, "approved" if approved else "rejected")
 
 
-@pipeline(retry=StepRetryConfig(max_retries=3, delay=0.01))
+@step(runtime="isolated")
+def slow_apart(folder: str) -> int:
+    """In a process of its own where the orchestrator isolates steps: still running when a
+    child run pauses, which must let it finish, even in a fail-fast run."""
+    time.sleep(1.0)
+    _log(folder, "slow_apart")
+    return 7
+
+
+@step
+def breaks(folder: str) -> int:
+    time.sleep(0.5)
+    _log(folder, "breaks")
+    raise ValueError("broken on purpose")
+
+
+@pipeline(retry=StepRetryConfig(max_retries=3, delay=0.01), failure_mode="fail_fast")
 def release_train(folder: str):
-    """A parent whose child run waits: a retry does not call the waiting child again."""
-    side = slow_side(folder)
+    """A parent whose child run waits: a retry does not call the waiting child again, and
+    failing fast is for failures, not for pauses."""
+    side = slow_apart(folder)
     return review(prepare(folder)), side
 
 
@@ -102,3 +119,23 @@ def release_train(folder: str):
 def outer_train(folder: str):
     """Two levels of child runs above the one that waits."""
     return release_train(folder)
+
+
+@pipeline
+def review_and_break(folder: str, read_first: bool):
+    """A step fails while a child run waits: the run fails, for that step."""
+    verdict = review.submit("model:v17")
+    if read_first:
+        return verdict, int(breaks(folder))  # the body waits for the failing step
+    return verdict, breaks(folder)
+
+
+@step
+def asks_elsewhere(folder: str) -> str:
+    """Calls a pipeline inside a step: a run of its own, not a child run."""
+    return review(f"{folder}-candidate")
+
+
+@pipeline
+def step_calls_a_waiting_pipeline(folder: str):
+    return asks_elsewhere(folder)

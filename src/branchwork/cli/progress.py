@@ -52,10 +52,11 @@ class Counts:
     completed: int = 0
     failed: int = 0
     stopped: int = 0
+    paused: int = 0  # invocations whose child run waits for an answer
 
     @property
     def finished(self) -> int:
-        return self.cached + self.completed + self.failed + self.stopped
+        return self.cached + self.completed + self.failed + self.stopped + self.paused
 
     def fields(self) -> list[tuple[str, int]]:
         shown = [
@@ -65,7 +66,8 @@ class Counts:
             ("completed", self.completed),
             ("failed", self.failed),
         ]
-        return shown + ([("stopped", self.stopped)] if self.stopped else [])
+        rare = [("stopped", self.stopped), ("paused", self.paused)]
+        return shown + [(label, count) for label, count in rare if count]
 
     def line(self) -> str:
         return ", ".join(f"{count} {label}" for label, count in self.fields())
@@ -107,6 +109,7 @@ def read_progress(engine: Any, run_id: str) -> RunProgress | None:
         completed=count("completed"),
         failed=count("failed"),
         stopped=count("stopped"),
+        paused=count("paused"),
     )
     return RunProgress(run_id, name, status, counts, total_known=bool(planned))
 

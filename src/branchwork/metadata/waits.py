@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
 
-from branchwork.exceptions import BranchworkError, RunPaused, StoreUnavailableError
+from branchwork.exceptions import BranchworkError, ChildRunPaused, StoreUnavailableError
 from branchwork.metadata import error_records, schema
 from branchwork.metadata.queries import get_run, latest_child_run
 from branchwork.metadata.recorder import utc
@@ -123,7 +123,7 @@ def record_child_pause(engine: Engine, run_id: str, invocation_id: str, message:
                 status="paused",
                 end_time=utc(time.time()),
                 failed_step=invocation_id,
-                exception_type=RunPaused.__name__,  # see PipelineRunResponse.paused_with_child
+                exception_type=ChildRunPaused.__name__,  # PipelineRunResponse.paused_with_child
                 exception_message=message,
             )
         )

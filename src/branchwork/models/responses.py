@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from branchwork.exceptions import BranchworkError, RunPaused
+from branchwork.exceptions import BranchworkError, ChildRunPaused
 from branchwork.values import Leaf, decode
 
 
@@ -228,7 +228,7 @@ class PipelineRunResponse:
         question: it waits on that question (see `metadata.waits`)."""
         return (
             self.status == ExecutionStatus.PAUSED
-            and self.exception_type == RunPaused.__name__
+            and self.exception_type == ChildRunPaused.__name__
             and self.failed_step is not None
         )
 

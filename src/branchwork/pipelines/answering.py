@@ -19,7 +19,7 @@ from branchwork.graph.answer_schema import answer_problem
 from branchwork.graph.questions import duration_text
 from branchwork.metadata.waits import last_wait, record_answer, waiting_run
 from branchwork.pipelines.parameters import json_or_text
-from branchwork.runtime.waits import until, utc_now
+from branchwork.runtime.waits import gone_on, until, utc_now
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -94,6 +94,8 @@ def answer_from_text(text: str, schema: dict[str, Any] | None) -> Any:
 
 
 def _waiting(engine: Engine, run: PipelineRunResponse) -> WaitResponse:
+    if run.paused_with_child:
+        raise InvalidAnswerError(gone_on(run))
     waiting = last_wait(engine, run.id) if run.status == "paused" else None
     if waiting is None:
         raise InvalidAnswerError(

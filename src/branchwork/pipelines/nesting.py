@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from branchwork.exceptions import OrchestratorError
+from branchwork.exceptions import ChildRunPaused, OrchestratorError, RunPaused
 from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.metadata.queries import latest_child_run, nesting_depth
 from branchwork.metadata.store import get_engine
@@ -83,6 +83,16 @@ def _run_child(child: Pipeline[Any, Any], params: dict[str, Any]) -> Any:
     with active_stack(stack), child_of(step.run_id, step.invocation_id):
         if earlier is not None and earlier.status == "completed":
             return earlier.load_output(allow_pickle=True)  # resumed by hand since
-        if earlier is not None and earlier.status in ("failed", "stopped", "paused"):
-            return resume_pipeline(child, earlier, accept_new_graph=False)
-        return run_pipeline(child, (), params)
+        try:
+            if earlier is not None and earlier.status in ("failed", "stopped", "paused"):
+                return resume_pipeline(child, earlier, accept_new_graph=False)
+            return run_pipeline(child, (), params)
+        except RunPaused as paused:
+            run = latest_child_run(engine, step.run_id, step.invocation_id)
+            name = run.name if run is not None else paused.run_id
+            raise ChildRunPaused(
+                f"its child run '{name}' waits for an answer to {paused.question!r}",
+                paused.run_id,
+                paused.wait_id,
+                paused.question,
+            ) from None

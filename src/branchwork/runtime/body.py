@@ -208,6 +208,8 @@ class BodyContext:
             raise self.loop.failure
         if self.loop.stopped:
             raise RunStopped(f"Run '{self.loop.run_name}' was stopped on request.")
+        if self.loop.paused_child is not None:  # the run pauses with its child run
+            raise self.loop.paused_child
         return structure, [outcome.outputs[name].version_id for outcome, name in outcomes]
 
     def _outcome_of(self, output: StepOutput) -> Outcome:

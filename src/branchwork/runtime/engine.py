@@ -298,7 +298,7 @@ class Engine:
                 RetryScheduled(event.invocation_id, node.attempts_before + attempt, delay)
             )
             return
-        self._failed(event.invocation_id, commands)
+        self._failed(event.invocation_id, commands, event.paused)
 
     def _done(self, invocation_id: str, commands: list[Command]) -> None:
         """It succeeded: its node goes (a run of a million steps would hold a million),
@@ -323,11 +323,16 @@ class Engine:
             if child.missing == 0:
                 self._inputs_ready(child_id, commands)
 
-    def _failed(self, invocation_id: str, commands: list[Command]) -> None:
-        """It failed for good: the run's one failure state, and what its mode says."""
+    def _failed(self, invocation_id: str, commands: list[Command], paused: bool = False) -> None:
+        """It failed for good: the run's one failure state, and what its mode says. One that
+        paused is no failure: only what needs it will not run (the run pauses once the rest
+        has finished)."""
         self.nodes[invocation_id].state = State.FAILED
         self.unfinished -= 1
         commands.append(GaveUp(invocation_id))
+        if paused:
+            self._not_run_dependents(invocation_id, commands)
+            return
         if self.first_failure is None:
             self.first_failure = invocation_id
         if self.failure_mode is FailureMode.CONTINUE_ON_FAILURE:
@@ -367,8 +372,8 @@ class Engine:
                 commands.append(Abandoned(invocation_id))
 
     def _not_run_dependents(self, failed_id: str, commands: list[Command]) -> None:
-        """In a run that goes on after a failure: what needed it (to succeed, or to start)
-        will never run, nor what needed those."""
+        """In a run that goes on after a failure (or a pause): what needed it (to succeed,
+        or to start) will never run, nor what needed those."""
         failed = self.nodes[failed_id]
         stack = failed.dependents + failed.start_dependents
         while stack:

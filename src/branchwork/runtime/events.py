@@ -67,11 +67,13 @@ class KeyComputed(NamedTuple):
 
 
 class Finished(NamedTuple):
-    """An attempt ended; a failure that another attempt cannot fix is not `retryable`."""
+    """An attempt ended; a failure that another attempt cannot fix is not `retryable`, and
+    one that `paused` (its child run waits for an answer) fails nothing else."""
 
     invocation_id: str
     ok: bool
     retryable: bool = True
+    paused: bool = False
 
 
 class Cancel(NamedTuple):

@@ -28,7 +28,12 @@ from typing import Any
 
 from branchwork.config.concurrency import step_limits
 from branchwork.config.heartbeat import heartbeat_interval
-from branchwork.exceptions import BranchworkError, StepFailedError, StoreUnavailableError
+from branchwork.exceptions import (
+    BranchworkError,
+    ChildRunPaused,
+    StepFailedError,
+    StoreUnavailableError,
+)
 from branchwork.graph.invocation import Invocation
 from branchwork.ids import new_id
 from branchwork.metadata.queries import EarlierRun, latest_step_run
@@ -81,6 +86,9 @@ class RunLoop:
         self.default_retry = default_retry  # the pipeline's, for steps without their own
         self.failure_mode = engine.failure_mode
         self.failure: StepFailedError | None = None  # the run's first, as the body sees it
+        # The first invocation whose child run paused at a question (as the body sees it):
+        # no failure, but the run pauses with it once the rest has finished.
+        self.paused_child: StepFailedError | None = None
         self._tracked = Invocations(self._recorded_earlier)  # the loop thread's alone
         self._records = StepRecords(recorder, pipeline_name, is_dynamic, self._tracked)
         self._cache = CacheKeys(recorder, self._tracked, previous_run, parameters or {})
@@ -418,7 +426,8 @@ class RunLoop:
         if result.ok:
             resolved.append((item.outcome, item.outputs, None))
             self._tracked.succeeded(item)
-        return E.Finished(result.invocation_id, result.ok, result.retryable)
+        paused = isinstance(result.error, ChildRunPaused)
+        return E.Finished(result.invocation_id, result.ok, result.retryable, paused)
 
     def _retry_scheduled(self, item: Tracked, command: E.RetryScheduled) -> None:
         logger.warning(
@@ -433,7 +442,9 @@ class RunLoop:
     def _gave_up(self, item: Tracked, resolved: list[Any]) -> None:
         error = self._records.gave_up(item)
         resolved.append((item.outcome, None, error))
-        if self.failure is None:
+        if isinstance(error.__cause__, ChildRunPaused):
+            self.paused_child = self.paused_child or error
+        elif self.failure is None:
             self.failure = error
             self.recorder.run_update(failed_step=item.invocation.id)
             if self.failure_mode is E.FailureMode.FAIL_FAST:

@@ -14,14 +14,15 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from branchwork.exceptions import (
+    ChildRunPaused,
     OrchestratorError,
     PipelineHookError,
     RunAlreadyStartedError,
-    RunPaused,
     RunStopped,
     StepFailedError,
     StoreUnavailableError,
@@ -249,10 +250,10 @@ class RunSession:
                 raise error
             return self.outcome
         if isinstance(error, PauseRequested):
-            return self._pause(error)
-        paused_child = self._paused_child(error)
-        if paused_child is not None:
-            return self._pause_with_child(paused_child)
+            return self._pause(functools.partial(record_paused, self.recorder, error))
+        paused = self._child_pause(error)
+        if paused is not None:
+            return self._pause(functools.partial(self._record_child_pause, paused))
         interrupted = isinstance(error, KeyboardInterrupt)
         if isinstance(error, KeyboardInterrupt):
             stop_on_interrupt(self.loop, error)
@@ -264,50 +265,36 @@ class RunSession:
             raise error
         return outcome
 
-    def _pause(self, pause: PauseRequested) -> RunOutcome:
-        """The body waits for an answer: the steps it called finish, then the run is recorded
-        PAUSED with its question and this session ends (see `runtime.waits`); a step that
-        failed meanwhile fails the run instead. Run hooks wait for the run's real end."""
+    def _child_pause(self, error: BaseException) -> StepFailedError | None:
+        """The invocation whose child run paused at a question, if that is what ended the
+        body (`error`: its output, or that of an invocation that could not run without it)."""
+        if isinstance(error, StepFailedError) and isinstance(error.__cause__, ChildRunPaused):
+            return self.loop.paused_child
+        return None
+
+    def _pause(self, record: Callable[[], object]) -> RunOutcome:
+        """The body waits for an answer, to its own question (`runtime.waits`) or a child
+        run's: the steps it called finish, then `record` records the run PAUSED and this
+        session ends; a step that failed meanwhile fails the run instead. Run hooks wait for
+        the run's real end."""
         try:
             self.loop.close()
         except BaseException as error:  # noqa: BLE001 - recorded as any failure is
             return self.fail(error)
         if self.loop.failure is not None:
             return self.fail(self.loop.failure)
-        record_paused(self.recorder, pause)
-        return self._paused()
-
-    def _paused_child(self, error: BaseException) -> StepFailedError | None:
-        """The failure of the invocation whose child run paused at a question, when that is
-        what ended the body (`error`: its output, or one that could not run without it)."""
-        failure = self.loop.failure
-        if (
-            isinstance(error, StepFailedError)
-            and isinstance(error.__cause__, RunPaused)
-            and failure is not None
-            and isinstance(failure.__cause__, RunPaused)
-        ):
-            return failure
-        return None
-
-    def _pause_with_child(self, failure: StepFailedError) -> RunOutcome:
-        """A child run paused at a question: the steps the body called finish, then this run
-        is recorded PAUSED with it (`metadata.waits`); answering the child's question resumes
-        this run, which resumes the child where it called it."""
-        try:
-            self.loop.close()
-        except BaseException as error:  # noqa: BLE001 - recorded as any failure is
-            return self.fail(error)
-        self.recorder.flush()
-        record_child_pause(
-            self.recorder.engine, self.loop.run_id, failure.invocation_id, str(failure.__cause__)
-        )
-        return self._paused()
-
-    def _paused(self) -> RunOutcome:
+        record()
         outcome = self._end(RunOutcome("paused"))
         self._keep_figures()
         return outcome
+
+    def _record_child_pause(self, paused: StepFailedError) -> None:
+        """The run paused with its child run (`metadata.waits`): answering the child's
+        question resumes this run, which resumes the child where it calls it."""
+        self.recorder.flush()
+        record_child_pause(
+            self.recorder.engine, self.loop.run_id, paused.invocation_id, str(paused.__cause__)
+        )
 
     def _keep_figures(self) -> None:
         """Once the run's end is recorded and its hooks have run, a big run keeps its figures

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import (
+    ChildRunPaused,
     PipelineRunStoppedError,
     ReplayDivergenceError,
     StepFailedError,
@@ -254,11 +255,18 @@ class StepRecords:
             self.recorder.step_log(result.step_run_id, result.logs)
         if not result.ok:
             item.last_attempt = result
-            # a child run asked to stop (with its parent, or on its own) stops its invocation
-            stopped = isinstance(result.error, PipelineRunStoppedError)
+            # a child run asked to stop (with its parent, or on its own) stops its invocation;
+            # one that paused at a question pauses it
+            status = (
+                "stopped"
+                if isinstance(result.error, PipelineRunStoppedError)
+                else "paused"
+                if isinstance(result.error, ChildRunPaused)
+                else "failed"
+            )
             self.recorder.step_finished(
                 result.step_run_id,
-                "stopped" if stopped else "failed",
+                status,
                 result.end_time,
                 result.error,
                 result.traceback,
@@ -314,7 +322,12 @@ class StepRecords:
 
     def not_run(self, item: Tracked, because_of: str | None) -> StepNotRunError:
         invocation = item.invocation
-        reason = f"'{because_of}' failed" if because_of else "the run was stopped"
+        if because_of is None:
+            reason = "the run was stopped"
+        elif isinstance(self.tracked[because_of].last_error, ChildRunPaused):
+            reason = f"the child run of '{because_of}' waits for an answer"
+        else:
+            reason = f"'{because_of}' failed"
         error = StepNotRunError(
             f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
             f"'{self.pipeline_name}' did not run because {reason}.",

@@ -113,6 +113,8 @@ def paused_error(engine: Engine, run: PipelineRunResponse) -> RunPaused:
     question (its child run's, if it paused with one), until when it waits, and how to
     answer."""
     asking = waiting_run(engine, run)
+    if asking.paused_with_child:
+        return RunPaused(gone_on(asking), run.id, "", "")
     waiting = last_wait(engine, asking.id)
     if waiting is None:  # a paused run always has its question; a hand-edited store may not
         return RunPaused(f"Run '{run.name}' is paused.", run.id, "", "")
@@ -128,6 +130,16 @@ def paused_error(engine: Engine, run: PipelineRunResponse) -> RunPaused:
         run.id,
         waiting.wait_id,
         waiting.question,
+    )
+
+
+def gone_on(run: PipelineRunResponse) -> str:
+    """What a run paused with its child run is when the child has gone on without it
+    (answered and resumed on its own, or deleted): nothing to answer, a resume to make."""
+    return (
+        f"Run '{run.name}' paused with the child run of its invocation '{run.failed_step}', "
+        "which no longer waits (resumed on its own, or deleted): resume the run with "
+        f"`branchwork runs resume {run.name}`."
     )
 
 

@@ -5,7 +5,8 @@ import { h } from "./dom.js";
 
 // Drawing order of states in bars and count lists: done first, trouble last.
 const STATES = [
-  "completed", "cached", "running", "initializing", "not_started", "retried", "stopped", "failed",
+  "completed", "cached", "running", "initializing", "not_started", "retried", "paused", "stopped",
+  "failed",
 ];
 export const FINISHED = new Set(["completed", "cached", "failed", "stopped", "paused"]);
 

@@ -185,7 +185,7 @@ function selfLoop(group, at) {
 
 /** The state that colours a box: trouble first, then activity, then done. */
 function dominantState(counts) {
-  for (const state of ["failed", "running", "retried", "stopped", "initializing", "completed", "cached"]) {
+  for (const state of ["failed", "running", "retried", "paused", "stopped", "initializing", "completed", "cached"]) {
     if (counts?.[state]) return state;
   }
   return "empty";

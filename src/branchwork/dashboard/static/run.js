@@ -192,6 +192,9 @@ class RunPage {
 }
 
 function errorLine(run) {
+  if (run.status === "paused" && run.exception_type === "ChildRunPaused") {
+    return h("p", { class: "paused-line" }, `Paused with ${run.failed_step}: ${run.exception_message}`);
+  }
   const where = run.failed_step ? `Step ${run.failed_step}: ` : "";
   const what = [run.exception_type, run.exception_message].filter(Boolean).join(": ");
   return h("pre", { class: "error-line" }, where + what);
