@@ -414,7 +414,8 @@ def test_a_failed_run_resumed_through_the_api_completes(pipelines, project, api)
     again = client.post(f"/api/runs/{run.name}/resume", headers=action)
     assert again.status_code == 409
     assert again.json() == {
-        "detail": f"Run '{run.name}' is completed: only failed or stopped runs can be resumed."
+        "detail": f"Run '{run.name}' is completed: only failed or stopped runs, and paused "
+        "ones once answered, can be resumed."
     }
 
 

@@ -183,6 +183,7 @@ def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):
         run.signal(signal.SIGKILL)
         run.wait(30)
     assert str(info.value) == (
-        f"Run '{name}' is running: only failed or stopped runs can be resumed. If its process "
-        f"is gone, it reads failed {stale_after():g}s after its last heartbeat; resume it then."
+        f"Run '{name}' is running: only failed or stopped runs, and paused ones once answered, "
+        f"can be resumed. If its process is gone, it reads failed {stale_after():g}s after its "
+        "last heartbeat; resume it then."
     )

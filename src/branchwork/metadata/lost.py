@@ -36,7 +36,10 @@ def run_lost_message() -> str:
 def not_resumable_message(run_name: str, status: str) -> str:
     """Why a run cannot be resumed now; for a running one, when it can be if its process is
     gone (a store outage ended it unrecorded, say)."""
-    message = f"Run '{run_name}' is {status}: only failed or stopped runs can be resumed."
+    message = (
+        f"Run '{run_name}' is {status}: only failed or stopped runs, and paused ones once "
+        "answered, can be resumed."
+    )
     if status == "running":
         message += (
             f" If its process is gone, it reads failed {stale_after():g}s after its last "

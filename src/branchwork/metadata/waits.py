@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, select
 
 from branchwork.exceptions import BranchworkError, ChildRunPaused, StoreUnavailableError
-from branchwork.metadata import error_records, schema
+from branchwork.metadata import schema
 from branchwork.metadata.queries import get_run, latest_child_run
 from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
@@ -172,18 +172,5 @@ def record_answer(engine: Engine, run_id: str, wait_id: str, answer: Any, answer
                 answered=utc(time.time()),
                 answered_by=answered_by,
             )
-        )
-    return bool(result.rowcount)
-
-
-@retrying("recording a paused run failed")
-def fail_paused_run(engine: Engine, run_id: str, error: BaseException) -> bool:
-    """Record FAILED a paused run that cannot go on (its question timed out without a
-    default); False if it was not paused any more."""
-    with write_transaction(engine) as conn:
-        result = conn.execute(
-            schema.pipeline_run.update()
-            .where(_run.id == run_id, _run.status == "paused")
-            .values(status="failed", end_time=utc(time.time()), **error_records.columns(error))
         )
     return bool(result.rowcount)
