@@ -112,6 +112,30 @@ def test_console_script_errors_are_one_line_with_exit_code_1(tmp_path):
     assert done.stdout == ""
 
 
+def _command_paths() -> list[list[str]]:
+    """Every command of the app, as the words that name it (`["runs", "show"]`)."""
+    import typer
+
+    from branchwork.cli.app import app
+
+    def walk(command: object, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in getattr(command, "commands", {}).items():  # a group's
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_every_commands_help_prints(cli, path):
+    """Help texts are Rich markup: `RUN/INVOCATION[/OUTPUT]` unescaped crashed with a
+    MarkupError."""
+    result = cli(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage: branchwork" in " ".join(result.stdout.split())
+
+
 @pytest.mark.parametrize("args", [["runs", "--help"], ["runs", "list"]])
 def test_output_into_a_reader_that_stopped_reading_ends_quietly(args):
     """`branchwork runs --help | head -1`: the reader is gone before the command writes.

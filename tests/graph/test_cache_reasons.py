@@ -8,7 +8,7 @@ real runs in tests/runtime/test_cache_keys.py.
 from __future__ import annotations
 
 from branchwork.graph.cache_key import KeyParts
-from branchwork.graph.cache_reasons import Earlier, miss
+from branchwork.graph.cache_reasons import Earlier, miss, parameter_changes
 
 BEFORE = KeyParts(
     code="c1",
@@ -69,3 +69,12 @@ def test_the_same_key_says_why_the_result_was_not_served():
     assert miss(BEFORE, {}, _earlier(status="cached")) == (
         "same key as in run 'run-1', which reused a result that was since deleted"
     )
+
+
+def test_pipeline_parameter_changes_show_values_with_colons_whole():
+    now = {"url": "s3://bucket/b", "opts": {"k": 2}, "n": 3}
+    before = {"url": "s3://bucket/a", "opts": {"k": 1}, "n": 3}
+    assert parameter_changes(now, before) == [
+        "pipeline parameter 'opts' changed: {'k': 1} → {'k': 2}",
+        "pipeline parameter 'url' changed: 's3://bucket/a' → 's3://bucket/b'",
+    ]

@@ -1,9 +1,12 @@
 """pyarrow Tables as Parquet, or as an Arrow IPC file when Parquet would change them:
 never a pickle; previews with shape, schema and the first rows."""
 
+import subprocess
+
 import pytest
 
 from branchwork import pipeline, step
+from processes import python, python_env
 
 pa = pytest.importorskip("pyarrow", reason="the pyarrow materializer needs branchwork[pyarrow]")
 
@@ -89,3 +92,24 @@ def test_tables_travel_between_steps_of_a_run():
     assert table.materializer.endswith(":PyarrowTableMaterializer")
     assert table.load().equals(events(), check_metadata=True)
     assert table.preview["metadata"]["shape"] == [3, 5]
+
+
+def test_a_process_that_loads_a_small_table_exits_cleanly(branchwork_home):
+    """A small table is read without pyarrow's thread pool: with it, about one process in
+    fifteen aborted as it exited ("terminate called without an active exception")."""
+    event_ids()
+    version = event_ids.last_run.steps["record"].output.id
+    load = (
+        "from branchwork import Client; "
+        f"print(Client().get_artifact_version({version!r}).load().num_rows)"
+    )
+    for _ in range(12):
+        done = subprocess.run(
+            python("-c", load),
+            env=python_env(branchwork_home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, "3\n", "")

@@ -18,7 +18,7 @@ ArtifactArgument = Annotated[
     str,
     typer.Argument(
         help="An artifact name (its latest version), NAME:VERSION, an artifact version id, or "
-        "the address RUN/INVOCATION[/OUTPUT] of a step's output (RUN: a name or id, a unique "
+        "the address RUN/INVOCATION\\[/OUTPUT] of a step's output (RUN: a name or id, a unique "
         "prefix of either, latest, or latest:PIPELINE; OUTPUT only when the step has several).",
         show_default=False,
         metavar="ARTIFACT",

@@ -44,6 +44,7 @@ def parameter_changes(now: Mapping[str, Any], before: Mapping[str, Any]) -> list
         lambda name: f"pipeline parameter '{name}'",
         {name: repr(value) for name, value in now.items()},
         {name: repr(value) for name, value in before.items()},
+        shown=str,  # reprs, not tokens
     )
 
 
@@ -141,7 +142,11 @@ def _map_changes(
     now: Mapping[str, str],
     before: Mapping[str, str],
     values: bool = True,
+    shown: Callable[[str], str] | None = None,
 ) -> list[str]:
+    """`label(name) changed: old → new` for each name whose token differs; a token's value
+    as `shown` gives it (`_value` by default)."""
+    shown = shown or _value
     changes = []
     for name in sorted(now.keys() | before.keys()):
         old, new = before.get(name), now.get(name)
@@ -152,7 +157,7 @@ def _map_changes(
         elif new is None:
             changes.append(f"{label(name)} is gone")
         elif values and _readable(old) and _readable(new):
-            changes.append(f"{label(name)} changed: {_value(old)} → {_value(new)}")
+            changes.append(f"{label(name)} changed: {shown(old)} → {shown(new)}")
         else:
             changes.append(f"{label(name)} changed")
     return changes

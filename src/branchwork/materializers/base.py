@@ -327,6 +327,9 @@ class _WholeValues:
 _WHOLE_VALUES = _WholeValues()
 
 
+THREADED_READS_FROM = 16 * 2**20  # bytes: see StoredFile.worth_threads
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """A file of an artifact, as `BaseMaterializer._find_first` found it: its name and its
@@ -337,8 +340,27 @@ class StoredFile:
     path: str | None = None
 
     def source(self) -> str | io.BytesIO:
-        """What pandas, pyarrow, polars and numpy read: the path, or the content as a file."""
+        """What polars and numpy read: the path, or the content as a file."""
         return self.path if self.path is not None else io.BytesIO(self.content)
+
+    def arrow_source(self) -> Any:
+        """What pyarrow's readers (pandas' parquet too) read: the path, or the content as
+        pyarrow's own buffer (a Python file object there makes an abort at exit likelier:
+        see `worth_threads`)."""
+        if self.path is not None:
+            return self.path
+        import pyarrow as pa
+
+        return pa.BufferReader(self.content)
+
+    @property
+    def worth_threads(self) -> bool:
+        """Whether pyarrow should decode it on its thread pool: only a big file gains from
+        that, and a process whose read used the pool sometimes aborts as it exits
+        ("terminate called without an active exception", apache/arrow#34314): about one
+        `branchwork artifacts load` of a small table in fifteen did."""
+        size = len(self.content) if self.path is None else os.path.getsize(self.path)
+        return size >= THREADED_READS_FROM
 
     def read(self) -> bytes:
         """The content, read from the path if need be."""

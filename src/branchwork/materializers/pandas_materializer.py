@@ -86,7 +86,8 @@ class PandasMaterializer(BaseMaterializer):
         )
         if stored.name in (PICKLE_FILE, LEGACY_PICKLE_FILE):
             return load_pickle(stored.read())
-        return _as_stored(pd.read_parquet(stored.source()), stored.name)
+        frame = pd.read_parquet(stored.arrow_source(), use_threads=stored.worth_threads)
+        return _as_stored(frame, stored.name)
 
     def item_count(self, data: Any) -> int | None:
         return len(data)

@@ -45,8 +45,8 @@ class PyarrowTableMaterializer(BaseMaterializer):
     def load(self, data_type: type) -> Any:
         stored = self._find_first(TABLE_PARQUET_FILE, TABLE_ARROW_FILE)
         if stored.name == TABLE_PARQUET_FILE:
-            return pq.read_table(stored.source())
-        return pa.ipc.open_file(stored.source()).read_all()
+            return pq.read_table(stored.arrow_source(), use_threads=stored.worth_threads)
+        return pa.ipc.open_file(stored.arrow_source()).read_all()
 
     def item_count(self, data: Any) -> int | None:
         return int(data.num_rows)
