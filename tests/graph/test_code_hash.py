@@ -569,3 +569,59 @@ def test_a_comment_in_a_module_imported_whole_in_a_body_changes_nothing(tmp_path
     before = fingerprint_in_new_process(project, "registry:lazy_module")
     edit(project, "features.py", "def feature(x):", "# adds one\ndef feature(x):  # to base")
     assert fingerprint_in_new_process(project, "registry:lazy_module") == before
+
+
+MODEL_SCRIPT = """\
+{future}
+from dataclasses import dataclass
+
+from branchwork import pipeline, step
+
+
+@dataclass
+class Model:
+    w: float
+
+    def predict(self, x: float) -> float:
+        return self.w * x
+
+
+@step
+def make() -> Model:
+    return Model(3.0)
+
+
+@step
+def score(model: {annotation}) -> float:
+    return model.predict(10)  # a method of its argument: no name the bytecode loads
+
+
+@pipeline
+def scoring():
+    return score(make())
+
+
+if __name__ == "__main__":
+    print(scoring(), scoring.last_run.steps["score"].status)
+"""
+
+
+@pytest.mark.parametrize(
+    ("future", "annotation"),
+    [
+        ("", "Model"),
+        ("", "list[Model] | Model"),
+        ("from __future__ import annotations", "Model"),  # annotations as text
+    ],
+)
+def test_a_method_of_an_annotated_arguments_class_is_part_of_the_steps_code(
+    tmp_path: Path, branchwork_home: Path, future: str, annotation: str
+):
+    """`make` returns the same bytes after the edit, so only its consumer's own key can say
+    that `score` now runs other code: a stale 30.0 was served."""
+    script = MODEL_SCRIPT.format(future=future, annotation=annotation)
+    project = write_project(tmp_path / "project", {"script.py": script})
+    assert run_script(project, branchwork_home) == "30.0 completed"
+    assert run_script(project, branchwork_home) == "30.0 cached"
+    edit(project, "script.py", "return self.w * x", "return self.w * x + 1000")
+    assert run_script(project, branchwork_home) == "1030.0 completed"

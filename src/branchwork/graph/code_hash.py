@@ -13,9 +13,11 @@ hashes every piece of the user's own code the function reaches, each normalized:
   be read, as running the step would; a library's is not, nor its package);
   the user's functions and classes inside the values it reads (a registry `{"small":
   build_small}`, a list of classes);
-  the values of the function's closure cells; the names in decorators (found in the source,
-  as the function's bytecode does not apply its own decorators); for a class, its bases and
-  metaclass, its members (what its methods load, its class-level values), the whole class
+  the classes its annotations name (it calls their methods on its arguments: `model: Model`,
+  also as text under `from __future__ import annotations`; an unannotated argument's class
+  is not known here); the values of the function's closure cells; the names in decorators
+  (found in the source, as the function's bytecode does not apply its own decorators); for a
+  class, its bases and metaclass, its members (what its methods load, its class-level values), the whole class
   being one piece. What these names hold is reached in turn, breadth first, each piece once
   (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops
   following the code, and a warning says so).
@@ -62,13 +64,14 @@ import logging
 import os
 import sys
 import textwrap
+import typing
 import weakref
 from abc import ABC
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from enum import Enum
 from functools import lru_cache
-from types import CodeType, FunctionType, MethodType, ModuleType
+from types import CodeType, FunctionType, GenericAlias, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
 
 from branchwork.user_code import _installed_roots, code_generation, recorded_module
@@ -278,6 +281,8 @@ def _function_references(func: Any) -> Iterator[Reference]:
                 yield found
         for module_name, level, names in _imports_in(each):
             yield from _imported(module_name, level, names, namespace.get("__package__"))
+    for annotation in getattr(func, "__annotations__", {}).values():
+        yield from _annotated(annotation, namespace)
     cells = getattr(func, "__closure__", None) or ()
     for name, cell in zip(code.co_freevars, cells):
         try:
@@ -285,6 +290,27 @@ def _function_references(func: Any) -> Iterator[Reference]:
         except ValueError:  # a cell not filled yet
             continue
         yield _label(func.__module__, f"{func.__qualname__}.<closure>.{name}"), value
+
+
+def _annotated(annotation: Any, namespace: dict[str, Any]) -> Iterator[Reference]:
+    """The classes an annotation names (`model: Model`, `list[Model]`, or as text under
+    `from __future__ import annotations`): the function runs their methods through its
+    arguments, which its bytecode loads as attributes of locals, not by name."""
+    if isinstance(annotation, str):
+        try:
+            tree = ast.parse(annotation, mode="eval")
+        except SyntaxError:
+            return
+        for node in ast.walk(tree):
+            chain = _dotted(node)
+            found = _resolve(chain, namespace) if chain else None
+            if found is not None:
+                yield found
+        return
+    if isinstance(annotation, type) and not isinstance(annotation, GenericAlias):
+        yield _label(annotation.__module__, annotation.__qualname__), annotation
+    for argument in typing.get_args(annotation):
+        yield from _annotated(argument, namespace)
 
 
 def _class_references(cls: type) -> Iterator[Reference]:
