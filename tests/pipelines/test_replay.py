@@ -281,3 +281,26 @@ def test_an_unknown_override_lists_at_most_twenty_invocations(tmp_path):
         f"Run '{original.name}' has no step or invocation 'prat' to override; its steps: "
         f"part, total; its invocations: {', '.join(first)}, ... (26 in all)."
     )
+
+
+def test_a_replay_runs_again_what_was_invalidated_since_the_original(tmp_path):
+    rp.tuning(folder=str(tmp_path))
+    original = rp.tuning.last_run
+    assert Client().invalidate_cache("train", "tuning") == 1
+    before = rp.executions(tmp_path)
+
+    assert Client().replay(original.id, skip_successful=True) == (
+        "score=0.06",
+        "n=3",
+        "published 3",
+    )
+    assert rp.executions(tmp_path) - before == Counter(
+        ["train lr=0.01", "evaluate 0.06", "publish"]
+    )
+    run = newest("tuning")
+    assert statuses(run)["train"] == ("completed", "replayed")
+    assert run.steps["train"].cache_reason == (
+        f"replay of run '{original.name}': its result there was invalidated (branchwork cache "
+        "invalidate)"
+    )
+    assert statuses(run)["load"] == ("cached", "hit")

@@ -10,17 +10,16 @@ hashes every piece of the user's own code the function reaches, each normalized:
   (`helpers.normalize`: a global load followed by attribute loads, paired in the bytecode);
   what its body imports from the user's modules (`from lib import f`: `f`; `import lib`: all
   of `lib`'s functions and classes and its normalized source; such a module is imported to
-  be read, as running the step would; a library's is not, nor its package);
-  the user's functions and classes inside the values it reads (a registry `{"small":
-  build_small}`, a list of classes);
-  the classes its annotations name (it calls their methods on its arguments: `model: Model`,
-  also as text under `from __future__ import annotations`; an unannotated argument's class
-  is not known here); the values of the function's closure cells; the names in decorators
-  (found in the source, as the function's bytecode does not apply its own decorators); for a
-  class, its bases and metaclass, its members (what its methods load, its class-level values), the whole class
-  being one piece. What these names hold is reached in turn, breadth first, each piece once
-  (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops
-  following the code, and a warning says so).
+  be read, as running the step would; a library's is not, nor its package); the user's
+  functions and classes inside the values it reads (a registry `{"small": build_small}`, a
+  list of classes); the classes its annotations name (it calls their methods on its
+  arguments: `model: Model`, also as text under `from __future__ import annotations`; an
+  unannotated argument's class is not known here); the values of the function's closure
+  cells; the names in decorators (found in the source, as the function's bytecode does not
+  apply its own decorators); for a class, its bases and metaclass, its members (what its
+  methods load, its class-level values), the whole class being one piece. What these names
+  hold is reached in turn, breadth first, each piece once (mutual recursion ends), at most
+  `MAX_PIECES` pieces (beyond that the key stops following the code, and a warning says so).
   Bytecode rather than the AST finds the names because it tells a global from a local or a
   parameter of the same name, and works where there is no source.
 - The user's own code: functions and classes of modules whose file is outside the standard

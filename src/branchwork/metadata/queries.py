@@ -329,6 +329,7 @@ class RecordedAttempt(NamedTuple):
     outputs: dict[str, ArtifactVersionResponse]
     end_time: datetime | None
     original_step_run_id: str | None  # a cache hit's: the step run that made its outputs
+    invalidated: bool = False  # its result was invalidated (`branchwork cache invalidate`)
 
 
 def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
@@ -347,6 +348,7 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
                 step.cache_key,
                 step.end_time,
                 step.original_step_run_id,
+                step.cache_invalidated,
             )
             .where(step.run_id == run_id)
             .order_by(step.attempt)
@@ -365,6 +367,7 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
             outputs.get(step_run_id, {}),
             end_time,
             original_step_run_id,
+            bool(invalidated),
         )
         for name, (
             step_run_id,
@@ -376,6 +379,7 @@ def latest_attempts(engine: Engine, run_id: str) -> dict[str, RecordedAttempt]:
             cache_key,
             end_time,
             original_step_run_id,
+            invalidated,
         ) in latest.items()
     }
 

@@ -203,6 +203,8 @@ class ReplayCheck(GraphCheck):
             return f"it comes after '{changed}', which did not reuse the original's result"
         if record.status not in _REUSABLE:
             return f"it {record.status} there"
+        if record.invalidated:
+            return "its result there was invalidated (branchwork cache invalidate)"
         if not same_key_format(record.cache_key, call.key):
             return "its record there predates the current cache keys"
         difference = difference_from(record, call.step_name, call.code_hash, call.key)
