@@ -60,6 +60,11 @@ def test_a_rerun_makes_new_child_runs_whose_steps_come_from_the_cache():
     run = np_.parent.last_run
     for child in children_of(run.id):
         assert {str(s.status) for s in child.steps.values()} == {"cached"}
+        call = run.steps[child.parent_invocation_id]
+        assert (call.cache_verdict, call.cache_reason) == (
+            "off",
+            "a call of a pipeline: its child run's steps are cached, not the call",
+        )
 
 
 def test_resuming_a_parent_resumes_its_failed_child_run(local_flavor, tmp_path, monkeypatch):

@@ -102,6 +102,11 @@ def test_a_replay_of_a_replay_keeps_its_overrides(tmp_path):
     assert again.replay_of == replay.id
     assert statuses(again)["train"] == ("cached", "hit")  # lr=0.5 still, as its record
     assert again.steps["train"].configuration.config["inputs"]["lr"] == 0.5
+    shown = " ".join(CliRunner().invoke(app, ["runs", "show", again.name]).stdout.split())
+    assert (
+        f"Replay of {replay.name} (overrides describe.n=7; inherited train.lr=0.5; finished "
+        "steps reused)"
+    ) in shown
 
 
 def test_a_later_replays_override_of_a_step_wins_over_an_earlier_ones_of_an_invocation(

@@ -431,7 +431,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _replay_text(record: PipelineRunResponse) -> str | None:
-    """`original-run (overrides train.lr=0.1; finished steps reused)` for `runs show`."""
+    """`original-run (overrides train.lr=0.1; finished steps reused)` for `runs show`; a
+    replay of a replay names the overrides it inherited too (`...; inherited evaluate.score=1`)."""
     if record.replay_of is None:
         return None
     from branchwork.metadata.run_pages import find_run
@@ -446,7 +447,10 @@ def _replay_text(record: PipelineRunResponse) -> str | None:
     if plan is None:
         return original
     overridden = plan.overrides.describe()
+    inherited = ", ".join(filter(None, (layer.describe() for layer in plan.inherited)))
     details = [f"overrides {overridden}"] if overridden else []
+    if inherited:
+        details.append(f"inherited {inherited}")
     if plan.skip_successful:
         details.append("finished steps reused")
     return f"{original} ({'; '.join(details)})" if details else original

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 class ChildPipelineStep(Step[Any, Any]):
     """The step a pipeline is when a running pipeline calls it: see the module docstring."""
 
+    cache_off_reason = "a call of a pipeline: its child run's steps are cached, not the call"
+
     def __init__(self, child: Pipeline[Any, Any]) -> None:
         def run_child(*args: Any, **kwargs: Any) -> Any:
             return _run_child(child, dict(child.signature.bind(*args, **kwargs).arguments))

@@ -109,7 +109,7 @@ class CacheKeys:
     def _reason(self, item: Tracked, verdict: str) -> str:
         step = item.invocation.step
         if verdict == cache_reasons.OFF:
-            return "caching is off for this step (enable_cache=False on it, its pipeline or run)"
+            return step.cache_off_reason
         if verdict == cache_reasons.FAILED:
             return f"its cache key could not be computed: {item.key_error}"
         if verdict == cache_reasons.REFRESH:

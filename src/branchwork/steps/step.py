@@ -71,6 +71,10 @@ class Step(Generic[P, R]):
     """A step: its function plus the settings every invocation of it runs with."""
 
     __test__ = False  # a pipeline/step named test_* is not a pytest test
+    # A call's cache reason when caching is off for it (`runtime.cache_keys`).
+    cache_off_reason = (
+        "caching is off for this step (enable_cache=False on it, its pipeline or run)"
+    )
 
     def __init__(
         self,
