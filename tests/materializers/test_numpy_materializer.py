@@ -111,8 +111,11 @@ def test_preview_has_statistics_of_numeric_arrays_and_a_bounded_head(round_trip)
     assert (floats["max"], floats["min"]) == (4_999_999.0, 0.0)  # not rounded to 5e6
     assert floats["mean"] == np.array([0.0, 4_999_999.0, 0.9999999]).mean()
 
-    with_nan = round_trip(np.array([1.0, np.nan])).preview["metadata"]
-    assert with_nan["min"] is None and with_nan["mean"] is None  # JSON has no NaN
+    with_nan = round_trip(np.array([1.0, np.nan, 3.0])).preview["metadata"]
+    assert (with_nan["min"], with_nan["max"], with_nan["mean"], with_nan["nan"]) == (1, 3, 2, 1)
+    only_nan = round_trip(np.array([np.nan, np.nan])).preview["metadata"]
+    assert (only_nan["min"], only_nan["mean"], only_nan["nan"]) == (None, None, 2)  # no NaN in JSON
+    assert round_trip(np.array([1.0, np.inf])).preview["metadata"]["max"] is None
     assert "min" not in round_trip(np.array(["a"])).preview["metadata"]
     assert "min" not in round_trip(np.array([], dtype=float)).preview["metadata"]
     assert round_trip(np.float32(1.5)).preview == {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -66,16 +67,23 @@ class NumpyMaterializer(BaseMaterializer):
         return array[()] if stored.name == SCALAR_FILE else array
 
     def preview(self, data: Any) -> Preview:
-        """Shape, dtype, min/max/mean of a numeric array and its head (numpy's shortened repr)."""
+        """Shape, dtype, min/max/mean of a numeric array and its head (numpy's shortened repr).
+        The statistics leave NaN out, as pandas' do, and count them (`nan`): one NaN made
+        them all null."""
         array = np.asarray(data)
         metadata: dict[str, Any] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-        is_real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-        if is_real and array.ndim and array.size:
-            metadata.update(
-                min=json_number(array.min()),
-                max=json_number(array.max()),
-                mean=json_number(array.mean()),
-            )
+        is_float = np.issubdtype(array.dtype, np.floating)
+        if (is_float or np.issubdtype(array.dtype, np.integer)) and array.ndim and array.size:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # only NaN: no statistics
+                metadata.update(
+                    min=json_number(np.nanmin(array)),
+                    max=json_number(np.nanmax(array)),
+                    mean=json_number(np.nanmean(array)),
+                )
+            missing = int(np.isnan(array).sum()) if is_float else 0
+            if missing:
+                metadata["nan"] = missing
         with np.printoptions(threshold=100, edgeitems=3, linewidth=100):
             text = repr(data)
         return Preview(text=text, metadata=metadata)
