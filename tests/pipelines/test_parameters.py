@@ -282,3 +282,32 @@ def test_a_secret_is_refused_rather_than_recorded_masked():
         "would not read back as it is)."
     )
     assert Client().list_pipeline_runs() == []
+
+
+@step
+def train_with(settings: Any) -> float:
+    return Settings.model_validate(settings).lr * 10
+
+
+@pipeline
+def hands_its_model_over(settings: Settings):
+    return train_with(settings)
+
+
+@pipeline
+def hands_its_json_over(settings: Settings):
+    return train_with(settings.model_dump(mode="json"))
+
+
+def test_a_typed_parameter_goes_to_a_step_as_its_json_form_and_the_error_says_so():
+    assert hands_its_json_over(settings={"lr": 0.5}) == 5.0
+    with pytest.raises(PipelineRunFailedError) as failed:
+        hands_its_model_over(settings={"lr": 0.5})
+    assert str(failed.value.__cause__) == (
+        "Pipeline 'hands_its_model_over': step 'train_with' (invocation 'train_with'), argument "
+        "'settings' cannot be passed as a literal parameter: a Settings has no JSON form (only "
+        "None, bool, int, float, str and lists, tuples and dicts of them have one). Pass its "
+        "JSON form (a model's .model_dump(mode='json'), str(path): as a typed pipeline "
+        "parameter is recorded), or produce the value in a step and pass that step's output "
+        "instead."
+    )

@@ -188,8 +188,10 @@ def bind_inputs(
             encode(converted, _RECORDED_REFS)
         except TypeError as error:
             raise StepInvocationError(
-                f"{argument} cannot be passed as a literal parameter: {error}. Produce the "
-                "value in a step and pass that step's output instead."
+                f"{argument} cannot be passed as a literal parameter: {error}. Pass its JSON "
+                "form (a model's .model_dump(mode='json'), str(path): as a typed pipeline "
+                "parameter is recorded), or produce the value in a step and pass that step's "
+                "output instead."
             ) from None
         inputs[name] = converted
     return inputs
