@@ -62,6 +62,20 @@ def tuning(folder: str, n: int = 3):
 
 
 @step
+def watch(folder: str) -> str:
+    _log(folder, "watch")
+    return "watched"
+
+
+@pipeline
+def watched(folder: str):
+    """A sidecar that starts with `train`: it runs again when `train` does."""
+    data = load(folder, 3)
+    score = train(folder, data)
+    return score, watch(folder, start_after=score)
+
+
+@step
 def part(folder: str, i: int, scale: int = 1) -> int:
     _log(folder, f"part {i} x{scale}")
     return i * scale

@@ -309,3 +309,18 @@ def test_a_replay_runs_again_what_was_invalidated_since_the_original(tmp_path):
         "invalidate)"
     )
     assert statuses(run)["load"] == ("cached", "hit")
+
+
+def test_a_sidecar_started_with_a_replayed_step_runs_again_with_it(tmp_path):
+    rp.watched(folder=str(tmp_path))
+    original = rp.watched.last_run
+    before = rp.executions(tmp_path)
+    replayed = Client().replay(original.id, True, {"train": {"lr": 1.0}})
+    assert replayed == (6.0, "watched")
+    assert rp.executions(tmp_path) - before == Counter(["train lr=1.0", "watch"])
+    run = newest("watched")
+    assert statuses(run)["watch"] == ("completed", "replayed")
+    assert run.steps["watch"].cache_reason == (
+        f"replay of run '{original.name}': it comes after 'train', which did not reuse the "
+        "original's result"
+    )

@@ -219,9 +219,8 @@ class Engine:
             return  # cancelled meanwhile
         added = node.added
         if event.key is not None and self.graph_check.is_replayed(added.invocation_id):
-            call = Call(
-                added.invocation_id, added.step_name, added.code_hash, event.key, added.dependencies
-            )
+            upstream = added.dependencies + added.start_after
+            call = Call(added.invocation_id, added.step_name, added.code_hash, event.key, upstream)
             verdict = self.graph_check.check(call)
             node.attempts_before = verdict.attempts_before
             if verdict.divergence is not None:

@@ -42,8 +42,8 @@ class Attempt(Recorded, Protocol):
 
 class Call(NamedTuple):
     """The invocation the pipeline makes now, as graph checks see it: with the invocations
-    it comes after through data and `after=` (the values the body read before the call,
-    the check was told of as calls were made: `GraphCheck.made`)."""
+    it comes after through data, `after=` and `start_after=` (the values the body read
+    before the call, the check was told of as calls were made: `GraphCheck.made`)."""
 
     invocation_id: str
     step_name: str
