@@ -592,7 +592,7 @@ def make() -> Model:
 
 
 @step
-def score(model: {annotation}) -> float:
+def score({argument}) -> float:
     return model.predict(10)  # a method of its argument: no name the bytecode loads
 
 
@@ -607,19 +607,20 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize(
-    ("future", "annotation"),
+    ("future", "argument"),
     [
-        ("", "Model"),
-        ("", "list[Model] | Model"),
-        ("from __future__ import annotations", "Model"),  # annotations as text
+        ("", "model: Model"),
+        ("", "model: list[Model] | Model"),
+        ("from __future__ import annotations", "model: Model"),  # annotations as text
+        ("", "model"),  # the class of the value it receives
     ],
 )
-def test_a_method_of_an_annotated_arguments_class_is_part_of_the_steps_code(
-    tmp_path: Path, branchwork_home: Path, future: str, annotation: str
+def test_a_method_of_an_arguments_class_is_part_of_the_steps_key(
+    tmp_path: Path, branchwork_home: Path, future: str, argument: str
 ):
     """`make` returns the same bytes after the edit, so only its consumer's own key can say
     that `score` now runs other code: a stale 30.0 was served."""
-    script = MODEL_SCRIPT.format(future=future, annotation=annotation)
+    script = MODEL_SCRIPT.format(future=future, argument=argument)
     project = write_project(tmp_path / "project", {"script.py": script})
     assert run_script(project, branchwork_home) == "30.0 completed"
     assert run_script(project, branchwork_home) == "30.0 cached"

@@ -13,15 +13,16 @@ hashes every piece of the user's own code the function reaches, each normalized:
   be read, as running the step would; a library's is not, nor its package); the user's
   functions and classes inside the values it reads (a registry `{"small": build_small}`, a
   list of classes); the classes its annotations name (it calls their methods on its
-  arguments: `model: Model`, also as text under `from __future__ import annotations`; an
-  unannotated argument's class is not known here); the values of the function's closure
-  cells; the names in decorators (found in the source, as the function's bytecode does not
-  apply its own decorators); for a class, its bases and metaclass, its members (what its
-  methods load, its class-level values), the whole class being one piece. What these names
-  hold is reached in turn, breadth first, each piece once (mutual recursion ends), at most
-  `MAX_PIECES` pieces (beyond that the key stops following the code, and a warning says so).
-  Bytecode rather than the AST finds the names because it tells a global from a local or a
-  parameter of the same name, and works where there is no source.
+  arguments: `model: Model`, also as text under `from __future__ import annotations`; the
+  class of a value a step receives enters its key with the value: `class_digest`); the
+  values of the function's closure cells; the names in decorators (found in the source, as
+  the function's bytecode does not apply its own decorators); for a class, its bases and
+  metaclass, its members (what its methods load, its class-level values), the whole class
+  being one piece. What these names hold is reached in turn, breadth first, each piece once
+  (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops following
+  the code, and a warning says so). Bytecode rather than the AST finds the names because it
+  tells a global from a local or a parameter of the same name, and works where there is no
+  source.
 - The user's own code: functions and classes of modules whose file is outside the standard
   library and site-packages/dist-packages (code without a file: a REPL, a notebook cell, an
   exec'd string, counts as the user's), and not branchwork's. Installed libraries enter a
@@ -103,6 +104,15 @@ def fingerprint(func: Callable[..., object]) -> CodeFingerprint:
     object in a process (a `Step` and its function share one) and `code_generation()`."""
     _forget_older_code()
     return _once(_fingerprints, _unwrap(func), _compute)
+
+
+def class_digest(cls: Any) -> str | None:
+    """The digest of `cls` and the code it reaches when it is the user's class, else None (a
+    library's enters keys by its version, when a step asks): a step runs the methods of the
+    values it receives, which no name in its own code reaches."""
+    if not isinstance(cls, type) or not _is_user_code(cls):
+        return None
+    return fingerprint(cls).digest
 
 
 def library_versions(names: Iterable[str]) -> dict[str, str]:

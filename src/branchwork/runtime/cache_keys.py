@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.graph import cache_reasons
 from branchwork.graph.cache_key import KeyParts, key_of, key_parts
-from branchwork.graph.code_hash import library_versions
+from branchwork.graph.code_hash import class_digest, library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
+from branchwork.materializers.types import resolve_type
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
 from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import events as E
@@ -49,6 +50,7 @@ class CacheKeys:
         self._code_before: dict[str, Mapping[str, str] | None] = {}
         self._code_recorded: set[str] = set()
         self._invalidated: set[str] = set()  # looked-up keys whose results were invalidated
+        self._class_code: dict[str, str | None] = {}  # by data type: see _input_hash
 
     def compute(self, commands: list[E.ComputeKey]) -> list[E.Event]:
         """Every key the commands ask for, and one store query for those to look up."""
@@ -80,7 +82,7 @@ class CacheKeys:
             extra = step.cache_key_fn(dict(invocation.inputs)) if step.cache_key_fn else None
             parts = key_parts(
                 invocation,
-                lambda ref: self.tracked.of(ref.invocation_id).outputs[ref.output].content_hash,
+                self._input_hash,
                 content_hash,
                 library_versions(step.cache_policy.libraries),
                 extra,
@@ -95,6 +97,17 @@ class CacheKeys:
         if parts.code not in self._code_recorded:  # what the digest is made of, for reasons
             self._code_recorded.add(parts.code)
             self.recorder.fingerprint(parts.code, step.code_fingerprint.parts)
+
+    def _input_hash(self, ref: OutputRef) -> str:
+        """A step output's content hash as an input's key part, with the code of its value's
+        class when that is the user's: `score(model)` runs `model.predict`, and a changed
+        method served a stale result while `make` stored the same bytes."""
+        stored = self.tracked.of(ref.invocation_id).outputs[ref.output]
+        data_type = stored.data_type
+        if data_type not in self._class_code:
+            self._class_code[data_type] = class_digest(resolve_type(data_type))
+        code = self._class_code[data_type]
+        return stored.content_hash if code is None else f"{stored.content_hash}+{code}"
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
         """Keep the engine's verdict on the invocation, with its reason."""
