@@ -137,3 +137,12 @@ def test_remembered_hash_equals_a_full_reread(store):
     writer = CollectionMaterializer(uri, store)
     writer.save({"a": (1, 2)})
     assert writer.content_hash() == CollectionMaterializer(uri, store).content_hash()
+
+
+def test_a_dicts_preview_keeps_its_order_and_cuts_it_short(round_trip):
+    value = {f"k{i}": i for i in range(30)}
+    text = round_trip(value).preview["text"]
+    assert text.startswith("{'k0': 0, 'k1': 1, 'k2': 2, 'k3': 3,")  # not k0, k1, k10, k11
+    assert text.endswith("'k19': 19, ...}")
+    nested = round_trip({"b": {"z": 1, "a": [1, 2]}, "a": 2}).preview["text"]
+    assert nested == "{'b': {'z': 1, 'a': [1, 2]}, 'a': 2}"

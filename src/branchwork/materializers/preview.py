@@ -8,6 +8,7 @@ never unpickles anything.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import reprlib
 from dataclasses import dataclass, field
@@ -32,6 +33,21 @@ class _ShortRepr(reprlib.Repr):
     # reprlib has no rule for bytes: it would repr a whole value, then cut the text (a 1 GiB
     # output took 30 s and 4 GiB to preview). Cut the value first, as for a str.
     repr_bytes = repr_bytearray = reprlib.Repr.repr_str
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        """Its first items in its own order, as `repr` shows them (reprlib sorts the keys:
+        `k0, k1, k10, k100`...)."""
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}"
+            for key, value in itertools.islice(x.items(), self.maxdict)
+        ]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
 
 
 _REPR = _ShortRepr()
