@@ -40,13 +40,13 @@ class _ShortRepr(reprlib.Repr):
         if not x:
             return "{}"
         if level <= 0:
-            return "{" + self.fillvalue + "}"
+            return "{...}"
         pieces = [
             f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}"
             for key, value in itertools.islice(x.items(), self.maxdict)
         ]
         if len(x) > self.maxdict:
-            pieces.append(self.fillvalue)
+            pieces.append("...")
         return "{" + ", ".join(pieces) + "}"
 
 
