@@ -334,3 +334,27 @@ def test_artifacts_load_finds_the_projects_classes_or_says_which_it_needs(tmp_pa
         "Local, defined in the script that ran the pipeline: load it in a process that ran or "
         "imported that script, or move the class to a module the script imports.\n"
     )
+
+
+@step
+def count_by_id(n: int) -> dict:
+    return {i: f"w{i}" for i in range(n)}  # int keys: no JSON form, so a pickle
+
+
+@pipeline
+def cli_counts(n: int = 3):
+    return count_by_id(n)
+
+
+@pytest.mark.filterwarnings("ignore:dict values with int keys are stored as cloudpickles")
+def test_artifacts_show_says_a_value_was_stored_as_a_pickle(cli):
+    cli_counts(n=3)
+    pickled = cli_counts.last_run.steps["count_by_id"].output.id
+    shown = " ".join(cli("artifacts", "show", pickled).stdout.split())
+    assert "Stored as a pickle: `--allow-pickle` loads it, if you trust the store" in shown
+    assert "pickled" not in shown  # once, as the field above
+    assert cli("artifacts", "load", pickled, "--allow-pickle").stdout == (
+        "{0: 'w0', 1: 'w1', 2: 'w2'}\n"
+    )
+    words = run_words(2).steps["make_words"].output.id
+    assert "Stored as" not in cli("artifacts", "show", words).stdout

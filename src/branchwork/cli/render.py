@@ -522,6 +522,7 @@ def show_version(
                 ("URI", version.uri),
                 ("Type", version.data_type),
                 ("Materializer", version.materializer),
+                *_pickled(version),
                 ("Content hash", version.content_hash),
                 ("Created", local_time(version.created)),
                 ("Produced by", produced_by(version, origins)),
@@ -535,11 +536,20 @@ def show_version(
         out.print()
         out.print(Text("Preview", style="bold"))
         out.print(Text(preview["text"]))
-    details = _json_fields(preview.get("metadata") or {})
+    shown = {k: v for k, v in (preview.get("metadata") or {}).items() if k != "pickled"}
+    details = _json_fields(shown)
     if preview.get("image_png"):
         size = len(preview["image_png"]) * 3 // 4  # base64: 4 characters per 3 bytes
         details.append(("thumbnail", f"PNG, about {size} bytes"))
     _print_section(out, "Preview metadata", details)
+
+
+def _pickled(version: ArtifactVersionResponse) -> list[tuple[str, str]]:
+    """A field saying so when the value was stored as a pickle (its materializer's fallback):
+    it loads only when unpickling is allowed."""
+    if not ((version.preview or {}).get("metadata") or {}).get("pickled"):
+        return []
+    return [("Stored as", "a pickle: `--allow-pickle` loads it, if you trust the store")]
 
 
 def _json_fields(values: Mapping[str, Any]) -> list[tuple[str, Any]]:

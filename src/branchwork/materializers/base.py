@@ -129,6 +129,10 @@ class BaseMaterializer:
             total.update(name.encode("utf-8", "surrogateescape") + b"\0" + digests[name])
         return total.hexdigest()
 
+    def wrote(self, filename: str) -> bool:
+        """Whether `save` wrote the file `filename` (or holds it, to keep inline)."""
+        return filename in self._digests or (self._held is not None and self._held[0] == filename)
+
     def inline_data(self) -> bytes | None:
         """What to keep in the metadata store instead of the artifact store, once `save`
         returned: its one file when it wrote a single small one (see `INLINE`), else None."""

@@ -9,6 +9,7 @@ from branchwork.artifact_stores.inline import InlineStore, inline_uri, is_inline
 from branchwork.exceptions import ArtifactError
 from branchwork.materializers import registry
 from branchwork.materializers.base import BaseMaterializer, type_name
+from branchwork.materializers.cloudpickle_materializer import PICKLE_FILE
 from branchwork.materializers.pickle_policy import allowed_by_user, loading, recorded_as
 from branchwork.materializers.preview import failed_preview, preview_json
 
@@ -52,6 +53,8 @@ def save_artifact(
         preview = materializer.preview(value)
     except Exception as exc:  # a preview is a courtesy: it never fails the step
         preview = failed_preview(exc)
+    if materializer.wrote(PICKLE_FILE):  # loading it then needs allow_pickle: shown with it
+        preview.metadata["pickled"] = True
     recorded_uri = uri if inline is None else inline_uri(content_hash)
     recorded_as(uri, recorded_uri)
     return SavedArtifact(recorded_uri, content_hash, preview_json(preview), item_count, inline)
