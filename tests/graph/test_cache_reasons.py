@@ -7,6 +7,8 @@ real runs in tests/runtime/test_cache_keys.py.
 
 from __future__ import annotations
 
+import json
+
 from branchwork.graph.cache_key import KeyParts
 from branchwork.graph.cache_reasons import Earlier, miss, parameter_changes
 
@@ -78,3 +80,19 @@ def test_pipeline_parameter_changes_show_values_with_colons_whole():
         "pipeline parameter 'opts' changed: {'k': 1} → {'k': 2}",
         "pipeline parameter 'url' changed: 's3://bucket/a' → 's3://bucket/b'",
     ]
+
+
+def test_the_changed_code_of_an_inputs_class_is_named_not_the_input():
+    before = BEFORE._replace(classes={"models.Model": "d1"})
+    now = before._replace(classes={"models.Model": "d2"})
+    assert miss(now, {}, _earlier(parts=before)) == (
+        "since run 'run-1': class 'models.Model' of an input changed"
+    )
+
+
+def test_keys_of_steps_that_receive_none_of_the_users_classes_are_as_before():
+    assert "classes" not in BEFORE.to_json()
+    assert KeyParts.from_json(json.loads(BEFORE.to_json())) == BEFORE
+    with_class = BEFORE._replace(classes={"models.Model": "d1"})
+    assert KeyParts.from_json(json.loads(with_class.to_json())) == with_class
+    assert with_class.key != BEFORE.key

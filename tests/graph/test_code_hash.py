@@ -626,3 +626,58 @@ def test_a_method_of_an_arguments_class_is_part_of_the_steps_key(
     assert run_script(project, branchwork_home) == "30.0 cached"
     edit(project, "script.py", "return self.w * x", "return self.w * x + 1000")
     assert run_script(project, branchwork_home) == "1030.0 completed"
+
+
+ANNOTATED_STEPS = """\
+from typing import Annotated, Generic, List, Literal, Optional, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+epochs = 3
+
+
+class Item(BaseModel):
+    w: float
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class Model:
+    def predict(self, x):
+        return x
+
+
+def train():
+    return 1
+
+
+def total(page: Page[Item]) -> Page[Item]:
+    return page
+
+
+def forward(models: List["Model"], other: Optional["Model"] = None) -> float:
+    return 0.0
+
+
+def report(mode: Literal["train", "eval"], n: Annotated[int, "epochs"]) -> str:
+    return mode
+"""
+
+
+def test_annotations_reach_generic_arguments_and_forward_references_not_literal_values(
+    tmp_path: Path,
+):
+    project = write_project(tmp_path / "project", {"annotated.py": ANNOTATED_STEPS})
+    # a parametrized pydantic model (`Page[Item]`, a class pydantic makes, with ids in its
+    # schema) is its generic class and arguments: the same digest in every process
+    first = fingerprint_in_new_process(project, "annotated:total")
+    assert fingerprint_in_new_process(project, "annotated:total", "1") == first
+    assert {"annotated:Page", "annotated:Item"} <= set(first["parts"])
+    assert "annotated:Page[Item]" not in first["parts"]
+    forward = fingerprint_in_new_process(project, "annotated:forward")
+    assert "annotated:Model" in forward["parts"]
+    report = fingerprint_in_new_process(project, "annotated:report")
+    assert set(report["parts"]) == {"annotated:report"}  # not `train`, nor `epochs`

@@ -326,6 +326,8 @@ def test_a_child_run_that_waits_pauses_every_run_above_it_and_one_answer_resumes
     shown = cli("runs", "show", train.name)
     assert "Paused with   review: its child run 'review-" in shown
     assert "Failed step" not in shown and "Traceback" not in shown
+    drawn = cli("runs", "graph", train.name, "-f", "dot")
+    assert 'fillcolor="#dbeafe", color="#1d4ed8"' in drawn  # paused, not planned
 
     with pytest.raises(OrchestratorError) as early:
         Client().resume_run(outer.id)

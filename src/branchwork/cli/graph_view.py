@@ -14,6 +14,7 @@ CONTINUES = "… continues at run time"
 COLORS = {
     "failed": ("#fee2e2", "#dc2626"),
     "stopped": ("#f3e8ff", "#9333ea"),
+    "paused": ("#dbeafe", "#1d4ed8"),  # its child run waits for an answer
     "running": ("#fef9c3", "#ca8a04"),
     "initializing": ("#f3f4f6", "#6b7280"),
     "retried": ("#ffedd5", "#ea580c"),

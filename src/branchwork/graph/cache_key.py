@@ -3,8 +3,11 @@
 A key hashes `KeyParts`: the step's code (its fingerprint: the user code its body reaches,
 see `graph.code_hash`), a token per argument, the contents of the files it reads
 (`FileInput`), the versions of the libraries its `cache_policy` names, the value of its
-`cache_key_fn`, and how its outputs are stored. The parts are recorded with each step run,
-so the reason of a miss names the part that changed (`graph.cache_reasons`).
+`cache_key_fn`, how its outputs are stored, and the code of the user's classes of the step
+outputs it receives (it runs their methods: `model.predict`, which no name in its own code
+reaches). The parts are recorded with each step run, so the reason of a miss names the part
+that changed (`graph.cache_reasons`). A part added later is left out of the key while empty:
+keys made before it stay the same.
 
 An argument's token is readable for a plain scalar (`int:5`, `str:'a.csv'`) and a short
 hash of its `branchwork.values` encoding otherwise, which keeps types: a step called with
@@ -47,10 +50,14 @@ class KeyParts(NamedTuple):
     libraries: dict[str, str]
     extra: str | None
     outputs: str
+    classes: dict[str, str] = {}  # noqa: RUF012 - never mutated: {class path: code digest}
 
     def to_json(self) -> str:
         """The parts as recorded with the step run: the text its key hashes."""
-        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        parts = self._asdict()
+        if not parts["classes"]:
+            del parts["classes"]  # see the module docstring
+        return json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     @property
     def key(self) -> str:
@@ -66,6 +73,7 @@ class KeyParts(NamedTuple):
             libraries=data.get("libraries") or {},
             extra=data.get("extra"),
             outputs=data.get("outputs") or "",
+            classes=data.get("classes") or {},
         )
 
 
@@ -77,13 +85,23 @@ def key_of(parts_json: str) -> str:
 
 def key_parts(
     invocation: Invocation,
-    content_hash: Callable[[OutputRef], str],
+    stored_output: Callable[[OutputRef], tuple[str, str]],
     file_hash: Callable[[str], str],
     libraries: Mapping[str, str],
     extra: Any = None,
+    class_code: Callable[[str], str | None] = lambda data_type: None,
 ) -> KeyParts:
-    """The parts of an invocation's key; `content_hash` gives a step output's content hash,
-    `file_hash` a file's (OSError: the key cannot be computed)."""
+    """The parts of an invocation's key; `stored_output` gives a step output's content hash
+    and data type, `class_code` the code digest of the user's class a data type names (None
+    for any other), `file_hash` a file's (OSError: the key cannot be computed)."""
+    classes: dict[str, str] = {}
+
+    def content_hash(ref: OutputRef) -> str:
+        digest, data_type = stored_output(ref)
+        if data_type not in classes and (code := class_code(data_type)) is not None:
+            classes[data_type] = code
+        return digest
+
     by_content = Leaf("$hash", ARTIFACT_REFS, lambda ref: _by_content(ref, content_hash))
     files = {path: file_hash(path)[:16] for path in invocation.files}
     arguments = {}
@@ -100,12 +118,8 @@ def key_parts(
         libraries=dict(libraries),
         extra=None if extra is None else _token(canonical(extra)),
         outputs=_outputs_of(step),
+        classes=classes,
     )
-
-
-def cache_key(invocation: Invocation, content_hash: Callable[[OutputRef], str]) -> str:
-    """The key of an invocation that reads no files and has no extra key parts."""
-    return key_parts(invocation, content_hash, _no_files, {}).key
 
 
 def same_key_format(a: str | None, b: str | None) -> bool:
@@ -129,10 +143,6 @@ def _token(encoded: Any) -> str:
     if type(encoded) in _READABLE or (type(encoded) is str and len(encoded) <= 40):
         return f"{type(encoded).__name__}:{encoded!r}"
     return "hash:" + hash_json(encoded)[:16]
-
-
-def _no_files(path: str) -> str:
-    raise OSError(f"{path}: files are not read here")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -80,6 +80,12 @@ def miss(
         lambda path: f"input file '{path}'", parts.files, before.files, values=False
     )
     changes += _map_changes(lambda name: f"library '{name}'", parts.libraries, before.libraries)
+    changes += _map_changes(
+        lambda name: f"class '{name}' of an input",
+        parts.classes,
+        before.classes,
+        values=False,
+    )
     if parts.extra != before.extra:
         changes.append("its cache_key_fn gave another value")
     if parts.outputs != before.outputs:

@@ -13,8 +13,7 @@ hashes every piece of the user's own code the function reaches, each normalized:
   be read, as running the step would; a library's is not, nor its package); the user's
   functions and classes inside the values it reads (a registry `{"small": build_small}`, a
   list of classes); the classes its annotations name (it calls their methods on its
-  arguments: `model: Model`, also as text under `from __future__ import annotations`; the
-  class of a value a step receives enters its key with the value: `class_digest`); the
+  arguments: `model: Model`, also as text under `from __future__ import annotations`); the
   values of the function's closure cells; the names in decorators (found in the source, as
   the function's bytecode does not apply its own decorators); for a class, its bases and
   metaclass, its members (what its methods load, its class-level values), the whole class
@@ -302,23 +301,31 @@ def _function_references(func: Any) -> Iterator[Reference]:
 
 
 def _annotated(annotation: Any, namespace: dict[str, Any]) -> Iterator[Reference]:
-    """The classes an annotation names (`model: Model`, `list[Model]`, or as text under
-    `from __future__ import annotations`): the function runs their methods through its
-    arguments, which its bytecode loads as attributes of locals, not by name."""
+    """The classes an annotation names (`model: Model`, `list[Model]`, `Optional["Model"]`,
+    or as text under `from __future__ import annotations`): the function runs their methods
+    through its arguments, which its bytecode loads as attributes of locals, not by name.
+    `Literal` values and `Annotated` metadata name nothing."""
+    if isinstance(annotation, typing.ForwardRef):
+        annotation = annotation.__forward_arg__
     if isinstance(annotation, str):
         try:
             tree = ast.parse(annotation, mode="eval")
         except SyntaxError:
             return
-        for node in ast.walk(tree):
-            chain = _dotted(node)
-            found = _resolve(chain, namespace) if chain else None
-            if found is not None:
-                yield found
+        yield from _names_in(tree, namespace)
         return
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return
+    arguments = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        arguments = arguments[:1]
+    generic = getattr(annotation, "__pydantic_generic_metadata__", None) or {}
+    if generic.get("origin") is not None:  # `Page[Item]`: a class pydantic makes, no source
+        annotation, arguments = generic["origin"], generic["args"]
     if isinstance(annotation, type) and not isinstance(annotation, GenericAlias):
         yield _label(annotation.__module__, annotation.__qualname__), annotation
-    for argument in typing.get_args(annotation):
+    for argument in arguments:
         yield from _annotated(argument, namespace)
 
 
@@ -364,11 +371,16 @@ def _decorator_references(
     """What the decorators in a piece's source name: they are applied by the code that
     defines the piece, not by the piece's own bytecode."""
     for decorator in decorators:
-        for part in ast.walk(decorator):
-            chain = _dotted(part)
-            found = _resolve(chain, namespace) if chain else None
-            if found is not None:
-                yield found
+        yield from _names_in(decorator, namespace)
+
+
+def _names_in(tree: ast.AST, namespace: dict[str, Any]) -> Iterator[Reference]:
+    """What the names and dotted names in a piece of source resolve to in `namespace`."""
+    for node in ast.walk(tree):
+        chain = _dotted(node)
+        found = _resolve(chain, namespace) if chain else None
+        if found is not None:
+            yield found
 
 
 def _dotted(node: ast.AST) -> list[str] | None:

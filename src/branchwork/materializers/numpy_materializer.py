@@ -74,16 +74,14 @@ class NumpyMaterializer(BaseMaterializer):
         metadata: dict[str, Any] = {"shape": list(array.shape), "dtype": str(array.dtype)}
         is_float = np.issubdtype(array.dtype, np.floating)
         if (is_float or np.issubdtype(array.dtype, np.integer)) and array.ndim and array.size:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # only NaN: no statistics
-                metadata.update(
-                    min=json_number(np.nanmin(array)),
-                    max=json_number(np.nanmax(array)),
-                    mean=json_number(np.nanmean(array)),
-                )
-            missing = int(np.isnan(array).sum()) if is_float else 0
-            if missing:
-                metadata["nan"] = missing
+            stats = array.min(), array.max(), array.mean()
+            if is_float and np.isnan(stats[0]):  # NaN-aware ones copy the array: only then
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # only NaN: no statistics
+                    stats = np.nanmin(array), np.nanmax(array), np.nanmean(array)
+                metadata["nan"] = int(np.isnan(array).sum())
+            metadata.update(min=json_number(stats[0]), max=json_number(stats[1]))
+            metadata["mean"] = json_number(stats[2])
         with np.printoptions(threshold=100, edgeitems=3, linewidth=100):
             text = repr(data)
         return Preview(text=text, metadata=metadata)

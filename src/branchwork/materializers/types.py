@@ -36,6 +36,23 @@ def _resolve_installed(path: str) -> Any:
     return Any
 
 
+def loaded_type(path: str) -> Any:
+    """The class named "module.QualName" if its module is loaded in this process, else None:
+    nothing is imported (a library's module, or a module's top-level code, on the loop's
+    machine just to name a class)."""
+    if path.startswith("__main__."):
+        found = resolve_type(path)
+        return None if found is Any else found
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        found = sys.modules.get(".".join(parts[:split]))
+        for part in parts[split:] if found is not None else ():
+            found = getattr(found, part, None)
+        if found is not None:
+            return found
+    return None
+
+
 def type_path(value: Any) -> str:
     """The "module.QualName" of `value`'s class, as `resolve_type` reads it back (interned:
     a run holds one per output)."""

@@ -22,7 +22,7 @@ from branchwork.graph.cache_key import KeyParts, key_of, key_parts
 from branchwork.graph.code_hash import class_digest, library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
-from branchwork.materializers.types import resolve_type
+from branchwork.materializers.types import loaded_type
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
 from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import events as E
@@ -50,7 +50,7 @@ class CacheKeys:
         self._code_before: dict[str, Mapping[str, str] | None] = {}
         self._code_recorded: set[str] = set()
         self._invalidated: set[str] = set()  # looked-up keys whose results were invalidated
-        self._class_code: dict[str, str | None] = {}  # by data type: see _input_hash
+        self._class_codes: dict[str, str | None] = {}  # by data type: see _class_code
 
     def compute(self, commands: list[E.ComputeKey]) -> list[E.Event]:
         """Every key the commands ask for, and one store query for those to look up."""
@@ -82,10 +82,11 @@ class CacheKeys:
             extra = step.cache_key_fn(dict(invocation.inputs)) if step.cache_key_fn else None
             parts = key_parts(
                 invocation,
-                self._input_hash,
+                self._stored_output,
                 content_hash,
                 library_versions(step.cache_policy.libraries),
                 extra,
+                self._class_code,
             )
         except Exception as error:  # noqa: BLE001 - a key that cannot be computed is a miss
             item.key_error = f"{type(error).__name__}: {error}"
@@ -98,16 +99,17 @@ class CacheKeys:
             self._code_recorded.add(parts.code)
             self.recorder.fingerprint(parts.code, step.code_fingerprint.parts)
 
-    def _input_hash(self, ref: OutputRef) -> str:
-        """A step output's content hash as an input's key part, with the code of its value's
-        class when that is the user's: `score(model)` runs `model.predict`, and a changed
-        method served a stale result while `make` stored the same bytes."""
+    def _stored_output(self, ref: OutputRef) -> tuple[str, str]:
         stored = self.tracked.of(ref.invocation_id).outputs[ref.output]
-        data_type = stored.data_type
-        if data_type not in self._class_code:
-            self._class_code[data_type] = class_digest(resolve_type(data_type))
-        code = self._class_code[data_type]
-        return stored.content_hash if code is None else f"{stored.content_hash}+{code}"
+        return stored.content_hash, stored.data_type
+
+    def _class_code(self, data_type: str) -> str | None:
+        """The code digest of the user's class `data_type` names, once per run: `score(model)`
+        runs `model.predict`, and a changed method served a stale result while `make` stored
+        the same bytes. A class whose module is not loaded here enters no key."""
+        if data_type not in self._class_codes:
+            self._class_codes[data_type] = class_digest(loaded_type(data_type))
+        return self._class_codes[data_type]
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
         """Keep the engine's verdict on the invocation, with its reason."""

@@ -257,13 +257,12 @@ class StepRecords:
             item.last_attempt = result
             # a child run asked to stop (with its parent, or on its own) stops its invocation;
             # one that paused at a question pauses it
-            status = (
-                "stopped"
-                if isinstance(result.error, PipelineRunStoppedError)
-                else "paused"
-                if isinstance(result.error, ChildRunPaused)
-                else "failed"
-            )
+            if isinstance(result.error, PipelineRunStoppedError):
+                status = "stopped"
+            elif isinstance(result.error, ChildRunPaused):
+                status = "paused"
+            else:
+                status = "failed"
             self.recorder.step_finished(
                 result.step_run_id,
                 status,
