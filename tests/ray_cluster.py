@@ -143,7 +143,9 @@ class RayCluster:
             return []
         found: dict[int, psutil.Process] = {}
         for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
+            # a process may exit between the listing and the look-up: psutil's error, or the
+            # ProcessLookupError of os.getpgid (CI once failed a teardown on it)
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
                 if os.getpgid(process.pid) == group:
                     found[process.pid] = process
                     for child in process.children(recursive=True):
