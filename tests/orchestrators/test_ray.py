@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,13 @@ def hold_a_cpu(marker_dir: str, index: int) -> list[float]:
     return [start, time.time()]
 
 
+@step
+def nap(index: int) -> list[float]:
+    start = time.time()
+    time.sleep(0.4)
+    return [start, time.time()]
+
+
 @step(settings={"resources": ResourceSettings(gpu_count=1)})
 def train_on_gpu(x: int) -> int:
     return x
@@ -173,6 +181,11 @@ def eight_at_once(marker_dir: str):
 @pipeline(enable_cache=False)
 def four_cpu_bound(marker_dir: str):
     return [hold_a_cpu(marker_dir, i) for i in range(4)]
+
+
+@pipeline(enable_cache=False)
+def sixteen_naps():
+    return [nap(i) for i in range(16)]
 
 
 @pipeline(enable_cache=False)
@@ -245,6 +258,19 @@ def test_cpu_bound_steps_hold_a_whole_cpu_each(tmp_path):
         sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals
     )
     assert most_at_once == 2
+
+
+def test_a_step_that_waited_in_rays_queue_is_recorded_from_when_it_began():
+    """Sixteen plain steps are launched at once and Ray runs eight at a time: each step's
+    recorded start is when it began, not when it was launched, so the wait of the second
+    eight for a CPU is not part of their durations."""
+    with on_ray():
+        intervals = sixteen_naps()
+    steps = sixteen_naps.last_run.steps
+    for index, (began, _) in enumerate(intervals):
+        step_run = steps["nap" if index == 0 else f"nap_{index + 1}"]
+        recorded = step_run.start_time.replace(tzinfo=timezone.utc).timestamp()
+        assert 0 <= began - recorded < 0.2, (index, began - recorded)
 
 
 def test_step_logs_are_captured_in_the_worker_and_recorded_by_the_loop():

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select
 
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
@@ -41,11 +41,20 @@ _FINISH_FIELDS = (
     "traceback",
     "run_metadata",
 )
-# Bound names must differ from column names in an executemany UPDATE.
+# Bound names must differ from column names in an executemany UPDATE. An attempt's start
+# is the launch until its result says when it began (a Ray task may wait in Ray's queue).
 _STEP_UPDATE = (
     schema.step_run.update()
     .where(schema.step_run.c.id == bindparam("u_id"))
-    .values({name: bindparam(f"u_{name}") for name in _FINISH_FIELDS})
+    .values(
+        {name: bindparam(f"u_{name}") for name in _FINISH_FIELDS}
+        | {
+            "start_time": func.coalesce(
+                bindparam("u_start_time", type_=schema.step_run.c.start_time.type),
+                schema.step_run.c.start_time,
+            )
+        }
+    )
 )
 
 
@@ -194,7 +203,10 @@ class Recorder:
         error: BaseException | None = None,
         traceback: str | None = None,
         metadata: str | None = None,
+        start: float | None = None,
     ) -> None:
+        """An attempt ended; `start`, when its result says, is when it began (it was
+        recorded as of its launch)."""
         values = {
             "status": status,
             "end_time": utc(end),
@@ -203,11 +215,20 @@ class Recorder:
             "traceback": traceback,
             "run_metadata": metadata,
         }
+        started = utc(start) if start is not None else None
         pending = self._step_runs.get(step_run_id)
         if pending is not None:
             pending.update(values)
+            if started is not None:
+                pending["start_time"] = started
         else:
-            self._updates.append({"u_id": step_run_id, **{f"u_{k}": v for k, v in values.items()}})
+            self._updates.append(
+                {
+                    "u_id": step_run_id,
+                    "u_start_time": started,
+                    **{f"u_{k}": v for k, v in values.items()},
+                }
+            )
 
     def fingerprint(self, digest: str, parts: Mapping[str, str]) -> None:
         """What a code digest is made of, once per digest."""

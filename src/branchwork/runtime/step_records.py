@@ -270,6 +270,7 @@ class StepRecords:
                 result.error,
                 result.traceback,
                 metadata,
+                result.start_time,
             )
             return
         step = item.invocation.step
@@ -294,7 +295,11 @@ class StepRecords:
             item.outputs[spec.name] = stored._replace(preview=None, version_id=version_id)
         item.step_run_id = result.step_run_id
         self.recorder.step_finished(
-            result.step_run_id, "completed", result.end_time, metadata=metadata
+            result.step_run_id,
+            "completed",
+            result.end_time,
+            metadata=metadata,
+            start=result.start_time,
         )
 
     def retried(self, item: Tracked) -> None:
