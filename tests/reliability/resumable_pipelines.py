@@ -77,3 +77,30 @@ def switching(folder: str):
     if Path(folder, "fail-last").exists() and second > 0:  # fails once 'second' has run
         raise RuntimeError("the body fails after 'second'")
     return second
+
+
+@step
+def read_value(folder: str) -> int:
+    """Data from outside the pipeline: the number in `<folder>/value`."""
+    _log(folder, "read")
+    return int(Path(folder, "value").read_text())
+
+
+@step
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@step
+def fail_if_told(folder: str, x: int) -> int:
+    if Path(folder, "fail-last").exists():
+        raise RuntimeError("told to fail")
+    return x
+
+
+@pipeline
+def recomputed(folder: str):
+    """A step after `read_value` through data, and one called with a value the body read."""
+    after_data = plus_one(read_value(folder))
+    after_read = plus_one(after_data.load() * 10, id="after_read")
+    return fail_if_told(folder, after_read)

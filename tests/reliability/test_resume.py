@@ -104,6 +104,29 @@ def test_resume_stops_where_the_graph_diverges(tmp_path):
     assert run.status == "completed" and run.steps["second"].step_name == "variant_b"
 
 
+def test_a_resume_runs_again_what_was_invalidated_since_and_what_its_new_value_changes(tmp_path):
+    (tmp_path / "value").write_text("1")
+    (tmp_path / "fail-last").touch()
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.recomputed(folder=str(tmp_path))
+    run_id = info.value.run_id
+    (tmp_path / "value").write_text("5")  # the data changed: its result is no longer right
+    assert Client().invalidate_cache("read_value", "recomputed") == 1
+    (tmp_path / "fail-last").unlink()
+    assert Client().resume_run(run_id) == (5 + 1) * 10 + 1
+    assert executions(tmp_path) == Counter({"read": 2})
+    reasons = {name: d.reason for name, d in Client().get_cache_decisions(run_id).items()}
+    assert reasons["read_value"] == (
+        "its result was invalidated since it ran (branchwork cache invalidate)"
+    )
+    assert reasons["plus_one"] == (
+        "it comes after 'read_value', which ran again (its result was invalidated)"
+    )
+    assert reasons["after_read"] == (
+        "it comes after 'plus_one', which ran again (its result was invalidated)"
+    )
+
+
 SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})

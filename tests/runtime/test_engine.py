@@ -313,6 +313,7 @@ class Attempt:
     cache_key: str | None
     status: str
     attempt: int
+    invalidated: bool = False
 
 
 def test_a_resume_takes_over_completed_invocations_and_runs_the_rest_as_next_attempts():
@@ -334,6 +335,42 @@ def test_a_resumed_invocation_that_changed_diverges_and_fails_the_run():
     assert "invocation 'load' runs step 'load' whose code changed since it ran" in diverged.message
     assert commands[1:] == [GaveUp("load"), NotRun("train", "load")]
     assert run.engine.first_failure == "load"
+
+
+def test_a_resume_runs_an_invalidated_result_again_and_what_its_new_value_changes():
+    """'load' was invalidated since: it runs again. 'train' gets its new output (a new key)
+    and runs again rather than diverging; 'report', whose key is the same, is taken over."""
+    replay = {
+        "load": Attempt("load", "code", "k-load", "completed", 1, invalidated=True),
+        "train": Attempt("train", "code", "k-train-before", "completed", 1),
+        "report": Attempt("report", "code", "k-report", "completed", 1),
+    }
+    keys = {"load": "k-load", "train": "k-train", "report": "k-report"}
+    run = engine(check=GraphCheck("r", replay), keys=keys)
+    assert run.handle(add("load"), add("train", ["load"]), add("report", ["load"])) == [
+        Launch("load", 2, False)
+    ]
+    assert run.handle(Finished("load", True)) == [
+        Reuse("report", replay["report"]),
+        Launch("train", 2, False),
+    ]
+    reasons = {c.invocation_id: c.reason for c in run.commands if isinstance(c, Missed)}
+    assert reasons == {
+        "load": "its result was invalidated since it ran (branchwork cache invalidate)",
+        "train": "it comes after 'load', which ran again (its result was invalidated)",
+    }
+
+
+def test_a_resumed_call_made_after_reading_an_invalidated_value_runs_again_where_it_differs():
+    replay = {
+        "load": Attempt("load", "code", "k-load", "completed", 1, invalidated=True),
+        "train": Attempt("train", "code", "k-train-before", "completed", 1),
+    }
+    run = engine(check=GraphCheck("r", replay), keys={"load": "k-load", "train": "k-train"})
+    run.handle(add("load"))
+    run.handle(Finished("load", True))
+    reading = add("train")._replace(reads=("load",))  # its argument is load's value
+    assert run.handle(reading) == [Launch("train", 2, False)]
 
 
 def test_a_resume_that_accepts_the_new_graph_runs_it():

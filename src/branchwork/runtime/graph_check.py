@@ -4,6 +4,11 @@ Completed invocations are reused by id. An invocation id that now names another 
 changed code or gets other inputs stops the resumed run with `ReplayDivergenceError`, unless
 the resume accepts the new graph. A fresh run is never checked against earlier runs: where
 it differs, its steps simply miss the cache (and the cache reason says what changed).
+
+A completed invocation whose result was invalidated since (`branchwork cache invalidate`)
+runs again, as a replay's does. Its new result may differ, so the invocations that come
+after it through data, and every call made once the body read its value, run again where
+they now differ instead of diverging.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from branchwork.graph.cache_key import same_key_format
 from branchwork.graph.cache_reasons import RESUMED
 
 _REUSABLE = ("completed", "cached")
+INVALIDATED_SINCE = "its result was invalidated since it ran (branchwork cache invalidate)"
 
 
 class Recorded(Protocol):
@@ -38,6 +44,9 @@ class Attempt(Recorded, Protocol):
 
     @property
     def attempt(self) -> int: ...
+
+    @property
+    def invalidated(self) -> bool: ...
 
 
 class Call(NamedTuple):
@@ -80,13 +89,16 @@ class GraphCheck:
         self.run_name = run_name
         self.replay = replay or {}
         self.accept_new_graph = accept_new_graph
+        self._ran_again: set[str] = set()  # recorded completed, run again (module docstring)
+        self._read_ran_again: str | None = None  # the first of them whose value the body read
 
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
 
     def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
-        """The pipeline made a call, after reading these values since its previous one;
-        a resume does not look at them."""
+        """The pipeline made a call, after reading these values since its previous one."""
+        if self._read_ran_again is None:
+            self._read_ran_again = next((read for read in reads if read in self._ran_again), None)
 
     def check(self, call: Call) -> Verdict:
         record = self.replay.get(call.invocation_id)
@@ -96,9 +108,17 @@ class GraphCheck:
         # a record keyed in an older format cannot be checked: it runs again
         if record.status not in _REUSABLE or not same_key_format(record.cache_key, call.key):
             return Verdict(attempts_before=record.attempt)
+        if record.invalidated:
+            self._ran_again.add(call.invocation_id)
+            return Verdict(attempts_before=record.attempt, reason=INVALIDATED_SINCE)
         difference = difference_from(record, call.step_name, call.code_hash, call.key)
         if difference is None:
             return Verdict(reuse=record, attempts_before=record.attempt)
+        after = next((i for i in call.upstream if i in self._ran_again), self._read_ran_again)
+        if after is not None:
+            self._ran_again.add(call.invocation_id)
+            reason = f"it comes after '{after}', which ran again (its result was invalidated)"
+            return Verdict(attempts_before=record.attempt, reason=reason)
         if self.accept_new_graph:
             return Verdict(attempts_before=record.attempt)
         return Verdict(

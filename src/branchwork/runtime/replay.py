@@ -171,6 +171,7 @@ class ReplayCheck(GraphCheck):
         return invocation_id in self.own or invocation_id in self.original
 
     def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
+        super().made(invocation_id, reads)
         self._reads.extend(reads)
         if self.is_replayed(invocation_id):
             self._reads_before[invocation_id] = len(self._reads)
