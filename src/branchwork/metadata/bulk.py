@@ -11,6 +11,7 @@ they are.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,9 @@ class BulkStatement:
         ]
         self.keys = [compiled.binds[name].key for name in names]
 
-        self._pairs = list(zip(self.keys, self.processors))
+        # A row's values in one C call, then the few that have a bind processor converted.
+        self._values_of = operator.itemgetter(*self.keys) if len(self.keys) > 1 else None
+        self._converted = [(i, proc) for i, proc in enumerate(self.processors) if proc]
         self.columns = columns
         # Tuples the driver takes as they are: positional, in its order, nothing to convert.
         self._tuples_as_is = (
@@ -46,10 +49,10 @@ class BulkStatement:
     def _bound(self, row: Any) -> Any:
         if self.columns is not None:  # a tuple the driver cannot take as it is
             row = dict(zip(self.columns, row))
-        values = [
-            row[key] if proc is None or row[key] is None else proc(row[key])
-            for key, proc in self._pairs
-        ]
+        values = list(self._values_of(row)) if self._values_of else [row[self.keys[0]]]
+        for index, process in self._converted:
+            if values[index] is not None:
+                values[index] = process(values[index])
         return tuple(values) if self.positional else dict(zip(self.names, values))
 
     def execute(self, conn: Connection, rows: Sequence[Any]) -> None:
