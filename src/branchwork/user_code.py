@@ -17,8 +17,10 @@ A pipeline defined interactively (a Jupyter notebook's cells, a REPL) has no fil
 it from again: it travels to its orchestration process by value instead, a cloudpickle in
 the environment that process is started with (`pipeline_by_value`), which pickles the
 `__main__` functions it reaches (its steps, their helpers) by value too. And its code
-changes while the process lives (a cell run again redefines a helper): what is cached per
-function object (fingerprints, pickled steps) is cached per `code_generation()`.
+changes while the process lives (a cell run again redefines a helper), as do the values a
+script's steps read (a sweep sets a module's global before each run): what is cached per
+function object (fingerprints, pickled steps) is cached per `code_generation()`, which
+changes at every cell run and every run started.
 """
 
 from __future__ import annotations
@@ -146,12 +148,22 @@ def extend_import_path(entries: list[str]) -> None:
     sys.path[:0] = missing
 
 
-def code_generation() -> int:
-    """A number that changes whenever interactive code may have: the count of cells the
-    IPython kernel or shell has run (0 elsewhere: a script's code does not change)."""
+def code_generation() -> tuple[int, int]:
+    """What changes whenever the code a step reaches, or a value it reads, may have: the
+    count of cells the IPython kernel or shell has run, and of the runs this process started
+    (between two, a script may set a module's global or reload a module)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    return int(getattr(shell, "execution_count", 0) or 0)
+    return int(getattr(shell, "execution_count", 0) or 0), _runs_started[0]
+
+
+_runs_started = [0]
+
+
+def new_code_generation() -> None:
+    """A run starts here: the code its steps reach, and the values they read, are hashed
+    again when it first needs them."""
+    _runs_started[0] += 1
 
 
 def _defined_interactively(func: Any) -> bool:

@@ -337,6 +337,45 @@ def test_config_objects_of_the_users_classes_are_keyed_by_their_values(
     assert changed_parts(before, after) == {changed}
 
 
+DATA = """\
+import numpy as np
+import pandas as pd
+
+WEIGHTS = np.array([1.0, 2.0, 3.0])
+TABLE = pd.DataFrame({"v": [10, 20], "w": ["a", "b"]})
+RATES = pd.Series([0.1, 0.2], name="rate")
+CELLS = pd.DataFrame({"tags": [["x"], ["y"]]})
+OBJECTS = np.array([{"a": 1}], dtype=object)
+
+
+def score():
+    return WEIGHTS.sum(), TABLE["v"].sum(), RATES.mean(), len(CELLS), len(OBJECTS)
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        ("[1.0, 2.0, 3.0]", "[1.0, 2.0, 4.0]", {"data:WEIGHTS"}),
+        ("np.array([1.0, 2.0, 3.0])", "np.array([1, 2, 3])", {"data:WEIGHTS"}),
+        ('"v": [10, 20]', '"v": [11, 20]', {"data:TABLE"}),
+        ('"w": ["a", "b"]', '"x": ["a", "b"]', {"data:TABLE"}),
+        ('name="rate"', 'name="rates"', {"data:RATES"}),
+        ('[["x"], ["y"]]', '[["x"], ["z"]]', set()),  # lists in cells: by type, as before
+    ],
+)
+def test_numpy_arrays_and_pandas_objects_in_globals_are_keyed_by_their_contents(
+    tmp_path: Path, old: str, new: str, changed: set[str]
+):
+    """A lookup table or weights in a module global are data: an edited one was served the
+    old result, as its type alone entered the key."""
+    project = write_project(tmp_path / "project", {"data.py": DATA})
+    before = fingerprint_in_new_process(project, "data:score")
+    assert before == fingerprint_in_new_process(project, "data:score", hash_seed="5")
+    edit(project, "data.py", old, new)
+    assert changed_parts(before, fingerprint_in_new_process(project, "data:score")) == changed
+
+
 def double(x: int) -> int:
     return 2 * x
 

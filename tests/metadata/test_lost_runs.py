@@ -85,10 +85,11 @@ def long_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield run
 
 
-def cli(home: Path, *args: str) -> str:
-    env = python_env(
-        home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT, BRANCHWORK_SQLITE_BUSY_TIMEOUT="1"
-    )
+def cli(home: Path, *args: str, heartbeat: str | None = HEARTBEAT) -> str:
+    """The real command on the store in `home`, in a process heartbeating every `heartbeat`
+    seconds (None: the default 5 s)."""
+    beats = {"BRANCHWORK_HEARTBEAT_SECONDS": heartbeat} if heartbeat else {}
+    env = python_env(home, BRANCHWORK_SQLITE_BUSY_TIMEOUT="1", **beats)
     with Spawned([BRANCHWORK, *args], env=env) as command:
         code, out, err = command.wait(60)
     assert code == 0, err
@@ -125,6 +126,36 @@ def test_every_reader_says_failed_and_none_writes(lost_run):
     assert [r["name"] for r in failed_only] == [run.name]
     # ... and none of them wrote it: the row says what the dead loop left.
     assert sql(home, "SELECT status FROM pipeline_run") == [("running",)]
+
+
+def test_a_run_is_lost_after_six_of_its_own_loops_heartbeats_whatever_the_readers(lost_run):
+    """Its loop heartbeated every 0.2 s: a reader on the default 5 s reads it lost after
+    1.2 s of silence (it read running for 30 s)."""
+    shown = json.loads(cli(lost_run, "runs", "show", "latest", "-o", "json", heartbeat=None))
+    assert (shown["status"], shown["exception_type"]) == ("failed", "OrchestrationLost")
+    assert "stopped heartbeating for over 1.2s" in shown["exception_message"]
+
+
+def test_a_live_run_whose_loop_heartbeats_seldom_is_not_reaped_by_a_faster_reader(
+    tmp_path, monkeypatch
+):
+    """A loop heartbeating every 10 s, silent for more than the 1.2 s after which a reader
+    on 0.2 s would call its own loop dead: alive to that reader, and `runs reap` leaves it
+    (it was reaped alive, and its run then stopped)."""
+    home = tmp_path / "home"
+    script = tmp_path / "killed.py"
+    script.write_text(SCRIPT)
+    with Spawned(python(str(script)), env=python_env(home, BRANCHWORK_HEARTBEAT_SECONDS="10")):
+        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+        wait_until(
+            lambda: time.time() - sql(home, "SELECT heartbeat FROM pipeline_run")[0][0] > 1.5,
+            10,
+            "a silence longer than six of the reader's heartbeats",
+        )
+        assert cli(home, "runs", "reap").strip() == "Recorded 0 lost runs as failed."
+        listed = json.loads(cli(home, "runs", "list", "-o", "json"))
+        assert [run["status"] for run in listed] == ["running"]
+        assert sql(home, "SELECT status FROM pipeline_run") == [("running",)]
 
 
 def test_runs_reap_records_it(lost_run):

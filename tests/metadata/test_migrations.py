@@ -4,6 +4,7 @@ stack as rows, on a new store and on one created at an older revision."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -603,6 +604,40 @@ def test_0016_gives_each_step_log_its_run_and_goes_down_and_up_keeping_every_row
         assert row_counts(engine) == (1, 2, 1, 1, 1)
         store.upgrade(engine)
         assert step_logs(engine, run) == [StepLog("train", "completed", "epoch 1")]
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_0017_adds_each_runs_heartbeat_interval_and_goes_down_and_up_keeping_every_row(
+    store_url, monkeypatch
+):
+    """A running run recorded at 0016 has no interval of its own: it is lost by the
+    reader's, as before; down to 0016 drops the column and keeps every row."""
+    from alembic import command
+
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0016")
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0008:
+                conn.execute(text(statement))
+            beat = time.time() - 20  # silent for 20 s: lost on 0.2 s heartbeats, not on 5 s
+            conn.execute(text(f"UPDATE pipeline_run SET status = 'running', heartbeat = {beat}"))
+        store.upgrade(engine)
+        monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "5")
+        assert find_run(engine, "old-run").status == "running"
+        monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")
+        assert find_run(engine, "old-run").status == "failed"
+
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0016")
+        columns = {c["name"] for c in inspect(engine).get_columns("pipeline_run")}
+        assert "heartbeat_seconds" not in columns
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
+        store.upgrade(engine)
         assert schema_differences(engine) == []
     finally:
         engine.dispose()

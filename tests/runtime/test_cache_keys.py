@@ -9,8 +9,10 @@ process). Everything else runs in this process against the test's store.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections import deque
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -274,7 +276,10 @@ def test_cache_key_fn_adds_what_the_arguments_do_not_say():
     assert versioned_flow() == "v2:3"
     step_run = versioned_flow.last_run.steps["versioned"]
     assert (step_run.status, step_run.cache_verdict) == ("completed", "miss")
-    assert step_run.cache_reason.endswith(": its cache_key_fn gave another value")
+    # the step reads the version too: its code's value changed as well
+    assert step_run.cache_reason.endswith(
+        ": code changed: test_cache_keys:MODEL_VERSION; its cache_key_fn gave another value"
+    )
 
 
 def _broken_key(inputs: dict[str, Any]) -> Any:
@@ -315,7 +320,9 @@ def test_a_key_that_cannot_be_computed_runs_the_step_every_time_and_says_why():
 # ---- expiry, refresh, cache off, invalidation ----------------------------------------------
 
 
-CALLS: list[str] = []
+# A deque, which enters keys by its type: a module-level list the steps append to would be
+# hashed by its items, and change their keys at every run (docs/caching.md).
+CALLS: deque[str] = deque()
 
 
 @step(expire_after=timedelta(minutes=5))
@@ -357,7 +364,7 @@ def test_a_result_older_than_expire_after_is_computed_anew():
     assert (step_run.status, step_run.cache_verdict) == ("completed", "expired")
     assert "older than expire_after (0:05:00)" in step_run.cache_reason
     assert step_run.cache_reason.startswith("the cached result of run 'expiring-")
-    assert CALLS == ["fresh", "fresh"]
+    assert list(CALLS) == ["fresh", "fresh"]
     assert expiring() == 20  # the new result is fresh again
     assert statuses(expiring.last_run) == {"fresh_for_five_minutes": ("cached", "hit")}
 
@@ -394,7 +401,7 @@ def test_refresh_recomputes_and_its_results_are_the_ones_served_next():
     assert halves(n=1) == 4
     again = halves.last_run
     assert again.steps["second_half"].original_step_run_id == refreshed.steps["second_half"].id
-    assert CALLS == ["first_half", "second_half"] * 2
+    assert list(CALLS) == ["first_half", "second_half"] * 2
 
 
 def test_refresh_of_one_step_recomputes_only_that_step():
@@ -405,7 +412,7 @@ def test_refresh_of_one_step_recomputes_only_that_step():
         "first_half": ("cached", "hit"),
         "second_half": ("completed", "refresh"),
     }
-    assert CALLS == ["first_half", "second_half", "second_half"]
+    assert list(CALLS) == ["first_half", "second_half", "second_half"]
 
 
 def test_refresh_of_a_step_the_pipeline_does_not_have_names_it():
@@ -458,7 +465,7 @@ def test_an_invalidated_step_computes_anew_and_the_rest_stays_cached():
     reason = run.steps["second_half"].cache_reason
     assert reason.startswith("same key as in run 'halves-")
     assert reason.endswith("', whose result was invalidated (branchwork cache invalidate)")
-    assert CALLS == ["first_half", "second_half", "second_half"]
+    assert list(CALLS) == ["first_half", "second_half", "second_half"]
     decisions = Client().get_cache_decisions(run.name)
     assert [(d.invocation_id, d.verdict) for d in decisions.values()] == [
         ("first_half", "hit"),
@@ -561,12 +568,9 @@ def test_cache_policy_libraries_enter_the_key_with_their_installed_versions():
     }
 
 
-FLAKY = {"fail": True}
-
-
 @step
 def flaky(n: int) -> int:
-    if FLAKY["fail"]:
+    if os.environ.get("FLAKY_FAILS"):  # outside the key, as a flaky service is
         raise RuntimeError("not today")
     return n
 
@@ -576,12 +580,12 @@ def flaky_flow():
     return flaky(1)
 
 
-def test_a_step_that_failed_last_time_says_so_when_it_runs_again():
-    FLAKY["fail"] = True
+def test_a_step_that_failed_last_time_says_so_when_it_runs_again(monkeypatch):
+    monkeypatch.setenv("FLAKY_FAILS", "1")
     with pytest.raises(BranchworkError, match="not today"):
         flaky_flow()
     failed = flaky_flow.last_run.name
-    FLAKY["fail"] = False
+    monkeypatch.delenv("FLAKY_FAILS")
     assert flaky_flow() == 1
     step_run = flaky_flow.last_run.steps["flaky"]
     assert (step_run.status, step_run.cache_verdict) == ("completed", "miss")
@@ -602,5 +606,5 @@ def test_a_step_whose_key_failed_last_time_says_there_was_no_key_to_compare():
     MODEL_VERSION["value"] = "v3"
     versioned_flow()
     assert versioned_flow.last_run.steps["versioned"].cache_reason.endswith(
-        ": its cache_key_fn gave another value"
+        ": code changed: test_cache_keys:MODEL_VERSION; its cache_key_fn gave another value"
     )

@@ -10,6 +10,10 @@ def heartbeat_interval() -> float:
     return float(os.environ.get("BRANCHWORK_HEARTBEAT_SECONDS", "5"))
 
 
-def stale_after() -> float:
-    """Silence after which a running run is taken for dead: six missed heartbeats."""
-    return 6 * heartbeat_interval()
+MISSED_HEARTBEATS = 6  # of silence, after which a running run is taken for dead
+
+
+def stale_after(interval: float | None = None) -> float:
+    """Silence after which a running run is taken for dead: six missed heartbeats of its
+    loop's `interval` (recorded with the run), or of this process's."""
+    return MISSED_HEARTBEATS * (heartbeat_interval() if interval is None else interval)

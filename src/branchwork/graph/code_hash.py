@@ -37,16 +37,20 @@ hashes every piece of the user's own code the function reaches, each normalized:
   by value, as read when the fingerprint is first taken in a process (a module-level list a
   step appends to hashes differently once it grew); so are enum members, and instances of
   the user's own classes (dataclasses, pydantic models, config objects) by their attributes,
-  their class being reached too; any other object (a logger, a client, a library's model)
-  by its type's name alone, so an odd value never breaks a key.
+  their class being reached too; numpy arrays and pandas DataFrames, Series and indexes by
+  their contents (not arrays or frames of Python objects, such as lists in cells); any
+  other object (a logger, a client, a library's model) by its type's name alone, so an odd
+  value never breaks a key.
 
 Names in `parts` read "module:qualname"; a script loaded as another module by branchwork
 (`user_code.SCRIPT_MODULE`) is named `__main__` as where it ran, so both give one digest.
 The same script started otherwise (`import pipe`, `branchwork run pipe.py:p`) gets digests
 of its own: the classes it defines are named after its module in the values it stored, and
 another module's process could not load a value served from the other's cache.
-A fingerprint is computed once per function object per process, and again after a notebook
-cell runs (`user_code.code_generation`): a cell may redefine what a step reaches.
+A fingerprint is computed once per function object per run, and again after a notebook cell
+runs (`user_code.code_generation`): a cell may redefine what a step reaches, and a script may
+set a module's global (a sweep) or reload a module between two runs. A global the pipeline's
+body sets between two calls of one run is not seen by the second.
 """
 
 from __future__ import annotations
@@ -155,12 +159,13 @@ _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKey
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
 
 
-_generation = [0]  # the code_generation() the caches hold pieces of
+_generation = [(0, 0)]  # the code_generation() the caches hold pieces of
 
 
 def _forget_older_code() -> None:
     """A notebook cell run again may redefine a helper that a step defined in another cell
-    reaches: hash the code again (once per cell run) rather than serve the old digests."""
+    reaches, and a script may set a module's global or reload a module between two runs:
+    hash the code again (once per cell run and per run) rather than serve the old digests."""
     generation = code_generation()
     if generation != _generation[0]:
         _fingerprints.clear()
@@ -694,10 +699,43 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
         if inside is not None and _is_user_code(code):
             inside.append(code)
         return {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
+    data = _data_digest(value)
+    if data is not None:
+        return {**_type_json(value), "data": data}
     state = _state_of(value)
     if state is None:
         return _type_json(value)
     return {**_type_json(value), "state": canonical(state, more)}
+
+
+def _data_digest(value: Any) -> str | None:
+    """The contents of a numpy array or a pandas object, hashed: a lookup table or weights
+    in a module global are data, and one edited must change the key (a stale result was
+    served). None for anything else, and for arrays of Python objects."""
+    library = type(value).__module__.partition(".")[0]
+    if library == "numpy" and hasattr(value, "tobytes") and hasattr(value, "dtype"):
+        if value.dtype.hasobject:
+            return None
+        import numpy
+
+        array = numpy.ascontiguousarray(value)
+        shape = f"{array.dtype.str}{array.shape}".encode()
+        return hashlib.sha256(shape + array.tobytes()).hexdigest()[:16]
+    if library == "pandas":
+        import pandas
+
+        if not isinstance(value, (pandas.DataFrame, pandas.Series, pandas.Index)):
+            return None
+        try:
+            rows = pandas.util.hash_pandas_object(value, index=True).to_numpy().tobytes()
+        except TypeError:  # cells that are not hashable (lists, dicts)
+            return None
+        if isinstance(value, pandas.DataFrame):
+            described = repr((list(value.columns), [str(kind) for kind in value.dtypes]))
+        else:
+            described = repr((value.name, str(value.dtype)))
+        return hashlib.sha256(described.encode() + rows).hexdigest()[:16]
+    return None
 
 
 def _state_of(value: Any) -> dict[str, Any] | None:

@@ -1,6 +1,8 @@
 """The one rule for a lost run: `running`, with a heartbeat older than the bound.
 
-A loop whose process died stops heartbeating, so its run would stay `running` for ever.
+A loop whose process died stops heartbeating, so its run would stay `running` for ever. The
+bound is six heartbeats of the interval the run's loop recorded (`heartbeat_seconds`), so a
+loop that heartbeats seldom is not taken for dead by a reader that heartbeats often.
 Every reader applies this rule the same way when it reads (`lost_status` in SQL filters,
 `lost_view` on a row), without writing; the writers — the next run, a resume, and
 `branchwork runs reap` — record it (`reap_lost_runs`). Either way the run reads FAILED with
@@ -12,24 +14,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, literal, select
+from sqlalchemy import Connection, and_, case, func, literal, select
 
-from branchwork.config.heartbeat import stale_after
+from branchwork.config.heartbeat import MISSED_HEARTBEATS, heartbeat_interval, stale_after
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
 
 LOST_TYPE = "OrchestrationLost"
 
 
-def lost_cutoff() -> float:
-    """Heartbeats older than this (epoch seconds) belong to lost runs."""
-    return time.time() - stale_after()
-
-
-def run_lost_message() -> str:
+def run_lost_message(interval: float | None) -> str:
+    """Why a run whose loop heartbeated every `interval` seconds reads failed."""
     return (
-        f"The orchestration loop stopped heartbeating for over {stale_after():g}s: its "
-        "process died. Resume the run to finish it."
+        f"The orchestration loop stopped heartbeating for over {stale_after(interval):g}s: "
+        "its process died. Resume the run to finish it."
     )
 
 
@@ -51,24 +49,32 @@ def not_resumable_message(run_name: str, status: str) -> str:
 ATTEMPT_LOST_MESSAGE = "Its orchestration was lost (the loop's process died) while it ran."
 
 
-def is_lost(status: str, heartbeat: float | None, cutoff: float) -> bool:
-    return status == "running" and heartbeat is not None and heartbeat < cutoff
+def is_lost(run: Any, now: float) -> bool:
+    """Whether a pipeline_run row (status, heartbeat, heartbeat_seconds) is lost at `now`."""
+    return (
+        run.status == "running"
+        and run.heartbeat is not None
+        and run.heartbeat < now - stale_after(run.heartbeat_seconds)
+    )
 
 
-def lost_status(cutoff: float) -> Any:
-    """The run's status under the rule, as a SQL expression (for filters)."""
+def _lost(now: float) -> Any:
+    """`is_lost` as a SQL condition."""
     run = schema.pipeline_run.c
-    lost = and_(run.status == "running", run.heartbeat < cutoff)
-    return case((lost, literal("failed")), else_=run.status)
+    interval = func.coalesce(run.heartbeat_seconds, heartbeat_interval())
+    return and_(run.status == "running", run.heartbeat + MISSED_HEARTBEATS * interval < now)
+
+
+def lost_status(now: float) -> Any:
+    """The run's status under the rule at `now`, as a SQL expression (for filters)."""
+    return case((_lost(now), literal("failed")), else_=schema.pipeline_run.c.status)
 
 
 def reap_lost_runs(conn: Connection, run_id: str | None = None) -> int:
     """Record FAILED the lost runs (or only `run_id`, if lost) and their attempts in
     flight, inside the caller's write transaction; returns how many runs."""
     run = schema.pipeline_run.c
-    query = select(run.id, run.heartbeat).where(
-        run.status == "running", run.heartbeat < lost_cutoff()
-    )
+    query = select(run.id, run.heartbeat, run.heartbeat_seconds).where(_lost(time.time()))
     if run_id is not None:
         query = query.where(run.id == run_id)
     lost = conn.execute(query).all()
@@ -80,7 +86,7 @@ def reap_lost_runs(conn: Connection, run_id: str | None = None) -> int:
                 status="failed",
                 end_time=utc(row.heartbeat),
                 exception_type=LOST_TYPE,
-                exception_message=run_lost_message(),
+                exception_message=run_lost_message(row.heartbeat_seconds),
             )
         )
         close_lost_attempts(conn, row.id, row.heartbeat)

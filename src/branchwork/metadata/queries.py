@@ -7,6 +7,7 @@ read in one more query whatever the number of steps (`version_labels.run_labels`
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -21,7 +22,6 @@ from branchwork.metadata.lost import (
     ATTEMPT_LOST_MESSAGE,
     LOST_TYPE,
     is_lost,
-    lost_cutoff,
     lost_status,
     run_lost_message,
 )
@@ -486,7 +486,7 @@ def get_run(engine: Engine, id_or_name: str, include_steps: bool = True) -> Pipe
         if row is None:
             raise BranchworkError(f"No pipeline run with id or name {id_or_name!r}.")
         snapshot = _snapshot(conn, row.snapshot_id)
-        lost = is_lost(row.status, row.heartbeat, lost_cutoff())
+        lost = is_lost(row, time.time())
         lost_at = row.heartbeat if lost else None
         labels = run_labels(conn, row.id, include_steps)
         attempts = _step_runs(conn, row.id, snapshot, labels, lost_at) if include_steps else []
@@ -533,7 +533,9 @@ def run_response(
         end_time=utc(row.heartbeat) if lost else row.end_time,
         failed_step=row.failed_step,
         exception_type=LOST_TYPE if lost else row.exception_type,
-        exception_message=run_lost_message() if lost else row.exception_message,
+        exception_message=(
+            run_lost_message(row.heartbeat_seconds) if lost else row.exception_message
+        ),
         traceback=row.traceback,
         snapshot=snapshot,
         steps=latest,
@@ -573,7 +575,7 @@ def run_progress(engine: Engine, run_id: str) -> tuple[str, str, set[str], dict[
         run = conn.execute(
             select(
                 s.pipeline_run.c.name,
-                lost_status(lost_cutoff()).label("status"),
+                lost_status(time.time()).label("status"),
                 s.pipeline_run.c.snapshot_id,
             ).where(s.pipeline_run.c.id == run_id)
         ).one_or_none()

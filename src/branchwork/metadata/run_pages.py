@@ -16,6 +16,7 @@ run of 10,000 steps has 10,000 of; `queries.get_run` reads them all.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ from branchwork.metadata.lost import (
     ATTEMPT_LOST_MESSAGE,
     LOST_TYPE,
     is_lost,
-    lost_cutoff,
     lost_status,
 )
 from branchwork.metadata.queries import _VERSION_COLUMNS, _version, labels_of, run_response
@@ -138,8 +138,8 @@ def run_records(conn: Connection, run_ids: Sequence[str]) -> list[PipelineRunRes
         .where(run.c.id.in_(run_ids))
     ).all()
     outputs = _run_outputs(conn, run_ids)
-    cutoff = lost_cutoff()
-    by_id = {row.id: _run_record(row, outputs.get(row.id, []), cutoff) for row in rows}
+    now = time.time()
+    by_id = {row.id: _run_record(row, outputs.get(row.id, []), now) for row in rows}
     return [by_id[run_id] for run_id in run_ids if run_id in by_id]
 
 
@@ -162,8 +162,8 @@ def _run_outputs(conn: Connection, run_ids: Sequence[str]) -> dict[str, list[Any
     return outputs
 
 
-def _run_record(row: Any, outputs: list[Any], cutoff: float) -> PipelineRunResponse:
-    lost = is_lost(row.status, row.heartbeat, cutoff)
+def _run_record(row: Any, outputs: list[Any], now: float) -> PipelineRunResponse:
+    lost = is_lost(row, now)
     snapshot = PipelineSnapshotResponse(
         id=row.snapshot_id,
         pipeline_name=row.pipeline_name,
@@ -204,7 +204,7 @@ def _run_conditions(where: RunFilter) -> list[Any]:
     if where.pipeline:
         conditions.append(s.pipeline.c.name == where.pipeline)
     if where.statuses:
-        conditions.append(lost_status(lost_cutoff()).in_(sorted(where.statuses)))
+        conditions.append(lost_status(time.time()).in_(sorted(where.statuses)))
     if where.since is not None:
         conditions.append(run.created >= where.since)
     if where.until is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
 from branchwork.metadata.lost import close_lost_attempts, reap_lost_runs
@@ -117,6 +118,7 @@ def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float)
                 status="running",
                 start_time=utc(now),
                 heartbeat=now,
+                heartbeat_seconds=heartbeat_interval(),
                 orchestrator_run_id=orchestrator_run_id,
                 hook_errors=None,  # those of an earlier session
             )

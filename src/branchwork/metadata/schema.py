@@ -103,6 +103,7 @@ pipeline_run = Table(
     Column("start_time", DateTime, nullable=True),
     Column("end_time", DateTime, nullable=True),
     Column("heartbeat", Float, nullable=True),
+    Column("heartbeat_seconds", Float, nullable=True),  # its loop's interval (`lost`)
     Column("failed_step", String(255), nullable=True),
     Column("exception_type", String(255), nullable=True),
     Column("exception_message", Text, nullable=True),

@@ -30,7 +30,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError
 
-HEAD_REVISION = "0016"
+HEAD_REVISION = "0017"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number will do, as long as every branchwork process uses the same one.
 MIGRATION_LOCK_KEY = int.from_bytes(

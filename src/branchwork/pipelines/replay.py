@@ -40,6 +40,7 @@ from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.replay import Overrides, ReplayPlan
 from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
+from branchwork.user_code import new_code_generation
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -58,6 +59,7 @@ def replay_run(
 ) -> Any:
     """Run `original`'s pipeline again as a new run on the active stack and return its
     value; see the module docstring."""
+    new_code_generation()
     plan = replay_plan(original, skip_successful, overrides or {})
     pipeline = load_pipeline(original.snapshot)
     stack = get_active_stack()

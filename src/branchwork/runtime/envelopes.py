@@ -35,7 +35,7 @@ def _pickle(obj: Any) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pickled_step(step: Any, generation: int) -> str:
+def _pickled_step(step: Any, generation: tuple[int, int]) -> str:
     """A step pickles the same every time: once per step, not once per launch; and again
     after a notebook cell ran (`generation`), which may have redefined what it calls."""
     return _pickle(step)

@@ -97,7 +97,7 @@ class Step(Generic[P, R]):
         if not callable(func):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
         self.func = func
-        self._fingerprint: tuple[int, CodeFingerprint] | None = None  # see code_fingerprint
+        self._fingerprint: tuple[tuple[int, int], CodeFingerprint] | None = None  # code_fingerprint
         self.name = name or func.__name__
         self.signature = inspect.signature(func)
         # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
