@@ -36,11 +36,13 @@ from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.pipelines.parameters import recorded_parameters, validate_parameters
 from branchwork.runtime.requests import RunOptions
 from branchwork.runtime.waits import paused_error
+from branchwork.steps.context import in_a_step
 from branchwork.user_code import (
     MAX_DEPTH_ENV,
     ImportStopped,
     is_importing_user_code,
     max_depth,
+    new_code_generation,
     process_depth,
     user_import_path,
 )
@@ -262,3 +264,11 @@ def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> Pipelin
         )
     error.__cause__ = cause
     return error
+
+
+def take_code_afresh() -> None:
+    """A run the user starts hashes its steps' code, and the values they read, as they are
+    now (`user_code.code_generation`); a run started inside a step (a child run) takes them
+    as its parent's run did."""
+    if not in_a_step():
+        new_code_generation()

@@ -32,6 +32,7 @@ from branchwork.pipelines.calls import (
     compile_pipeline,
     step_configurations,
     stopped_if_interrupted,
+    take_code_afresh,
 )
 from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.pipelines.loading import load_pipeline
@@ -40,7 +41,6 @@ from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.replay import Overrides, ReplayPlan
 from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
-from branchwork.user_code import new_code_generation
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -59,7 +59,7 @@ def replay_run(
 ) -> Any:
     """Run `original`'s pipeline again as a new run on the active stack and return its
     value; see the module docstring."""
-    new_code_generation()
+    take_code_afresh()
     plan = replay_plan(original, skip_successful, overrides or {})
     pipeline = load_pipeline(original.snapshot)
     stack = get_active_stack()

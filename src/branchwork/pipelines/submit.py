@@ -22,13 +22,13 @@ from branchwork.pipelines.calls import (
     create_run,
     refuse_to_start,
     stopped_if_interrupted,
+    take_code_afresh,
 )
 from branchwork.pipelines.last_runs import remember_last_run
 from branchwork.pipelines.submission import submit_and_wait
 from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
-from branchwork.user_code import new_code_generation
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
@@ -39,7 +39,7 @@ def run_pipeline(
     pipeline: Pipeline[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     refuse_to_start(pipeline)
-    new_code_generation()
+    take_code_afresh()
     params = bind_parameters(pipeline, args, kwargs)
     stack = get_active_stack()
     if stack.orchestrator.runs_loop_in_caller and pipeline.dynamic is None:
@@ -59,7 +59,7 @@ def resume_pipeline(
 ) -> Any:
     """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
     parameters: invocations that completed are reused by id, the others run."""
-    new_code_generation()
+    take_code_afresh()
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):

@@ -51,6 +51,11 @@ def _context_for(function: str) -> StepContext:
     return context
 
 
+def in_a_step() -> bool:
+    """Whether a step is being run here (in this thread or task)."""
+    return _current.get() is not None
+
+
 def set_step_context(context: StepContext | None) -> Any:
     return _current.set(context)
 
