@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from branchwork import pipeline, step
+from branchwork import FileInput, pipeline, step
 
 
 def _log(folder: str, line: str) -> None:
@@ -104,3 +104,18 @@ def recomputed(folder: str):
     after_data = plus_one(read_value(folder))
     after_read = plus_one(after_data.load() * 10, id="after_read")
     return fail_if_told(folder, after_read)
+
+
+@step
+def read_text(path: FileInput) -> str:
+    return Path(path).read_text()
+
+
+@pipeline
+def reads_a_file(folder: str):
+    """Reads `data.txt` by a path relative to where it runs, then fails while
+    `<folder>/fail-last` exists."""
+    text = read_text("data.txt")
+    if len(text) > 0:  # dynamic: a value read
+        return fail_if_told(folder, len(text))
+    return 0

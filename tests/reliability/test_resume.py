@@ -127,6 +127,33 @@ def test_a_resume_runs_again_what_was_invalidated_since_and_what_its_new_value_c
     )
 
 
+def test_a_resume_where_an_input_file_cannot_be_read_fails_that_step_cleanly(tmp_path, monkeypatch):
+    """Resumed from another folder, `data.txt` is not found: its key cannot be computed, so
+    `read_text` runs again as attempt 2 and fails saying so (the store refused a second
+    attempt 1). Resumed from the right folder, the run completes."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text("hello")
+    (tmp_path / "fail-last").touch()
+    monkeypatch.chdir(project)
+    with pytest.raises(PipelineRunFailedError) as info:
+        rp.reads_a_file(folder=str(tmp_path))
+    run_id = info.value.run_id
+    (tmp_path / "fail-last").unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineRunFailedError, match="step 'read_text' raised FileNotFoundError"):
+        Client().resume_run(run_id)
+    run = Client().get_pipeline_run(run_id)
+    assert (run.status, run.failed_step) == ("failed", "read_text")
+    assert [(a.name, a.attempt, str(a.status)) for a in run.attempts] == [
+        ("read_text", 1, "completed"),
+        ("fail_if_told", 1, "failed"),
+        ("read_text", 2, "failed"),
+    ]
+    monkeypatch.chdir(project)
+    assert Client().resume_run(run_id) == 5
+
+
 SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})

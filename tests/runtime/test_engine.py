@@ -373,6 +373,14 @@ def test_a_resumed_call_made_after_reading_an_invalidated_value_runs_again_where
     assert run.handle(reading) == [Launch("train", 2, False)]
 
 
+def test_a_resumed_invocation_whose_key_cannot_be_computed_runs_as_its_next_attempt():
+    """Its input file cannot be read now: nothing to compare with its record, so it runs
+    again, as attempt 2 (as attempt 1, its step run was not recorded: the first one is)."""
+    replay = {"read": Attempt("read", "code", "k-read", "completed", 1)}
+    run = engine(check=GraphCheck("r", replay), keys={"read": None})
+    assert run.handle(add("read")) == [Launch("read", 2, False)]
+
+
 def test_a_resume_that_accepts_the_new_graph_runs_it():
     replay = {"load": Attempt("load", "old-code", "k-load", "completed", 1)}
     run = engine(check=GraphCheck("r", replay, accept_new_graph=True), keys={"load": "k-load"})

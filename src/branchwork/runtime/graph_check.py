@@ -95,6 +95,11 @@ class GraphCheck:
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
 
+    def attempts_recorded(self, invocation_id: str) -> int:
+        """The attempts the run's earlier sessions recorded for the invocation."""
+        record = self.replay.get(invocation_id)
+        return 0 if record is None else record.attempt
+
     def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
         """The pipeline made a call, after reading these values since its previous one."""
         if self._read_ran_again is None:
