@@ -46,7 +46,7 @@ def test_every_changed_part_is_named_in_one_line():
         now,
         {"flow:train": "h2", "flow:helper": "h3"},
         _earlier(parameter_changes=["pipeline parameter 'n' changed: 3 → 4"]),
-        sources={"values": "load"},
+        sources={"values": "the output of 'load'"},
     )
     assert reason == (
         "since run 'run-1': code changed: flow:helper, flow:train; "

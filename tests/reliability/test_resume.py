@@ -102,6 +102,10 @@ def test_resume_stops_where_the_graph_diverges(tmp_path):
     assert Client().resume_run(run_id, accept_new_graph=True) == 5
     run = Client().get_pipeline_run(run_id)
     assert run.status == "completed" and run.steps["second"].step_name == "variant_b"
+    assert run.steps["second"].cache_reason == (
+        "the resume accepts the new graph, and it now names step 'variant_b', but ran step "
+        "'variant_a'"
+    )
 
 
 def test_a_resume_runs_again_what_was_invalidated_since_and_what_its_new_value_changes(tmp_path):

@@ -108,6 +108,23 @@ def test_a_rerun_is_served_item_by_item_from_the_cache_and_chunks_are_keyed_by_t
     }
 
 
+def test_an_output_that_changed_runs_every_item_again_and_the_reasons_say_why():
+    """Items are keyed by their place in the whole output: one more record changes every
+    key, and each reason says the item is keyed by that output, not that it changed."""
+    mp.map_records(n=3, chunk_size=2)
+    mp.map_records(n=4, chunk_size=2)
+    steps = mp.map_records.last_run.steps
+    assert [str(steps[name].status) for name in ("measure", "measure_2")] == ["completed"] * 2
+    assert steps["measure_2"].cache_reason.endswith(
+        "argument 'record' (item 1 of the output of 'records', which is keyed by that whole "
+        "output) changed"
+    )
+    assert steps["describe_chunk"].cache_reason.endswith(
+        "argument 'chunk' (items 0 to 1 of the output of 'records', which is keyed by that "
+        "whole output) changed"
+    )
+
+
 def test_the_item_count_is_stored_with_the_output():
     mp.map_records(n=12, chunk_size=5)
     engine = get_engine()

@@ -59,9 +59,10 @@ def miss(
     sources: Mapping[str, str] | None = None,
     invalidated: bool = False,
 ) -> str:
-    """What changed since the previous run of this invocation, in one line; `sources` names
-    the invocation whose output an argument is, by argument; `invalidated`: the results with
-    this very key were invalidated, the cause whatever changed since the previous run."""
+    """What changed since the previous run of this invocation, in one line; `sources` says
+    which step output an argument is ("the output of 'load'"), by argument; `invalidated`:
+    the results with this very key were invalidated, the cause whatever changed since the
+    previous run."""
     if invalidated and (earlier is None or earlier.parts != parts):
         return f"a result with this key was cached, then invalidated ({_INVALIDATE})"
     if earlier is None:
@@ -113,7 +114,7 @@ def _argument_changes(
     if literal and earlier.parameter_changes:
         literal[-1] += f" ({'; '.join(earlier.parameter_changes)})"
     from_steps = changed(
-        names & sources.keys(), lambda name: f"argument '{name}' (the output of '{sources[name]}')"
+        names & sources.keys(), lambda name: f"argument '{name}' ({sources[name]})"
     )
     return literal + from_steps
 

@@ -140,7 +140,7 @@ class CacheKeys:
         assert item.cache_parts is not None
         invocation = item.invocation
         sources = {
-            name: value.invocation_id
+            name: _source(value)
             for name, value in invocation.inputs.items()
             if isinstance(value, OutputRef)
         }
@@ -187,3 +187,13 @@ class CacheKeys:
 def _epoch(moment: datetime | None) -> float | None:
     """Epoch seconds of a naive UTC datetime from the store."""
     return None if moment is None else (moment - _EPOCH).total_seconds()
+
+
+def _source(ref: OutputRef) -> str:
+    """What a step output argument is, for a reason: a mapped item is keyed by its place in
+    the whole output, so the reason must not say that the item itself changed."""
+    output = f"the output of '{ref.invocation_id}'"
+    if ref.item is None:
+        return output
+    items = f"item {ref.item}" if ref.stop is None else f"items {ref.item} to {ref.stop - 1}"
+    return f"{items} of {output}, which is keyed by that whole output"

@@ -125,7 +125,8 @@ class GraphCheck:
             reason = f"it comes after '{after}', which ran again (its result was invalidated)"
             return Verdict(attempts_before=record.attempt, reason=reason)
         if self.accept_new_graph:
-            return Verdict(attempts_before=record.attempt)
+            reason = f"the resume accepts the new graph, and it {difference}"
+            return Verdict(attempts_before=record.attempt, reason=reason)
         return Verdict(
             divergence=f"Resumed run '{self.run_name}': invocation '{call.invocation_id}' "
             f"{difference}. Resume with accept_new_graph=True to run the new graph instead.",
