@@ -252,6 +252,9 @@ def test_returning_a_plain_value_fails_the_run(returned, dynamic):
         returns_plain()
     assert "may only return step outputs" in str(info.value)
     assert isinstance(info.value.__cause__, PipelineDefinitionError)
+    where = " at 'a' of what it returned" if returned == {"a": 1} else ""
+    assert f"returned a {type(1 if where else returned).__name__} " in str(info.value)
+    assert f"{where}; a pipeline may only return" in str(info.value)
     run = returns_plain.last_run
     assert run.snapshot.is_dynamic is dynamic
     assert run.status == "failed"

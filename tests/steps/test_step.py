@@ -206,6 +206,29 @@ def test_after_an_unknown_invocation_is_an_error():
     assert "'nope'" in str(cause) and "'make'" in str(cause)
 
 
+@step
+def scale(values: list, factor: float = 2.0) -> list:
+    return [v * factor for v in values]
+
+
+def test_a_misspelled_keyword_is_named_with_the_parameter_it_resembles():
+    """Python names the missing argument first: the error read as if `values` was
+    forgotten while the call said `valeus`."""
+
+    @pipeline
+    def misspelled():
+        return scale(valeus=[1, 2])
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        misspelled()
+    assert str(_cause(info)) == (
+        "Pipeline 'misspelled': step 'scale' (invocation 'scale') cannot be called this way: "
+        "got an unexpected keyword argument 'valeus' (did you mean 'values'?). Its signature "
+        "is scale(values: 'list', factor: 'float' = 2.0) -> 'list'; required arguments: "
+        "values."
+    )
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_a_refused_call_gives_its_id_back(dynamic):
     """A call refused in the body (bad arguments) never ran: naming its id later is the
@@ -229,7 +252,7 @@ def test_a_refused_call_gives_its_id_back(dynamic):
         return make(3, id="first"), make(4)
 
     assert recovers() == (3, 4), errors
-    assert "missing a required argument: 'n'" in errors[0]
+    assert "got an unexpected keyword argument 'y'" in errors[0]
     assert "too many positional arguments" in errors[1]
     generated = "make_2" if dynamic else "make"
     assert errors[2] == (

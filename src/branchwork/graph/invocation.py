@@ -10,11 +10,12 @@ the cache.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import inspect
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -164,15 +165,17 @@ def bind_inputs(
     try:
         bound = step.signature.bind(*args, **kwargs)
     except TypeError as error:
+        parameters = step.signature.parameters
         required = [
             name
-            for name, p in step.signature.parameters.items()
+            for name, p in parameters.items()
             if p.default is inspect.Parameter.empty
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         raise StepInvocationError(
-            f"{where} cannot be called this way: {error}. Its signature is "
-            f"{step.name}{step.signature}; required arguments: {', '.join(required) or 'none'}."
+            f"{where} cannot be called this way: {_unknown_keyword(parameters, kwargs) or error}. "
+            f"Its signature is {step.name}{step.signature}; required arguments: "
+            f"{', '.join(required) or 'none'}."
         ) from None
     bound.apply_defaults()
     inputs: dict[str, Any] = {}
@@ -195,6 +198,20 @@ def bind_inputs(
             ) from None
         inputs[name] = converted
     return inputs
+
+
+def _unknown_keyword(parameters: Mapping[str, inspect.Parameter], kwargs: dict[str, Any]) -> str:
+    """The first keyword the signature has no parameter for, with the nearest name it has:
+    Python's own error names a missing argument first (a typo reads as a missing one)."""
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return ""
+    named = [name for name, p in parameters.items() if p.kind is not p.POSITIONAL_ONLY]
+    for keyword in kwargs:
+        if keyword not in named:
+            nearest = difflib.get_close_matches(keyword, named, n=1)
+            hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
+            return f"got an unexpected keyword argument '{keyword}'{hint}"
+    return ""
 
 
 def references_of(inputs: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -291,12 +291,14 @@ def _return_structure(value: Any, outputs: list[StepOutput], pipeline_name: str)
             node["stop"] = output.stop
         return node
 
-    for _, leaf in leaves_of(value):
+    for path, leaf in leaves_of(value):
         if leaf is not None and not isinstance(leaf, StepOutput):
+            where = f" at {path!r} of what it returned" if path else ""
             raise PipelineDefinitionError(
-                f"Pipeline '{pipeline_name}' returned a {type(leaf).__name__} ({leaf!r:.60}); "
-                "a pipeline may only return step outputs (or None, or lists/tuples/dicts of "
-                "step outputs). Compute the value in a step and return that step's output."
+                f"Pipeline '{pipeline_name}' returned a {type(leaf).__name__} ({leaf!r:.60})"
+                f"{where}; a pipeline may only return step outputs (or None, or lists/tuples/"
+                "dicts of step outputs). Compute the value in a step and return that step's "
+                "output."
             )
     try:
         return encode(value, Leaf("$out", StepOutput, numbered))
