@@ -65,14 +65,16 @@ def test_diff_of_runs_whose_branch_depends_on_a_parameter(cli, cli_json):
     assert data["different_parents"] == [
         {"invocation": "report", "a": ["check", "model"], "b": ["check", "check_2", "model"]}
     ]
+    assert data["parameters"] == {"size": ["10", "30"]}
 
     result = cli("runs", "diff", small.name, big.name)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{small.name} and {big.name} differ in 6 places:"
+    assert lines[0] == f"{small.name} and {big.name} differ in 7 places:"
     assert lines[1].split() == ["DIFFERENCE", "INVOCATION", "DETAIL"]
     rows = [" ".join(line.split()) for line in lines[2:]]
     assert rows == [
+        "different parameter size 10 → 30",
         f"only in {big.name} check_2",
         "different step model small_model → big_model",
         "different cache key load inputs (size: 10 → 30)",
@@ -93,6 +95,37 @@ def test_diff_of_identical_graphs_says_same_graph(cli, cli_json):
     assert cli("runs", "diff", first.name, second.name, "--exit-code").exit_code == 0
     data = cli_json("runs", "diff", first.name, second.name)
     assert data["same"] is True and data["different_cache_key"] == []
+    assert data["parameters"] == {}
+
+
+@step
+def constant(flag: bool) -> int:
+    return 1
+
+
+@pipeline
+def ignores_its_parameter(verbose: bool = False, note: str = ""):
+    return constant(True)
+
+
+def test_diff_of_the_same_graph_from_other_parameters_names_them(cli, cli_json):
+    """The graph is the same (the parameter reaches no step), the parameters are not: they
+    are listed, and --exit-code, which is about the graph, exits 0."""
+    ignores_its_parameter(verbose=False)
+    first = ignores_its_parameter.last_run
+    ignores_its_parameter(verbose=True, note="retry")
+    second = ignores_its_parameter.last_run
+    data = cli_json("runs", "diff", first.name, second.name)
+    assert data["same"] is True
+    assert data["parameters"] == {"note": ["''", "'retry'"], "verbose": ["False", "True"]}
+    result = cli("runs", "diff", first.name, second.name, "--exit-code")
+    assert result.exit_code == 0, result.output
+    assert [" ".join(line.split()) for line in result.stdout.splitlines()] == [
+        f"{first.name} and {second.name} differ in 2 places:",
+        "DIFFERENCE INVOCATION DETAIL",
+        "different parameter note '' → 'retry'",
+        "different parameter verbose False → True",
+    ]
 
 
 def test_diff_of_a_missing_run_is_a_one_line_error(cli, assert_error):

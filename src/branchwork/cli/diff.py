@@ -32,6 +32,8 @@ class GraphDiff:
     different_step: list[dict[str, Any]] = field(default_factory=list)
     different_cache_key: list[dict[str, Any]] = field(default_factory=list)
     different_parents: list[dict[str, Any]] = field(default_factory=list)
+    # pipeline parameters that differ, [a's, b's] by name (None: not given): not the graph
+    parameters: dict[str, list[str | None]] = field(default_factory=dict)
 
     @property
     def same(self) -> bool:
@@ -53,7 +55,20 @@ class GraphDiff:
             "different_step": self.different_step,
             "different_cache_key": self.different_cache_key,
             "different_parents": self.different_parents,
+            "parameters": self.parameters,
         }
+
+
+def parameter_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[str | None]]:
+    """The parameters two runs were given differently: what a reader looks at first."""
+    return {
+        name: [_short(a[name]) if name in a else None, _short(b[name]) if name in b else None]
+        for name in sorted(a.keys() | b.keys())
+        if a.get(name, _MISSING) != b.get(name, _MISSING)
+    }
+
+
+_MISSING = object()
 
 
 def _short(value: Any) -> str:
@@ -144,8 +159,11 @@ def _compare(found: GraphDiff, a: Compared, b: Compared) -> bool:
 
 
 def describe(diff: GraphDiff) -> list[tuple[str, str, str]]:
-    """(what, invocation, detail) rows for people."""
-    rows: list[tuple[str, str, str]] = []
+    """(what, invocation or parameter, detail) rows for people."""
+    rows = [
+        ("different parameter", name, f"{old or '(none)'} → {new or '(none)'}")
+        for name, (old, new) in diff.parameters.items()
+    ]
     rows += [(f"only in {diff.run_a}", name, "") for name in diff.only_in_a]
     rows += [(f"only in {diff.run_b}", name, "") for name in diff.only_in_b]
     for item in diff.different_step:

@@ -283,8 +283,9 @@ def diff(
     ] = False,
 ) -> None:
     """Where two runs' graphs differ: invocations only in one, another step under the same
-    id, another cache key (code or inputs), other parents."""
-    from branchwork.cli.diff import describe, diff_runs
+    id, another cache key (code or inputs), other parents; and the parameters they were
+    given differently."""
+    from branchwork.cli.diff import describe, diff_runs, parameter_differences
     from branchwork.metadata.run_comparison import compared_invocations
     from branchwork.metadata.run_pages import find_run
     from branchwork.metadata.store import get_engine
@@ -294,9 +295,10 @@ def diff(
     found = diff_runs(
         a.name, b.name, compared_invocations(engine, a), compared_invocations(engine, b)
     )
+    found.parameters = parameter_differences(a.parameters, b.parameters)
     if output is OutputFormat.json:
         render.print_json(found.to_dict())
-    elif found.same:
+    elif found.same and not found.parameters:
         typer.echo(f"same graph: {found.run_a} and {found.run_b}")
     else:
         render.show_diff(found.run_a, found.run_b, describe(found))
