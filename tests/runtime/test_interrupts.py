@@ -12,6 +12,7 @@ import random
 import signal
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from branchwork import pipeline, step
+from branchwork.runtime.interrupts import stop_on_interrupt
 from processes import Spawned, python, python_env, wait_until
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "custom_orchestrator"
@@ -382,3 +384,41 @@ def test_sigterm_is_handed_back_as_it_was_or_as_the_program_set_it():
         assert signal.getsignal(signal.SIGTERM) is _own_handler
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _Finishing:
+    """A loop whose running steps take time to finish (`close` waits up to 5 s for an
+    abandon request), during which the second Ctrl-C arrives inside a finalizer."""
+
+    def __init__(self) -> None:
+        self.requests: list[bool] = []
+
+    def request_stop(self, abandon: bool) -> None:
+        self.requests.append(abandon)
+
+    def running_steps(self) -> int:
+        return 1
+
+    def close(self, cancel: bool = False) -> None:
+        if self.requests == [False]:
+            holder = _Finishing()
+            weakref.finalize(holder, signal.raise_signal, signal.SIGINT)
+            del holder  # the finalizer runs here, and the Ctrl-C with it
+            deadline = time.monotonic() + 5
+            while True not in self.requests and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+def test_a_second_ctrl_c_in_a_finalizer_still_abandons_the_running_steps(capsys):
+    """A KeyboardInterrupt raised in a finalizer (a weakref callback of SQLAlchemy's) is
+    printed as ignored and lost: the second Ctrl-C did nothing, and the run waited for its
+    steps. Now it is handled where it arrives."""
+    loop = _Finishing()
+    previous = signal.getsignal(signal.SIGINT)
+    stop_on_interrupt(loop, KeyboardInterrupt())
+    assert loop.requests == [False, True]
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert capsys.readouterr().err.splitlines() == [
+        "stopping: 1 step still running — Ctrl-C again to abandon them",
+        "abandoning 1 running step: the run is recorded stopped",
+    ]

@@ -77,19 +77,46 @@ def stop_on_interrupt(loop: Stoppable, interrupt: KeyboardInterrupt) -> None:
     if not isinstance(interrupt, Terminated):
         loop.request_stop(abandon=False)
         announce(stopping_message(loop.running_steps()))
-        try:
+        with _next_interrupt_abandons(loop) as abandoned:
             loop.close()
+        if not abandoned:
             return
-        except KeyboardInterrupt:
-            pass
-    announce(abandoning_message(loop.running_steps()))
-    loop.request_stop(abandon=True)
+    else:
+        _abandon(loop)
     while True:
         try:
             loop.close()  # recording the abandoned attempts takes a moment: let it finish
             return
         except KeyboardInterrupt:
             continue
+
+
+def _abandon(loop: Stoppable) -> None:
+    announce(abandoning_message(loop.running_steps()))
+    loop.request_stop(abandon=True)
+
+
+@contextmanager
+def _next_interrupt_abandons(loop: Stoppable) -> Iterator[list[bool]]:
+    """While the running steps finish, the next Ctrl-C abandons them, from a handler of its
+    own: raised as a KeyboardInterrupt, it was lost when it landed in a finalizer (a
+    weakref callback: Python prints it as ignored) and the run waited for its steps. Yields
+    a list that holds True once they were abandoned."""
+    abandoned: list[bool] = []
+
+    def abandon(_signum: int, _frame: FrameType | None) -> None:
+        if not abandoned:  # a third Ctrl-C: already being abandoned
+            abandoned.append(True)
+            _abandon(loop)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield abandoned  # signals reach the main thread only
+        return
+    previous = signal.signal(signal.SIGINT, abandon)
+    try:
+        yield abandoned
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
