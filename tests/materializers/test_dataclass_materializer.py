@@ -154,6 +154,25 @@ def test_loading_without_the_class_says_what_to_do(round_trip):
     ) in str(refused.value)
 
 
+@dataclass
+class Renamed:
+    """`Point` after its fields were renamed: a value stored before no longer fits it."""
+
+    x: int
+    height: int
+
+
+def test_loading_into_a_class_whose_fields_changed_names_both_sets_of_fields(round_trip):
+    """It was a bare KeyError('height')."""
+    with pytest.raises(ArtifactError) as refused:
+        round_trip(Point(1, 2), data_type=Renamed)
+    assert str(refused.value).endswith(
+        "This artifact holds a test_dataclass_materializer.Renamed stored with the fields x, "
+        "y, but the class now has x, height: its fields changed since the value was stored. "
+        "Load it with the class as it was, or run the step again."
+    )
+
+
 class PointMaterializer(BaseMaterializer):
     def save(self, data: Point) -> None:
         self._write_bytes("point.txt", f"{data.x},{data.y}".encode())

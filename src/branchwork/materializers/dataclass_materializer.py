@@ -181,8 +181,16 @@ def _decode(data: Any, hint: Any) -> Any:
     if kind == "optional":
         return None if data is None else _decode(data, inner)
     if kind == "dataclass":
+        fields = _field_types(inner)
+        if fields.keys() != data.keys():
+            raise ArtifactError(
+                f"This artifact holds a {type_name(inner)} stored with the fields "
+                f"{', '.join(data) or '(none)'}, but the class now has "
+                f"{', '.join(fields) or '(none)'}: its fields changed since the value was "
+                "stored. Load it with the class as it was, or run the step again."
+            )
         instance = inner.__new__(inner)
-        for name, field_hint in _field_types(inner).items():
+        for name, field_hint in fields.items():
             object.__setattr__(instance, name, _decode(data[name], field_hint))  # frozen too
         return instance
     if kind in ("list", "tuple"):
