@@ -140,6 +140,24 @@ def test_a_file_that_fails_to_import_is_a_one_line_error(cli, tmp_path, assert_e
     assert_error(cli("run", f"{broken}:p"), "Importing", "broken.py", "ModuleNotFoundError")
 
 
+def test_a_file_of_a_package_importing_its_package_says_to_run_it_as_a_module(
+    cli, tmp_path, assert_error
+):
+    """`branchwork run myproj/pipeline.py:train` from the project: the file imports
+    `myproj.features`, which only the module form finds."""
+    package = tmp_path / "myproj"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "features.py").write_text("SCALE = 2\n")
+    (package / "pipeline.py").write_text("from myproj.features import SCALE\n")
+    assert_error(
+        cli("run", f"{package / 'pipeline.py'}:train"),
+        "No module named 'myproj'",
+        f"pipeline.py is part of package 'myproj': run it as a module from {tmp_path}, as "
+        "`myproj.pipeline:PIPELINE`",
+    )
+
+
 def test_wrong_parameters_are_one_line_errors(cli, target_file, assert_error):
     assert_error(cli("run", f"{target_file}:summing", "-p", "bogus=1"), "bogus", "summing")
 

@@ -45,7 +45,24 @@ def _import_file(location: str) -> tuple[ModuleType, ImportStopped | None]:
     try:
         return load_script(str(path))
     except Exception as error:
-        raise BranchworkError(f"Importing {location} failed: {_describe(error)}") from error
+        hint = _as_module_hint(path, error)
+        raise BranchworkError(f"Importing {location} failed: {_describe(error)}{hint}") from error
+
+
+def _as_module_hint(path: Path, error: BaseException) -> str:
+    """A file of a package that imports its own package by name (`from myproj import ...`)
+    needs the folder above the package on the path: run it as a module from there."""
+    if not isinstance(error, ModuleNotFoundError) or error.name is None:
+        return ""
+    package = error.name.partition(".")[0]
+    parents = [parent for parent in path.parents if parent.name == package]
+    if not parents:
+        return ""
+    module = ".".join(path.relative_to(parents[0].parent).with_suffix("").parts)
+    return (
+        f". {path.name} is part of package {package!r}: run it as a module from "
+        f"{parents[0].parent}, as `{module}:PIPELINE`"
+    )
 
 
 def _import_module(location: str) -> tuple[ModuleType, ImportStopped | None]:
