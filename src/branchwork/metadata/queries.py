@@ -105,7 +105,7 @@ class CacheHit(NamedTuple):
     """A completed step run with a given cache key: what a cache hit reuses."""
 
     step_run_id: str
-    outputs: dict[str, Any]  # output name -> artifact version row
+    outputs: dict[str, Any]  # output name -> its artifact version (id, uri, data type, ...)
     finished: datetime | None
     run_name: str
     invocation_id: str
@@ -137,7 +137,14 @@ _CACHED = (
         s.step_run.c.cache_invalidated,
         s.pipeline_run.c.name.label("run_name"),
         s.step_run_output_artifact.c.name.label("output_name"),
-        *_VERSION_COLUMNS,
+        # what a hit's outputs are read by (`StoredArtifact`): not their previews or names
+        s.artifact_version.c.id,
+        s.artifact_version.c.uri,
+        s.artifact_version.c.data_type,
+        s.artifact_version.c.materializer,
+        s.artifact_version.c.content_hash,
+        s.artifact_version.c.item_count,
+        s.artifact_version.c.inline_data,
     )
     .select_from(s.step_run)
     .join(s.pipeline_run, s.pipeline_run.c.id == s.step_run.c.run_id)
@@ -149,7 +156,6 @@ _CACHED = (
         s.artifact_version,
         s.artifact_version.c.id == s.step_run_output_artifact.c.artifact_version_id,
     )
-    .outerjoin(s.artifact, s.artifact.c.id == s.artifact_version.c.artifact_id)
     .where(
         s.step_run.c.cache_key.in_(bindparam("keys", expanding=True)),
         servable(),
