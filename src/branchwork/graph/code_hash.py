@@ -50,12 +50,15 @@ another module's process could not load a value served from the other's cache.
 A fingerprint is computed once per function object per run, and again after a notebook cell
 runs (`user_code.code_generation`): a cell may redefine what a step reaches, and a script may
 set a module's global (a sweep) or reload a module between two runs. A global the pipeline's
-body sets between two calls of one run is not seen by the second.
+body sets between two calls of one run is not seen by the second. Each function's or class's
+own source is read and hashed once per object (it runs the code it was made with); what its
+names hold is looked up for every run.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dis
 import functools
 import hashlib
@@ -157,6 +160,9 @@ class _Piece(NamedTuple):
 T = TypeVar("T")
 _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
+_sources: weakref.WeakKeyDictionary[Any, tuple[str, list[ast.expr]]] = (
+    weakref.WeakKeyDictionary()  # never forgotten: see _code_of
+)
 
 
 _generation = [(0, 0)]  # the code_generation() the caches hold pieces of
@@ -210,16 +216,33 @@ def _compute(root: Any) -> CodeFingerprint:
 
 
 def _hash_piece(code: Any) -> _Piece:
-    source = _read_source(code)
+    digest, decorators = _code_of(code)
     values: dict[str, str] = {}
     reaches: list[Any] = []
     if _is_user_code(code):  # a library's function as a step: nothing of the library around
-        decorators = source.decorators if source is not None else []
         for label, value in _references(code, decorators):
             _sort(label, value, values, reaches)
     label = _label(code.__module__, code.__qualname__)
     refs = tuple(weakref.ref(each) for each in reaches)
-    return _Piece(label, _piece_hash(code, source), values, refs)
+    return _Piece(label, digest, values, refs)
+
+
+def _code_of(piece: Any) -> tuple[str, list[ast.expr]]:
+    """A piece's own digest and decorators. From its source, once per object: the object
+    runs the code it was made with, whichever run asks (what its names hold is looked up
+    again for each run: `_forget_older_code`). Without source, its bytecode and constants,
+    each time (a class's constants are its attributes, which may be set again)."""
+    try:
+        return _sources[piece]
+    except (KeyError, TypeError):  # not seen yet, or neither hashable nor weakly referenced
+        pass
+    source = _read_source(piece)
+    if source is None:
+        return _piece_hash(piece, None), []
+    found = (_piece_hash(piece, source), source.decorators)
+    with contextlib.suppress(TypeError):
+        _sources[piece] = found
+    return found
 
 
 def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequence[Any]) -> None:
