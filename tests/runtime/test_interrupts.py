@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from branchwork import pipeline, step
-from branchwork.runtime.interrupts import stop_on_interrupt
+from branchwork.runtime.interrupts import Terminated, sigterm_stops_the_run, stop_on_interrupt
 from processes import Spawned, python, python_env, wait_until
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "custom_orchestrator"
@@ -422,3 +422,26 @@ def test_a_second_ctrl_c_in_a_finalizer_still_abandons_the_running_steps(capsys)
         "stopping: 1 step still running — Ctrl-C again to abandon them",
         "abandoning 1 running step: the run is recorded stopped",
     ]
+
+
+class _Terminated(_Finishing):
+    """SIGTERM arrives while the running steps finish after a first Ctrl-C."""
+
+    def close(self, cancel: bool = False) -> None:
+        if self.requests == [False]:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_sigterm_after_a_first_ctrl_c_abandons_the_running_steps(capsys):
+    """Terminated escaped the graceful wait: the steps were not abandoned, nor the run's end
+    recorded by its session."""
+    loop = _Terminated()
+    with sigterm_stops_the_run():
+        try:
+            stop_on_interrupt(loop, KeyboardInterrupt())
+        except Terminated:
+            pytest.fail("SIGTERM escaped the wait for the running steps")
+    assert loop.requests == [False, True]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "abandoning 1 running step: the run is recorded stopped"
+    )

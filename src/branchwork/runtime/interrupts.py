@@ -77,10 +77,13 @@ def stop_on_interrupt(loop: Stoppable, interrupt: KeyboardInterrupt) -> None:
     if not isinstance(interrupt, Terminated):
         loop.request_stop(abandon=False)
         announce(stopping_message(loop.running_steps()))
-        with _next_interrupt_abandons(loop) as abandoned:
-            loop.close()
-        if not abandoned:
-            return
+        try:
+            with _next_interrupt_abandons(loop) as abandoned:
+                loop.close()
+            if not abandoned:
+                return
+        except KeyboardInterrupt:  # SIGTERM (Terminated) meanwhile: abandon them
+            _abandon(loop)
     else:
         _abandon(loop)
     while True:
@@ -116,7 +119,8 @@ def _next_interrupt_abandons(loop: Stoppable) -> Iterator[list[bool]]:
     try:
         yield abandoned
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler not set from Python, which stays ours
+            signal.signal(signal.SIGINT, previous)
 
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
