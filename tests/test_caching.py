@@ -303,6 +303,72 @@ def test_a_sweep_in_one_process_misses_where_a_global_helper_or_module_changed(t
     ]
 
 
+AUTORELOAD = r"""
+import importlib, pathlib, sys
+sys.path.insert(0, {folder!r})
+from branchwork import pipeline, step
+import helpers
+from helpers import Scaler, norm
+
+@step
+def normed(x: int) -> int:
+    return norm(x)
+
+@step
+def scaled(x: int) -> int:
+    return Scaler().scale(x)
+
+@pipeline
+def reloaded():
+    return normed(1), scaled(1)
+
+def show():
+    values = list(reloaded())
+    steps = reloaded.last_run.steps
+    print(values, [str(steps[name].status) for name in ("normed", "scaled")])
+
+show()
+# what IPython's %autoreload does: reload the edited module, then put its new code into the
+# old function and class objects, which `from helpers import ...` names still hold
+edited = {edited!r}
+pathlib.Path({folder!r}, "helpers.py").write_text(edited)
+new = importlib.reload(helpers)
+norm.__code__ = new.norm.__code__
+Scaler.scale.__code__ = new.Scaler.scale.__code__
+show()
+"""
+
+
+HELPERS = """\
+def norm(x):
+    return x + 1
+
+
+class Scaler:
+    def scale(self, x):
+        return x * 2
+"""
+
+
+def test_code_put_into_old_function_objects_as_autoreload_does_misses(tmp_path: Path):
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    script = tmp_path / "autoreload.py"
+    edited = HELPERS.replace("x + 1", "x + 100").replace("x * 2", "x * 7")
+    script.write_text(AUTORELOAD.format(folder=str(tmp_path), edited=edited))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=python_env(tmp_path / "home", PYTHONDONTWRITEBYTECODE="1"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[2, 2] ['completed', 'completed']",
+        "[101, 7] ['completed', 'completed']",
+    ]
+
+
 def launched(folder: Path, commands: list[list[str]]) -> list[str]:
     """What each command printed, run one after the other in `folder` on one store there;
     each must succeed."""

@@ -445,3 +445,54 @@ def test_sigterm_after_a_first_ctrl_c_abandons_the_running_steps(capsys):
     assert capsys.readouterr().err.splitlines()[-1] == (
         "abandoning 1 running step: the run is recorded stopped"
     )
+
+
+TO_A_WORKER = """
+import signal, sys, threading, time
+from branchwork import pipeline, step
+
+@step(enable_cache=False)
+def slow(i: int) -> int:
+    time.sleep(30)
+    return i
+
+@pipeline(enable_cache=False)
+def waits_in_close():
+    return [slow(0), slow(1)]
+
+@pipeline(enable_cache=False)
+def waits_for_a_value():
+    return slow(int(slow(0)) + 1)  # the body waits for the first value
+
+def interrupter():
+    while not any(t.name.startswith("branchwork-step") for t in threading.enumerate()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    worker = next(t for t in threading.enumerate() if t.name.startswith("branchwork-step"))
+    for _ in range(2):  # Ctrl-C, which the kernel may hand to any thread: here a step's
+        print("SIGINT", flush=True)
+        signal.pthread_kill(worker.ident, signal.SIGINT)
+        time.sleep(1)
+
+threading.Thread(target=interrupter, daemon=True).start()
+start = time.monotonic()
+try:
+    globals()[sys.argv[1]]()
+except KeyboardInterrupt:
+    print(f"KeyboardInterrupt after {time.monotonic() - start:.0f}s", flush=True)
+"""
+
+
+@pytest.mark.parametrize("pipeline_name", ["waits_in_close", "waits_for_a_value"])
+def test_ctrl_c_received_by_a_step_thread_stops_and_abandons_at_once(tmp_path, pipeline_name):
+    """The main thread blocked in one long wait (for the steps to finish, for a value) saw
+    such a Ctrl-C only when the step ended: 30 s here."""
+    script = tmp_path / "to_a_worker.py"
+    script.write_text(TO_A_WORKER)
+    with Spawned(python(str(script), pipeline_name), env=python_env(tmp_path / "home")) as run:
+        code, out, err = run.wait(25)
+    assert code == 0, err
+    first, second, ended = out.splitlines()
+    assert (first, second) == ("SIGINT", "SIGINT")
+    assert ended.startswith("KeyboardInterrupt after ") and int(ended.split()[-1][:-1]) < 10
+    assert "stopping: " in err and "abandoning " in err

@@ -160,8 +160,9 @@ class _Piece(NamedTuple):
 T = TypeVar("T")
 _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
-_sources: weakref.WeakKeyDictionary[Any, tuple[str, list[ast.expr]]] = (
-    weakref.WeakKeyDictionary()  # never forgotten: see _code_of
+# piece -> (the code objects it ran, its digest, its decorators): see _code_of
+_sources: weakref.WeakKeyDictionary[Any, tuple[tuple[CodeType, ...], str, list[ast.expr]]] = (
+    weakref.WeakKeyDictionary()
 )
 
 
@@ -228,21 +229,34 @@ def _hash_piece(code: Any) -> _Piece:
 
 
 def _code_of(piece: Any) -> tuple[str, list[ast.expr]]:
-    """A piece's own digest and decorators. From its source, once per object: the object
-    runs the code it was made with, whichever run asks (what its names hold is looked up
-    again for each run: `_forget_older_code`). Without source, its bytecode and constants,
-    each time (a class's constants are its attributes, which may be set again)."""
-    try:
-        return _sources[piece]
-    except (KeyError, TypeError):  # not seen yet, or neither hashable nor weakly referenced
-        pass
+    """A piece's own digest and decorators. From its source, once per object and code it
+    runs (what its names hold is looked up again for each run: `_forget_older_code`);
+    IPython's %autoreload puts a module's new code into its old functions, which
+    `_code_objects_of` tells. Without source, its bytecode and constants, each time (a
+    class's constants are its attributes, which may be set again)."""
+    code = _code_objects_of(piece)
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: not weakly referenced
+        known = _sources[piece]
+        if known[0] == code:
+            return known[1], known[2]
     source = _read_source(piece)
     if source is None:
         return _piece_hash(piece, None), []
-    found = (_piece_hash(piece, source), source.decorators)
+    digest = _piece_hash(piece, source)
     with contextlib.suppress(TypeError):
-        _sources[piece] = found
-    return found
+        _sources[piece] = (code, digest, source.decorators)
+    return digest, source.decorators
+
+
+def _code_objects_of(piece: Any) -> tuple[CodeType, ...]:
+    """The code objects a function runs, or those of a class's own methods."""
+    if isinstance(piece, type):
+        functions = [f for member in vars(piece).values() for f in _functions_of(member)]
+    else:
+        functions = [piece]
+    return tuple(
+        f.__code__ for f in functions if isinstance(getattr(f, "__code__", None), CodeType)
+    )
 
 
 def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequence[Any]) -> None:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.metadata.queries import step_run_count
 from branchwork.metadata.runs import mark_run_stopped, request_stop
-from branchwork.runtime.interrupts import abandoning_message, announce, stopping_message
+from branchwork.runtime.interrupts import (
+    abandoning_message,
+    announce,
+    in_slices,
+    stopping_message,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -48,7 +53,7 @@ class _Waiter:
             self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
+        return in_slices(self._done.wait, timeout)
 
     def outcome(self) -> Any:
         if self._error is not None:

@@ -18,6 +18,7 @@ from branchwork.exceptions import PipelineDefinitionError, RunStopped
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, Ordering, StepCalls
 from branchwork.runtime.events import FailureMode
+from branchwork.runtime.interrupts import in_slices
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
 from branchwork.runtime.waits import RunQuestions
 from branchwork.values import Leaf, encode, leaves_of
@@ -75,7 +76,10 @@ class Outcome:
 
     def wait(self, timeout: float | None = None) -> bool:
         with self._signal:
-            return self._signal.wait_for(lambda: self._done, timeout)
+            return in_slices(lambda seconds: self._signal.wait_for(self._is_done, seconds), timeout)
+
+    def _is_done(self) -> bool:
+        return self._done
 
 
 class BodyContext:

@@ -11,10 +11,27 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Protocol
+
+SIGNAL_CHECK_SECONDS = 0.1  # the longest the main thread blocks without looking at signals
+
+
+def in_slices(wait: Callable[[float], bool], timeout: float | None = None) -> bool:
+    """`wait(seconds)`, a slice at a time, until it returns True (True) or `timeout` passed
+    (False). A Ctrl-C that the kernel hands to another thread is seen by the main thread only
+    when it runs Python code again: blocked in one long wait, a run's Ctrl-C waited for its
+    steps to end."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SIGNAL_CHECK_SECONDS if deadline is None else deadline - time.monotonic()
+        if wait(max(0.0, min(SIGNAL_CHECK_SECONDS, left))):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 class Terminated(KeyboardInterrupt):

@@ -43,6 +43,7 @@ from branchwork.runtime import events as E
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.cache_keys import CacheKeys
 from branchwork.runtime.engine import Engine, State
+from branchwork.runtime.interrupts import in_slices
 from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import StepRequest, StepResult
 from branchwork.runtime.step_records import Finished, Invocations, StepRecords, Tracked
@@ -166,7 +167,7 @@ class RunLoop:
         if not self._closed:
             self._closed = True
             self._events.put(_CLOSE)
-        self._ended.wait()
+        in_slices(self._ended.wait)  # a second Ctrl-C abandons the steps at once
         self.launcher.shutdown(wait=not self.engine.abandoned)
         self.raise_if_crashed()
 
