@@ -373,6 +373,32 @@ def test_a_resumed_call_made_after_reading_an_invalidated_value_runs_again_where
     assert run.handle(reading) == [Launch("train", 2, False)]
 
 
+def test_after_an_invalidated_value_was_read_changed_code_still_diverges():
+    """Only inputs may differ after a value that ran again: `train`'s code changed."""
+    replay = {
+        "load": Attempt("load", "code", "k-load", "completed", 1, invalidated=True),
+        "train": Attempt("train", "old-code", "k-train-before", "completed", 1),
+    }
+    run = engine(check=GraphCheck("r", replay), keys={"load": "k-load", "train": "k-train"})
+    run.handle(add("load"))
+    run.handle(Finished("load", True))
+    commands = run.handle(add("train")._replace(reads=("load",)))
+    (diverged,) = [c for c in commands if isinstance(c, Diverged)]
+    assert "runs step 'train' whose code changed since it ran" in diverged.message
+
+
+def test_what_comes_after_an_invocation_whose_key_cannot_be_computed_may_differ():
+    """`read` runs again unchecked (its file is unreadable now): `parse`, after it, runs
+    again with its new input instead of diverging."""
+    replay = {
+        "read": Attempt("read", "code", "k-read", "completed", 1),
+        "parse": Attempt("parse", "code", "k-parse-before", "completed", 1),
+    }
+    run = engine(check=GraphCheck("r", replay), keys={"read": None, "parse": "k-parse"})
+    assert run.handle(add("read"), add("parse", ["read"])) == [Launch("read", 2, False)]
+    assert run.handle(Finished("read", True)) == [Launch("parse", 2, False)]
+
+
 def test_a_resumed_invocation_whose_key_cannot_be_computed_runs_as_its_next_attempt():
     """Its input file cannot be read now: nothing to compare with its record, so it runs
     again, as attempt 2 (as attempt 1, its step run was not recorded: the first one is)."""

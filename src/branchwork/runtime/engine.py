@@ -242,7 +242,7 @@ class Engine:
             return
         else:
             # a resumed invocation whose key cannot be computed now runs as its next attempt
-            node.attempts_before = self.graph_check.attempts_recorded(added.invocation_id)
+            node.attempts_before = self.graph_check.unchecked(added.invocation_id)
             commands.append(Missed(added.invocation_id, self._why_not_cached(added, event)))
         self._make_ready(added.invocation_id)
 

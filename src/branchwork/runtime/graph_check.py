@@ -6,9 +6,10 @@ the resume accepts the new graph. A fresh run is never checked against earlier r
 it differs, its steps simply miss the cache (and the cache reason says what changed).
 
 A completed invocation whose result was invalidated since (`branchwork cache invalidate`)
-runs again, as a replay's does. Its new result may differ, so the invocations that come
-after it through data, and every call made once the body read its value, run again where
-they now differ instead of diverging.
+runs again, as a replay's does, and so does one whose key cannot be computed now. Its new
+result may differ, so the invocations that come after it through data, and every call made
+once the body read its value, run again where their inputs now differ instead of diverging
+(changed code, or another step under the id, still diverges).
 """
 
 from __future__ import annotations
@@ -95,10 +96,16 @@ class GraphCheck:
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
 
-    def attempts_recorded(self, invocation_id: str) -> int:
-        """The attempts the run's earlier sessions recorded for the invocation."""
+    def unchecked(self, invocation_id: str) -> int:
+        """An invocation whose key cannot be computed runs again, unchecked: the attempts
+        the run's earlier sessions recorded for it (it runs as the next one). What comes
+        after a completed one may now differ, as after an invalidated one."""
         record = self.replay.get(invocation_id)
-        return 0 if record is None else record.attempt
+        if record is None:
+            return 0
+        if record.status in _REUSABLE:
+            self._ran_again.add(invocation_id)
+        return record.attempt
 
     def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
         """The pipeline made a call, after reading these values since its previous one."""
@@ -119,8 +126,9 @@ class GraphCheck:
         difference = difference_from(record, call.step_name, call.code_hash, call.key)
         if difference is None:
             return Verdict(reuse=record, attempts_before=record.attempt)
+        same_code = (record.step_name, record.code_hash) == (call.step_name, call.code_hash)
         after = next((i for i in call.upstream if i in self._ran_again), self._read_ran_again)
-        if after is not None:
+        if same_code and after is not None:  # only its inputs differ, as they may now
             self._ran_again.add(call.invocation_id)
             reason = f"it comes after '{after}', which ran again (its result was invalidated)"
             return Verdict(attempts_before=record.attempt, reason=reason)
