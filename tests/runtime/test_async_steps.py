@@ -284,6 +284,9 @@ def test_fail_fast_cancels_running_async_steps():
     long = fail_fast_with_a_long_async_step.last_run.steps["sleeps_long"]
     assert str(long.status) == "failed"
     assert long.exception_message == "Step 'sleeps_long' was cancelled: its run is stopping."
+    refused = fail_fast_with_a_long_async_step.last_run.steps["refuses"]
+    assert long.start_time <= refused.start_time  # from when it began: it read 0 ms
+    assert long.end_time >= refused.end_time
 
 
 # ---- code hash -------------------------------------------------------------------------------

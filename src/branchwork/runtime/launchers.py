@@ -119,11 +119,12 @@ class InlineLauncher:
         it ends (also when cancelled before it began)."""
         task = asyncio.ensure_future(run_step(request))
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._task_done, request, on_done))
+        task.add_done_callback(functools.partial(self._task_done, request, time.time(), on_done))
 
     def _task_done(
         self,
         request: StepRequest,
+        start: float,
         on_done: Callable[[StepResult], None],
         task: asyncio.Task[StepResult],
     ) -> None:
@@ -133,10 +134,10 @@ class InlineLauncher:
                 f"Step '{request.invocation_id}' was cancelled: its run is stopping.",
                 request.invocation_id,
             )
-            on_done(_escaped(request, cancelled))
+            on_done(_escaped(request, start, cancelled))
             return
         error = task.exception()  # only a BaseException (KeyboardInterrupt) escapes run_step
-        on_done(task.result() if error is None else _escaped(request, error))
+        on_done(task.result() if error is None else _escaped(request, start, error))
 
     def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -180,21 +181,22 @@ def _serve(event_loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _run_inline(request: StepRequest) -> StepResult:
+    start = time.time()
     try:
         return execute_step(request)
     except BaseException as error:  # noqa: BLE001 - reported as the step's failure
         # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
-        return _escaped(request, error)
+        return _escaped(request, start, error)
 
 
-def _escaped(request: StepRequest, error: BaseException) -> StepResult:
-    now = time.time()
+def _escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
+    """The result of an attempt begun at `start` that ended with no result of its own."""
     return StepResult(
         request.invocation_id,
         request.step_run_id,
         request.attempt,
-        now,
-        now,
+        start,
+        time.time(),
         error=error,
         traceback="".join(traceback.format_exception(error)),
     )
