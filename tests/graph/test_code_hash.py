@@ -346,10 +346,12 @@ TABLE = pd.DataFrame({"v": [10, 20], "w": ["a", "b"]})
 RATES = pd.Series([0.1, 0.2], name="rate")
 CELLS = pd.DataFrame({"tags": [["x"], ["y"]]})
 OBJECTS = np.array([{"a": 1}], dtype=object)
+MASKED = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+RECORDS = np.array([(1, 2.0)], dtype=[("a", "<i8"), ("b", "<f8")])
 
 
 def score():
-    return WEIGHTS.sum(), TABLE["v"].sum(), RATES.mean(), len(CELLS), len(OBJECTS)
+    return WEIGHTS.sum(), TABLE["v"].sum(), RATES.mean(), len(CELLS), OBJECTS, MASKED, RECORDS
 """
 
 
@@ -362,6 +364,8 @@ def score():
         ('"w": ["a", "b"]', '"x": ["a", "b"]', {"data:TABLE"}),
         ('name="rate"', 'name="rates"', {"data:RATES"}),
         ('[["x"], ["y"]]', '[["x"], ["z"]]', set()),  # lists in cells: by type, as before
+        ("mask=[0, 1, 0]", "mask=[0, 0, 1]", {"data:MASKED"}),
+        ('("b", "<f8")', '("c", "<f8")', {"data:RECORDS"}),  # the same bytes, renamed
     ],
 )
 def test_numpy_arrays_and_pandas_objects_in_globals_are_keyed_by_their_contents(

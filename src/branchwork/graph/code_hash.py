@@ -756,8 +756,10 @@ def _data_digest(value: Any) -> str | None:
         import numpy
 
         array = numpy.ascontiguousarray(value)
-        shape = f"{array.dtype.str}{array.shape}".encode()
-        return hashlib.sha256(shape + array.tobytes()).hexdigest()[:16]
+        mask = numpy.ma.getmask(value)  # a masked array's mask is part of what it holds
+        masked = b"" if mask is numpy.ma.nomask else numpy.asarray(mask).tobytes()
+        shape = f"{array.dtype!r}{array.shape}".encode()  # a structured dtype's fields too
+        return hashlib.sha256(shape + array.tobytes() + masked).hexdigest()[:16]
     if library == "pandas":
         import pandas
 
