@@ -197,6 +197,45 @@ def test_mapping_over_a_dict_output_is_refused_saying_what_to_map_over():
     assert map_over_a_dict.last_run.steps.keys() == {"table"}  # no item step ran
 
 
+@step
+def file_name() -> str:
+    return "data.csv"
+
+
+@pipeline
+def map_over_a_str_output() -> Any:
+    return echo.map(file_name())
+
+
+@pipeline
+def map_over_a_literal(value: Any) -> Any:
+    return echo.map(value)
+
+
+def test_mapping_over_a_str_output_is_refused_not_mapped_over_its_characters():
+    with pytest.raises(PipelineRunFailedError) as info:
+        map_over_a_str_output()
+    assert str(info.value.__cause__) == (
+        "Step 'echo' maps over the output of 'file_name', which has no items to map over (a "
+        "str is one value, not a list of them); map over a list, tuple, array or table."
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(5, "int (5)"), ("abc", "str ('abc')"), ({"a": 1}, "dict ({'a': 1})")]
+)
+def test_mapping_over_a_literal_that_is_not_a_list_names_the_step(value, shown):
+    """`echo.map(5)` raised a bare "TypeError: 'int' object is not iterable"; a str was
+    mapped over its characters."""
+    with pytest.raises(PipelineRunFailedError) as info:
+        map_over_a_literal(value)
+    assert str(info.value.__cause__) == (
+        f"Step 'echo' cannot map over a {shown}: map over a list, tuple, array or table, or "
+        "a step output holding one."
+    )
+    assert map_over_a_literal([1, 2]) == [1, 2]
+
+
 @pytest.mark.parametrize("size", [0, -1, "2", 2.0, True])
 def test_a_chunk_size_that_is_not_a_positive_int_is_refused(size):
     with pytest.raises(PipelineRunFailedError) as info:

@@ -177,6 +177,8 @@ class BodyContext:
                 f"a {type(value).__name__} has no positions; map over a list of its keys, "
                 "values or items, returned by a step"
             )
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"a {type(value).__name__} is one value, not a list of them")
         return len(value)
 
     def wait_for(self, output: StepOutput, timeout: float | None) -> bool:

@@ -12,7 +12,8 @@ import functools
 import inspect
 import itertools
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -364,6 +365,11 @@ def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
             )
             for start in range(0, count, step)
         ]
+    if isinstance(value, (str, bytes, Mapping, AbstractSet)) or not isinstance(value, Iterable):
+        raise StepInvocationError(
+            f"{where} cannot map over a {type(value).__name__} ({value!r:.40}): map over a list, "
+            "tuple, array or table, or a step output holding one."
+        )
     items = list(value)
     if chunk_size is None:
         return items
