@@ -168,3 +168,19 @@ def test_deleting_a_parent_run_keeps_its_children_readable():
         "pipeline": None,
         "invocation": children[0].parent_invocation_id,
     }
+
+
+def test_embedding_with_a_bad_argument_names_the_pipeline_and_its_signature():
+    """It was Python's bare "child_sum() missing 1 required positional argument"."""
+    from branchwork import pipeline
+
+    @pipeline
+    def embeds_badly() -> int:
+        return np_.child_sum.embed()
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        embeds_badly()
+    assert str(info.value.__cause__) == (
+        "Pipeline 'child_sum' cannot be embedded this way: missing a required argument: 'n'. "
+        "Its signature is child_sum(n: 'int') -> 'Any'."
+    )

@@ -131,6 +131,13 @@ class Pipeline(Generic[P, R]):
         """Inside a running pipeline: run the pipeline's body in that run, its steps being
         the run's own with ids prefixed "<name>."; returns what the body returns (futures)."""
         context = self._inside_a_run("embed")
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise ConfigurationError(
+                f"Pipeline '{self.name}' cannot be embedded this way: {error}. Its signature "
+                f"is {self.name}{self.signature}."
+            ) from None
         with context.calls.embedded(self.name):
             return self.func(*args, **kwargs)
 
