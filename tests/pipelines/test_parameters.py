@@ -236,7 +236,7 @@ def test_a_value_that_cannot_be_recorded_is_refused_saying_what_to_do():
     with pytest.raises(ConfigurationError) as info:
         opaque(object())
     assert str(info.value) == (
-        "Pipeline 'opaque': parameter 'handle' is a object, which cannot be recorded. Pass a "
+        "Pipeline 'opaque': parameter 'handle' (object) cannot be recorded. Pass a "
         "JSON value, or annotate the parameter with its type (a Path, a date, a pydantic model "
         "or a dataclass is then recorded as JSON); load big values or secrets in a step."
     )
@@ -278,7 +278,7 @@ def test_a_secret_is_refused_rather_than_recorded_masked():
     with pytest.raises(ConfigurationError) as info:
         with_token(token="hunter2")
     assert str(info.value).startswith(
-        "Pipeline 'with_token': parameter 'token' is a SecretStr, which cannot be recorded (it "
+        "Pipeline 'with_token': parameter 'token' (SecretStr) cannot be recorded (it "
         "would not read back as it is)."
     )
     assert Client().list_pipeline_runs() == []

@@ -210,7 +210,7 @@ def test_overrides_that_do_not_fit_the_run_are_refused_before_anything_runs(tmp_
         ),
         (
             {"train": {"lr": object()}},
-            "The override train.lr is a object, which cannot be recorded; overrides must be "
+            "The override train.lr (object) cannot be recorded: overrides must be "
             "JSON-serializable.",
         ),
     ]

@@ -255,8 +255,8 @@ def bad_key() -> int:
         ),
         (
             not_json,
-            "log_artifact_metadata in step 'not_json': the value of 'handle' is a object, which "
-            "is not JSON-serializable.",
+            "log_artifact_metadata in step 'not_json': the value of 'handle' (object) is not "
+            "JSON-serializable.",
         ),
         (
             bad_key,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from branchwork.exceptions import ConfigurationError
+
 PROJECT_DIR_NAME = ".branchwork"
 
 
@@ -27,6 +29,11 @@ def store_url() -> str:
     if explicit:
         return explicit
     home = home_dir()
+    if home.exists() and not home.is_dir():
+        raise ConfigurationError(
+            f"The branchwork home {home} is a file, not a folder: point BRANCHWORK_HOME at a "
+            "folder (it is made if missing)."
+        )
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'branchwork.db'}"
 

@@ -93,8 +93,8 @@ def recorded_parameters(
 
 def _not_recordable(pipeline_name: str, name: str, value: Any, why: str) -> ConfigurationError:
     return ConfigurationError(
-        f"Pipeline '{pipeline_name}': parameter '{name}' is a {type(value).__name__}, which "
-        f"cannot be recorded{why}. Pass a JSON value, or annotate the parameter with its type "
+        f"Pipeline '{pipeline_name}': parameter '{name}' ({type(value).__name__}) cannot be "
+        f"recorded{why}. Pass a JSON value, or annotate the parameter with its type "
         "(a Path, a date, a pydantic model or a dataclass is then recorded as JSON); load big "
         "values or secrets in a step."
     )

@@ -125,8 +125,8 @@ def _check_values(key: str, values: Any) -> None:
             json.dumps(value)
         except (TypeError, ValueError):
             raise ConfigurationError(
-                f"The override {key}.{name} is a {type(value).__name__}, which cannot be "
-                "recorded; overrides must be JSON-serializable."
+                f"The override {key}.{name} ({type(value).__name__}) cannot be recorded: "
+                "overrides must be JSON-serializable."
             ) from None
 
 

@@ -118,6 +118,6 @@ def _check_json(function: str, context: StepContext, metadata: dict[str, Any]) -
             json.dumps(value)
         except (TypeError, ValueError):
             raise BranchworkError(
-                f"{function} in step '{context.invocation_id}': the value of {key!r} is a "
-                f"{type(value).__name__}, which is not JSON-serializable."
+                f"{function} in step '{context.invocation_id}': the value of {key!r} "
+                f"({type(value).__name__}) is not JSON-serializable."
             ) from None
