@@ -45,7 +45,7 @@ def resume(engine: Engine, run: PipelineRunResponse) -> str:
     once that process has reopened it (or finished it already). An OrchestratorError with
     the command's error if it could not."""
     if str(run.status) not in RESUMABLE:
-        raise OrchestratorError(not_resumable_message(run.name, run.status))
+        raise OrchestratorError(not_resumable_message(run))
     log = resume_log(run.id)
     process = _start_resume(engine, run, log)
     deadline = time.monotonic() + START_WAIT

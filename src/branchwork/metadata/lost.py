@@ -12,13 +12,16 @@ Every reader applies this rule the same way when it reads (`lost_status` in SQL 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, case, func, literal, select
 
 from branchwork.config.heartbeat import MISSED_HEARTBEATS, heartbeat_interval, stale_after
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
+
+if TYPE_CHECKING:
+    from branchwork.models.responses import PipelineRunResponse
 
 LOST_TYPE = "OrchestrationLost"
 
@@ -31,17 +34,19 @@ def run_lost_message(interval: float | None) -> str:
     )
 
 
-def not_resumable_message(run_name: str, status: str) -> str:
+def not_resumable_message(run: PipelineRunResponse) -> str:
     """Why a run cannot be resumed now; for a running one, when it can be if its process is
-    gone (a store outage ended it unrecorded, say)."""
+    gone (a store outage ended it unrecorded, say): six of its loop's heartbeats after the
+    last one."""
     message = (
-        f"Run '{run_name}' is {status}: only failed or stopped runs, and paused ones once "
+        f"Run '{run.name}' is {run.status}: only failed or stopped runs, and paused ones once "
         "answered, can be resumed."
     )
-    if status == "running":
+    if run.status == "running":
+        after = stale_after(run.heartbeat_seconds)
         message += (
-            f" If its process is gone, it reads failed {stale_after():g}s after its last "
-            "heartbeat; resume it then."
+            f" If its process is gone, it reads failed {after:g}s after its last heartbeat; "
+            "resume it then."
         )
     return message
 

@@ -555,6 +555,7 @@ def run_response(
         earlier_sessions_seconds=row.earlier_sessions_seconds,
         parent_run_id=row.parent_run_id,
         parent_invocation_id=row.parent_invocation_id,
+        heartbeat_seconds=row.heartbeat_seconds,
     )
 
 

@@ -221,6 +221,8 @@ class PipelineRunResponse:
     # parent's invocation that called it; None for a top-level run.
     parent_run_id: str | None = None
     parent_invocation_id: str | None = None
+    # Seconds between its loop's heartbeats (None: recorded before they were kept).
+    heartbeat_seconds: float | None = None
 
     @property
     def paused_with_child(self) -> bool:

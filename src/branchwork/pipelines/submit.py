@@ -63,7 +63,7 @@ def resume_pipeline(
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):
-                raise OrchestratorError(not_resumable_message(run.name, run.status))
+                raise OrchestratorError(not_resumable_message(run))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
         typed = RunOptions.from_spec(run.snapshot.spec).typed_parameters
