@@ -37,7 +37,8 @@ def _pickle(obj: Any) -> str:
 @functools.lru_cache(maxsize=256)
 def _pickled_step(step: Any, generation: tuple[int, int]) -> str:
     """A step pickles the same every time: once per step, not once per launch; and again
-    after a notebook cell ran (`generation`), which may have redefined what it calls."""
+    after a notebook cell ran or a new run started (`generation`): a cell may have redefined
+    what it calls, a script set a global it reads (pickled by value for a `__main__` step)."""
     return _pickle(step)
 
 
