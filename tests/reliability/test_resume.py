@@ -124,10 +124,10 @@ def test_a_resume_runs_again_what_was_invalidated_since_and_what_its_new_value_c
         "its result was invalidated since it ran (branchwork cache invalidate)"
     )
     assert reasons["plus_one"] == (
-        "it comes after 'read_value', which ran again (its result was invalidated)"
+        "it comes after 'read_value', which ran again, and its inputs differ"
     )
     assert reasons["after_read"] == (
-        "it comes after 'plus_one', which ran again (its result was invalidated)"
+        "it comes after 'plus_one', which ran again, and its inputs differ"
     )
 
 

@@ -357,7 +357,7 @@ def test_a_resume_runs_an_invalidated_result_again_and_what_its_new_value_change
     reasons = {c.invocation_id: c.reason for c in run.commands if isinstance(c, Missed)}
     assert reasons == {
         "load": "its result was invalidated since it ran (branchwork cache invalidate)",
-        "train": "it comes after 'load', which ran again (its result was invalidated)",
+        "train": "it comes after 'load', which ran again, and its inputs differ",
     }
 
 

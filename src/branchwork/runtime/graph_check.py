@@ -130,7 +130,7 @@ class GraphCheck:
         after = next((i for i in call.upstream if i in self._ran_again), self._read_ran_again)
         if same_code and after is not None:  # only its inputs differ, as they may now
             self._ran_again.add(call.invocation_id)
-            reason = f"it comes after '{after}', which ran again (its result was invalidated)"
+            reason = f"it comes after '{after}', which ran again, and its inputs differ"
             return Verdict(attempts_before=record.attempt, reason=reason)
         if self.accept_new_graph:
             reason = f"the resume accepts the new graph, and it {difference}"
