@@ -34,8 +34,8 @@ hashes every piece of the user's own code the function reaches, each normalized:
   between Python versions: a new Python version misses the cache once.
 - Values the code reads (module constants, class attributes, closure cells): None, bools,
   ints, floats, strs, bytes and tuples, lists, dicts, sets and frozensets of them are hashed
-  by value, as read when the fingerprint is first taken in a process (a module-level list a
-  step appends to hashes differently once it grew); so are enum members, and instances of
+  by value, as read when a run first takes the fingerprint (a module-level list a step
+  appends to hashes differently once it grew); so are enum members, and instances of
   the user's own classes (dataclasses, pydantic models, config objects) by their attributes,
   their class being reached too; numpy arrays and pandas DataFrames, Series and indexes by
   their contents (not arrays or frames of Python objects, such as lists in cells); any
@@ -51,8 +51,8 @@ A fingerprint is computed once per function object per run, and again after a no
 runs (`user_code.code_generation`): a cell may redefine what a step reaches, and a script may
 set a module's global (a sweep) or reload a module between two runs. A global the pipeline's
 body sets between two calls of one run is not seen by the second. Each function's or class's
-own source is read and hashed once per object (it runs the code it was made with); what its
-names hold is looked up for every run.
+own source is read and hashed once per object and code object (IPython's %autoreload gives old
+functions new code); what its names hold is looked up for every run.
 """
 
 from __future__ import annotations
