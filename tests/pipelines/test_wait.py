@@ -211,6 +211,8 @@ def test_a_timed_out_question_takes_its_default_at_the_next_resume(tmp_path, loc
         wp.timed(folder=str(tmp_path), timeout=1.0, with_default=True)
     run = paused_run(paused)
     wait_past_deadline(run.id)
+    shown = [" ".join(line.split()) for line in cli("runs", "show", run.name).splitlines()]
+    assert shown[-1].endswith(" (timed out: a resume takes the default false)")
     with pytest.raises(InvalidAnswerError) as late:
         Client().answer_run(run.id, True)
     assert str(late.value) == (
@@ -229,6 +231,8 @@ def test_a_timed_out_question_without_default_fails_the_run(tmp_path, local_flav
     run = paused_run(paused)
     assert "; then the run fails)" in str(paused.value)
     wait_past_deadline(run.id)
+    shown = [" ".join(line.split()) for line in cli("runs", "show", run.name).splitlines()]
+    assert shown[-1].endswith("(timed out: no answer, no default)")
     with pytest.raises(PipelineRunFailedError) as failed:
         Client().resume_run(run.id)
     message = (

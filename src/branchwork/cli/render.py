@@ -281,8 +281,15 @@ def show_waits(waits: list[WaitResponse]) -> None:
     out.print()
     table = _table("WAIT", "QUESTION", "ASKED", "ANSWER", "BY")
     table.columns[1].no_wrap = False
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
     for wait in waits:
         answer = json.dumps(wait.answer) if wait.is_answered else "(waiting)"
+        if wait.timed_out(now):
+            answer = (
+                f"(timed out: a resume takes the default {json.dumps(wait.default)})"
+                if wait.has_default
+                else "(timed out: no answer, no default)"
+            )
         table.add_row(
             Text(wait.wait_id),
             Text(wait.question),
