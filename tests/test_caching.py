@@ -236,6 +236,19 @@ def test_the_same_call_hits_the_cache_in_a_second_python_process(tmp_path: Path)
     assert outputs == [f"{described} completed", f"{described} cached"]
 
 
+def printed_by(script: Path, home: Path, **env: str) -> list[str]:
+    """The lines `python script` prints, run as a user runs it, on the store in `home`."""
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=python_env(home, **env),
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
 SWEEP = r"""
 import importlib, pathlib, sys
 sys.path.insert(0, {folder!r})
@@ -286,15 +299,7 @@ def test_a_sweep_in_one_process_misses_where_a_global_helper_or_module_changed(t
     (tmp_path / "settings.py").write_text("SCALE = 1.0\ndef offset(x):\n    return x + 1\n")
     script = tmp_path / "sweep.py"
     script.write_text(SWEEP.format(folder=str(tmp_path)))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=python_env(tmp_path / "home"),
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    assert printed_by(script, tmp_path / "home") == [
         "[1.0, 2, 2] ['completed', 'completed', 'completed']",
         "[1.0, 2, 2] ['cached', 'cached', 'cached']",
         "[3.0, 2, 2] ['completed', 'cached', 'cached']",
@@ -355,15 +360,7 @@ def test_code_put_into_old_function_objects_as_autoreload_does_misses(tmp_path: 
     script = tmp_path / "autoreload.py"
     edited = HELPERS.replace("x + 1", "x + 100").replace("x * 2", "x * 7")
     script.write_text(AUTORELOAD.format(folder=str(tmp_path), edited=edited))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=python_env(tmp_path / "home", PYTHONDONTWRITEBYTECODE="1"),
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    assert printed_by(script, tmp_path / "home", PYTHONDONTWRITEBYTECODE="1") == [
         "[2, 2] ['completed', 'completed']",
         "[101, 7] ['completed', 'completed']",
     ]
