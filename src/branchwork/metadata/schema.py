@@ -1,6 +1,6 @@
 """The metadata store's tables, as SQLAlchemy Core (no ORM: the recorder writes in bulk).
 
-Ids are uuid4 hex strings made by the writer, so a batch of related rows (a step run, its
+Ids are made by the writer (`branchwork.ids`), so a batch of related rows (a step run, its
 configuration, its artifacts and links) can be inserted in one transaction without
 round-trips. Rows whose identity is a name (`pipeline`, `artifact`) get a uuid5 of that name,
 so concurrent writers converge on one row with INSERT ... ON CONFLICT DO NOTHING.
