@@ -274,8 +274,8 @@ def invocation_config_json(invocation: Invocation, value_inputs: dict[str, Any])
     """`invocation_config` as JSON text, with how its `value_inputs` are recorded (the
     list, or `value_inputs_of` the call that has it): the step's part written once per
     step, since a dynamic run records one per step run."""
-    call = json.dumps({**_call_config(invocation), **value_inputs})
-    return f"{_step_config_json(invocation.step)[:-1]}, {call[1:]}"
+    call = json.dumps({**_call_config(invocation), **value_inputs}, separators=_COMPACT)
+    return f"{_step_config_json(invocation.step)[:-1]},{call[1:]}"
 
 
 def _call_config(invocation: Invocation) -> dict[str, Any]:
@@ -302,7 +302,10 @@ def _step_config(step: Step[Any, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1024)
 def _step_config_json(step: Step[Any, Any]) -> str:
-    return json.dumps(_step_config(step))
+    return json.dumps(_step_config(step), separators=_COMPACT)
+
+
+_COMPACT = (",", ":")  # a dynamic run writes a configuration per step run: no spaces
 
 
 class StepCalls:
