@@ -238,6 +238,37 @@ def test_conversions_len_range_iteration_indexing_and_membership():
     assert isinstance(seen["float"], float)
 
 
+def test_a_future_in_a_set_or_as_a_dict_key_is_found_as_its_value():
+    seen: dict[str, Any] = {}
+
+    @pipeline
+    def lookups():
+        three = make_int(3)
+        items = make_list([1, 2])
+        seen.update(
+            in_set=three in {1, 3},
+            not_in_set=three in {1, 2},
+            dict_key={3: "c", 4: "d"}[three],
+            deduplicated=len({three, 3}),
+            hash=hash(three) == hash(3),
+        )
+        try:
+            hash(items)
+        except TypeError as error:
+            seen["unhashable"] = str(error)
+        return three
+
+    assert lookups() == 3
+    assert seen == {
+        "in_set": True,
+        "not_in_set": False,
+        "dict_key": "c",
+        "deduplicated": 1,
+        "hash": True,
+        "unhashable": "unhashable type: 'list'",
+    }
+
+
 def test_formatting_and_attribute_access():
     seen: dict[str, Any] = {}
 

@@ -2,8 +2,9 @@
 
 Passed to another step it is an edge (data moves by reference). Used as a value — truth,
 comparison, arithmetic, `int()`, `len()`, iteration, indexing, `in`, formatting, attribute
-access — it waits for the step and behaves as the loaded value, which is what lets ordinary
-Python control flow drive a dynamic pipeline. `repr()` never waits, so debuggers stay usable.
+access, hashing (a set or a dict finds it as it would the value) — it waits for the step and
+behaves as the loaded value, which is what lets ordinary Python control flow drive a dynamic
+pipeline. `repr()` never waits, so debuggers stay usable.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class StepOutput:
         raise AttributeError(f"{self!r} is read-only")
 
     def __hash__(self) -> int:
-        return id(self)
+        """The value's hash, as it compares equal to the value: `status() in {"ok", "done"}`
+        and `{3: "c"}[n]` must find what `==` would (an unhashable value raises as it would)."""
+        return hash(self.load())
 
     def __bool__(self) -> bool:
         return bool(self.load())
