@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import textwrap
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -226,6 +227,64 @@ def test_paths_dates_models_and_dataclasses_are_recorded_as_json_and_read_back_t
     assert Client().resume_run(run) == "/data/raw|2026-05-06|0.5|7"
     assert Client().replay(run) == "/data/raw|2026-05-06|0.5|7"
     assert RECEIVED[1:] == [first, first]
+
+
+@step
+def describe(value: Any) -> str:
+    return repr(value)
+
+
+@pipeline
+def plain_containers(flag: str, pair: tuple, grid, names, fallback=(0.5, "x")):
+    RECEIVED.append(_capturing(dict(pair=pair, grid=grid, names=names, fallback=fallback)))
+    return flaky_echo(describe((pair, grid, names, fallback)), flag)
+
+
+def test_tuples_and_int_keyed_dicts_read_back_as_they_were_passed(tmp_path):
+    """JSON made them a list and str keys: a resume's body got [1, 2] and {'1': 'a'}, and
+    an unchanged run could not be resumed ('calls step describe with different inputs')."""
+    RECEIVED.clear()
+    flag = tmp_path / "fail"
+    flag.touch()
+    with pytest.raises(PipelineRunFailedError):
+        plain_containers(str(flag), pair=(1, 2), grid=[(0, 1)], names={1: "a", 2: "b"})
+    first = RECEIVED[0]
+    assert first == {
+        "pair": ((1, 2), "tuple"),
+        "grid": ([(0, 1)], "list"),
+        "names": ({1: "a", 2: "b"}, "dict"),
+        "fallback": ((0.5, "x"), "tuple"),
+    }
+    run = plain_containers.last_run
+    assert run.snapshot.parameters == {
+        "flag": str(flag),
+        "pair": [1, 2],  # annotated: written by its annotation, read back through it
+        "grid": [{"$tuple": [0, 1]}],  # unannotated: in the encoding of branchwork.values
+        "names": {"$dict": [[1, "a"], [2, "b"]]},
+        "fallback": {"$tuple": [0.5, "x"]},
+    }
+    flag.unlink()
+    expected = "((1, 2), [(0, 1)], {1: 'a', 2: 'b'}, (0.5, 'x'))"
+    assert Client().resume_run(run) == expected
+    assert Client().replay(run) == expected
+    assert RECEIVED[1:] == [first, first]
+
+
+def test_a_str_enum_member_unannotated_is_refused_as_it_would_read_back_a_str():
+    class Color(str, Enum):
+        RED = "red"
+
+    @pipeline
+    def paint(color):
+        return echo(1)
+
+    with pytest.raises(ConfigurationError) as info:
+        paint(Color.RED)
+    assert str(info.value).startswith(
+        "Pipeline 'paint': parameter 'color' (Color) cannot be recorded (it would not read "
+        "back as it is). Pass a JSON value, or annotate the parameter with its type"
+    )
+    assert Client().list_pipeline_runs() == []
 
 
 def test_a_value_that_cannot_be_recorded_is_refused_saying_what_to_do():

@@ -8,9 +8,11 @@ annotated, so `import branchwork` stays fast. Unannotated and `Any` parameters, 
 that cannot be resolved (a name imported only under TYPE_CHECKING) and types pydantic cannot
 check are passed as they are.
 
-Parameters are recorded as JSON: a value that is not JSON is written by its annotation
-(`Path` as its text, `date` in ISO format, a pydantic model or dataclass as its fields), and
-read back through it wherever the run's body runs again (a resume, a replay, an orchestration
+Parameters are recorded as JSON: a value that is not JSON, or would not read back from JSON as
+it is (a tuple, a dict with int keys), is written by its annotation (`Path` as its text, `date`
+in ISO format, a pydantic model or dataclass as its fields, `tuple[int, ...]` as a list), or,
+unannotated, in the encoding of `branchwork.values` (`{"$tuple": [1, 2]}`), and read back
+through it wherever the run's body runs again (a resume, a replay, an orchestration
 process): the body always gets what its annotations say.
 
 A `--param KEY=VALUE` of the command line arrives as a `CommandLineValue`, so the annotation
@@ -22,8 +24,10 @@ fails).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import ConfigurationError
+from branchwork.values import decode, encode
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -78,11 +83,12 @@ def recorded_parameters(
     typed: list[str] = []
     for name, value in values.items():
         recorded[name] = value
-        if _is_json(value):
+        if _reads_back(value):
             continue
         adapter = _adapter(types.get(name, Any))
         if adapter is None:
-            raise _not_recordable(pipeline_name, name, value, "")
+            recorded[name] = _encoded(pipeline_name, name, value)
+            continue
         written = adapter.dump_python(value, mode="json", by_alias=True, warnings=False)
         if not _is_json(written) or _read_through(adapter, written) != value:
             raise _not_recordable(pipeline_name, name, value, " (it would not read back as it is)")
@@ -104,14 +110,17 @@ def read_back(
     func: Callable[..., Any], recorded: dict[str, Any], typed: tuple[str, ...]
 ) -> dict[str, Any]:
     """Recorded parameters as `func` takes them: those `typed` read through its annotations
-    (the text of a Path is a Path again); the others, JSON when they were passed, as they
-    are."""
+    (the text of a Path is a Path again); the others decoded (`branchwork.values`: plain JSON
+    is itself, `{"$tuple": [1, 2]}` a tuple again)."""
     types = _parameter_types(func) if typed else {}
     values = dict(recorded)
-    for name in typed:
-        adapter = _adapter(types.get(name, Any))
-        if name in values and adapter is not None:
-            values[name] = _read_through(adapter, values[name])
+    for name, value in recorded.items():
+        adapter = _adapter(types.get(name, Any)) if name in typed else None
+        if adapter is not None:
+            values[name] = _read_through(adapter, value)
+        elif name not in typed:
+            with contextlib.suppress(ValueError):  # "$" keys recorded as they were, before
+                values[name] = decode(value)
     return values
 
 
@@ -131,6 +140,38 @@ def _is_json(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _reads_back(value: Any) -> bool:
+    """Whether `value` is JSON that reads back as it is: a tuple would come back a list, a
+    dict's int keys strings, a str enum member a plain str (a resume's body got those)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return _same(json.loads(text), value)
+
+
+def _same(loaded: Any, value: Any) -> bool:
+    if type(loaded) is not type(value):
+        return False
+    if isinstance(value, list):
+        return len(loaded) == len(value) and all(map(_same, loaded, value))
+    if isinstance(value, dict):
+        return list(loaded) == list(value) and all(_same(loaded[k], value[k]) for k in value)
+    return bool(loaded == value) or (isinstance(value, float) and math.isnan(value))
+
+
+def _encoded(pipeline_name: str, name: str, value: Any) -> Any:
+    """An unannotated value plain JSON would change (a tuple, a dict with int keys, a NaN)
+    in the one encoding of values (`branchwork.values`), which `read_back` decodes."""
+    try:
+        encoded = encode(value)
+    except TypeError:
+        raise _not_recordable(pipeline_name, name, value, "") from None
+    if not _same(decode(encoded), value):  # an enum member would come back its plain value
+        raise _not_recordable(pipeline_name, name, value, " (it would not read back as it is)")
+    return encoded
 
 
 def _parameter_types(func: Callable[..., Any]) -> dict[str, Any]:
