@@ -219,6 +219,32 @@ def test_log_metadata_refuses_values_that_cannot_be_recorded():
     assert "log_metadata" in str(info.value.__cause__)
 
 
+@step(retry=StepRetryConfig(max_retries=2, delay=0))
+def logs_then_fails_twice() -> int:
+    attempt = get_step_context().attempt
+    log_metadata({"attempt_logged": attempt})
+    if attempt < 3:
+        raise RuntimeError(f"attempt {attempt} fails")
+    return attempt
+
+
+def test_log_metadata_of_a_retried_attempt_is_kept():
+    """A retried attempt's row was written again as 'retried' without its metadata."""
+
+    @pipeline(enable_cache=False)
+    def third_time_lucky():
+        return logs_then_fails_twice()
+
+    assert third_time_lucky() == 3
+    attempts = third_time_lucky.last_run.attempts
+    assert [(a.attempt, str(a.status), a.run_metadata) for a in attempts] == [
+        (1, "retried", {"attempt_logged": 1}),
+        (2, "retried", {"attempt_logged": 2}),
+        (3, "completed", {"attempt_logged": 3}),
+    ]
+    assert all(a.start_time is not None and a.start_time <= a.end_time for a in attempts)
+
+
 @step(retry=StepRetryConfig(max_retries=1, delay=0))
 def second_time_lucky() -> int:
     attempt = get_step_context().attempt

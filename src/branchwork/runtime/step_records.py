@@ -250,7 +250,7 @@ class StepRecords:
 
     def result(self, item: Tracked, result: StepResult) -> None:
         """An attempt's result: its logs, outputs (new artifact versions) and status."""
-        metadata = json.dumps(result.metadata, default=repr) if result.metadata else None
+        metadata = _metadata_json(result)
         if result.logs:
             self.recorder.step_log(result.step_run_id, result.logs)
         if not result.ok:
@@ -304,9 +304,15 @@ class StepRecords:
 
     def retried(self, item: Tracked) -> None:
         failed = item.last_attempt
-        if failed is not None:
+        if failed is not None:  # recorded failed: now retried, with what it logged
             self.recorder.step_finished(
-                failed.step_run_id, "retried", failed.end_time, failed.error, failed.traceback
+                failed.step_run_id,
+                "retried",
+                failed.end_time,
+                failed.error,
+                failed.traceback,
+                _metadata_json(failed),
+                failed.start_time,
             )
 
     def diverged(self, item: Tracked, message: str) -> None:
@@ -390,3 +396,8 @@ def _cache_record(item: Tracked) -> tuple[str | None, str | None, str | None]:
     there, so a cached rerun does not write them again."""
     parts = None if item.cache_verdict == HIT else item.cache_parts_json
     return parts, item.cache_verdict, item.cache_reason
+
+
+def _metadata_json(result: StepResult) -> str | None:
+    """What the attempt logged with `log_metadata`, as recorded."""
+    return json.dumps(result.metadata, default=repr) if result.metadata else None
