@@ -133,6 +133,37 @@ def test_cache_invalidate_makes_the_step_compute_anew(cli, target):
     assert result.stdout == "Step 'report' has no cached results to invalidate.\n"
 
 
+SHARED = (
+    SOURCE
+    + """
+
+@pipeline
+def rescored(n: int = 3):
+    return report(total(load(n)))
+"""
+)
+
+
+def test_cache_invalidate_with_a_pipeline_covers_what_another_pipeline_served_it(
+    cli, pipeline_file
+):
+    """`rescored` was served `summed`'s result: invalidating in 'rescored' said there was
+    nothing to invalidate, and its next run was served the same result again."""
+    module = pipeline_file("shared_flow", SHARED)
+    _run(cli, f"{module}:summed")
+    assert cli("run", f"{module}:rescored", "--no-progress").exit_code == 0
+    result = cli("cache", "invalidate", "total", "--pipeline", "rescored")
+    assert result.stdout == "Invalidated 1 cached result of step 'total' in pipeline 'rescored'.\n"
+
+    assert cli("run", f"{module}:rescored", "--no-progress").exit_code == 0
+    run = Client().list_pipeline_runs(pipeline="rescored", limit=1)[0]
+    assert {name: s.cache_verdict for name, s in run.steps.items()} == {
+        "load": "hit",
+        "total": "miss",
+        "report": "off",
+    }
+
+
 def test_cache_invalidate_of_an_unknown_step_or_pipeline_is_one_line(cli, target, assert_error):
     _run(cli, target)
     assert_error(

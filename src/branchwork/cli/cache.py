@@ -16,7 +16,11 @@ def invalidate(
     ],
     pipeline: Annotated[
         str | None,
-        typer.Option("--pipeline", help="Only its results in runs of this pipeline."),
+        typer.Option(
+            "--pipeline",
+            help="Only its results in runs of this pipeline, and those they were served "
+            "from (another pipeline's, which then computes them anew too).",
+        ),
     ] = None,
 ) -> None:
     """Make a step compute anew on its next run: its cached results are no longer served

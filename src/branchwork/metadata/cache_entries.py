@@ -1,14 +1,15 @@
 """Invalidating a step's cached results on request (`branchwork cache invalidate`).
 
 Invalidating marks the step runs of a step (of one pipeline, or of every pipeline) that a
-cache hit could reuse (`queries.servable`) `cache_invalidated`; `queries.find_cached` never
-serves those again, so the step's next run computes anew. Nothing is deleted: the runs,
+cache hit could reuse (`queries.servable`) `cache_invalidated`, with those the pipeline's cache
+hits were served from; `queries.find_cached` never serves those again, so the step's next run
+computes anew. Nothing is deleted: the runs,
 their outputs and their history stay readable.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata import schema as s
@@ -18,22 +19,34 @@ from branchwork.metadata.retries import retrying
 
 @retrying("invalidating cached results")
 def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = None) -> int:
-    """Mark the step's cached results invalidated; how many were still served. Raises when
-    no run of the pipeline (or of any pipeline) ever ran a step of that name."""
+    """Mark the step's cached results invalidated; how many were still served. With a
+    pipeline, its runs' results and those its runs were served from (made by another
+    pipeline, which then computes them anew too). Raises when no run of the pipeline (or of
+    any pipeline) ever ran a step of that name."""
     in_pipeline = (
         select(s.pipeline_run.c.id)
         .join(s.pipeline, s.pipeline.c.id == s.pipeline_run.c.pipeline_id)
         .where(s.pipeline.c.name == pipeline_name)
     )
-    scope = [s.step_run.c.step_name == step_name]
+    step = s.step_run.c
+    scope = [step.step_name == step_name]
     if pipeline_name is not None:
-        scope.append(s.step_run.c.run_id.in_(in_pipeline))
+        scope.append(step.run_id.in_(in_pipeline))
+    # The results the scope's cache hits were served from, whichever pipeline made them: a
+    # key is shared across pipelines, and they would still be served.
+    served_from = select(step.original_step_run_id).where(
+        *scope, step.status == "cached", step.original_step_run_id.is_not(None)
+    )
     with engine.begin() as conn:
-        if conn.execute(select(s.step_run.c.id).where(*scope).limit(1)).first() is None:
+        if conn.execute(select(step.id).where(*scope).limit(1)).first() is None:
             raise BranchworkError(_unknown_step(conn, step_name, pipeline_name))
         result = conn.execute(
             update(s.step_run)
-            .where(*scope, servable(), s.step_run.c.cache_invalidated.is_(False))
+            .where(
+                or_(and_(*scope), step.id.in_(served_from)),
+                servable(),
+                step.cache_invalidated.is_(False),
+            )
             .values(cache_invalidated=True)
         )
         conn.execute(  # the cache hits too: one serves once its original's run is deleted
