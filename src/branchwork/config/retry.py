@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from branchwork.exceptions import ConfigurationError
 
@@ -39,3 +40,13 @@ class StepRetryConfig:
 
     def to_dict(self) -> dict[str, float]:
         return {"max_retries": self.max_retries, "delay": self.delay, "backoff": self.backoff}
+
+
+def check_retry(value: Any, where: str) -> StepRetryConfig | None:
+    """`retry=` in Python takes a StepRetryConfig (a run configuration file's mapping is built
+    into one there): anything else would fail only when a step is recorded."""
+    if value is not None and not isinstance(value, StepRetryConfig):
+        raise ConfigurationError(
+            f"{where} must be a StepRetryConfig, e.g. StepRetryConfig(max_retries=3), got {value!r}"
+        )
+    return value

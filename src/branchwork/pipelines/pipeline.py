@@ -13,8 +13,9 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
+from branchwork.config.checks import check_flag, check_hook
 from branchwork.config.concurrency import check_limits
-from branchwork.config.retry import StepRetryConfig
+from branchwork.config.retry import StepRetryConfig, check_retry
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
 from branchwork.graph.context import current_run_context
@@ -52,21 +53,18 @@ class Pipeline(Generic[P, R]):
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@pipeline needs a function, got {func!r}")
-        if dynamic not in (None, True, False):
-            raise ConfigurationError(f"@pipeline(dynamic=...) takes True or False, got {dynamic!r}")
         self.func = func
         self.name = name or func.__name__
         self.signature = inspect.signature(func)
-        self.dynamic = dynamic
-        self.enable_cache = enable_cache
+        self.dynamic = check_flag(dynamic, f"Pipeline '{self.name}': dynamic")
+        self.enable_cache = check_flag(enable_cache, f"Pipeline '{self.name}': enable_cache")
         # Run-level hooks, called where the run's loop runs: see `runtime.hooks`.
         self.on_start = self._hook("on_start", on_start)
         self.on_success = self._hook("on_success", on_success)
         self.on_failure = self._hook("on_failure", on_failure)
         self.on_end = self._hook("on_end", on_end)
-        if retry is not None and not isinstance(retry, StepRetryConfig):
-            raise ConfigurationError(f"Pipeline '{self.name}': retry must be a StepRetryConfig")
-        self.retry = retry  # for every step that has no retry of its own
+        # For every step that has no retry of its own.
+        self.retry = check_retry(retry, f"Pipeline '{self.name}': retry")
         # Sizes of the named limits its steps count against (`config.concurrency`).
         self.concurrency_limits = check_limits(
             concurrency_limits or {}, f"Pipeline '{self.name}': concurrency_limits"
@@ -75,21 +73,21 @@ class Pipeline(Generic[P, R]):
         self.step_options: dict[str, StepOptions] = {}
         # Recompute despite the cache, replacing the cached results: all steps, or these.
         self.refresh: bool | tuple[str, ...] = False
+        self.failure_mode = self._failure_mode(failure_mode) if failure_mode else None
+        functools.update_wrapper(self, func)
+
+    def _hook(self, option: str, hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        return check_hook(hook, f"Pipeline '{self.name}': {option}")
+
+    def _failure_mode(self, failure_mode: FailureMode | str) -> FailureMode:
+        """Checked for `@pipeline` and `.with_options` alike."""
         try:
-            self.failure_mode = FailureMode(failure_mode) if failure_mode else None
+            return FailureMode(failure_mode)
         except ValueError:
             modes = ", ".join(mode.value for mode in FailureMode)
             raise ConfigurationError(
                 f"Pipeline '{self.name}': failure_mode must be one of {modes}, got {failure_mode!r}"
             ) from None
-        functools.update_wrapper(self, func)
-
-    def _hook(self, option: str, hook: Callable[..., Any] | None) -> Callable[..., Any] | None:
-        if hook is not None and not callable(hook):
-            raise ConfigurationError(
-                f"Pipeline '{self.name}': {option} must be a function, got {hook!r}"
-            )
-        return hook
 
     @property
     def source(self) -> str:
@@ -176,11 +174,11 @@ class Pipeline(Generic[P, R]):
                 clone.failure_mode = FailureMode(config.failure_mode)
             clone.concurrency_limits = {**clone.concurrency_limits, **config.concurrency_limits}
         if enable_cache is not None:
-            clone.enable_cache = enable_cache
+            clone.enable_cache = check_flag(enable_cache, f"Pipeline '{self.name}': enable_cache")
         if dynamic is not None:
-            clone.dynamic = dynamic
+            clone.dynamic = check_flag(dynamic, f"Pipeline '{self.name}': dynamic")
         if failure_mode is not None:
-            clone.failure_mode = FailureMode(failure_mode)
+            clone.failure_mode = self._failure_mode(failure_mode)
         if refresh is not None:
             clone.refresh = refresh if isinstance(refresh, bool) else self._steps_named(refresh)
         if concurrency_limits is not None:
@@ -191,8 +189,16 @@ class Pipeline(Generic[P, R]):
             }
         return clone
 
-    def _steps_named(self, names: Iterable[str]) -> tuple[str, ...]:
-        names = [names] if isinstance(names, str) else list(names)
+    def _steps_named(self, names: Any) -> tuple[str, ...]:
+        if isinstance(names, str):
+            names = [names]
+        elif isinstance(names, Iterable):
+            names = list(names)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ConfigurationError(
+                f"Pipeline '{self.name}': refresh takes True, False, a step name or a list of "
+                f"step names, got {names!r}"
+            )
         self._check_step_names(names, lambda name: f"refresh: step '{name}'")
         return tuple(names)
 

@@ -18,9 +18,10 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from branchwork.config.cache import NO_POLICY, CachePolicy
+from branchwork.config.checks import check_flag, check_hook
 from branchwork.config.concurrency import check_limit_name, check_size
 from branchwork.config.resources import ResourceSettings
-from branchwork.config.retry import StepRetryConfig
+from branchwork.config.retry import StepRetryConfig, check_retry
 from branchwork.exceptions import ConfigurationError, StepInvocationError
 from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.graph.context import current_run_context
@@ -104,24 +105,31 @@ class Step(Generic[P, R]):
         # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
         self.is_async = inspect.iscoroutinefunction(func)
         self.resources = _resources_from(settings, self.name)
-        if retry is not None and not isinstance(retry, StepRetryConfig):
-            raise ConfigurationError(f"Step '{self.name}': retry must be a StepRetryConfig")
-        if runtime not in _RUNTIMES:
-            raise ConfigurationError(
-                f"Step '{self.name}': runtime must be 'inline' or 'isolated', got {runtime!r}"
-            )
-        self.retry = retry
-        self.enable_cache = enable_cache
+        self._set_run_options(enable_cache, retry, runtime)
         self._set_cache_options(cache_key_fn, expire_after, cache_policy or NO_POLICY)
         self._set_concurrency(max_concurrency, concurrency_limit)
-        self.on_failure = on_failure
-        self.on_success = on_success
-        self.runtime = runtime
+        self.on_failure = check_hook(on_failure, f"Step '{self.name}': on_failure")
+        self.on_success = check_hook(on_success, f"Step '{self.name}': on_success")
         self.outputs: tuple[OutputSpec, ...] = _with_materializers(
             parse_outputs(func, self.name), output_materializers, self.name
         )
         self.file_parameters = _file_parameters(func)
         functools.update_wrapper(self, func)
+
+    def _set_run_options(
+        self, enable_cache: bool | None, retry: StepRetryConfig | None, runtime: str | None
+    ) -> None:
+        """Whether its results are cached, how it is retried, where it runs: checked here for
+        `@step` and `.with_options` alike, since a bad value would otherwise be taken for
+        something else (`enable_cache=0` leaves caching on) or fail only in a run."""
+        where = f"Step '{self.name}': "
+        if runtime not in _RUNTIMES:
+            raise ConfigurationError(
+                f"{where}runtime must be 'inline' or 'isolated', got {runtime!r}"
+            )
+        self.enable_cache = check_flag(enable_cache, where + "enable_cache")
+        self.retry = check_retry(retry, where + "retry")
+        self.runtime = runtime
 
     def _set_cache_options(
         self,
@@ -237,24 +245,25 @@ class Step(Generic[P, R]):
         max_concurrency: int | None = None,
         concurrency_limit: str | None = None,
     ) -> Step[P, R]:
-        """A copy of this step with some options replaced."""
+        """A copy of this step with some options replaced (None keeps the step's own), each
+        checked as `@step` checks it."""
         clone = copy.copy(self)
+        clone._set_run_options(
+            _first(enable_cache, self.enable_cache),
+            _first(retry, self.retry),
+            _first(runtime, self.runtime),
+        )
         clone._set_cache_options(
-            cache_key_fn or self.cache_key_fn,
-            expire_after or self.expire_after,
-            cache_policy or self.cache_policy,
+            _first(cache_key_fn, self.cache_key_fn),
+            _first(expire_after, self.expire_after),
+            _first(cache_policy, self.cache_policy),
         )
         clone._set_concurrency(
-            max_concurrency or self.max_concurrency, concurrency_limit or self.concurrency_limit
+            _first(max_concurrency, self.max_concurrency),
+            _first(concurrency_limit, self.concurrency_limit),
         )
         if settings is not None:
             clone.resources = _resources_from(settings, self.name)
-        if enable_cache is not None:
-            clone.enable_cache = enable_cache
-        if retry is not None:
-            clone.retry = retry
-        if runtime is not None:
-            clone.runtime = runtime
         return clone
 
     def _pop_reserved(self, kwargs: dict[str, Any]) -> tuple[str | None, Ordering]:
@@ -329,6 +338,12 @@ class Step(Generic[P, R]):
         return chunk_size
 
 
+def _first(given: Any, own: Any) -> Any:
+    """An option given to `.with_options`, else the step's own. Not `given or own`: a falsy
+    value given (0, "", timedelta(0)) must be checked, not silently replaced."""
+    return own if given is None else given
+
+
 def _file_parameters(func: Callable[..., Any]) -> frozenset[str]:
     """Parameters annotated `FileInput`: a path passed there is hashed by content."""
     try:
@@ -381,13 +396,29 @@ def _with_materializers(
 ) -> tuple[OutputSpec, ...]:
     if chosen is None:
         return outputs
-    if not isinstance(chosen, dict):
+    from branchwork.materializers.base import BaseMaterializer  # only for a step that picks one
+
+    def is_materializer(value: Any) -> bool:
+        return isinstance(value, type) and issubclass(value, BaseMaterializer)
+
+    where = f"Step '{step_name}': output_materializers"
+    if not isinstance(chosen, Mapping):
+        # Checked now: a value that is not a materializer class fails only when an output is
+        # saved, in the middle of a run.
+        if not is_materializer(chosen):
+            raise ConfigurationError(
+                f"{where} must be a BaseMaterializer subclass, or a dict of output names to "
+                f"BaseMaterializer subclasses, got {chosen!r}"
+            )
         chosen = {spec.name: chosen for spec in outputs}
     unknown = set(chosen) - {spec.name for spec in outputs}
     if unknown:
-        raise ConfigurationError(
-            f"Step '{step_name}': output_materializers names unknown outputs {sorted(unknown)}"
-        )
+        raise ConfigurationError(f"{where} names unknown outputs {sorted(unknown)}")
+    for name, materializer in chosen.items():
+        if not is_materializer(materializer):
+            raise ConfigurationError(
+                f"{where}[{name!r}] must be a BaseMaterializer subclass, got {materializer!r}"
+            )
     return tuple(dataclasses.replace(spec, materializer=chosen.get(spec.name)) for spec in outputs)
 
 

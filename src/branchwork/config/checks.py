@@ -1,0 +1,30 @@
+"""Checks of the options `@step`, `@pipeline` and their `.with_options` take.
+
+Each refuses a bad value where it is set, with a ConfigurationError naming the step or
+pipeline and the option (`where`), rather than letting it through to fail — or, worse, be
+read as something else — in the middle of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from branchwork.exceptions import ConfigurationError
+
+
+def check_flag(value: Any, where: str) -> bool | None:
+    """True, False, or None (inherit). Anything else is refused, not read as true or false:
+    the engine turns caching off only for False, so `enable_cache=0` would leave it on."""
+    if value is not None and not isinstance(value, bool):
+        raise ConfigurationError(f"{where} must be True or False, got {value!r}")
+    return value
+
+
+def check_hook(value: object, where: str) -> Callable[..., Any] | None:
+    """A hook is called when the run gets there: one that cannot be is refused now."""
+    if value is None:
+        return None
+    if not callable(value):
+        raise ConfigurationError(f"{where} must be a function, got {value!r}")
+    return value
