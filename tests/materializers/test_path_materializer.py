@@ -1,6 +1,7 @@
 """`pathlib.Path` outputs: the file or folder is copied into the artifact store and loaded
 back as a local copy of this process, reused while unchanged."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,85 @@ def test_paths_travel_between_steps_of_a_run(tmp_path):
     assert output.materializer.endswith(":PathMaterializer")
     assert tree(output.load()) == tree(tmp_path / "out" / "model")
     assert output.preview["metadata"]["files"] == 3
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def modes(root: Path) -> dict[str, int]:
+    """The permission bits of every file under `root`, by relative path."""
+    return {
+        path.relative_to(root).as_posix(): mode(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_files_come_back_with_their_permission_bits(round_trip, tmp_path):
+    folder = write_tree(tmp_path / "tools")
+    (folder / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    for name, bits in [
+        ("run.sh", 0o755),
+        ("config.json", 0o444),
+        ("weights/part-0.bin", 0o600),
+        ("weights/part-1.bin", 0o640),
+    ]:
+        (folder / name).chmod(bits)
+    loaded = round_trip(folder).loaded
+    assert tree(loaded) == tree(folder)
+    assert (
+        modes(loaded)
+        == modes(folder)
+        == {
+            "config.json": 0o444,
+            "run.sh": 0o755,
+            "weights/part-0.bin": 0o600,
+            "weights/part-1.bin": 0o640,
+        }
+    )
+
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o750)
+    assert mode(round_trip(script).loaded) == 0o750
+
+
+def test_a_changed_mode_alone_is_new_content_and_a_copy_of_its_own(round_trip, tmp_path):
+    """Same bytes, another mode: a step may run one and not the other, so the content hash
+    (which downstream cache keys use) differs, and each loads with its own mode."""
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    plain = round_trip(script)
+    script.chmod(0o755)
+    executable = round_trip(script)
+    assert plain.content_hash != executable.content_hash
+    assert (mode(plain.loaded), mode(executable.loaded)) == (0o644, 0o755)
+    assert plain.loaded != executable.loaded
+
+
+def test_a_copy_whose_mode_was_changed_is_replaced(round_trip, tmp_path, artifact_store):
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    result = round_trip(script)
+    result.loaded.chmod(0o644)  # by a step, after loading it
+    again = load_artifact(
+        result.uri, materializer_path(PathMaterializer), Path, store=artifact_store
+    )
+    assert again == result.loaded and mode(again) == 0o755
+
+
+def test_an_artifact_saved_before_modes_were_kept_still_loads(round_trip, tmp_path, artifact_store):
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    result = round_trip(script)
+    manifest_uri = artifact_store.join(result.uri, "path.json")
+    manifest = json.loads(artifact_store.read_bytes(manifest_uri))
+    del manifest["modes"]
+    artifact_store.write_bytes(manifest_uri, json.dumps(manifest, sort_keys=True).encode())
+    loaded = load_artifact(
+        result.uri, materializer_path(PathMaterializer), Path, store=artifact_store
+    )
+    assert loaded.read_bytes() == script.read_bytes()

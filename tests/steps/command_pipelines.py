@@ -103,3 +103,26 @@ def flaky(marker: str) -> str:
 @pipeline(enable_cache=False)
 def isolated(n: int) -> Path:
     return isolated_echo(n=n)
+
+
+# Writes an executable script (a tool), alone and in a folder; the next steps run their
+# local copies of it.
+build_tool = command_step(
+    name="build_tool",
+    command=[
+        "sh",
+        "-c",
+        "mkdir -p out/bin && printf '#!/bin/sh\\necho the tool ran\\n' > out/bin/tool "
+        "&& chmod +x out/bin/tool && cp -p out/bin/tool tool",
+    ],
+    outputs={"tool": "tool", "folder": "out"},
+)
+run_tool = command_step(name="run_tool", command=["{tool}"])
+run_tool_in = command_step(name="run_tool_in", command=["{folder}/bin/tool"])
+
+
+@pipeline(enable_cache=False)
+def built_tool() -> None:
+    tool, folder = build_tool()
+    run_tool(tool=tool)
+    run_tool_in(folder=folder)

@@ -192,6 +192,34 @@ def test_a_command_that_cannot_start_says_so():
         missing(x=1)
 
 
+def test_a_command_that_exists_but_is_not_executable_says_so(tmp_path):
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho hi\n")
+    tool.chmod(0o644)
+    run = command_step(name="run", command=["{tool}"])
+    with pytest.raises(CommandFailedError) as info:
+        run(tool=tool)
+    assert str(info.value) == (
+        f"Command step 'run': could not start {tool}: [Errno 13] Permission denied. "
+        f"'{tool}' exists but is not executable: give it execute permission (chmod +x) or "
+        "run it through its interpreter (sh, python, ...)."
+    )
+
+
+def test_an_executable_a_step_built_runs_in_the_next_step(local_flavor):
+    """Its copy (alone, or in a folder) keeps the execute permission `chmod +x` gave it."""
+    cp.built_tool()
+    run = cp.built_tool.last_run
+    assert {name: str(s.status) for name, s in run.steps.items()} == dict.fromkeys(
+        ["build_tool", "run_tool", "run_tool_in"], "completed"
+    )
+    logs = Client().get_step_logs(run.id)
+    assert logs["run_tool"] == logs["run_tool_in"] == "the tool ran\n"
+    outputs = run.steps["build_tool"].outputs
+    assert os.access(outputs["tool"].load(), os.X_OK)
+    assert os.access(outputs["folder"].load() / "bin" / "tool", os.X_OK)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

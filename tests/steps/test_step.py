@@ -175,6 +175,26 @@ def test_duplicate_explicit_id_is_an_invocation_error():
     assert duplicate.last_run.status == "failed"
 
 
+def test_an_explicit_id_with_a_slash_is_refused_when_the_call_is_made():
+    """RUN/INVOCATION/OUTPUT addresses a step's output on the command line: 'x/y' could not
+    be addressed there."""
+
+    @pipeline
+    def slashed():
+        make(1, id="ok")
+        make(5, id="x/y")
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        slashed()
+    cause = _cause(info)
+    assert isinstance(cause, StepInvocationError)
+    assert str(cause) == (
+        "Pipeline 'slashed': id= for step 'make' is 'x/y'; an invocation id cannot contain '/' "
+        "(the CLI reads RUN/INVOCATION/OUTPUT, so the step's outputs could not be addressed)."
+    )
+    assert slashed.last_run.status == "failed"
+
+
 # ---- after= --------------------------------------------------------------------------------
 
 
@@ -611,6 +631,26 @@ def test_numbers_that_are_the_annotated_type_in_practice_are_stored_as_it():
 
 
 _UNANNOTATED: Any = object()
+
+
+@step
+def flags() -> tuple[Annotated[int, "yes"], Annotated[int, "no"], Annotated[bool, "flag"]]:
+    return True, False, True
+
+
+def test_a_bool_returned_for_int_is_stored_as_the_plain_int():
+    @pipeline
+    def counted():
+        return flags()
+
+    assert counted() == (1, 0, True)
+    stored = counted.last_run.steps["flags"].outputs
+    loaded = {name: artifact.load() for name, artifact in stored.items()}
+    assert {name: (value, type(value)) for name, value in loaded.items()} == {
+        "yes": (1, int),
+        "no": (0, int),
+        "flag": (True, bool),
+    }
 
 
 def _returning(annotation: Any, value: Any) -> Step[Any, Any]:

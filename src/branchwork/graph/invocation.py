@@ -106,6 +106,12 @@ class InvocationIds:
                     f"Pipeline '{pipeline_name}': id= for step '{step_name}' must be a "
                     f"non-empty string, got {explicit!r}"
                 )
+            if "/" in explicit:  # the CLI's RUN/INVOCATION/OUTPUT could not name it
+                raise StepInvocationError(
+                    f"Pipeline '{pipeline_name}': id= for step '{step_name}' is {explicit!r}; "
+                    "an invocation id cannot contain '/' (the CLI reads RUN/INVOCATION/OUTPUT, "
+                    "so the step's outputs could not be addressed)."
+                )
             if explicit in self:
                 raise StepInvocationError(
                     f"Pipeline '{pipeline_name}': invocation id '{explicit}' is used twice; "

@@ -2,15 +2,26 @@
 
 Saving copies the file, or the folder's tree, under `files/` in the artifact's folder through
 the store's API (so it works on S3 as on a local disk) and writes `path.json`: the name, the
-kind, each file's '/'-separated path and sha256, and each folder (so empty ones come back).
-Symbolic links to files are copied as files; links to folders are not followed.
+kind, each file's '/'-separated path, sha256 and permission bits (in octal, `"755"`), and each
+folder (so empty ones come back). Symbolic links to files are copied as files (with the
+target's mode); links to folders are not followed.
+
+A file's permission bits (read, write, execute for owner, group and others) come back on the
+copy, as `shutil.copymode` keeps them: a tool a command step built with `chmod +x` can be run
+by the next step. They are kept in `path.json`, since an object store has no modes, so they
+enter the content hash: the same bytes with another mode are new content, because a step may
+behave differently with them (running the file), and the cache of copies, keyed by
+`path.json`, never hands out a copy with another artifact's modes. (So the same files written
+under another umask hash differently.) Folders come back with the default mode (a read-only
+one would keep its copy from being replaced), and so do the files of artifacts saved before
+modes were kept.
 
 Loading gives back a local copy, never the artifact store's own files, so a step cannot
 change an artifact by writing to the path it loaded. The copies live in a cache keyed by the
 content's hash (`BRANCHWORK_HOME/cache/paths/`, safe to delete when no run is going on), so
 loading the same content again, in any process (every step process of a fan-out), copies it
 once. Treat a loaded path as read-only: a copy found changed since it was made (its files'
-sizes and modification times are recorded) is replaced by a fresh one on the next load.
+sizes, modification times and modes are recorded) is replaced by a fresh one on the next load.
 The cache is shared rather than per process because step processes are forked and end with
 `os._exit`, which runs no cleanup: per-process copies would pile up.
 """
@@ -23,6 +34,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,7 +52,8 @@ PREVIEW_BYTES = 4096  # bytes of a file read for its first lines
 COPY_FOLDER = "copy"
 STATS_FILE = "stats.json"
 
-Stats = dict[str, list[int]]  # '/'-separated path under the copy -> [size, mtime in ns]
+PERMISSIONS = 0o777  # the mode bits kept: not setuid, setgid or sticky
+Stats = dict[str, list[int]]  # '/'-separated path under the copy -> [size, mtime in ns, mode]
 
 
 class PathMaterializer(BaseMaterializer):
@@ -64,11 +77,16 @@ class PathMaterializer(BaseMaterializer):
         store, parent = self.artifact_store, os.path.dirname(source)
         for folder in ["", *folders]:
             store.makedirs(store.join(self.uri, FILES_FOLDER, *folder.split("/")))
-        hashes = {relative: self._copy_in(parent, relative) for relative in files}
+        hashes: dict[str, str] = {}
+        modes: dict[str, str] = {}
+        for relative in files:
+            hashes[relative], mode = self._copy_in(parent, relative)
+            modes[relative] = f"{mode:o}"
         manifest = {
             "name": name,
             "kind": "folder" if folders else "file",
             "files": hashes,
+            "modes": modes,
             "folders": folders,
         }
         self._write_bytes(MANIFEST_FILE, json.dumps(manifest, sort_keys=True).encode())
@@ -94,8 +112,9 @@ class PathMaterializer(BaseMaterializer):
         metadata = {"name": name, "kind": "folder", "files": len(files), "size": size}
         return Preview(text="\n".join(files[:PREVIEW_LINES]), metadata=metadata)
 
-    def _copy_in(self, parent: str, relative: str) -> str:
-        """Copy the local file `parent/relative` into the artifact; its sha256 (hex)."""
+    def _copy_in(self, parent: str, relative: str) -> tuple[str, int]:
+        """Copy the local file `parent/relative` into the artifact; its sha256 (hex) and
+        permission bits."""
         store = self.artifact_store
         digest = hashlib.sha256()
         target = store.join(self.uri, FILES_FOLDER, *relative.split("/"))
@@ -103,11 +122,12 @@ class PathMaterializer(BaseMaterializer):
             open(os.path.join(parent, relative), "rb") as reader,
             store.open(target, "wb") as writer,
         ):
+            mode = stat.S_IMODE(os.fstat(reader.fileno()).st_mode) & PERMISSIONS
             while chunk := reader.read(CHUNK_SIZE):
                 digest.update(chunk)
                 writer.write(chunk)
         self._digests[f"{FILES_FOLDER}/{relative}"] = digest.digest()  # hashed as it is written
-        return digest.hexdigest()
+        return digest.hexdigest(), mode
 
     def _cache(self, manifest: dict[str, Any], entry: Path) -> None:
         """Copy the artifact's files into the cache `entry`, replacing a changed copy.
@@ -133,8 +153,10 @@ class PathMaterializer(BaseMaterializer):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _copy_out(self, manifest: dict[str, Any], target: Path) -> None:
-        """Copy the artifact's files and folders into the local folder `target`."""
+        """Copy the artifact's files and folders, with the files' modes, into the local
+        folder `target`."""
         store = self.artifact_store
+        modes = manifest.get("modes", {})  # none in artifacts saved before modes were kept
         target.mkdir()
         for folder in manifest["folders"]:
             (target / folder).mkdir(parents=True, exist_ok=True)
@@ -142,6 +164,8 @@ class PathMaterializer(BaseMaterializer):
             source = store.join(self.uri, FILES_FOLDER, *relative.split("/"))
             with store.open(source, "rb") as reader, open(target / relative, "wb") as writer:
                 shutil.copyfileobj(reader, writer, CHUNK_SIZE)
+            if relative in modes:  # once written: the mode may forbid writing
+                os.chmod(target / relative, int(modes[relative], 8) & PERMISSIONS)
 
 
 def _walk(folder: str, name: str) -> tuple[list[str], list[str]]:
@@ -158,13 +182,17 @@ def _walk(folder: str, name: str) -> tuple[list[str], list[str]]:
 
 
 def _stats(folder: Path) -> Stats:
-    """Size and modification time of everything under `folder`."""
+    """Size, modification time and mode of everything under `folder`."""
     found: Stats = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in [*dirnames, *filenames]:
             path = os.path.join(dirpath, name)
-            stat = os.stat(path)
-            found[Path(path).relative_to(folder).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+            info = os.stat(path)
+            found[Path(path).relative_to(folder).as_posix()] = [
+                info.st_size,
+                info.st_mtime_ns,
+                info.st_mode,
+            ]
     return found
 
 

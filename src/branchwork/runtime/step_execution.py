@@ -290,11 +290,13 @@ _NUMBER_RULES: dict[type, Callable[[Any], bool]] = {
 def _as_annotated(expected: type, value: Any) -> Any:
     """`value` as an output annotated `expected`, or _MISMATCH.
 
-    An instance is kept as it is (a bool for int, an IntEnum), except numpy scalars (they
-    have a dtype); a number that counts as `expected` is converted to it, so what is stored
-    and loaded back is a plain int, float or bool."""
+    An instance is kept as it is (an IntEnum), except numpy scalars (they have a dtype) and a
+    bool for int (it would load back as True, and a command line would read "True"): a number
+    that counts as `expected` is converted to it, so what is stored and loaded back is a plain
+    int, float or bool."""
     rule = _NUMBER_RULES.get(expected)
-    if isinstance(value, expected) and (rule is None or not hasattr(value, "dtype")):
+    plain = not hasattr(value, "dtype") and not (expected is int and isinstance(value, bool))
+    if isinstance(value, expected) and (rule is None or plain):
         return value
     if rule is not None and rule(value):
         return expected(value)

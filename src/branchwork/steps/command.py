@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import functools
 import inspect
 import numbers
@@ -377,10 +378,14 @@ def _run(argv: list[str], env: dict[str, str], workdir: str, where: str) -> None
 
 
 def _cannot_start(argv: list[str], reason: str, where: str) -> CommandFailedError:
-    return CommandFailedError(
-        f"{where}: could not start {shlex.join(argv)}: {reason}. Check that {argv[0]!r} "
-        "is installed and on PATH (or give its absolute path)."
-    )
+    if reason.startswith(f"[Errno {errno.EACCES}]"):  # found, but no x bit (or a folder)
+        hint = (
+            f"{argv[0]!r} exists but is not executable: give it execute permission "
+            "(chmod +x) or run it through its interpreter (sh, python, ...)."
+        )
+    else:
+        hint = f"Check that {argv[0]!r} is installed and on PATH (or give its absolute path)."
+    return CommandFailedError(f"{where}: could not start {shlex.join(argv)}: {reason}. {hint}")
 
 
 def _exit_status(returncode: int) -> str:
