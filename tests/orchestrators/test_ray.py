@@ -227,6 +227,63 @@ def dying(log_path: str):
     return die(log_path)
 
 
+@step
+def task_of(i: int) -> str:
+    """The Ray task that ran this step."""
+    return ray.get_runtime_context().get_task_id()
+
+
+@step
+def slow_task_of(i: int) -> str:
+    time.sleep(0.02)  # longer than a quick step: never batched
+    return ray.get_runtime_context().get_task_id()
+
+
+@step
+def task_or_fails(i: int) -> str:
+    if i == 100:
+        raise ValueError("item 100 is bad")
+    return ray.get_runtime_context().get_task_id()
+
+
+@step(retry=StepRetryConfig(max_retries=1, delay=0))
+def dies_in_a_batch(i: int, folder: str) -> str:
+    """The first step to run after another step in the same Ray task (a batch) kills its
+    worker, once: the step before it ran, and its result dies with the task."""
+    task = ray.get_runtime_context().get_task_id()
+    ran = Path(folder, task)
+    if ran.exists():
+        try:
+            os.close(os.open(Path(folder, "died"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            Path(folder, "died").write_text(str(i))
+            os._exit(1)
+    ran.write_text(str(i))
+    return task
+
+
+@pipeline(enable_cache=False)
+def quick_fan_out(n: int):
+    return [task_of(i) for i in range(n)]
+
+
+@pipeline(enable_cache=False)
+def slow_fan_out(n: int):
+    return [slow_task_of(i) for i in range(n)]
+
+
+@pipeline(enable_cache=False, failure_mode="continue_on_failure")
+def one_bad_item(n: int):
+    return [task_or_fails(i) for i in range(n)]
+
+
+@pipeline(enable_cache=False)
+def one_dying_item(n: int, folder: str):
+    return [dies_in_a_batch(i, folder) for i in range(n)]
+
+
 # ---- where and how many --------------------------------------------------------------------
 
 
@@ -345,6 +402,75 @@ def test_every_task_of_a_static_run_sees_its_orchestrator_run_id(loop):
         seen = static_run_id()
     run = static_run_id.last_run
     assert seen == run.orchestrator_run_id == f"ray-{run.id}"
+
+
+# ---- quick steps share Ray tasks -------------------------------------------------------------
+
+
+def batched(run: Any, attempts: int = 5) -> list[str]:
+    """The Ray task of each step of the first of up to `attempts` runs in which quick steps
+    shared tasks: the step's latest attempts tell whether it is quick, and on a busy machine
+    the first ones (each worker's first step imports) often are not."""
+    for _ in range(attempts):
+        tasks = run()
+        if len(set(tasks)) < len(tasks):
+            return tasks
+    raise AssertionError(f"no two steps shared a Ray task in {attempts} runs")
+
+
+def test_quick_steps_share_ray_tasks_and_each_is_recorded_on_its_own():
+    with on_ray():
+        tasks = batched(lambda: quick_fan_out(300))
+    run = quick_fan_out.last_run
+    assert len(run.steps) == 300
+    assert {str(step_run.status) for step_run in run.steps.values()} == {"completed"}
+    per_task = sorted(tasks.count(task) for task in set(tasks))
+    assert per_task[-1] <= 16  # MAX_BATCH
+    by_task: dict[str, list[Any]] = {}
+    for i, task in enumerate(tasks):
+        by_task.setdefault(task, []).append(run.steps["task_of" if i == 0 else f"task_of_{i + 1}"])
+    for shared in by_task.values():  # one after another, each timed on its own
+        shared.sort(key=lambda s: s.start_time)
+        assert all(s.start_time <= s.end_time for s in shared)
+        assert all(a.end_time <= b.start_time for a, b in zip(shared, shared[1:]))
+
+
+def test_slow_steps_or_batch_steps_false_run_one_ray_task_each():
+    with on_ray():
+        slow = slow_fan_out(40)
+    with on_ray(batch_steps=False):
+        quick = quick_fan_out(100)
+    assert len(set(slow)) == 40
+    assert len(set(quick)) == 100
+
+
+def test_a_step_failing_in_a_batch_fails_alone():
+    with on_ray(), pytest.raises(PipelineRunFailedError):
+        one_bad_item(200)
+    steps = one_bad_item.last_run.steps
+    failed = {name: s for name, s in steps.items() if str(s.status) != "completed"}
+    assert list(failed) == ["task_or_fails_101"]
+    assert failed["task_or_fails_101"].exception_message == "item 100 is bad"
+    assert len(steps) == 200
+
+
+def test_a_worker_dying_in_a_batch_fails_its_steps_which_their_retries_run_again(tmp_path):
+    with on_ray():
+        for attempt in range(5):  # until a batch ran (on a busy machine, not at once)
+            folder = tmp_path / str(attempt)
+            folder.mkdir()
+            tasks = one_dying_item(300, str(folder))
+            if (folder / "died").exists():
+                break
+        else:
+            raise AssertionError("no two steps shared a Ray task in 5 runs")
+    assert len(tasks) == 300
+    died = int((folder / "died").read_text())
+    retried = [a for a in one_dying_item.last_run.attempts if str(a.status) == "retried"]
+    names = {a.name for a in retried}
+    assert f"dies_in_a_batch_{died + 1}" in names and len(names) >= 2, names  # it, its batch
+    assert all("died with its worker process" in a.exception_message for a in retried)
+    assert all("a batch of quick steps, shared with" in a.exception_message for a in retried)
 
 
 # ---- retries, dying workers, cancellation ---------------------------------------------------

@@ -6,8 +6,9 @@ Settings (JSON-able: with the flavor they rebuild the orchestrator in the loop's
 cluster of that size), `loop` ("driver": the orchestration loop runs in the calling process,
 like the local orchestrator; "cluster": it runs as a Ray task, the code path of `python -m
 branchwork.orchestrators.pipeline_runner`), `max_workers` (steps in flight), `failure_mode`,
-`step_cpus` (what a step without resource settings holds), `check_resources` and
-`init_args` (more `ray.init` keyword arguments, e.g. `runtime_env`).
+`step_cpus` (what a step without resource settings holds), `check_resources`,
+`batch_steps` (quick steps share Ray tasks, see `ray_launcher`) and `init_args` (more
+`ray.init` keyword arguments, e.g. `runtime_env`).
 
 Why it is built this way (docs/ray.md says more):
 
@@ -43,7 +44,7 @@ from branchwork.orchestrators.base import (
     SubmissionResult,
 )
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
-from branchwork.orchestrators.ray_launcher import RayLauncher
+from branchwork.orchestrators.ray_launcher import MAX_BATCH, RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
@@ -77,6 +78,7 @@ class RayOrchestrator(BaseOrchestrator):
         failure_mode: FailureMode | str = FailureMode.STOP_ON_FAILURE,
         step_cpus: float = 0.25,
         check_resources: bool = True,
+        batch_steps: bool = True,
         init_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
@@ -88,6 +90,7 @@ class RayOrchestrator(BaseOrchestrator):
             failure_mode=FailureMode(failure_mode).value,
             step_cpus=step_cpus,
             check_resources=check_resources,
+            batch_steps=batch_steps,
             init_args=dict(init_args or {}),
         )
         if loop not in LOOPS:
@@ -104,6 +107,7 @@ class RayOrchestrator(BaseOrchestrator):
         self.loop = loop
         self.step_cpus = float(step_cpus)
         self.check_resources = check_resources
+        self.batch_steps = bool(batch_steps)
         self.failure_mode = FailureMode(failure_mode)
 
     # ---- submission ---------------------------------------------------------------------
@@ -178,7 +182,7 @@ class RayOrchestrator(BaseOrchestrator):
             request,
             launcher=self._launcher(cluster, orchestrator_run_id),
             capacity=cluster.total,
-            max_workers=self._max_workers(cluster),
+            max_workers=self._max_workers(cluster, 2 * MAX_BATCH if self.batch_steps else 4),
             orchestrator_run_id=orchestrator_run_id,
             failure_mode=self.failure_mode,
         )
@@ -191,19 +195,22 @@ class RayOrchestrator(BaseOrchestrator):
             environment=environment,
             import_path=user_import_path(),
             check_resources=self.check_resources,
+            batch_steps=self.batch_steps,
         )
         inline = InlineLauncher(self._max_workers(cluster))
         return RoutingLauncher(inline, ray_launcher, lambda step: step.runtime != "inline")
 
-    def _max_workers(self, cluster: ClusterResources) -> int:
+    def _max_workers(self, cluster: ClusterResources, per_slot: int = 4) -> int:
         """As configured, or four times the plain steps the cluster runs at once (at least
-        64): Ray's queue is cheap, and a full one hides the loop's round trip per step."""
+        64): Ray's queue is cheap, and a full one hides the loop's round trip per step. Steps
+        in flight with batches: enough more that quick steps travel in full ones (two
+        batches per slot), `per_slot` = 2 * MAX_BATCH."""
         configured = self.config["max_workers"]
         if configured:
             return int(configured)
         cpus = cluster.total.cpu
         at_once = cpus / self.step_cpus if self.step_cpus > 0 else 4 * cpus
-        return max(64, int(4 * at_once))
+        return max(64, int(per_slot * at_once))
 
     def _static_refusal(
         self, snapshot: PipelineSnapshotResponse, cluster: ClusterResources

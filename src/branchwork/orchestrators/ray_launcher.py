@@ -13,6 +13,17 @@ exactly as on the local orchestrator, and a step never runs twice behind its bac
 Before a task is submitted its resources are compared with the cluster's nodes; a step that
 no node can ever run fails at once (see `ray_cluster`) instead of waiting for ever.
 
+Quick steps share tasks. Submitting a Ray task and taking its result cost the driver about
+half a millisecond, more than a trivial step itself: once a step's latest attempts in this
+process were quick (`_Quickness`), its launches are held until the loop has launched what it
+had ready (`flush`), then sent as batches, each one task that runs its steps one after
+another with one step's resources and returns their results together. A batch is never
+bigger than `MAX_BATCH`, nor than leaves two batches per slot the cluster has for the step
+(its in-flight steps over twice the CPUs' worth), so batching never idles a CPU. Every step
+keeps its own request, attempt, record and timing; a step that fails fails alone; a worker
+that dies fails every step of its batch (their results come back together), each retried by
+its own policy, and those steps are not batched again in this process.
+
 A node that dies takes its running steps with it: each fails with a `NodeLostError` that
 names the node (Ray's `NodeDiedError` says which only in its text) and is retried by the
 step's retry policy like any failure, on the nodes that are left.
@@ -26,9 +37,10 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 from branchwork.exceptions import StepFailedError
 from branchwork.orchestrators.ray_cluster import (
@@ -38,6 +50,7 @@ from branchwork.orchestrators.ray_cluster import (
     demand_for,
     task_options,
 )
+from branchwork.runtime.launchers import Launcher
 from branchwork.runtime.step_execution import StepRequest, StepResult
 from branchwork.user_code import extend_import_path
 
@@ -65,27 +78,86 @@ def applied_environment(environment: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_step(envelope: str, environment: dict[str, str], import_path: list[str]) -> str:
-    """The body of a step's Ray task: a request envelope in, a result envelope out."""
+QUICK_SECONDS = 0.005  # a step this quick costs less than its own Ray task
+SLOW_SECONDS = 0.1  # a step ever this slow of late keeps its own tasks
+LEARNED_FROM = 16  # a step's latest attempts that tell whether it is quick
+MAX_BATCH = 16
+
+
+def run_steps(
+    envelopes: list[str], environment: dict[str, str], import_path: list[str]
+) -> list[str]:
+    """The body of a Ray task: request envelopes in, one step after another, and their
+    result envelopes out (a step's failure is in its envelope)."""
     extend_import_path(import_path)
     from branchwork.orchestrators.step_runner import run_envelope
 
     with applied_environment(environment):
-        return run_envelope(envelope)
+        return [run_envelope(envelope) for envelope in envelopes]
 
 
 @functools.lru_cache(maxsize=1)
-def _step_task() -> Any:
+def _steps_task() -> Any:
     import ray
 
-    return ray.remote(max_retries=0, retry_exceptions=False)(run_step)
+    return ray.remote(max_retries=0, retry_exceptions=False)(run_steps)
 
 
-class RayLauncher:
+class _Quickness:
+    """Which steps are quick, from their latest `LEARNED_FROM` attempts in this process, by
+    step name and code (an edited step is learned again): a run's first launches of a step
+    that was quick in the runs before go in batches at once, rather than hundreds of tasks.
+
+    Quick: three in four of them within `QUICK_SECONDS`, and none over `SLOW_SECONDS`. Not
+    every one: on a busy machine a trivial step now and then waits for a CPU mid-way."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], deque[float]] = {}  # durations, newest last
+        self._quick: set[tuple[str, str]] = set()
+        self._never: set[tuple[str, str]] = set()  # its task failed: perhaps it killed it
+
+    def is_quick(self, step: Any) -> bool:
+        return (step.name, step.code_hash) in self._quick
+
+    def learn(self, step: Any, result: StepResult) -> None:
+        key = (step.name, step.code_hash)
+        latest = self._latest.setdefault(key, deque(maxlen=LEARNED_FROM))
+        latest.append(result.end_time - result.start_time)
+        ordered = sorted(latest)
+        if (
+            len(latest) == LEARNED_FROM
+            and ordered[LEARNED_FROM * 3 // 4 - 1] <= QUICK_SECONDS
+            and ordered[-1] <= SLOW_SECONDS
+            and key not in self._never
+        ):
+            self._quick.add(key)
+        else:
+            self._quick.discard(key)
+
+    def never(self, step: Any) -> None:
+        key = (step.name, step.code_hash)
+        self._never.add(key)
+        self._quick.discard(key)
+
+
+_QUICKNESS = _Quickness()
+
+
+class _Launch(NamedTuple):
+    request: StepRequest
+    start: float  # when it was launched: a failure without a result of its own is from then
+    on_done: Callable[[StepResult], None]
+
+
+_Key = tuple[str, str, Demand]  # pipeline, step, what its task asks of Ray
+
+
+class RayLauncher(Launcher):
     """Runs each step as a Ray task; see the module docstring.
 
     `environment` is applied around every step (the orchestrator run id travels this way);
-    `import_path` is appended to each worker's `sys.path`.
+    `import_path` is appended to each worker's `sys.path`; `batch_steps` lets quick steps
+    share tasks.
     """
 
     def __init__(
@@ -96,20 +168,22 @@ class RayLauncher:
         environment: dict[str, str] | None = None,
         import_path: list[str] | None = None,
         check_resources: bool = True,
+        batch_steps: bool = True,
     ) -> None:
         self._cluster = cluster
         self._step_cpus = step_cpus
         self._environment = dict(environment or {})
         self._import_path = list(import_path or [])
         self._check_resources = check_resources
+        self._batch_steps = batch_steps
         self._running: set[Any] = set()  # ObjectRefs in flight, kept alive until done
-        self._tasks: dict[tuple[str, str, Demand], Any] = {}
+        self._tasks: dict[_Key, Any] = {}
         self._lock = threading.Lock()
         self._cancelled = False
+        self._held: dict[_Key, list[_Launch]] = {}  # quick steps' launches, until `flush`
+        self._in_flight: dict[_Key, int] = {}  # steps submitted and not reported, by key
 
     def launch(self, request: StepRequest, on_done: Callable[[StepResult], None]) -> None:
-        from branchwork.runtime.envelopes import request_to_json  # pickles a step once
-
         demand = demand_for(request.step.resources, self._step_cpus)
         start = time.time()
         if self._cancelled:  # launched by the loop before it saw the run being stopped
@@ -123,26 +197,52 @@ class RayLauncher:
             error = self._cluster.refusal(request.step.name, request.invocation_id, demand)
             on_done(_failed(request, start, error, None))
             return
-        task = self._task(request, demand)
-        ref = task.remote(request_to_json(request), self._environment, self._import_path)
+        key = (request.pipeline_name, request.step.name, demand)
+        launch = _Launch(request, start, on_done)
+        if self._batch_steps and _QUICKNESS.is_quick(request.step):
+            self._held.setdefault(key, []).append(launch)
+        else:
+            self._submit(key, [launch])
+
+    def flush(self) -> None:
+        """The loop launched what it had ready: submit the held quick steps, in batches."""
+        held, self._held = self._held, {}
+        for key, launches in held.items():
+            size = self._batch_size(key, len(launches))
+            for first in range(0, len(launches), size):
+                self._submit(key, launches[first : first + size])
+
+    def _batch_size(self, key: _Key, held: int) -> int:
+        """At most MAX_BATCH, and two batches per slot the cluster has for the step at least
+        (its steps in flight over twice as many slots), so no CPU waits for a batch."""
+        demand = key[2]
+        cpus = self._cluster.total.cpu
+        slots = max(1.0, cpus / demand.cpu if demand.cpu > 0 else cpus)
+        in_flight = self._in_flight.get(key, 0) + held
+        return max(1, min(MAX_BATCH, int(in_flight / (2 * slots))))
+
+    def _submit(self, key: _Key, launches: list[_Launch]) -> None:
+        from branchwork.runtime.envelopes import request_to_json  # pickles a step once
+
+        envelopes = [request_to_json(launch.request) for launch in launches]
+        ref = self._task(key).remote(envelopes, self._environment, self._import_path)
         with self._lock:
             self._running.add(ref)
+            self._in_flight[key] = self._in_flight.get(key, 0) + len(launches)
             stopping = self._cancelled
-        ref.future().add_done_callback(
-            functools.partial(self._finished, ref, request, start, on_done)
-        )
+        ref.future().add_done_callback(functools.partial(self._finished, ref, key, launches))
         if stopping:  # cancel() ran while this task was being submitted
             _cancel(ref)
 
-    def _task(self, request: StepRequest, demand: Demand) -> Any:
-        """The step task with this step's options, made once per step and demand (making
+    def _task(self, key: _Key) -> Any:
+        """The steps task with this step's options, made once per step and demand (making
         one costs as much as submitting it). Named by step, so Ray's dashboard groups a
         fan-out's tasks."""
-        key = (request.pipeline_name, request.step.name, demand)
         task = self._tasks.get(key)
         if task is None:
-            name = f"branchwork:{request.pipeline_name}/{request.step.name}"
-            task = self._tasks[key] = _step_task().options(name=name, **task_options(demand))
+            pipeline_name, step_name, demand = key
+            name = f"branchwork:{pipeline_name}/{step_name}"
+            task = self._tasks[key] = _steps_task().options(name=name, **task_options(demand))
         return task
 
     def _feasible(self, demand: Demand) -> bool:
@@ -153,22 +253,25 @@ class RayLauncher:
         return self._cluster.can_run(demand)
 
     def _finished(
-        self,
-        ref: Any,
-        request: StepRequest,
-        start: float,
-        on_done: Callable[[StepResult], None],
-        future: Future[str],
+        self, ref: Any, key: _Key, launches: list[_Launch], future: Future[list[str]]
     ) -> None:
+        """A task ended: each of its steps reports its result, or the task's failure."""
         from branchwork.runtime.envelopes import result_from_json
 
         with self._lock:
             self._running.discard(ref)
+            self._in_flight[key] -= len(launches)
         try:
-            result = result_from_json(future.result())
+            results = [result_from_json(text) for text in future.result()]
         except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
-            result = _failed(request, start, _describe_ray_error(request, error), str(error))
-        on_done(result)
+            for launch in launches:
+                _QUICKNESS.never(launch.request.step)
+                failure = _describe_ray_error(launch.request, error, len(launches) - 1)
+                launch.on_done(_failed(launch.request, launch.start, failure, str(error)))
+            return
+        for launch, result in zip(launches, results):
+            _QUICKNESS.learn(launch.request.step, result)
+            launch.on_done(result)
 
     def holds_worker(self, step: Any) -> bool:
         return True  # a task each, async or not (`asyncio.run` in it)
@@ -194,10 +297,14 @@ def _cancel(ref: Any) -> None:
         ray.cancel(ref, force=True)
 
 
-def _describe_ray_error(request: StepRequest, error: BaseException) -> StepFailedError:
+def _describe_ray_error(
+    request: StepRequest, error: BaseException, shared: int = 0
+) -> StepFailedError:
     import ray.exceptions as rex
 
     what = f"The Ray task of step '{request.invocation_id}'"
+    if shared:
+        what += f" (a batch of quick steps, shared with {shared} more)"
     if isinstance(error, rex.NodeDiedError):
         return _node_lost(request, what, str(error))
     if isinstance(error, rex.TaskCancelledError):

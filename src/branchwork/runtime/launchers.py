@@ -40,6 +40,11 @@ class Launcher(Protocol):
         """Whether `step` takes one of the loop's `max_workers` while it runs here (an async
         step awaited on an event loop takes none)."""
 
+    def flush(self) -> None:
+        """The loop has launched what it had ready: start what was held back to be sent
+        together (Ray's batches of quick steps). Most launchers hold nothing back."""
+        return None
+
     def cancel(self) -> None:
         """Stop running steps where that is possible (the run is being abandoned)."""
 
@@ -47,7 +52,7 @@ class Launcher(Protocol):
         """Release workers; with `wait`, once every launched step has reported."""
 
 
-class InlineLauncher:
+class InlineLauncher(Launcher):
     """Runs steps in a pool of daemon threads of this process: threads cannot be stopped
     from outside, and a run abandoned by a second Ctrl-C must not keep its process alive
     until they end (a ThreadPoolExecutor's threads would: they are joined at exit).
@@ -202,7 +207,7 @@ def _escaped(request: StepRequest, start: float, error: BaseException) -> StepRe
     )
 
 
-class ProcessLauncher:
+class ProcessLauncher(Launcher):
     """Runs each step in a process of its own, forked from a warm zygote.
 
     The zygote (`python -m branchwork.runtime.zygote`) is started on the first launch and
@@ -329,7 +334,7 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code} without a result"
 
 
-class RoutingLauncher:
+class RoutingLauncher(Launcher):
     """Sends each step to the inline or the isolated launcher, as `isolate(step)` says."""
 
     def __init__(
@@ -345,6 +350,10 @@ class RoutingLauncher:
 
     def _target(self, step: Step[Any, Any]) -> Launcher:
         return self._isolated if self._isolate(step) else self._inline
+
+    def flush(self) -> None:
+        self._inline.flush()
+        self._isolated.flush()
 
     def cancel(self) -> None:
         self._inline.cancel()

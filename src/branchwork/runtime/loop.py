@@ -372,35 +372,41 @@ class RunLoop:
     def _execute(self, commands: list[E.Command], resolved: list[Any]) -> list[E.Event]:
         """Carry out commands; returns the events they produced (cache keys)."""
         keys: list[E.ComputeKey] = []
-        for command in commands:
-            item = self._tracked[command.invocation_id]
-            if isinstance(command, E.ComputeKey):
-                keys.append(command)
-            elif isinstance(command, E.Launch):
-                self._launch(item, command)
-            elif isinstance(command, E.UseCached):
-                self._cache.decided(item, command)
-                self._records.cached(item, new_id(), command.hit)
-                resolved.append((item.outcome, item.outputs, None))
-                self._tracked.succeeded(item)
-            elif isinstance(command, E.Missed):
-                self._cache.decided(item, command)
-            elif isinstance(command, E.Reuse):
-                self._records.taken_over(item, command.record)
-                resolved.append((item.outcome, item.outputs, None))
-                self._tracked.succeeded(item)
-            elif isinstance(command, E.Diverged):
-                self._records.diverged(item, command.message)
-            elif isinstance(command, E.RetryScheduled):
-                self._retry_scheduled(item, command)
-            elif isinstance(command, E.GaveUp):
-                self._gave_up(item, resolved)
-            elif isinstance(command, E.NotRun):
-                error = self._records.not_run(item, command.because_of)
-                resolved.append((item.outcome, None, error))
-            elif isinstance(command, E.Abandoned):
-                resolved.append((item.outcome, None, self._records.abandoned(item)))
+        try:
+            for command in commands:
+                self._carry_out(command, keys, resolved)
+        finally:
+            self.launcher.flush()  # what it held back to send together (Ray's batches)
         return self._cache.compute(keys) if keys else []
+
+    def _carry_out(self, command: E.Command, keys: list[E.ComputeKey], resolved: list[Any]) -> None:
+        item = self._tracked[command.invocation_id]
+        if isinstance(command, E.ComputeKey):
+            keys.append(command)
+        elif isinstance(command, E.Launch):
+            self._launch(item, command)
+        elif isinstance(command, E.UseCached):
+            self._cache.decided(item, command)
+            self._records.cached(item, new_id(), command.hit)
+            resolved.append((item.outcome, item.outputs, None))
+            self._tracked.succeeded(item)
+        elif isinstance(command, E.Missed):
+            self._cache.decided(item, command)
+        elif isinstance(command, E.Reuse):
+            self._records.taken_over(item, command.record)
+            resolved.append((item.outcome, item.outputs, None))
+            self._tracked.succeeded(item)
+        elif isinstance(command, E.Diverged):
+            self._records.diverged(item, command.message)
+        elif isinstance(command, E.RetryScheduled):
+            self._retry_scheduled(item, command)
+        elif isinstance(command, E.GaveUp):
+            self._gave_up(item, resolved)
+        elif isinstance(command, E.NotRun):
+            error = self._records.not_run(item, command.because_of)
+            resolved.append((item.outcome, None, error))
+        elif isinstance(command, E.Abandoned):
+            resolved.append((item.outcome, None, self._records.abandoned(item)))
 
     def _launch(self, item: Tracked, command: E.Launch) -> None:
         invocation = item.invocation
