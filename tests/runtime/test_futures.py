@@ -238,35 +238,34 @@ def test_conversions_len_range_iteration_indexing_and_membership():
     assert isinstance(seen["float"], float)
 
 
-def test_a_future_in_a_set_or_as_a_dict_key_is_found_as_its_value():
+def test_a_future_in_a_set_or_as_a_dict_key_is_refused_saying_to_load_it():
+    """Hashed by identity, `status() in {"ok", "done"}` was False (a wrong branch); hashed by
+    value, `{make_int(i): i ...}` would wait for each step in turn and merge equal values."""
+
+    @pipeline
+    def in_a_set():
+        three = make_int(3)
+        return make_int(1 if three in {1, 3} else 0)
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        in_a_set()
+    cause = info.value.__cause__
+    assert isinstance(cause, TypeError)
+    assert str(cause) == (
+        "A step output (<StepOutput make_int.output>) cannot be hashed, so it cannot be in a set "
+        "or be a dict key: use its value, `.load()` (`status().load() in {'ok', 'done'}`), or "
+        "key by `.invocation_id`."
+    )
     seen: dict[str, Any] = {}
 
     @pipeline
-    def lookups():
+    def loaded_first():
         three = make_int(3)
-        items = make_list([1, 2])
-        seen.update(
-            in_set=three in {1, 3},
-            not_in_set=three in {1, 2},
-            dict_key={3: "c", 4: "d"}[three],
-            deduplicated=len({three, 3}),
-            hash=hash(three) == hash(3),
-        )
-        try:
-            hash(items)
-        except TypeError as error:
-            seen["unhashable"] = str(error)
+        seen.update(in_set=three.load() in {1, 3}, keyed={three.invocation_id: 3})
         return three
 
-    assert lookups() == 3
-    assert seen == {
-        "in_set": True,
-        "not_in_set": False,
-        "dict_key": "c",
-        "deduplicated": 1,
-        "hash": True,
-        "unhashable": "unhashable type: 'list'",
-    }
+    assert loaded_first() == 3
+    assert seen == {"in_set": True, "keyed": {"make_int": 3}}
 
 
 def test_formatting_and_attribute_access():

@@ -2,9 +2,9 @@
 
 Passed to another step it is an edge (data moves by reference). Used as a value — truth,
 comparison, arithmetic, `int()`, `len()`, iteration, indexing, `in`, formatting, attribute
-access, hashing (a set or a dict finds it as it would the value) — it waits for the step and
-behaves as the loaded value, which is what lets ordinary Python control flow drive a dynamic
-pipeline. `repr()` never waits, so debuggers stay usable.
+access — it waits for the step and behaves as the loaded value, which is what lets ordinary
+Python control flow drive a dynamic pipeline. `repr()` never waits, so debuggers stay usable.
+It cannot be hashed (a set member, a dict key): `.load()` it first.
 """
 
 from __future__ import annotations
@@ -73,9 +73,14 @@ class StepOutput:
         raise AttributeError(f"{self!r} is read-only")
 
     def __hash__(self) -> int:
-        """The value's hash, as it compares equal to the value: `status() in {"ok", "done"}`
-        and `{3: "c"}[n]` must find what `==` would (an unhashable value raises as it would)."""
-        return hash(self.load())
+        """Refused: by identity, `status() in {"ok", "done"}` was False although `==` compares
+        values (a wrong branch); by value, `{work(i): i for i in ...}` would wait for each
+        step in turn and merge equal results. Either way silently wrong: say what to do."""
+        raise TypeError(
+            f"A step output ({self!r}) cannot be hashed, so it cannot be in a set or be a dict "
+            "key: use its value, `.load()` (`status().load() in {'ok', 'done'}`), or key by "
+            "`.invocation_id`."
+        )
 
     def __bool__(self) -> bool:
         return bool(self.load())

@@ -44,7 +44,7 @@ from branchwork.orchestrators.base import (
     SubmissionResult,
 )
 from branchwork.orchestrators.ray_cluster import ClusterResources, connect, demand_for
-from branchwork.orchestrators.ray_launcher import MAX_BATCH, RayLauncher
+from branchwork.orchestrators.ray_launcher import RayLauncher
 from branchwork.orchestrators.ray_loop import end_loop, loop_task, wait_for_loop
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.launchers import InlineLauncher, Launcher, RoutingLauncher
@@ -182,7 +182,7 @@ class RayOrchestrator(BaseOrchestrator):
             request,
             launcher=self._launcher(cluster, orchestrator_run_id),
             capacity=cluster.total,
-            max_workers=self._max_workers(cluster, 2 * MAX_BATCH if self.batch_steps else 4),
+            max_workers=self._max_workers(cluster),
             orchestrator_run_id=orchestrator_run_id,
             failure_mode=self.failure_mode,
         )
@@ -200,17 +200,16 @@ class RayOrchestrator(BaseOrchestrator):
         inline = InlineLauncher(self._max_workers(cluster))
         return RoutingLauncher(inline, ray_launcher, lambda step: step.runtime != "inline")
 
-    def _max_workers(self, cluster: ClusterResources, per_slot: int = 4) -> int:
+    def _max_workers(self, cluster: ClusterResources) -> int:
         """As configured, or four times the plain steps the cluster runs at once (at least
-        64): Ray's queue is cheap, and a full one hides the loop's round trip per step. Steps
-        in flight with batches: enough more that quick steps travel in full ones (two
-        batches per slot), `per_slot` = 2 * MAX_BATCH."""
+        64): Ray's queue is cheap, and a full one hides the loop's round trip per step.
+        Quick steps in batches do not count (`RayLauncher.holds_worker`)."""
         configured = self.config["max_workers"]
         if configured:
             return int(configured)
         cpus = cluster.total.cpu
         at_once = cpus / self.step_cpus if self.step_cpus > 0 else 4 * cpus
-        return max(64, int(per_slot * at_once))
+        return max(64, int(4 * at_once))
 
     def _static_refusal(
         self, snapshot: PipelineSnapshotResponse, cluster: ClusterResources

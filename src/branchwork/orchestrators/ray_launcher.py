@@ -19,10 +19,11 @@ process were quick (`_Quickness`), its launches are held until the loop has laun
 had ready (`flush`), then sent as batches, each one task that runs its steps one after
 another with one step's resources and returns their results together. A batch is never
 bigger than `MAX_BATCH`, nor than leaves two batches per slot the cluster has for the step
-(its in-flight steps over twice the CPUs' worth), so batching never idles a CPU. Every step
-keeps its own request, attempt, record and timing; a step that fails fails alone; a worker
-that dies fails every step of its batch (their results come back together), each retried by
-its own policy, and those steps are not batched again in this process.
+(its in-flight steps over twice the CPUs' worth); quick steps hold none of the loop's
+`max_workers`, so that batches fill. Every step keeps its own request, attempt, record and
+timing; a step that fails fails alone; a worker that dies fails every step of its batch
+(their results come back together), each retried by its own policy, and those steps are not
+batched again in this process.
 
 A node that dies takes its running steps with it: each fails with a `NodeLostError` that
 names the node (Ray's `NodeDiedError` says which only in its text) and is retried by the
@@ -103,6 +104,9 @@ def _steps_task() -> Any:
     return ray.remote(max_retries=0, retry_exceptions=False)(run_steps)
 
 
+_Kind = tuple[str, str]  # a step's name and code digest: what is learned quick or not
+
+
 class _Quickness:
     """Which steps are quick, from their latest `LEARNED_FROM` attempts in this process, by
     step name and code (an edited step is learned again): a run's first launches of a step
@@ -112,41 +116,46 @@ class _Quickness:
     every one: on a busy machine a trivial step now and then waits for a CPU mid-way."""
 
     def __init__(self) -> None:
-        self._latest: dict[tuple[str, str], deque[float]] = {}  # durations, newest last
-        self._quick: set[tuple[str, str]] = set()
-        self._never: set[tuple[str, str]] = set()  # its task failed: perhaps it killed it
+        self._latest: dict[_Kind, deque[float]] = {}  # durations, newest last
+        self._quick: set[_Kind] = set()
+        self._never: set[_Kind] = set()  # its worker died under it: perhaps it killed it
 
-    def is_quick(self, step: Any) -> bool:
-        return (step.name, step.code_hash) in self._quick
+    def is_quick(self, kind: _Kind) -> bool:
+        return kind in self._quick
 
-    def learn(self, step: Any, result: StepResult) -> None:
-        key = (step.name, step.code_hash)
-        latest = self._latest.setdefault(key, deque(maxlen=LEARNED_FROM))
-        latest.append(result.end_time - result.start_time)
+    def learn(self, kind: _Kind, seconds: float) -> None:
+        latest = self._latest.setdefault(kind, deque(maxlen=LEARNED_FROM))
+        latest.append(seconds)
         ordered = sorted(latest)
         if (
             len(latest) == LEARNED_FROM
             and ordered[LEARNED_FROM * 3 // 4 - 1] <= QUICK_SECONDS
             and ordered[-1] <= SLOW_SECONDS
-            and key not in self._never
+            and kind not in self._never
         ):
-            self._quick.add(key)
+            self._quick.add(kind)
         else:
-            self._quick.discard(key)
+            self._quick.discard(kind)
 
-    def never(self, step: Any) -> None:
-        key = (step.name, step.code_hash)
-        self._never.add(key)
-        self._quick.discard(key)
+    def never(self, kind: _Kind) -> None:
+        self._never.add(kind)
+        self._quick.discard(kind)
 
 
 _QUICKNESS = _Quickness()
+
+
+def _kind(step: Any) -> _Kind:
+    """Read where the step is launched, on the loop's thread: its digest may be computed
+    then, which runs the user's code's fingerprinting (not on Ray's callback thread)."""
+    return step.name, step.code_hash
 
 
 class _Launch(NamedTuple):
     request: StepRequest
     start: float  # when it was launched: a failure without a result of its own is from then
     on_done: Callable[[StepResult], None]
+    kind: _Kind
 
 
 _Key = tuple[str, str, Demand]  # pipeline, step, what its task asks of Ray
@@ -187,27 +196,28 @@ class RayLauncher(Launcher):
         demand = demand_for(request.step.resources, self._step_cpus)
         start = time.time()
         if self._cancelled:  # launched by the loop before it saw the run being stopped
-            stopped = StepFailedError(
-                f"Step '{request.invocation_id}' was not started: the run is being stopped.",
-                request.invocation_id,
-            )
-            on_done(_failed(request, start, stopped, None))
+            on_done(_not_started(request, start))
             return
         if self._check_resources and not self._feasible(demand):
             error = self._cluster.refusal(request.step.name, request.invocation_id, demand)
             on_done(_failed(request, start, error, None))
             return
         key = (request.pipeline_name, request.step.name, demand)
-        launch = _Launch(request, start, on_done)
-        if self._batch_steps and _QUICKNESS.is_quick(request.step):
+        launch = _Launch(request, start, on_done, _kind(request.step))
+        if self._batch_steps and _QUICKNESS.is_quick(launch.kind):
             self._held.setdefault(key, []).append(launch)
         else:
             self._submit(key, [launch])
 
     def flush(self) -> None:
-        """The loop launched what it had ready: submit the held quick steps, in batches."""
+        """The loop launched what it had ready: submit the held quick steps, in batches (or
+        fail them unstarted if the run is being stopped)."""
         held, self._held = self._held, {}
         for key, launches in held.items():
+            if self._cancelled:
+                for launch in launches:
+                    launch.on_done(_not_started(launch.request, launch.start))
+                continue
             size = self._batch_size(key, len(launches))
             for first in range(0, len(launches), size):
                 self._submit(key, launches[first : first + size])
@@ -265,16 +275,22 @@ class RayLauncher(Launcher):
             results = [result_from_json(text) for text in future.result()]
         except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
             for launch in launches:
-                _QUICKNESS.never(launch.request.step)
                 failure = _describe_ray_error(launch.request, error, len(launches) - 1)
                 launch.on_done(_failed(launch.request, launch.start, failure, str(error)))
+            if _killed_its_worker(error):
+                for launch in launches:
+                    _QUICKNESS.never(launch.kind)
             return
         for launch, result in zip(launches, results):
-            _QUICKNESS.learn(launch.request.step, result)
             launch.on_done(result)
+        for launch, result in zip(launches, results):
+            _QUICKNESS.learn(launch.kind, result.end_time - result.start_time)
 
     def holds_worker(self, step: Any) -> bool:
-        return True  # a task each, async or not (`asyncio.run` in it)
+        """A task each, async or not (`asyncio.run` in it); a quick step with batches holds
+        none of the loop's `max_workers`: it travels in a batch and ends within milliseconds,
+        so stopping a run waits for it no longer than for a few slow ones."""
+        return not (self._batch_steps and _QUICKNESS.is_quick(_kind(step)))
 
     def cancel(self) -> None:
         """Kill every running or queued step task (the run is being stopped); steps the
@@ -295,6 +311,21 @@ def _cancel(ref: Any) -> None:
 
     with contextlib.suppress(Exception):  # already finished
         ray.cancel(ref, force=True)
+
+
+def _not_started(request: StepRequest, start: float) -> StepResult:
+    stopped = StepFailedError(
+        f"Step '{request.invocation_id}' was not started: the run is being stopped.",
+        request.invocation_id,
+    )
+    return _failed(request, start, stopped, None)
+
+
+def _killed_its_worker(error: BaseException) -> bool:
+    """Whether the task's worker process died under it (not its node, nor a cancel)."""
+    import ray.exceptions as rex
+
+    return isinstance(error, (rex.WorkerCrashedError, rex.OutOfMemoryError))
 
 
 def _describe_ray_error(
