@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,23 +142,15 @@ def _is_json(value: Any) -> bool:
 
 
 def _reads_back(value: Any) -> bool:
-    """Whether `value` is JSON that reads back as it is: a tuple would come back a list, a
-    dict's int keys strings, a str enum member a plain str (a resume's body got those)."""
+    """Whether `value` is recorded as it is: JSON that reads back as the same value in the
+    encoding of `branchwork.values` (which keys caches), as plain JSON always does. A tuple
+    would come back a list, a dict's int keys strs, a dict with "$" keys a tuple: those are
+    written in that encoding instead. An OrderedDict or an IntEnum reads back as the dict
+    or int it equals, in the same encoding, as before."""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
+        return _is_json(value) and encode(value) == value
+    except TypeError:  # no JSON form
         return False
-    return _same(json.loads(text), value)
-
-
-def _same(loaded: Any, value: Any) -> bool:
-    if type(loaded) is not type(value):
-        return False
-    if isinstance(value, list):
-        return len(loaded) == len(value) and all(map(_same, loaded, value))
-    if isinstance(value, dict):
-        return list(loaded) == list(value) and all(_same(loaded[k], value[k]) for k in value)
-    return bool(loaded == value) or (isinstance(value, float) and math.isnan(value))
 
 
 def _encoded(pipeline_name: str, name: str, value: Any) -> Any:
@@ -169,7 +160,7 @@ def _encoded(pipeline_name: str, name: str, value: Any) -> Any:
         encoded = encode(value)
     except TypeError:
         raise _not_recordable(pipeline_name, name, value, "") from None
-    if not _same(decode(encoded), value):  # an enum member would come back its plain value
+    if encode(decode(encoded)) != encoded:
         raise _not_recordable(pipeline_name, name, value, " (it would not read back as it is)")
     return encoded
 
