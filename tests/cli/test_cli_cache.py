@@ -164,6 +164,25 @@ def test_cache_invalidate_with_a_pipeline_covers_what_another_pipeline_served_it
     }
 
 
+def test_cache_invalidate_with_a_pipeline_covers_another_pipelines_result_of_its_key(
+    cli, pipeline_file
+):
+    """`rescored` refreshed `total` (its own, newer result of the key `summed` computed
+    first): invalidating in 'rescored' left `summed`'s older result, which it was then
+    served."""
+    module = pipeline_file("refreshed_flow", SHARED)
+    _run(cli, f"{module}:summed")
+    refreshed = cli("run", f"{module}:rescored", "--refresh-step", "total", "--no-progress")
+    assert refreshed.exit_code == 0, refreshed.output
+    result = cli("cache", "invalidate", "total", "--pipeline", "rescored")
+    assert result.stdout == (
+        "Invalidated 2 cached results of step 'total' in pipeline 'rescored'.\n"
+    )
+    assert cli("run", f"{module}:rescored", "--no-progress").exit_code == 0
+    run = Client().list_pipeline_runs(pipeline="rescored", limit=1)[0]
+    assert run.steps["total"].cache_verdict == "miss"
+
+
 def test_cache_invalidate_of_an_unknown_step_or_pipeline_is_one_line(cli, target, assert_error):
     _run(cli, target)
     assert_error(

@@ -18,8 +18,8 @@ def invalidate(
         str | None,
         typer.Option(
             "--pipeline",
-            help="Only its results in runs of this pipeline, and those they were served "
-            "from (another pipeline's, which then computes them anew too).",
+            help="Only its results in runs of this pipeline, and every other result of "
+            "their cache keys (another pipeline's, which then computes them anew too).",
         ),
     ] = None,
 ) -> None:

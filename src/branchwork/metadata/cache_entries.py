@@ -1,8 +1,8 @@
 """Invalidating a step's cached results on request (`branchwork cache invalidate`).
 
 Invalidating marks the step runs of a step (of one pipeline, or of every pipeline) that a
-cache hit could reuse (`queries.servable`) `cache_invalidated`, with those the pipeline's cache
-hits were served from; `queries.find_cached` never serves those again, so the step's next run
+cache hit could reuse (`queries.servable`) `cache_invalidated`, with every other result of
+their keys; `queries.find_cached` never serves those again, so the step's next run
 computes anew. Nothing is deleted: the runs,
 their outputs and their history stay readable.
 """
@@ -20,7 +20,7 @@ from branchwork.metadata.retries import retrying
 @retrying("invalidating cached results")
 def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = None) -> int:
     """Mark the step's cached results invalidated; how many were still served. With a
-    pipeline, its runs' results and those its runs were served from (made by another
+    pipeline, its runs' results and every other result of their keys (made by another
     pipeline, which then computes them anew too). Raises when no run of the pipeline (or of
     any pipeline) ever ran a step of that name."""
     in_pipeline = (
@@ -32,18 +32,16 @@ def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = 
     scope = [step.step_name == step_name]
     if pipeline_name is not None:
         scope.append(step.run_id.in_(in_pipeline))
-    # The results the scope's cache hits were served from, whichever pipeline made them: a
-    # key is shared across pipelines, and they would still be served.
-    served_from = select(step.original_step_run_id).where(
-        *scope, step.status == "cached", step.original_step_run_id.is_not(None)
-    )
+    # Every result of the scope's keys, whichever pipeline made it: a key is shared across
+    # pipelines, and another's result (one a hit was served, or an older one) would be served.
+    keys = select(step.cache_key).where(*scope, step.cache_key.is_not(None))
     with engine.begin() as conn:
         if conn.execute(select(step.id).where(*scope).limit(1)).first() is None:
             raise BranchworkError(_unknown_step(conn, step_name, pipeline_name))
         result = conn.execute(
             update(s.step_run)
             .where(
-                or_(and_(*scope), step.id.in_(served_from)),
+                or_(and_(*scope), step.cache_key.in_(keys)),
                 servable(),
                 step.cache_invalidated.is_(False),
             )
