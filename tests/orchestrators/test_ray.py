@@ -407,6 +407,16 @@ def test_every_task_of_a_static_run_sees_its_orchestrator_run_id(loop):
 # ---- quick steps share Ray tasks -------------------------------------------------------------
 
 
+@pytest.fixture
+def lenient_quickness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trivial steps count as quick however busy the machine: under a loaded test run a
+    trivial step's wall time often exceeds 5 ms, and the tests are about what batches do."""
+    from branchwork.orchestrators import ray_launcher
+
+    monkeypatch.setattr(ray_launcher, "QUICK_SECONDS", 0.2)
+    monkeypatch.setattr(ray_launcher, "SLOW_SECONDS", 5.0)
+
+
 def batched(run: Any, attempts: int = 5) -> list[str]:
     """The Ray task of each step of the first of up to `attempts` runs in which quick steps
     shared tasks: the step's latest attempts tell whether it is quick, and on a busy machine
@@ -418,7 +428,7 @@ def batched(run: Any, attempts: int = 5) -> list[str]:
     raise AssertionError(f"no two steps shared a Ray task in {attempts} runs")
 
 
-def test_quick_steps_share_ray_tasks_and_each_is_recorded_on_its_own():
+def test_quick_steps_share_ray_tasks_and_each_is_recorded_on_its_own(lenient_quickness):
     with on_ray():
         tasks = batched(lambda: quick_fan_out(300))
     run = quick_fan_out.last_run
@@ -444,7 +454,7 @@ def test_slow_steps_or_batch_steps_false_run_one_ray_task_each():
     assert len(set(quick)) == 100
 
 
-def test_a_step_failing_in_a_batch_fails_alone():
+def test_a_step_failing_in_a_batch_fails_alone(lenient_quickness):
     with on_ray(), pytest.raises(PipelineRunFailedError):
         one_bad_item(200)
     steps = one_bad_item.last_run.steps
@@ -454,7 +464,9 @@ def test_a_step_failing_in_a_batch_fails_alone():
     assert len(steps) == 200
 
 
-def test_a_worker_dying_in_a_batch_fails_its_steps_which_their_retries_run_again(tmp_path):
+def test_a_worker_dying_in_a_batch_fails_its_steps_which_their_retries_run_again(
+    tmp_path, lenient_quickness
+):
     with on_ray():
         for attempt in range(5):  # until a batch ran (on a busy machine, not at once)
             folder = tmp_path / str(attempt)

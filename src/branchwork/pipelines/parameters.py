@@ -143,14 +143,28 @@ def _is_json(value: Any) -> bool:
 
 def _reads_back(value: Any) -> bool:
     """Whether `value` is recorded as it is: JSON that reads back as the same value in the
-    encoding of `branchwork.values` (which keys caches), as plain JSON always does. A tuple
-    would come back a list, a dict's int keys strs, a dict with "$" keys a tuple: those are
-    written in that encoding instead. An OrderedDict or an IntEnum reads back as the dict
-    or int it equals, in the same encoding, as before."""
+    encoding of `branchwork.values` (which keys caches). A tuple would come back a list, a
+    dict's int keys strs, a dict with "$" keys a tagged value: those are written in that
+    encoding instead. An OrderedDict or an IntEnum reads back as the dict or int it
+    equals, NaN as NaN, as before."""
     try:
-        return _is_json(value) and encode(value) == value
+        if not _is_json(value) or _dollar_keyed(value):
+            return False
+        return bool(encode(json.loads(json.dumps(value))) == encode(value))
     except TypeError:  # no JSON form
         return False
+
+
+def _dollar_keyed(value: Any) -> bool:
+    """Whether a dict in `value` has a key `decode` would read as a tag ("$tuple")."""
+    if isinstance(value, dict):
+        return any(
+            (isinstance(key, str) and key.startswith("$")) or _dollar_keyed(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return any(map(_dollar_keyed, value))
+    return False
 
 
 def _encoded(pipeline_name: str, name: str, value: Any) -> Any:
