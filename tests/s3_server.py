@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from branchwork.runtime.zygote import die_with_parent
 from free_ports import free_port, free_ports
 
 START_TIMEOUT = 30.0
@@ -135,6 +136,7 @@ class S3Server:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # gone with the test process, even if it is killed
             )
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
