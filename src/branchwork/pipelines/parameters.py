@@ -148,10 +148,9 @@ def _reads_back(value: Any) -> bool:
     encoding instead. An OrderedDict or an IntEnum reads back as the dict or int it
     equals, NaN as NaN, as before."""
     try:
-        if not _is_json(value) or _dollar_keyed(value):
-            return False
-        return bool(encode(json.loads(json.dumps(value))) == encode(value))
-    except TypeError:  # no JSON form
+        text = json.dumps(value)
+        return not _dollar_keyed(value) and bool(encode(json.loads(text)) == encode(value))
+    except (TypeError, ValueError):  # no JSON form
         return False
 
 
@@ -168,8 +167,8 @@ def _dollar_keyed(value: Any) -> bool:
 
 
 def _encoded(pipeline_name: str, name: str, value: Any) -> Any:
-    """An unannotated value plain JSON would change (a tuple, a dict with int keys, a NaN)
-    in the one encoding of values (`branchwork.values`), which `read_back` decodes."""
+    """An unannotated value plain JSON would change (a tuple, a dict with int keys or "$"
+    keys) in the one encoding of values (`branchwork.values`), which `read_back` decodes."""
     try:
         encoded = encode(value)
     except TypeError:

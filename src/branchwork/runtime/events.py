@@ -50,7 +50,7 @@ class Added(NamedTuple):
     expire_after: float | None = None  # seconds a cached result stays usable
     refresh: bool = False  # recompute it, and let the new result replace the cached one
     start_after: tuple[str, ...] = ()  # it starts once these have started
-    holds_worker: bool = True  # False: it awaits on the launcher's event loop
+    holds_worker: bool = True  # False: an async step, or a quick one in a Ray batch
     limits: tuple[tuple[str, int], ...] = ()  # (concurrency limit, how many may run at once)
     reads: tuple[str, ...] = ()  # values the body read since its previous call
 
