@@ -180,6 +180,80 @@ def test_a_pipeline_in_a_script_run_as_main_loads_in_the_orchestration_process(t
     assert done.stdout.strip() == "True"
 
 
+SCRIPT_CLASSES = """
+from __future__ import annotations
+import sys
+from dataclasses import dataclass
+from pydantic import BaseModel
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+class Scale(BaseModel):
+    factor: int
+
+@step(runtime="isolated")
+def make(i: int) -> Point:
+    return Point(i, i + 1)
+
+@step(runtime="isolated")
+def scale(factor: int) -> Scale:
+    return Scale(factor=factor)
+
+@step(runtime="isolated")
+def total(points: list[Point], scale: Scale | None) -> int:
+    return sum(p.x + p.y for p in points) * scale.factor
+
+@step(runtime="isolated")
+def untyped(point) -> int:
+    return point.x
+
+@pipeline
+def script_classes(untyped_too: bool):
+    points = [make(i) for i in range(3)]
+    return untyped(points[0]) if untyped_too else total(points, scale(10))
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        print(script_classes(untyped_too=len(sys.argv) > 1))
+"""
+
+
+def test_isolated_steps_load_inputs_of_the_script_s_own_classes(tmp_path):
+    """A step process cannot import the script: the step brings the classes its parameters
+    are annotated with. Unannotated, the step fails saying what to do, with its own error."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_CLASSES)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "90"  # (1 + 3 + 5) * 10
+
+    done = subprocess.run(
+        [sys.executable, str(script), "untyped"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("branchwork.exceptions.PipelineRunFailedError: Pipeline ")
+    assert last.endswith(
+        "failed: step 'untyped' raised MissingClassError: An input holds a dataclass of class "
+        "Point, defined in the script that ran the pipeline, as JSON, and the class is not "
+        "found in this process (a step that runs in a process of its own, isolated or on Ray, "
+        "cannot import the script): annotate the step's parameter with Point (a step brings "
+        "the classes its annotations name), or define Point in a module the script imports."
+    )
+    # rebuilt as itself in the caller, not as a RemoteStepError saying it could not be
+    assert "MissingClassError: An input holds" in done.stderr
+    assert "not rebuilt here" not in done.stderr
+
+
 def test_step_runner_runs_one_request_envelope(tmp_path):
     from branchwork.artifact_stores import LocalArtifactStore
     from branchwork.runtime.envelopes import request_to_json, result_from_json

@@ -63,7 +63,7 @@ class DataclassMaterializer(BaseMaterializer):
         if filename == PICKLE_FILE:
             return load_pickle(data)
         if not (isinstance(data_type, type) and dataclasses.is_dataclass(data_type)):
-            raise MissingClassError("dataclass", data_type)
+            raise MissingClassError.asked_for("dataclass", data_type)
         return _decode(json.loads(data), data_type)
 
     def preview(self, data: Any) -> Preview:
@@ -74,15 +74,21 @@ class DataclassMaterializer(BaseMaterializer):
 
 
 class MissingClassError(ArtifactError):
-    """Loading a JSON artifact needs its class, which could not be imported here."""
+    """Loading a JSON artifact needs its class, which could not be imported here. Its only
+    argument is its message, so that the process a step ran in hands it over as itself
+    (`error_records.rebuild`)."""
 
-    def __init__(self, kind: str, data_type: Any) -> None:
-        super().__init__(
+    kind = "class instance"  # what it holds: "dataclass" or "pydantic model" (`asked_for`)
+
+    @classmethod
+    def asked_for(cls, kind: str, data_type: Any) -> MissingClassError:
+        error = cls(
             f"This artifact holds a {kind} as JSON, and loading it needs the {kind}'s class, "
             f"but it was asked for as {data_type!r}: make the module defining the class "
             "importable where the artifact is loaded (the artifact's data type names it)."
         )
-        self.kind = kind
+        error.kind = kind
+        return error
 
 
 def class_preview(data: Any, field_names: list[str]) -> Preview:

@@ -44,7 +44,7 @@ class PydanticMaterializer(BaseMaterializer):
         if filename == PICKLE_FILE:
             return load_pickle(data)
         if not (isinstance(data_type, type) and issubclass(data_type, BaseModel)):
-            raise MissingClassError("pydantic model", data_type)
+            raise MissingClassError.asked_for("pydantic model", data_type)
         return data_type.model_validate_json(data)
 
     def preview(self, data: Any) -> Preview:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import sys
+import typing
+from collections.abc import Iterable
 from typing import Any
 
 from branchwork.user_code import find_recorded, recorded_module
@@ -58,3 +60,21 @@ def type_path(value: Any) -> str:
     a run holds one per output)."""
     cls = type(value)
     return sys.intern(f"{recorded_module(cls.__module__)}.{cls.__qualname__}")
+
+
+def script_classes(annotations: Iterable[Any]) -> dict[str, type]:
+    """The classes a script defines (`__main__`) that `annotations` name, through `list[X]`,
+    `X | None` and the like, by the path `type_path` records. A process that runs only a
+    step (isolated, Ray) cannot import the script to resolve that path; the step, pickled
+    with its annotations, brings the classes with it."""
+    found: dict[str, type] = {}
+    todo = list(annotations)
+    while todo:
+        annotation = todo.pop()
+        if isinstance(annotation, type) and not typing.get_args(annotation):
+            path = f"{recorded_module(annotation.__module__)}.{annotation.__qualname__}"
+            if path.startswith("__main__."):
+                found[path] = annotation
+        else:
+            todo.extend(typing.get_args(annotation))
+    return found

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import itertools
 import numbers
@@ -26,13 +27,14 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import GenericAlias
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from branchwork.artifact_stores.inline import inline_uri
 from branchwork.exceptions import ArtifactError, RunPaused, StepFailedError
+from branchwork.materializers.dataclass_materializer import MissingClassError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
 from branchwork.materializers.types import resolve_type, type_path
@@ -126,19 +128,36 @@ class StepResult:
         return self.error is None
 
 
-def load_input(leaf: ArtifactInput) -> Any:
-    """A value inside a run: a pickle loads (see `pickle_policy`), checked against its hash."""
+def load_input(leaf: ArtifactInput, script_classes: Mapping[str, type] | None = None) -> Any:
+    """A value inside a run: a pickle loads (see `pickle_policy`), checked against its hash.
+    `script_classes`: the consuming step's (`Step.script_classes`), for a class of the
+    script that this process cannot import."""
     artifact = leaf.artifact
-    return load_artifact(
-        artifact.uri,
-        artifact.materializer,
-        resolve_type(artifact.data_type),
-        content_hash=artifact.content_hash,
-        allow_pickle=True,
-        item=leaf.item,
-        stop=leaf.stop,
-        inline=artifact.inline,
-    )
+    data_type = resolve_type(artifact.data_type)
+    if data_type is Any and script_classes:
+        data_type = script_classes.get(artifact.data_type, Any)
+    try:
+        return load_artifact(
+            artifact.uri,
+            artifact.materializer,
+            data_type,
+            content_hash=artifact.content_hash,
+            allow_pickle=True,
+            item=leaf.item,
+            stop=leaf.stop,
+            inline=artifact.inline,
+        )
+    except MissingClassError as error:
+        if not artifact.data_type.startswith("__main__."):
+            raise
+        name = artifact.data_type.removeprefix("__main__.")
+        raise MissingClassError(
+            f"An input holds a {error.kind} of class {name}, defined in the script that ran "
+            "the pipeline, as JSON, and the class is not found in this process (a step that "
+            "runs in a process of its own, isolated or on Ray, cannot import the script): "
+            f"annotate the step's parameter with {name} (a step brings the classes its "
+            f"annotations name), or define {name} in a module the script imports."
+        ) from None
 
 
 async def _io(in_thread: bool, func: Callable[..., T], *args: Any) -> T:
@@ -380,7 +399,8 @@ async def _run_attempt(request: StepRequest, result: StepResult) -> None:
     is_async = request.step.is_async
     try:
         reads_files = is_async and _reads_files(request.inputs)
-        arguments = await _io(reads_files, tree_map, load_input, request.inputs, ArtifactInput)
+        load = functools.partial(load_input, script_classes=request.step.script_classes)
+        arguments = await _io(reads_files, tree_map, load, request.inputs, ArtifactInput)
         bound = inspect.BoundArguments(request.step.signature, arguments)
         returned = request.step.func(*bound.args, **bound.kwargs)
         if is_async:

@@ -28,6 +28,7 @@ from branchwork.graph.context import current_run_context
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import MappedOutputs, StepOutput
 from branchwork.graph.invocation import Ordering
+from branchwork.materializers.types import script_classes
 from branchwork.steps.outputs import OutputMaterializers, OutputSpec, parse_outputs
 from branchwork.user_code import code_generation, recorded_module
 
@@ -113,7 +114,13 @@ class Step(Generic[P, R]):
         self.outputs: tuple[OutputSpec, ...] = _with_materializers(
             parse_outputs(func, self.name), output_materializers, self.name
         )
-        self.file_parameters = _file_parameters(func)
+        hints = _input_hints(func)
+        self.file_parameters = frozenset(
+            name for name, hint in hints.items() if hint is FileInput or hint == "FileInput"
+        )
+        # By recorded path: an input of a script's class loads where the script is not
+        # loaded (an isolated step's process, a Ray worker): see `materializers.types`.
+        self.script_classes = script_classes(hints.values())
         functools.update_wrapper(self, func)
 
     def _set_run_options(
@@ -344,15 +351,15 @@ def _first(given: Any, own: Any) -> Any:
     return own if given is None else given
 
 
-def _file_parameters(func: Callable[..., Any]) -> frozenset[str]:
-    """Parameters annotated `FileInput`: a path passed there is hashed by content."""
+def _input_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    """The annotation of each parameter, resolved (or, where one does not resolve, as
+    written)."""
     try:
         hints = typing.get_type_hints(func)
     except Exception:  # noqa: BLE001 - an annotation that does not resolve: read the text
         hints = {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
-    return frozenset(
-        name for name, hint in hints.items() if hint is FileInput or hint == "FileInput"
-    )
+    hints.pop("return", None)
+    return hints
 
 
 def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
