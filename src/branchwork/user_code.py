@@ -166,7 +166,7 @@ def new_code_generation() -> None:
     _runs_started[0] += 1
 
 
-def _defined_interactively(func: Any) -> bool:
+def defined_interactively(func: Any) -> bool:
     """Whether `func` comes from an interactive `__main__` (a notebook, a REPL): one with no
     file that another process could load."""
     main = sys.modules.get("__main__")
@@ -176,7 +176,7 @@ def _defined_interactively(func: Any) -> bool:
 def pipeline_by_value(pipeline: Any) -> dict[str, str]:
     """The environment that carries a pipeline defined interactively to the orchestration
     process that runs it (see the module docstring); empty for one it can import."""
-    if not _defined_interactively(pipeline.func):
+    if not defined_interactively(pipeline.func):
         return {}
     import cloudpickle
 

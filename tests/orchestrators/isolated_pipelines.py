@@ -7,9 +7,16 @@ import os
 import time
 from pathlib import Path
 
+import scale_setting
+
 from branchwork import get_step_context, pipeline, step
 from branchwork.orchestrators import LocalProcessOrchestrator
 from branchwork.orchestrators.base import SubmissionResult
+
+
+@step(runtime="isolated")
+def scaled(x: float) -> float:
+    return x * scale_setting.SCALE  # another module's value: imported afresh in a step process
 
 
 @step(runtime="isolated")

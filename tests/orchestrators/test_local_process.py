@@ -13,6 +13,7 @@ from pathlib import Path
 
 import isolated_pipelines as ip
 import pytest
+import scale_setting
 
 from branchwork import Client, pipeline, step
 from branchwork.exceptions import PipelineRunFailedError
@@ -180,6 +181,51 @@ def test_a_pipeline_in_a_script_run_as_main_loads_in_the_orchestration_process(t
     assert done.stdout.strip() == "True"
 
 
+SWEEP = """
+import sys
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+FACTOR = 1
+
+@step
+def times(x: int) -> int:
+    return x * FACTOR
+
+@pipeline
+def sweep():
+    return times(1)
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        for factor in map(int, sys.argv[1:]):
+            FACTOR = factor
+            print(sweep())
+"""
+
+
+def test_a_global_the_script_sets_before_a_run_is_not_seen_there_and_it_says_so(tmp_path):
+    """The orchestration process imports the script afresh: a sweep setting a global runs
+    with the module's own value (on `local` it would not), and a warning names the global."""
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    done = subprocess.run(
+        [sys.executable, str(script), "1", "3"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]
+    warning = (
+        "Pipeline 'sweep' runs in an orchestration process of its own, which imports its code "
+        "afresh and sees other code or values there than the process that started the run: "
+        "__main__:FACTOR (a global set at run time is not seen there). The run uses the values "
+        "its modules define: pass such a value as a pipeline parameter."
+    )
+    assert done.stderr.count(warning) == 1  # the second run only: FACTOR = 1 is the module's
+    assert "other code or values" not in done.stderr.replace(warning, "")
+
+
 SCRIPT_CLASSES = """
 from __future__ import annotations
 import sys
@@ -254,7 +300,9 @@ def test_isolated_steps_load_inputs_of_the_script_s_own_classes(tmp_path):
     assert "not rebuilt here" not in done.stderr
 
 
-def test_step_runner_runs_one_request_envelope(tmp_path):
+def run_in_a_step_process(step, inputs, artifacts):
+    """The result of `step` run by `step_runner` in a process of its own, as an isolated
+    step is."""
     from branchwork.artifact_stores import LocalArtifactStore
     from branchwork.runtime.envelopes import request_to_json, result_from_json
     from branchwork.runtime.step_execution import StepRequest
@@ -263,15 +311,15 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
         run_id="r",
         run_name="run",
         pipeline_name="p",
-        invocation_id="quick_2",
+        invocation_id=f"{step.name}_2",
         step_run_id="s",
         attempt=1,
-        step=ip.quick,
-        inputs={"x": 41},
-        artifact_store=LocalArtifactStore(tmp_path / "artifacts"),
+        step=step,
+        inputs=inputs,
+        artifact_store=LocalArtifactStore(artifacts),
     )
     envelope = request_to_json(request)
-    assert json.loads(envelope)["version"] == 5
+    assert json.loads(envelope)["version"] == 6
     done = subprocess.run(
         [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
         input=envelope,
@@ -279,15 +327,39 @@ def test_step_runner_runs_one_request_envelope(tmp_path):
         text=True,
         cwd=Path(ip.__file__).parent,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    result = result_from_json(done.stdout)
+    return result_from_json(done.stdout)
+
+
+def test_step_runner_runs_one_request_envelope(tmp_path):
+    result = run_in_a_step_process(ip.quick, {"x": 41}, tmp_path / "artifacts")
     assert result.ok and result.invocation_id == "quick_2"
     from branchwork.materializers.io import load_artifact
 
     output = result.outputs["output"]  # small: kept inline, its data in the result
     assert output.uri.startswith("inline://") and output.inline == b"data.json\x0042"
     assert load_artifact(output.uri, output.materializer, inline=output.inline) == 42
+
+
+def test_a_step_process_says_which_module_values_differ_from_where_it_was_keyed(
+    tmp_path, monkeypatch
+):
+    """A global set at run time where the key is made is not what a step process imports:
+    the result says so, and the loop does not let it serve that key (test_ray)."""
+    from branchwork.user_code import new_code_generation
+
+    assert run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "a").code_differs == ()
+    monkeypatch.setattr(scale_setting, "SCALE", 3.0)
+    new_code_generation()  # as a run started now would
+    result = run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "b")
+    assert result.ok and result.code_differs == ("scale_setting:SCALE",)
+    # computed with the module's own value: what the step process sees
+    from branchwork.materializers.io import load_artifact
+
+    output = result.outputs["output"]
+    assert load_artifact(output.uri, output.materializer, inline=output.inline) == 2.0
 
 
 CALLER = """

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import scale_setting
 
 from branchwork import Client, get_step_context, pipeline, step
 from branchwork.artifact_stores import LocalArtifactStore
@@ -66,6 +67,29 @@ def where() -> int:
 @step(runtime="inline")
 def where_inline() -> int:
     return os.getpid()
+
+
+@step
+def scaled(x: float) -> float:
+    return x * scale_setting.SCALE  # another module's value: a worker imports it afresh
+
+
+@step
+def own_scaled(x: float) -> float:
+    return x * OWN_SCALE  # its own module's value: travels with its pickle
+
+
+OWN_SCALE = 1.0
+
+
+@pipeline
+def scaling(x: float) -> float:
+    return scaled(x)
+
+
+@pipeline
+def own_scaling(x: float) -> float:
+    return own_scaled(x)
 
 
 @step
@@ -300,6 +324,53 @@ def test_steps_run_in_ray_worker_processes_and_inline_ones_in_the_loop():
     assert inline == os.getpid()
     run = pids.last_run
     assert run.status == "completed" and run.orchestrator == "ray"
+
+
+def test_a_result_computed_where_a_global_differs_from_the_driver_is_not_cached(
+    monkeypatch, caplog
+):
+    """The key is made in the driver, with SCALE = 3; a worker imports the module afresh and
+    computes with 1.0. Stored under the key of 3.0, it would be served to any later run that
+    asks for 3.0, on any orchestrator: it keeps no key, and the run says why."""
+    with on_ray():
+        assert scaling(x=2.0) == 2.0
+        monkeypatch.setattr(scale_setting, "SCALE", 3.0)
+        with caplog.at_level(logging.WARNING, logger="branchwork"):
+            assert scaling(x=2.0) == 2.0  # what the worker computed
+            again = scaling(x=2.0)
+    assert again == 2.0
+    warnings = [r.getMessage() for r in caplog.records if "other code or" in r.getMessage()]
+    assert (
+        warnings
+        == [
+            "Step 'scaled' ran in a process that sees other code or values than where its cache "
+            "key was made: scale_setting:SCALE (a step process imports modules afresh: a global "
+            "set at run time is not seen there). Its results are not cached: pass such a value as "
+            "a step argument."
+        ]
+        * 2
+    )  # once per run
+    (run,) = Client().get_pipeline_run(scaling.last_run.id).steps.values()
+    assert run.status == "completed"  # ran again: the run before left nothing to serve
+    assert run.cache_key is None
+    assert run.cache_reason.endswith(
+        "; not cached: where it ran, other code or values than where its key was made: "
+        "scale_setting:SCALE"
+    )
+
+
+def test_a_global_of_the_step_s_own_module_set_in_the_driver_is_what_the_step_computes_with(
+    monkeypatch, caplog
+):
+    with on_ray():
+        assert own_scaling(x=2.0) == 2.0
+        monkeypatch.setattr(sys.modules[__name__], "OWN_SCALE", 3.0)
+        with caplog.at_level(logging.WARNING, logger="branchwork"):
+            assert own_scaling(x=2.0) == 6.0
+            assert own_scaling(x=2.0) == 6.0
+    assert not [r for r in caplog.records if "other code or values" in r.getMessage()]
+    (run,) = own_scaling.last_run.steps.values()
+    assert run.status == "cached"
 
 
 def test_eight_plain_steps_run_at_the_same_time_on_two_cpus(tmp_path):

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, null, select
 
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
@@ -57,6 +57,13 @@ _STEP_UPDATE = (
     )
 )
 
+
+# A step run whose result must not serve its key (`Recorder.uncached`).
+_UNCACHE = (
+    schema.step_run.update()
+    .where(schema.step_run.c.id == bindparam("u_id"))
+    .values(cache_key=null(), cache_reason=bindparam("u_cache_reason"))
+)
 
 _EPOCH = datetime(1970, 1, 1)
 
@@ -98,6 +105,7 @@ def _statements(engine: Engine) -> tuple[BulkStatement, ...]:
         insert(schema.step_run_parent, _PARENT_COLUMNS),
         insert(schema.step_edge),
         BulkStatement(engine, _STEP_UPDATE),
+        BulkStatement(engine, _UNCACHE),
         insert(schema.pipeline_run_output),
         insert(schema.step_log),
     )
@@ -136,6 +144,7 @@ class Recorder:
         self._known_edges: set[tuple[str, str, str]] = set()
         self._edges: list[dict[str, Any]] = []
         self._updates: list[dict[str, Any]] = []
+        self._uncached: list[dict[str, Any]] = []
         self._run_update: dict[str, Any] = {}
         self._run_outputs: list[dict[str, Any]] = []
         self._logs: list[dict[str, Any]] = []
@@ -229,6 +238,15 @@ class Recorder:
                     **{f"u_{k}": v for k, v in values.items()},
                 }
             )
+
+    def uncached(self, step_run_id: str, reason: str) -> None:
+        """A step run whose result must not serve its cache key (the key does not describe
+        it), with why: it keeps no key."""
+        pending = self._step_runs.get(step_run_id)
+        if pending is not None:
+            pending.update(cache_key=None, cache_reason=reason)
+        else:
+            self._uncached.append({"u_id": step_run_id, "u_cache_reason": reason})
 
     def fingerprint(self, digest: str, parts: Mapping[str, str]) -> None:
         """What a code digest is made of, once per digest."""
@@ -329,6 +347,7 @@ class Recorder:
                     self._parents,
                     self._edges,
                     self._updates,
+                    self._uncached,
                     self._run_outputs,
                     self._logs,
                 ),

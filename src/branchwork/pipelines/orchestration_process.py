@@ -31,6 +31,7 @@ from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.orchestrators.local import LocalOrchestrator
+from branchwork.pipelines.code_seen import warn_if_code_differs
 from branchwork.pipelines.loading import recorded_request
 from branchwork.runtime.interrupts import raise_terminated
 from branchwork.stack.stack import STACK_ENV, Stack, default_stack
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             Stack.from_json(os.environ[STACK_ENV]) if STACK_ENV in os.environ else default_stack()
         )
         request = recorded_request(run.snapshot, run, stack)  # fail here, recorded, not half-way
+        warn_if_code_differs(request.pipeline, os.environ)
     except BranchworkError as error:
         mark_run_failed(engine, run.id, error)
         print(f"branchwork pipeline_runner: {error}", file=sys.stderr)

@@ -27,6 +27,7 @@ from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import run_outcome
+from branchwork.pipelines.code_seen import code_seen
 from branchwork.pipelines.waiting import wait_for_run
 from branchwork.runtime.requests import ACCEPT_NEW_GRAPH_ENV, RunRequest
 from branchwork.stack import Stack
@@ -64,7 +65,7 @@ def submit_and_wait(
             except RunStopped:  # before its loop began: raised as for any stopped run
                 return run_outcome(run_id, None)
         return run_outcome(run_id, outcome.error)
-    environment = environment_for(run_id, stack) | pipeline_by_value(pipeline)
+    environment = environment_for(run_id, stack) | pipeline_by_value(pipeline) | code_seen(pipeline)
     if accept_new_graph:
         environment[ACCEPT_NEW_GRAPH_ENV] = "1"
     dynamic = compiled.is_dynamic

@@ -11,21 +11,24 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
+from branchwork.graph.code_hash import fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
-from branchwork.user_code import code_generation
+from branchwork.user_code import code_generation, recorded_module
 from branchwork.values import Leaf, decode, encode
 
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
 
 # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data;
-# 5: an inline artifact's location is "" (its URI is derived from its content hash)
-VERSION = 5
+# 5: an inline artifact's location is "" (its URI is derived from its content hash); 6: the
+# step's code fingerprint parts where it was keyed
+VERSION = 6
 
 
 def _pickle(obj: Any) -> str:
@@ -46,6 +49,13 @@ def _unpickle(text: str) -> Any:
     import pickle
 
     return pickle.loads(base64.b64decode(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _unpickled_step(text: str) -> Any:
+    """A step unpickled once per pickle in a process that runs many (a Ray worker): its code
+    is then fingerprinted once (`_code_differs`), not once per request."""
+    return _unpickle(text)
 
 
 _INLINE = StoredArtifact._fields.index("inline")
@@ -89,6 +99,7 @@ def request_to_json(request: StepRequest) -> str:
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
             "step": _pickled_step(request.step, code_generation()),
+            "code": request.step.code_fingerprint.parts,
             "inputs": encode(request.inputs, _ARTIFACTS),
             "artifact_store": request.artifact_store.spec(),
         }
@@ -114,9 +125,10 @@ def request_from_json(text: str, steps: Mapping[str, Step[Any, Any]] | None = No
         invocation_id=data["invocation_id"],
         step_run_id=data["step_run_id"],
         attempt=data["attempt"],
-        step=(steps or {}).get(data["step"]) or _unpickle(data["step"]),
+        step=(steps or {}).get(data["step"]) or _unpickled_step(data["step"]),
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_from_spec(data["artifact_store"]),
+        keyed_code=data["code"],
     )
 
 
@@ -147,6 +159,7 @@ def result_to_json(result: StepResult) -> str:
             "metadata": result.metadata,
             "artifact_metadata": result.artifact_metadata,
             "logs": result.logs,
+            "code_differs": result.code_differs,
         },
         default=repr,
     )
@@ -178,6 +191,7 @@ def result_from_json(text: str) -> StepResult:
         metadata=data["metadata"],
         artifact_metadata=data.get("artifact_metadata", {}),
         logs=data.get("logs", ""),
+        code_differs=tuple(data["code_differs"]),
     )
 
 
@@ -188,4 +202,30 @@ def run_envelope(request: str | StepRequest) -> str:
 
     if isinstance(request, str):
         request = request_from_json(request)
-    return result_to_json(execute_step(request))
+    differs = _code_differs(request)  # before the step runs: it may change a global
+    result = execute_step(request)
+    result.code_differs = differs
+    return result_to_json(result)
+
+
+def _code_differs(request: StepRequest) -> tuple[str, ...]:
+    """The fingerprint parts (code, module-level values) of the step that this process sees
+    otherwise than the process that keyed it: a value of another module set at run time
+    there, other code on another machine. The step's function, a script's code (`__main__`)
+    and the globals of the step's own module travel by value in its pickle: they are as the
+    loop saw them, though where source is missing here they may hash otherwise."""
+    keyed = request.keyed_code
+    func = request.step.func
+    if keyed is None or not isinstance(func, types.FunctionType):  # a command step's command
+        return ()
+    here = fingerprint(func).parts
+    own = f"{recorded_module(func.__module__)}:{func.__qualname__}"
+    return tuple(
+        sorted(
+            label
+            for label in keyed.keys() | here.keys()
+            if label != own
+            and not label.startswith("__main__:")
+            and keyed.get(label) != here.get(label)
+        )
+    )

@@ -301,6 +301,12 @@ class StepRecords:
             metadata=metadata,
             start=result.start_time,
         )
+        if result.code_differs:
+            self.recorder.uncached(
+                result.step_run_id,
+                f"{item.cache_reason}; not cached: where it ran, other code or values than "
+                f"where its key was made: {', '.join(result.code_differs)}",
+            )
 
     def retried(self, item: Tracked) -> None:
         failed = item.last_attempt

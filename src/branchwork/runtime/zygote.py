@@ -181,11 +181,13 @@ class _Zygote:
 
     def _warm(self, envelope: str) -> None:
         """Do here, once per step, what its later children would otherwise each do again:
-        unpickle the step (kept for them), importing its modules, and look up its outputs'
+        unpickle the step (kept for them), importing its modules, fingerprint its code (which
+        each checks against the loop's: `envelopes`), and look up its outputs'
         materializers (which may import a materializer module or load entry points; the
         registry caches what it found). A None value stands for an output's value: the
         lookup then also loads the materializers of the libraries imported meanwhile.
         Errors are left to the child, which reports them as the step's."""
+        from branchwork.graph.code_hash import fingerprint
         from branchwork.materializers.registry import materializer_for
         from branchwork.runtime.envelopes import request_from_json, request_step
 
@@ -193,6 +195,7 @@ class _Zygote:
             pickled = request_step(envelope)
             if pickled not in self.steps:
                 step = request_from_json(envelope).step
+                fingerprint(step.func)  # computed once here, for every child
                 for spec in step.outputs:
                     materializer_for(spec.annotation, None)
                 self.steps[pickled] = step
