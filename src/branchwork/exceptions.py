@@ -113,11 +113,16 @@ class CommandFailedError(BranchworkError):
 
 
 class StepFailedError(BranchworkError):
-    """An invocation failed; raised wherever its output is needed."""
+    """An invocation failed; raised wherever its output is needed. Its arguments are its
+    message and invocation id, so that it unpickles, and is rebuilt in another process
+    (`metadata.error_records`), as itself."""
 
     def __init__(self, message: str, invocation_id: str) -> None:
-        super().__init__(message)
+        super().__init__(message, invocation_id)
         self.invocation_id = invocation_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class StepNotRunError(StepFailedError):

@@ -337,6 +337,83 @@ def test_config_objects_of_the_users_classes_are_keyed_by_their_values(
     assert changed_parts(before, after) == {changed}
 
 
+VALUES = """\
+import datetime
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pydantic
+
+SCALE = 3
+EXPONENT = 2
+
+
+@dataclass
+class Config:
+    data: Path
+    since: datetime.date
+
+
+class Paths(pydantic.BaseModel):
+    root: Path = Path("data")
+
+
+CFG = Config(Path("data/v1.csv"), datetime.date(2026, 1, 1))
+PATHS = Paths()
+PATTERN = re.compile("a+", re.I)
+LIMIT = Decimal("0.10")
+EVERY = datetime.timedelta(hours=6)
+
+
+def scaled(x, k=SCALE, *, power=EXPONENT):
+    return (x * k) ** power
+
+
+class Model:
+    def predict(self, x, k=SCALE):
+        return x * k
+
+
+MODEL = Model()
+
+
+def train():
+    return scaled(1), MODEL.predict(1), CFG, PATHS, PATTERN, LIMIT, EVERY
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        # a helper's (or method's) default reads the constant where it is defined
+        (
+            "SCALE = 3",
+            "SCALE = 4",
+            {"values:scaled.<default>.k", "values:Model.predict.<default>.k"},
+        ),
+        ("EXPONENT = 2", "EXPONENT = 3", {"values:scaled.<default>.power"}),
+        ('Path("data/v1.csv")', 'Path("data/v2.csv")', {"values:CFG"}),
+        ("date(2026, 1, 1))", "date(2026, 1, 2))", {"values:CFG"}),
+        ("PATHS = Paths()", 'PATHS = Paths(root=Path("data2"))', {"values:PATHS"}),
+        ('re.compile("a+", re.I)', 're.compile("a+")', {"values:PATTERN"}),
+        ('Decimal("0.10")', 'Decimal("0.1")', {"values:LIMIT"}),
+        ("hours=6", "hours=7", {"values:EVERY"}),
+    ],
+)
+def test_defaults_and_standard_library_values_are_keyed_by_their_values(
+    tmp_path: Path, old: str, new: str, changed: set[str]
+):
+    """Each was keyed by its type alone (or not at all), and an edit served a stale result."""
+    project = write_project(tmp_path / "project", {"values.py": VALUES})
+    before = fingerprint_in_new_process(project, "values:train")
+    assert before == fingerprint_in_new_process(project, "values:train", hash_seed="9")
+    edit(project, "values.py", old, new)
+    after = fingerprint_in_new_process(project, "values:train")
+    assert changed_parts(before, after) == changed
+
+
 DATA = """\
 import numpy as np
 import pandas as pd

@@ -3,6 +3,8 @@ module of their own because an orchestration process imports them again by their
 
 from __future__ import annotations
 
+import sys
+
 from branchwork import pipeline, step
 
 
@@ -20,6 +22,8 @@ def raises(kind: str, isolated: bool = False) -> int:
         raise ValueError("bad value 3")
     if kind == "keywords":
         raise NeedsKeywords(code=7)
+    if kind == "exit":
+        sys.exit("schema check failed: column 'id' missing")
     raise KeyError(("not", "json", {1, 2}))  # arguments JSON cannot carry
 
 

@@ -47,6 +47,35 @@ def test_the_step_exception_is_the_cause_on_every_orchestrator(flavor, pipeline)
         assert ", in raises\n" in remote and remote.endswith("\nValueError: bad value 3")
 
 
+@pytest.mark.parametrize("flavor", ORCHESTRATORS)
+@pytest.mark.parametrize("pipeline", [fp.failing, fp.failing_isolated], ids=["inline", "isolated"])
+def test_a_step_calling_sys_exit_fails_with_its_message_on_every_orchestrator(flavor, pipeline):
+    """A step process that exited with the step: the SystemExit is its failure, as in a
+    thread (it was "exited with code 1 without a result", its message lost)."""
+    error = failure(flavor, pipeline, "exit")
+    cause = error.__cause__
+    assert type(cause) is SystemExit
+    assert str(cause) == "schema check failed: column 'id' missing"
+    assert str(error).endswith(
+        "failed: step 'raises' raised SystemExit: schema check failed: column 'id' missing"
+    )
+
+
+def test_a_step_failed_error_unpickles_and_is_rebuilt_as_itself():
+    import pickle
+
+    from branchwork.exceptions import StepFailedError
+    from branchwork.metadata.error_records import encode, rebuild
+
+    error = StepFailedError("The process of step 'a' exited with code 1.", "a")
+    for copy in (
+        pickle.loads(pickle.dumps(error)),
+        rebuild(encode(error), "StepFailedError", str(error), None),
+    ):
+        assert type(copy) is StepFailedError
+        assert (str(copy), copy.invocation_id) == (str(error), "a")
+
+
 @pytest.mark.parametrize(
     ("flavor", "pipeline"),
     [

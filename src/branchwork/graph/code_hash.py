@@ -14,8 +14,9 @@ hashes every piece of the user's own code the function reaches, each normalized:
   functions and classes inside the values it reads (a registry `{"small": build_small}`, a
   list of classes); the classes its annotations name (it calls their methods on its
   arguments: `model: Model`, also as text under `from __future__ import annotations`); the
-  values of the function's closure cells; the names in decorators (found in the source, as
-  the function's bytecode does not apply its own decorators); for a class, its bases and
+  values of the function's closure cells and its parameters' defaults; the names in
+  decorators (found in the source, as the function's bytecode does not apply its own
+  decorators); for a class, its bases and
   metaclass, its members (what its methods load, its class-level values), the whole class
   being one piece. What these names hold is reached in turn, breadth first, each piece once
   (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops following
@@ -35,7 +36,8 @@ hashes every piece of the user's own code the function reaches, each normalized:
 - Values the code reads (module constants, class attributes, closure cells): None, bools,
   ints, floats, strs, bytes and tuples, lists, dicts, sets and frozensets of them are hashed
   by value, as read when a run first takes the fingerprint (a module-level list a step
-  appends to hashes differently once it grew); so are enum members, and instances of
+  appends to hashes differently once it grew); so are enum members, paths, dates, times,
+  decimals, UUIDs, fractions, complex numbers, ranges and compiled regexes, and instances of
   the user's own classes (dataclasses, pydantic models, config objects) by their attributes,
   their class being reached too; numpy arrays and pandas DataFrames, Series and indexes by
   their contents (not arrays or frames of Python objects, such as lists in cells); any
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import datetime
 import dis
 import functools
 import hashlib
@@ -68,6 +71,7 @@ import inspect
 import linecache
 import logging
 import os
+import re
 import sys
 import textwrap
 import typing
@@ -75,10 +79,14 @@ import weakref
 from abc import ABC
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from decimal import Decimal
 from enum import Enum
+from fractions import Fraction
 from functools import lru_cache
+from pathlib import PurePath
 from types import CodeType, FunctionType, GenericAlias, MethodType, ModuleType
 from typing import Any, NamedTuple, TypeVar
+from uuid import UUID
 
 from branchwork.user_code import _installed_roots, code_generation, recorded_module
 from branchwork.values import Leaf, canonical, hash_json
@@ -333,6 +341,7 @@ def _function_references(func: Any) -> Iterator[Reference]:
             yield from _imported(module_name, level, names, namespace.get("__package__"))
     for annotation in getattr(func, "__annotations__", {}).values():
         yield from _annotated(annotation, namespace)
+    yield from _defaults(func, code)
     cells = getattr(func, "__closure__", None) or ()
     for name, cell in zip(code.co_freevars, cells):
         try:
@@ -340,6 +349,17 @@ def _function_references(func: Any) -> Iterator[Reference]:
         except ValueError:  # a cell not filled yet
             continue
         yield _label(func.__module__, f"{func.__qualname__}.<closure>.{name}"), value
+
+
+def _defaults(func: Any, code: CodeType) -> Iterator[Reference]:
+    """Its parameters' default values: `def scaled(x, k=SCALE)` reads SCALE when it is
+    defined, not in its own bytecode, and an edited SCALE served a stale result."""
+    positional = code.co_varnames[: code.co_argcount]
+    defaults = getattr(func, "__defaults__", None) or ()
+    keyword = getattr(func, "__kwdefaults__", None) or {}
+    pairs = [*zip(positional[len(positional) - len(defaults) :], defaults), *keyword.items()]
+    for name, value in pairs:
+        yield _label(func.__module__, f"{func.__qualname__}.<default>.{name}"), value
 
 
 def _annotated(annotation: Any, namespace: dict[str, Any]) -> Iterator[Reference]:
@@ -731,6 +751,10 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
         return {f"${type(value).__name__}": items}  # in a fixed order
     if isinstance(value, Enum):
         return {**_type_json(value), "value": canonical(value.value, more)}
+    if isinstance(value, _BY_REPR):  # a path, a date, a number: its repr is all it holds
+        return {**_type_json(value), "value": repr(value)}
+    if isinstance(value, re.Pattern):
+        return {**_type_json(value), "value": repr(value.pattern), "flags": value.flags}
     code = _unwrap(value)
     if _is_code(code):
         if inside is not None and _is_user_code(code):
@@ -793,6 +817,21 @@ def _state_of(value: Any) -> dict[str, Any] | None:
 def _type_json(value: Any) -> dict[str, str]:
     kind = type(value)
     return {"$type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+# Standard library values whose repr says all they hold: a field `data: Path` of a config
+# dataclass was keyed by its type alone, and an edited path served a stale result.
+_BY_REPR = (
+    PurePath,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    Decimal,
+    UUID,
+    Fraction,
+    complex,
+    range,
+)
 
 
 class _NotPlain(ABC):  # noqa: B024 - a type for isinstance only, by its __subclasshook__

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import time
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -198,12 +199,16 @@ def result_from_json(text: str) -> StepResult:
 def run_envelope(request: str | StepRequest) -> str:
     """Run the step a request envelope (or the request it decodes to) describes; returns the
     result envelope."""
-    from branchwork.runtime.step_execution import execute_step
+    from branchwork.runtime.step_execution import escaped, execute_step
 
     if isinstance(request, str):
         request = request_from_json(request)
     differs = _code_differs(request)  # before the step runs: it may change a global
-    result = execute_step(request)
+    start = time.time()
+    try:
+        result = execute_step(request)
+    except SystemExit as error:  # `sys.exit(...)` in the step: its failure, message and all
+        result = escaped(request, start, error)
     result.code_differs = differs
     return result_to_json(result)
 

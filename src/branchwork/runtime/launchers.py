@@ -20,12 +20,17 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from branchwork.exceptions import StepFailedError
-from branchwork.runtime.step_execution import StepRequest, StepResult, execute_step, run_step
+from branchwork.runtime.step_execution import (
+    StepRequest,
+    StepResult,
+    escaped,
+    execute_step,
+    run_step,
+)
 
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
@@ -139,10 +144,10 @@ class InlineLauncher(Launcher):
                 f"Step '{request.invocation_id}' was cancelled: its run is stopping.",
                 request.invocation_id,
             )
-            on_done(_escaped(request, start, cancelled))
+            on_done(escaped(request, start, cancelled))
             return
         error = task.exception()  # only a BaseException (KeyboardInterrupt) escapes run_step
-        on_done(task.result() if error is None else _escaped(request, start, error))
+        on_done(task.result() if error is None else escaped(request, start, error))
 
     def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -191,20 +196,7 @@ def _run_inline(request: StepRequest) -> StepResult:
         return execute_step(request)
     except BaseException as error:  # noqa: BLE001 - reported as the step's failure
         # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
-        return _escaped(request, start, error)
-
-
-def _escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
-    """The result of an attempt begun at `start` that ended with no result of its own."""
-    return StepResult(
-        request.invocation_id,
-        request.step_run_id,
-        request.attempt,
-        start,
-        time.time(),
-        error=error,
-        traceback="".join(traceback.format_exception(error)),
-    )
+        return escaped(request, start, error)
 
 
 class ProcessLauncher(Launcher):

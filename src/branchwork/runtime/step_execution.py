@@ -364,6 +364,20 @@ def execute_step(request: StepRequest) -> StepResult:
     return _without_loop(run_step(request))
 
 
+def escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
+    """The result of an attempt begun at `start` that ended with no result of its own (a
+    KeyboardInterrupt or SystemExit escaped it, or it was cancelled)."""
+    return StepResult(
+        request.invocation_id,
+        request.step_run_id,
+        request.attempt,
+        start,
+        time.time(),
+        error=error,
+        traceback="".join(traceback.format_exception(error)),
+    )
+
+
 def _without_loop(attempt: Coroutine[Any, Any, T]) -> T:
     """What a coroutine that never suspends (a sync step's attempt) returns."""
     try:
