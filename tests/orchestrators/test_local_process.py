@@ -226,6 +226,54 @@ def test_a_global_the_script_sets_before_a_run_is_not_seen_there_and_it_says_so(
     assert "other code or values" not in done.stderr.replace(warning, "")
 
 
+SEEDED = """
+import random
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+@step
+def train(seed: int) -> int:
+    return seed
+
+@pipeline
+def seeded():
+    return train(random.Random().randint(0, 10**9))
+
+if __name__ == "__main__":
+    with active_stack(Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)):
+        seeded()
+"""
+
+
+def test_a_static_body_that_builds_another_graph_where_its_loop_runs_fails_the_run(tmp_path):
+    """The body runs where the run is started (the snapshot's graph) and again in the
+    orchestration process: a random seed there made the store record an input other than
+    the one the step got."""
+    script = tmp_path / "seeded.py"
+    script.write_text(SEEDED)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert (
+        "failed: the pipeline function raised PipelineDefinitionError: Pipeline 'seeded' is "
+        in last
+    )
+    assert (
+        "static, and its body built another graph where its loop runs than where the run " in last
+    )
+    assert "was started: invocation 'train': inputs {'seed': " in last
+    assert last.endswith(
+        "A static body runs in both places: make what varies (a random seed, the clock, a "
+        "global set at run time) a parameter or a step, or make the pipeline dynamic "
+        "(@pipeline(dynamic=True))."
+    )
+    run = Client().get_pipeline_run("latest")
+    assert (run.status, run.steps) == ("failed", {})  # no step ran on a graph it does not record
+
+
 SCRIPT_CLASSES = """
 from __future__ import annotations
 import sys

@@ -16,11 +16,12 @@ import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import (
     ChildRunPaused,
     OrchestratorError,
+    PipelineDefinitionError,
     PipelineHookError,
     RunAlreadyStartedError,
     RunStopped,
@@ -28,7 +29,8 @@ from branchwork.exceptions import (
     StoreUnavailableError,
 )
 from branchwork.graph.context import run_context
-from branchwork.graph.tracing import trace
+from branchwork.graph.invocation import invocation_config
+from branchwork.graph.tracing import Compiled, trace
 from branchwork.metadata import error_records
 from branchwork.metadata.queries import earlier_run, latest_attempts
 from branchwork.metadata.recorder import Recorder, utc
@@ -51,6 +53,9 @@ from branchwork.runtime.loop import RunLoop
 from branchwork.runtime.replay import graph_check_for
 from branchwork.runtime.requests import RunOutcome, RunRequest
 from branchwork.runtime.waits import PauseRequested, record_paused
+
+if TYPE_CHECKING:
+    from branchwork.models import PipelineSnapshotResponse
 
 logger = logging.getLogger("branchwork")
 
@@ -212,18 +217,28 @@ class RunSession:
                 with run_context(body):
                     returned = pipeline.func(**params)
             else:
-                compiled = request.compiled or trace(
-                    pipeline.func,
-                    params,
-                    pipeline.name,
-                    request.options.enable_cache,
-                    dict(request.options.step_options),
-                )
+                compiled = request.compiled or self._traced_again(params)
                 body.add(compiled.invocations, compiled.calls)
                 returned = compiled.returned
         except BaseException as error:
             return self.fail(error)
         return self.complete(returned)
+
+    def _traced_again(self, params: dict[str, Any]) -> Compiled:
+        """A static run's graph, traced again where its loop runs (an orchestration process,
+        a job): it must be the graph its snapshot recorded where the run was started, or
+        the store would describe steps other than those that ran."""
+        request, pipeline = self.request, self.pipeline
+        compiled = trace(
+            pipeline.func,
+            params,
+            pipeline.name,
+            request.options.enable_cache,
+            dict(request.options.step_options),
+        )
+        if not (self.hooks.context.resumed or request.options.replay):  # (overrides apply later)
+            _check_same_graph(pipeline.name, compiled, request.snapshot)
+        return compiled
 
     def complete(self, returned: Any) -> RunOutcome:
         """The body returned `returned`: wait for every step and record the outcome."""
@@ -319,6 +334,35 @@ class RunSession:
         if self.hooks.errors:
             self.recorder.run_update(hook_errors=json.dumps(self.hooks.errors))
             self.recorder.flush()
+
+
+def _check_same_graph(
+    pipeline_name: str, compiled: Compiled, snapshot: PipelineSnapshotResponse
+) -> None:
+    """Raise PipelineDefinitionError, naming an invocation, if `compiled` is not the graph
+    the snapshot recorded: a static body that draws a random seed, reads the clock or a
+    global the caller set at run time builds another graph in each process."""
+    recorded = {name: c.config for name, c in snapshot.step_configurations.items()}
+    here = {i.id: json.loads(json.dumps(invocation_config(i))) for i in compiled.invocations}
+    if recorded == here:
+        return
+    name = min(recorded.keys() ^ here.keys() or (n for n in here if here[n] != recorded[n]))
+    if name in recorded and name in here:
+        ours, theirs = here[name], recorded[name]
+        differs = "; ".join(
+            f"{key} {theirs.get(key)!r} there, {ours.get(key)!r} here"
+            for key in sorted(ours.keys() | theirs.keys())
+            if ours.get(key) != theirs.get(key)
+        )
+    else:
+        differs = "built only " + ("here" if name in here else "there")
+    raise PipelineDefinitionError(
+        f"Pipeline '{pipeline_name}' is static, and its body built another graph where its "
+        f"loop runs than where the run was started: invocation '{name}': {differs}. A static "
+        "body runs in both places: make what varies (a random seed, the clock, a global set "
+        "at run time) a parameter or a step, or make the pipeline dynamic "
+        "(@pipeline(dynamic=True))."
+    )
 
 
 def _record_failure(
