@@ -360,6 +360,12 @@ class Paths(pydantic.BaseModel):
     root: Path = Path("data")
 
 
+class Berlin(datetime.tzinfo):  # no repr of its own: its default repr holds an address
+    def utcoffset(self, dt):
+        return datetime.timedelta(hours=1)
+
+
+CUTOFF = datetime.datetime(2024, 1, 1, tzinfo=Berlin())
 CFG = Config(Path("data/v1.csv"), datetime.date(2026, 1, 1))
 PATHS = Paths()
 PATTERN = re.compile("a+", re.I)
@@ -367,8 +373,12 @@ LIMIT = Decimal("0.10")
 EVERY = datetime.timedelta(hours=6)
 
 
-def scaled(x, k=SCALE, *, power=EXPONENT):
+def scaled(x, k=SCALE, *, power=EXPONENT, verbose=False):
     return (x * k) ** power
+
+
+def squared(x, _memo={}):  # a literal default, which calls fill: in the source, not a value
+    return _memo.setdefault(x, x * x)
 
 
 class Model:
@@ -380,7 +390,7 @@ MODEL = Model()
 
 
 def train():
-    return scaled(1), MODEL.predict(1), CFG, PATHS, PATTERN, LIMIT, EVERY
+    return scaled(1), squared(2), MODEL.predict(1), CFG, PATHS, PATTERN, LIMIT, EVERY, CUTOFF
 """
 
 
@@ -400,14 +410,22 @@ def train():
         ('re.compile("a+", re.I)', 're.compile("a+")', {"values:PATTERN"}),
         ('Decimal("0.10")', 'Decimal("0.1")', {"values:LIMIT"}),
         ("hours=6", "hours=7", {"values:EVERY"}),
+        ("hours=1", "hours=2", {"values:CUTOFF"}),
     ],
 )
 def test_defaults_and_standard_library_values_are_keyed_by_their_values(
     tmp_path: Path, old: str, new: str, changed: set[str]
 ):
-    """Each was keyed by its type alone (or not at all), and an edit served a stale result."""
+    """Each was keyed by its type alone (or not at all), and an edit served a stale result.
+    Literal defaults are in the source: no part of their own."""
     project = write_project(tmp_path / "project", {"values.py": VALUES})
     before = fingerprint_in_new_process(project, "values:train")
+    defaults = sorted(name for name in before["parts"] if "<default>" in name)
+    assert defaults == [
+        "values:Model.predict.<default>.k",
+        "values:scaled.<default>.k",
+        "values:scaled.<default>.power",
+    ]
     assert before == fingerprint_in_new_process(project, "values:train", hash_seed="9")
     edit(project, "values.py", old, new)
     after = fingerprint_in_new_process(project, "values:train")

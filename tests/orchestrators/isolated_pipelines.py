@@ -19,6 +19,18 @@ def scaled(x: float) -> float:
     return x * scale_setting.SCALE  # another module's value: imported afresh in a step process
 
 
+OFFSET = 0  # read by a step (pickled with it) and by a helper (imported afresh with it)
+
+
+def shifted(x: float) -> float:
+    return x + OFFSET
+
+
+@step(runtime="isolated")
+def offset(x: float) -> list[float]:
+    return [x + OFFSET, shifted(x)]
+
+
 @step(runtime="isolated")
 def where_isolated() -> int:
     return os.getpid()

@@ -396,18 +396,88 @@ def test_a_step_process_says_which_module_values_differ_from_where_it_was_keyed(
 ):
     """A global set at run time where the key is made is not what a step process imports:
     the result says so, and the loop does not let it serve that key (test_ray)."""
+    from branchwork.runtime.envelopes import code_differences
     from branchwork.user_code import new_code_generation
 
-    assert run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "a").code_differs == ()
+    assert run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "a").code_seen is None
     monkeypatch.setattr(scale_setting, "SCALE", 3.0)
     new_code_generation()  # as a run started now would
     result = run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "b")
-    assert result.ok and result.code_differs == ("scale_setting:SCALE",)
-    # computed with the module's own value: what the step process sees
+    assert result.ok and code_differences(ip.scaled, result.code_seen) == ("scale_setting:SCALE",)
+    assert output_value(result) == 2.0  # computed with what the step process imports
+
+
+def test_a_helper_reading_the_step_s_own_module_global_is_seen_to_differ(tmp_path, monkeypatch):
+    """The step travels pickled with the module's globals it reads (OFFSET = 5), its helper
+    is imported afresh with the module (OFFSET = 0): one name, two values there."""
+    from branchwork.runtime.envelopes import code_differences
+    from branchwork.user_code import new_code_generation
+
+    monkeypatch.setattr(ip, "OFFSET", 5)
+    new_code_generation()
+    result = run_in_a_step_process(ip.offset, {"x": 1.0}, tmp_path / "a")
+    assert output_value(result) == [6.0, 1.0]
+    assert code_differences(ip.offset, result.code_seen) == ("isolated_pipelines:OFFSET",)
+
+
+def output_value(result):
     from branchwork.materializers.io import load_artifact
 
     output = result.outputs["output"]
-    assert load_artifact(output.uri, output.materializer, inline=output.inline) == 2.0
+    return load_artifact(output.uri, output.materializer, inline=output.inline)
+
+
+RESUMED = """
+from pathlib import Path
+import scale_setting
+from branchwork import Client, pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+scale_setting.SCALE = 3.0  # here and in the orchestration process, not in step processes
+MARKER = Path(__file__).with_name("marker")
+
+@step(runtime="isolated")
+def scaled(x: float) -> float:
+    return x * scale_setting.SCALE
+
+@step
+def checked(x: float) -> float:
+    if not MARKER.exists():
+        raise RuntimeError("not yet")
+    return x + 1
+
+@pipeline
+def resumed_after_an_uncached_step():
+    return checked(scaled(2.0))
+
+if __name__ == "__main__":
+    with active_stack(Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)):
+        try:
+            resumed_after_an_uncached_step()
+        except Exception:
+            MARKER.write_text("now")
+            print(Client().resume_run("latest"))
+"""
+
+
+def test_a_run_whose_step_was_not_cached_resumes(tmp_path):
+    """Its result is recorded invalidated: the resume runs it again, and the step after it,
+    whose input came from it, runs again rather than diverging."""
+    script = tmp_path / "resumed.py"
+    script.write_text(RESUMED)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(scale_setting.__file__).parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3.0"]
+    run = Client().get_pipeline_run("latest")
+    assert run.status == "completed"
+    assert [(s.status, s.attempt) for s in run.steps.values()] == [("completed", 2)] * 2
 
 
 CALLER = """

@@ -172,6 +172,10 @@ _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
 _sources: weakref.WeakKeyDictionary[Any, tuple[tuple[CodeType, ...], str, list[ast.expr]]] = (
     weakref.WeakKeyDictionary()
 )
+# by function: its code object and the parameters whose default its source spells literally
+_literals: weakref.WeakKeyDictionary[Any, tuple[CodeType, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _generation = [(0, 0)]  # the code_generation() the caches hold pieces of
@@ -215,7 +219,10 @@ def _compute(root: Any) -> CodeFingerprint:
         piece = _once(_pieces, queue.popleft(), _hash_piece)
         _add(parts, piece.label, piece.digest)
         for label, digest in piece.values.items():
-            parts.setdefault(label, digest)
+            if parts.setdefault(label, digest) != digest:
+                # the same name read elsewhere with another value: a step process holds the
+                # step pickled with its module's globals beside that module imported afresh
+                _add(parts, label, digest)
         for reference in piece.reaches:
             code = reference()
             if code is not None and id(code) not in seen:
@@ -352,14 +359,62 @@ def _function_references(func: Any) -> Iterator[Reference]:
 
 
 def _defaults(func: Any, code: CodeType) -> Iterator[Reference]:
-    """Its parameters' default values: `def scaled(x, k=SCALE)` reads SCALE when it is
-    defined, not in its own bytecode, and an edited SCALE served a stale result."""
+    """Its parameters' default values that its source does not spell out: `def scaled(x,
+    k=SCALE)` reads SCALE when it is defined, not in its own bytecode, and an edited SCALE
+    served a stale result. A literal default (`k=3`, `memo={}`) is in the hashed source:
+    not hashed again by value (a memo filled by calls would change the key)."""
     positional = code.co_varnames[: code.co_argcount]
     defaults = getattr(func, "__defaults__", None) or ()
     keyword = getattr(func, "__kwdefaults__", None) or {}
     pairs = [*zip(positional[len(positional) - len(defaults) :], defaults), *keyword.items()]
+    if not pairs:
+        return
+    literal = _literal_defaults(func)
     for name, value in pairs:
-        yield _label(func.__module__, f"{func.__qualname__}.<default>.{name}"), value
+        if name not in literal:
+            yield _label(func.__module__, f"{func.__qualname__}.<default>.{name}"), value
+
+
+def _literal_defaults(func: Any) -> frozenset[str]:
+    """The parameters whose default the function's source spells as a literal (none without
+    source), once per function and code object."""
+    with contextlib.suppress(KeyError, TypeError):
+        known = _literals[func]
+        if known[0] is func.__code__:
+            return known[1]
+    source = _read_source(func)
+    node = (
+        next(
+            (
+                n
+                for n in ast.walk(source.tree)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            ),
+            None,
+        )
+        if source is not None
+        else None
+    )
+    names: set[str] = set()
+    if node is not None:
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        given = zip(positional[len(positional) - len(args.defaults) :], args.defaults)
+        for arg, default in [*given, *zip(args.kwonlyargs, args.kw_defaults)]:
+            if default is not None and _is_literal(default):
+                names.add(arg.arg)
+    found = frozenset(names)
+    with contextlib.suppress(TypeError):
+        _literals[func] = (func.__code__, found)
+    return found
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _annotated(annotation: Any, namespace: dict[str, Any]) -> Iterator[Reference]:
@@ -751,8 +806,12 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
         return {f"${type(value).__name__}": items}  # in a fixed order
     if isinstance(value, Enum):
         return {**_type_json(value), "value": canonical(value.value, more)}
-    if isinstance(value, _BY_REPR):  # a path, a date, a number: its repr is all it holds
-        return {**_type_json(value), "value": repr(value)}
+    if isinstance(value, _BY_REPR):  # a path, a date, a number: what it holds, as text
+        # (a date or time by isoformat: a tzinfo's repr may hold an address, not its offset)
+        text = value.isoformat() if isinstance(value, _CLOCK) else repr(value)
+        state = _state_of(value)  # a subclass of the user's, with attributes of its own
+        extra = {"state": canonical(state, more)} if state else {}
+        return {**_type_json(value), "value": text, **extra}
     if isinstance(value, re.Pattern):
         return {**_type_json(value), "value": repr(value.pattern), "flags": value.flags}
     code = _unwrap(value)
@@ -821,6 +880,7 @@ def _type_json(value: Any) -> dict[str, str]:
 
 # Standard library values whose repr says all they hold: a field `data: Path` of a config
 # dataclass was keyed by its type alone, and an edited path served a stale result.
+_CLOCK = (datetime.date, datetime.time)  # a datetime is a date
 _BY_REPR = (
     PurePath,
     datetime.date,

@@ -73,8 +73,9 @@ def script_classes(annotations: Iterable[Any]) -> dict[str, type]:
         annotation = todo.pop()
         if isinstance(annotation, type) and not typing.get_args(annotation):
             path = f"{recorded_module(annotation.__module__)}.{annotation.__qualname__}"
-            if path.startswith("__main__."):
+            if path.startswith("__main__.") and path not in found:
                 found[path] = annotation
+                todo.extend(annotation.__subclasses__())  # `shape: Shape` given a Circle
         else:
             todo.extend(typing.get_args(annotation))
     return found

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, null, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select, true
 
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
@@ -62,7 +62,7 @@ _STEP_UPDATE = (
 _UNCACHE = (
     schema.step_run.update()
     .where(schema.step_run.c.id == bindparam("u_id"))
-    .values(cache_key=null(), cache_reason=bindparam("u_cache_reason"))
+    .values(cache_invalidated=true(), cache_reason=bindparam("u_cache_reason"))
 )
 
 _EPOCH = datetime(1970, 1, 1)
@@ -241,10 +241,11 @@ class Recorder:
 
     def uncached(self, step_run_id: str, reason: str) -> None:
         """A step run whose result must not serve its cache key (the key does not describe
-        it), with why: it keeps no key."""
+        it), with why: recorded as invalidated, which a lookup and a resume treat as a
+        result to compute again (`branchwork cache invalidate`)."""
         pending = self._step_runs.get(step_run_id)
         if pending is not None:
-            pending.update(cache_key=None, cache_reason=reason)
+            pending.update(cache_invalidated=True, cache_reason=reason)
         else:
             self._uncached.append({"u_id": step_run_id, "u_cache_reason": reason})
 

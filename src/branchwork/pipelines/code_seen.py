@@ -23,13 +23,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("branchwork")
 
 CODE_SEEN_ENV = "BRANCHWORK_CODE_SEEN"
+MAX_NAMED = 16_000  # bytes of parts carried to name what differs (an environment is small)
 
 
 def code_seen(pipeline: Pipeline[Any, Any]) -> dict[str, str]:
-    """The environment that carries what the submitting process sees of the pipeline's code."""
+    """The environment that carries what the submitting process sees of the pipeline's code:
+    its digest, and its parts when they are few enough to carry."""
     if defined_interactively(pipeline.func):
         return {}
-    return {CODE_SEEN_ENV: json.dumps(fingerprint(pipeline.func).parts)}
+    found = fingerprint(pipeline.func)
+    parts = json.dumps(found.parts)
+    seen = {"digest": found.digest, "parts": found.parts if len(parts) <= MAX_NAMED else None}
+    return {CODE_SEEN_ENV: json.dumps(seen)}
 
 
 def warn_if_code_differs(pipeline: Pipeline[Any, Any], environment: Mapping[str, str]) -> None:
@@ -38,14 +43,24 @@ def warn_if_code_differs(pipeline: Pipeline[Any, Any], environment: Mapping[str,
     seen = environment.get(CODE_SEEN_ENV)
     if not seen:
         return
-    submitted, here = json.loads(seen), fingerprint(pipeline.func).parts
-    differ = sorted(k for k in submitted.keys() | here.keys() if submitted.get(k) != here.get(k))
-    if differ:
-        logger.warning(
-            "Pipeline '%s' runs in an orchestration process of its own, which imports its "
-            "code afresh and sees other code or values there than the process that started "
-            "the run: %s (a global set at run time is not seen there). The run uses the "
-            "values its modules define: pass such a value as a pipeline parameter.",
-            pipeline.name,
-            ", ".join(differ),
+    submitted, here = json.loads(seen), fingerprint(pipeline.func)
+    if submitted["digest"] == here.digest:
+        return
+    theirs = submitted["parts"]
+    differ = (
+        ", ".join(
+            sorted(
+                k for k in theirs.keys() | here.parts.keys() if theirs.get(k) != here.parts.get(k)
+            )
         )
+        if theirs is not None
+        else "its code or values (too many parts to name)"
+    )
+    logger.warning(
+        "Pipeline '%s' runs in an orchestration process of its own, which imports its "
+        "code afresh and sees other code or values there than the process that started "
+        "the run: %s (a global set at run time is not seen there). The run uses the "
+        "values its modules define: pass such a value as a pipeline parameter.",
+        pipeline.name,
+        differ,
+    )

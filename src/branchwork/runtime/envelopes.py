@@ -21,14 +21,14 @@ from branchwork.graph.code_hash import fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import code_generation, recorded_module
-from branchwork.values import Leaf, decode, encode
+from branchwork.values import Leaf, decode, encode, hash_json
 
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
 
 # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data;
 # 5: an inline artifact's location is "" (its URI is derived from its content hash); 6: the
-# step's code fingerprint parts where it was keyed
+# digest of the step's comparable code fingerprint parts where it was keyed
 VERSION = 6
 
 
@@ -52,10 +52,10 @@ def _unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _unpickled_step(text: str) -> Any:
     """A step unpickled once per pickle in a process that runs many (a Ray worker): its code
-    is then fingerprinted once (`_code_differs`), not once per request."""
+    is then fingerprinted once (`_code_seen`), not once per request."""
     return _unpickle(text)
 
 
@@ -100,7 +100,7 @@ def request_to_json(request: StepRequest) -> str:
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
             "step": _pickled_step(request.step, code_generation()),
-            "code": request.step.code_fingerprint.parts,
+            "code": _keyed_code(request.step, code_generation()),
             "inputs": encode(request.inputs, _ARTIFACTS),
             "artifact_store": request.artifact_store.spec(),
         }
@@ -160,7 +160,7 @@ def result_to_json(result: StepResult) -> str:
             "metadata": result.metadata,
             "artifact_metadata": result.artifact_metadata,
             "logs": result.logs,
-            "code_differs": result.code_differs,
+            "code_seen": result.code_seen,
         },
         default=repr,
     )
@@ -192,7 +192,7 @@ def result_from_json(text: str) -> StepResult:
         metadata=data["metadata"],
         artifact_metadata=data.get("artifact_metadata", {}),
         logs=data.get("logs", ""),
-        code_differs=tuple(data["code_differs"]),
+        code_seen=data["code_seen"],
     )
 
 
@@ -203,34 +203,58 @@ def run_envelope(request: str | StepRequest) -> str:
 
     if isinstance(request, str):
         request = request_from_json(request)
-    differs = _code_differs(request)  # before the step runs: it may change a global
+    seen = _code_seen(request)  # before the step runs: it may change a global
     start = time.time()
     try:
         result = execute_step(request)
     except SystemExit as error:  # `sys.exit(...)` in the step: its failure, message and all
         result = escaped(request, start, error)
-    result.code_differs = differs
+    result.code_seen = seen
     return result_to_json(result)
 
 
-def _code_differs(request: StepRequest) -> tuple[str, ...]:
-    """The fingerprint parts (code, module-level values) of the step that this process sees
-    otherwise than the process that keyed it: a value of another module set at run time
-    there, other code on another machine. The step's function, a script's code (`__main__`)
-    and the globals of the step's own module travel by value in its pickle: they are as the
-    loop saw them, though where source is missing here they may hash otherwise."""
-    keyed = request.keyed_code
+def _code_seen(request: StepRequest) -> dict[str, str] | None:
+    """The step's comparable fingerprint parts as this process sees them, when they are not
+    what the loop keyed it with (`code_differences` names them there); None when they are."""
     func = request.step.func
-    if keyed is None or not isinstance(func, types.FunctionType):  # a command step's command
-        return ()
-    here = fingerprint(func).parts
+    if request.keyed_code is None or not isinstance(func, types.FunctionType):
+        return None
+    return _seen(func, request.keyed_code, code_generation())
+
+
+@functools.lru_cache(maxsize=256)
+def _seen(
+    func: types.FunctionType, keyed: str, generation: tuple[int, int]
+) -> dict[str, str] | None:
+    here = _comparable(func)
+    return None if hash_json(here) == keyed else here
+
+
+def _comparable(func: Any) -> dict[str, str]:
+    """The fingerprint parts of a step's function that a process running it from its pickle
+    sees as the loop does, unless a value or code differs there: a value of another module
+    set at run time in the loop's process, other code on another machine. Not the function
+    itself nor a script's code (`__main__`): they travel by value in the pickle, and hash
+    otherwise where their source is missing."""
     own = f"{recorded_module(func.__module__)}:{func.__qualname__}"
-    return tuple(
-        sorted(
-            label
-            for label in keyed.keys() | here.keys()
-            if label != own
-            and not label.startswith("__main__:")
-            and keyed.get(label) != here.get(label)
-        )
-    )
+    return {
+        label: digest
+        for label, digest in fingerprint(func).parts.items()
+        if label != own and not label.startswith("__main__:")
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed_code(step: Any, generation: tuple[int, int]) -> str | None:
+    """What a step process compares its view of the step's code with (`_code_seen`): once
+    per step and run, not once per launch."""
+    func = step.func
+    return hash_json(_comparable(func)) if isinstance(func, types.FunctionType) else None
+
+
+def code_differences(step: Step[Any, Any], seen: Mapping[str, str]) -> tuple[str, ...]:
+    """The fingerprint parts a step process saw (`StepResult.code_seen`) otherwise than the
+    loop: by name, sorted."""
+    ours = _comparable(step.func)
+    differ = {k.partition("#")[0] for k in ours.keys() | seen.keys() if ours.get(k) != seen.get(k)}
+    return tuple(sorted(differ))  # ("#2": the same name read with another value there)

@@ -105,7 +105,6 @@ class RunLoop:
         self._closed = False
         self._children_asked: str | None = None  # the stop asked of child runs, if any
         self._warned_oversized: set[str] = set()
-        self._warned_differs: set[str] = set()  # steps that ran where their code differs
         self._heartbeat_every = heartbeat_interval()
         self._last_heartbeat = self._last_poll = time.time()
         self._unresolved: list[tuple[Outcome, Any, Any]] = []  # resolved once flushed
@@ -431,16 +430,6 @@ class RunLoop:
     def _on_result(self, result: StepResult, resolved: list[Any]) -> E.Finished:
         item = self._tracked[result.invocation_id]
         self._records.result(item, result)
-        if result.code_differs and item.step_name not in self._warned_differs:
-            self._warned_differs.add(item.step_name)
-            logger.warning(
-                "Step '%s' ran in a process that sees other code or values than where its "
-                "cache key was made: %s (a step process imports modules afresh: a global set "
-                "at run time is not seen there). Its results are not cached: pass such a value "
-                "as a step argument.",
-                item.step_name,
-                ", ".join(result.code_differs),
-            )
         if result.ok:
             resolved.append((item.outcome, item.outputs, None))
             self._tracked.succeeded(item)

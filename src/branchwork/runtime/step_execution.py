@@ -106,9 +106,9 @@ class StepRequest:
     step: Step[Any, Any]
     inputs: dict[str, Any]
     artifact_store: BaseArtifactStore
-    # The step's code fingerprint parts where it was keyed, for a step carried to another
+    # A digest of the step's code as the loop keyed it, for a step carried to another
     # process (`runtime.envelopes`), which checks it sees the same.
-    keyed_code: dict[str, str] | None = None
+    keyed_code: str | None = None
 
 
 @dataclass(slots=True)
@@ -125,8 +125,8 @@ class StepResult:
     artifact_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # by output
     logs: str = ""
     retryable: bool = True  # False when another attempt cannot fare better (a refusal)
-    # Fingerprint parts that differ where it ran from where it was keyed (`envelopes`)
-    code_differs: tuple[str, ...] = ()
+    # The step's code fingerprint parts where it ran, when not those it was keyed with
+    code_seen: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ rows, and builds the errors its future raises. Nothing here decides anything: th
 from __future__ import annotations
 
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -32,8 +33,11 @@ from branchwork.graph.invocation import (
     invocation_config_json,
 )
 from branchwork.runtime.body import Outcome
+from branchwork.runtime.envelopes import code_differences
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
 from branchwork.values import leaves_of, tree_map
+
+logger = logging.getLogger("branchwork")
 
 if TYPE_CHECKING:
     from branchwork.metadata.queries import CacheHit
@@ -147,6 +151,7 @@ class StepRecords:
         # recent `value_inputs` tuples (by id) with the first call recorded with each and
         # the step names in it: see `_values_read`
         self._value_groups: dict[int, _ValueGroup] = {}
+        self._warned_not_cached: set[str] = set()  # steps that ran where their code differs
 
     def inputs_of(self, invocation: Invocation) -> Any:
         """Its inputs with each reference replaced by the stored artifact it names."""
@@ -301,11 +306,28 @@ class StepRecords:
             metadata=metadata,
             start=result.start_time,
         )
-        if result.code_differs:
-            self.recorder.uncached(
-                result.step_run_id,
-                f"{item.cache_reason}; not cached: where it ran, other code or values than "
-                f"where its key was made: {', '.join(result.code_differs)}",
+        if result.code_seen is not None:
+            self._not_cached(item, result.step_run_id, result.code_seen)
+
+    def _not_cached(self, item: Tracked, step_run_id: str, seen: dict[str, str]) -> None:
+        """It ran where its code or the values it reads differ from where its key was made:
+        its result must not serve that key (on any orchestrator, later)."""
+        step = item.invocation.step
+        named = ", ".join(code_differences(step, seen)) or "its code"
+        self.recorder.uncached(
+            step_run_id,
+            f"{item.cache_reason}; not cached: where it ran, other code or values than where "
+            f"its key was made: {named}",
+        )
+        if step.name not in self._warned_not_cached:
+            self._warned_not_cached.add(step.name)
+            logger.warning(
+                "Step '%s' ran in a process that sees other code or values than where its "
+                "cache key was made: %s (a step process imports modules afresh: a global set "
+                "at run time is not seen there). Its results are not cached: pass such a value "
+                "as a step argument.",
+                step.name,
+                named,
             )
 
     def retried(self, item: Tracked) -> None:

@@ -6,6 +6,7 @@ one, calling it records an invocation with the run context and returns future(s)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -352,12 +353,18 @@ def _first(given: Any, own: Any) -> Any:
 
 
 def _input_hints(func: Callable[..., Any]) -> dict[str, Any]:
-    """The annotation of each parameter, resolved (or, where one does not resolve, as
-    written)."""
+    """The annotation of each parameter, resolved; one that does not resolve (a name
+    imported only under TYPE_CHECKING) stays as written, the others resolved still."""
     try:
         hints = typing.get_type_hints(func)
-    except Exception:  # noqa: BLE001 - an annotation that does not resolve: read the text
-        hints = {name: p.annotation for name, p in inspect.signature(func).parameters.items()}
+    except Exception:  # noqa: BLE001 - one annotation that does not resolve: each alone
+        namespace = getattr(func, "__globals__", {})
+        hints = {}
+        for name, parameter in inspect.signature(func).parameters.items():
+            hints[name] = parameter.annotation
+            if isinstance(parameter.annotation, str):
+                with contextlib.suppress(Exception):
+                    hints[name] = eval(parameter.annotation, namespace)  # noqa: S307 - its own annotation
     hints.pop("return", None)
     return hints
 
