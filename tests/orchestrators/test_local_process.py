@@ -400,6 +400,8 @@ def test_a_step_process_says_which_module_values_differ_from_where_it_was_keyed(
     from branchwork.user_code import new_code_generation
 
     assert run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "a").code_seen is None
+    decorated = run_in_a_step_process(ip.decorated, {"x": 2.0}, tmp_path / "d")
+    assert (output_value(decorated), decorated.code_seen) == (2.0, None)
     monkeypatch.setattr(scale_setting, "SCALE", 3.0)
     new_code_generation()  # as a run started now would
     result = run_in_a_step_process(ip.scaled, {"x": 2.0}, tmp_path / "b")
@@ -409,7 +411,8 @@ def test_a_step_process_says_which_module_values_differ_from_where_it_was_keyed(
 
 def test_a_helper_reading_the_step_s_own_module_global_is_seen_to_differ(tmp_path, monkeypatch):
     """The step travels pickled with the module's globals it reads (OFFSET = 5), its helper
-    is imported afresh with the module (OFFSET = 0): one name, two values there."""
+    is imported afresh with the module (OFFSET = 0): the step process compares the module
+    as it imports it."""
     from branchwork.runtime.envelopes import code_differences
     from branchwork.user_code import new_code_generation
 
@@ -437,9 +440,7 @@ from branchwork.stack import Stack, active_stack, get_active_stack
 scale_setting.SCALE = 3.0  # here and in the orchestration process, not in step processes
 MARKER = Path(__file__).with_name("marker")
 
-@step(runtime="isolated")
-def scaled(x: float) -> float:
-    return x * scale_setting.SCALE
+from isolated_pipelines import scaled  # a module's step: a step process imports it afresh
 
 @step
 def checked(x: float) -> float:

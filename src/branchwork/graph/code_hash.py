@@ -219,10 +219,7 @@ def _compute(root: Any) -> CodeFingerprint:
         piece = _once(_pieces, queue.popleft(), _hash_piece)
         _add(parts, piece.label, piece.digest)
         for label, digest in piece.values.items():
-            if parts.setdefault(label, digest) != digest:
-                # the same name read elsewhere with another value: a step process holds the
-                # step pickled with its module's globals beside that module imported afresh
-                _add(parts, label, digest)
+            parts.setdefault(label, digest)
         for reference in piece.reaches:
             code = reference()
             if code is not None and id(code) not in seen:
@@ -788,7 +785,7 @@ def _value_json(value: Any, inside: list[Any] | None = None) -> Any:
     registry was served a stale result when one of them changed."""
     try:
         return canonical(value, _more_values(inside))
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # noqa: BLE001 - whatever an odd value raises (a tzinfo without offset)
         return _type_json(value)
 
 

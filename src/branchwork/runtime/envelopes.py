@@ -20,7 +20,7 @@ from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
-from branchwork.user_code import code_generation, recorded_module
+from branchwork.user_code import code_generation, find_recorded, recorded_module
 from branchwork.values import Leaf, decode, encode, hash_json
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ def _unpickle(text: str) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _unpickled_step(text: str) -> Any:
-    """A step unpickled once per pickle in a process that runs many (a Ray worker): its code
-    is then fingerprinted once (`_code_seen`), not once per request."""
+    """A step unpickled once per pickle in a process that runs many (a Ray worker), rather
+    than once per request."""
     return _unpickle(text)
 
 
@@ -214,12 +214,38 @@ def run_envelope(request: str | StepRequest) -> str:
 
 
 def _code_seen(request: StepRequest) -> dict[str, str] | None:
-    """The step's comparable fingerprint parts as this process sees them, when they are not
-    what the loop keyed it with (`code_differences` names them there); None when they are."""
-    func = request.step.func
-    if request.keyed_code is None or not isinstance(func, types.FunctionType):
+    """The step's comparable fingerprint parts as this process's modules define it, when
+    they are not what the loop keyed it with (`code_differences` names them there); None
+    when they are, or for a step this process cannot look up by name (a script's, one made
+    in a function, a command step)."""
+    if request.keyed_code is None:
         return None
-    return _seen(func, request.keyed_code, code_generation())
+    func = _module_function(request.step.func)
+    return None if func is None else _seen(func, request.keyed_code, code_generation())
+
+
+def _module_function(func: Any) -> types.FunctionType | None:
+    """The function as its module defines it here (the step pickles it by value, with the
+    module's globals it reads; its helpers are imported afresh with the module)."""
+    if not isinstance(func, types.FunctionType):
+        return None
+    module = recorded_module(func.__module__)
+    if module == "__main__" or "<locals>" in func.__qualname__:
+        return None
+    try:
+        found = find_recorded(module, func.__qualname__)
+    except (ImportError, AttributeError):
+        return None
+    own = getattr(found, "func", found)  # the step it decorated, or the function itself
+    return own if isinstance(own, types.FunctionType) else None
+
+
+def fingerprint_here(step: Step[Any, Any]) -> None:
+    """Fingerprint the step as this process's modules define it: a zygote does, once, for
+    the children it forks."""
+    func = _module_function(step.func)
+    if func is not None:
+        fingerprint(func)
 
 
 @functools.lru_cache(maxsize=256)
@@ -231,16 +257,13 @@ def _seen(
 
 
 def _comparable(func: Any) -> dict[str, str]:
-    """The fingerprint parts of a step's function that a process running it from its pickle
-    sees as the loop does, unless a value or code differs there: a value of another module
-    set at run time in the loop's process, other code on another machine. Not the function
-    itself nor a script's code (`__main__`): they travel by value in the pickle, and hash
-    otherwise where their source is missing."""
-    own = f"{recorded_module(func.__module__)}:{func.__qualname__}"
+    """The fingerprint parts of a step's function that a step process compares: all but a
+    script's code (`__main__`), which travels by value in the pickle and hashes otherwise
+    where its source is missing."""
     return {
         label: digest
         for label, digest in fingerprint(func).parts.items()
-        if label != own and not label.startswith("__main__:")
+        if not label.startswith("__main__:")
     }
 
 
@@ -256,5 +279,4 @@ def code_differences(step: Step[Any, Any], seen: Mapping[str, str]) -> tuple[str
     """The fingerprint parts a step process saw (`StepResult.code_seen`) otherwise than the
     loop: by name, sorted."""
     ours = _comparable(step.func)
-    differ = {k.partition("#")[0] for k in ours.keys() | seen.keys() if ours.get(k) != seen.get(k)}
-    return tuple(sorted(differ))  # ("#2": the same name read with another value there)
+    return tuple(sorted(k for k in ours.keys() | seen.keys() if ours.get(k) != seen.get(k)))

@@ -314,10 +314,11 @@ class StepRecords:
         its result must not serve that key (on any orchestrator, later)."""
         step = item.invocation.step
         named = ", ".join(code_differences(step, seen)) or "its code"
+        before = f"{item.cache_reason}; " if item.cache_reason else ""
         self.recorder.uncached(
             step_run_id,
-            f"{item.cache_reason}; not cached: where it ran, other code or values than where "
-            f"its key was made: {named}",
+            f"{before}not cached: where it ran, other code or values than where its key was "
+            f"made: {named}",
         )
         if step.name not in self._warned_not_cached:
             self._warned_not_cached.add(step.name)

@@ -187,15 +187,14 @@ class _Zygote:
         registry caches what it found). A None value stands for an output's value: the
         lookup then also loads the materializers of the libraries imported meanwhile.
         Errors are left to the child, which reports them as the step's."""
-        from branchwork.graph.code_hash import fingerprint
         from branchwork.materializers.registry import materializer_for
-        from branchwork.runtime.envelopes import request_from_json, request_step
+        from branchwork.runtime.envelopes import fingerprint_here, request_from_json, request_step
 
         with contextlib.suppress(Exception):
             pickled = request_step(envelope)
             if pickled not in self.steps:
                 step = request_from_json(envelope).step
-                fingerprint(step.func)  # computed once here, for every child
+                fingerprint_here(step)  # computed once here, for every child
                 for spec in step.outputs:
                     materializer_for(spec.annotation, None)
                 self.steps[pickled] = step
