@@ -20,7 +20,13 @@ from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
-from branchwork.user_code import code_generation, find_recorded, recorded_module
+from branchwork.user_code import (
+    ImportStopped,
+    code_generation,
+    find_recorded,
+    importing_user_code,
+    recorded_module,
+)
 from branchwork.values import Leaf, decode, encode, hash_json
 
 if TYPE_CHECKING:
@@ -233,8 +239,9 @@ def _module_function(func: Any) -> types.FunctionType | None:
     if module == "__main__" or "<locals>" in func.__qualname__:
         return None
     try:
-        found = find_recorded(module, func.__qualname__)
-    except (ImportError, AttributeError):
+        with importing_user_code():  # a pipeline called at the module's top level stops it
+            found = find_recorded(module, func.__qualname__)
+    except (Exception, ImportStopped):  # noqa: BLE001 - not importable here: nothing to compare
         return None
     own = getattr(found, "func", found)  # the step it decorated, or the function itself
     return own if isinstance(own, types.FunctionType) else None
