@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from branchwork.graph.cache_key import KeyParts
+from branchwork.graph.code_hash import changed_parts
 
 # Verdicts, as recorded (`step_run.cache_verdict`).
 HIT = "hit"
@@ -138,8 +139,7 @@ _INVALIDATE = "branchwork cache invalidate"
 def _code_change(now: Mapping[str, str], before: Mapping[str, str] | None) -> str:
     if before is None:
         return "its code changed"
-    names = now.keys() | before.keys()
-    changed = sorted(name for name in names if now.get(name) != before.get(name))
+    changed = changed_parts(now, before)
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     return f"code changed: {shown}" if shown else "its code changed"
 

@@ -78,7 +78,7 @@ import typing
 import weakref
 from abc import ABC
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
@@ -111,6 +111,11 @@ class CodeFingerprint(NamedTuple):
 
     digest: str
     parts: dict[str, str]
+
+
+def changed_parts(now: Mapping[str, str], before: Mapping[str, str]) -> list[str]:
+    """The names of the parts two fingerprints of one function hash otherwise, sorted."""
+    return sorted(name for name in now.keys() | before.keys() if now.get(name) != before.get(name))
 
 
 def fingerprint(func: Callable[..., object]) -> CodeFingerprint:

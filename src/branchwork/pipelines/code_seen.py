@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from branchwork.graph.code_hash import fingerprint
+from branchwork.graph.code_hash import changed_parts, fingerprint
 from branchwork.user_code import defined_interactively
 
 if TYPE_CHECKING:
@@ -48,11 +48,7 @@ def warn_if_code_differs(pipeline: Pipeline[Any, Any], environment: Mapping[str,
         return
     theirs = submitted["parts"]
     differ = (
-        ", ".join(
-            sorted(
-                k for k in theirs.keys() | here.parts.keys() if theirs.get(k) != here.parts.get(k)
-            )
-        )
+        ", ".join(changed_parts(here.parts, theirs))
         if theirs is not None
         else "its code or values (too many parts to name)"
     )

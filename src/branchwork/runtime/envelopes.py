@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
-from branchwork.graph.code_hash import fingerprint
+from branchwork.graph.code_hash import changed_parts, fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import (
@@ -285,5 +285,4 @@ def _keyed_code(step: Any, generation: tuple[int, int]) -> str | None:
 def code_differences(step: Step[Any, Any], seen: Mapping[str, str]) -> tuple[str, ...]:
     """The fingerprint parts a step process saw (`StepResult.code_seen`) otherwise than the
     loop: by name, sorted."""
-    ours = _comparable(step.func)
-    return tuple(sorted(k for k in ours.keys() | seen.keys() if ours.get(k) != seen.get(k)))
+    return tuple(changed_parts(seen, _comparable(step.func)))
