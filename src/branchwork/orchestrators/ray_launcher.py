@@ -47,12 +47,11 @@ from branchwork.exceptions import StepFailedError
 from branchwork.orchestrators.ray_cluster import (
     ClusterResources,
     Demand,
-    UnsatisfiableResourcesError,
     demand_for,
     task_options,
 )
 from branchwork.runtime.launchers import Launcher
-from branchwork.runtime.step_execution import StepRequest, StepResult
+from branchwork.runtime.step_execution import StepRequest, StepResult, failed
 from branchwork.user_code import extend_import_path
 
 # How Ray's NodeDiedError names the node: "... Node IP: 10.0.0.5, node ID: 3f2a..."
@@ -200,7 +199,7 @@ class RayLauncher(Launcher):
             return
         if self._check_resources and not self._feasible(demand):
             error = self._cluster.refusal(request.step.name, request.invocation_id, demand)
-            on_done(_failed(request, start, error, None))
+            on_done(failed(request, start, error, retryable=False))
             return
         key = (request.pipeline_name, request.step.name, demand)
         launch = _Launch(request, start, on_done, _kind(request.step))
@@ -276,7 +275,7 @@ class RayLauncher(Launcher):
         except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
             for launch in launches:
                 failure = _describe_ray_error(launch.request, error, len(launches) - 1)
-                launch.on_done(_failed(launch.request, launch.start, failure, str(error)))
+                launch.on_done(failed(launch.request, launch.start, failure, str(error)))
             if _killed_its_worker(error):
                 for launch in launches:
                     _QUICKNESS.never(launch.kind)
@@ -318,7 +317,7 @@ def _not_started(request: StepRequest, start: float) -> StepResult:
         f"Step '{request.invocation_id}' was not started: the run is being stopped.",
         request.invocation_id,
     )
-    return _failed(request, start, stopped, None)
+    return failed(request, start, stopped)
 
 
 def _killed_its_worker(error: BaseException) -> bool:
@@ -359,19 +358,4 @@ def _node_lost(request: StepRequest, what: str, ray_message: str) -> NodeLostErr
         f"are left, or resume the run once the cluster is whole: branchwork runs resume "
         f"{request.run_name}",
         request.invocation_id,
-    )
-
-
-def _failed(
-    request: StepRequest, start: float, error: BaseException, traceback: str | None
-) -> StepResult:
-    return StepResult(
-        request.invocation_id,
-        request.step_run_id,
-        request.attempt,
-        start,
-        time.time(),
-        error=error,
-        traceback=traceback,
-        retryable=not isinstance(error, UnsatisfiableResourcesError),
     )

@@ -29,6 +29,7 @@ from branchwork.runtime.step_execution import (
     StepResult,
     escaped,
     execute_step,
+    failed,
     run_step,
 )
 
@@ -274,11 +275,11 @@ class ProcessLauncher(Launcher):
             if kind == b"result":
                 on_done(result_from_json(envelope.decode()))
             else:
-                on_done(_failed(request, start, _describe_exit(int(body))))
+                on_done(_died(request, start, _describe_exit(int(body))))
         with self._lock:  # the zygote is gone: nothing pending will ever finish
             lost, self._pending = self._pending, {}
         for request, on_done, start in lost.values():
-            on_done(_failed(request, start, _describe_exit(zygote.wait())))
+            on_done(_died(request, start, _describe_exit(zygote.wait())))
 
     def holds_worker(self, step: Step[Any, Any]) -> bool:
         return True  # a process each, async or not (`asyncio.run` in it)
@@ -303,18 +304,9 @@ class ProcessLauncher(Launcher):
                 self._reader.join()
 
 
-def _failed(request: StepRequest, start: float, what_happened: str) -> StepResult:
-    return StepResult(
-        request.invocation_id,
-        request.step_run_id,
-        request.attempt,
-        start,
-        time.time(),
-        error=StepFailedError(
-            f"The process of step '{request.invocation_id}' {what_happened}.",
-            request.invocation_id,
-        ),
-    )
+def _died(request: StepRequest, start: float, what_happened: str) -> StepResult:
+    message = f"The process of step '{request.invocation_id}' {what_happened}."
+    return failed(request, start, StepFailedError(message, request.invocation_id))
 
 
 def _describe_exit(code: int) -> str:

@@ -364,9 +364,15 @@ def execute_step(request: StepRequest) -> StepResult:
     return _without_loop(run_step(request))
 
 
-def escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
-    """The result of an attempt begun at `start` that ended with no result of its own (a
-    KeyboardInterrupt or SystemExit escaped it, or it was cancelled)."""
+def failed(
+    request: StepRequest,
+    start: float,
+    error: BaseException,
+    traceback: str | None = None,
+    retryable: bool = True,
+) -> StepResult:
+    """The result of an attempt begun at `start` that failed, ending now, with no result of
+    its own: its process died, it could not be sent, or it was stopped."""
     return StepResult(
         request.invocation_id,
         request.step_run_id,
@@ -374,8 +380,15 @@ def escaped(request: StepRequest, start: float, error: BaseException) -> StepRes
         start,
         time.time(),
         error=error,
-        traceback="".join(traceback.format_exception(error)),
+        traceback=traceback,
+        retryable=retryable,
     )
+
+
+def escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
+    """The result of an attempt begun at `start` that ended with no result of its own (a
+    KeyboardInterrupt or SystemExit escaped it, or it was cancelled), with its traceback."""
+    return failed(request, start, error, "".join(traceback.format_exception(error)))
 
 
 def _without_loop(attempt: Coroutine[Any, Any, T]) -> T:
