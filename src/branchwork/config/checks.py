@@ -28,3 +28,23 @@ def check_hook(value: object, where: str) -> Callable[..., Any] | None:
     if not callable(value):
         raise ConfigurationError(f"{where} must be a function, got {value!r}")
     return value
+
+
+def check_name(name: Any, func: Callable[..., Any], decorator: str) -> str:
+    """A step's or pipeline's name, `func`'s own when not given: a non-empty string without
+    '/', which would make the CLI's RUN/INVOCATION/OUTPUT addresses of its runs and outputs
+    ambiguous, and of up to 200 characters, so the names and ids made from it fit the store's
+    255-character columns (PostgreSQL refuses longer ones)."""
+    if name is None:
+        return str(func.__name__)
+    where = f"{decorator} of {getattr(func, '__qualname__', name)!r}"
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"{where}: name= must be a non-empty string, got {name!r}")
+    if "/" in name:
+        raise ConfigurationError(
+            f"{where}: name={name!r} cannot contain '/' (the CLI reads RUN/INVOCATION/OUTPUT, "
+            "so its runs, steps and outputs could not be addressed)"
+        )
+    if len(name) > 200:
+        raise ConfigurationError(f"{where}: name= is longer than 200 characters ({len(name)})")
+    return name

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from branchwork.config.checks import check_flag, check_hook
+from branchwork.config.checks import check_flag, check_hook, check_name
 from branchwork.config.concurrency import check_limits
 from branchwork.config.retry import StepRetryConfig, check_retry
 from branchwork.config.run_config import StepOptions, load_run_config
@@ -54,7 +54,7 @@ class Pipeline(Generic[P, R]):
         if not callable(func):
             raise ConfigurationError(f"@pipeline needs a function, got {func!r}")
         self.func = func
-        self.name = name or func.__name__
+        self.name = check_name(name, func, "@pipeline")
         self.signature = inspect.signature(func)
         self.dynamic = check_flag(dynamic, f"Pipeline '{self.name}': dynamic")
         self.enable_cache = check_flag(enable_cache, f"Pipeline '{self.name}': enable_cache")

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from branchwork.config.cache import NO_POLICY, CachePolicy
-from branchwork.config.checks import check_flag, check_hook
+from branchwork.config.checks import check_flag, check_hook, check_name
 from branchwork.config.concurrency import check_limit_name, check_size
 from branchwork.config.resources import ResourceSettings
 from branchwork.config.retry import StepRetryConfig, check_retry
@@ -102,7 +102,7 @@ class Step(Generic[P, R]):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
         self.func = func
         self._fingerprint: tuple[tuple[int, int], CodeFingerprint] | None = None  # code_fingerprint
-        self.name = name or func.__name__
+        self.name = check_name(name, func, "@step")
         self.signature = inspect.signature(func)
         # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
         self.is_async = inspect.iscoroutinefunction(func)
