@@ -40,10 +40,10 @@ def test_a_name_that_is_not_a_non_empty_string_is_refused(name):
 
 
 def test_a_name_too_long_for_the_stores_columns_is_refused():
-    assert step(name="m" * 200)(make).name == "m" * 200
+    assert step(name="m" * 100)(make).name == "m" * 100
     with pytest.raises(ConfigurationError) as info:
-        pipeline(name="p" * 201)(make)
-    assert str(info.value) == ("@pipeline of 'make': name= is longer than 200 characters (201)")
+        pipeline(name="p" * 101)(make)
+    assert str(info.value) == ("@pipeline of 'make': name= is longer than 100 characters (101)")
 
 
 def test_names_may_hold_dots_dashes_spaces_and_colons():

@@ -13,6 +13,7 @@ from sqlalchemy import inspect, text
 from branchwork import pipeline, step
 from branchwork.exceptions import ConfigurationError
 from branchwork.metadata import store
+from branchwork.steps.command import command_step
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,36 @@ def test_a_dynamic_run_is_recorded_and_cached_on_postgres(postgres_url, monkeypa
         edges = conn.execute(text("SELECT COUNT(*) FROM step_run_parent")).scalar()
     assert dynamic is True
     assert edges == 2 * 4  # two runs, each: total <- part_i (range(size) is a value use)
+
+
+def test_the_longest_names_allowed_fit_postgres_columns(postgres_url, monkeypatch, tmp_path):
+    """100-character pipeline and step names (the limit the decorators check) and a
+    50-character command output name make a run name, invocation ids and default artifact
+    names (`{pipeline}::{step}::{output}`) that PostgreSQL's 255-character columns hold; one
+    character more is refused at the decorator, before any run (it failed mid-run with 'value
+    too long for type character varying(255)')."""
+    monkeypatch.setenv("BRANCHWORK_STORE_URL", postgres_url)
+    monkeypatch.chdir(tmp_path)
+    long_step = step(name="s" * 100)(part.func)
+    writer = command_step(
+        name="c" * 100, command=["touch", "made.txt"], outputs={"o" * 50: "made.txt"}
+    )
+
+    def body():
+        return [long_step(i) for i in range(12)], writer()
+
+    long_pipeline = pipeline(name="p" * 100)(body)
+    squares, made = long_pipeline()
+    assert squares == [i * i for i in range(12)] and made.name == "made.txt"
+    run = long_pipeline.last_run
+    assert run.status == "completed" and len(run.name) > 100
+    p, s, c, o = "p" * 100, "s" * 100, "c" * 100, "o" * 50
+    assert run.steps[f"{s}_12"].outputs["output"].name == f"{p}::{s}::output"
+    assert run.steps[c].outputs[o].name == f"{p}::{c}::{o}"
+    with pytest.raises(ConfigurationError, match="name= is longer than 100 characters"):
+        step(name="s" * 101)(part.func)
+    with pytest.raises(ConfigurationError, match="must be an identifier of up to 50 characters"):
+        command_step(name="c", command=["true"], outputs={"o" * 51: "made.txt"})
 
 
 def test_the_configuration_check_holds_on_postgres(postgres_url):

@@ -80,3 +80,14 @@ def test_retry_takes_a_step_retry_config(value):
 @pytest.mark.parametrize("hook", ["on_start", "on_success", "on_failure", "on_end"])
 def test_hooks_must_be_callable(hook):
     assert "must be a function, got 1" in _refused(lambda: pipeline(**{hook: 1})(body), hook)
+
+
+def test_a_pipeline_decorated_again_is_refused():
+    decorated = pipeline(body)
+    with pytest.raises(ConfigurationError) as info:
+        pipeline(name="again", enable_cache=False)(decorated)
+    assert str(info.value) == (
+        "@pipeline of 'body': it is a pipeline already; change its options with "
+        "body.with_options(...), or make another pipeline of its function with "
+        "pipeline(...)(body.func)"
+    )

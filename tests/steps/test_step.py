@@ -701,3 +701,16 @@ def test_an_output_annotated_any_or_not_at_all_is_stored_as_returned(annotation)
         return returns()
 
     assert untyped() == {"kept": (1, "as is")}
+
+
+def test_a_step_decorated_again_is_refused_rather_than_its_options_ignored():
+    """`step(name="square", enable_cache=False)(add)` made a step whose calls were `add`'s,
+    under add's name and cached: the new options were silently ignored."""
+    with pytest.raises(ConfigurationError) as info:
+        step(name="square", enable_cache=False)(add)
+    assert str(info.value) == (
+        "@step of 'add': it is a step already; change its options with add.with_options(...), "
+        "or make another step of its function with step(...)(add.func)"
+    )
+    square = step(name="square", enable_cache=False)(add.func)
+    assert (square.name, square.enable_cache, square(2, 3)) == ("square", False, 5)

@@ -33,8 +33,9 @@ def check_hook(value: object, where: str) -> Callable[..., Any] | None:
 def check_name(name: Any, func: Callable[..., Any], decorator: str) -> str:
     """A step's or pipeline's name, `func`'s own when not given: a non-empty string without
     '/', which would make the CLI's RUN/INVOCATION/OUTPUT addresses of its runs and outputs
-    ambiguous, and of up to 200 characters, so the names and ids made from it fit the store's
-    255-character columns (PostgreSQL refuses longer ones)."""
+    ambiguous, and of up to 100 characters, so the names made from it (a run's, an
+    invocation's, an output's artifact `{pipeline}::{step}::{output}`) fit the store's
+    255-character columns, which PostgreSQL enforces."""
     if name is None:
         return str(func.__name__)
     where = f"{decorator} of {getattr(func, '__qualname__', name)!r}"
@@ -45,6 +46,6 @@ def check_name(name: Any, func: Callable[..., Any], decorator: str) -> str:
             f"{where}: name={name!r} cannot contain '/' (the CLI reads RUN/INVOCATION/OUTPUT, "
             "so its runs, steps and outputs could not be addressed)"
         )
-    if len(name) > 200:
-        raise ConfigurationError(f"{where}: name= is longer than 200 characters ({len(name)})")
+    if len(name) > 100:
+        raise ConfigurationError(f"{where}: name= is longer than 100 characters ({len(name)})")
     return name

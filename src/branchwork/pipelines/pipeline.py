@@ -53,8 +53,14 @@ class Pipeline(Generic[P, R]):
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@pipeline needs a function, got {func!r}")
+        if isinstance(func, Pipeline):  # its calls would be the inner pipeline's runs
+            raise ConfigurationError(
+                f"@pipeline of '{func.name}': it is a pipeline already; change its options "
+                f"with {func.name}.with_options(...), or make another pipeline of its "
+                f"function with pipeline(...)({func.name}.func)"
+            )
         self.func = func
-        self.name = check_name(name, func, "@pipeline")
+        self.name: str = check_name(name, func, "@pipeline")
         self.signature = inspect.signature(func)
         self.dynamic = check_flag(dynamic, f"Pipeline '{self.name}': dynamic")
         self.enable_cache = check_flag(enable_cache, f"Pipeline '{self.name}': enable_cache")

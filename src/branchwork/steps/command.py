@@ -281,9 +281,10 @@ def _checked_outputs(outputs: Any, name: str) -> tuple[tuple[str, str], ...]:
         )
     checked = []
     for output, path in outputs.items():
-        if not isinstance(output, str) or not output.isidentifier():
+        if not isinstance(output, str) or not output.isidentifier() or len(output) > 50:
             raise ConfigurationError(
-                f"Command step '{name}': output name {output!r} must be an identifier."
+                f"Command step '{name}': output name {output!r} must be an identifier of up "
+                "to 50 characters."
             )
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise ConfigurationError(

@@ -100,9 +100,15 @@ class Step(Generic[P, R]):
     ) -> None:
         if not callable(func):
             raise ConfigurationError(f"@step needs a function, got {func!r}")
+        if isinstance(func, Step):  # its calls would be the inner step's, options and all
+            raise ConfigurationError(
+                f"@step of '{func.name}': it is a step already; change its options with "
+                f"{func.name}.with_options(...), or make another step of its function with "
+                f"step(...)({func.name}.func)"
+            )
         self.func = func
         self._fingerprint: tuple[tuple[int, int], CodeFingerprint] | None = None  # code_fingerprint
-        self.name = check_name(name, func, "@step")
+        self.name: str = check_name(name, func, "@step")
         self.signature = inspect.signature(func)
         # An `async def` step is awaited on the launcher's event loop (see runtime.launchers).
         self.is_async = inspect.iscoroutinefunction(func)
