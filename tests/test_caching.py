@@ -308,6 +308,110 @@ def test_a_sweep_in_one_process_misses_where_a_global_helper_or_module_changed(t
     ]
 
 
+HIDDEN = r"""
+import argparse, enum, functools, sys
+from dataclasses import dataclass
+import numpy as np
+from branchwork import pipeline, step
+
+class Scaler:
+    OFFSET = 0
+    def apply(self, x):
+        return x * 2 + self.OFFSET
+
+@dataclass
+class Config:
+    op: Scaler
+
+MODELS = {{"small": Scaler()}}  # instances held in a registry and in a config's field
+CFG = Config(op=Scaler())
+
+def make_scaler(k):
+    def scale(x):
+        return x * k
+    return scale
+
+double, triple = make_scaler(2), make_scaler(3)  # two closures of one name
+K = 3
+add_k = lambda x, k=K: x + k  # a lambda's default, beside another lambda's
+add_one = lambda x, k=1: x + k
+FACTOR = 2
+
+@functools.singledispatch
+def times(x):
+    raise TypeError(x)
+
+@times.register
+def _(x: int):
+    return x * FACTOR
+
+class Model:
+    @functools.cached_property
+    def factor(self):
+        return FACTOR
+
+ARGS = argparse.ArgumentParser().parse_args(sys.argv[1:])  # no options: an empty namespace
+
+class Split(enum.IntEnum):
+    TRAIN = 0
+
+@step
+def registry(x: int) -> int:
+    return MODELS["small"].apply(x) + CFG.op.apply(x)
+
+@step
+def closures(x: int) -> int:
+    return triple(x) + add_k(x) + double(0) + add_one(0)
+
+@step
+def dispatched(x: int) -> int:
+    return times(x) + Model().factor
+
+@step
+def configured(x: int) -> str:
+    return repr(vars(ARGS))
+
+@step
+def received(value) -> str:
+    return type(value).__name__
+
+@pipeline
+def hidden():
+    return [
+        registry(1), closures(1), dispatched(1), configured(1),
+        received(0), received(Split.TRAIN), received(1.0), received(np.float64(1.0)),
+    ]
+
+def show(label):
+    print(label, hidden(), sorted({{str(s.status) for s in hidden.last_run.steps.values()}}))
+
+show("first")
+show("again")
+Scaler.OFFSET = 100
+triple = make_scaler(30)
+add_k = lambda x, k=30: x + k
+FACTOR = 5
+ARGS.lr = 0.5
+show("changed")
+"""
+
+
+def test_what_a_step_reaches_through_containers_closures_and_dispatch_is_keyed(tmp_path: Path):
+    """Each was a stale hit a new user found: an instance's class held in a registry or a
+    config's field, the second of two closures of one factory (or lambda defaults), the
+    implementations behind `singledispatch`, a `cached_property`'s body, an argparse
+    namespace; and arguments equal to plain values (an IntEnum, a numpy.float64), which the
+    step receives as their own types."""
+    script = tmp_path / "hidden.py"
+    script.write_text(HIDDEN.format())
+    received = "'int', 'Split', 'float', 'float64'"
+    assert printed_by(script, tmp_path / "home") == [
+        f"first [4, 8, 4, '{{}}', {received}] ['completed']",
+        f"again [4, 8, 4, '{{}}', {received}] ['cached']",
+        f"changed [204, 62, 10, \"{{'lr': 0.5}}\", {received}] ['cached', 'completed']",
+    ]
+
+
 AUTORELOAD = r"""
 import importlib, pathlib, sys
 sys.path.insert(0, {folder!r})

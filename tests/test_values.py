@@ -148,6 +148,36 @@ def test_values_a_step_can_tell_apart_hash_apart(a, b):
     assert canonical_hash(a) != canonical_hash(b)
 
 
+class Split(IntEnum):
+    TRAIN = 0
+
+
+class Fold(IntEnum):
+    FIRST = 0
+
+
+class Tag(str):
+    pass
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+def test_a_subclass_of_int_float_or_str_hashes_apart_from_its_base_value():
+    """A step receives `Split.TRAIN` as itself: one key with `0` and `Fold.FIRST` served it
+    their results."""
+    assert len({canonical_hash(v) for v in (0, Split.TRAIN, Fold.FIRST, [0], [Split.TRAIN])}) == 5
+    assert canonical_hash("a") != canonical_hash(Tag("a"))
+    assert canonical_hash({"k": Split.TRAIN}) == canonical_hash({"k": Split.TRAIN})
+
+
+def test_a_container_subclass_hashes_as_the_container_a_step_receives():
+    assert canonical_hash(Point(1, 2)) == canonical_hash((1, 2))
+    assert canonical_hash(OrderedDict(a=1)) == canonical_hash({"a": 1})
+
+
 def test_the_hash_is_the_same_in_other_processes():
     value = {"b": (1, 2.0), "a": {3: [True, None]}, "s": "text"}
     code = (

@@ -54,6 +54,11 @@ def recorded_module(module_name: str) -> str:
     return "__main__" if module_name == SCRIPT_MODULE else module_name
 
 
+def recorded_name(kind: type) -> str:
+    """A class as "module.QualName", under the module it is recorded under."""
+    return f"{recorded_module(kind.__module__)}.{kind.__qualname__}"
+
+
 def find_recorded(module_name: str, qualname: str) -> Any:
     """What was recorded as `module_name` and `qualname` (a class, a function), imported.
     A script's (`__main__`) is looked up in the script loaded here to resume, replay or

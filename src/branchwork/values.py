@@ -24,7 +24,11 @@ form, so it cannot be recorded or sent to another process.
 Cache keys (`canonical_hash`) hash this encoding, so two values share a key exactly when a
 step receives the same thing: the same types (a tuple is not a list; `1`, `1.0` and `True` are
 three keys, as `type(x)` tells them apart) and the same contents, whatever the order in which a
-dict's entries were inserted (dict equality ignores it too). Every NaN is one value here.
+dict's entries were inserted (dict equality ignores it too). Every NaN is one value here. There
+a subclass of int, float or str, which a step receives as it was passed, is
+`{"$typed": "module.QualName", "value": <its base type's form>}`: `Split.TRAIN`, `Fold.FIRST`
+and `0` were one key, and a step receiving one was served the result of another. (A step
+receives a container's subclass as the base container: a NamedTuple as a tuple.)
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ from typing import Any, TypeAlias
 Kind: TypeAlias = "type | tuple[type, ...]"
 
 _JSON_AS_IS = (str, int, bool, type(None))  # exact types: leaves written as they are
+# A scalar subclass's value as its base type holds it (an enum's str() is its name): a key
+# names the subclass beside it. bool cannot be subclassed: listed to be found before int.
+_AS_BASE: dict[type, Callable[[Any], Any]] = {
+    bool: bool,
+    int: int.__index__,
+    float: float.__float__,
+    str: str.__str__,
+}
+_SCALARS = tuple(_AS_BASE)
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,7 @@ def leaves_of(value: Any, only: Kind | None = None, path: str = "") -> Iterator[
 def encode(value: Any, leaf: Leaf | None = None) -> Any:
     """The JSON-able form of `value` (see the module docstring); TypeError for a value that
     has none, naming its type."""
-    return _encode(value, leaf, canonical=False)
+    return _encode(value, leaf, None)
 
 
 def decode(data: Any, leaf: Leaf | None = None) -> Any:
@@ -145,10 +158,17 @@ def canonical_hash(value: Any, leaf: Leaf | None = None) -> str:
     return hash_json(canonical(value, leaf))
 
 
-def canonical(value: Any, leaf: Leaf | None = None) -> Any:
-    """`value`'s encoding with its dict entries in a fixed order: what `canonical_hash`
-    hashes, for callers that hash it together with JSON of their own."""
-    return _encode(value, leaf, canonical=True)
+def canonical(
+    value: Any, leaf: Leaf | None = None, type_name: Callable[[type], str] | None = None
+) -> Any:
+    """`value`'s encoding with its dict entries in a fixed order and subclasses of the plain
+    types named (`type_name`, by default "module.QualName"): what `canonical_hash` hashes,
+    for callers that hash it together with JSON of their own."""
+    return _encode(value, leaf, type_name or _qualified_name)
+
+
+def _qualified_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def hash_json(data: Any) -> str:
@@ -157,7 +177,9 @@ def hash_json(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _encode(value: Any, leaf: Leaf | None, canonical: bool) -> Any:
+def _encode(value: Any, leaf: Leaf | None, canonical: Callable[[type], str] | None) -> Any:
+    """`canonical`: None to write a value to be read back, else how a key names the type of
+    a subclass of a plain type."""
     kind = type(value)
     if kind in _JSON_AS_IS:  # the common leaves first: a cache key per step encodes them
         return value
@@ -165,6 +187,9 @@ def _encode(value: Any, leaf: Leaf | None, canonical: bool) -> Any:
         return value
     if leaf is not None and leaf.to_json is not None and isinstance(value, leaf.kind):
         return leaf.to_json(value)
+    if canonical is not None and kind not in _SCALARS and isinstance(value, _SCALARS):
+        as_base = next(_AS_BASE[base] for base in _SCALARS if isinstance(value, base))
+        return {"$typed": canonical(kind), "value": _encode(as_base(value), leaf, canonical)}
     if isinstance(value, (list, tuple)):
         items = [_encode(item, leaf, canonical) for item in value]
         return items if isinstance(value, list) else {"$tuple": items}
@@ -173,7 +198,9 @@ def _encode(value: Any, leaf: Leaf | None, canonical: bool) -> Any:
     return _encode_scalar(value)
 
 
-def _encode_dict(value: dict[Any, Any], leaf: Leaf | None, canonical: bool) -> Any:
+def _encode_dict(
+    value: dict[Any, Any], leaf: Leaf | None, canonical: Callable[[type], str] | None
+) -> Any:
     """Keys are plain values, never leaves: a leaf loaded back may not be hashable."""
     if all(type(key) is str and key[:1] != "$" for key in value):
         return {key: _encode(item, leaf, canonical) for key, item in value.items()}
@@ -183,7 +210,7 @@ def _encode_dict(value: dict[Any, Any], leaf: Leaf | None, canonical: bool) -> A
         [_encode(key, None, canonical), _encode(item, leaf, canonical)]
         for key, item in value.items()
     ]
-    if canonical:
+    if canonical is not None:
         pairs.sort(key=lambda pair: json.dumps(pair[0], sort_keys=True))
     return {"$dict": pairs}
 

@@ -475,6 +475,117 @@ def test_numpy_arrays_and_pandas_objects_in_globals_are_keyed_by_their_contents(
     assert changed_parts(before, fingerprint_in_new_process(project, "data:score")) == changed
 
 
+HIDDEN = """\
+import argparse
+import functools
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+class Scaler:
+    def apply(self, x):
+        return x * 3
+
+
+@dataclass
+class Config:
+    op: Scaler
+
+
+MODELS = {"small": Scaler()}
+CFG = Config(op=Scaler())
+FACTOR = 2
+ARGS = argparse.Namespace(lr=0.1)
+TABLE = pd.DataFrame({"v": [1]}, index=pd.Index([0], name="row"))
+
+
+@functools.singledispatch
+def times(x):
+    raise TypeError(x)
+
+
+@times.register
+def _(x: int):
+    return x * 4
+
+
+class Model:
+    @functools.cached_property
+    def factor(self):
+        return FACTOR
+
+
+def from_registry(x):
+    return MODELS["small"].apply(x)
+
+
+def from_config(x):
+    return CFG.op.apply(x)
+
+
+def dispatched(x):
+    return times(x)
+
+
+def cached(x):
+    return Model().factor
+
+
+def configured():
+    return ARGS.lr
+
+
+def tabled():
+    return TABLE
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "old", "new", "changed"),
+    [
+        ("hidden:from_registry", "x * 3", "x * 5", "hidden:Scaler"),
+        ("hidden:from_config", "x * 3", "x * 5", "hidden:Scaler"),
+        ("hidden:dispatched", "x * 4", "x * 6", "hidden:_"),
+        ("hidden:cached", "FACTOR = 2", "FACTOR = 3", "hidden:FACTOR"),
+        ("hidden:configured", "lr=0.1", "lr=0.5", "hidden:ARGS"),
+        ("hidden:tabled", 'name="row"', 'name="rows"', "hidden:TABLE"),
+    ],
+)
+def test_code_and_values_reached_through_instances_dispatch_and_namespaces_are_keyed(
+    tmp_path: Path, target: str, old: str, new: str, changed: str
+):
+    """Each edit was a stale hit: a class whose instances sit in a registry or a config's
+    field, a `singledispatch` implementation, a `cached_property`'s body, an argparse
+    namespace, a DataFrame's index name."""
+    project = write_project(tmp_path / "project", {"hidden.py": HIDDEN})
+    before = fingerprint_in_new_process(project, target)
+    assert before == fingerprint_in_new_process(project, target, hash_seed="3")
+    edit(project, "hidden.py", old, new)
+    assert changed in changed_parts(before, fingerprint_in_new_process(project, target))
+
+
+def test_each_of_two_closures_of_one_factory_enters_the_key():
+    """Both hold a cell `scale.<closure>.k`: only the first was kept."""
+
+    def make(k: int) -> Any:
+        def scale(x: int) -> int:
+            return x * k
+
+        return scale
+
+    def using(k: int) -> Any:
+        double, other = make(2), make(k)
+
+        def use(x: int) -> int:
+            return double(x) + other(x)
+
+        return use
+
+    assert fingerprint(using(3)).digest != fingerprint(using(30)).digest
+    assert fingerprint(using(3)).digest == fingerprint(using(3)).digest
+
+
 def double(x: int) -> int:
     return 2 * x
 

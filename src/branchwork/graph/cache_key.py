@@ -31,7 +31,7 @@ from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import ARTIFACT_REFS, Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
-from branchwork.user_code import SCRIPT_MODULE
+from branchwork.user_code import SCRIPT_MODULE, recorded_name
 from branchwork.values import Leaf, canonical, hash_json
 
 if TYPE_CHECKING:
@@ -109,14 +109,14 @@ def key_parts(
         if isinstance(value, FileInput):  # its contents enter through `files`
             arguments[name] = f"file:{value}"
         else:  # as do those of files nested in an argument
-            arguments[name] = _token(canonical(value, by_content))
+            arguments[name] = _token(canonical(value, by_content, recorded_name))
     step = invocation.step
     return KeyParts(
         code=step.code_hash,
         arguments=arguments,
         files=files,
         libraries=dict(libraries),
-        extra=None if extra is None else _token(canonical(extra)),
+        extra=None if extra is None else _token(canonical(extra, None, recorded_name)),
         outputs=_outputs_of(step),
         classes=classes,
     )

@@ -16,13 +16,13 @@ hashes every piece of the user's own code the function reaches, each normalized:
   arguments: `model: Model`, also as text under `from __future__ import annotations`); the
   values of the function's closure cells and its parameters' defaults; the names in
   decorators (found in the source, as the function's bytecode does not apply its own
-  decorators); for a class, its bases and
-  metaclass, its members (what its methods load, its class-level values), the whole class
-  being one piece. What these names hold is reached in turn, breadth first, each piece once
-  (mutual recursion ends), at most `MAX_PIECES` pieces (beyond that the key stops following
-  the code, and a warning says so). Bytecode rather than the AST finds the names because it
-  tells a global from a local or a parameter of the same name, and works where there is no
-  source.
+  decorators); the implementations a `functools.singledispatch` function registered; for a
+  class, its bases and metaclass, its members (what its methods, properties and cached
+  properties load, its class-level values), the whole class being one piece. What these
+  names hold is reached in turn, breadth first, each piece once (mutual recursion ends), at
+  most `MAX_PIECES` pieces (beyond that the key stops following the code, and a warning says
+  so). Bytecode rather than the AST finds the names because it tells a global from a local
+  or a parameter of the same name, and works where there is no source.
 - The user's own code: functions and classes of modules whose file is outside the standard
   library and site-packages/dist-packages (code without a file: a REPL, a notebook cell, an
   exec'd string, counts as the user's), and not branchwork's. Installed libraries enter a
@@ -39,7 +39,9 @@ hashes every piece of the user's own code the function reaches, each normalized:
   appends to hashes differently once it grew); so are enum members, paths, dates, times,
   decimals, UUIDs, fractions, complex numbers, ranges and compiled regexes, and instances of
   the user's own classes (dataclasses, pydantic models, config objects) by their attributes,
-  their class being reached too; numpy arrays and pandas DataFrames, Series and indexes by
+  their class being reached too wherever the instance is (a registry of models, a config's
+  field); namespaces (`args = parser.parse_args()`, SimpleNamespace) by their attributes;
+  numpy arrays and pandas DataFrames, Series and indexes by
   their contents (not arrays or frames of Python objects, such as lists in cells); any
   other object (a logger, a client, a library's model) by its type's name alone, so an odd
   value never breaks a key.
@@ -84,11 +86,16 @@ from enum import Enum
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import PurePath
-from types import CodeType, FunctionType, GenericAlias, MethodType, ModuleType
+from types import CodeType, FunctionType, GenericAlias, MethodType, ModuleType, SimpleNamespace
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
-from branchwork.user_code import _installed_roots, code_generation, recorded_module
+from branchwork.user_code import (
+    _installed_roots,
+    code_generation,
+    recorded_module,
+    recorded_name,
+)
 from branchwork.values import Leaf, canonical, hash_json
 
 FINGERPRINT_FORMAT = "code-v1"  # in every digest: a change of what is hashed changes them all
@@ -224,7 +231,10 @@ def _compute(root: Any) -> CodeFingerprint:
         piece = _once(_pieces, queue.popleft(), _hash_piece)
         _add(parts, piece.label, piece.digest)
         for label, digest in piece.values.items():
-            parts.setdefault(label, digest)
+            if parts.setdefault(label, digest) != digest:
+                # Another piece's value of one name: `make_scaler(2)` and `make_scaler(3)`
+                # both hold a closure cell `scale.<closure>.k` (a stale hit kept only one).
+                _add(parts, label, digest)
         for reference in piece.reaches:
             code = reference()
             if code is not None and id(code) not in seen:
@@ -279,6 +289,7 @@ def _code_objects_of(piece: Any) -> tuple[CodeType, ...]:
 def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequence[Any]) -> None:
     """Where a value the code reads goes: the user's code into `reaches`, other values
     into `values` by their hash (and their class into `reaches` if it is the user's)."""
+    reaches.extend(f for f in _dispatched(value) if _is_user_code(f))
     value = _unwrap(value)
     if isinstance(value, ModuleType):
         return  # its attributes the code reads are references of their own
@@ -474,13 +485,18 @@ def _written_in_class(method: Any, cls: type) -> bool:
 
 
 def _functions_of(member: Any) -> list[Any]:
-    """The functions a class member holds: a method, a static/class method, a property's."""
+    """The functions a class member holds: a method, a static/class method, a property's,
+    a cached property's, a singledispatchmethod's implementations."""
     if isinstance(member, FunctionType):
         return [member]
     if isinstance(member, (staticmethod, classmethod)):
         return [member.__func__]
     if isinstance(member, property):
         return [f for f in (member.fget, member.fset, member.fdel) if f is not None]
+    if isinstance(member, functools.cached_property):
+        return [member.func]
+    if isinstance(member, functools.singledispatchmethod):
+        return [f for f in _dispatched(member) if isinstance(f, FunctionType)]
     return []
 
 
@@ -648,6 +664,20 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def _dispatched(value: Any) -> list[Any]:
+    """The implementations a `functools.singledispatch` function (or method) registered, in
+    the order they were: `_unwrap` reaches only the base function it wraps, and an edited
+    `@double.register` implementation served a stale result."""
+    if isinstance(value, functools.singledispatchmethod):
+        value = value.dispatcher
+    if not isinstance(value, FunctionType):  # its attributes are plain: reading runs no code
+        return []
+    registry = getattr(value, "registry", None)
+    if not isinstance(registry, Mapping) or not callable(getattr(value, "dispatch", None)):
+        return []
+    return [_unwrap(function) for function in registry.values()]
+
+
 def _is_user_code(value: Any) -> bool:
     """Whether a function, class or module is the user's own code (module docstring)."""
     if isinstance(value, ModuleType):
@@ -789,9 +819,14 @@ def _value_json(value: Any, inside: list[Any] | None = None) -> Any:
     they were hashed by their type's name only, and a step dispatching through such a
     registry was served a stale result when one of them changed."""
     try:
-        return canonical(value, _more_values(inside))
+        return _canonical(value, _more_values(inside))
     except Exception:  # noqa: BLE001 - whatever an odd value raises (a tzinfo without offset)
         return _type_json(value)
+
+
+def _canonical(value: Any, more: Leaf) -> Any:
+    """`values.canonical`, a script's classes named as where it ran (`__main__`)."""
+    return canonical(value, more, recorded_name)
 
 
 def _more_values(inside: list[Any] | None) -> Leaf:
@@ -801,18 +836,22 @@ def _more_values(inside: list[Any] | None) -> Leaf:
 def _more_json(value: Any, inside: list[Any] | None) -> Any:
     """What a value that is not a plain JSON value stands for in a fingerprint."""
     more = _more_values(inside)
+    if inside is not None and _is_user_code(type(value)):
+        # An instance anywhere in the value (`MODELS = {"small": Model()}`, a config's
+        # field) runs its class's methods: they were not followed, and served stale results.
+        inside.append(type(value))
     if isinstance(value, bytes):
         return {"$bytes": value.hex()}
     if isinstance(value, (set, frozenset)):
-        items = sorted(hash_json(canonical(item, more)) for item in value)
+        items = sorted(hash_json(_canonical(item, more)) for item in value)
         return {f"${type(value).__name__}": items}  # in a fixed order
     if isinstance(value, Enum):
-        return {**_type_json(value), "value": canonical(value.value, more)}
+        return {**_type_json(value), "value": _canonical(value.value, more)}
     if isinstance(value, _BY_REPR):  # a path, a date, a number: what it holds, as text
         # (a date or time by isoformat: a tzinfo's repr may hold an address, not its offset)
         text = value.isoformat() if isinstance(value, _CLOCK) else repr(value)
         state = _state_of(value)  # a subclass of the user's, with attributes of its own
-        extra = {"state": canonical(state, more)} if state else {}
+        extra = {"state": _canonical(state, more)} if state else {}
         return {**_type_json(value), "value": text, **extra}
     if isinstance(value, re.Pattern):
         return {**_type_json(value), "value": repr(value.pattern), "flags": value.flags}
@@ -827,7 +866,7 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
     state = _state_of(value)
     if state is None:
         return _type_json(value)
-    return {**_type_json(value), "state": canonical(state, more)}
+    return {**_type_json(value), "state": _canonical(state, more)}
 
 
 def _data_digest(value: Any) -> str | None:
@@ -854,18 +893,24 @@ def _data_digest(value: Any) -> str | None:
             rows = pandas.util.hash_pandas_object(value, index=True).to_numpy().tobytes()
         except TypeError:  # cells that are not hashable (lists, dicts)
             return None
+        # the index's names too: `hash_pandas_object` hashes its values alone
+        names = list(getattr(value, "index", value).names)
         if isinstance(value, pandas.DataFrame):
-            described = repr((list(value.columns), [str(kind) for kind in value.dtypes]))
+            columns = [str(kind) for kind in value.dtypes]
+            described = repr((list(value.columns), columns, names, list(value.columns.names)))
         else:
-            described = repr((value.name, str(value.dtype)))
+            described = repr((value.name, str(value.dtype), names))
         return hashlib.sha256(described.encode() + rows).hexdigest()[:16]
     return None
 
 
 def _state_of(value: Any) -> dict[str, Any] | None:
     """The attributes of an instance of the user's own class (a dataclass, a pydantic model,
-    a config object): editing `CONFIG = Config(lr=0.1)` changes the key. Other objects
+    a config object) or of a namespace (`args = parser.parse_args()`, a SimpleNamespace):
+    editing `CONFIG = Config(lr=0.1)` or passing `--lr 0.5` changes the key. Other objects
     (a logger, a client, a model loaded from disk) have no state here."""
+    if isinstance(value, _namespaces()):
+        return dict(vars(value))
     if not _is_user_code(type(value)):
         return None
     try:
@@ -873,6 +918,13 @@ def _state_of(value: Any) -> dict[str, Any] | None:
     except TypeError:  # __slots__ only
         names = [name for cls in type(value).__mro__ for name in getattr(cls, "__slots__", ())]
         return {name: getattr(value, name) for name in names if hasattr(value, name)}
+
+
+def _namespaces() -> tuple[type, ...]:
+    """SimpleNamespace, and argparse's Namespace once a program imported argparse (before,
+    no value can be one)."""
+    argparse = sys.modules.get("argparse")
+    return (SimpleNamespace, argparse.Namespace) if argparse is not None else (SimpleNamespace,)
 
 
 def _type_json(value: Any) -> dict[str, str]:

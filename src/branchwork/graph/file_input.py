@@ -32,19 +32,46 @@ class FileInput(str):
 
 def content_hash(path: str) -> str:
     """The sha256 of a file's bytes, or of a folder's files (relative paths and contents,
-    in sorted order); OSError when it cannot be read."""
-    target = Path(path)
+    each after its length, in sorted order), through symbolic links as the step reads them;
+    OSError when it cannot be read."""
+    path = str.__str__(path)  # a plain str: errors name the path, not `FileInput('...')`
     digest = hashlib.sha256()
-    if target.is_dir():
-        for file in sorted(p for p in target.rglob("*") if p.is_file()):
-            digest.update(file.relative_to(target).as_posix().encode() + b"\0")
-            _feed(digest, file)
-    else:
-        _feed(digest, target)
+    if not os.path.isdir(path):
+        _feed(digest, path)
+        return digest.hexdigest()
+    digest.update(b"folder\0")
+    for name, file in sorted(_files_under(path)):
+        encoded = name.encode()
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        digest.update(os.path.getsize(file).to_bytes(8, "big"))
+        _feed(digest, file)
     return digest.hexdigest()
 
 
-def _feed(digest: Any, file: Path) -> None:
+def _files_under(folder: str) -> list[tuple[str, str]]:
+    """(path relative to `folder` with "/", path) of every file under it, symbolic links to
+    folders followed (`rglob` did not: a `latest -> run_7` folder's files went unhashed) and
+    each real folder walked once (a link to a parent would loop)."""
+    files, walked = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True, onerror=_raise):
+        real = os.path.realpath(root)
+        if real in walked:
+            folders.clear()
+            continue
+        walked.add(real)
+        folders.sort()  # one order everywhere: which path of a folder linked twice is hashed
+        for name in names:
+            file = os.path.join(root, name)
+            if os.path.isfile(file):
+                files.append((Path(os.path.relpath(file, folder)).as_posix(), file))
+    return files
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _feed(digest: Any, file: str) -> None:
     with open(file, "rb") as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from branchwork.user_code import find_recorded, recorded_module
+from branchwork.user_code import find_recorded, recorded_name
 
 
 def resolve_type(path: str) -> Any:
@@ -58,8 +58,7 @@ def loaded_type(path: str) -> Any:
 def type_path(value: Any) -> str:
     """The "module.QualName" of `value`'s class, as `resolve_type` reads it back (interned:
     a run holds one per output)."""
-    cls = type(value)
-    return sys.intern(f"{recorded_module(cls.__module__)}.{cls.__qualname__}")
+    return sys.intern(recorded_name(type(value)))
 
 
 def script_classes(annotations: Iterable[Any]) -> dict[str, type]:
@@ -72,7 +71,7 @@ def script_classes(annotations: Iterable[Any]) -> dict[str, type]:
     while todo:
         annotation = todo.pop()
         if isinstance(annotation, type) and not typing.get_args(annotation):
-            path = f"{recorded_module(annotation.__module__)}.{annotation.__qualname__}"
+            path = recorded_name(annotation)
             if path.startswith("__main__.") and path not in found:
                 found[path] = annotation
                 todo.extend(annotation.__subclasses__())  # `shape: Shape` given a Circle
