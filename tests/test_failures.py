@@ -70,6 +70,35 @@ def test_a_failing_step_fails_the_run_naming_the_invocation_with_the_original_ca
     assert "raise Boom" in run.steps["explode"].traceback
 
 
+class QuotaError(Exception):
+    """A user's exception whose `__str__` reads an attribute its `__init__` never set."""
+
+    def __str__(self) -> str:
+        return f"quota exceeded for {self.resource}"  # type: ignore[attr-defined]
+
+
+@step
+def over_quota(x: int) -> int:
+    raise QuotaError("api")
+
+
+@pipeline
+def quota():
+    return ok(over_quota(ok(1)))
+
+
+def test_an_exception_whose_str_raises_fails_its_step_not_the_loop(local_flavor):
+    """Its message was written with str(): the loop crashed there, and steps that had
+    finished stayed recorded `running` for good."""
+    error, run = failed_run(quota)
+    unprintable = "<str() of this QuotaError raised AttributeError>"
+    assert f"step 'over_quota' raised QuotaError: {unprintable}" in str(error)
+    assert type(error.__cause__).__name__ in ("QuotaError", "RemoteStepError")
+    assert (run.exception_type, run.exception_message) == ("QuotaError", unprintable)
+    statuses = {name: str(step_run.status) for name, step_run in run.steps.items()}
+    assert statuses == {"ok": "completed", "over_quota": "failed"}
+
+
 def test_stop_on_failure_lets_running_steps_finish_and_starts_nothing_new():
     @pipeline(dynamic=True)
     def mixed():
@@ -207,6 +236,12 @@ def test_invalid_resource_and_retry_settings_are_refused_with_the_field_named():
         ResourceSettings(gpu_count=0.5)
     with pytest.raises(ConfigurationError, match="max_retries must not be negative"):
         StepRetryConfig(max_retries=-1)
+    for delay in (float("nan"), float("inf"), -1, "1"):  # a NaN delay waited forever
+        with pytest.raises(ConfigurationError, match="delay must be a finite number"):
+            StepRetryConfig(max_retries=1, delay=delay)
+    for backoff in (float("nan"), float("inf"), 0.5, None):
+        with pytest.raises(ConfigurationError, match="backoff must be a finite number"):
+            StepRetryConfig(max_retries=1, backoff=backoff)
     assert ResourceSettings(memory="512MB").memory_bytes == 512_000_000
     assert ResourceSettings(memory="2GiB").memory_bytes == 2 * 1024**3
 

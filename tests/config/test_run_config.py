@@ -84,6 +84,10 @@ def test_the_file_does_not_change_the_original_pipeline(tmp_path):
             "steps: {scale: {retry: {max_retries: -1}}}",
             "steps.scale.retry: StepRetryConfig.max_retries must not be negative",
         ),
+        (
+            "steps: {scale: {retry: {max_retries: 1, delay: .nan}}}",
+            "steps.scale.retry: StepRetryConfig.delay must be a finite number",
+        ),
         ("steps: {scale: {cache: false}}", "steps.scale.cache: unknown key"),
         (
             "steps: {scael: {enable_cache: false}}",

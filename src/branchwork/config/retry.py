@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,16 @@ class StepRetryConfig:
             raise ConfigurationError(
                 f"StepRetryConfig.max_retries must not be negative, got {self.max_retries}"
             )
-        if self.delay < 0:
+        # NaN passes every comparison's `not`: a NaN delay waited forever (`retrying in nans`)
+        if not _finite_number(self.delay) or self.delay < 0:
             raise ConfigurationError(
-                f"StepRetryConfig.delay must not be negative, got {self.delay}"
+                f"StepRetryConfig.delay must be a finite number of seconds, not negative, "
+                f"got {self.delay!r}"
             )
-        if self.backoff < 1:
+        if not _finite_number(self.backoff) or self.backoff < 1:
             raise ConfigurationError(
-                f"StepRetryConfig.backoff must be at least 1, got {self.backoff}"
+                f"StepRetryConfig.backoff must be a finite number of at least 1, "
+                f"got {self.backoff!r}"
             )
 
     def delay_before(self, attempt: int) -> float:
@@ -40,6 +44,10 @@ class StepRetryConfig:
 
     def to_dict(self) -> dict[str, float]:
         return {"max_retries": self.max_retries, "delay": self.delay, "backoff": self.backoff}
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_retry(value: Any, where: str) -> StepRetryConfig | None:

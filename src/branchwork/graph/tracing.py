@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.graph.context import run_context
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, StepCalls
+from branchwork.metadata.error_records import text_of
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -133,7 +134,7 @@ def trace(
                 discovered=context.invocations,
                 waited_on=context.waited_on,
             )
-        reason = f"its body raised {type(error).__name__} while traced: {error}"
+        reason = f"its body raised {type(error).__name__} while traced: {text_of(error)}"
         return Compiled(True, reason=reason, error=error, discovered=context.invocations)
     if context.value_use:  # the body swallowed our signal with a bare except
         return Compiled(

@@ -59,7 +59,17 @@ def type_name_of(error: BaseException) -> str:
 
 def message_of(error: BaseException) -> str:
     """The message an error is recorded with: a RemoteStepError's is the original's."""
-    return error.remote_message if isinstance(error, RemoteStepError) else str(error)
+    return error.remote_message if isinstance(error, RemoteStepError) else text_of(error)
+
+
+def text_of(error: object) -> str:
+    """`str(error)`, or a text saying that it raised: a user's exception whose `__str__`
+    reads an attribute its `__init__` never set crashed the loop where its message was
+    written, and left finished steps recorded running."""
+    try:
+        return str(error)
+    except Exception as failure:  # noqa: BLE001 - whatever a user's __str__ raises
+        return f"<str() of this {type(error).__name__} raised {type(failure).__name__}>"
 
 
 def columns(error: BaseException) -> dict[str, str]:

@@ -15,6 +15,7 @@ import os
 import signal
 from typing import Any
 
+from branchwork.metadata.error_records import text_of
 from branchwork.orchestrators.ray_launcher import applied_environment
 from branchwork.user_code import extend_import_path
 
@@ -50,7 +51,7 @@ def wait_for_loop(ref: Any) -> Any:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as error:  # the loop's worker or node died
-        return f"{type(error).__name__}: {error}"
+        return f"{type(error).__name__}: {text_of(error)}"
 
 
 def end_loop(ref: Any) -> None:

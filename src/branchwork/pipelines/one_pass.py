@@ -19,6 +19,7 @@ from branchwork.exceptions import RunStopped
 from branchwork.graph.context import run_context
 from branchwork.graph.futures import StepOutput, StepOutputs
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
+from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import (
@@ -148,7 +149,9 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
                     return run_outcome(live.run_id, None)  # stopped before its loop began
                 if live.started or not isinstance(error, Exception):
                     raise  # Ctrl-C before the run existed, or it could not be started
-                live.start(f"its body raised {type(error).__name__} before using a value: {error}")
+                live.start(
+                    f"its body raised {type(error).__name__} before using a value: {text_of(error)}"
+                )
             assert live.session is not None
             return run_outcome(live.run_id, live.session.fail(error).error)
         if live.session is None:  # it never needed a value: static, the trace is its DAG

@@ -23,6 +23,7 @@ from branchwork.exceptions import (
     StoreUnavailableError,
 )
 from branchwork.graph.tracing import Compiled
+from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import mark_run_failed
 from branchwork.metadata.store import get_engine
@@ -94,7 +95,7 @@ def _failures_recorded(stack: Stack, run: PipelineRunResponse) -> Iterator[None]
         if not isinstance(error, BranchworkError):
             failure = OrchestratorError(
                 f"Orchestrator '{orchestrator.name}' ({type(orchestrator).__name__}) failed to "
-                f"run '{run.name}': {type(error).__name__}: {error}"
+                f"run '{run.name}': {type(error).__name__}: {text_of(error)}"
             )
         mark_run_failed(get_engine(), run.id, failure)
         if failure is error:

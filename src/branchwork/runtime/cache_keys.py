@@ -23,6 +23,7 @@ from branchwork.graph.code_hash import class_digest, library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
 from branchwork.materializers.types import loaded_type
+from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
 from branchwork.metadata.recorder import Recorder
 from branchwork.runtime import events as E
@@ -89,7 +90,7 @@ class CacheKeys:
                 self._class_code,
             )
         except Exception as error:  # noqa: BLE001 - a key that cannot be computed is a miss
-            item.key_error = f"{type(error).__name__}: {error}"
+            item.key_error = f"{type(error).__name__}: {text_of(error)}"
             item.cache_key = None
             return
         item.cache_parts = parts

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineHookError
+from branchwork.metadata.error_records import text_of
 from branchwork.user_code import recorded_module
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ class PipelineHooks:
             self._record("on_start", hook, error)
             failure = PipelineHookError(
                 f"Pipeline '{self.pipeline.name}' run '{self.context.run_name}': its on_start "
-                f"hook {_hook_name(hook)} raised {type(error).__name__}: {error}. No step ran; "
-                "fix the hook, then resume the run (branchwork runs resume "
+                f"hook {_hook_name(hook)} raised {type(error).__name__}: {text_of(error)}. "
+                "No step ran; fix the hook, then resume the run (branchwork runs resume "
                 f"{self.context.run_name})."
             )
             raise failure from error
@@ -146,7 +147,7 @@ class PipelineHooks:
                 "hook": event,
                 "function": _hook_name(hook),
                 "exception_type": type(error).__name__,
-                "message": str(error),
+                "message": text_of(error),
                 "traceback": "".join(traceback.format_exception(error)),
             }
         )

@@ -32,6 +32,7 @@ from branchwork.graph.invocation import (
     OutputRef,
     invocation_config_json,
 )
+from branchwork.metadata.error_records import text_of
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.envelopes import code_differences
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
@@ -353,7 +354,7 @@ class StepRecords:
         invocation, cause = item.invocation, item.last_error
         error = StepFailedError(
             f"Step '{invocation.step.name}' (invocation '{invocation.id}') of pipeline "
-            f"'{self.pipeline_name}' failed: {type(cause).__name__}: {cause}",
+            f"'{self.pipeline_name}' failed: {type(cause).__name__}: {text_of(cause)}",
             invocation.id,
         )
         error.__cause__ = cause
