@@ -257,3 +257,73 @@ def test_a_driver_with_a_class_of_the_same_name_resumes_a_scripts_run(tmp_path):
     flag.unlink()
     resumed = run(sys.executable, "driver.py")
     assert resumed.stdout == "Settings(name='big')\n", resumed.stderr
+
+
+STATIC = """
+from branchwork import pipeline, step
+
+
+@step
+def a() -> int:
+    return 1
+
+
+@step
+def b() -> int:
+    raise ValueError("b failed")
+
+
+@pipeline
+def pair():
+    return [a(), b()]
+"""
+
+
+def edited_pair(tmp_path: Path) -> tuple[Path, Callable[..., subprocess.CompletedProcess[str]]]:
+    """pair.py in a folder, and `run(*args)`: the real `branchwork` run there (each command
+    in a fresh process, as a user edits the file between two)."""
+    (tmp_path / "pair.py").write_text(STATIC)
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    run = in_folder(tmp_path)
+    return tmp_path / "pair.py", lambda *args: run(branchwork, *args, "--no-progress")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_a_static_body_that_now_raises_fails_the_resume_with_its_error(tmp_path):
+    """It was taken for an empty graph: the resume recorded the run completed around its
+    failed step, returned None, and the run could not be resumed again."""
+    source, branchwork = edited_pair(tmp_path)
+    assert "step 'b' raised ValueError: b failed" in branchwork("run", "pair.py:pair").stderr
+    run = Client().list_pipeline_runs(pipeline="pair", limit=1)[0]
+    edit(source, "[a(), b()]", "[a(), bb()]")  # a typo
+    resumed = branchwork("runs", "resume", run.name)
+    assert resumed.returncode == 1
+    assert "the pipeline function raised NameError: name 'bb' is not defined" in resumed.stderr
+    again = Client().get_pipeline_run(run.id)
+    statuses = {name: str(step_run.status) for name, step_run in again.steps.items()}
+    assert (again.status, statuses) == ("failed", {"a": "completed", "b": "failed"})
+    edit(source, "bb()", "b()")
+    edit(source, 'raise ValueError("b failed")', "return 2")
+    resumed = branchwork("runs", "resume", run.name)
+    assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: [1, 2]"], resumed
+
+
+def test_a_resume_that_no_longer_calls_a_failed_invocation_diverges(tmp_path):
+    """It completed, recording the run completed beside its failed invocation."""
+    source, branchwork = edited_pair(tmp_path)
+    assert branchwork("run", "pair.py:pair").returncode == 1
+    run = Client().list_pipeline_runs(pipeline="pair", limit=1)[0]
+    edit(source, "[a(), b()]", "[a()]")
+    resumed = branchwork("runs", "resume", run.name)
+    assert resumed.returncode == 1
+    assert (
+        f"Resumed run '{run.name}': invocation 'b' failed in an earlier session, and the "
+        "pipeline no longer calls it. Resume with --accept-new-graph"
+    ) in resumed.stderr
+    assert Client().get_pipeline_run(run.id).status == "failed"
+    resumed = branchwork("runs", "resume", run.name, "--accept-new-graph")
+    assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: [1]"], resumed

@@ -92,6 +92,8 @@ class GraphCheck:
         self.accept_new_graph = accept_new_graph
         self._ran_again: set[str] = set()  # recorded completed, run again (module docstring)
         self._read_ran_again: str | None = None  # the first of them whose value the body read
+        # recorded unfinished (failed, stopped), not made again yet: see `left_behind`
+        self._not_made = {i for i, record in self.replay.items() if record.status not in _REUSABLE}
 
     def is_replayed(self, invocation_id: str) -> bool:
         return invocation_id in self.replay
@@ -109,8 +111,24 @@ class GraphCheck:
 
     def made(self, invocation_id: str, reads: tuple[str, ...]) -> None:
         """The pipeline made a call, after reading these values since its previous one."""
+        self._not_made.discard(invocation_id)
         if self._read_ran_again is None:
             self._read_ran_again = next((read for read in reads if read in self._ran_again), None)
+
+    def left_behind(self) -> tuple[str, str] | None:
+        """Once the body returned: an invocation the run's earlier sessions left failed or
+        stopped that it no longer makes, with the divergence message, unless the resume
+        accepts the new graph. Such a run was recorded completed around its failed step."""
+        if not self._not_made or self.accept_new_graph:
+            return None
+        first = min(self._not_made)
+        status = self.replay[first].status
+        return first, (
+            f"Resumed run '{self.run_name}': invocation '{first}' {status} in an earlier "
+            f"session, and the pipeline no longer calls it"
+            + (f" (nor {len(self._not_made) - 1} more such)" if len(self._not_made) > 1 else "")
+            + ". Resume with accept_new_graph=True to finish the run without it."
+        )
 
     def check(self, call: Call) -> Verdict:
         record = self.replay.get(call.invocation_id)

@@ -23,6 +23,7 @@ from branchwork.exceptions import (
     OrchestratorError,
     PipelineDefinitionError,
     PipelineHookError,
+    ReplayDivergenceError,
     RunAlreadyStartedError,
     RunStopped,
     StepFailedError,
@@ -108,6 +109,7 @@ class RunSession:
         replay = latest_attempts(store, run.id)
         self.recorder = Recorder(store, run.id)
         graph_check = graph_check_for(request, replay, store)  # a replay's: its original too
+        self.graph_check = graph_check
         self.loop = RunLoop(
             run_id=run.id,
             run_name=run.name,
@@ -218,6 +220,7 @@ class RunSession:
                     returned = pipeline.func(**params)
             else:
                 compiled = request.compiled or self._traced_again(params)
+                _check_still_static(pipeline.name, compiled)
                 body.add(compiled.invocations, compiled.calls)
                 returned = compiled.returned
         except BaseException as error:
@@ -246,6 +249,10 @@ class RunSession:
             return self.outcome
         try:
             structure, version_ids = self.body.finish(returned)
+            left_behind = self.graph_check.left_behind()
+            if left_behind is not None:
+                invocation_id, message = left_behind
+                raise ReplayDivergenceError(message, invocation_id)
             self.loop.record_outputs(version_ids)
         except BaseException as error:
             return self.fail(error)
@@ -334,6 +341,20 @@ class RunSession:
         if self.hooks.errors:
             self.recorder.run_update(hook_errors=json.dumps(self.hooks.errors))
             self.recorder.flush()
+
+
+def _check_still_static(pipeline_name: str, compiled: Compiled) -> None:
+    """A static run's body, traced again (a resume of an edited body, its orchestration
+    process), must still give a static graph: one that now raised was taken for an empty
+    graph, and the resume recorded the run completed around its failed step."""
+    if compiled.error is not None:
+        raise compiled.error
+    if compiled.is_dynamic:
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline_name}' ran as a static pipeline, but its body now needs a "
+            f"step's value ({compiled.reason}). A run keeps the kind it started with: start a "
+            "new run, or make the pipeline dynamic (@pipeline(dynamic=True))."
+        )
 
 
 def _check_same_graph(
