@@ -19,6 +19,7 @@ from branchwork import Client, pipeline, step
 from branchwork.exceptions import PipelineRunFailedError
 from branchwork.orchestrators import LocalProcessOrchestrator
 from branchwork.stack import Stack, active_stack, get_active_stack
+from processes import Spawned, wait_until
 
 
 def local_process(**config):
@@ -512,6 +513,23 @@ def test_two_ctrl_c_in_the_caller_stop_the_run_and_its_step_processes(tmp_path):
     while not all(gone(pid) for pid in steps):
         assert time.monotonic() < deadline, "step processes outlived Ctrl-C"
         time.sleep(0.05)
+    run = Client().list_pipeline_runs(pipeline="sleepers")[0]
+    assert run.status == "stopped"
+    assert [step.status for step in run.steps.values()] == ["stopped", "stopped"]
+
+
+def test_sigterm_to_the_caller_stops_the_run_and_ends_its_orchestration(tmp_path):
+    """`timeout`, a CI cancel or `docker stop` send SIGTERM: it killed the caller alone, and
+    the run went on in the background to completion."""
+    script = tmp_path / "caller.py"
+    script.write_text(CALLER.format(here=str(Path(ip.__file__).parent), folder=str(tmp_path)))
+    with Spawned([sys.executable, str(script)], env=dict(os.environ)) as caller:
+        steps = [wait_for(tmp_path / f"s{i}.pid") for i in range(2)]
+        runner = parent_of(parent_of(steps[0]))
+        caller.signal(signal.SIGTERM)
+        code, _, err = caller.wait(60)
+        wait_until(lambda: gone(runner) and all(map(gone, steps)), 10, "the run's processes")
+    assert code != 0 and "Terminated: stopped by SIGTERM" in err
     run = Client().list_pipeline_runs(pipeline="sleepers")[0]
     assert run.status == "stopped"
     assert [step.status for step in run.steps.values()] == ["stopped", "stopped"]

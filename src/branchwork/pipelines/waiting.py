@@ -7,7 +7,8 @@ the store (the one channel every orchestrator shares), to stop gracefully and ke
 a second one asks it to abandon its running steps and gives it a second: if the run is not
 finished by then, the caller records it STOPPED itself and ends the job if the orchestrator
 said how (`SubmissionResult.stop`). Either way the caller then gets KeyboardInterrupt, and
-the run is never left `running`.
+the run is never left `running`. SIGTERM to the caller abandons at once, as a second Ctrl-C
+does, and the caller gets `Terminated` (a KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from branchwork.metadata.queries import step_run_count
 from branchwork.metadata.runs import mark_run_stopped, request_stop
 from branchwork.runtime.interrupts import (
+    Terminated,
     abandoning_message,
     announce,
     in_slices,
+    interrupts_deferred,
+    sigterm_stops_the_run,
     stopping_message,
 )
 
@@ -63,34 +67,43 @@ class _Waiter:
 
 def wait_for_run(result: SubmissionResult, engine: Engine, run_id: str) -> Any:
     """What `result.wait_for_completion()` returns; KeyboardInterrupt once the run has
-    stopped after Ctrl-C (see the module docstring)."""
+    stopped after Ctrl-C, `Terminated` after SIGTERM (see the module docstring)."""
     waiter = _Waiter(result.wait_for_completion)
-    try:
-        waiter.wait()
-        return waiter.outcome()
-    except KeyboardInterrupt:
-        pass
-    request_stop(engine, run_id, "graceful")
-    announce(stopping_message(step_run_count(engine, run_id, "running")))
-    try:
-        waiter.wait()
-    except KeyboardInterrupt:
-        _abandon(result, waiter, engine, run_id)
-    raise KeyboardInterrupt
+    with sigterm_stops_the_run():
+        try:
+            waiter.wait()
+            return waiter.outcome()
+        except Terminated:
+            _abandon(result, waiter, engine, run_id, "SIGTERM")
+            raise
+        except KeyboardInterrupt:
+            pass
+        request_stop(engine, run_id, "graceful")
+        announce(stopping_message(step_run_count(engine, run_id, "running")))
+        try:
+            waiter.wait()
+        except KeyboardInterrupt as interrupt:
+            _abandon(result, waiter, engine, run_id, "a second Ctrl-C")
+            if isinstance(interrupt, Terminated):
+                raise
+        raise KeyboardInterrupt
 
 
-def _abandon(result: SubmissionResult, waiter: _Waiter, engine: Engine, run_id: str) -> None:
-    announce(abandoning_message(step_run_count(engine, run_id, "running")))
-    request_stop(engine, run_id, "abandon")
-    try:
+def _abandon(
+    result: SubmissionResult, waiter: _Waiter, engine: Engine, run_id: str, by: str
+) -> None:
+    """SIGTERM (`timeout`, a CI cancel, `docker stop`), or a second Ctrl-C: the loop is asked
+    to abandon its running steps; the caller records the run STOPPED and ends its process
+    if it did not stop within a second. SIGTERM used to kill the caller alone, and a
+    local_process run went on in the background. One more signal meanwhile is held until
+    the run is recorded."""
+    with interrupts_deferred():
+        announce(abandoning_message(step_run_count(engine, run_id, "running")))
+        request_stop(engine, run_id, "abandon")
         if waiter.wait(ABANDON_GRACE_SECONDS):
             return
-    except KeyboardInterrupt:  # a third Ctrl-C: the run is recorded all the same
-        pass
-    mark_run_stopped(
-        engine,
-        run_id,
-        "Abandoned by a second Ctrl-C: its orchestration did not stop within a second.",
-    )
-    if result.stop is not None:
-        result.stop()
+        mark_run_stopped(
+            engine, run_id, f"Abandoned by {by}: its orchestration did not stop within a second."
+        )
+        if result.stop is not None:
+            result.stop()
