@@ -119,3 +119,34 @@ def test_a_parameter_the_pipeline_does_not_take_is_an_error(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigurationError, match="cannot be read"):
         scaled.with_options(config_path=str(tmp_path / "nope.yaml"))
+
+
+@step
+def doubled(x: int) -> int:
+    return 2 * x
+
+
+@step
+def always_fails(x: int) -> int:
+    raise RuntimeError("transient")
+
+
+@pipeline
+def retried(x: int = 1):
+    return always_fails(doubled(x))
+
+
+def test_a_resume_keeps_the_per_step_retries_its_run_configuration_gave(tmp_path):
+    """The resumed pipeline is loaded afresh, without the file's options: a static run's
+    per-step retries were dropped (3 attempts, then 1 on resume)."""
+    from branchwork import Client
+    from branchwork.exceptions import PipelineRunFailedError
+
+    config = write(tmp_path, "steps: {always_fails: {retry: {max_retries: 2}}}")
+    with pytest.raises(PipelineRunFailedError) as failed:
+        retried.with_options(config_path=config)()
+    run_id = failed.value.run_id
+    assert Client().get_pipeline_run(run_id).steps["always_fails"].attempt == 3
+    with pytest.raises(PipelineRunFailedError):
+        Client().resume_run(run_id)
+    assert Client().get_pipeline_run(run_id).steps["always_fails"].attempt == 6

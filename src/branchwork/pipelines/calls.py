@@ -122,12 +122,19 @@ def bind_parameters(
     return params
 
 
-def compile_pipeline(pipeline: Pipeline[Any, Any], params: dict[str, Any]) -> Compiled:
-    """Static or dynamic, by tracing unless forced; see `graph.tracing`."""
-    enable_cache = pipeline.enable_cache is not False
+def compile_pipeline(
+    pipeline: Pipeline[Any, Any], params: dict[str, Any], recorded: RunOptions | None = None
+) -> Compiled:
+    """Static or dynamic, by tracing unless forced; see `graph.tracing`. A resume or a
+    replay passes the options its run recorded (`recorded`): the pipeline it loaded has
+    none of those a run configuration gave, and a static run's per-step retries and
+    settings were lost on resume."""
+    options = recorded or RunOptions.of(pipeline, None)
     if pipeline.dynamic is True:
         return Compiled(True, reason="it is declared dynamic=True")
-    compiled = trace(pipeline.func, params, pipeline.name, enable_cache, pipeline.step_options)
+    compiled = trace(
+        pipeline.func, params, pipeline.name, options.enable_cache, dict(options.step_options)
+    )
     if pipeline.dynamic is False and compiled.is_dynamic:
         if compiled.error is not None:
             raise compiled.error

@@ -63,9 +63,11 @@ def replay_run(
     plan = replay_plan(original, skip_successful, overrides or {})
     pipeline = load_pipeline(original.snapshot)
     stack = get_active_stack()
-    typed = RunOptions.from_spec(original.snapshot.spec).typed_parameters
-    params = pipeline.parameters_from_record(original.snapshot.parameters, typed)
-    compiled = compile_pipeline(pipeline, params)
+    recorded = RunOptions.from_spec(original.snapshot.spec)
+    params = pipeline.parameters_from_record(
+        original.snapshot.parameters, recorded.typed_parameters
+    )
+    compiled = compile_pipeline(pipeline, params, recorded)
     check_orchestrator(pipeline, compiled, stack.orchestrator)
     compiled.invocations = [plan.apply(i, pipeline.name) for i in compiled.invocations]
     with stopped_if_interrupted() as runs:

@@ -66,7 +66,7 @@ def resume_pipeline(
                 raise OrchestratorError(not_resumable_message(run))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
-        typed = RunOptions.from_spec(run.snapshot.spec).typed_parameters
-        params = pipeline.parameters_from_record(run.snapshot.parameters, typed)
-        compiled = compile_pipeline(pipeline, params)
+        recorded = RunOptions.from_spec(run.snapshot.spec)
+        params = pipeline.parameters_from_record(run.snapshot.parameters, recorded.typed_parameters)
+        compiled = compile_pipeline(pipeline, params, recorded)
         return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
