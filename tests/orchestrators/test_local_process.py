@@ -117,6 +117,13 @@ def test_killing_the_orchestration_process_leaves_no_orphan_step_processes(tmp_p
     run = Client().get_pipeline_run(error.run_id)
     assert run.status == "failed"
     assert "before the run finished" in run.exception_message
+    # Nothing raised it in the pipeline body: no traceback (`runs show` gave one as the
+    # body's), and the error does not say the pipeline function raised.
+    assert f"run '{run.name}' failed: OrchestratorError: The orchestration" in str(error)
+    assert run.traceback is None
+    # Its attempts in flight are closed as lost: they stayed `running` for good.
+    assert [step.status for step in run.steps.values()] == ["failed", "failed"]
+    assert {step.exception_type for step in run.steps.values()} == {"OrchestrationLost"}
 
 
 def test_sigterm_stops_the_run_and_ends_its_step_processes(tmp_path):

@@ -137,14 +137,23 @@ def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float)
 @retrying("recording a failed run")
 def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     """Record as FAILED a run whose loop never finished it: its pipeline would not load, or
-    its orchestration process died. A run that did finish is left as it is."""
+    its orchestration process died (then `error` was never raised: no traceback is
+    recorded, which `runs show` would give as the pipeline body's). Its attempts still
+    recorded running are closed as lost: they stayed running for good under a failed run.
+    A run that did finish is left as it is."""
+    columns: dict[str, str | None] = {**error_records.columns(error)}
+    if error.__traceback__ is None:
+        columns["traceback"] = None
+    now = time.time()
     with write_transaction(engine) as conn:
-        conn.execute(
+        failed = conn.execute(
             schema.pipeline_run.update()
             .where(schema.pipeline_run.c.id == run_id)
             .where(schema.pipeline_run.c.status.in_(("initializing", "running")))
-            .values(status="failed", end_time=utc(time.time()), **error_records.columns(error))
+            .values(status="failed", end_time=utc(now), **columns)
         )
+        if failed.rowcount:
+            close_lost_attempts(conn, run_id, now)
 
 
 @retrying("reopening the run for a resume")

@@ -245,7 +245,7 @@ def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> 
             run_id,
             OrchestratorError(
                 f"The orchestration of run '{run.name}' ended (result: {ended!r}) before the run "
-                "finished: its process or job died."
+                "finished: its process or job died. Resume the run to finish it."
             ),
         )
         run = get_run(engine, run_id, include_steps=False)
@@ -255,12 +255,15 @@ def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> 
 
 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:
-    where = (
-        f"step '{run.failed_step}' raised" if run.failed_step else "the pipeline function raised"
-    )
+    if run.failed_step:
+        where = f"step '{run.failed_step}' raised "
+    elif run.traceback:
+        where = "the pipeline function raised "
+    else:  # nothing raised it here: its orchestration died, say
+        where = ""
     kind = PipelineRunStoppedError if run.status == "stopped" else PipelineRunFailedError
     error = kind(
-        f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where} "
+        f"Pipeline '{run.pipeline_name}' run '{run.name}' {run.status}: {where}"
         f"{run.exception_type}: {run.exception_message}",
         run.id,
         run.failed_step,
