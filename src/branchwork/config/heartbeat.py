@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from branchwork.config.environment import seconds_from_env
 
 
 def heartbeat_interval() -> float:
     """Seconds between heartbeats ($BRANCHWORK_HEARTBEAT_SECONDS, default 5)."""
-    return float(os.environ.get("BRANCHWORK_HEARTBEAT_SECONDS", "5"))
+    return seconds_from_env("BRANCHWORK_HEARTBEAT_SECONDS", 5.0, positive=True)
 
 
 MISSED_HEARTBEATS = 6  # of silence, after which a running run is taken for dead

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from branchwork.config.environment import seconds_from_env
 from branchwork.config.heartbeat import stale_after
 from branchwork.exceptions import StoreUnavailableError
 
@@ -35,7 +35,7 @@ _MAX_DELAY = 2.0
 
 def retry_window() -> float:
     """Seconds a store operation keeps being retried ($BRANCHWORK_STORE_RETRY_SECONDS)."""
-    return float(os.environ.get("BRANCHWORK_STORE_RETRY_SECONDS", "30"))
+    return seconds_from_env("BRANCHWORK_STORE_RETRY_SECONDS", 30.0)
 
 
 def is_transient(error: BaseException) -> bool:

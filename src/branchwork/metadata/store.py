@@ -15,7 +15,6 @@ waited find the work done and carry on.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
+from branchwork.config.environment import seconds_from_env
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError
 
@@ -72,7 +72,7 @@ def _switch_to_wal(cursor: Any) -> None:
 
 def busy_timeout() -> float:
     """Seconds a writer waits for another process's lock ($BRANCHWORK_SQLITE_BUSY_TIMEOUT)."""
-    return float(os.environ.get("BRANCHWORK_SQLITE_BUSY_TIMEOUT", "30"))
+    return seconds_from_env("BRANCHWORK_SQLITE_BUSY_TIMEOUT", 30.0)
 
 
 _writing: ContextVar[bool] = ContextVar("branchwork_store_writing", default=False)
