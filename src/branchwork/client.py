@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from branchwork.exceptions import OrchestratorError
 from branchwork.metadata.queries import child_run_ids, get_run, list_run_ids
 from branchwork.metadata.run_cache import cache_decisions
 from branchwork.metadata.run_logs import step_logs
@@ -128,6 +129,7 @@ class Client:
         pipeline's value, as calling the pipeline does. A PAUSED run resumes once its
         question is answered or timed out (see `answer_run`); a child run that its parent
         paused with resumes with the parent (whose value is returned)."""
+        from branchwork.metadata.lost import not_resumable_message
         from branchwork.metadata.waits import paused_root
         from branchwork.pipelines.answering import settle_pause
         from branchwork.pipelines.loading import load_pipeline
@@ -137,6 +139,8 @@ class Client:
         if run.status == "paused":
             settle_pause(self._engine, run)
             run = paused_root(self._engine, run)  # resumes its paused child where it calls it
+        elif run.status not in ("failed", "stopped"):  # before its code is imported and run
+            raise OrchestratorError(not_resumable_message(run))
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
 
     def answer_run(self, id_or_name: RunRef, value: Any) -> Any:

@@ -327,3 +327,20 @@ def test_a_resume_that_no_longer_calls_a_failed_invocation_diverges(tmp_path):
     assert Client().get_pipeline_run(run.id).status == "failed"
     resumed = branchwork("runs", "resume", run.name, "--accept-new-graph")
     assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: [1]"], resumed
+
+
+def test_resuming_a_completed_run_is_refused_before_its_code_is_imported(tmp_path):
+    """The refusal came after importing the user's module, running its top-level code."""
+    source = tmp_path / "counted.py"
+    source.write_text(
+        f"open({str(tmp_path / 'imports.log')!r}, 'a').write('imported\\n')\n"
+        + STATIC.replace('raise ValueError("b failed")', "return 2")
+    )
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    run = in_folder(tmp_path)
+    assert run(branchwork, "run", "counted.py:pair", "--no-progress").returncode == 0
+    name = Client().list_pipeline_runs(pipeline="pair", limit=1)[0].name
+    refused = run(branchwork, "runs", "resume", name)
+    assert refused.returncode == 1
+    assert f"Run '{name}' is completed: only failed or stopped runs" in refused.stderr
+    assert (tmp_path / "imports.log").read_text() == "imported\n"
