@@ -714,3 +714,41 @@ def test_a_step_decorated_again_is_refused_rather_than_its_options_ignored():
     )
     square = step(name="square", enable_cache=False)(add.func)
     assert (square.name, square.enable_cache, square(2, 3)) == ("square", False, 5)
+
+
+@step
+def halves(x: int) -> tuple[Annotated[int, "low"], Annotated[int, "high"]]:
+    return x // 2, x - x // 2
+
+
+@step
+def doubled_int(x: int) -> int:
+    return 2 * x
+
+
+@step
+def pair_sum(pair: tuple) -> int:
+    return sum(pair)
+
+
+def test_all_outputs_of_a_call_given_to_a_parameter_no_tuple_fits_are_refused():
+    """The step received the tuple and failed later, blaming its own output's type."""
+
+    @pipeline
+    def unsplit():
+        return doubled_int(halves(5))
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        unsplit()
+    assert str(_cause(info)) == (
+        "Pipeline 'unsplit': step 'doubled_int' (invocation 'doubled_int'), argument 'x' is "
+        "annotated int, but is given the 2 outputs of invocation 'halves' as one tuple "
+        "(low, high). Unpack them first (low, high = ...) and pass the one it takes."
+    )
+
+    @pipeline
+    def as_a_pair():
+        low, high = halves(5)
+        return pair_sum(halves(5)), doubled_int(high)
+
+    assert as_a_pair() == (5, 6)  # a tuple parameter takes them; one output is one value

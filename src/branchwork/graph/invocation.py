@@ -192,6 +192,7 @@ def bind_inputs(
             inputs[name] = value
             continue
         argument = f"{where}, argument '{name}'"
+        _check_not_all_outputs(argument, value, step.not_tuple_parameters.get(name))
         converted = tree_map(functools.partial(_to_ref, where=argument), value, StepOutput)
         try:
             encode(converted, _RECORDED_REFS)
@@ -204,6 +205,28 @@ def bind_inputs(
             ) from None
         inputs[name] = converted
     return inputs
+
+
+def _check_not_all_outputs(argument: str, value: Any, annotation: type | None) -> None:
+    """Refuse the tuple of every output of a call (`use(split())`) for a parameter annotated
+    with a class no tuple is: the step got the tuple and failed later, blaming its own
+    output's type."""
+    if annotation is None or type(value) is not tuple or len(value) < 2:
+        return
+    first = value[0]
+    if not all(
+        isinstance(item, StepOutput)
+        and item.invocation_id == first.invocation_id
+        and item.index is None
+        for item in value
+    ):
+        return
+    names = ", ".join(str(item.output_name) for item in value)
+    raise StepInvocationError(
+        f"{argument} is annotated {annotation.__qualname__}, but is given the {len(value)} "
+        f"outputs of invocation '{first.invocation_id}' as one tuple ({names}). Unpack them "
+        f"first ({names} = ...) and pass the one it takes."
+    )
 
 
 def _unknown_keyword(parameters: Mapping[str, inspect.Parameter], kwargs: dict[str, Any]) -> str:

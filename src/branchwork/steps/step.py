@@ -128,6 +128,13 @@ class Step(Generic[P, R]):
         # By recorded path: an input of a script's class loads where the script is not
         # loaded (an isolated step's process, a Ray worker): see `materializers.types`.
         self.script_classes = script_classes(hints.values())
+        # Annotated with a class no tuple is: given all the outputs of a call of a step with
+        # several, as a tuple, the call is refused (`graph.invocation`).
+        self.not_tuple_parameters = {
+            name: hint
+            for name, hint in hints.items()
+            if isinstance(hint, type) and not issubclass(tuple, hint)
+        }
         functools.update_wrapper(self, func)
 
     def _set_run_options(
