@@ -99,6 +99,26 @@ def test_an_exception_whose_str_raises_fails_its_step_not_the_loop(local_flavor)
     assert statuses == {"ok": "completed", "over_quota": "failed"}
 
 
+@step
+def interrupts_itself() -> int:
+    raise KeyboardInterrupt
+
+
+@pipeline
+def self_interrupted():
+    return interrupts_itself()
+
+
+def test_a_step_raising_keyboard_interrupt_fails_the_run_without_blaming_a_ctrl_c():
+    error, run = failed_run(self_interrupted)
+    assert (run.status, run.failed_step, run.exception_type) == (
+        "failed",
+        "interrupts_itself",
+        "KeyboardInterrupt",
+    )
+    assert "Ctrl-C" not in str(error) and "Ctrl-C" not in (run.exception_message or "")
+
+
 def test_stop_on_failure_lets_running_steps_finish_and_starts_nothing_new():
     @pipeline(dynamic=True)
     def mixed():

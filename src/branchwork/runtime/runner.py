@@ -421,7 +421,8 @@ def _record_failure(
     else:
         cause, failed_step, text = error, None, None
     message = error_records.message_of(cause) or (
-        "stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) else ""
+        # a Ctrl-C stopped the run; one a step raised itself is that step's failure
+        "stopped by Ctrl-C" if isinstance(cause, KeyboardInterrupt) and not failed_step else ""
     )
     recorder.run_update(
         status="stopped" if stopped else "failed",
