@@ -167,6 +167,26 @@ def test_a_hook_that_raises_does_not_change_the_outcome(caplog):
     ]
 
 
+def test_a_hook_that_exits_leaves_the_steps_own_outcome():
+    """`sys.exit()` in an on_failure hook replaced the step's exception as its error."""
+
+    @step(on_failure=lambda: sys.exit(3))
+    def failing_step() -> int:
+        raise Broken("the step's own error")
+
+    @step(on_success=lambda: sys.exit(4))
+    def fine_step() -> int:
+        return 5
+
+    @pipeline(enable_cache=False)
+    def with_exiting_hooks():
+        return fine_step(), failing_step()
+
+    _, run = run_failing(with_exiting_hooks)
+    assert (run.failed_step, run.exception_type) == ("failing_step", "Broken")
+    assert run.steps["fine_step"].status == "completed"
+
+
 def test_pipeline_level_retry_applies_to_steps_without_their_own():
     attempts = []
 

@@ -43,12 +43,13 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 def call_hook(hook: Callable[..., Any] | None, error: BaseException | None, where: str) -> None:
-    """A step's hook, offered the step's exception (None on success); its error is logged."""
+    """A step's hook, offered the step's exception (None on success); its error is logged,
+    a `sys.exit()` in it too (it replaced the step's own exception as the step's error)."""
     if hook is None:
         return
     try:
         hook(*_arguments_for(hook, (error,)))
-    except Exception:
+    except (Exception, SystemExit):
         logger.exception("Hook %s (%s) raised; ignored", _hook_name(hook), where)
 
 
