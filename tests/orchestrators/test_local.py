@@ -254,8 +254,8 @@ def test_a_run_stopped_before_its_loop_began_is_not_started_after_all(pipeline_o
         pipeline_obj()
     run = Client().get_pipeline_run("latest")
     assert str(info.value) == (
-        f"Pipeline '{pipeline_obj.name}' run '{run.name}' stopped: the pipeline function raised "
-        "KeyboardInterrupt: Stopped by Ctrl-C before its loop ran."
+        f"Pipeline '{pipeline_obj.name}' run '{run.name}' stopped: "
+        "KeyboardInterrupt: Stopped by Ctrl-C before its loop ran."  # nothing ran to raise it
     )
     assert (run.status, run.start_time, run.steps) == ("stopped", None, {})
     assert run.exception_message == "Stopped by Ctrl-C before its loop ran."
