@@ -72,11 +72,14 @@ class RunPaused(BranchworkError):
     """A run paused at `branchwork.wait(...)`: it waits for an answer (`branchwork runs answer`,
     `Client().answer_run`). Nothing is lost; the run goes on from there once answered."""
 
-    def __init__(self, message: str, run_id: str, wait_id: str, question: str) -> None:
+    def __init__(
+        self, message: str, run_id: str, wait_id: str, question: str, refused: str | None = None
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.wait_id = wait_id
         self.question = question
+        self.refused = refused  # why the pipeline refused the answer it was given, if it did
 
 
 class ChildRunPaused(RunPaused):

@@ -5,7 +5,7 @@ schema; a timeout takes the default or fails the run."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -173,6 +173,28 @@ def test_an_answer_the_schema_refuses_is_not_recorded_and_the_run_still_waits(tm
         Client().answer_run(run.id, "prod")
 
 
+def test_an_answer_the_body_refuses_is_taken_back_and_the_run_waits_again(tmp_path):
+    """It passed the question's JSON schema where it was answered, but not the type in the
+    body (a constraint, a model's validator): the run failed for good, and neither an answer
+    nor a resume could get it past the recorded bad answer."""
+    with pytest.raises(RunPaused) as paused:
+        wp.batches(folder=str(tmp_path))
+    run = paused_run(paused)
+    with pytest.raises(RunPaused) as again:
+        Client().answer_run(run.id, 12)
+    assert "Input should be a multiple of 8" in (again.value.refused or "")
+    assert again.value.refused in str(again.value)
+    assert paused_run(again).id == run.id
+    assert not Client().get_run_waits(run.id)[0].is_answered
+    result = CliRunner().invoke(app, ["runs", "answer", run.name, "--value", "16"])
+    assert result.exit_code == 0, result.output  # the second question is asked now
+    result = CliRunner().invoke(app, ["runs", "answer", run.name, "--value", '{"reviewer": "eve"}'])
+    assert result.exit_code == 1
+    assert "Refused: " in result.stdout and "'eve' is not a reviewer" in result.stdout
+    assert Client().get_pipeline_run(run.id).status == "paused"
+    assert Client().answer_run(run.id, {"reviewer": "bo"}) == "model:v17@16-bo"
+
+
 def test_a_cli_answer_is_json_unless_the_schema_wants_the_text(tmp_path):
     with pytest.raises(RunPaused) as paused:
         wp.release(folder=str(tmp_path))
@@ -257,6 +279,10 @@ def test_wait_outside_a_pipeline_and_bad_arguments_are_refused():
         wait("Deploy?", schema=bool, default="no")
     with pytest.raises(ConfigurationError, match="timeout= must be seconds"):
         wait("Deploy?", timeout=-1)
+    # A deadline past year 9999 left a paused run that nothing could show, answer or resume.
+    for endless in (float("inf"), float("nan"), 1e12, timedelta.max, True):
+        with pytest.raises(ConfigurationError, match="timeout=None waits with no deadline"):
+            wait("Deploy?", timeout=endless)
     with pytest.raises(ConfigurationError, match="neither a type pydantic can check"):
         wait("Deploy?", schema=object())
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
 from branchwork import pipeline, step, wait
 from branchwork.config import StepRetryConfig
@@ -139,3 +139,23 @@ def asks_elsewhere(folder: str) -> str:
 @pipeline
 def step_calls_a_waiting_pipeline(folder: str):
     return asks_elsewhere(folder)
+
+
+class Reviewed(BaseModel):
+    """An answer a JSON schema lets through and the model's own validator refuses."""
+
+    reviewer: str
+
+    @field_validator("reviewer")
+    @classmethod
+    def known(cls, reviewer: str) -> str:
+        if reviewer not in ("ada", "bo"):
+            raise ValueError(f"{reviewer!r} is not a reviewer")
+        return reviewer
+
+
+@pipeline
+def batches(folder: str):
+    size = wait("Batch size (a multiple of 8)?", schema=Annotated[int, Field(multiple_of=8)])
+    reviewed = wait("Who reviewed it?", schema=Reviewed, id="reviewed")
+    return register(prepare(folder), f"{size}-{reviewed.reviewer}")

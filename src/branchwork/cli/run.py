@@ -120,8 +120,12 @@ def run_and_report(
         raise typer.Exit(interrupted)
     if paused is not None:
         name = record.name if started else paused.run_id
+        if paused.refused:
+            out.print(Text.assemble(("Refused: ", "bold"), paused.refused))
         out.print(Text.assemble(("Waiting: ", "bold"), paused.question))
         out.print(Text(f"Answer with `branchwork runs answer {name} --value VALUE`."))
+        if paused.refused:  # the answer given was not taken
+            raise typer.Exit(1)
         return
     out.print(Text.assemble(("Result: ", "bold"), repr(result)))
 

@@ -86,6 +86,9 @@ def wait(
     return context.ask(asked)
 
 
+MAX_TIMEOUT_SECONDS = 100 * 365 * 24 * 3600
+
+
 def make_question(
     text: str, schema: Any, timeout: float | timedelta | None, default: Any, wait_id: str | None
 ) -> Question:
@@ -95,9 +98,16 @@ def make_question(
     if wait_id is not None and (not isinstance(wait_id, str) or not wait_id):
         raise ConfigurationError(f"wait({text!r}): id= must be a non-empty string.")
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+    if seconds is not None and not (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and 0 <= seconds <= MAX_TIMEOUT_SECONDS  # NaN fails this too
+    ):
+        # An infinite or huge one made a deadline past year 9999: the run was recorded
+        # paused, and showing, answering or resuming it raised OverflowError for good.
         raise ConfigurationError(
-            f"wait({text!r}): timeout= must be seconds (>= 0) or a timedelta, got {timeout!r}."
+            f"wait({text!r}): timeout= must be seconds (0 to {MAX_TIMEOUT_SECONDS:.0f}, a "
+            f"century) or a timedelta, got {timeout!r}; timeout=None waits with no deadline."
         )
     json_schema, adapter = _schema_of(text, schema)
     default_json = None

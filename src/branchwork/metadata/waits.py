@@ -79,10 +79,19 @@ def record_pause(
     answer_schema: dict[str, Any] | None,
     timeout: float | None,
     default_json: str | None,
+    refused: str | None = None,
 ) -> None:
-    """Record the question (unless an earlier session asked it already) and the run PAUSED."""
+    """Record the question (unless an earlier session asked it already) and the run PAUSED;
+    with `refused` (why the body refused its recorded answer), the answer is taken back and
+    the run says why it waits again."""
     now = utc(time.time())
     with write_transaction(engine) as conn:
+        if refused is not None:
+            conn.execute(
+                schema.run_wait.update()
+                .where(_wait.run_id == run_id, _wait.wait_id == wait_id)
+                .values(answer=None, answered=None, answered_by=None)
+            )
         asked_before = conn.execute(
             select(_wait.wait_id).where(_wait.run_id == run_id, _wait.wait_id == wait_id)
         ).first()
@@ -106,7 +115,7 @@ def record_pause(
         conn.execute(
             schema.pipeline_run.update()
             .where(_run.id == run_id, _run.status == "running")
-            .values(status="paused", end_time=now)
+            .values(status="paused", end_time=now, exception_message=refused)
         )
 
 

@@ -20,7 +20,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from branchwork.exceptions import PipelineDefinitionError, RunPaused, WaitTimeoutError
+from branchwork.exceptions import (
+    InvalidAnswerError,
+    PipelineDefinitionError,
+    RunPaused,
+    WaitTimeoutError,
+)
 from branchwork.graph.questions import Question, duration_text
 from branchwork.metadata.store import get_engine
 from branchwork.metadata.waits import last_wait, record_pause, wait_record, waiting_run
@@ -35,10 +40,11 @@ if TYPE_CHECKING:
 class PauseRequested(BaseException):
     """Raised out of a pipeline body by an unanswered question: the run pauses there."""
 
-    def __init__(self, wait_id: str, question: Question) -> None:
+    def __init__(self, wait_id: str, question: Question, refused: str | None = None) -> None:
         super().__init__(f"the run waits for an answer to {question.text!r}")
         self.wait_id = wait_id
         self.question = question
+        self.refused = refused  # why the body refused the recorded answer, if it did
 
 
 class RunQuestions:
@@ -65,7 +71,12 @@ class RunQuestions:
         if recorded is None:
             raise PauseRequested(wait_id, question)
         if recorded.is_answered:
-            return question.value_of(recorded.answer)
+            try:
+                return question.value_of(recorded.answer)
+            except InvalidAnswerError as refused:
+                # It passed the JSON schema where it was answered, not the type here (a
+                # validator of the model): the run waits again rather than failing for good.
+                raise PauseRequested(wait_id, question, str(refused)) from None
         if not recorded.timed_out(utc_now()):
             raise PauseRequested(wait_id, question)  # resumed unanswered: it waits on
         if recorded.has_default:
@@ -105,6 +116,7 @@ def record_paused(recorder: Recorder, pause: PauseRequested) -> None:
         question.schema,
         question.timeout,
         question.default_json,
+        pause.refused,
     )
 
 
@@ -123,13 +135,16 @@ def paused_error(engine: Engine, run: PipelineRunResponse) -> RunPaused:
         if asking.id == run.id
         else f"its child run '{asking.name}' of pipeline '{asking.pipeline_name}' waits"
     )
+    refused = asking.exception_message  # the answer the body refused (`RunQuestions.ask`)
     return RunPaused(
-        f"Run '{run.name}' of pipeline '{run.pipeline_name}' is paused: {who} for an "
-        f"answer to {waiting.question!r}{until(waiting)}. Answer with `branchwork runs answer "
-        f"{run.name} --value VALUE` (or Client().answer_run({run.name!r}, value)).",
+        f"Run '{run.name}' of pipeline '{run.pipeline_name}' is paused: "
+        f"{f'{refused} ' if refused else ''}{who} for an answer to {waiting.question!r}"
+        f"{until(waiting)}. Answer with `branchwork runs answer {run.name} --value VALUE` (or "
+        f"Client().answer_run({run.name!r}, value)).",
         run.id,
         waiting.wait_id,
         waiting.question,
+        refused,
     )
 
 
