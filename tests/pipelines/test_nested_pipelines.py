@@ -6,6 +6,7 @@ resuming a parent resumes its failed child run, not a new one."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import nested_pipelines as np_
 import pytest
@@ -184,3 +185,37 @@ def test_embedding_with_a_bad_argument_names_the_pipeline_and_its_signature():
         "Pipeline 'child_sum' cannot be embedded this way: missing a required argument: 'n'. "
         "Its signature is child_sum(n: 'int') -> 'Any'."
     )
+
+
+def test_embedded_arguments_are_checked_and_converted_as_a_call_s_are():
+    """`.embed()` only bound them: `dry_run="false"` reached the body as a truthy str (a call
+    converts it to False), and `lr="x"` failed later inside a step."""
+    from branchwork import pipeline, step
+
+    @step
+    def shown(x: Any) -> str:
+        return repr(x)
+
+    @pipeline
+    def child(lr: float, dry_run: bool = False) -> Any:
+        return shown("dry run" if dry_run else lr)
+
+    @pipeline(enable_cache=False)
+    def outer() -> Any:
+        return child(lr=1, dry_run="false"), child.embed(lr=1, dry_run="false")
+
+    assert outer() == ("1.0", "1.0")
+
+    @pipeline
+    def embeds_a_bad_value() -> Any:
+        return child.embed(lr="x")
+
+    with pytest.raises(PipelineRunFailedError) as info:
+        embeds_a_bad_value()
+    assert "parameter 'lr' expects float, got 'x'" in str(info.value.__cause__)
+
+    @pipeline(enable_cache=False)
+    def embeds_a_future() -> Any:
+        return child.embed(lr=np_.add([1, 2]))  # a step's output goes in as it is
+
+    assert embeds_a_future() == "3"

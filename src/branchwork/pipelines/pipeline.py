@@ -19,9 +19,12 @@ from branchwork.config.retry import StepRetryConfig, check_retry
 from branchwork.config.run_config import StepOptions, load_run_config
 from branchwork.exceptions import ConfigurationError
 from branchwork.graph.context import current_run_context
+from branchwork.graph.futures import StepOutput
 from branchwork.pipelines.last_runs import last_run_id
+from branchwork.pipelines.parameters import validate_parameters
 from branchwork.runtime.events import FailureMode
 from branchwork.user_code import recorded_module
+from branchwork.values import leaves_of
 
 if TYPE_CHECKING:
     from branchwork.graph.context import RunContext
@@ -136,14 +139,22 @@ class Pipeline(Generic[P, R]):
         the run's own with ids prefixed "<name>."; returns what the body returns (futures)."""
         context = self._inside_a_run("embed")
         try:
-            self.signature.bind(*args, **kwargs)
+            bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
             raise ConfigurationError(
                 f"Pipeline '{self.name}' cannot be embedded this way: {error}. Its signature "
                 f"is {self.name}{self.signature}."
             ) from None
+        # Checked and converted as a call's are (`dry_run="false"` was a truthy str here and
+        # False there); a step's output stands for a value known later, and goes in as it is.
+        given = {
+            name: value
+            for name, value in bound.arguments.items()
+            if next(leaves_of(value, StepOutput), None) is None
+        }
+        bound.arguments.update(validate_parameters(self.name, self.func, given))
         with context.calls.embedded(self.name):
-            return self.func(*args, **kwargs)
+            return self.func(*bound.args, **bound.kwargs)
 
     def _inside_a_run(self, method: str) -> RunContext:
         context = current_run_context()
