@@ -186,6 +186,19 @@ def test_a_value_that_has_no_command_line_form_is_refused():
     )
 
 
+def test_a_format_spec_its_value_does_not_fit_names_the_placeholder(capfd):
+    """It was a bare "Unknown format code 'g' for object of type 'str'"."""
+    printing = command_step(name="printing", command=["echo", "lr={lr:.3g}"])
+    printing(lr=0.00123)  # a float fits it
+    assert capfd.readouterr().out == "lr=0.00123\n"
+    with pytest.raises(StepInvocationError) as info:
+        printing(lr="0.001")
+    assert str(info.value) == (
+        "Command step 'printing': placeholder {lr:.3g} in 'lr={lr:.3g}' cannot format "
+        "'0.001' (str): Unknown format code 'g' for object of type 'str'"
+    )
+
+
 def test_a_command_that_cannot_start_says_so():
     missing = command_step(name="missing", command=["no-such-program-branchwork", "{x}"])
     with pytest.raises(CommandFailedError, match="could not start no-such-program-branchwork 1"):

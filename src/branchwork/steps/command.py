@@ -126,8 +126,8 @@ class _Command:
             f" (invocation '{context.invocation_id}')" if context is not None else ""
         )
         values = {name: _renderable(value, name, where) for name, value in arguments.items()}
-        argv = [part.format_map(values) for part in self.command]
-        env = {**os.environ, **{key: value.format_map(values) for key, value in self.env}}
+        argv = [_rendered(part, values, where) for part in self.command]
+        env = {**os.environ, **{key: _rendered(text, values, where) for key, text in self.env}}
         workdir = tempfile.mkdtemp(prefix=f"branchwork-{_safe(self.step_name)}-")
         if context is not None:
             context.resources.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -217,6 +217,27 @@ def command_step(
 
 
 # ---- checking the definition -----------------------------------------------------------------
+
+
+def _rendered(template: str, values: dict[str, Any], where: str) -> str:
+    """`template` with its placeholders filled; a format spec that does not fit its value
+    (`{lr:.3g}` given a str) names the placeholder and the value instead of a bare
+    "Unknown format code 'g' for object of type 'str'"."""
+    try:
+        return template.format_map(values)
+    except (ValueError, TypeError) as error:
+        for _, field, spec, _ in string.Formatter().parse(template):
+            if field not in values or not spec:
+                continue
+            value = values[field]
+            try:
+                format(value, spec)
+            except (ValueError, TypeError):
+                raise StepInvocationError(
+                    f"{where}: placeholder {{{field}:{spec}}} in {template!r} cannot format "
+                    f"{value!r} ({type(value).__name__}): {error}"
+                ) from None
+        raise StepInvocationError(f"{where}: {template!r} cannot be rendered: {error}") from None
 
 
 def _fields(text: str) -> list[str]:
