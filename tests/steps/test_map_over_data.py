@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import mapping_pipelines as mp
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -265,3 +266,34 @@ def unpacked_single() -> Any:
 
 def test_unpack_of_a_one_output_map_is_one_list_of_its_outputs():
     assert unpacked_single() == [1, 2, 3]
+
+
+@step
+def a_grid() -> np.ndarray:
+    return np.array([[1, 2], [3, 4]])
+
+
+@step
+def doubled_item(x: int) -> int:
+    return 2 * x
+
+
+@step
+def gathered(values: list) -> list:
+    return values
+
+
+def test_the_items_of_an_array_row_and_of_an_array_are_mapped_as_python_numbers():
+    """numpy scalars have no recorded form: mapping over an array output's row failed as if
+    the user had passed a literal ("a int64 has no JSON form")."""
+
+    @pipeline(enable_cache=False)
+    def rows() -> Any:
+        grid = a_grid()
+        return (
+            gathered(doubled_item.map(grid[0])),
+            gathered(doubled_item.map(np.arange(3, dtype=np.int32))),
+            gathered(doubled_item.map(np.array([5, 6]), chunk_size=None)),
+        )
+
+    assert rows() == ([2, 4], [0, 2, 4], [10, 12])

@@ -412,10 +412,19 @@ def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
             f"{where} cannot map over a {type(value).__name__} ({value!r:.40}): map over a list, "
             "tuple, array or table, or a step output holding one."
         )
-    items = list(value)
+    items = [_plain(item) for item in value]
     if chunk_size is None:
         return items
     return [items[start : start + chunk_size] for start in range(0, len(items), chunk_size)]
+
+
+def _plain(item: Any) -> Any:
+    """A numpy scalar (an item of an array, or of an array output's row mapped in turn) as
+    the Python number, bool or str it holds: as a numpy scalar it had no recorded form, and
+    mapping over an array's row failed as if the user had passed a literal."""
+    if type(item).__module__ == "numpy" and getattr(item, "ndim", None) == 0:
+        return item.item()
+    return item
 
 
 def _with_materializers(
