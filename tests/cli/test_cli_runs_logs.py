@@ -149,3 +149,34 @@ def test_runs_show_without_metadata_has_no_metadata_section(cli):
     cli_plain()
     run = Client().list_pipeline_runs(pipeline="cli_plain", limit=1)[0]
     assert "Metadata" not in cli("runs", "show", run.name).stdout
+
+
+@step
+def said(word: str) -> str:
+    print(word)
+    return word
+
+
+@pipeline
+def speaking(word: str):
+    return said(word)
+
+
+@pipeline
+def calling_a_child():
+    return speaking("hello")  # a child run: its step logs there
+
+
+def test_runs_logs_of_an_invocation_that_ran_as_a_child_run_points_to_it(cli):
+    """It printed nothing at all and exited 0."""
+    calling_a_child()
+    parent = Client().list_pipeline_runs(pipeline="calling_a_child", limit=1)[0]
+    child = Client().list_pipeline_runs(pipeline="speaking", limit=1)[0]
+    result = cli("runs", "logs", parent.name, "speaking")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Invocation 'speaking' ran as child run '{child.name}': `branchwork runs logs "
+        f"{child.name}` shows what its steps printed.\n"
+    )
+    assert cli("runs", "logs", child.name, "said").stdout == "hello\n"

@@ -244,6 +244,7 @@ def logs(
     """What the run's steps printed and logged: every invocation under a header line, or
     just the text of one (its latest attempt, or --attempt)."""
     from branchwork.client import Client
+    from branchwork.metadata.queries import child_run_of
     from branchwork.metadata.run_logs import step_logs
     from branchwork.metadata.run_pages import recorded, run_counts
     from branchwork.metadata.step_pages import require_invocation
@@ -262,6 +263,13 @@ def logs(
     logs = step_logs(engine, record, step, attempt)
     if step is not None:
         typer.echo(logs[0].text if logs else "", nl=False)
+        child = None if logs else child_run_of(engine, record.id, step)
+        if child is not None:  # its steps logged in the child run: it printed nothing here
+            typer.echo(
+                f"Invocation '{step}' ran as child run '{child}': `branchwork runs logs "
+                f"{child}` shows what its steps printed.",
+                err=True,
+            )
         return
     for log in logs:
         typer.echo(f"==> {log.invocation} ({log.status}) <==")

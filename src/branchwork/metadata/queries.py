@@ -632,6 +632,19 @@ def child_run_ids(engine: Engine, run_id: str) -> list[str]:
     return [row.id for row in rows]
 
 
+def child_run_of(engine: Engine, run_id: str, invocation_id: str) -> str | None:
+    """The name of the latest child run that invocation `invocation_id` of run `run_id`
+    started (a pipeline its body called), if it started one."""
+    run = s.pipeline_run.c
+    with engine.connect() as conn:
+        return conn.execute(
+            select(run.name)
+            .where(run.parent_run_id == run_id, run.parent_invocation_id == invocation_id)
+            .order_by(run.created.desc())
+            .limit(1)
+        ).scalar()
+
+
 def latest_step_run(engine: Engine, run_id: str, invocation_id: str) -> tuple[str, str] | None:
     """The id and step name of the latest step run of invocation `invocation_id` in run
     `run_id`, if it has one."""
