@@ -219,3 +219,43 @@ def test_embedded_arguments_are_checked_and_converted_as_a_call_s_are():
         return child.embed(lr=np_.add([1, 2]))  # a step's output goes in as it is
 
     assert embeds_a_future() == "3"
+
+
+def test_a_failure_stops_the_child_runs_still_running_as_the_failure_mode_says():
+    """A sibling child run went on launching its steps, one after another, while the parent
+    (fail_fast or stop_on_failure: nothing new starts) waited for it."""
+    import time
+
+    from branchwork import pipeline, step
+
+    @step(enable_cache=False)
+    def work(x: int) -> int:
+        time.sleep(0.2)
+        if x < 0:
+            raise ValueError("bad input")
+        return x
+
+    @pipeline(enable_cache=False)
+    def failing() -> Any:
+        return work(-1)
+
+    @pipeline(enable_cache=False)
+    def chain(n: int) -> Any:
+        x = 0
+        for _ in range(n):
+            x = int(work(x + 1))  # one step after another
+        return work(x)
+
+    modes = ("fail_fast", "stopped"), ("stop_on_failure", "stopped")
+    for mode, status in (*modes, ("continue_on_failure", "completed")):
+
+        @pipeline(enable_cache=False, failure_mode=mode)
+        def parent_of_both() -> Any:
+            return failing.submit(), chain.submit(8)
+
+        with pytest.raises(PipelineRunFailedError):
+            parent_of_both()
+        children = Client().list_child_runs(parent_of_both.last_run.id)
+        sibling = next(c for c in children if c.parent_invocation_id == "chain")
+        assert sibling.status == status, mode
+        assert (len(sibling.steps) < 9) == (status == "stopped"), mode

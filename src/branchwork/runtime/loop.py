@@ -456,6 +456,10 @@ class RunLoop:
             self.recorder.run_update(failed_step=item.invocation.id)
             if self.failure_mode is E.FailureMode.FAIL_FAST:
                 self.launcher.cancel()
+            if self.failure_mode is not E.FailureMode.CONTINUE_ON_FAILURE:
+                # Child runs run on their own loops, which the launcher does not reach: they
+                # went on launching steps while the parent waited for them.
+                self._stop_child_runs(abandon=self.failure_mode is E.FailureMode.FAIL_FAST)
 
     def _recorded_earlier(self, invocation_id: str) -> Finished:
         """An invocation that succeeded, once nothing holds its outcome, for a later call
