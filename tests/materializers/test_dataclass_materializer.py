@@ -94,6 +94,25 @@ class Tagged:
 
 
 @dataclass
+class Indexed:
+    ids: frozenset[int]
+    names: set
+
+
+def test_sets_of_strs_or_ints_are_stored_sorted(round_trip, artifact_store):
+    result = round_trip(Tagged({"pear", "apple", "fig"}))
+    stored = artifact_store.read_bytes(artifact_store.join(result.uri, "dataclass.json"))
+    assert json.loads(stored) == {"tags": ["apple", "fig", "pear"]}
+    assert result.loaded == Tagged({"pear", "apple", "fig"}) and result.warnings == []
+
+    indexed = round_trip(Indexed(frozenset([9, 1, 17]), set()))
+    assert indexed.files == ["dataclass.json"]
+    assert indexed.loaded == Indexed(frozenset([1, 9, 17]), set())
+    assert (type(indexed.loaded.ids), type(indexed.loaded.names)) == (frozenset, set)
+    assert round_trip(Indexed(frozenset([17, 9, 1]), set())).content_hash == indexed.content_hash
+
+
+@dataclass
 class Untyped:
     pair: Any
 
@@ -124,7 +143,7 @@ class Counts:
 @pytest.mark.parametrize(
     ("value", "which"),
     [
-        (Tagged({"a"}), "holding set"),
+        (Tagged({"a", 1}), "holding a set of other items than only strs or only ints"),
         (Untyped((1, 2)), "holding tuples in fields not annotated as tuples"),
         (Holder(Point3(1, 2, 3)), "holding a test_dataclass_materializer.Point3 in a field "),
         (Cached(3), "with attributes beyond their fields (_square)"),

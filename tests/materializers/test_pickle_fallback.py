@@ -76,3 +76,21 @@ def test_a_warned_type_does_not_warn_again(store):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         save_twice(store, Seen())
+
+
+def test_an_equal_set_pickles_to_the_same_bytes_whatever_order_it_was_filled_in(store):
+    # {1, 9} and {9, 1} iterate in the order they were filled in (both hash to one slot);
+    # strs iterate in an order the process's hash seed picks.
+    first = [{1, 9}, {"tags": frozenset(["b", "a", "c"])}, {("x", 1), (2, "y")}]
+    second = [set([9, 1]), {"tags": frozenset(["c", "a", "b"])}, set([(2, "y"), ("x", 1)])]
+    assert list(first[0]) != list(second[0])
+
+    hashes = []
+    for value in (first, second):
+        saved = save_artifact(value, store.new_artifact_uri("out"), store, CollectionMaterializer)
+        hashes.append(saved.content_hash)
+    assert hashes[0] == hashes[1]
+    loaded = load_artifact(saved.uri, materializer_path(CollectionMaterializer))
+    assert loaded == first
+    assert [type(item) for item in loaded] == [set, dict, set]
+    assert type(loaded[1]["tags"]) is frozenset

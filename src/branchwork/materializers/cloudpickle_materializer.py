@@ -32,11 +32,67 @@ def warn_pickled(data_type: type, which: str = "") -> None:
 
 def save_pickled(materializer: BaseMaterializer, data: Any, which: str = "") -> None:
     """Write `data` as a cloudpickle in the materializer's folder (the fallback of built-ins)."""
+    warn_pickled(type(data), which)
+    materializer._write_bytes(PICKLE_FILE, dumps_canonical(data))
+    remember_pickled(materializer.uri)
+
+
+def dumps_canonical(data: Any) -> bytes:
+    """`data` as a cloudpickle whose bytes are the same in every process for an equal value.
+
+    Pickle writes a set in its iteration order, which for strs follows the process's hash
+    seed (and for any set, the order it was filled in): the same set hashed otherwise in each
+    process, so every step downstream of a set missed the cache. Where the pickle holds a set
+    (its opcodes are there, or those bytes are data), the sets inside lists, tuples and dicts
+    are written sorted instead.
+    """
     import cloudpickle
 
-    warn_pickled(type(data), which)
-    materializer._write_bytes(PICKLE_FILE, cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL))
-    remember_pickled(materializer.uri)
+    pickled: bytes = cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL)
+    if _EMPTY_SET in pickled or _FROZENSET in pickled:
+        pickled = cloudpickle.dumps(_sets_sorted(data), protocol=PICKLE_PROTOCOL)
+    return pickled
+
+
+_EMPTY_SET, _FROZENSET = pickle.EMPTY_SET, pickle.FROZENSET
+
+
+class _SortedSet:
+    """Pickles as `kind(items)`: a set whose items are written in the order given."""
+
+    __slots__ = ("items", "kind")
+
+    def __init__(self, kind: type, items: list[Any]) -> None:
+        self.kind, self.items = kind, items
+
+    def __reduce__(self) -> tuple[type, tuple[list[Any]]]:
+        return self.kind, (self.items,)
+
+
+def _sets_sorted(value: Any) -> Any:
+    """`value` with each set and frozenset in it (within exact lists, tuples and dict values)
+    a `_SortedSet`; containers without sets are kept as they are."""
+    kind = type(value)
+    if kind is set or kind is frozenset:
+        return _SortedSet(kind, [_sets_sorted(item) for item in _sorted_items(value)])
+    if kind is list or kind is tuple:
+        items = [_sets_sorted(item) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        return items if kind is list else tuple(items)
+    if kind is dict:
+        values = {key: _sets_sorted(item) for key, item in value.items()}
+        return value if all(values[key] is item for key, item in value.items()) else values
+    return value
+
+
+def _sorted_items(items: set[Any] | frozenset[Any]) -> list[Any]:
+    """The items of a set in an order that depends on them alone: sorted when they are all
+    strs, ints or bytes of one type (a total order), else by their own canonical pickles."""
+    kinds = {type(item) for item in items}
+    if len(kinds) == 1 and kinds <= {str, int, bytes}:
+        return sorted(items)
+    return sorted(items, key=dumps_canonical)
 
 
 def load_pickle(data: bytes) -> Any:

@@ -4,8 +4,10 @@ The file holds the field values only (what `dataclasses.asdict` gives); their ty
 the class, which `load` receives as `data_type` (the artifact's recorded type), so loading
 imports no class named by the artifact. A value is written as JSON only when the annotations
 rebuild it exactly: nested dataclasses annotated with their exact class (or `X | None`),
-lists, tuples and str-keyed dicts annotated as such, other fields plain JSON values, and no
-instance attribute beyond the fields. Anything else is pickled, with the usual warning.
+lists, tuples and str-keyed dicts annotated as such, sets and frozensets of strs or of ints
+annotated as such (written sorted, so an equal set is the same file and content hash in every
+process), other fields plain JSON values, and no instance attribute beyond the fields.
+Anything else is pickled, with the usual warning.
 
 Loading sets the fields without calling `__init__` (as pickle does): `__post_init__` ran when
 the value was made, and running it again could change the value.
@@ -110,7 +112,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 def _shape(hint: Any) -> tuple[str, Any]:
     """What an annotation asks of a value: ("dataclass", cls), ("optional", inner),
     ("list", item), ("tuple", X for `tuple[X, ...]` or the tuple of item annotations),
-    ("dict", value annotation), or ("plain", None): a JSON value kept as it is."""
+    ("dict", value annotation), ("set", set or frozenset), or ("plain", None): a JSON value
+    kept as it is."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in _UNIONS:
         others = [arg for arg in args if arg is not type(None)]
@@ -127,6 +130,9 @@ def _shape(hint: Any) -> tuple[str, Any]:
         return ("tuple", args)  # one annotation per item
     if origin is dict or hint is dict:
         return ("dict", args[1] if args else Any)
+    for kind in (set, frozenset):
+        if origin is kind or hint is kind:
+            return ("set", kind)
     return ("plain", None)
 
 
@@ -141,7 +147,7 @@ def _encode(value: Any, hint: Any) -> Any:
                 f" holding a {type_name(type(value))} in a field annotated {inner.__qualname__}"
             )
         return _encode_fields(value)
-    expected = {"list": list, "tuple": tuple, "dict": dict}.get(kind)
+    expected = {"list": list, "tuple": tuple, "dict": dict, "set": inner}.get(kind)
     if expected is not None and type(value) is not expected:
         raise _NotJson(f" holding a {type_name(type(value))} annotated as {hint!r}")
     if kind in ("list", "tuple"):
@@ -150,7 +156,18 @@ def _encode(value: Any, hint: Any) -> Any:
         if not all(type(key) is str for key in value):
             raise _NotJson(" with non-str dict keys")
         return {key: _encode(item, inner) for key, item in value.items()}
+    if kind == "set":
+        return _sorted_set(value)
     return _plain(value)
+
+
+def _sorted_set(value: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's items as a sorted JSON list: only strs, or only ints (bools apart, which
+    `_decode` could not tell from ints)."""
+    kinds = {type(item) for item in value}
+    if not kinds <= {str} and not kinds <= {int}:
+        raise _NotJson(" holding a set of other items than only strs or only ints")
+    return sorted(value)
 
 
 def _encode_items(value: Any, inner: Any, hint: Any) -> list[Any]:
@@ -204,6 +221,8 @@ def _decode(data: Any, hint: Any) -> Any:
         return items if kind == "list" else tuple(items)
     if kind == "dict":
         return {key: _decode(item, inner) for key, item in data.items()}
+    if kind == "set":
+        return inner(data)
     return data
 
 
