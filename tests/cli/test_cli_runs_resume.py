@@ -344,3 +344,50 @@ def test_resuming_a_completed_run_is_refused_before_its_code_is_imported(tmp_pat
     assert refused.returncode == 1
     assert f"Run '{name}' is completed: only failed or stopped runs" in refused.stderr
     assert (tmp_path / "imports.log").read_text() == "imported\n"
+
+
+SEEDED = """
+import os
+from branchwork import pipeline, step
+
+@step
+def sample(seed: int, rows: int) -> int:
+    return seed * rows
+
+@step
+def train(sample: int) -> int:
+    if os.path.exists("fail"):
+        raise RuntimeError("the flag is set")
+    return sample + 1
+
+@pipeline
+def seeded():
+    return train(sample(int(os.environ.get("SEED", "1")), 100))
+
+if __name__ == "__main__":
+    print(seeded())
+"""
+
+
+def test_a_resume_whose_call_has_other_inputs_names_what_differs(tmp_path):
+    """The divergence named the invocation, not which of its inputs changed."""
+    (tmp_path / "seeded.py").write_text(SEEDED)
+    (tmp_path / "fail").touch()
+    assert "the flag is set" in in_folder(tmp_path)(sys.executable, "seeded.py").stderr
+    (tmp_path / "fail").unlink()
+    name = Client().list_pipeline_runs(pipeline="seeded", limit=1)[0].name
+
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    resumed = in_folder(tmp_path, SEED="7")(branchwork, "runs", "resume", name)
+    assert resumed.returncode == 1
+    assert (
+        f"Error: Resumed run '{name}': invocation 'sample' calls step 'sample' with different "
+        "inputs than it did. What differs: argument 'seed' changed: 1 → 7. Resume with "
+        "--accept-new-graph to run the new graph instead."
+    ) in resumed.stderr
+    run = Client().get_pipeline_run(name)
+    assert (run.status, run.failed_step) == ("failed", "sample")
+    assert {n: str(s.status) for n, s in run.steps.items()} == {
+        "sample": "completed",  # its record is kept as it was
+        "train": "failed",
+    }

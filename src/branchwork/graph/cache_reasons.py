@@ -77,8 +77,26 @@ def miss(
     changes: list[str] = []
     if parts.code != before.code:
         changes.append(_code_change(code_parts, earlier.code_parts))
-    changes += _argument_changes(parts.arguments, before.arguments, sources or {}, earlier)
-    changes += _map_changes(
+    changes += _argument_changes(
+        parts.arguments, before.arguments, sources or {}, earlier.parameter_changes
+    )
+    changes += _other_changes(parts, before)
+    if not changes:
+        return f"same key as in run '{earlier.run_name}', {_not_reusable(earlier)}"
+    return f"since run '{earlier.run_name}': " + "; ".join(changes)
+
+
+def input_changes(parts: KeyParts, before: KeyParts) -> list[str]:
+    """What differs between the key parts of two calls of the same code, beside the code:
+    what a resume whose call diverged from its record names."""
+    return _argument_changes(parts.arguments, before.arguments, {}, []) + _other_changes(
+        parts, before
+    )
+
+
+def _other_changes(parts: KeyParts, before: KeyParts) -> list[str]:
+    """Changes in the parts beside the code and the arguments."""
+    changes = _map_changes(
         lambda path: f"input file '{path}'", parts.files, before.files, values=False
     )
     changes += _map_changes(lambda name: f"library '{name}'", parts.libraries, before.libraries)
@@ -92,13 +110,14 @@ def miss(
         changes.append("its cache_key_fn gave another value")
     if parts.outputs != before.outputs:
         changes.append("its outputs' types or materializers changed")
-    if not changes:
-        return f"same key as in run '{earlier.run_name}', {_not_reusable(earlier)}"
-    return f"since run '{earlier.run_name}': " + "; ".join(changes)
+    return changes
 
 
 def _argument_changes(
-    now: Mapping[str, str], before: Mapping[str, str], sources: Mapping[str, str], earlier: Earlier
+    now: Mapping[str, str],
+    before: Mapping[str, str],
+    sources: Mapping[str, str],
+    parameter_changes: list[str],
 ) -> list[str]:
     """Changed arguments: those that are other steps' outputs name the step; the pipeline's
     parameter changes follow the others, being what literal arguments likely came from."""
@@ -112,8 +131,8 @@ def _argument_changes(
 
     names = now.keys() | before.keys()
     literal = changed(names - sources.keys(), lambda name: f"argument '{name}'")
-    if literal and earlier.parameter_changes:
-        literal[-1] += f" ({'; '.join(earlier.parameter_changes)})"
+    if literal and parameter_changes:
+        literal[-1] += f" ({'; '.join(parameter_changes)})"
     from_steps = changed(
         names & sources.keys(), lambda name: f"argument '{name}' ({sources[name]})"
     )

@@ -255,6 +255,19 @@ def earlier_run(engine: Engine, pipeline_name: str, run_id: str) -> EarlierRun |
     return EarlierRun(run.name, loads(run.parameters, {}), steps)
 
 
+def recorded_key_parts(engine: Engine, step_run_id: str) -> str | None:
+    """The key parts a step run recorded (JSON, `graph.cache_key.KeyParts`): for a cache hit,
+    those of the step run it reused."""
+    reused = s.step_run.alias("reused")
+    with engine.connect() as conn:
+        parts: str | None = conn.execute(
+            select(func.coalesce(s.step_run.c.cache_parts, reused.c.cache_parts))
+            .outerjoin(reused, reused.c.id == s.step_run.c.original_step_run_id)
+            .where(s.step_run.c.id == step_run_id)
+        ).scalar_one_or_none()
+    return parts
+
+
 @retrying("reading code fingerprints")
 def code_fingerprints(engine: Engine, digests: Iterable[str]) -> dict[str, str]:
     """Digest -> what it is made of (JSON), for the digests the store knows."""

@@ -224,7 +224,8 @@ class Engine:
             verdict = self.graph_check.check(call)
             node.attempts_before = verdict.attempts_before
             if verdict.divergence is not None:
-                commands.append(Diverged(added.invocation_id, verdict.divergence))
+                record = self.graph_check.replay[added.invocation_id]
+                commands.append(Diverged(added.invocation_id, verdict.divergence, record))
                 self._failed(added.invocation_id, commands)
                 return
             if verdict.reuse is not None:

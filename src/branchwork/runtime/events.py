@@ -131,6 +131,7 @@ class Diverged(NamedTuple):
 
     invocation_id: str
     message: str
+    record: Any = None  # the recorded attempt it was compared with (opaque here)
 
 
 class Launch(NamedTuple):

@@ -75,7 +75,8 @@ class Verdict(NamedTuple):
     reason: str | None = None
 
 
-RUN = Verdict()  # nothing recorded says otherwise: run it
+RUN = Verdict()
+DIVERGED_ADVICE = "Resume with accept_new_graph=True to run the new graph instead."  # nothing recorded says otherwise: run it
 
 
 class GraphCheck:
@@ -153,9 +154,9 @@ class GraphCheck:
         if self.accept_new_graph:
             reason = f"the resume accepts the new graph, and it {difference}"
             return Verdict(attempts_before=record.attempt, reason=reason)
-        return Verdict(
+        return Verdict(  # the loop adds what differs, then DIVERGED_ADVICE
             divergence=f"Resumed run '{self.run_name}': invocation '{call.invocation_id}' "
-            f"{difference}. Resume with accept_new_graph=True to run the new graph instead.",
+            f"{difference}.",
             attempts_before=record.attempt,
         )
 

@@ -397,7 +397,7 @@ class RunLoop:
             resolved.append((item.outcome, item.outputs, None))
             self._tracked.succeeded(item)
         elif isinstance(command, E.Diverged):
-            self._records.diverged(item, command.message)
+            self._records.diverged(item, command.message, command.record)
         elif isinstance(command, E.RetryScheduled):
             self._retry_scheduled(item, command)
         elif isinstance(command, E.GaveUp):

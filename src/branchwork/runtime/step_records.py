@@ -24,7 +24,7 @@ from branchwork.exceptions import (
     StepNotRunError,
 )
 from branchwork.graph.cache_key import KeyParts
-from branchwork.graph.cache_reasons import HIT
+from branchwork.graph.cache_reasons import HIT, input_changes
 from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.invocation import (
     ARTIFACT_REFS,
@@ -33,8 +33,10 @@ from branchwork.graph.invocation import (
     invocation_config_json,
 )
 from branchwork.metadata.error_records import text_of
+from branchwork.metadata.queries import recorded_key_parts
 from branchwork.runtime.body import Outcome
 from branchwork.runtime.envelopes import code_differences
+from branchwork.runtime.graph_check import DIVERGED_ADVICE
 from branchwork.runtime.step_execution import ArtifactInput, StepResult, StoredArtifact
 from branchwork.values import leaves_of, tree_map
 
@@ -345,9 +347,17 @@ class StepRecords:
                 failed.start_time,
             )
 
-    def diverged(self, item: Tracked, message: str) -> None:
+    def diverged(self, item: Tracked, message: str, record: Any = None) -> None:
+        """It fails with `message`, what differs from `record` (a
+        `metadata.queries.RecordedAttempt`) where only its inputs do, and the way out."""
         now = time.time()
-        error = ReplayDivergenceError(message, item.invocation.id)
+        parts = item.cache_parts
+        if record is not None and parts is not None and record.code_hash == parts.code:
+            recorded = recorded_key_parts(self.recorder.engine, record.id)
+            if recorded is not None and record.cache_key != item.cache_key:
+                changes = input_changes(parts, KeyParts.from_json(json.loads(recorded)))
+                message += f" What differs: {'; '.join(changes)}." if changes else ""
+        error = ReplayDivergenceError(f"{message} {DIVERGED_ADVICE}", item.invocation.id)
         item.last_attempt = StepResult(item.invocation.id, "", 0, now, now, error=error)
 
     def gave_up(self, item: Tracked) -> StepFailedError:
