@@ -75,8 +75,8 @@ class Verdict(NamedTuple):
     reason: str | None = None
 
 
-RUN = Verdict()
-DIVERGED_ADVICE = "Resume with accept_new_graph=True to run the new graph instead."  # nothing recorded says otherwise: run it
+RUN = Verdict()  # nothing recorded says otherwise: run it
+DIVERGED_ADVICE = "Resume with accept_new_graph=True to run the new graph instead."
 
 
 class GraphCheck:
