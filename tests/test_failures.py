@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Annotated
@@ -97,6 +98,41 @@ def test_an_exception_whose_str_raises_fails_its_step_not_the_loop(local_flavor)
     assert (run.exception_type, run.exception_message) == ("QuotaError", unprintable)
     statuses = {name: str(step_run.status) for name, step_run in run.steps.items()}
     assert statuses == {"ok": "completed", "over_quota": "failed"}
+
+
+@step
+def lists_a_folder() -> int:
+    print("found caf\udce9.csv")  # a file name os.fsdecode could not decode
+    return 1
+
+
+@step
+def opens_a_file(count: int) -> int:
+    raise FileNotFoundError("missing: " + os.fsdecode(b"caf\xe9.csv"))
+
+
+@pipeline(enable_cache=False)
+def undecodable_names():
+    return opens_a_file(lists_a_folder())
+
+
+def test_a_lone_surrogate_in_a_log_or_an_error_is_recorded_escaped(local_flavor):
+    """UTF-8 cannot encode one: the loop crashed writing its batch of records, and the run
+    failed as an orchestrator error with none of its steps recorded."""
+    error, run = failed_run(undecodable_names)
+    assert "step 'opens_a_file' raised FileNotFoundError: missing: caf\\udce9.csv" in str(error)
+    assert (run.failed_step, run.exception_type, run.exception_message) == (
+        "opens_a_file",
+        "FileNotFoundError",
+        "missing: caf\\udce9.csv",
+    )
+    statuses = {name: str(step_run.status) for name, step_run in run.steps.items()}
+    assert statuses == {"lists_a_folder": "completed", "opens_a_file": "failed"}
+    failed = run.steps["opens_a_file"]
+    assert failed.exception_message == "missing: caf\\udce9.csv"
+    assert "FileNotFoundError: missing: caf\\udce9.csv" in (failed.traceback or "")
+    logs = Client().get_step_logs(run.id, "lists_a_folder")
+    assert logs == {"lists_a_folder": "found caf\\udce9.csv\n"}
 
 
 @step

@@ -59,28 +59,49 @@ def type_name_of(error: BaseException) -> str:
 
 def message_of(error: BaseException) -> str:
     """The message an error is recorded with: a RemoteStepError's is the original's."""
-    return error.remote_message if isinstance(error, RemoteStepError) else text_of(error)
+    if isinstance(error, RemoteStepError):
+        return storable(error.remote_message)
+    return text_of(error)
 
 
 def text_of(error: object) -> str:
-    """`str(error)`, or a text saying that it raised: a user's exception whose `__str__`
-    reads an attribute its `__init__` never set crashed the loop where its message was
-    written, and left finished steps recorded running."""
+    """`str(error)` as a store holds it (`storable`), or a text saying that it raised: a
+    user's exception whose `__str__` reads an attribute its `__init__` never set crashed the
+    loop where its message was written, and left finished steps recorded running."""
     try:
-        return str(error)
+        return storable(str(error))
     except Exception as failure:  # noqa: BLE001 - whatever a user's __str__ raises
         return f"<str() of this {type(error).__name__} raised {type(failure).__name__}>"
 
 
-def columns(error: BaseException) -> dict[str, str]:
-    """How a run records the error that failed it: type, message, `encode`d, traceback."""
+def traceback_of(error: BaseException) -> str:
+    """The traceback recorded for `error`, as a store holds it."""
     import traceback
 
+    return storable("".join(traceback.format_exception(error)))
+
+
+def storable(text: str) -> str:
+    """`text` with each lone surrogate written as its escape (`\\udce9`): UTF-8 cannot
+    encode one, so a message, traceback or log holding one (a file name `os.fsdecode` could
+    not decode, a subprocess's output read with "surrogateescape") failed the whole batch of
+    records it was in, and the run lost every step it had finished."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def columns(error: BaseException) -> dict[str, str]:
+    """How a run records the error that failed it: type, message, `encode`d, traceback."""
     return {
         "exception_type": type_name_of(error),
         "exception_message": message_of(error),
         "exception_data": encode(error),
-        "traceback": "".join(traceback.format_exception(error)),
+        "traceback": traceback_of(error),
     }
 
 

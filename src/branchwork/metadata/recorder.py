@@ -221,7 +221,7 @@ class Recorder:
             "end_time": utc(end),
             "exception_type": error_records.type_name_of(error) if error else None,
             "exception_message": error_records.message_of(error) if error else None,
-            "traceback": traceback,
+            "traceback": None if traceback is None else error_records.storable(traceback),
             "run_metadata": metadata,
         }
         started = utc(start) if start is not None else None
@@ -268,7 +268,13 @@ class Recorder:
 
     def step_log(self, step_run_id: str, text: str) -> None:
         """What one step run printed and logged."""
-        self._logs.append({"step_run_id": step_run_id, "text": text, "run_id": self.run_id})
+        self._logs.append(
+            {
+                "step_run_id": step_run_id,
+                "text": error_records.storable(text),
+                "run_id": self.run_id,
+            }
+        )
 
     def output(self, step_run_id: str, name: str, version_id: str) -> None:
         """Link an existing artifact version as an output (cache hits)."""
@@ -323,6 +329,9 @@ class Recorder:
         return version_id
 
     def run_update(self, **values: Any) -> None:
+        for column in ("exception_message", "traceback"):
+            if values.get(column) is not None:
+                values[column] = error_records.storable(values[column])
         self._run_update.update(values)
 
     def run_output(self, position: int, version_id: str) -> None:

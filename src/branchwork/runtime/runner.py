@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -431,6 +430,6 @@ def _record_failure(
         exception_type=error_records.type_name_of(cause),
         exception_message=message,
         exception_data=error_records.encode(cause),
-        traceback=text or "".join(traceback.format_exception(cause)),
+        traceback=text or error_records.traceback_of(cause),
     )
     return stopped, cause
