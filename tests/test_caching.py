@@ -463,6 +463,83 @@ def test_what_a_step_reaches_through_containers_closures_and_dispatch_is_keyed(t
     ]
 
 
+MODELS = """\
+class Model:
+    def predict(self, x):
+        return x * 2
+"""
+
+SCORING = r"""
+import pickle
+from branchwork import ExternalArtifact, FileInput, pipeline, step
+
+@step
+def load_model(path: FileInput):  # unpickling imports `models`, when it runs
+    with open(path, "rb") as file:
+        return pickle.load(file)
+
+@step
+def score(model, x: int) -> int:  # not annotated: the class is known from the input's record
+    return model.predict(x)
+
+@pipeline
+def from_a_file():
+    return score(load_model("model.pkl"), 3)
+
+@pipeline
+def from_a_version():
+    return score(ExternalArtifact("model"), 5)
+
+for scoring in (from_a_file, from_a_version):
+    value = scoring()
+    print(value, [str(step_run.status) for step_run in scoring.last_run.steps.values()])
+"""
+
+
+def test_a_changed_class_of_an_input_misses_though_nothing_imported_its_module(tmp_path: Path):
+    """`score` takes a `models.Model` from a step that was a cache hit (so `models` was never
+    imported where its key was made), or as an ExternalArtifact: both left the class out of
+    the key, and served 6 after `predict` changed."""
+    (tmp_path / "models.py").write_text(MODELS)
+    maker = tmp_path / "make_model.py"
+    maker.write_text(
+        "import pickle\n"
+        "from typing import Annotated\n"
+        "from branchwork import pipeline, step\n"
+        "from models import Model\n"
+        "pickle.dump(Model(), open('model.pkl', 'wb'))\n"
+        "@step\n"
+        "def make() -> Annotated[Model, 'model']:\n"
+        "    return Model()\n"
+        "@pipeline\n"
+        "def produce():\n"
+        "    return make()\n"
+        "produce()\n"
+    )
+    script = tmp_path / "scoring.py"
+    script.write_text(SCORING)
+    home = tmp_path / "home"
+
+    def run(path: Path) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=python_env(home, BRANCHWORK_ALLOW_PICKLE="1", PYTHONDONTWRITEBYTECODE="1"),
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    run(maker)
+    assert run(script) == ["6 ['completed', 'completed']", "10 ['completed']"]
+    assert run(script) == ["6 ['cached', 'cached']", "10 ['cached']"]
+    (tmp_path / "models.py").write_text(MODELS.replace("x * 2", "x * 3"))
+    assert run(script) == ["9 ['cached', 'completed']", "15 ['completed']"]
+    assert run(script) == ["9 ['cached', 'cached']", "15 ['cached']"]
+
+
 AUTORELOAD = r"""
 import importlib, pathlib, sys
 sys.path.insert(0, {folder!r})

@@ -96,8 +96,11 @@ def key_parts(
     for any other), `file_hash` a file's (OSError: the key cannot be computed)."""
     classes: dict[str, str] = {}
 
-    def content_hash(ref: OutputRef) -> str:
-        digest, data_type = stored_output(ref)
+    def content_hash(ref: OutputRef | ExternalArtifact) -> str:
+        if isinstance(ref, ExternalArtifact):
+            digest, data_type = ref.content_hash, ref.data_type
+        else:
+            digest, data_type = stored_output(ref)
         if data_type not in classes and (code := class_code(data_type)) is not None:
             classes[data_type] = code
         return digest
@@ -128,11 +131,12 @@ def same_key_format(a: str | None, b: str | None) -> bool:
 
 
 def _by_content(
-    ref: OutputRef | ExternalArtifact, content_hash: Callable[[OutputRef], str]
+    ref: OutputRef | ExternalArtifact,
+    content_hash: Callable[[OutputRef | ExternalArtifact], str],
 ) -> dict[str, Any]:
     """An artifact input as its content: a step output (item) or an external version."""
     if isinstance(ref, ExternalArtifact):
-        return {"$hash": ref.content_hash, "index": None}
+        return {"$hash": content_hash(ref), "index": None}
     if ref.stop is None:  # the key of an item (or whole output) as it always was
         return {"$hash": content_hash(ref), "index": ref.item}
     return {"$hash": content_hash(ref), "index": ref.item, "stop": ref.stop}

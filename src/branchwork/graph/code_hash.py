@@ -678,6 +678,22 @@ def _dispatched(value: Any) -> list[Any]:
     return [_unwrap(function) for function in registry.values()]
 
 
+def is_user_module(name: str) -> bool:
+    """Whether module `name` is the user's own code, told from its top-level package's
+    location, found without importing anything."""
+    top = name.partition(".")[0]
+    if top in sys.modules:
+        return _is_user_code(sys.modules[top])
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    origin = None if spec is None else spec.origin
+    return isinstance(origin, str) and os.path.isfile(origin) and _is_user_location(top, origin)
+
+
 def _is_user_code(value: Any) -> bool:
     """Whether a function, class or module is the user's own code (module docstring)."""
     if isinstance(value, ModuleType):

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.graph import cache_reasons
 from branchwork.graph.cache_key import KeyParts, key_of, key_parts
-from branchwork.graph.code_hash import class_digest, library_versions
+from branchwork.graph.code_hash import class_digest, is_user_module, library_versions
 from branchwork.graph.file_input import content_hash
 from branchwork.graph.invocation import OutputRef
-from branchwork.materializers.types import loaded_type
+from branchwork.materializers.types import loaded_type, resolve_type
 from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import CacheHit, EarlierRun, code_fingerprints, find_cached
 from branchwork.metadata.recorder import Recorder
@@ -107,9 +107,14 @@ class CacheKeys:
     def _class_code(self, data_type: str) -> str | None:
         """The code digest of the user's class `data_type` names, once per run: `score(model)`
         runs `model.predict`, and a changed method served a stale result while `make` stored
-        the same bytes. A class whose module is not loaded here enters no key."""
+        the same bytes. The user's module is imported if it is not loaded yet (its class was
+        left out of the key, and a changed method served the stale result when the step that
+        made the value was a cache hit); a library's is not (libraries enter by version)."""
         if data_type not in self._class_codes:
-            self._class_codes[data_type] = class_digest(loaded_type(data_type))
+            cls = loaded_type(data_type)
+            if cls is None and is_user_module(data_type):
+                cls = resolve_type(data_type)
+            self._class_codes[data_type] = class_digest(cls)
         return self._class_codes[data_type]
 
     def decided(self, item: Tracked, command: E.Missed | E.UseCached) -> None:
