@@ -97,6 +97,20 @@ def test_series_round_trip_as_parquet_named_or_not(round_trip, name):
     assert result.preview["metadata"]["shape"] == [2]
 
 
+def test_categoricals_of_text_and_nanosecond_times_stay_parquet(round_trip):
+    frame = pd.DataFrame(
+        {
+            "size": pd.Categorical(["s", "m"], categories=["s", "m", "l"], ordered=True),
+            "at": pd.to_datetime(["2026-01-01", "2026-01-02"]).tz_localize("Europe/Paris"),
+        }
+    )
+    result = round_trip(frame)
+    assert (result.files, result.warnings) == (["frame.parquet"], [])
+    assert list(result.loaded["size"].cat.categories) == ["s", "m", "l"]
+    assert result.loaded["size"].cat.ordered
+    assert result.loaded["at"].dtype == frame["at"].dtype
+
+
 def test_object_columns_of_values_parquet_keeps_stay_parquet(round_trip):
     frame = pd.DataFrame(
         {
@@ -130,6 +144,11 @@ class Frame(pd.DataFrame):
         (pd.DataFrame([[1, 2]], columns=["a", "a"]), "that Parquet cannot store exactly"),
         (pd.Series([1], name=0), "that Parquet cannot store exactly"),
         (Frame({"a": [1]}), ""),
+        # Parquet gave these back as ints, milliseconds, bools and an int index
+        (pd.DataFrame({"grade": pd.Categorical([1, 2], categories=[1, 2, 3])}), "that Parquet"),
+        (pd.DataFrame({"at": pd.to_datetime(["2026-01-01"]).as_unit("s")}), "that Parquet"),
+        (pd.DataFrame({"flag": pd.Series([True, False], dtype=object)}), "that Parquet"),
+        (pd.DataFrame({"v": [1]}, index=pd.CategoricalIndex([7])), "that Parquet"),
     ],
 )
 def test_what_parquet_cannot_hold_is_pickled_with_a_warning(round_trip, monkeypatch, value, which):

@@ -3,8 +3,10 @@
 Imported by the registry only once pandas is already loaded. Values Parquet cannot hold
 exactly are pickled, with a warning naming why: subclasses, non-str column names, Series
 named by a non-str, object columns holding lists, dicts, mixed or numeric Python objects
-(Parquet would turn them into arrays or numeric dtypes). Object columns of strings are kept
-as Parquet strings: pandas 3 reads them back as its `str` dtype, its default for text.
+(Parquet would turn them into arrays or numeric dtypes), and columns or index levels whose
+dtype Parquet gives back as another (a categorical of ints comes back as ints, seconds as
+milliseconds). Object columns of strings are kept as Parquet strings: pandas 3 reads them
+back as its `str` dtype, its default for text.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ NO_PYARROW = (
 )
 NOT_PARQUET = " that Parquet cannot store exactly"
 # What `infer_dtype` finds in object columns that Parquet gives back as the same values.
+# (Bools only beside a missing value: without one, the column comes back as bool.)
 _PARQUET_EXACT_OBJECTS = frozenset({"string", "empty", "boolean", "bytes", "decimal", "date"})
+# Whether Parquet gives back these dtypes (`_dtypes_fit_parquet`), kept for a few of them.
+_DTYPES_FIT: dict[tuple[Any, ...], bool] = {}
+_DTYPES_KEPT = 256
 _UNNAMED_COLUMN = "values"
 DESCRIBE_COLUMNS = 10  # numeric columns described
 # Rows described: a bigger frame is described from evenly spaced rows, whose count the
@@ -169,8 +175,10 @@ def _as_parquet_frame(data: Any) -> tuple[str, pd.DataFrame] | None:
         filename = FRAME_PARQUET_FILE
     else:
         return None  # subclasses, and Series named by a non-str
-    if not (all(isinstance(name, str) for name in data.columns) and _objects_fit_parquet(data)):
+    if not all(isinstance(name, str) for name in data.columns):
         return None  # pandas would write other column names as their str()
+    if not (_objects_fit_parquet(data) and _dtypes_fit_parquet(data)):
+        return None
     return filename, data
 
 
@@ -180,9 +188,45 @@ def _objects_fit_parquet(frame: pd.DataFrame) -> bool:
     levels = [index.get_level_values(level) for level in range(index.nlevels)]
     columns = [column for _, column in frame.items()]
     return all(
-        infer_dtype(values, skipna=True) in _PARQUET_EXACT_OBJECTS
-        for values in [*columns, *levels]
-        if values.dtype == object
+        _object_fits_parquet(values) for values in [*columns, *levels] if values.dtype == object
+    )
+
+
+def _object_fits_parquet(values: Any) -> bool:
+    kind = infer_dtype(values, skipna=True)
+    return kind in _PARQUET_EXACT_OBJECTS and (kind != "boolean" or bool(values.isna().any()))
+
+
+def _dtypes_fit_parquet(frame: pd.DataFrame) -> bool:
+    """Whether Parquet gives back the dtype of every column and index level that is not
+    object (those are `_objects_fit_parquet`'s), found by writing the frame's first row
+    (a millisecond or two, once per set of dtypes: a categorical's include its categories;
+    without rows, Parquet does not keep them)."""
+    index = frame.index
+    levels = [index.get_level_values(level).dtype for level in range(index.nlevels)]
+    signature = (*frame.dtypes, None, *levels)
+    fits = _DTYPES_FIT.get(signature)
+    if fits is None:
+        fits = _same_dtypes_back(frame.head(1), levels)
+        if len(_DTYPES_FIT) >= _DTYPES_KEPT:
+            _DTYPES_FIT.clear()
+        _DTYPES_FIT[signature] = fits
+    return fits
+
+
+def _same_dtypes_back(head: pd.DataFrame, levels: list[Any]) -> bool:
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        head.to_parquet(buffer)
+    except (ValueError, TypeError, NotImplementedError):
+        return True  # writing the frame itself fails too, and pickles it
+    back = pd.read_parquet(io.BytesIO(buffer.getvalue()))
+    back_levels = [back.index.get_level_values(level).dtype for level in range(back.index.nlevels)]
+    pairs = [*zip(head.dtypes, back.dtypes), *zip(levels, back_levels)]
+    return len(back_levels) == len(levels) and all(
+        dtype == object or dtype == dtype_back for dtype, dtype_back in pairs
     )
 
 
