@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any, ClassVar
 
 import pandas as pd
-from pandas.api.types import infer_dtype
+from pandas.api.types import infer_dtype, is_object_dtype
 
 from branchwork.materializers.base import BaseMaterializer
 from branchwork.materializers.cloudpickle_materializer import (
@@ -226,7 +226,7 @@ def _same_dtypes_back(head: pd.DataFrame, levels: list[Any]) -> bool:
     back_levels = [back.index.get_level_values(level).dtype for level in range(back.index.nlevels)]
     pairs = [*zip(head.dtypes, back.dtypes), *zip(levels, back_levels)]
     return len(back_levels) == len(levels) and all(
-        dtype == object or dtype == dtype_back for dtype, dtype_back in pairs
+        is_object_dtype(dtype) or dtype == dtype_back for dtype, dtype_back in pairs
     )
 
 
