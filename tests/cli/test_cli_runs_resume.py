@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from branchwork import Client
+from processes import Spawned
 
 PIPELINES = """
 from pathlib import Path
@@ -391,3 +394,65 @@ def test_a_resume_whose_call_has_other_inputs_names_what_differs(tmp_path):
         "sample": "completed",  # its record is kept as it was
         "train": "failed",
     }
+
+
+def test_a_resume_whose_body_cannot_be_traced_leaves_the_run_resumable(tmp_path):
+    """It was reopened before its body was traced: a body now using a value under
+    dynamic=False failed the resume and left the run `initializing` for good."""
+    source, branchwork = edited_pair(tmp_path)
+    edit(source, "@pipeline", "@pipeline(dynamic=False)")
+    assert branchwork("run", "pair.py:pair").returncode == 1
+    run = Client().list_pipeline_runs(pipeline="pair", limit=1)[0]
+    edit(source, "return [a(), b()]", "return [a(), b()] if a() > 0 else []")
+    resumed = branchwork("runs", "resume", run.name)
+    assert resumed.returncode == 1
+    assert "Pipeline 'pair' is declared dynamic=False, but" in resumed.stderr
+    assert str(Client().get_pipeline_run(run.id).status) == "failed"
+    edit(source, "return [a(), b()] if a() > 0 else []", "return [a(), b()]")
+    edit(source, 'raise ValueError("b failed")', "return 2")
+    resumed = branchwork("runs", "resume", run.name)
+    assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: [1, 2]"], resumed
+
+
+SLOW_BODY = """
+import os, pathlib, time
+from branchwork import pipeline, step
+
+@step
+def flaky() -> int:
+    if os.path.exists("fail"):
+        raise RuntimeError("the flag is set")
+    return 1
+
+@pipeline
+def slow():
+    if os.path.exists("slow"):
+        pathlib.Path("tracing").touch()
+        time.sleep(60)
+    return flaky()
+"""
+
+
+def test_a_resume_terminated_while_its_body_is_traced_leaves_the_run_resumable(tmp_path):
+    """SIGTERM (`timeout`, `docker stop`, a cancelled CI job) while the resume traced a slow
+    static body left the run `initializing` for good: not lost, not resumable."""
+    (tmp_path / "slow.py").write_text(SLOW_BODY)
+    (tmp_path / "fail").touch()
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    assert in_folder(tmp_path)(branchwork, "run", "slow.py:slow").returncode == 1
+    name = Client().list_pipeline_runs(pipeline="slow", limit=1)[0].name
+    (tmp_path / "fail").unlink()
+    (tmp_path / "slow").touch()
+
+    with Spawned([branchwork, "runs", "resume", name], env=dict(os.environ), cwd=tmp_path) as run:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "tracing").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "tracing").exists(), run.wait(5)
+        run.signal(signal.SIGTERM)
+        returncode, _, _ = run.wait(30)
+    assert returncode == -signal.SIGTERM
+    assert str(Client().get_pipeline_run(name).status) == "failed"
+    (tmp_path / "slow").unlink()
+    resumed = in_folder(tmp_path)(branchwork, "runs", "resume", name, "--no-progress")
+    assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: 1"], resumed

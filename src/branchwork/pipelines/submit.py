@@ -60,13 +60,16 @@ def resume_pipeline(
     """Run a FAILED or STOPPED run's pipeline again as the same run, with its recorded
     parameters: invocations that completed are reused by id, the others run."""
     take_code_afresh()
+    # The body is traced before the run is reopened: a resume killed, interrupted or failing
+    # there (a parameter that no longer binds, a body now using a value under dynamic=False)
+    # leaves the run as it was, resumable; it was left `initializing` for good.
+    recorded = RunOptions.from_spec(run.snapshot.spec)
+    params = pipeline.parameters_from_record(run.snapshot.parameters, recorded.typed_parameters)
+    compiled = compile_pipeline(pipeline, params, recorded)
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
             if not reopen_run(get_engine(), run.id):
                 raise OrchestratorError(not_resumable_message(run))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
-        recorded = RunOptions.from_spec(run.snapshot.spec)
-        params = pipeline.parameters_from_record(run.snapshot.parameters, recorded.typed_parameters)
-        compiled = compile_pipeline(pipeline, params, recorded)
         return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
