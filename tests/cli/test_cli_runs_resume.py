@@ -456,3 +456,50 @@ def test_a_resume_terminated_while_its_body_is_traced_leaves_the_run_resumable(t
     (tmp_path / "slow").unlink()
     resumed = in_folder(tmp_path)(branchwork, "runs", "resume", name, "--no-progress")
     assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: 1"], resumed
+
+
+READS_A_FILE = """
+import os
+from branchwork import FileInput, pipeline, step
+
+@step
+def load(path: FileInput) -> int:
+    return len(open(path).read())
+
+@step
+def total(n: int) -> int:
+    if os.path.exists("fail"):
+        raise RuntimeError("the flag is set")
+    return n * 10
+
+@pipeline
+def reads_a_file():
+    return total(load(FileInput("data.txt")))
+"""
+
+
+def test_resume_and_replay_from_another_folder_read_the_runs_files(tmp_path):
+    """From another folder, `load` looked for data.txt there: it ran again and failed, and
+    the resume failed the run it should have finished."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "pipe.py").write_text(READS_A_FILE)
+    (project / "data.txt").write_text("12345")
+    (project / "fail").touch()
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+    assert in_folder(project)(branchwork, "run", "pipe.py:reads_a_file").returncode == 1
+    (project / "fail").unlink()
+    name = Client().list_pipeline_runs(pipeline="reads_a_file", limit=1)[0].name
+
+    in_elsewhere = in_folder(elsewhere)
+    resumed = in_elsewhere(branchwork, "runs", "resume", name, "--no-progress")
+    assert resumed.stdout.splitlines()[-2:] == ["Status: completed", "Result: 50"], resumed
+    steps = Client().get_pipeline_run(name).steps
+    assert [(s.status, s.attempt) for s in steps.values()] == [("completed", 1), ("completed", 2)]
+
+    replayed = in_elsewhere(branchwork, "runs", "replay", name, "--skip-successful")
+    assert replayed.stdout.splitlines()[-1] == "Result: 50", replayed
+    replay = Client().list_pipeline_runs(pipeline="reads_a_file", limit=1)[0]
+    assert [str(s.status) for s in replay.steps.values()] == ["cached", "cached"]
+    assert not list(elsewhere.iterdir())

@@ -335,6 +335,7 @@ def resume(
 
     client = Client()
     record = client.get_pipeline_run(run, include_steps=False)
+    _work_in_run_folder(record)
     try:
         run_and_report(
             lambda: client.resume_run(record.id, accept_new_graph),
@@ -377,6 +378,7 @@ def answer(
     record = client.get_pipeline_run(run, include_steps=False)
     waits = client.get_run_waits(waiting_run(engine, record).id)
     answer_value = answer_from_text(value, waits[-1].schema if waits else None)
+    _work_in_run_folder(paused_root(engine, record))
     run_and_report(
         lambda: client.answer_run(record.id, answer_value),
         paused_root(engine, record).pipeline_name,
@@ -417,6 +419,7 @@ def replay(
     overrides = parse_overrides(override or [])
     client = Client()
     record = client.get_pipeline_run(run, include_steps=False)
+    _work_in_run_folder(record)
     run_and_report(
         lambda: client.replay(record.id, skip_successful, overrides),
         record.pipeline_name,
@@ -530,6 +533,21 @@ def delete(
             )
     elif deleted.deleted_versions:
         typer.echo("Artifact files were left in place (--purge-artifacts removes them).")
+
+
+def _work_in_run_folder(run: PipelineRunResponse) -> None:
+    """Carry on from the folder the run was started in, where it still exists, as the
+    dashboard's resume and a local_process run do: the body and steps run again in this
+    process, and a relative path they read (`FileInput("data.csv")`) was looked for where
+    the command was typed. The home stays the one this command found."""
+    import os
+
+    from branchwork.config.home import home_dir
+
+    folder = run.snapshot.working_dir
+    if folder and os.path.isdir(folder):
+        os.environ.setdefault("BRANCHWORK_HOME", str(home_dir()))
+        os.chdir(folder)
 
 
 def _cli_divergence(message: str) -> str:
