@@ -210,8 +210,8 @@ def test_overrides_that_do_not_fit_the_run_are_refused_before_anything_runs(tmp_
         ),
         (
             {"train": {"lr": object()}},
-            "The override train.lr (object) cannot be recorded: overrides must be "
-            "JSON-serializable.",
+            "The override train.lr (object) cannot be recorded: overrides are None, bools, "
+            "numbers, strs, and lists, tuples and dicts of them.",
         ),
     ]
     for overrides, message in refusals:
@@ -219,6 +219,23 @@ def test_overrides_that_do_not_fit_the_run_are_refused_before_anything_runs(tmp_
             Client().replay(original.id, True, overrides)
         assert str(refused.value) == message
     assert [run.id for run in Client().list_pipeline_runs()] == [original.id]
+
+
+def test_an_override_reaches_the_step_as_passed_through_replays_of_the_replay(tmp_path):
+    """Overrides were recorded as plain JSON: a tuple reached the step as a list, an int
+    key as a str, and a replay of the replay kept the converted values."""
+    rp.tuning(folder=str(tmp_path))
+    overrides = {"describe": {"n": (1, 2)}, "publish": {"n": {1: "a"}}}
+    assert Client().replay(rp.tuning.last_run.id, True, overrides)[1:] == (
+        "n=(1, 2)",
+        "published {1: 'a'}",
+    )
+    replay = newest("tuning")
+    assert Client().replay(replay.id, False, {"train": {"lr": 0.5}}) == (
+        "score=3",
+        "n=(1, 2)",
+        "published {1: 'a'}",
+    )
 
 
 def test_the_cli_replays_and_shows_what_a_run_replays(tmp_path):

@@ -11,7 +11,6 @@ run records the original as `replay_of`, and its plan in the snapshot.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -41,6 +40,7 @@ from branchwork.runtime.interrupts import interrupts_deferred
 from branchwork.runtime.replay import Overrides, ReplayPlan
 from branchwork.runtime.requests import RunOptions
 from branchwork.stack import get_active_stack
+from branchwork.values import encode
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -124,11 +124,11 @@ def _check_values(key: str, values: Any) -> None:
         )
     for name, value in values.items():
         try:
-            json.dumps(value)
+            encode(value)
         except (TypeError, ValueError):
             raise ConfigurationError(
                 f"The override {key}.{name} ({type(value).__name__}) cannot be recorded: "
-                "overrides must be JSON-serializable."
+                "overrides are None, bools, numbers, strs, and lists, tuples and dicts of them."
             ) from None
 
 

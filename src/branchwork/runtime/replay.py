@@ -32,6 +32,7 @@ from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import Invocation, references_of
 from branchwork.metadata.queries import CacheHit, RecordedAttempt, get_run, latest_attempts
 from branchwork.runtime.graph_check import Call, GraphCheck, Verdict, difference_from
+from branchwork.values import decode, encode
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -62,15 +63,20 @@ class Overrides:
         )
 
     def to_spec(self) -> dict[str, Any]:
+        """As recorded: each value in `values.encode`'s form, so a tuple stays a tuple and
+        an int key an int (plain JSON turned them into a list and a str)."""
         return {
-            "by_step": {k: dict(v) for k, v in self.by_step.items()},
-            "by_invocation": {k: dict(v) for k, v in self.by_invocation.items()},
+            "by_step": {k: encode(dict(v)) for k, v in self.by_step.items()},
+            "by_invocation": {k: encode(dict(v)) for k, v in self.by_invocation.items()},
         }
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> Overrides:
         spec = spec or {}
-        return cls(dict(spec.get("by_step") or {}), dict(spec.get("by_invocation") or {}))
+        return cls(
+            {k: decode(v) for k, v in (spec.get("by_step") or {}).items()},
+            {k: decode(v) for k, v in (spec.get("by_invocation") or {}).items()},
+        )
 
 
 @dataclass(frozen=True)
