@@ -170,6 +170,38 @@ def test_not_found_answers_say_what_the_cli_says(pipelines, project, api):
     )
 
 
+def test_bad_parameters_answer_422_naming_them(pipelines, project, api):
+    """Out of range, they were a 500 (an OFFSET past 64 bits, a date before year 1); an
+    unknown or upper-case state of a step's items answered an empty page."""
+    run = failed_fan(pipelines, project)
+    client = api()
+
+    def refused(path: str) -> str:
+        response = client.get(path)
+        assert response.status_code == 422, response.text
+        return str(response.json()["detail"])
+
+    huge = 200_000_000_000_000_000
+    for path in (
+        f"/api/runs?page={huge}",
+        f"/api/runs/{run.name}/timeline?page={huge}",
+        f"/api/runs/{run.name}/failed?page={huge}",
+        f"/api/runs/{run.name}/groups/work/items?page={huge}",
+        f"/api/runs/{run.name}/steps/work_4/logs?offset=99999999999999999999",
+    ):
+        assert refused(path)
+    assert refused("/api/runs?since=0001-01-01T00:00:00%2B14:00") == (
+        "since=0001-01-01T00:00:00+14:00 is out of range."
+    )
+    assert refused(f"/api/runs/{run.name}/groups/work/items?status=bogus").startswith(
+        "'bogus' is not an invocation state; use one of not_started, initializing, running,"
+    )
+    items = ok(client.get(f"/api/runs/{run.name}/groups/work/items", params={"status": "FAILED"}))
+    assert [item["invocation"] for item in items["items"]] == ["work_4"]
+    last = ok(client.get(f"/api/runs/{run.name}/failed", params={"page": 1_000_000_000}))
+    assert (last["items"], last["total"]) == ([], 1)
+
+
 def test_what_a_static_run_planned_but_never_started_is_listed_and_says_why(
     pipelines, project, api
 ):

@@ -44,6 +44,7 @@ from branchwork.metadata.run_groups import (
 from branchwork.metadata.run_listing import step_run_origins
 from branchwork.metadata.run_logs import no_attempt_message
 from branchwork.metadata.run_pages import (
+    COUNT_KEYS,
     RunFilter,
     find_run,
     invocation_page,
@@ -75,7 +76,9 @@ def engine_of(request: Request) -> Engine:
 
 
 EngineArg = Annotated[Engine, Depends(engine_of)]
-PageArg = Annotated[int, Query(ge=1, description="Which page, from 1.")]
+# Bounded so that a page's offset stays within the store's 64-bit integers (a 500 otherwise).
+MAX_PAGE = 1_000_000_000
+PageArg = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Which page, from 1.")]
 SizeArg = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")]
 
 
@@ -111,11 +114,26 @@ def parse_statuses(values: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(statuses))
 
 
-def utc_naive(moment: datetime | None) -> datetime | None:
+def parse_item_status(value: str | None) -> str | None:
+    """The one state of invocations asked for: a step status, or not_started."""
+    if value is None:
+        return None
+    status = value.strip().lower()
+    if status not in COUNT_KEYS:
+        raise HTTPException(
+            422, f"{value!r} is not an invocation state; use one of {', '.join(COUNT_KEYS)}."
+        )
+    return status
+
+
+def utc_naive(moment: datetime | None, name: str) -> datetime | None:
     """A time as the store keeps it: UTC without an offset (a time without one is UTC)."""
     if moment is None or moment.tzinfo is None:
         return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    try:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first year
+        raise HTTPException(422, f"{name}={moment.isoformat()} is out of range.") from None
 
 
 @router.get("/info")
@@ -141,7 +159,9 @@ def list_runs(
     page_size: SizeArg = 50,
 ) -> dict[str, Any]:
     """Runs, newest first, with their step counts by state."""
-    where = RunFilter(pipeline, parse_statuses(status), utc_naive(since), utc_naive(until), q)
+    where = RunFilter(
+        pipeline, parse_statuses(status), utc_naive(since, "since"), utc_naive(until, "until"), q
+    )
     found = run_page(engine, where, page, page_size)
     counts = run_counts(engine, found.items)
     return paged(found, [run_summary(run, counts[run.id]) for run in found.items])
@@ -200,13 +220,14 @@ def get_group_items(
     page_size: SizeArg = 50,
 ) -> dict[str, Any]:
     """The invocations of one step name (latest attempts), in the order they started."""
+    state = parse_item_status(status)
     record = run_or_404(engine, run)
     if not has_step_name(engine, record, step_name):
         names = ", ".join(group.step_name for group in step_groups(engine, record)[:20])
         raise HTTPException(
             404, f"Run '{record.name}' has no step '{step_name}'; its steps: {names or 'none'}."
         )
-    found = invocation_page(engine, record, page, page_size, step_name, status)
+    found = invocation_page(engine, record, page, page_size, step_name, state)
     return paged(found, [item_dict(row) for row in found.items])
 
 
@@ -340,7 +361,7 @@ def get_logs(
     engine: EngineArg,
     run: str,
     invocation: str,
-    offset: Annotated[int, Query(ge=0, description="First character.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="First character.")] = 0,
     limit: Annotated[int, Query(ge=1, le=LOG_LIMIT, description="Characters.")] = 65_536,
     attempt: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
 ) -> dict[str, Any]:
