@@ -17,7 +17,7 @@ PIPELINES = '''
 from pathlib import Path
 import time
 
-from branchwork import log_metadata, pipeline, step
+from branchwork import log_metadata, pipeline, step, wait
 
 
 @step
@@ -68,6 +68,17 @@ def drip(folder: str, n: int = 3):
     for i in range(n):
         done += int(gate(folder, i))
     return done
+
+
+@step
+def deploy(target: str) -> str:
+    return f"deployed to {target}"
+
+
+@pipeline
+def asks():
+    """Pauses for an answer, which after a second is the default."""
+    return deploy(wait("Where to?", str, timeout=1, default="staging"))
 
 
 @pipeline

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from branchwork import Client
 from branchwork.cli.app import app as cli_app
-from branchwork.exceptions import PipelineRunFailedError
+from branchwork.exceptions import PipelineRunFailedError, RunPaused
 from branchwork.metadata.store import dispose_engines
 
 TOKEN = "a-test-token-of-some-length"
@@ -449,6 +449,28 @@ def test_a_failed_run_resumed_through_the_api_completes(pipelines, project, api)
         "detail": f"Run '{run.name}' is completed: only failed or stopped runs, and paused "
         "ones once answered, can be resumed."
     }
+
+
+def test_a_paused_run_resumes_through_the_api_once_its_question_has_an_answer(
+    pipelines, project, api, monkeypatch
+):
+    """It answered 409 "only failed or stopped runs ..." though `runs resume` resumes a
+    paused run whose question is answered or timed out (its default is then the answer)."""
+    monkeypatch.chdir(project)
+    with pytest.raises(RunPaused):
+        pipelines("asks")()
+    run = Client().list_pipeline_runs(pipeline="asks", limit=1)[0]
+    client = api()
+    action = {"X-Branchwork-Action": "1"}
+    time.sleep(1.1)  # past the question's timeout
+
+    started = client.post(f"/api/runs/{run.name}/resume", headers=action)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 60
+    while ok(client.get(f"/api/runs/{run.id}"))["run"]["status"] != "completed":
+        assert time.monotonic() < deadline, "the resumed run did not complete in 60 s"
+        time.sleep(0.1)
+    assert Client().get_pipeline_run(run.id).load_output() == "deployed to staging"
 
 
 def test_a_run_being_resumed_counts_only_its_earlier_sessions(pipelines, project, api):

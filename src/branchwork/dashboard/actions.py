@@ -1,4 +1,4 @@
-"""The dashboard's two actions: resume a failed or stopped run, stop a running one.
+"""The dashboard's two actions: resume a failed, stopped or paused run, stop a running one.
 
 A resume is `branchwork runs resume RUN --no-progress`, started as a process of its own (in
 a session of its own), so it outlives the request and the dashboard itself, and loads the
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from branchwork.models.responses import PipelineRunResponse
 
-RESUMABLE = ("failed", "stopped")
+RESUMABLE = ("failed", "stopped", "paused")  # paused: once answered, or timed out
 STOPPABLE = ("initializing", "running")
 START_WAIT = 20.0  # seconds a resume request waits for its process to reopen the run
 POLL = 0.1

@@ -10,7 +10,7 @@ import { follow } from "./live.js";
 import { Timeline } from "./timeline.js";
 import { errorBox, loading, pager, section } from "./widgets.js";
 
-const RESUMABLE = new Set(["failed", "stopped"]);
+const RESUMABLE = new Set(["failed", "stopped", "paused"]); // paused: once answered or timed out
 const STOPPABLE = new Set(["initializing", "running"]);
 const RESUME_GRACE_MS = 30000; // how long a resumed run may still read as failed/stopped
 // What a progress event says about the run itself (the rest is counts).
