@@ -4,6 +4,7 @@ resumable, and merging two laptops' histories of one pipeline."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Annotated
 
@@ -52,6 +53,18 @@ def fails(values: list) -> int:
 @step
 def item(i: int) -> int:
     return i
+
+
+@step
+def checked(values: list, flag: str) -> int:
+    if os.path.exists(flag):
+        raise ValueError("the flag is set")
+    return len(values)
+
+
+@pipeline
+def copy_resumed(flag: str):
+    return checked(numbers(2), flag)
 
 
 @pipeline
@@ -196,6 +209,32 @@ def test_two_laptops_running_one_pipeline_merge_with_versions_numbered_after(
     monkeypatch.setenv("BRANCHWORK_STORE_URL", team)
     assert copy_static(n=7) == 21  # a new run on the team store numbers after them all
     assert Client(team).get_artifact_version("copy_total").version == 5
+
+
+def test_a_copy_made_again_after_a_resume_brings_the_run_up_to_date(target_url, tmp_path):
+    """The second copy skipped the run's row: the target read the run failed, with its old
+    error, beside the step run of the resume that completed it. A copy from a store that is
+    behind the target takes nothing back."""
+    flag = tmp_path / "flag"
+    flag.touch()
+    with pytest.raises(PipelineRunFailedError) as failed:
+        copy_resumed(flag=str(flag))
+    run_id = failed.value.run_id
+    source, before = home.store_url(), f"sqlite:///{tmp_path / 'before.db'}"
+    copy_rows(prepare_copy(source, before))
+    copy_rows(prepare_copy(source, target_url))
+    flag.unlink()
+    assert Client().resume_run(run_id) == 2
+
+    copies = copy_rows(prepare_copy(source, target_url))
+    assert {copy.table: copy.updated for copy in copies if copy.updated} == {"pipeline_run": 1}
+    assert_same_history(source, target_url)
+    copied = Client(target_url).get_pipeline_run(run_id)
+    assert (copied.status, copied.exception_message, copied.load_output()) == ("completed", None, 2)
+
+    behind = copy_rows(prepare_copy(before, target_url))
+    assert sum(copy.copied + copy.updated for copy in behind) == 0
+    assert_same_history(source, target_url)
 
 
 def test_a_big_runs_kept_figures_stay_behind_and_the_copy_reads_the_same(target_url):

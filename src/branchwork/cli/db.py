@@ -60,7 +60,8 @@ def migrate_to(
 ) -> None:
     """Copy the configured store (runs, step runs, artifact records, stacks, logs) into
     another one, e.g. a team's PostgreSQL, upgrading its schema first. Rows already there
-    are skipped: run it again to finish an interrupted copy."""
+    are skipped, or updated where they changed since (a run resumed, a step finished): run it
+    again to finish an interrupted copy, or to bring the copy up to date."""
     from branchwork.config.home import store_url
     from branchwork.metadata.store_admin import head_revision
     from branchwork.metadata.store_copy import copy_rows, prepare_copy
@@ -75,8 +76,12 @@ def migrate_to(
         tables = copy_rows(plan, _print_table)
         copied = sum(table.copied for table in tables)
         there = sum(table.already_there for table in tables)
-        if copied:
-            typer.echo(f"Copied {copied} rows into {plan.target} ({there} were already there).")
+        updated = sum(table.updated for table in tables)
+        since = f"; {updated} of them updated, changed since" if updated else ""
+        if copied or updated:
+            typer.echo(
+                f"Copied {copied} rows into {plan.target} ({there} were already there{since})."
+            )
         else:
             typer.echo(f"Nothing to copy: all {there} rows are already in {plan.target}.")
         if files is not None:
@@ -90,6 +95,7 @@ def _print_table(copy: TableCopy, done: bool) -> None:
     if done:
         typer.echo(
             f"  {copy.table:<28} {copy.copied:>8} copied {copy.already_there:>8} already there"
+            + (f" ({copy.updated} updated)" if copy.updated else "")
         )
 
 

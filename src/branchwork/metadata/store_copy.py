@@ -13,7 +13,9 @@ history into a team's PostgreSQL, and optionally its artifact files into the tea
   read transaction (a consistent snapshot while runs go on writing to it); each batch goes
   into the target with insert-ignore in a transaction of its own. Rows already there are
   skipped, so a rerun after an interruption completes the copy, and a second copy copies
-  nothing.
+  nothing — except rows that change once written (`_PROGRESS`: a run resumed or finished, a
+  step run finished or its result invalidated, a question answered) that got further in the
+  source since: those are updated, never taken back to an earlier state.
 - Rows a unique key identifies (a stack or a component by its name: every store has its own
   "default" stack) that the target already holds under another id are the same thing: rows
   that refer to them are pointed at the target's row.
@@ -26,9 +28,10 @@ The artifact files themselves are `artifact_copy`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +62,29 @@ Remap = dict[str, dict[Any, Any]]  # table -> {source id: the target's id for th
 
 @dataclass
 class TableCopy:
-    """How many rows of one table were copied, and how many the target already had."""
+    """How many rows of one table were copied, how many the target already had, and how
+    many of those it had were updated (they got further in the source)."""
 
     table: str
     copied: int = 0
     already_there: int = 0
+    updated: int = 0
+
+
+_NEVER = datetime(1, 1, 1)
+# How far a row that changes once written has got, by table: where the source's has got
+# further than the target's copy, the copy is updated. A run's latest session starts later
+# than its earlier ones', and ends; a step run ends, then may be invalidated; a question is
+# answered.
+_PROGRESS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {
+    "pipeline_run": lambda row: (
+        row["start_time"] or _NEVER,
+        row["end_time"] is not None,
+        row["end_time"] or _NEVER,
+    ),
+    "step_run": lambda row: (row["end_time"] is not None, bool(row["cache_invalidated"])),
+    "run_wait": lambda row: (row["answered"] is not None,),
+}
 
 
 Progress = Callable[[TableCopy, bool], None]  # after each batch; True once the table is done
@@ -217,6 +238,10 @@ def _copy_batch(
     pk = _primary_key(table)
     skipped = [row for row in rows if _key(row, pk) not in landed]
     present = _existing(conn, pk, [_key(row, pk) for row in skipped]) if skipped else set()
+    progress = _PROGRESS.get(table.name)
+    if progress is not None and present:
+        held = [row for row in skipped if _key(row, pk) in present]
+        copy.updated += _update_further(conn, table, held, progress)
     others = [row for row in skipped if _key(row, pk) not in present]
     if not others:
         return
@@ -237,6 +262,37 @@ def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> set[K
     pk = _primary_key(table)
     statement = insert_ignore(conn.engine, table).returning(*pk)
     return {tuple(found) for found in conn.execute(statement, rows)}
+
+
+def _update_further(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    progress: Callable[[Mapping[str, Any]], tuple[Any, ...]],
+) -> int:
+    """Update the target's copies of `rows` that the source's have got further than; how
+    many."""
+    pk = _primary_key(table)
+    held: dict[Key, tuple[Any, ...]] = {}
+    for start in range(0, len(rows), CHUNK):
+        keys = [_key(row, pk) for row in rows[start : start + CHUNK]]
+        found = conn.execute(select(table).where(tuple_(*pk).in_(keys))).mappings()
+        held.update((_key(dict(row), pk), progress(dict(row))) for row in found)
+    further = [row for row in rows if progress(row) > held.get(_key(row, pk), progress(row))]
+    if further:
+        update = table.update().where(*(column == bindparam(f"k_{column.key}") for column in pk))
+        values: dict[str, Any] = {c.key: bindparam(f"v_{c.key}") for c in table.columns}
+        conn.execute(
+            update.values(values),
+            [
+                {
+                    **{f"k_{column.key}": row[column.key] for column in pk},
+                    **{f"v_{key}": value for key, value in row.items()},
+                }
+                for row in further
+            ],
+        )
+    return len(further)
 
 
 def _existing(conn: Connection, columns: Sequence[Column[Any]], keys: Sequence[Key]) -> set[Key]:
