@@ -66,6 +66,34 @@ def test_a_model_round_trips_as_its_json_with_a_preview(round_trip, artifact_sto
     assert result.preview["text"].startswith("TrainingConfig(name='small', learning_rate=0.001")
 
 
+class Features(BaseModel):
+    names: set[str]
+    by_group: dict[int, frozenset[int]]
+    batches: list[set[int]]
+
+
+def test_sets_are_written_sorted_so_an_equal_model_is_the_same_file(round_trip, artifact_store):
+    """pydantic writes a set in its iteration order: an equal model was another file and
+    content hash in each process, and every step downstream of it missed the cache."""
+    first = round_trip(Features(names={"zip", "age"}, by_group={1: {9, 1}}, batches=[{17, 9}]))
+    again = round_trip(
+        Features(names={"age", "zip"}, by_group={1: set([1, 9])}, batches=[set([9, 17])])
+    )
+    assert (first.files, first.warnings) == (["model.json"], [])
+    stored = artifact_store.read_bytes(artifact_store.join(first.uri, "model.json"))
+    assert json.loads(stored) == {
+        "names": ["age", "zip"],
+        "by_group": {"1": [1, 9]},
+        "batches": [[17, 9]],
+    }
+    assert first.content_hash == again.content_hash
+    assert (
+        first.loaded
+        == again.loaded
+        == Features(names={"age", "zip"}, by_group={1: {1, 9}}, batches=[{9, 17}])
+    )
+
+
 class Loose(BaseModel):
     anything: Any
 

@@ -9,6 +9,7 @@ Every field of a loaded model counts as set (`model_fields_set`).
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -55,8 +56,43 @@ class PydanticMaterializer(BaseMaterializer):
 def _exact_json(model: BaseModel) -> bytes | None:
     """The model's JSON, or None when validating it does not give back an equal model."""
     try:
-        encoded = model.model_dump_json(warnings=False)
+        encoded = _json_of(model)
         same = type(model).model_validate_json(encoded) == model
     except Exception:  # serializing or validating failed (validators may raise anything)
         return None
     return encoded.encode() if same else None
+
+
+def _json_of(model: BaseModel) -> str:
+    """`model_dump_json`, with its sets written sorted: pydantic writes a set in its
+    iteration order, which for strs follows the process's hash seed, so an equal model was
+    another file, and content hash, in each process (every step downstream missed)."""
+    plain = model.model_dump(warnings=False)
+    if not _holds_set(plain):
+        return model.model_dump_json(warnings=False)
+    encoded = _sets_sorted(plain, model.model_dump(mode="json", warnings=False))
+    return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _holds_set(plain: Any) -> bool:
+    if isinstance(plain, (set, frozenset)):
+        return True
+    if isinstance(plain, dict):
+        return any(_holds_set(value) for value in plain.values())
+    if isinstance(plain, (list, tuple)):
+        return any(_holds_set(value) for value in plain)
+    return False
+
+
+def _sets_sorted(plain: Any, encoded: Any) -> Any:
+    """`encoded` (the model's `model_dump(mode="json")`) with each list that is a set in
+    `plain` (its `model_dump()`, the same shape) sorted by its items' JSON; where the two
+    shapes differ (a serializer of the user's), as it is."""
+    if isinstance(plain, (set, frozenset)) and isinstance(encoded, list):
+        return sorted(encoded, key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(plain, dict) and isinstance(encoded, dict) and len(plain) == len(encoded):
+        pairs = zip(plain.values(), encoded.items())  # dicts keep their order; keys may differ
+        return {key: _sets_sorted(value, item) for value, (key, item) in pairs}
+    if isinstance(plain, (list, tuple)) and isinstance(encoded, list):
+        return [_sets_sorted(value, item) for value, item in zip(plain, encoded)]
+    return encoded
