@@ -170,6 +170,31 @@ def test_stop_on_failure_lets_running_steps_finish_and_starts_nothing_new():
     assert "ok" not in run.steps
 
 
+@step(enable_cache=False, retry=StepRetryConfig(max_retries=2, delay=30))
+def flaky_then_waits() -> int:
+    raise RuntimeError("flaky")
+
+
+@step(enable_cache=False)
+def fails_later(x: int) -> int:
+    time.sleep(0.3)
+    raise ValueError("for good")
+
+
+@pipeline(enable_cache=False)
+def retry_cut_short():
+    return [flaky_then_waits(), fails_later(1)]
+
+
+@pytest.mark.parametrize("mode", ["stop_on_failure", "fail_fast"])
+def test_an_attempt_whose_retry_a_failure_cancels_is_recorded_failed(mode):
+    """It read `retried` for good, with no later attempt, after the run had stopped."""
+    error, run = failed_run(retry_cut_short.with_options(failure_mode=mode))
+    assert run.failed_step == "fails_later"
+    flaky = run.steps["flaky_then_waits"]
+    assert (str(flaky.status), flaky.attempt, flaky.exception_message) == ("failed", 1, "flaky")
+
+
 def test_using_a_future_that_will_never_run_raises_step_not_run():
     seen = {}
 

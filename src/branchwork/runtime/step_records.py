@@ -372,6 +372,18 @@ class StepRecords:
 
     def not_run(self, item: Tracked, because_of: str | None) -> StepNotRunError:
         invocation = item.invocation
+        failed = item.last_attempt
+        if failed is not None and failed.error is not None:
+            # its retry was due, and will not come: the attempt recorded `retried` failed
+            self.recorder.step_finished(
+                failed.step_run_id,
+                "failed",
+                failed.end_time,
+                failed.error,
+                failed.traceback,
+                _metadata_json(failed),
+                failed.start_time,
+            )
         if because_of is None:
             reason = "the run was stopped"
         elif isinstance(self.tracked[because_of].last_error, ChildRunPaused):
