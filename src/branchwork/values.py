@@ -182,6 +182,8 @@ def _encode(value: Any, leaf: Leaf | None, canonical: Callable[[type], str] | No
     a subclass of a plain type."""
     kind = type(value)
     if kind in _JSON_AS_IS:  # the common leaves first: a cache key per step encodes them
+        if kind is int and value.bit_length() > LONG_INT:
+            _check_digits(value)
         return value
     if kind is float and math.isfinite(value):
         return value
@@ -215,10 +217,29 @@ def _encode_dict(
     return {"$dict": pairs}
 
 
+LONG_INT = 4000  # bits: shorter ints (1 200 digits) are written as text whatever the limit
+
+
+def _check_digits(value: int) -> None:
+    """TypeError for an int longer than Python writes as text (`sys.get_int_max_str_digits`):
+    JSON could not hold it, and writing it failed deep in a run."""
+    import sys
+
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    digits = int(value.bit_length() * math.log10(2)) + 1
+    if limit and digits > limit:
+        raise TypeError(
+            f"an int of about {digits} digits has no JSON form (Python writes ints of at most "
+            f"{limit} digits as text: sys.set_int_max_str_digits)"
+        )
+
+
 def _encode_scalar(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
+        if value.bit_length() > LONG_INT:
+            _check_digits(value)
         return int.__index__(value)
     if isinstance(value, float):
         number = float.__float__(value)

@@ -102,6 +102,35 @@ def test_second_run_is_cached_unless_no_cache(cli, target_file):
     assert "Result: {'label': 'sum', 'total': 6}" in result.stdout
 
 
+def test_a_value_repr_refuses_is_printed_as_such_not_as_an_error(cli, pipeline_file):
+    """An int longer than Python writes as text: the run completed, and printing its value
+    failed the command with `Error: ValueError`; `artifacts load` too."""
+    target = pipeline_file(
+        "power",
+        """
+        from branchwork import pipeline, step
+
+        @step
+        def power(n: int) -> int:
+            return 10**n
+
+        @pipeline
+        def powers(n: int = 5000):
+            return power(n)
+        """,
+    )
+    result = cli("run", f"{target}:powers", "--no-progress")
+    assert result.exit_code == 0, result.output
+    refused = (
+        "<int value that repr() refuses: Exceeds the limit (4300 digits) for integer string "
+        "conversion"
+    )
+    assert result.stdout.splitlines()[-1].startswith(f"Result: {refused}")
+    loaded = cli("artifacts", "load", "latest/power", "--allow-pickle")
+    assert loaded.exit_code == 0, loaded.output
+    assert loaded.stdout.startswith(refused)
+
+
 def test_a_failing_run_exits_1_with_one_line_naming_the_step(cli, target_file, assert_error):
     result = cli("run", f"{target_file}:failing")
     line = assert_error(result, "step 'explode'", "ValueError: cannot handle 2 values")

@@ -364,6 +364,39 @@ def hands_its_json_over(settings: Settings):
     return train_with(settings.model_dump(mode="json"))
 
 
+@step
+def digits(n: int) -> int:
+    return n.bit_length()
+
+
+@pipeline
+def long_literal():
+    return digits(10**5000)
+
+
+@pipeline
+def long_but_written():
+    return digits(10**4000)
+
+
+@pipeline
+def long_computed():
+    return digits(10**5000 + digits(1))
+
+
+def test_an_int_too_long_to_write_as_text_is_refused_naming_the_argument():
+    """Recording it raised a bare ValueError (static), or crashed the loop (dynamic)."""
+    for body, invocation in ((long_literal, "digits"), (long_computed, "digits_2")):
+        with pytest.raises(PipelineRunFailedError) as failed:
+            body()
+        assert str(failed.value.__cause__).startswith(
+            f"Pipeline '{body.name}': step 'digits' (invocation '{invocation}'), argument 'n' "
+            "cannot be passed as a literal parameter: an int of about 5001 digits has no JSON "
+            "form (Python writes ints of at most 4300 digits as text"
+        )
+    assert long_but_written() == (10**4000).bit_length()  # 4 001 digits: within the limit
+
+
 def test_a_typed_parameter_goes_to_a_step_as_its_json_form_and_the_error_says_so():
     assert hands_its_json_over(settings={"lr": 0.5}) == 5.0
     with pytest.raises(PipelineRunFailedError) as failed:

@@ -150,4 +150,4 @@ def load(
     remember_registered_stores(engine)  # an S3 store's endpoint and credentials
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the project's classes import, as under `python -m`
-    typer.echo(repr(find_artifact(engine, artifact).load(allow_pickle=allow_pickle)))
+    typer.echo(render.value_repr(find_artifact(engine, artifact).load(allow_pickle=allow_pickle)))

@@ -95,6 +95,15 @@ def _finite(data: Any) -> Any:
 # ---- values --------------------------------------------------------------------------------
 
 
+def value_repr(value: Any) -> str:
+    """`repr(value)`, or what it is where repr refuses (an int longer than Python writes as
+    text): the run completed, and printing its value failed the command."""
+    try:
+        return repr(value)
+    except ValueError as error:
+        return f"<{type(value).__name__} value that repr() refuses: {error}>"
+
+
 def local_time(moment: datetime | None) -> str:
     if moment is None:
         return "-"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from branchwork.cli.render import console, status_text
+from branchwork.cli.render import console, status_text, value_repr
 
 if TYPE_CHECKING:
     from branchwork.pipelines.parameters import CommandLineValue
@@ -127,7 +127,7 @@ def run_and_report(
         if paused.refused:  # the answer given was not taken
             raise typer.Exit(1)
         return
-    out.print(Text.assemble(("Result: ", "bold"), repr(result)))
+    out.print(Text.assemble(("Result: ", "bold"), value_repr(result)))
 
 
 def run(

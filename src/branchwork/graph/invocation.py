@@ -23,7 +23,7 @@ from branchwork.exceptions import StepInvocationError
 from branchwork.graph.external import ExternalArtifact
 from branchwork.graph.file_input import FileInput
 from branchwork.graph.futures import StepOutput
-from branchwork.values import Leaf, encode, leaves_of, tree_map
+from branchwork.values import LONG_INT, Leaf, encode, leaves_of, tree_map
 
 if TYPE_CHECKING:
     from branchwork.config.run_config import StepOptions
@@ -188,8 +188,8 @@ def bind_inputs(
     for name, value in bound.arguments.items():
         if name in step.file_parameters and isinstance(value, (str, os.PathLike)):
             value = FileInput(value)
-        if type(value) in _PLAIN:  # most arguments: recorded as they are
-            inputs[name] = value
+        if type(value) in _PLAIN and (type(value) is not int or value.bit_length() < LONG_INT):
+            inputs[name] = value  # most arguments: recorded as they are
             continue
         argument = f"{where}, argument '{name}'"
         _check_not_all_outputs(argument, value, step.not_tuple_parameters.get(name))
