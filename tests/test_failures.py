@@ -255,6 +255,25 @@ def test_wrong_number_of_outputs_is_a_clear_step_failure():
     assert run.steps["pair"].status == "failed"
 
 
+def test_a_value_returned_by_a_step_annotated_none_fails_it():
+    """It was dropped without a word."""
+
+    @step
+    def train() -> None:
+        return 5  # type: ignore[return-value]
+
+    @pipeline
+    def discarding():
+        train()
+
+    error, run = failed_run(discarding)
+    assert str(error.__cause__) == (
+        "Step 'train' (invocation 'train') is annotated `-> None` but returned int: annotate "
+        "what it returns to keep it as an output, or return nothing."
+    )
+    assert run.steps["train"].status == "failed"
+
+
 def test_retries_rerun_the_step_and_record_each_attempt():
     attempts = []
 

@@ -257,6 +257,13 @@ def _reads_files(inputs: dict[str, Any]) -> bool:
 def _split_outputs(step: Step[Any, Any], invocation_id: str, value: Any) -> dict[str, Any]:
     specs = step.outputs
     if len(specs) == 0:
+        if value is not None:  # it was dropped without a word
+            raise StepFailedError(
+                f"Step '{step.name}' (invocation '{invocation_id}') is annotated `-> None` "
+                f"but returned {type(value).__name__}: annotate what it returns to keep it "
+                "as an output, or return nothing.",
+                invocation_id,
+            )
         return {}
     if len(specs) == 1:
         return {specs[0].name: value}
