@@ -3,7 +3,9 @@ the loaded value; passed to steps they are edges; returned they come back loaded
 
 from __future__ import annotations
 
+import copy
 import threading
+from dataclasses import dataclass
 from typing import Annotated, Any, Tuple  # noqa: UP035 - the documented spelling
 
 import pytest
@@ -266,6 +268,57 @@ def test_a_future_in_a_set_or_as_a_dict_key_is_refused_saying_to_load_it():
 
     assert loaded_first() == 3
     assert seen == {"in_set": True, "keyed": {"make_int": 3}}
+
+
+@dataclass
+class Check:
+    result: bool
+    index: int
+    stop: bool
+    load: str
+
+
+@step
+def check() -> Check:
+    return Check(result=False, index=7, stop=True, load="light")
+
+
+@step
+def numbers() -> list:
+    return [4, 6, 8]
+
+
+def test_attributes_named_as_a_futures_own_reach_the_value_or_say_why_not():
+    """`c.index` and `c.stop` were the future's own (None), and `if c.result:` took the
+    method, always true: silently wrong branches and values."""
+    seen: dict[str, Any] = {}
+
+    @pipeline
+    def shadowed():
+        c, xs = check(), numbers()
+        seen.update(index=c.index, stop=c.stop, position=xs.index(6), result=c.load().result)
+        for name in ("result", "load", "wait"):
+            with pytest.raises(TypeError) as refused:
+                bool(getattr(c, name))
+            seen[f"{name}()"] = str(refused.value)
+        with pytest.raises(TypeError):
+            _ = c.result == False  # noqa: E712 - what the user wrote
+        seen["copies"] = (copy.copy(c) is c, copy.deepcopy({"c": c})["c"] is c)
+        return xs
+
+    assert shadowed() == [4, 6, 8]
+    assert {key: seen[key] for key in ("index", "stop", "position", "result")} == {
+        "index": 7,
+        "stop": True,
+        "position": 1,
+        "result": False,
+    }
+    assert seen["result()"] == (
+        "`result` of a step output (<StepOutput check.output>) is its method `result()`, not "
+        "an attribute of its value: call it, or use `.load().result` for the value's."
+    )
+    assert seen["load()"].startswith("`load` of a step output (<StepOutput check.output>)")
+    assert seen["copies"] == (True, True)
 
 
 def test_formatting_and_attribute_access():

@@ -5,6 +5,11 @@ comparison, arithmetic, `int()`, `len()`, iteration, indexing, `in`, formatting,
 access — it waits for the step and behaves as the loaded value, which is what lets ordinary
 Python control flow drive a dynamic pipeline. `repr()` never waits, so debuggers stay usable.
 It cannot be hashed (a set member, a dict key): `.load()` it first.
+
+Its own names are few, so that attribute access reaches the value: `load`, `result` and
+`wait` (used as a value rather than called, they raise: `if check.result:` was always true,
+the method being truthy), `invocation_id` and `output_name`; which item of a mapped output it
+is (`_index`, `_stop`) is private, since `df.index` and `values.index(6)` are the value's.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ class StepOutput:
     `_held` is what its context keeps of the call for as long as a future of it exists (a
     running body's outcome of the call): once no future holds it, its result can go."""
 
-    __slots__ = ("_context", "invocation_id", "output_name", "index", "stop", "_held")
+    __slots__ = ("_context", "invocation_id", "output_name", "_index", "_stop", "_held")
     _context: RunContext
     _held: Any
     invocation_id: str
     output_name: str | None
-    index: int | None
-    stop: int | None
+    _index: int | None
+    _stop: int | None
 
     def __init__(
         self,
@@ -44,30 +49,48 @@ class StepOutput:
         object.__setattr__(self, "_context", context)
         object.__setattr__(self, "invocation_id", invocation_id)
         object.__setattr__(self, "output_name", output_name)
-        object.__setattr__(self, "index", index)
-        object.__setattr__(self, "stop", stop)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_stop", stop)
         object.__setattr__(self, "_held", held)
 
-    def load(self) -> Any:
-        """Wait for the step and return this output's value."""
+    def _load(self) -> Any:
         return self._context.value_of(self)
 
-    result = load
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the step has finished (successfully or not); False on timeout."""
+    def _wait(self, timeout: float | None = None) -> bool:
         return self._context.wait_for(self, timeout)
+
+    @property
+    def load(self) -> _OwnMethod:
+        """`load()`: wait for the step and return this output's value."""
+        return _OwnMethod(self, "load", self._load)
+
+    @property
+    def result(self) -> _OwnMethod:
+        """`result()`: the same as `load()`."""
+        return _OwnMethod(self, "result", self._load)
+
+    @property
+    def wait(self) -> _OwnMethod:
+        """`wait(timeout=None)`: wait until the step has finished (successfully or not);
+        False on timeout."""
+        return _OwnMethod(self, "wait", self._wait)
 
     def __repr__(self) -> str:
         name = f"{self.invocation_id}.{self.output_name}"
-        if self.index is not None:
-            name += f"[{self.index}]" if self.stop is None else f"[{self.index}:{self.stop}]"
+        if self._index is not None:
+            name += f"[{self._index}]" if self._stop is None else f"[{self._index}:{self._stop}]"
         return f"<StepOutput {name}>"
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("__") or name in StepOutput.__slots__:  # unset: a half-made copy
             raise AttributeError(name)
-        return getattr(self.load(), name)
+        return getattr(self._load(), name)
+
+    def __copy__(self) -> StepOutput:
+        return self  # a reference to one output: its copy is itself
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StepOutput:
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{self!r} is read-only")
@@ -83,49 +106,77 @@ class StepOutput:
         )
 
     def __bool__(self) -> bool:
-        return bool(self.load())
+        return bool(self._load())
 
     def __len__(self) -> int:
-        return len(self.load())
+        return len(self._load())
 
     def __iter__(self) -> Any:
-        return iter(self.load())
+        return iter(self._load())
 
     def __contains__(self, item: Any) -> bool:
-        return item in self.load()
+        return item in self._load()
 
     def __getitem__(self, key: Any) -> Any:
-        return self.load()[key]
+        return self._load()[key]
 
     def __str__(self) -> str:
-        return str(self.load())
+        return str(self._load())
 
     def __format__(self, spec: str) -> str:
-        return format(self.load(), spec)
+        return format(self._load(), spec)
 
     def __int__(self) -> int:
-        return int(self.load())
+        return int(self._load())
 
     def __float__(self) -> float:
-        return float(self.load())
+        return float(self._load())
 
     def __index__(self) -> int:
-        return operator.index(self.load())
+        return operator.index(self._load())
 
     def __round__(self, ndigits: int | None = None) -> Any:
-        return round(self.load(), ndigits)
+        return round(self._load(), ndigits)
 
     def __neg__(self) -> Any:
-        return -self.load()
+        return -self._load()
 
     def __pos__(self) -> Any:
-        return +self.load()
+        return +self._load()
 
     def __abs__(self) -> Any:
-        return abs(self.load())
+        return abs(self._load())
 
     def __invert__(self) -> Any:
-        return ~self.load()
+        return ~self._load()
+
+
+class _OwnMethod:
+    """A future's own method (`load`, `result`, `wait`), called as usual. Used as a value
+    instead — truth, comparison, formatting — it raises: a value's attribute of that name is
+    `future.load().name`, and the method, always true, chose a branch without a word."""
+
+    __slots__ = ("_call", "_future", "_name")
+
+    def __init__(self, future: StepOutput, name: str, call: Callable[..., Any]) -> None:
+        self._future, self._name, self._call = future, name, call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<method {self._name} of {self._future!r}>"
+
+    def _used_as_a_value(self, *_: Any) -> Any:
+        raise TypeError(
+            f"`{self._name}` of a step output ({self._future!r}) is its method "
+            f"`{self._name}()`, not an attribute of its value: call it, or use "
+            f"`.load().{self._name}` for the value's."
+        )
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _used_as_a_value
+    __str__ = __format__ = __int__ = __float__ = __index__ = __len__ = _used_as_a_value
+    __hash__ = None  # type: ignore[assignment]
 
 
 # What a step call returns inside a pipeline: one future per output (a tuple for several).
@@ -154,15 +205,15 @@ class MappedOutputs(list[T]):
 
 
 def _value(operand: Any) -> Any:
-    return operand.load() if isinstance(operand, StepOutput) else operand
+    return operand._load() if isinstance(operand, StepOutput) else operand
 
 
 def _forward(
     op: Callable[[Any, Any], Any], reflected: bool = False
 ) -> Callable[[StepOutput, Any], Any]:
     if reflected:
-        return lambda self, other: op(_value(other), self.load())
-    return lambda self, other: op(self.load(), _value(other))
+        return lambda self, other: op(_value(other), self._load())
+    return lambda self, other: op(self._load(), _value(other))
 
 
 for _name, _op in {

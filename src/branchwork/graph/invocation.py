@@ -156,7 +156,7 @@ def _to_ref(output: StepOutput, where: str) -> OutputRef:
             f"{where} receives the result of '{output.invocation_id}', a step with no "
             "outputs; pass it as after= to order the steps instead."
         )
-    return OutputRef(output.invocation_id, output.output_name, output.index, output.stop)
+    return OutputRef(output.invocation_id, output.output_name, output._index, output._stop)
 
 
 def bind_inputs(
@@ -217,7 +217,7 @@ def _check_not_all_outputs(argument: str, value: Any, annotation: type | None) -
     if not all(
         isinstance(item, StepOutput)
         and item.invocation_id == first.invocation_id
-        and item.index is None
+        and item._index is None
         for item in value
     ):
         return

@@ -94,7 +94,9 @@ class OnePassContext(TracingContext):
         """A future made while tracing, as one of the live run's."""
         if output._context is live:
             return output
-        return StepOutput(live, output.invocation_id, output.output_name, output.index, output.stop)
+        return StepOutput(
+            live, output.invocation_id, output.output_name, output._index, output._stop
+        )
 
 
 class _OnePassRun:

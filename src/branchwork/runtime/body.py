@@ -160,7 +160,7 @@ class BodyContext:
         name = output.output_name
         if name is None:
             return None
-        cached_as = (name, output.index, output.stop)
+        cached_as = (name, output._index, output._stop)
         values = outcome.values = outcome.values or {}
         if cached_as not in values:
             values[cached_as] = load_input(ArtifactInput(outcome.outputs[name], *cached_as[1:]))
@@ -169,7 +169,7 @@ class BodyContext:
     def item_count(self, output: StepOutput) -> int:
         outcome = self._finished(output)
         stored = outcome.outputs.get(output.output_name or "")
-        if output.index is None and stored is not None and stored.item_count is not None:
+        if output._index is None and stored is not None and stored.item_count is not None:
             return stored.item_count
         value = self.value_of(output)
         if isinstance(value, (Mapping, AbstractSet)):  # items are taken by position
@@ -291,10 +291,10 @@ def _return_structure(value: Any, outputs: list[StepOutput], pipeline_name: str)
             return None
         outputs.append(output)
         node: dict[str, Any] = {"$out": len(outputs) - 1}
-        if output.index is not None:
-            node["index"] = output.index
-        if output.stop is not None:
-            node["stop"] = output.stop
+        if output._index is not None:
+            node["index"] = output._index
+        if output._stop is not None:
+            node["stop"] = output._stop
         return node
 
     for path, leaf in leaves_of(value):

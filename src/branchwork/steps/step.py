@@ -387,7 +387,7 @@ def _items(value: Any, chunk_size: int | None, where: str) -> list[Any]:
     output's stay references, counted from what was recorded when it was saved: the output
     is not loaded here. An item of an output, mapped in turn, is loaded (its items become
     values)."""
-    if isinstance(value, StepOutput) and value.index is None:
+    if isinstance(value, StepOutput) and value._index is None:
         try:
             count = value._context.item_count(value)
         except TypeError as error:  # len() of a value with no items
