@@ -10,8 +10,8 @@ from typing import Annotated, Any, Tuple  # noqa: UP035 - the documented spellin
 
 import pytest
 
-from branchwork import pipeline, step
-from branchwork.exceptions import PipelineRunFailedError, StepFailedError
+from branchwork import Client, pipeline, step
+from branchwork.exceptions import PipelineDefinitionError, PipelineRunFailedError, StepFailedError
 from branchwork.graph.futures import StepOutput
 
 
@@ -319,6 +319,41 @@ def test_attributes_named_as_a_futures_own_reach_the_value_or_say_why_not():
     )
     assert seen["load()"].startswith("`load` of a step output (<StepOutput check.output>)")
     assert seen["copies"] == (True, True)
+
+
+@step
+def labelled(text: str, label: str) -> str:
+    return f"{label}: {text}"
+
+
+KEPT: list[Any] = []
+
+
+@pipeline
+def keeps(source: str):
+    if not KEPT:
+        KEPT.append(make_str(f"from {source}"))  # a future kept for later calls: a mistake
+    return labelled(KEPT[0], "kept"), labelled(make_str(source), "own")
+
+
+def test_a_future_kept_from_another_run_is_refused_not_taken_by_its_id():
+    """The second call's `labelled(KEPT[0], ...)` got this run's `make_str` (same id, other
+    data); reading the kept future after its run returned started a run of its own, which
+    read lost a moment later."""
+    KEPT.clear()
+    assert keeps(source="a") == ("kept: from a", "own: a")
+    with pytest.raises(PipelineRunFailedError) as refused:
+        keeps(source="b")
+    assert str(refused.value.__cause__) == (
+        "Pipeline 'keeps': step 'labelled' (invocation 'labelled'), argument 'text' receives "
+        "<StepOutput make_str.output>, a step output of another run (a future kept from an "
+        "earlier run, or the parent run of a child pipeline): pass its value instead "
+        "(`.load()` it in the run that made it), or make the call in that run."
+    )
+    runs = Client().list_pipeline_runs(pipeline="keeps")
+    with pytest.raises(PipelineDefinitionError, match="belongs to a call of pipeline 'keeps'"):
+        KEPT[0] + "!"
+    assert len(Client().list_pipeline_runs(pipeline="keeps")) == len(runs) == 2
 
 
 def test_formatting_and_attribute_access():

@@ -150,7 +150,21 @@ ARTIFACT_REFS = (OutputRef, ExternalArtifact)
 _RECORDED_REFS = Leaf("$ref", ARTIFACT_REFS, lambda ref: ref.to_json())
 
 
-def _to_ref(output: StepOutput, where: str) -> OutputRef:
+def _of_this_run(output: StepOutput, calls: StepCalls, where: str) -> str:
+    """The invocation id of a future of the run whose calls are `calls`: one kept from
+    another run (an earlier run, the parent of a child run) was taken by its id alone, for
+    whatever call of this run has that id."""
+    if output._context.calls is not calls:
+        raise StepInvocationError(
+            f"{where} receives {output!r}, a step output of another run (a future kept from "
+            "an earlier run, or the parent run of a child pipeline): pass its value instead "
+            "(`.load()` it in the run that made it), or make the call in that run."
+        )
+    return output.invocation_id
+
+
+def _to_ref(output: StepOutput, where: str, calls: StepCalls) -> OutputRef:
+    _of_this_run(output, calls, where)
     if output.output_name is None:
         raise StepInvocationError(
             f"{where} receives the result of '{output.invocation_id}', a step with no "
@@ -164,10 +178,10 @@ def bind_inputs(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     invocation_id: str,
-    pipeline_name: str,
+    calls: StepCalls,
 ) -> dict[str, Any]:
     """Bind a call's arguments to the step signature; errors name the step and argument."""
-    where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
+    where = f"Pipeline '{calls.pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
     try:
         bound = step.signature.bind(*args, **kwargs)
     except TypeError as error:
@@ -193,7 +207,9 @@ def bind_inputs(
             continue
         argument = f"{where}, argument '{name}'"
         _check_not_all_outputs(argument, value, step.not_tuple_parameters.get(name))
-        converted = tree_map(functools.partial(_to_ref, where=argument), value, StepOutput)
+        converted = tree_map(
+            functools.partial(_to_ref, where=argument, calls=calls), value, StepOutput
+        )
         try:
             encode(converted, _RECORDED_REFS)
         except TypeError as error:
@@ -274,16 +290,18 @@ def _prefixed(after: object, prefix: str) -> object:
     return after
 
 
-def after_ids(after: object, where: str, keyword: str = "after") -> tuple[str, ...]:
-    """Invocation ids named by an `after=` (or `start_after=`) argument (futures, ids or a
-    list of either)."""
+def after_ids(
+    after: object, where: str, calls: StepCalls, keyword: str = "after"
+) -> tuple[str, ...]:
+    """Invocation ids named by an `after=` (or `start_after=`) argument (futures of the
+    run whose calls are `calls`, ids or a list of either)."""
     if after is None:
         return ()
     items = after if isinstance(after, (list, tuple)) else [after]
     ids: list[str] = []
     for item in items:
         if isinstance(item, StepOutput):
-            ids.append(item.invocation_id)
+            ids.append(_of_this_run(item, calls, f"{where}: {keyword}="))
         elif isinstance(item, str):
             ids.append(item)
         else:
@@ -404,17 +422,17 @@ class StepCalls:
     ) -> Invocation:
         pipeline_name = self.pipeline_name
         where = f"Pipeline '{pipeline_name}': step '{step.name}' (invocation '{invocation_id}')"
-        inputs = bind_inputs(step, args, kwargs, invocation_id, pipeline_name)
+        inputs = bind_inputs(step, args, kwargs, invocation_id, self)
         upstream, files = references_of(inputs)
         invocation = Invocation(
             id=invocation_id,
             step=step,
             inputs=inputs,
             upstream=upstream,
-            after=after_ids(ordering.after, where),
+            after=after_ids(ordering.after, where, self),
             enable_cache=self.pipeline_cache and step.enable_cache is not False,
             files=files,
-            start_after=after_ids(ordering.start_after, where, "start_after"),
+            start_after=after_ids(ordering.start_after, where, self, "start_after"),
         )
         edges = [("depends on", d) for d in invocation.dependencies]
         edges += [("starts after", s) for s in invocation.start_after]

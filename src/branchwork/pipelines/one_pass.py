@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from branchwork.exceptions import RunStopped
+from branchwork.exceptions import PipelineDefinitionError, RunStopped
 from branchwork.graph.context import run_context
 from branchwork.graph.futures import StepOutput, StepOutputs
 from branchwork.graph.tracing import Compiled, TracingContext, user_location
@@ -48,6 +48,7 @@ class OnePassContext(TracingContext):
         super().__init__(pipeline.name, pipeline.enable_cache is not False, pipeline.step_options)
         self._go_live = go_live
         self.live: BodyContext | None = None
+        self.ended = False  # the call returned: a future kept from it starts nothing
 
     def invoke(
         self,
@@ -75,12 +76,14 @@ class OnePassContext(TracingContext):
 
     def ask(self, question: Question) -> Any:
         if self.live is None:
+            self._refuse_if_ended(f"the question {question.text!r}")
             self.value_use = f"it waits for an answer to {question.text!r} at {user_location()}"
             self.live = self._go_live(self.value_use)
         return self.live.ask(question)
 
     def _live(self, output: StepOutput) -> BodyContext:
         if self.live is None:
+            self._refuse_if_ended(repr(output))
             self.waited_on = output.invocation_id
             self.value_use = (
                 f"it uses the output of step '{output.invocation_id}' as a value at "
@@ -88,6 +91,15 @@ class OnePassContext(TracingContext):
             )
             self.live = self._go_live(self.value_use)
         return self.live
+
+    def _refuse_if_ended(self, what: str) -> None:
+        """Its run ran without needing a value: a future kept past it, read, started a run
+        of the pipeline of its own, which nothing ran and which read lost a moment later."""
+        if self.ended:
+            raise PipelineDefinitionError(
+                f"{what} belongs to a call of pipeline '{self.pipeline_name}' that has returned: "
+                "use what the pipeline returned, or read the value inside its body."
+            )
 
     @staticmethod
     def _on(live: BodyContext, output: StepOutput) -> StepOutput:
@@ -146,6 +158,7 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
             with run_context(live.context):
                 returned = pipeline.func(**params)
         except BaseException as error:
+            live.context.ended = True
             if live.session is None:
                 if live.started and isinstance(error, RunStopped):
                     return run_outcome(live.run_id, None)  # stopped before its loop began
@@ -156,6 +169,7 @@ def run_in_one_pass(pipeline: Pipeline[Any, Any], params: dict[str, Any], stack:
                 )
             assert live.session is not None
             return run_outcome(live.run_id, live.session.fail(error).error)
+        live.context.ended = True
         if live.session is None:  # it never needed a value: static, the trace is its DAG
             compiled = Compiled(False, live.context.invocations, returned, calls=live.context.calls)
             with interrupts_deferred():
