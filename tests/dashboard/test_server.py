@@ -222,6 +222,7 @@ def test_a_lost_run_reads_failed_everywhere_and_stays_unwritten(
     project, api, branchwork_home, monkeypatch
 ):
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")  # lost after 1.2 s of silence
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", "0.5")  # and of the retry window
     target = f"{project / 'dash_pipelines.py'}:drip"
     env = python_env(branchwork_home, BRANCHWORK_HEARTBEAT_SECONDS="0.2")
     with Spawned([BRANCHWORK, "run", target, "-p", f"folder={project}"], env=env) as runner:

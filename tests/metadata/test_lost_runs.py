@@ -21,6 +21,8 @@ from processes import Spawned, python, python_env, wait_until
 
 BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
 HEARTBEAT = "0.2"  # lost after six silent heartbeats: 1.2 s
+# The readers' store retry window: a run is lost after it too (and two heartbeats more).
+RETRY = "0.5"
 
 SCRIPT = """
 import time
@@ -74,6 +76,7 @@ def long_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """`python script.py` running its long step, on a store in tmp_path/home that this
     process reads too."""
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
     home = tmp_path / "home"
     monkeypatch.setenv("BRANCHWORK_HOME", str(home))
     script = tmp_path / "killed.py"
@@ -84,11 +87,13 @@ def long_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield run
 
 
-def cli(home: Path, *args: str, heartbeat: str | None = HEARTBEAT) -> str:
+def cli(home: Path, *args: str, heartbeat: str | None = HEARTBEAT, retry: str = RETRY) -> str:
     """The real command on the store in `home`, in a process heartbeating every `heartbeat`
-    seconds (None: the default 5 s)."""
+    seconds (None: the default 5 s) and retrying the store for `retry` seconds."""
     beats = {"BRANCHWORK_HEARTBEAT_SECONDS": heartbeat} if heartbeat else {}
-    env = python_env(home, BRANCHWORK_SQLITE_BUSY_TIMEOUT="1", **beats)
+    env = python_env(
+        home, BRANCHWORK_SQLITE_BUSY_TIMEOUT="1", BRANCHWORK_STORE_RETRY_SECONDS=retry, **beats
+    )
     with Spawned([BRANCHWORK, *args], env=env) as command:
         code, out, err = command.wait(60)
     assert code == 0, err
@@ -155,6 +160,26 @@ def test_a_live_run_whose_loop_heartbeats_seldom_is_not_reaped_by_a_faster_reade
         listed = json.loads(cli(home, "runs", "list", "-o", "json"))
         assert [run["status"] for run in listed] == ["running"]
         assert sql(home, "SELECT status FROM pipeline_run") == [("running",)]
+
+
+def test_a_run_silent_for_the_store_retry_window_is_not_lost(lost_run):
+    """A loop riding out a store outage writes no heartbeat. At six heartbeats (30 s by
+    default, the retry window itself), a run whose PostgreSQL came back within the window
+    was reaped by another process the moment it could write, and its loop then stopped it
+    ("stopped on request"). Lost now after the window and two heartbeats more: 40 s."""
+    home = lost_run
+    silent_for = lambda seconds: sql(  # noqa: E731
+        home,
+        f"UPDATE pipeline_run SET heartbeat_seconds = 5, heartbeat = {time.time() - seconds}",
+    )
+    silent_for(35)  # past six heartbeats of 5 s, within the window and two heartbeats
+    assert cli(home, "runs", "reap", heartbeat=None, retry="30").strip() == (
+        "Recorded 0 lost runs as failed."
+    )
+    silent_for(41)
+    assert cli(home, "runs", "reap", heartbeat=None, retry="30").strip() == (
+        "Recorded 1 lost run as failed."
+    )
 
 
 def test_runs_reap_records_it(lost_run):

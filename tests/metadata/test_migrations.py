@@ -627,6 +627,7 @@ def test_0017_adds_each_runs_heartbeat_interval_and_goes_down_and_up_keeping_eve
             beat = time.time() - 20  # silent for 20 s: lost on 0.2 s heartbeats, not on 5 s
             conn.execute(text(f"UPDATE pipeline_run SET status = 'running', heartbeat = {beat}"))
         store.upgrade(engine)
+        monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", "1")  # lost after it too
         monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "5")
         assert find_run(engine, "old-run").status == "running"
         monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")

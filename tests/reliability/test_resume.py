@@ -172,6 +172,7 @@ with active_stack(stack):
 
 def test_a_killed_fan_out_resumes_with_every_item_run_exactly_once(tmp_path, monkeypatch):
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", "1")  # lost after it too
     script = tmp_path / "run_fan_out.py"
     script.write_text(SCRIPT.format(here=str(HERE), folder=str(tmp_path)))
     process = subprocess.Popen([sys.executable, str(script)], env=os.environ.copy())
@@ -218,6 +219,7 @@ def test_a_killed_loop_over_values_resumes_each_item_once_and_records_its_reads(
     tmp_path, monkeypatch
 ):
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", "1")  # lost after it too
     script = tmp_path / "run_read_each.py"
     call = "rp.fan_out(folder={folder!r}, n=10, block_on=5)"
     script.write_text(

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, case, func, literal, select
 
-from branchwork.config.heartbeat import MISSED_HEARTBEATS, heartbeat_interval, stale_after
+from branchwork.config.heartbeat import (
+    AFTER_RETRIES,
+    MISSED_HEARTBEATS,
+    heartbeat_interval,
+    retry_window,
+    stale_after,
+)
 from branchwork.metadata import schema
 from branchwork.metadata.recorder import utc
 
@@ -64,10 +70,14 @@ def is_lost(run: Any, now: float) -> bool:
 
 
 def _lost(now: float) -> Any:
-    """`is_lost` as a SQL condition."""
+    """`is_lost` as a SQL condition (`stale_after`'s larger bound: both are passed)."""
     run = schema.pipeline_run.c
     interval = func.coalesce(run.heartbeat_seconds, heartbeat_interval())
-    return and_(run.status == "running", run.heartbeat + MISSED_HEARTBEATS * interval < now)
+    return and_(
+        run.status == "running",
+        run.heartbeat + MISSED_HEARTBEATS * interval < now,
+        run.heartbeat + retry_window() + AFTER_RETRIES * interval < now,
+    )
 
 
 def lost_status(now: float) -> Any:

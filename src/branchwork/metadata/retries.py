@@ -20,8 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from branchwork.config.environment import seconds_from_env
-from branchwork.config.heartbeat import stale_after
+from branchwork.config.heartbeat import retry_window, stale_after
 from branchwork.exceptions import StoreUnavailableError
 
 P = ParamSpec("P")
@@ -31,11 +30,6 @@ logger = logging.getLogger("branchwork")
 
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
-
-
-def retry_window() -> float:
-    """Seconds a store operation keeps being retried ($BRANCHWORK_STORE_RETRY_SECONDS)."""
-    return seconds_from_env("BRANCHWORK_STORE_RETRY_SECONDS", 30.0)
 
 
 def is_transient(error: BaseException) -> bool:
