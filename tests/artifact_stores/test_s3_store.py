@@ -35,6 +35,7 @@ from branchwork.materializers import (
 from branchwork.runtime.envelopes import request_to_json
 from branchwork.runtime.step_execution import StepRequest
 from branchwork.stack import components, get_stack, stacks
+from processes import python_env
 from s3_server import ACCESS_KEY_ID, SECRET_ENV
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -297,3 +298,55 @@ def test_the_secret_is_in_nothing_branchwork_writes(s3_server, s3_secret, branch
     files = [path for path in branchwork_home.rglob("*") if path.is_file()]
     assert any(path.name == "branchwork.db" for path in files)
     assert [path for path in files if s3_secret.encode() in path.read_bytes()] == []
+
+
+CROSS_STORE = """
+from branchwork import pipeline, step
+
+@step
+def load(n: int) -> list:
+    return list(range(n))  # over INLINE_LIMIT: in the stack's artifact store
+
+@step
+def work(data: list, k: int) -> int:
+    return sum(data) * k
+
+@pipeline
+def cross(n: int, k: int):
+    return work(load(n), k)
+"""
+
+
+def test_a_cache_hit_held_by_another_registered_store_is_read_with_its_settings(
+    s3_server, tmp_path, branchwork_home
+):
+    """`branchwork run --stack default` was served `load` from the cache, whose output is in
+    the team's S3 store, and read it without that store's endpoint and credentials:
+    NoCredentialsError. Only `Client()` made the registered stores known."""
+    root = f"s3://branchwork/cross-{uuid.uuid4().hex[:8]}"
+    components.register_artifact_store("team-s3", url=root, **s3_server.store_settings())
+    stacks.register_stack("team", "default", "team-s3")
+    (tmp_path / "cross.py").write_text(CROSS_STORE)
+    env = python_env(branchwork_home, **{SECRET_ENV: s3_server.secret})
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "branchwork"), "run", "cross.py:cross", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    assert run("-p", "n=400", "-p", "k=1", "--stack", "team", "--no-progress")[-1] == (
+        "Result: 79800"
+    )
+    assert objects_under(s3_server, root) != []
+    assert run("-p", "n=400", "-p", "k=2", "--stack", "default", "--no-progress")[-1] == (
+        "Result: 159600"
+    )
+    steps = Client().list_pipeline_runs(pipeline="cross", limit=1)[0].steps
+    assert (str(steps["load"].status), str(steps["work"].status)) == ("cached", "completed")

@@ -23,7 +23,12 @@ from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import get_engine, write_transaction
 from branchwork.stack.building import build_stack
-from branchwork.stack.components import component_record, component_row, missing_component
+from branchwork.stack.components import (
+    component_record,
+    component_row,
+    missing_component,
+    remember_registered_stores,
+)
 from branchwork.stack.records import (
     ARTIFACT_STORE,
     DEFAULT,
@@ -184,7 +189,12 @@ def delete_stack(name: str, engine: Engine | None = None) -> None:
 
 
 def get_stack(name: str | None = None, engine: Engine | None = None) -> Stack:
-    """The runnable stack called `name` (default: the active one in the store)."""
+    """The runnable stack called `name` (default: the active one in the store), with every
+    registered artifact store made known to this process: a cache hit or an ExternalArtifact
+    may be held by another one, read with its endpoint and credentials (without them, a run
+    on another stack failed with NoCredentialsError where `Client()` had read it)."""
+    engine = engine or get_engine()
+    remember_registered_stores(engine)
     return build_stack(describe_stack(name, engine))
 
 
