@@ -88,6 +88,27 @@ def test_a_postgres_restart_within_the_retry_window_lets_the_run_complete(
     each_invocation_recorded_once(url)
 
 
+def test_a_run_started_while_postgres_restarts_waits_for_it(
+    postgres_server, chain_script, tmp_path
+):
+    """Its first connection was not retried: the run failed at once ("could not be reached
+    or migrated") though the server was back two seconds later."""
+    url = postgres_server.create_database(f"outage_{uuid.uuid4().hex[:8]}")
+    env = python_env(tmp_path / "home", BRANCHWORK_STORE_URL=url)
+    postgres_server.stop()
+    back = threading.Timer(2.0, postgres_server.start)
+    back.start()
+    try:
+        with Spawned(python(str(chain_script)), env=env) as run:
+            code, out, err = run.wait(120)
+    finally:
+        back.join()
+    assert code == 0, err
+    assert "result 12" in out
+    assert "The metadata store is unavailable while connecting to it" in err
+    each_invocation_recorded_once(url)
+
+
 def test_an_outage_past_the_retry_window_fails_clearly_and_resumes(
     postgres_server, chain_script, tmp_path
 ):

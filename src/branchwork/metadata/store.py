@@ -28,7 +28,7 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from branchwork.config.environment import seconds_from_env
 from branchwork.config.home import store_url
-from branchwork.exceptions import ConfigurationError
+from branchwork.exceptions import ConfigurationError, StoreUnavailableError
 
 HEAD_REVISION = "0017"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -147,10 +147,22 @@ def _revision_on(conn: Connection) -> str | None:
 
 
 def upgrade_if_needed(engine: Engine) -> None:
-    """Bring the store to HEAD_REVISION, importing Alembic only when there is work to do."""
+    """Bring the store to HEAD_REVISION, importing Alembic only when there is work to do. A
+    database server is waited for as long as any store operation (`metadata.retries`): a run
+    started while PostgreSQL restarted failed at once. (A SQLite file that cannot be opened
+    will not open later.)"""
+    from branchwork.metadata.retries import retrying
+
+    revision = current_revision
+    if engine.dialect.name != "sqlite":
+        revision = retrying("connecting to it")(current_revision)
     try:
-        if current_revision(engine) != HEAD_REVISION:
+        if revision(engine) != HEAD_REVISION:
             upgrade(engine)
+    except StoreUnavailableError as unavailable:
+        cause = unavailable.__cause__
+        assert isinstance(cause, DBAPIError)
+        raise ConfigurationError(_unusable_store_message(engine.url, cause)) from cause
     except (OperationalError, DatabaseError) as error:
         raise ConfigurationError(_unusable_store_message(engine.url, error)) from error
 
