@@ -350,3 +350,44 @@ def test_a_cache_hit_held_by_another_registered_store_is_read_with_its_settings(
     )
     steps = Client().list_pipeline_runs(pipeline="cross", limit=1)[0].steps
     assert (str(steps["load"].status), str(steps["work"].status)) == ("cached", "completed")
+
+
+def test_a_purge_the_store_refuses_lists_every_folder_left_behind(
+    s3_server, tmp_path, branchwork_home
+):
+    """The records are deleted before the files: a purge that failed named only the first
+    folder left (or, on an unreachable endpoint, printed botocore's bare error), and the
+    others could not be found any more."""
+    root = f"s3://branchwork/purge-{uuid.uuid4().hex[:8]}"
+    components.register_artifact_store("team-s3", url=root, **s3_server.store_settings())
+    stacks.register_stack("team", "default", "team-s3")
+    (tmp_path / "cross.py").write_text(CROSS_STORE)
+    branchwork = str(Path(sys.executable).parent / "branchwork")
+
+    def command(secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [branchwork, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=python_env(branchwork_home, **{SECRET_ENV: secret}),
+        )
+
+    for n in (400, 401):
+        args = ("run", "cross.py:cross", "-p", f"n={n}", "-p", "k=1", "--stack", "team")
+        ran = command(s3_server.secret, *args)
+        assert ran.returncode == 0, ran.stderr
+    folders = sorted(v.uri for v in Client().list_artifact_versions() if v.uri.startswith(root))
+    assert len(folders) == 2
+    run = Client().list_pipeline_runs(pipeline="cross", limit=1)[0]
+    [made] = [v.uri for v in run.steps["load"].outputs.values()]
+    deleted = command("a-wrong-secret", "runs", "delete", run.name, "--yes", "--purge-artifacts")
+    assert deleted.returncode == 1
+    left = [line for line in deleted.stderr.splitlines() if "not removed:" in line]
+    assert [line.split()[2] for line in left] == [made]
+    assert made in folders
+    assert deleted.stderr.splitlines()[-1] == (
+        "Error: Could not remove 1 artifact folders (listed above); their records are "
+        "deleted: remove them by hand."
+    )

@@ -526,10 +526,12 @@ def delete(
     if purge_artifacts:
         removed, failed = purge_files(engine, deleted.deleted_versions)
         typer.echo(f"Removed {len(removed)} artifact folders.")
-        if failed:
-            uri, reason = failed[0]
+        if failed:  # their records are gone: say every one, to remove by hand
+            for uri, reason in failed:
+                typer.echo(f"  not removed: {uri} ({reason})", err=True)
             raise ArtifactError(
-                f"Could not remove {len(failed)} artifact folders (first: {uri}: {reason})."
+                f"Could not remove {len(failed)} artifact folders (listed above); their "
+                "records are deleted: remove them by hand."
             )
     elif deleted.deleted_versions:
         typer.echo("Artifact files were left in place (--purge-artifacts removes them).")

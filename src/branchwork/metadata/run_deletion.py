@@ -180,6 +180,6 @@ def purge_files(
                 continue
             store.rmtree(uri)
             removed.append(uri)
-        except OSError as error:
-            failed.append((uri, str(error)))
+        except Exception as error:  # noqa: BLE001 - an object store's own (botocore's) too
+            failed.append((uri, f"{type(error).__name__}: {error}"))
     return removed, failed
