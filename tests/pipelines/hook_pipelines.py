@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ def refuse(context: PipelineHookContext) -> None:
     raise Refused("no licence for this run")
 
 
+def exits(context: PipelineHookContext) -> None:
+    sys.exit(3)
+
+
 def broken_report(context: PipelineHookContext) -> None:
     raise ValueError(f"cannot report {context.hook}")
 
@@ -88,6 +93,11 @@ def hooked_dynamic(log: str, x: int = 1, fail_marker: str = "") -> int:
 
 @pipeline(on_start=refuse, on_failure=note_failure, on_end=note, enable_cache=False)
 def refused_start(log: str, x: int = 1) -> int:
+    return add_one(x, log, "")
+
+
+@pipeline(on_start=exits, on_failure=note_failure, on_end=note, enable_cache=False)
+def exiting_start(log: str, x: int = 1) -> int:
     return add_one(x, log, "")
 
 

@@ -145,6 +145,43 @@ def test_hooks_take_as_many_arguments_as_they_declare():
     assert calls == ["bare start", "failure step failed", "end failed ()"]
 
 
+def test_on_start_calling_sys_exit_fails_the_run_and_calls_the_end_hooks(tmp_path, local_flavor):
+    """SystemExit escaped the hook: on_failure and on_end never ran, and the run stayed
+    `running` until it read lost."""
+    log = tmp_path / "events.jsonl"
+    with pytest.raises(PipelineRunFailedError) as info:
+        hp.exiting_start(log=str(log))
+    assert type(info.value.__cause__) is PipelineHookError
+    assert "its on_start hook hook_pipelines:exits raised SystemExit: 3." in str(
+        info.value.__cause__
+    )
+    run = hp.exiting_start.last_run
+    assert (str(run.status), run.exception_type) == ("failed", "PipelineHookError")
+    assert [line.get("hook") for line in hp.lines(log)] == ["on_failure", "on_end"]
+
+
+def test_async_hooks_and_async_bodies_are_refused_where_declared():
+    """An async hook was called and never awaited (its alert lost, a RuntimeWarning the
+    only sign); an async body was a coroutine the run failed on, saying to use a step."""
+
+    async def alert(error: BaseException | None) -> None: ...
+
+    with pytest.raises(ConfigurationError) as refused:
+        step(on_failure=alert)(lambda: 1)
+    assert "on_failure must be a plain function, got the async function" in str(refused.value)
+    with pytest.raises(ConfigurationError, match="Pipeline 'p': on_end must be a plain"):
+        pipeline(name="p", on_end=alert)(lambda: None)
+    with pytest.raises(ConfigurationError) as refused:
+
+        @pipeline
+        async def flow() -> None: ...
+
+    assert str(refused.value) == (
+        "@pipeline of 'flow': a pipeline's body is a plain function (its steps may be async "
+        "def); it is called, not awaited. Make it a def."
+    )
+
+
 def test_the_context_is_public_and_hooks_must_be_callable():
     assert PipelineHookContext.__module__ == "branchwork.runtime.hooks"
     with pytest.raises(ConfigurationError, match="Pipeline 'nope': on_end must be a function"):

@@ -7,6 +7,7 @@ read as something else — in the middle of a run.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,14 @@ def check_hook(value: object, where: str) -> Callable[..., Any] | None:
         return None
     if not callable(value):
         raise ConfigurationError(f"{where} must be a function, got {value!r}")
+    if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
+        getattr(value, "__call__", None)  # noqa: B004 - an object with an `async def __call__`
+    ):
+        raise ConfigurationError(
+            f"{where} must be a plain function, got the async function {value!r}: hooks are "
+            "called, not awaited, so its body would never run. Make it a def (it may call "
+            "asyncio.run(...))."
+        )
     return value
 
 

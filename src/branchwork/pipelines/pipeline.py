@@ -64,6 +64,11 @@ class Pipeline(Generic[P, R]):
             )
         self.func = func
         self.name: str = check_name(name, func, "@pipeline")
+        if inspect.iscoroutinefunction(func):  # its body would be a coroutine nobody awaits
+            raise ConfigurationError(
+                f"@pipeline of '{self.name}': a pipeline's body is a plain function (its steps "
+                "may be async def); it is called, not awaited. Make it a def."
+            )
         self.signature = inspect.signature(func)
         self.dynamic = check_flag(dynamic, f"Pipeline '{self.name}': dynamic")
         self.enable_cache = check_flag(enable_cache, f"Pipeline '{self.name}': enable_cache")

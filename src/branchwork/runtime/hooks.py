@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from branchwork.exceptions import PipelineHookError
-from branchwork.metadata.error_records import text_of
+from branchwork.metadata.error_records import text_of, traceback_of
 from branchwork.user_code import recorded_module
 
 if TYPE_CHECKING:
@@ -102,7 +101,7 @@ class PipelineHooks:
             return
         try:
             hook(*_arguments_for(hook, (replace(self.context, hook="on_start"),)))
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit() too: it left the run running
             self._record("on_start", hook, error)
             failure = PipelineHookError(
                 f"Pipeline '{self.pipeline.name}' run '{self.context.run_name}': its on_start "
@@ -128,7 +127,7 @@ class PipelineHooks:
             return
         try:
             hook(*_arguments_for(hook, (*leading, replace(context, hook=event))))
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             self._record(event, hook, error)
             logger.warning(
                 "Pipeline '%s' run '%s': its %s hook %s raised %s: %s; the run stays %s.",
@@ -149,6 +148,6 @@ class PipelineHooks:
                 "function": _hook_name(hook),
                 "exception_type": type(error).__name__,
                 "message": text_of(error),
-                "traceback": "".join(traceback.format_exception(error)),
+                "traceback": traceback_of(error),
             }
         )
