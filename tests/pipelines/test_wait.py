@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import wait_pipelines as wp
+from pydantic import StringConstraints
 from typer.testing import CliRunner
 
 from branchwork import Client, pipeline, wait
@@ -285,6 +287,30 @@ def test_wait_outside_a_pipeline_and_bad_arguments_are_refused():
             wait("Deploy?", timeout=endless)
     with pytest.raises(ConfigurationError, match="neither a type pydantic can check"):
         wait("Deploy?", schema=object())
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        # pydantic's own (Rust) regular expressions take \p{L}; Python's `re` does not
+        (
+            Annotated[str, StringConstraints(pattern=r"^\p{L}+$")],
+            r"its pattern '^\\p{L}+$' is not a Python regular expression (bad escape \p at "
+            "position 1)",
+        ),
+        ({"$ref": "#/$defs/Missing"}, "its $ref '#/$defs/Missing' points at nothing in the schema"),
+        ({"type": "integer", "minimum": "a"}, "its minimum is 'a', not a number"),
+    ],
+)
+def test_a_schema_answers_could_not_be_checked_against_is_refused_when_asked(schema, problem):
+    """It failed every answer with the checker's raw error (re.error, KeyError, TypeError),
+    and the run stayed paused for good."""
+    with pytest.raises(ConfigurationError) as refused:
+        wait("Your name?", schema=schema)
+    assert str(refused.value) == (
+        "wait('Your name?'): answers are checked against the question's JSON schema where they "
+        f"are given, and {problem}: use a schema that can be checked there."
+    )
 
 
 def test_a_static_pipeline_cannot_wait():

@@ -47,6 +47,43 @@ def answer_problem(value: Any, schema: dict[str, Any] | None) -> str | None:
     return _Checker(schema).problem(value, schema, "")
 
 
+_DATA = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
+_NUMBERS = (
+    *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
+    *("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"),
+)
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """What in `schema` this checker cannot read (a pattern Python's `re` does not take, a
+    `$ref` to nothing, a bound that is no number), found when the question is asked: found
+    when it was answered, every answer failed with it and the run stayed paused for good."""
+    checker, todo = _Checker(schema), [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+        if not isinstance(node, dict):
+            continue
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                return f"its pattern {pattern!r} is not a Python regular expression ({error})"
+        if "$ref" in node:
+            try:
+                checker._resolve(node["$ref"])
+            except (ValueError, KeyError, TypeError, IndexError):
+                return f"its $ref {node['$ref']!r} points at nothing in the schema"
+        for keyword in _NUMBERS:
+            bound = node.get(keyword)
+            if keyword in node and (isinstance(bound, bool) or not isinstance(bound, int | float)):
+                return f"its {keyword} is {bound!r}, not a number"
+        todo.extend(value for key, value in node.items() if key not in _DATA)
+    return None
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from branchwork.exceptions import ConfigurationError, InvalidAnswerError, PipelineDefinitionError
-from branchwork.graph.answer_schema import answer_problem
+from branchwork.graph.answer_schema import answer_problem, schema_problem
 from branchwork.graph.context import current_run_context
 
 
@@ -110,6 +110,12 @@ def make_question(
             f"century) or a timedelta, got {timeout!r}; timeout=None waits with no deadline."
         )
     json_schema, adapter = _schema_of(text, schema)
+    unreadable = None if json_schema is None else schema_problem(json_schema)
+    if unreadable is not None:
+        raise ConfigurationError(
+            f"wait({text!r}): answers are checked against the question's JSON schema where "
+            f"they are given, and {unreadable}: use a schema that can be checked there."
+        )
     default_json = None
     if default is not NO_DEFAULT:
         default_json = _default_json(text, default, json_schema, adapter)
