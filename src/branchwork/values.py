@@ -226,8 +226,8 @@ def _check_digits(value: int) -> None:
     import sys
 
     limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
-    digits = int(value.bit_length() * math.log10(2)) + 1
-    if limit and digits > limit:
+    if limit and abs(value) >= 10**limit:
+        digits = int(value.bit_length() * math.log10(2)) + 1
         raise TypeError(
             f"an int of about {digits} digits has no JSON form (Python writes ints of at most "
             f"{limit} digits as text: sys.set_int_max_str_digits)"

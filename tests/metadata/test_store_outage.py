@@ -109,6 +109,18 @@ def test_a_run_started_while_postgres_restarts_waits_for_it(
     each_invocation_recorded_once(url)
 
 
+def test_a_database_the_server_refuses_is_an_error_at_once_not_retried(postgres_server, caplog):
+    """The first connection is retried while the server is away, not when it answers with a
+    refusal (no such database, a wrong password): that waited out the retry window."""
+    from branchwork.exceptions import ConfigurationError
+    from branchwork.metadata.store import get_engine
+
+    url = postgres_server.url(f"missing_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ConfigurationError, match="could not be reached or migrated"):
+        get_engine(url)
+    assert "retrying" not in caplog.text
+
+
 def test_an_outage_past_the_retry_window_fails_clearly_and_resumes(
     postgres_server, chain_script, tmp_path
 ):

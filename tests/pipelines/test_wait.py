@@ -11,7 +11,7 @@ from typing import Annotated
 
 import pytest
 import wait_pipelines as wp
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 from typer.testing import CliRunner
 
 from branchwork import Client, pipeline, wait
@@ -289,6 +289,12 @@ def test_wait_outside_a_pipeline_and_bad_arguments_are_refused():
         wait("Deploy?", schema=object())
 
 
+class Range(BaseModel):
+    minimum: float
+    maximum: float
+    pattern: str = "^x"
+
+
 @pytest.mark.parametrize(
     ("schema", "problem"),
     [
@@ -307,6 +313,9 @@ def test_a_schema_answers_could_not_be_checked_against_is_refused_when_asked(sch
     and the run stayed paused for good."""
     with pytest.raises(ConfigurationError) as refused:
         wait("Your name?", schema=schema)
+    # a model whose fields are named as keywords is checked as a model, not refused
+    with pytest.raises(PipelineDefinitionError, match="called outside a running pipeline"):
+        wait("Range?", schema=Range)
     assert str(refused.value) == (
         "wait('Your name?'): answers are checked against the question's JSON schema where they "
         f"are given, and {problem}: use a schema that can be checked there."

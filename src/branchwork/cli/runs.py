@@ -544,11 +544,17 @@ def _work_in_run_folder(run: PipelineRunResponse) -> None:
     the command was typed. The home stays the one this command found."""
     import os
 
-    from branchwork.config.home import home_dir
+    from sqlalchemy import make_url
+
+    from branchwork.config.home import home_dir, store_url
 
     folder = run.snapshot.working_dir
     if folder and os.path.isdir(folder):
-        os.environ.setdefault("BRANCHWORK_HOME", str(home_dir()))
+        url = make_url(store_url())  # a relative SQLite path is this folder's
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            url = url.set(database=os.path.abspath(url.database))
+            os.environ["BRANCHWORK_STORE_URL"] = url.render_as_string(hide_password=False)
+        os.environ["BRANCHWORK_HOME"] = str(home_dir())  # resolved, as the home found here
         os.chdir(folder)
 
 

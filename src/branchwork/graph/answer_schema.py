@@ -48,6 +48,8 @@ def answer_problem(value: Any, schema: dict[str, Any] | None) -> str | None:
 
 
 _DATA = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
+# Keywords whose value maps names (of properties, of definitions) to schemas.
+_NAMED = frozenset({"properties", "patternProperties", "$defs", "definitions"})
 _NUMBERS = (
     *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"),
     *("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"),
@@ -80,7 +82,11 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
             bound = node.get(keyword)
             if keyword in node and (isinstance(bound, bool) or not isinstance(bound, int | float)):
                 return f"its {keyword} is {bound!r}, not a number"
-        todo.extend(value for key, value in node.items() if key not in _DATA)
+        for key, value in node.items():
+            if key in _NAMED and isinstance(value, dict):
+                todo.extend(value.values())  # the names are anything, `minimum` too
+            elif key not in _DATA:
+                todo.append(value)
     return None
 
 

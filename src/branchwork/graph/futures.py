@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 
 class StepOutput:
-    """A future for output `output_name` of invocation `invocation_id`; with `index`, for
-    its item `index` (or items `index` to `stop`, a chunk), as `step.map` hands them out.
+    """A future for output `output_name` of invocation `invocation_id`; with `_index`, for
+    its item `_index` (or items `_index` to `_stop`, a chunk), as `step.map` hands them out.
     `_held` is what its context keeps of the call for as long as a future of it exists (a
     running body's outcome of the call): once no future holds it, its result can go."""
 

@@ -49,8 +49,10 @@ def dumps_canonical(data: Any) -> bytes:
     import cloudpickle
 
     pickled: bytes = cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL)
-    if _EMPTY_SET in pickled or _FROZENSET in pickled:
-        pickled = cloudpickle.dumps(_sets_sorted(data), protocol=PICKLE_PROTOCOL)
+    if _EMPTY_SET in pickled or _FROZENSET in pickled:  # or data bytes that look like them
+        ordered = _sets_sorted(data, {})
+        if ordered is not data:
+            pickled = cloudpickle.dumps(ordered, protocol=PICKLE_PROTOCOL)
     return pickled
 
 
@@ -69,21 +71,30 @@ class _SortedSet:
         return self.kind, (self.items,)
 
 
-def _sets_sorted(value: Any) -> Any:
+def _sets_sorted(value: Any, memo: dict[int, Any]) -> Any:
     """`value` with each set and frozenset in it (within exact lists, tuples and dict values)
-    a `_SortedSet`; containers without sets are kept as they are."""
+    a `_SortedSet`; containers without sets are kept as they are. `memo` (by id) keeps what
+    is shared shared, and a container inside itself as it is (no recursion without end)."""
     kind = type(value)
+    if kind not in _WALKED:
+        return value
+    if id(value) in memo:
+        return memo[id(value)]
+    memo[id(value)] = value  # while it is walked: what contains it keeps it as it is
     if kind is set or kind is frozenset:
-        return _SortedSet(kind, [_sets_sorted(item) for item in _sorted_items(value)])
-    if kind is list or kind is tuple:
-        items = [_sets_sorted(item) for item in value]
-        if all(new is old for new, old in zip(items, value)):
-            return value
-        return items if kind is list else tuple(items)
-    if kind is dict:
-        values = {key: _sets_sorted(item) for key, item in value.items()}
-        return value if all(values[key] is item for key, item in value.items()) else values
-    return value
+        done: Any = _SortedSet(kind, [_sets_sorted(item, memo) for item in _sorted_items(value)])
+    elif kind is dict:
+        values = {key: _sets_sorted(item, memo) for key, item in value.items()}
+        done = value if all(values[key] is item for key, item in value.items()) else values
+    else:
+        items = [_sets_sorted(item, memo) for item in value]
+        unchanged = all(new is old for new, old in zip(items, value))
+        done = value if unchanged else items if kind is list else tuple(items)
+    memo[id(value)] = done
+    return done
+
+
+_WALKED = frozenset({set, frozenset, list, tuple, dict})
 
 
 def _sorted_items(items: set[Any] | frozenset[Any]) -> list[Any]:

@@ -204,7 +204,7 @@ def _dtypes_fit_parquet(frame: pd.DataFrame) -> bool:
     without rows, Parquet does not keep them)."""
     index = frame.index
     levels = [index.get_level_values(level).dtype for level in range(index.nlevels)]
-    signature = (*frame.dtypes, None, *levels)
+    signature = (len(frame) == 0, *frame.dtypes, None, *levels)  # no rows: no categories
     fits = _DTYPES_FIT.get(signature)
     if fits is None:
         fits = _same_dtypes_back(frame.head(1), levels)

@@ -1,8 +1,10 @@
 """The one rule for a lost run: `running`, with a heartbeat older than the bound.
 
 A loop whose process died stops heartbeating, so its run would stay `running` for ever. The
-bound is six heartbeats of the interval the run's loop recorded (`heartbeat_seconds`), so a
-loop that heartbeats seldom is not taken for dead by a reader that heartbeats often.
+bound is `config.heartbeat.stale_after`: six heartbeats of the interval the run's loop
+recorded (`heartbeat_seconds`), so a loop that heartbeats seldom is not taken for dead by a
+reader that heartbeats often, and never less than the store's retry window and two
+heartbeats more, so a loop riding out an outage is not taken for dead as the store returns.
 Every reader applies this rule the same way when it reads (`lost_status` in SQL filters,
 `lost_view` on a row), without writing; the writers — the next run, a resume, and
 `branchwork runs reap` — record it (`reap_lost_runs`). Either way the run reads FAILED with
@@ -42,8 +44,7 @@ def run_lost_message(interval: float | None) -> str:
 
 def not_resumable_message(run: PipelineRunResponse) -> str:
     """Why a run cannot be resumed now; for a running one, when it can be if its process is
-    gone (a store outage ended it unrecorded, say): six of its loop's heartbeats after the
-    last one."""
+    gone (a store outage ended it unrecorded, say): `stale_after` its loop's last heartbeat."""
     message = (
         f"Run '{run.name}' is {run.status}: only failed or stopped runs, and paused ones once "
         "answered, can be resumed."

@@ -255,6 +255,7 @@ def earlier_run(engine: Engine, pipeline_name: str, run_id: str) -> EarlierRun |
     return EarlierRun(run.name, loads(run.parameters, {}), steps)
 
 
+@retrying("reading a step run's cache key parts")
 def recorded_key_parts(engine: Engine, step_run_id: str) -> str | None:
     """The key parts a step run recorded (JSON, `graph.cache_key.KeyParts`): for a cache hit,
     those of the step run it reused."""

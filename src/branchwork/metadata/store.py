@@ -155,7 +155,7 @@ def upgrade_if_needed(engine: Engine) -> None:
 
     revision = current_revision
     if engine.dialect.name != "sqlite":
-        revision = retrying("connecting to it")(current_revision)
+        revision = retrying("connecting to it")(_revision_unless_refused)
     try:
         if revision(engine) != HEAD_REVISION:
             upgrade(engine)
@@ -165,6 +165,20 @@ def upgrade_if_needed(engine: Engine) -> None:
         raise ConfigurationError(_unusable_store_message(engine.url, cause)) from cause
     except (OperationalError, DatabaseError) as error:
         raise ConfigurationError(_unusable_store_message(engine.url, error)) from error
+
+
+def _revision_unless_refused(engine: Engine) -> str | None:
+    """`current_revision`, where a server that answered with a refusal (a wrong password,
+    no such database) is a ConfigurationError at once, not waited for. The driver gives a
+    refused connection no SQLSTATE: the server's own `FATAL:` line tells it, except while
+    the server starts or stops ("the database system is starting up"), which passes."""
+    try:
+        return current_revision(engine)
+    except OperationalError as error:
+        said = str(error.orig)
+        if "FATAL:" in said and "the database system is" not in said:
+            raise ConfigurationError(_unusable_store_message(engine.url, error)) from error
+        raise
 
 
 def _unusable_store_message(url: URL, error: DBAPIError) -> str:

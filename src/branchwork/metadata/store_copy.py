@@ -51,6 +51,7 @@ from sqlalchemy.exc import ArgumentError
 from branchwork.exceptions import BranchworkError, ConfigurationError
 from branchwork.metadata import schema
 from branchwork.metadata.chunking import CHUNK
+from branchwork.metadata.lost import LOST_TYPE
 from branchwork.metadata.store import get_engine, write_transaction
 from branchwork.metadata.store_admin import display_url, head_revision, store_status, upgrade_store
 from branchwork.metadata.upsert import insert_ignore
@@ -75,14 +76,20 @@ _NEVER = datetime(1, 1, 1)
 # How far a row that changes once written has got, by table: where the source's has got
 # further than the target's copy, the copy is updated. A run's latest session starts later
 # than its earlier ones', and ends; a step run ends, then may be invalidated; a question is
-# answered.
+# answered. A run or an attempt the target recorded lost (reaped there while the copy read
+# it running) had not got as far as the source's that ended for real.
 _PROGRESS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {
     "pipeline_run": lambda row: (
         row["start_time"] or _NEVER,
         row["end_time"] is not None,
+        row["exception_type"] != LOST_TYPE,
         row["end_time"] or _NEVER,
     ),
-    "step_run": lambda row: (row["end_time"] is not None, bool(row["cache_invalidated"])),
+    "step_run": lambda row: (
+        row["end_time"] is not None,
+        row["exception_type"] != LOST_TYPE,
+        bool(row["cache_invalidated"]),
+    ),
     "run_wait": lambda row: (row["answered"] is not None,),
 }
 
