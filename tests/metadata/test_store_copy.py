@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 import pytest
@@ -234,6 +235,30 @@ def test_a_copy_made_again_after_a_resume_brings_the_run_up_to_date(target_url, 
 
     behind = copy_rows(prepare_copy(before, target_url))
     assert sum(copy.copied + copy.updated for copy in behind) == 0
+    assert_same_history(source, target_url)
+
+
+def test_a_run_the_target_recorded_lost_is_brought_back_by_the_next_copy(target_url):
+    """Copied while it ran, then reaped in the target (its next run records lost runs): the
+    reap's end time is later than the real one, and the next copy took the target's for
+    further on, leaving a completed run failed there with its attempts lost."""
+    assert copy_static(n=3) == 3
+    source = home.store_url()
+    copy_rows(prepare_copy(source, target_url))
+    with get_engine(target_url).begin() as conn:  # what a reap there leaves
+        for table in (schema.pipeline_run, schema.step_run):
+            conn.execute(
+                table.update().values(
+                    status="failed",
+                    exception_type="OrchestrationLost",
+                    end_time=datetime(2099, 1, 1),
+                )
+            )
+    copies = copy_rows(prepare_copy(source, target_url))
+    assert {copy.table: copy.updated for copy in copies if copy.updated} == {
+        "pipeline_run": 1,
+        "step_run": 2,
+    }
     assert_same_history(source, target_url)
 
 
