@@ -155,6 +155,12 @@ def test_a_missing_secret_names_where_it_was_looked_for(s3_server, monkeypatch, 
             "secret_env or secret_file, not both",
         ),
         ("memory://p", {"endpoint_url": "http://x"}, "apply to s3:// URLs"),
+        # accepted, it failed only when a step first wrote there
+        (
+            "s3://b/p",
+            {"endpoint_url": "127.0.0.1:9000"},
+            "endpoint_url must start with http:// or https://, got '127.0.0.1:9000'",
+        ),
     ],
 )
 def test_inconsistent_settings_are_refused(root, settings, fragment):

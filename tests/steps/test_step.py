@@ -386,6 +386,21 @@ def test_unmapped_future_is_passed_whole_to_every_call():
         assert run.steps[invocation_id].inputs["y"].id == run.steps["make"].output.id
 
 
+def test_map_refuses_an_id_it_cannot_give_its_calls():
+    """`add.map(xs, id="x")` was run as if id= had not been given."""
+
+    @pipeline
+    def named_map():
+        return add.map([1, 2], [3, 4], id="adding")
+
+    with pytest.raises(PipelineRunFailedError) as refused:
+        named_map()
+    assert str(refused.value.__cause__) == (
+        "Step 'add': .map()/.product() take no id=: its calls are named add, add_2, ... in "
+        "order. Call the step in a loop with id= for ids of your own."
+    )
+
+
 # ---- a parameter named like a reserved keyword ---------------------------------------------
 
 
@@ -542,6 +557,10 @@ def test_invalid_settings_are_configuration_errors(make_step, expected):
 def test_resource_settings_errors_name_the_field_and_value():
     with pytest.raises(ConfigurationError, match=r"cpu_count.*-1"):
         ResourceSettings(cpu_count=-1)
+    for name in ("cpu_count", "gpu_count"):  # nan passed (cpu) or raised a bare ValueError
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ConfigurationError, match=f"{name} must be a finite number"):
+                ResourceSettings(**{name: value})
     with pytest.raises(ConfigurationError, match=r"memory.*'lots'"):
         ResourceSettings(memory="lots")
     assert ResourceSettings(memory="4GB").memory_bytes == 4 * 1000**3

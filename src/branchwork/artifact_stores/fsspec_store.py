@@ -100,6 +100,13 @@ class FsspecArtifactStore(BaseArtifactStore):
                 f"Artifact store {self.root}: endpoint_url, region and credentials apply to "
                 "s3:// URLs; configure other filesystems through fsspec's own settings."
             )
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(
+            ("http://", "https://")
+        ):  # accepted, it failed when a step first wrote there
+            raise ConfigurationError(
+                f"Artifact store {self.root}: endpoint_url must start with http:// or "
+                f"https://, got {self.endpoint_url!r}."
+            )
         if self.secret_env is not None and self.secret_file is not None:
             raise ConfigurationError(
                 f"Artifact store {self.root}: give the secret as secret_env or secret_file, "

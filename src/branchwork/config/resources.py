@@ -6,6 +6,7 @@ validation is small enough to write out, and its errors name the offending field
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -67,6 +68,10 @@ class ResourceSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigurationError(f"ResourceSettings.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):  # nan passed every check below, or int() raised
+                raise ConfigurationError(
+                    f"ResourceSettings.{name} must be a finite number, got {value}"
+                )
             if value < 0:
                 raise ConfigurationError(
                     f"ResourceSettings.{name} must not be negative, got {value}"

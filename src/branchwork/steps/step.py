@@ -303,7 +303,13 @@ class Step(Generic[P, R]):
             raise StepInvocationError(
                 f"Step '{self.name}': .map()/.product() only work inside a pipeline."
             )
-        _, ordering = self._pop_reserved(kwargs)
+        invocation_id, ordering = self._pop_reserved(kwargs)
+        if invocation_id is not None:  # it was dropped without a word
+            raise StepInvocationError(
+                f"Step '{self.name}': .map()/.product() take no id=: its calls are named "
+                f"{self.name}, {self.name}_2, ... in order. Call the step in a loop with "
+                "id= for ids of your own."
+            )
         chunk_size = self._pop_chunk_size(kwargs, product)
         named = [(i, v) for i, v in enumerate(args)] + list(kwargs.items())
         mapped = [
