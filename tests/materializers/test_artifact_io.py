@@ -71,6 +71,10 @@ def test_missing_artifact_is_an_artifact_error_naming_the_uri(store, remove):
         load_artifact(uri, materializer_path(CollectionMaterializer))
     assert uri in str(caught.value)
     assert isinstance(caught.value.__cause__, FileNotFoundError)
+    # every file it looked for: it named data.pkl alone, the last of them
+    assert "No file data.json or data.tagged.json or data.pkl in the artifact folder" in str(
+        caught.value
+    )
 
 
 def test_missing_artifact_in_memory_store():

@@ -235,12 +235,14 @@ class BaseMaterializer:
 
         Built-ins pick a file name per format, so loading finds the format without a listing.
         """
-        for filename in filenames[:-1]:
+        for filename in filenames:
             try:
                 return filename, self._read_bytes(filename)
             except FileNotFoundError:
                 continue
-        return filenames[-1], self._read_bytes(filenames[-1])
+        raise FileNotFoundError(  # each it looked for: the last alone named data.pkl
+            errno.ENOENT, f"No file {' or '.join(filenames)} in the artifact folder", self.uri
+        )
 
 
 class HashingWriter(io.RawIOBase):
