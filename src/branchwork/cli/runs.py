@@ -378,10 +378,11 @@ def answer(
     record = client.get_pipeline_run(run, include_steps=False)
     waits = client.get_run_waits(waiting_run(engine, record).id)
     answer_value = answer_from_text(value, waits[-1].schema if waits else None)
-    _work_in_run_folder(paused_root(engine, record))
+    root = paused_root(engine, record)
+    _work_in_run_folder(root)
     run_and_report(
         lambda: client.answer_run(record.id, answer_value),
-        paused_root(engine, record).pipeline_name,
+        root.pipeline_name,
         stack=stack,
         progress=progress,
     )

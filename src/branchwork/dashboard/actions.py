@@ -80,14 +80,13 @@ def resume_log(run_id: str) -> Path:
 
 
 def _start_resume(engine: Engine, run: PipelineRunResponse, log: Path) -> subprocess.Popen[bytes]:
-    """`branchwork runs resume` in a new session, on this dashboard's store, from the folder
-    the run was started in (when it still exists); reaped by a thread when it ends."""
+    """`branchwork runs resume` in a new session, on this dashboard's store (the command
+    carries on from the folder the run was started in); reaped by a thread when it ends."""
     environment = {
         **os.environ,
         "BRANCHWORK_STORE_URL": engine.url.render_as_string(hide_password=False),
         "BRANCHWORK_HOME": str(home_dir()),
     }
-    folder = run.snapshot.working_dir
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "branchwork.cli", "runs", "resume", run.id, "--no-progress"],
@@ -95,7 +94,6 @@ def _start_resume(engine: Engine, run: PipelineRunResponse, log: Path) -> subpro
             stdout=output,
             stderr=subprocess.STDOUT,
             env=environment,
-            cwd=folder if folder and os.path.isdir(folder) else None,
             start_new_session=True,
         )
     threading.Thread(target=process.wait, name="branchwork-resume-reaper", daemon=True).start()
