@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from branchwork import pipeline, step
-from branchwork.materializers import cloudpickle_materializer
+from branchwork.materializers import cloudpickle_materializer, load_artifact
 from branchwork.materializers.pandas_materializer import DESCRIBE_ROWS, PandasMaterializer
+from branchwork.materializers.registry import materializer_path
 from branchwork.materializers.table_preview import SCHEMA_COLUMNS
 
 
@@ -283,3 +284,39 @@ def test_a_wide_frame_with_long_names_has_a_bounded_preview(round_trip):
     ]
     assert len(preview["metadata"]["describe"]) == 10
     assert preview["text"].split()[:2] == list(dtypes)[:2]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pd.date_range("2026-01-01", periods=4, freq="D"),
+        pd.date_range("2026-01-01", periods=4, freq="2W-SUN", tz="Europe/Paris"),
+        pd.bdate_range("2026-01-01", periods=4),
+        pd.timedelta_range("1D", periods=4, freq="h"),
+    ],
+)
+def test_a_time_index_keeps_its_frequency_whole_and_in_chunks(round_trip, artifact_store, index):
+    """Parquet has no place for it: it came back None (`assert_frame_equal` checks it)."""
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}, index=index)
+    frame.attrs = {"source": "sensor"}
+    result = round_trip(frame)
+    assert (result.files, result.warnings) == (["frame.parquet"], [])
+    pd.testing.assert_frame_equal(result.loaded, frame)
+    assert result.loaded.attrs == {"source": "sensor"}
+    pd.testing.assert_series_equal(round_trip(frame["x"]).loaded, frame["x"])
+    chunk = load_artifact(
+        result.uri, materializer_path(PandasMaterializer), store=artifact_store, item=1, stop=3
+    )
+    pd.testing.assert_frame_equal(chunk, frame.iloc[1:3])
+    assert chunk.index.freq == index.freq and chunk.attrs == {"source": "sensor"}
+
+
+def test_a_business_calendar_its_name_cannot_rebuild_is_pickled(round_trip, monkeypatch):
+    monkeypatch.setattr(cloudpickle_materializer, "_warned", set())
+    index = pd.bdate_range("2026-01-01", periods=4, freq="C", holidays=["2026-01-05"])
+    series = pd.Series([1, 2, 3, 4], index=index)
+    result = round_trip(series)
+    assert result.files == ["data.pkl"]
+    assert "that Parquet cannot store exactly" in result.warnings[0]
+    pd.testing.assert_series_equal(result.loaded, series)
+    assert result.loaded.index.freq.holidays == index.freq.holidays

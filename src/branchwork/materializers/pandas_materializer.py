@@ -6,17 +6,22 @@ named by a non-str, object columns holding lists, dicts, mixed or numeric Python
 (Parquet would turn them into arrays or numeric dtypes), and columns or index levels whose
 dtype Parquet gives back as another (a categorical of ints comes back as ints, seconds as
 milliseconds). Object columns of strings are kept as Parquet strings: pandas 3 reads them
-back as its `str` dtype, its default for text.
+back as its `str` dtype, its default for text. Parquet has no place for a time index's
+frequency (`freq="D"`): it is kept in the file's `attrs` (pandas stores them as Parquet
+metadata) under `_FREQ_ATTR` and set again when the value is loaded, whole or in chunks; a
+frequency its name cannot rebuild (a business calendar with holidays) is pickled.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from functools import cache
 from typing import Any, ClassVar
 
 import pandas as pd
 from pandas.api.types import infer_dtype, is_object_dtype
+from pandas.tseries.frequencies import to_offset
 
 from branchwork.materializers.base import BaseMaterializer
 from branchwork.materializers.cloudpickle_materializer import (
@@ -50,6 +55,7 @@ _PARQUET_EXACT_OBJECTS = frozenset({"string", "empty", "boolean", "bytes", "deci
 _DTYPES_FIT: dict[tuple[Any, ...], bool] = {}
 _DTYPES_KEPT = 256
 _UNNAMED_COLUMN = "values"
+_FREQ_ATTR = "branchwork.index_freq"  # see the module docstring
 DESCRIBE_COLUMNS = 10  # numeric columns described
 # Rows described: a bigger frame is described from evenly spaced rows, whose count the
 # preview gives as `describe_rows`. describe() of 10 000 rows x 10 columns takes milliseconds.
@@ -133,7 +139,11 @@ class PandasMaterializer(BaseMaterializer):
 
 
 def _as_stored(frame: pd.DataFrame, filename: str) -> Any:
-    """A frame read from `filename` as what was saved: the frame, or its Series."""
+    """A frame read from `filename` as what was saved: the frame, or its Series, with its
+    index's frequency (a chunk's rows are consecutive: it still applies)."""
+    freq = frame.attrs.pop(_FREQ_ATTR, None)
+    if freq is not None:
+        frame.index.freq = freq
     if filename == FRAME_PARQUET_FILE:
         return frame
     series = frame.iloc[:, 0]
@@ -146,6 +156,7 @@ def _parquet_rows(file: Any, start: int, end: int) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(file)
+    metadata = parquet.schema_arrow.metadata or {}
     groups: list[int] = []
     first = offset = 0
     for group in range(parquet.metadata.num_row_groups):
@@ -162,7 +173,10 @@ def _parquet_rows(file: Any, start: int, end: int) -> pd.DataFrame:
         kept = described[0]  # pyarrow numbers a part of one from 0
         whole = pd.RangeIndex(kept["start"], kept["stop"], kept["step"], name=kept["name"])
         frame.index = whole[first : first + len(frame)]
-    return frame.iloc[start - first : end - first]
+    rows = frame.iloc[start - first : end - first]
+    if b"PANDAS_ATTRS" in metadata:  # as a whole read gives them (`pd.read_parquet`)
+        rows.attrs = json.loads(metadata[b"PANDAS_ATTRS"])
+    return rows
 
 
 def _as_parquet_frame(data: Any) -> tuple[str, pd.DataFrame] | None:
@@ -179,7 +193,21 @@ def _as_parquet_frame(data: Any) -> tuple[str, pd.DataFrame] | None:
         return None  # pandas would write other column names as their str()
     if not (_objects_fit_parquet(data) and _dtypes_fit_parquet(data)):
         return None
-    return filename, data
+    data = _with_freq_kept(data)
+    return None if data is None else (filename, data)
+
+
+def _with_freq_kept(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """The frame with its time index's frequency in its attrs (see the module docstring);
+    None when its name cannot rebuild it."""
+    index = frame.index
+    if not isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) or index.freq is None:
+        return frame
+    if to_offset(index.freqstr) != index.freq:
+        return None
+    kept = frame.copy(deep=False)
+    kept.attrs = {**frame.attrs, _FREQ_ATTR: index.freqstr}
+    return kept
 
 
 def _objects_fit_parquet(frame: pd.DataFrame) -> bool:
