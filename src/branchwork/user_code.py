@@ -229,6 +229,8 @@ def load_source(
     sent = _pipeline_sent_by_value(pipeline_name, source)
     if sent is not None:
         return sent
+    if module_name == "__main__" and _interactive():
+        return _defined_in_this_session(pipeline_name, qualname)
     stopped: ImportStopped | None = None
     try:
         with importing_user_code():
@@ -244,12 +246,39 @@ def load_source(
                 f"before defining '{qualname}'. Put the script's top-level calls under "
                 '`if __name__ == "__main__":`.'
             ) from None
+        hint = (
+            " A pipeline defined in a notebook resumes in that notebook's kernel:"
+            " `Client().resume_run(...)` there."
+            if module_name == "__main__" and not (source_file and os.path.exists(source_file))
+            else ""
+        )
         raise PipelineDefinitionError(
             f"Cannot load pipeline '{pipeline_name}' from {source!r} (file {source_file}): "
-            f"{error}. Define pipelines at module level in an importable module or script."
+            f"{error}. Define pipelines at module level in an importable module or script." + hint
         ) from error
     if not callable(getattr(obj, "func", None)):
         raise PipelineDefinitionError(f"{source!r} is a {type(obj).__name__}, not a @pipeline.")
+    return obj
+
+
+def _interactive() -> bool:
+    """Whether this process's `__main__` is a notebook's or a REPL's: no file to load."""
+    return not getattr(sys.modules.get("__main__"), "__file__", None)
+
+
+def _defined_in_this_session(pipeline_name: str, qualname: str) -> Any:
+    """The pipeline as this notebook (or REPL) defines it now: a run it started is resumed,
+    replayed or answered from it, with the code its cells hold now (a resume then compares
+    each call with the run's record, as for a script)."""
+    obj: Any = sys.modules["__main__"]
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if getattr(obj, "name", None) != pipeline_name or not callable(getattr(obj, "func", None)):
+        raise PipelineDefinitionError(
+            f"Pipeline '{pipeline_name}' was defined in a notebook or an interactive session, "
+            f"and this one defines no pipeline '{pipeline_name}' as `{qualname}`: run the cell "
+            "that defines it first, then resume the run from here."
+        )
     return obj
 
 

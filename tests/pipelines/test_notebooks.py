@@ -231,3 +231,76 @@ def test_a_notebook_pipeline_too_big_to_send_by_value_is_refused_saying_why(monk
         "notebook. Pass them as parameters or load them in a step, or move the pipeline into "
         "a module."
     )
+
+
+FLAKY = """\
+from branchwork import Client
+
+@step
+def part(i: int) -> int:
+    if i == 1 and not os.path.exists("fixed"):  # the outage a rerun of the cell outlives
+        raise ConnectionError("the service is down")
+    return i * 10
+
+@pipeline
+def parts():
+    return [part(i) for i in range(3)]
+
+try:
+    parts()
+except Exception as error:
+    failed = parts.last_run
+"""
+RESUME = """\
+open("fixed", "w").close()
+value = Client().resume_run(failed.id)
+run = Client().get_pipeline_run(failed.id)
+steps = {{name: str(step.status) for name, step in run.steps.items()}}
+print({mark!r} + json.dumps({{"value": value, "status": str(run.status), "steps": steps}}))
+"""
+RESUME_UNDEFINED = """\
+import subprocess, sys
+cli = subprocess.run(
+    [sys.executable, "-m", "branchwork.cli", "runs", "resume", failed.id],
+    capture_output=True, text=True, timeout=60, env={{**os.environ, "COLUMNS": "400"}},
+)
+del parts
+try:
+    Client().resume_run(failed.id)
+except Exception as error:
+    found = {{"error": f"{{type(error).__name__}}: {{error}}", "cli": cli.stderr}}
+    print({mark!r} + json.dumps(found))
+"""
+
+
+def test_a_run_a_notebook_started_resumes_from_its_kernel(tmp_path):
+    """Its pipeline has no file to load again from: the kernel's definition is taken (it
+    was refused: "No such file or directory: '/tmp/ipykernel_.../....py'")."""
+    resumed, undefined = run_notebook(
+        tmp_path,
+        [
+            IMPORTS,
+            FLAKY,
+            RESUME.format(mark=MARK),
+            # a new run, failed (new code: not served the resumed run's results); then the
+            # kernel forgets its pipeline
+            'os.remove("fixed")\n' + FLAKY.replace("i * 10", "i * 100"),
+            RESUME_UNDEFINED.format(mark=MARK),
+        ],
+    )
+    assert resumed == {
+        "value": [0, 10, 20],
+        "status": "completed",
+        "steps": {"part": "completed", "part_2": "completed", "part_3": "completed"},
+    }
+    assert undefined["error"] == (
+        "PipelineDefinitionError: Pipeline 'parts' was defined in a notebook or an "
+        "interactive session, and this one defines no pipeline 'parts' as `parts`: run the "
+        "cell that defines it first, then resume the run from here."
+    )
+    # another process has no notebook to take it from, and says where to resume it
+    assert "Cannot load pipeline 'parts' from '__main__:parts'" in undefined["cli"]
+    assert (
+        "A pipeline defined in a notebook resumes in that notebook's kernel: "
+        "`Client().resume_run(...)` there." in " ".join(undefined["cli"].split())
+    )
