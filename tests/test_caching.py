@@ -723,3 +723,71 @@ def test_a_scripts_own_materializer_serves_python_and_branchwork_run_alike(tmp_p
     assert outputs[0] == "HELLO completed\n"
     assert outputs[1].splitlines()[1:] == ["Status: completed", "Result: 'HELLO'"]
     assert outputs[2] == "HELLO cached\n"
+
+
+FILES_GONE = r"""
+import shutil
+from branchwork import pipeline, step
+
+@step
+def train() -> str:
+    return "w" * 5000  # over 1 KiB: a file in the artifact store, not a row
+
+@step
+def evaluate(model: str, k: int) -> int:
+    return len(model) * k
+
+@pipeline
+def static(k: int = 1):
+    return evaluate(train(), k)
+
+@pipeline
+def loads_it():
+    return evaluate(train(), len(train().load()))
+
+@pipeline
+def returns_it():
+    return train()
+
+def attempt(call, **parameters):
+    try:
+        value = call(**parameters)
+        value = len(value) if isinstance(value, str) else value
+        print(value, [str(step.status) for step in call.last_run.steps.values()])
+    except Exception as error:
+        print(type(error).__name__, str(error).split(": ")[0], str(error)[-85:])
+
+def delete_files(run):  # of every version of train's output the run made or reused
+    for invocation, step_run in run.steps.items():
+        if invocation.startswith("train"):
+            shutil.rmtree(step_run.output.uri, ignore_errors=True)
+
+print(static(k=1))
+delete_files(static.last_run)
+for k in (1, 2, 2):  # still served, needed (fails), recomputed
+    attempt(static, k=k)
+delete_files(static.last_run)
+attempt(loads_it)  # the body reads the cached value
+attempt(loads_it)
+delete_files(loads_it.last_run)
+attempt(returns_it)  # the value a call returns
+attempt(returns_it)
+"""
+
+
+def test_a_cached_result_whose_files_are_gone_is_no_longer_served(tmp_path):
+    """A version's files deleted from the artifact store: the run that needs them fails once,
+    saying so, and the next run computes them again (every later run failed the same way)."""
+    script = tmp_path / "files_gone.py"
+    script.write_text(FILES_GONE)
+    lines = printed_by(script, tmp_path / "home")
+    assert lines[0] == "5000"
+    assert lines[1] == "5000 ['cached', 'cached']"  # nothing loads the missing files
+    assert lines[2].startswith("PipelineRunFailedError Pipeline 'static' run ")
+    assert lines[2].endswith("made it are no longer served: the next run computes them again.")
+    assert lines[3] == "10000 ['completed', 'completed']"
+    assert lines[4].startswith("PipelineRunFailedError Pipeline 'loads_it' run ")
+    assert lines[4].endswith("no longer served: the next run computes them again.")
+    assert lines[5] == "25000000 ['completed', 'completed', 'completed']"
+    assert lines[6].startswith("MissingArtifactError The artifact at ")
+    assert lines[7] == "5000 ['completed']"

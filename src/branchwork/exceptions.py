@@ -9,6 +9,7 @@
     ├── OrchestratorError           an orchestrator refused or failed to run a pipeline
     │   └── RunAlreadyStartedError  a loop asked to start a run another loop has started
     ├── ArtifactError               an output could not be stored, or an artifact not loaded
+    │   └── MissingArtifactError    an artifact's files are gone from the artifact store
     ├── RunStopped                  a run was stopped on request before it finished
     ├── RunPaused                   a run waits for an answer (`branchwork.wait`)
     ├── InvalidAnswerError          an answer that its question's schema refuses, or too late
@@ -61,6 +62,15 @@ class RunAlreadyStartedError(OrchestratorError):
 
 class ArtifactError(BranchworkError):
     """An artifact could not be saved or loaded."""
+
+
+class MissingArtifactError(ArtifactError):
+    """An artifact's files are gone from the artifact store (deleted, or the store moved);
+    `uri` is the artifact's."""
+
+    def __init__(self, message: str, uri: str = "") -> None:
+        super().__init__(message)
+        self.uri = uri
 
 
 class RunStopped(BranchworkError):

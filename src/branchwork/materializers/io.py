@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from branchwork.artifact_stores import BaseArtifactStore, artifact_store_for_uri
 from branchwork.artifact_stores.inline import InlineStore, inline_uri, is_inline
-from branchwork.exceptions import ArtifactError
+from branchwork.exceptions import ArtifactError, MissingArtifactError
 from branchwork.materializers import registry
 from branchwork.materializers.base import BaseMaterializer, type_name
 from branchwork.materializers.cloudpickle_materializer import PICKLE_FILE
@@ -98,9 +98,10 @@ def load_artifact(
     except ArtifactError:
         raise
     except FileNotFoundError as exc:
-        raise ArtifactError(
+        raise MissingArtifactError(
             f"The artifact at {uri} is missing from the artifact store (deleted, or the store "
-            f"moved?): {exc}"
+            f"moved?): {exc}",
+            uri,
         ) from exc
     except Exception as exc:
         raise ArtifactError(

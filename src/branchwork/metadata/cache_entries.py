@@ -1,4 +1,5 @@
-"""Invalidating a step's cached results on request (`branchwork cache invalidate`).
+"""Invalidating cached results: a step's on request (`branchwork cache invalidate`), and
+those that made an artifact whose files are gone (`files_lost`).
 
 Invalidating marks the step runs of a step (of one pipeline, or of every pipeline) that a
 cache hit could reuse (`queries.servable`) `cache_invalidated`, with every other result of
@@ -9,12 +10,15 @@ their outputs and their history stay readable.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
-from branchwork.exceptions import BranchworkError
+from branchwork.exceptions import BranchworkError, MissingArtifactError
 from branchwork.metadata import schema as s
 from branchwork.metadata.queries import servable
 from branchwork.metadata.retries import retrying
+from branchwork.metadata.store import write_transaction
 
 
 @retrying("invalidating cached results")
@@ -57,6 +61,38 @@ def invalidate_step(engine: Engine, step_name: str, pipeline_name: str | None = 
             .values(cache_invalidated=True)
         )
     return int(result.rowcount)
+
+
+def files_lost(
+    engine: Engine, version_ids: Collection[str], error: MissingArtifactError
+) -> MissingArtifactError:
+    """A run could not load these artifact versions (`error`): the step runs that made them,
+    and the cache hits that reused them, are no longer served (a hit would hand every later
+    run the missing files), so the next run computes them again; the error, saying so."""
+    _invalidate_producers(engine, version_ids)
+    return MissingArtifactError(
+        f"{str(error).rstrip('.')}. The cached results that made it are no longer served: the "
+        "next run computes them again.",
+        error.uri,
+    )
+
+
+@retrying("invalidating cached results")
+def _invalidate_producers(engine: Engine, version_ids: Collection[str]) -> None:
+    """The step runs that output these versions, and every other result of their keys (a
+    hit would serve the next of them, whose files may be gone too)."""
+    link, step = s.step_run_output_artifact.c, s.step_run.c
+    producers = select(link.step_run_id).where(link.artifact_version_id.in_(list(version_ids)))
+    keys = select(step.cache_key).where(step.id.in_(producers), step.cache_key.is_not(None))
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(s.step_run)
+            .where(
+                or_(step.id.in_(producers), step.cache_key.in_(keys)),
+                step.cache_invalidated.is_(False),
+            )
+            .values(cache_invalidated=True)
+        )
 
 
 def _unknown_step(conn: Connection, step_name: str, pipeline_name: str | None) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import (
     ConfigurationError,
     DynamicValueUsedError,
+    MissingArtifactError,
     OrchestratorError,
     PipelineDefinitionError,
     PipelineRunFailedError,
@@ -29,6 +30,7 @@ from branchwork.graph.context import current_run_context
 from branchwork.graph.invocation import invocation_config
 from branchwork.graph.tracing import Compiled, trace, user_location
 from branchwork.metadata import error_records
+from branchwork.metadata.cache_entries import files_lost
 from branchwork.metadata.queries import get_run
 from branchwork.metadata.runs import create_placeholder_run, mark_run_failed, mark_run_stopped
 from branchwork.metadata.store import get_engine
@@ -251,7 +253,11 @@ def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> 
         run = get_run(engine, run_id, include_steps=False)
     if run.status != "completed":
         raise _run_error(run, cause)
-    return run.load_output(allow_pickle=True)  # the run this process asked for
+    try:
+        return run.load_output(allow_pickle=True)  # the run this process asked for
+    except MissingArtifactError as error:  # a cached result's files, deleted
+        lost = [version.id for version in run.outputs if version.uri == error.uri]
+        raise files_lost(engine, lost, error) from None
 
 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:

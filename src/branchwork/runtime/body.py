@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from branchwork.exceptions import PipelineDefinitionError, RunStopped
+from branchwork.exceptions import MissingArtifactError, PipelineDefinitionError, RunStopped
 from branchwork.graph.futures import StepOutput, StepOutputs, outputs_of
 from branchwork.graph.invocation import Invocation, Ordering, StepCalls
+from branchwork.metadata.cache_entries import files_lost
 from branchwork.runtime.events import FailureMode
 from branchwork.runtime.interrupts import in_slices
 from branchwork.runtime.step_execution import ArtifactInput, StoredArtifact, load_input
@@ -163,7 +164,11 @@ class BodyContext:
         cached_as = (name, output._index, output._stop)
         values = outcome.values = outcome.values or {}
         if cached_as not in values:
-            values[cached_as] = load_input(ArtifactInput(outcome.outputs[name], *cached_as[1:]))
+            stored = outcome.outputs[name]
+            try:
+                values[cached_as] = load_input(ArtifactInput(stored, *cached_as[1:]))
+            except MissingArtifactError as error:
+                raise files_lost(self.loop.recorder.engine, [stored.version_id], error) from None
         return values[cached_as]
 
     def item_count(self, output: StepOutput) -> int:

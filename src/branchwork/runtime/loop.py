@@ -31,6 +31,7 @@ from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.exceptions import (
     BranchworkError,
     ChildRunPaused,
+    MissingArtifactError,
     StepFailedError,
     StoreUnavailableError,
 )
@@ -429,6 +430,9 @@ class RunLoop:
 
     def _on_result(self, result: StepResult, resolved: list[Any]) -> E.Finished:
         item = self._tracked[result.invocation_id]
+        if isinstance(result.error, MissingArtifactError):  # another attempt cannot help
+            result.error = self._records.files_lost(item, result.error)
+            result.retryable = False
         self._records.result(item, result)
         if result.ok:
             resolved.append((item.outcome, item.outputs, None))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import (
     ChildRunPaused,
+    MissingArtifactError,
     PipelineRunStoppedError,
     ReplayDivergenceError,
     StepFailedError,
@@ -32,6 +33,7 @@ from branchwork.graph.invocation import (
     OutputRef,
     invocation_config_json,
 )
+from branchwork.metadata.cache_entries import files_lost
 from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import recorded_key_parts
 from branchwork.runtime.body import Outcome
@@ -169,6 +171,17 @@ class StepRecords:
             )
         stored = self.tracked.of(ref.invocation_id).outputs[ref.output]
         return ArtifactInput(stored, ref.item, ref.stop)
+
+    def files_lost(self, item: Tracked, error: MissingArtifactError) -> MissingArtifactError:
+        """An attempt found the files of one of its inputs gone: the results that made it are
+        no longer served from the cache (see `cache_entries.files_lost`)."""
+        versions = {
+            self._version_id(ref)
+            for _, ref in leaves_of(item.invocation.inputs, ARTIFACT_REFS)
+            if self._stored(ref).artifact.uri == error.uri
+        }
+        self.recorder.flush()  # the versions this run made, in the store to be found
+        return files_lost(self.recorder.engine, versions, error)
 
     def _version_id(self, ref: OutputRef | ExternalArtifact) -> str:
         if isinstance(ref, ExternalArtifact):
