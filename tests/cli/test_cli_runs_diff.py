@@ -148,3 +148,30 @@ def test_diff_names_the_items_each_chunk_of_a_map_got(cli_json):
         "check": {"data": ["load.output[0:2]", "load.output[0:3]"]},
         "check_2": {"data": ["load.output[2:4]", "load.output[3:4]"]},
     }
+
+
+@step
+def echo(value: object) -> str:
+    return repr(value)
+
+
+@pipeline
+def echoes(value: object = 1):
+    return echo(value)
+
+
+def test_diff_tells_one_from_one_point_zero_and_true(cli_json):
+    """Three values to a step (`repr` gives 1, 1.0, True): they compared equal, and the diff
+    said the input's contents changed, with no parameter named."""
+    runs = []
+    for value in (1, 1.0, True, 1):
+        echoes(value=value)
+        runs.append(echoes.last_run.name)
+    for other, shown in ((runs[1], "1.0"), (runs[2], "True")):
+        data = cli_json("runs", "diff", runs[0], other)
+        assert data["parameters"] == {"value": ["1", shown]}
+        (difference,) = data["different_cache_key"]
+        assert difference["reasons"] == ["inputs"]
+        assert difference["inputs"] == {"value": ["1", shown]}
+    same = cli_json("runs", "diff", runs[0], runs[3])
+    assert (same["same"], same["parameters"], same["different_cache_key"]) == (True, {}, [])

@@ -15,6 +15,7 @@ kind of difference is listed in the order its invocations first started.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,11 +65,20 @@ def parameter_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, lis
     return {
         name: [_short(a[name]) if name in a else None, _short(b[name]) if name in b else None]
         for name in sorted(a.keys() | b.keys())
-        if a.get(name, _MISSING) != b.get(name, _MISSING)
+        if not _same(a.get(name, _MISSING), b.get(name, _MISSING))
     }
 
 
-_MISSING = object()
+_MISSING = object()  # not given: unlike any value, None included
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types: `1`, `1.0` and `true` are three values to a step."""
+    return a is b or (a is not _MISSING and b is not _MISSING and _typed(a) == _typed(b))
+
+
+def _typed(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _short(value: Any) -> str:
@@ -92,7 +102,11 @@ def _cache_difference(a: Compared, b: Compared) -> dict[str, Any] | None:
         reasons.append("code")
     inputs_a, inputs_b = a.inputs, b.inputs
     for name in sorted(set(inputs_a) | set(inputs_b)):
-        if inputs_a.get(name) != inputs_b.get(name):
+        if (
+            name not in inputs_a
+            or name not in inputs_b
+            or not _same(inputs_a[name], inputs_b[name])
+        ):
             changed_inputs[name] = [
                 _short(inputs_a[name]) if name in inputs_a else None,
                 _short(inputs_b[name]) if name in inputs_b else None,
