@@ -9,7 +9,7 @@ from typing import Annotated
 
 import pytest
 
-from branchwork import ArtifactConfig, Client, log_artifact_metadata, pipeline, step
+from branchwork import ArtifactConfig, Client, log_artifact_metadata, log_metadata, pipeline, step
 from branchwork.exceptions import BranchworkError, PipelineDefinitionError, PipelineRunFailedError
 
 
@@ -197,12 +197,21 @@ def test_logged_metadata_is_stored_with_the_new_version():
     assert Client().get_artifact_version("train_rows").metadata == {"rows": 3}
 
 
-def test_log_artifact_metadata_outside_a_step_is_an_error():
+def test_a_step_that_logs_metadata_is_a_plain_function_outside_a_pipeline():
+    """A unit test calls it directly: what it logs is checked and dropped (it raised that
+    it was called outside a running step)."""
+    assert scored_model() == {"w": 2}
+    assert split(id="split", after="nothing") == ([1, 2, 3], [4])  # steer nothing here
     with pytest.raises(BranchworkError) as info:
-        log_artifact_metadata({"a": 1})
+        log_artifact_metadata({"model": object()})
     assert str(info.value) == (
-        "log_artifact_metadata() was called outside a running step; call it from inside a "
-        "@step function while a pipeline runs it."
+        "log_artifact_metadata outside a running step: the value of 'model' (object) is not "
+        "JSON-serializable."
+    )
+    with pytest.raises(BranchworkError) as info:
+        log_metadata(["accuracy", 0.9])  # type: ignore[arg-type]
+    assert (
+        str(info.value) == "log_metadata outside a running step: metadata must be a dict, got list."
     )
 
 

@@ -65,10 +65,12 @@ def reset_step_context(token: Any) -> None:
 
 
 def log_metadata(metadata: dict[str, Any]) -> None:
-    """Attach JSON-serializable metadata to the running step's record (shown by `runs show`)."""
-    context = _context_for("log_metadata")
-    _check_json("log_metadata", context, metadata)
-    context.metadata.update(metadata)
+    """Attach JSON-serializable metadata to the running step's record (shown by `runs show`).
+    In a step called as a plain function (a unit test), it is checked and dropped."""
+    context = _current.get()
+    _check_json(_where("log_metadata", context), metadata)
+    if context is not None:
+        context.metadata.update(metadata)
 
 
 MAX_KEY_LENGTH = 255  # the store's column for artifact metadata keys
@@ -78,19 +80,26 @@ def log_artifact_metadata(metadata: dict[str, Any], output: str | None = None) -
     """Attach JSON-serializable metadata to the artifact version the running step makes of
     `output` (it may be left out when the step has one output). Stored with the version when
     the step succeeds, searchable with `Client().list_artifact_versions(metadata=...)`;
-    logging a key again replaces its value."""
-    context = _context_for("log_artifact_metadata")
-    where = f"log_artifact_metadata in step '{context.invocation_id}'"
-    if not isinstance(metadata, dict):
-        raise BranchworkError(f"{where}: metadata must be a dict, got {type(metadata).__name__}.")
+    logging a key again replaces its value. In a step called as a plain function (a unit
+    test), it is checked and dropped."""
+    context = _current.get()
+    where = _where("log_artifact_metadata", context)
+    _check_json(where, metadata)
     for key in metadata:
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
             raise BranchworkError(
                 f"{where}: the key {key!r} is not a string of 1 to {MAX_KEY_LENGTH} characters."
             )
-    _check_json("log_artifact_metadata", context, metadata)
-    name = _output_of(context, output, where)
-    context.artifact_metadata.setdefault(name, {}).update(metadata)
+    if context is not None:
+        name = _output_of(context, output, where)
+        context.artifact_metadata.setdefault(name, {}).update(metadata)
+
+
+def _where(function: str, context: StepContext | None) -> str:
+    """Where a logging call was made, for its errors."""
+    if context is None:
+        return f"{function} outside a running step"
+    return f"{function} in step '{context.invocation_id}'"
 
 
 def _output_of(context: StepContext, output: str | None, where: str) -> str:
@@ -110,14 +119,15 @@ def _output_of(context: StepContext, output: str | None, where: str) -> str:
     raise BranchworkError(f"{where}: the step has no output {output!r}; its outputs: {listed}.")
 
 
-def _check_json(function: str, context: StepContext, metadata: dict[str, Any]) -> None:
+def _check_json(where: str, metadata: dict[str, Any]) -> None:
     import json
 
+    if not isinstance(metadata, dict):
+        raise BranchworkError(f"{where}: metadata must be a dict, got {type(metadata).__name__}.")
     for key, value in metadata.items():
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             raise BranchworkError(
-                f"{function} in step '{context.invocation_id}': the value of {key!r} "
-                f"({type(value).__name__}) is not JSON-serializable."
+                f"{where}: the value of {key!r} ({type(value).__name__}) is not JSON-serializable."
             ) from None

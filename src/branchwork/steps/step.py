@@ -233,9 +233,9 @@ class Step(Generic[P, R]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> R:
         context = current_run_context()
-        if context is None:
-            return self.func(*args, **kwargs)
         invocation_id, ordering = self._pop_reserved(kwargs)
+        if context is None:  # a plain call (a unit test): `id=` and `after=` order nothing
+            return self.func(*args, **kwargs)
         # Inside a pipeline the future(s) stand in for the value the function will return.
         return cast(R, context.invoke(self, args, kwargs, invocation_id, ordering))
 
