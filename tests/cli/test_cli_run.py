@@ -122,13 +122,41 @@ def test_a_value_repr_refuses_is_printed_as_such_not_as_an_error(cli, pipeline_f
     result = cli("run", f"{target}:powers", "--no-progress")
     assert result.exit_code == 0, result.output
     refused = (
-        "<int value that repr() refuses: Exceeds the limit (4300 digits) for integer string "
-        "conversion"
+        "<int value that repr() refuses: ValueError: Exceeds the limit (4300 digits) for "
+        "integer string conversion"
     )
     assert result.stdout.splitlines()[-1].startswith(f"Result: {refused}")
     loaded = cli("artifacts", "load", "latest/power", "--allow-pickle")
     assert loaded.exit_code == 0, loaded.output
     assert loaded.stdout.startswith(refused)
+
+
+def test_a_value_whose_repr_raises_is_printed_as_such(cli, pipeline_file):
+    """A class whose `__repr__` raises (a bug in it): the command failed with a bare
+    `Error: IndexError: list index out of range` after the run completed."""
+    target = pipeline_file(
+        "shaky",
+        """
+        from branchwork import pipeline, step
+
+        class Shaky:
+            def __repr__(self):
+                return [][0]
+
+        @step
+        def make() -> Shaky:
+            return Shaky()
+
+        @pipeline
+        def shaky():
+            return make()
+        """,
+    )
+    result = cli("run", f"{target}:shaky", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        "Result: <Shaky value that repr() refuses: IndexError: list index out of range>"
+    )
 
 
 def test_a_failing_run_exits_1_with_one_line_naming_the_step(cli, target_file, assert_error):

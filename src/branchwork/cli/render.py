@@ -97,11 +97,14 @@ def _finite(data: Any) -> Any:
 
 def value_repr(value: Any) -> str:
     """`repr(value)`, or what it is where repr refuses (an int longer than Python writes as
-    text): the run completed, and printing its value failed the command."""
+    text, a class whose `__repr__` raises): the run completed, and printing its value failed
+    the command."""
     try:
         return repr(value)
-    except ValueError as error:
-        return f"<{type(value).__name__} value that repr() refuses: {error}>"
+    except Exception as error:  # noqa: BLE001 - the user's __repr__ may raise anything
+        return (
+            f"<{type(value).__name__} value that repr() refuses: {type(error).__name__}: {error}>"
+        )
 
 
 def local_time(moment: datetime | None) -> str:
