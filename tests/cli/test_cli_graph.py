@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from rich.console import Console
 
 from branchwork import Client, pipeline, step
 from branchwork.cli.graph import Node, group_nodes
-from branchwork.cli.graph_formats import to_dot, to_mermaid, to_text
+from branchwork.cli.graph_formats import to_dot, to_mermaid, to_text, tree
 from branchwork.cli.graph_view import GraphView
 from branchwork.cli.svg import to_svg
 
@@ -319,6 +321,28 @@ def test_a_value_parent_that_is_not_the_tree_parent_is_marked_in_also_after():
     view = GraphView("join", group_nodes(nodes))
     assert "combine  failed  (also after: left (value))" in to_text(view)
     assert "g1 -.-> g3" in to_mermaid(view) and "g2 --> g3" in to_mermaid(view)
+
+
+def test_a_long_chain_of_different_steps_is_drawn_whole_beside_its_parents():
+    """450 alternating steps do not fold into a loop: the tree grew a level each, and half
+    of them went off the right edge of a file (and of a terminal, sooner)."""
+    names = [f"{'fa' if i % 2 else 'fb'}_{i}" for i in range(450)]
+    nodes = [
+        Node(name, name.split("_")[0], "completed", (names[i - 1],) if i else ())
+        for i, name in enumerate(names)
+    ]
+    view = GraphView("chain", group_nodes(nodes))
+    lines = to_text(view).splitlines()
+    assert len(lines) == 451 and all(name in text for name, text in zip(names, lines[1:]))
+    assert lines[23] == " " * 88 + "└── fb_22  completed"
+    assert lines[24] == " " * 92 + "├── fa_23  completed"  # the deepest level: 24
+    assert lines[25] == " " * 92 + "├── fb_24  completed  (after: fa_23)"
+    assert lines[-1] == " " * 92 + "└── fa_449  completed  (after: fb_448)"
+    narrow = Console(file=io.StringIO(), width=80, color_system=None)
+    narrow.print(tree(view, 80))
+    printed = narrow.file.getvalue().splitlines()
+    assert len(printed) == 451 and max(len(line) for line in printed) <= 80
+    assert printed[-1] == " " * 36 + "└── fa_449  completed  (after: fb_448)"  # 10 levels
 
 
 def test_value_edges_that_other_edges_imply_are_not_drawn():

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from rich.tree import Tree
 
-from branchwork.cli.render import STATUS_STYLES, kind
+from branchwork.cli.render import STATUS_STYLES
 from branchwork.models import PipelineRunResponse
 
 if TYPE_CHECKING:
@@ -301,33 +301,43 @@ def _summary(group: Group) -> Text:
     return text
 
 
-def graph_tree(run: PipelineRunResponse) -> Tree:
-    """The run as a Rich tree; see the module docstring."""
-    title = Text(f"{run.name} ({kind(run)}, {run.status})")
-    return groups_tree(title, group_steps(run))
-
-
-def groups_tree(title: Text, groups: list[Group], continues_after: int | None = None) -> Tree:
+def groups_tree(
+    title: Text, groups: list[Group], continues_after: int | None = None, max_depth: int = 24
+) -> Tree:
     """Groups as a Rich tree under `title`; `continues_after` marks the group whose value a
-    dynamic pipeline needs before its graph can go on."""
+    dynamic pipeline needs before its graph can go on. A group deeper than `max_depth` is
+    drawn beside its parent, after it, and names it (a long chain of different steps, which
+    does not fold, went off the right edge: half of a 450-step chain was lost)."""
     root = Tree(title)
     nodes: list[Tree] = []
+    holders: list[Tree] = []  # the node each group's node was added to
+    depths: list[int] = []
     for index, group in enumerate(groups):
         label = Text(group.label, style="bold")
         summary = _summary(group)
         if summary:
             label.append("  ")
             label.append_text(summary)
-        if group.parents and group.parents[-1] in group.value_parents:
+        last = group.parents[-1] if group.parents else None
+        beside = last is not None and depths[last] >= max_depth
+        named = group.parents if beside else group.parents[:-1]
+        if not beside and last is not None and last in group.value_parents:
             label.append(f"  {VALUE_MARK}", style="dim")
-        if len(group.parents) > 1:
+        if named:
             others = ", ".join(
                 groups[p].label + (f" {VALUE_MARK}" if p in group.value_parents else "")
-                for p in group.parents[:-1]
+                for p in named
             )
-            label.append(f"  (also after: {others})", style="dim")
-        parent = nodes[group.parents[-1]] if group.parents else root
-        nodes.append(parent.add(label))
+            label.append(f"  ({'after' if beside else 'also after'}: {others})", style="dim")
+        if last is None:
+            holder, depth = root, 1
+        elif beside:
+            holder, depth = holders[last], depths[last]
+        else:
+            holder, depth = nodes[last], depths[last] + 1
+        nodes.append(holder.add(label))
+        holders.append(holder)
+        depths.append(depth)
         if index == continues_after:
             nodes[-1].add(Text("… continues at run time", style="dim italic"))
     if not groups:

@@ -71,9 +71,11 @@ def render(view: GraphView, fmt: GraphFormat) -> str:
     return to_text(view)
 
 
-def tree(view: GraphView) -> object:
-    """The Rich tree of the text format (the dynamic note is printed after it)."""
-    built = groups_tree(Text(view.title), view.groups, view.continues_after)
+def tree(view: GraphView, width: int = 1000) -> object:
+    """The Rich tree of the text format (the dynamic note is printed after it), as deep as
+    `width` columns leave room for beside its labels (4 columns a level)."""
+    max_depth = max(4, min(24, (width - 40) // 4))
+    built = groups_tree(Text(view.title), view.groups, view.continues_after, max_depth)
     if not view.groups:
         built.children.clear()
         built.add(Text(view.empty, style="dim"))

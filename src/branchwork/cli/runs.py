@@ -179,7 +179,7 @@ def emit_graph(view: GraphView, fmt: GraphFormat | None, output: Path | None) ->
             typer.echo(view.note)
     elif fmt is GraphFormat.text:
         out = render.console()
-        out.print(tree(view))
+        out.print(tree(view, out.width))
         if view.note:
             out.print(Text(view.note, style="dim"))
     else:
