@@ -230,7 +230,9 @@ def load_source(
     if sent is not None:
         return sent
     if module_name == "__main__" and _interactive():
-        return _defined_in_this_session(pipeline_name, qualname)
+        defined = _defined_in_this_session(pipeline_name, qualname, source_file)
+        if defined is not None:
+            return defined
     stopped: ImportStopped | None = None
     try:
         with importing_user_code():
@@ -266,20 +268,23 @@ def _interactive() -> bool:
     return not getattr(sys.modules.get("__main__"), "__file__", None)
 
 
-def _defined_in_this_session(pipeline_name: str, qualname: str) -> Any:
+def _defined_in_this_session(pipeline_name: str, qualname: str, source_file: str | None) -> Any:
     """The pipeline as this notebook (or REPL) defines it now: a run it started is resumed,
     replayed or answered from it, with the code its cells hold now (a resume then compares
-    each call with the run's record, as for a script)."""
+    each call with the run's record, as for a script). None when it defines none and the
+    recorded file is there to load (a script's run resumed from `python -c` or a test)."""
     obj: Any = sys.modules["__main__"]
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
-    if getattr(obj, "name", None) != pipeline_name or not callable(getattr(obj, "func", None)):
+    if getattr(obj, "name", None) == pipeline_name and callable(getattr(obj, "func", None)):
+        return obj
+    if not (source_file and os.path.exists(source_file)):
         raise PipelineDefinitionError(
             f"Pipeline '{pipeline_name}' was defined in a notebook or an interactive session, "
             f"and this one defines no pipeline '{pipeline_name}' as `{qualname}`: run the cell "
             "that defines it first, then resume the run from here."
         )
-    return obj
+    return None
 
 
 def load_script(path: str) -> tuple[ModuleType, ImportStopped | None]:
