@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from branchwork import Client, pipeline, step
 
 
@@ -175,3 +177,23 @@ def test_diff_tells_one_from_one_point_zero_and_true(cli_json):
         assert difference["inputs"] == {"value": ["1", shown]}
     same = cli_json("runs", "diff", runs[0], runs[3])
     assert (same["same"], same["parameters"], same["different_cache_key"]) == (True, {}, [])
+
+
+def test_in_a_narrow_terminal_every_column_stays_and_cells_fold(cli, monkeypatch):
+    """80 columns: the INVOCATION column was squeezed to nothing (rows then said "only in"
+    without the invocation) and run names were cut with "…"."""
+    small, big = run(10), run(30)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # a terminal, as Rich sees one
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli("runs", "diff", small.name, big.name)
+    assert result.exit_code == 0, result.output
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # the header's bold
+    lines = [line.rstrip() for line in plain.splitlines()]
+    assert max(len(line) for line in lines) <= 80 and "…" not in plain
+    header = next(i for i, line in enumerate(lines) if line.startswith("DIFFERENCE"))
+    assert lines[header].split() == ["DIFFERENCE", "INVOCATION", "DETAIL"]
+    only_in = next(i for i, line in enumerate(lines) if line.startswith("only in"))
+    assert lines[only_in].split() == ["only", "in", "check_2"]
+    name_column = lines[header].index("INVOCATION")
+    folded = "".join(line[:name_column].strip() for line in lines[only_in + 1 : only_in + 3])
+    assert folded == big.name

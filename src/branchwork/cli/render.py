@@ -154,10 +154,19 @@ def cached_from(step: StepRunResponse, origins: Mapping[str, StepRunOrigin]) -> 
     return f"{origin.run_name}/{origin.invocation_id}"
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
+def new_table(*columns: str, title: str | None = None, right: Iterable[str] = ()) -> Table:
+    """A table whose cells fold onto more lines where the terminal is too narrow: a cell cut
+    with "…" loses an id one cannot then type, and columns squeezed to nothing vanished.
+    The columns named in `right` are right-aligned (counts, durations)."""
+    aligned_right = set(right)
+    table = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, no_wrap=True)
+        table.add_column(
+            column,
+            overflow="fold",
+            min_width=len(column),
+            justify="right" if column in aligned_right else "left",
+        )
     return table
 
 
@@ -183,7 +192,7 @@ def invocation_names(run: PipelineRunResponse) -> dict[str, str]:
 
 
 def show_runs_table(runs: list[PipelineRunResponse], counts: Mapping[str, int]) -> None:
-    table = _table("RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION", "STACK")
+    table = new_table("RUN", "PIPELINE", "STATUS", "KIND", "STEPS", "CREATED", "DURATION", "STACK")
     for run in runs:
         table.add_row(
             Text(run.name),
@@ -205,7 +214,7 @@ def show_run(
     out = console()
     out.print(run_fields(run, replay_of))
     out.print()
-    table = _table(*STEP_RUN_COLUMNS)
+    table = new_table(*STEP_RUN_COLUMNS)
     for step in run.attempts:
         table.add_row(
             Text(step.name),
@@ -291,7 +300,7 @@ def show_waits(waits: list[WaitResponse]) -> None:
         return
     out = console()
     out.print()
-    table = _table("WAIT", "QUESTION", "ASKED", "ANSWER", "BY")
+    table = new_table("WAIT", "QUESTION", "ASKED", "ANSWER", "BY")
     table.columns[1].no_wrap = False
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     for wait in waits:
@@ -316,7 +325,7 @@ def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision
     """One row per invocation: hit or miss (or why caching did not apply), and why."""
     counts = Counter(decision.verdict or "not recorded" for decision in decisions)
     out = _cache_header(run, counts)
-    table = _table("INVOCATION", "STEP", "CACHE", "REASON")
+    table = new_table("INVOCATION", "STEP", "CACHE", "REASON")
     table.columns[-1].no_wrap = False
     for decision in decisions:
         table.add_row(
@@ -335,7 +344,7 @@ def show_cache_groups(run: PipelineRunResponse, groups: list[CacheGroup], shown:
     for group in groups:
         counts[group.verdict or "not recorded"] += group.invocations
     out = _cache_header(run, counts)
-    table = _table("STEP", "CACHE", "INVOCATIONS", "FIRST REASON")
+    table = new_table("STEP", "CACHE", "INVOCATIONS", "FIRST REASON")
     table.columns[-1].no_wrap = False
     for group in groups[:shown]:
         example = group.example
@@ -396,7 +405,7 @@ def failure_tracebacks(
 def show_diff(run_a: str, run_b: str, rows: list[tuple[str, str, str]]) -> None:
     out = console()
     out.print(Text(f"{run_a} and {run_b} differ in {len(rows)} places:"))
-    table = _table("DIFFERENCE", "INVOCATION", "DETAIL")
+    table = new_table("DIFFERENCE", "INVOCATION", "DETAIL")
     for what, invocation, detail in rows:
         table.add_row(Text(what), Text(invocation), Text(detail))
     out.print(table)
@@ -433,7 +442,7 @@ def _component_summary(component: ComponentRecord) -> str:
 
 
 def show_stacks_table(stacks: list[StackRecord]) -> None:
-    table = _table("ACTIVE", "STACK", "ORCHESTRATOR", "ARTIFACT STORE")
+    table = new_table("ACTIVE", "STACK", "ORCHESTRATOR", "ARTIFACT STORE")
     for stack in stacks:
         table.add_row(
             Text("*" if stack.active else "", style="green"),
@@ -451,7 +460,7 @@ def _config_text(component: ComponentRecord) -> str:
 
 
 def show_components_table(components: list[ComponentRecord]) -> None:
-    table = _table("NAME", "FLAVOR", "SETTINGS")
+    table = new_table("NAME", "FLAVOR", "SETTINGS")
     for component in components:
         table.add_row(Text(component.name), Text(component.flavor), Text(_config_text(component)))
     console().print(table)
@@ -487,7 +496,7 @@ def artifact_dict(summary: ArtifactSummary) -> dict[str, Any]:
 
 
 def show_artifacts_table(artifacts: list[ArtifactSummary]) -> None:
-    table = _table("ARTIFACT", "VERSIONS", "LATEST", "UPDATED")
+    table = new_table("ARTIFACT", "VERSIONS", "LATEST", "UPDATED")
     for summary in artifacts:
         table.add_row(
             Text(summary.name),
@@ -505,7 +514,7 @@ def show_versions_table(
 ) -> None:
     """One row per version; `with_names` adds the artifact's name (versions of several)."""
     columns = ("VERSION", "TAGS", "CREATED", "TYPE", "PRODUCED BY", "ID")
-    table = _table(*(("ARTIFACT", *columns) if with_names else columns))
+    table = new_table(*(("ARTIFACT", *columns) if with_names else columns))
     for version in versions:
         cells: list[str | Text] = [
             str(version.version),

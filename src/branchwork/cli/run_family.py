@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
 from branchwork.cli import render
@@ -87,11 +86,7 @@ def show_family(engine: Engine, run: PipelineRunResponse) -> None:
     if family["children"]:
         out.print()
         title = f"Child runs: {len(family['children'])}"
-        table = Table(
-            box=None, header_style="bold", pad_edge=False, title=title, title_justify="left"
-        )
-        for column in ("RUN", "INVOCATION", "PIPELINE", "STATUS"):
-            table.add_column(column, no_wrap=True)
+        table = render.new_table("RUN", "INVOCATION", "PIPELINE", "STATUS", title=title)
         for child in family["children"]:
             indent = "  " * (child["depth"] - 1)
             table.add_row(

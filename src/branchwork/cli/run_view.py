@@ -265,9 +265,7 @@ def _failed_table(failed: Page[InvocationRow]) -> Table:
     title = f"Failed: {failed.total} invocation{'' if failed.total == 1 else 's'}"
     if failed.total > len(failed.items):
         title += f" (the first {len(failed.items)})"
-    table = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
-    for column in ("INVOCATION", "STEP", "ATTEMPT", "ERROR"):
-        table.add_column(column, no_wrap=True)
+    table = render.new_table("INVOCATION", "STEP", "ATTEMPT", "ERROR", title=title)
     for row in failed.items:
         error = (row.exception_type, shapes.item_dict(row)["error"])  # its first line
         table.add_row(
@@ -282,13 +280,9 @@ def _failed_table(failed: Page[InvocationRow]) -> Table:
 def _groups_table(summary: RunSummary) -> Table:
     shown = summary.groups[:GROUPS_SHOWN]
     statuses = [s for s in STATUS_ORDER if any(group.counts[s] for group in summary.groups)]
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("STEP", no_wrap=True)
-    table.add_column("INVOCATIONS", no_wrap=True, justify="right")
-    for status in statuses:
-        table.add_column(status.replace("_", " ").upper(), no_wrap=True, justify="right")
-    for column in ("P50", "P95", "MAX"):
-        table.add_column(column, no_wrap=True, justify="right")
+    counts = ["INVOCATIONS", *(status.replace("_", " ").upper() for status in statuses)]
+    numeric = [*counts, "P50", "P95", "MAX"]
+    table = render.new_table("STEP", *numeric, right=numeric)
     for group in shown:
         spread = summary.durations.get(group.step_name)
         figures = (spread.p50, spread.p95, spread.max) if spread else (None, None, None)
