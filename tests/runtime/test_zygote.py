@@ -85,3 +85,17 @@ def test_a_spare_step_process_killed_while_it_waits_is_replaced(tmp_path):
     assert "error" not in outcome, outcome.get("error")
     first_pid, second_pid = outcome["value"]
     assert second_pid not in spares | {first_pid}
+
+
+def test_a_process_the_step_forks_does_not_hold_the_run(tmp_path):
+    """It inherited the channel to the loop and the step's life pipe: the run stayed
+    `running` until it exited (for ever, for a daemon)."""
+    started = time.monotonic()
+    with local_process():
+        helper = zp.leaves_a_helper(seconds=60)
+    try:
+        assert time.monotonic() - started < 30
+        assert str(zp.leaves_a_helper.last_run.status) == "completed"
+        assert Path(f"/proc/{helper}").exists()  # it lives on, its own business
+    finally:
+        os.kill(helper, signal.SIGKILL)

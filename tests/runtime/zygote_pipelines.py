@@ -65,3 +65,18 @@ def two_talkers(size: int):
 def after_a_wait(marker_dir: str):
     pid = wait_for_go(marker_dir)
     return [pid, where(pid)]
+
+
+@step(runtime="isolated")
+def fork_helper(seconds: float) -> int:
+    """Forks a helper that outlives the step (a daemon, a pool never shut down)."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        os._exit(0)
+    return pid
+
+
+@pipeline(enable_cache=False)
+def leaves_a_helper(seconds: float = 60):
+    return fork_helper(seconds)

@@ -59,9 +59,11 @@ def _send(request_id: bytes, kind: bytes, body: bytes) -> None:
     _write_all(1, b"%s %s %s\n" % (request_id, kind, body))
 
 
-def _child(request_fd: int, steps: dict[str, Any]) -> None:  # pragma: no cover - in the fork
+def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pragma: no cover
     """A spare: wait for a request, run it, send the result, exit. (The write end of its
-    life pipe, inherited and left open, tells the zygote when it has exited.)"""
+    life pipe, `life_fd`, left open, tells the zygote when it has exited.) A process the
+    step forks (a multiprocessing pool, a daemon) closes its copies of the life pipe and of
+    the channel to the loop: holding them, it kept the run waiting until it exited."""
     from branchwork.runtime.envelopes import request_from_json, run_envelope
 
     code = 0
@@ -74,12 +76,19 @@ def _child(request_fd: int, steps: dict[str, Any]) -> None:  # pragma: no cover 
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(2, 1)  # the step's prints go to stderr; stdout is the zygote's channel
+            os.register_at_fork(after_in_child=functools.partial(_close, loop, life_fd))
             request = request_from_json(envelope.decode(), steps)
             _send_result(loop, request_id, run_envelope(request).encode())
     except BaseException:
         code = 1
     finally:
         os._exit(code)
+
+
+def _close(*fds: int) -> None:  # pragma: no cover - in a process a step forked
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _read_line(fd: int) -> bytes:
@@ -140,7 +149,7 @@ class _Zygote:
         if pid == 0:
             os.close(request_write)
             os.close(life_read)
-            _child(request_read, self.steps)
+            _child(request_read, life_write, self.steps)
         os.close(request_read)
         os.close(life_write)
         child = self.children[life_read] = _Child(pid, request_write)
