@@ -284,3 +284,43 @@ def test_the_logs_of_an_earlier_attempt_can_be_read():
         f"Error: Invocation 'second_time_lucky' of run '{run.name}' has no attempt 3 (it has 2).\n"
     )
     assert logs("--attempt", "1").exit_code == 2  # an attempt of which step?
+
+
+@step
+def exits(n: int) -> int:
+    print(f"checking {n} rows")
+    print("ERROR: 3 rows have no id", file=sys.stderr)
+    log_metadata({"bad_rows": 3})
+    sys.exit("validation failed")
+
+
+@step(runtime="isolated")
+def exits_isolated(n: int) -> int:
+    print(f"checking {n} rows")
+    sys.exit("validation failed")
+
+
+@pipeline(enable_cache=False)
+def exiting(isolated: bool = False):
+    return exits_isolated(5) if isolated else exits(5)
+
+
+@pytest.mark.parametrize("isolated", [False, True])
+def test_a_step_that_exits_keeps_what_it_printed_and_logged(isolated):
+    """`sys.exit("...")` in a step: a failure, recorded with its logs (they were lost: the
+    escaping SystemExit skipped collecting them), when a user needs them most."""
+    from branchwork.orchestrators import LocalProcessOrchestrator
+    from branchwork.stack import Stack, active_stack, get_active_stack
+
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack), pytest.raises(Exception) as info:
+        exiting(isolated=isolated)
+    assert "raised SystemExit: validation failed" in str(info.value)
+    run = exiting.last_run
+    name = "exits_isolated" if isolated else "exits"
+    logs = Client().get_step_logs(run.id, name)
+    if isolated:
+        assert logs == {name: "checking 5 rows\n"}
+    else:
+        assert logs == {name: "checking 5 rows\nERROR: 3 rows have no id\n"}
+        assert run.steps[name].run_metadata == {"bad_rows": 3}

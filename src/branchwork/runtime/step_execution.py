@@ -451,12 +451,14 @@ async def _run_attempt(request: StepRequest, result: StepResult) -> None:
             and all(_small(value) for value in values.values())
         )
         result.outputs = await _io(big, _store_outputs, request, values)
+    except asyncio.CancelledError:  # a stopping run cancelled the async step: not its failure
+        raise
     except BaseException as error:  # noqa: BLE001 - reported to the loop, which decides
+        # `sys.exit()` and KeyboardInterrupt too: the step's failure, its logs kept with it
         result.error = error
         result.traceback = traceback.format_exc()
         result.retryable = not isinstance(error, RunPaused)  # it waits for a person
-        if not isinstance(error, Exception):
-            raise
-        call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")
+        if isinstance(error, Exception):
+            call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")
     else:
         call_hook(request.step.on_success, None, f"on_success of step '{request.step.name}'")
