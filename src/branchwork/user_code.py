@@ -216,14 +216,20 @@ def _pipeline_sent_by_value(pipeline_name: str, source: str) -> Any:
 
 
 def load_source(
-    pipeline_name: str, source: str, source_file: str | None, import_path: Sequence[str]
+    pipeline_name: str,
+    source: str,
+    source_file: str | None,
+    import_path: Sequence[str],
+    argv: Sequence[str] = (),
 ) -> Any:
     """The object a run recorded as its pipeline ("module:qualname"), imported again here:
     the recorded import path goes first on `sys.path`; a script that ran as `__main__` is
     loaded from its file under another name, so its `if __name__ == "__main__":` block does
     not run; a pipeline call at its top level stops the import there, and the object is
-    taken from what was defined by then. A pipeline sent by value (`pipeline_by_value`) is
-    taken as sent."""
+    taken from what was defined by then. While it is imported, `sys.argv` holds the
+    arguments the run's script was started with (`argv`): one that parses them at import
+    (`ARGS = parser.parse_args()`) sees the same values. A pipeline sent by value
+    (`pipeline_by_value`) is taken as sent."""
     module_name, _, qualname = source.partition(":")
     extend_import_path(list(import_path))
     sent = _pipeline_sent_by_value(pipeline_name, source)
@@ -235,7 +241,7 @@ def load_source(
             return defined
     stopped: ImportStopped | None = None
     try:
-        with importing_user_code():
+        with importing_user_code(), _arguments(source_file or module_name, argv):
             module, stopped = _import(module_name, source_file)
         obj: Any = module
         for part in qualname.split("."):
@@ -261,6 +267,17 @@ def load_source(
     if not callable(getattr(obj, "func", None)):
         raise PipelineDefinitionError(f"{source!r} is a {type(obj).__name__}, not a @pipeline.")
     return obj
+
+
+@contextmanager
+def _arguments(program: str, argv: Sequence[str]) -> Iterator[None]:
+    """`sys.argv` as the run's script had it, while the block runs."""
+    kept = sys.argv
+    sys.argv = [program, *argv]
+    try:
+        yield
+    finally:
+        sys.argv = kept
 
 
 def _interactive() -> bool:

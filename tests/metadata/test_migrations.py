@@ -642,3 +642,28 @@ def test_0017_adds_each_runs_heartbeat_interval_and_goes_down_and_up_keeping_eve
         assert schema_differences(engine) == []
     finally:
         engine.dispose()
+
+
+def test_0018_adds_the_snapshots_argv_and_goes_down_and_up_keeping_every_row(store_url):
+    """A snapshot recorded at 0017 has no arguments: it reads as none."""
+    from alembic import command
+
+    from branchwork.metadata.run_pages import find_run
+
+    engine = store._create_engine(store_url)
+    try:
+        store.upgrade(engine, "0017")
+        with engine.begin() as conn:
+            for statement in ROWS_AT_0008:
+                conn.execute(text(statement))
+        store.upgrade(engine)
+        assert find_run(engine, "old-run").snapshot.argv == ()
+        with store.migrating(engine) as conn:
+            command.downgrade(store.alembic_config(conn), "0017")
+        columns = {c["name"] for c in inspect(engine).get_columns("pipeline_snapshot")}
+        assert "argv" not in columns
+        assert row_counts(engine) == (1, 2, 1, 1, 1)
+        store.upgrade(engine)
+        assert schema_differences(engine) == []
+    finally:
+        engine.dispose()

@@ -189,6 +189,61 @@ def test_a_pipeline_in_a_script_run_as_main_loads_in_the_orchestration_process(t
     assert done.stdout.strip() == "True"
 
 
+ARGUMENTS = """
+import argparse, os
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+parser = argparse.ArgumentParser()
+parser.add_argument("n", type=int)
+parser.add_argument("--lr", type=float, default=0.1)
+ARGS = parser.parse_args()
+
+@step(runtime="isolated")
+def train(x: int) -> float:
+    if os.path.exists("down"):
+        raise ConnectionError("the service is down")
+    return x * ARGS.lr
+
+@pipeline
+def tuned():
+    return [train(i) for i in range(ARGS.n)]
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        print(tuned())
+"""
+
+
+def test_a_script_that_parses_its_arguments_at_import_gets_them_again_there(tmp_path):
+    """The orchestration process (and a resume) imports the script again: it parsed that
+    process's own arguments, so `--lr 0.5` silently ran with 0.1, and a required argument
+    failed the run ("usage: pipeline_runner.py [-h] n") and every resume of it."""
+    script = tmp_path / "tuned.py"
+    script.write_text(ARGUMENTS)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    done = run(sys.executable, str(script), "2", "--lr", "0.5")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[0.0, 0.5]"
+    (tmp_path / "down").touch()
+    failed = run(sys.executable, str(script), "3", "--lr", "0.25")
+    assert "the service is down" in failed.stderr
+    (tmp_path / "down").unlink()
+    branchwork = [sys.executable, "-m", "branchwork.cli"]
+    resumed = run(*branchwork, "runs", "resume", "latest")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == "Result: [0.0, 0.25, 0.5]"
+    # `branchwork run` passes parameters with -p, not arguments: the script's defaults
+    cli = run(*branchwork, "run", f"{script}:tuned", "--no-progress")
+    assert "the following arguments are required: n" in cli.stderr
+    assert "run" not in cli.stderr.split("error:")[-1]  # not the command's own arguments
+
+
 SWEEP = """
 import sys
 from branchwork import pipeline, step

@@ -7,8 +7,11 @@ share cache entries and load each other's values. The file's folder goes on `sys
 first, as `python file.py` would put it, so it can import its neighbours; for a module
 target the working directory does, as `python -m` would. Either is imported as user code: a
 pipeline call at its top level stops the import there, as in an orchestration process, so
-`branchwork run` and `graph` never run a script's unguarded call. Every way of getting the
-target wrong is one `BranchworkError` line.
+`branchwork run` and `graph` never run a script's unguarded call. `sys.argv` is then the
+target's alone, as `python file.py` with no arguments has it: a script that parses its
+arguments at import takes its defaults (parameters come with `-p`), rather than failing on
+the command's, and its runs record no arguments. Every way of getting the target wrong is
+one `BranchworkError` line.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def _import_file(location: str) -> tuple[ModuleType, ImportStopped | None]:
     if path.suffix != ".py":
         raise BranchworkError(f"Cannot import {location}: not a Python source file.")
     _on_path(str(path.parent))
+    sys.argv = [str(path)]  # see the module docstring
     try:
         return load_script(str(path))
     except Exception as error:
@@ -67,6 +71,7 @@ def _as_module_hint(path: Path, error: BaseException) -> str:
 
 def _import_module(location: str) -> tuple[ModuleType, ImportStopped | None]:
     _on_path(os.getcwd())
+    sys.argv = [location]  # see the module docstring
     try:
         return import_user_module(location)
     except ModuleNotFoundError as error:

@@ -304,6 +304,7 @@ def _snapshot(conn: Connection, snapshot_id: str) -> PipelineSnapshotResponse:
         step_configurations={c.name: _configuration(c) for c in configs},
         import_path=tuple(loads(row.import_path, ())),
         working_dir=row.working_dir,
+        argv=tuple(loads(row.argv, ())),
     )
 
 

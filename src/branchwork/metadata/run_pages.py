@@ -132,6 +132,7 @@ def run_records(conn: Connection, run_ids: Sequence[str]) -> list[PipelineRunRes
             snap.c.created.label("snapshot_created"),
             snap.c.import_path,
             snap.c.working_dir,
+            snap.c.argv,
         )
         .join(s.pipeline, s.pipeline.c.id == run.c.pipeline_id)
         .join(snap, snap.c.id == run.c.snapshot_id)
@@ -175,6 +176,7 @@ def _run_record(row: Any, outputs: list[Any], now: float) -> PipelineRunResponse
         created=row.snapshot_created,
         import_path=tuple(loads(row.import_path, ())),
         working_dir=row.working_dir,
+        argv=tuple(loads(row.argv, ())),
     )
     return run_response(row, snapshot, lost, [], tuple(outputs))
 

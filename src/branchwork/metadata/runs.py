@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -46,10 +47,12 @@ def create_placeholder_run(
     stack: str,
     replay_of: str | None = None,
     parent: tuple[str, str] | None = None,
+    argv: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Create snapshot + INITIALIZING run, started by stack `stack` on an orchestrator of
     flavor `orchestrator` (a replay of run `replay_of`, if given; a child of (run id,
-    invocation id) `parent`, if given); returns (snapshot_id, run_id)."""
+    invocation id) `parent`, if given; `argv`, the arguments of the script that started it);
+    returns (snapshot_id, run_id)."""
     now = time.time()
     created = utc(now)
     snapshot_id, run_id = new_id(), new_id()
@@ -70,6 +73,7 @@ def create_placeholder_run(
                 "source_file": source_file,
                 "import_path": json.dumps(import_path),
                 "working_dir": working_dir,
+                "argv": json.dumps(list(argv)),
                 "parameters": params_json,
                 "spec": json.dumps(spec),
                 "created": created,

@@ -83,6 +83,7 @@ pipeline_snapshot = Table(
     Column("created", DateTime, nullable=False),
     Column("import_path", Text, nullable=True),  # JSON: folders to put on sys.path
     Column("working_dir", Text, nullable=True),
+    Column("argv", Text, nullable=True),  # JSON: the script's command-line arguments
     Index(None, "pipeline_id"),
 )
 

@@ -30,7 +30,7 @@ from branchwork.config.environment import seconds_from_env
 from branchwork.config.home import store_url
 from branchwork.exceptions import ConfigurationError, StoreUnavailableError
 
-HEAD_REVISION = "0017"
+HEAD_REVISION = "0018"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number will do, as long as every branchwork process uses the same one.
 MIGRATION_LOCK_KEY = int.from_bytes(

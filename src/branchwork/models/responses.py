@@ -182,6 +182,7 @@ class PipelineSnapshotResponse:
     # What it takes to import the pipeline again elsewhere: see `branchwork.user_code`.
     import_path: tuple[str, ...] = ()
     working_dir: str | None = None
+    argv: tuple[str, ...] = ()  # the arguments of the script that started it
 
 
 @dataclass(frozen=True)

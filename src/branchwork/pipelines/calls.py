@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -184,6 +185,7 @@ def create_run(
         source_file=_source_file(pipeline),
         import_path=user_import_path(),
         working_dir=os.getcwd(),
+        argv=sys.argv[1:],
         parameters=recorded,
         spec=options.to_spec(),
         step_configurations=step_configurations(compiled),

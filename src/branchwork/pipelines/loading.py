@@ -33,7 +33,11 @@ def load_pipeline(snapshot: PipelineSnapshotResponse) -> Pipeline[Any, Any]:
     from branchwork.user_code import load_source
 
     obj = load_source(
-        snapshot.pipeline_name, snapshot.source, snapshot.source_file, snapshot.import_path
+        snapshot.pipeline_name,
+        snapshot.source,
+        snapshot.source_file,
+        snapshot.import_path,
+        snapshot.argv,
     )
     if not isinstance(obj, Pipeline):
         raise PipelineDefinitionError(

@@ -172,6 +172,7 @@ def _create_replay(
         source_file=snapshot.source_file,
         import_path=list(snapshot.import_path),
         working_dir=snapshot.working_dir or os.getcwd(),
+        argv=list(snapshot.argv),
         parameters=dict(snapshot.parameters),
         spec=options.to_spec(),
         step_configurations=step_configurations(compiled),

@@ -128,7 +128,11 @@ class RunRequest:
         """`recorded`, its pipeline imported from the snapshot's source: what a process
         that did not define the pipeline runs (see `user_code.load_source`)."""
         pipeline = load_source(
-            snapshot.pipeline_name, snapshot.source, snapshot.source_file, snapshot.import_path
+            snapshot.pipeline_name,
+            snapshot.source,
+            snapshot.source_file,
+            snapshot.import_path,
+            snapshot.argv,
         )
         return cls.recorded(snapshot, run, stack, pipeline)
 
