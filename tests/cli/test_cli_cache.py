@@ -211,6 +211,43 @@ def test_run_refresh_and_refresh_step(cli, target, assert_error):
     }
     assert_error(
         cli("run", target, "--refresh-step", "totl"),
-        "refresh: step 'totl': pipeline 'summed' uses no step named 'totl' (its module "
-        "defines: load, report, total)",
+        "refresh: step 'totl': pipeline 'summed' uses no step named 'totl' (the steps it "
+        "can reach: load, report, total)",
+    )
+
+
+def test_refresh_step_and_config_reach_steps_the_pipeline_calls_through_a_module(
+    cli, pipeline_file, assert_error, tmp_path
+):
+    """`mysteps.train(x)`: refused as "uses no step named 'train' (its module defines:
+    none)" by --refresh-step and a run configuration's `steps:`, though the pipeline uses it."""
+    target = pipeline_file(
+        "through_module",
+        """
+        import mysteps
+        from branchwork import pipeline
+
+        @pipeline
+        def through_module(x: int = 1):
+            return mysteps.train(x)
+        """,
+    )
+    (target.parent / "mysteps.py").write_text(
+        "from branchwork import step\n\n@step\ndef train(x: int) -> int:\n    return x * 2\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("steps: {train: {enable_cache: false}}\n")
+    for options in ([], ["--refresh-step", "train"], ["-c", str(config)]):
+        result = cli("run", f"{target}:through_module", "--no-progress", *options)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[-1] == "Result: 2"
+    verdicts = [
+        run.steps["train"].cache_verdict
+        for run in reversed(Client().list_pipeline_runs(pipeline="through_module"))
+    ]
+    assert verdicts == ["miss", "refresh", "off"]
+    assert_error(
+        cli("run", f"{target}:through_module", "--refresh-step", "trian"),
+        "refresh: step 'trian': pipeline 'through_module' uses no step named 'trian' (the "
+        "steps it can reach: train)",
     )

@@ -420,8 +420,8 @@ def test_refresh_of_a_step_the_pipeline_does_not_have_names_it():
         halves.with_options(refresh=["third_half"])
     message = str(raised.value)
     assert message.startswith(
-        "refresh: step 'third_half': pipeline 'halves' uses no step named 'third_half' (its "
-        "module defines: broken_keyed, first_half, "
+        "refresh: step 'third_half': pipeline 'halves' uses no step named 'third_half' (the "
+        "steps it can reach: broken_keyed, first_half, "
     )
     assert ", second_half, " in message
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -225,15 +226,13 @@ class Pipeline(Generic[P, R]):
         return tuple(names)
 
     def _check_step_names(self, names: Iterable[str], where: Callable[[str], str]) -> None:
-        """Named steps must be steps this pipeline's module defines."""
-        from branchwork.steps.step import Step
-
-        known = {v.name for v in self.func.__globals__.values() if isinstance(v, Step)}
+        """Named steps must be steps this pipeline can reach (a typo is an error)."""
+        known = _reachable_steps(self, set())
         for name in names:
             if name not in known:
                 raise ConfigurationError(
-                    f"{where(name)}: pipeline '{self.name}' uses no step named '{name}' (its "
-                    f"module defines: {', '.join(sorted(known)) or 'none'})"
+                    f"{where(name)}: pipeline '{self.name}' uses no step named '{name}' (the "
+                    f"steps it can reach: {', '.join(sorted(known)) or 'none'})"
                 )
 
     @property
@@ -250,6 +249,31 @@ class Pipeline(Generic[P, R]):
                 f"Client().list_pipeline_runs(pipeline={self.name!r}) lists all its runs."
             )
         return get_run(get_engine(), run_id)
+
+
+def _reachable_steps(pipeline: Pipeline[Any, Any], seen: set[int]) -> set[str]:
+    """The names of the steps a pipeline's module holds: as globals, in the modules it
+    imports (`mysteps.train`), in its lists, tuples and dicts (`MODELS = {"a": train_a}`),
+    and those of the pipelines it holds (a child pipeline's)."""
+    from branchwork.steps.step import Step
+
+    seen.add(id(pipeline))
+    names: set[str] = set()
+    for value in pipeline.func.__globals__.values():
+        if isinstance(value, types.ModuleType):
+            held = list(vars(value).values())
+        elif isinstance(value, (list, tuple)):
+            held = list(value)
+        elif isinstance(value, dict):
+            held = list(value.values())
+        else:
+            held = [value]
+        for item in held:
+            if isinstance(item, Step):
+                names.add(item.name)
+            elif isinstance(item, Pipeline) and id(item) not in seen:
+                names |= _reachable_steps(item, seen)
+    return names
 
 
 @overload
