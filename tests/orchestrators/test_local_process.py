@@ -244,6 +244,56 @@ def test_a_script_that_parses_its_arguments_at_import_gets_them_again_there(tmp_
     assert "run" not in cli.stderr.split("error:")[-1]  # not the command's own arguments
 
 
+EDITED = """
+import os, pathlib, time
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+@step(runtime="isolated")
+def first() -> int:
+    pathlib.Path("started").touch()
+    deadline = time.monotonic() + 60
+    while not os.path.exists("go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return 1
+
+@step(runtime="isolated")
+def second(x: int) -> int:
+    import helper
+    return helper.f(x)
+
+@pipeline
+def edited():
+    return second(first())
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        print(edited(), [str(s.cache_verdict) for s in edited.last_run.steps.values()])
+"""
+
+
+def test_a_script_step_run_with_a_helper_edited_after_it_was_keyed_is_not_cached(tmp_path):
+    """The helper it imports changed while the run went on: the step process saw other code
+    than its key says. A module's step said so and was not cached; a script's was cached
+    under the key of the old code, and the next run, the helper reverted, got its result."""
+    (tmp_path / "edited.py").write_text(EDITED)
+    helper = tmp_path / "helper.py"
+    helper.write_text("def f(x):\n    return x + 1\n")
+    command = [sys.executable, "edited.py"]
+    with Spawned(command, env=dict(os.environ), cwd=tmp_path) as run:
+        wait_until(lambda: (tmp_path / "started").exists(), 60, "the first step to start")
+        helper.write_text("def f(x):\n    return x + 100\n")
+        (tmp_path / "go").touch()
+        code, out, err = run.wait(120)
+    assert (code, out.strip()) == (0, "101 ['miss', 'miss']"), err
+    assert "Step 'second' ran in a process that sees other code or values" in err
+    helper.write_text("def f(x):\n    return x + 1\n")
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.stdout.strip() == "2 ['hit', 'miss']", again.stderr
+
+
 SWEEP = """
 import sys
 from branchwork import pipeline, step

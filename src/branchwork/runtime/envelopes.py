@@ -222,8 +222,8 @@ def run_envelope(request: str | StepRequest) -> str:
 def _code_seen(request: StepRequest) -> dict[str, str] | None:
     """The step's comparable fingerprint parts as this process's modules define it, when
     they are not what the loop keyed it with (`code_differences` names them there); None
-    when they are, or for a step this process cannot look up by name (a script's, one made
-    in a function, a command step)."""
+    when they are, or for a step this process cannot look up by name (one made in a
+    function, a command step)."""
     if request.keyed_code is None:
         return None
     func = _module_function(request.step.func)
@@ -232,12 +232,14 @@ def _code_seen(request: StepRequest) -> dict[str, str] | None:
 
 def _module_function(func: Any) -> types.FunctionType | None:
     """The function as its module defines it here (the step pickles it by value, with the
-    module's globals it reads; its helpers are imported afresh with the module)."""
-    if not isinstance(func, types.FunctionType):
+    module's globals it reads; its helpers are imported afresh with the module). A script's
+    is the one it pickled: its own code travelled, but the modules it imports are this
+    process's (a helper edited since the loop keyed the step)."""
+    if not isinstance(func, types.FunctionType) or "<locals>" in func.__qualname__:
         return None
     module = recorded_module(func.__module__)
-    if module == "__main__" or "<locals>" in func.__qualname__:
-        return None
+    if module == "__main__":
+        return func
     try:
         with importing_user_code():  # a pipeline called at the module's top level stops it
             found = find_recorded(module, func.__qualname__)
