@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +109,22 @@ class CtrlCJustAfterLaunch(LocalProcessOrchestrator):
     def _launch(self, snapshot, environment):
         LAUNCHED.append(super()._launch(snapshot, environment))
         raise KeyboardInterrupt
+
+
+LOCK = threading.Lock()  # read by `guarded`: a step that cannot be pickled
+
+
+@step(runtime="isolated")
+def guarded(x: int) -> int:
+    with LOCK:
+        return x + 1
+
+
+@step
+def one() -> int:
+    return 1
+
+
+@pipeline(enable_cache=False)
+def unsendable():
+    return guarded(one())

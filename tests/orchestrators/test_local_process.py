@@ -662,3 +662,19 @@ def test_a_runner_launched_again_for_a_run_leaves_it_as_it_is():
         f"branchwork pipeline_runner: Run '{run.name}' has already started (status completed).\n"
     )
     assert Client().get_pipeline_run(run.id).status == "completed"
+
+
+def test_an_isolated_step_that_cannot_be_sent_fails_alone_and_the_loop_goes_on():
+    """A global it reads holds a lock (it does not pickle): the loop crashed and the step
+    stayed `running` in a failed run."""
+    with local_process(), pytest.raises(PipelineRunFailedError) as info:
+        ip.unsendable()
+    assert str(info.value).endswith(
+        "step 'guarded' raised StepFailedError: Step 'guarded' could not be sent to run: "
+        "TypeError: cannot pickle '_thread.lock' object"
+    )
+    steps = ip.unsendable.last_run.steps
+    assert {name: str(s.status) for name, s in steps.items()} == {
+        "one": "completed",
+        "guarded": "failed",
+    }

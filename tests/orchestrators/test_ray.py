@@ -11,6 +11,7 @@ import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timezone
 from pathlib import Path
@@ -696,3 +697,30 @@ def test_settings_are_checked_and_rebuild_the_orchestrator_from_the_stack(tmp_pa
     assert isinstance(rebuilt, RayOrchestrator)
     assert rebuilt.name == "remote" and rebuilt.config == orchestrator.config
     assert rebuilt.supports_dynamic_pipelines
+
+
+def test_a_step_that_cannot_be_sent_fails_alone_and_the_loop_goes_on():
+    """Its closure holds a lock (it does not pickle): the loop crashed ("The orchestration
+    loop ... crashed: cannot pickle '_thread.lock' object") and the step stayed `running`."""
+    lock = threading.Lock()
+
+    @step
+    def guarded(x: int) -> int:
+        with lock:
+            return x + 1
+
+    @pipeline(enable_cache=False)
+    def unsendable():
+        return guarded(echo(1))
+
+    with on_ray(), pytest.raises(PipelineRunFailedError) as info:
+        unsendable()
+    assert str(info.value).endswith(
+        "step 'guarded' raised StepFailedError: Step 'guarded' could not be sent to run: "
+        "TypeError: cannot pickle '_thread.lock' object"
+    )
+    steps = unsendable.last_run.steps
+    assert {name: str(s.status) for name, s in steps.items()} == {
+        "echo": "completed",
+        "guarded": "failed",
+    }

@@ -51,7 +51,7 @@ from branchwork.orchestrators.ray_cluster import (
     task_options,
 )
 from branchwork.runtime.launchers import Launcher
-from branchwork.runtime.step_execution import StepRequest, StepResult, failed
+from branchwork.runtime.step_execution import StepRequest, StepResult, failed, not_sent
 from branchwork.user_code import extend_import_path
 
 # How Ray's NodeDiedError names the node: "... Node IP: 10.0.0.5, node ID: 3f2a..."
@@ -233,8 +233,13 @@ class RayLauncher(Launcher):
     def _submit(self, key: _Key, launches: list[_Launch]) -> None:
         from branchwork.runtime.envelopes import request_to_json  # pickles a step once
 
-        envelopes = [request_to_json(launch.request) for launch in launches]
-        ref = self._task(key).remote(envelopes, self._environment, self._import_path)
+        try:
+            envelopes = [request_to_json(launch.request) for launch in launches]
+            ref = self._task(key).remote(envelopes, self._environment, self._import_path)
+        except Exception as error:  # noqa: BLE001 - unpicklable, or options Ray refuses
+            for launch in launches:
+                launch.on_done(not_sent(launch.request, launch.start, error))
+            return
         with self._lock:
             self._running.add(ref)
             self._in_flight[key] = self._in_flight.get(key, 0) + len(launches)

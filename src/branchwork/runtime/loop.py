@@ -46,7 +46,7 @@ from branchwork.runtime.cache_keys import CacheKeys
 from branchwork.runtime.engine import Engine, State
 from branchwork.runtime.interrupts import in_slices
 from branchwork.runtime.launchers import Launcher
-from branchwork.runtime.step_execution import StepRequest, StepResult
+from branchwork.runtime.step_execution import StepRequest, StepResult, not_sent
 from branchwork.runtime.step_records import Finished, Invocations, StepRecords, Tracked
 
 logger = logging.getLogger("branchwork")
@@ -426,7 +426,10 @@ class RunLoop:
             inputs=self._records.inputs_of(invocation),
             artifact_store=self.artifact_store,
         )
-        self.launcher.launch(request, self._events.put)
+        try:
+            self.launcher.launch(request, self._events.put)
+        except Exception as error:  # noqa: BLE001 - the step's failure, not the loop's crash
+            self._events.put(not_sent(request, time.time(), error))
 
     def _on_result(self, result: StepResult, resolved: list[Any]) -> E.Finished:
         item = self._tracked[result.invocation_id]

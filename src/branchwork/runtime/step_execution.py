@@ -38,6 +38,7 @@ from branchwork.materializers.dataclass_materializer import MissingClassError
 from branchwork.materializers.io import load_artifact, save_artifact
 from branchwork.materializers.registry import materializer_for, materializer_path
 from branchwork.materializers.types import resolve_type, type_path
+from branchwork.metadata.error_records import text_of
 from branchwork.runtime.hooks import call_hook
 from branchwork.runtime.step_logs import capture_step_logs
 from branchwork.steps.context import StepContext, reset_step_context, set_step_context
@@ -390,6 +391,20 @@ def failed(
         traceback=traceback,
         retryable=retryable,
     )
+
+
+def not_sent(request: StepRequest, start: float, error: Exception) -> StepResult:
+    """The result of an attempt its launcher could not send (the step, a global it reads or
+    an input does not pickle; an option the cluster refuses): the step's failure, which
+    another attempt would not fix, rather than the loop's crash."""
+    message = (
+        f"Step '{request.invocation_id}' could not be sent to run: "
+        f"{type(error).__name__}: {text_of(error)}"
+    )
+    failure = StepFailedError(message, request.invocation_id)
+    failure.__cause__ = error
+    trace = "".join(traceback.format_exception(error))
+    return failed(request, start, failure, trace, retryable=False)
 
 
 def escaped(request: StepRequest, start: float, error: BaseException) -> StepResult:
