@@ -675,6 +675,34 @@ def test_two_ctrl_c_in_the_driver_stop_the_run_and_kill_its_step_tasks(tmp_path,
     assert run.steps["sleeper"].status == "stopped"
 
 
+@pytest.mark.parametrize("loop", ["driver", "cluster"])
+def test_sigterm_to_the_driver_stops_the_run_at_once_and_kills_its_step_tasks(tmp_path, loop):
+    """`ray.init` sets a SIGTERM handler of its own (`sys.exit`), which replaced the run's:
+    with the loop in the driver, the driver waited for its steps (for ever, for a step that
+    never ends), then recorded the run failed with "SystemExit: 15"."""
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE)
+    address = ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen(
+        [sys.executable, str(script), address, loop, str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = int(wait_for_file(tmp_path / "step.pid"))
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(30) != 0
+    finally:
+        driver.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+        assert time.monotonic() < deadline, "the step's worker process outlived the run"
+        time.sleep(0.05)
+    (run,) = Client().list_pipeline_runs()
+    run = Client().get_pipeline_run(run.id)
+    assert (run.status, run.steps["sleeper"].status) == ("stopped", "stopped")
+
+
 # ---- settings -------------------------------------------------------------------------------
 
 

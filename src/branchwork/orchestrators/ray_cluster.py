@@ -18,6 +18,7 @@ from typing import Any
 from branchwork.config.resources import ResourceSettings
 from branchwork.exceptions import ConfigurationError, OrchestratorError
 from branchwork.runtime.events import Request
+from branchwork.runtime.interrupts import sigterm_handler_kept
 
 
 class UnsatisfiableResourcesError(OrchestratorError):
@@ -164,7 +165,8 @@ def connect(address: str | None, num_cpus: int | None, init_args: dict[str, Any]
     elif num_cpus is not None:
         kwargs.update(address="local", num_cpus=num_cpus)
     try:
-        ray.init(**kwargs)
+        with sigterm_handler_kept():
+            ray.init(**kwargs)
     except ConnectionError as error:
         raise OrchestratorError(_not_connected(address, error)) from error
 

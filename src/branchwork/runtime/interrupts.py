@@ -47,13 +47,15 @@ def raise_terminated(signum: int, _frame: FrameType | None) -> None:
 @contextmanager
 def sigterm_stops_the_run() -> Iterator[None]:
     """SIGTERM to a process running a run's loop itself (the local orchestrator: a script,
-    `branchwork run`) stops the run at once, as in an orchestration process, and records it
-    STOPPED: by default the process died on the spot and the run read `running` until it
-    was found lost. Only in the main thread, and only where SIGTERM has its default action:
-    a handler of the program's own is left alone."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    `branchwork run`; the Ray orchestrator's driver) stops the run at once, as in an
+    orchestration process, and records it STOPPED: by default the process died on the spot
+    and the run read `running` until it was found lost. Only in the main thread, and only
+    where SIGTERM has its default action or Ray's (`ray.init` sets one that exits: the run
+    waited for its steps, then read failed with "SystemExit: 15"); a handler of the program's
+    own is left alone, and the one found is put back after the run."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not (
+        previous is signal.SIG_DFL or _rays(previous)
     ):
         yield
         return
@@ -62,7 +64,24 @@ def sigterm_stops_the_run() -> Iterator[None]:
         yield
     finally:
         if signal.getsignal(signal.SIGTERM) is raise_terminated:  # not one set meanwhile
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _rays(handler: object) -> bool:
+    """Whether `handler` is the SIGTERM handler `ray.init` sets (`sys.exit(signum)`)."""
+    return getattr(handler, "__module__", None) == "ray._private.worker"
+
+
+@contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """Put back a run's SIGTERM handler (`sigterm_stops_the_run`) that the block replaced:
+    `ray.init` replaces whatever handler it finds with its own."""
+    kept = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if kept is raise_terminated and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, kept)
 
 
 class Stoppable(Protocol):
