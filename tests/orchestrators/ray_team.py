@@ -142,3 +142,18 @@ def chain(length: int) -> Any:
     for _ in range(length):
         x = link(x)
     return x
+
+
+@step(
+    settings={"resources": ResourceSettings(custom_resources={"node_b": 1})},
+    retry=StepRetryConfig(max_retries=1, delay=0),
+)
+def held_on_node_b(marker_dir: str) -> str:
+    Path(marker_dir, "on_node_b").write_text(node_id())
+    time.sleep(120)  # until its node is killed
+    return node_id()
+
+
+@pipeline(enable_cache=False)
+def pinned_and_retried(marker_dir: str) -> Any:
+    return held_on_node_b(marker_dir)

@@ -25,6 +25,8 @@ import ray_team as rt  # noqa: E402
 
 from branchwork import Client  # noqa: E402
 from branchwork.exceptions import PipelineRunFailedError  # noqa: E402
+from branchwork.metadata.runs import request_stop  # noqa: E402
+from branchwork.metadata.store import get_engine  # noqa: E402
 from branchwork.orchestrators.ray import RayOrchestrator  # noqa: E402
 from branchwork.stack import Stack, active_stack  # noqa: E402
 from ray_cluster import RayCluster, wait_for_nodes  # noqa: E402
@@ -188,3 +190,33 @@ def test_with_retries_the_parts_of_a_lost_node_run_again_on_the_head(
         assert attempts[name] == [(1, "retried", "NodeLostError"), (2, "completed", None)]
     for name in set(attempts) - lost:
         assert attempts[name] == [(1, "completed", None)]
+
+
+def test_a_retry_that_only_the_lost_node_could_run_is_refused_at_once(
+    ray_two_nodes, node_ids, team_stack, tmp_path
+):
+    """The launcher checked the retry against the nodes it saw when the run started: it was
+    submitted, to wait in Ray's queue for a node that was gone, and the run never ended."""
+
+    def kill_node_b_under_the_step() -> None:
+        rt.wait_for(lambda: (tmp_path / "on_node_b").exists(), 120, "the step on node b")
+        assert ray_two_nodes.kill_node_b() > 0
+        (run,) = Client().list_pipeline_runs(pipeline="pinned_and_retried", limit=1)
+        try:
+            rt.wait_for(lambda: Client().get_pipeline_run(run.id).status.is_finished, 90, "the end")
+        except TimeoutError:  # the retry waits for a node that is gone: end it, and fail
+            request_stop(get_engine(), run.id, "abandon")
+            raise
+
+    with (
+        in_background(kill_node_b_under_the_step),
+        pytest.raises(PipelineRunFailedError) as info,
+    ):
+        rt.pinned_and_retried(str(tmp_path))
+    assert "UnsatisfiableResourcesError" in str(info.value)
+    run = Client().get_pipeline_run(rt.pinned_and_retried.last_run.id)
+    attempts = [(a.attempt, str(a.status), a.exception_type) for a in run.attempts]
+    assert attempts == [
+        (1, "retried", "NodeLostError"),
+        (2, "failed", "UnsatisfiableResourcesError"),
+    ]

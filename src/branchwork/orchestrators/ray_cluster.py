@@ -97,10 +97,15 @@ class ClusterResources:
     nodes: tuple[Demand, ...]
 
     @classmethod
-    def current(cls) -> ClusterResources:
+    def current(cls, excluding: frozenset[str] = frozenset()) -> ClusterResources:
+        """The cluster as Ray lists it now, but the nodes `excluding` names (by id)."""
         import ray
 
-        alive = [node for node in ray.nodes() if node.get("Alive")]
+        alive = [
+            node
+            for node in ray.nodes()
+            if node.get("Alive") and node.get("NodeID") not in excluding
+        ]
         return cls(tuple(_node_offer(node["Resources"]) for node in alive))
 
     @property

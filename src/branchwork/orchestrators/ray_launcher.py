@@ -158,6 +158,7 @@ class _Launch(NamedTuple):
 
 
 _Key = tuple[str, str, Demand]  # pipeline, step, what its task asks of Ray
+CLUSTER_VIEW_SECONDS = 2.0  # how long the launcher trusts what it read of the cluster
 
 
 class RayLauncher(Launcher):
@@ -179,6 +180,8 @@ class RayLauncher(Launcher):
         batch_steps: bool = True,
     ) -> None:
         self._cluster = cluster
+        self._cluster_read = time.monotonic()
+        self._dead_nodes: set[str] = set()  # ids of nodes a task died with (see `_feasible`)
         self._step_cpus = step_cpus
         self._environment = dict(environment or {})
         self._import_path = list(import_path or [])
@@ -260,10 +263,16 @@ class RayLauncher(Launcher):
         return task
 
     def _feasible(self, demand: Demand) -> bool:
-        if self._cluster.can_run(demand):
+        """Whether a node of the cluster can run a step asking `demand`. Nodes join and die
+        while a run goes on: the view is read again before a refusal, when it is older than
+        CLUSTER_VIEW_SECONDS, and once a task died with its node, which it then leaves out
+        (Ray may list it alive a few moments more: a retry that only it could run was
+        submitted, to wait in Ray's queue for ever)."""
+        fresh = time.monotonic() - self._cluster_read < CLUSTER_VIEW_SECONDS
+        if fresh and self._cluster.can_run(demand):
             return True
-        # Nodes may have joined since the run started: look again before refusing.
-        self._cluster = ClusterResources.current()
+        self._cluster = ClusterResources.current(excluding=frozenset(self._dead_nodes))
+        self._cluster_read = time.monotonic()
         return self._cluster.can_run(demand)
 
     def _finished(
@@ -278,6 +287,10 @@ class RayLauncher(Launcher):
         try:
             results = [result_from_json(text) for text in future.result()]
         except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
+            dead = _dead_node(error)
+            if dead is not None:  # before the failures reach the loop, which retries them
+                self._dead_nodes.add(dead)
+                self._cluster_read = float("-inf")
             for launch in launches:
                 failure = _describe_ray_error(launch.request, error, len(launches) - 1)
                 launch.on_done(failed(launch.request, launch.start, failure, str(error)))
@@ -352,6 +365,14 @@ def _describe_ray_error(
         first_line = (str(error).strip().splitlines() or [""])[0]
         text = f"{what} failed: {type(error).__name__}: {first_line}"
     return StepFailedError(text, request.invocation_id)
+
+
+def _dead_node(error: BaseException) -> str | None:
+    """The id of the node a task died with, if it did."""
+    import ray.exceptions as rex
+
+    found = _DEAD_NODE.search(str(error)) if isinstance(error, rex.NodeDiedError) else None
+    return found["id"] if found else None
 
 
 def _node_lost(request: StepRequest, what: str, ray_message: str) -> NodeLostError:
