@@ -294,6 +294,54 @@ def test_a_script_step_run_with_a_helper_edited_after_it_was_keyed_is_not_cached
     assert again.stdout.strip() == "2 ['hit', 'miss']", again.stderr
 
 
+FAILING_SCRIPT = """
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+def check(x):
+    if x > 1:
+        raise ValueError(f"bad value {x}")
+    return x
+
+@step(runtime="isolated")
+def work(x: int) -> int:
+    return check(x) + (lambda y: y)(1)
+
+@pipeline
+def checked(x: int = 2):
+    return work(x)
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        try:
+            checked()
+        except Exception:
+            print(checked.last_run.steps["work"].traceback)
+"""
+
+
+def test_the_traceback_of_a_script_step_names_the_script_and_its_lines(tmp_path):
+    """The step travels by value (cloudpickle), which names its code `<dynamic-code>`: the
+    traceback said `File "<dynamic-code>", line 8, in check` with no line of code."""
+    script = tmp_path / "checked.py"
+    script.write_text(FAILING_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "<dynamic-code>" not in done.stdout
+    assert done.stdout.strip().splitlines()[-6:] == [
+        f'  File "{script}", line 13, in work',
+        "    return check(x) + (lambda y: y)(1)",
+        "           ^^^^^^^^",
+        f'  File "{script}", line 8, in check',
+        '    raise ValueError(f"bad value {x}")',
+        "ValueError: bad value 2",
+    ]
+
+
 SWEEP = """
 import sys
 from branchwork import pipeline, step

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data;
 # 5: an inline artifact's location is "" (its URI is derived from its content hash); 6: the
-# digest of the step's comparable code fingerprint parts where it was keyed
-VERSION = 6
+# digest of the step's comparable code fingerprint parts where it was keyed; 7: the file of
+# the step's code (`_named_after`)
+VERSION = 7
+DYNAMIC_CODE = "<dynamic-code>"  # the file cloudpickle names the code it pickles by value
 
 
 def _pickle(obj: Any) -> str:
@@ -59,10 +61,43 @@ def _unpickle(text: str) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _unpickled_step(text: str) -> Any:
+def _unpickled_step(text: str, code_file: str | None) -> Any:
     """A step unpickled once per pickle in a process that runs many (a Ray worker), rather
-    than once per request."""
-    return _unpickle(text)
+    than once per request; its code named after `code_file` again (`_named_after`)."""
+    step = _unpickle(text)
+    if code_file is not None and isinstance(step.func, types.FunctionType):
+        _named_after(step.func, code_file)
+    return step
+
+
+def _named_after(func: types.FunctionType, path: str) -> None:
+    """cloudpickle names the code of a function it pickles by value (a script's step) as
+    from DYNAMIC_CODE: a step's traceback then said `File "<dynamic-code>", line 9` with no
+    line. Name it, its nested functions' and lambdas', and that of the functions of its
+    module that travelled with it, after the file it came from."""
+    module = func.__module__
+    related = [
+        value
+        for value in func.__globals__.values()
+        if isinstance(value, types.FunctionType) and value.__module__ == module
+    ]
+    for function in (func, *related):
+        if function.__code__.co_filename == DYNAMIC_CODE:
+            function.__code__ = _renamed(function.__code__, path)
+
+
+def _renamed(code: types.CodeType, path: str) -> types.CodeType:
+    consts = tuple(
+        _renamed(const, path) if isinstance(const, types.CodeType) else const
+        for const in code.co_consts
+    )
+    return code.replace(co_filename=path, co_consts=consts)
+
+
+def _code_file(step: Any) -> str | None:
+    """Where the step's function was defined, for `_named_after` in the step's process."""
+    code = getattr(step.func, "__code__", None)
+    return code.co_filename if code is not None and code.co_filename != DYNAMIC_CODE else None
 
 
 _INLINE = StoredArtifact._fields.index("inline")
@@ -106,6 +141,7 @@ def request_to_json(request: StepRequest) -> str:
             "step_run_id": request.step_run_id,
             "attempt": request.attempt,
             "step": _pickled_step(request.step, code_generation()),
+            "code_file": _code_file(request.step),
             "code": _keyed_code(request.step, code_generation()),
             "inputs": encode(request.inputs, _ARTIFACTS),
             "artifact_store": request.artifact_store.spec(),
@@ -132,7 +168,7 @@ def request_from_json(text: str, steps: Mapping[str, Step[Any, Any]] | None = No
         invocation_id=data["invocation_id"],
         step_run_id=data["step_run_id"],
         attempt=data["attempt"],
-        step=(steps or {}).get(data["step"]) or _unpickled_step(data["step"]),
+        step=(steps or {}).get(data["step"]) or _unpickled_step(data["step"], data["code_file"]),
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_from_spec(data["artifact_store"]),
         keyed_code=data["code"],
