@@ -528,7 +528,7 @@ def run_in_a_step_process(step, inputs, artifacts):
         artifact_store=LocalArtifactStore(artifacts),
     )
     envelope = request_to_json(request)
-    assert json.loads(envelope)["version"] == 6
+    assert json.loads(envelope)["version"] == 7
     done = subprocess.run(
         [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
         input=envelope,

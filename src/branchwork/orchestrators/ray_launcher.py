@@ -303,6 +303,9 @@ class RayLauncher(Launcher):
         for launch, result in zip(launches, results):
             _QUICKNESS.learn(launch.kind, result.end_time - result.start_time)
 
+    def refuses_unfit(self, step: Any) -> bool:
+        return self._check_resources
+
     def holds_worker(self, step: Any) -> bool:
         """A task each, async or not (`asyncio.run` in it); a quick step with batches holds
         none of the loop's `max_workers`: it travels in a batch and ends within milliseconds,

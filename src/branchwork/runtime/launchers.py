@@ -51,6 +51,12 @@ class Launcher(Protocol):
         together (Ray's batches of quick steps). Most launchers hold nothing back."""
         return None
 
+    def refuses_unfit(self, step: Step[Any, Any]) -> bool:
+        """Whether this launcher refuses `step` itself when no node can run what it asks
+        (Ray's, which knows the nodes): the loop then does not warn that it will run it alone
+        on this machine."""
+        return False
+
     def cancel(self) -> None:
         """Stop running steps where that is possible (the run is being abandoned)."""
 
@@ -331,6 +337,9 @@ class RoutingLauncher(Launcher):
 
     def holds_worker(self, step: Step[Any, Any]) -> bool:
         return self._target(step).holds_worker(step)
+
+    def refuses_unfit(self, step: Step[Any, Any]) -> bool:
+        return self._target(step).refuses_unfit(step)
 
     def _target(self, step: Step[Any, Any]) -> Launcher:
         return self._isolated if self._isolate(step) else self._inline

@@ -411,7 +411,7 @@ class RunLoop:
 
     def _launch(self, item: Tracked, command: E.Launch) -> None:
         invocation = item.invocation
-        if command.oversized:
+        if command.oversized and not self.launcher.refuses_unfit(invocation.step):
             self._warn_oversized(invocation)
         step_run_id = item.running_attempt = new_id()
         self._records.step_run(item, step_run_id, command.attempt, "running", time.time())
