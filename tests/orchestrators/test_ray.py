@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -648,9 +649,10 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("loop", ["driver", "cluster"])
-def test_two_ctrl_c_in_the_driver_stop_the_run_and_kill_its_step_tasks(tmp_path, loop):
-    """A separate driver attached to the test cluster, so that it can take a real SIGINT."""
+def stopped_driver(tmp_path: Path, loop: str, stop: Callable[[subprocess.Popen[bytes], int], None]):
+    """Run STOPPABLE in a driver of its own attached to the test cluster (so that it can take
+    real signals), `stop(driver, step_pid)` it once its step runs, and return the run once
+    the step's worker is gone."""
     script = tmp_path / "stoppable.py"
     script.write_text(STOPPABLE)
     address = ray.get_runtime_context().gcs_address
@@ -661,11 +663,7 @@ def test_two_ctrl_c_in_the_driver_stop_the_run_and_kill_its_step_tasks(tmp_path,
     )
     try:
         pid = int(wait_for_file(tmp_path / "step.pid"))
-        driver.send_signal(signal.SIGINT)  # a graceful stop: the step runs on
-        time.sleep(0.5)
-        assert Path(f"/proc/{pid}").exists()
-        driver.send_signal(signal.SIGINT)  # abandon it
-        assert driver.wait(60) != 0
+        stop(driver, pid)
     finally:
         driver.kill()
     deadline = time.monotonic() + 10
@@ -673,9 +671,20 @@ def test_two_ctrl_c_in_the_driver_stop_the_run_and_kill_its_step_tasks(tmp_path,
         assert time.monotonic() < deadline, "the step's worker process outlived the run"
         time.sleep(0.05)
     (run,) = Client().list_pipeline_runs()
-    run = Client().get_pipeline_run(run.id)
-    assert run.status == "stopped"
-    assert run.steps["sleeper"].status == "stopped"
+    return Client().get_pipeline_run(run.id)
+
+
+@pytest.mark.parametrize("loop", ["driver", "cluster"])
+def test_two_ctrl_c_in_the_driver_stop_the_run_and_kill_its_step_tasks(tmp_path, loop):
+    def twice(driver: subprocess.Popen[bytes], pid: int) -> None:
+        driver.send_signal(signal.SIGINT)  # a graceful stop: the step runs on
+        time.sleep(0.5)
+        assert Path(f"/proc/{pid}").exists()
+        driver.send_signal(signal.SIGINT)  # abandon it
+        assert driver.wait(60) != 0
+
+    run = stopped_driver(tmp_path, loop, twice)
+    assert (run.status, run.steps["sleeper"].status) == ("stopped", "stopped")
 
 
 @pytest.mark.parametrize("loop", ["driver", "cluster"])
@@ -683,26 +692,12 @@ def test_sigterm_to_the_driver_stops_the_run_at_once_and_kills_its_step_tasks(tm
     """`ray.init` sets a SIGTERM handler of its own (`sys.exit`), which replaced the run's:
     with the loop in the driver, the driver waited for its steps (for ever, for a step that
     never ends), then recorded the run failed with "SystemExit: 15"."""
-    script = tmp_path / "stoppable.py"
-    script.write_text(STOPPABLE)
-    address = ray.get_runtime_context().gcs_address
-    driver = subprocess.Popen(
-        [sys.executable, str(script), address, loop, str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        pid = int(wait_for_file(tmp_path / "step.pid"))
+
+    def terminate(driver: subprocess.Popen[bytes], _pid: int) -> None:
         driver.send_signal(signal.SIGTERM)
         assert driver.wait(30) != 0
-    finally:
-        driver.kill()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
-        assert time.monotonic() < deadline, "the step's worker process outlived the run"
-        time.sleep(0.05)
-    (run,) = Client().list_pipeline_runs()
-    run = Client().get_pipeline_run(run.id)
+
+    run = stopped_driver(tmp_path, loop, terminate)
     assert (run.status, run.steps["sleeper"].status) == ("stopped", "stopped")
 
 
