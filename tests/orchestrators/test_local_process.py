@@ -342,6 +342,44 @@ def test_the_traceback_of_a_script_step_names_the_script_and_its_lines(tmp_path)
     ]
 
 
+POOLED = """
+import multiprocessing
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+def square(x):
+    return x * x
+
+@step(runtime="isolated")
+def crunch(n: int) -> int:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        return sum(pool.map(square, range(n)))
+
+@pipeline
+def pooled(n: int = 10):
+    return crunch(n)
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        print(pooled())
+"""
+
+
+def test_an_isolated_script_step_hands_its_functions_to_a_multiprocessing_pool(tmp_path):
+    """The pool pickles `square` by reference to the script's module, which the step's
+    process had not: "Can't pickle <function square>: import of module
+    '__branchwork_main__' failed"."""
+    script = tmp_path / "pooled.py"
+    script.write_text(POOLED)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "285"
+
+
 SWEEP = """
 import sys
 from branchwork import pipeline, step

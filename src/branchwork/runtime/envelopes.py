@@ -9,11 +9,13 @@ result says where the outputs went, or what went wrong. The loop records both.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
+import sys
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
@@ -21,6 +23,7 @@ from branchwork.graph.code_hash import changed_parts, fingerprint
 from branchwork.metadata import error_records
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import (
+    SCRIPT_MODULE,
     ImportStopped,
     code_generation,
     find_recorded,
@@ -248,11 +251,32 @@ def run_envelope(request: str | StepRequest) -> str:
     seen = _code_seen(request)  # before the step runs: it may change a global
     start = time.time()
     try:
-        result = execute_step(request)
+        with _as_script_module(request.step.func):
+            result = execute_step(request)
     except SystemExit as error:  # `sys.exit(...)` in the step: its failure, message and all
         result = escaped(request, start, error)
     result.code_seen = seen
     return result_to_json(result)
+
+
+@contextlib.contextmanager
+def _as_script_module(func: Any) -> Iterator[None]:
+    """While a script's step runs where the script is not loaded (a zygote's child, a Ray
+    worker), the functions and classes it travelled with are the module `SCRIPT_MODULE`:
+    what the step pickles by reference (a multiprocessing pool handed one of the script's
+    functions) is found there. Only for the step's run: a Ray worker runs other scripts'
+    steps next."""
+    module_name = getattr(func, "__module__", None)
+    if module_name != SCRIPT_MODULE or SCRIPT_MODULE in sys.modules:
+        yield
+        return
+    module = types.ModuleType(SCRIPT_MODULE)
+    module.__dict__.update(func.__globals__)
+    sys.modules[SCRIPT_MODULE] = module
+    try:
+        yield
+    finally:
+        sys.modules.pop(SCRIPT_MODULE, None)
 
 
 def _code_seen(request: StepRequest) -> dict[str, str] | None:
