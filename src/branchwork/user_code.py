@@ -30,6 +30,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -271,13 +272,24 @@ def load_source(
 
 @contextmanager
 def _arguments(program: str, argv: Sequence[str]) -> Iterator[None]:
-    """`sys.argv` as the run's script had it, while the block runs."""
-    kept = sys.argv
-    sys.argv = [program, *argv]
-    try:
-        yield
-    finally:
-        sys.argv = kept
+    """`sys.argv` as the run's script had it, while the block runs (one block at a time: it
+    is the whole process's). A script that exits there (argparse refusing them) is a
+    PipelineDefinitionError saying so, not the end of this process."""
+    with _argv_lock:
+        kept = sys.argv
+        sys.argv = [program, *argv]
+        try:
+            yield
+        except SystemExit as error:
+            raise PipelineDefinitionError(
+                f"Importing {program} with the arguments its run was started with "
+                f"({' '.join(argv) or 'none'}) exited it: SystemExit: {error.code}."
+            ) from None
+        finally:
+            sys.argv = kept
+
+
+_argv_lock = threading.RLock()
 
 
 def _interactive() -> bool:

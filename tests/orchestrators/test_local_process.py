@@ -244,6 +244,62 @@ def test_a_script_that_parses_its_arguments_at_import_gets_them_again_there(tmp_
     assert "run" not in cli.stderr.split("error:")[-1]  # not the command's own arguments
 
 
+NESTED = """
+import argparse
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, required=True)
+ARGS = parser.parse_args()
+
+@step
+def scaled(x: int) -> float:
+    return x * ARGS.lr
+
+@pipeline
+def inner():
+    return scaled(2)
+
+@pipeline
+def outer():
+    return inner()
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        print(outer())
+"""
+
+
+def test_a_child_run_records_its_parents_arguments_and_a_script_that_exits_says_so(tmp_path):
+    """A child run is created in a step's process (on local_process the orchestration
+    process, whose own arguments are the runner's; on Ray a worker's, which are Ray's): it
+    recorded those, and its resume or replay imported the script with them."""
+    from branchwork.exceptions import PipelineDefinitionError
+    from branchwork.user_code import load_source
+
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    done = subprocess.run(
+        [sys.executable, str(script), "--lr", "0.5"], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "1.0"), done.stderr
+    runs = {run.pipeline_name: run for run in Client().list_pipeline_runs()}
+    assert set(runs) == {"outer", "inner"}
+    argv = {name: Client().get_pipeline_run(run.id).snapshot.argv for name, run in runs.items()}
+    assert argv == {"outer": ("--lr", "0.5"), "inner": ("--lr", "0.5")}
+    # imported with arguments it refuses (a run recorded before arguments were): an error
+    # that says so, not the end of the importing process
+    with pytest.raises(PipelineDefinitionError) as refused:
+        load_source("outer", "__main__:outer", str(script), [], ())
+    assert (
+        f"Importing {script} with the arguments its run was started with (none) exited it: "
+        "SystemExit: 2." in str(refused.value)
+    )
+
+
 EDITED = """
 import os, pathlib, time
 from branchwork import pipeline, step

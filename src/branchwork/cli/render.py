@@ -301,7 +301,6 @@ def show_waits(waits: list[WaitResponse]) -> None:
     out = console()
     out.print()
     table = new_table("WAIT", "QUESTION", "ASKED", "ANSWER", "BY")
-    table.columns[1].no_wrap = False
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     for wait in waits:
         answer = json.dumps(wait.answer) if wait.is_answered else "(waiting)"
@@ -326,7 +325,6 @@ def show_cache_decisions(run: PipelineRunResponse, decisions: list[CacheDecision
     counts = Counter(decision.verdict or "not recorded" for decision in decisions)
     out = _cache_header(run, counts)
     table = new_table("INVOCATION", "STEP", "CACHE", "REASON")
-    table.columns[-1].no_wrap = False
     for decision in decisions:
         table.add_row(
             Text(decision.invocation_id),
@@ -345,7 +343,6 @@ def show_cache_groups(run: PipelineRunResponse, groups: list[CacheGroup], shown:
         counts[group.verdict or "not recorded"] += group.invocations
     out = _cache_header(run, counts)
     table = new_table("STEP", "CACHE", "INVOCATIONS", "FIRST REASON")
-    table.columns[-1].no_wrap = False
     for group in groups[:shown]:
         example = group.example
         table.add_row(

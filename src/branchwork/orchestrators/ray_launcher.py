@@ -268,11 +268,14 @@ class RayLauncher(Launcher):
         CLUSTER_VIEW_SECONDS, and once a task died with its node, which it then leaves out
         (Ray may list it alive a few moments more: a retry that only it could run was
         submitted, to wait in Ray's queue for ever)."""
-        fresh = time.monotonic() - self._cluster_read < CLUSTER_VIEW_SECONDS
+        with self._lock:  # Ray's callback thread adds dead nodes (`_finished`)
+            fresh = time.monotonic() - self._cluster_read < CLUSTER_VIEW_SECONDS
+            dead = frozenset(self._dead_nodes)
         if fresh and self._cluster.can_run(demand):
             return True
-        self._cluster = ClusterResources.current(excluding=frozenset(self._dead_nodes))
-        self._cluster_read = time.monotonic()
+        self._cluster = ClusterResources.current(excluding=dead)
+        with self._lock:
+            self._cluster_read = time.monotonic()
         return self._cluster.can_run(demand)
 
     def _finished(
@@ -289,8 +292,9 @@ class RayLauncher(Launcher):
         except BaseException as error:  # noqa: BLE001 - the task died or was cancelled
             dead = _dead_node(error)
             if dead is not None:  # before the failures reach the loop, which retries them
-                self._dead_nodes.add(dead)
-                self._cluster_read = float("-inf")
+                with self._lock:
+                    self._dead_nodes.add(dead)
+                    self._cluster_read = float("-inf")
             for launch in launches:
                 failure = _describe_ray_error(launch.request, error, len(launches) - 1)
                 launch.on_done(failed(launch.request, launch.start, failure, str(error)))

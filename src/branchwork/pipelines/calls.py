@@ -177,6 +177,7 @@ def create_run(
     started by `stack`; the run becomes this thread's `last_run`. Returns its id."""
     recorded, typed = recorded_parameters(pipeline.name, pipeline.func, params)
     options = replace(RunOptions.of(pipeline, compiled.reason), typed_parameters=typed)
+    parent = _parent.get()
     _, run_id = create_placeholder_run(
         get_engine(),
         pipeline_name=pipeline.name,
@@ -185,16 +186,37 @@ def create_run(
         source_file=_source_file(pipeline),
         import_path=user_import_path(),
         working_dir=os.getcwd(),
-        argv=sys.argv[1:],
+        argv=_script_arguments(pipeline, parent),
         parameters=recorded,
         spec=options.to_spec(),
         step_configurations=step_configurations(compiled),
         orchestrator=stack.orchestrator.flavor,
         stack=stack.name,
-        parent=_parent.get(),
+        parent=parent,
     )
     remember_last_run(pipeline.name, run_id)
     return run_id
+
+
+def _script_arguments(pipeline: Pipeline[Any, Any], parent: tuple[str, str] | None) -> list[str]:
+    """The arguments a run's script was started with, to import it with again elsewhere
+    (`user_code.load_source`): a child run's are its parent's (it is created in a step's
+    process: a Ray worker's arguments are Ray's); else this process's when it runs the
+    script that defines the pipeline (`python train.py --lr 0.5`); none elsewhere (a
+    notebook, pytest, `branchwork run`, which sets `sys.argv` to the target alone)."""
+    if parent is not None:
+        return list(get_run(get_engine(), parent[0], include_steps=False).snapshot.argv)
+    source = _source_file(pipeline)
+    if not source or not sys.argv or not _same_file(source, sys.argv[0]):
+        return []
+    return sys.argv[1:]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 # (run id, invocation id) of the parent invocation whose thread starts a child run.

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import sys
-import time
 import types
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -244,17 +243,13 @@ def result_from_json(text: str) -> StepResult:
 def run_envelope(request: str | StepRequest) -> str:
     """Run the step a request envelope (or the request it decodes to) describes; returns the
     result envelope."""
-    from branchwork.runtime.step_execution import escaped, execute_step
+    from branchwork.runtime.step_execution import execute_step
 
     if isinstance(request, str):
         request = request_from_json(request)
     seen = _code_seen(request)  # before the step runs: it may change a global
-    start = time.time()
-    try:
-        with _as_script_module(request.step.func):
-            result = execute_step(request)
-    except SystemExit as error:  # `sys.exit(...)` in the step: its failure, message and all
-        result = escaped(request, start, error)
+    with _as_script_module(request.step.func):
+        result = execute_step(request)
     result.code_seen = seen
     return result_to_json(result)
 

@@ -153,7 +153,7 @@ class InlineLauncher(Launcher):
             )
             on_done(escaped(request, start, cancelled))
             return
-        error = task.exception()  # only a BaseException (KeyboardInterrupt) escapes run_step
+        error = task.exception()  # none expected: run_step returns the step's failures
         on_done(task.result() if error is None else escaped(request, start, error))
 
     def _cancel_tasks(self) -> None:
@@ -202,7 +202,8 @@ def _run_inline(request: StepRequest) -> StepResult:
     try:
         return execute_step(request)
     except BaseException as error:  # noqa: BLE001 - reported as the step's failure
-        # Only BaseExceptions (KeyboardInterrupt, SystemExit) escape execute_step.
+        # None expected (execute_step returns the step's failures): one of branchwork's own
+        # is the step's rather than a worker thread's end, whose step would never report.
         return escaped(request, start, error)
 
 

@@ -433,9 +433,10 @@ class RunLoop:
 
     def _on_result(self, result: StepResult, resolved: list[Any]) -> E.Finished:
         item = self._tracked[result.invocation_id]
-        if isinstance(result.error, MissingArtifactError):  # another attempt cannot help
-            result.error = self._records.files_lost(item, result.error)
-            result.retryable = False
+        if isinstance(result.error, MissingArtifactError):
+            lost = self._records.files_lost(item, result.error)
+            if lost is not None:  # an input's files: another attempt cannot help
+                result.error, result.retryable = lost, False
         self._records.result(item, result)
         if result.ok:
             resolved.append((item.outcome, item.outputs, None))

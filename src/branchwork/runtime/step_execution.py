@@ -363,8 +363,8 @@ def _store_outputs(request: StepRequest, values: dict[str, Any]) -> dict[str, St
 
 
 def execute_step(request: StepRequest) -> StepResult:
-    """Run one attempt of one step; every failure is returned, never raised (but
-    KeyboardInterrupt and SystemExit, after being recorded in the result)."""
+    """Run one attempt of one step; every failure is returned, never raised (`sys.exit()`
+    and KeyboardInterrupt in the step too)."""
     if request.step.is_async:
         import asyncio
 

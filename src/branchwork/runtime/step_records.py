@@ -172,14 +172,17 @@ class StepRecords:
         stored = self.tracked.of(ref.invocation_id).outputs[ref.output]
         return ArtifactInput(stored, ref.item, ref.stop)
 
-    def files_lost(self, item: Tracked, error: MissingArtifactError) -> MissingArtifactError:
+    def files_lost(self, item: Tracked, error: MissingArtifactError) -> MissingArtifactError | None:
         """An attempt found the files of one of its inputs gone: the results that made it are
-        no longer served from the cache (see `cache_entries.files_lost`)."""
+        no longer served from the cache (see `cache_entries.files_lost`); None when the
+        artifact was none of its inputs (one the step's own code loaded)."""
         versions = {
             self._version_id(ref)
             for _, ref in leaves_of(item.invocation.inputs, ARTIFACT_REFS)
             if self._stored(ref).artifact.uri == error.uri
         }
+        if not versions:
+            return None
         self.recorder.flush()  # the versions this run made, in the store to be found
         return files_lost(self.recorder.engine, versions, error)
 

@@ -76,7 +76,9 @@ def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pra
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(2, 1)  # the step's prints go to stderr; stdout is the zygote's channel
-            os.register_at_fork(after_in_child=functools.partial(_close, loop, life_fd))
+            os.register_at_fork(
+                after_in_child=functools.partial(_close_in_child_of, os.getpid(), loop, life_fd)
+            )
             request = request_from_json(envelope.decode(), steps)
             _send_result(loop, request_id, run_envelope(request).encode())
     except BaseException:
@@ -85,7 +87,11 @@ def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pra
         os._exit(code)
 
 
-def _close(*fds: int) -> None:  # pragma: no cover - in a process a step forked
+def _close_in_child_of(step_pid: int, *fds: int) -> None:  # pragma: no cover - forked
+    """Close `fds` in a process the step forked; not in the processes that one forks in
+    turn (the hook is inherited), where the same numbers may be files of their own."""
+    if os.getppid() != step_pid:
+        return
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
