@@ -152,6 +152,10 @@ class RayCluster:
                         found[child.pid] = child
         return list(found.values())
 
+    def node_b_started(self) -> bool:
+        """Whether the second node runs (it was not killed since it was last started)."""
+        return "node_b" in self._groups
+
     def kill_node_b(self) -> int:
         """Kill every process of the second node at once, as a lost machine; returns how
         many there were."""

@@ -45,7 +45,10 @@ def ray_two_nodes(ray_cluster_processes: RayCluster) -> Iterator[RayCluster]:
 
 @pytest.fixture
 def node_ids(ray_two_nodes: RayCluster) -> dict[str, str]:
-    """The id of each alive node: "head" and "node_b" (found by its custom resource)."""
+    """The id of each alive node: "head" and "node_b" (found by its custom resource); the
+    second node is started again if a test before killed it."""
+    if not ray_two_nodes.node_b_started():
+        ray_two_nodes.start_node_b()
     nodes = wait_for_nodes(2)
     return {
         "node_b" if NODE_B_RESOURCE in node["Resources"] else "head": node["NodeID"]
