@@ -930,3 +930,110 @@ def test_annotations_reach_generic_arguments_and_forward_references_not_literal_
     assert "annotated:Model" in forward["parts"]
     report = fingerprint_in_new_process(project, "annotated:report")
     assert set(report["parts"]) == {"annotated:report"}  # not `train`, nor `epochs`
+
+
+# ---- what defining code runs, and the state behind what a step calls ------------------------
+
+DEFINED_SETTINGS = """\
+DEFAULT_LR = 0.1
+"""
+
+DEFINED_SCRIPT = """\
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from branchwork import pipeline, step
+from settings import DEFAULT_LR
+
+
+def default_layers():
+    return [64, 64]
+
+
+class TrainConfig(BaseModel):
+    lr: float = DEFAULT_LR  # pydantic keeps field defaults out of the class's namespace
+
+
+@dataclass
+class Arch:
+    layers: list = field(default_factory=default_layers)
+
+
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, x):
+        return x * self.k
+
+
+scale = Scaler(2).apply
+OPS = {"double": Scaler(2).apply}
+
+
+def helper(x):
+    return x * helper.factor
+
+
+helper.factor = 2
+
+
+@step
+def train() -> float:
+    return TrainConfig().lr
+
+
+@step
+def width() -> int:
+    return sum(Arch().layers)
+
+
+@step
+def scaled() -> int:
+    return scale(10)
+
+
+@step
+def registered() -> int:
+    return OPS["double"](10)
+
+
+@step
+def attributed() -> int:
+    return helper(10)
+
+
+@pipeline
+def defined():
+    return train(), width(), scaled(), registered(), attributed()
+
+
+if __name__ == "__main__":
+    print(list(defined()), sorted({str(s.status) for s in defined.last_run.steps.values()}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("settings.py", "DEFAULT_LR = 0.1", "DEFAULT_LR = 0.5", [0.5, 128, 20, 20, 20]),
+        ("script.py", "return [64, 64]", "return [32, 32]", [0.1, 64, 20, 20, 20]),
+        ("script.py", "scale = Scaler(2)", "scale = Scaler(3)", [0.1, 128, 30, 20, 20]),
+        ("script.py", '"double": Scaler(2)', '"double": Scaler(3)', [0.1, 128, 20, 30, 20]),
+        ("script.py", "helper.factor = 2", "helper.factor = 3", [0.1, 128, 20, 20, 30]),
+    ],
+)
+def test_what_a_class_body_names_a_bound_methods_instance_and_a_functions_attributes_are_keyed(
+    tmp_path: Path, branchwork_home: Path, file: str, old: str, new: str, expected: list[Any]
+):
+    """A pydantic field's default, a dataclass's default_factory, the instance behind a bound
+    method (global or in a registry) and an attribute set on a function: each edited, the
+    step that reads it recomputes (each was served the stale result)."""
+    project = write_project(
+        tmp_path / "project", {"settings.py": DEFINED_SETTINGS, "script.py": DEFINED_SCRIPT}
+    )
+    assert run_script(project, branchwork_home) == "[0.1, 128, 20, 20, 20] ['completed']"
+    assert run_script(project, branchwork_home) == "[0.1, 128, 20, 20, 20] ['cached']"
+    edit(project, file, old, new)
+    assert run_script(project, branchwork_home) == f"{expected} ['cached', 'completed']"

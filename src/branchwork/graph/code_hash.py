@@ -14,9 +14,12 @@ hashes every piece of the user's own code the function reaches, each normalized:
   functions and classes inside the values it reads (a registry `{"small": build_small}`, a
   list of classes); the classes its annotations name (it calls their methods on its
   arguments: `model: Model`, also as text under `from __future__ import annotations`); the
-  values of the function's closure cells and its parameters' defaults; the names in
-  decorators (found in the source, as the function's bytecode does not apply its own
-  decorators); the implementations a `functools.singledispatch` function registered; for a
+  values of the function's closure cells and its parameters' defaults, and the attributes
+  set on it (`helper.factor = 2`); the names in decorators and in a class body outside its
+  methods (found in the source, as the piece's bytecode does not run what defines it: a
+  field's default `lr: float = DEFAULT_LR` of a pydantic model, a dataclass's
+  `field(default_factory=make)`); an instance's state where a bound method is read
+  (`scale = Scaler(2).apply`); the implementations a `functools.singledispatch` function registered; for a
   class, its bases and metaclass, its members (what its methods, properties and cached
   properties load, its class-level values), the whole class being one piece. What these
   names hold is reached in turn, breadth first, each piece once (mutual recursion ends), at
@@ -180,7 +183,7 @@ class _Piece(NamedTuple):
 T = TypeVar("T")
 _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
-# piece -> (the code objects it ran, its digest, its decorators): see _code_of
+# piece -> (the code objects it ran, its digest, what defines it): see _code_of
 _sources: weakref.WeakKeyDictionary[Any, tuple[tuple[CodeType, ...], str, list[ast.expr]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -244,11 +247,11 @@ def _compute(root: Any) -> CodeFingerprint:
 
 
 def _hash_piece(code: Any) -> _Piece:
-    digest, decorators = _code_of(code)
+    digest, defining = _code_of(code)
     values: dict[str, str] = {}
     reaches: list[Any] = []
     if _is_user_code(code):  # a library's function as a step: nothing of the library around
-        for label, value in _references(code, decorators):
+        for label, value in _references(code, defining):
             _sort(label, value, values, reaches)
     label = _label(code.__module__, code.__qualname__)
     refs = tuple(weakref.ref(each) for each in reaches)
@@ -256,7 +259,7 @@ def _hash_piece(code: Any) -> _Piece:
 
 
 def _code_of(piece: Any) -> tuple[str, list[ast.expr]]:
-    """A piece's own digest and decorators. From its source, once per object and code it
+    """A piece's own digest and what its source evaluates to define it. From its source, once per object and code it
     runs (what its names hold is looked up again for each run: `_forget_older_code`);
     IPython's %autoreload puts a module's new code into its old functions, which
     `_code_objects_of` tells. Without source, its bytecode and constants, each time (a
@@ -271,8 +274,8 @@ def _code_of(piece: Any) -> tuple[str, list[ast.expr]]:
         return _piece_hash(piece, None), []
     digest = _piece_hash(piece, source)
     with contextlib.suppress(TypeError):
-        _sources[piece] = (code, digest, source.decorators)
-    return digest, source.decorators
+        _sources[piece] = (code, digest, source.defining)
+    return digest, source.defining
 
 
 def _code_objects_of(piece: Any) -> tuple[CodeType, ...]:
@@ -290,6 +293,8 @@ def _sort(label: str, value: Any, values: dict[str, str], reaches: MutableSequen
     """Where a value the code reads goes: the user's code into `reaches`, other values
     into `values` by their hash (and their class into `reaches` if it is the user's)."""
     reaches.extend(f for f in _dispatched(value) if _is_user_code(f))
+    if isinstance(value, MethodType):  # `Scaler(2).apply`: what it runs on is read too
+        _sort(f"{label}.__self__", value.__self__, values, reaches)
     value = _unwrap(value)
     if isinstance(value, ModuleType):
         return  # its attributes the code reads are references of their own
@@ -337,14 +342,14 @@ def _stop(root: Any, parts: dict[str, str]) -> None:
 # ---- what a piece of code reaches ----------------------------------------------------------
 
 
-def _references(piece: Any, decorators: list[ast.expr]) -> Iterator[Reference]:
+def _references(piece: Any, defining: list[ast.AST]) -> Iterator[Reference]:
     if isinstance(piece, type):
         yield from _class_references(piece)
         namespace = _module_namespace(piece.__module__)
     else:
         yield from _function_references(piece)
         namespace = getattr(piece, "__globals__", {})
-    yield from _decorator_references(decorators, namespace)
+    yield from _definition_references(defining, namespace)
 
 
 def _function_references(func: Any) -> Iterator[Reference]:
@@ -362,6 +367,9 @@ def _function_references(func: Any) -> Iterator[Reference]:
     for annotation in getattr(func, "__annotations__", {}).values():
         yield from _annotated(annotation, namespace)
     yield from _defaults(func, code)
+    for name, value in vars(func).items():  # `helper.factor = 2`: it reads them as it runs
+        if not (name.startswith("__") and name.endswith("__")):
+            yield _label(func.__module__, f"{func.__qualname__}.<attribute>.{name}"), value
     cells = getattr(func, "__closure__", None) or ()
     for name, cell in zip(code.co_freevars, cells):
         try:
@@ -500,13 +508,13 @@ def _functions_of(member: Any) -> list[Any]:
     return []
 
 
-def _decorator_references(
-    decorators: list[ast.expr], namespace: dict[str, Any]
+def _definition_references(
+    defining: list[ast.AST], namespace: dict[str, Any]
 ) -> Iterator[Reference]:
-    """What the decorators in a piece's source name: they are applied by the code that
-    defines the piece, not by the piece's own bytecode."""
-    for decorator in decorators:
-        yield from _names_in(decorator, namespace)
+    """What the source that defines a piece names (its decorators, a class body's
+    statements): the code defining the piece runs it, not the piece's own bytecode."""
+    for node in defining:
+        yield from _names_in(node, namespace)
 
 
 def _names_in(tree: ast.AST, namespace: dict[str, Any]) -> Iterator[Reference]:
@@ -743,10 +751,11 @@ def _label(module_name: Any, name: str) -> str:
 
 
 class _Source(NamedTuple):
-    """A piece's source as hashed: its AST without docstrings, and its decorators."""
+    """A piece's source as hashed: its AST without docstrings, and what defines it (its
+    decorators, a class body's statements outside its methods)."""
 
     tree: ast.AST
-    decorators: list[ast.expr]
+    defining: list[ast.AST]
 
 
 def _read_source(piece: Any) -> _Source | None:
@@ -760,17 +769,20 @@ def _read_source(piece: Any) -> _Source | None:
     return _Source(tree, _strip_docstrings(tree))
 
 
-def _strip_docstrings(tree: ast.AST) -> list[ast.expr]:
-    """Take the docstrings out of `tree`, in place; returns the decorators in it (one walk:
-    it is most of the cost of a new step)."""
-    decorators: list[ast.expr] = []
+def _strip_docstrings(tree: ast.AST) -> list[ast.AST]:
+    """Take the docstrings out of `tree`, in place; returns what defines the pieces in it:
+    decorators, and a class body's statements but its methods (one walk: it is most of
+    the cost of a new step)."""
+    defining: list[ast.AST] = []
     for node in ast.walk(tree):
         if isinstance(node, _WITH_DOCSTRING):
             if node.body and _is_docstring(node.body[0]):
                 node.body = node.body[1:]
             if not isinstance(node, ast.Module):
-                decorators.extend(node.decorator_list)
-    return decorators
+                defining.extend(node.decorator_list)
+            if isinstance(node, ast.ClassDef):
+                defining.extend(s for s in node.body if not isinstance(s, _WITH_DOCSTRING))
+    return defining
 
 
 def _source_elsewhere(piece: Any) -> bool:
@@ -875,7 +887,10 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
     if _is_code(code):
         if inside is not None and _is_user_code(code):
             inside.append(code)
-        return {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
+        named = {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
+        if isinstance(value, MethodType):  # a registry of `Scaler(2).apply`: its instance too
+            return {**named, "self": _canonical(value.__self__, more)}
+        return named
     data = _data_digest(value)
     if data is not None:
         return {**_type_json(value), "data": data}
