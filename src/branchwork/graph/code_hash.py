@@ -19,9 +19,10 @@ hashes every piece of the user's own code the function reaches, each normalized:
   methods (found in the source, as the piece's bytecode does not run what defines it: a
   field's default `lr: float = DEFAULT_LR` of a pydantic model, a dataclass's
   `field(default_factory=make)`); an instance's state where a bound method is read
-  (`scale = Scaler(2).apply`); the implementations a `functools.singledispatch` function registered; for a
-  class, its bases and metaclass, its members (what its methods, properties and cached
-  properties load, its class-level values), the whole class being one piece. What these
+  (`scale = Scaler(2).apply`); the implementations a `functools.singledispatch` function
+  registered; for a class, its bases and metaclass, its members (what its methods,
+  properties and cached properties load, its class-level values), the whole class being
+  one piece. What these
   names hold is reached in turn, breadth first, each piece once (mutual recursion ends), at
   most `MAX_PIECES` pieces (beyond that the key stops following the code, and a warning says
   so). Bytecode rather than the AST finds the names because it tells a global from a local
@@ -184,7 +185,7 @@ T = TypeVar("T")
 _fingerprints: weakref.WeakKeyDictionary[Any, CodeFingerprint] = weakref.WeakKeyDictionary()
 _pieces: weakref.WeakKeyDictionary[Any, _Piece] = weakref.WeakKeyDictionary()
 # piece -> (the code objects it ran, its digest, what defines it): see _code_of
-_sources: weakref.WeakKeyDictionary[Any, tuple[tuple[CodeType, ...], str, list[ast.expr]]] = (
+_sources: weakref.WeakKeyDictionary[Any, tuple[tuple[CodeType, ...], str, list[ast.AST]]] = (
     weakref.WeakKeyDictionary()
 )
 # by function: its code object and the parameters whose default its source spells literally
@@ -258,12 +259,12 @@ def _hash_piece(code: Any) -> _Piece:
     return _Piece(label, digest, values, refs)
 
 
-def _code_of(piece: Any) -> tuple[str, list[ast.expr]]:
-    """A piece's own digest and what its source evaluates to define it. From its source, once per object and code it
-    runs (what its names hold is looked up again for each run: `_forget_older_code`);
-    IPython's %autoreload puts a module's new code into its old functions, which
-    `_code_objects_of` tells. Without source, its bytecode and constants, each time (a
-    class's constants are its attributes, which may be set again)."""
+def _code_of(piece: Any) -> tuple[str, list[ast.AST]]:
+    """A piece's own digest and what its source evaluates to define it. From its source,
+    once per object and code it runs (what its names hold is looked up again for each run:
+    `_forget_older_code`); IPython's %autoreload puts a module's new code into its old
+    functions, which `_code_objects_of` tells. Without source, its bytecode and constants,
+    each time (a class's constants are its attributes, which may be set again)."""
     code = _code_objects_of(piece)
     with contextlib.suppress(KeyError, TypeError):  # TypeError: not weakly referenced
         known = _sources[piece]
