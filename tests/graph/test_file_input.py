@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -70,3 +71,69 @@ def test_an_empty_folder_and_an_empty_file_hash_apart(tmp_path: Path):
 def test_an_unreadable_path_is_an_os_error(tmp_path: Path):
     with pytest.raises(OSError):
         content_hash(str(tmp_path / "missing.csv"))
+
+
+@step
+def read_optional(path: FileInput | None = None) -> str:
+    return Path(path).read_text() if path else ""
+
+
+@step
+def read_list(paths: list[FileInput]) -> str:
+    return ",".join(Path(p).read_text() for p in paths)
+
+
+@step
+def read_named(paths: dict[str, Optional[FileInput]], pair: tuple[FileInput, int]) -> str:  # noqa: UP045 - typing.Optional as users write it
+    return ",".join(Path(p).read_text() for p in [*paths.values(), pair[0]] if p)
+
+
+@step
+def pick(path: str) -> str:
+    return path
+
+
+@step
+def read_picked(path: FileInput) -> str:
+    return Path(path).read_text()
+
+
+@pipeline
+def shapes(path: str):
+    return (
+        read_optional(path),
+        read_list([path]),
+        read_named({"a": path}, (path, 1)),
+        read_picked(pick(path)),
+    )
+
+
+def test_paths_in_optional_list_dict_and_tuple_parameters_are_keyed_by_their_files(
+    tmp_path: Path,
+):
+    """`FileInput | None`, `list[FileInput]`, `dict[str, Optional[FileInput]]` and
+    `tuple[FileInput, int]` given plain paths: a changed file was served the stale result.
+    A file parameter given a step's output cannot be keyed by its file: never a hit."""
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+    assert shapes(path=str(data)) == ("one", "one", "one,one", "one")
+    data.write_text("two")
+    assert shapes(path=str(data)) == ("two", "two", "two,two", "two")
+    steps = shapes.last_run.steps
+    verdicts = {name: (str(s.status), s.cache_verdict) for name, s in steps.items()}
+    assert verdicts == {
+        "read_optional": ("completed", "miss"),
+        "read_list": ("completed", "miss"),
+        "read_named": ("completed", "miss"),
+        "pick": ("cached", "hit"),
+        "read_picked": ("completed", "key_failed"),
+    }
+    assert steps["read_picked"].cache_reason == (
+        "its cache key could not be computed: ValueError: argument 'path' takes files "
+        "(FileInput) but is given the output of 'pick': the files it names are known only "
+        "when the step runs, so their contents cannot be part of its key and it runs every "
+        "time. Pass the path itself (a literal, a pipeline parameter or FileInput(...) in the "
+        "pipeline) for it to be cached."
+    )
+    assert shapes(path=str(data)) == ("two", "two", "two,two", "two")
+    assert str(shapes.last_run.steps["read_list"].status) == "cached"

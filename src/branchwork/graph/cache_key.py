@@ -32,7 +32,7 @@ from branchwork.graph.file_input import FileInput
 from branchwork.graph.invocation import ARTIFACT_REFS, Invocation, OutputRef
 from branchwork.materializers.registry import materializer_path
 from branchwork.user_code import SCRIPT_MODULE, recorded_name
-from branchwork.values import Leaf, canonical, hash_json
+from branchwork.values import Leaf, canonical, hash_json, leaves_of
 
 if TYPE_CHECKING:
     from branchwork.steps.step import Step
@@ -108,12 +108,14 @@ def key_parts(
     by_content = Leaf("$hash", ARTIFACT_REFS, lambda ref: _by_content(ref, content_hash))
     files = {path: file_hash(path)[:16] for path in invocation.files}
     arguments = {}
+    step = invocation.step
     for name, value in invocation.inputs.items():
         if isinstance(value, FileInput):  # its contents enter through `files`
             arguments[name] = f"file:{value}"
-        else:  # as do those of files nested in an argument
-            arguments[name] = _token(canonical(value, by_content, recorded_name))
-    step = invocation.step
+            continue
+        if name in step.file_parameters:
+            _check_no_stored_paths(name, value)
+        arguments[name] = _token(canonical(value, by_content, recorded_name))  # files: above
     return KeyParts(
         code=step.code_hash,
         arguments=arguments,
@@ -123,6 +125,22 @@ def key_parts(
         outputs=_outputs_of(step),
         classes=classes,
     )
+
+
+def _check_no_stored_paths(name: str, value: Any) -> None:
+    """A parameter that takes files given a step's output (or an artifact): the path, and so
+    the file, is known only where the step runs, while the key is made before. Keyed by the
+    path's content hash alone, a changed file was served the stale result: never a hit."""
+    for _, ref in leaves_of(value, ARTIFACT_REFS):
+        source = (
+            f"the output of '{ref.invocation_id}'" if isinstance(ref, OutputRef) else "an artifact"
+        )
+        raise ValueError(
+            f"argument '{name}' takes files (FileInput) but is given {source}: the files "
+            "it names are known only when the step runs, so their contents cannot be part "
+            "of its key and it runs every time. Pass the path itself (a literal, a pipeline "
+            "parameter or FileInput(...) in the pipeline) for it to be cached."
+        )
 
 
 def same_key_format(a: str | None, b: str | None) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,46 @@ class FileInput(str):
 
     def __repr__(self) -> str:
         return f"FileInput({str.__repr__(self)})"
+
+
+def names_files(hint: Any) -> bool:
+    """Whether a parameter annotated `hint` takes paths as files: `FileInput`, optional
+    (`FileInput | None`), or inside a list, tuple, set or dict (`list[FileInput]`)."""
+    if hint is FileInput or hint == "FileInput":
+        return True
+    if typing.get_origin(hint) is typing.Literal:
+        return False
+    return any(names_files(argument) for argument in typing.get_args(hint))
+
+
+def as_file_inputs(hint: Any, value: Any) -> Any:
+    """`value` with the paths in it that a parameter annotated `hint` takes as files made
+    `FileInput`s: a plain path passed for `list[FileInput]` or `FileInput | None` was keyed
+    by its text alone, and a changed file was served the stale result."""
+    if isinstance(value, FileInput) or not names_files(hint):
+        return value
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(value, (str, os.PathLike)):
+        takes_path = hint is FileInput or hint == "FileInput" or FileInput in arguments
+        return FileInput(value) if takes_path else value
+    if origin is typing.Annotated:
+        return as_file_inputs(arguments[0], value)
+    if origin in (typing.Union, types.UnionType):
+        for argument in arguments:
+            converted = as_file_inputs(argument, value)
+            if converted is not value:
+                return converted
+        return value
+    if type(value) is dict and len(arguments) == 2:
+        return {key: as_file_inputs(arguments[1], item) for key, item in value.items()}
+    if type(value) in (list, tuple, set, frozenset) and arguments:
+        if origin is tuple and arguments[-1] is not Ellipsis:  # tuple[FileInput, int]
+            converted = [as_file_inputs(h, item) for h, item in zip(arguments, value)]
+            converted += list(value)[len(arguments) :]
+        else:
+            converted = [as_file_inputs(arguments[0], item) for item in value]
+        return type(value)(converted)
+    return value
 
 
 def content_hash(path: str) -> str:

@@ -14,14 +14,13 @@ import difflib
 import functools
 import inspect
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from branchwork.exceptions import StepInvocationError
 from branchwork.graph.external import ExternalArtifact
-from branchwork.graph.file_input import FileInput
+from branchwork.graph.file_input import FileInput, as_file_inputs
 from branchwork.graph.futures import StepOutput
 from branchwork.values import LONG_INT, Leaf, encode, leaves_of, tree_map
 
@@ -200,8 +199,8 @@ def bind_inputs(
     bound.apply_defaults()
     inputs: dict[str, Any] = {}
     for name, value in bound.arguments.items():
-        if name in step.file_parameters and isinstance(value, (str, os.PathLike)):
-            value = FileInput(value)
+        if name in step.file_parameters:
+            value = as_file_inputs(step.file_parameters[name], value)
         if type(value) in _PLAIN and (type(value) is not int or value.bit_length() < LONG_INT):
             inputs[name] = value  # most arguments: recorded as they are
             continue

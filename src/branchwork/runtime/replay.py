@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.exceptions import StepInvocationError
 from branchwork.graph.cache_key import same_key_format
 from branchwork.graph.cache_reasons import REPLAYED
-from branchwork.graph.file_input import FileInput
+from branchwork.graph.file_input import as_file_inputs
 from branchwork.graph.invocation import Invocation, references_of
 from branchwork.metadata.queries import CacheHit, RecordedAttempt, get_run, latest_attempts
 from branchwork.runtime.graph_check import Call, GraphCheck, Verdict, difference_from
@@ -121,8 +121,8 @@ class ReplayPlan:
             )
         inputs = dict(invocation.inputs)
         for name, value in arguments.items():
-            is_file = name in step.file_parameters and isinstance(value, str)
-            inputs[name] = FileInput(value) if is_file else value
+            hint = step.file_parameters.get(name)
+            inputs[name] = value if hint is None else as_file_inputs(hint, value)
         upstream, files = references_of(inputs)
         return dataclasses.replace(invocation, inputs=inputs, upstream=upstream, files=files)
 

@@ -26,7 +26,7 @@ from branchwork.config.retry import StepRetryConfig, check_retry
 from branchwork.exceptions import ConfigurationError, StepInvocationError
 from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.graph.context import current_run_context
-from branchwork.graph.file_input import FileInput
+from branchwork.graph.file_input import names_files
 from branchwork.graph.futures import MappedOutputs, StepOutput
 from branchwork.graph.invocation import Ordering
 from branchwork.materializers.types import script_classes
@@ -122,9 +122,8 @@ class Step(Generic[P, R]):
             parse_outputs(func, self.name), output_materializers, self.name
         )
         hints = _input_hints(func)
-        self.file_parameters = frozenset(
-            name for name, hint in hints.items() if hint is FileInput or hint == "FileInput"
-        )
+        # Annotated to take paths as files (`FileInput`, `list[FileInput]`...): their hints.
+        self.file_parameters = {name: hint for name, hint in hints.items() if names_files(hint)}
         # By recorded path: an input of a script's class loads where the script is not
         # loaded (an isolated step's process, a Ray worker): see `materializers.types`.
         self.script_classes = script_classes(hints.values())
