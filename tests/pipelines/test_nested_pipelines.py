@@ -68,6 +68,26 @@ def test_a_rerun_makes_new_child_runs_whose_steps_come_from_the_cache():
         )
 
 
+@pytest.mark.parametrize(
+    ("options", "verdict"),
+    [
+        ({"enable_cache": False}, "off"),
+        ({"refresh": True}, "refresh"),
+        ({"refresh": ["add"]}, "refresh"),  # a step only the children call
+    ],
+)
+def test_a_parents_cache_options_reach_its_child_runs_steps(options: dict, verdict: str):
+    """`--no-cache`, `--refresh` and `--refresh-step` of the parent: the child runs' steps
+    were served from the cache."""
+    np_.parent(n=2)
+    assert np_.parent.with_options(**options)(n=2) == 1 + 3 + 6 + 1
+    run = np_.parent.last_run
+    for child in children_of(run.id):
+        assert {s.cache_verdict for s in child.steps.values()} >= {verdict}
+        assert str(child.steps["add"].status) == "completed"
+        assert child.steps["add"].cache_verdict == verdict
+
+
 def test_resuming_a_parent_resumes_its_failed_child_run(local_flavor, tmp_path, monkeypatch):
     flag = tmp_path / "fail"
     flag.touch()

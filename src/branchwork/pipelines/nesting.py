@@ -23,7 +23,7 @@ from branchwork.graph.code_hash import CodeFingerprint, fingerprint
 from branchwork.metadata.queries import latest_child_run, nesting_depth
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import child_of
-from branchwork.runtime.runner import stack_of_running_run
+from branchwork.runtime.runner import request_of_running_run
 from branchwork.stack import active_stack
 from branchwork.steps.context import get_step_context
 from branchwork.steps.step import Step
@@ -67,8 +67,8 @@ def _run_child(child: Pipeline[Any, Any], params: dict[str, Any]) -> Any:
     from branchwork.pipelines.submit import resume_pipeline, run_pipeline
 
     step = get_step_context()
-    stack = stack_of_running_run(step.run_id)
-    if stack is None:
+    parent = request_of_running_run(step.run_id)
+    if parent is None:
         raise OrchestratorError(
             f"Pipeline '{child.name}' (invocation '{step.invocation_id}' of run "
             f"'{step.run_name}') must run where its parent run's loop runs."
@@ -82,7 +82,9 @@ def _run_child(child: Pipeline[Any, Any], params: dict[str, Any]) -> Any:
             f"${MAX_DEPTH_ENV}, is {max_depth()}): does a pipeline call itself without end?"
         )
     earlier = latest_child_run(engine, step.run_id, step.invocation_id)
-    with active_stack(stack), child_of(step.run_id, step.invocation_id):
+    options = parent.options
+    child = child.under(options.enable_cache, options.refresh, options.step_options)
+    with active_stack(parent.stack), child_of(step.run_id, step.invocation_id):
         if earlier is not None and earlier.status == "completed":
             return earlier.load_output(allow_pickle=True)  # resumed by hand since
         try:

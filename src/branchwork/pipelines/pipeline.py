@@ -212,6 +212,31 @@ class Pipeline(Generic[P, R]):
             }
         return clone
 
+    def under(
+        self,
+        enable_cache: bool,
+        refresh: bool | tuple[str, ...],
+        step_options: Mapping[str, StepOptions],
+    ) -> Pipeline[P, R]:
+        """This pipeline as the child run of a run with these options: its caching off
+        (`--no-cache`), its refreshed steps (`--refresh`, `--refresh-step`) and its options per
+        step (a run configuration's `steps:`) reach the child's steps they name (they were
+        ignored there: a refreshed step of a child run was served from the cache)."""
+        clone = copy.copy(self)
+        if not enable_cache:
+            clone.enable_cache = False
+        own = _reachable_steps(self, set())
+        if refresh is True:
+            clone.refresh = True
+        elif refresh and clone.refresh is not True:
+            named = [name for name in refresh if name in own]
+            clone.refresh = tuple(dict.fromkeys([*(clone.refresh or ()), *named]))
+        clone.step_options = {
+            **clone.step_options,
+            **{name: options for name, options in step_options.items() if name in own},
+        }
+        return clone
+
     def _steps_named(self, names: Any) -> tuple[str, ...]:
         if isinstance(names, str):
             names = [names]

@@ -76,10 +76,10 @@ _running_sessions: dict[str, RunSession] = {}
 CHILD_STOP_SECONDS = 5.0  # how long an ending run waits for its child runs to record theirs
 
 
-def stack_of_running_run(run_id: str) -> Any:
-    """The stack of run `run_id`, whose loop runs in this process (None if it does not)."""
+def request_of_running_run(run_id: str) -> RunRequest | None:
+    """The request of run `run_id`, whose loop runs in this process (None if it does not)."""
     session = _running_sessions.get(run_id)
-    return None if session is None else session.request.stack
+    return None if session is None else session.request
 
 
 class RunSession:
