@@ -228,6 +228,31 @@ def test_a_step_started_after_the_last_heartbeat_never_ends_before_it_started(lo
     assert sql(home, "SELECT start_time = end_time FROM step_run WHERE name = 'long'") == [(1,)]
 
 
+def test_a_run_lost_before_its_loops_first_heartbeat_ends_after_the_steps_it_recorded(
+    tmp_path, monkeypatch
+):
+    """Killed before its loop heartbeated again (every 5 s by default), a run read ended
+    when it started, before the steps it had recorded ended: the loop heartbeats with every
+    write too."""
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
+    home = tmp_path / "home"
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    script = tmp_path / "killed.py"
+    script.write_text(SCRIPT)
+    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS="60")
+    with Spawned(python(str(script)), env=env) as run:
+        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+        run.signal(signal.SIGKILL)
+        run.wait(30)
+    with sqlite3.connect(home / "branchwork.db") as conn:  # lost after 1.2 s of silence
+        conn.execute(f"UPDATE pipeline_run SET heartbeat_seconds = {HEARTBEAT}")
+    time.sleep(1.5)
+    lost = Client().get_pipeline_run(Client().list_pipeline_runs()[0].id)
+    quick = lost.steps["quick"]
+    assert (lost.status, quick.status) == ("failed", "completed")
+    assert lost.end_time >= quick.end_time > lost.start_time
+
+
 def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):
     """After a store outage ended its process unrecorded, the run reads running until its
     heartbeat is old: the refusal says so (it only said failed or stopped runs resume), by

@@ -213,9 +213,7 @@ class RunLoop:
                 if self._flush_due is None and (batch or self._unresolved):
                     self._flush_due = now + FLUSH_EVERY_SECONDS
                 if now - self._last_heartbeat >= self._heartbeat_every:
-                    self._last_heartbeat = now
-                    self.recorder.run_update(heartbeat=now)
-                    self._flush_due = now
+                    self._flush_due = now  # the flush heartbeats
                 due = self._flush_due
                 if (self._waiters and self._unresolved) or (
                     due is not None and (self.engine.stopped or now >= due)
@@ -233,7 +231,11 @@ class RunLoop:
             self._ended.set()
 
     def _flush(self) -> None:
-        """Write what was recorded, then resolve the outcomes it concerns."""
+        """Write what was recorded, then resolve the outcomes it concerns. The run heartbeats
+        with every write: a run whose process died before its next heartbeat read ended
+        when it was last seen, before steps it had recorded ended (a duration of "<1ms")."""
+        self._last_heartbeat = time.time()
+        self.recorder.run_update(heartbeat=self._last_heartbeat)
         self.recorder.flush()
         self._flush_due = None
         unresolved, self._unresolved = self._unresolved, []
