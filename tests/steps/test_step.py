@@ -175,22 +175,25 @@ def test_duplicate_explicit_id_is_an_invocation_error():
     assert duplicate.last_run.status == "failed"
 
 
-def test_an_explicit_id_with_a_slash_is_refused_when_the_call_is_made():
-    """RUN/INVOCATION/OUTPUT addresses a step's output on the command line: 'x/y' could not
-    be addressed there."""
+@pytest.mark.parametrize("bad", ["x/y", ".", ".."])
+def test_an_explicit_id_no_path_can_hold_is_refused_when_the_call_is_made(bad: str):
+    """RUN/INVOCATION/OUTPUT addresses a step's output on the command line, and the
+    dashboard's URLs a step: 'x/y' could not be addressed, and a browser reads '..' in a
+    step's address as the run's."""
 
     @pipeline
     def slashed():
         make(1, id="ok")
-        make(5, id="x/y")
+        make(5, id=bad)
 
     with pytest.raises(PipelineRunFailedError) as info:
         slashed()
     cause = _cause(info)
     assert isinstance(cause, StepInvocationError)
     assert str(cause) == (
-        "Pipeline 'slashed': id= for step 'make' is 'x/y'; an invocation id cannot contain '/' "
-        "(the CLI reads RUN/INVOCATION/OUTPUT, so the step's outputs could not be addressed)."
+        f"Pipeline 'slashed': id= for step 'make' is {bad!r}; an invocation id cannot contain "
+        "'/' nor be '.' or '..' (the CLI reads RUN/INVOCATION/OUTPUT and the dashboard "
+        "addresses steps by path, so the step's outputs could not be addressed)."
     )
     assert slashed.last_run.status == "failed"
 

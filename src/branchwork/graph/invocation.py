@@ -105,11 +105,12 @@ class InvocationIds:
                     f"Pipeline '{pipeline_name}': id= for step '{step_name}' must be a "
                     f"non-empty string, got {explicit!r}"
                 )
-            if "/" in explicit:  # the CLI's RUN/INVOCATION/OUTPUT could not name it
+            if "/" in explicit or explicit in (".", ".."):  # RUN/INVOCATION/OUTPUT, URLs
                 raise StepInvocationError(
                     f"Pipeline '{pipeline_name}': id= for step '{step_name}' is {explicit!r}; "
-                    "an invocation id cannot contain '/' (the CLI reads RUN/INVOCATION/OUTPUT, "
-                    "so the step's outputs could not be addressed)."
+                    "an invocation id cannot contain '/' nor be '.' or '..' (the CLI reads "
+                    "RUN/INVOCATION/OUTPUT and the dashboard addresses steps by path, so the "
+                    "step's outputs could not be addressed)."
                 )
             if explicit in self:
                 raise StepInvocationError(
