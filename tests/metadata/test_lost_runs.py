@@ -195,6 +195,13 @@ def test_runs_reap_records_it(lost_run):
     assert cli(home, "runs", "reap").strip() == "Recorded 0 lost runs as failed."
 
 
+def test_a_lost_run_is_deleted_without_force(lost_run):
+    """It reads failed everywhere, yet deleting it was refused as running."""
+    home = lost_run
+    assert cli(home, "runs", "delete", "latest", "-y").startswith("Deleted run 'killed-")
+    assert sql(home, "SELECT count(*) FROM pipeline_run") == [(0,)]
+
+
 def test_the_next_run_records_it(lost_run):
     from branchwork import pipeline, step
 
@@ -251,6 +258,53 @@ def test_a_run_lost_before_its_loops_first_heartbeat_ends_after_the_steps_it_rec
     quick = lost.steps["quick"]
     assert (lost.status, quick.status) == ("failed", "completed")
     assert lost.end_time >= quick.end_time > lost.start_time
+
+
+SLOW_IMPORT = """
+import time
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+if __name__ != "__main__":  # the orchestration process imports the script: a slow import
+    time.sleep(600)
+
+@step
+def quick() -> int:
+    return 2
+
+@pipeline
+def slow_to_start():
+    return quick()
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        slow_to_start()
+"""
+
+
+def test_a_run_whose_processes_die_before_its_loop_took_it_over_is_lost(tmp_path, monkeypatch):
+    """Killed while its orchestration process was still importing, a run stayed
+    `initializing` for good: no reader took it for lost, nor could it be resumed. The
+    process that submitted it heartbeats it until a loop takes it over."""
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
+    home = tmp_path / "home"
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_IMPORT)
+    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
+    with Spawned(python(str(script)), env=env) as run:
+        wait_until(lambda: run.most_runners == 1, 60, "the orchestration process to start")
+        time.sleep(2.0)  # longer than a lost run's silence: its submitter heartbeats it
+        assert [r.status for r in Client().list_pipeline_runs()] == ["initializing"]
+        run.kill()
+    time.sleep(1.5)
+    lost = Client().list_pipeline_runs()[0]
+    assert (lost.status, lost.exception_type) == ("failed", "OrchestrationLost")
+    assert cli(home, "runs", "reap").strip() == "Recorded 1 lost run as failed."
+    assert sql(home, "SELECT status FROM pipeline_run") == [("failed",)]
 
 
 def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):

@@ -1,6 +1,10 @@
-"""The one rule for a lost run: `running`, with a heartbeat older than the bound.
+"""The one rule for a lost run: `running` or `initializing`, with a heartbeat older than
+the bound.
 
-A loop whose process died stops heartbeating, so its run would stay `running` for ever. The
+A loop whose process died stops heartbeating, so its run would stay `running` for ever; so
+would a run `initializing` whose process died before any loop took it over (an orchestration
+process importing a slow module, a driver waiting for Ray): the process that submitted it
+heartbeats it until then. The
 bound is `config.heartbeat.stale_after`: six heartbeats of the interval the run's loop
 recorded (`heartbeat_seconds`), so a loop that heartbeats seldom is not taken for dead by a
 reader that heartbeats often, and never less than the store's retry window and two
@@ -32,13 +36,15 @@ if TYPE_CHECKING:
     from branchwork.models.responses import PipelineRunResponse
 
 LOST_TYPE = "OrchestrationLost"
+LIVE = ("running", "initializing")  # the statuses a heartbeat keeps
 
 
 def run_lost_message(interval: float | None) -> str:
     """Why a run whose loop heartbeated every `interval` seconds reads failed."""
     return (
         f"The orchestration loop stopped heartbeating for over {stale_after(interval):g}s: "
-        "its process died. Resume the run to finish it."
+        "its process (or, before a loop took the run over, the one that started it) died. "
+        "Resume the run to finish it."
     )
 
 
@@ -49,7 +55,7 @@ def not_resumable_message(run: PipelineRunResponse) -> str:
         f"Run '{run.name}' is {run.status}: only failed or stopped runs, and paused ones once "
         "answered, can be resumed."
     )
-    if run.status == "running":
+    if run.status in LIVE:
         after = stale_after(run.heartbeat_seconds)
         message += (
             f" If its process is gone, it reads failed {after:g}s after its last heartbeat; "
@@ -64,7 +70,7 @@ ATTEMPT_LOST_MESSAGE = "Its orchestration was lost (the loop's process died) whi
 def is_lost(run: Any, now: float) -> bool:
     """Whether a pipeline_run row (status, heartbeat, heartbeat_seconds) is lost at `now`."""
     return (
-        run.status == "running"
+        run.status in LIVE
         and run.heartbeat is not None
         and run.heartbeat < now - stale_after(run.heartbeat_seconds)
     )
@@ -75,7 +81,7 @@ def _lost(now: float) -> Any:
     run = schema.pipeline_run.c
     interval = func.coalesce(run.heartbeat_seconds, heartbeat_interval())
     return and_(
-        run.status == "running",
+        run.status.in_(LIVE),
         run.heartbeat + MISSED_HEARTBEATS * interval < now,
         run.heartbeat + retry_window() + AFTER_RETRIES * interval < now,
     )
@@ -97,7 +103,7 @@ def reap_lost_runs(conn: Connection, run_id: str | None = None) -> int:
     for row in lost:
         conn.execute(
             schema.pipeline_run.update()
-            .where(run.id == row.id, run.status == "running")
+            .where(run.id == row.id, run.status.in_(LIVE))
             .values(
                 status="failed",
                 end_time=utc(row.heartbeat),

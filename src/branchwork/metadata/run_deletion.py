@@ -19,6 +19,7 @@ versions. Artifact files are left alone unless `purge_files` is called with what
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy.sql import Select
 from branchwork.exceptions import BranchworkError
 from branchwork.metadata.artifact_listing import versions_query
 from branchwork.metadata.chunking import chunks
+from branchwork.metadata.lost import is_lost
 from branchwork.metadata.queries import _version
 from branchwork.metadata.schema import (
     artifact_version,
@@ -95,11 +97,14 @@ def _run_to_delete(conn: Connection, id_or_name: str, force: bool) -> Any:
             pipeline_run.c.name,
             pipeline_run.c.status,
             pipeline_run.c.snapshot_id,
+            pipeline_run.c.heartbeat,
+            pipeline_run.c.heartbeat_seconds,
         ).where(or_(pipeline_run.c.id == id_or_name, pipeline_run.c.name == id_or_name))
     ).one_or_none()
     if run is None:
         raise BranchworkError(f"No pipeline run with id or name {id_or_name!r}.")
-    if run.status in _UNFINISHED and not force:
+    # A lost run reads failed everywhere: its process is gone, nothing to break.
+    if run.status in _UNFINISHED and not force and not is_lost(run, time.time()):
         raise BranchworkError(
             f"Run '{run.name}' is {run.status}; deleting it would break its recording. "
             "Wait for it to finish, or force the deletion if its process is gone."

@@ -95,6 +95,8 @@ def create_placeholder_run(
                 "pipeline_id": pipeline_id(pipeline_name),
                 "snapshot_id": snapshot_id,
                 "status": "initializing",
+                "heartbeat": now,  # its process's until a loop takes it over (`lost`)
+                "heartbeat_seconds": heartbeat_interval(),
                 "orchestrator": orchestrator,
                 "stack": stack,
                 "parameters": params_json,
@@ -138,6 +140,20 @@ def start_run(engine: Engine, run_id: str, orchestrator_run_id: str, now: float)
     return status
 
 
+@retrying("heartbeating the run")
+def heartbeat_initializing(engine: Engine, run_id: str) -> bool:
+    """Say that the process which submitted INITIALIZING run `run_id` is alive; False once
+    the run is not initializing any more (a loop took it over, or it ended)."""
+    run = schema.pipeline_run.c
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            schema.pipeline_run.update()
+            .where(run.id == run_id, run.status == "initializing")
+            .values(heartbeat=time.time())
+        )
+    return bool(result.rowcount)
+
+
 @retrying("recording a failed run")
 def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
     """Record as FAILED a run whose loop never finished it: its pipeline would not load, or
@@ -174,6 +190,8 @@ def reopen_run(engine: Engine, run_id: str) -> bool:
             .where(schema.pipeline_run.c.status.in_(("failed", "stopped", "paused")))
             .values(
                 status="initializing",
+                heartbeat=time.time(),
+                heartbeat_seconds=heartbeat_interval(),
                 end_time=None,
                 failed_step=None,
                 exception_type=None,

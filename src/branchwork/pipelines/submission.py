@@ -3,17 +3,22 @@
 To its loop host here, as a typed request with the live pipeline, when the orchestrator runs
 loops in the calling process; else through the seed's plugin API (`submit_pipeline` /
 `submit_dynamic_pipeline`) with the environment a job needs, waiting for that job (see
-`pipelines.waiting`). An orchestrator that raises while handed the run fails the run.
+`pipelines.waiting`), and heartbeating the run meanwhile until a loop takes it over (a run
+whose submitting process died first is then lost, see `metadata.lost`, rather than
+`initializing` for good). An orchestrator that raises while handed the run fails the run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.config.home import home_dir, store_url
 from branchwork.exceptions import (
     BranchworkError,
@@ -25,7 +30,7 @@ from branchwork.exceptions import (
 from branchwork.graph.tracing import Compiled
 from branchwork.metadata.error_records import text_of
 from branchwork.metadata.queries import get_run
-from branchwork.metadata.runs import mark_run_failed
+from branchwork.metadata.runs import heartbeat_initializing, mark_run_failed
 from branchwork.metadata.store import get_engine
 from branchwork.pipelines.calls import run_outcome
 from branchwork.pipelines.code_seen import code_seen
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from branchwork.pipelines.pipeline import Pipeline
 
 RUN_ID_ENV = "BRANCHWORK_RUN_ID"
+logger = logging.getLogger("branchwork")
 
 
 def submit_and_wait(
@@ -71,12 +77,36 @@ def submit_and_wait(
         environment[ACCEPT_NEW_GRAPH_ENV] = "1"
     dynamic = compiled.is_dynamic
     submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
-    with _failures_recorded(stack, run):
-        result = submit(run.snapshot, stack, environment, run)
-    ended = None
-    if result is not None and result.wait_for_completion is not None:
-        ended = wait_for_run(result, engine, run_id)
+    with _heartbeating(run_id):
+        with _failures_recorded(stack, run):
+            result = submit(run.snapshot, stack, environment, run)
+        ended = None
+        if result is not None and result.wait_for_completion is not None:
+            ended = wait_for_run(result, engine, run_id)
     return run_outcome(run_id, None, ended)
+
+
+@contextmanager
+def _heartbeating(run_id: str) -> Iterator[None]:
+    """Heartbeat INITIALIZING run `run_id` from this process, on a thread of its own, until
+    its loop takes it over in another process or job (connecting to a cluster, starting an
+    orchestration process that imports slow modules, a job waiting to be scheduled)."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(heartbeat_interval()):
+            try:
+                if not heartbeat_initializing(get_engine(), run_id):
+                    return  # taken over (or ended): its loop heartbeats now
+            except Exception as error:  # noqa: BLE001 - the store away: try at the next beat
+                logger.debug("Could not heartbeat run %s: %s", run_id, error)
+
+    thread = threading.Thread(target=beat, name="branchwork-submitted-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 @contextmanager
