@@ -21,6 +21,8 @@ import ray_team as rt  # noqa: E402
 from branchwork import Client  # noqa: E402
 from branchwork.artifact_stores.inline import inline_uri  # noqa: E402
 from branchwork.exceptions import PipelineRunFailedError  # noqa: E402
+from free_ports import free_port  # noqa: E402
+from processes import python_env  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -156,6 +158,26 @@ def test_a_team_script_connects_by_address_and_the_token_is_in_nothing_stored(
     for key in objects:
         texts[key] = s3_server.filesystem().cat_file(key).decode("latin-1")
     assert [where for where, text in texts.items() if token in text] == []
+
+
+def test_an_address_nothing_answers_at_fails_at_once(tmp_path, monkeypatch):
+    """A wrong port: `ray.init` waited there for ever (minutes, then killed), the run
+    `initializing`."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    address = f"127.0.0.1:{free_port()}"  # Ray reaches it at this node's address
+    env = python_env(home)
+    store = json.dumps({"root": "memory://team"})
+    out = run_team_script(tmp_path, env, address, "driver", store)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "branchwork.exceptions.OrchestratorError: Could not connect to the Ray cluster at "
+        f"{address}: nothing accepts connections at "
+    )
+    assert last.endswith("(`ray status` there prints it).") and "Connection refused" in last
+    run = Client().get_pipeline_run("latest")
+    assert run.status == "failed" and "nothing accepts connections" in run.exception_message
 
 
 def test_a_wrong_token_fails_at_once_saying_where_the_token_goes(ray_two_nodes, tmp_path):

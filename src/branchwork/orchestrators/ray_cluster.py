@@ -12,6 +12,7 @@ asked for and the most any node offers. Ray is imported only inside these functi
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,11 +170,42 @@ def connect(address: str | None, num_cpus: int | None, init_args: dict[str, Any]
         kwargs["address"] = address
     elif num_cpus is not None:
         kwargs.update(address="local", num_cpus=num_cpus)
+    if address is not None:
+        _check_answers(address)
     try:
         with sigterm_handler_kept():
             ray.init(**kwargs)
     except ConnectionError as error:
         raise OrchestratorError(_not_connected(address, error)) from error
+
+
+CONNECT_SECONDS = 10.0  # for a cluster's address to accept a connection at all
+
+
+def _check_answers(address: str) -> None:
+    """Refuse at once an address at which nothing accepts a connection (a wrong port, a head
+    that is down): `ray.init` waited there for ever, the run `initializing`. The address is
+    checked as Ray would reach it (it takes 127.0.0.1 for this node's address)."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        target = (
+            address.removeprefix("ray://")
+            if address.startswith("ray://")
+            else (canonicalize_bootstrap_address(address))
+        )
+        host, _, port = (target or "").rpartition(":")
+        endpoint = (host.strip("[]"), int(port))
+    except Exception:  # noqa: BLE001 - "auto" with no cluster, a form Ray reads: its own error
+        return
+    try:
+        socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise OrchestratorError(
+            f"Could not connect to the Ray cluster at {address}: nothing accepts connections "
+            f"at {target} ({error}). Check that the cluster is running and that the address "
+            "is its head node's (`ray status` there prints it)."
+        ) from None
 
 
 def _not_connected(address: str | None, error: ConnectionError) -> str:
