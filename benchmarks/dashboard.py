@@ -136,7 +136,7 @@ class ApiLog:
 
     def __call__(self, response: Any) -> None:
         url = response.url
-        if "/api/" not in url or url.endswith("/events") or response.status != 200:
+        if "/api/" not in url or response.status != 200:
             return
         body = response.json()
         count = max((len(v) for v in body.values() if isinstance(v, list)), default=0)

@@ -82,6 +82,13 @@ def asks():
 
 
 @pipeline
+def approve():
+    """Pauses for a yes or no, for an hour at most (then it is no)."""
+    ship = wait("Ship it?", bool, timeout=3600, default=False)
+    return deploy("prod" if ship else "nowhere")
+
+
+@pipeline
 def nest(folder: str):
     """chain as a child run."""
     return chain.submit(folder)

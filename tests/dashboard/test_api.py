@@ -348,25 +348,118 @@ def test_the_dashboard_reads_without_writing(pipelines, project, api, branchwork
         f"/api/runs/{run.name}/groups/work/items",
         f"/api/runs/{run.name}/steps/work_4",
         f"/api/runs/{run.name}/steps/work_4/logs",
-        f"/api/runs/{run.name}/events",
+        f"/api/runs/{run.name}/changes",
     ):
         assert client.get(path).status_code == 200, path
     dispose_engines()
     assert fingerprint() == before
 
 
-def test_events_of_a_finished_run_end_the_stream(pipelines, project, api):
-    run = failed_fan(pipelines, project)
-    response = api().get(f"/api/runs/{run.name}/events")
-    assert response.headers["content-type"].startswith("text/event-stream")
-    events = [block.splitlines() for block in response.text.strip().split("\n\n")]
-    assert events[0] == ["retry: 2000"]
-    (progress_name, progress_data), (end_name, end_data) = events[1], events[2]
-    assert progress_name == "event: progress" and end_name == "event: end"
-    progress = json.loads(progress_data.removeprefix("data: "))
-    assert progress["status"] == "failed" and progress["counts"]["failed"] == 1
-    assert [s["step_name"] for s in progress["steps"]] == ["count", "work"]
-    assert json.loads(end_data.removeprefix("data: ")) == {"status": "failed"}
+def test_a_finished_run_is_not_live_and_its_token_stays_until_it_changes(pipelines, project, api):
+    """Pages follow a run by asking whether it changed since the token of what they show:
+    the run's answer and a step's carry it, and a finished run is not followed."""
+    run = failed_fan(pipelines, project, item=1, n=2)
+    client = api()
+    shown = ok(client.get(f"/api/runs/{run.name}"))["changes"]
+    assert shown["live"] is False
+    assert ok(client.get(f"/api/runs/{run.name}/steps/work"))["changes"] == shown
+    same = ok(client.get(f"/api/runs/{run.name}/changes", params={"since": shown["token"]}))
+    assert same == {**shown, "changed": False}
+    assert ok(client.get(f"/api/runs/{run.name}/changes"))["changed"] is True
+    missing = client.get("/api/runs/nope/changes")
+    assert missing.status_code == 404
+
+    (project / "fail-1").unlink()
+    resumed = client.post(f"/api/runs/{run.name}/resume", headers={"X-Branchwork-Action": "1"})
+    assert resumed.status_code == 202, resumed.text
+    moved = ok(client.get(f"/api/runs/{run.name}/changes", params={"since": shown["token"]}))
+    assert moved["changed"] is True and moved["token"] != shown["token"]
+    deadline = time.monotonic() + 60
+    while ok(client.get(f"/api/runs/{run.name}/changes"))["live"]:
+        assert time.monotonic() < deadline, "the resumed run did not end in 60 s"
+        time.sleep(0.1)
+    assert ok(client.get(f"/api/runs/{run.name}"))["run"]["status"] == "completed"
+
+
+def test_a_paused_run_says_which_question_it_waits_on_and_how_to_answer(
+    pipelines, project, api, monkeypatch
+):
+    """The run's answer had no questions: the page could not show what a paused run waits
+    for, and offered a resume that is refused until it has an answer."""
+    monkeypatch.chdir(project)
+    with pytest.raises(RunPaused):
+        pipelines("approve")()
+    run = Client().list_pipeline_runs(pipeline="approve", limit=1)[0]
+    client = api()
+
+    detail = ok(client.get(f"/api/runs/{run.name}"))
+    waiting = detail["waiting"]
+    assert (waiting["question"], waiting["schema"]) == ("Ship it?", {"type": "boolean"})
+    assert (waiting["timeout_seconds"], waiting["default"]) == (3600, False)
+    assert waiting["asked_by"] == run.name
+    assert waiting["answer_command"] == f"branchwork runs answer {run.name} --value VALUE"
+    [question] = detail["waits"]
+    assert (question["question"], question["state"], question["answer"]) == (
+        "Ship it?",
+        "waiting",
+        None,
+    )
+    assert detail["changes"]["live"] is True  # an answer may come from the CLI
+    refused = client.post(f"/api/runs/{run.name}/resume", headers={"X-Branchwork-Action": "1"})
+    assert refused.status_code == 409
+    assert "is paused, waiting for an answer to 'Ship it?'" in refused.json()["detail"]
+
+    assert Client().answer_run(run.id, True) == "deployed to prod"
+    after = ok(client.get(f"/api/runs/{run.name}"))
+    assert after["waiting"] is None
+    [answered] = after["waits"]
+    assert (answered["state"], answered["answer"], answered["answered_by"]) == (
+        "answered",
+        True,
+        "answer",
+    )
+    since = {"since": detail["changes"]["token"]}
+    moved = ok(client.get(f"/api/runs/{run.name}/changes", params=since))
+    assert moved == {**after["changes"], "changed": True, "live": False}
+
+
+def test_a_question_past_its_timeout_no_longer_holds_the_run(pipelines, project, api, monkeypatch):
+    monkeypatch.chdir(project)
+    with pytest.raises(RunPaused):
+        pipelines("asks")()
+    run = Client().list_pipeline_runs(pipeline="asks", limit=1)[0]
+    time.sleep(1.1)  # past the question's timeout: a resume takes its default
+    detail = ok(api().get(f"/api/runs/{run.name}"))
+    assert detail["waiting"] is None
+    [question] = detail["waits"]
+    assert (question["state"], question["default"]) == ("timed_out", "staging")
+
+
+def test_a_log_offset_past_its_end_reads_nothing_there(pipelines, project, api):
+    """SQLite's substr wraps offsets past 32 bits: 2**62 read the log from its start."""
+    run = failed_fan(pipelines, project, item=1, n=2)
+    client = api()
+    logs = f"/api/runs/{run.name}/steps/work_2/logs"
+    whole = ok(client.get(logs))
+    assert whole["text"].startswith("<script>alert(1)</script> item 1")
+    for offset in (whole["total"], 2**32 + 1, 2**62):
+        past = ok(client.get(logs, params={"offset": offset}))
+        assert past == {
+            "text": "",
+            "offset": whole["total"],
+            "next_offset": None,
+            "total": whole["total"],
+        }
+
+
+def test_a_search_longer_than_any_name_is_refused_naming_the_limit(api):
+    """50,000 characters answered 500: 'LIKE or GLOB pattern too complex'."""
+    client = api()
+    assert ok(client.get("/api/runs", params={"q": "x" * 255}))["total"] == 0
+    for length in (256, 50_000):
+        refused = client.get("/api/runs", params={"q": "x" * length})
+        assert refused.status_code == 422
+        assert refused.json() == {"detail": "q: String should have at most 255 characters"}
 
 
 def test_token_cookie_and_action_headers(pipelines, project, api):
@@ -564,3 +657,8 @@ def test_the_aggregates_on_postgresql(pipelines, project, api, postgres_server, 
     assert step["attempts"][0]["exception_type"] == "ValueError"
     logs = ok(client.get(f"/api/runs/{run.name}/steps/work_30/logs", params={"offset": 8}))
     assert logs["text"] == "alert(29)</script> item 29\n" and logs["total"] == 35
+    past = ok(client.get(f"/api/runs/{run.name}/steps/work_30/logs", params={"offset": 2**62}))
+    assert (past["text"], past["offset"]) == ("", 35)
+    changes = ok(client.get(f"/api/runs/{run.name}/changes", params={"since": "old"}))
+    assert changes["changed"] is True and changes["live"] is False
+    assert step["changes"] == {"token": changes["token"], "live": False}

@@ -46,7 +46,7 @@ PIPELINES = f"""
 import time
 from pathlib import Path
 
-from branchwork import log_metadata, pipeline, step
+from branchwork import log_metadata, pipeline, step, wait
 
 
 @step
@@ -107,6 +107,7 @@ def gated(folder: str, i: int) -> int:
     while not Path(folder, f"release-{{i}}").exists():
         assert time.monotonic() < deadline, f"release-{{i}} never came"
         time.sleep(0.05)
+    print("released", i)
     return i
 
 
@@ -114,6 +115,33 @@ def gated(folder: str, i: int) -> int:
 def growing(folder: str, n: int):
     for i in range(n):
         int(gated(folder, i))  # waits: each step is discovered once the last one is done
+
+
+@step
+def ship(target: str) -> str:
+    return f"shipped to {{target}}"
+
+
+@pipeline
+def approval():
+    return ship("production" if wait("Ship it to production?", bool) else "nowhere")
+
+
+def named_step(i):
+    def passing(i: int) -> int:
+        return i
+
+    passing.__name__ = passing.__qualname__ = f"s{{i:03d}}"
+    return step(passing)
+
+
+NAMED_STEPS = [named_step(i) for i in range(301)]
+
+
+@pipeline
+def wide():  # 301 step names: one more than the graph draws
+    for i, named in enumerate(NAMED_STEPS):
+        named(i)
 """
 
 
@@ -185,8 +213,9 @@ def dashboard(branchwork_home: Path) -> Iterator[str]:
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    """A Chromium page; fails the test on any script error the page raised, and on any
-    request that left this machine (every asset ships in the package)."""
+    """A Chromium page; fails the test on any script error a page of its browser raised, and
+    on any request that left this machine (every asset ships in the package). More tabs of
+    the same browser: `page.context.new_page()`, watched alike."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -195,11 +224,11 @@ def page() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 900})
-            tab.set_default_timeout(20_000)
-            tab.on("pageerror", lambda error: errors.append(str(error)))
-            tab.on("request", lambda request: requested.append(request.url))
-            yield tab
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(20_000)
+            context.on("page", lambda tab: tab.on("pageerror", lambda e: errors.append(str(e))))
+            context.on("request", lambda request: requested.append(request.url))
+            yield context.new_page()
         finally:
             browser.close()
     assert not errors, f"the page raised: {errors}"
@@ -401,7 +430,7 @@ def test_the_printed_url_with_its_token_opens_the_pages_and_resume_works(
         assert "token" not in page.url
         page.locator("table.runs a.run-link").click()
         (tmp_path / "marker").touch()
-        page.get_by_role("button", name="Resume").click()  # a POST, the event stream: cookie
+        page.get_by_role("button", name="Resume").click()  # a POST, then the polls: cookie
         expect(page.locator(".run-header .badge")).to_have_text("completed", timeout=60_000)
 
 
@@ -524,3 +553,231 @@ def test_a_background_request_to_a_stopped_server_is_said_above_the_page(
     page.locator(".tl-viewport").evaluate("el => { el.scrollTop = el.scrollHeight; }")
     expect(problem).to_be_visible()
     expect(problem).to_contain_text("A request to the server failed")
+
+
+def start_growing(home: Path, project: Path, gates: Path, n: int) -> Spawned:
+    """`growing` in a process of its own: its gated steps wait (60 s at most) for the file
+    gates/release-i."""
+    target = f"{project / 'pipelines.py'}:growing"
+    args = [BRANCHWORK, "run", target, "-p", f"folder={gates}", "-p", f"n={n}"]
+    return Spawned(args, env=python_env(home))
+
+
+def set_visibility(tab: Any, state: str) -> None:
+    """What the browser does when the tab is put in the background ("hidden") or shown
+    again ("visible"); headless, every tab is visible."""
+    tab.evaluate(
+        """state => {
+            const set = (name, value) =>
+                Object.defineProperty(document, name, { value, configurable: true });
+            set("visibilityState", state);
+            set("hidden", state === "hidden");
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def count_polls_from_now(tab: Any) -> float:
+    """The tab's clock now, for `polls_since`; the tab's list of the requests it made is
+    emptied, so that it has room for those to come."""
+    return float(tab.evaluate("performance.clearResourceTimings(), performance.now()"))
+
+
+def polls_since(tab: Any, moment: float) -> int:
+    """How many times the tab asked whether its run changed since `moment`."""
+    return int(
+        tab.evaluate(
+            """moment => performance.getEntriesByType("resource")
+                .filter((entry) => entry.name.includes("/changes?") && entry.startTime > moment)
+                .length""",
+            moment,
+        )
+    )
+
+
+def test_tabs_following_a_running_run_leave_every_page_usable_and_pause_while_hidden(
+    branchwork_home, project, dashboard, page, tmp_path
+):
+    """Eight tabs on a running run's page: a ninth on the runs list still loads at once (each
+    held a connection open, and a browser opens six per host: the seventh hung). A hidden
+    tab asks nothing, and catches up when shown again."""
+    from playwright.sync_api import expect
+
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    with start_growing(branchwork_home, project, gates, 2) as run:
+        page.goto(dashboard)
+        link = page.locator("table.runs a.run-link")
+        expect(link).to_have_count(1, timeout=60_000)
+        run_page = dashboard + str(link.get_attribute("href"))
+        tabs = [page, *(page.context.new_page() for _ in range(7))]
+        for tab in tabs:
+            tab.goto(run_page)
+            expect(tab.locator(".run-header .badge")).to_have_text("running")
+        runs_list = page.context.new_page()
+        runs_list.goto(dashboard + "#/runs")
+        expect(runs_list.locator("table.runs tbody tr")).to_have_count(1, timeout=5_000)
+
+        hidden = tabs[-1]
+        set_visibility(hidden, "hidden")
+        hidden_at = count_polls_from_now(hidden)
+        (gates / "release-0").touch()
+        for tab in tabs[:-1]:
+            expect(tab.locator("g.node[data-step='gated']")).to_contain_text("1 completed")
+        hidden.wait_for_timeout(2_000)  # two polls' time
+        assert polls_since(hidden, hidden_at) == 0
+        expect(hidden.locator("g.node[data-step='gated']")).not_to_contain_text("completed")
+        set_visibility(hidden, "visible")
+        expect(hidden.locator("g.node[data-step='gated']")).to_contain_text("1 completed")
+
+        (gates / "release-1").touch()
+        for tab in tabs:
+            expect(tab.locator(".run-header .badge")).to_have_text("completed", timeout=60_000)
+        code, _, err = run.wait(60)
+        assert code == 0, err
+
+
+def test_a_step_page_follows_its_running_step_until_the_run_ends(
+    branchwork_home, project, dashboard, page, tmp_path
+):
+    """It was a snapshot: a running step read running until the page was reloaded."""
+    from playwright.sync_api import expect
+
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    with start_growing(branchwork_home, project, gates, 1) as run:
+        page.goto(dashboard)
+        expect(page.locator("table.runs a.run-link")).to_have_count(1, timeout=60_000)
+        page.locator("table.runs a.run-link").click()
+        node = page.locator("g.node[data-step='gated']")
+        node.locator(".node-head").click()
+        node.locator("a.chip").click()
+        header = page.locator(".step-header")
+        expect(header.locator("h1 .badge")).to_have_text("running")
+        ended = header.locator("dt:text-is('Ended') + dd")
+        expect(ended).to_have_text("-")
+        took = header.locator("dt:text-is('Duration') + dd")
+        running_for = took.text_content()
+        expect(page.locator(".log-status")).to_have_text(
+            "No logs yet: they are stored when the attempt ends."
+        )
+        page.evaluate("window.notReloaded = true")
+
+        (gates / "release-0").touch()
+        expect(header.locator("h1 .badge")).to_have_text("completed", timeout=60_000)
+        expect(ended).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+        expect(took).not_to_have_text(str(running_for))
+        expect(page.locator("pre.logs")).to_contain_text("released 0")
+        assert page.evaluate("window.notReloaded") is True
+        code, _, err = run.wait(60)
+        assert code == 0, err
+
+    # The run has ended: the page stops asking (once it has seen that).
+    page.wait_for_timeout(1_500)  # a poll's time, to see the end
+    ended_at = count_polls_from_now(page)
+    page.wait_for_timeout(2_000)  # two polls' time
+    assert polls_since(page, ended_at) == 0
+
+
+def test_a_paused_run_shows_its_question_and_resumes_once_answered(
+    branchwork_home, project, dashboard, page
+):
+    """The page showed neither the question nor how to answer it, and offered Resume, which
+    a paused run refuses until its question has an answer."""
+    from playwright.sync_api import expect
+
+    branchwork(branchwork_home, "run", f"{project / 'pipelines.py'}:approval")  # pauses
+    page.goto(dashboard)
+    link = page.locator("table.runs a.run-link")
+    name = str(link.text_content())
+    link.click()
+    waiting = page.locator(".run-header .waiting")
+    expect(waiting.locator("h2")).to_have_text("Waiting for an answer")
+    expect(waiting.locator(".question")).to_have_text("Ship it to production?")
+    expect(waiting).to_contain_text('{"type":"boolean"}')
+    expect(waiting).to_contain_text("none: it waits until answered")
+    expect(waiting.locator(".answer-command")).to_have_text(
+        f"branchwork runs answer {name} --value VALUE"
+    )
+    resume = page.get_by_role("button", name="Resume")
+    expect(resume).to_be_disabled()
+    expect(page.locator(".action-reason")).to_have_text(
+        "Resume is off until the question below is answered."
+    )
+    question = page.locator(".questions tr[data-wait='wait']")
+    expect(question).to_contain_text("Ship it to production?")
+    expect(question).to_contain_text("waiting for an answer")
+    screenshot(page, "run-paused")
+    page.evaluate("window.notReloaded = true")
+
+    # Answered from a shell, as the page says: the page follows the run to its end.
+    branchwork(branchwork_home, "runs", "answer", name, "--value", "true")
+    expect(page.locator(".run-header .badge")).to_have_text("completed", timeout=30_000)
+    expect(waiting).to_have_count(0)
+    expect(page.locator(".action-reason")).to_have_count(0)
+    expect(question.locator("td").last).to_have_text("true")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_a_box_opens_onto_its_step_runs_however_many_step_names_are_drawn(
+    branchwork_home, project, dashboard, page
+):
+    """With 300 step names drawn, clicking a box did nothing (and with 261 to 299 it opened
+    onto a few of its step runs only)."""
+    from playwright.sync_api import expect
+
+    branchwork(branchwork_home, "run", f"{project / 'pipelines.py'}:wide")
+    page.goto(dashboard)
+    page.locator("table.runs a.run-link").click()
+    expect(page.locator("g.node")).to_have_count(300)
+    expect(page.locator(".graph-wrap")).to_contain_text(
+        "Only the first 300 step names are drawn; 1 more (1 step runs) are not."
+    )
+    names = [f"s{i:03d}" for i in (0, 50, 100, 150, 200, 250)]
+    for name in names:
+        node = page.locator(f"g.node[data-step='{name}']")
+        node.locator(".node-head").click()
+        expect(node.locator(".node-head")).to_have_attribute("aria-expanded", "true")
+        expect(node.locator("a.chip text")).to_have_text(name)
+        expect(node).to_contain_text("1–1 of 1")
+    # A sixth open box closes the first, and the graph says so.
+    first = page.locator("g.node[data-step='s000']")
+    expect(first.locator(".node-head")).to_have_attribute("aria-expanded", "false")
+    expect(first.locator("a.chip")).to_have_count(0)
+    expect(page.locator(".graph-notice")).to_have_text(
+        "Closed s000: at most 5 boxes are open at once."
+    )
+    expect(page.locator("g.node a.chip")).to_have_count(5)
+
+
+def test_the_runs_list_past_its_last_page_or_at_no_page_says_so(
+    branchwork_home, project, dashboard, page, tmp_path
+):
+    """Past the end it read "No runs yet." over a pager of "101–2 of 2"; a page that is no
+    number showed the server's validation message."""
+    from playwright.sync_api import expect
+
+    (tmp_path / "marker").touch()
+    run_fanout(branchwork_home, project, tmp_path, 1)
+    run_fanout(branchwork_home, project, tmp_path, 1)
+    page.goto(dashboard + "#/runs?page=3")
+    empty = page.locator("p.empty")
+    expect(empty).to_have_text("Page 3 is empty: there are 2 runs, on one page. Last page")
+    expect(page.locator(".page-info")).to_have_text("page 3 of 1")
+    expect(page.get_by_role("button", name="Next ›")).to_be_disabled()
+    empty.get_by_role("link", name="Last page").click()
+    expect(page.locator("table.runs tbody tr")).to_have_count(2)
+    expect(page.locator(".page-info")).to_have_text("1–2 of 2")
+
+    page.goto(dashboard + "#/runs?status=completed&page=9")
+    page.get_by_role("button", name="‹ Prev").click()  # to the last page, with the filter
+    expect(page.locator("table.runs tbody tr")).to_have_count(2)
+    assert "status=completed" in page.url
+
+    for bad in ("abc", "0", "1.5"):
+        page.goto(dashboard + f"#/runs?page={bad}")
+        expect(empty).to_have_text(
+            f"“{bad}” is not a page number: pages are numbered 1, 2, 3… First page"
+        )
+        expect(page.locator("table.runs")).to_have_count(0)

@@ -1,10 +1,10 @@
 """`branchwork dashboard` as a user starts it: a real server in a subprocess on a free port
 (bounded, always killed), its printed URL, the token off loopback, its one-line errors, and
-a live run followed through server-sent events and stopped from the API."""
+a live run followed as the pages follow it (asking whether it changed) and stopped from the
+API."""
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import signal
@@ -163,18 +163,28 @@ def test_a_bad_token_or_a_busy_port_is_one_error_line(branchwork_home):
     )
 
 
-def events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
-    """(name, data) of each server-sent event, as they arrive."""
-    name = None
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: ") and name is not None:
-            yield name, json.loads(line.removeprefix("data: "))
-            name = None
+def changes(base: str, run: str, timeout: float) -> Iterator[dict]:
+    """The run's answer each time it changed, as a page follows it: asking every 0.1 s
+    whether it changed since the token of the last answer, until it is no longer live (at
+    most `timeout` seconds)."""
+    shown = httpx.get(f"{base}/api/runs/{run}", timeout=10).json()
+    token = shown["changes"]["token"]
+    deadline = time.monotonic() + timeout
+    yield shown
+    while True:
+        assert time.monotonic() < deadline, f"run {run} still live after {timeout}s"
+        time.sleep(0.1)
+        asked = httpx.get(f"{base}/api/runs/{run}/changes", params={"since": token}, timeout=10)
+        answer = asked.json()
+        if answer["changed"]:
+            shown = httpx.get(f"{base}/api/runs/{run}", timeout=10).json()
+            yield shown
+        token = answer["token"]
+        if not answer["live"]:
+            return
 
 
-def test_a_live_run_grows_in_its_events_and_stops_from_the_api(project, branchwork_home):
+def test_a_live_run_grows_as_it_is_followed_and_stops_from_the_api(project, branchwork_home):
     target = f"{project / 'dash_pipelines.py'}:drip"
     runner = [BRANCHWORK, "run", target, "-p", f"folder={project}", "--no-progress"]
     with (
@@ -189,27 +199,23 @@ def test_a_live_run_grows_in_its_events_and_stops_from_the_api(project, branchwo
         wait_until(running_run, 60, "the drip run to start")
         run = running_run()
         seen: list[tuple[int, int]] = []  # (gates discovered, gates completed) as they changed
-        with httpx.stream("GET", local(found, f"/api/runs/{run}/events"), timeout=30) as stream:
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            for name, data in events(stream):
-                if name == "end":
-                    break
-                gates = {s["step_name"]: s for s in data["steps"]}.get("gate")
-                if gates is None:
-                    continue
-                state = (gates["total"], gates["counts"]["completed"])
-                if seen and seen[-1] == state:
-                    continue
-                seen.append(state)
-                if state == (1, 0):
-                    (project / "go-0").touch()  # gate_2 gets discovered once gate is done
-                elif state == (2, 1):
-                    stop = httpx.post(local(found, f"/api/runs/{run}/stop"), headers=ACTION)
-                    assert stop.json() == {"run": run, "stop": "graceful"}
-                    assert stop.status_code == 202
-                    time.sleep(1.5)  # the loop looks for a stop request every 0.2 s
-                    (project / "go-1").touch()  # the running gate finishes; nothing new starts
-        assert data == {"status": "stopped"}
+        for shown in changes(local(found, ""), run, 60):
+            gates = {s["step_name"]: s for s in shown["steps"]}.get("gate")
+            if gates is None:
+                continue
+            state = (gates["total"], gates["counts"]["completed"])
+            if seen and seen[-1] == state:
+                continue
+            seen.append(state)
+            if state == (1, 0):
+                (project / "go-0").touch()  # gate_2 gets discovered once gate is done
+            elif state == (2, 1):
+                stop = httpx.post(local(found, f"/api/runs/{run}/stop"), headers=ACTION)
+                assert stop.json() == {"run": run, "stop": "graceful"}
+                assert stop.status_code == 202
+                time.sleep(1.5)  # the loop looks for a stop request every 0.2 s
+                (project / "go-1").touch()  # the running gate finishes; nothing new starts
+        assert shown["run"]["status"] == "stopped"
         assert seen[0] == (1, 0) and (2, 1) in seen and seen[-1] == (2, 2)
         code, _, stderr = pipeline.wait(30)
         assert code != 0 and "Error" in stderr
@@ -242,8 +248,7 @@ def test_a_lost_run_reads_failed_everywhere_and_stays_unwritten(
     step = client.get("/api/runs/latest/steps/gate").json()
     assert step["step"]["status"] == "failed"
     assert step["step"]["exception_type"] == "OrchestrationLost"
-    events = client.get("/api/runs/latest/events").text
-    assert 'event: end\ndata: {"status": "failed"}' in events
+    assert client.get("/api/runs/latest/changes").json()["live"] is False
     # Read as failed, written by no reader: the rows say what the dead loop left.
     with sqlite3.connect(branchwork_home / "branchwork.db") as conn:
         assert conn.execute("SELECT status FROM pipeline_run").fetchall() == [("running",)]

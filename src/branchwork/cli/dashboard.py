@@ -17,7 +17,7 @@ import typer
 from branchwork.exceptions import BranchworkError
 
 DEFAULT_PORT = 8237
-SHUTDOWN_GRACE_SECONDS = 2  # open event streams get this long after Ctrl-C
+SHUTDOWN_GRACE_SECONDS = 2  # requests in flight get this long after Ctrl-C
 BACKLOG = 2048  # uvicorn's own default
 
 

@@ -34,6 +34,8 @@ from branchwork.dashboard.answers import (
     shortened,
     shown_groups,
 )
+from branchwork.dashboard.live import run_changes
+from branchwork.dashboard.questions import open_question_dict, questions
 from branchwork.exceptions import BranchworkError, OrchestratorError, StoreUnavailableError
 from branchwork.metadata.run_groups import (
     group_durations,
@@ -67,6 +69,11 @@ MAX_PAGE_SIZE = 200
 CONSUMERS_SHOWN = 20  # consumers of an output on the step page (the rest: /consumers)
 INPUTS_SHOWN = 50  # inputs on the step page (the rest: .../inputs)
 LOG_LIMIT = 262_144  # characters of a log in one answer
+# Past the end of any log a store holds (SQLite's longest text is 2**31 - 1 bytes, PostgreSQL's
+# 1 GB), and within the 32 bits their substr takes: SQLite wraps a larger offset round to the
+# log's start.
+LOG_OFFSET_CLAMP = 2**31 - 2
+SEARCH_LIMIT = 255  # characters of a runs search: the longest run or pipeline name
 STATUSES = [status.value for status in ExecutionStatus]
 
 
@@ -154,7 +161,10 @@ def list_runs(
     status: Annotated[list[str], Query(description="Statuses, repeated or comma-separated.")] = [],  # noqa: B006
     since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Created before (ISO 8601).")] = None,
-    q: Annotated[str | None, Query(description="Text in the run's name, id or pipeline.")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=SEARCH_LIMIT, description="Text in the run's name, id or pipeline."),
+    ] = None,
     page: PageArg = 1,
     page_size: SizeArg = 50,
 ) -> dict[str, Any]:
@@ -169,8 +179,12 @@ def list_runs(
 
 @router.get("/runs/{run}")
 def get_run(engine: EngineArg, run: str) -> dict[str, Any]:
-    """A run with its parameters, error, counts by state, and counts per step name."""
+    """A run with its parameters, error, counts by state, counts per step name, the
+    questions it asked (`branchwork.wait`), the one it waits on while that needs an answer
+    (`waiting`, null otherwise: a resume is refused until then), and the token to follow
+    it from (`changes`)."""
     record = run_or_404(engine, run)
+    changes = run_changes(engine, record)
     every_group = step_groups(engine, record)
     counts = counts_of(every_group)
     groups, more = shown_groups(every_group)
@@ -179,7 +193,25 @@ def get_run(engine: EngineArg, run: str) -> dict[str, Any]:
         "counts": counts,
         "steps": [group_dict(group) for group in groups],
         **more,
+        "waits": questions(engine, record),
+        "waiting": open_question_dict(engine, record),
+        "changes": changes,
     }
+
+
+@router.get("/runs/{run}/changes")
+def get_changes(
+    engine: EngineArg,
+    run: str,
+    since: Annotated[str | None, Query(description="The token of what the page shows.")] = None,
+) -> dict[str, Any]:
+    """Whether the run changed since the token `since` (from an earlier answer, or the
+    `changes` of a run's or a step's answer), its token now, and whether it is still live
+    (running, or paused: it can change without the dashboard). Answers at once, cheaply
+    whatever the run's size: pages poll it instead of holding a connection open."""
+    record = run_or_404(engine, run)
+    changes = run_changes(engine, record)
+    return {**changes, "changed": changes["token"] != since}
 
 
 @router.get("/runs/{run}/graph")
@@ -307,9 +339,10 @@ def get_step(engine: EngineArg, run: str, invocation: str) -> dict[str, Any]:
     its first 50 parents of "parents_total"), its configuration, cache verdict, every
     attempt, the first page of its inputs with their producers (the rest:
     `.../inputs?page=`), its outputs with their first consumers (of any run; the rest:
-    `/api/artifacts/{id}/consumers`), and its metadata. Artifacts are shown by their stored
-    previews; nothing is loaded."""
+    `/api/artifacts/{id}/consumers`), its metadata, and the token to follow its run from
+    (`changes`). Artifacts are shown by their stored previews; nothing is loaded."""
     record = run_or_404(engine, run)
+    changes = run_changes(engine, record)
     found = attempts_or_404(engine, record, invocation)
     latest = found.latest
     related = [
@@ -343,6 +376,7 @@ def get_step(engine: EngineArg, run: str, invocation: str) -> dict[str, Any]:
         "inputs_total": inputs["total"],
         "outputs": outputs,
         "metadata": shortened(latest.run_metadata),
+        "changes": changes,
     }
 
 
@@ -365,7 +399,8 @@ def get_logs(
     limit: Annotated[int, Query(ge=1, le=LOG_LIMIT, description="Characters.")] = 65_536,
     attempt: Annotated[int | None, Query(ge=1, description="Default: the latest.")] = None,
 ) -> dict[str, Any]:
-    """What the invocation printed and logged, `limit` characters from `offset`."""
+    """What the invocation printed and logged, `limit` characters from `offset` (past its
+    end: no text, at the end)."""
     record = run_or_404(engine, run)
     attempts = attempts_or_404(engine, record, invocation).attempts
     chosen = [a for a in attempts if attempt is None or a.attempt == attempt]
@@ -373,7 +408,7 @@ def get_logs(
         raise HTTPException(
             404, no_attempt_message(record.name, invocation, attempt or 0, len(attempts))
         )
-    found = log_slice(engine, chosen[-1].id, offset, limit)
+    found = log_slice(engine, chosen[-1].id, min(offset, LOG_OFFSET_CLAMP), limit)
     end = found.offset + len(found.text)
     return {
         "text": found.text,

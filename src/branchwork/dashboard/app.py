@@ -1,4 +1,4 @@
-"""The dashboard's FastAPI application: pages, JSON API, live events, behind the guard.
+"""The dashboard's FastAPI application: pages and JSON API, behind the guard.
 
 `/` serves the single page (`static/index.html`, hash routes), `/static/*` its scripts and
 styles, `/api/*` the JSON API (OpenAPI at `/api/openapi.json`; FastAPI's interactive docs
@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from branchwork import __version__
-from branchwork.dashboard import api, live
+from branchwork.dashboard import api
 from branchwork.dashboard.security import Guard
 from branchwork.exceptions import StoreUnavailableError
 from branchwork.metadata.store import get_engine
@@ -45,7 +45,6 @@ def create_app(
     app.state.engine = get_engine(engine_url)
     app.state.token_required = token is not None
     app.include_router(api.router)
-    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.add_api_route("/", index, include_in_schema=False)
     app.add_exception_handler(RequestValidationError, bad_parameter)

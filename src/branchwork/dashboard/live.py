@@ -1,97 +1,51 @@
-"""Live progress of a run as server-sent events: `GET /api/runs/{run}/events`.
+"""Following a run as it goes: a token that changes whenever what the dashboard shows of a run
+may have changed, read in a few small queries whatever the run's size.
 
-The store is the one channel every orchestrator writes to, so the server polls it (every
-`POLL_SECONDS`, one aggregate query per poll, in a worker thread) and sends a `progress`
-event whenever what the run page shows has changed: the run's status, its counts by state
-and its counts per step name (which grow as a dynamic pipeline discovers steps). Once the
-run has finished it sends that last `progress` and an `end` event, and the stream closes. A
-comment line every `KEEP_ALIVE_SECONDS` keeps proxies from closing a quiet stream.
+Pages ask `GET /api/runs/{run}/changes?since=TOKEN` every second or so while they are visible,
+and read what they show again only when the token changed. Each answer comes at once: a
+browser opens at most six connections to a host, so pages that each held a stream open
+locked every other page of the dashboard out.
+
+The token is a digest of the run's row as read (a lost run reads failed), its step runs
+counted by stored status (`metadata.run_changes`) and, for a paused run, the question it
+still needs answered (which an answer given elsewhere, or its timeout, settles). A run is
+`live` while it can change without this dashboard: it goes, or it is paused (an answer or a
+resume may come from the CLI).
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
-from branchwork.dashboard.answers import counts_of, elapsed, group_dict, shown_groups
-from branchwork.dashboard.api import EngineArg, run_or_404
-from branchwork.metadata.run_groups import step_groups
-from branchwork.metadata.run_pages import run_records
-from branchwork.models.responses import ExecutionStatus
+from branchwork.dashboard.questions import open_question
+from branchwork.metadata.run_changes import step_run_tally
+from branchwork.models.responses import ExecutionStatus, PipelineRunResponse
 from branchwork.models.shapes import iso
 
-router = APIRouter(prefix="/api")
 
-POLL_SECONDS = 0.5
-KEEP_ALIVE_SECONDS = 15.0
-RECONNECT_MS = 2000  # how soon a browser reconnects a dropped stream
-
-
-@router.get("/runs/{run}/events", response_class=StreamingResponse)
-async def run_events(engine: EngineArg, run: str, request: Request) -> StreamingResponse:
-    """Server-sent events: `progress` whenever the run changed, `end` once it finished."""
-    record = await run_in_threadpool(run_or_404, engine, run)
-    return StreamingResponse(
-        _events(engine, record.id, request),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _events(engine: Engine, run_id: str, request: Request) -> AsyncIterator[str]:
-    yield f"retry: {RECONNECT_MS}\n\n"
-    last: dict[str, Any] | None = None
-    quiet_since = time.monotonic()
-    while not await request.is_disconnected():
-        progress = await run_in_threadpool(run_progress, engine, run_id)
-        if progress is None:
-            yield _event("end", {"status": None, "deleted": True})
-            return
-        if progress != last:
-            yield _event("progress", progress)
-            last, quiet_since = progress, time.monotonic()
-        if ExecutionStatus(progress["status"]).is_finished:
-            yield _event("end", {"status": progress["status"]})
-            return
-        if time.monotonic() - quiet_since > KEEP_ALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_since = time.monotonic()
-        await asyncio.sleep(POLL_SECONDS)
+def run_changes(engine: Engine, run: PipelineRunResponse) -> dict[str, Any]:
+    """`{"token", "live"}` for the run as read now. Read it before what it marks, so that a
+    change in between shows as a change at the next poll rather than never."""
+    question = open_question(engine, run)
+    marks = [
+        str(run.status),
+        iso(run.start_time),
+        iso(run.end_time),
+        run.earlier_sessions_seconds,
+        run.failed_step,
+        run.exception_type,
+        run.exception_message,
+        step_run_tally(engine, run.id),
+        None if question is None else [question[0].id, question[1].wait_id],
+    ]
+    digest = hashlib.sha256(json.dumps(marks).encode()).hexdigest()
+    return {"token": digest[:20], "live": is_live(run)}
 
 
-def run_progress(engine: Engine, run_id: str) -> dict[str, Any] | None:
-    """What the run page updates live, or None if the run was deleted."""
-    with engine.connect() as conn:
-        found = run_records(conn, [run_id])
-    if not found:
-        return None
-    run = found[0]
-    every_group = step_groups(engine, run)
-    groups, more = shown_groups(every_group)
-    return {
-        "status": str(run.status),
-        "counts": counts_of(every_group),
-        "steps": [group_dict(group) for group in groups],
-        "start_time": iso(run.start_time),
-        "end_time": iso(run.end_time),
-        # Left to the page while the run goes (a figure that grows would be a change at
-        # every poll): it adds the current session's time so far to the earlier ones'.
-        "duration_s": None if run.status == ExecutionStatus.RUNNING else elapsed(run),
-        "earlier_sessions_s": run.earlier_sessions_seconds,
-        "failed_step": run.failed_step,
-        "exception_type": run.exception_type,
-        "exception_message": run.exception_message,
-        **more,
-    }
-
-
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+def is_live(run: PipelineRunResponse) -> bool:
+    status = ExecutionStatus(run.status)
+    return not status.is_finished or status == ExecutionStatus.PAUSED

@@ -13,7 +13,8 @@ export function apiUrl(path, query) {
   return `api/${path}${search ? "?" + search : ""}`;
 }
 
-/** The server's one-line `detail` as an Error, or the status line when there is none. */
+/** The server's one-line `detail` as an Error (the status line when there is none), with the
+ * HTTP status as its `status`. */
 async function errorOf(response) {
   let detail = `${response.status} ${response.statusText}`;
   try {
@@ -22,7 +23,7 @@ async function errorOf(response) {
   } catch {
     // not JSON: keep the status line
   }
-  return new Error(detail);
+  return Object.assign(new Error(detail), { status: response.status });
 }
 
 export async function getJSON(path, query) {

@@ -1,6 +1,6 @@
 // The dashboard: a single page with hash routes, built from plain ES modules (no framework,
 // no build step, nothing fetched from the network). Each page renders into <main> and returns
-// a function that stops what it started (timers, the live event stream).
+// a function that stops what it started (timers, following the run).
 //   #/runs?pipeline=&status=&time=&q=&page=   the runs list
 //   #/runs/<run>                              a run
 //   #/runs/<run>/steps/<invocation>           one step run

@@ -38,14 +38,6 @@ export function elapsed(start, end) {
   return ((end ? Date.parse(end) : Date.now()) - Date.parse(start)) / 1000;
 }
 
-/** Seconds a run was running over all its sessions: the server's figure, or, while it runs
- * (live events leave that out), its earlier sessions' plus the current one's so far. */
-export function runSeconds(run) {
-  if (run.duration_s != null) return run.duration_s;
-  const current = elapsed(run.start_time, run.end_time);
-  return current === null ? null : (run.earlier_sessions_s ?? 0) + current;
-}
-
 export function localTime(iso) {
   if (!iso) return "-";
   const moment = new Date(iso);

@@ -1,14 +1,15 @@
 // The grouped graph of a run: one box per step name (a fan-out of 10 000 is one box with its
-// counts by state and a bar of them), edges through values dashed. A box opens lazily onto
-// one page of its step runs, fetched from the groups endpoint; the drawing never holds more
-// than MAX_BOXES boxes: opening one more group closes the oldest open one.
+// counts by state and a bar of them), edges through values dashed; the server sends at most
+// 300 step names. A box opens lazily onto one page of its step runs, fetched from the groups
+// endpoint; at most MAX_OPEN boxes are open at once, so the drawing stays small however many
+// step names it has: opening one more closes the oldest open one, and the graph says so.
 
 import { getJSON, path } from "./api.js";
 import { h, replace, route, s } from "./dom.js";
 import { clip, cssToken, duration, number, orderedCounts, stateLabel, total } from "./format.js";
 import { layout } from "./graph_layout.js";
 
-const MAX_BOXES = 300;
+const MAX_OPEN = 5;
 const ITEMS_PER_PAGE = 40;
 const NODE = { w: 240, h: 78 };
 const CHIP = { w: 112, h: 18, gap: 4, columns: 2 };
@@ -20,6 +21,7 @@ export class RunGraph {
     this.groups = [];
     this.edges = [];
     this.open = new Map(); // step_name -> {page, answer}, oldest first
+    this.notice = null; // what the last click closed to stay within MAX_OPEN
   }
 
   async load() {
@@ -40,26 +42,30 @@ export class RunGraph {
   }
 
   async toggle(name) {
+    this.notice = null;
     if (this.open.has(name)) {
       this.open.delete(name);
     } else {
-      const budget = MAX_BOXES - this.groups.length;
-      if (budget < 1) return;
-      while (this.open.size && this.boxesOpen() + Math.min(ITEMS_PER_PAGE, budget) > budget) {
-        this.open.delete(this.open.keys().next().value);
-      }
       await this.fetchItems(name, 1);
+      const closed = this.closeOldest();
+      if (closed.length) this.notice = `Closed ${closed.join(", ")}: at most ${MAX_OPEN} boxes are open at once.`;
     }
     this.draw();
   }
 
-  boxesOpen() {
-    return [...this.open.values()].reduce((sum, entry) => sum + entry.answer.items.length, 0);
+  /** Closes the oldest open boxes past MAX_OPEN; their names. */
+  closeOldest() {
+    const closed = [];
+    while (this.open.size > MAX_OPEN) {
+      const oldest = this.open.keys().next().value;
+      this.open.delete(oldest);
+      closed.push(oldest);
+    }
+    return closed;
   }
 
   async fetchItems(name, page) {
-    const budget = Math.max(1, Math.min(ITEMS_PER_PAGE, MAX_BOXES - this.groups.length));
-    const answer = await getJSON(`${path("runs", this.run, "groups", name)}/items`, { page, page_size: budget });
+    const answer = await getJSON(`${path("runs", this.run, "groups", name)}/items`, { page, page_size: ITEMS_PER_PAGE });
     this.open.set(name, { page, answer });
   }
 
@@ -87,7 +93,7 @@ export class RunGraph {
       this.groups.filter((group) => group.feeds_itself).map((group) => selfLoop(group, positions.get(group.id))),
       this.groups.map((group) => this.node(group, positions.get(group.id))),
     );
-    replace(this.element, svg, this.truncatedNote());
+    replace(this.element, svg, this.truncatedNote(), this.notice ? h("p", { class: "muted graph-notice" }, this.notice) : null);
   }
 
   truncatedNote() {

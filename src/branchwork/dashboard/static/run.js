@@ -1,10 +1,11 @@
-// The run page: header (parameters, status, duration, counts), the failed step runs first
-// when the run failed, the grouped graph, the timeline. While the run is going it follows the
-// run's event stream and updates in place; resume and stop are POSTs.
+// The run page: header (parameters, status, duration, counts, the question a paused run waits
+// on and the questions it asked), the failed step runs first when the run failed, the grouped
+// graph, the timeline. While the run can change it follows it (live.js) and updates in place;
+// resume and stop are POSTs.
 
 import { getJSON, path, postAction, PAGE_SIZE } from "./api.js";
 import { fields, h, link, replace, route } from "./dom.js";
-import { countsBar, countsText, duration, FINISHED, localTime, number, runSeconds, statusBadge } from "./format.js";
+import { countsBar, countsText, duration, localTime, number, statusBadge } from "./format.js";
 import { RunGraph } from "./graph.js";
 import { follow } from "./live.js";
 import { Timeline } from "./timeline.js";
@@ -13,8 +14,7 @@ import { errorBox, loading, pager, section } from "./widgets.js";
 const RESUMABLE = new Set(["failed", "stopped", "paused"]); // paused: once answered or timed out
 const STOPPABLE = new Set(["initializing", "running"]);
 const RESUME_GRACE_MS = 30000; // how long a resumed run may still read as failed/stopped
-// What a progress event says about the run itself (the rest is counts).
-const LIVE_FIELDS = ["status", "start_time", "end_time", "duration_s", "earlier_sessions_s", "failed_step", "exception_type", "exception_message"];
+const NEEDS_ANSWER = "Resume is off until the question below is answered.";
 
 export function renderRun(root, { run }) {
   const page = new RunPage(root, run);
@@ -48,8 +48,8 @@ class RunPage {
     this.graph = new RunGraph(this.run);
     this.timeline = new Timeline(this.run);
     this.layout();
-    await Promise.all([this.loadFailed(), this.loadPart(this.graph), this.loadPart(this.timeline)]);
-    if (!FINISHED.has(this.detail.run.status)) this.live();
+    await this.loadParts();
+    if (this.detail.changes.live) this.live();
   }
 
   layout() {
@@ -60,6 +60,10 @@ class RunPage {
     const timeline = section("Timeline", this.timeline.element);
     this.drawHeader();
     replace(this.root, this.header, this.message, failedFirst ? [failed, graph, timeline] : [graph, timeline, failed]);
+  }
+
+  loadParts() {
+    return Promise.all([this.loadFailed(), this.loadPart(this.graph), this.loadPart(this.timeline)]);
   }
 
   async loadPart(part) {
@@ -81,34 +85,39 @@ class RunPage {
   }
 
   drawHeader() {
-    const { run, counts, steps } = this.detail;
-    const seconds = runSeconds(run);
+    const { run, counts, steps, waiting, waits } = this.detail;
     replace(
       this.header,
       h("div", { class: "title-row" },
         h("h1", {}, run.name, " ", statusBadge(run.status)),
-        h("div", { class: "actions" }, this.actionButtons(run.status))),
+        h("div", { class: "actions" }, this.actionButtons(run.status), waiting ? h("span", { class: "action-reason" }, NEEDS_ANSWER) : null)),
       fields([
         ["Pipeline", run.pipeline],
         ["Kind", run.kind ?? (run.is_dynamic ? "dynamic" : "static")],
         ["Started", localTime(run.start_time ?? run.created)],
         ["Ended", localTime(run.end_time)],
-        ["Duration", duration(seconds)],
+        ["Duration", duration(run.duration_s)], // over its sessions, so far while it runs
         ["Orchestrator", run.orchestrator ?? "-"],
         ["Stack", run.stack ?? undefined],
         ["Child of", run.parent_run_id ? parentLink(run) : undefined],
         ["Steps", h("span", {}, countsBar(counts), " ", countsText(counts))],
       ]),
       run.exception_type || run.exception_message ? errorLine(run) : null,
+      waitingBox(run, waiting),
       parameters(run.parameters),
+      questionsTable(waits),
       stepsTable(steps || []),
     );
   }
 
   actionButtons(status) {
-    const button = (label, action, enabled) =>
-      h("button", { type: "button", class: `action ${action}`, disabled: !enabled || this.acting, on: { click: () => this.act(action) } }, label);
-    return [button("Resume", "resume", RESUMABLE.has(status)), button("Stop", "stop", STOPPABLE.has(status))];
+    const waiting = Boolean(this.detail.waiting);
+    const button = (label, action, enabled, why) =>
+      h("button", { type: "button", class: `action ${action}`, disabled: !enabled || this.acting, title: why, on: { click: () => this.act(action) } }, label);
+    return [
+      button("Resume", "resume", RESUMABLE.has(status) && !waiting, waiting ? NEEDS_ANSWER : null),
+      button("Stop", "stop", STOPPABLE.has(status)),
+    ];
   }
 
   async act(action) {
@@ -130,23 +139,22 @@ class RunPage {
 
   live() {
     if (this.stopLive || this.closed) return;
-    this.stopLive = follow(this.run, {
-      progress: (data) => this.progress(data),
-      end: (data) => this.ended(data),
+    this.stopLive = follow(this.run, this.detail.changes.token, {
+      changed: () => this.changed(),
+      ended: (how) => this.ended(how),
     });
   }
 
-  progress(data) {
-    const failedBefore = this.detail.counts?.failed || 0;
-    if (STOPPABLE.has(data.status)) this.resumedAt = null;
-    for (const field of LIVE_FIELDS) if (field in data) this.detail.run[field] = data[field];
-    if (data.counts) this.detail.counts = data.counts;
-    if (data.steps) {
-      this.detail.steps = data.steps;
-      this.graph.update(data.steps);
-    }
+  /** The run changed: read it again and update the page in place. */
+  async changed() {
+    const detail = await getJSON(path("runs", this.run));
+    if (this.closed) return;
+    const failedBefore = this.detail.counts.failed;
+    if (STOPPABLE.has(detail.run.status)) this.resumedAt = null;
+    this.detail = detail;
+    this.graph.update(detail.steps);
     this.drawHeader();
-    if ((data.counts?.failed || 0) !== failedBefore) this.loadFailed();
+    if (detail.counts.failed !== failedBefore) this.loadFailed();
     this.throttledTimeline();
   }
 
@@ -158,30 +166,20 @@ class RunPage {
     }, 2000);
   }
 
-  async ended(data) {
+  /** The run no longer changes: what the page shows is its last state; draw it in full. */
+  async ended({ deleted }) {
     this.stopLive = null;
-    if (data.deleted) return replace(this.message, errorBox("This run was deleted."));
-    // A resume just asked for may not have marked the run running yet: the stream then ends
-    // at once on the old status. Listen again until the resumed run shows up.
-    if (this.resumedAt && RESUMABLE.has(data.status) && Date.now() - this.resumedAt < RESUME_GRACE_MS) {
+    if (deleted) return replace(this.message, errorBox("This run was deleted."));
+    // A resume just asked for may not have marked the run running yet: following then ends
+    // at once on the old status. Follow again until the resumed run shows up.
+    if (this.resumedAt && RESUMABLE.has(this.detail.run.status) && Date.now() - this.resumedAt < RESUME_GRACE_MS) {
       setTimeout(() => this.live(), 500);
       return;
     }
     this.resumedAt = null;
-    await this.refresh();
-  }
-
-  async refresh() {
     if (this.closed) return;
-    try {
-      this.detail = await getJSON(path("runs", this.run));
-    } catch (error) {
-      replace(this.message, errorBox(error));
-      return;
-    }
-    this.drawHeader();
     replace(this.message);
-    await Promise.all([this.loadFailed(), this.loadPart(this.graph), this.loadPart(this.timeline)]);
+    await this.loadParts();
   }
 
   close() {
@@ -198,6 +196,50 @@ function errorLine(run) {
   const where = run.failed_step ? `Step ${run.failed_step}: ` : "";
   const what = [run.exception_type, run.exception_message].filter(Boolean).join(": ");
   return h("pre", { class: "error-line" }, where + what);
+}
+
+/** The question a paused run waits on, while it needs an answer, and how to give it: the
+ * dashboard does not answer, `branchwork runs answer` does (and resumes the run). */
+function waitingBox(run, waiting) {
+  if (!waiting) return null;
+  const child = waiting.asked_by !== run.name;
+  return h("div", { class: "waiting", role: "status" },
+    h("h2", {}, "Waiting for an answer", child ? [" (asked by its child run ", link(["runs", waiting.asked_by], waiting.asked_by), ")"] : null),
+    h("p", { class: "question" }, waiting.question),
+    fields([
+      ["Answer schema", waiting.schema ? h("span", { class: "mono" }, JSON.stringify(waiting.schema)) : "any JSON value"],
+      ["Asked", localTime(waiting.asked)],
+      ["Timeout", timeoutText(waiting)],
+    ]),
+    h("p", {}, "Answer it from a shell on this store: the command records the answer and resumes the run, and this page follows it."),
+    h("pre", { class: "answer-command" }, waiting.answer_command),
+  );
+}
+
+function timeoutText(wait) {
+  if (wait.timeout_seconds == null) return "none: it waits until answered";
+  return `${duration(wait.timeout_seconds)}, until ${localTime(wait.deadline)}; then ${afterTimeout(wait)}`;
+}
+
+/** What a resume does with a question past its timeout. */
+function afterTimeout(wait) {
+  return wait.has_default ? `a resume takes the default ${JSON.stringify(wait.default)}` : "a resume fails the run";
+}
+
+/** Every question the run asked (branchwork.wait), and what became of it. */
+function questionsTable(waits) {
+  if (!waits?.length) return null;
+  return h("div", { class: "questions" }, h("h3", {}, "Questions"),
+    h("table", { class: "grid compact" },
+      h("thead", {}, h("tr", {}, ["Question", "Asked", "Answer"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, waits.map((wait) => h("tr", { "data-wait": wait.wait_id },
+        h("td", {}, wait.question), h("td", {}, localTime(wait.asked)), h("td", { class: "mono" }, answerText(wait)))))));
+}
+
+function answerText(wait) {
+  if (wait.state === "answered") return JSON.stringify(wait.answer) + (wait.answered_by === "default" ? " (its default, past the timeout)" : "");
+  if (wait.state === "timed_out") return `timed out: ${afterTimeout(wait)}`;
+  return "waiting for an answer";
 }
 
 function parameters(values) {

@@ -1,32 +1,62 @@
 // The step page: one invocation of a run — its arguments, its inputs and outputs with their
 // stored previews and lineage across runs (artifacts.js), metadata, the cache verdict, every
-// attempt with its error and traceback, and its logs fetched a page at a time.
+// attempt with its error and traceback, and its logs fetched a page at a time. While the run
+// can change, the page follows it as the run page does (live.js): the header is redrawn at
+// each change of the run (a running step's duration grows), the rest when the step changed.
 
 import { getJSON, path } from "./api.js";
 import { inputsSection, outputsSection } from "./artifacts.js";
 import { fields, h, link, replace } from "./dom.js";
-import { clip, cssToken, duration, elapsed, localTime, number, statusBadge } from "./format.js";
+import { clip, cssToken, duration, elapsed, FINISHED, localTime, number, statusBadge } from "./format.js";
+import { follow } from "./live.js";
 import { errorBox, loading, section } from "./widgets.js";
 
 const LOG_PAGE = 65536; // characters per request
 
 export function renderStep(root, { run, invocation, query }) {
   let closed = false;
+  let stopLive = null;
+  let drawn = null; // the step's answer as last drawn, less its changes token
+  const top = h("div");
+  const body = h("div");
+  const load = async () => {
+    const answer = await getJSON(path("runs", run, "steps", invocation));
+    return { ...(answer.step || {}), ...withoutKey(answer, "step") };
+  };
+  const show = (step) => {
+    replace(top, header(run, step));
+    const data = JSON.stringify(withoutKey(step, "changes"));
+    if (data === drawn) return;
+    drawn = data;
+    replace(body, argumentsSection(step.config),
+      inputsSection(run, invocation, step.inputs, step.inputs_total), outputsSection(step.outputs),
+      metadataSection(step), attemptsSection(step), logsSection(run, invocation, step.attempts || []),
+      configSection(step.config));
+  };
+  const changed = async () => {
+    const step = await load();
+    if (!closed) show(step);
+  };
+  const ended = ({ deleted }) => {
+    if (deleted && !closed) replace(body, errorBox("This run was deleted."));
+  };
+
   replace(root, loading("the step"));
-  getJSON(path("runs", run, "steps", invocation))
-    .then((answer) => {
+  load()
+    .then((step) => {
       if (closed) return;
-      const step = { ...(answer.step || {}), ...withoutKey(answer, "step") };
-      replace(root, breadcrumb(run, invocation), header(run, step), argumentsSection(step.config),
-        inputsSection(run, invocation, step.inputs, step.inputs_total), outputsSection(step.outputs),
-        metadataSection(step), attemptsSection(step), logsSection(run, invocation, step.attempts || []),
-        configSection(step.config));
+      replace(root, breadcrumb(run, invocation), top, body);
+      show(step);
       if (query.get("show") === "traceback") showTraceback(root);
+      if (step.changes.live) stopLive = follow(run, step.changes.token, { changed, ended });
     })
     .catch((error) => {
       if (!closed) replace(root, breadcrumb(run, invocation), errorBox(error));
     });
-  return () => { closed = true; };
+  return () => {
+    closed = true;
+    if (stopLive) stopLive();
+  };
 }
 
 function withoutKey(object, key) {
@@ -122,7 +152,7 @@ function logsSection(run, invocation, attempts) {
       if (attempt !== onScreen) return;
       text.append(page.text);
       const loaded = page.next_offset ?? page.total;
-      if (!page.total) return replace(status, "No logs.");
+      if (!page.total) return replace(status, noLogs(attempts.find((a) => a.attempt === attempt)));
       const button = page.next_offset != null
         ? h("button", { type: "button", class: "more-logs", on: { click: () => more(attempt, page.next_offset) } }, "Load more")
         : null;
@@ -133,6 +163,11 @@ function logsSection(run, invocation, attempts) {
   };
   choose(attempts.length ? attempts[attempts.length - 1].attempt : "");
   return element;
+}
+
+// An attempt's logs are stored when it ends.
+function noLogs(attempt) {
+  return attempt && !FINISHED.has(attempt.status) ? "No logs yet: they are stored when the attempt ends." : "No logs.";
 }
 
 function configSection(config) {
