@@ -103,6 +103,19 @@ def test_migrate_to_refuses_the_same_store_naming_it(cli, branchwork_home, asser
     )
 
 
+@pytest.mark.parametrize(
+    "memory", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:team?mode=memory&uri=true"]
+)
+def test_migrate_to_refuses_an_in_memory_store(cli, memory, assert_error):
+    """The copy was reported done and thrown away as the command ended."""
+    migrate_words()
+    line = assert_error(cli("db", "migrate-to", memory))
+    assert line == (
+        f"Error: {display_url(memory)} is an in-memory database, gone when this command ends: "
+        "give the URL of a store that lasts (sqlite:////path/to/branchwork.db)."
+    )
+
+
 def test_migrate_to_refuses_without_a_store_to_copy(cli, tmp_path, assert_error):
     line = assert_error(cli("db", "migrate-to", f"sqlite:///{tmp_path / 'team.db'}"))
     assert line == (

@@ -94,6 +94,12 @@ def test_artifact_store_register_and_list(cli, cli_json, tmp_path, assert_error)
     )
     assert cli("artifact-store", "register", "neither").exit_code == 2
     assert_error(cli("artifact-store", "register", "bad", "--url", "nope"), "is not a URL")
+    # a URL given as a path: registered as the local folder `s3:/bucket/x` before
+    line = assert_error(cli("artifact-store", "register", "s3path", "--path", "s3://bucket/x"))
+    assert line == (
+        "Error: Artifact store 's3path': 's3://bucket/x' is a URL; register it with a URL instead."
+    )
+    assert "s3path" not in {s["name"] for s in cli_json("artifact-store", "list")}
 
 
 def test_stack_register_list_set_describe_delete(cli, cli_json, tmp_path, assert_error):

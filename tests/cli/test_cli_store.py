@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from branchwork.config.home import home_dir
 from branchwork.metadata.store import HEAD_REVISION, dispose_engines
 from branchwork.metadata.store_admin import display_url, head_revision
@@ -59,3 +61,28 @@ def test_db_status_hides_the_password(cli, monkeypatch, assert_error):
     result = cli("db", "status")
     assert result.exit_code == 1
     assert "s3cret" not in result.output
+
+
+def test_a_store_a_newer_branchwork_migrated_is_refused_saying_so(
+    cli, branchwork_home, assert_error
+):
+    """A team member upgraded branchwork and the shared store: `db status` said "behind; run
+    `branchwork db upgrade`", which failed, as every other command, with Alembic's "Can't
+    locate revision identified by '0099'"."""
+    assert cli("db", "upgrade").exit_code == 0
+    store = branchwork_home / "branchwork.db"
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    dispose_engines()
+    status = cli("db", "status")
+    assert status.exit_code == 0, status.output
+    assert f"Revision: 0099 (head: {HEAD_REVISION}, newer than this branchwork knows; " in (
+        status.stdout
+    )
+    newer = (
+        f"Error: The store at sqlite:///{store} is at schema revision 0099, newer than this "
+        f"branchwork knows (its newest is {HEAD_REVISION}): upgrade branchwork to use it."
+    )
+    for command in (["db", "upgrade"], ["runs", "list"]):
+        assert assert_error(cli(*command)) == newer
+        dispose_engines()

@@ -25,7 +25,12 @@ def status() -> None:
         typer.echo(f"Revision: none (no store yet; head is {found.head})")
         typer.echo("It is created on first use, or now by `branchwork db upgrade`.")
         return
-    state = "up to date" if found.up_to_date else "behind; run `branchwork db upgrade`"
+    if found.up_to_date:
+        state = "up to date"
+    elif found.newer:
+        state = "newer than this branchwork knows; upgrade branchwork"
+    else:
+        state = "behind; run `branchwork db upgrade`"
     typer.echo(f"Revision: {found.revision or 'none'} (head: {found.head}, {state})")
 
 

@@ -3,7 +3,6 @@ the stack registry in the metadata store (`branchwork.stack.stacks`, `.component
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -176,8 +175,8 @@ def delete_orchestrator(name: NameArgument) -> None:
 @artifact_store_app.command("register")
 def register_artifact_store(
     name: NameArgument,
-    path: Annotated[
-        Path | None,
+    path: Annotated[  # a str: a Path would make `s3://b/x` the folder `s3:/b/x` unnoticed
+        str | None,
         typer.Option("--path", help="A local folder (flavor local).", show_default=False),
     ] = None,
     url: Annotated[

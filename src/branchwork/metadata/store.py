@@ -208,13 +208,32 @@ def alembic_config(connection: Any = None) -> Any:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run Alembic migrations up to `revision` in one transaction, one process at a time."""
+    """Run Alembic migrations up to `revision` in one transaction, one process at a time. A
+    store a newer branchwork migrated is refused, saying so (Alembic's "Can't locate
+    revision" sent every command of a team member not yet upgraded to `db upgrade`)."""
     with migrating(engine) as conn:
-        if revision == "head" and _revision_on(conn) == HEAD_REVISION:
+        found = _revision_on(conn)
+        if revision == "head" and found == HEAD_REVISION:
             return  # migrated by another process while this one waited
+        check_known_revision(engine.url.render_as_string(hide_password=True), found, "use it")
         from alembic import command
 
         command.upgrade(alembic_config(conn), revision)
+
+
+def check_known_revision(shown: str, revision: str | None, to_do: str) -> None:
+    """Refuse a store at a schema revision this branchwork has no migration of."""
+    if revision is not None and revision not in known_revisions():
+        raise ConfigurationError(
+            f"The store at {shown} is at schema revision {revision}, newer than this "
+            f"branchwork knows (its newest is {HEAD_REVISION}): upgrade branchwork to {to_do}."
+        )
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
 
 
 @contextmanager

@@ -13,7 +13,12 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from branchwork.config.home import PROJECT_DIR_NAME, store_url
 from branchwork.exceptions import ConfigurationError
-from branchwork.metadata.store import MIGRATIONS_DIR, current_revision, get_engine
+from branchwork.metadata.store import (
+    MIGRATIONS_DIR,
+    current_revision,
+    get_engine,
+    known_revisions,
+)
 
 
 def init_project_store(directory: Path) -> tuple[Path, bool]:
@@ -53,6 +58,11 @@ class StoreStatus:
     @property
     def up_to_date(self) -> bool:
         return self.revision == self.head
+
+    @property
+    def newer(self) -> bool:
+        """Migrated by a newer branchwork: this one has no migration of its revision."""
+        return self.revision is not None and self.revision not in known_revisions()
 
 
 def head_revision() -> str:

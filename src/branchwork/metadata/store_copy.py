@@ -52,8 +52,8 @@ from branchwork.exceptions import BranchworkError, ConfigurationError
 from branchwork.metadata import schema
 from branchwork.metadata.chunking import CHUNK
 from branchwork.metadata.lost import LOST_TYPE
-from branchwork.metadata.store import get_engine, write_transaction
-from branchwork.metadata.store_admin import display_url, head_revision, store_status, upgrade_store
+from branchwork.metadata.store import check_known_revision, get_engine, write_transaction
+from branchwork.metadata.store_admin import display_url, store_status, upgrade_store
 from branchwork.metadata.upsert import insert_ignore
 
 BATCH = 2000  # rows read and inserted at a time
@@ -122,19 +122,24 @@ def prepare_copy(source_url: str, target_url: str) -> CopyPlan:
             f"{display_url(target_url)} is the store being copied: give the URL of another "
             "store to copy it into."
         )
+    if _in_memory(target_url):
+        raise ConfigurationError(
+            f"{display_url(target_url)} is an in-memory database, gone when this command "
+            "ends: give the URL of a store that lasts (sqlite:////path/to/branchwork.db)."
+        )
     source = store_status(source_url)
     if not source.exists:
         raise ConfigurationError(
             f"There is no store at {source.url} to copy: nothing has been recorded there yet."
         )
-    _check_known(source.url, source.revision, "copy from it")
+    check_known_revision(source.url, source.revision, "copy from it")
     if not source.up_to_date:
         raise ConfigurationError(
             f"The store at {source.url} is at schema revision {source.revision or 'none'}, "
             f"behind this branchwork's {source.head}: run `branchwork db upgrade` first."
         )
     target = store_status(target_url)
-    _check_known(target.url, target.revision, "copy into it")
+    check_known_revision(target.url, target.revision, "copy into it")
     before, _ = upgrade_store(target_url)
     return CopyPlan(source_url, target_url, before)
 
@@ -157,20 +162,14 @@ def _store_identity(url: str) -> tuple[Any, ...]:
     return (backend, host, port, parsed.database)
 
 
-def _check_known(shown: str, revision: str | None, to_do: str) -> None:
-    if revision is not None and revision not in _known_revisions():
-        raise ConfigurationError(
-            f"The store at {shown} is at schema revision {revision}, newer than this "
-            f"branchwork knows (its newest is {head_revision()}): upgrade branchwork to {to_do}."
-        )
-
-
-def _known_revisions() -> set[str]:
-    from alembic.script import ScriptDirectory
-
-    from branchwork.metadata.store import MIGRATIONS_DIR
-
-    return {script.revision for script in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+def _in_memory(url: str) -> bool:
+    """A SQLite database kept in this process's memory: a copy into it was reported done,
+    and thrown away as the command ended."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or parsed.query.get("mode") == "memory"
+    )
 
 
 # ---- rows ----------------------------------------------------------------------------------
