@@ -15,6 +15,8 @@ from branchwork import pipeline, step
 
 @step
 def process_id() -> int:
+    if os.environ.get("WHERE_FAILS"):
+        raise RuntimeError("asked to fail")
     return os.getpid()
 
 
@@ -166,6 +168,24 @@ def test_run_with_stack_runs_on_that_stack(cli, pipeline_file, assert_error):
     assert Client().list_pipeline_runs(pipeline="where", limit=1)[0].orchestrator == "local_process"
 
     assert_error(cli("run", f"{target}:where", "--stack", "ghost"), "No stack named 'ghost'")
+
+
+def test_a_run_resumed_on_another_stack_names_that_stack(
+    cli, pipeline_file, monkeypatch, assert_error
+):
+    """It ran there, yet kept naming the stack and orchestrator it first ran on."""
+    target = pipeline_file("stacked", PIPELINE)
+    cli("orchestrator", "register", "lp", "--flavor", "local_process")
+    cli("stack", "register", "proc", "--orchestrator", "lp")
+    monkeypatch.setenv("WHERE_FAILS", "1")
+    assert_error(cli("run", f"{target}:where"), "asked to fail")
+    monkeypatch.delenv("WHERE_FAILS")
+    result = cli("runs", "resume", "latest", "--stack", "proc")
+    assert result.exit_code == 0, result.output
+    run = Client().get_pipeline_run("latest")
+    assert (run.status, run.stack, run.orchestrator) == ("completed", "proc", "local_process")
+    assert run.orchestrator_run_id == f"local_process-{run.id}"
+    assert run.load_output() != os.getpid()
 
 
 def test_help_lists_the_stack_and_graph_commands(cli):

@@ -574,7 +574,7 @@ def test_a_run_being_resumed_counts_only_its_earlier_sessions(pipelines, project
 
     run = failed_fan(pipelines, project, item=1, n=2)
     first = (run.end_time - run.start_time).total_seconds()
-    assert reopen_run(get_engine(), run.id)
+    assert reopen_run(get_engine(), run.id, run.stack, run.orchestrator)
     [listed] = ok(api().get("/api/runs"))["items"]
     assert listed["status"] == "initializing"
     assert listed["duration_s"] == listed["duration_seconds"] == pytest.approx(first, abs=1e-6)

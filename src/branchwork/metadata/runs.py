@@ -177,10 +177,11 @@ def mark_run_failed(engine: Engine, run_id: str, error: BaseException) -> None:
 
 
 @retrying("reopening the run for a resume")
-def reopen_run(engine: Engine, run_id: str) -> bool:
-    """Put a FAILED, STOPPED, PAUSED or lost run back to INITIALIZING for a resume, closing
-    its attempts that a lost loop left running and counting the session that ended among its
-    earlier ones; False if it is none of those."""
+def reopen_run(engine: Engine, run_id: str, stack: str, orchestrator: str) -> bool:
+    """Put a FAILED, STOPPED, PAUSED or lost run back to INITIALIZING for a resume on stack
+    `stack` (an orchestrator of flavor `orchestrator`: `runs resume --stack` may name
+    another than the one it ran on), closing its attempts that a lost loop left running and
+    counting the session that ended among its earlier ones; False if it is none of those."""
     with write_transaction(engine) as conn:
         reap_lost_runs(conn, run_id)
         earlier = _sessions_so_far(conn, run_id)
@@ -190,6 +191,8 @@ def reopen_run(engine: Engine, run_id: str) -> bool:
             .where(schema.pipeline_run.c.status.in_(("failed", "stopped", "paused")))
             .values(
                 status="initializing",
+                stack=stack,
+                orchestrator=orchestrator,
                 heartbeat=time.time(),
                 heartbeat_seconds=heartbeat_interval(),
                 end_time=None,

@@ -66,10 +66,11 @@ def resume_pipeline(
     recorded = RunOptions.from_spec(run.snapshot.spec)
     params = pipeline.parameters_from_record(run.snapshot.parameters, recorded.typed_parameters)
     compiled = compile_pipeline(pipeline, params, recorded)
+    stack = get_active_stack()
     with stopped_if_interrupted() as runs:
         with interrupts_deferred():
-            if not reopen_run(get_engine(), run.id):
+            if not reopen_run(get_engine(), run.id, stack.name, stack.orchestrator.flavor):
                 raise OrchestratorError(not_resumable_message(run))
             runs.append(run.id)
         remember_last_run(pipeline.name, run.id)
-        return submit_and_wait(pipeline, compiled, run.id, get_active_stack(), accept_new_graph)
+        return submit_and_wait(pipeline, compiled, run.id, stack, accept_new_graph)
