@@ -96,6 +96,12 @@ def test_artifact_store_register_and_list(cli, cli_json, tmp_path, assert_error)
     )
     assert cli("artifact-store", "register", "neither").exit_code == 2
     assert_error(cli("artifact-store", "register", "bad", "--url", "nope"), "is not a URL")
+    assert assert_error(cli("artifact-store", "register", " ", "--url", "memory://x")) == (
+        "Error: An artifact store needs a non-empty name."
+    )
+    assert assert_error(cli("orchestrator", "register", "", "--flavor", "local")) == (
+        "Error: An orchestrator needs a non-empty name."
+    )
     # a URL given as a path: registered as the local folder `s3:/bucket/x` before
     line = assert_error(cli("artifact-store", "register", "s3path", "--path", "s3://bucket/x"))
     assert line == (

@@ -22,7 +22,7 @@ from branchwork.cli.run_view import (
     show_run_table,
 )
 from branchwork.exceptions import ArtifactError, BranchworkError
-from branchwork.models.responses import ExecutionStatus
+from branchwork.models.responses import RUN_STATUSES
 
 if TYPE_CHECKING:
     from branchwork.models import PipelineRunResponse
@@ -36,16 +36,13 @@ OutputOption = Annotated[
 ]
 
 
-STATUSES = [status.value for status in ExecutionStatus]
-
-
 def parse_statuses(values: list[str]) -> list[str]:
     """The statuses `--status` names (each value may list several, comma-separated)."""
     statuses = [part.strip().lower() for value in values for part in value.split(",")]
-    unknown = [status for status in statuses if status not in STATUSES]
+    unknown = [status for status in statuses if status not in RUN_STATUSES]
     if unknown:
         raise typer.BadParameter(
-            f"{unknown[0]!r} is not a run status; use one of {', '.join(STATUSES)}.",
+            f"{unknown[0]!r} is not a run status; use one of {', '.join(RUN_STATUSES)}.",
             param_hint="--status",
         )
     return list(dict.fromkeys(statuses))
@@ -69,7 +66,7 @@ def list_runs(
         typer.Option(
             "--status",
             metavar="STATUS",
-            help=f"Only runs in this status ({', '.join(STATUSES)}); repeatable, or "
+            help=f"Only runs in this status ({', '.join(RUN_STATUSES)}); repeatable, or "
             "comma-separated.",
             show_default=False,
         ),

@@ -60,7 +60,7 @@ from branchwork.metadata.step_pages import (
     invocation_attempts,
     log_slice,
 )
-from branchwork.models.responses import ExecutionStatus, PipelineRunResponse
+from branchwork.models.responses import RUN_STATUSES, PipelineRunResponse
 from branchwork.models.shapes import iso, step_dict, version_dict
 
 router = APIRouter(prefix="/api")
@@ -74,7 +74,6 @@ LOG_LIMIT = 262_144  # characters of a log in one answer
 # log's start.
 LOG_OFFSET_CLAMP = 2**31 - 2
 SEARCH_LIMIT = 255  # characters of a runs search: the longest run or pipeline name
-STATUSES = [status.value for status in ExecutionStatus]
 
 
 def engine_of(request: Request) -> Engine:
@@ -113,10 +112,10 @@ def parse_statuses(values: list[str]) -> tuple[str, ...]:
     """The statuses asked for (each value may list several, comma-separated)."""
     statuses = [part.strip().lower() for value in values for part in value.split(",")]
     statuses = [status for status in statuses if status]
-    unknown = [status for status in statuses if status not in STATUSES]
+    unknown = [status for status in statuses if status not in RUN_STATUSES]
     if unknown:
         raise HTTPException(
-            422, f"{unknown[0]!r} is not a run status; use one of {', '.join(STATUSES)}."
+            422, f"{unknown[0]!r} is not a run status; use one of {', '.join(RUN_STATUSES)}."
         )
     return tuple(dict.fromkeys(statuses))
 

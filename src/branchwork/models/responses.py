@@ -35,6 +35,14 @@ class ExecutionStatus(str, Enum):
         return self not in (ExecutionStatus.INITIALIZING, ExecutionStatus.RUNNING)
 
 
+# The statuses a run can have: cached and retried are step runs' only.
+RUN_STATUSES = tuple(
+    status.value
+    for status in ExecutionStatus
+    if status not in (ExecutionStatus.CACHED, ExecutionStatus.RETRIED)
+)
+
+
 @dataclass(frozen=True)
 class ArtifactVersionResponse:
     """One stored value: where it is, what wrote it, its content hash, its number among the

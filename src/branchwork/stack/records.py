@@ -76,7 +76,8 @@ def check_kind(kind: str) -> None:
 def check_new_name(name: str, what: str) -> None:
     """Refuse an empty name, and "default", which the built-in stack and components hold."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigurationError(f"A {what} needs a non-empty name.")
+        article = "An" if what[0] in "aeiou" else "A"
+        raise ConfigurationError(f"{article} {what} needs a non-empty name.")
     if name == DEFAULT:
         raise ConfigurationError(
             f"The name 'default' is reserved for the built-in {what}; choose another name."
