@@ -143,6 +143,14 @@ class Client:
             raise OrchestratorError(not_resumable_message(run))
         return resume_pipeline(load_pipeline(run.snapshot), run, accept_new_graph)
 
+    def stop_run(self, id_or_name: RunRef, abandon: bool = False) -> None:
+        """Ask a running run to stop, wherever its loop runs, as Ctrl-C where it was started
+        would: it starts no new step and is recorded STOPPED once its running steps finish
+        (with `abandon`, at once, giving them up). Returns when asked, not when stopped."""
+        from branchwork.metadata.runs import stop_run
+
+        stop_run(self._engine, self.get_pipeline_run(id_or_name, include_steps=False), abandon)
+
     def answer_run(self, id_or_name: RunRef, value: Any) -> Any:
         """Answer the question a PAUSED run waits on (`branchwork.wait`) and resume it on the
         active stack: `value` is checked against the question's schema first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -610,3 +611,52 @@ def test_json_output_is_json_when_values_are_not_finite(cli):
         shown = strict_json(cli(*args).stdout)
         assert shown["parameters"] == {"a": None}
         assert shown["steps"][0]["run_metadata"] == {"loss": None, "best": None}
+
+
+STOPPABLE_SCRIPT = """
+import pathlib, time
+from branchwork import pipeline, step
+
+@step(max_concurrency=1, enable_cache=False)
+def slow(i: int) -> int:
+    pathlib.Path(f"started-{i}").touch()
+    time.sleep(1.5 if i == 0 else 600)
+    return i
+
+@pipeline
+def stoppable():
+    return [slow(i) for i in range(3)]
+
+if __name__ == "__main__":
+    stoppable()
+"""
+
+
+@pytest.mark.parametrize("abandon", [False, True])
+def test_runs_stop_stops_a_run_its_process_runs(cli, branchwork_home, tmp_path, abandon):
+    """`branchwork runs stop` (named in the docs and errors, but no such command): a graceful
+    stop lets the running step finish and starts no other; --abandon gives it up."""
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE_SCRIPT)
+    with Spawned(python(str(script)), env=python_env(branchwork_home), cwd=tmp_path) as process:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started-0").exists():
+            assert time.monotonic() < deadline and process.process.poll() is None
+            time.sleep(0.05)
+        run = Client().get_pipeline_run("latest", include_steps=False)
+        result = cli("runs", "stop", run.name, *(["--abandon"] if abandon else []))
+        assert result.exit_code == 0, result.output
+        then = "giving up its running steps" if abandon else "once its running steps finish"
+        assert result.stdout.strip() == (
+            f"Asked run '{run.name}' to stop: it starts no new step and is recorded stopped "
+            f"{then}. `branchwork runs resume {run.name}` finishes it later."
+        )
+        code, _, err = process.wait(60)
+    assert code != 0 and "stopped" in err
+    stopped = Client().get_pipeline_run(run.id)
+    assert stopped.status == "stopped"
+    assert str(stopped.steps["slow"].status) == ("stopped" if abandon else "completed")
+    assert sorted(p.name for p in tmp_path.glob("started-*")) == ["started-0"]
+    again = cli("runs", "stop", run.name)
+    assert again.exit_code == 1
+    assert f"Run '{run.name}' is stopped: only a running run can be stopped." in again.stderr

@@ -347,6 +347,28 @@ def resume(
         raise
 
 
+@app.command("stop")
+def stop(
+    run: RunArgument,
+    abandon: Annotated[
+        bool,
+        typer.Option("--abandon", help="Give up the running steps too, rather than wait."),
+    ] = False,
+) -> None:
+    """Stop a running run, wherever its loop runs, as Ctrl-C where it was started would:
+    nothing new starts, and it is recorded stopped once its running steps finish."""
+    from branchwork.client import Client
+
+    client = Client()
+    record = client.get_pipeline_run(run, include_steps=False)
+    client.stop_run(record.id, abandon)
+    then = "giving up its running steps" if abandon else "once its running steps finish"
+    typer.echo(
+        f"Asked run '{record.name}' to stop: it starts no new step and is recorded stopped "
+        f"{then}. `branchwork runs resume {record.name}` finishes it later."
+    )
+
+
 @app.command("answer")
 def answer(
     run: RunArgument,

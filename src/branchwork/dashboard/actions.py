@@ -1,4 +1,5 @@
-"""The dashboard's two actions: resume a failed, stopped or paused run, stop a running one.
+"""The dashboard's resume of a failed, stopped or paused run (its other action, stopping a
+running run, is `metadata.runs.stop_run`).
 
 A resume is `branchwork runs resume RUN --no-progress`, started as a process of its own (in
 a session of its own), so it outlives the request and the dashboard itself, and loads the
@@ -6,10 +7,6 @@ user's pipeline there rather than in the server. The request waits until that pr
 reopened the run (or ended, or `START_WAIT` passed): a page that follows the run then sees
 it running, and a resume that could not start (its pipeline no longer imports) answers with
 the command's error line. What the command prints goes to `<home>/dashboard/resume-<run id>.log`.
-
-A stop is what Ctrl-C does to a run whose loop runs elsewhere: a request in the store that
-the run's loop reads wherever it runs ("graceful": start nothing new; "abandon": also give up
-the running steps).
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ from branchwork.config.home import home_dir
 from branchwork.exceptions import OrchestratorError
 from branchwork.metadata.lost import not_resumable_message
 from branchwork.metadata.run_pages import run_records
-from branchwork.metadata.runs import request_stop
 from branchwork.models.responses import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -35,7 +31,6 @@ if TYPE_CHECKING:
     from branchwork.models.responses import PipelineRunResponse
 
 RESUMABLE = ("failed", "stopped", "paused")  # paused: once answered, or timed out
-STOPPABLE = ("initializing", "running")
 START_WAIT = 20.0  # seconds a resume request waits for its process to reopen the run
 POLL = 0.1
 
@@ -61,15 +56,6 @@ def resume(engine: Engine, run: PipelineRunResponse) -> str:
         if time.monotonic() >= deadline:
             return str(current.status)  # still starting (a slow import): the page follows it
         time.sleep(POLL)
-
-
-def stop(engine: Engine, run: PipelineRunResponse, mode: str) -> None:
-    """Ask the run's loop, through the store, to stop ("graceful" or "abandon")."""
-    if str(run.status) not in STOPPABLE:
-        raise OrchestratorError(
-            f"Run '{run.name}' is {run.status}: only a running run can be stopped."
-        )
-    request_stop(engine, run.id, mode)
 
 
 def resume_log(run_id: str) -> Path:

@@ -37,6 +37,7 @@ from branchwork.dashboard.answers import (
 from branchwork.dashboard.live import run_changes
 from branchwork.dashboard.questions import open_question_dict, questions
 from branchwork.exceptions import BranchworkError, OrchestratorError, StoreUnavailableError
+from branchwork.metadata import runs
 from branchwork.metadata.run_groups import (
     group_durations,
     group_edges,
@@ -454,7 +455,7 @@ def stop_run(
     """Ask a running run to stop (its loop reads the request from the store)."""
     record = run_or_404(engine, run)
     try:
-        actions.stop(engine, record, mode)
+        runs.stop_run(engine, record, abandon=mode == "abandon")
     except OrchestratorError as error:
         raise HTTPException(409, str(error)) from None
     return {"run": record.name, "stop": mode}

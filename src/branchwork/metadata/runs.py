@@ -7,11 +7,12 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 
 from branchwork.config.heartbeat import heartbeat_interval
+from branchwork.exceptions import OrchestratorError
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
 from branchwork.metadata.lost import close_lost_attempts, reap_lost_runs
@@ -19,6 +20,9 @@ from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
 from branchwork.metadata.upsert import insert_ignore
+
+if TYPE_CHECKING:
+    from branchwork.models.responses import PipelineRunResponse
 
 
 def pipeline_id(name: str) -> str:
@@ -230,6 +234,17 @@ def _sessions_so_far(conn: Connection, run_id: str) -> float | None:
         return earlier
     last: float = (row.end_time - row.start_time).total_seconds()
     return (earlier or 0.0) + last
+
+
+def stop_run(engine: Engine, run: PipelineRunResponse, abandon: bool = False) -> None:
+    """Ask an unfinished run (as read: a lost one reads failed) to stop, as Ctrl-C where it
+    was started would: its loop starts nothing new, and running steps finish or, with
+    `abandon`, are given up. The request is in the store: the loop reads it wherever it runs."""
+    if run.status not in ("initializing", "running"):
+        raise OrchestratorError(
+            f"Run '{run.name}' is {run.status}: only a running run can be stopped."
+        )
+    request_stop(engine, run.id, "abandon" if abandon else "graceful")
 
 
 @retrying("asking a run to stop")
