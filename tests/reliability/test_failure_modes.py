@@ -148,6 +148,25 @@ def test_step_and_pipeline_hooks_receive_the_outcome():
     assert events == [("step failed", "watched failed"), ("pipeline failed", "Broken")]
 
 
+def test_a_step_that_exits_calls_its_on_failure_hook_on_each_attempt():
+    """A step failed by `sys.exit()` was recorded failed and retried, its hook never called."""
+    seen = []
+
+    @step(
+        on_failure=lambda error: seen.append(repr(error)),
+        retry=StepRetryConfig(max_retries=1, delay=0),
+    )
+    def validate() -> int:
+        sys.exit("schema check failed")
+
+    @pipeline(enable_cache=False)
+    def validating():
+        return validate()
+
+    run_failing(validating)
+    assert seen == ["SystemExit('schema check failed')"] * 2
+
+
 def test_a_hook_that_raises_does_not_change_the_outcome(caplog):
     def bad_hook():
         raise ValueError("hook bug")

@@ -156,6 +156,46 @@ def test_records_of_a_logger_that_does_not_propagate_go_to_their_own_step(capsys
     assert "right says 2\n" in capsys.readouterr().err  # its own handler still prints it
 
 
+filtered_log = logging.getLogger("filtered")
+
+
+class Redacting(logging.Filter):
+    """What a user's filter does to keep secrets out of logs, and noise out of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "noise" in record.getMessage():
+            return False
+        if "password" in record.getMessage():
+            record.msg, record.args = "[REDACTED]", ()
+        return True
+
+
+@step
+def connects() -> int:
+    filtered_log.warning("connecting with password=%s", "hunter2")
+    filtered_log.warning("this is noise")
+    filtered_log.warning("connected")
+    return 1
+
+
+@pipeline(enable_cache=False)
+def connecting():
+    return connects()
+
+
+def test_a_loggers_filters_apply_to_the_step_log():
+    """A filter that redacts a secret or drops a record: the step's log held the record as
+    it was made, the password in plain text in the store."""
+    redacting = Redacting()
+    filtered_log.addFilter(redacting)
+    try:
+        assert connecting() == 1
+    finally:
+        filtered_log.removeFilter(redacting)
+    logs = Client().get_step_logs(connecting.last_run.id)
+    assert logs["connects"] == "WARNING filtered: [REDACTED]\nWARNING filtered: connected\n"
+
+
 def test_a_record_that_cannot_be_formatted_is_noted_and_does_not_fail_the_step(tmp_path):
     done = run_script(
         tmp_path,

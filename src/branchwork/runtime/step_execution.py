@@ -473,7 +473,7 @@ async def _run_attempt(request: StepRequest, result: StepResult) -> None:
         result.error = error
         result.traceback = traceback.format_exc()
         result.retryable = not isinstance(error, RunPaused)  # it waits for a person
-        if isinstance(error, Exception):
+        if not isinstance(error, RunPaused):  # `sys.exit()` in the step fails it too
             call_hook(request.step.on_failure, error, f"on_failure of step '{request.step.name}'")
     else:
         call_hook(request.step.on_success, None, f"on_success of step '{request.step.name}'")

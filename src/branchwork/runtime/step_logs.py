@@ -5,12 +5,14 @@ side in threads.
 buffer of the step running in the writing thread's context (a ContextVar) and still pass it
 on, so the console shows what it always did.
 
-Logging records are caught where they are made — a wrapped log record factory — not by a
+Logging records are caught where a logger hands them to the handlers (`Logger.callHandlers`,
+wrapped), after its level and its filters: a step's log holds what the step's loggers let
+through, as the user's filters left it (a filter that redacts a secret or drops a record had
+no say when records were caught as they were made, and secrets reached the store). Not by a
 handler: a handler on the root logger would change what the whole process logs (Python's
 last-resort handler and `logging.basicConfig()` only act while the root has no handler), so
-warnings logged outside any step would vanish. A record is made only when its logger
-enables its level, so a step's log holds what the step's loggers let through. What a logging
-handler then writes to a stream is not copied a second time.
+warnings logged outside any step would vanish. What a logging handler then writes to a
+stream is not copied a second time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, TextIO
 
 _buffer: ContextVar[list[str] | None] = ContextVar("branchwork_step_log", default=None)
 _step_log_format = logging.Formatter("%(levelname)s %(name)s: %(message)s")
-_factory_installed = False
+_handlers_wrapped = False
 _install_lock = threading.Lock()
 
 
@@ -57,30 +59,30 @@ def _step_log_line(record: logging.LogRecord) -> str:
 
 
 def _capturing(
-    make_record: Callable[..., logging.LogRecord],
-) -> Callable[..., logging.LogRecord]:
-    def make_and_capture(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
+    call_handlers: Callable[[logging.Logger, logging.LogRecord], None],
+) -> Callable[[logging.Logger, logging.LogRecord], None]:
+    def capture_and_call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
         buffer = _buffer.get()
         if buffer is not None:
             buffer.append(_step_log_line(record))
-        return record
+        call_handlers(logger, record)
 
-    return make_and_capture
+    return capture_and_call_handlers
 
 
 def _install() -> None:
     """Put the tee streams in place — again if someone (a test runner, a notebook) swapped
-    `sys.stdout` / `sys.stderr` since — and the capturing record factory once."""
-    global _factory_installed
+    `sys.stdout` / `sys.stderr` since — and wrap `Logger.callHandlers` once."""
+    global _handlers_wrapped
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
             sys.stdout = _TeeStream(sys.stdout)
         if not isinstance(sys.stderr, _TeeStream):
             sys.stderr = _TeeStream(sys.stderr)
-        if not _factory_installed:
-            logging.setLogRecordFactory(_capturing(logging.getLogRecordFactory()))
-            _factory_installed = True
+        if not _handlers_wrapped:
+            wrapped = _capturing(logging.Logger.callHandlers)
+            logging.Logger.callHandlers = wrapped  # type: ignore[method-assign,assignment]
+            _handlers_wrapped = True
 
 
 @contextmanager
