@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from racing_processes import failures, open_at_once, revision_and_completed_runs
@@ -12,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from branchwork import pipeline, step
 from branchwork.exceptions import ConfigurationError
 from branchwork.metadata import store
+from processes import python_env
 
 
 @step
@@ -86,6 +89,41 @@ def test_migrations_upgrade_and_downgrade_cleanly(tmp_path):
     with engine.begin() as conn:
         command.downgrade(store.alembic_config(conn), "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+
+
+INFO_SCRIPT = """
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+from branchwork import pipeline, step
+
+@step
+def one() -> int:
+    return 1
+
+@pipeline
+def first():
+    return one()
+
+print(first(), logging.getLogger("alembic").level)
+logging.getLogger("app").info("the program's own")
+"""
+
+
+def test_a_new_store_is_made_without_alembics_info_records(tmp_path):
+    """A program logging at INFO printed about 25 of Alembic's lines on a new store."""
+    script = tmp_path / "script.py"
+    script.write_text(INFO_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=python_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1 0\n"  # the alembic logger's level left unset
+    assert "alembic" not in done.stderr
+    assert "app: the program's own\n" in done.stderr
 
 
 def test_static_run_links_step_configurations_to_the_snapshot(branchwork_home):

@@ -15,6 +15,7 @@ waited find the work done and carry on.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -216,9 +217,26 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if revision == "head" and found == HEAD_REVISION:
             return  # migrated by another process while this one waited
         check_known_revision(engine.url.render_as_string(hide_password=True), found, "use it")
-        from alembic import command
+        with _alembic_quiet():
+            from alembic import command
 
-        command.upgrade(alembic_config(conn), revision)
+            command.upgrade(alembic_config(conn), revision)
+
+
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's INFO records (its plugins as it is imported, each migration) stay out of a
+    program that logs at INFO, unless it set a level for them: they told a user of a new
+    store nothing."""
+    alembic = logging.getLogger("alembic")
+    unset = alembic.level == logging.NOTSET
+    if unset:
+        alembic.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        if unset:
+            alembic.setLevel(logging.NOTSET)
 
 
 def check_known_revision(shown: str, revision: str | None, to_do: str) -> None:
