@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sqlite3
 
 import hook_pipelines as hp
 import pytest
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 from branchwork import Client, PipelineHookContext, pipeline, step
 from branchwork.cli.app import app
 from branchwork.exceptions import ConfigurationError, PipelineHookError, PipelineRunFailedError
+from processes import Spawned, python, python_env
 
 
 def hook_lines(log):
@@ -188,3 +191,45 @@ def test_the_context_is_public_and_hooks_must_be_callable():
 
         @pipeline(on_end="notify")  # type: ignore[arg-type]
         def nope() -> None: ...
+
+
+SLOW_START = """
+import sys, time
+from branchwork import pipeline, step
+
+def warm_up(context):
+    print("warming up", flush=True)
+    time.sleep(60)
+
+def report(error, context):
+    print(f"on_failure {type(error).__name__} {context.status}", flush=True)
+
+def clean_up(context):
+    print(f"on_end {context.status}", flush=True)
+
+@step
+def one() -> int:
+    return 1
+
+@pipeline(on_start=warm_up, on_failure=report, on_end=clean_up, enable_cache=False)
+def slow_start():
+    return one()
+
+slow_start()
+"""
+
+
+def test_ctrl_c_in_on_start_stops_the_run_and_calls_the_end_hooks(tmp_path):
+    """on_end runs always: a Ctrl-C while on_start ran skipped on_failure and on_end (a
+    cleanup there never ran)."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(SLOW_START)
+    home = tmp_path / "home"
+    with Spawned(python(str(script)), env=python_env(home)) as process:
+        assert process.process.stdout.readline() == "warming up\n"
+        process.signal(signal.SIGINT)
+        code, out, err = process.wait(60)
+    assert code != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    assert out.splitlines() == ["on_failure KeyboardInterrupt stopped", "on_end stopped"]
+    with sqlite3.connect(home / "branchwork.db") as conn:
+        assert conn.execute("SELECT status FROM pipeline_run").fetchall() == [("stopped",)]

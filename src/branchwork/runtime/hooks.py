@@ -112,14 +112,17 @@ class PipelineHooks:
             raise failure from error
 
     def end(self, status: str, error: BaseException | None) -> None:
-        """Call on_success (completed) or on_failure (failed, stopped), then on_end; an
-        error of theirs is logged and kept in `errors`, never raised."""
+        """Call on_success (completed) or on_failure (failed, stopped), then on_end, also
+        after a Ctrl-C in the first; an error of theirs is logged and kept in `errors`,
+        never raised."""
         context = replace(self.context, status=status, error=error)
-        if status == "completed":
-            self._report("on_success", context)
-        else:
-            self._report("on_failure", context, error)
-        self._report("on_end", context)
+        try:
+            if status == "completed":
+                self._report("on_success", context)
+            else:
+                self._report("on_failure", context, error)
+        finally:
+            self._report("on_end", context)
 
     def _report(self, event: str, context: PipelineHookContext, *leading: Any) -> None:
         hook = getattr(self.pipeline, event)

@@ -169,8 +169,8 @@ class RunSession:
             _running_sessions[self.loop.run_id] = self
         try:
             self.hooks.start()
-        except PipelineHookError as error:
-            self.fail(error)
+        except BaseException as error:  # Ctrl-C in on_start too: the end hooks still run
+            self.fail(error)  # which raises an interrupt again itself
             raise
         return self.body
 
