@@ -7,7 +7,9 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -194,6 +196,50 @@ def test_a_loggers_filters_apply_to_the_step_log():
         filtered_log.removeFilter(redacting)
     logs = Client().get_step_logs(connecting.last_run.id)
     assert logs["connects"] == "WARNING filtered: [REDACTED]\nWARNING filtered: connected\n"
+
+
+shared_pool = ThreadPoolExecutor(max_workers=1)  # kept for the process, as users' pools are
+
+
+@step
+def downloads(parts: int) -> int:
+    print("main: starting")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda k: log.warning("worker: fetched part %d", k), range(parts)))
+    helper = threading.Thread(target=print, args=("thread: done",))
+    helper.start()
+    helper.join()
+    shared_pool.submit(print, f"shared pool: part of {parts}").result()
+    return parts
+
+
+@pipeline(enable_cache=False)
+def downloading():
+    return downloads(2), downloads(3, after="downloads")
+
+
+def test_threads_a_step_starts_write_into_its_log_and_no_other(capsys):
+    """The docs say everything written through sys.stdout, sys.stderr and logging is
+    captured: what a step's worker threads wrote was not (a new thread's context is empty).
+    The shared pool's one thread was started by the first step: it writes into nothing once
+    that step ended, not into a finished step's log."""
+    assert downloading() == (2, 3)
+    logs = Client().get_step_logs(downloading.last_run.id)
+    assert logs["downloads"] == (
+        "main: starting\n"
+        "WARNING chatty: worker: fetched part 0\n"
+        "WARNING chatty: worker: fetched part 1\n"
+        "thread: done\n"
+        "shared pool: part of 2\n"
+    )
+    assert logs["downloads_2"] == (
+        "main: starting\n"
+        "WARNING chatty: worker: fetched part 0\n"
+        "WARNING chatty: worker: fetched part 1\n"
+        "WARNING chatty: worker: fetched part 2\n"
+        "thread: done\n"
+    )
+    assert "shared pool: part of 3\n" in capsys.readouterr().out  # on the console still
 
 
 def test_a_record_that_cannot_be_formatted_is_noted_and_does_not_fail_the_step(tmp_path):

@@ -3,7 +3,11 @@ side in threads.
 
 `sys.stdout` / `sys.stderr` are wrapped by streams that copy every write into the
 buffer of the step running in the writing thread's context (a ContextVar) and still pass it
-on, so the console shows what it always did.
+on, so the console shows what it always did. A thread a step starts (a `ThreadPoolExecutor`
+downloading its parts) writes into that step's buffer too: `Thread.start` is wrapped to hand
+the new thread the buffer, which a new thread's empty context left out. Once the step ends
+its buffer is closed, so a thread that outlives it (a pool kept for the process) adds
+nothing to a finished step's log.
 
 Logging records are caught where a logger hands them to the handlers (`Logger.callHandlers`,
 wrapped), after its level and its filters: a step's log holds what the step's loggers let
@@ -26,9 +30,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-_buffer: ContextVar[list[str] | None] = ContextVar("branchwork_step_log", default=None)
+
+class _StepLog(list[str]):
+    """A step's lines, `open` while the step runs."""
+
+    open = True
+
+
+_buffer: ContextVar[_StepLog | None] = ContextVar("branchwork_step_log", default=None)
 _step_log_format = logging.Formatter("%(levelname)s %(name)s: %(message)s")
-_handlers_wrapped = False
+_wrapped = False
 _install_lock = threading.Lock()
 
 
@@ -40,12 +51,17 @@ class _TeeStream:
 
     def write(self, text: str) -> int:
         buffer = _buffer.get()
-        if buffer is not None and sys._getframe(1).f_globals.get("__name__") != "logging":
+        if buffer is not None and buffer.open and not _from_logging(sys._getframe(1)):
             buffer.append(text)
         return self._original.write(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._original, name)
+
+
+def _from_logging(frame: Any) -> bool:
+    """A logging handler's write: its record was caught already."""
+    return bool(frame.f_globals.get("__name__") == "logging")
 
 
 def _step_log_line(record: logging.LogRecord) -> str:
@@ -63,35 +79,56 @@ def _capturing(
 ) -> Callable[[logging.Logger, logging.LogRecord], None]:
     def capture_and_call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
         buffer = _buffer.get()
-        if buffer is not None:
+        if buffer is not None and buffer.open:
             buffer.append(_step_log_line(record))
         call_handlers(logger, record)
 
     return capture_and_call_handlers
 
 
+def _in_the_steps_log(
+    start: Callable[[threading.Thread], None],
+) -> Callable[[threading.Thread], None]:
+    def start_in_the_steps_log(thread: threading.Thread) -> None:
+        buffer = _buffer.get()
+        if buffer is not None and buffer.open:
+            run = thread.run
+
+            def run_in_the_steps_log() -> None:
+                _buffer.set(buffer)  # in the new thread's own context
+                run()
+
+            thread.run = run_in_the_steps_log  # type: ignore[method-assign]
+        start(thread)
+
+    return start_in_the_steps_log
+
+
 def _install() -> None:
     """Put the tee streams in place — again if someone (a test runner, a notebook) swapped
-    `sys.stdout` / `sys.stderr` since — and wrap `Logger.callHandlers` once."""
-    global _handlers_wrapped
+    `sys.stdout` / `sys.stderr` since — and wrap `Logger.callHandlers` and `Thread.start`
+    once."""
+    global _wrapped
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
             sys.stdout = _TeeStream(sys.stdout)
         if not isinstance(sys.stderr, _TeeStream):
             sys.stderr = _TeeStream(sys.stderr)
-        if not _handlers_wrapped:
+        if not _wrapped:
             wrapped = _capturing(logging.Logger.callHandlers)
             logging.Logger.callHandlers = wrapped  # type: ignore[method-assign,assignment]
-            _handlers_wrapped = True
+            threading.Thread.start = _in_the_steps_log(threading.Thread.start)  # type: ignore[method-assign,assignment]
+            _wrapped = True
 
 
 @contextmanager
 def capture_step_logs() -> Iterator[list[str]]:
     """Collect what the current context prints and logs, until the block ends."""
     _install()
-    lines: list[str] = []
+    lines = _StepLog()
     token = _buffer.set(lines)
     try:
         yield lines
     finally:
+        lines.open = False
         _buffer.reset(token)
