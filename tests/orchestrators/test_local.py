@@ -97,8 +97,12 @@ def test_a_step_larger_than_the_machine_runs_alone_with_a_warning(caplog):
     ):
         assert big() == [0, 1, 2, 9]
     assert max_overlap("big") == 1
-    warnings = [r.getMessage() for r in caplog.records if "running it alone" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "more than this" in r.getMessage()]
     assert len(warnings) == 1 and "eight_cpus" in warnings[0]
+    assert warnings[0].endswith(
+        "it runs once no other step holds resources, and no step that asks for some starts "
+        "beside it (steps asking for none still may)."
+    )
     big_spans = [span for name, span in SPANS.items() if name.startswith("big")]
     small_start, small_end = SPANS["cpu9"]
     assert all(small_end <= s or e <= small_start for s, e in big_spans)

@@ -75,6 +75,9 @@ def test_on_start_that_raises_fails_the_run_before_any_step(tmp_path, local_flav
         f"run (branchwork runs resume {run.name})."
     )
     assert str(run.status) == "failed" and run.exception_type == "PipelineHookError"
+    assert str(info.value) == (
+        f"Pipeline 'refused_start' run '{run.name}' failed: PipelineHookError: {cause}"
+    )
     assert run.steps == {}
     assert [line.get("hook") for line in hp.lines(log)] == ["on_failure", "on_end"]
     assert hp.lines(log)[0]["error"].startswith("PipelineHookError: ")

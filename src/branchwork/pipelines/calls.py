@@ -24,6 +24,7 @@ from branchwork.exceptions import (
     MissingArtifactError,
     OrchestratorError,
     PipelineDefinitionError,
+    PipelineHookError,
     PipelineRunFailedError,
     PipelineRunStoppedError,
 )
@@ -287,8 +288,8 @@ def run_outcome(run_id: str, cause: BaseException | None, ended: Any = None) -> 
 def _run_error(run: PipelineRunResponse, cause: BaseException | None) -> PipelineRunFailedError:
     if run.failed_step:
         where = f"step '{run.failed_step}' raised "
-    elif run.traceback:
-        where = "the pipeline function raised "
+    elif run.traceback and run.exception_type != PipelineHookError.__name__:
+        where = "the pipeline function raised "  # (a hook's error says which hook raised)
     else:  # nothing raised it here: its orchestration died, say
         where = ""
     kind = PipelineRunStoppedError if run.status == "stopped" else PipelineRunFailedError

@@ -495,7 +495,8 @@ class RunLoop:
         resources = invocation.step.resources
         logger.warning(
             "Step '%s' asks for %s, more than this machine offers (cpu=%g, memory=%.1fGB, "
-            "gpu=%g); running it alone.",
+            "gpu=%g); it runs once no other step holds resources, and no step that asks "
+            "for some starts beside it (steps asking for none still may).",
             invocation.step.name,
             resources.to_dict(),
             capacity.cpu,
