@@ -61,6 +61,8 @@ def where_inline() -> int:
 
 @step(runtime="isolated")
 def wait_to_be_killed(marker_dir: str, name: str) -> int:
+    print("é\tß" * 700)  # longer than a line to the loop holds
+    print(f"{name}: loaded 3 shards; opening shard 4")  # sent before the pid is written
     Path(marker_dir, f"{name}.pid").write_text(str(os.getpid()))
     time.sleep(60)
     return 0

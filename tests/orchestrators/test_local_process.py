@@ -99,6 +99,10 @@ def test_killing_a_step_process_fails_that_step_and_keeps_the_others(tmp_path):
     assert run.steps["quick"].status == "completed"
     assert run.steps["wait_to_be_killed"].status == "failed"
     assert "killed by SIGKILL" in run.steps["wait_to_be_killed"].exception_message
+    # what it printed before it was killed, the line that says where: it was thrown away
+    logs = Client().get_step_logs(run.id)
+    expected = "é\tß" * 700 + "\nvictim: loaded 3 shards; opening shard 4\n"
+    assert logs["wait_to_be_killed"] == expected
 
 
 def test_killing_the_orchestration_process_leaves_no_orphan_step_processes(tmp_path):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import os
 import queue
@@ -263,17 +264,22 @@ class ProcessLauncher(Launcher):
 
         assert zygote.stdout is not None
         parts: dict[int, list[bytes]] = {}  # of results still arriving
+        logs: dict[int, list[str]] = {}  # what steps printed so far, for those that die
         for line in zygote.stdout:
             key, kind, body = line.rstrip(b"\n").split(b" ", 2)
             request_id = int(key)
             if kind == b"more":
                 parts.setdefault(request_id, []).append(body)
                 continue
+            if kind == b"log":
+                logs.setdefault(request_id, []).append(json.loads(body))
+                continue
             if kind == b"pid":
                 with self._lock:
                     self._pids[request_id] = int(body)
                 continue
             envelope = b"".join([*parts.pop(request_id, []), body])  # an exit drops a part
+            printed = "".join(logs.pop(request_id, []))  # a result holds them all again
             with self._lock:
                 if request_id not in self._pending:  # the exit of a step that has reported
                     continue
@@ -282,11 +288,12 @@ class ProcessLauncher(Launcher):
             if kind == b"result":
                 on_done(result_from_json(envelope.decode()))
             else:
-                on_done(_died(request, start, _describe_exit(int(body))))
+                on_done(_died(request, start, _describe_exit(int(body)), printed))
         with self._lock:  # the zygote is gone: nothing pending will ever finish
             lost, self._pending = self._pending, {}
-        for request, on_done, start in lost.values():
-            on_done(_died(request, start, _describe_exit(zygote.wait())))
+        for request_id, (request, on_done, start) in lost.items():
+            printed = "".join(logs.pop(request_id, []))
+            on_done(_died(request, start, _describe_exit(zygote.wait()), printed))
 
     def holds_worker(self, step: Step[Any, Any]) -> bool:
         return True  # a process each, async or not (`asyncio.run` in it)
@@ -311,9 +318,12 @@ class ProcessLauncher(Launcher):
                 self._reader.join()
 
 
-def _died(request: StepRequest, start: float, what_happened: str) -> StepResult:
+def _died(request: StepRequest, start: float, what_happened: str, printed: str) -> StepResult:
+    """The result of a step whose process died without one, with what it printed."""
     message = f"The process of step '{request.invocation_id}' {what_happened}."
-    return failed(request, start, StepFailedError(message, request.invocation_id))
+    result = failed(request, start, StepFailedError(message, request.invocation_id))
+    result.logs = printed
+    return result
 
 
 def _describe_exit(code: int) -> str:

@@ -32,9 +32,26 @@ from typing import Any, TextIO
 
 
 class _StepLog(list[str]):
-    """A step's lines, `open` while the step runs."""
+    """A step's lines, `open` while the step runs, each also handed to `_mirror` if set."""
 
     open = True
+
+    def append(self, text: str) -> None:
+        super().append(text)
+        if _mirror is not None:
+            _mirror(text)
+
+
+# Where a step's process sends its lines as they come (`mirror_step_logs`); None: nowhere.
+_mirror: Callable[[str], None] | None = None
+
+
+def mirror_step_logs(send: Callable[[str], None]) -> None:
+    """Hand every line a step of this process captures to `send` as well, at once: the
+    process of an isolated step sends them to the loop, which keeps them if the process dies
+    before its result (killed, `os._exit`, a crash in C), with the last lines before it."""
+    global _mirror
+    _mirror = send
 
 
 _buffer: ContextVar[_StepLog | None] = ContextVar("branchwork_step_log", default=None)

@@ -9,13 +9,15 @@ step what its later children would otherwise each do again (`_Zygote._warm`).
 
 Messages are lines (a JSON envelope never holds a raw newline): on stdin, `<id> <request
 envelope>`; on stdout, from the zygote, `<id> pid <pid>` before a child gets the request and
-`<id> exit <code>` when it has exited; from the child itself, its result envelope in lines
-of at most PIPE_BUF bytes (`<id> more <part>`..., `<id> result <last part>`), which a pipe
-never mixes with other writers' lines. The result so reaches the loop without waking the
-zygote, and before the child has exited (a process's exit, unmapping its memory, takes
-milliseconds the result need not wait for); an `exit` after a result means nothing. The
-zygote is single-threaded (forking is only safe there), waits with `selectors`, and every
-child dies with it (PR_SET_PDEATHSIG), as it dies with the loop.
+`<id> exit <code>` when it has exited; from the child itself, what its step prints and logs
+as it goes (`<id> log <JSON text>`: the loop keeps it for a child that dies without a result)
+and its result envelope, in lines of at most PIPE_BUF bytes (`<id> more <part>`...,
+`<id> result <last part>`), which a pipe never mixes with other writers' lines. The result
+so reaches the loop without waking the zygote, and before the child has exited (a
+process's exit, unmapping its memory, takes milliseconds the result need not wait for); an
+`exit` after a result means nothing. The zygote is single-threaded (forking is only safe
+there), waits with `selectors`, and every child dies with it (PR_SET_PDEATHSIG), as it dies
+with the loop.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import os
 import select
 import selectors
@@ -65,6 +68,7 @@ def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pra
     step forks (a multiprocessing pool, a daemon) closes its copies of the life pipe and of
     the channel to the loop: holding them, it kept the run waiting until it exited."""
     from branchwork.runtime.envelopes import request_from_json, run_envelope
+    from branchwork.runtime.step_logs import mirror_step_logs
 
     code = 0
     try:
@@ -79,6 +83,7 @@ def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pra
             os.register_at_fork(
                 after_in_child=functools.partial(_close_in_child_of, os.getpid(), loop, life_fd)
             )
+            mirror_step_logs(functools.partial(_send_log, loop, request_id))
             request = request_from_json(envelope.decode(), steps)
             _send_result(loop, request_id, run_envelope(request).encode())
     except BaseException:
@@ -106,6 +111,16 @@ def _read_line(fd: int) -> bytes:
             return b""
         chunks.append(chunk)
     return b"".join(chunks)[:-1]
+
+
+_LOG_CHARACTERS = 512  # of text in a `log` line: JSON writes a character in 6 bytes at most
+
+
+def _send_log(fd: int, request_id: bytes, text: str) -> None:
+    """Text the step printed or logged, in `log` lines of at most PIPE_BUF bytes."""
+    for start in range(0, len(text), _LOG_CHARACTERS):
+        piece = json.dumps(text[start : start + _LOG_CHARACTERS]).encode()
+        _write_all(fd, b"%s log %s\n" % (request_id, piece))
 
 
 def _send_result(fd: int, request_id: bytes, envelope: bytes) -> None:
