@@ -409,6 +409,7 @@ from branchwork.orchestrators import LocalProcessOrchestrator
 from branchwork.stack import Stack, active_stack, get_active_stack
 
 def square(x):
+    print("squaring", x)  # in a process the step forked: not the step's own (its log's)
     return x * x
 
 @step(runtime="isolated")
@@ -626,7 +627,7 @@ def run_in_a_step_process(step, inputs, artifacts):
         artifact_store=LocalArtifactStore(artifacts),
     )
     envelope = request_to_json(request)
-    assert json.loads(envelope)["version"] == 7
+    assert json.loads(envelope)["version"] == 8
     done = subprocess.run(
         [sys.executable, "-m", "branchwork.orchestrators.step_runner"],
         input=envelope,

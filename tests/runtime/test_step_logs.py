@@ -16,6 +16,7 @@ import pytest
 from branchwork import Client, get_step_context, log_metadata, pipeline, step
 from branchwork.config import StepRetryConfig
 from branchwork.exceptions import BranchworkError
+from processes import python_env
 
 log = logging.getLogger("chatty")
 
@@ -410,3 +411,56 @@ def test_a_step_that_exits_keeps_what_it_printed_and_logged(isolated):
     else:
         assert logs == {name: "checking 5 rows\nERROR: 3 rows have no id\n"}
         assert run.steps[name].run_metadata == {"bad_rows": 3}
+
+
+SET_UP_SCRIPT = """
+import logging, warnings
+from branchwork import pipeline, step
+from branchwork.orchestrators import LocalProcessOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
+
+logging.basicConfig(level=logging.INFO)
+logging.getLogger("myapp").setLevel(logging.DEBUG)
+warnings.filterwarnings("ignore", message="noisy")
+log = logging.getLogger("myapp")
+
+@step(runtime="isolated")
+def configured() -> int:
+    log.debug("debug detail")
+    logging.getLogger("other").info("progress 50%")
+    warnings.warn("noisy library warning")
+    warnings.warn("a warning that matters")
+    return 1
+
+@pipeline(enable_cache=False)
+def set_up():
+    return configured()
+
+if __name__ == "__main__":
+    stack = Stack("lp", LocalProcessOrchestrator(), get_active_stack().artifact_store)
+    with active_stack(stack):
+        set_up()
+"""
+
+
+def test_an_isolated_step_logs_at_the_levels_and_with_the_filters_its_script_set(
+    tmp_path, monkeypatch
+):
+    """Its process never ran the script's set-up: its DEBUG and INFO records were dropped,
+    and the warning the script silenced was in its log."""
+    script = tmp_path / "set_up.py"
+    script.write_text(SET_UP_SCRIPT)
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=python_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
+    logs = Client().get_step_logs("latest")["configured"]
+    lines = logs.splitlines()
+    assert lines[:2] == ["DEBUG myapp: debug detail", "INFO other: progress 50%"]
+    assert "a warning that matters" in logs and "noisy" not in logs

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import changed_parts, fingerprint
 from branchwork.metadata import error_records
+from branchwork.runtime.process_logging import apply_setup, current_setup
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import (
     SCRIPT_MODULE,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 # 2: inputs in the `branchwork.values` encoding; 3: the artifact store's spec; 4: inline data;
 # 5: an inline artifact's location is "" (its URI is derived from its content hash); 6: the
 # digest of the step's comparable code fingerprint parts where it was keyed; 7: the file of
-# the step's code (`_named_after`)
-VERSION = 7
+# the step's code (`_named_after`); 8: the loop's logging levels and warnings filters
+VERSION = 8
 DYNAMIC_CODE = "<dynamic-code>"  # the file cloudpickle names the code it pickles by value
 
 
@@ -147,6 +148,7 @@ def request_to_json(request: StepRequest) -> str:
             "code": _keyed_code(request.step, code_generation()),
             "inputs": encode(request.inputs, _ARTIFACTS),
             "artifact_store": request.artifact_store.spec(),
+            "logging": current_setup(),
         }
     )
 
@@ -174,6 +176,7 @@ def request_from_json(text: str, steps: Mapping[str, Step[Any, Any]] | None = No
         inputs=decode(data["inputs"], _ARTIFACTS),
         artifact_store=artifact_store_from_spec(data["artifact_store"]),
         keyed_code=data["code"],
+        process_logging=data["logging"],
     )
 
 
@@ -248,6 +251,8 @@ def run_envelope(request: str | StepRequest) -> str:
     if isinstance(request, str):
         request = request_from_json(request)
     seen = _code_seen(request)  # before the step runs: it may change a global
+    if request.process_logging is not None:
+        apply_setup(request.process_logging)
     with _as_script_module(request.step.func):
         result = execute_step(request)
     result.code_seen = seen

@@ -110,6 +110,9 @@ class StepRequest:
     # A digest of the step's code as the loop keyed it, for a step carried to another
     # process (`runtime.envelopes`), which checks it sees the same.
     keyed_code: str | None = None
+    # The loop's process's logging levels and warnings filters, for a step carried to another
+    # process (`runtime.process_logging`).
+    process_logging: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -83,7 +83,7 @@ def _child(request_fd: int, life_fd: int, steps: dict[str, Any]) -> None:  # pra
             os.register_at_fork(
                 after_in_child=functools.partial(_close_in_child_of, os.getpid(), loop, life_fd)
             )
-            mirror_step_logs(functools.partial(_send_log, loop, request_id))
+            mirror_step_logs(functools.partial(_send_log, loop, request_id, os.getpid()))
             request = request_from_json(envelope.decode(), steps)
             _send_result(loop, request_id, run_envelope(request).encode())
     except BaseException:
@@ -116,11 +116,15 @@ def _read_line(fd: int) -> bytes:
 _LOG_CHARACTERS = 512  # of text in a `log` line: JSON writes a character in 6 bytes at most
 
 
-def _send_log(fd: int, request_id: bytes, text: str) -> None:
-    """Text the step printed or logged, in `log` lines of at most PIPE_BUF bytes."""
-    for start in range(0, len(text), _LOG_CHARACTERS):
-        piece = json.dumps(text[start : start + _LOG_CHARACTERS]).encode()
-        _write_all(fd, b"%s log %s\n" % (request_id, piece))
+def _send_log(fd: int, request_id: bytes, step_pid: int, text: str) -> None:
+    """Text the step printed or logged, in `log` lines of at most PIPE_BUF bytes; from the
+    step's process only (one it forked closed `fd`, whose number may be another file there)."""
+    if os.getpid() != step_pid:
+        return
+    with contextlib.suppress(OSError):  # the loop is gone: the step goes on, as it would
+        for start in range(0, len(text), _LOG_CHARACTERS):
+            piece = json.dumps(text[start : start + _LOG_CHARACTERS]).encode()
+            _write_all(fd, b"%s log %s\n" % (request_id, piece))
 
 
 def _send_result(fd: int, request_id: bytes, envelope: bytes) -> None:
