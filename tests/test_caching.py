@@ -287,44 +287,6 @@ def test_steps_downstream_of_a_set_hit_the_cache_in_another_process(tmp_path: Pa
     ]
 
 
-SCRIPT_CLASS = """
-import warnings
-from branchwork import pipeline, step
-
-warnings.simplefilter("ignore")  # stored as cloudpickles, said once per type
-
-class Model:
-    def __init__(self):
-        self.weights = [1, 2]
-
-@step(enable_cache=False)
-def make() -> Model:
-    return Model()
-
-@step
-def score(model: Model) -> int:
-    return sum(model.weights)
-
-@pipeline
-def scoring():
-    return score(make())
-
-print(scoring(), scoring.last_run.steps["score"].status.value)
-"""
-
-
-def test_steps_downstream_of_an_instance_of_a_scripts_class_hit_in_another_process(
-    tmp_path: Path,
-):
-    """A script's class is pickled by value, with an id cloudpickle made at random in each
-    process: an equal instance was other bytes, and `score` missed every time."""
-    script = tmp_path / "scoring.py"
-    script.write_text(SCRIPT_CLASS)
-    home = tmp_path / "home"
-    printed = [printed_by(script, home)[-1] for _ in range(2)]
-    assert printed == ["3 completed", "3 cached"]
-
-
 def printed_by(script: Path, home: Path, **env: str) -> list[str]:
     """The lines `python script` prints, run as a user runs it, on the store in `home`."""
     done = subprocess.run(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
-import io
 import pickle
 import warnings
 from typing import Any
@@ -48,53 +44,16 @@ def dumps_canonical(data: Any) -> bytes:
     seed (and for any set, the order it was filled in): the same set hashed otherwise in each
     process, so every step downstream of a set missed the cache. Where the pickle holds a set
     (its opcodes are there, or those bytes are data), the sets inside lists, tuples and dicts
-    are written sorted instead. A class pickled by value (a script's) carries an id made
-    from its definition rather than cloudpickle's random one (`_StablePickler`).
+    are written sorted instead.
     """
-    pickled = _dumps(data)
+    import cloudpickle
+
+    pickled: bytes = cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL)
     if _EMPTY_SET in pickled or _FROZENSET in pickled:  # or data bytes that look like them
         ordered = _sets_sorted(data, {})
         if ordered is not data:
-            pickled = _dumps(ordered)
+            pickled = cloudpickle.dumps(ordered, protocol=PICKLE_PROTOCOL)
     return pickled
-
-
-def _dumps(data: Any) -> bytes:
-    with io.BytesIO() as file:
-        _stable_pickler()(file, protocol=PICKLE_PROTOCOL).dump(data)
-        return file.getvalue()
-
-
-@functools.cache
-def _stable_pickler() -> type:
-    """A cloudpickle Pickler that gives each class it pickles by value a tracker id (what
-    lets one process unpickle that class once) made from the class's module, name and
-    source, before cloudpickle would make a random one: an equal instance of a script's
-    class was other bytes in every process, and every step downstream missed the cache.
-    Without source, the class keeps cloudpickle's random id."""
-    import cloudpickle
-    from cloudpickle import cloudpickle as internals
-
-    def track(cls: type) -> None:
-        with internals._DYNAMIC_CLASS_TRACKER_LOCK:
-            if cls in internals._DYNAMIC_CLASS_TRACKER_BY_CLASS:
-                return
-            try:
-                source = inspect.getsource(cls)
-            except (OSError, TypeError):
-                return
-            described = f"{cls.__module__}:{cls.__qualname__}:{source}"
-            tracker = hashlib.sha256(described.encode()).hexdigest()[:32]
-            internals._DYNAMIC_CLASS_TRACKER_BY_CLASS[cls] = tracker
-            internals._DYNAMIC_CLASS_TRACKER_BY_ID[tracker] = cls
-
-    class _StablePickler(cloudpickle.Pickler):  # type: ignore[misc]
-        def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, type) and not internals._should_pickle_by_reference(obj):
-                track(obj)
-            return super().reducer_override(obj)
-
-    return _StablePickler
 
 
 _EMPTY_SET, _FROZENSET = pickle.EMPTY_SET, pickle.FROZENSET
