@@ -972,11 +972,16 @@ scale = Scaler(2).apply
 OPS = {"double": Scaler(2).apply}
 
 
-def helper(x):
-    return x * helper.factor
+class Runner:
+    def __init__(self, factor):
+        self.factor = factor
+        self.handlers = {"run": self.run}  # its own bound methods in its state
+
+    def run(self, x):
+        return x * self.factor
 
 
-helper.factor = 2
+RUNNER = Runner(2)
 
 
 @step
@@ -1000,13 +1005,13 @@ def registered() -> int:
 
 
 @step
-def attributed() -> int:
-    return helper(10)
+def dispatched() -> int:
+    return RUNNER.handlers["run"](10)
 
 
 @pipeline
 def defined():
-    return train(), width(), scaled(), registered(), attributed()
+    return train(), width(), scaled(), registered(), dispatched()
 
 
 if __name__ == "__main__":
@@ -1021,15 +1026,16 @@ if __name__ == "__main__":
         ("script.py", "return [64, 64]", "return [32, 32]", [0.1, 64, 20, 20, 20]),
         ("script.py", "scale = Scaler(2)", "scale = Scaler(3)", [0.1, 128, 30, 20, 20]),
         ("script.py", '"double": Scaler(2)', '"double": Scaler(3)', [0.1, 128, 20, 30, 20]),
-        ("script.py", "helper.factor = 2", "helper.factor = 3", [0.1, 128, 20, 20, 30]),
+        ("script.py", "RUNNER = Runner(2)", "RUNNER = Runner(3)", [0.1, 128, 20, 20, 30]),
     ],
 )
-def test_what_a_class_body_names_a_bound_methods_instance_and_a_functions_attributes_are_keyed(
+def test_what_a_class_body_reads_and_the_instance_behind_a_bound_method_are_keyed(
     tmp_path: Path, branchwork_home: Path, file: str, old: str, new: str, expected: list[Any]
 ):
     """A pydantic field's default, a dataclass's default_factory, the instance behind a bound
-    method (global or in a registry) and an attribute set on a function: each edited, the
-    step that reads it recomputes (each was served the stale result)."""
+    method (global or in a registry): each edited, the step that reads it recomputes (each
+    was served the stale result). An instance holding its own bound methods is keyed by its
+    state still (encoding them with it went round in circles, and it was keyed by its type)."""
     project = write_project(
         tmp_path / "project", {"settings.py": DEFINED_SETTINGS, "script.py": DEFINED_SCRIPT}
     )

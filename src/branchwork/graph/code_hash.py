@@ -14,8 +14,8 @@ hashes every piece of the user's own code the function reaches, each normalized:
   functions and classes inside the values it reads (a registry `{"small": build_small}`, a
   list of classes); the classes its annotations name (it calls their methods on its
   arguments: `model: Model`, also as text under `from __future__ import annotations`); the
-  values of the function's closure cells and its parameters' defaults, and the attributes
-  set on it (`helper.factor = 2`); the names in decorators and in a class body outside its
+  values of the function's closure cells and its parameters' defaults; the names read in
+  decorators and in a class body outside its
   methods (found in the source, as the piece's bytecode does not run what defines it: a
   field's default `lr: float = DEFAULT_LR` of a pydantic model, a dataclass's
   `field(default_factory=make)`); an instance's state where a bound method is read
@@ -80,6 +80,7 @@ import os
 import re
 import sys
 import textwrap
+import threading
 import typing
 import weakref
 from abc import ABC
@@ -368,9 +369,6 @@ def _function_references(func: Any) -> Iterator[Reference]:
     for annotation in getattr(func, "__annotations__", {}).values():
         yield from _annotated(annotation, namespace)
     yield from _defaults(func, code)
-    for name, value in vars(func).items():  # `helper.factor = 2`: it reads them as it runs
-        if not (name.startswith("__") and name.endswith("__")):
-            yield _label(func.__module__, f"{func.__qualname__}.<attribute>.{name}"), value
     cells = getattr(func, "__closure__", None) or ()
     for name, cell in zip(code.co_freevars, cells):
         try:
@@ -519,8 +517,11 @@ def _definition_references(
 
 
 def _names_in(tree: ast.AST, namespace: dict[str, Any]) -> Iterator[Reference]:
-    """What the names and dotted names in a piece of source resolve to in `namespace`."""
+    """What the names and dotted names a piece of source reads resolve to in `namespace` (a
+    class attribute `data = ...` does not read a module global `data`)."""
     for node in ast.walk(tree):
+        if not isinstance(getattr(node, "ctx", ast.Load()), ast.Load):
+            continue
         chain = _dotted(node)
         found = _resolve(chain, namespace) if chain else None
         if found is not None:
@@ -889,16 +890,31 @@ def _more_json(value: Any, inside: list[Any] | None) -> Any:
         if inside is not None and _is_user_code(code):
             inside.append(code)
         named = {"$code": _label(getattr(code, "__module__", None), code.__qualname__)}
-        if isinstance(value, MethodType):  # a registry of `Scaler(2).apply`: its instance too
-            return {**named, "self": _canonical(value.__self__, more)}
-        return named
+        owner = getattr(value, "__self__", None) if isinstance(value, MethodType) else None
+        if owner is not None and id(owner) not in _encoding.ids:  # `Scaler(2).apply`
+            return {**named, "self": _canonical(owner, more)}  # (not an instance's own
+        return named  # methods in its state: `self.handlers = {"a": self.do_a}`)
     data = _data_digest(value)
     if data is not None:
         return {**_type_json(value), "data": data}
     state = _state_of(value)
     if state is None:
         return _type_json(value)
-    return {**_type_json(value), "state": _canonical(state, more)}
+    _encoding.ids.add(id(value))
+    try:
+        return {**_type_json(value), "state": _canonical(state, more)}
+    finally:
+        _encoding.ids.discard(id(value))
+
+
+class _Encoding(threading.local):
+    """The instances whose state this thread is encoding (`_more_json`)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+
+_encoding = _Encoding()
 
 
 def _data_digest(value: Any) -> str | None:
