@@ -178,6 +178,7 @@ def connects() -> int:
     filtered_log.warning("connecting with password=%s", "hunter2")
     filtered_log.warning("this is noise")
     filtered_log.warning("connected")
+    logging.getLogger("filtered.child").warning("password=%s", "swordfish")  # handler's filter
     return 1
 
 
@@ -189,14 +190,21 @@ def connecting():
 def test_a_loggers_filters_apply_to_the_step_log():
     """A filter that redacts a secret or drops a record: the step's log held the record as
     it was made, the password in plain text in the store."""
-    redacting = Redacting()
+    redacting, on_the_handler = Redacting(), logging.StreamHandler(sys.stderr)
+    on_the_handler.addFilter(Redacting())  # a child logger's records pass the handlers only
     filtered_log.addFilter(redacting)
+    logging.getLogger().addHandler(on_the_handler)
     try:
         assert connecting() == 1
     finally:
         filtered_log.removeFilter(redacting)
+        logging.getLogger().removeHandler(on_the_handler)
     logs = Client().get_step_logs(connecting.last_run.id)
-    assert logs["connects"] == "WARNING filtered: [REDACTED]\nWARNING filtered: connected\n"
+    assert logs["connects"] == (
+        "WARNING filtered: [REDACTED]\n"
+        "WARNING filtered: connected\n"
+        "WARNING filtered.child: [REDACTED]\n"
+    )
 
 
 shared_pool = ThreadPoolExecutor(max_workers=1)  # kept for the process, as users' pools are
@@ -222,8 +230,8 @@ def downloading():
 def test_threads_a_step_starts_write_into_its_log_and_no_other(capsys):
     """The docs say everything written through sys.stdout, sys.stderr and logging is
     captured: what a step's worker threads wrote was not (a new thread's context is empty).
-    The shared pool's one thread was started by the first step: it writes into nothing once
-    that step ended, not into a finished step's log."""
+    The shared pool's one thread was started by the first step: work the second submits to
+    it is the second's, and work submitted outside any step is no step's."""
     assert downloading() == (2, 3)
     logs = Client().get_step_logs(downloading.last_run.id)
     assert logs["downloads"] == (
@@ -239,8 +247,12 @@ def test_threads_a_step_starts_write_into_its_log_and_no_other(capsys):
         "WARNING chatty: worker: fetched part 1\n"
         "WARNING chatty: worker: fetched part 2\n"
         "thread: done\n"
+        "shared pool: part of 3\n"
     )
-    assert "shared pool: part of 3\n" in capsys.readouterr().out  # on the console still
+    shared_pool.submit(print, "outside any step").result()
+    logs = Client().get_step_logs(downloading.last_run.id)
+    assert "outside" not in logs["downloads"] + logs["downloads_2"]
+    assert "outside any step\n" in capsys.readouterr().out  # on the console, as always
 
 
 def test_a_record_that_cannot_be_formatted_is_noted_and_does_not_fail_the_step(tmp_path):
@@ -264,7 +276,7 @@ def test_a_record_that_cannot_be_formatted_is_noted_and_does_not_fail_the_step(t
     )
     result, step_log = done.stdout.split("\n", 1)
     assert result == "1"
-    assert step_log.startswith("WARNING bad.format: rows=%d (could not format it: "), step_log
+    assert "\nWARNING bad.format: rows=%d (could not format it: " in step_log, step_log
     assert "--- Logging error ---" in done.stderr  # Python still reports it as it always did
 
 

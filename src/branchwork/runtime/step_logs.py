@@ -3,16 +3,18 @@ side in threads.
 
 `sys.stdout` / `sys.stderr` are wrapped by streams that copy every write into the
 buffer of the step running in the writing thread's context (a ContextVar) and still pass it
-on, so the console shows what it always did. A thread a step starts (a `ThreadPoolExecutor`
-downloading its parts) writes into that step's buffer too: `Thread.start` is wrapped to hand
-the new thread the buffer, which a new thread's empty context left out. Once the step ends
-its buffer is closed, so a thread that outlives it (a pool kept for the process) adds
-nothing to a finished step's log.
+on, so the console shows what it always did. A thread a step starts writes into that step's
+buffer too: `Thread.start` is wrapped to hand the new thread the buffer, which a new thread's
+empty context left out. Work handed to a thread pool (`ThreadPoolExecutor.submit`, which
+`run_in_executor` uses) writes into the buffer of whoever submitted it, whichever step
+started the pool's threads (a pool shared by steps mixed their logs). Once a step ends its
+buffer is closed, so a thread that outlives it adds nothing to a finished step's log.
 
 Logging records are caught where a logger hands them to the handlers (`Logger.callHandlers`,
-wrapped), after its level and its filters: a step's log holds what the step's loggers let
-through, as the user's filters left it (a filter that redacts a secret or drops a record had
-no say when records were caught as they were made, and secrets reached the store). Not by a
+wrapped), after its level and its filters, and after the handlers: a step's log holds what
+the step's loggers let through, as the user's filters left it (a filter on a logger or a
+handler that redacts a secret in place, or a logger's filter that drops a record, had no say
+when records were caught as they were made, and secrets reached the store). Not by a
 handler: a handler on the root logger would change what the whole process logs (Python's
 last-resort handler and `logging.basicConfig()` only act while the root has no handler), so
 warnings logged outside any step would vanish. What a logging handler then writes to a
@@ -22,10 +24,12 @@ stream is not copied a second time.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
@@ -95,10 +99,10 @@ def _capturing(
     call_handlers: Callable[[logging.Logger, logging.LogRecord], None],
 ) -> Callable[[logging.Logger, logging.LogRecord], None]:
     def capture_and_call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+        call_handlers(logger, record)  # first: a handler's filter may redact it in place
         buffer = _buffer.get()
         if buffer is not None and buffer.open:
             buffer.append(_step_log_line(record))
-        call_handlers(logger, record)
 
     return capture_and_call_handlers
 
@@ -121,10 +125,27 @@ def _in_the_steps_log(
     return start_in_the_steps_log
 
 
+def _with_the_submitters_log(submit: Callable[..., Any]) -> Callable[..., Any]:
+    def submit_with_the_submitters_log(
+        executor: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        return submit(executor, functools.partial(_in_log, _buffer.get(), fn), *args, **kwargs)
+
+    return submit_with_the_submitters_log
+
+
+def _in_log(buffer: _StepLog | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    token = _buffer.set(buffer)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _buffer.reset(token)
+
+
 def _install() -> None:
     """Put the tee streams in place — again if someone (a test runner, a notebook) swapped
-    `sys.stdout` / `sys.stderr` since — and wrap `Logger.callHandlers` and `Thread.start`
-    once."""
+    `sys.stdout` / `sys.stderr` since — and wrap `Logger.callHandlers`, `Thread.start` and
+    `ThreadPoolExecutor.submit` once."""
     global _wrapped
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
@@ -135,6 +156,7 @@ def _install() -> None:
             wrapped = _capturing(logging.Logger.callHandlers)
             logging.Logger.callHandlers = wrapped  # type: ignore[method-assign,assignment]
             threading.Thread.start = _in_the_steps_log(threading.Thread.start)  # type: ignore[method-assign,assignment]
+            ThreadPoolExecutor.submit = _with_the_submitters_log(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
             _wrapped = True
 
 
