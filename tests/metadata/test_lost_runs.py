@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from branchwork import Client
+from branchwork import Client, pipeline, step
 from branchwork.exceptions import OrchestratorError
+from branchwork.metadata.lost import reap_lost_runs
+from branchwork.metadata.store import get_engine, write_transaction
+from branchwork.orchestrators import LocalOrchestrator
+from branchwork.stack import Stack, active_stack, get_active_stack
 from processes import Spawned, python, python_env, wait_until
 
 BRANCHWORK = str(Path(sys.executable).parent / "branchwork")
@@ -323,3 +328,41 @@ def test_resuming_a_running_run_says_when_it_can_be(tmp_path, monkeypatch):
         "can be resumed. If its process is gone, it reads failed 1.2s after its last "
         "heartbeat; resume it then."
     )
+
+
+class SlowToConnect(LocalOrchestrator):
+    """A loop that takes a while to begin where the run was called (Ray's `ray.init`)."""
+
+    def loop_session(self, request, orchestrator_run_id):
+        time.sleep(2.0)  # longer than a silent run lives
+        return super().loop_session(request, orchestrator_run_id)
+
+
+@step(enable_cache=False)
+def two() -> int:
+    return 2
+
+
+@pipeline
+def slow_to_begin():
+    return two()
+
+
+def test_a_run_whose_loop_is_slow_to_begin_where_it_was_called_is_not_lost(monkeypatch):
+    """Called while its orchestrator connected, a run was taken for lost by the next writer
+    (here `runs reap`), and its loop then refused to start it."""
+    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
+    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
+    reaped: list[int] = []
+
+    def reap_meanwhile() -> None:
+        time.sleep(1.6)
+        with write_transaction(get_engine()) as conn:
+            reaped.append(reap_lost_runs(conn))
+
+    reaper = threading.Thread(target=reap_meanwhile)
+    reaper.start()
+    with active_stack(Stack("slow", SlowToConnect(), get_active_stack().artifact_store)):
+        assert slow_to_begin() == 2
+    reaper.join(30)
+    assert reaped == [0] and slow_to_begin.last_run.status == "completed"

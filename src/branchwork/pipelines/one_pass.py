@@ -28,7 +28,7 @@ from branchwork.pipelines.calls import (
     run_outcome,
     stopped_if_interrupted,
 )
-from branchwork.pipelines.submission import submit_and_wait
+from branchwork.pipelines.submission import heartbeating, submit_and_wait
 from branchwork.runtime.interrupts import interrupts_deferred, sigterm_stops_the_run
 from branchwork.runtime.requests import RunOptions, RunRequest
 from branchwork.runtime.runner import RunSession
@@ -138,13 +138,14 @@ class _OnePassRun:
         run = get_run(get_engine(), self.run_id, include_steps=False)
         options = RunOptions.of(self.pipeline, reason)
         request = RunRequest(run.snapshot, run, self.stack, options, self.pipeline)
-        session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
-        with interrupts_deferred():
-            try:
-                body = session.begin()
-            finally:
-                if session.began:  # else nothing ran: the run is left as it is
-                    self.session = session
+        with heartbeating(run.id):  # its loop may take a while to begin (Ray: connecting)
+            session = orchestrator.loop_session(request, f"{orchestrator.flavor}-{run.id}")
+            with interrupts_deferred():
+                try:
+                    body = session.begin()
+                finally:
+                    if session.began:  # else nothing ran: the run is left as it is
+                        self.session = session
         body.calls = self.context.calls  # the traced calls keep their ids; later ones follow
         body.add(self.context.invocations)
         return body

@@ -66,7 +66,7 @@ def submit_and_wait(
         request.compiled = compiled
         if accept_new_graph:
             request.options = replace(request.options, accept_new_graph=True)
-        with _failures_recorded(stack, run):
+        with _failures_recorded(stack, run), heartbeating(run.id):  # (Ray: connecting)
             try:
                 outcome = orchestrator.run_loop(request, f"{orchestrator.flavor}-{run.id}")
             except RunStopped:  # before its loop began: raised as for any stopped run
@@ -77,7 +77,7 @@ def submit_and_wait(
         environment[ACCEPT_NEW_GRAPH_ENV] = "1"
     dynamic = compiled.is_dynamic
     submit = orchestrator.submit_dynamic_pipeline if dynamic else orchestrator.submit_pipeline
-    with _heartbeating(run_id):
+    with heartbeating(run_id):
         with _failures_recorded(stack, run):
             result = submit(run.snapshot, stack, environment, run)
         ended = None
@@ -87,10 +87,11 @@ def submit_and_wait(
 
 
 @contextmanager
-def _heartbeating(run_id: str) -> Iterator[None]:
+def heartbeating(run_id: str) -> Iterator[None]:
     """Heartbeat INITIALIZING run `run_id` from this process, on a thread of its own, until
-    its loop takes it over in another process or job (connecting to a cluster, starting an
-    orchestration process that imports slow modules, a job waiting to be scheduled)."""
+    its loop takes it over, here or in another process or job (connecting to a Ray cluster,
+    starting an orchestration process that imports slow modules, a job waiting to be
+    scheduled)."""
     done = threading.Event()
 
     def beat() -> None:
