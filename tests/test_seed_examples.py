@@ -50,7 +50,8 @@ def test_dynamic_pipeline_with_resources_runs_large_batches_on_a_small_machine(c
         + [f"process_large_batch_{i}" for i in range(2, 11)]
     )
     assert any(
-        "process_large_batch" in r.getMessage() and "alone" in r.getMessage()
+        "process_large_batch" in r.getMessage()
+        and "it runs once no other step holds resources" in r.getMessage()
         for r in caplog.records
     )
 

@@ -137,3 +137,26 @@ def test_paths_in_optional_list_dict_and_tuple_parameters_are_keyed_by_their_fil
     )
     assert shapes(path=str(data)) == ("two", "two", "two,two", "two")
     assert str(shapes.last_run.steps["read_list"].status) == "cached"
+
+
+@step
+def counted() -> int:
+    return 6
+
+
+@step
+def total(source: FileInput | int) -> int:
+    return source if isinstance(source, int) else len(Path(source).read_text())
+
+
+@pipeline
+def summed():
+    return total(counted())
+
+
+def test_a_file_parameter_given_an_output_that_holds_no_paths_is_keyed_by_it():
+    """Every output given to a parameter naming FileInput missed: `FileInput | int` given an
+    int is keyed by its content as any output."""
+    assert summed() == 6
+    assert summed() == 6
+    assert summed.last_run.steps["total"].cache_verdict == "hit"

@@ -213,7 +213,7 @@ shared_pool = ThreadPoolExecutor(max_workers=1)  # kept for the process, as user
 @step
 def downloads(parts: int) -> int:
     print("main: starting")
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one: its lines in order
         list(pool.map(lambda k: log.warning("worker: fetched part %d", k), range(parts)))
     helper = threading.Thread(target=print, args=("thread: done",))
     helper.start()

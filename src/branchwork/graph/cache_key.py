@@ -105,6 +105,9 @@ def key_parts(
             classes[data_type] = code
         return digest
 
+    def data_type_of(ref: OutputRef | ExternalArtifact) -> str:
+        return ref.data_type if isinstance(ref, ExternalArtifact) else stored_output(ref)[1]
+
     by_content = Leaf("$hash", ARTIFACT_REFS, lambda ref: _by_content(ref, content_hash))
     files = {path: file_hash(path)[:16] for path in invocation.files}
     arguments = {}
@@ -114,7 +117,7 @@ def key_parts(
             arguments[name] = f"file:{value}"
             continue
         if name in step.file_parameters:
-            _check_no_stored_paths(name, value)
+            _check_no_stored_paths(name, value, data_type_of)
         arguments[name] = _token(canonical(value, by_content, recorded_name))  # files: above
     return KeyParts(
         code=step.code_hash,
@@ -127,11 +130,24 @@ def key_parts(
     )
 
 
-def _check_no_stored_paths(name: str, value: Any) -> None:
-    """A parameter that takes files given a step's output (or an artifact): the path, and so
-    the file, is known only where the step runs, while the key is made before. Keyed by the
-    path's content hash alone, a changed file was served the stale result: never a hit."""
+# The data types of values that are, or may hold, paths (as `materializers.types` names them).
+_MAY_HOLD_PATHS = frozenset(
+    {f"builtins.{kind.__name__}" for kind in (str, list, tuple, dict, set, frozenset)}
+    | {"pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath"}
+    | {f"{FileInput.__module__}.{FileInput.__qualname__}"}
+)
+
+
+def _check_no_stored_paths(
+    name: str, value: Any, data_type_of: Callable[[OutputRef | ExternalArtifact], str]
+) -> None:
+    """A parameter that takes files given a step's output (or an artifact) that is, or may
+    hold, paths: they, and so the files, are known only where the step runs, while the key
+    is made before. Keyed by the paths' content hash alone, a changed file was served the
+    stale result: never a hit. (`FileInput | DataFrame` given a DataFrame is keyed by it.)"""
     for _, ref in leaves_of(value, ARTIFACT_REFS):
+        if data_type_of(ref) not in _MAY_HOLD_PATHS:
+            continue
         source = (
             f"the output of '{ref.invocation_id}'" if isinstance(ref, OutputRef) else "an artifact"
         )

@@ -35,7 +35,7 @@ class FileInput(str):
 def names_files(hint: Any) -> bool:
     """Whether a parameter annotated `hint` takes paths as files: `FileInput`, optional
     (`FileInput | None`), or inside a list, tuple, set or dict (`list[FileInput]`)."""
-    if hint is FileInput or hint == "FileInput":
+    if hint is FileInput or (isinstance(hint, str) and hint == "FileInput"):
         return True
     if typing.get_origin(hint) is typing.Literal:
         return False
@@ -50,7 +50,9 @@ def as_file_inputs(hint: Any, value: Any) -> Any:
         return value
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
     if isinstance(value, (str, os.PathLike)):
-        takes_path = hint is FileInput or hint == "FileInput" or FileInput in arguments
+        takes_path = names_files(hint) and (
+            hint is FileInput or isinstance(hint, str) or FileInput in arguments
+        )
         return FileInput(value) if takes_path else value
     if origin is typing.Annotated:
         return as_file_inputs(arguments[0], value)

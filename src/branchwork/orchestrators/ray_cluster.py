@@ -186,9 +186,9 @@ def _check_answers(address: str) -> None:
     """Refuse at once an address at which nothing accepts a connection (a wrong port, a head
     that is down): `ray.init` waited there for ever, the run `initializing`. The address is
     checked as Ray would reach it (it takes 127.0.0.1 for this node's address)."""
-    from ray._private.services import canonicalize_bootstrap_address
-
     try:
+        from ray._private.services import canonicalize_bootstrap_address
+
         target = (
             address.removeprefix("ray://")
             if address.startswith("ray://")

@@ -15,12 +15,13 @@ import json
 import sys
 import types
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import changed_parts, fingerprint
 from branchwork.metadata import error_records
-from branchwork.runtime.process_logging import apply_setup, current_setup
+from branchwork.runtime.process_logging import applied, current_setup
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
 from branchwork.user_code import (
     SCRIPT_MODULE,
@@ -251,9 +252,8 @@ def run_envelope(request: str | StepRequest) -> str:
     if isinstance(request, str):
         request = request_from_json(request)
     seen = _code_seen(request)  # before the step runs: it may change a global
-    if request.process_logging is not None:
-        apply_setup(request.process_logging)
-    with _as_script_module(request.step.func):
+    setup = request.process_logging
+    with _as_script_module(request.step.func), applied(setup) if setup else nullcontext():
         result = execute_step(request)
     result.code_seen = seen
     return result_to_json(result)

@@ -6,22 +6,22 @@ level=logging.INFO)`, `logging.getLogger("myapp").setLevel(logging.DEBUG)`,
 `warnings.filterwarnings("ignore", ...)` at the top of the script. Its INFO and DEBUG records
 were dropped (so missing from its log) and warnings the script silenced were logged. The
 request carries the levels set on loggers and the warnings filters (as they were when the
-run started), and the step's process applies them before the step runs. Handlers and formats
+run started), and the step's process applies them while the step runs. Handlers and formats
 stay the process's own (its console lines are not formatted as the script's are); the step's
 log holds the records either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from branchwork.user_code import code_generation
-
-_applied: dict[str, Any] | None = None  # what this process applied last
 
 
 def current_setup() -> dict[str, Any]:
@@ -32,7 +32,7 @@ def current_setup() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _setup_of(generation: tuple[int, int]) -> dict[str, Any]:
-    loggers = logging.root.manager.loggerDict.items()
+    loggers = list(logging.root.manager.loggerDict.items())  # (one C call: no lock needed)
     levels = {
         name: logger.level
         for name, logger in loggers
@@ -59,22 +59,28 @@ def _pattern(text: Any) -> str:
     return str(getattr(text, "pattern", text) or "")
 
 
-def apply_setup(setup: dict[str, Any]) -> None:
-    """Take `current_setup()` of the loop's process, once per different setup."""
-    global _applied
-    if setup == _applied:
-        return
-    for name, level in setup["levels"].items():
-        logging.getLogger(name or None).setLevel(level)
+@contextlib.contextmanager
+def applied(setup: dict[str, Any]) -> Iterator[None]:
+    """`current_setup()` of the loop's process while a step runs, the levels and filters of
+    this process put back after it (a Ray worker runs other tasks, and Ray's own code)."""
+    loggers = {name: logging.getLogger(name or None) for name in setup["levels"]}
+    before = {name: logger.level for name, logger in loggers.items()}
     filters = []
     for action, message, category, module, lineno in setup["warnings"]:
         kind = _warning_class(category)
         if kind is not None:
             filters.append((action, message, kind, module, lineno))
-    warnings.resetwarnings()
-    for action, message, kind, module, lineno in filters:
-        warnings.filterwarnings(action, message, kind, module, lineno, append=True)
-    _applied = setup
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, message, kind, module, lineno in filters:
+            warnings.filterwarnings(action, message, kind, module, lineno, append=True)
+        for name, level in setup["levels"].items():
+            loggers[name].setLevel(level)
+        try:
+            yield
+        finally:
+            for name, level in before.items():
+                loggers[name].setLevel(level)
 
 
 def _warning_class(name: str) -> type[Warning] | None:

@@ -113,7 +113,7 @@ def _read_line(fd: int) -> bytes:
     return b"".join(chunks)[:-1]
 
 
-_LOG_CHARACTERS = 512  # of text in a `log` line: JSON writes a character in 6 bytes at most
+_LOG_CHARACTERS = 256  # of text in a `log` line: JSON writes a character in 12 bytes at most
 
 
 def _send_log(fd: int, request_id: bytes, step_pid: int, text: str) -> None:
