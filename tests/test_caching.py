@@ -287,6 +287,46 @@ def test_steps_downstream_of_a_set_hit_the_cache_in_another_process(tmp_path: Pa
     ]
 
 
+LIVE_CLASS = """
+import warnings
+from branchwork import pipeline, step
+
+warnings.simplefilter("ignore")  # stored as cloudpickles, said once per type
+FACTOR = 1
+
+class Model:
+    def scaled(self):
+        return FACTOR
+
+@step
+def make() -> Model:
+    return Model()
+
+@step
+def use(model: Model) -> int:
+    return model.scaled()
+
+@pipeline
+def sweep():
+    return use(make())
+
+print(sweep())
+FACTOR = 3  # the next point of a sweep
+print(sweep(), Model().scaled())
+"""
+
+
+def test_loading_a_value_of_a_scripts_class_leaves_the_class_as_the_script_has_it(
+    tmp_path: Path,
+):
+    """Unpickling rewrote the script's live class: its methods read the globals of the
+    pickle from then on, so the sweep's second point computed with FACTOR = 1 again, and
+    even the script's own `Model().scaled()` said 1."""
+    script = tmp_path / "sweep.py"
+    script.write_text(LIVE_CLASS)
+    assert printed_by(script, tmp_path / "home") == ["1", "3 3"]
+
+
 def printed_by(script: Path, home: Path, **env: str) -> list[str]:
     """The lines `python script` prints, run as a user runs it, on the store in `home`."""
     done = subprocess.run(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import pickle
+import sys
 import warnings
 from typing import Any
 
@@ -109,7 +112,40 @@ def _sorted_items(items: set[Any] | frozenset[Any]) -> list[Any]:
 def load_pickle(data: bytes) -> Any:
     """The value in a pickle, if `pickle_policy` allows unpickling the artifact being loaded."""
     check_unpickling()
-    return pickle.loads(data)  # cloudpickle output is plain pickle; loading needs no cloudpickle
+    return loads(data)
+
+
+def loads(data: bytes) -> Any:
+    """`pickle.loads`, except that a class pickled by value (with cloudpickle) that is this
+    process's own live class is used as it is. cloudpickle set the live class's attributes
+    from the pickle: its methods became copies whose module globals were those the pickle
+    held, so after a value of the script's `Model` was loaded, `Model().scaled()` read the
+    global `FACTOR` as it was when pickled, in the whole process, for good (a sweep setting
+    it got the first value back). Loading needs no cloudpickle: the output is plain pickle."""
+    with io.BytesIO(data) as file:
+        return _KeepingLiveClasses(file).load()
+
+
+class _KeepingLiveClasses(pickle.Unpickler):
+    """An Unpickler that skips cloudpickle's `_class_setstate` for a live class (see
+    `loads`): one its module holds by its qualified name."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module == "cloudpickle.cloudpickle" and name == "_class_setstate":
+            return functools.partial(_set_unless_live, found)
+        return found
+
+
+def _set_unless_live(class_setstate: Any, cls: type, state: Any) -> type:
+    return cls if _is_live(cls) else class_setstate(cls, state)
+
+
+def _is_live(cls: type) -> bool:
+    holder: Any = sys.modules.get(getattr(cls, "__module__", None) or "")
+    for part in getattr(cls, "__qualname__", "<locals>").split("."):
+        holder = getattr(holder, part, None)
+    return holder is cls
 
 
 class CloudpickleMaterializer(BaseMaterializer):

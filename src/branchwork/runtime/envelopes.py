@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import changed_parts, fingerprint
+from branchwork.materializers.cloudpickle_materializer import loads
 from branchwork.metadata import error_records
 from branchwork.runtime.process_logging import applied, current_setup
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
@@ -59,9 +60,9 @@ def _pickled_step(step: Any, generation: tuple[int, int]) -> str:
 
 
 def _unpickle(text: str) -> Any:
-    import pickle
-
-    return pickle.loads(base64.b64decode(text))
+    """A step, or a step's exception: this process's live classes kept as they are (an
+    exception of the script's class, pickled where it ran, rewrote the class here)."""
+    return loads(base64.b64decode(text))
 
 
 @functools.lru_cache(maxsize=64)
