@@ -287,63 +287,6 @@ def test_steps_downstream_of_a_set_hit_the_cache_in_another_process(tmp_path: Pa
     ]
 
 
-SCRIPT_CLASS = """
-import warnings
-from branchwork import pipeline, step
-
-warnings.simplefilter("ignore")  # stored as cloudpickles, said once per type
-
-class Model:
-    def __init__(self):
-        self.weights = [1, 2]
-
-def make_config(size):
-    class Config:  # one source, a class per call
-        def total(self):
-            return size
-    return Config
-
-@step(enable_cache=False)
-def make() -> Model:
-    return Model()
-
-@step
-def score(model: Model) -> int:
-    return sum(model.weights)
-
-@step(enable_cache=False)
-def configs() -> list:
-    return [make_config(1)(), make_config(2)()]
-
-@step
-def sizes(configs: list) -> list:
-    return [config.total() for config in configs]
-
-@pipeline
-def scoring():
-    return score(make()), sizes(configs())
-
-print(scoring(), [scoring.last_run.steps[s].status.value for s in ("score", "sizes")])
-"""
-
-
-def test_steps_downstream_of_an_instance_of_a_scripts_class_hit_in_another_process(
-    tmp_path: Path,
-):
-    """A script's class is pickled by value, with an id cloudpickle made at random in each
-    process: an equal instance was other bytes, and `score` missed every time. Classes of
-    one source made by a factory with other values stay apart (an id from the source alone
-    loaded both as one class: [2, 2])."""
-    script = tmp_path / "scoring.py"
-    script.write_text(SCRIPT_CLASS)
-    home = tmp_path / "home"
-    printed = [printed_by(script, home)[-1] for _ in range(2)]
-    assert printed == [
-        "(3, [1, 2]) ['completed', 'completed']",
-        "(3, [1, 2]) ['cached', 'cached']",
-    ]
-
-
 LIVE_CLASS = """
 import warnings
 from branchwork import pipeline, step

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import pickle
+import sys
 import warnings
 from typing import Any
 
 from branchwork.materializers.base import BaseMaterializer, type_name
-from branchwork.materializers.class_pickles import dumps, loads
 from branchwork.materializers.pickle_policy import check_unpickling, remember_pickled
 
 PICKLE_FILE = "data.pkl"
+PICKLE_PROTOCOL = 5  # fixed rather than the interpreter's default, so hashes stay stable
 
 _warned: set[tuple[type, str]] = set()
 
@@ -44,14 +47,15 @@ def dumps_canonical(data: Any) -> bytes:
     seed (and for any set, the order it was filled in): the same set hashed otherwise in each
     process, so every step downstream of a set missed the cache. Where the pickle holds a set
     (its opcodes are there, or those bytes are data), the sets inside lists, tuples and dicts
-    are written sorted instead. A class the script defines is named by its definition
-    (`class_pickles`).
+    are written sorted instead.
     """
-    pickled = dumps(data)
+    import cloudpickle
+
+    pickled: bytes = cloudpickle.dumps(data, protocol=PICKLE_PROTOCOL)
     if _EMPTY_SET in pickled or _FROZENSET in pickled:  # or data bytes that look like them
         ordered = _sets_sorted(data, {})
         if ordered is not data:
-            pickled = dumps(ordered)
+            pickled = cloudpickle.dumps(ordered, protocol=PICKLE_PROTOCOL)
     return pickled
 
 
@@ -109,6 +113,39 @@ def load_pickle(data: bytes) -> Any:
     """The value in a pickle, if `pickle_policy` allows unpickling the artifact being loaded."""
     check_unpickling()
     return loads(data)
+
+
+def loads(data: bytes) -> Any:
+    """`pickle.loads`, except that a class pickled by value (with cloudpickle) that is this
+    process's own live class is used as it is. cloudpickle set the live class's attributes
+    from the pickle: its methods became copies whose module globals were those the pickle
+    held, so after a value of the script's `Model` was loaded, `Model().scaled()` read the
+    global `FACTOR` as it was when pickled, in the whole process, for good (a sweep setting
+    it got the first value back). Loading needs no cloudpickle: the output is plain pickle."""
+    with io.BytesIO(data) as file:
+        return _KeepingLiveClasses(file).load()
+
+
+class _KeepingLiveClasses(pickle.Unpickler):
+    """An Unpickler that skips cloudpickle's `_class_setstate` for a live class (see
+    `loads`): one its module holds by its qualified name."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if module == "cloudpickle.cloudpickle" and name == "_class_setstate":
+            return functools.partial(_set_unless_live, found)
+        return found
+
+
+def _set_unless_live(class_setstate: Any, cls: type, state: Any) -> type:
+    return cls if _is_live(cls) else class_setstate(cls, state)
+
+
+def _is_live(cls: type) -> bool:
+    holder: Any = sys.modules.get(getattr(cls, "__module__", None) or "")
+    for part in getattr(cls, "__qualname__", "<locals>").split("."):
+        holder = getattr(holder, part, None)
+    return holder is cls
 
 
 class CloudpickleMaterializer(BaseMaterializer):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchwork.artifact_stores import artifact_store_from_spec
 from branchwork.graph.code_hash import changed_parts, fingerprint
-from branchwork.materializers.class_pickles import loads
+from branchwork.materializers.cloudpickle_materializer import loads
 from branchwork.metadata import error_records
 from branchwork.runtime.process_logging import applied, current_setup
 from branchwork.runtime.step_execution import ArtifactInput, StepRequest, StepResult, StoredArtifact
