@@ -132,7 +132,8 @@ class _KeepingLiveClasses(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         found = super().find_class(module, name)
-        if module == "cloudpickle.cloudpickle" and name == "_class_setstate":
+        # (cloudpickle 2.x wrote cloudpickle.cloudpickle_fast._class_setstate)
+        if name == "_class_setstate" and module.partition(".")[0] == "cloudpickle":
             return functools.partial(_set_unless_live, found)
         return found
 
