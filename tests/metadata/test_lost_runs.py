@@ -77,18 +77,30 @@ def lost_run(tmp_path, monkeypatch):
 
 
 @contextmanager
-def long_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Spawned]:
+def long_step_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heartbeat: str = HEARTBEAT
+) -> Iterator[Spawned]:
     """`python script.py` running its long step, on a store in tmp_path/home that this
-    process reads too."""
+    process reads too; its loop heartbeats every `heartbeat` seconds."""
+    with script_started(tmp_path, monkeypatch, SCRIPT, heartbeat) as run:
+        wait_until(lambda: long_step_running(tmp_path / "home"), 60, "the long step to start")
+        yield run
+
+
+@contextmanager
+def script_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, heartbeat: str = HEARTBEAT
+) -> Iterator[Spawned]:
+    """`python script.py` of `source` on a store in tmp_path/home, which this process reads
+    with short heartbeats and store retries (a run is lost after 1.2 s of silence)."""
     monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
     monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
     home = tmp_path / "home"
     monkeypatch.setenv("BRANCHWORK_HOME", str(home))
-    script = tmp_path / "killed.py"
-    script.write_text(SCRIPT)
-    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=heartbeat)
     with Spawned(python(str(script)), env=env) as run:
-        wait_until(lambda: long_step_running(home), 60, "the long step to start")
         yield run
 
 
@@ -246,17 +258,10 @@ def test_a_run_lost_before_its_loops_first_heartbeat_ends_after_the_steps_it_rec
     """Killed before its loop heartbeated again (every 5 s by default), a run read ended
     when it started, before the steps it had recorded ended: the loop heartbeats with every
     write too."""
-    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
-    home = tmp_path / "home"
-    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
-    script = tmp_path / "killed.py"
-    script.write_text(SCRIPT)
-    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS="60")
-    with Spawned(python(str(script)), env=env) as run:
-        wait_until(lambda: long_step_running(home), 60, "the long step to start")
+    with long_step_started(tmp_path, monkeypatch, heartbeat="60") as run:
         run.signal(signal.SIGKILL)
         run.wait(30)
-    with sqlite3.connect(home / "branchwork.db") as conn:  # lost after 1.2 s of silence
+    with sqlite3.connect(tmp_path / "home" / "branchwork.db") as conn:  # lost after 1.2 s
         conn.execute(f"UPDATE pipeline_run SET heartbeat_seconds = {HEARTBEAT}")
     time.sleep(1.5)
     lost = Client().get_pipeline_run(Client().list_pipeline_runs()[0].id)
@@ -293,14 +298,7 @@ def test_a_run_whose_processes_die_before_its_loop_took_it_over_is_lost(tmp_path
     """Killed while its orchestration process was still importing, a run stayed
     `initializing` for good: no reader took it for lost, nor could it be resumed. The
     process that submitted it heartbeats it until a loop takes it over."""
-    monkeypatch.setenv("BRANCHWORK_HEARTBEAT_SECONDS", HEARTBEAT)
-    monkeypatch.setenv("BRANCHWORK_STORE_RETRY_SECONDS", RETRY)
-    home = tmp_path / "home"
-    monkeypatch.setenv("BRANCHWORK_HOME", str(home))
-    script = tmp_path / "slow.py"
-    script.write_text(SLOW_IMPORT)
-    env = python_env(home, BRANCHWORK_HEARTBEAT_SECONDS=HEARTBEAT)
-    with Spawned(python(str(script)), env=env) as run:
+    with script_started(tmp_path, monkeypatch, SLOW_IMPORT) as run:
         wait_until(lambda: run.most_runners == 1, 60, "the orchestration process to start")
         time.sleep(2.0)  # longer than a lost run's silence: its submitter heartbeats it
         assert [r.status for r in Client().list_pipeline_runs()] == ["initializing"]
@@ -308,6 +306,7 @@ def test_a_run_whose_processes_die_before_its_loop_took_it_over_is_lost(tmp_path
     time.sleep(1.5)
     lost = Client().list_pipeline_runs()[0]
     assert (lost.status, lost.exception_type) == ("failed", "OrchestrationLost")
+    home = tmp_path / "home"
     assert cli(home, "runs", "reap").strip() == "Recorded 1 lost run as failed."
     assert sql(home, "SELECT status FROM pipeline_run") == [("failed",)]
 
