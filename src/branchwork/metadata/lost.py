@@ -4,11 +4,11 @@ the bound.
 A loop whose process died stops heartbeating, so its run would stay `running` for ever; so
 would a run `initializing` whose process died before any loop took it over (an orchestration
 process importing a slow module, a driver waiting for Ray): the process that submitted it
-heartbeats it until then. The
-bound is `config.heartbeat.stale_after`: six heartbeats of the interval the run's loop
-recorded (`heartbeat_seconds`), so a loop that heartbeats seldom is not taken for dead by a
-reader that heartbeats often, and never less than the store's retry window and two
-heartbeats more, so a loop riding out an outage is not taken for dead as the store returns.
+heartbeats it until then. The bound is `config.heartbeat.stale_after`: six heartbeats of
+the interval the run's loop recorded (`heartbeat_seconds`), so a loop that heartbeats seldom
+is not taken for dead by a reader that heartbeats often, and never less than the store's
+retry window and two heartbeats more, so a loop riding out an outage is not taken for dead
+as the store returns.
 Every reader applies this rule the same way when it reads (`lost_status` in SQL filters,
 `lost_view` on a row), without writing; the writers — the next run, a resume, and
 `branchwork runs reap` — record it (`reap_lost_runs`). Either way the run reads FAILED with

@@ -15,7 +15,7 @@ from branchwork.config.heartbeat import heartbeat_interval
 from branchwork.exceptions import OrchestratorError
 from branchwork.ids import new_id
 from branchwork.metadata import error_records, schema
-from branchwork.metadata.lost import close_lost_attempts, reap_lost_runs
+from branchwork.metadata.lost import LIVE, close_lost_attempts, reap_lost_runs
 from branchwork.metadata.recorder import utc
 from branchwork.metadata.retries import retrying
 from branchwork.metadata.store import write_transaction
@@ -240,7 +240,7 @@ def stop_run(engine: Engine, run: PipelineRunResponse, abandon: bool = False) ->
     """Ask an unfinished run (as read: a lost one reads failed) to stop, as Ctrl-C where it
     was started would: its loop starts nothing new, and running steps finish or, with
     `abandon`, are given up. The request is in the store: the loop reads it wherever it runs."""
-    if run.status not in ("initializing", "running"):
+    if run.status not in LIVE:
         raise OrchestratorError(
             f"Run '{run.name}' is {run.status}: only a running run can be stopped."
         )

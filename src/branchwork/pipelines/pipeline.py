@@ -222,6 +222,8 @@ class Pipeline(Generic[P, R]):
         (`--no-cache`), its refreshed steps (`--refresh`, `--refresh-step`) and its options per
         step (a run configuration's `steps:`) reach the child's steps they name (they were
         ignored there: a refreshed step of a child run was served from the cache)."""
+        if enable_cache and not refresh and not step_options:
+            return self  # (most calls: nothing to pass on, no walk of the module's steps)
         clone = copy.copy(self)
         if not enable_cache:
             clone.enable_cache = False
